@@ -1,0 +1,100 @@
+# Quiver build. `make` builds the release library and tools into build/,
+# `make test` builds everything again with ASan+UBSan into build/asan/ and
+# runs the whole suite, `make run` opens the shell on ./data.
+#
+# Missing Debian packages are installed by `make deps` (run by every target
+# that needs them) when we are root; otherwise it says which are missing.
+
+CC      ?= cc
+ARCH    ?= -march=native
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter
+CSTD    := -std=c11 -D_GNU_SOURCE
+INC     := -I. -Icommon -Idb -Istorage -Iann -Icli
+PKGS    := lmdb jansson
+LIBS    := -llmdb -ljansson -lm -lpthread
+TESTLIBS := -lcmocka
+
+# Debian packages the build, the tests and the tools need.
+DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
+            libsimde-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev \
+            libcmocka-dev libedit-dev
+
+RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
+ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
+                  -fsanitize=address,undefined -fno-sanitize-recover=all
+ASAN_LDFLAGS   := -fsanitize=address,undefined
+
+LIB_SRC := common/alloc.c common/error.c \
+           storage/env.c \
+           ann/distance.c ann/topk.c \
+           db/db.c db/embedded.c db/catalog.c db/document.c db/search.c db/validate.c
+CLI_SRC := cli/main.c cli/shell.c cli/bench_flat.c cli/vecfile.c
+TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile
+
+B  := build
+BA := build/asan
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
+LIB_OBJ_A := $(LIB_SRC:%.c=$(BA)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
+CLI_OBJ_A := $(CLI_SRC:%.c=$(BA)/%.o)
+
+.PHONY: all deps run test clean bench-data
+
+all: $(B)/libquiver.a $(B)/libquiver.so $(B)/quiver $(B)/embedded
+
+deps:
+	@./tools/install-deps $(DEB_PKGS)
+
+$(B)/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(RELEASE_CFLAGS) $(INC) -MMD -MP -c $< -o $@
+
+$(BA)/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	@echo "CC [asan] $<"
+	@$(CC) $(ASAN_CFLAGS) $(INC) -MMD -MP -c $< -o $@
+
+$(B)/libquiver.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(B)/libquiver.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LIBS)
+
+$(BA)/libquiver.a: $(LIB_OBJ_A)
+	ar rcs $@ $^
+
+$(B)/quiver: $(CLI_OBJ) $(B)/libquiver.a
+	$(CC) -o $@ $^ $(LIBS)
+
+$(BA)/quiver: $(CLI_OBJ_A) $(BA)/libquiver.a
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/embedded: $(B)/examples/embedded.o $(B)/libquiver.a
+	$(CC) -o $@ $^ $(LIBS)
+
+$(BA)/embedded: $(BA)/examples/embedded.o $(BA)/libquiver.a
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Test programs link the ASan library; test_vecfile also needs cli/vecfile.
+$(BA)/tests/test_vecfile: $(BA)/tests/test_vecfile.o $(BA)/tests/test_util.o $(BA)/cli/vecfile.o $(BA)/libquiver.a
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
+
+$(BA)/tests/%: $(BA)/tests/%.o $(BA)/tests/test_util.o $(BA)/libquiver.a
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
+
+TEST_PROGS := $(TEST_BINS:%=$(BA)/tests/%)
+
+test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver
+	@./tests/run.sh $(BA)
+
+run: all
+	@mkdir -p data
+	./$(B)/quiver --db ./data
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

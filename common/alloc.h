@@ -1,0 +1,27 @@
+/*
+ * alloc.h - the one allocator of the library.
+ *
+ * Every allocation goes through these wrappers so that tests can make the
+ * N-th one fail (qv_alloc_fail_at) and check that each caller turns it into
+ * QV_ERR_NOMEM without leaking.
+ */
+#ifndef QV_ALLOC_H
+#define QV_ALLOC_H
+
+#include <stddef.h>
+
+void *qv_malloc(size_t size);
+void *qv_calloc(size_t count, size_t size);
+void *qv_realloc(void *ptr, size_t size);
+char *qv_strndup(const char *s, size_t n);
+/* Free memory from the wrappers above. NULL is a no-op. */
+void qv_mem_free(void *ptr);
+
+/*
+ * Fault injection for tests: from the n-th allocation counted from now
+ * (1 = the next one) every allocation fails if persistent is non-zero,
+ * else only that one. n = 0 turns injection off.
+ */
+void qv_alloc_fail_at(unsigned long n, int persistent);
+
+#endif

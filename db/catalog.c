@@ -1,0 +1,221 @@
+/*
+ * catalog.c - collections: the catalog maps a collection's name to its
+ * record; the META sub-database holds the next collection id.
+ */
+#include <string.h>
+
+#include "alloc.h"
+#include "embedded.h"
+#include "error.h"
+#include "keys.h"
+
+static const char META_NEXT_COLL[] = "next_collection_id";
+
+static MDB_val name_key(const char *name)
+{
+    return (MDB_val){strlen(name), (void *)name};
+}
+
+qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
+                      coll_rec *rec)
+{
+    MDB_val key = name_key(name), val;
+    int rc = mdb_get(txn, st_dbi(db->env, ST_DB_CATALOG), &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return qv_fail(&db->base, QV_ERR_NOT_FOUND,
+                       "collection '%s' does not exist", name);
+    if (rc != 0)
+        return emb_status(db, rc, "reading the catalog");
+    if (val.mv_size != sizeof *rec)
+        return qv_fail(&db->base, QV_ERR_CORRUPT,
+                       "catalog record of '%s' is %zu bytes, expected %zu",
+                       name, val.mv_size, sizeof *rec);
+    memcpy(rec, val.mv_data, sizeof *rec);
+    if (rec->format != COLL_FORMAT || rec->dim == 0 ||
+        rec->dim > QV_DIM_MAX || !qv_metric_name((qv_metric)rec->metric))
+        return qv_fail(&db->base, QV_ERR_CORRUPT,
+                       "catalog record of '%s' is invalid (format %u, dim %u,"
+                       " metric %u)", name, rec->format, rec->dim, rec->metric);
+    return QV_OK;
+}
+
+int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
+                const coll_rec *rec)
+{
+    MDB_val key = name_key(name), val = {sizeof *rec, (void *)rec};
+    return mdb_put(txn, st_dbi(db->env, ST_DB_CATALOG), &key, &val, 0);
+}
+
+/* Take the next collection id from META. */
+static int next_collection_id(emb_db *db, MDB_txn *txn, uint32_t *id)
+{
+    MDB_dbi meta = st_dbi(db->env, ST_DB_META);
+    MDB_val key = {sizeof META_NEXT_COLL - 1, (void *)META_NEXT_COLL}, val;
+    uint32_t next = 1;
+    int rc = mdb_get(txn, meta, &key, &val);
+    if (rc == 0 && val.mv_size == sizeof next)
+        memcpy(&next, val.mv_data, sizeof next);
+    else if (rc != MDB_NOTFOUND)
+        return rc == 0 ? MDB_CORRUPTED : rc;
+    *id = next;
+    next++;
+    val = (MDB_val){sizeof next, &next};
+    return mdb_put(txn, meta, &key, &val, 0);
+}
+
+struct create_ctx {
+    emb_db *db;
+    const char *name;
+    const qv_collection_config *config;
+    qv_status status;
+};
+
+static int create_txn(MDB_txn *txn, void *arg)
+{
+    struct create_ctx *c = arg;
+    MDB_val key = name_key(c->name), val;
+    int rc = mdb_get(txn, st_dbi(c->db->env, ST_DB_CATALOG), &key, &val);
+    if (rc == 0) {
+        c->status = qv_fail(&c->db->base, QV_ERR_EXISTS,
+                            "collection '%s' already exists", c->name);
+        return ST_ABORT;
+    }
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    coll_rec rec = {
+        .format = COLL_FORMAT,
+        .dim = c->config->dim,
+        .metric = (uint32_t)c->config->metric,
+    };
+    rc = next_collection_id(c->db, txn, &rec.id);
+    if (rc == 0)
+        rc = catalog_put(c->db, txn, c->name, &rec);
+    return rc;
+}
+
+qv_status catalog_create(qv_db *base, const char *name,
+                         const qv_collection_config *config)
+{
+    emb_db *db = (emb_db *)base;
+    struct create_ctx c = {db, name, config, QV_OK};
+    return emb_write(db, create_txn, &c, &c.status, "creating a collection");
+}
+
+struct drop_ctx {
+    emb_db *db;
+    const char *name;
+    qv_status status;
+};
+
+static int drop_txn(MDB_txn *txn, void *arg)
+{
+    static const enum st_db per_collection[] = {
+        ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS, ST_DB_FREEIDS
+    };
+    struct drop_ctx *c = arg;
+    coll_rec rec;
+    c->status = catalog_get(c->db, txn, c->name, &rec);
+    if (c->status != QV_OK)
+        return ST_ABORT;
+    unsigned char prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, rec.id);
+    int rc = 0;
+    for (size_t i = 0; i < sizeof per_collection / sizeof *per_collection &&
+                       rc == 0; i++)
+        rc = st_delete_prefix(txn, st_dbi(c->db->env, per_collection[i]),
+                              prefix, sizeof prefix);
+    MDB_val key = name_key(c->name);
+    if (rc == 0)
+        rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_CATALOG), &key, NULL);
+    return rc;
+}
+
+qv_status catalog_drop(qv_db *base, const char *name)
+{
+    emb_db *db = (emb_db *)base;
+    struct drop_ctx c = {db, name, QV_OK};
+    return emb_write(db, drop_txn, &c, &c.status, "dropping a collection");
+}
+
+static void fill_info(qv_collection_info *info, const char *name, size_t len,
+                      const coll_rec *rec)
+{
+    memset(info, 0, sizeof *info);
+    memcpy(info->name, name, len);
+    info->dim = rec->dim;
+    info->metric = (qv_metric)rec->metric;
+    info->count = rec->count;
+}
+
+qv_status catalog_describe(qv_db *base, const char *name,
+                           qv_collection_info *info)
+{
+    emb_db *db = (emb_db *)base;
+    MDB_txn *txn;
+    coll_rec rec;
+    qv_status st = emb_read_begin(db, &txn, "describing a collection");
+    if (st != QV_OK)
+        return st;
+    st = catalog_get(db, txn, name, &rec);
+    if (st == QV_OK)
+        fill_info(info, name, strlen(name), &rec);
+    st_read_end(db->env, txn);
+    return st;
+}
+
+/* Copy every catalog entry into list (NULL: only count them). */
+static qv_status catalog_scan(emb_db *db, MDB_txn *txn,
+                              qv_collection_info *list, size_t *count)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    size_t n = 0;
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_CATALOG), &cur);
+    if (rc != 0)
+        return emb_status(db, rc, "listing collections");
+    qv_status st = QV_OK;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), n++) {
+        if (!list)
+            continue;
+        if (key.mv_size > QV_NAME_MAX || val.mv_size != sizeof(coll_rec)) {
+            st = qv_fail(&db->base, QV_ERR_CORRUPT,
+                         "catalog entry %zu is malformed", n);
+            break;
+        }
+        coll_rec rec;
+        memcpy(&rec, val.mv_data, sizeof rec);
+        fill_info(&list[n], key.mv_data, key.mv_size, &rec);
+    }
+    mdb_cursor_close(cur);
+    if (st == QV_OK && rc != MDB_NOTFOUND)
+        st = emb_status(db, rc, "listing collections");
+    *count = n;
+    return st;
+}
+
+qv_status catalog_list(qv_db *base, qv_collection_info **out, size_t *count)
+{
+    emb_db *db = (emb_db *)base;
+    MDB_txn *txn;
+    qv_collection_info *list = NULL;
+    size_t n = 0;
+    qv_status st = emb_read_begin(db, &txn, "listing collections");
+    if (st != QV_OK)
+        return st;
+    st = catalog_scan(db, txn, NULL, &n);
+    if (st == QV_OK && n > 0) {
+        list = qv_calloc(n, sizeof *list);
+        st = list ? catalog_scan(db, txn, list, &n)
+                  : qv_fail(base, QV_ERR_NOMEM, "listing collections: out of "
+                            "memory");
+    }
+    st_read_end(db->env, txn);
+    if (st != QV_OK) {
+        qv_mem_free(list);
+        return st;
+    }
+    *out = list;
+    *count = n;
+    return QV_OK;
+}

@@ -1,0 +1,243 @@
+/*
+ * db.c - the public API: argument checks common to every transport, then
+ * dispatch to the handle's transport.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "internal.h"
+
+#define REMOTE_SCHEME "qv://"
+
+qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
+{
+    qv_error_clear(NULL);
+    if (!out)
+        return qv_fail(NULL, QV_ERR_INVALID, "out is NULL");
+    *out = NULL;
+    if (!uri || !*uri)
+        return qv_fail(NULL, QV_ERR_INVALID, "uri is empty");
+    if (opts && (opts->flags & ~(QV_OPEN_READONLY | QV_OPEN_NOSYNC)))
+        return qv_fail(NULL, QV_ERR_INVALID, "unknown open flags 0x%x",
+                       opts->flags);
+    if (strncmp(uri, REMOTE_SCHEME, strlen(REMOTE_SCHEME)) == 0)
+        return qv_fail(NULL, QV_ERR_UNSUPPORTED,
+                       "remote databases (%s) are not supported by this "
+                       "build yet; open a directory", uri);
+    return embedded_open(uri, opts, out);
+}
+
+void qv_close(qv_db *db)
+{
+    if (db)
+        db->ops->close(db);
+}
+
+const char *qv_errmsg(const qv_db *db)
+{
+    return qv_error_message(db);
+}
+
+void qv_free(void *object)
+{
+    qv_mem_free(object);
+}
+
+static const char *const metric_names[] = {
+    [QV_METRIC_L2] = "l2", [QV_METRIC_IP] = "ip", [QV_METRIC_COSINE] = "cosine"
+};
+
+const char *qv_metric_name(qv_metric metric)
+{
+    if ((unsigned)metric >= sizeof metric_names / sizeof metric_names[0])
+        return NULL;
+    return metric_names[metric];
+}
+
+qv_status qv_metric_parse(const char *name, qv_metric *out)
+{
+    for (unsigned m = 0; name && m < sizeof metric_names / sizeof *metric_names;
+         m++) {
+        if (strcmp(name, metric_names[m]) == 0) {
+            *out = (qv_metric)m;
+            return QV_OK;
+        }
+    }
+    return QV_ERR_INVALID;
+}
+
+/* Common start of every call on a handle. */
+#define BEGIN_CALL(db)                                                    \
+    do {                                                                  \
+        if (!(db))                                                        \
+            return qv_fail(NULL, QV_ERR_INVALID, "database handle is NULL"); \
+        qv_error_clear(db);                                               \
+    } while (0)
+
+static qv_status check_writable(qv_db *db)
+{
+    if (db->flags & QV_OPEN_READONLY)
+        return qv_fail(db, QV_ERR_READONLY,
+                       "the database was opened read-only");
+    return QV_OK;
+}
+
+qv_status qv_create_collection(qv_db *db, const char *name,
+                               const qv_collection_config *config)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, name);
+    if (st != QV_OK)
+        return st;
+    if (!config)
+        return qv_fail(db, QV_ERR_INVALID, "collection config is NULL");
+    if (config->dim == 0 || config->dim > QV_DIM_MAX)
+        return qv_fail(db, QV_ERR_INVALID,
+                       "dimension must be 1 to %d, not %u", QV_DIM_MAX,
+                       config->dim);
+    if (!qv_metric_name(config->metric))
+        return qv_fail(db, QV_ERR_INVALID,
+                       "unknown metric %d; use l2, ip or cosine",
+                       (int)config->metric);
+    return db->ops->create_collection(db, name, config);
+}
+
+qv_status qv_drop_collection(qv_db *db, const char *name)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, name);
+    if (st != QV_OK)
+        return st;
+    return db->ops->drop_collection(db, name);
+}
+
+qv_status qv_describe_collection(qv_db *db, const char *name,
+                                 qv_collection_info *info)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, name);
+    if (st != QV_OK)
+        return st;
+    if (!info)
+        return qv_fail(db, QV_ERR_INVALID, "info is NULL");
+    return db->ops->describe_collection(db, name, info);
+}
+
+qv_status qv_list_collections(qv_db *db, qv_collection_info **out,
+                              size_t *count)
+{
+    BEGIN_CALL(db);
+    if (!out || !count)
+        return qv_fail(db, QV_ERR_INVALID, "out or count is NULL");
+    return db->ops->list_collections(db, out, count);
+}
+
+/* Free the payload copies of a normalized batch. */
+static void free_payloads(qv_doc *docs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        qv_mem_free((char *)docs[i].payload);
+    qv_mem_free(docs);
+}
+
+/*
+ * Check every document of a batch and copy it with its payload in compact
+ * form. The message names the first bad document by its index.
+ */
+static qv_status normalize_batch(qv_db *db, const qv_doc *docs, size_t n,
+                                 qv_doc **out)
+{
+    qv_doc *copy = qv_calloc(n, sizeof *copy);
+    if (!copy)
+        return qv_fail(db, QV_ERR_NOMEM, "out of memory for %zu documents", n);
+    qv_status st = QV_OK;
+    char what[48];
+    for (size_t i = 0; i < n && st == QV_OK; i++) {
+        snprintf(what, sizeof what, "document %zu: ", i);
+        st = validate_doc_id(db, what, docs[i].id);
+        if (st == QV_OK)
+            st = validate_vector(db, what, docs[i].vector, docs[i].dim);
+        copy[i] = docs[i];
+        copy[i].payload = NULL;
+        if (st == QV_OK && docs[i].payload)
+            st = payload_normalize(db, what, docs[i].payload,
+                                   (char **)&copy[i].payload);
+    }
+    if (st != QV_OK) {
+        free_payloads(copy, n);
+        return st;
+    }
+    *out = copy;
+    return QV_OK;
+}
+
+qv_status qv_upsert(qv_db *db, const char *collection, const qv_doc *docs,
+                    size_t n)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, collection);
+    if (st != QV_OK)
+        return st;
+    if (!docs || n == 0)
+        return qv_fail(db, QV_ERR_INVALID, "no documents given");
+    qv_doc *normalized = NULL;
+    st = normalize_batch(db, docs, n, &normalized);
+    if (st != QV_OK)
+        return st;
+    st = db->ops->upsert(db, collection, normalized, n);
+    free_payloads(normalized, n);
+    return st;
+}
+
+qv_status qv_get(qv_db *db, const char *collection, const char *id,
+                 qv_record **out)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, collection);
+    if (st == QV_OK)
+        st = validate_doc_id(db, "", id);
+    if (st != QV_OK)
+        return st;
+    if (!out)
+        return qv_fail(db, QV_ERR_INVALID, "out is NULL");
+    return db->ops->get(db, collection, id, out);
+}
+
+qv_status qv_delete(qv_db *db, const char *collection, const char *id)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, collection);
+    if (st == QV_OK)
+        st = validate_doc_id(db, "", id);
+    if (st != QV_OK)
+        return st;
+    return db->ops->delete_doc(db, collection, id);
+}
+
+qv_status qv_search(qv_db *db, const char *collection, const float *query,
+                    uint32_t dim, const qv_search_options *options,
+                    qv_hits **out)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, collection);
+    if (st == QV_OK)
+        st = validate_vector(db, "query ", query, dim);
+    if (st != QV_OK)
+        return st;
+    if (!options || !out)
+        return qv_fail(db, QV_ERR_INVALID, "options or out is NULL");
+    if (options->k == 0 || options->k > QV_K_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "k must be 1 to %d, not %u",
+                       QV_K_MAX, options->k);
+    return db->ops->search(db, collection, query, dim, options, out);
+}

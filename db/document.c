@@ -1,0 +1,295 @@
+/*
+ * document.c - upsert, get and delete of documents.
+ *
+ * A document is three records (keys.h): its external id mapped to a dense
+ * internal id, the document (id and payload) and its vector. Internal ids
+ * of deleted documents are kept in FREEIDS and handed out again, so ids
+ * stay dense and space is reused.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "distance.h"
+#include "embedded.h"
+#include "error.h"
+#include "keys.h"
+
+/* put_document's code for a collection that has used every internal id. */
+#define ERR_COLLECTION_FULL (-3)
+
+/* Cosine distance has no meaning for a zero vector. */
+static qv_status check_direction(emb_db *db, const coll_rec *rec,
+                                 const char *what, const float *v)
+{
+    if (rec->metric != QV_METRIC_COSINE || dist_dot(v, v, rec->dim) > 0.0f)
+        return QV_OK;
+    return qv_fail(&db->base, QV_ERR_INVALID,
+                   "%svector is all zeros, which has no cosine distance",
+                   what);
+}
+
+/* Take the lowest free internal id of the collection, if there is one. */
+static int take_free_iid(emb_db *db, MDB_txn *txn, uint32_t coll,
+                         uint32_t *iid, int *found)
+{
+    MDB_cursor *cur;
+    unsigned char prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, coll);
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_FREEIDS), &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val key = {sizeof prefix, prefix}, val;
+    *found = 0;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    if (rc == 0 && key.mv_size == KEY_DOC_LEN &&
+        memcmp(key.mv_data, prefix, sizeof prefix) == 0) {
+        *iid = key_get_u32((const unsigned char *)key.mv_data + KEY_COLL_LEN);
+        *found = 1;
+        rc = mdb_cursor_del(cur, 0);
+    } else if (rc == MDB_NOTFOUND || rc == 0) {
+        rc = 0;
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Give a new document an internal id and map its external id to it. */
+static int assign_iid(emb_db *db, MDB_txn *txn, coll_rec *rec,
+                      MDB_val *ids_key, uint32_t *iid)
+{
+    int found;
+    int rc = take_free_iid(db, txn, rec->id, iid, &found);
+    if (rc != 0)
+        return rc;
+    if (!found) {
+        if (rec->next_iid == UINT32_MAX)
+            return ERR_COLLECTION_FULL;
+        *iid = rec->next_iid++;
+    }
+    rec->count++;
+    MDB_val val = {sizeof *iid, iid};
+    return mdb_put(txn, st_dbi(db->env, ST_DB_IDS), ids_key, &val, 0);
+}
+
+static int put_document(emb_db *db, MDB_txn *txn, coll_rec *rec,
+                        const qv_doc *doc)
+{
+    unsigned char ids_buf[KEY_IDS_MAX], doc_buf[KEY_DOC_LEN];
+    size_t id_len = strlen(doc->id);
+    MDB_val ids_key = {key_ids(ids_buf, rec->id, doc->id, id_len), ids_buf};
+    MDB_val val;
+    uint32_t iid;
+
+    int rc = mdb_get(txn, st_dbi(db->env, ST_DB_IDS), &ids_key, &val);
+    if (rc == 0 && val.mv_size == sizeof iid)
+        memcpy(&iid, val.mv_data, sizeof iid);
+    else if (rc == MDB_NOTFOUND)
+        rc = assign_iid(db, txn, rec, &ids_key, &iid);
+    else
+        rc = rc == 0 ? MDB_CORRUPTED : rc;
+    if (rc != 0)
+        return rc;
+
+    key_doc(doc_buf, rec->id, iid);
+    MDB_val key = {sizeof doc_buf, doc_buf};
+    size_t payload_len = doc->payload ? strlen(doc->payload) : 0;
+    val.mv_size = 1 + id_len + payload_len;
+    rc = mdb_put(txn, st_dbi(db->env, ST_DB_DOCS), &key, &val, MDB_RESERVE);
+    if (rc != 0)
+        return rc;
+    unsigned char *p = val.mv_data;
+    p[0] = (unsigned char)id_len;
+    memcpy(p + 1, doc->id, id_len);
+    if (payload_len)
+        memcpy(p + 1 + id_len, doc->payload, payload_len);
+
+    val = (MDB_val){rec->dim * sizeof(float), (void *)doc->vector};
+    return mdb_put(txn, st_dbi(db->env, ST_DB_VECTORS), &key, &val, 0);
+}
+
+struct upsert_ctx {
+    emb_db *db;
+    const char *name;
+    const qv_doc *docs;
+    size_t n;
+    qv_status status;
+};
+
+static qv_status check_batch(emb_db *db, const char *name,
+                             const coll_rec *rec, const qv_doc *docs,
+                             size_t n)
+{
+    char what[48];
+    qv_status st = QV_OK;
+    for (size_t i = 0; i < n && st == QV_OK; i++) {
+        snprintf(what, sizeof what, "document %zu: ", i);
+        st = coll_check_dim(db, name, rec, what, docs[i].dim);
+        if (st == QV_OK)
+            st = check_direction(db, rec, what, docs[i].vector);
+    }
+    return st;
+}
+
+static int upsert_txn(MDB_txn *txn, void *arg)
+{
+    struct upsert_ctx *c = arg;
+    coll_rec rec;
+    c->status = catalog_get(c->db, txn, c->name, &rec);
+    if (c->status == QV_OK)
+        c->status = check_batch(c->db, c->name, &rec, c->docs, c->n);
+    if (c->status != QV_OK)
+        return ST_ABORT;
+    int rc = 0;
+    for (size_t i = 0; i < c->n && rc == 0; i++)
+        rc = put_document(c->db, txn, &rec, &c->docs[i]);
+    if (rc == ERR_COLLECTION_FULL) {
+        c->status = qv_fail(&c->db->base, QV_ERR_FULL,
+                            "collection '%s' holds the most documents it can "
+                            "(%u)", c->name, UINT32_MAX - 1);
+        return ST_ABORT;
+    }
+    if (rc == 0)
+        rc = catalog_put(c->db, txn, c->name, &rec);
+    return rc;
+}
+
+qv_status document_upsert(qv_db *base, const char *collection,
+                          const qv_doc *docs, size_t n)
+{
+    emb_db *db = (emb_db *)base;
+    struct upsert_ctx c = {db, collection, docs, n, QV_OK};
+    return emb_write(db, upsert_txn, &c, &c.status, "upserting documents");
+}
+
+/* Look up the internal id of an external id. */
+static qv_status find_iid(emb_db *db, MDB_txn *txn, const char *collection,
+                          const coll_rec *rec, const char *id, uint32_t *iid)
+{
+    unsigned char buf[KEY_IDS_MAX];
+    MDB_val key = {key_ids(buf, rec->id, id, strlen(id)), buf}, val;
+    int rc = mdb_get(txn, st_dbi(db->env, ST_DB_IDS), &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return qv_fail(&db->base, QV_ERR_NOT_FOUND,
+                       "document '%s' not found in collection '%s'", id,
+                       collection);
+    if (rc != 0)
+        return emb_status(db, rc, "looking up a document id");
+    if (val.mv_size != sizeof *iid)
+        return qv_fail(&db->base, QV_ERR_CORRUPT,
+                       "id map entry of '%s' is %zu bytes", id, val.mv_size);
+    memcpy(iid, val.mv_data, sizeof *iid);
+    return QV_OK;
+}
+
+struct delete_ctx {
+    emb_db *db;
+    const char *name;
+    const char *id;
+    qv_status status;
+};
+
+static int delete_txn(MDB_txn *txn, void *arg)
+{
+    struct delete_ctx *c = arg;
+    coll_rec rec;
+    uint32_t iid;
+    c->status = catalog_get(c->db, txn, c->name, &rec);
+    if (c->status == QV_OK)
+        c->status = find_iid(c->db, txn, c->name, &rec, c->id, &iid);
+    if (c->status != QV_OK)
+        return ST_ABORT;
+
+    unsigned char ids_buf[KEY_IDS_MAX], doc_buf[KEY_DOC_LEN];
+    MDB_val ids_key = {key_ids(ids_buf, rec.id, c->id, strlen(c->id)),
+                       ids_buf};
+    key_doc(doc_buf, rec.id, iid);
+    MDB_val key = {sizeof doc_buf, doc_buf}, empty = {0, NULL};
+    int rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_IDS), &ids_key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_DOCS), &key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_VECTORS), &key, NULL);
+    if (rc == 0)
+        rc = mdb_put(txn, st_dbi(c->db->env, ST_DB_FREEIDS), &key, &empty, 0);
+    rec.count--;
+    if (rc == 0)
+        rc = catalog_put(c->db, txn, c->name, &rec);
+    return rc;
+}
+
+qv_status document_delete(qv_db *base, const char *collection, const char *id)
+{
+    emb_db *db = (emb_db *)base;
+    struct delete_ctx c = {db, collection, id, QV_OK};
+    return emb_write(db, delete_txn, &c, &c.status, "deleting a document");
+}
+
+/* Copy a stored document into one caller-owned allocation. */
+static qv_status make_record(emb_db *db, const coll_rec *rec,
+                             const MDB_val *doc, const MDB_val *vec,
+                             qv_record **out)
+{
+    const unsigned char *p = doc->mv_data;
+    size_t vec_bytes = (size_t)rec->dim * sizeof(float);
+    if (doc->mv_size < 1 || doc->mv_size < 1u + p[0] ||
+        vec->mv_size != vec_bytes)
+        return qv_fail(&db->base, QV_ERR_CORRUPT,
+                       "document record is malformed (%zu bytes, vector %zu "
+                       "bytes)", doc->mv_size, vec->mv_size);
+    size_t id_len = p[0];
+    size_t payload_len = doc->mv_size - 1 - id_len;
+    size_t head = (sizeof(qv_record) + 15) & ~(size_t)15;
+    qv_record *r = qv_malloc(head + vec_bytes + id_len + 1 +
+                             (payload_len ? payload_len + 1 : 0));
+    if (!r)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+    char *base = (char *)r;
+    r->vector = (float *)(base + head);
+    memcpy(r->vector, vec->mv_data, vec_bytes);
+    r->dim = rec->dim;
+    r->id = base + head + vec_bytes;
+    memcpy(r->id, p + 1, id_len);
+    r->id[id_len] = '\0';
+    r->payload = NULL;
+    if (payload_len) {
+        r->payload = r->id + id_len + 1;
+        memcpy(r->payload, p + 1 + id_len, payload_len);
+        r->payload[payload_len] = '\0';
+    }
+    *out = r;
+    return QV_OK;
+}
+
+qv_status document_get(qv_db *base, const char *collection, const char *id,
+                       qv_record **out)
+{
+    emb_db *db = (emb_db *)base;
+    MDB_txn *txn;
+    coll_rec rec;
+    uint32_t iid;
+    qv_status st = emb_read_begin(db, &txn, "reading a document");
+    if (st != QV_OK)
+        return st;
+    st = catalog_get(db, txn, collection, &rec);
+    if (st == QV_OK)
+        st = find_iid(db, txn, collection, &rec, id, &iid);
+    if (st == QV_OK) {
+        unsigned char buf[KEY_DOC_LEN];
+        key_doc(buf, rec.id, iid);
+        MDB_val key = {sizeof buf, buf}, doc, vec;
+        int rc = mdb_get(txn, st_dbi(db->env, ST_DB_DOCS), &key, &doc);
+        if (rc == 0)
+            rc = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key, &vec);
+        if (rc == MDB_NOTFOUND)
+            st = qv_fail(base, QV_ERR_CORRUPT, "document '%s' has an id but "
+                         "no record", id);
+        else if (rc != 0)
+            st = emb_status(db, rc, "reading a document");
+        else
+            st = make_record(db, &rec, &doc, &vec, out);
+    }
+    st_read_end(db->env, txn);
+    return st;
+}

@@ -1,0 +1,108 @@
+#include "embedded.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "error.h"
+
+static void embedded_close(qv_db *base)
+{
+    emb_db *db = (emb_db *)base;
+    st_env_close(db->env);
+    qv_mem_free(db);
+}
+
+static const qv_db_ops embedded_ops = {
+    .close = embedded_close,
+    .create_collection = catalog_create,
+    .drop_collection = catalog_drop,
+    .describe_collection = catalog_describe,
+    .list_collections = catalog_list,
+    .upsert = document_upsert,
+    .get = document_get,
+    .delete_doc = document_delete,
+    .search = search_exact,
+};
+
+qv_status embedded_open(const char *path, const qv_open_options *opts,
+                        qv_db **out)
+{
+    emb_db *db = qv_calloc(1, sizeof *db);
+    if (!db)
+        return qv_fail(NULL, QV_ERR_NOMEM, "out of memory opening %s", path);
+    db->base.ops = &embedded_ops;
+    db->base.flags = opts ? opts->flags : 0;
+    unsigned env_flags = (db->base.flags & QV_OPEN_NOSYNC) ? ST_OPEN_NOSYNC : 0;
+    int rc = st_env_open(path, env_flags, opts ? opts->map_size : 0, &db->env);
+    if (rc != 0) {
+        qv_status st;
+        if (rc == ST_ERR_MODE)
+            st = qv_fail(NULL, QV_ERR_INVALID,
+                         "%s is already open in this process with the other "
+                         "sync mode (QV_OPEN_NOSYNC)", path);
+        else
+            st = emb_status(NULL, rc, path);
+        qv_mem_free(db);
+        return st;
+    }
+    *out = &db->base;
+    return QV_OK;
+}
+
+qv_status emb_status(emb_db *db, int rc, const char *doing)
+{
+    const void *owner = db ? &db->base : NULL;
+    qv_status st;
+    switch (rc) {
+    case 0:
+        return QV_OK;
+    case ENOMEM:
+        st = QV_ERR_NOMEM;
+        break;
+    case ENOSPC:
+    case EDQUOT:
+    case MDB_MAP_FULL:
+        st = QV_ERR_FULL;
+        break;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+    case MDB_BAD_VALSIZE:
+        st = QV_ERR_CORRUPT;
+        break;
+    case EACCES:
+    case EROFS:
+        st = QV_ERR_IO;
+        break;
+    default:
+        st = rc > 0 ? QV_ERR_IO : QV_ERR_INTERNAL;
+        break;
+    }
+    return qv_fail(owner, st, "%s: %s", doing, mdb_strerror(rc));
+}
+
+qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
+                    const qv_status *fn_status, const char *doing)
+{
+    int rc = st_write(db->env, fn, ctx);
+    if (rc == ST_ABORT)
+        return *fn_status;
+    return emb_status(db, rc, doing);
+}
+
+qv_status emb_read_begin(emb_db *db, MDB_txn **txn, const char *doing)
+{
+    return emb_status(db, st_read_begin(db->env, txn), doing);
+}
+
+qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,
+                         const char *what, uint32_t dim)
+{
+    if (dim == rec->dim)
+        return QV_OK;
+    return qv_fail(&db->base, QV_ERR_DIMENSION,
+                   "%svector has dimension %u; collection '%s' has %u", what,
+                   dim, name, rec->dim);
+}

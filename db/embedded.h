@@ -1,0 +1,70 @@
+/*
+ * embedded.h - the in-process transport: the database in this process's
+ * LMDB environment. Shared by embedded.c, catalog.c, document.c, search.c.
+ */
+#ifndef QV_DB_EMBEDDED_H
+#define QV_DB_EMBEDDED_H
+
+#include <lmdb.h>
+
+#include "env.h"
+#include "internal.h"
+
+typedef struct emb_db {
+    qv_db base;
+    st_env *env;
+} emb_db;
+
+#define COLL_FORMAT 1
+
+/* A collection's record in the catalog, stored as this struct. */
+typedef struct coll_rec {
+    uint32_t format;     /* COLL_FORMAT */
+    uint32_t id;         /* key prefix of its documents */
+    uint32_t dim;
+    uint32_t metric;     /* qv_metric */
+    uint64_t count;      /* live documents */
+    uint32_t next_iid;   /* lowest internal id never used */
+    uint32_t reserved;
+} coll_rec;
+
+/* Turn an LMDB or errno code into a status and a message about doing. */
+qv_status emb_status(emb_db *db, int rc, const char *doing);
+
+/*
+ * Run fn in a write transaction (see st_write). When fn aborts with
+ * ST_ABORT, *fn_status (set by fn, with its message) is returned.
+ */
+qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
+                    const qv_status *fn_status, const char *doing);
+
+/* Begin a read snapshot; the message names what it was for. */
+qv_status emb_read_begin(emb_db *db, MDB_txn **txn, const char *doing);
+
+/* Load the record of collection name; QV_ERR_NOT_FOUND if there is none. */
+qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
+                      coll_rec *rec);
+int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
+                const coll_rec *rec);
+
+/* QV_ERR_DIMENSION unless dim is the collection's. */
+qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,
+                         const char *what, uint32_t dim);
+
+/* Transport operations, one file each. */
+qv_status catalog_create(qv_db *db, const char *name,
+                         const qv_collection_config *config);
+qv_status catalog_drop(qv_db *db, const char *name);
+qv_status catalog_describe(qv_db *db, const char *name,
+                           qv_collection_info *info);
+qv_status catalog_list(qv_db *db, qv_collection_info **out, size_t *count);
+qv_status document_upsert(qv_db *db, const char *collection,
+                          const qv_doc *docs, size_t n);
+qv_status document_get(qv_db *db, const char *collection, const char *id,
+                       qv_record **out);
+qv_status document_delete(qv_db *db, const char *collection, const char *id);
+qv_status search_exact(qv_db *db, const char *collection, const float *query,
+                       uint32_t dim, const qv_search_options *options,
+                       qv_hits **out);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * internal.h - what the db layer's files share; not part of the API.
+ *
+ * A qv_db is a transport: a table of operations behind the public calls.
+ * db.c checks every argument that does not need the database (names, ids,
+ * finiteness, payload JSON, k) and then calls the transport, so embedded
+ * and remote handles refuse bad input with the same messages. The
+ * embedded transport (embedded.c and the files it uses) checks the rest
+ * against the stored collection (existence, dimension).
+ */
+#ifndef QV_DB_INTERNAL_H
+#define QV_DB_INTERNAL_H
+
+#include "quiver.h"
+
+typedef struct qv_db_ops {
+    void (*close)(qv_db *db);
+    qv_status (*create_collection)(qv_db *db, const char *name,
+                                   const qv_collection_config *config);
+    qv_status (*drop_collection)(qv_db *db, const char *name);
+    qv_status (*describe_collection)(qv_db *db, const char *name,
+                                     qv_collection_info *info);
+    qv_status (*list_collections)(qv_db *db, qv_collection_info **out,
+                                  size_t *count);
+    /* docs[i].payload is already compact JSON or NULL. */
+    qv_status (*upsert)(qv_db *db, const char *collection, const qv_doc *docs,
+                        size_t n);
+    qv_status (*get)(qv_db *db, const char *collection, const char *id,
+                     qv_record **out);
+    qv_status (*delete_doc)(qv_db *db, const char *collection, const char *id);
+    qv_status (*search)(qv_db *db, const char *collection, const float *query,
+                        uint32_t dim, const qv_search_options *options,
+                        qv_hits **out);
+} qv_db_ops;
+
+struct qv_db {
+    const qv_db_ops *ops;
+    uint32_t flags;   /* QV_OPEN_* */
+};
+
+/* validate.c: checks that need no database. Each sets the message. */
+qv_status validate_collection_name(const qv_db *db, const char *name);
+qv_status validate_doc_id(const qv_db *db, const char *what, const char *id);
+qv_status validate_vector(const qv_db *db, const char *what,
+                          const float *vector, uint32_t dim);
+/* Parse payload text; on success *compact is a new string (qv_mem_free). */
+qv_status payload_normalize(const qv_db *db, const char *what,
+                            const char *payload, char **compact);
+
+/* embedded.c */
+qv_status embedded_open(const char *path, const qv_open_options *opts,
+                        qv_db **out);
+
+#endif

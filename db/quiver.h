@@ -1,0 +1,217 @@
+/*
+ * quiver.h - the public API of Quiver, a persistent vector and document
+ * database.
+ *
+ * This header is the contract. Anything not declared here is private.
+ *
+ * Conventions
+ * - Every function returns a qv_status; QV_OK is 0. Results come back
+ *   through out-parameters, which are left untouched on error.
+ * - After a failed call, qv_errmsg(db) says what exactly was wrong.
+ * - Every object the library returns is one allocation, owned by the
+ *   caller, and released with qv_free(). qv_free(NULL) and qv_close(NULL)
+ *   are harmless no-ops.
+ * - Strings passed in are NUL-terminated and copied when kept; the library
+ *   never holds on to caller memory after a call returns.
+ * - Bad input of any kind is refused with a status and a message, and
+ *   writes nothing.
+ *
+ * Threads: a qv_db handle may be shared by any number of threads; calls on
+ * it are safe to make concurrently. Readers never block writers and see a
+ * consistent snapshot; writes are serialized.
+ *
+ * Processes: several processes may open the same directory at once (an
+ * application beside a server); each sees the others' commits.
+ */
+#ifndef QUIVER_H
+#define QUIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QV_VERSION "0.1.0"
+
+/* Limits. Inputs beyond them are refused with QV_ERR_INVALID. */
+#define QV_ID_MAX        255          /* bytes of a document id (min 1) */
+#define QV_NAME_MAX      64           /* bytes of a collection name */
+#define QV_DIM_MAX       16384        /* dimension of a collection */
+#define QV_PAYLOAD_MAX   (1u << 20)   /* bytes of a payload's JSON text */
+#define QV_K_MAX         10000        /* hits a search may ask for */
+
+typedef enum qv_status {
+    QV_OK = 0,
+    QV_ERR_INVALID,      /* malformed argument: id, name, payload, k, ... */
+    QV_ERR_DIMENSION,    /* vector length differs from the collection's */
+    QV_ERR_NOT_FOUND,    /* no such collection or document */
+    QV_ERR_EXISTS,       /* the collection already exists */
+    QV_ERR_NOMEM,        /* out of memory */
+    QV_ERR_IO,           /* the operating system refused a read or write */
+    QV_ERR_FULL,         /* disk full: the database could not grow */
+    QV_ERR_CORRUPT,      /* stored data fails its checks */
+    QV_ERR_READONLY,     /* a write on a handle opened read-only */
+    QV_ERR_UNSUPPORTED,  /* not supported by this build or transport */
+    QV_ERR_INTERNAL      /* a bug: please report it with the message */
+} qv_status;
+
+/* A fixed English sentence for a status; never NULL. */
+const char *qv_strerror(qv_status status);
+
+/* The status's name, as "QV_ERR_INVALID" without the prefix: "INVALID";
+ * "OK" for QV_OK. Used by the CLI's JSON output. Never NULL. */
+const char *qv_status_name(qv_status status);
+
+typedef struct qv_db qv_db;
+
+/* Flags for qv_open_options.flags. */
+#define QV_OPEN_READONLY  0x1u  /* refuse every write with QV_ERR_READONLY */
+#define QV_OPEN_NOSYNC    0x2u  /* async commits: a write survives a crash of
+                                   the process (kill -9) but the last ones
+                                   may be lost on power failure */
+
+typedef struct qv_open_options {
+    uint32_t flags;         /* QV_OPEN_* */
+    uint64_t map_size;      /* initial map size in bytes; 0 = 256 MiB.
+                               The map grows by itself while the disk has
+                               room, so this is only a starting point. */
+} qv_open_options;
+
+/*
+ * Open a database. uri is a directory path (created if missing, with its
+ * parent required to exist). A "qv://host:port" uri selects the remote
+ * transport, which this build does not have yet: it answers
+ * QV_ERR_UNSUPPORTED. opts may be NULL for defaults.
+ *
+ * On success *out is a handle to release with qv_close(). On failure *out
+ * is set to NULL and, where a handle could not be made, the message is
+ * available from qv_errmsg(NULL).
+ */
+qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out);
+
+/* Close the handle, after which it must not be used. NULL is a no-op. */
+void qv_close(qv_db *db);
+
+/*
+ * The message of the last failed call made on db by the calling thread,
+ * naming what was wrong ("document 3: vector[17] is NaN"). "" when that
+ * call succeeded. qv_errmsg(NULL) gives the message of the last failed
+ * qv_open in this thread. The string is valid until the next call on any
+ * handle in this thread.
+ */
+const char *qv_errmsg(const qv_db *db);
+
+/* Release any object returned by this API. NULL is a no-op. */
+void qv_free(void *object);
+
+/* ---- Collections -------------------------------------------------------- */
+
+typedef enum qv_metric {
+    QV_METRIC_L2 = 0,     /* distance = squared Euclidean distance */
+    QV_METRIC_IP = 1,     /* distance = 1 - dot(a, b) */
+    QV_METRIC_COSINE = 2  /* distance = 1 - cos(a, b); zero vectors refused */
+} qv_metric;
+
+/* "l2", "ip", "cosine"; NULL for an unknown value. */
+const char *qv_metric_name(qv_metric metric);
+/* Parse a metric name; QV_ERR_INVALID if unknown. */
+qv_status qv_metric_parse(const char *name, qv_metric *out);
+
+typedef struct qv_collection_config {
+    uint32_t dim;         /* 1 .. QV_DIM_MAX */
+    qv_metric metric;
+} qv_collection_config;
+
+typedef struct qv_collection_info {
+    char name[QV_NAME_MAX + 1];
+    uint32_t dim;
+    qv_metric metric;
+    uint64_t count;       /* documents */
+} qv_collection_info;
+
+/*
+ * Collection names are 1..QV_NAME_MAX bytes of [A-Za-z0-9_.-] that start
+ * with a letter, digit or underscore.
+ */
+qv_status qv_create_collection(qv_db *db, const char *name,
+                               const qv_collection_config *config);
+
+/* Remove a collection and every document in it. */
+qv_status qv_drop_collection(qv_db *db, const char *name);
+
+/* Fill *info for one collection. */
+qv_status qv_describe_collection(qv_db *db, const char *name,
+                                 qv_collection_info *info);
+
+/*
+ * All collections in name order: *out is an array of *count entries, one
+ * allocation to release with qv_free() (NULL when there are none).
+ */
+qv_status qv_list_collections(qv_db *db, qv_collection_info **out,
+                              size_t *count);
+
+/* ---- Documents ---------------------------------------------------------- */
+
+typedef struct qv_doc {
+    const char *id;        /* 1..QV_ID_MAX bytes, NUL-terminated */
+    const float *vector;   /* dim finite floats */
+    uint32_t dim;          /* must equal the collection's dimension */
+    const char *payload;   /* a JSON object as text, or NULL for none;
+                              at most QV_PAYLOAD_MAX bytes, no duplicate
+                              keys. Stored in compact form. */
+} qv_doc;
+
+/*
+ * Insert or replace n documents (n >= 1) in one transaction: either all
+ * of them are stored or, on any error, none is. Within one batch a later
+ * document with the same id replaces an earlier one. The message of a
+ * refused batch names the index of the first bad document.
+ */
+qv_status qv_upsert(qv_db *db, const char *collection,
+                    const qv_doc *docs, size_t n);
+
+typedef struct qv_record {
+    char *id;              /* NUL-terminated */
+    float *vector;         /* dim floats */
+    uint32_t dim;
+    char *payload;         /* compact JSON object text, or NULL */
+} qv_record;
+
+/* Fetch one document. *out is one allocation to release with qv_free(). */
+qv_status qv_get(qv_db *db, const char *collection, const char *id,
+                 qv_record **out);
+
+/* Delete one document; QV_ERR_NOT_FOUND if it does not exist. */
+qv_status qv_delete(qv_db *db, const char *collection, const char *id);
+
+/* ---- Search ------------------------------------------------------------- */
+
+typedef struct qv_search_options {
+    uint32_t k;            /* 1 .. QV_K_MAX hits wanted */
+} qv_search_options;
+
+typedef struct qv_hit {
+    const char *id;        /* points into the same allocation */
+    float distance;        /* per the collection's metric; smaller is nearer */
+} qv_hit;
+
+typedef struct qv_hits {
+    size_t count;          /* min(k, documents in the collection) */
+    qv_hit *hits;          /* nearest first; equal distances by id */
+} qv_hits;
+
+/*
+ * Exact k-nearest-neighbour search over every document of the collection.
+ * *out is one allocation to release with qv_free().
+ */
+qv_status qv_search(qv_db *db, const char *collection, const float *query,
+                    uint32_t dim, const qv_search_options *options,
+                    qv_hits **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QUIVER_H */

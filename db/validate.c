@@ -1,0 +1,101 @@
+#include <ctype.h>
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "internal.h"
+
+qv_status validate_collection_name(const qv_db *db, const char *name)
+{
+    if (!name)
+        return qv_fail(db, QV_ERR_INVALID, "collection name is NULL");
+    size_t len = strlen(name);
+    if (len == 0 || len > QV_NAME_MAX)
+        return qv_fail(db, QV_ERR_INVALID,
+                       "collection name must be 1 to %d bytes, not %zu",
+                       QV_NAME_MAX, len);
+    if (!isalnum((unsigned char)name[0]) && name[0] != '_')
+        return qv_fail(db, QV_ERR_INVALID,
+                       "collection name '%s' must start with a letter, digit "
+                       "or '_'", name);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!isalnum(c) && c != '_' && c != '-' && c != '.')
+            return qv_fail(db, QV_ERR_INVALID,
+                           "collection name has byte 0x%02x at %zu; allowed "
+                           "are letters, digits, '_', '-' and '.'", c, i);
+    }
+    return QV_OK;
+}
+
+qv_status validate_doc_id(const qv_db *db, const char *what, const char *id)
+{
+    if (!id)
+        return qv_fail(db, QV_ERR_INVALID, "%sid is NULL", what);
+    size_t len = strlen(id);
+    if (len == 0)
+        return qv_fail(db, QV_ERR_INVALID, "%sid is empty", what);
+    if (len > QV_ID_MAX)
+        return qv_fail(db, QV_ERR_INVALID,
+                       "%sid is %zu bytes; the limit is %d", what, len,
+                       QV_ID_MAX);
+    return QV_OK;
+}
+
+qv_status validate_vector(const qv_db *db, const char *what,
+                          const float *vector, uint32_t dim)
+{
+    if (!vector)
+        return qv_fail(db, QV_ERR_INVALID, "%svector is NULL", what);
+    if (dim == 0)
+        return qv_fail(db, QV_ERR_DIMENSION, "%svector has dimension 0", what);
+    for (uint32_t i = 0; i < dim; i++) {
+        if (!isfinite(vector[i]))
+            return qv_fail(db, QV_ERR_INVALID, "%svector[%u] is %s", what, i,
+                           isnan(vector[i]) ? "NaN" : "infinite");
+    }
+    return QV_OK;
+}
+
+qv_status payload_normalize(const qv_db *db, const char *what,
+                            const char *payload, char **compact)
+{
+    json_error_t err;
+    json_t *root = NULL;
+    qv_status st = QV_OK;
+    char *text = NULL;
+
+    size_t len = strlen(payload);
+    if (len > QV_PAYLOAD_MAX) {
+        st = qv_fail(db, QV_ERR_INVALID, "%spayload is %zu bytes; the limit "
+                     "is %u", what, len, QV_PAYLOAD_MAX);
+        goto cleanup;
+    }
+    root = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+                      &err);
+    if (!root) {
+        st = qv_fail(db, QV_ERR_INVALID, "%spayload is not valid JSON: %s "
+                     "at line %d column %d", what, err.text, err.line,
+                     err.column);
+        goto cleanup;
+    }
+    if (!json_is_object(root)) {
+        st = qv_fail(db, QV_ERR_INVALID, "%spayload must be a JSON object",
+                     what);
+        goto cleanup;
+    }
+    text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (!text) {
+        st = qv_fail(db, QV_ERR_NOMEM, "%spayload: out of memory", what);
+        goto cleanup;
+    }
+    *compact = qv_strndup(text, strlen(text));
+    if (!*compact)
+        st = qv_fail(db, QV_ERR_NOMEM, "%spayload: out of memory", what);
+cleanup:
+    free(text);
+    json_decref(root);
+    return st;
+}

@@ -1,0 +1,276 @@
+#include "env.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+
+#define DEFAULT_MAP_SIZE (256ull << 20)
+/* Growth doubles the map, but by no more than this at a time. */
+#define MAX_MAP_STEP (16ull << 30)
+#define MAX_DBS 32
+
+static const char *const db_names[ST_DB_COUNT] = {
+    [ST_DB_META] = "meta",       [ST_DB_CATALOG] = "catalog",
+    [ST_DB_IDS] = "ids",         [ST_DB_DOCS] = "docs",
+    [ST_DB_VECTORS] = "vectors", [ST_DB_FREEIDS] = "freeids",
+};
+
+struct st_env {
+    MDB_env *mdb;
+    MDB_dbi dbi[ST_DB_COUNT];
+    unsigned flags;
+    /* Every transaction holds it shared; map growth holds it exclusive. */
+    pthread_rwlock_t map_lock;
+    /* Registry of open environments, guarded by registry_lock. An entry
+     * inherited through fork() belongs to the parent (LMDB environments
+     * must not be used across fork), hence the pid. */
+    pid_t pid;
+    dev_t dev;
+    ino_t ino;
+    int refs;
+    st_env *next;
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static st_env *registry;
+
+static int open_dbis(st_env *env)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(env->mdb, NULL, 0, &txn);
+    if (rc != 0)
+        return rc;
+    for (int i = 0; i < ST_DB_COUNT && rc == 0; i++)
+        rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &env->dbi[i]);
+    if (rc != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+static int init_lock(st_env *env)
+{
+    pthread_rwlockattr_t attr;
+    int rc = pthread_rwlockattr_init(&attr);
+    if (rc != 0)
+        return rc;
+    /* Growth must not starve behind a stream of searches. */
+    pthread_rwlockattr_setkind_np(&attr,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    rc = pthread_rwlock_init(&env->map_lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    return rc;
+}
+
+static int env_create(const char *path, unsigned flags, uint64_t map_size,
+                      st_env **out)
+{
+    st_env *env = qv_calloc(1, sizeof *env);
+    if (!env)
+        return ENOMEM;
+    int rc = init_lock(env);
+    if (rc != 0) {
+        qv_mem_free(env);
+        return rc;
+    }
+    env->flags = flags;
+    unsigned mdb_flags = MDB_NOTLS | MDB_NORDAHEAD;
+    if (flags & ST_OPEN_NOSYNC)
+        mdb_flags |= MDB_NOSYNC;
+    rc = mdb_env_create(&env->mdb);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(env->mdb, MAX_DBS);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(env->mdb,
+                                 map_size ? map_size : DEFAULT_MAP_SIZE);
+    if (rc == 0)
+        rc = mdb_env_open(env->mdb, path, mdb_flags, 0644);
+    if (rc == 0)
+        rc = open_dbis(env);
+    if (rc != 0) {
+        if (env->mdb)
+            mdb_env_close(env->mdb);
+        pthread_rwlock_destroy(&env->map_lock);
+        qv_mem_free(env);
+        return rc;
+    }
+    *out = env;
+    return 0;
+}
+
+int st_env_open(const char *path, unsigned flags, uint64_t map_size,
+                st_env **out)
+{
+    struct stat st;
+    int rc = 0;
+
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return errno;
+    if (stat(path, &st) != 0)
+        return errno;
+    if (!S_ISDIR(st.st_mode))
+        return ENOTDIR;
+
+    pthread_mutex_lock(&registry_lock);
+    st_env *env = registry;
+    while (env && !(env->dev == st.st_dev && env->ino == st.st_ino &&
+                    env->pid == getpid()))
+        env = env->next;
+    if (env) {
+        if (env->flags != flags) {
+            rc = ST_ERR_MODE;
+        } else {
+            env->refs++;
+            *out = env;
+        }
+        goto done;
+    }
+    rc = env_create(path, flags, map_size, &env);
+    if (rc == 0) {
+        env->pid = getpid();
+        env->dev = st.st_dev;
+        env->ino = st.st_ino;
+        env->refs = 1;
+        env->next = registry;
+        registry = env;
+        *out = env;
+    }
+done:
+    pthread_mutex_unlock(&registry_lock);
+    return rc;
+}
+
+void st_env_close(st_env *env)
+{
+    if (!env)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    int last = --env->refs == 0;
+    if (last) {
+        st_env **link = &registry;
+        while (*link != env)
+            link = &(*link)->next;
+        *link = env->next;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (!last)
+        return;
+    mdb_env_close(env->mdb);
+    pthread_rwlock_destroy(&env->map_lock);
+    qv_mem_free(env);
+}
+
+MDB_dbi st_dbi(const st_env *env, enum st_db db)
+{
+    return env->dbi[db];
+}
+
+uint64_t st_map_size(st_env *env)
+{
+    MDB_envinfo info;
+    mdb_env_info(env->mdb, &info);
+    return info.me_mapsize;
+}
+
+/*
+ * Grow the map after a write found it full at seen_size. Another thread
+ * may have grown it meanwhile; then there is nothing to do.
+ */
+static int grow_map(st_env *env, uint64_t seen_size)
+{
+    int rc = 0;
+    pthread_rwlock_wrlock(&env->map_lock);
+    uint64_t size = st_map_size(env);
+    if (size == seen_size) {
+        uint64_t step = size < MAX_MAP_STEP ? size : MAX_MAP_STEP;
+        rc = mdb_env_set_mapsize(env->mdb, size + step);
+    }
+    pthread_rwlock_unlock(&env->map_lock);
+    return rc;
+}
+
+/* Another process grew the map: adopt its size. */
+static int adopt_map_size(st_env *env)
+{
+    pthread_rwlock_wrlock(&env->map_lock);
+    int rc = mdb_env_set_mapsize(env->mdb, 0);
+    pthread_rwlock_unlock(&env->map_lock);
+    return rc;
+}
+
+/* Begin a transaction with the map lock held shared; on error it is not. */
+static int txn_begin_locked(st_env *env, unsigned flags, MDB_txn **txn)
+{
+    for (;;) {
+        pthread_rwlock_rdlock(&env->map_lock);
+        int rc = mdb_txn_begin(env->mdb, NULL, flags, txn);
+        if (rc == 0)
+            return 0;
+        pthread_rwlock_unlock(&env->map_lock);
+        if (rc != MDB_MAP_RESIZED)
+            return rc;
+        rc = adopt_map_size(env);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int st_write(st_env *env, st_write_fn fn, void *ctx)
+{
+    for (;;) {
+        MDB_txn *txn;
+        int rc = txn_begin_locked(env, 0, &txn);
+        if (rc != 0)
+            return rc;
+        uint64_t size = st_map_size(env);
+        rc = fn(txn, ctx);
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+        pthread_rwlock_unlock(&env->map_lock);
+        if (rc != MDB_MAP_FULL)
+            return rc;
+        rc = grow_map(env, size);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int st_read_begin(st_env *env, MDB_txn **out)
+{
+    return txn_begin_locked(env, MDB_RDONLY, out);
+}
+
+void st_read_end(st_env *env, MDB_txn *txn)
+{
+    if (!txn)
+        return;
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&env->map_lock);
+}
+
+int st_delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix,
+                     size_t prefix_len)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, dbi, &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val key = {prefix_len, (void *)prefix}, val;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+    while (rc == 0 && key.mv_size >= prefix_len &&
+           memcmp(key.mv_data, prefix, prefix_len) == 0) {
+        rc = mdb_cursor_del(cur, 0);
+        if (rc == 0)
+            rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT); /* after a delete, NEXT lands on the following key */
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}

@@ -1,0 +1,75 @@
+/*
+ * env.h - the LMDB environment of one database directory.
+ *
+ * One st_env per directory per process: LMDB forbids opening the same
+ * environment twice in one process (closing the second would drop the
+ * first's file locks), so st_env_open() hands out a shared, reference-
+ * counted environment when the directory is already open.
+ *
+ * The map grows by itself: a write that fills it is aborted, the map is
+ * doubled and the write is run again, so callers never see MDB_MAP_FULL.
+ * Growing needs every transaction of this process to be finished, so each
+ * transaction holds a shared lock that growth takes exclusively.
+ */
+#ifndef QV_STORAGE_ENV_H
+#define QV_STORAGE_ENV_H
+
+#include <lmdb.h>
+#include <stdint.h>
+
+typedef struct st_env st_env;
+
+/* Named sub-databases. The key layout is in keys.h. */
+enum st_db {
+    ST_DB_META,      /* database-wide settings and counters */
+    ST_DB_CATALOG,   /* collection name -> collection record */
+    ST_DB_IDS,       /* (collection, external id) -> internal id */
+    ST_DB_DOCS,      /* (collection, internal id) -> external id, payload */
+    ST_DB_VECTORS,   /* (collection, internal id) -> float32[dim] */
+    ST_DB_FREEIDS,   /* (collection, internal id) -> "" : ids to reuse */
+    ST_DB_COUNT
+};
+
+#define ST_OPEN_NOSYNC 0x1u
+
+/* Returned by a write function to abort its transaction on purpose. */
+#define ST_ABORT (-1)
+
+/*
+ * Open (creating if needed) the environment in directory path. Returns 0
+ * or an LMDB/errno code; ST_ERR_MODE when the directory is already open in
+ * this process with another sync mode.
+ */
+#define ST_ERR_MODE (-2)
+int st_env_open(const char *path, unsigned flags, uint64_t map_size,
+                st_env **out);
+void st_env_close(st_env *env);
+
+MDB_dbi st_dbi(const st_env *env, enum st_db db);
+
+/*
+ * Run fn(txn, ctx) in a write transaction and commit it. fn returns 0 to
+ * commit, ST_ABORT to abort (its ctx says why) or an LMDB/errno code.
+ * fn may be run more than once (after the map grew), so it must only
+ * change the database through txn and ctx fields it resets itself.
+ * Returns 0, ST_ABORT, or an LMDB/errno code.
+ */
+typedef int (*st_write_fn)(MDB_txn *txn, void *ctx);
+int st_write(st_env *env, st_write_fn fn, void *ctx);
+
+/*
+ * A read-only snapshot. Hold it as briefly as possible; end it with
+ * st_read_end() on the same env. Values read through it stay valid until
+ * then.
+ */
+int st_read_begin(st_env *env, MDB_txn **out);
+void st_read_end(st_env *env, MDB_txn *txn);
+
+/* Current map size, for tests and stats. */
+uint64_t st_map_size(st_env *env);
+
+/* Delete every key of db that starts with prefix. Returns 0 or an LMDB code. */
+int st_delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix,
+                     size_t prefix_len);
+
+#endif

@@ -1,0 +1,44 @@
+#!/bin/sh
+# Run the whole test suite from the build directory given as $1 (the ASan
+# build) and end with one line "N passed, N failed". Every test program
+# speaks TAP (cmocka's, or the shell tests' own); this script counts the
+# "ok" and "not ok" lines. A program that crashes or exits non-zero
+# without reporting a failure counts as one failed test.
+set -u
+build=${1:-build/asan}
+top=$(cd "$(dirname "$0")/.." && pwd)
+export CMOCKA_MESSAGE_OUTPUT=TAP
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export QUIVER_BUILD=$top/$build
+passed=0 failed=0
+log=$(mktemp)
+
+run_one() {  # name, command...
+    name=$1; shift
+    "$@" >"$log" 2>&1
+    rc=$?
+    ok=$(grep -c '^ok ' "$log")
+    bad=$(grep -c '^not ok ' "$log")
+    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        bad=1
+    fi
+    if [ "$bad" -ne 0 ] || [ "$ok" -eq 0 ]; then
+        echo "---- $name (exit $rc)"
+        cat "$log"
+        [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ] && bad=1
+    fi
+    echo "$name: $ok passed, $bad failed"
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+}
+
+for t in "$top/$build"/tests/test_*; do
+    [ -x "$t" ] && run_one "$(basename "$t")" "$t"
+done
+for t in "$top"/tests/*.test.sh; do
+    run_one "$(basename "$t" .test.sh)" sh "$t"
+done
+rm -f "$log"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,713 @@
+/*
+ * End-to-end tests of the public API on an embedded database: collections,
+ * documents, exact search, persistence, and every kind of bad input
+ * (each must be refused with its status and change nothing).
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "alloc.h"
+#include "test_util.h"
+
+struct fixture {
+    char *dir;
+    qv_db *db;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    if (qv_open(f->dir, NULL, &f->db) != QV_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    qv_close(f->db);
+    tu_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void create(qv_db *db, const char *name, uint32_t dim, qv_metric m)
+{
+    qv_collection_config cfg = {.dim = dim, .metric = m};
+    assert_ok(db, qv_create_collection(db, name, &cfg));
+}
+
+static uint64_t count_of(qv_db *db, const char *name)
+{
+    qv_collection_info info;
+    assert_ok(db, qv_describe_collection(db, name, &info));
+    return info.count;
+}
+
+static void upsert_one(qv_db *db, const char *coll, const char *id,
+                       const float *v, uint32_t dim, const char *payload)
+{
+    qv_doc doc = {id, v, dim, payload};
+    assert_ok(db, qv_upsert(db, coll, &doc, 1));
+}
+
+/* ---- collections ---- */
+
+static void test_collections_lifecycle(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    qv_collection_info *list;
+    size_t n;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    assert_int_equal(n, 0);
+    assert_null(list);
+
+    create(db, "beta", 4, QV_METRIC_IP);
+    create(db, "alpha", 8, QV_METRIC_COSINE);
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].name, "alpha");
+    assert_int_equal(list[0].dim, 8);
+    assert_int_equal(list[0].metric, QV_METRIC_COSINE);
+    assert_string_equal(list[1].name, "beta");
+    qv_free(list);
+
+    assert_ok(db, qv_drop_collection(db, "alpha"));
+    assert_status(db, qv_describe_collection(db, "alpha", &(qv_collection_info){0}),
+                  QV_ERR_NOT_FOUND);
+    assert_non_null(strstr(qv_errmsg(db), "alpha"));
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    assert_int_equal(n, 1);
+    qv_free(list);
+}
+
+static void test_duplicate_and_unknown_collections(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    qv_collection_config cfg = {.dim = 3, .metric = QV_METRIC_L2};
+    create(db, "c", 3, QV_METRIC_L2);
+    cfg.dim = 5;
+    assert_status(db, qv_create_collection(db, "c", &cfg), QV_ERR_EXISTS);
+    assert_non_null(strstr(qv_errmsg(db), "already exists"));
+    qv_collection_info info;
+    assert_ok(db, qv_describe_collection(db, "c", &info));
+    assert_int_equal(info.dim, 3);  /* unchanged */
+
+    float v[3] = {1, 2, 3};
+    qv_doc doc = {"x", v, 3, NULL};
+    assert_status(db, qv_upsert(db, "nope", &doc, 1), QV_ERR_NOT_FOUND);
+    assert_status(db, qv_drop_collection(db, "nope"), QV_ERR_NOT_FOUND);
+    assert_status(db, qv_delete(db, "nope", "x"), QV_ERR_NOT_FOUND);
+    qv_hits *hits = NULL;
+    assert_status(db, qv_search(db, "nope", v, 3, &(qv_search_options){.k = 1},
+                                &hits), QV_ERR_NOT_FOUND);
+    assert_null(hits);
+}
+
+static void test_invalid_collection_config(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    static const char *const bad_names[] = {
+        "", "-lead", ".dot", "has space", "semi;colon", "slash/x", "ünï",
+        "x2345678901234567890123456789012345678901234567890123456789012345"};
+    qv_collection_config cfg = {.dim = 3, .metric = QV_METRIC_L2};
+    for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++)
+        assert_status(db, qv_create_collection(db, bad_names[i], &cfg),
+                      QV_ERR_INVALID);
+    assert_status(db, qv_create_collection(db, NULL, &cfg), QV_ERR_INVALID);
+    assert_status(db, qv_create_collection(db, "ok", NULL), QV_ERR_INVALID);
+    cfg.dim = 0;
+    assert_status(db, qv_create_collection(db, "ok", &cfg), QV_ERR_INVALID);
+    cfg.dim = QV_DIM_MAX + 1;
+    assert_status(db, qv_create_collection(db, "ok", &cfg), QV_ERR_INVALID);
+    cfg.dim = 3;
+    cfg.metric = (qv_metric)7;
+    assert_status(db, qv_create_collection(db, "ok", &cfg), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "metric"));
+
+    /* longest allowed name works; nothing else was created */
+    char name[QV_NAME_MAX + 1];
+    memset(name, 'n', QV_NAME_MAX);
+    name[QV_NAME_MAX] = '\0';
+    create(db, name, 3, QV_METRIC_L2);
+    qv_collection_info *list;
+    size_t n;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    assert_int_equal(n, 1);
+    qv_free(list);
+}
+
+/* ---- documents ---- */
+
+static void test_upsert_get_replace_delete(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "docs", 3, QV_METRIC_L2);
+    float v1[3] = {1, 2, 3}, v2[3] = {-1, 0.5f, 1e-3f};
+    upsert_one(db, "docs", "a", v1, 3, "{ \"color\" : \"red\", \"n\": [1, 2] }");
+
+    qv_record *r;
+    assert_ok(db, qv_get(db, "docs", "a", &r));
+    assert_string_equal(r->id, "a");
+    assert_int_equal(r->dim, 3);
+    assert_memory_equal(r->vector, v1, sizeof v1);
+    assert_string_equal(r->payload, "{\"color\":\"red\",\"n\":[1,2]}");
+    qv_free(r);
+
+    upsert_one(db, "docs", "a", v2, 3, NULL);        /* upsert replaces */
+    assert_int_equal(count_of(db, "docs"), 1);
+    assert_ok(db, qv_get(db, "docs", "a", &r));
+    assert_memory_equal(r->vector, v2, sizeof v2);
+    assert_null(r->payload);
+    qv_free(r);
+
+    assert_ok(db, qv_delete(db, "docs", "a"));
+    assert_int_equal(count_of(db, "docs"), 0);
+    r = NULL;
+    assert_status(db, qv_get(db, "docs", "a", &r), QV_ERR_NOT_FOUND);
+    assert_null(r);
+    assert_status(db, qv_delete(db, "docs", "a"), QV_ERR_NOT_FOUND);
+    assert_non_null(strstr(qv_errmsg(db), "'a'"));
+}
+
+static void test_batch_upsert_with_repeated_id(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "b", 2, QV_METRIC_L2);
+    float v[4][2] = {{0, 0}, {1, 1}, {2, 2}, {3, 3}};
+    qv_doc docs[] = {{"p", v[0], 2, NULL}, {"q", v[1], 2, NULL},
+                     {"p", v[2], 2, "{\"last\":true}"}, {"r", v[3], 2, NULL}};
+    assert_ok(db, qv_upsert(db, "b", docs, 4));
+    assert_int_equal(count_of(db, "b"), 3);
+    qv_record *r;
+    assert_ok(db, qv_get(db, "b", "p", &r));
+    assert_true(r->vector[0] == 2.0f);  /* the later one wins */
+    assert_string_equal(r->payload, "{\"last\":true}");
+    qv_free(r);
+}
+
+static void test_unicode_and_longest_ids(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "ids", 1, QV_METRIC_L2);
+    char longest[QV_ID_MAX + 1];
+    memset(longest, 'z', QV_ID_MAX);
+    longest[QV_ID_MAX] = '\0';
+    float v = 1;
+    upsert_one(db, "ids", longest, &v, 1, NULL);
+    upsert_one(db, "ids", "näïve-文字", &v, 1, NULL);
+    qv_record *r;
+    assert_ok(db, qv_get(db, "ids", longest, &r));
+    assert_string_equal(r->id, longest);
+    qv_free(r);
+    assert_ok(db, qv_get(db, "ids", "näïve-文字", &r));
+    assert_string_equal(r->id, "näïve-文字");
+    qv_free(r);
+}
+
+/*
+ * Every malformed document is refused with its status, the message names
+ * the bad document of the batch, and the collection is unchanged.
+ */
+static void test_bad_documents_change_nothing(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "bad", 4, QV_METRIC_L2);
+    float good[4] = {1, 2, 3, 4};
+    upsert_one(db, "bad", "keep", good, 4, "{\"v\":1}");
+
+    char too_long[QV_ID_MAX + 2];
+    memset(too_long, 'x', QV_ID_MAX + 1);
+    too_long[QV_ID_MAX + 1] = '\0';
+    char *huge = malloc(QV_PAYLOAD_MAX + 16);
+    memset(huge, ' ', QV_PAYLOAD_MAX + 15);
+    huge[0] = '{';
+    huge[QV_PAYLOAD_MAX + 13] = '}';
+    huge[QV_PAYLOAD_MAX + 14] = '\0';
+
+    float nan_v[4] = {1, NAN, 3, 4}, inf_v[4] = {1, 2, -INFINITY, 4};
+    float five[5] = {1, 2, 3, 4, 5};
+    struct { qv_doc doc; qv_status expect; const char *msg; } cases[] = {
+        {{"new", good, 3, NULL}, QV_ERR_DIMENSION, "dimension 3"},
+        {{"new", five, 5, NULL}, QV_ERR_DIMENSION, "dimension 5"},
+        {{"new", nan_v, 4, NULL}, QV_ERR_INVALID, "vector[1] is NaN"},
+        {{"new", inf_v, 4, NULL}, QV_ERR_INVALID, "vector[2] is infinite"},
+        {{"", good, 4, NULL}, QV_ERR_INVALID, "id is empty"},
+        {{NULL, good, 4, NULL}, QV_ERR_INVALID, "id is NULL"},
+        {{too_long, good, 4, NULL}, QV_ERR_INVALID, "limit is 255"},
+        {{"new", NULL, 4, NULL}, QV_ERR_INVALID, "vector is NULL"},
+        {{"new", good, 4, "[1, 2]"}, QV_ERR_INVALID, "must be a JSON object"},
+        {{"new", good, 4, "42"}, QV_ERR_INVALID, "must be a JSON object"},
+        {{"new", good, 4, "{\"a\": }"}, QV_ERR_INVALID, "not valid JSON"},
+        {{"new", good, 4, "{} {}"}, QV_ERR_INVALID, "not valid JSON"},
+        {{"new", good, 4, "{\"a\":1,\"a\":2}"}, QV_ERR_INVALID, "duplicate"},
+        {{"new", good, 4, huge}, QV_ERR_INVALID, "limit"},
+        /* a bad replacement of an existing document leaves it as it was */
+        {{"keep", nan_v, 4, NULL}, QV_ERR_INVALID, "NaN"},
+        {{"keep", good, 4, "nope"}, QV_ERR_INVALID, "not valid JSON"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        /* the bad one sits at index 2 of a batch of good ones */
+        float other[4] = {0, 0, 0, 1};
+        qv_doc batch[4] = {{"g0", other, 4, NULL}, {"g1", other, 4, NULL},
+                           cases[i].doc, {"g3", other, 4, NULL}};
+        qv_status st = qv_upsert(db, "bad", batch, 4);
+        if (st != cases[i].expect || !strstr(qv_errmsg(db), cases[i].msg) ||
+            !strstr(qv_errmsg(db), "document 2"))
+            fail_msg("case %zu: got %s '%s', expected %s '%s'", i,
+                     qv_status_name(st), qv_errmsg(db),
+                     qv_status_name(cases[i].expect), cases[i].msg);
+        assert_int_equal(count_of(db, "bad"), 1);
+    }
+    qv_record *r;
+    assert_ok(db, qv_get(db, "bad", "keep", &r));
+    assert_memory_equal(r->vector, good, sizeof good);
+    assert_string_equal(r->payload, "{\"v\":1}");
+    qv_free(r);
+    assert_status(db, qv_get(db, "bad", "g0", &r), QV_ERR_NOT_FOUND);
+    assert_status(db, qv_upsert(db, "bad", NULL, 1), QV_ERR_INVALID);
+    assert_status(db, qv_upsert(db, "bad", &(qv_doc){"x", good, 4, NULL}, 0),
+                  QV_ERR_INVALID);
+    free(huge);
+}
+
+static void test_cosine_refuses_zero_vectors(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "cos", 3, QV_METRIC_COSINE);
+    float zero[3] = {0, 0, 0}, one[3] = {0, 1, 0};
+    qv_doc doc = {"z", zero, 3, NULL};
+    assert_status(db, qv_upsert(db, "cos", &doc, 1), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "zeros"));
+    upsert_one(db, "cos", "o", one, 3, NULL);
+    qv_hits *hits = NULL;
+    assert_status(db, qv_search(db, "cos", zero, 3, &(qv_search_options){.k = 1},
+                                &hits), QV_ERR_INVALID);
+    assert_int_equal(count_of(db, "cos"), 1);
+}
+
+/* ---- search ---- */
+
+static void test_bad_search_arguments(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "s", 2, QV_METRIC_L2);
+    float q[2] = {0, 0}, nan_q[2] = {NAN, 0}, q3[3] = {0, 0, 0};
+    upsert_one(db, "s", "a", q, 2, NULL);
+    qv_hits *hits = NULL;
+    qv_search_options opt = {.k = 0};
+    assert_status(db, qv_search(db, "s", q, 2, &opt, &hits), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "k must be"));
+    opt.k = QV_K_MAX + 1;
+    assert_status(db, qv_search(db, "s", q, 2, &opt, &hits), QV_ERR_INVALID);
+    opt.k = 1;
+    assert_status(db, qv_search(db, "s", q3, 3, &opt, &hits), QV_ERR_DIMENSION);
+    assert_status(db, qv_search(db, "s", nan_q, 2, &opt, &hits), QV_ERR_INVALID);
+    assert_status(db, qv_search(db, "s", NULL, 2, &opt, &hits), QV_ERR_INVALID);
+    assert_status(db, qv_search(db, "s", q, 2, NULL, &hits), QV_ERR_INVALID);
+    assert_null(hits);
+    opt.k = QV_K_MAX;  /* the maximum is allowed; only one document */
+    assert_ok(db, qv_search(db, "s", q, 2, &opt, &hits));
+    assert_int_equal(hits->count, 1);
+    qv_free(hits);
+}
+
+static double ref_distance(qv_metric m, const float *a, const float *b,
+                           size_t d)
+{
+    double dot = 0, na = 0, nb = 0, l2 = 0;
+    for (size_t i = 0; i < d; i++) {
+        dot += (double)a[i] * b[i];
+        na += (double)a[i] * a[i];
+        nb += (double)b[i] * b[i];
+        l2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+    }
+    if (m == QV_METRIC_L2)
+        return l2;
+    if (m == QV_METRIC_IP)
+        return 1 - dot;
+    return 1 - dot / sqrt(na * nb);
+}
+
+struct ranked {
+    double dist;
+    char id[16];
+};
+
+static int by_ranked(const void *pa, const void *pb)
+{
+    const struct ranked *a = pa, *b = pb;
+    if (a->dist != b->dist)
+        return a->dist < b->dist ? -1 : 1;
+    return strcmp(a->id, b->id);
+}
+
+/*
+ * Exact search equals a brute-force ranking in double precision, for each
+ * metric, including after deletes and with k above the count.
+ */
+static void check_exact_search(qv_db *db, qv_metric m)
+{
+    enum { N = 400, D = 37, Q = 20, K = 15 };
+    const char *name = qv_metric_name(m);
+    create(db, name, D, m);
+    uint64_t rng = 1234 + (uint64_t)m;
+    static float vecs[N][D];
+    static char ids[N][16];
+    static qv_doc docs[N];
+    int alive[N];
+    for (int i = 0; i < N; i++) {
+        tu_rand_vector(&rng, vecs[i], D);
+        snprintf(ids[i], sizeof ids[i], "doc%d", i);
+        docs[i] = (qv_doc){ids[i], vecs[i], D, NULL};
+        alive[i] = 1;
+    }
+    assert_ok(db, qv_upsert(db, name, docs, N));
+    for (int i = 0; i < N; i += 7) {
+        assert_ok(db, qv_delete(db, name, ids[i]));
+        alive[i] = 0;
+    }
+    for (int qi = 0; qi < Q; qi++) {
+        float q[D];
+        tu_rand_vector(&rng, q, D);
+        struct ranked ref[N];
+        int n = 0;
+        for (int i = 0; i < N; i++) {
+            if (!alive[i])
+                continue;
+            ref[n].dist = ref_distance(m, q, vecs[i], D);
+            snprintf(ref[n].id, sizeof ref[n].id, "%s", ids[i]);
+            n++;
+        }
+        qsort(ref, (size_t)n, sizeof *ref, by_ranked);
+        qv_hits *hits;
+        assert_ok(db, qv_search(db, name, q, D, &(qv_search_options){.k = K},
+                                &hits));
+        assert_int_equal(hits->count, K);
+        for (int i = 0; i < K; i++) {
+            assert_string_equal(hits->hits[i].id, ref[i].id);
+            assert_true(fabs(hits->hits[i].distance - ref[i].dist) < 1e-4);
+        }
+        qv_free(hits);
+    }
+    float q[D] = {0};
+    q[0] = 1;
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, name, q, D, &(qv_search_options){.k = 1000},
+                            &hits));
+    assert_int_equal(hits->count, count_of(db, name));
+    for (size_t i = 1; i < hits->count; i++)
+        assert_true(hits->hits[i - 1].distance <= hits->hits[i].distance);
+    qv_free(hits);
+}
+
+static void test_exact_search_l2(void **state)
+{
+    check_exact_search(((struct fixture *)*state)->db, QV_METRIC_L2);
+}
+
+static void test_exact_search_ip(void **state)
+{
+    check_exact_search(((struct fixture *)*state)->db, QV_METRIC_IP);
+}
+
+static void test_exact_search_cosine(void **state)
+{
+    check_exact_search(((struct fixture *)*state)->db, QV_METRIC_COSINE);
+}
+
+/* Equal distances come back in id order, also at the k boundary. */
+static void test_ties_are_broken_by_id(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "ties", 2, QV_METRIC_L2);
+    float same[2] = {1, 1}, far[2] = {9, 9};
+    const char *ids[] = {"m", "b", "zz", "a", "c", "z"};
+    for (size_t i = 0; i < 6; i++)
+        upsert_one(db, "ties", ids[i], same, 2, NULL);
+    upsert_one(db, "ties", "0far", far, 2, NULL);
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, "ties", same, 2, &(qv_search_options){.k = 3},
+                            &hits));
+    assert_int_equal(hits->count, 3);
+    assert_string_equal(hits->hits[0].id, "a");
+    assert_string_equal(hits->hits[1].id, "b");
+    assert_string_equal(hits->hits[2].id, "c");
+    qv_free(hits);
+}
+
+static void test_empty_collection_search(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "empty", 2, QV_METRIC_L2);
+    float q[2] = {0, 0};
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, "empty", q, 2, &(qv_search_options){.k = 5},
+                            &hits));
+    assert_int_equal(hits->count, 0);
+    qv_free(hits);
+}
+
+static long data_file_size(const char *dir)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Inserting and deleting the same number of documents over and over does
+ * not grow the file: the space of deleted documents is reused. */
+static void test_space_of_deleted_documents_is_reused(void **state)
+{
+    struct fixture *f = *state;
+    qv_db *db = f->db;
+    create(db, "reuse", 64, QV_METRIC_L2);
+    uint64_t rng = 5;
+    float v[64];
+    char id[32];
+    long after_first = 0;
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 100; i++) {
+            tu_rand_vector(&rng, v, 64);
+            snprintf(id, sizeof id, "r%d-%d", round, i);
+            upsert_one(db, "reuse", id, v, 64, NULL);
+        }
+        if (round == 0)
+            after_first = data_file_size(f->dir);
+        for (int i = 0; i < 100; i++) {
+            snprintf(id, sizeof id, "r%d-%d", round, i);
+            assert_ok(db, qv_delete(db, "reuse", id));
+        }
+    }
+    assert_int_equal(count_of(db, "reuse"), 0);
+    assert_true(after_first > 0);
+    assert_true(data_file_size(f->dir) <= 2 * after_first);
+    upsert_one(db, "reuse", "last", v, 64, NULL);
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, "reuse", v, 64, &(qv_search_options){.k = 3},
+                            &hits));
+    assert_int_equal(hits->count, 1);
+    assert_string_equal(hits->hits[0].id, "last");
+    qv_free(hits);
+}
+
+/* ---- handles, persistence, concurrency ---- */
+
+static void test_reopen_finds_everything(void **state)
+{
+    struct fixture *f = *state;
+    create(f->db, "p", 3, QV_METRIC_IP);
+    float v[3] = {0.25f, -1, 3};
+    upsert_one(f->db, "p", "kept", v, 3, "{\"k\":\"v\"}");
+    upsert_one(f->db, "p", "gone", v, 3, NULL);
+    assert_ok(f->db, qv_delete(f->db, "p", "gone"));
+    qv_close(f->db);
+    assert_ok(NULL, qv_open(f->dir, NULL, &f->db));
+    qv_collection_info info;
+    assert_ok(f->db, qv_describe_collection(f->db, "p", &info));
+    assert_int_equal(info.count, 1);
+    assert_int_equal(info.metric, QV_METRIC_IP);
+    qv_record *r;
+    assert_ok(f->db, qv_get(f->db, "p", "kept", &r));
+    assert_memory_equal(r->vector, v, sizeof v);
+    assert_string_equal(r->payload, "{\"k\":\"v\"}");
+    qv_free(r);
+    assert_status(f->db, qv_get(f->db, "p", "gone", &r), QV_ERR_NOT_FOUND);
+}
+
+static void test_readonly_handle_refuses_writes(void **state)
+{
+    struct fixture *f = *state;
+    create(f->db, "ro", 1, QV_METRIC_L2);
+    qv_db *ro;
+    qv_open_options opts = {.flags = QV_OPEN_READONLY};
+    assert_ok(NULL, qv_open(f->dir, &opts, &ro));
+    float v = 1;
+    qv_doc doc = {"a", &v, 1, NULL};
+    assert_status(ro, qv_upsert(ro, "ro", &doc, 1), QV_ERR_READONLY);
+    assert_status(ro, qv_delete(ro, "ro", "a"), QV_ERR_READONLY);
+    assert_status(ro, qv_drop_collection(ro, "ro"), QV_ERR_READONLY);
+    qv_collection_config cfg = {.dim = 1};
+    assert_status(ro, qv_create_collection(ro, "x", &cfg), QV_ERR_READONLY);
+    assert_int_equal(count_of(ro, "ro"), 0);  /* reads work */
+    qv_close(ro);
+}
+
+static void test_open_errors(void **state)
+{
+    qv_db *db = (qv_db *)1;
+    assert_status(NULL, qv_open("qv://127.0.0.1:7411", NULL, &db),
+                  QV_ERR_UNSUPPORTED);
+    assert_null(db);
+    assert_non_null(strstr(qv_errmsg(NULL), "qv://"));
+    assert_status(NULL, qv_open("", NULL, &db), QV_ERR_INVALID);
+    assert_status(NULL, qv_open("/nonexistent-parent/x/y", NULL, &db),
+                  QV_ERR_IO);
+    assert_status(NULL, qv_open("/etc/hostname", NULL, &db), QV_ERR_IO);
+    qv_open_options bad = {.flags = 0x100};
+    assert_status(NULL, qv_open("/tmp", &bad, &db), QV_ERR_INVALID);
+    assert_status(NULL, qv_open("/tmp", NULL, NULL), QV_ERR_INVALID);
+    qv_close(NULL);  /* harmless */
+    qv_free(NULL);
+    assert_status(NULL, qv_upsert(NULL, "c", NULL, 0), QV_ERR_INVALID);
+}
+
+static void test_status_names_and_messages(void **state)
+{
+    for (int s = QV_OK; s <= QV_ERR_INTERNAL; s++) {
+        assert_true(strlen(qv_strerror((qv_status)s)) > 0);
+        assert_string_not_equal(qv_status_name((qv_status)s), "UNKNOWN");
+    }
+    assert_string_equal(qv_status_name(QV_ERR_DIMENSION), "DIMENSION");
+    assert_string_equal(qv_strerror((qv_status)99), "unknown status");
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "m", 1, QV_METRIC_L2);
+    assert_string_equal(qv_errmsg(db), "");
+}
+
+/* A small map grows through the API while documents stream in. */
+static void test_map_growth_through_api(void **state)
+{
+    char *dir = tu_mkdtemp();
+    qv_db *db;
+    qv_open_options opts = {.flags = QV_OPEN_NOSYNC, .map_size = 1 << 20};
+    assert_ok(NULL, qv_open(dir, &opts, &db));
+    create(db, "big", 256, QV_METRIC_L2);
+    uint64_t rng = 9;
+    static float v[500][256];
+    char ids[500][16];
+    qv_doc docs[500];
+    for (int batch = 0; batch < 8; batch++) {
+        for (int i = 0; i < 500; i++) {
+            tu_rand_vector(&rng, v[i], 256);
+            snprintf(ids[i], sizeof ids[i], "%d", batch * 500 + i);
+            docs[i] = (qv_doc){ids[i], v[i], 256, NULL};
+        }
+        assert_ok(db, qv_upsert(db, "big", docs, 500));
+    }
+    assert_int_equal(count_of(db, "big"), 4000);
+    qv_close(db);
+    tu_rmdir(dir);
+}
+
+/*
+ * Out of memory at every allocation of an upsert and a search: each call
+ * fails cleanly with QV_ERR_NOMEM or succeeds, nothing leaks (ASan), and
+ * the database stays consistent.
+ */
+static void test_allocation_failures_are_clean(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "oom", 4, QV_METRIC_COSINE);
+    float v[4] = {1, 2, 3, 4};
+    qv_doc docs[2] = {{"a", v, 4, "{\"x\":[1,2,3]}"}, {"b", v, 4, NULL}};
+    int saw_nomem = 0;
+    for (unsigned long n = 1; n < 40; n++) {
+        qv_alloc_fail_at(n, 1);
+        qv_status up = qv_upsert(db, "oom", docs, 2);
+        qv_hits *hits = NULL;
+        qv_status se = qv_search(db, "oom", v, 4, &(qv_search_options){.k = 2},
+                                 &hits);
+        qv_alloc_fail_at(0, 0);
+        assert_true(up == QV_OK || up == QV_ERR_NOMEM);
+        assert_true(se == QV_OK || se == QV_ERR_NOMEM);
+        saw_nomem |= up == QV_ERR_NOMEM || se == QV_ERR_NOMEM;
+        qv_free(hits);
+        uint64_t c = count_of(db, "oom");
+        assert_true(c == 0 || c == 2);
+    }
+    assert_true(saw_nomem);
+    assert_int_equal(count_of(db, "oom"), 2);
+}
+
+struct reader_arg {
+    qv_db *db;
+    int failures;
+};
+
+static void *search_loop(void *p)
+{
+    struct reader_arg *a = p;
+    float q[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    for (int i = 0; i < 300; i++) {
+        qv_hits *hits;
+        if (qv_search(a->db, "conc", q, 8, &(qv_search_options){.k = 5},
+                      &hits) != QV_OK) {
+            a->failures++;
+            continue;
+        }
+        /* a consistent snapshot: documents come in batches of 10 */
+        size_t expect_min = hits->count;
+        if (expect_min != 5 && expect_min % 10 != 0)
+            a->failures++;
+        qv_free(hits);
+    }
+    return NULL;
+}
+
+static void test_concurrent_searches_during_writes(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "conc", 8, QV_METRIC_L2);
+    pthread_t readers[3];
+    struct reader_arg args[3];
+    for (int t = 0; t < 3; t++) {
+        args[t] = (struct reader_arg){db, 0};
+        pthread_create(&readers[t], NULL, search_loop, &args[t]);
+    }
+    uint64_t rng = 77;
+    for (int b = 0; b < 50; b++) {
+        float v[10][8];
+        char ids[10][16];
+        qv_doc docs[10];
+        for (int i = 0; i < 10; i++) {
+            tu_rand_vector(&rng, v[i], 8);
+            snprintf(ids[i], sizeof ids[i], "%d", b * 10 + i);
+            docs[i] = (qv_doc){ids[i], v[i], 8, NULL};
+        }
+        assert_ok(db, qv_upsert(db, "conc", docs, 10));
+    }
+    for (int t = 0; t < 3; t++) {
+        pthread_join(readers[t], NULL);
+        assert_int_equal(args[t].failures, 0);
+    }
+    assert_int_equal(count_of(db, "conc"), 500);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_collections_lifecycle),
+        T(test_duplicate_and_unknown_collections),
+        T(test_invalid_collection_config),
+        T(test_upsert_get_replace_delete),
+        T(test_batch_upsert_with_repeated_id),
+        T(test_unicode_and_longest_ids),
+        T(test_bad_documents_change_nothing),
+        T(test_cosine_refuses_zero_vectors),
+        T(test_bad_search_arguments),
+        T(test_exact_search_l2),
+        T(test_exact_search_ip),
+        T(test_exact_search_cosine),
+        T(test_ties_are_broken_by_id),
+        T(test_empty_collection_search),
+        T(test_space_of_deleted_documents_is_reused),
+        T(test_reopen_finds_everything),
+        T(test_readonly_handle_refuses_writes),
+        T(test_open_errors),
+        T(test_status_names_and_messages),
+        cmocka_unit_test(test_map_growth_through_api),
+        T(test_allocation_failures_are_clean),
+        T(test_concurrent_searches_during_writes),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
