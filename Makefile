@@ -40,7 +40,9 @@ LIB_OBJ_A := $(LIB_SRC:%.c=$(BA)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 CLI_OBJ_A := $(CLI_SRC:%.c=$(BA)/%.o)
 
-.PHONY: all deps run test clean bench-data
+.PHONY: all deps run test clean
+# Keep intermediate objects (make would delete them after linking tests).
+.SECONDARY:
 
 all: $(B)/libquiver.a $(B)/libquiver.so $(B)/quiver $(B)/embedded
 
