@@ -27,10 +27,13 @@ ASAN_LDFLAGS   := -fsanitize=address,undefined
 
 LIB_SRC := common/alloc.c common/error.c \
            storage/env.c \
-           ann/distance.c ann/topk.c \
-           db/db.c db/embedded.c db/catalog.c db/document.c db/search.c db/validate.c
-CLI_SRC := cli/main.c cli/shell.c cli/bench_flat.c cli/vecfile.c
-TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile
+           ann/distance.c ann/topk.c ann/hnsw.c \
+           db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
+           db/validate.c db/index.c
+CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
+           cli/vecfile.c
+TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
+             test_hnsw
 
 B  := build
 BA := build/asan

@@ -7,14 +7,13 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
+#include "bench.h"
 #include "cli.h"
 #include "vecfile.h"
 
-#define IMPORT_BATCH 1000
 
 struct flat_args {
     const char *base, *query, *gt, *db;
@@ -28,13 +27,6 @@ static const char flat_usage[] =
     "usage: quiver bench flat --base FILE --query FILE [--gt FILE]\n"
     "       [--nbase N] [--nq N] [--metric l2|ip|cosine] [--k 10]\n"
     "       [--db DIR] [--json]\n";
-
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int parse_flat_args(int argc, char **argv, struct flat_args *a)
 {
@@ -77,57 +69,6 @@ static int parse_flat_args(int argc, char **argv, struct flat_args *a)
     return 0;
 }
 
-/* Upsert the first n rows of base (ids "0", "1", ...) in batches. */
-static int import_base(qv_db *db, vecfile *base, long n, char *err,
-                       size_t errlen)
-{
-    uint32_t dim = vecfile_dim(base);
-    float *vecs = qv_malloc((size_t)IMPORT_BATCH * dim * sizeof(float));
-    char (*ids)[24] = qv_malloc(IMPORT_BATCH * sizeof *ids);
-    qv_doc *docs = qv_malloc(IMPORT_BATCH * sizeof *docs);
-    int rc = -1;
-    if (!vecs || !ids || !docs) {
-        snprintf(err, errlen, "out of memory");
-        goto cleanup;
-    }
-    for (long row = 0; row < n;) {
-        size_t m = 0;
-        for (; m < IMPORT_BATCH && row < n; m++, row++) {
-            int r = vecfile_read_floats(base, vecs + m * dim, err, errlen);
-            if (r != 1) {
-                if (r == 0)
-                    snprintf(err, errlen, "base ends at row %ld", row);
-                goto cleanup;
-            }
-            snprintf(ids[m], sizeof ids[m], "%ld", row);
-            docs[m] = (qv_doc){ids[m], vecs + m * dim, dim, NULL};
-        }
-        if (qv_upsert(db, "bench", docs, m) != QV_OK) {
-            snprintf(err, errlen, "upsert: %s", qv_errmsg(db));
-            goto cleanup;
-        }
-    }
-    rc = 0;
-cleanup:
-    qv_mem_free(vecs);
-    qv_mem_free(ids);
-    qv_mem_free(docs);
-    return rc;
-}
-
-/* Hits whose id is among the first k ground-truth ids. */
-static unsigned count_true_hits(const qv_hits *hits, const int32_t *gt,
-                                unsigned k)
-{
-    unsigned found = 0;
-    for (size_t i = 0; i < hits->count; i++) {
-        long id = atol(hits->hits[i].id);
-        for (unsigned j = 0; j < k; j++)
-            found += gt[j] == id;
-    }
-    return found;
-}
-
 struct flat_result {
     double import_s, search_s;
     long n, nq;
@@ -143,7 +84,7 @@ static int run_queries(qv_db *db, const struct flat_args *a, vecfile *queries,
     uint32_t dim = vecfile_dim(queries);
     float *q = qv_malloc(dim * sizeof(float));
     int32_t *truth = gt ? qv_malloc(vecfile_dim(gt) * sizeof(int32_t)) : NULL;
-    qv_search_options opt = {.k = a->k};
+    qv_search_options opt = {.k = a->k, .exact = 1};
     unsigned long found = 0;
     int rc = -1;
     if (!q || (gt && !truth)) {
@@ -167,7 +108,7 @@ static int run_queries(qv_db *db, const struct flat_args *a, vecfile *queries,
                 qv_free(hits);
                 goto cleanup;
             }
-            found += count_true_hits(hits, truth, a->k);
+            found += bench_true_hits(hits, truth, a->k);
         }
         qv_free(hits);
     }
@@ -206,25 +147,6 @@ static void print_flat(const struct flat_args *a, const struct flat_result *r)
     json_decref(o);
 }
 
-/* A fresh directory for the bench database, under $TMPDIR. */
-static char *make_temp_dir(void)
-{
-    const char *tmp = getenv("TMPDIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/quiver-bench-XXXXXX", tmp ? tmp : "/tmp");
-    return mkdtemp(path) ? strdup(path) : NULL;
-}
-
-static void remove_db_dir(const char *dir)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    unlink(path);
-    rmdir(dir);
-}
-
 int bench_flat(int argc, char **argv)
 {
     struct flat_args a;
@@ -254,7 +176,7 @@ int bench_flat(int argc, char **argv)
     }
     if (a.nq == 0)
         a.nq = (long)vecfile_rows(queries);
-    if (!a.db && !(tmpdir = make_temp_dir())) {
+    if (!a.db && !(tmpdir = bench_temp_dir())) {
         snprintf(err, sizeof err, "cannot make a temporary directory");
         goto cleanup;
     }
@@ -265,7 +187,7 @@ int bench_flat(int argc, char **argv)
         goto cleanup;
     }
     double t0 = cli_now();
-    if (import_base(db, base, res.n, err, sizeof err) != 0)
+    if (bench_import(db, "bench", base, res.n, err, sizeof err) != 0)
         goto cleanup;
     res.import_s = cli_now() - t0;
     if (run_queries(db, &a, queries, gt, &res, err, sizeof err) != 0)
@@ -277,7 +199,7 @@ cleanup:
         fprintf(stderr, "quiver bench flat: %s\n", err);
     qv_close(db);
     if (tmpdir) {
-        remove_db_dir(tmpdir);
+        bench_remove_dir(tmpdir);
         free(tmpdir);
     }
     vecfile_close(base);
@@ -286,12 +208,3 @@ cleanup:
     return rc;
 }
 
-int bench_main(int argc, char **argv)
-{
-    if (argc >= 1 && strcmp(argv[0], "flat") == 0)
-        return bench_flat(argc, argv);
-    fprintf(stderr, "usage: quiver bench flat ...\n"
-                    "quiver bench: unknown benchmark '%s'\n",
-            argc >= 1 ? argv[0] : "");
-    return 2;
-}

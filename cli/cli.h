@@ -9,6 +9,7 @@
 /* `quiver bench KIND ...`; argv[0] is KIND. Returns the exit status. */
 int bench_main(int argc, char **argv);
 int bench_flat(int argc, char **argv);
+int bench_ann(int argc, char **argv);
 
 /* Run shell commands read from in until end of input or `quit`.
  * Returns the exit status: 0 when every command succeeded. */

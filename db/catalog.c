@@ -7,6 +7,7 @@
 #include "alloc.h"
 #include "embedded.h"
 #include "error.h"
+#include "index.h"
 #include "keys.h"
 
 static const char META_NEXT_COLL[] = "next_collection_id";
@@ -32,10 +33,13 @@ qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                        name, val.mv_size, sizeof *rec);
     memcpy(rec, val.mv_data, sizeof *rec);
     if (rec->format != COLL_FORMAT || rec->dim == 0 ||
-        rec->dim > QV_DIM_MAX || !qv_metric_name((qv_metric)rec->metric))
+        rec->dim > QV_DIM_MAX || !qv_metric_name((qv_metric)rec->metric) ||
+        rec->M < 2 || rec->M > QV_M_MAX || rec->ef_construction == 0 ||
+        rec->max_level > HNSW_MAX_LEVEL || rec->count > rec->next_iid)
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "catalog record of '%s' is invalid (format %u, dim %u,"
-                       " metric %u)", name, rec->format, rec->dim, rec->metric);
+                       " metric %u, M %u)", name, rec->format, rec->dim,
+                       rec->metric, rec->M);
     return QV_OK;
 }
 
@@ -86,6 +90,10 @@ static int create_txn(MDB_txn *txn, void *arg)
         .format = COLL_FORMAT,
         .dim = c->config->dim,
         .metric = (uint32_t)c->config->metric,
+        .M = c->config->M,
+        .ef_construction = c->config->ef_construction,
+        .entry = UINT32_MAX,
+        .max_level = -1,
     };
     rc = next_collection_id(c->db, txn, &rec.id);
     if (rc == 0)
@@ -104,19 +112,21 @@ qv_status catalog_create(qv_db *base, const char *name,
 struct drop_ctx {
     emb_db *db;
     const char *name;
+    uint32_t coll_id;
     qv_status status;
 };
 
 static int drop_txn(MDB_txn *txn, void *arg)
 {
     static const enum st_db per_collection[] = {
-        ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS, ST_DB_FREEIDS
+        ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS, ST_DB_FREEIDS, ST_DB_GRAPH
     };
     struct drop_ctx *c = arg;
     coll_rec rec;
     c->status = catalog_get(c->db, txn, c->name, &rec);
     if (c->status != QV_OK)
         return ST_ABORT;
+    c->coll_id = rec.id;
     unsigned char prefix[KEY_COLL_LEN];
     key_put_u32(prefix, rec.id);
     int rc = 0;
@@ -133,8 +143,12 @@ static int drop_txn(MDB_txn *txn, void *arg)
 qv_status catalog_drop(qv_db *base, const char *name)
 {
     emb_db *db = (emb_db *)base;
-    struct drop_ctx c = {db, name, QV_OK};
-    return emb_write(db, drop_txn, &c, &c.status, "dropping a collection");
+    struct drop_ctx c = {db, name, 0, QV_OK};
+    qv_status st = emb_write(db, drop_txn, &c, &c.status,
+                             "dropping a collection");
+    if (st == QV_OK)
+        index_forget(db, c.coll_id);
+    return st;
 }
 
 static void fill_info(qv_collection_info *info, const char *name, size_t len,
@@ -145,6 +159,8 @@ static void fill_info(qv_collection_info *info, const char *name, size_t len,
     info->dim = rec->dim;
     info->metric = (qv_metric)rec->metric;
     info->count = rec->count;
+    info->M = rec->M;
+    info->ef_construction = rec->ef_construction;
 }
 
 qv_status catalog_describe(qv_db *base, const char *name,

@@ -103,7 +103,19 @@ qv_status qv_create_collection(qv_db *db, const char *name,
         return qv_fail(db, QV_ERR_INVALID,
                        "unknown metric %d; use l2, ip or cosine",
                        (int)config->metric);
-    return db->ops->create_collection(db, name, config);
+    qv_collection_config cfg = *config;
+    if (cfg.M == 0)
+        cfg.M = QV_DEFAULT_M;
+    if (cfg.ef_construction == 0)
+        cfg.ef_construction = QV_DEFAULT_EF_CONSTRUCTION;
+    if (cfg.M < 2 || cfg.M > QV_M_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "M must be 2 to %d, not %u",
+                       QV_M_MAX, cfg.M);
+    if (cfg.ef_construction > QV_EF_MAX)
+        return qv_fail(db, QV_ERR_INVALID,
+                       "ef_construction must be 1 to %d, not %u", QV_EF_MAX,
+                       cfg.ef_construction);
+    return db->ops->create_collection(db, name, &cfg);
 }
 
 qv_status qv_drop_collection(qv_db *db, const char *name)
@@ -224,6 +236,18 @@ qv_status qv_delete(qv_db *db, const char *collection, const char *id)
     return db->ops->delete_doc(db, collection, id);
 }
 
+static qv_status check_search_options(qv_db *db,
+                                      const qv_search_options *options)
+{
+    if (options->k == 0 || options->k > QV_K_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "k must be 1 to %d, not %u",
+                       QV_K_MAX, options->k);
+    if (options->ef > QV_EF_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "ef must be 0 to %d, not %u",
+                       QV_EF_MAX, options->ef);
+    return QV_OK;
+}
+
 qv_status qv_search(qv_db *db, const char *collection, const float *query,
                     uint32_t dim, const qv_search_options *options,
                     qv_hits **out)
@@ -236,8 +260,35 @@ qv_status qv_search(qv_db *db, const char *collection, const float *query,
         return st;
     if (!options || !out)
         return qv_fail(db, QV_ERR_INVALID, "options or out is NULL");
-    if (options->k == 0 || options->k > QV_K_MAX)
-        return qv_fail(db, QV_ERR_INVALID, "k must be 1 to %d, not %u",
-                       QV_K_MAX, options->k);
+    st = check_search_options(db, options);
+    if (st != QV_OK)
+        return st;
     return db->ops->search(db, collection, query, dim, options, out);
+}
+
+qv_status qv_search_batch(qv_db *db, const char *collection,
+                          const float *queries, size_t nq, uint32_t dim,
+                          const qv_search_options *options,
+                          qv_batch_hits **out)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, collection);
+    if (st != QV_OK)
+        return st;
+    if (!queries || !options || !out)
+        return qv_fail(db, QV_ERR_INVALID, "queries, options or out is NULL");
+    if (nq == 0 || nq > QV_BATCH_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "a batch holds 1 to %d queries, "
+                       "not %zu", QV_BATCH_MAX, nq);
+    char what[48];
+    for (size_t i = 0; i < nq && st == QV_OK; i++) {
+        snprintf(what, sizeof what, "query %zu: ", i);
+        st = validate_vector(db, what, queries + i * dim, dim);
+    }
+    if (st == QV_OK)
+        st = check_search_options(db, options);
+    if (st != QV_OK)
+        return st;
+    return db->ops->search_batch(db, collection, queries, nq, dim, options,
+                                 out);
 }

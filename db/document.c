@@ -8,12 +8,14 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "distance.h"
 #include "embedded.h"
 #include "error.h"
+#include "index.h"
 #include "keys.h"
 
 /* put_document's code for a collection that has used every internal id. */
@@ -73,8 +75,14 @@ static int assign_iid(emb_db *db, MDB_txn *txn, coll_rec *rec,
     return mdb_put(txn, st_dbi(db->env, ST_DB_IDS), ids_key, &val, 0);
 }
 
+/*
+ * Store one document. *iid is its internal id; *vector_changed is 0 when
+ * it replaced a document with the very same vector (the index needs no
+ * change then, which makes re-running an import cheap).
+ */
 static int put_document(emb_db *db, MDB_txn *txn, coll_rec *rec,
-                        const qv_doc *doc)
+                        const qv_doc *doc, uint32_t *iid_out,
+                        int *vector_changed)
 {
     unsigned char ids_buf[KEY_IDS_MAX], doc_buf[KEY_DOC_LEN];
     size_t id_len = strlen(doc->id);
@@ -82,18 +90,29 @@ static int put_document(emb_db *db, MDB_txn *txn, coll_rec *rec,
     MDB_val val;
     uint32_t iid;
 
+    size_t vec_bytes = rec->dim * sizeof(float);
+    int existed = 0;
     int rc = mdb_get(txn, st_dbi(db->env, ST_DB_IDS), &ids_key, &val);
-    if (rc == 0 && val.mv_size == sizeof iid)
+    if (rc == 0 && val.mv_size == sizeof iid) {
         memcpy(&iid, val.mv_data, sizeof iid);
-    else if (rc == MDB_NOTFOUND)
+        existed = 1;
+    } else if (rc == MDB_NOTFOUND) {
         rc = assign_iid(db, txn, rec, &ids_key, &iid);
-    else
+    } else {
         rc = rc == 0 ? MDB_CORRUPTED : rc;
+    }
     if (rc != 0)
         return rc;
 
     key_doc(doc_buf, rec->id, iid);
     MDB_val key = {sizeof doc_buf, doc_buf};
+    *iid_out = iid;
+    *vector_changed = 1;
+    if (existed &&
+        mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key, &val) == 0 &&
+        val.mv_size == vec_bytes && memcmp(val.mv_data, doc->vector,
+                                           vec_bytes) == 0)
+        *vector_changed = 0;
     size_t payload_len = doc->payload ? strlen(doc->payload) : 0;
     val.mv_size = 1 + id_len + payload_len;
     rc = mdb_put(txn, st_dbi(db->env, ST_DB_DOCS), &key, &val, MDB_RESERVE);
@@ -105,7 +124,9 @@ static int put_document(emb_db *db, MDB_txn *txn, coll_rec *rec,
     if (payload_len)
         memcpy(p + 1 + id_len, doc->payload, payload_len);
 
-    val = (MDB_val){rec->dim * sizeof(float), (void *)doc->vector};
+    if (!*vector_changed)
+        return 0;
+    val = (MDB_val){vec_bytes, (void *)doc->vector};
     return mdb_put(txn, st_dbi(db->env, ST_DB_VECTORS), &key, &val, 0);
 }
 
@@ -115,6 +136,9 @@ struct upsert_ctx {
     const qv_doc *docs;
     size_t n;
     qv_status status;
+    live_index *touched;    /* the graph this attempt changed */
+    uint32_t *iids;         /* per document */
+    int *changed;           /* per document: the index must take it */
 };
 
 static qv_status check_batch(emb_db *db, const char *name,
@@ -132,23 +156,123 @@ static qv_status check_batch(emb_db *db, const char *name,
     return st;
 }
 
+/* Order by internal id, then by position in the batch. */
+static int by_iid_then_position(const void *pa, const void *pb, void *arg)
+{
+    const uint32_t *iids = arg;
+    size_t a = *(const size_t *)pa, b = *(const size_t *)pb;
+    if (iids[a] != iids[b])
+        return iids[a] < iids[b] ? -1 : 1;
+    return a < b ? -1 : 1;
+}
+
+/*
+ * The documents whose vector the index must take: for an id repeated in
+ * the batch only the last one. Returns how many, their positions in order.
+ */
+static size_t documents_to_index(const struct upsert_ctx *c, size_t *order)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < c->n; i++)
+        order[i] = i;
+    qsort_r(order, c->n, sizeof *order, by_iid_then_position, c->iids);
+    for (size_t i = 0; i < c->n; i++) {
+        int last = i + 1 == c->n || c->iids[order[i + 1]] != c->iids[order[i]];
+        if (last && c->changed[order[i]])
+            order[m++] = order[i];
+    }
+    return m;
+}
+
+/* Insert the batch's new or changed vectors into the graph. */
+static qv_status insert_into_graph(struct upsert_ctx *c, const coll_rec *rec,
+                                   const size_t *order, size_t m)
+{
+    live_index *ix = c->touched;
+    hnsw *g = ix->graph;
+    uint32_t *ids = qv_malloc(m * sizeof *ids);
+    const float **vecs = qv_malloc(m * sizeof *vecs);
+    int *levels = qv_malloc(m * sizeof *levels);
+    hnsw_scratch *s = index_scratch_get(ix);
+    int rc = !ids || !vecs || !levels || !s ? -1 : 0;
+    for (size_t i = 0; i < m && rc == 0; i++) {
+        ids[i] = c->iids[order[i]];
+        vecs[i] = c->docs[order[i]].vector;
+        levels[i] = hnsw_random_level(g, ids[i], rec->generation);
+        if (hnsw_contains(g, ids[i]))   /* a new vector for a document */
+            rc = hnsw_remove(g, s, ids[i]);
+    }
+    unsigned threads = emb_threads(c->db);
+    if (rc == 0 && threads > 1 && m >= 4u * threads) {
+        rc = hnsw_insert_parallel(g, ids, vecs, levels, m, threads);
+    } else {
+        for (size_t i = 0; i < m && rc == 0; i++)
+            rc = hnsw_insert(g, s, ids[i], vecs[i], levels[i]);
+    }
+    size_t orphans;
+    if (rc == 0)
+        rc = hnsw_repair(g, s, &orphans);
+    index_scratch_put(ix, s);
+    qv_mem_free(ids);
+    qv_mem_free(vecs);
+    qv_mem_free(levels);
+    if (rc != 0) {
+        index_mark_stale(ix);
+        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory while "
+                       "indexing");
+    }
+    return QV_OK;
+}
+
+static qv_status index_documents(struct upsert_ctx *c, const coll_rec *rec)
+{
+    size_t *order = qv_malloc(c->n * sizeof *order);
+    if (!order)
+        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory");
+    size_t m = documents_to_index(c, order);
+    qv_status st = index_reserve(c->db, c->touched, rec->next_iid);
+    if (st == QV_OK && m > 0)
+        st = insert_into_graph(c, rec, order, m);
+    qv_mem_free(order);
+    return st;
+}
+
+/* Forget the graph changes of an attempt that did not commit. */
+static void drop_touched(live_index **touched)
+{
+    index_mark_stale(*touched);
+    index_release(*touched);
+    *touched = NULL;
+}
+
 static int upsert_txn(MDB_txn *txn, void *arg)
 {
     struct upsert_ctx *c = arg;
     coll_rec rec;
+    if (c->touched)  /* an earlier attempt ran out of map and was undone */
+        drop_touched(&c->touched);
     c->status = catalog_get(c->db, txn, c->name, &rec);
     if (c->status == QV_OK)
         c->status = check_batch(c->db, c->name, &rec, c->docs, c->n);
+    if (c->status == QV_OK)
+        c->status = index_acquire(c->db, txn, &rec, &c->touched);
     if (c->status != QV_OK)
         return ST_ABORT;
     int rc = 0;
     for (size_t i = 0; i < c->n && rc == 0; i++)
-        rc = put_document(c->db, txn, &rec, &c->docs[i]);
+        rc = put_document(c->db, txn, &rec, &c->docs[i], &c->iids[i],
+                          &c->changed[i]);
     if (rc == ERR_COLLECTION_FULL) {
         c->status = qv_fail(&c->db->base, QV_ERR_FULL,
                             "collection '%s' holds the most documents it can "
                             "(%u)", c->name, UINT32_MAX - 1);
         return ST_ABORT;
+    }
+    if (rc == 0) {
+        c->status = index_documents(c, &rec);
+        if (c->status != QV_OK)
+            return ST_ABORT;
+        rc = index_flush(c->db, txn, &rec, c->touched);
     }
     if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
@@ -159,8 +283,22 @@ qv_status document_upsert(qv_db *base, const char *collection,
                           const qv_doc *docs, size_t n)
 {
     emb_db *db = (emb_db *)base;
-    struct upsert_ctx c = {db, collection, docs, n, QV_OK};
-    return emb_write(db, upsert_txn, &c, &c.status, "upserting documents");
+    struct upsert_ctx c = {db, collection, docs, n, QV_OK, NULL, NULL, NULL};
+    c.iids = qv_calloc(n, sizeof *c.iids);
+    c.changed = qv_calloc(n, sizeof *c.changed);
+    qv_status st;
+    if (!c.iids || !c.changed)
+        st = qv_fail(base, QV_ERR_NOMEM, "out of memory for %zu documents", n);
+    else
+        st = emb_write(db, upsert_txn, &c, &c.status, "upserting documents");
+    if (c.touched) {
+        if (st != QV_OK)
+            index_mark_stale(c.touched);
+        index_release(c.touched);
+    }
+    qv_mem_free(c.iids);
+    qv_mem_free(c.changed);
+    return st;
 }
 
 /* Look up the internal id of an external id. */
@@ -188,16 +326,41 @@ struct delete_ctx {
     const char *name;
     const char *id;
     qv_status status;
+    live_index *touched;
 };
+
+/* Take node iid out of the graph and write the records that changed. */
+static int unindex_document(struct delete_ctx *c, MDB_txn *txn,
+                            coll_rec *rec, uint32_t iid)
+{
+    live_index *ix = c->touched;
+    hnsw_scratch *s = index_scratch_get(ix);
+    size_t orphans;
+    int rc = s ? hnsw_remove(ix->graph, s, iid) : -1;
+    if (rc == 0)
+        rc = hnsw_repair(ix->graph, s, &orphans);
+    index_scratch_put(ix, s);
+    if (rc != 0) {
+        index_mark_stale(ix);
+        c->status = qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory "
+                            "while updating the index");
+        return ST_ABORT;
+    }
+    return index_flush(c->db, txn, rec, ix);
+}
 
 static int delete_txn(MDB_txn *txn, void *arg)
 {
     struct delete_ctx *c = arg;
     coll_rec rec;
     uint32_t iid;
+    if (c->touched)
+        drop_touched(&c->touched);
     c->status = catalog_get(c->db, txn, c->name, &rec);
     if (c->status == QV_OK)
         c->status = find_iid(c->db, txn, c->name, &rec, c->id, &iid);
+    if (c->status == QV_OK)
+        c->status = index_acquire(c->db, txn, &rec, &c->touched);
     if (c->status != QV_OK)
         return ST_ABORT;
 
@@ -215,6 +378,8 @@ static int delete_txn(MDB_txn *txn, void *arg)
         rc = mdb_put(txn, st_dbi(c->db->env, ST_DB_FREEIDS), &key, &empty, 0);
     rec.count--;
     if (rc == 0)
+        rc = unindex_document(c, txn, &rec, iid);
+    if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
     return rc;
 }
@@ -222,8 +387,15 @@ static int delete_txn(MDB_txn *txn, void *arg)
 qv_status document_delete(qv_db *base, const char *collection, const char *id)
 {
     emb_db *db = (emb_db *)base;
-    struct delete_ctx c = {db, collection, id, QV_OK};
-    return emb_write(db, delete_txn, &c, &c.status, "deleting a document");
+    struct delete_ctx c = {db, collection, id, QV_OK, NULL};
+    qv_status st = emb_write(db, delete_txn, &c, &c.status,
+                             "deleting a document");
+    if (c.touched) {
+        if (st != QV_OK)
+            index_mark_stale(c.touched);
+        index_release(c.touched);
+    }
+    return st;
 }
 
 /* Copy a stored document into one caller-owned allocation. */

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "error.h"
@@ -22,7 +23,8 @@ static const qv_db_ops embedded_ops = {
     .upsert = document_upsert,
     .get = document_get,
     .delete_doc = document_delete,
-    .search = search_exact,
+    .search = search_knn,
+    .search_batch = search_batch,
 };
 
 qv_status embedded_open(const char *path, const qv_open_options *opts,
@@ -33,6 +35,9 @@ qv_status embedded_open(const char *path, const qv_open_options *opts,
         return qv_fail(NULL, QV_ERR_NOMEM, "out of memory opening %s", path);
     db->base.ops = &embedded_ops;
     db->base.flags = opts ? opts->flags : 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    db->threads = opts && opts->threads ? opts->threads
+                                        : (unsigned)(cpus > 0 ? cpus : 1);
     unsigned env_flags = (db->base.flags & QV_OPEN_NOSYNC) ? ST_OPEN_NOSYNC : 0;
     int rc = st_env_open(path, env_flags, opts ? opts->map_size : 0, &db->env);
     if (rc != 0) {
@@ -105,4 +110,9 @@ qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,
     return qv_fail(&db->base, QV_ERR_DIMENSION,
                    "%svector has dimension %u; collection '%s' has %u", what,
                    dim, name, rec->dim);
+}
+
+unsigned emb_threads(const emb_db *db)
+{
+    return db->threads;
 }

@@ -13,9 +13,10 @@
 typedef struct emb_db {
     qv_db base;
     st_env *env;
+    unsigned threads;   /* for index building; >= 1 */
 } emb_db;
 
-#define COLL_FORMAT 1
+#define COLL_FORMAT 2
 
 /* A collection's record in the catalog, stored as this struct. */
 typedef struct coll_rec {
@@ -25,7 +26,12 @@ typedef struct coll_rec {
     uint32_t metric;     /* qv_metric */
     uint64_t count;      /* live documents */
     uint32_t next_iid;   /* lowest internal id never used */
+    uint32_t M;          /* HNSW parameters */
+    uint32_t ef_construction;
+    uint32_t entry;      /* HNSW entry point; UINT32_MAX when empty */
+    int32_t max_level;   /* HNSW top level; -1 when empty */
     uint32_t reserved;
+    uint64_t generation; /* bumped by every committed write */
 } coll_rec;
 
 /* Turn an LMDB or errno code into a status and a message about doing. */
@@ -63,8 +69,14 @@ qv_status document_upsert(qv_db *db, const char *collection,
 qv_status document_get(qv_db *db, const char *collection, const char *id,
                        qv_record **out);
 qv_status document_delete(qv_db *db, const char *collection, const char *id);
-qv_status search_exact(qv_db *db, const char *collection, const float *query,
-                       uint32_t dim, const qv_search_options *options,
-                       qv_hits **out);
+qv_status search_knn(qv_db *db, const char *collection, const float *query,
+                     uint32_t dim, const qv_search_options *options,
+                     qv_hits **out);
+qv_status search_batch(qv_db *db, const char *collection, const float *queries,
+                       size_t nq, uint32_t dim, const qv_search_options *options,
+                       qv_batch_hits **out);
+
+/* Worker threads configured for the handle (never 0). */
+unsigned emb_threads(const emb_db *db);
 
 #endif

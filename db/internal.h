@@ -13,6 +13,10 @@
 
 #include "quiver.h"
 
+#define QV_DEFAULT_M 16
+#define QV_DEFAULT_EF_CONSTRUCTION 200
+#define QV_DEFAULT_EF 64
+
 typedef struct qv_db_ops {
     void (*close)(qv_db *db);
     qv_status (*create_collection)(qv_db *db, const char *name,
@@ -31,6 +35,10 @@ typedef struct qv_db_ops {
     qv_status (*search)(qv_db *db, const char *collection, const float *query,
                         uint32_t dim, const qv_search_options *options,
                         qv_hits **out);
+    qv_status (*search_batch)(qv_db *db, const char *collection,
+                              const float *queries, size_t nq, uint32_t dim,
+                              const qv_search_options *options,
+                              qv_batch_hits **out);
 } qv_db_ops;
 
 struct qv_db {

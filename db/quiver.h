@@ -41,6 +41,9 @@ extern "C" {
 #define QV_DIM_MAX       16384        /* dimension of a collection */
 #define QV_PAYLOAD_MAX   (1u << 20)   /* bytes of a payload's JSON text */
 #define QV_K_MAX         10000        /* hits a search may ask for */
+#define QV_M_MAX         128          /* HNSW neighbours per node (min 2) */
+#define QV_EF_MAX        10000        /* ef and ef_construction */
+#define QV_BATCH_MAX     1000000      /* queries in one batch search */
 
 typedef enum qv_status {
     QV_OK = 0,
@@ -77,6 +80,8 @@ typedef struct qv_open_options {
     uint64_t map_size;      /* initial map size in bytes; 0 = 256 MiB.
                                The map grows by itself while the disk has
                                room, so this is only a starting point. */
+    uint32_t threads;       /* threads for building the index during large
+                               upserts; 0 = one per online CPU */
 } qv_open_options;
 
 /*
@@ -119,16 +124,26 @@ const char *qv_metric_name(qv_metric metric);
 /* Parse a metric name; QV_ERR_INVALID if unknown. */
 qv_status qv_metric_parse(const char *name, qv_metric *out);
 
+/*
+ * Every collection has an HNSW index (Malkov and Yashunin), kept in the
+ * database beside the documents and changed in the same transactions.
+ */
 typedef struct qv_collection_config {
-    uint32_t dim;         /* 1 .. QV_DIM_MAX */
+    uint32_t dim;             /* 1 .. QV_DIM_MAX */
     qv_metric metric;
+    uint32_t M;               /* HNSW neighbours per node, 2 .. QV_M_MAX
+                                 (level 0 keeps 2M); 0 = 16 */
+    uint32_t ef_construction; /* beam width while inserting, 1 ..
+                                 QV_EF_MAX; 0 = 200 */
 } qv_collection_config;
 
 typedef struct qv_collection_info {
     char name[QV_NAME_MAX + 1];
     uint32_t dim;
     qv_metric metric;
-    uint64_t count;       /* documents */
+    uint64_t count;           /* documents */
+    uint32_t M;
+    uint32_t ef_construction;
 } qv_collection_info;
 
 /*
@@ -190,6 +205,11 @@ qv_status qv_delete(qv_db *db, const char *collection, const char *id);
 
 typedef struct qv_search_options {
     uint32_t k;            /* 1 .. QV_K_MAX hits wanted */
+    uint32_t ef;           /* HNSW beam width, 0 .. QV_EF_MAX; 0 = 64.
+                              A beam narrower than k is widened to k. */
+    int exact;             /* non-zero: brute force over every document
+                              instead of the index (exact, slower) */
+    uint32_t threads;      /* qv_search_batch only: 0 = one per CPU */
 } qv_search_options;
 
 typedef struct qv_hit {
@@ -203,12 +223,29 @@ typedef struct qv_hits {
 } qv_hits;
 
 /*
- * Exact k-nearest-neighbour search over every document of the collection.
- * *out is one allocation to release with qv_free().
+ * The k nearest documents to query: approximate through the HNSW index
+ * (recall grows with ef), or exact with options->exact. The hits are
+ * documents of one consistent snapshot of the database, taken when the
+ * call starts. *out is one allocation to release with qv_free().
  */
 qv_status qv_search(qv_db *db, const char *collection, const float *query,
                     uint32_t dim, const qv_search_options *options,
                     qv_hits **out);
+
+typedef struct qv_batch_hits {
+    size_t count;          /* queries */
+    qv_hits *results;      /* results[i] answers query i */
+} qv_batch_hits;
+
+/*
+ * nq queries (nq * dim floats, row after row) in one call, spread over
+ * options->threads threads, all against one snapshot. *out is one
+ * allocation to release with qv_free().
+ */
+qv_status qv_search_batch(qv_db *db, const char *collection,
+                          const float *queries, size_t nq, uint32_t dim,
+                          const qv_search_options *options,
+                          qv_batch_hits **out);
 
 #ifdef __cplusplus
 }

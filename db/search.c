@@ -1,17 +1,28 @@
 /*
- * search.c - exact k-nearest-neighbour search.
+ * search.c - k-nearest-neighbour search, exact or through the HNSW index.
  *
- * One pass over the collection's vectors in a read snapshot: LMDB hands
- * out pointers into its memory map, so no vector is copied; each one is
- * scored with the SIMD kernels and offered to a bounded heap.
+ * Both paths collect candidates (distance, internal id) in a bounded
+ * heap, then resolve them to documents in the caller's read snapshot.
+ *
+ * Exact: one pass over the collection's vectors in the snapshot; LMDB
+ * hands out pointers into its memory map, so no vector is copied.
+ *
+ * HNSW: the graph in memory (db/index.h) may be slightly ahead of the
+ * snapshot (a write in progress in this process), so the beam of ef
+ * candidates is resolved in the snapshot and candidates it does not hold
+ * are passed over: every hit is a document of the snapshot.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "distance.h"
 #include "embedded.h"
 #include "error.h"
+#include "index.h"
 #include "keys.h"
 #include "topk.h"
 
@@ -48,6 +59,15 @@ static int doc_ext_id(emb_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
     return 0;
 }
 
+static int compare_ids(const MDB_val *a, const MDB_val *b)
+{
+    size_t n = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
+    int c = memcmp(a->mv_data, b->mv_data, n);
+    if (c != 0)
+        return c;
+    return a->mv_size < b->mv_size ? -1 : a->mv_size > b->mv_size;
+}
+
 struct tiebreak_ctx {
     emb_db *db;
     MDB_txn *txn;
@@ -61,12 +81,9 @@ static int compare_ext_ids(void *arg, uint32_t a, uint32_t b)
     MDB_val ida, idb;
     if (doc_ext_id(t->db, t->txn, t->coll, a, &ida) != 0 ||
         doc_ext_id(t->db, t->txn, t->coll, b, &idb) != 0)
-        return a < b ? -1 : 1;  /* unreadable: the hit resolution reports it */
-    size_t n = ida.mv_size < idb.mv_size ? ida.mv_size : idb.mv_size;
-    int c = memcmp(ida.mv_data, idb.mv_data, n);
-    if (c != 0)
-        return c;
-    return ida.mv_size < idb.mv_size ? -1 : 1;
+        return a < b ? -1 : 1;  /* unreadable: resolution reports it */
+    int c = compare_ids(&ida, &idb);
+    return c ? c : (a < b ? -1 : 1);
 }
 
 /* Offer every vector of the collection to the heap. */
@@ -103,105 +120,347 @@ static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return st;
 }
 
-/* Turn the sorted heap into one caller-owned qv_hits allocation. */
-static qv_status make_hits(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                           const topk *heap, qv_hits **out)
+/* A candidate resolved to its document's id in the snapshot. */
+typedef struct resolved {
+    float dist;
+    MDB_val id;
+} resolved;
+
+static int by_distance_then_id(const void *pa, const void *pb)
 {
-    MDB_val *ids = qv_calloc(heap->n, sizeof *ids);
-    if (!ids)
-        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for hits");
-    qv_status st = QV_OK;
-    size_t text = 0;
-    for (size_t i = 0; i < heap->n; i++) {
-        int rc = doc_ext_id(db, txn, rec->id, heap->items[i].id, &ids[i]);
-        if (rc != 0) {
-            st = rc == MDB_NOTFOUND
-                     ? qv_fail(&db->base, QV_ERR_CORRUPT,
-                               "vector %u has no document", heap->items[i].id)
-                     : emb_status(db, rc, "reading hit ids");
-            goto cleanup;
-        }
-        text += ids[i].mv_size + 1;
-    }
-    qv_hits *hits = qv_malloc(sizeof *hits + heap->n * sizeof(qv_hit) + text);
-    if (!hits) {
-        st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for hits");
-        goto cleanup;
-    }
-    hits->count = heap->n;
-    hits->hits = (qv_hit *)(hits + 1);
-    char *p = (char *)(hits->hits + heap->n);
-    for (size_t i = 0; i < heap->n; i++) {
-        memcpy(p, ids[i].mv_data, ids[i].mv_size);
-        p[ids[i].mv_size] = '\0';
-        hits->hits[i].id = p;
-        hits->hits[i].distance = heap->items[i].dist;
-        p += ids[i].mv_size + 1;
-    }
-    *out = hits;
-cleanup:
-    qv_mem_free(ids);
-    return st;
+    const resolved *a = pa, *b = pb;
+    if (a->dist != b->dist)
+        return a->dist < b->dist ? -1 : 1;
+    return compare_ids(&a->id, &b->id);
 }
 
-/* For cosine, a unit-length copy of the query; otherwise the query. */
-static qv_status prepare_query(emb_db *db, const coll_rec *rec,
-                               const float *query, float **owned,
-                               const float **q)
+/*
+ * Resolve the sorted heap's candidates into out (room for k), nearest
+ * first. Candidates the snapshot lacks are passed over when skip_missing
+ * (the graph ran ahead of the snapshot), else they mean corruption.
+ */
+static qv_status resolve(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                         const topk *heap, size_t k, int skip_missing,
+                         resolved *out, size_t *n)
 {
-    *owned = NULL;
-    *q = query;
-    if (rec->metric != QV_METRIC_COSINE)
-        return QV_OK;
-    float norm = sqrtf(dist_dot(query, query, rec->dim));
-    if (!(norm > 0.0f))
-        return qv_fail(&db->base, QV_ERR_INVALID,
-                       "query vector is all zeros, which has no cosine "
-                       "distance");
-    *owned = qv_malloc(rec->dim * sizeof(float));
-    if (!*owned)
-        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
-    for (uint32_t i = 0; i < rec->dim; i++)
-        (*owned)[i] = query[i] / norm;
-    *q = *owned;
+    *n = 0;
+    for (size_t i = 0; i < heap->n && *n < k; i++) {
+        int rc = doc_ext_id(db, txn, rec->id, heap->items[i].id,
+                            &out[*n].id);
+        if (rc == MDB_NOTFOUND && skip_missing)
+            continue;
+        if (rc != 0)
+            return rc == MDB_NOTFOUND
+                       ? qv_fail(&db->base, QV_ERR_CORRUPT, "vector %u has "
+                                 "no document", heap->items[i].id)
+                       : emb_status(db, rc, "reading hit ids");
+        out[(*n)++].dist = heap->items[i].dist;
+    }
+    qsort(out, *n, sizeof *out, by_distance_then_id);
     return QV_OK;
 }
 
-qv_status search_exact(qv_db *base, const char *collection, const float *query,
-                       uint32_t dim, const qv_search_options *options,
-                       qv_hits **out)
+static size_t id_bytes(const resolved *r, size_t n)
 {
-    emb_db *db = (emb_db *)base;
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += r[i].id.mv_size + 1;
+    return bytes;
+}
+
+/* Fill hits from r, copying the ids to *text; advances *text. */
+static void fill_hits(qv_hits *hits, qv_hit *slots, const resolved *r,
+                      size_t n, char **text)
+{
+    hits->count = n;
+    hits->hits = slots;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(*text, r[i].id.mv_data, r[i].id.mv_size);
+        (*text)[r[i].id.mv_size] = '\0';
+        slots[i].id = *text;
+        slots[i].distance = r[i].dist;
+        *text += r[i].id.mv_size + 1;
+    }
+}
+
+/* For cosine, a unit-length copy of the nq queries; otherwise NULL. */
+static qv_status normalize_queries(emb_db *db, const coll_rec *rec,
+                                   const float *queries, size_t nq,
+                                   float **owned)
+{
+    *owned = NULL;
+    if (rec->metric != QV_METRIC_COSINE)
+        return QV_OK;
+    float *copy = qv_malloc(nq * rec->dim * sizeof(float));
+    if (!copy)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < nq; i++) {
+        const float *q = queries + i * rec->dim;
+        float norm = sqrtf(dist_dot(q, q, rec->dim));
+        if (!(norm > 0.0f)) {
+            qv_mem_free(copy);
+            return qv_fail(&db->base, QV_ERR_INVALID,
+                           "query %zu is all zeros, which has no cosine "
+                           "distance", i);
+        }
+        for (uint32_t j = 0; j < rec->dim; j++)
+            copy[i * rec->dim + j] = q[j] / norm;
+    }
+    *owned = copy;
+    return QV_OK;
+}
+
+/* What one search call holds: the snapshot, the record, maybe a graph. */
+struct search_ctx {
+    emb_db *db;
     MDB_txn *txn;
     coll_rec rec;
-    float *normalized = NULL;
-    const float *q;
-    topk heap = {0};
-    qv_status st = emb_read_begin(db, &txn, "searching");
+    live_index *ix;
+    float *normalized;
+    const float *queries;
+    size_t nq;
+    const qv_search_options *opt;
+    size_t beam;     /* candidates collected per query */
+};
+
+static qv_status search_begin(struct search_ctx *c, emb_db *db,
+                              const char *collection, const float *queries,
+                              size_t nq, uint32_t dim,
+                              const qv_search_options *opt)
+{
+    memset(c, 0, sizeof *c);
+    c->db = db;
+    c->opt = opt;
+    c->nq = nq;
+    qv_status st = emb_read_begin(db, &c->txn, "searching");
     if (st != QV_OK)
         return st;
-    st = catalog_get(db, txn, collection, &rec);
+    st = catalog_get(db, c->txn, collection, &c->rec);
     if (st == QV_OK)
-        st = coll_check_dim(db, collection, &rec, "query ", dim);
+        st = coll_check_dim(db, collection, &c->rec,
+                            nq == 1 ? "query " : "queries: ", dim);
     if (st == QV_OK)
-        st = prepare_query(db, &rec, query, &normalized, &q);
+        st = normalize_queries(db, &c->rec, queries, nq, &c->normalized);
+    c->queries = c->normalized ? c->normalized : queries;
+    if (st != QV_OK)
+        return st;
+    if (opt->exact) {
+        c->beam = opt->k < c->rec.count ? opt->k : (size_t)c->rec.count;
+        return QV_OK;
+    }
+    if (c->rec.count == 0)
+        return QV_OK;  /* beam 0: nothing to search */
+    st = index_acquire(db, c->txn, &c->rec, &c->ix);
+    if (st != QV_OK)
+        return st;
+    uint32_t ef = opt->ef ? opt->ef : QV_DEFAULT_EF;
+    c->beam = ef > opt->k ? ef : opt->k;
+    /* Nodes a write in progress added are in the graph but not in the
+     * snapshot, and are passed over: widen the beam by that many so k
+     * hits still come back. */
+    uint32_t in_graph = hnsw_count(c->ix->graph);
+    if (in_graph > c->rec.count)
+        c->beam += in_graph - (size_t)c->rec.count;
+    return QV_OK;
+}
+
+static void search_end(struct search_ctx *c)
+{
+    index_release(c->ix);
+    qv_mem_free(c->normalized);
+    st_read_end(c->db->env, c->txn);
+}
+
+/* Candidates of query i into heap (initialised with c->beam). */
+static qv_status collect(struct search_ctx *c, hnsw_scratch *s, size_t i,
+                         topk *heap)
+{
+    const float *q = c->queries + i * c->rec.dim;
+    if (c->beam == 0)
+        return QV_OK;
+    if (c->opt->exact)
+        return scan_vectors(c->db, c->txn, &c->rec, q, heap);
+    pthread_rwlock_rdlock(&c->ix->grow_lock);
+    hnsw_search(c->ix->graph, s, q, (uint32_t)c->beam, (uint32_t)c->beam,
+                heap);
+    pthread_rwlock_unlock(&c->ix->grow_lock);
+    return QV_OK;
+}
+
+qv_status search_knn(qv_db *base, const char *collection, const float *query,
+                     uint32_t dim, const qv_search_options *options,
+                     qv_hits **out)
+{
+    emb_db *db = (emb_db *)base;
+    struct search_ctx c;
+    topk heap = {0};
+    resolved *r = NULL;
+    hnsw_scratch *s = NULL;
+    size_t n = 0;
+    qv_status st = search_begin(&c, db, collection, query, 1, dim, options);
     if (st != QV_OK)
         goto cleanup;
-    size_t k = options->k < rec.count ? options->k : (size_t)rec.count;
-    struct tiebreak_ctx tb = {db, txn, rec.id};
-    if (topk_init(&heap, k, compare_ext_ids, &tb) != 0) {
-        st = qv_fail(base, QV_ERR_NOMEM, "out of memory for k=%zu", k);
+    struct tiebreak_ctx tb = {db, c.txn, c.rec.id};
+    r = qv_malloc((options->k + 1) * sizeof *r);
+    if (!r || topk_init(&heap, c.beam, options->exact ? compare_ext_ids : NULL,
+                        &tb) != 0 ||
+        (c.ix && !(s = index_scratch_get(c.ix)))) {
+        st = qv_fail(base, QV_ERR_NOMEM, "out of memory for k=%u",
+                     options->k);
         goto cleanup;
     }
-    if (k > 0)
-        st = scan_vectors(db, txn, &rec, q, &heap);
-    if (st == QV_OK) {
-        topk_sort(&heap);
-        st = make_hits(db, txn, &rec, &heap, out);
+    st = collect(&c, s, 0, &heap);
+    if (st != QV_OK)
+        goto cleanup;
+    topk_sort(&heap);
+    st = resolve(db, c.txn, &c.rec, &heap, options->k, !options->exact, r, &n);
+    if (st != QV_OK)
+        goto cleanup;
+    qv_hits *hits = qv_malloc(sizeof *hits + n * sizeof(qv_hit) +
+                              id_bytes(r, n));
+    if (!hits) {
+        st = qv_fail(base, QV_ERR_NOMEM, "out of memory for hits");
+        goto cleanup;
     }
+    char *text = (char *)((qv_hit *)(hits + 1) + n);
+    fill_hits(hits, (qv_hit *)(hits + 1), r, n, &text);
+    *out = hits;
 cleanup:
+    if (c.ix)
+        index_scratch_put(c.ix, s);
     topk_release(&heap);
-    qv_mem_free(normalized);
-    st_read_end(db->env, txn);
+    qv_mem_free(r);
+    search_end(&c);
+    return st;
+}
+
+/* ---- batch ---- */
+
+struct batch_job {
+    struct search_ctx *c;
+    topk *heaps;
+    atomic_size_t next;
+    atomic_int failed;
+};
+
+static void *batch_worker(void *arg)
+{
+    struct batch_job *job = arg;
+    hnsw_scratch *s = index_scratch_get(job->c->ix);
+    if (!s) {
+        atomic_store(&job->failed, 1);
+        return NULL;
+    }
+    for (;;) {
+        size_t i = atomic_fetch_add(&job->next, 1);
+        if (i >= job->c->nq)
+            break;
+        collect(job->c, s, i, &job->heaps[i]);
+    }
+    index_scratch_put(job->c->ix, s);
+    return NULL;
+}
+
+/* Collect the candidates of every query: graph searches in parallel. */
+static qv_status collect_all(struct search_ctx *c, topk *heaps,
+                             unsigned threads)
+{
+    if (c->opt->exact || !c->ix) {
+        /* exact scans walk LMDB cursors, which belong to one thread */
+        qv_status st = QV_OK;
+        for (size_t i = 0; i < c->nq && st == QV_OK; i++)
+            st = collect(c, NULL, i, &heaps[i]);
+        return st;
+    }
+    struct batch_job job = {.c = c, .heaps = heaps};
+    atomic_init(&job.next, 0);
+    atomic_init(&job.failed, 0);
+    pthread_t tids[64];
+    unsigned started = 0;
+    if (threads > 64)
+        threads = 64;
+    for (; started + 1 < threads && started + 1 < c->nq; started++) {
+        if (pthread_create(&tids[started], NULL, batch_worker, &job) != 0)
+            break;
+    }
+    batch_worker(&job);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    if (atomic_load(&job.failed))
+        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory");
+    return QV_OK;
+}
+
+/* Resolve every query's heap and pack the results in one allocation. */
+static qv_status pack_batch(struct search_ctx *c, topk *heaps,
+                            qv_batch_hits **out)
+{
+    size_t k = c->opt->k;
+    resolved *r = qv_malloc(c->nq * k * sizeof *r);
+    size_t *counts = qv_calloc(c->nq, sizeof *counts);
+    size_t total = 0, text = 0;
+    qv_status st = r && counts ? QV_OK
+                               : qv_fail(&c->db->base, QV_ERR_NOMEM,
+                                         "out of memory for hits");
+    for (size_t i = 0; i < c->nq && st == QV_OK; i++) {
+        topk_sort(&heaps[i]);
+        st = resolve(c->db, c->txn, &c->rec, &heaps[i], k, !c->opt->exact,
+                     r + i * k, &counts[i]);
+        total += counts[i];
+        text += id_bytes(r + i * k, counts[i]);
+    }
+    qv_batch_hits *b = NULL;
+    if (st == QV_OK) {
+        b = qv_malloc(sizeof *b + c->nq * sizeof(qv_hits) +
+                      total * sizeof(qv_hit) + text);
+        if (!b)
+            st = qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for hits");
+    }
+    if (st == QV_OK) {
+        b->count = c->nq;
+        b->results = (qv_hits *)(b + 1);
+        qv_hit *slots = (qv_hit *)(b->results + c->nq);
+        char *p = (char *)(slots + total);
+        for (size_t i = 0; i < c->nq; i++) {
+            fill_hits(&b->results[i], slots, r + i * k, counts[i], &p);
+            slots += counts[i];
+        }
+        *out = b;
+    }
+    qv_mem_free(r);
+    qv_mem_free(counts);
+    return st;
+}
+
+qv_status search_batch(qv_db *base, const char *collection,
+                       const float *queries, size_t nq, uint32_t dim,
+                       const qv_search_options *options, qv_batch_hits **out)
+{
+    emb_db *db = (emb_db *)base;
+    struct search_ctx c;
+    topk *heaps = NULL;
+    qv_status st = search_begin(&c, db, collection, queries, nq, dim, options);
+    if (st != QV_OK)
+        goto cleanup;
+    struct tiebreak_ctx tb = {db, c.txn, c.rec.id};
+    heaps = qv_calloc(nq, sizeof *heaps);
+    for (size_t i = 0; heaps && i < nq && st == QV_OK; i++) {
+        if (topk_init(&heaps[i], c.beam, options->exact ? compare_ext_ids
+                                                        : NULL, &tb) != 0)
+            st = QV_ERR_NOMEM;
+    }
+    if (!heaps || st != QV_OK) {
+        st = qv_fail(base, QV_ERR_NOMEM, "out of memory for %zu queries", nq);
+        goto cleanup;
+    }
+    unsigned threads = options->threads ? options->threads : emb_threads(db);
+    st = collect_all(&c, heaps, threads);
+    if (st == QV_OK)
+        st = pack_batch(&c, heaps, out);
+cleanup:
+    for (size_t i = 0; heaps && i < nq; i++)
+        topk_release(&heaps[i]);
+    qv_mem_free(heaps);
+    search_end(&c);
     return st;
 }

@@ -18,6 +18,7 @@ static const char *const db_names[ST_DB_COUNT] = {
     [ST_DB_META] = "meta",       [ST_DB_CATALOG] = "catalog",
     [ST_DB_IDS] = "ids",         [ST_DB_DOCS] = "docs",
     [ST_DB_VECTORS] = "vectors", [ST_DB_FREEIDS] = "freeids",
+    [ST_DB_GRAPH] = "graph",
 };
 
 struct st_env {
@@ -26,6 +27,9 @@ struct st_env {
     unsigned flags;
     /* Every transaction holds it shared; map growth holds it exclusive. */
     pthread_rwlock_t map_lock;
+    /* what the layer above keeps per environment, see st_env_user */
+    void *user;
+    void (*user_free)(void *);
     /* Registry of open environments, guarded by registry_lock. An entry
      * inherited through fork() belongs to the parent (LMDB environments
      * must not be used across fork), hence the pid. */
@@ -161,9 +165,24 @@ void st_env_close(st_env *env)
     pthread_mutex_unlock(&registry_lock);
     if (!last)
         return;
+    if (env->user_free)
+        env->user_free(env->user);
     mdb_env_close(env->mdb);
     pthread_rwlock_destroy(&env->map_lock);
     qv_mem_free(env);
+}
+
+void *st_env_user(st_env *env, void *(*create)(void), void (*destroy)(void *))
+{
+    pthread_mutex_lock(&registry_lock);
+    if (!env->user) {
+        env->user = create();
+        if (env->user)
+            env->user_free = destroy;
+    }
+    void *user = env->user;
+    pthread_mutex_unlock(&registry_lock);
+    return user;
 }
 
 MDB_dbi st_dbi(const st_env *env, enum st_db db)
@@ -269,7 +288,8 @@ int st_delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix,
            memcmp(key.mv_data, prefix, prefix_len) == 0) {
         rc = mdb_cursor_del(cur, 0);
         if (rc == 0)
-            rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT); /* after a delete, NEXT lands on the following key */
+            /* after a delete, NEXT lands on the key that followed */
+            rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
     }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;

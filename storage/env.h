@@ -27,6 +27,7 @@ enum st_db {
     ST_DB_DOCS,      /* (collection, internal id) -> external id, payload */
     ST_DB_VECTORS,   /* (collection, internal id) -> float32[dim] */
     ST_DB_FREEIDS,   /* (collection, internal id) -> "" : ids to reuse */
+    ST_DB_GRAPH,     /* (collection, internal id) -> HNSW node record */
     ST_DB_COUNT
 };
 
@@ -46,6 +47,13 @@ int st_env_open(const char *path, unsigned flags, uint64_t map_size,
 void st_env_close(st_env *env);
 
 MDB_dbi st_dbi(const st_env *env, enum st_db db);
+
+/*
+ * The layer above's per-environment state: made by create() on first use,
+ * shared by every handle on the environment, released with destroy() when
+ * the environment closes. NULL if create() failed.
+ */
+void *st_env_user(st_env *env, void *(*create)(void), void (*destroy)(void *));
 
 /*
  * Run fn(txn, ctx) in a write transaction and commit it. fn returns 0 to

@@ -12,6 +12,7 @@
  *   docs     [coll:4][internal id:4]       -> [id len:1][id][payload JSON]
  *   vectors  [coll:4][internal id:4]       -> float32[dim]
  *   freeids  [coll:4][internal id:4]       -> (empty)
+ *   graph    [coll:4][internal id:4]       -> HNSW node record (ann/hnsw.h)
  */
 #ifndef QV_STORAGE_KEYS_H
 #define QV_STORAGE_KEYS_H

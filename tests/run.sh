@@ -11,6 +11,7 @@ export CMOCKA_MESSAGE_OUTPUT=TAP
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export QUIVER_BUILD=$top/$build
+export QUIVER_TOP=$top
 passed=0 failed=0
 log=$(mktemp)
 

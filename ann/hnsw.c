@@ -1,0 +1,1041 @@
+#include "hnsw.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "distance.h"
+
+#define LOCK_STRIPES 4096u
+#define NO_LEVEL (-1)
+
+typedef struct cand {
+    float d;
+    uint32_t id;
+} cand;
+
+struct hnsw {
+    hnsw_params p;
+    uint32_t M0;            /* level-0 degree bound: 2M */
+    size_t stride;          /* floats per vector slot, a multiple of 16 */
+    size_t link0_stride;    /* u32 per level-0 list: count + M0 ids */
+    size_t upper_stride;    /* u32 per upper list: count + M ids */
+    uint32_t cap;
+    float *vecs;
+    uint32_t *links0;
+    uint32_t **upper;       /* per node: lists of levels 1..level */
+    int8_t *levels;         /* NO_LEVEL for an empty slot */
+    atomic_uint count;
+    double level_mult;
+    /* entry point and top level, packed so that readers load both at once */
+    _Atomic uint64_t entry;
+    pthread_mutex_t entry_lock;
+    pthread_mutex_t node_locks[LOCK_STRIPES];
+    /* upper lists replaced while searches may still read them */
+    uint32_t **retired;
+    size_t nretired, retired_cap;
+    /* nodes changed since the last hnsw_dirty_clear */
+    _Atomic uint8_t *dirty_flag;
+    uint32_t *dirty;
+    size_t ndirty;
+    pthread_mutex_t dirty_lock;
+};
+
+struct hnsw_scratch {
+    uint16_t *visited;
+    uint32_t visited_cap;
+    uint16_t epoch;
+    cand *cands, *res, *tmp;
+    size_t cands_cap, res_cap, tmp_cap;
+};
+
+/* ---- small helpers ---- */
+
+static inline uint32_t load_u32(const uint32_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static inline void store_u32(uint32_t *p, uint32_t v)
+{
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+static inline int node_level(const hnsw *h, uint32_t id)
+{
+    return __atomic_load_n(&h->levels[id], __ATOMIC_ACQUIRE);
+}
+
+static inline uint64_t pack_entry(uint32_t id, int level)
+{
+    return (uint64_t)(uint32_t)(level + 1) << 32 | id;
+}
+
+static inline void unpack_entry(uint64_t e, uint32_t *id, int *level)
+{
+    *id = (uint32_t)e;
+    *level = (int)(e >> 32) - 1;
+}
+
+static inline const float *vec_of(const hnsw *h, uint32_t id)
+{
+    return h->vecs + (size_t)id * h->stride;
+}
+
+/* The list of node id at level: [count][ids...]. */
+static inline uint32_t *list_of(const hnsw *h, uint32_t id, int level)
+{
+    if (level == 0)
+        return h->links0 + (size_t)id * h->link0_stride;
+    return h->upper[id] + (size_t)(level - 1) * h->upper_stride;
+}
+
+static inline uint32_t max_degree(const hnsw *h, int level)
+{
+    return level == 0 ? h->M0 : h->p.M;
+}
+
+static inline float distance(const hnsw *h, const float *a, const float *b)
+{
+    if (h->p.metric == HNSW_L2)
+        return dist_l2sq(a, b, h->p.dim);
+    return 1.0f - dist_dot(a, b, h->p.dim);
+}
+
+static pthread_mutex_t *node_lock(hnsw *h, uint32_t id)
+{
+    return &h->node_locks[id % LOCK_STRIPES];
+}
+
+static void mark_dirty(hnsw *h, uint32_t id)
+{
+    if (atomic_exchange(&h->dirty_flag[id], 1))
+        return;
+    pthread_mutex_lock(&h->dirty_lock);
+    h->dirty[h->ndirty++] = id;
+    pthread_mutex_unlock(&h->dirty_lock);
+}
+
+/* ---- heaps of candidates ---- */
+
+/* Min-heap when min is set, else max-heap, on distance. */
+static inline int before(cand a, cand b, int min)
+{
+    return min ? a.d < b.d : a.d > b.d;
+}
+
+static void heap_push(cand *heap, size_t *n, cand c, int min)
+{
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!before(c, heap[parent], min))
+            break;
+        heap[i] = heap[parent];
+        i = parent;
+    }
+    heap[i] = c;
+}
+
+static cand heap_pop(cand *heap, size_t *n, int min)
+{
+    cand top = heap[0], last = heap[--*n];
+    size_t i = 0, size = *n;
+    for (;;) {
+        size_t child = 2 * i + 1;
+        if (child >= size)
+            break;
+        if (child + 1 < size && before(heap[child + 1], heap[child], min))
+            child++;
+        if (!before(heap[child], last, min))
+            break;
+        heap[i] = heap[child];
+        i = child;
+    }
+    if (size > 0)
+        heap[i] = last;
+    return top;
+}
+
+static int by_distance(const void *pa, const void *pb)
+{
+    const cand *a = pa, *b = pb;
+    if (a->d != b->d)
+        return a->d < b->d ? -1 : 1;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+/* ---- creation and growth ---- */
+
+hnsw *hnsw_create(const hnsw_params *params)
+{
+    hnsw *h = qv_calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->p = *params;
+    h->M0 = 2 * params->M;
+    h->stride = (params->dim + 15u) & ~(size_t)15;
+    h->link0_stride = 1 + h->M0;
+    h->upper_stride = 1 + params->M;
+    h->level_mult = 1.0 / log((double)(params->M > 1 ? params->M : 2));
+    atomic_init(&h->entry, pack_entry(HNSW_NO_NODE, NO_LEVEL));
+    pthread_mutex_init(&h->entry_lock, NULL);
+    pthread_mutex_init(&h->dirty_lock, NULL);
+    for (unsigned i = 0; i < LOCK_STRIPES; i++)
+        pthread_mutex_init(&h->node_locks[i], NULL);
+    return h;
+}
+
+void hnsw_free(hnsw *h)
+{
+    if (!h)
+        return;
+    for (uint32_t i = 0; i < h->cap; i++)
+        qv_mem_free(h->upper[i]);
+    qv_mem_free(h->upper);
+    hnsw_reclaim(h);
+    qv_mem_free(h->retired);
+    free(h->vecs);
+    qv_mem_free(h->links0);
+    qv_mem_free(h->levels);
+    qv_mem_free((void *)h->dirty_flag);
+    qv_mem_free(h->dirty);
+    pthread_mutex_destroy(&h->entry_lock);
+    pthread_mutex_destroy(&h->dirty_lock);
+    for (unsigned i = 0; i < LOCK_STRIPES; i++)
+        pthread_mutex_destroy(&h->node_locks[i]);
+    qv_mem_free(h);
+}
+
+/* Grow one array to new_cap elements, zeroing the new part. */
+static int grow(void **arr, size_t elem, uint32_t old_cap, uint32_t new_cap)
+{
+    void *p = qv_realloc(*arr, (size_t)new_cap * elem);
+    if (!p)
+        return -1;
+    memset((char *)p + (size_t)old_cap * elem, 0,
+           (size_t)(new_cap - old_cap) * elem);
+    *arr = p;
+    return 0;
+}
+
+/* Vectors are 64-byte aligned for the SIMD loads, so not realloc'd. */
+static int grow_vectors(hnsw *h, uint32_t new_cap)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (size_t)new_cap * h->stride * sizeof(float)))
+        return -1;
+    memset(p, 0, (size_t)new_cap * h->stride * sizeof(float));
+    if (h->vecs)
+        memcpy(p, h->vecs, (size_t)h->cap * h->stride * sizeof(float));
+    free(h->vecs);
+    h->vecs = p;
+    return 0;
+}
+
+int hnsw_reserve(hnsw *h, uint32_t slots)
+{
+    if (slots <= h->cap)
+        return 0;
+    uint32_t new_cap = h->cap ? h->cap : 64;
+    while (new_cap < slots)
+        new_cap = new_cap > UINT32_MAX / 2 ? UINT32_MAX : new_cap * 2;
+    if (grow_vectors(h, new_cap) != 0 ||
+        grow((void **)&h->links0, h->link0_stride * sizeof(uint32_t), h->cap,
+             new_cap) != 0 ||
+        grow((void **)&h->upper, sizeof(uint32_t *), h->cap, new_cap) != 0 ||
+        grow((void **)&h->levels, 1, h->cap, new_cap) != 0 ||
+        grow((void **)&h->dirty_flag, 1, h->cap, new_cap) != 0 ||
+        grow((void **)&h->dirty, sizeof(uint32_t), h->cap, new_cap) != 0)
+        return -1;
+    memset(h->levels + h->cap, NO_LEVEL, new_cap - h->cap);
+    h->cap = new_cap;
+    return 0;
+}
+
+uint32_t hnsw_capacity(const hnsw *h) { return h->cap; }
+uint32_t hnsw_count(const hnsw *h) { return atomic_load(&h->count); }
+
+int hnsw_contains(const hnsw *h, uint32_t id)
+{
+    return id < h->cap && node_level(h, id) >= 0;
+}
+
+uint32_t hnsw_entry(const hnsw *h)
+{
+    uint32_t id;
+    int level;
+    unpack_entry(atomic_load(&h->entry), &id, &level);
+    return id;
+}
+
+int hnsw_max_level(const hnsw *h)
+{
+    uint32_t id;
+    int level;
+    unpack_entry(atomic_load(&h->entry), &id, &level);
+    return level;
+}
+
+void hnsw_set_entry(hnsw *h, uint32_t entry, int max_level)
+{
+    atomic_store(&h->entry, pack_entry(entry, max_level));
+}
+
+/* splitmix64: a good 64-bit mix for drawing levels from ids. */
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+int hnsw_random_level(const hnsw *h, uint32_t id, uint64_t salt)
+{
+    uint64_t r = mix64(h->p.seed ^ mix64(salt) ^ id);
+    double u = ((double)(r >> 11) + 1.0) / 9007199254740993.0;  /* (0, 1] */
+    int level = (int)(-log(u) * h->level_mult);
+    return level > HNSW_MAX_LEVEL ? HNSW_MAX_LEVEL : level;
+}
+
+/* ---- scratch ---- */
+
+hnsw_scratch *hnsw_scratch_create(void)
+{
+    return qv_calloc(1, sizeof(hnsw_scratch));
+}
+
+void hnsw_scratch_free(hnsw_scratch *s)
+{
+    if (!s)
+        return;
+    qv_mem_free(s->visited);
+    qv_mem_free(s->cands);
+    qv_mem_free(s->res);
+    qv_mem_free(s->tmp);
+    qv_mem_free(s);
+}
+
+static int ensure_cands(cand **arr, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return 0;
+    cand *p = qv_realloc(*arr, need * sizeof *p);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = need;
+    return 0;
+}
+
+/* Size the scratch for h and a beam of ef; start a new visited epoch. */
+static int scratch_prepare(hnsw_scratch *s, const hnsw *h, size_t ef)
+{
+    if (s->visited_cap < h->cap) {
+        uint16_t *v = qv_calloc(h->cap, sizeof *v);
+        if (!v)
+            return -1;
+        qv_mem_free(s->visited);
+        s->visited = v;
+        s->visited_cap = h->cap;
+        s->epoch = 0;
+    }
+    size_t need = ef + h->M0 + 1;
+    if (ensure_cands(&s->cands, &s->cands_cap, need * 2) != 0 ||
+        ensure_cands(&s->res, &s->res_cap, need) != 0 ||
+        ensure_cands(&s->tmp, &s->tmp_cap, 2 * (size_t)h->M0 + 2) != 0)
+        return -1;
+    if (++s->epoch == 0) {
+        memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
+        s->epoch = 1;
+    }
+    return 0;
+}
+
+/* ---- search ---- */
+
+/* Greedy descent from (*cur, *curd) at one upper level. */
+static void greedy_step(const hnsw *h, const float *q, int level,
+                        uint32_t *cur, float *curd)
+{
+    int changed = 1;
+    while (changed) {
+        changed = 0;
+        const uint32_t *list = list_of(h, *cur, level);
+        uint32_t n = load_u32(list);
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t nb = load_u32(&list[1 + i]);
+            float d = distance(h, q, vec_of(h, nb));
+            if (d < *curd) {
+                *curd = d;
+                *cur = nb;
+                changed = 1;
+            }
+        }
+    }
+}
+
+/*
+ * Beam search at one level from entry: leaves the best ef nodes found in
+ * s->res as a max-heap of *nres entries.
+ */
+static void search_level(const hnsw *h, hnsw_scratch *s, const float *q,
+                         uint32_t entry, float entry_d, size_t ef, int level,
+                         size_t *nres)
+{
+    size_t ncand = 0;
+    uint16_t epoch = s->epoch;
+    *nres = 0;
+    s->visited[entry] = epoch;
+    heap_push(s->cands, &ncand, (cand){entry_d, entry}, 1);
+    heap_push(s->res, nres, (cand){entry_d, entry}, 0);
+    while (ncand > 0) {
+        cand c = heap_pop(s->cands, &ncand, 1);
+        if (c.d > s->res[0].d && *nres >= ef)
+            break;
+        const uint32_t *list = list_of(h, c.id, level);
+        uint32_t n = load_u32(list);
+        if (n > 0)
+            __builtin_prefetch(vec_of(h, load_u32(&list[1])));
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t nb = load_u32(&list[1 + i]);
+            if (i + 1 < n) {
+                uint32_t next = load_u32(&list[2 + i]);
+                __builtin_prefetch(&s->visited[next]);
+                __builtin_prefetch(vec_of(h, next));
+            }
+            if (s->visited[nb] == epoch)
+                continue;
+            s->visited[nb] = epoch;
+            float d = distance(h, q, vec_of(h, nb));
+            if (*nres < ef || d < s->res[0].d) {
+                if (ncand == s->cands_cap &&
+                    ensure_cands(&s->cands, &s->cands_cap, 2 * ncand) != 0)
+                    continue;  /* out of memory: a narrower search */
+                heap_push(s->cands, &ncand, (cand){d, nb}, 1);
+                heap_push(s->res, nres, (cand){d, nb}, 0);
+                if (*nres > ef)
+                    heap_pop(s->res, nres, 0);
+            }
+        }
+    }
+}
+
+/* Descend from the entry point to level stop + 1; returns the start. */
+static uint32_t descend(const hnsw *h, const float *q, uint32_t ep, int top,
+                        int stop, float *d)
+{
+    *d = distance(h, q, vec_of(h, ep));
+    for (int l = top; l > stop; l--)
+        greedy_step(h, q, l, &ep, d);
+    return ep;
+}
+
+void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
+                 uint32_t ef, topk *out)
+{
+    uint32_t ep;
+    int top;
+    unpack_entry(atomic_load(&h->entry), &ep, &top);
+    if (ep == HNSW_NO_NODE || k == 0)
+        return;
+    size_t beam = ef > k ? ef : k;
+    if (scratch_prepare(s, h, beam) != 0)
+        return;
+    float d;
+    ep = descend(h, q, ep, top, 0, &d);
+    size_t nres;
+    search_level(h, s, q, ep, d, beam, 0, &nres);
+    for (size_t i = 0; i < nres; i++) {
+        if (node_level(h, s->res[i].id) >= 0)
+            topk_push(out, s->res[i].d, s->res[i].id);
+    }
+}
+
+/* ---- insertion ---- */
+
+/*
+ * The neighbour-selection heuristic (the paper's algorithm 4, as in
+ * hnswlib): take candidates nearest first, keep one only if it is nearer
+ * to the base than to every one kept so far. cands is sorted ascending;
+ * the kept ones are moved to its front. Returns how many were kept.
+ */
+static size_t select_neighbors(const hnsw *h, cand *cands, size_t n, size_t max)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n && kept < max; i++) {
+        const float *v = vec_of(h, cands[i].id);
+        int good = 1;
+        for (size_t j = 0; j < kept && good; j++)
+            good = distance(h, v, vec_of(h, cands[j].id)) >= cands[i].d;
+        if (good)
+            cands[kept++] = cands[i];
+    }
+    return kept;
+}
+
+/* Replace the list of node at level by the ids of cands[0..n). */
+static void write_list(hnsw *h, uint32_t node, int level, const cand *cands,
+                       size_t n)
+{
+    uint32_t *list = list_of(h, node, level);
+    /* ids first, then the count: a reader that saw the old count reads
+     * old or new ids, every one a valid node */
+    for (size_t i = 0; i < n; i++)
+        store_u32(&list[1 + i], cands[i].id);
+    store_u32(list, (uint32_t)n);
+}
+
+/* Add id to node's list at level, pruning with the heuristic when full. */
+static void link_back(hnsw *h, cand *tmp, uint32_t node, uint32_t id,
+                      int level)
+{
+    pthread_mutex_t *lock = node_lock(h, node);
+    pthread_mutex_lock(lock);
+    uint32_t *list = list_of(h, node, level);
+    uint32_t n = load_u32(list), max = max_degree(h, level);
+    for (uint32_t i = 0; i < n; i++) {
+        if (load_u32(&list[1 + i]) == id)
+            goto done;
+    }
+    if (n < max) {
+        store_u32(&list[1 + n], id);
+        store_u32(list, n + 1);
+    } else {
+        const float *v = vec_of(h, node);
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t nb = load_u32(&list[1 + i]);
+            tmp[i] = (cand){distance(h, v, vec_of(h, nb)), nb};
+        }
+        tmp[n] = (cand){distance(h, v, vec_of(h, id)), id};
+        qsort(tmp, n + 1, sizeof *tmp, by_distance);
+        write_list(h, node, level, tmp, select_neighbors(h, tmp, n + 1, max));
+    }
+    mark_dirty(h, node);
+done:
+    pthread_mutex_unlock(lock);
+}
+
+/* Copy the beam (a max-heap) out sorted nearest first, live nodes only. */
+static size_t sorted_beam(const hnsw *h, hnsw_scratch *s, size_t nres,
+                          uint32_t skip)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nres; i++) {
+        uint32_t id = s->res[i].id;
+        if (id != skip && node_level(h, id) >= 0)
+            s->cands[n++] = s->res[i];
+    }
+    qsort(s->cands, n, sizeof *s->cands, by_distance);
+    return n;
+}
+
+/* Connect node id, already holding its vector and level, into the graph. */
+static void connect_node(hnsw *h, hnsw_scratch *s, uint32_t id, int level,
+                         uint32_t ep, int top)
+{
+    const float *v = vec_of(h, id);
+    float d;
+    ep = descend(h, v, ep, top, level, &d);
+    for (int l = level < top ? level : top; l >= 0; l--) {
+        size_t nres;
+        s->epoch++;
+        if (s->epoch == 0) {
+            memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
+            s->epoch = 1;
+        }
+        search_level(h, s, v, ep, d, h->p.ef_construction, l, &nres);
+        size_t n = sorted_beam(h, s, nres, id);
+        if (n == 0)
+            continue;
+        ep = s->cands[0].id;
+        d = s->cands[0].d;
+        n = select_neighbors(h, s->cands, n, h->p.M);
+        pthread_mutex_lock(node_lock(h, id));
+        write_list(h, id, l, s->cands, n);
+        pthread_mutex_unlock(node_lock(h, id));
+        for (size_t i = 0; i < n; i++)
+            link_back(h, s->tmp, s->cands[i].id, id, l);
+    }
+}
+
+/* Keep a replaced list until no search can be reading it. */
+static int retire(hnsw *h, uint32_t *list)
+{
+    if (h->nretired == h->retired_cap) {
+        size_t cap = h->retired_cap ? 2 * h->retired_cap : 16;
+        uint32_t **p = qv_realloc(h->retired, cap * sizeof *p);
+        if (!p)
+            return -1;
+        h->retired = p;
+        h->retired_cap = cap;
+    }
+    h->retired[h->nretired++] = list;
+    return 0;
+}
+
+void hnsw_reclaim(hnsw *h)
+{
+    for (size_t i = 0; i < h->nretired; i++)
+        qv_mem_free(h->retired[i]);
+    h->nretired = 0;
+}
+
+/* Put the node's vector and empty lists in its slot. */
+static int place_node(hnsw *h, uint32_t id, const float *vec, int level)
+{
+    if (level > 0) {
+        uint32_t *up = qv_calloc((size_t)level * h->upper_stride,
+                                 sizeof *up);
+        if (!up || (h->upper[id] && retire(h, h->upper[id]) != 0)) {
+            qv_mem_free(up);
+            return -1;
+        }
+        h->upper[id] = up;
+    }
+    float *dst = h->vecs + (size_t)id * h->stride;
+    memcpy(dst, vec, h->p.dim * sizeof(float));
+    if (h->p.metric == HNSW_COSINE) {
+        float norm = sqrtf(dist_dot(dst, dst, h->p.dim));
+        for (uint32_t i = 0; i < h->p.dim && norm > 0; i++)
+            dst[i] /= norm;
+    }
+    store_u32(list_of(h, id, 0), 0);
+    __atomic_store_n(&h->levels[id], (int8_t)level, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int hnsw_insert(hnsw *h, hnsw_scratch *s, uint32_t id, const float *vec,
+                int level)
+{
+    if (scratch_prepare(s, h, h->p.ef_construction) != 0 ||
+        place_node(h, id, vec, level) != 0)
+        return -1;
+    mark_dirty(h, id);
+    atomic_fetch_add(&h->count, 1);
+
+    uint32_t ep;
+    int top;
+    unpack_entry(atomic_load(&h->entry), &ep, &top);
+    int raises = level > top;
+    if (raises) {
+        /* a new top level: one insert at a time may change the entry */
+        pthread_mutex_lock(&h->entry_lock);
+        unpack_entry(atomic_load(&h->entry), &ep, &top);
+        raises = level > top;
+        if (!raises)
+            pthread_mutex_unlock(&h->entry_lock);
+    }
+    if (ep != HNSW_NO_NODE)
+        connect_node(h, s, id, level, ep, top);
+    if (raises) {
+        atomic_store(&h->entry, pack_entry(id, level));
+        pthread_mutex_unlock(&h->entry_lock);
+    }
+    return 0;
+}
+
+struct parallel_job {
+    hnsw *h;
+    const uint32_t *ids;
+    const float *const *vecs;
+    const int *levels;
+    size_t n;
+    atomic_size_t next;
+    atomic_int failed;
+};
+
+static void *insert_worker(void *arg)
+{
+    struct parallel_job *job = arg;
+    hnsw_scratch *s = hnsw_scratch_create();
+    if (!s) {
+        atomic_store(&job->failed, 1);
+        return NULL;
+    }
+    for (;;) {
+        size_t i = atomic_fetch_add(&job->next, 1);
+        if (i >= job->n || atomic_load(&job->failed))
+            break;
+        if (hnsw_insert(job->h, s, job->ids[i], job->vecs[i],
+                        job->levels[i]) != 0)
+            atomic_store(&job->failed, 1);
+    }
+    hnsw_scratch_free(s);
+    return NULL;
+}
+
+int hnsw_insert_parallel(hnsw *h, const uint32_t *ids, const float *const *vecs,
+                         const int *levels, size_t n, unsigned threads)
+{
+    struct parallel_job job = {.h = h, .ids = ids, .vecs = vecs,
+                               .levels = levels, .n = n};
+    atomic_init(&job.next, 0);
+    atomic_init(&job.failed, 0);
+    if (threads > 64)
+        threads = 64;
+    pthread_t tids[64];
+    unsigned started = 0;
+    for (; started + 1 < threads && started < n; started++) {
+        if (pthread_create(&tids[started], NULL, insert_worker, &job) != 0)
+            break;
+    }
+    insert_worker(&job);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    return atomic_load(&job.failed) ? -1 : 0;
+}
+
+/* ---- removal ---- */
+
+/*
+ * Rebuild ref's list at level without the removed node: its remaining
+ * neighbours and the removed node's neighbours are the candidates.
+ */
+static void relink(hnsw *h, hnsw_scratch *s, uint32_t ref, uint32_t removed,
+                   int level, int removed_level)
+{
+    uint32_t *list = list_of(h, ref, level);
+    uint32_t n = load_u32(list);
+    const float *v = vec_of(h, ref);
+    size_t m = 0;
+    if (++s->epoch == 0) {
+        memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
+        s->epoch = 1;
+    }
+    s->visited[ref] = s->visited[removed] = s->epoch;
+    for (int pass = 0; pass < 2; pass++) {
+        const uint32_t *src = pass == 0 ? list : list_of(h, removed, level);
+        uint32_t cnt = pass == 0 ? n : (level <= removed_level ? load_u32(src) : 0);
+        for (uint32_t i = 0; i < cnt; i++) {
+            uint32_t nb = load_u32(&src[1 + i]);
+            if (s->visited[nb] == s->epoch || node_level(h, nb) < level)
+                continue;
+            s->visited[nb] = s->epoch;
+            s->tmp[m++] = (cand){distance(h, v, vec_of(h, nb)), nb};
+        }
+    }
+    qsort(s->tmp, m, sizeof *s->tmp, by_distance);
+    write_list(h, ref, level, s->tmp,
+               select_neighbors(h, s->tmp, m, max_degree(h, level)));
+    mark_dirty(h, ref);
+}
+
+static int list_has(const uint32_t *list, uint32_t id)
+{
+    uint32_t n = load_u32(list);
+    for (uint32_t i = 0; i < n; i++) {
+        if (load_u32(&list[1 + i]) == id)
+            return 1;
+    }
+    return 0;
+}
+
+/* The live node of the highest level, preferring the removed one's
+ * neighbours at its top level. */
+static void choose_new_entry(hnsw *h, uint32_t removed, int removed_level)
+{
+    uint32_t best = HNSW_NO_NODE;
+    int best_level = NO_LEVEL;
+    const uint32_t *list = list_of(h, removed, removed_level);
+    for (uint32_t i = 0; i < load_u32(list); i++) {
+        uint32_t nb = load_u32(&list[1 + i]);
+        if (node_level(h, nb) > best_level)
+            best = nb, best_level = node_level(h, nb);
+    }
+    for (uint32_t id = 0; id < h->cap && best_level < removed_level; id++) {
+        if (node_level(h, id) > best_level)
+            best = id, best_level = node_level(h, id);
+    }
+    atomic_store(&h->entry, pack_entry(best, best_level));
+}
+
+int hnsw_remove(hnsw *h, hnsw_scratch *s, uint32_t id)
+{
+    if (!hnsw_contains(h, id))
+        return 0;
+    if (scratch_prepare(s, h, 1) != 0)
+        return -1;
+    int level = node_level(h, id);
+    __atomic_store_n(&h->levels[id], (int8_t)NO_LEVEL, __ATOMIC_RELEASE);
+    atomic_fetch_sub(&h->count, 1);
+    mark_dirty(h, id);
+    /* The graph is directed: find every node that points to id. */
+    for (uint32_t ref = 0; ref < h->cap; ref++) {
+        int ref_level = node_level(h, ref);
+        for (int l = 0; l <= ref_level && l <= level; l++) {
+            if (list_has(list_of(h, ref, l), id))
+                relink(h, s, ref, id, l, level);
+        }
+    }
+    if (hnsw_entry(h) == id)
+        choose_new_entry(h, id, level);
+    store_u32(list_of(h, id, 0), 0);
+    /* upper lists stay allocated until the slot is reused: a concurrent
+     * search may still be reading them */
+    return 0;
+}
+
+/* ---- reachability ---- */
+
+/*
+ * Mark in seen every node reachable from the entry point over the edges
+ * of all levels; returns how many. queue holds cap entries.
+ */
+static size_t mark_reachable(const hnsw *h, uint8_t *seen, uint32_t *queue)
+{
+    uint32_t ep = hnsw_entry(h);
+    if (ep == HNSW_NO_NODE)
+        return 0;
+    size_t head = 0, tail = 0;
+    memset(seen, 0, h->cap);
+    queue[tail++] = ep;
+    seen[ep] = 1;
+    while (head < tail) {
+        uint32_t id = queue[head++];
+        int level = node_level(h, id);
+        for (int l = 0; l <= level; l++) {
+            const uint32_t *list = list_of(h, id, l);
+            uint32_t n = load_u32(list);
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t nb = load_u32(&list[1 + i]);
+                if (!seen[nb] && node_level(h, nb) >= 0) {
+                    seen[nb] = 1;
+                    queue[tail++] = nb;
+                }
+            }
+        }
+    }
+    return tail;
+}
+
+/*
+ * Give the unreachable node u an incoming level-0 edge from the nearest
+ * reachable node with room in its list: a search from the entry point
+ * only meets reachable nodes, and appending removes no edge, so nothing
+ * else becomes unreachable. Falls back to the pruning link.
+ */
+static void adopt_orphan(hnsw *h, hnsw_scratch *s, uint32_t u)
+{
+    const float *v = vec_of(h, u);
+    uint32_t ep;
+    int top;
+    unpack_entry(atomic_load(&h->entry), &ep, &top);
+    float d;
+    ep = descend(h, v, ep, top, 0, &d);
+    if (++s->epoch == 0) {
+        memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
+        s->epoch = 1;
+    }
+    size_t nres;
+    search_level(h, s, v, ep, d, h->p.ef_construction, 0, &nres);
+    size_t n = sorted_beam(h, s, nres, u);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t *list = list_of(h, s->cands[i].id, 0);
+        if (load_u32(list) < h->M0) {
+            link_back(h, s->tmp, s->cands[i].id, u, 0);
+            return;
+        }
+    }
+    if (n > 0)
+        link_back(h, s->tmp, s->cands[0].id, u, 0);
+}
+
+int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired)
+{
+    uint8_t *seen = qv_malloc(h->cap ? h->cap : 1);
+    uint32_t *queue = qv_malloc((h->cap ? h->cap : 1) * sizeof *queue);
+    int rc = -1;
+    *repaired = 0;
+    if (!seen || !queue || scratch_prepare(s, h, h->p.ef_construction) != 0)
+        goto cleanup;
+    /* a few rounds: the fallback link may prune, which is rare */
+    for (int round = 0; round < 4; round++) {
+        if (mark_reachable(h, seen, queue) == hnsw_count(h))
+            break;
+        for (uint32_t id = 0; id < h->cap; id++) {
+            if (!seen[id] && node_level(h, id) >= 0) {
+                adopt_orphan(h, s, id);
+                ++*repaired;
+            }
+        }
+    }
+    rc = 0;
+cleanup:
+    qv_mem_free(seen);
+    qv_mem_free(queue);
+    return rc;
+}
+
+/* ---- persistence ---- */
+
+size_t hnsw_dirty_count(const hnsw *h) { return h->ndirty; }
+const uint32_t *hnsw_dirty_ids(const hnsw *h) { return h->dirty; }
+
+void hnsw_dirty_clear(hnsw *h)
+{
+    for (size_t i = 0; i < h->ndirty; i++)
+        atomic_store(&h->dirty_flag[h->dirty[i]], 0);
+    h->ndirty = 0;
+}
+
+/* Record: [level u8][3 zero bytes] then per level [count u32][ids u32...]. */
+size_t hnsw_record_size(const hnsw *h, uint32_t id)
+{
+    int level = node_level(h, id);
+    size_t size = 4;
+    for (int l = 0; l <= level; l++)
+        size += 4 * (1 + (size_t)load_u32(list_of(h, id, l)));
+    return size;
+}
+
+void hnsw_record_write(const hnsw *h, uint32_t id, void *buf)
+{
+    unsigned char *p = buf;
+    int level = node_level(h, id);
+    memset(p, 0, 4);
+    p[0] = (unsigned char)level;
+    p += 4;
+    for (int l = 0; l <= level; l++) {
+        const uint32_t *list = list_of(h, id, l);
+        size_t bytes = 4 * (1 + (size_t)load_u32(list));
+        memcpy(p, list, bytes);
+        p += bytes;
+    }
+}
+
+int hnsw_record_load(hnsw *h, uint32_t id, const float *vec, const void *rec,
+                     size_t len)
+{
+    const unsigned char *p = rec, *end = p + len;
+    if (id >= h->cap || len < 4 || p[0] > HNSW_MAX_LEVEL)
+        return -1;
+    int level = p[0];
+    p += 4;
+    if (place_node(h, id, vec, level) != 0)
+        return -2;
+    for (int l = 0; l <= level; l++) {
+        uint32_t n;
+        if (end - p < 4)
+            goto malformed;
+        memcpy(&n, p, 4);
+        if (n > max_degree(h, l) || (size_t)(end - p) < 4 * (1 + (size_t)n))
+            goto malformed;
+        uint32_t *list = list_of(h, id, l);
+        memcpy(list, p, 4 * (1 + (size_t)n));
+        for (uint32_t i = 0; i < n; i++) {
+            if (list[1 + i] >= h->cap)
+                goto malformed;
+        }
+        p += 4 * (1 + (size_t)n);
+    }
+    if (p != end)
+        goto malformed;
+    atomic_fetch_add(&h->count, 1);
+    return 0;
+malformed:
+    store_u32(list_of(h, id, 0), 0);
+    h->levels[id] = NO_LEVEL;
+    return -1;
+}
+
+/* ---- invariants ---- */
+
+static int check_lists(const hnsw *h, char *err, size_t errlen)
+{
+    for (uint32_t id = 0; id < h->cap; id++) {
+        int level = node_level(h, id);
+        for (int l = 0; l <= level; l++) {
+            const uint32_t *list = list_of(h, id, l);
+            uint32_t n = load_u32(list);
+            if (n > max_degree(h, l)) {
+                snprintf(err, errlen, "node %u level %d: degree %u over %u",
+                         id, l, n, max_degree(h, l));
+                return -1;
+            }
+            for (uint32_t i = 0; i < n; i++) {
+                uint32_t nb = list[1 + i];
+                if (nb == id || nb >= h->cap || node_level(h, nb) < l) {
+                    snprintf(err, errlen, "node %u level %d: neighbour %u "
+                             "is %s", id, l, nb, nb == id ? "itself"
+                             : "not a node of that level");
+                    return -1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Every live node reachable from the entry point over all levels. */
+static int check_reachable(const hnsw *h, char *err, size_t errlen)
+{
+    uint32_t ep;
+    int top;
+    unpack_entry(atomic_load(&h->entry), &ep, &top);
+    uint32_t live = hnsw_count(h);
+    if (ep == HNSW_NO_NODE) {
+        if (live == 0)
+            return 0;
+        snprintf(err, errlen, "%u nodes but no entry point", live);
+        return -1;
+    }
+    if (!hnsw_contains(h, ep) || node_level(h, ep) != top) {
+        snprintf(err, errlen, "entry point %u is not a node of level %d", ep,
+                 top);
+        return -1;
+    }
+    uint8_t *seen = qv_malloc(h->cap);
+    uint32_t *queue = qv_malloc((size_t)h->cap * sizeof *queue);
+    int rc = -1;
+    if (!seen || !queue) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    size_t reached = mark_reachable(h, seen, queue);
+    if (reached != live) {
+        uint32_t lost = 0;
+        while (lost < h->cap && (seen[lost] || !hnsw_contains(h, lost)))
+            lost++;
+        snprintf(err, errlen, "%zu of %u nodes reachable from the entry "
+                 "point; node %u is not", reached, live, lost);
+        goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    qv_mem_free(seen);
+    qv_mem_free(queue);
+    return rc;
+}
+
+int hnsw_check(const hnsw *h, char *err, size_t errlen)
+{
+    uint32_t live = 0;
+    for (uint32_t id = 0; id < h->cap; id++)
+        live += node_level(h, id) >= 0;
+    if (live != hnsw_count(h)) {
+        snprintf(err, errlen, "count %u but %u live nodes", hnsw_count(h),
+                 live);
+        return -1;
+    }
+    if (check_lists(h, err, errlen) != 0)
+        return -1;
+    return check_reachable(h, err, errlen);
+}
+
+size_t hnsw_memory_bytes(const hnsw *h)
+{
+    size_t bytes = (size_t)h->cap * (h->stride * sizeof(float) +
+                                     h->link0_stride * sizeof(uint32_t) +
+                                     sizeof(uint32_t *) + 2 + sizeof(uint32_t));
+    for (uint32_t id = 0; id < h->cap; id++) {
+        if (h->upper[id] && node_level(h, id) > 0)
+            bytes += (size_t)node_level(h, id) * h->upper_stride * 4;
+    }
+    return bytes;
+}

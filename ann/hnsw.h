@@ -1,0 +1,137 @@
+/*
+ * hnsw.h - the in-memory HNSW graph (Malkov and Yashunin, 2016/2018).
+ *
+ * The graph is a compact traversal form: node slots are indexed by the
+ * database's dense internal ids, vectors are copied into one aligned
+ * array, level-0 neighbour lists into another. It does no I/O: the db
+ * layer persists every node record that an insert or removal changed
+ * (hnsw_dirty_*) and rebuilds the graph from those records at open.
+ *
+ * Threads: searches may run concurrently with each other and with one
+ * writer. Writers are serialized by the caller, except that
+ * hnsw_insert_parallel runs several inserts at once under per-node
+ * locks. Neighbour lists are read and written with relaxed atomic
+ * operations, so a search concurrent with a writer sees every list
+ * either before or after an update of each entry: always valid node ids.
+ * Growing the arrays (hnsw_reserve) needs no search to be running.
+ */
+#ifndef QV_ANN_HNSW_H
+#define QV_ANN_HNSW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "topk.h"
+
+enum hnsw_metric { HNSW_L2 = 0, HNSW_IP = 1, HNSW_COSINE = 2 };
+
+#define HNSW_MAX_LEVEL 15
+#define HNSW_NO_NODE UINT32_MAX
+
+typedef struct hnsw_params {
+    uint32_t dim;
+    uint32_t M;                /* neighbours per node above level 0 */
+    uint32_t ef_construction;
+    enum hnsw_metric metric;
+    uint64_t seed;             /* for levels */
+} hnsw_params;
+
+typedef struct hnsw hnsw;
+/* Per-thread working memory of a search or insert. */
+typedef struct hnsw_scratch hnsw_scratch;
+
+hnsw *hnsw_create(const hnsw_params *params);
+void hnsw_free(hnsw *h);
+
+/* Make room for node slots [0, slots). Returns 0 or -1 (out of memory). */
+int hnsw_reserve(hnsw *h, uint32_t slots);
+uint32_t hnsw_capacity(const hnsw *h);
+/* Live nodes. */
+uint32_t hnsw_count(const hnsw *h);
+int hnsw_contains(const hnsw *h, uint32_t id);
+
+/* A node's level drawn from the geometric distribution, fixed by id and
+ * salt so that a rebuild draws the same. */
+int hnsw_random_level(const hnsw *h, uint32_t id, uint64_t salt);
+
+/*
+ * Insert node id (a free slot below capacity) with its vector at level.
+ * Returns 0 or -1 when out of memory (then the graph is unchanged).
+ */
+int hnsw_insert(hnsw *h, hnsw_scratch *s, uint32_t id, const float *vec,
+                int level);
+
+/* Insert n nodes using up to threads threads; levels[i] for ids[i]. */
+int hnsw_insert_parallel(hnsw *h, const uint32_t *ids, const float *const *vecs,
+                         const int *levels, size_t n, unsigned threads);
+
+/*
+ * Remove node id and reconnect the nodes that pointed to it, so the graph
+ * stays navigable. Returns 0 or -1 when out of memory.
+ */
+int hnsw_remove(hnsw *h, hnsw_scratch *s, uint32_t id);
+
+/*
+ * The k nearest live nodes to q among a beam of ef (ef >= k) into out
+ * (topk initialised with capacity >= k by the caller). For cosine, q must
+ * be unit length. Removed nodes are walked through but never returned.
+ */
+void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
+                 uint32_t ef, topk *out);
+
+/*
+ * Make every node reachable from the entry point again. The pruning
+ * heuristic can drop a node's last incoming edge (hnswlib's graphs have
+ * such orphans too); each orphan gets an edge from its nearest reachable
+ * node. Run after each batch of inserts or removals; O(nodes x degree).
+ * Returns 0 or -1 when out of memory; *repaired counts the orphans.
+ */
+int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired);
+
+hnsw_scratch *hnsw_scratch_create(void);
+void hnsw_scratch_free(hnsw_scratch *s);
+
+/* Entry point and top level, for persistence; HNSW_NO_NODE when empty. */
+uint32_t hnsw_entry(const hnsw *h);
+int hnsw_max_level(const hnsw *h);
+
+/* ---- persistence of node records ---- */
+
+/*
+ * Nodes changed since hnsw_dirty_clear (inserted, relinked or removed).
+ * The caller writes hnsw_record of each, or deletes the record of a node
+ * no longer in the graph.
+ */
+size_t hnsw_dirty_count(const hnsw *h);
+const uint32_t *hnsw_dirty_ids(const hnsw *h);
+void hnsw_dirty_clear(hnsw *h);
+
+/* Bytes of node id's record, and the record itself. */
+size_t hnsw_record_size(const hnsw *h, uint32_t id);
+void hnsw_record_write(const hnsw *h, uint32_t id, void *buf);
+
+/*
+ * Restore a node from its record and vector (at open). The entry point is
+ * set afterwards with hnsw_set_entry. Returns 0, or -1 if the record is
+ * malformed, -2 when out of memory.
+ */
+int hnsw_record_load(hnsw *h, uint32_t id, const float *vec, const void *rec,
+                     size_t len);
+void hnsw_set_entry(hnsw *h, uint32_t entry, int max_level);
+
+/*
+ * Check the graph's invariants: every stored neighbour is a live node of
+ * at least that level, degrees are within bounds, no self loops, the entry
+ * point has the top level and every live node is reachable from it.
+ * Returns 0, or -1 with the first violation described in err.
+ */
+int hnsw_check(const hnsw *h, char *err, size_t errlen);
+
+/* Free the lists replaced by inserts into reused slots; only while no
+ * search is running. */
+void hnsw_reclaim(hnsw *h);
+
+/* Resident bytes of the graph and vectors, for stats. */
+size_t hnsw_memory_bytes(const hnsw *h);
+
+#endif

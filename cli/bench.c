@@ -1,0 +1,104 @@
+/*
+ * bench.c - what the benchmark programs share: import through the public
+ * API, recall counting, temporary databases, dispatch.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "bench.h"
+#include "cli.h"
+
+#define IMPORT_BATCH 1000
+
+double cli_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Upsert the first n rows of base (ids "0", "1", ...) in batches. */
+int bench_import(qv_db *db, const char *collection, vecfile *base, long n,
+                 char *err, size_t errlen)
+{
+    uint32_t dim = vecfile_dim(base);
+    float *vecs = qv_malloc((size_t)IMPORT_BATCH * dim * sizeof(float));
+    char (*ids)[24] = qv_malloc(IMPORT_BATCH * sizeof *ids);
+    qv_doc *docs = qv_malloc(IMPORT_BATCH * sizeof *docs);
+    int rc = -1;
+    if (!vecs || !ids || !docs) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    for (long row = 0; row < n;) {
+        size_t m = 0;
+        for (; m < IMPORT_BATCH && row < n; m++, row++) {
+            int r = vecfile_read_floats(base, vecs + m * dim, err, errlen);
+            if (r != 1) {
+                if (r == 0)
+                    snprintf(err, errlen, "base ends at row %ld", row);
+                goto cleanup;
+            }
+            snprintf(ids[m], sizeof ids[m], "%ld", row);
+            docs[m] = (qv_doc){ids[m], vecs + m * dim, dim, NULL};
+        }
+        if (qv_upsert(db, collection, docs, m) != QV_OK) {
+            snprintf(err, errlen, "upsert: %s", qv_errmsg(db));
+            goto cleanup;
+        }
+    }
+    rc = 0;
+cleanup:
+    qv_mem_free(vecs);
+    qv_mem_free(ids);
+    qv_mem_free(docs);
+    return rc;
+}
+
+/* Hits whose id is among the first k ground-truth ids. */
+unsigned bench_true_hits(const qv_hits *hits, const int32_t *gt,
+                                unsigned k)
+{
+    unsigned found = 0;
+    for (size_t i = 0; i < hits->count; i++) {
+        long id = atol(hits->hits[i].id);
+        for (unsigned j = 0; j < k; j++)
+            found += gt[j] == id;
+    }
+    return found;
+}
+
+/* A fresh directory for the bench database, under $TMPDIR. */
+char *bench_temp_dir(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/quiver-bench-XXXXXX", tmp ? tmp : "/tmp");
+    return mkdtemp(path) ? strdup(path) : NULL;
+}
+
+void bench_remove_dir(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+int bench_main(int argc, char **argv)
+{
+    if (argc >= 1 && strcmp(argv[0], "flat") == 0)
+        return bench_flat(argc, argv);
+    if (argc >= 1 && strcmp(argv[0], "ann") == 0)
+        return bench_ann(argc, argv);
+    fprintf(stderr, "usage: quiver bench flat|ann ...\n"
+                    "quiver bench: unknown benchmark '%s'\n",
+            argc >= 1 ? argv[0] : "");
+    return 2;
+}

@@ -1,0 +1,386 @@
+/*
+ * bench_ann.c - `quiver bench ann`: build the HNSW index of a texmex base
+ * through the public API, reopen the database (timing the index load),
+ * then for each ef time single-query searches on `threads` threads and
+ * measure recall@k. One JSON object per ef.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "bench.h"
+#include "cli.h"
+
+#define MAX_EFS 32
+
+struct ann_args {
+    const char *base, *query, *gt, *db;
+    long nbase, nq;
+    qv_metric metric;
+    unsigned M, ef_construction, k, threads;
+    unsigned efs[MAX_EFS];
+    int nefs, json;
+};
+
+static const char ann_usage[] =
+    "usage: quiver bench ann --base FILE --query FILE [--gt FILE]\n"
+    "       [--nbase N] [--nq N] [--metric l2|ip|cosine] [--M 16]\n"
+    "       [--ef-construction 200] [--ef 10,16,32,64,128] [--k 10]\n"
+    "       [--threads 1] [--db DIR] [--json]\n";
+
+static int parse_efs(const char *list, struct ann_args *a)
+{
+    char *copy = strdup(list), *save = NULL;
+    a->nefs = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *end;
+        long ef = strtol(tok, &end, 10);
+        if (*end || ef <= 0 || ef > QV_EF_MAX || a->nefs == MAX_EFS) {
+            free(copy);
+            return -1;
+        }
+        a->efs[a->nefs++] = (unsigned)ef;
+    }
+    free(copy);
+    return a->nefs > 0 ? 0 : -1;
+}
+
+static int parse_ann_args(int argc, char **argv, struct ann_args *a)
+{
+    enum { O_M = 256, O_EFC, O_EF, O_THREADS };
+    static const struct option opts[] = {
+        {"base", required_argument, 0, 'b'}, {"query", required_argument, 0, 'q'},
+        {"gt", required_argument, 0, 'g'},   {"nbase", required_argument, 0, 'n'},
+        {"nq", required_argument, 0, 'Q'},   {"metric", required_argument, 0, 'm'},
+        {"k", required_argument, 0, 'k'},    {"db", required_argument, 0, 'd'},
+        {"json", no_argument, 0, 'j'},       {"M", required_argument, 0, O_M},
+        {"ef-construction", required_argument, 0, O_EFC},
+        {"ef", required_argument, 0, O_EF},
+        {"threads", required_argument, 0, O_THREADS},
+        {0, 0, 0, 0}};
+    *a = (struct ann_args){.metric = QV_METRIC_L2, .k = 10, .M = 16,
+                           .ef_construction = 200, .threads = 1,
+                           .efs = {10, 16, 32, 64, 128}, .nefs = 5};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': a->base = optarg; break;
+        case 'q': a->query = optarg; break;
+        case 'g': a->gt = optarg; break;
+        case 'd': a->db = optarg; break;
+        case 'n': a->nbase = atol(optarg); break;
+        case 'Q': a->nq = atol(optarg); break;
+        case 'k': a->k = (unsigned)atoi(optarg); break;
+        case 'j': a->json = 1; break;
+        case O_M: a->M = (unsigned)atoi(optarg); break;
+        case O_EFC: a->ef_construction = (unsigned)atoi(optarg); break;
+        case O_THREADS: a->threads = (unsigned)atoi(optarg); break;
+        case O_EF:
+            if (parse_efs(optarg, a) != 0) {
+                fprintf(stderr, "quiver bench ann: bad --ef list '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case 'm':
+            if (qv_metric_parse(optarg, &a->metric) != QV_OK) {
+                fprintf(stderr, "quiver bench ann: unknown metric '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        default:
+            fputs(ann_usage, stderr);
+            return -1;
+        }
+    }
+    if (!a->base || !a->query || optind != argc || a->k == 0 ||
+        a->threads == 0 || a->nbase < 0 || a->nq < 0) {
+        fputs(ann_usage, stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Anonymous resident memory of this process (heap, not the file map). */
+static long rss_anon_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1)
+            break;
+    }
+    if (f)
+        fclose(f);
+    return kb * 1024;
+}
+
+/* Everything the query phase needs, loaded in memory. */
+struct ann_run {
+    qv_db *db;
+    uint32_t dim;
+    long n, nq;
+    float *queries;       /* nq * dim */
+    int32_t *truth;       /* nq * k: true neighbour ids */
+    long *found;          /* nq * k: hit ids, -1 for none */
+    qv_search_options opt;
+    atomic_long next;
+    atomic_int failed;
+};
+
+static int load_queries(struct ann_run *r, vecfile *qf, char *err,
+                        size_t errlen)
+{
+    r->queries = qv_malloc((size_t)r->nq * r->dim * sizeof(float));
+    if (!r->queries) {
+        snprintf(err, errlen, "out of memory for queries");
+        return -1;
+    }
+    for (long i = 0; i < r->nq; i++) {
+        if (vecfile_read_floats(qf, r->queries + i * r->dim, err, errlen) != 1)
+            return -1;
+    }
+    return 0;
+}
+
+/* The first k ids of each ground-truth row, or exact search's answer. */
+static int load_truth(struct ann_run *r, vecfile *gt, unsigned k, char *err,
+                      size_t errlen)
+{
+    r->truth = qv_malloc((size_t)r->nq * k * sizeof(int32_t));
+    int32_t *row = gt ? qv_malloc(vecfile_dim(gt) * sizeof(int32_t)) : NULL;
+    int rc = -1;
+    if (!r->truth || (gt && !row)) {
+        snprintf(err, errlen, "out of memory for the ground truth");
+        goto cleanup;
+    }
+    if (gt && vecfile_dim(gt) < k) {
+        snprintf(err, errlen, "ground truth has %u neighbours per query, "
+                 "fewer than k=%u", vecfile_dim(gt), k);
+        goto cleanup;
+    }
+    qv_search_options exact = {.k = k, .exact = 1};
+    for (long i = 0; i < r->nq; i++) {
+        int32_t *dst = r->truth + i * k;
+        if (gt) {
+            if (vecfile_read_ints(gt, row, err, errlen) != 1)
+                goto cleanup;
+            memcpy(dst, row, k * sizeof *dst);
+            continue;
+        }
+        qv_hits *hits;
+        if (qv_search(r->db, "bench", r->queries + i * r->dim, r->dim, &exact,
+                      &hits) != QV_OK) {
+            snprintf(err, errlen, "exact search: %s", qv_errmsg(r->db));
+            goto cleanup;
+        }
+        for (unsigned j = 0; j < k; j++)
+            dst[j] = j < hits->count ? atoi(hits->hits[j].id) : -1;
+        qv_free(hits);
+    }
+    rc = 0;
+cleanup:
+    qv_mem_free(row);
+    return rc;
+}
+
+static void *query_worker(void *arg)
+{
+    struct ann_run *r = arg;
+    unsigned k = r->opt.k;
+    for (;;) {
+        long i = atomic_fetch_add(&r->next, 1);
+        if (i >= r->nq)
+            break;
+        qv_hits *hits;
+        if (qv_search(r->db, "bench", r->queries + i * r->dim, r->dim,
+                      &r->opt, &hits) != QV_OK) {
+            atomic_store(&r->failed, 1);
+            break;
+        }
+        for (unsigned j = 0; j < k; j++)
+            r->found[i * k + j] = j < hits->count ? atol(hits->hits[j].id) : -1;
+        qv_free(hits);
+    }
+    return NULL;
+}
+
+/* Run every query with ef on threads threads; returns seconds. */
+static double run_ef(struct ann_run *r, unsigned ef, unsigned threads)
+{
+    pthread_t tids[64];
+    unsigned started = 0;
+    r->opt.ef = ef;
+    atomic_store(&r->next, 0);
+    double t0 = cli_now();
+    for (; started + 1 < threads && started < 63; started++) {
+        if (pthread_create(&tids[started], NULL, query_worker, r) != 0)
+            break;
+    }
+    query_worker(r);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    return cli_now() - t0;
+}
+
+static double recall_of(const struct ann_run *r, unsigned k)
+{
+    unsigned long hit = 0;
+    for (long i = 0; i < r->nq; i++) {
+        for (unsigned j = 0; j < k; j++) {
+            for (unsigned t = 0; t < k; t++)
+                hit += r->found[i * k + j] == r->truth[i * k + t];
+        }
+    }
+    return (double)hit / ((double)r->nq * k);
+}
+
+static void print_ef(const struct ann_args *a, const struct ann_run *r,
+                     unsigned ef, double recall, double secs, double build_s,
+                     double open_s, double rss_per_vector)
+{
+    if (!a->json) {
+        printf("ef=%-4u k=%u recall=%.4f qps=%.1f build_s=%.2f n=%ld d=%u "
+               "open_s=%.3f rss_bytes_per_vector=%.0f\n", ef, a->k, recall,
+               r->nq / secs, build_s, r->n, r->dim, open_s, rss_per_vector);
+        return;
+    }
+    json_t *o = json_pack("{s:i, s:i, s:f, s:f, s:f, s:I, s:i, s:f, s:f, "
+                          "s:i, s:i, s:i, s:s}",
+                          "ef", (int)ef, "k", (int)a->k, "recall", recall,
+                          "qps", r->nq / secs, "build_s", build_s,
+                          "n", (json_int_t)r->n, "d", (int)r->dim,
+                          "open_s", open_s, "rss_bytes_per_vector",
+                          rss_per_vector, "M", (int)a->M, "ef_construction",
+                          (int)a->ef_construction, "threads", (int)a->threads,
+                          "metric", qv_metric_name(a->metric));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                JSON_REAL_PRECISION(6));
+    puts(s);
+    fflush(stdout);
+    free(s);
+    json_decref(o);
+}
+
+/* Build the index through the public API; returns seconds or < 0. */
+static double build(const struct ann_args *a, const char *dir, vecfile *base,
+                    long n, char *err, size_t errlen)
+{
+    qv_db *db = NULL;
+    qv_open_options oo = {.threads = a->threads};
+    qv_collection_config cfg = {.dim = vecfile_dim(base), .metric = a->metric,
+                                .M = a->M,
+                                .ef_construction = a->ef_construction};
+    double secs = -1;
+    if (qv_open(dir, &oo, &db) != QV_OK ||
+        qv_create_collection(db, "bench", &cfg) != QV_OK) {
+        snprintf(err, errlen, "%s", qv_errmsg(db));
+        goto cleanup;
+    }
+    double t0 = cli_now();
+    if (bench_import(db, "bench", base, n, err, errlen) == 0)
+        secs = cli_now() - t0;
+cleanup:
+    qv_close(db);
+    return secs;
+}
+
+/* Reopen and run one query, which loads the index from LMDB. */
+static double reopen(struct ann_run *r, const struct ann_args *a,
+                     const char *dir, char *err, size_t errlen)
+{
+    qv_open_options oo = {.threads = a->threads};
+    double t0 = cli_now();
+    qv_hits *hits = NULL;
+    qv_search_options opt = {.k = a->k};
+    if (qv_open(dir, &oo, &r->db) != QV_OK ||
+        qv_search(r->db, "bench", r->queries, r->dim, &opt, &hits) != QV_OK) {
+        snprintf(err, errlen, "reopen: %s", qv_errmsg(r->db));
+        return -1;
+    }
+    qv_free(hits);
+    return cli_now() - t0;
+}
+
+int bench_ann(int argc, char **argv)
+{
+    struct ann_args a;
+    struct ann_run r = {0};
+    vecfile *base = NULL, *queries = NULL, *gt = NULL;
+    char *tmpdir = NULL, err[512] = "";
+    int rc = 1;
+
+    if (parse_ann_args(argc, argv, &a) != 0)
+        return 2;
+    if (vecfile_open(a.base, &base, err, sizeof err) != 0 ||
+        vecfile_open(a.query, &queries, err, sizeof err) != 0 ||
+        (a.gt && vecfile_open(a.gt, &gt, err, sizeof err) != 0))
+        goto cleanup;
+    r.dim = vecfile_dim(base);
+    r.n = a.nbase ? a.nbase : (long)vecfile_rows(base);
+    r.nq = a.nq ? a.nq : (long)vecfile_rows(queries);
+    if (a.gt && r.n != (long)vecfile_rows(base)) {
+        snprintf(err, sizeof err, "--gt holds neighbours in the whole base; "
+                 "it cannot score a --nbase subset");
+        goto cleanup;
+    }
+    if (vecfile_dim(queries) != r.dim) {
+        snprintf(err, sizeof err, "queries have dimension %u, base %u",
+                 vecfile_dim(queries), r.dim);
+        goto cleanup;
+    }
+    if (load_queries(&r, queries, err, sizeof err) != 0)
+        goto cleanup;
+    if (!a.db && !(tmpdir = bench_temp_dir())) {
+        snprintf(err, sizeof err, "cannot make a temporary directory");
+        goto cleanup;
+    }
+    const char *dir = a.db ? a.db : tmpdir;
+    double build_s = build(&a, dir, base, r.n, err, sizeof err);
+    if (build_s < 0)
+        goto cleanup;
+    long rss0 = rss_anon_bytes();
+    double open_s = reopen(&r, &a, dir, err, sizeof err);
+    if (open_s < 0)
+        goto cleanup;
+    double rss_per_vector = (double)(rss_anon_bytes() - rss0) / (double)r.n;
+    r.found = qv_malloc((size_t)r.nq * a.k * sizeof *r.found);
+    if (!r.found || load_truth(&r, gt, a.k, err, sizeof err) != 0)
+        goto cleanup;
+    r.opt = (qv_search_options){.k = a.k};
+    atomic_init(&r.failed, 0);
+    for (int i = 0; i < a.nefs; i++) {
+        double secs = run_ef(&r, a.efs[i], a.threads);
+        if (atomic_load(&r.failed)) {
+            snprintf(err, sizeof err, "search: %s", qv_errmsg(r.db));
+            goto cleanup;
+        }
+        print_ef(&a, &r, a.efs[i], recall_of(&r, a.k), secs, build_s, open_s,
+                 rss_per_vector);
+    }
+    rc = 0;
+cleanup:
+    if (rc != 0)
+        fprintf(stderr, "quiver bench ann: %s\n", err);
+    qv_close(r.db);
+    if (tmpdir) {
+        bench_remove_dir(tmpdir);
+        free(tmpdir);
+    }
+    qv_mem_free(r.queries);
+    qv_mem_free(r.truth);
+    qv_mem_free(r.found);
+    vecfile_close(base);
+    vecfile_close(queries);
+    vecfile_close(gt);
+    return rc;
+}

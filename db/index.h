@@ -1,0 +1,76 @@
+/*
+ * index.h - the HNSW graphs of this process's open collections.
+ *
+ * The graph of a collection lives in LMDB (one record per node, sub-db
+ * graph) and, for traversal, in memory (ann/hnsw.h). The memory form is
+ * loaded from a snapshot on first use and kept in step by this process's
+ * writes; every write also bumps the collection's generation, so a reader
+ * whose snapshot is newer than the graph in memory (another process
+ * wrote) loads the graph again from that snapshot.
+ *
+ * A write changes the graph in memory while its transaction is open; if
+ * the transaction does not commit, the graph is marked stale and the next
+ * user reloads it, so memory never runs ahead of the database for long.
+ * Searches run concurrently with a write: they see each neighbour list
+ * before or after an update and take their hits from their own snapshot.
+ */
+#ifndef QV_DB_INDEX_H
+#define QV_DB_INDEX_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "embedded.h"
+#include "hnsw.h"
+
+#define SCRATCH_POOL 16
+
+typedef struct live_index {
+    hnsw *graph;
+    _Atomic uint64_t generation;  /* of the collection it reflects */
+    atomic_int refs;
+    atomic_int stale;
+    /* searches hold it shared; growing the graph's arrays exclusive */
+    pthread_rwlock_t grow_lock;
+    pthread_mutex_t pool_lock;
+    hnsw_scratch *pool[SCRATCH_POOL];
+    int npool;
+} live_index;
+
+/*
+ * The collection's graph, current for the snapshot txn (loaded or
+ * reloaded from it when needed). Release with index_release().
+ */
+qv_status index_acquire(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                        live_index **out);
+void index_release(live_index *ix);
+
+/* Working memory for one search or write on ix. */
+hnsw_scratch *index_scratch_get(live_index *ix);
+void index_scratch_put(live_index *ix, hnsw_scratch *s);
+
+/* Make room for node slots [0, slots), waiting for searches to finish. */
+qv_status index_reserve(emb_db *db, live_index *ix, uint32_t slots);
+
+/*
+ * In a write transaction, after the graph changed: write the records of
+ * every node it changed, bump rec's generation and entry point (the caller
+ * stores rec). On failure the graph is marked stale.
+ */
+int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix);
+
+/* A write that touched ix did not commit: reload before the next use. */
+void index_mark_stale(live_index *ix);
+
+/*
+ * Check the graph of an embedded collection against its invariants
+ * (hnsw_check) and its document count. QV_ERR_CORRUPT with the first
+ * violation in err. (For tests now; `quiver check` will build on it.)
+ */
+qv_status index_verify(qv_db *db, const char *collection, char *err,
+                       size_t errlen);
+
+/* The collection was dropped: forget its graph. */
+void index_forget(emb_db *db, uint32_t coll_id);
+
+#endif

@@ -1,0 +1,507 @@
+/*
+ * The HNSW index: graph invariants, recall against exact search on
+ * generated data (always) and on Fashion-MNIST (when ../shared/data is
+ * there), persistence without rebuild, deletes, replaced vectors, batch
+ * search, another process's writes, and bad index parameters.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hnsw.h"
+#include "index.h"
+#include "test_util.h"
+
+#define FMNIST "/../shared/data/fashion-mnist-784-euclidean/"
+
+/* Clustered data: 20 centres in dim dimensions, points scattered round
+ * them, which is closer to real embeddings than uniform noise. */
+static float *clustered(uint64_t seed, size_t n, size_t dim)
+{
+    float *centres = malloc(20 * dim * sizeof *centres);
+    float *v = malloc(n * dim * sizeof *v);
+    tu_rand_vector(&seed, centres, 20 * dim);
+    for (size_t i = 0; i < n; i++) {
+        const float *c = centres + (tu_rand(&seed) % 20) * dim;
+        for (size_t j = 0; j < dim; j++)
+            v[i * dim + j] = c[j] + 0.3f * tu_randf(&seed);
+    }
+    free(centres);
+    return v;
+}
+
+static void create(qv_db *db, const char *name, uint32_t dim, qv_metric m,
+                   uint32_t M, uint32_t efc)
+{
+    qv_collection_config cfg = {.dim = dim, .metric = m, .M = M,
+                                .ef_construction = efc};
+    assert_ok(db, qv_create_collection(db, name, &cfg));
+}
+
+static void upsert_rows(qv_db *db, const char *name, const float *v,
+                        size_t first, size_t n, size_t dim)
+{
+    qv_doc *docs = calloc(n, sizeof *docs);
+    char (*ids)[16] = calloc(n, sizeof *ids);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(ids[i], sizeof ids[i], "%zu", first + i);
+        docs[i] = (qv_doc){ids[i], v + (first + i) * dim, (uint32_t)dim, NULL};
+    }
+    assert_ok(db, qv_upsert(db, name, docs, n));
+    free(docs);
+    free(ids);
+}
+
+static void assert_index_valid(qv_db *db, const char *name)
+{
+    char err[256] = "";
+    qv_status st = index_verify(db, name, err, sizeof err);
+    if (st != QV_OK)
+        fail_msg("index of %s: %s", name, err);
+}
+
+/* recall@k of HNSW against exact search, over nq queries. */
+static double recall(qv_db *db, const char *name, const float *queries,
+                     size_t nq, size_t dim, uint32_t k, uint32_t ef)
+{
+    unsigned long hit = 0, total = 0;
+    for (size_t i = 0; i < nq; i++) {
+        const float *q = queries + i * dim;
+        qv_hits *approx, *exact;
+        assert_ok(db, qv_search(db, name, q, (uint32_t)dim,
+                                &(qv_search_options){.k = k, .ef = ef},
+                                &approx));
+        assert_ok(db, qv_search(db, name, q, (uint32_t)dim,
+                                &(qv_search_options){.k = k, .exact = 1},
+                                &exact));
+        assert_int_equal(approx->count, exact->count);
+        for (size_t a = 0; a < approx->count; a++)
+            for (size_t e = 0; e < exact->count; e++)
+                hit += strcmp(approx->hits[a].id, exact->hits[e].id) == 0;
+        total += exact->count;
+        qv_free(approx);
+        qv_free(exact);
+    }
+    return total ? (double)hit / (double)total : 1.0;
+}
+
+struct fixture {
+    char *dir;
+    qv_db *db;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    qv_open_options oo = {.flags = QV_OPEN_NOSYNC, .threads = 2};
+    if (qv_open(f->dir, &oo, &f->db) != QV_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    qv_close(f->db);
+    tu_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- the graph alone ---- */
+
+static void test_graph_invariants_through_inserts_and_removals(void **state)
+{
+    enum { N = 1500, D = 12 };
+    hnsw_params p = {.dim = D, .M = 8, .ef_construction = 50,
+                     .metric = HNSW_L2, .seed = 3};
+    hnsw *h = hnsw_create(&p);
+    hnsw_scratch *s = hnsw_scratch_create();
+    float *v = clustered(11, N, D);
+    char err[256];
+    size_t orphans;
+    assert_int_equal(hnsw_reserve(h, N), 0);
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(hnsw_insert(h, s, i, v + i * D,
+                                     hnsw_random_level(h, i, 0)), 0);
+    assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+    if (hnsw_check(h, err, sizeof err) != 0)
+        fail_msg("after inserts: %s", err);
+    for (uint32_t i = 0; i < N; i += 3)
+        assert_int_equal(hnsw_remove(h, s, i), 0);
+    assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+    if (hnsw_check(h, err, sizeof err) != 0)
+        fail_msg("after removals: %s", err);
+    assert_int_equal(hnsw_count(h), N - (N + 2) / 3);
+    /* the entry point itself removed, repeatedly */
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(hnsw_remove(h, s, hnsw_entry(h)), 0);
+        assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+        if (hnsw_check(h, err, sizeof err) != 0)
+            fail_msg("after removing the entry point: %s", err);
+    }
+    /* reuse the removed slots */
+    for (uint32_t i = 0; i < N; i += 3)
+        assert_int_equal(hnsw_insert(h, s, i, v + i * D, 0), 0);
+    assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+    if (hnsw_check(h, err, sizeof err) != 0)
+        fail_msg("after reuse: %s", err);
+    free(v);
+    hnsw_scratch_free(s);
+    hnsw_free(h);
+}
+
+static void test_parallel_inserts_keep_invariants(void **state)
+{
+    enum { N = 2000, D = 16 };
+    hnsw_params p = {.dim = D, .M = 8, .ef_construction = 40,
+                     .metric = HNSW_COSINE, .seed = 5};
+    hnsw *h = hnsw_create(&p);
+    float *v = clustered(12, N, D);
+    uint32_t *ids = malloc(N * sizeof *ids);
+    const float **vecs = malloc(N * sizeof *vecs);
+    int *levels = malloc(N * sizeof *levels);
+    for (uint32_t i = 0; i < N; i++) {
+        ids[i] = i;
+        vecs[i] = v + i * D;
+        levels[i] = hnsw_random_level(h, i, 0);
+    }
+    assert_int_equal(hnsw_reserve(h, N), 0);
+    assert_int_equal(hnsw_insert_parallel(h, ids, vecs, levels, N, 4), 0);
+    hnsw_scratch *s = hnsw_scratch_create();
+    size_t orphans;
+    assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+    hnsw_scratch_free(s);
+    char err[256];
+    if (hnsw_check(h, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(hnsw_count(h), N);
+    free(v);
+    free(ids);
+    free(vecs);
+    free(levels);
+    hnsw_free(h);
+}
+
+/* ---- through the API ---- */
+
+static void check_generated_recall(qv_db *db, qv_metric metric)
+{
+    enum { N = 3000, D = 24, NQ = 100 };
+    const char *name = qv_metric_name(metric);
+    float *v = clustered(100 + metric, N + NQ, D);
+    create(db, name, D, metric, 16, 100);
+    for (size_t first = 0; first < N; first += 500)
+        upsert_rows(db, name, v, first, 500, D);
+    assert_index_valid(db, name);
+    double r = recall(db, name, v + (size_t)N * D, NQ, D, 10, 64);
+    if (r < 0.95)
+        fail_msg("%s recall@10 at ef=64 is %.3f, below 0.95", name, r);
+    free(v);
+}
+
+static void test_recall_generated_l2(void **state)
+{
+    check_generated_recall(((struct fixture *)*state)->db, QV_METRIC_L2);
+}
+
+static void test_recall_generated_ip_and_cosine(void **state)
+{
+    check_generated_recall(((struct fixture *)*state)->db, QV_METRIC_COSINE);
+    check_generated_recall(((struct fixture *)*state)->db, QV_METRIC_IP);
+}
+
+/* Read the first n rows of a .bvecs file as floats; NULL if absent. */
+static float *read_bvecs(const char *path, size_t n, size_t dim)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    float *v = malloc(n * dim * sizeof *v);
+    unsigned char row[784];
+    for (size_t i = 0; i < n; i++) {
+        int32_t d;
+        if (fread(&d, 4, 1, f) != 1 || d != (int32_t)dim ||
+            fread(row, 1, dim, f) != dim) {
+            free(v);
+            fclose(f);
+            return NULL;
+        }
+        for (size_t j = 0; j < dim; j++)
+            v[i * dim + j] = row[j];
+    }
+    fclose(f);
+    return v;
+}
+
+/* Real data when the shared folder is there: 4,000 Fashion-MNIST images. */
+static void test_recall_fashion_mnist_subset(void **state)
+{
+    enum { N = 4000, NQ = 100, D = 784 };
+    const char *top = getenv("QUIVER_TOP");
+    char base[4096], query[4096];
+    snprintf(base, sizeof base, "%s%sbase.bvecs", top ? top : ".", FMNIST);
+    snprintf(query, sizeof query, "%s%squery.bvecs", top ? top : ".", FMNIST);
+    float *v = read_bvecs(base, N, D), *q = read_bvecs(query, NQ, D);
+    if (!v || !q) {
+        free(v);
+        free(q);
+        printf("# SKIP Fashion-MNIST not found at %s; the generated sets "
+               "cover the same path\n", base);
+        skip();
+    }
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "fmnist", D, QV_METRIC_L2, 16, 100);
+    for (size_t first = 0; first < N; first += 1000)
+        upsert_rows(db, "fmnist", v, first, 1000, D);
+    assert_index_valid(db, "fmnist");
+    double r = recall(db, "fmnist", q, NQ, D, 10, 64);
+    if (r < 0.97)
+        fail_msg("Fashion-MNIST recall@10 at ef=64 is %.3f, below 0.97", r);
+    free(v);
+    free(q);
+}
+
+/* The graph is read back, not rebuilt: same answers, same invariants. */
+static void test_index_survives_reopen(void **state)
+{
+    enum { N = 1500, D = 16, NQ = 20 };
+    struct fixture *f = *state;
+    float *v = clustered(21, N + NQ, D);
+    create(f->db, "p", D, QV_METRIC_L2, 8, 60);
+    upsert_rows(f->db, "p", v, 0, N, D);
+    qv_hits *before[NQ];
+    for (int i = 0; i < NQ; i++)
+        assert_ok(f->db, qv_search(f->db, "p", v + (N + i) * D, D,
+                                   &(qv_search_options){.k = 10, .ef = 20},
+                                   &before[i]));
+    qv_close(f->db);
+    assert_ok(NULL, qv_open(f->dir, NULL, &f->db));
+    assert_index_valid(f->db, "p");
+    for (int i = 0; i < NQ; i++) {
+        qv_hits *after;
+        assert_ok(f->db, qv_search(f->db, "p", v + (N + i) * D, D,
+                                   &(qv_search_options){.k = 10, .ef = 20},
+                                   &after));
+        assert_int_equal(after->count, before[i]->count);
+        for (size_t j = 0; j < after->count; j++)
+            assert_string_equal(after->hits[j].id, before[i]->hits[j].id);
+        qv_free(after);
+        qv_free(before[i]);
+    }
+    free(v);
+}
+
+/* 10% deleted: none comes back, recall holds, the graph stays valid, and
+ * later inserts reuse the space. */
+static void test_deletes_are_never_returned(void **state)
+{
+    enum { N = 2000, D = 16, NQ = 50 };
+    qv_db *db = ((struct fixture *)*state)->db;
+    float *v = clustered(31, N + NQ, D);
+    create(db, "del", D, QV_METRIC_L2, 12, 80);
+    upsert_rows(db, "del", v, 0, N, D);
+    char id[16];
+    for (int i = 0; i < N; i += 10) {
+        snprintf(id, sizeof id, "%d", i);
+        assert_ok(db, qv_delete(db, "del", id));
+    }
+    assert_index_valid(db, "del");
+    for (int qi = 0; qi < NQ; qi++) {
+        qv_hits *hits;
+        assert_ok(db, qv_search(db, "del", v + (N + qi) * D, D,
+                                &(qv_search_options){.k = 50, .ef = 100},
+                                &hits));
+        assert_int_equal(hits->count, 50);
+        for (size_t j = 0; j < hits->count; j++)
+            assert_int_not_equal(atoi(hits->hits[j].id) % 10, 0);
+        qv_free(hits);
+    }
+    /* searching for a deleted vector itself does not find it */
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, "del", v + 20 * D, D,
+                            &(qv_search_options){.k = 1}, &hits));
+    assert_string_not_equal(hits->hits[0].id, "20");
+    qv_free(hits);
+    double r = recall(db, "del", v + (size_t)N * D, NQ, D, 10, 64);
+    if (r < 0.95)
+        fail_msg("recall after deletes is %.3f, below 0.95", r);
+    upsert_rows(db, "del", v, 0, 10, D);  /* re-adds "0": a reused slot */
+    assert_index_valid(db, "del");
+    assert_ok(db, qv_search(db, "del", v, D, &(qv_search_options){.k = 1},
+                            &hits));
+    assert_string_equal(hits->hits[0].id, "0");
+    qv_free(hits);
+    free(v);
+}
+
+/* A document's new vector moves it in the index. */
+static void test_replaced_vector_moves_the_document(void **state)
+{
+    enum { N = 500, D = 8 };
+    qv_db *db = ((struct fixture *)*state)->db;
+    float *v = clustered(41, N, D);
+    create(db, "mv", D, QV_METRIC_L2, 8, 40);
+    upsert_rows(db, "mv", v, 0, N, D);
+    float far[D];
+    for (int i = 0; i < D; i++)
+        far[i] = 50.0f;
+    qv_doc doc = {"7", far, D, NULL};
+    assert_ok(db, qv_upsert(db, "mv", &doc, 1));
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, "mv", far, D, &(qv_search_options){.k = 1},
+                            &hits));
+    assert_string_equal(hits->hits[0].id, "7");
+    assert_true(hits->hits[0].distance == 0.0f);
+    qv_free(hits);
+    assert_ok(db, qv_search(db, "mv", v + 7 * D, D,
+                            &(qv_search_options){.k = 1}, &hits));
+    assert_string_not_equal(hits->hits[0].id, "7");
+    qv_free(hits);
+    /* the same upsert again (unchanged vector) leaves the index alone */
+    assert_ok(db, qv_upsert(db, "mv", &doc, 1));
+    assert_index_valid(db, "mv");
+    free(v);
+}
+
+static void test_batch_search_matches_single_searches(void **state)
+{
+    enum { N = 1000, D = 16, NQ = 40 };
+    qv_db *db = ((struct fixture *)*state)->db;
+    float *v = clustered(51, N + NQ, D);
+    create(db, "batch", D, QV_METRIC_COSINE, 8, 60);
+    upsert_rows(db, "batch", v, 0, N, D);
+    qv_search_options opt = {.k = 7, .ef = 32, .threads = 3};
+    qv_batch_hits *b;
+    assert_ok(db, qv_search_batch(db, "batch", v + (size_t)N * D, NQ, D, &opt,
+                                  &b));
+    assert_int_equal(b->count, NQ);
+    for (int i = 0; i < NQ; i++) {
+        qv_hits *one;
+        assert_ok(db, qv_search(db, "batch", v + (N + i) * D, D, &opt, &one));
+        assert_int_equal(one->count, b->results[i].count);
+        for (size_t j = 0; j < one->count; j++) {
+            assert_string_equal(one->hits[j].id, b->results[i].hits[j].id);
+            assert_true(one->hits[j].distance ==
+                        b->results[i].hits[j].distance);
+        }
+        qv_free(one);
+    }
+    qv_free(b);
+    opt.exact = 1;
+    assert_ok(db, qv_search_batch(db, "batch", v, 3, D, &opt, &b));
+    assert_string_equal(b->results[2].hits[0].id, "2");
+    qv_free(b);
+    float bad[2 * D];
+    memcpy(bad, v, sizeof bad);
+    bad[D + 3] = NAN;
+    assert_status(db, qv_search_batch(db, "batch", bad, 2, D, &opt, &b),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "query 1"));
+    assert_status(db, qv_search_batch(db, "batch", bad, 0, D, &opt, &b),
+                  QV_ERR_INVALID);
+    free(v);
+}
+
+static void test_bad_index_parameters(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    qv_collection_config cfg = {.dim = 4, .M = 1};
+    assert_status(db, qv_create_collection(db, "x", &cfg), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "M must be"));
+    cfg.M = QV_M_MAX + 1;
+    assert_status(db, qv_create_collection(db, "x", &cfg), QV_ERR_INVALID);
+    cfg.M = 0;
+    cfg.ef_construction = QV_EF_MAX + 1;
+    assert_status(db, qv_create_collection(db, "x", &cfg), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "ef_construction"));
+    cfg.ef_construction = 0;
+    assert_ok(db, qv_create_collection(db, "x", &cfg));
+    qv_collection_info info;
+    assert_ok(db, qv_describe_collection(db, "x", &info));
+    assert_int_equal(info.M, 16);                 /* the defaults */
+    assert_int_equal(info.ef_construction, 200);
+    float q[4] = {1, 2, 3, 4};
+    qv_hits *hits = NULL;
+    assert_status(db, qv_search(db, "x", q, 4,
+                                &(qv_search_options){.k = 1,
+                                                     .ef = QV_EF_MAX + 1},
+                                &hits), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "ef must be"));
+    assert_null(hits);
+}
+
+/* Another process adds documents: this process's graph notices and
+ * reloads, so its searches find them. */
+static void test_other_process_writes_are_searchable(void **state)
+{
+    enum { N = 600, D = 8 };
+    struct fixture *f = *state;
+    float *v = clustered(61, 2 * N, D);
+    create(f->db, "mp", D, QV_METRIC_L2, 8, 40);
+    upsert_rows(f->db, "mp", v, 0, N, D);
+    qv_hits *hits;
+    assert_ok(f->db, qv_search(f->db, "mp", v, D,
+                               &(qv_search_options){.k = 1}, &hits));
+    qv_free(hits);  /* the graph is now in this process's memory */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        qv_db *db;
+        int ok = qv_open(f->dir, NULL, &db) == QV_OK;
+        for (size_t first = N; ok && first < 2 * N; first += 100) {
+            qv_doc docs[100];
+            char ids[100][16];
+            for (int i = 0; i < 100; i++) {
+                snprintf(ids[i], sizeof ids[i], "%zu", first + i);
+                docs[i] = (qv_doc){ids[i], v + (first + i) * D, D, NULL};
+            }
+            ok = qv_upsert(db, "mp", docs, 100) == QV_OK;
+        }
+        ok = ok && qv_delete(db, "mp", "0") == QV_OK;
+        qv_close(db);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int i = N; i < 2 * N; i += 50) {
+        assert_ok(f->db, qv_search(f->db, "mp", v + i * D, D,
+                                   &(qv_search_options){.k = 1}, &hits));
+        char id[16];
+        snprintf(id, sizeof id, "%d", i);
+        assert_string_equal(hits->hits[0].id, id);
+        qv_free(hits);
+    }
+    assert_ok(f->db, qv_search(f->db, "mp", v, D,
+                               &(qv_search_options){.k = 1}, &hits));
+    assert_string_not_equal(hits->hits[0].id, "0");
+    qv_free(hits);
+    assert_index_valid(f->db, "mp");
+    free(v);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        cmocka_unit_test(test_graph_invariants_through_inserts_and_removals),
+        cmocka_unit_test(test_parallel_inserts_keep_invariants),
+        T(test_recall_generated_l2),
+        T(test_recall_generated_ip_and_cosine),
+        T(test_recall_fashion_mnist_subset),
+        T(test_index_survives_reopen),
+        T(test_deletes_are_never_returned),
+        T(test_replaced_vector_moves_the_document),
+        T(test_batch_search_matches_single_searches),
+        T(test_bad_index_parameters),
+        T(test_other_process_writes_are_searchable),
+#undef T
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,134 @@
+// hnswlib on texmex files, with the same protocol as `quiver bench ann`:
+// build with M / ef_construction / threads, then for each ef run every
+// query as a single search on `threads` threads; one JSON line per ef.
+//   hnswlib_bench BASE QUERY GT M EFC THREADS EF,EF,... K
+#include <hnswlib/hnswlib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+static std::vector<float> read_vecs(const char *path, int &dim, long &n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) { perror(path); exit(1); }
+    bool bytes = strstr(path, ".bvecs") != nullptr;
+    std::vector<float> out;
+    int32_t d;
+    n = 0;
+    while (fread(&d, 4, 1, f) == 1) {
+        dim = d;
+        if (bytes) {
+            std::vector<unsigned char> row(d);
+            if (fread(row.data(), 1, d, f) != (size_t)d) break;
+            for (int i = 0; i < d; i++) out.push_back(row[i]);
+        } else {
+            std::vector<float> row(d);
+            if (fread(row.data(), 4, d, f) != (size_t)d) break;
+            out.insert(out.end(), row.begin(), row.end());
+        }
+        n++;
+    }
+    fclose(f);
+    return out;
+}
+
+static std::vector<int> read_ivecs(const char *path, int &dim, long &n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) { perror(path); exit(1); }
+    std::vector<int> out;
+    int32_t d;
+    n = 0;
+    while (fread(&d, 4, 1, f) == 1) {
+        dim = d;
+        std::vector<int> row(d);
+        if (fread(row.data(), 4, d, f) != (size_t)d) break;
+        out.insert(out.end(), row.begin(), row.end());
+        n++;
+    }
+    fclose(f);
+    return out;
+}
+
+static long rss_anon()
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb * 1024;
+}
+
+template <class F> static void parallel(long n, int threads, F fn)
+{
+    std::atomic<long> next(0);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; t++)
+        pool.emplace_back([&] {
+            for (long i; (i = next++) < n;) fn(i);
+        });
+    for (auto &t : pool) t.join();
+}
+
+static double now()
+{
+    return std::chrono::duration<double>(
+        std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 9) {
+        fprintf(stderr, "usage: hnswlib_bench BASE QUERY GT M EFC THREADS EFS K\n");
+        return 2;
+    }
+    int dim, qdim, gdim;
+    long n, nq, ng;
+    std::vector<float> base = read_vecs(argv[1], dim, n);
+    std::vector<float> queries = read_vecs(argv[2], qdim, nq);
+    std::vector<int> gt = read_ivecs(argv[3], gdim, ng);
+    int M = atoi(argv[4]), efc = atoi(argv[5]), threads = atoi(argv[6]);
+    int k = atoi(argv[8]);
+    long rss0 = rss_anon();
+    hnswlib::L2Space space(dim);
+    auto *index = new hnswlib::HierarchicalNSW<float>(&space, n, M, efc);
+    double t0 = now();
+    parallel(n, threads, [&](long i) { index->addPoint(&base[i * dim], i); });
+    double build_s = now() - t0;
+    double bytes = (double)(rss_anon() - rss0) / n;
+    std::stringstream efs(argv[7]);
+    std::string tok;
+    while (std::getline(efs, tok, ',')) {
+        int ef = atoi(tok.c_str());
+        index->setEf(ef);
+        std::vector<long> found(nq * k, -1);
+        t0 = now();
+        parallel(nq, threads, [&](long i) {
+            auto res = index->searchKnn(&queries[i * dim], k);
+            for (int j = k - 1; !res.empty(); j--, res.pop())
+                found[i * k + j] = (long)res.top().second;
+        });
+        double secs = now() - t0;
+        long hit = 0;
+        for (long i = 0; i < nq; i++)
+            for (int j = 0; j < k; j++)
+                for (int t = 0; t < k; t++)
+                    hit += found[i * k + j] == gt[i * gdim + t];
+        printf("{\"engine\":\"hnswlib\",\"ef\":%d,\"k\":%d,\"recall\":%.6f,"
+               "\"qps\":%.1f,\"build_s\":%.3f,\"n\":%ld,\"d\":%d,"
+               "\"rss_bytes_per_vector\":%.0f}\n", ef, k,
+               (double)hit / (nq * k), nq / secs, build_s, n, dim, bytes);
+        fflush(stdout);
+    }
+    delete index;
+    return 0;
+}
