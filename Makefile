@@ -10,9 +10,9 @@ ARCH    ?= -march=native
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter
 CSTD    := -std=c11 -D_GNU_SOURCE
-INC     := -I. -Icommon -Idb -Istorage -Iann -Icli
+INC     := -I. -Icommon -Idb -Istorage -Iann -Icli -Iwire -Ibuild/gen
 PKGS    := lmdb jansson
-LIBS    := -llmdb -ljansson -lm -lpthread
+LIBS    := -llmdb -ljansson -lprotobuf-c -lm -lpthread
 TESTLIBS := -lcmocka
 
 # Debian packages the build, the tests and the tools need.
@@ -29,7 +29,9 @@ LIB_SRC := common/alloc.c common/error.c \
            storage/env.c \
            ann/distance.c ann/topk.c ann/hnsw.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
-           db/validate.c db/index.c
+           db/validate.c db/index.c db/results.c \
+           wire/frame.c wire/remote.c build/gen/wire/quiver.pb-c.c
+SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/vecfile.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
@@ -42,15 +44,36 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
 LIB_OBJ_A := $(LIB_SRC:%.c=$(BA)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 CLI_OBJ_A := $(CLI_SRC:%.c=$(BA)/%.o)
+SERVER_OBJ   := $(SERVER_SRC:%.c=$(B)/%.o)
+SERVER_OBJ_A := $(SERVER_SRC:%.c=$(BA)/%.o)
+GEN := build/gen/wire/quiver.pb-c.c build/gen/wire/quiver.pb-c.h
 
 .PHONY: all deps run test clean
 # Keep intermediate objects (make would delete them after linking tests).
 .SECONDARY:
 
-all: $(B)/libquiver.a $(B)/libquiver.so $(B)/quiver $(B)/embedded
+all: $(B)/libquiver.a $(B)/libquiver.so $(B)/quiver $(B)/quiverd $(B)/embedded
 
 deps:
 	@./tools/install-deps $(DEB_PKGS)
+
+# The protocol's C code is generated from wire/quiver.proto at build time.
+$(GEN): wire/quiver.proto | deps
+	@mkdir -p build/gen
+	protoc-c --c_out=build/gen wire/quiver.proto
+
+# Everything may include the generated header.
+$(LIB_OBJ) $(LIB_OBJ_A) $(CLI_OBJ) $(CLI_OBJ_A) $(SERVER_OBJ) $(SERVER_OBJ_A): $(GEN)
+
+$(B)/build/gen/%.o: build/gen/%.c | deps
+	@mkdir -p $(dir $@)
+	@echo "CC $<"
+	@$(CC) $(RELEASE_CFLAGS) $(INC) -Wno-missing-prototypes -c $< -o $@
+
+$(BA)/build/gen/%.o: build/gen/%.c | deps
+	@mkdir -p $(dir $@)
+	@echo "CC [asan] $<"
+	@$(CC) $(ASAN_CFLAGS) $(INC) -Wno-missing-prototypes -c $< -o $@
 
 $(B)/%.o: %.c | deps
 	@mkdir -p $(dir $@)
@@ -77,6 +100,12 @@ $(B)/quiver: $(CLI_OBJ) $(B)/libquiver.a
 $(BA)/quiver: $(CLI_OBJ_A) $(BA)/libquiver.a
 	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
 
+$(B)/quiverd: $(SERVER_OBJ) $(B)/libquiver.a
+	$(CC) -o $@ $^ $(LIBS)
+
+$(BA)/quiverd: $(SERVER_OBJ_A) $(BA)/libquiver.a
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
+
 $(B)/embedded: $(B)/examples/embedded.o $(B)/libquiver.a
 	$(CC) -o $@ $^ $(LIBS)
 
@@ -92,7 +121,7 @@ $(BA)/tests/%: $(BA)/tests/%.o $(BA)/tests/test_util.o $(BA)/libquiver.a
 
 TEST_PROGS := $(TEST_BINS:%=$(BA)/tests/%)
 
-test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver
+test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd
 	@./tests/run.sh $(BA)
 
 run: all

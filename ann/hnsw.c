@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "alloc.h"
 #include "distance.h"
@@ -25,8 +26,10 @@ struct hnsw {
     size_t link0_stride;    /* u32 per level-0 list: count + M0 ids */
     size_t upper_stride;    /* u32 per upper list: count + M ids */
     uint32_t cap;
-    float *vecs;
-    uint32_t *links0;
+    float *vecs;            /* a huge-page region, see region_grow */
+    size_t vecs_len;
+    uint32_t *links0;       /* likewise */
+    size_t links0_len;
     uint32_t **upper;       /* per node: lists of levels 1..level */
     int8_t *levels;         /* NO_LEVEL for an empty slot */
     atomic_uint count;
@@ -199,8 +202,10 @@ void hnsw_free(hnsw *h)
     qv_mem_free(h->upper);
     hnsw_reclaim(h);
     qv_mem_free(h->retired);
-    free(h->vecs);
-    qv_mem_free(h->links0);
+    if (h->vecs)
+        munmap(h->vecs, h->vecs_len);
+    if (h->links0)
+        munmap(h->links0, h->links0_len);
     qv_mem_free(h->levels);
     qv_mem_free((void *)h->dirty_flag);
     qv_mem_free(h->dirty);
@@ -223,17 +228,31 @@ static int grow(void **arr, size_t elem, uint32_t old_cap, uint32_t new_cap)
     return 0;
 }
 
-/* Vectors are 64-byte aligned for the SIMD loads, so not realloc'd. */
-static int grow_vectors(hnsw *h, uint32_t new_cap)
+#define HUGE_PAGE (2u << 20)
+
+/*
+ * The two arrays a search walks at random, vectors and level-0 lists, live
+ * in anonymous mappings advised to use transparent huge pages: loading the
+ * graph then takes a few hundred page faults instead of one per 4 KiB, and
+ * traversal misses the TLB far less. Grows to hold need bytes, keeping
+ * the first used bytes. (Fault injection does not reach these.)
+ */
+static int region_grow(void **region, size_t *len, size_t used, size_t need)
 {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, (size_t)new_cap * h->stride * sizeof(float)))
+    size_t new_len = (need + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (new_len <= *len)
+        return 0;
+    void *p = mmap(NULL, new_len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
         return -1;
-    memset(p, 0, (size_t)new_cap * h->stride * sizeof(float));
-    if (h->vecs)
-        memcpy(p, h->vecs, (size_t)h->cap * h->stride * sizeof(float));
-    free(h->vecs);
-    h->vecs = p;
+    madvise(p, new_len, MADV_HUGEPAGE);
+    if (*region) {
+        memcpy(p, *region, used);
+        munmap(*region, *len);
+    }
+    *region = p;   /* fresh anonymous pages read as zeros */
+    *len = new_len;
     return 0;
 }
 
@@ -244,9 +263,12 @@ int hnsw_reserve(hnsw *h, uint32_t slots)
     uint32_t new_cap = h->cap ? h->cap : 64;
     while (new_cap < slots)
         new_cap = new_cap > UINT32_MAX / 2 ? UINT32_MAX : new_cap * 2;
-    if (grow_vectors(h, new_cap) != 0 ||
-        grow((void **)&h->links0, h->link0_stride * sizeof(uint32_t), h->cap,
-             new_cap) != 0 ||
+    size_t vec_bytes = h->stride * sizeof(float);
+    size_t link_bytes = h->link0_stride * sizeof(uint32_t);
+    if (region_grow((void **)&h->vecs, &h->vecs_len, h->cap * vec_bytes,
+                    new_cap * vec_bytes) != 0 ||
+        region_grow((void **)&h->links0, &h->links0_len, h->cap * link_bytes,
+                    new_cap * link_bytes) != 0 ||
         grow((void **)&h->upper, sizeof(uint32_t *), h->cap, new_cap) != 0 ||
         grow((void **)&h->levels, 1, h->cap, new_cap) != 0 ||
         grow((void **)&h->dirty_flag, 1, h->cap, new_cap) != 0 ||
@@ -600,6 +622,7 @@ static int place_node(hnsw *h, uint32_t id, const float *vec, int level)
     }
     float *dst = h->vecs + (size_t)id * h->stride;
     memcpy(dst, vec, h->p.dim * sizeof(float));
+    memset(dst + h->p.dim, 0, (h->stride - h->p.dim) * sizeof(float));
     if (h->p.metric == HNSW_COSINE) {
         float norm = sqrtf(dist_dot(dst, dst, h->p.dim));
         for (uint32_t i = 0; i < h->p.dim && norm > 0; i++)

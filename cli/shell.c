@@ -102,14 +102,39 @@ static const char *skip_space(const char *p)
     return p;
 }
 
+/* Parse "key=N" into *out when w starts with key=; 1 if it did, -1 on a
+ * bad number (message printed), 0 if w is another option. */
+static int option_u32(const char *w, const char *key, uint32_t max,
+                      uint32_t *out)
+{
+    size_t n = strlen(key);
+    if (strncmp(w, key, n) != 0 || w[n] != '=')
+        return 0;
+    char *end;
+    long v = strtol(w + n + 1, &end, 10);
+    if (end == w + n + 1 || *end || v < 0 || v > (long)max) {
+        fprintf(stderr, "error: bad %s '%s'\n", key, w + n + 1);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 1;
+}
+
 static int cmd_create(qv_db *db, struct cmdline *cl)
 {
     qv_collection_config cfg = {.metric = QV_METRIC_L2};
     if (cl->nwords < 3)
-        return fail("%s", "usage: create NAME dim=N [metric=l2|ip|cosine]");
+        return fail("%s", "usage: create NAME dim=N [metric=l2|ip|cosine] "
+                    "[M=16] [ef_construction=200]");
     for (int i = 2; i < cl->nwords; i++) {
         char *w = cl->words[i];
-        if (strncmp(w, "dim=", 4) == 0) {
+        int r;
+        if ((r = option_u32(w, "M", QV_M_MAX, &cfg.M)) ||
+            (r = option_u32(w, "ef_construction", QV_EF_MAX,
+                            &cfg.ef_construction))) {
+            if (r < 0)
+                return 1;
+        } else if (strncmp(w, "dim=", 4) == 0) {
             char *end;
             long d = strtol(w + 4, &end, 10);
             if (*end || d <= 0 || d > QV_DIM_MAX)
@@ -134,8 +159,9 @@ static int cmd_create(qv_db *db, struct cmdline *cl)
 
 static void print_info(const qv_collection_info *c)
 {
-    printf("%-24s dim=%-6u metric=%-6s count=%llu\n", c->name, c->dim,
-           qv_metric_name(c->metric), (unsigned long long)c->count);
+    printf("%-24s dim=%-6u metric=%-6s count=%-10llu M=%u "
+           "ef_construction=%u\n", c->name, c->dim, qv_metric_name(c->metric),
+           (unsigned long long)c->count, c->M, c->ef_construction);
 }
 
 static int cmd_collections(qv_db *db)
@@ -222,19 +248,29 @@ static int cmd_delete(qv_db *db, struct cmdline *cl)
     return 0;
 }
 
-/* Parse the options after a search vector: only k=N for now. */
-static int parse_search_options(const char *p, qv_search_options *opt)
+/* Parse the options after a search vector: k=N ef=N exact=true|false. */
+static int parse_search_options(const char *text, qv_search_options *opt)
 {
-    opt->k = 10;
-    while (*(p = skip_space(p))) {
-        char *end;
-        if (strncmp(p, "k=", 2) != 0)
-            return fail("unknown search option at '%.40s'; expected k=N", p);
-        long k = strtol(p + 2, &end, 10);
-        if (end == p + 2 || (*end && !isspace((unsigned char)*end)) || k <= 0)
-            return fail("bad k at '%.40s'", p);
-        opt->k = k > QV_K_MAX ? QV_K_MAX + 1u : (uint32_t)k;
-        p = end;
+    char buf[256];
+    *opt = (qv_search_options){.k = 10};
+    for (const char *p = skip_space(text); *p; p = skip_space(p)) {
+        size_t n = strcspn(p, " \t\r\n");
+        if (n >= sizeof buf)
+            return fail("search option too long at '%.40s'", p);
+        memcpy(buf, p, n);
+        buf[n] = '\0';
+        p += n;
+        int r;
+        if (strcmp(buf, "exact=true") == 0 || strcmp(buf, "exact=false") == 0) {
+            opt->exact = buf[6] == 't';
+        } else if ((r = option_u32(buf, "k", QV_K_MAX + 1u, &opt->k)) ||
+                   (r = option_u32(buf, "ef", QV_EF_MAX + 1u, &opt->ef))) {
+            if (r < 0)
+                return 1;
+        } else {
+            return fail("unknown search option '%s'; expected k=N, ef=N or "
+                        "exact=true", buf);
+        }
     }
     return 0;
 }
@@ -247,7 +283,8 @@ static int cmd_search(qv_db *db, struct cmdline *cl)
     qv_search_options opt;
     qv_hits *hits;
     if (cl->nwords != 2 || *p != '[')
-        return fail("%s", "usage: search NAME [v1, v2, ...] [k=10]");
+        return fail("%s", "usage: search NAME [v1, v2, ...] [k=10] [ef=64] "
+                    "[exact=true]");
     if (parse_vector(&p, &vec, &dim) != 0)
         return 1;
     if (parse_search_options(p, &opt) != 0) {
@@ -269,14 +306,14 @@ static int cmd_search(qv_db *db, struct cmdline *cl)
 
 static const char help_text[] =
     "commands:\n"
-    "  create NAME dim=N [metric=l2|ip|cosine]\n"
+    "  create NAME dim=N [metric=l2|ip|cosine] [M=16] [ef_construction=200]\n"
     "  collections\n"
     "  describe NAME\n"
     "  drop NAME\n"
     "  upsert NAME ID [v1, v2, ...] [{json payload}]\n"
     "  get NAME ID\n"
     "  delete NAME ID\n"
-    "  search NAME [v1, v2, ...] [k=10]\n"
+    "  search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true]\n"
     "  help\n"
     "  quit\n";
 

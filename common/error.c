@@ -41,6 +41,11 @@ static const char *const status_text[] = {
     [QV_ERR_READONLY] = "database is open read-only",
     [QV_ERR_UNSUPPORTED] = "not supported",
     [QV_ERR_INTERNAL] = "internal error",
+    [QV_ERR_CONNECTION] = "connection failed or broke",
+    [QV_ERR_TIMEOUT] = "timed out",
+    [QV_ERR_PROTOCOL] = "protocol error",
+    [QV_ERR_UNAUTHENTICATED] = "not authenticated",
+    [QV_ERR_BUSY] = "server busy",
 };
 
 static const char *const status_names[] = {
@@ -56,6 +61,11 @@ static const char *const status_names[] = {
     [QV_ERR_READONLY] = "READONLY",
     [QV_ERR_UNSUPPORTED] = "UNSUPPORTED",
     [QV_ERR_INTERNAL] = "INTERNAL",
+    [QV_ERR_CONNECTION] = "CONNECTION",
+    [QV_ERR_TIMEOUT] = "TIMEOUT",
+    [QV_ERR_PROTOCOL] = "PROTOCOL",
+    [QV_ERR_UNAUTHENTICATED] = "UNAUTHENTICATED",
+    [QV_ERR_BUSY] = "BUSY",
 };
 
 const char *qv_strerror(qv_status status)

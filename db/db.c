@@ -23,9 +23,7 @@ qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
         return qv_fail(NULL, QV_ERR_INVALID, "unknown open flags 0x%x",
                        opts->flags);
     if (strncmp(uri, REMOTE_SCHEME, strlen(REMOTE_SCHEME)) == 0)
-        return qv_fail(NULL, QV_ERR_UNSUPPORTED,
-                       "remote databases (%s) are not supported by this "
-                       "build yet; open a directory", uri);
+        return remote_open(uri, opts, out);
     return embedded_open(uri, opts, out);
 }
 

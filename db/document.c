@@ -404,34 +404,16 @@ static qv_status make_record(emb_db *db, const coll_rec *rec,
                              qv_record **out)
 {
     const unsigned char *p = doc->mv_data;
-    size_t vec_bytes = (size_t)rec->dim * sizeof(float);
     if (doc->mv_size < 1 || doc->mv_size < 1u + p[0] ||
-        vec->mv_size != vec_bytes)
+        vec->mv_size != (size_t)rec->dim * sizeof(float))
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "document record is malformed (%zu bytes, vector %zu "
                        "bytes)", doc->mv_size, vec->mv_size);
-    size_t id_len = p[0];
-    size_t payload_len = doc->mv_size - 1 - id_len;
-    size_t head = (sizeof(qv_record) + 15) & ~(size_t)15;
-    qv_record *r = qv_malloc(head + vec_bytes + id_len + 1 +
-                             (payload_len ? payload_len + 1 : 0));
-    if (!r)
-        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
-    char *base = (char *)r;
-    r->vector = (float *)(base + head);
-    memcpy(r->vector, vec->mv_data, vec_bytes);
-    r->dim = rec->dim;
-    r->id = base + head + vec_bytes;
-    memcpy(r->id, p + 1, id_len);
-    r->id[id_len] = '\0';
-    r->payload = NULL;
-    if (payload_len) {
-        r->payload = r->id + id_len + 1;
-        memcpy(r->payload, p + 1 + id_len, payload_len);
-        r->payload[payload_len] = '\0';
-    }
-    *out = r;
-    return QV_OK;
+    size_t id_len = p[0], payload_len = doc->mv_size - 1 - id_len;
+    const char *payload = payload_len ? (const char *)p + 1 + id_len : NULL;
+    *out = record_new((const char *)p + 1, id_len, vec->mv_data, rec->dim,
+                      payload, payload_len);
+    return *out ? QV_OK : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
 }
 
 qv_status document_get(qv_db *base, const char *collection, const char *id,

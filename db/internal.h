@@ -55,8 +55,17 @@ qv_status validate_vector(const qv_db *db, const char *what,
 qv_status payload_normalize(const qv_db *db, const char *what,
                             const char *payload, char **compact);
 
+/* results.c: a qv_record in one allocation (NULL when out of memory);
+ * payload may be NULL for none. */
+qv_record *record_new(const char *id, size_t id_len, const float *vector,
+                      uint32_t dim, const char *payload, size_t payload_len);
+
 /* embedded.c */
 qv_status embedded_open(const char *path, const qv_open_options *opts,
                         qv_db **out);
+
+/* wire/remote.c: the remote transport, for "qv://host:port" */
+qv_status remote_open(const char *uri, const qv_open_options *opts,
+                      qv_db **out);
 
 #endif

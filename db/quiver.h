@@ -18,7 +18,9 @@
  *
  * Threads: a qv_db handle may be shared by any number of threads; calls on
  * it are safe to make concurrently. Readers never block writers and see a
- * consistent snapshot; writes are serialized.
+ * consistent snapshot; writes are serialized. A remote handle has one
+ * connection and runs its threads' calls on it one at a time: open one
+ * handle per thread for parallel requests.
  *
  * Processes: several processes may open the same directory at once (an
  * application beside a server); each sees the others' commits.
@@ -57,7 +59,12 @@ typedef enum qv_status {
     QV_ERR_CORRUPT,      /* stored data fails its checks */
     QV_ERR_READONLY,     /* a write on a handle opened read-only */
     QV_ERR_UNSUPPORTED,  /* not supported by this build or transport */
-    QV_ERR_INTERNAL      /* a bug: please report it with the message */
+    QV_ERR_INTERNAL,     /* a bug: please report it with the message */
+    QV_ERR_CONNECTION,   /* remote: cannot connect, or the connection broke */
+    QV_ERR_TIMEOUT,      /* remote: no answer in time */
+    QV_ERR_PROTOCOL,     /* remote: a malformed frame or message */
+    QV_ERR_UNAUTHENTICATED, /* remote: the server wants a valid token */
+    QV_ERR_BUSY          /* remote: the server is at its connection limit */
 } qv_status;
 
 /* A fixed English sentence for a status; never NULL. */
@@ -82,13 +89,16 @@ typedef struct qv_open_options {
                                room, so this is only a starting point. */
     uint32_t threads;       /* threads for building the index during large
                                upserts; 0 = one per online CPU */
+    const char *token;      /* remote: the server's token, if it has one */
+    uint32_t timeout_ms;    /* remote: connect and reply timeout; 0 = 30 s */
 } qv_open_options;
 
 /*
  * Open a database. uri is a directory path (created if missing, with its
- * parent required to exist). A "qv://host:port" uri selects the remote
- * transport, which this build does not have yet: it answers
- * QV_ERR_UNSUPPORTED. opts may be NULL for defaults.
+ * parent required to exist), or "qv://host:port" for a database served by
+ * quiverd: the same calls, statuses and messages over TCP. A remote handle
+ * connects at once (QV_ERR_CONNECTION if it cannot) and reconnects by
+ * itself after a broken connection. opts may be NULL for defaults.
  *
  * On success *out is a handle to release with qv_close(). On failure *out
  * is set to NULL and, where a handle could not be made, the message is

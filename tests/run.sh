@@ -3,7 +3,8 @@
 # build) and end with one line "N passed, N failed". Every test program
 # speaks TAP (cmocka's, or the shell tests' own); this script counts the
 # "ok" and "not ok" lines. A program that crashes or exits non-zero
-# without reporting a failure counts as one failed test.
+# without reporting a failure counts as one failed test. cmocka reports a
+# skipped test as "not ok N # SKIP": counted as skipped, and listed.
 set -u
 build=${1:-build/asan}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +13,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export QUIVER_BUILD=$top/$build
 export QUIVER_TOP=$top
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 log=$(mktemp)
 
 run_one() {  # name, command...
@@ -20,7 +21,8 @@ run_one() {  # name, command...
     "$@" >"$log" 2>&1
     rc=$?
     ok=$(grep -c '^ok ' "$log")
-    bad=$(grep -c '^not ok ' "$log")
+    skip=$(grep -c '^not ok .*# SKIP' "$log")
+    bad=$(($(grep -c '^not ok ' "$log") - skip))
     if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
         bad=1
     fi
@@ -29,17 +31,21 @@ run_one() {  # name, command...
         cat "$log"
         [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ] && bad=1
     fi
-    echo "$name: $ok passed, $bad failed"
+    echo "$name: $ok passed, $bad failed, $skip skipped"
+    grep '# SKIP' "$log" | sed 's/^/    /'
     passed=$((passed + ok))
     failed=$((failed + bad))
+    skipped=$((skipped + skip))
 }
 
 for t in "$top/$build"/tests/test_*; do
     [ -x "$t" ] && run_one "$(basename "$t")" "$t"
 done
+# The conformance suite: the end-to-end API tests again, through quiverd.
+run_one "test_api (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_api"
 for t in "$top"/tests/*.test.sh; do
     run_one "$(basename "$t" .test.sh)" sh "$t"
 done
 rm -f "$log"
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 char *tu_mkdtemp(void)
@@ -51,4 +53,95 @@ void tu_rand_vector(uint64_t *s, float *v, size_t dim)
 {
     for (size_t i = 0; i < dim; i++)
         v[i] = tu_randf(s);
+}
+
+int tu_start_server(const char *dir, const char *const *extra, pid_t *pid)
+{
+    const char *build = getenv("QUIVER_BUILD");
+    char bin[4096], log[4200];
+    snprintf(bin, sizeof bin, "%s/quiverd", build ? build : "build/asan");
+    snprintf(log, sizeof log, "%s/quiverd.log", dir);
+    int fds[2];
+    if (pipe(fds) != 0)
+        fail_msg("pipe failed");
+    const char *argv[32] = {bin, "--db", dir, "--listen", "127.0.0.1:0"};
+    int argc = 5;
+    for (int i = 0; extra && extra[i] && argc < 31; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    *pid = fork();
+    if (*pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        FILE *err = fopen(log, "a");
+        if (err)
+            dup2(fileno(err), STDERR_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[128] = "";
+    size_t n = 0;
+    /* read the first line: the server is ready once it is written */
+    while (n + 1 < sizeof line && read(fds[0], line + n, 1) == 1 &&
+           line[n] != '\n')
+        n++;
+    line[n] = '\0';
+    close(fds[0]);
+    int port = 0;
+    if (sscanf(line, "listening on 127.0.0.1:%d", &port) != 1)
+        fail_msg("quiverd did not start (see %s): '%s'", log, line);
+    return port;
+}
+
+int tu_stop_server(pid_t pid)
+{
+    int status = -1;
+    kill(pid, SIGTERM);
+    if (waitpid(pid, &status, 0) != pid)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int tu_remote(void)
+{
+    return getenv("QUIVER_TEST_REMOTE") != NULL;
+}
+
+#define MAX_SERVERS 16
+static struct {
+    char dir[4096];
+    pid_t pid;
+    int port;
+} servers[MAX_SERVERS];
+static int nservers;
+
+qv_status tu_open(const char *dir, const qv_open_options *opts, qv_db **db)
+{
+    if (!tu_remote())
+        return qv_open(dir, opts, db);
+    int i = 0;
+    while (i < nservers && strcmp(servers[i].dir, dir) != 0)
+        i++;
+    if (i == nservers) {
+        if (nservers == MAX_SERVERS)
+            fail_msg("too many test servers");
+        snprintf(servers[i].dir, sizeof servers[i].dir, "%s", dir);
+        servers[i].port = tu_start_server(dir, NULL, &servers[i].pid);
+        nservers++;
+    }
+    char uri[64];
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", servers[i].port);
+    return qv_open(uri, opts, db);
+}
+
+void tu_stop_servers(void)
+{
+    for (int i = 0; i < nservers; i++) {
+        int status = tu_stop_server(servers[i].pid);
+        if (status != 0)
+            fail_msg("quiverd on %s exited with %d", servers[i].dir, status);
+    }
+    nservers = 0;
 }

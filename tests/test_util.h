@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include "quiver.h"
@@ -20,6 +21,24 @@ uint64_t tu_rand(uint64_t *state);
 /* A uniform float in [-1, 1). */
 float tu_randf(uint64_t *state);
 void tu_rand_vector(uint64_t *state, float *v, size_t dim);
+
+/*
+ * Start build/.../quiverd on dir, listening on a free loopback port, with
+ * extra arguments (NULL-terminated list, may be NULL). Waits for its
+ * "listening on" line. Returns the port; *pid is the server's.
+ */
+int tu_start_server(const char *dir, const char *const *extra, pid_t *pid);
+/* SIGTERM the server and wait for it; returns its exit status. */
+int tu_stop_server(pid_t pid);
+
+/* True when the suite runs against remote handles (QUIVER_TEST_REMOTE). */
+int tu_remote(void);
+/*
+ * Open dir embedded, or, under QUIVER_TEST_REMOTE, through a quiverd
+ * serving dir (started on first use, stopped by tu_stop_servers).
+ */
+qv_status tu_open(const char *dir, const qv_open_options *opts, qv_db **db);
+void tu_stop_servers(void);
 
 /* Assert a call's status, printing the handle's message when it differs. */
 #define assert_status(db, call, expected)                                  \

@@ -37,11 +37,15 @@ t0 = time.perf_counter()
 index.add(xb)
 build = time.perf_counter() - t0
 per_vector = (rss_anon() - rss0) / len(xb)
+index.hnsw.efSearch = efs[0]
+index.search(xq, k)  # warm-up, untimed
 for ef in efs:
     index.hnsw.efSearch = ef
-    t0 = time.perf_counter()
-    _, ids = index.search(xq, k)
-    secs = time.perf_counter() - t0
+    secs = float("inf")
+    for _ in range(2):  # the better of two passes, as quiver bench ann
+        t0 = time.perf_counter()
+        _, ids = index.search(xq, k)
+        secs = min(secs, time.perf_counter() - t0)
     hit = sum(len(set(ids[i]) & set(gt[i])) for i in range(len(xq)))
     print(json.dumps({"engine": "faiss", "ef": ef, "k": k,
                       "recall": hit / (len(xq) * k), "qps": len(xq) / secs,

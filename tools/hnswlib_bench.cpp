@@ -107,17 +107,26 @@ int main(int argc, char **argv)
     double bytes = (double)(rss_anon() - rss0) / n;
     std::stringstream efs(argv[7]);
     std::string tok;
+    bool warm = false;
     while (std::getline(efs, tok, ',')) {
         int ef = atoi(tok.c_str());
         index->setEf(ef);
         std::vector<long> found(nq * k, -1);
-        t0 = now();
-        parallel(nq, threads, [&](long i) {
-            auto res = index->searchKnn(&queries[i * dim], k);
-            for (int j = k - 1; !res.empty(); j--, res.pop())
-                found[i * k + j] = (long)res.top().second;
-        });
-        double secs = now() - t0;
+        auto pass = [&]() {
+            double start = now();
+            parallel(nq, threads, [&](long i) {
+                auto res = index->searchKnn(&queries[i * dim], k);
+                for (int j = k - 1; !res.empty(); j--, res.pop())
+                    found[i * k + j] = (long)res.top().second;
+            });
+            return now() - start;
+        };
+        if (!warm) {  // one untimed warm-up pass, as quiver bench ann
+            pass();
+            warm = true;
+        }
+        double secs = pass(), again = pass();  // the better of two
+        if (again < secs) secs = again;
         long hit = 0;
         for (long i = 0; i < nq; i++)
             for (int j = 0; j < k; j++)

@@ -1,0 +1,340 @@
+#include "dispatch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "wire/quiver.pb-c.h"
+
+typedef Quiver__V1__Request Request;
+typedef Quiver__V1__Response Response;
+
+/* What a response points to and must be freed once it is packed. */
+struct reply {
+    Response resp;
+    void *api_result;         /* from qv_get / qv_search / ... : qv_free */
+    void *scratch[4];         /* arrays built for the response: qv_mem_free */
+    union {
+        Quiver__V1__CollectionInfo info;
+        Quiver__V1__CollectionList list;
+        Quiver__V1__Document doc;
+        Quiver__V1__Hits hits;
+        Quiver__V1__HitsBatch batch;
+    } u;
+};
+
+static void *reply_alloc(struct reply *r, size_t size)
+{
+    for (size_t i = 0; i < sizeof r->scratch / sizeof *r->scratch; i++) {
+        if (!r->scratch[i])
+            return r->scratch[i] = qv_calloc(1, size);
+    }
+    return NULL;
+}
+
+static void set_status(struct reply *r, qv_db *db, qv_status st)
+{
+    r->resp.status = (Quiver__V1__Status)st;
+    if (st != QV_OK)
+        r->resp.message = (char *)qv_errmsg(db);
+}
+
+static qv_status nomem(struct reply *r)
+{
+    r->resp.status = QUIVER__V1__STATUS__NOMEM;
+    r->resp.message = "out of memory building the response";
+    return QV_ERR_NOMEM;
+}
+
+static void info_to_wire(const qv_collection_info *in,
+                         Quiver__V1__CollectionInfo *out)
+{
+    quiver__v1__collection_info__init(out);
+    out->name = (char *)in->name;
+    out->dim = in->dim;
+    out->metric = (Quiver__V1__Metric)in->metric;
+    out->count = in->count;
+    out->m = in->M;
+    out->ef_construction = in->ef_construction;
+}
+
+static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
+{
+    qv_collection_config cfg = {0};
+    if (m->config) {
+        cfg.dim = m->config->dim;
+        cfg.metric = (qv_metric)m->config->metric;
+        cfg.M = m->config->m;
+        cfg.ef_construction = m->config->ef_construction;
+    }
+    return qv_create_collection(db, m->name, &cfg);
+}
+
+static qv_status do_describe(qv_db *db, const char *name, struct reply *r)
+{
+    qv_collection_info *info = qv_malloc(sizeof *info);
+    if (!info)
+        return nomem(r);
+    r->api_result = info;
+    qv_status st = qv_describe_collection(db, name, info);
+    if (st == QV_OK) {
+        info_to_wire(info, &r->u.info);
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_INFO;
+        r->resp.info = &r->u.info;
+    }
+    return st;
+}
+
+static qv_status do_list(qv_db *db, struct reply *r)
+{
+    qv_collection_info *list = NULL;
+    size_t n = 0;
+    qv_status st = qv_list_collections(db, &list, &n);
+    if (st != QV_OK)
+        return st;
+    r->api_result = list;
+    Quiver__V1__CollectionInfo *infos = reply_alloc(r, (n + 1) * sizeof *infos);
+    Quiver__V1__CollectionInfo **ptrs = reply_alloc(r, (n + 1) * sizeof *ptrs);
+    if (!infos || !ptrs)
+        return nomem(r);
+    for (size_t i = 0; i < n; i++) {
+        info_to_wire(&list[i], &infos[i]);
+        ptrs[i] = &infos[i];
+    }
+    quiver__v1__collection_list__init(&r->u.list);
+    r->u.list.n_collections = n;
+    r->u.list.collections = ptrs;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_LIST;
+    r->resp.list = &r->u.list;
+    return QV_OK;
+}
+
+static qv_status do_upsert(qv_db *db, const Quiver__V1__Upsert *m,
+                           struct reply *r)
+{
+    qv_doc *docs = reply_alloc(r, (m->n_documents + 1) * sizeof *docs);
+    if (!docs)
+        return nomem(r);
+    for (size_t i = 0; i < m->n_documents; i++) {
+        const Quiver__V1__Document *d = m->documents[i];
+        docs[i] = (qv_doc){d->id, d->vector, (uint32_t)d->n_vector,
+                           d->has_payload ? d->payload : NULL};
+        if (d->n_vector > UINT32_MAX)
+            docs[i].dim = 0;
+    }
+    return qv_upsert(db, m->collection, docs, m->n_documents);
+}
+
+static qv_status do_get(qv_db *db, const Quiver__V1__Get *m, struct reply *r)
+{
+    qv_record *rec = NULL;
+    qv_status st = qv_get(db, m->collection, m->id, &rec);
+    if (st != QV_OK)
+        return st;
+    r->api_result = rec;
+    Quiver__V1__Document *d = &r->u.doc;
+    quiver__v1__document__init(d);
+    d->id = rec->id;
+    d->n_vector = rec->dim;
+    d->vector = rec->vector;
+    d->has_payload = rec->payload != NULL;
+    if (rec->payload)
+        d->payload = rec->payload;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_DOCUMENT;
+    r->resp.document = d;
+    return QV_OK;
+}
+
+static qv_search_options options_from_wire(const Quiver__V1__SearchOptions *o)
+{
+    qv_search_options opt = {0};
+    if (o) {
+        opt.k = o->k;
+        opt.ef = o->ef;
+        opt.exact = o->exact;
+        opt.threads = o->threads;
+    }
+    return opt;
+}
+
+/* Wire form of one qv_hits into out, with hit storage from the reply. */
+static int hits_to_wire(struct reply *r, const qv_hits *in,
+                        Quiver__V1__Hits *out, Quiver__V1__Hit *slots,
+                        Quiver__V1__Hit **ptrs)
+{
+    quiver__v1__hits__init(out);
+    for (size_t i = 0; i < in->count; i++) {
+        quiver__v1__hit__init(&slots[i]);
+        slots[i].id = (char *)in->hits[i].id;
+        slots[i].distance = in->hits[i].distance;
+        ptrs[i] = &slots[i];
+    }
+    out->n_hits = in->count;
+    out->hits = ptrs;
+    (void)r;
+    return 0;
+}
+
+static qv_status do_search(qv_db *db, const Quiver__V1__Search *m,
+                           struct reply *r)
+{
+    qv_search_options opt = options_from_wire(m->options);
+    qv_hits *hits = NULL;
+    uint32_t dim = m->n_query > UINT32_MAX ? 0 : (uint32_t)m->n_query;
+    qv_status st = qv_search(db, m->collection, m->query, dim, &opt, &hits);
+    if (st != QV_OK)
+        return st;
+    r->api_result = hits;
+    Quiver__V1__Hit *slots = reply_alloc(r, (hits->count + 1) * sizeof *slots);
+    Quiver__V1__Hit **ptrs = reply_alloc(r, (hits->count + 1) * sizeof *ptrs);
+    if (!slots || !ptrs)
+        return nomem(r);
+    hits_to_wire(r, hits, &r->u.hits, slots, ptrs);
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_HITS;
+    r->resp.hits = &r->u.hits;
+    return QV_OK;
+}
+
+static qv_status do_search_batch(qv_db *db, const Quiver__V1__SearchBatch *m,
+                                 struct reply *r)
+{
+    if (m->dim == 0 || m->n_queries % m->dim != 0) {
+        r->resp.status = QUIVER__V1__STATUS__INVALID;
+        r->resp.message = "queries must hold a whole number of vectors of "
+                          "dimension dim (dim > 0)";
+        return QV_ERR_INVALID;
+    }
+    qv_search_options opt = options_from_wire(m->options);
+    qv_batch_hits *b = NULL;
+    qv_status st = qv_search_batch(db, m->collection, m->queries,
+                                   m->n_queries / m->dim, m->dim, &opt, &b);
+    if (st != QV_OK)
+        return st;
+    r->api_result = b;
+    size_t total = 0;
+    for (size_t i = 0; i < b->count; i++)
+        total += b->results[i].count;
+    Quiver__V1__Hits *lists = reply_alloc(r, b->count * sizeof *lists);
+    Quiver__V1__Hits **lptrs = reply_alloc(r, b->count * sizeof *lptrs);
+    Quiver__V1__Hit *slots = reply_alloc(r, (total + 1) * sizeof *slots);
+    Quiver__V1__Hit **ptrs = reply_alloc(r, (total + 1) * sizeof *ptrs);
+    if (!lists || !lptrs || !slots || !ptrs)
+        return nomem(r);
+    for (size_t i = 0, at = 0; i < b->count; i++) {
+        hits_to_wire(r, &b->results[i], &lists[i], slots + at, ptrs + at);
+        lptrs[i] = &lists[i];
+        at += b->results[i].count;
+    }
+    quiver__v1__hits_batch__init(&r->u.batch);
+    r->u.batch.n_results = b->count;
+    r->u.batch.results = lptrs;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_BATCH;
+    r->resp.batch = &r->u.batch;
+    return QV_OK;
+}
+
+/* Constant-time comparison, so the token cannot be guessed by timing. */
+static int token_matches(const char *expected, const char *given)
+{
+    size_t n = strlen(expected), m = strlen(given);
+    unsigned diff = (unsigned)(n ^ m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)expected[i] ^ (unsigned char)(i < m ? given[i] : 0);
+    return diff == 0;
+}
+
+static void do_authenticate(dispatch_session *s,
+                            const Quiver__V1__Authenticate *m, struct reply *r)
+{
+    if (!s->token || token_matches(s->token, m->token)) {
+        s->authenticated = 1;
+        return;
+    }
+    r->resp.status = QUIVER__V1__STATUS__UNAUTHENTICATED;
+    r->resp.message = "wrong token";
+    s->close_after = 1;
+}
+
+static void run_request(qv_db *db, dispatch_session *s, const Request *req,
+                        struct reply *r)
+{
+    qv_status st = QV_OK;
+    if (req->op_case == QUIVER__V1__REQUEST__OP_AUTHENTICATE) {
+        do_authenticate(s, req->authenticate, r);
+        return;
+    }
+    if (s->token && !s->authenticated) {
+        r->resp.status = QUIVER__V1__STATUS__UNAUTHENTICATED;
+        r->resp.message = "authenticate first: this server requires a token";
+        s->close_after = 1;
+        return;
+    }
+    switch (req->op_case) {
+    case QUIVER__V1__REQUEST__OP_CREATE_COLLECTION:
+        st = do_create(db, req->create_collection);
+        break;
+    case QUIVER__V1__REQUEST__OP_DROP_COLLECTION:
+        st = qv_drop_collection(db, req->drop_collection->name);
+        break;
+    case QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION:
+        st = do_describe(db, req->describe_collection->name, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_LIST_COLLECTIONS:
+        st = do_list(db, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_UPSERT:
+        st = do_upsert(db, req->upsert, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_GET:
+        st = do_get(db, req->get, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_DELETE:
+        st = qv_delete(db, req->delete_->collection, req->delete_->id);
+        break;
+    case QUIVER__V1__REQUEST__OP_SEARCH:
+        st = do_search(db, req->search, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
+        st = do_search_batch(db, req->search_batch, r);
+        break;
+    default:
+        r->resp.status = QUIVER__V1__STATUS__PROTOCOL;
+        r->resp.message = "request carries no operation this server knows";
+        return;
+    }
+    if (r->resp.status == QUIVER__V1__STATUS__OK)
+        set_status(r, db, st);
+}
+
+int dispatch_error(wbuf *out, qv_status status, const char *message)
+{
+    Response resp = QUIVER__V1__RESPONSE__INIT;
+    resp.status = (Quiver__V1__Status)status;
+    resp.message = (char *)message;
+    return frame_append(out, &resp.base);
+}
+
+int dispatch_frame(qv_db *db, dispatch_session *session,
+                   const uint8_t *payload, size_t len, wbuf *out)
+{
+    protobuf_alloc_failed(1);
+    Request *req = quiver__v1__request__unpack(&qv_protobuf_allocator, len,
+                                               payload);
+    if (!req && protobuf_alloc_failed(1))
+        return dispatch_error(out, QV_ERR_NOMEM, "out of memory decoding the "
+                              "request");
+    if (!req) {
+        session->close_after = 1;
+        return dispatch_error(out, QV_ERR_PROTOCOL,
+                              "frame is not a valid Request message");
+    }
+    struct reply r = {.resp = QUIVER__V1__RESPONSE__INIT};
+    r.resp.id = req->id;
+    run_request(db, session, req, &r);
+    int rc = frame_append(out, &r.resp.base);
+    qv_free(r.api_result);
+    for (size_t i = 0; i < sizeof r.scratch / sizeof *r.scratch; i++)
+        qv_mem_free(r.scratch[i]);
+    quiver__v1__request__free_unpacked(req, &qv_protobuf_allocator);
+    return rc;
+}

@@ -1,0 +1,120 @@
+/*
+ * quiverd.c - `quiverd --db DIR [--listen ADDR:PORT] [--threads N]
+ * [--token-file F] [--max-frame BYTES] [--max-connections N]
+ * [--idle-timeout S] [--read-timeout S]`
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server.h"
+
+static const char usage[] =
+    "usage: quiverd --db DIR [--listen ADDR:PORT] [--threads N]\n"
+    "               [--token-file FILE] [--max-frame BYTES]\n"
+    "               [--max-connections N] [--idle-timeout SECONDS]\n"
+    "               [--read-timeout SECONDS]\n"
+    "default listen address 127.0.0.1:7411; other than loopback addresses\n"
+    "need --token-file, whose first line every client must present\n";
+
+/* The token: the file's first line, without its newline; NULL on error. */
+static char *read_token(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char buf[1024];
+    if (!f) {
+        perror(path);
+        return NULL;
+    }
+    char *line = fgets(buf, sizeof buf, f);
+    fclose(f);
+    if (!line)
+        buf[0] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (strlen(buf) < 8) {
+        fprintf(stderr, "quiverd: %s: the token must be at least 8 "
+                "characters on the first line\n", path);
+        return NULL;
+    }
+    return strdup(buf);
+}
+
+static int positive(const char *arg, const char *name, long *out)
+{
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (*end || v <= 0) {
+        fprintf(stderr, "quiverd: %s wants a positive number, not '%s'\n",
+                name, arg);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    enum { O_DB = 256, O_LISTEN, O_THREADS, O_TOKEN, O_FRAME, O_CONNS,
+           O_IDLE, O_READ };
+    static const struct option opts[] = {
+        {"db", required_argument, 0, O_DB},
+        {"listen", required_argument, 0, O_LISTEN},
+        {"threads", required_argument, 0, O_THREADS},
+        {"token-file", required_argument, 0, O_TOKEN},
+        {"max-frame", required_argument, 0, O_FRAME},
+        {"max-connections", required_argument, 0, O_CONNS},
+        {"idle-timeout", required_argument, 0, O_IDLE},
+        {"read-timeout", required_argument, 0, O_READ},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    server_config cfg = SERVER_DEFAULTS;
+    char *token = NULL;
+    long v;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_DB: cfg.db_path = optarg; break;
+        case O_LISTEN: cfg.listen = optarg; break;
+        case O_TOKEN:
+            free(token);
+            if (!(token = read_token(optarg)))
+                return 2;
+            break;
+        case O_THREADS:
+            if (positive(optarg, "--threads", &v)) return 2;
+            cfg.threads = (unsigned)v;
+            break;
+        case O_FRAME:
+            if (positive(optarg, "--max-frame", &v)) return 2;
+            cfg.max_frame = (size_t)v;
+            break;
+        case O_CONNS:
+            if (positive(optarg, "--max-connections", &v)) return 2;
+            cfg.max_connections = (unsigned)v;
+            break;
+        case O_IDLE:
+            if (positive(optarg, "--idle-timeout", &v)) return 2;
+            cfg.idle_timeout_ms = (int)(v * 1000);
+            break;
+        case O_READ:
+            if (positive(optarg, "--read-timeout", &v)) return 2;
+            cfg.read_timeout_ms = (int)(v * 1000);
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (!cfg.db_path || optind != argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    cfg.token = token;
+    int rc = server_run(&cfg);
+    free(token);
+    return rc;
+}

@@ -1,0 +1,631 @@
+/*
+ * remote.c - the remote transport: the public API over one TCP connection
+ * to quiverd. db.c has already checked every argument it can, exactly as
+ * for an embedded handle; the server checks the rest and its status and
+ * message come back unchanged.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "frame.h"
+#include "internal.h"
+#include "wire/quiver.pb-c.h"
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define RESPONSE_MAX (1u << 30)
+
+typedef Quiver__V1__Request Request;
+typedef Quiver__V1__Response Response;
+
+typedef struct remote_db {
+    qv_db base;
+    char host[256], port[16];
+    char *token;
+    int timeout_ms;
+    pthread_mutex_t lock;   /* one call at a time on the connection */
+    int fd;                 /* -1 when not connected */
+    uint64_t next_id;
+    wbuf out, in;
+} remote_db;
+
+/* ---- connection ---- */
+
+static void disconnect(remote_db *db)
+{
+    if (db->fd >= 0)
+        close(db->fd);
+    db->fd = -1;
+    db->in.len = 0;
+}
+
+static qv_status connect_error(remote_db *db, const char *what, int err)
+{
+    return qv_fail(&db->base, err == ETIMEDOUT ? QV_ERR_TIMEOUT
+                                               : QV_ERR_CONNECTION,
+                   "%s %s:%s: %s", what, db->host, db->port, strerror(err));
+}
+
+/* Connect to one address with the handle's timeout. */
+static int connect_addr(remote_db *db, const struct addrinfo *ai, int *err)
+{
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    0);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
+        *err = errno;
+        close(fd);
+        return -1;
+    }
+    struct pollfd p = {fd, POLLOUT, 0};
+    int rc = poll(&p, 1, db->timeout_ms);
+    socklen_t len = sizeof *err;
+    if (rc == 0)
+        *err = ETIMEDOUT;
+    else if (rc < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, err, &len) != 0)
+        *err = errno;
+    if (rc <= 0 || *err != 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static qv_status call_locked(remote_db *db, Request *req, Response **resp);
+
+static qv_status authenticate(remote_db *db)
+{
+    Request req = QUIVER__V1__REQUEST__INIT;
+    Quiver__V1__Authenticate auth = QUIVER__V1__AUTHENTICATE__INIT;
+    auth.token = db->token;
+    req.op_case = QUIVER__V1__REQUEST__OP_AUTHENTICATE;
+    req.authenticate = &auth;
+    Response *resp = NULL;
+    qv_status st = call_locked(db, &req, &resp);
+    quiver__v1__response__free_unpacked(resp, &qv_protobuf_allocator);
+    return st;
+}
+
+static qv_status ensure_connected(remote_db *db)
+{
+    if (db->fd >= 0)
+        return QV_OK;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int rc = getaddrinfo(db->host, db->port, &hints, &res);
+    if (rc != 0)
+        return qv_fail(&db->base, QV_ERR_CONNECTION, "cannot resolve %s: %s",
+                       db->host, gai_strerror(rc));
+    int err = ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai && db->fd < 0; ai = ai->ai_next)
+        db->fd = connect_addr(db, ai, &err);
+    freeaddrinfo(res);
+    if (db->fd < 0)
+        return connect_error(db, "cannot connect to", err);
+    if (db->token) {
+        qv_status st = authenticate(db);
+        if (st != QV_OK)
+            disconnect(db);
+        return st;
+    }
+    return QV_OK;
+}
+
+/* ---- one request, one response ---- */
+
+static qv_status io_failure(remote_db *db, const char *what, int err)
+{
+    disconnect(db);
+    return connect_error(db, what, err);
+}
+
+static qv_status send_frame(remote_db *db)
+{
+    const uint8_t *p = db->out.data;
+    size_t left = db->out.len;
+    while (left > 0) {
+        ssize_t n = send(db->fd, p, left, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            left -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return io_failure(db, "sending to", errno);
+        struct pollfd pf = {db->fd, POLLOUT, 0};
+        int rc = poll(&pf, 1, db->timeout_ms);
+        if (rc == 0)
+            return io_failure(db, "sending to", ETIMEDOUT);
+        if (rc < 0 && errno != EINTR)
+            return io_failure(db, "sending to", errno);
+    }
+    return QV_OK;
+}
+
+/* Read until one whole response frame is buffered; *len is its size. */
+static qv_status receive_frame(remote_db *db, const uint8_t **payload,
+                               size_t *len)
+{
+    for (;;) {
+        enum frame_result r = frame_peek(db->in.data, db->in.len,
+                                         RESPONSE_MAX, payload, len);
+        if (r == FRAME_READY)
+            return QV_OK;
+        if (r == FRAME_TOO_LARGE) {
+            disconnect(db);
+            return qv_fail(&db->base, QV_ERR_PROTOCOL, "response frame from "
+                           "%s:%s is over %u bytes", db->host, db->port,
+                           RESPONSE_MAX);
+        }
+        struct pollfd pf = {db->fd, POLLIN, 0};
+        int rc = poll(&pf, 1, db->timeout_ms);
+        if (rc == 0)
+            return io_failure(db, "no answer from", ETIMEDOUT);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            return io_failure(db, "waiting for", errno);
+        }
+        if (wbuf_reserve(&db->in, 64u << 10) != 0)
+            return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+        ssize_t n = recv(db->fd, db->in.data + db->in.len, 64u << 10, 0);
+        if (n == 0)
+            return io_failure(db, "connection closed by", ECONNRESET);
+        if (n < 0 && errno != EINTR && errno != EAGAIN)
+            return io_failure(db, "reading from", errno);
+        if (n > 0)
+            db->in.len += (size_t)n;
+    }
+}
+
+/* Send req, wait for its response; a non-OK status becomes the call's. */
+static qv_status call_locked(remote_db *db, Request *req, Response **resp)
+{
+    req->id = ++db->next_id;
+    db->out.len = 0;
+    if (frame_append(&db->out, &req->base) != 0)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for a request");
+    qv_status st = send_frame(db);
+    const uint8_t *payload;
+    size_t len;
+    if (st == QV_OK)
+        st = receive_frame(db, &payload, &len);
+    if (st != QV_OK)
+        return st;
+    protobuf_alloc_failed(1);
+    *resp = quiver__v1__response__unpack(&qv_protobuf_allocator, len, payload);
+    wbuf_consume(&db->in, FRAME_HEADER + len);
+    if (!*resp && protobuf_alloc_failed(1))
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory decoding the "
+                       "response");
+    if (!*resp) {
+        disconnect(db);
+        return qv_fail(&db->base, QV_ERR_PROTOCOL, "malformed response from "
+                       "%s:%s", db->host, db->port);
+    }
+    Response *r = *resp;
+    if (r->id != req->id && r->id != 0) {
+        disconnect(db);
+        return qv_fail(&db->base, QV_ERR_PROTOCOL, "response %llu answers no "
+                       "request (expected %llu)", (unsigned long long)r->id,
+                       (unsigned long long)req->id);
+    }
+    if (r->status != QUIVER__V1__STATUS__OK) {
+        if (r->id == 0)  /* the server closes after such an answer */
+            disconnect(db);
+        return qv_fail(&db->base, (qv_status)r->status, "%s", r->message);
+    }
+    return QV_OK;
+}
+
+/* Connect if needed and make one call; the caller frees *resp. */
+static qv_status call(remote_db *db, Request *req, Response **resp)
+{
+    *resp = NULL;
+    qv_status st = ensure_connected(db);
+    return st == QV_OK ? call_locked(db, req, resp) : st;
+}
+
+/* ---- operations ---- */
+
+#define LOCKED_CALL(db, req, resp, body)                                  \
+    do {                                                                  \
+        pthread_mutex_lock(&(db)->lock);                                  \
+        qv_status st_ = call((db), (req), &(resp));                       \
+        if (st_ == QV_OK) {                                               \
+            body                                                          \
+        }                                                                 \
+        quiver__v1__response__free_unpacked((resp), &qv_protobuf_allocator); \
+        pthread_mutex_unlock(&(db)->lock);                                \
+        return st_;                                                       \
+    } while (0)
+
+static qv_status wrong_result(remote_db *db)
+{
+    disconnect(db);
+    return qv_fail(&db->base, QV_ERR_PROTOCOL, "the server's answer does not "
+                   "fit the request");
+}
+
+static qv_status remote_create(qv_db *base, const char *name,
+                               const qv_collection_config *config)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__CollectionConfig cfg = QUIVER__V1__COLLECTION_CONFIG__INIT;
+    cfg.dim = config->dim;
+    cfg.metric = (Quiver__V1__Metric)config->metric;
+    cfg.m = config->M;
+    cfg.ef_construction = config->ef_construction;
+    Quiver__V1__CreateCollection m = QUIVER__V1__CREATE_COLLECTION__INIT;
+    m.name = (char *)name;
+    m.config = &cfg;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_CREATE_COLLECTION;
+    req.create_collection = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
+static qv_status remote_drop(qv_db *base, const char *name)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__DropCollection m = QUIVER__V1__DROP_COLLECTION__INIT;
+    m.name = (char *)name;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_DROP_COLLECTION;
+    req.drop_collection = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
+static void info_from_wire(const Quiver__V1__CollectionInfo *in,
+                           qv_collection_info *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", in->name);
+    out->dim = in->dim;
+    out->metric = (qv_metric)in->metric;
+    out->count = in->count;
+    out->M = in->m;
+    out->ef_construction = in->ef_construction;
+}
+
+static qv_status remote_describe(qv_db *base, const char *name,
+                                 qv_collection_info *info)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__DescribeCollection m = QUIVER__V1__DESCRIBE_COLLECTION__INIT;
+    m.name = (char *)name;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION;
+    req.describe_collection = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, {
+        if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_INFO)
+            st_ = wrong_result(db);
+        else
+            info_from_wire(resp->info, info);
+    });
+}
+
+static qv_status list_from_wire(remote_db *db, const Response *resp,
+                                qv_collection_info **out, size_t *count)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_LIST)
+        return wrong_result(db);
+    size_t n = resp->list->n_collections;
+    qv_collection_info *list = n ? qv_calloc(n, sizeof *list) : NULL;
+    if (n && !list)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        info_from_wire(resp->list->collections[i], &list[i]);
+    *out = list;
+    *count = n;
+    return QV_OK;
+}
+
+static qv_status remote_list(qv_db *base, qv_collection_info **out,
+                             size_t *count)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__ListCollections m = QUIVER__V1__LIST_COLLECTIONS__INIT;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_LIST_COLLECTIONS;
+    req.list_collections = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, { st_ = list_from_wire(db, resp, out, count); });
+}
+
+static qv_status remote_upsert(qv_db *base, const char *collection,
+                               const qv_doc *docs, size_t n)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Document *wd = qv_calloc(n, sizeof *wd);
+    Quiver__V1__Document **ptrs = qv_calloc(n, sizeof *ptrs);
+    if (!wd || !ptrs) {
+        qv_mem_free(wd);
+        qv_mem_free(ptrs);
+        return qv_fail(base, QV_ERR_NOMEM, "out of memory for %zu documents",
+                       n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        quiver__v1__document__init(&wd[i]);
+        wd[i].id = (char *)docs[i].id;
+        wd[i].n_vector = docs[i].dim;
+        wd[i].vector = (float *)docs[i].vector;
+        wd[i].has_payload = docs[i].payload != NULL;
+        if (docs[i].payload)
+            wd[i].payload = (char *)docs[i].payload;
+        ptrs[i] = &wd[i];
+    }
+    Quiver__V1__Upsert m = QUIVER__V1__UPSERT__INIT;
+    m.collection = (char *)collection;
+    m.n_documents = n;
+    m.documents = ptrs;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_UPSERT;
+    req.upsert = &m;
+    Response *resp;
+    pthread_mutex_lock(&db->lock);
+    qv_status st = call(db, &req, &resp);
+    quiver__v1__response__free_unpacked(resp, &qv_protobuf_allocator);
+    pthread_mutex_unlock(&db->lock);
+    qv_mem_free(wd);
+    qv_mem_free(ptrs);
+    return st;
+}
+
+static qv_status record_from_wire(remote_db *db, const Response *resp,
+                                  qv_record **out)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_DOCUMENT)
+        return wrong_result(db);
+    const Quiver__V1__Document *d = resp->document;
+    const char *payload = d->has_payload ? d->payload : NULL;
+    *out = record_new(d->id, strlen(d->id), d->vector, (uint32_t)d->n_vector,
+                      payload, payload ? strlen(payload) : 0);
+    return *out ? QV_OK : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+}
+
+static qv_status remote_get(qv_db *base, const char *collection,
+                            const char *id, qv_record **out)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Get m = QUIVER__V1__GET__INIT;
+    m.collection = (char *)collection;
+    m.id = (char *)id;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_GET;
+    req.get = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, { st_ = record_from_wire(db, resp, out); });
+}
+
+static qv_status remote_delete(qv_db *base, const char *collection,
+                               const char *id)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Delete m = QUIVER__V1__DELETE__INIT;
+    m.collection = (char *)collection;
+    m.id = (char *)id;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_DELETE;
+    req.delete_ = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
+static Quiver__V1__SearchOptions options_to_wire(const qv_search_options *o)
+{
+    Quiver__V1__SearchOptions w = QUIVER__V1__SEARCH_OPTIONS__INIT;
+    w.k = o->k;
+    w.ef = o->ef;
+    w.exact = o->exact != 0;
+    w.threads = o->threads;
+    return w;
+}
+
+/* Bytes of the hits' ids, NUL included. */
+static size_t hits_text(const Quiver__V1__Hits *h)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < h->n_hits; i++)
+        bytes += strlen(h->hits[i]->id) + 1;
+    return bytes;
+}
+
+static void fill_hits(qv_hits *out, qv_hit *slots, const Quiver__V1__Hits *h,
+                      char **text)
+{
+    out->count = h->n_hits;
+    out->hits = slots;
+    for (size_t i = 0; i < h->n_hits; i++) {
+        size_t len = strlen(h->hits[i]->id);
+        memcpy(*text, h->hits[i]->id, len + 1);
+        slots[i].id = *text;
+        slots[i].distance = h->hits[i]->distance;
+        *text += len + 1;
+    }
+}
+
+static qv_status hits_from_wire(remote_db *db, const Response *resp,
+                                qv_hits **out)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_HITS)
+        return wrong_result(db);
+    const Quiver__V1__Hits *h = resp->hits;
+    qv_hits *hits = qv_malloc(sizeof *hits + h->n_hits * sizeof(qv_hit) +
+                              hits_text(h));
+    if (!hits)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for hits");
+    char *text = (char *)((qv_hit *)(hits + 1) + h->n_hits);
+    fill_hits(hits, (qv_hit *)(hits + 1), h, &text);
+    *out = hits;
+    return QV_OK;
+}
+
+static qv_status remote_search(qv_db *base, const char *collection,
+                               const float *query, uint32_t dim,
+                               const qv_search_options *options, qv_hits **out)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__SearchOptions opt = options_to_wire(options);
+    Quiver__V1__Search m = QUIVER__V1__SEARCH__INIT;
+    m.collection = (char *)collection;
+    m.n_query = dim;
+    m.query = (float *)query;
+    m.options = &opt;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_SEARCH;
+    req.search = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, { st_ = hits_from_wire(db, resp, out); });
+}
+
+static qv_status batch_from_wire(remote_db *db, const Response *resp,
+                                 size_t nq, qv_batch_hits **out)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_BATCH ||
+        resp->batch->n_results != nq)
+        return wrong_result(db);
+    const Quiver__V1__HitsBatch *b = resp->batch;
+    size_t total = 0, text = 0;
+    for (size_t i = 0; i < nq; i++) {
+        total += b->results[i]->n_hits;
+        text += hits_text(b->results[i]);
+    }
+    qv_batch_hits *res = qv_malloc(sizeof *res + nq * sizeof(qv_hits) +
+                                   total * sizeof(qv_hit) + text);
+    if (!res)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for hits");
+    res->count = nq;
+    res->results = (qv_hits *)(res + 1);
+    qv_hit *slots = (qv_hit *)(res->results + nq);
+    char *p = (char *)(slots + total);
+    for (size_t i = 0; i < nq; i++) {
+        fill_hits(&res->results[i], slots, b->results[i], &p);
+        slots += b->results[i]->n_hits;
+    }
+    *out = res;
+    return QV_OK;
+}
+
+static qv_status remote_search_batch(qv_db *base, const char *collection,
+                                     const float *queries, size_t nq,
+                                     uint32_t dim,
+                                     const qv_search_options *options,
+                                     qv_batch_hits **out)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__SearchOptions opt = options_to_wire(options);
+    Quiver__V1__SearchBatch m = QUIVER__V1__SEARCH_BATCH__INIT;
+    m.collection = (char *)collection;
+    m.dim = dim;
+    m.n_queries = nq * dim;
+    m.queries = (float *)queries;
+    m.options = &opt;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_SEARCH_BATCH;
+    req.search_batch = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp,
+                { st_ = batch_from_wire(db, resp, nq, out); });
+}
+
+static void remote_close(qv_db *base)
+{
+    remote_db *db = (remote_db *)base;
+    disconnect(db);
+    wbuf_release(&db->in);
+    wbuf_release(&db->out);
+    pthread_mutex_destroy(&db->lock);
+    qv_mem_free(db->token);
+    qv_mem_free(db);
+}
+
+static const qv_db_ops remote_ops = {
+    .close = remote_close,
+    .create_collection = remote_create,
+    .drop_collection = remote_drop,
+    .describe_collection = remote_describe,
+    .list_collections = remote_list,
+    .upsert = remote_upsert,
+    .get = remote_get,
+    .delete_doc = remote_delete,
+    .search = remote_search,
+    .search_batch = remote_search_batch,
+};
+
+/* "qv://host:port" or "qv://[v6]:port" into host and port. */
+static int parse_uri(const char *uri, remote_db *db)
+{
+    const char *hp = uri + strlen("qv://");
+    const char *colon = strrchr(hp, ':');
+    if (!colon || colon == hp || !colon[1] || strchr(colon + 1, '/'))
+        return -1;
+    const char *h = hp;
+    size_t n = (size_t)(colon - hp);
+    if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n == 0 || n >= sizeof db->host || strlen(colon + 1) >= sizeof db->port)
+        return -1;
+    memcpy(db->host, h, n);
+    db->host[n] = '\0';
+    snprintf(db->port, sizeof db->port, "%s", colon + 1);
+    for (const char *p = db->port; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+    }
+    return 0;
+}
+
+qv_status remote_open(const char *uri, const qv_open_options *opts,
+                      qv_db **out)
+{
+    remote_db *db = qv_calloc(1, sizeof *db);
+    if (!db)
+        return qv_fail(NULL, QV_ERR_NOMEM, "out of memory opening %s", uri);
+    db->base.ops = &remote_ops;
+    db->base.flags = opts ? opts->flags : 0;
+    db->fd = -1;
+    db->timeout_ms = opts && opts->timeout_ms ? (int)opts->timeout_ms
+                                              : DEFAULT_TIMEOUT_MS;
+    pthread_mutex_init(&db->lock, NULL);
+    qv_status st = QV_OK;
+    if (parse_uri(uri, db) != 0) {
+        st = qv_fail(NULL, QV_ERR_INVALID, "'%s' is not qv://HOST:PORT", uri);
+    } else if (opts && opts->token &&
+               !(db->token = qv_strndup(opts->token, strlen(opts->token)))) {
+        st = qv_fail(NULL, QV_ERR_NOMEM, "out of memory");
+    } else {
+        st = ensure_connected(db);
+        if (st != QV_OK) {  /* the message belongs to the handle being freed */
+            char msg[QV_ERRMSG_MAX];
+            snprintf(msg, sizeof msg, "%s", qv_errmsg(&db->base));
+            st = qv_fail(NULL, st, "%s", msg);
+        }
+    }
+    if (st != QV_OK) {
+        remote_close(&db->base);
+        return st;
+    }
+    *out = &db->base;
+    return QV_OK;
+}

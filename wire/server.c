@@ -1,0 +1,400 @@
+/*
+ * server.c - quiverd's accept loop and connections.
+ *
+ * One thread per connection, up to max_connections: the database handle is
+ * thread-safe, searches on different connections run in parallel, and LMDB
+ * serialises the writes. A connection reads whatever the socket holds,
+ * answers every complete frame in it (up to max_inflight), and writes all
+ * the responses with one call, so pipelined clients cost few syscalls.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "dispatch.h"
+#include "frame.h"
+#include "quiver.h"
+
+#define READ_CHUNK (64u << 10)
+#define POLL_SLICE_MS 200
+
+static atomic_int stopping;
+static int stop_pipe[2] = {-1, -1};
+
+struct server {
+    const server_config *cfg;
+    qv_db *db;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;     /* signalled when a connection ends */
+    unsigned open;           /* connections */
+    unsigned long next_conn;
+};
+
+struct conn {
+    struct server *srv;
+    int fd;
+    unsigned long number;
+    char peer[64];
+};
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(&stopping, 1);
+    if (stop_pipe[1] >= 0) {
+        ssize_t rc = write(stop_pipe[1], "x", 1);
+        (void)rc;
+    }
+}
+
+static void peer_name(const struct sockaddr_storage *sa, char *out,
+                      size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(out, len, sa->ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", host,
+             port);
+}
+
+/* Wait until fd is ready for events, up to ms; 1 ready, 0 timeout or
+ * stopping (when watch_stop), -1 error. */
+static int wait_fd(int fd, short events, int ms, int watch_stop)
+{
+    for (int waited = 0; waited < ms; waited += POLL_SLICE_MS) {
+        if (watch_stop && atomic_load(&stopping))
+            return 0;
+        struct pollfd p = {fd, events, 0};
+        int slice = ms - waited < POLL_SLICE_MS ? ms - waited : POLL_SLICE_MS;
+        int rc = poll(&p, 1, slice);
+        if (rc > 0)
+            return 1;
+        if (rc < 0 && errno != EINTR)
+            return -1;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *buf, size_t len, int timeout_ms)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            buf += n;
+            len -= (size_t)n;
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (wait_fd(fd, POLLOUT, timeout_ms, 0) != 1)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Answer the complete frames in in, up to max_inflight, into out.
+ * Returns how many; sets *why when the connection must close.
+ */
+static unsigned answer_frames(struct conn *c, dispatch_session *sess,
+                              wbuf *in, wbuf *out, const char **why)
+{
+    const server_config *cfg = c->srv->cfg;
+    unsigned handled = 0;
+    while (handled < cfg->max_inflight && !*why) {
+        const uint8_t *payload;
+        size_t len;
+        enum frame_result r = frame_peek(in->data, in->len, cfg->max_frame,
+                                         &payload, &len);
+        if (r == FRAME_MORE)
+            break;
+        if (r == FRAME_TOO_LARGE) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "frame length exceeds the limit of %zu "
+                     "bytes", cfg->max_frame);
+            dispatch_error(out, QV_ERR_PROTOCOL, msg);
+            *why = "frame over the size limit";
+            break;
+        }
+        if (dispatch_frame(c->srv->db, sess, payload, len, out) != 0) {
+            *why = "out of memory";
+            break;
+        }
+        wbuf_consume(in, FRAME_HEADER + len);
+        handled++;
+        if (sess->close_after)
+            *why = sess->authenticated || !sess->token
+                       ? "protocol error" : "not authenticated";
+    }
+    return handled;
+}
+
+/* Read what the socket has into in; returns NULL or why to close. */
+static const char *read_some(struct conn *c, wbuf *in)
+{
+    const server_config *cfg = c->srv->cfg;
+    int timeout = in->len > 0 ? cfg->read_timeout_ms : cfg->idle_timeout_ms;
+    int ready = wait_fd(c->fd, POLLIN, timeout, in->len == 0);
+    if (ready == 0)
+        return atomic_load(&stopping) ? "server stopping"
+               : in->len > 0          ? "read timeout inside a frame"
+                                      : "idle timeout";
+    if (ready < 0 || wbuf_reserve(in, READ_CHUNK) != 0)
+        return "poll or memory failure";
+    ssize_t n = recv(c->fd, in->data + in->len, READ_CHUNK, 0);
+    if (n == 0)
+        return in->len > 0 ? "client closed inside a frame" : "client closed";
+    if (n < 0)
+        return errno == EINTR ? NULL : "read error";
+    in->len += (size_t)n;
+    return NULL;
+}
+
+static void *conn_main(void *arg)
+{
+    struct conn *c = arg;
+    struct server *srv = c->srv;
+    dispatch_session sess = {.token = srv->cfg->token};
+    wbuf in = {0}, out = {0};
+    const char *why = NULL;
+    while (!why) {
+        unsigned handled = answer_frames(c, &sess, &in, &out, &why);
+        if (out.len > 0) {
+            if (write_all(c->fd, out.data, out.len, srv->cfg->read_timeout_ms))
+                why = "write failed";
+            out.len = 0;
+        }
+        if (why || handled == srv->cfg->max_inflight)
+            continue;  /* more frames may be waiting in the buffer */
+        if (atomic_load(&stopping) && in.len == 0)
+            why = "server stopping";
+        else
+            why = read_some(c, &in);
+    }
+    fprintf(stderr, "quiverd: connection %lu from %s closed: %s\n", c->number,
+            c->peer, why);
+    close(c->fd);
+    wbuf_release(&in);
+    wbuf_release(&out);
+    pthread_mutex_lock(&srv->lock);
+    srv->open--;
+    pthread_cond_signal(&srv->idle);
+    pthread_mutex_unlock(&srv->lock);
+    qv_mem_free(c);
+    return NULL;
+}
+
+/* Refuse a connection over the limit with a BUSY response. */
+static void refuse_busy(int fd, const char *peer, unsigned limit)
+{
+    wbuf out = {0};
+    char msg[96];
+    snprintf(msg, sizeof msg, "the server has its limit of %u connections; "
+             "retry later", limit);
+    if (dispatch_error(&out, QV_ERR_BUSY, msg) == 0)
+        write_all(fd, out.data, out.len, 1000);
+    wbuf_release(&out);
+    close(fd);
+    fprintf(stderr, "quiverd: refused %s: %u connections open\n", peer, limit);
+}
+
+static void accept_one(struct server *srv, int lfd)
+{
+    struct sockaddr_storage sa;
+    socklen_t slen = sizeof sa;
+    int fd = accept(lfd, (struct sockaddr *)&sa, &slen);
+    if (fd < 0)
+        return;
+    char peer[64];
+    peer_name(&sa, peer, sizeof peer);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    pthread_mutex_lock(&srv->lock);
+    int full = srv->open >= srv->cfg->max_connections;
+    unsigned long number = ++srv->next_conn;
+    unsigned open_now = full ? srv->open : ++srv->open;
+    pthread_mutex_unlock(&srv->lock);
+    if (full) {
+        refuse_busy(fd, peer, srv->cfg->max_connections);
+        return;
+    }
+    struct conn *c = qv_calloc(1, sizeof *c);
+    pthread_t tid;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (c) {
+        *c = (struct conn){srv, fd, number, ""};
+        snprintf(c->peer, sizeof c->peer, "%s", peer);
+    }
+    if (!c || pthread_create(&tid, &attr, conn_main, c) != 0) {
+        fprintf(stderr, "quiverd: cannot serve %s: out of resources\n", peer);
+        close(fd);
+        qv_mem_free(c);
+        pthread_mutex_lock(&srv->lock);
+        srv->open--;
+        pthread_mutex_unlock(&srv->lock);
+    } else {
+        fprintf(stderr, "quiverd: connection %lu from %s opened (%u open)\n",
+                number, peer, open_now);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Split "host:port" / "[v6]:port". */
+static int split_address(const char *addr, char *host, size_t hlen,
+                         char *port, size_t plen)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr || !colon[1])
+        return -1;
+    const char *h = addr;
+    size_t n = (size_t)(colon - addr);
+    if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
+        h++;
+        n -= 2;
+    }
+    if (n >= hlen || strlen(colon + 1) >= plen)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    snprintf(port, plen, "%s", colon + 1);
+    return 0;
+}
+
+static int is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >>
+                24) == 127;
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return 0;
+}
+
+/* Bind and listen on cfg->listen; returns the socket or -1 (message
+ * printed). */
+static int open_listener(const server_config *cfg)
+{
+    char host[256], port[16];
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE}, *res = NULL;
+    if (split_address(cfg->listen, host, sizeof host, port, sizeof port)) {
+        fprintf(stderr, "quiverd: --listen wants ADDR:PORT, not '%s'\n",
+                cfg->listen);
+        return -1;
+    }
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "quiverd: %s: %s\n", cfg->listen, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1;
+    if (!is_loopback(res->ai_addr) && !cfg->token) {
+        fprintf(stderr, "quiverd: %s is not a loopback address; serving it "
+                "needs --token-file\n", cfg->listen);
+        goto done;
+    }
+    fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 ||
+        listen(fd, 128) != 0) {
+        fprintf(stderr, "quiverd: cannot listen on %s: %s\n", cfg->listen,
+                strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+done:
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void print_listening(int fd)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    char name[64] = "?";
+    if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+        peer_name(&sa, name, sizeof name);
+    printf("listening on %s\n", name);
+    fflush(stdout);
+    fprintf(stderr, "quiverd: listening on %s\n", name);
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int server_run(const server_config *cfg)
+{
+    struct server srv = {.cfg = cfg};
+    int lfd = open_listener(cfg);
+    if (lfd < 0)
+        return 2;
+    qv_open_options oo = {.threads = cfg->threads};
+    if (qv_open(cfg->db_path, &oo, &srv.db) != QV_OK) {
+        fprintf(stderr, "quiverd: %s\n", qv_errmsg(NULL));
+        close(lfd);
+        return 1;
+    }
+    if (pipe(stop_pipe) != 0) {
+        fprintf(stderr, "quiverd: pipe: %s\n", strerror(errno));
+        qv_close(srv.db);
+        close(lfd);
+        return 1;
+    }
+    pthread_mutex_init(&srv.lock, NULL);
+    pthread_cond_init(&srv.idle, NULL);
+    install_signals();
+    print_listening(lfd);
+    while (!atomic_load(&stopping)) {
+        struct pollfd p[2] = {{lfd, POLLIN, 0}, {stop_pipe[0], POLLIN, 0}};
+        if (poll(p, 2, -1) > 0 && (p[0].revents & POLLIN))
+            accept_one(&srv, lfd);
+    }
+    close(lfd);
+    fprintf(stderr, "quiverd: stopping: finishing %u connections\n", srv.open);
+    pthread_mutex_lock(&srv.lock);
+    while (srv.open > 0)
+        pthread_cond_wait(&srv.idle, &srv.lock);
+    pthread_mutex_unlock(&srv.lock);
+    qv_close(srv.db);
+    close(stop_pipe[0]);
+    close(stop_pipe[1]);
+    pthread_mutex_destroy(&srv.lock);
+    pthread_cond_destroy(&srv.idle);
+    fprintf(stderr, "quiverd: stopped\n");
+    return 0;
+}

@@ -1,0 +1,36 @@
+/*
+ * server.h - quiverd: the database served over TCP (docs/PROTOCOL.md).
+ */
+#ifndef QV_WIRE_SERVER_H
+#define QV_WIRE_SERVER_H
+
+#include <stddef.h>
+
+typedef struct server_config {
+    const char *db_path;
+    const char *listen;          /* "ADDR:PORT", "[v6]:PORT"; port 0 picks
+                                    a free one */
+    const char *token;           /* required of every client; NULL: none,
+                                    then only loopback addresses may be used */
+    unsigned threads;            /* index-build threads; 0 = one per CPU */
+    size_t max_frame;            /* bytes of one frame */
+    unsigned max_connections;
+    unsigned max_inflight;       /* requests answered per read before the
+                                    responses are written */
+    int idle_timeout_ms;         /* no request for this long: close */
+    int read_timeout_ms;         /* half a frame for this long: close */
+} server_config;
+
+#define SERVER_DEFAULTS                                                   \
+    {.listen = "127.0.0.1:7411", .max_frame = 64u << 20,                  \
+     .max_connections = 256, .max_inflight = 64,                          \
+     .idle_timeout_ms = 300000, .read_timeout_ms = 10000}
+
+/*
+ * Serve until SIGTERM or SIGINT, then stop accepting, finish the requests
+ * already received, close the database. Prints "listening on ADDR:PORT"
+ * on stdout once ready. Returns the process exit status.
+ */
+int server_run(const server_config *cfg);
+
+#endif
