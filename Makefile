@@ -18,7 +18,7 @@ TESTLIBS := -lcmocka
 # Debian packages the build, the tests and the tools need.
 DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
             libsimde-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev \
-            libcmocka-dev libedit-dev
+            libcmocka-dev libedit-dev clang libclang-rt-14-dev
 
 RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
 ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
@@ -35,7 +35,7 @@ SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/vecfile.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
-             test_hnsw
+             test_hnsw test_server
 
 B  := build
 BA := build/asan
@@ -48,7 +48,7 @@ SERVER_OBJ   := $(SERVER_SRC:%.c=$(B)/%.o)
 SERVER_OBJ_A := $(SERVER_SRC:%.c=$(BA)/%.o)
 GEN := build/gen/wire/quiver.pb-c.c build/gen/wire/quiver.pb-c.h
 
-.PHONY: all deps run test clean
+.PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds
 # Keep intermediate objects (make would delete them after linking tests).
 .SECONDARY:
 
@@ -121,8 +121,56 @@ $(BA)/tests/%: $(BA)/tests/%.o $(BA)/tests/test_util.o $(BA)/libquiver.a
 
 TEST_PROGS := $(TEST_BINS:%=$(BA)/tests/%)
 
-test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd
+test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz
 	@./tests/run.sh $(BA)
+
+# ---- fuzzing: clang's libFuzzer with ASan+UBSan, objects in build/fuzz ----
+BF := build/fuzz
+FUZZ_CC := clang
+FUZZ_CFLAGS := $(CSTD) $(WARN) -O1 $(ARCH) -g -fno-omit-frame-pointer \
+               -fsanitize=fuzzer-no-link,address,undefined \
+               -fno-sanitize-recover=all
+FUZZ_TARGETS := fuzz_request fuzz_payload
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(BF)/%)
+LIB_OBJ_F := $(LIB_SRC:%.c=$(BF)/%.o)
+FUZZ_RUNS ?= 20000
+FUZZ_SECONDS ?= 600
+
+$(BF)/%.o: %.c $(GEN) | deps
+	@mkdir -p $(dir $@)
+	@echo "CC [fuzz] $<"
+	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(INC) -Wno-missing-prototypes -MMD -MP -c $< -o $@
+
+$(BF)/libquiver.a: $(LIB_OBJ_F)
+	ar rcs $@ $^
+
+$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/wire/dispatch.o $(BF)/libquiver.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+
+$(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/libquiver.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+# Each target for FUZZ_RUNS inputs from a fixed seed (repeatable), starting
+# from its committed corpus; new inputs go to a scratch directory.
+fuzz-smoke: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	    d=$$(mktemp -d); \
+	    ./$(BF)/$$t -runs=$(FUZZ_RUNS) -seed=1 $$d fuzz/corpus/$${t#fuzz_} \
+	        2>&1 | tail -1; rc=$$?; rm -rf $$d; \
+	done
+
+fuzz-long: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	    ./$(BF)/$$t -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/$${t#fuzz_}; \
+	done
+
+# Rewrite the request corpus's seed frames (committed; run after changing
+# wire/quiver.proto).
+fuzz-seeds: $(B)/fuzz/seed_request.o $(B)/libquiver.a
+	$(CC) -o $(B)/seed_request $^ $(LIBS)
+	./$(B)/seed_request fuzz/corpus/request
 
 run: all
 	@mkdir -p data

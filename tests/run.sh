@@ -46,6 +46,22 @@ run_one "test_api (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_api
 for t in "$top"/tests/*.test.sh; do
     run_one "$(basename "$t" .test.sh)" sh "$t"
 done
+# Fuzz smoke: each libFuzzer target for a fixed number of inputs from a
+# fixed seed (repeatable), starting from its committed corpus.
+fuzz_one() {  # target
+    t=$1 scratch=$(mktemp -d)
+    if "$top/build/fuzz/$t" -runs="${FUZZ_RUNS:-20000}" -seed=1 "$scratch" \
+        "$top/fuzz/corpus/${t#fuzz_}" >"$scratch.log" 2>&1; then
+        echo "ok 1 - $t: $(grep -o 'Done [0-9]* runs' "$scratch.log")"
+    else
+        echo "not ok 1 - $t crashed:"
+        tail -30 "$scratch.log" | sed 's/^/# /'
+    fi
+    rm -rf "$scratch" "$scratch.log"
+}
+for t in "$top"/build/fuzz/fuzz_*; do
+    [ -x "$t" ] && run_one "$(basename "$t")" fuzz_one "$(basename "$t")"
+done
 rm -f "$log"
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,110 @@
+/*
+ * seed_request.c - writes the seed corpus of fuzz_request: one file per
+ * kind of request, each a valid frame (some several pipelined frames).
+ *   seed_request DIR
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "frame.h"
+#include "wire/quiver.pb-c.h"
+
+static void save(const char *dir, const char *name, Quiver__V1__Request *req)
+{
+    wbuf out = {0};
+    char path[4096];
+    frame_append(&out, &req->base);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    fwrite(out.data, 1, out.len, f);
+    fclose(f);
+    wbuf_release(&out);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2)
+        return 2;
+    const char *dir = argv[1];
+    float v[4] = {1, 2, 3, 4};
+    Quiver__V1__Request req = QUIVER__V1__REQUEST__INIT;
+    req.id = 1;
+
+    Quiver__V1__CollectionConfig cfg = QUIVER__V1__COLLECTION_CONFIG__INIT;
+    cfg.dim = 4;
+    cfg.m = 4;
+    Quiver__V1__CreateCollection create = QUIVER__V1__CREATE_COLLECTION__INIT;
+    create.name = "d";
+    create.config = &cfg;
+    req.op_case = QUIVER__V1__REQUEST__OP_CREATE_COLLECTION;
+    req.create_collection = &create;
+    save(dir, "create", &req);
+
+    Quiver__V1__Document doc = QUIVER__V1__DOCUMENT__INIT, *docs[1] = {&doc};
+    doc.id = "z";
+    doc.n_vector = 4;
+    doc.vector = v;
+    doc.has_payload = 1;
+    doc.payload = "{\"k\":[1,2,{\"n\":null}]}";
+    Quiver__V1__Upsert up = QUIVER__V1__UPSERT__INIT;
+    up.collection = "c";
+    up.n_documents = 1;
+    up.documents = docs;
+    req.op_case = QUIVER__V1__REQUEST__OP_UPSERT;
+    req.upsert = &up;
+    save(dir, "upsert", &req);
+
+    Quiver__V1__SearchOptions opt = QUIVER__V1__SEARCH_OPTIONS__INIT;
+    opt.k = 2;
+    opt.ef = 8;
+    Quiver__V1__Search search = QUIVER__V1__SEARCH__INIT;
+    search.collection = "c";
+    search.n_query = 4;
+    search.query = v;
+    search.options = &opt;
+    req.op_case = QUIVER__V1__REQUEST__OP_SEARCH;
+    req.search = &search;
+    save(dir, "search", &req);
+
+    Quiver__V1__SearchBatch batch = QUIVER__V1__SEARCH_BATCH__INIT;
+    batch.collection = "c";
+    batch.dim = 2;
+    batch.n_queries = 4;
+    batch.queries = v;
+    batch.options = &opt;
+    req.op_case = QUIVER__V1__REQUEST__OP_SEARCH_BATCH;
+    req.search_batch = &batch;
+    save(dir, "search_batch", &req);
+
+    Quiver__V1__Get get = QUIVER__V1__GET__INIT;
+    get.collection = "c";
+    get.id = "a";
+    req.op_case = QUIVER__V1__REQUEST__OP_GET;
+    req.get = &get;
+    save(dir, "get", &req);
+
+    Quiver__V1__Delete del = QUIVER__V1__DELETE__INIT;
+    del.collection = "c";
+    del.id = "b";
+    req.op_case = QUIVER__V1__REQUEST__OP_DELETE;
+    req.delete_ = &del;
+    save(dir, "delete", &req);
+
+    Quiver__V1__ListCollections list = QUIVER__V1__LIST_COLLECTIONS__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_LIST_COLLECTIONS;
+    req.list_collections = &list;
+    save(dir, "list", &req);
+
+    Quiver__V1__DescribeCollection desc = QUIVER__V1__DESCRIBE_COLLECTION__INIT;
+    desc.name = "c";
+    req.op_case = QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION;
+    req.describe_collection = &desc;
+    save(dir, "describe", &req);
+
+    Quiver__V1__Authenticate auth = QUIVER__V1__AUTHENTICATE__INIT;
+    auth.token = "token";
+    req.op_case = QUIVER__V1__REQUEST__OP_AUTHENTICATE;
+    req.authenticate = &auth;
+    save(dir, "authenticate", &req);
+    return 0;
+}

@@ -1,0 +1,442 @@
+/*
+ * quiverd against bad and hostile clients, speaking raw frames: oversized
+ * length prefixes, truncated frames, random bytes, unknown messages,
+ * stalled and vanished clients, too many connections, tokens; plus
+ * pipelining, a clean stop on SIGTERM, and the client's view of refused,
+ * dropped and silent servers. After each abuse the server must still
+ * serve a well-behaved client and have lost nothing.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "test_util.h"
+#include "wire/quiver.pb-c.h"
+
+typedef Quiver__V1__Request Request;
+typedef Quiver__V1__Response Response;
+
+struct fixture {
+    char *dir;
+    pid_t pid;
+    int port;
+};
+
+static int start(void **state, const char *const *extra)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    f->port = tu_start_server(f->dir, extra, &f->pid);
+    *state = f;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    static const char *const extra[] = {"--read-timeout", "1",
+                                        "--max-connections", "4",
+                                        "--max-frame", "1048576", NULL};
+    return start(state, extra);
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->pid > 0)
+        assert_int_equal(tu_stop_server(f->pid), 0);
+    tu_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static int dial(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        fail_msg("connect to %d failed", port);
+    return fd;
+}
+
+static void send_bytes(int fd, const void *buf, size_t len)
+{
+    assert_int_equal(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* Read one response frame (5 s at most); NULL when the server closed. */
+static Response *read_response(int fd)
+{
+    wbuf in = {0};
+    const uint8_t *payload;
+    size_t len;
+    Response *resp = NULL;
+    while (frame_peek(in.data, in.len, 1u << 30, &payload, &len) !=
+           FRAME_READY) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 5000) != 1)
+            fail_msg("no response within 5 s");
+        assert_int_equal(wbuf_reserve(&in, 4096), 0);
+        ssize_t n = recv(fd, in.data + in.len, 4096, 0);
+        if (n <= 0)
+            goto done;
+        in.len += (size_t)n;
+    }
+    resp = quiver__v1__response__unpack(NULL, len, payload);
+    assert_non_null(resp);
+done:
+    wbuf_release(&in);
+    return resp;
+}
+
+/* True when the server closes fd (reads end of stream) within 5 s. */
+static int closed_by_server(int fd)
+{
+    char buf[256];
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 5000) != 1)
+            return 0;
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+            return 1;
+    }
+}
+
+static void send_request(int fd, Request *req)
+{
+    wbuf out = {0};
+    assert_int_equal(frame_append(&out, &req->base), 0);
+    send_bytes(fd, out.data, out.len);
+    wbuf_release(&out);
+}
+
+static void send_list(int fd, uint64_t id)
+{
+    Quiver__V1__ListCollections m = QUIVER__V1__LIST_COLLECTIONS__INIT;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.id = id;
+    req.op_case = QUIVER__V1__REQUEST__OP_LIST_COLLECTIONS;
+    req.list_collections = &m;
+    send_request(fd, &req);
+}
+
+/* The server still answers a well-behaved client through the API. */
+static void assert_serving(struct fixture *f)
+{
+    char uri[64];
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
+    qv_db *db;
+    assert_ok(NULL, qv_open(uri, NULL, &db));
+    qv_collection_info *list;
+    size_t n;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    qv_free(list);
+    qv_close(db);
+}
+
+static void expect_status(Response *resp, Quiver__V1__Status status,
+                          const char *message_part)
+{
+    assert_non_null(resp);
+    if (resp->status != status || !strstr(resp->message, message_part))
+        fail_msg("got status %d '%s', expected %d '%s'", resp->status,
+                 resp->message, status, message_part);
+    quiver__v1__response__free_unpacked(resp, NULL);
+}
+
+static void test_length_prefix_over_the_limit(void **state)
+{
+    struct fixture *f = *state;
+    int fd = dial(f->port);
+    uint8_t huge[4] = {0x7f, 0xff, 0xff, 0xff};
+    send_bytes(fd, huge, 4);
+    expect_status(read_response(fd), QUIVER__V1__STATUS__PROTOCOL,
+                  "exceeds the limit of 1048576");
+    assert_true(closed_by_server(fd));
+    close(fd);
+    assert_serving(f);
+}
+
+static void test_random_bytes(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t rng = 99;
+    for (int round = 0; round < 20; round++) {
+        uint8_t junk[64];
+        for (size_t i = 0; i < sizeof junk; i++)
+            junk[i] = (uint8_t)tu_rand(&rng);
+        junk[0] = 0;  /* a plausible length, so the body is parsed */
+        junk[1] = 0;
+        junk[2] = 0;
+        junk[3] = 60;
+        int fd = dial(f->port);
+        send_bytes(fd, junk, sizeof junk);
+        Response *resp = read_response(fd);
+        if (resp) {  /* an error, or a request that happened to decode */
+            assert_true(resp->status != QUIVER__V1__STATUS__OK ||
+                        resp->id != 0);
+            quiver__v1__response__free_unpacked(resp, NULL);
+        }
+        close(fd);
+    }
+    assert_serving(f);
+}
+
+static void test_unknown_message_gets_an_error(void **state)
+{
+    struct fixture *f = *state;
+    int fd = dial(f->port);
+    /* Request{id: 7, field 99: varint 1}: an operation this server lacks */
+    uint8_t frame[] = {0, 0, 0, 5, 0x08, 0x07, 0x98, 0x06, 0x01};
+    send_bytes(fd, frame, sizeof frame);
+    Response *resp = read_response(fd);
+    assert_non_null(resp);
+    assert_int_equal(resp->id, 7);
+    expect_status(resp, QUIVER__V1__STATUS__PROTOCOL, "no operation");
+    send_list(fd, 8);  /* the connection goes on */
+    resp = read_response(fd);
+    assert_int_equal(resp->id, 8);
+    expect_status(resp, QUIVER__V1__STATUS__OK, "");
+    close(fd);
+}
+
+static void test_truncated_frame_then_disconnect(void **state)
+{
+    struct fixture *f = *state;
+    int fd = dial(f->port);
+    uint8_t partial[] = {0, 0, 0, 50, 0x08, 0x01, 0x32};
+    send_bytes(fd, partial, sizeof partial);
+    close(fd);  /* gone mid-request */
+    assert_serving(f);
+}
+
+static void test_stalled_half_frame_is_dropped(void **state)
+{
+    struct fixture *f = *state;
+    int fd = dial(f->port);
+    uint8_t partial[] = {0, 0, 0, 50, 0x08};
+    send_bytes(fd, partial, sizeof partial);
+    assert_true(closed_by_server(fd));  /* --read-timeout 1 */
+    close(fd);
+    assert_serving(f);
+}
+
+static void test_more_connections_than_allowed(void **state)
+{
+    struct fixture *f = *state;
+    int fds[4];
+    for (int i = 0; i < 4; i++) {  /* the limit; each one answered */
+        fds[i] = dial(f->port);
+        send_list(fds[i], 1);
+        expect_status(read_response(fds[i]), QUIVER__V1__STATUS__OK, "");
+    }
+    int extra = dial(f->port);
+    expect_status(read_response(extra), QUIVER__V1__STATUS__BUSY,
+                  "limit of 4 connections");
+    assert_true(closed_by_server(extra));
+    close(extra);
+    close(fds[0]);
+    /* a slot frees up once the server has seen the close */
+    for (int tries = 0;; tries++) {
+        int fd = dial(f->port);
+        send_list(fd, 2);
+        Response *resp = read_response(fd);
+        int ok = resp && resp->status == QUIVER__V1__STATUS__OK;
+        if (resp)
+            quiver__v1__response__free_unpacked(resp, NULL);
+        close(fd);
+        if (ok)
+            break;
+        assert_true(tries < 5000);
+    }
+    for (int i = 1; i < 4; i++)
+        close(fds[i]);
+}
+
+/* Fifty requests in one write: fifty answers, in order. */
+static void test_pipelined_requests(void **state)
+{
+    struct fixture *f = *state;
+    int fd = dial(f->port);
+    wbuf out = {0};
+    for (uint64_t id = 1; id <= 50; id++) {
+        Quiver__V1__Get m = QUIVER__V1__GET__INIT;
+        m.collection = "nope";
+        m.id = "x";
+        Request req = QUIVER__V1__REQUEST__INIT;
+        req.id = id * 3;
+        req.op_case = QUIVER__V1__REQUEST__OP_GET;
+        req.get = &m;
+        assert_int_equal(frame_append(&out, &req.base), 0);
+    }
+    send_bytes(fd, out.data, out.len);
+    wbuf_release(&out);
+    wbuf in = {0};
+    for (uint64_t id = 1; id <= 50;) {
+        const uint8_t *payload;
+        size_t len;
+        if (frame_peek(in.data, in.len, 1u << 20, &payload, &len) ==
+            FRAME_READY) {
+            Response *resp = quiver__v1__response__unpack(NULL, len, payload);
+            assert_int_equal(resp->id, id * 3);
+            assert_int_equal(resp->status, QUIVER__V1__STATUS__NOT_FOUND);
+            quiver__v1__response__free_unpacked(resp, NULL);
+            wbuf_consume(&in, FRAME_HEADER + len);
+            id++;
+            continue;
+        }
+        assert_int_equal(wbuf_reserve(&in, 4096), 0);
+        ssize_t n = recv(fd, in.data + in.len, 4096, 0);
+        assert_true(n > 0);
+        in.len += (size_t)n;
+    }
+    wbuf_release(&in);
+    close(fd);
+}
+
+/* Writes acknowledged before SIGTERM are there after a restart. */
+static void test_sigterm_stops_cleanly_and_keeps_data(void **state)
+{
+    struct fixture *f = *state;
+    char uri[64];
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
+    qv_db *db;
+    assert_ok(NULL, qv_open(uri, NULL, &db));
+    assert_ok(db, qv_create_collection(db, "keep",
+                                       &(qv_collection_config){.dim = 2}));
+    float v[2] = {1, 2};
+    qv_doc doc = {"a", v, 2, "{\"k\":1}"};
+    assert_ok(db, qv_upsert(db, "keep", &doc, 1));
+    assert_int_equal(tu_stop_server(f->pid), 0);
+    /* the handle notices the server is gone */
+    qv_record *r = NULL;
+    assert_status(db, qv_get(db, "keep", "a", &r), QV_ERR_CONNECTION);
+    f->port = tu_start_server(f->dir, NULL, &f->pid);
+    qv_close(db);
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
+    assert_ok(NULL, qv_open(uri, NULL, &db));
+    assert_ok(db, qv_get(db, "keep", "a", &r));
+    assert_string_equal(r->payload, "{\"k\":1}");
+    qv_free(r);
+    qv_close(db);
+}
+
+static void test_client_sees_refused_and_silent_servers(void **state)
+{
+    qv_db *db = NULL;
+    /* nothing listens on a port we just released */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    char uri[64];
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", ntohs(sa.sin_port));
+    assert_status(NULL, qv_open(uri, NULL, &db), QV_ERR_CONNECTION);
+    assert_null(db);
+    assert_non_null(strstr(qv_errmsg(NULL), "cannot connect"));
+    /* a listener that never answers: the call times out */
+    assert_int_equal(listen(fd, 4), 0);
+    qv_open_options oo = {.timeout_ms = 300};
+    assert_ok(NULL, qv_open(uri, &oo, &db));
+    qv_collection_info *list = NULL;
+    size_t n;
+    assert_status(db, qv_list_collections(db, &list, &n), QV_ERR_TIMEOUT);
+    qv_close(db);
+    close(fd);
+    static const char *const bad[] = {"qv://", "qv://host", "qv://:80",
+                                      "qv://h:port", "qv://h:80/x"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_status(NULL, qv_open(bad[i], NULL, &db), QV_ERR_INVALID);
+}
+
+static void write_token(const char *dir, const char *token, char *path,
+                        size_t len)
+{
+    snprintf(path, len, "%s/token", dir);
+    FILE *t = fopen(path, "w");
+    fprintf(t, "%s\n", token);
+    fclose(t);
+}
+
+static void test_token_is_required(void **state)
+{
+    char *dir = tu_mkdtemp(), path[4200];
+    write_token(dir, "s3cret-token", path, sizeof path);
+    const char *const extra[] = {"--token-file", path, NULL};
+    pid_t pid;
+    int port = tu_start_server(dir, extra, &pid);
+    char uri[64];
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", port);
+    qv_db *db = NULL;
+    qv_open_options oo = {.token = "wrong-token!"};
+    assert_status(NULL, qv_open(uri, &oo, &db), QV_ERR_UNAUTHENTICATED);
+    int fd = dial(port);  /* no token at all */
+    send_list(fd, 1);
+    expect_status(read_response(fd), QUIVER__V1__STATUS__UNAUTHENTICATED,
+                  "authenticate first");
+    assert_true(closed_by_server(fd));
+    close(fd);
+    oo.token = "s3cret-token";
+    assert_ok(NULL, qv_open(uri, &oo, &db));
+    qv_collection_info *list;
+    size_t n;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    qv_free(list);
+    qv_close(db);
+    assert_int_equal(tu_stop_server(pid), 0);
+    unlink(path);
+    tu_rmdir(dir);
+}
+
+/* quiverd refuses to serve beyond loopback without a token. */
+static void test_non_loopback_needs_a_token(void **state)
+{
+    char *dir = tu_mkdtemp();
+    const char *build = getenv("QUIVER_BUILD");
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "%s/quiverd --db %s --listen 0.0.0.0:0 "
+             "2>%s/err.log", build ? build : "build/asan", dir, dir);
+    int status = system(cmd);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    char log[4200], text[512] = "";
+    snprintf(log, sizeof log, "%s/err.log", dir);
+    FILE *fl = fopen(log, "r");
+    size_t got = fread(text, 1, sizeof text - 1, fl);
+    text[got] = '\0';
+    fclose(fl);
+    assert_non_null(strstr(text, "needs --token-file"));
+    tu_rmdir(dir);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_length_prefix_over_the_limit),
+        T(test_random_bytes),
+        T(test_unknown_message_gets_an_error),
+        T(test_truncated_frame_then_disconnect),
+        T(test_stalled_half_frame_is_dropped),
+        T(test_more_connections_than_allowed),
+        T(test_pipelined_requests),
+        T(test_sigterm_stops_cleanly_and_keeps_data),
+#undef T
+        cmocka_unit_test(test_client_sees_refused_and_silent_servers),
+        cmocka_unit_test(test_token_is_required),
+        cmocka_unit_test(test_non_loopback_needs_a_token),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
