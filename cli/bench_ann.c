@@ -25,14 +25,14 @@ struct ann_args {
     qv_metric metric;
     unsigned M, ef_construction, k, threads;
     unsigned efs[MAX_EFS];
-    int nefs, json;
+    int nefs, json, batch;
 };
 
 static const char ann_usage[] =
     "usage: quiver bench ann --base FILE --query FILE [--gt FILE]\n"
     "       [--nbase N] [--nq N] [--metric l2|ip|cosine] [--M 16]\n"
     "       [--ef-construction 200] [--ef 10,16,32,64,128] [--k 10]\n"
-    "       [--threads 1] [--db DIR] [--json]\n";
+    "       [--threads 1] [--batch] [--db DIR] [--json]\n";
 
 static int parse_efs(const char *list, struct ann_args *a)
 {
@@ -54,7 +54,7 @@ static int parse_efs(const char *list, struct ann_args *a)
 
 static int parse_ann_args(int argc, char **argv, struct ann_args *a)
 {
-    enum { O_M = 256, O_EFC, O_EF, O_THREADS };
+    enum { O_M = 256, O_EFC, O_EF, O_THREADS, O_BATCH };
     static const struct option opts[] = {
         {"base", required_argument, 0, 'b'}, {"query", required_argument, 0, 'q'},
         {"gt", required_argument, 0, 'g'},   {"nbase", required_argument, 0, 'n'},
@@ -64,6 +64,7 @@ static int parse_ann_args(int argc, char **argv, struct ann_args *a)
         {"ef-construction", required_argument, 0, O_EFC},
         {"ef", required_argument, 0, O_EF},
         {"threads", required_argument, 0, O_THREADS},
+        {"batch", no_argument, 0, O_BATCH},
         {0, 0, 0, 0}};
     *a = (struct ann_args){.metric = QV_METRIC_L2, .k = 10, .M = 16,
                            .ef_construction = 200, .threads = 1,
@@ -83,6 +84,7 @@ static int parse_ann_args(int argc, char **argv, struct ann_args *a)
         case O_M: a->M = (unsigned)atoi(optarg); break;
         case O_EFC: a->ef_construction = (unsigned)atoi(optarg); break;
         case O_THREADS: a->threads = (unsigned)atoi(optarg); break;
+        case O_BATCH: a->batch = 1; break;
         case O_EF:
             if (parse_efs(optarg, a) != 0) {
                 fprintf(stderr, "quiver bench ann: bad --ef list '%s'\n",
@@ -215,9 +217,36 @@ static void *query_worker(void *arg)
     return NULL;
 }
 
-/* Run every query with ef on threads threads; returns seconds. */
-static double run_ef(struct ann_run *r, unsigned ef, unsigned threads)
+/* All queries in one qv_search_batch call on threads threads. */
+static double run_batch(struct ann_run *r, unsigned ef, unsigned threads)
 {
+    qv_search_options opt = r->opt;
+    opt.ef = ef;
+    opt.threads = threads;
+    qv_batch_hits *b = NULL;
+    double t0 = cli_now();
+    if (qv_search_batch(r->db, "bench", r->queries, (size_t)r->nq, r->dim,
+                        &opt, &b) != QV_OK) {
+        atomic_store(&r->failed, 1);
+        return 1;
+    }
+    double secs = cli_now() - t0;
+    unsigned k = opt.k;
+    for (long i = 0; i < r->nq; i++) {
+        const qv_hits *h = &b->results[i];
+        for (unsigned j = 0; j < k; j++)
+            r->found[i * k + j] = j < h->count ? atol(h->hits[j].id) : -1;
+    }
+    qv_free(b);
+    return secs;
+}
+
+/* Run every query with ef on threads threads; returns seconds. */
+static double run_ef(struct ann_run *r, unsigned ef, unsigned threads,
+                     int batch)
+{
+    if (batch)
+        return run_batch(r, ef, threads);
     pthread_t tids[64];
     unsigned started = 0;
     r->opt.ef = ef;
@@ -256,14 +285,15 @@ static void print_ef(const struct ann_args *a, const struct ann_run *r,
         return;
     }
     json_t *o = json_pack("{s:i, s:i, s:f, s:f, s:f, s:I, s:i, s:f, s:f, "
-                          "s:i, s:i, s:i, s:s}",
+                          "s:i, s:i, s:i, s:s, s:b}",
                           "ef", (int)ef, "k", (int)a->k, "recall", recall,
                           "qps", r->nq / secs, "build_s", build_s,
                           "n", (json_int_t)r->n, "d", (int)r->dim,
                           "open_s", open_s, "rss_bytes_per_vector",
                           rss_per_vector, "M", (int)a->M, "ef_construction",
                           (int)a->ef_construction, "threads", (int)a->threads,
-                          "metric", qv_metric_name(a->metric));
+                          "metric", qv_metric_name(a->metric), "batch",
+                          a->batch);
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                 JSON_REAL_PRECISION(6));
     puts(s);
@@ -359,11 +389,11 @@ int bench_ann(int argc, char **argv)
         goto cleanup;
     r.opt = (qv_search_options){.k = a.k};
     atomic_init(&r.failed, 0);
-    run_ef(&r, a.efs[0], a.threads);  /* warm-up, untimed */
+    run_ef(&r, a.efs[0], a.threads, a.batch);  /* warm-up, untimed */
     for (int i = 0; i < a.nefs; i++) {
         /* the better of two passes: these machines are shared and noisy */
-        double secs = run_ef(&r, a.efs[i], a.threads);
-        double again = run_ef(&r, a.efs[i], a.threads);
+        double secs = run_ef(&r, a.efs[i], a.threads, a.batch);
+        double again = run_ef(&r, a.efs[i], a.threads, a.batch);
         secs = again < secs ? again : secs;
         if (atomic_load(&r.failed)) {
             snprintf(err, sizeof err, "search: %s", qv_errmsg(r.db));

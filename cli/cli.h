@@ -10,6 +10,7 @@
 int bench_main(int argc, char **argv);
 int bench_flat(int argc, char **argv);
 int bench_ann(int argc, char **argv);
+int bench_server(int argc, char **argv);
 
 /* Run shell commands read from in until end of input or `quit`.
  * Returns the exit status: 0 when every command succeeded. */

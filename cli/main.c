@@ -11,7 +11,7 @@
 static const char usage[] =
     "usage: quiver [--db DIR]          shell on the database in DIR "
     "(default ./data)\n"
-    "       quiver bench flat ...      exact-search benchmark\n"
+    "       quiver bench flat|ann|server ...   benchmarks (docs/CLI.md)\n"
     "       quiver --version | --help\n";
 
 int main(int argc, char **argv)

@@ -151,23 +151,31 @@ static unsigned answer_frames(struct conn *c, dispatch_session *sess,
     return handled;
 }
 
-/* Read what the socket has into in; returns NULL or why to close. */
+/* Read what the socket has into in; returns NULL or why to close. A read
+ * is tried first and the connection waited on only when it has nothing:
+ * a busy client's next request is usually there already. */
 static const char *read_some(struct conn *c, wbuf *in)
 {
     const server_config *cfg = c->srv->cfg;
-    int timeout = in->len > 0 ? cfg->read_timeout_ms : cfg->idle_timeout_ms;
-    int ready = wait_fd(c->fd, POLLIN, timeout, in->len == 0);
-    if (ready == 0)
-        return atomic_load(&stopping) ? "server stopping"
-               : in->len > 0          ? "read timeout inside a frame"
-                                      : "idle timeout";
-    if (ready < 0 || wbuf_reserve(in, READ_CHUNK) != 0)
-        return "poll or memory failure";
-    ssize_t n = recv(c->fd, in->data + in->len, READ_CHUNK, 0);
+    if (wbuf_reserve(in, READ_CHUNK) != 0)
+        return "out of memory";
+    ssize_t n = recv(c->fd, in->data + in->len, READ_CHUNK, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        int timeout = in->len > 0 ? cfg->read_timeout_ms
+                                  : cfg->idle_timeout_ms;
+        int ready = wait_fd(c->fd, POLLIN, timeout, in->len == 0);
+        if (ready == 0)
+            return atomic_load(&stopping) ? "server stopping"
+                   : in->len > 0          ? "read timeout inside a frame"
+                                          : "idle timeout";
+        if (ready < 0)
+            return "poll failure";
+        n = recv(c->fd, in->data + in->len, READ_CHUNK, MSG_DONTWAIT);
+    }
     if (n == 0)
         return in->len > 0 ? "client closed inside a frame" : "client closed";
     if (n < 0)
-        return errno == EINTR ? NULL : "read error";
+        return errno == EINTR || errno == EAGAIN ? NULL : "read error";
     in->len += (size_t)n;
     return NULL;
 }
