@@ -29,7 +29,7 @@ LIB_SRC := common/alloc.c common/error.c \
            storage/env.c \
            ann/distance.c ann/topk.c ann/hnsw.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
-           db/validate.c db/index.c db/results.c \
+           db/validate.c db/index.c db/results.c db/admin.c \
            wire/frame.c wire/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \

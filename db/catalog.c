@@ -173,8 +173,10 @@ qv_status catalog_describe(qv_db *base, const char *name,
     if (st != QV_OK)
         return st;
     st = catalog_get(db, txn, name, &rec);
-    if (st == QV_OK)
+    if (st == QV_OK) {
         fill_info(info, name, strlen(name), &rec);
+        st = collection_sizes(db, txn, &rec, info);
+    }
     st_read_end(db->env, txn);
     return st;
 }

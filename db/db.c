@@ -290,3 +290,45 @@ qv_status qv_search_batch(qv_db *db, const char *collection,
     return db->ops->search_batch(db, collection, queries, nq, dim, options,
                                  out);
 }
+
+qv_status qv_scan(qv_db *db, const char *collection, const char *after,
+                  uint32_t limit, qv_page **out)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, collection);
+    if (st == QV_OK && after)
+        st = validate_doc_id(db, "after: ", after);
+    if (st != QV_OK)
+        return st;
+    if (!out)
+        return qv_fail(db, QV_ERR_INVALID, "out is NULL");
+    if (limit == 0 || limit > QV_SCAN_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "limit must be 1 to %d, not %u",
+                       QV_SCAN_MAX, limit);
+    return db->ops->scan(db, collection, after, limit, out);
+}
+
+qv_status qv_backup(qv_db *db, const char *dir)
+{
+    BEGIN_CALL(db);
+    if (!dir || !*dir)
+        return qv_fail(db, QV_ERR_INVALID, "backup directory is empty");
+    return db->ops->backup(db, dir);
+}
+
+qv_status qv_stats(qv_db *db, char **json)
+{
+    BEGIN_CALL(db);
+    if (!json)
+        return qv_fail(db, QV_ERR_INVALID, "json is NULL");
+    return db->ops->stats(db, json);
+}
+
+qv_status qv_set_threads(qv_db *db, uint32_t threads)
+{
+    BEGIN_CALL(db);
+    if (threads > 1024)
+        return qv_fail(db, QV_ERR_INVALID, "threads must be 0 to 1024, not %u",
+                       threads);
+    return db->ops->set_threads(db, threads);
+}

@@ -25,6 +25,10 @@ static const qv_db_ops embedded_ops = {
     .delete_doc = document_delete,
     .search = search_knn,
     .search_batch = search_batch,
+    .scan = admin_scan,
+    .backup = admin_backup,
+    .stats = admin_stats,
+    .set_threads = admin_set_threads,
 };
 
 qv_status embedded_open(const char *path, const qv_open_options *opts,
@@ -35,9 +39,8 @@ qv_status embedded_open(const char *path, const qv_open_options *opts,
         return qv_fail(NULL, QV_ERR_NOMEM, "out of memory opening %s", path);
     db->base.ops = &embedded_ops;
     db->base.flags = opts ? opts->flags : 0;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     db->threads = opts && opts->threads ? opts->threads
-                                        : (unsigned)(cpus > 0 ? cpus : 1);
+                                        : emb_default_threads();
     unsigned env_flags = (db->base.flags & QV_OPEN_NOSYNC) ? ST_OPEN_NOSYNC : 0;
     int rc = st_env_open(path, env_flags, opts ? opts->map_size : 0, &db->env);
     if (rc != 0) {
@@ -115,4 +118,10 @@ qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,
 unsigned emb_threads(const emb_db *db)
 {
     return db->threads;
+}
+
+unsigned emb_default_threads(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1;
 }

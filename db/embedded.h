@@ -76,7 +76,18 @@ qv_status search_batch(qv_db *db, const char *collection, const float *queries,
                        size_t nq, uint32_t dim, const qv_search_options *options,
                        qv_batch_hits **out);
 
-/* Worker threads configured for the handle (never 0). */
+/* Worker threads configured for the handle (never 0), and the default:
+ * one per online CPU. */
 unsigned emb_threads(const emb_db *db);
+unsigned emb_default_threads(void);
+
+/* admin.c */
+qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                           qv_collection_info *info);
+qv_status admin_scan(qv_db *db, const char *collection, const char *after,
+                     uint32_t limit, qv_page **out);
+qv_status admin_backup(qv_db *db, const char *dir);
+qv_status admin_stats(qv_db *db, char **json);
+qv_status admin_set_threads(qv_db *db, uint32_t threads);
 
 #endif

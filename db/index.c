@@ -213,6 +213,22 @@ void index_mark_stale(live_index *ix)
         atomic_store(&ix->stale, 1);
 }
 
+uint64_t index_memory_bytes(emb_db *db, uint32_t coll_id)
+{
+    index_slot *slot = find_slot(db, coll_id, 0);
+    uint64_t bytes = 0;
+    if (!slot)
+        return 0;
+    pthread_mutex_lock(&slot->lock);
+    if (slot->current) {
+        pthread_rwlock_rdlock(&slot->current->grow_lock);
+        bytes = hnsw_memory_bytes(slot->current->graph);
+        pthread_rwlock_unlock(&slot->current->grow_lock);
+    }
+    pthread_mutex_unlock(&slot->lock);
+    return bytes;
+}
+
 void index_forget(emb_db *db, uint32_t coll_id)
 {
     index_slot *slot = find_slot(db, coll_id, 0);

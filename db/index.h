@@ -70,6 +70,9 @@ void index_mark_stale(live_index *ix);
 qv_status index_verify(qv_db *db, const char *collection, char *err,
                        size_t errlen);
 
+/* Bytes the collection's graph holds in this process; 0 if not loaded. */
+uint64_t index_memory_bytes(emb_db *db, uint32_t coll_id);
+
 /* The collection was dropped: forget its graph. */
 void index_forget(emb_db *db, uint32_t coll_id);
 

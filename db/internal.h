@@ -16,6 +16,7 @@
 #define QV_DEFAULT_M 16
 #define QV_DEFAULT_EF_CONSTRUCTION 200
 #define QV_DEFAULT_EF 64
+#define QV_SCAN_MAX 10000
 
 typedef struct qv_db_ops {
     void (*close)(qv_db *db);
@@ -39,6 +40,11 @@ typedef struct qv_db_ops {
                               const float *queries, size_t nq, uint32_t dim,
                               const qv_search_options *options,
                               qv_batch_hits **out);
+    qv_status (*scan)(qv_db *db, const char *collection, const char *after,
+                      uint32_t limit, qv_page **out);
+    qv_status (*backup)(qv_db *db, const char *dir);
+    qv_status (*stats)(qv_db *db, char **json);
+    qv_status (*set_threads)(qv_db *db, uint32_t threads);
 } qv_db_ops;
 
 struct qv_db {
@@ -59,6 +65,20 @@ qv_status payload_normalize(const qv_db *db, const char *what,
  * payload may be NULL for none. */
 qv_record *record_new(const char *id, size_t id_len, const float *vector,
                       uint32_t dim, const char *payload, size_t payload_len);
+
+/*
+ * results.c: a page of records in one allocation. ids[i], vecs[i],
+ * payloads[i] (NULL for none) with their lengths; next is the id to
+ * resume after, or NULL. NULL when out of memory.
+ */
+typedef struct record_src {
+    const char *id;
+    size_t id_len;
+    const float *vector;
+    const char *payload;   /* NULL: none */
+    size_t payload_len;
+} record_src;
+qv_page *page_new(const record_src *src, size_t n, uint32_t dim, int more);
 
 /* embedded.c */
 qv_status embedded_open(const char *path, const qv_open_options *opts,

@@ -154,6 +154,11 @@ typedef struct qv_collection_info {
     uint64_t count;           /* documents */
     uint32_t M;
     uint32_t ef_construction;
+    uint64_t disk_bytes;      /* bytes of its records in the database file
+                                 (keys and values, before page overhead);
+                                 0 in qv_list_collections */
+    uint64_t memory_bytes;    /* bytes its index holds in memory in the
+                                 process that serves it (0 when not loaded) */
 } qv_collection_info;
 
 /*
@@ -220,11 +225,14 @@ typedef struct qv_search_options {
     int exact;             /* non-zero: brute force over every document
                               instead of the index (exact, slower) */
     uint32_t threads;      /* qv_search_batch only: 0 = one per CPU */
+    int with_payload;      /* non-zero: each hit carries its payload */
 } qv_search_options;
 
 typedef struct qv_hit {
     const char *id;        /* points into the same allocation */
     float distance;        /* per the collection's metric; smaller is nearer */
+    const char *payload;   /* with_payload: the JSON text, or NULL when the
+                              document has none; else NULL */
 } qv_hit;
 
 typedef struct qv_hits {
@@ -256,6 +264,46 @@ qv_status qv_search_batch(qv_db *db, const char *collection,
                           const float *queries, size_t nq, uint32_t dim,
                           const qv_search_options *options,
                           qv_batch_hits **out);
+
+/* ---- Scanning, backup, stats ---------------------------------------- */
+
+typedef struct qv_page {
+    size_t count;
+    qv_record *records;    /* in external-id order (bytewise) */
+    const char *next;      /* pass as `after` for the next page; NULL when
+                              this page is the last */
+} qv_page;
+
+/*
+ * Up to limit (1 .. 10,000) documents whose id comes after `after` (NULL:
+ * from the first), in id order, from one snapshot. Page through a whole
+ * collection by passing page->next back until it is NULL. *out is one
+ * allocation to release with qv_free().
+ */
+qv_status qv_scan(qv_db *db, const char *collection, const char *after,
+                  uint32_t limit, qv_page **out);
+
+/*
+ * Write a consistent, compacted copy of the whole database into directory
+ * dir (created if missing; it must not hold a database already), while the
+ * database stays open for reads and writes. The copy opens as a normal
+ * database. On a remote handle dir is a path on the server's machine.
+ */
+qv_status qv_backup(qv_db *db, const char *dir);
+
+/*
+ * Database-wide figures as a JSON object (collections, documents,
+ * file_bytes, map_bytes, page_bytes, ...). *json is a string to release
+ * with qv_free().
+ */
+qv_status qv_stats(qv_db *db, char **json);
+
+/*
+ * Threads that build the index during large upserts on this handle
+ * (0 = one per CPU). Remote handles: QV_ERR_UNSUPPORTED (quiverd --threads
+ * sets it for the server).
+ */
+qv_status qv_set_threads(qv_db *db, uint32_t threads);
 
 #ifdef __cplusplus
 }

@@ -41,9 +41,10 @@ static inline float score(qv_metric metric, const float *q, const float *v,
     }
 }
 
-/* A document's external id, straight from the snapshot. */
-static int doc_ext_id(emb_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
-                      MDB_val *id)
+/* A document's external id and payload (mv_data NULL for none),
+ * straight from the snapshot. */
+static int doc_fields(emb_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
+                      MDB_val *id, MDB_val *payload)
 {
     unsigned char buf[KEY_DOC_LEN];
     key_doc(buf, coll, iid);
@@ -56,7 +57,17 @@ static int doc_ext_id(emb_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
         return MDB_CORRUPTED;
     id->mv_size = p[0];
     id->mv_data = (void *)(p + 1);
+    if (payload) {
+        payload->mv_size = val.mv_size - 1 - p[0];
+        payload->mv_data = payload->mv_size ? (void *)(p + 1 + p[0]) : NULL;
+    }
     return 0;
+}
+
+static int doc_ext_id(emb_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
+                      MDB_val *id)
+{
+    return doc_fields(db, txn, coll, iid, id, NULL);
 }
 
 static int compare_ids(const MDB_val *a, const MDB_val *b)
@@ -120,10 +131,11 @@ static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return st;
 }
 
-/* A candidate resolved to its document's id in the snapshot. */
+/* A candidate resolved to its document in the snapshot. */
 typedef struct resolved {
     float dist;
     MDB_val id;
+    MDB_val payload;   /* mv_data NULL: none (or not asked for) */
 } resolved;
 
 static int by_distance_then_id(const void *pa, const void *pb)
@@ -141,12 +153,13 @@ static int by_distance_then_id(const void *pa, const void *pb)
  */
 static qv_status resolve(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                          const topk *heap, size_t k, int skip_missing,
-                         resolved *out, size_t *n)
+                         int with_payload, resolved *out, size_t *n)
 {
     *n = 0;
     for (size_t i = 0; i < heap->n && *n < k; i++) {
-        int rc = doc_ext_id(db, txn, rec->id, heap->items[i].id,
-                            &out[*n].id);
+        out[*n].payload = (MDB_val){0, NULL};
+        int rc = doc_fields(db, txn, rec->id, heap->items[i].id, &out[*n].id,
+                            with_payload ? &out[*n].payload : NULL);
         if (rc == MDB_NOTFOUND && skip_missing)
             continue;
         if (rc != 0)
@@ -160,26 +173,36 @@ static qv_status resolve(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return QV_OK;
 }
 
+/* Bytes of the hits' ids and payloads, NULs included. */
 static size_t id_bytes(const resolved *r, size_t n)
 {
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
-        bytes += r[i].id.mv_size + 1;
+        bytes += r[i].id.mv_size + 1 +
+                 (r[i].payload.mv_data ? r[i].payload.mv_size + 1 : 0);
     return bytes;
 }
 
-/* Fill hits from r, copying the ids to *text; advances *text. */
+static char *copy_text(char **text, const MDB_val *v)
+{
+    char *s = *text;
+    memcpy(s, v->mv_data, v->mv_size);
+    s[v->mv_size] = '\0';
+    *text += v->mv_size + 1;
+    return s;
+}
+
+/* Fill hits from r, copying ids and payloads to *text; advances *text. */
 static void fill_hits(qv_hits *hits, qv_hit *slots, const resolved *r,
                       size_t n, char **text)
 {
     hits->count = n;
     hits->hits = slots;
     for (size_t i = 0; i < n; i++) {
-        memcpy(*text, r[i].id.mv_data, r[i].id.mv_size);
-        (*text)[r[i].id.mv_size] = '\0';
-        slots[i].id = *text;
+        slots[i].id = copy_text(text, &r[i].id);
         slots[i].distance = r[i].dist;
-        *text += r[i].id.mv_size + 1;
+        slots[i].payload = r[i].payload.mv_data
+                               ? copy_text(text, &r[i].payload) : NULL;
     }
 }
 
@@ -313,7 +336,8 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
     if (st != QV_OK)
         goto cleanup;
     topk_sort(&heap);
-    st = resolve(db, c.txn, &c.rec, &heap, options->k, !options->exact, r, &n);
+    st = resolve(db, c.txn, &c.rec, &heap, options->k, !options->exact,
+                 options->with_payload, r, &n);
     if (st != QV_OK)
         goto cleanup;
     qv_hits *hits = qv_malloc(sizeof *hits + n * sizeof(qv_hit) +
@@ -405,7 +429,7 @@ static qv_status pack_batch(struct search_ctx *c, topk *heaps,
     for (size_t i = 0; i < c->nq && st == QV_OK; i++) {
         topk_sort(&heaps[i]);
         st = resolve(c->db, c->txn, &c->rec, &heaps[i], k, !c->opt->exact,
-                     r + i * k, &counts[i]);
+                     c->opt->with_payload, r + i * k, &counts[i]);
         total += counts[i];
         text += id_bytes(r + i * k, counts[i]);
     }

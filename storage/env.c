@@ -1,6 +1,7 @@
 #include "env.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,37 @@ void st_read_end(st_env *env, MDB_txn *txn)
         return;
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&env->map_lock);
+}
+
+int st_backup(st_env *env, const char *dir)
+{
+    /* shared: the map must not be resized under the copy's own snapshot */
+    pthread_rwlock_rdlock(&env->map_lock);
+    int rc = mdb_env_copy2(env->mdb, dir, MDB_CP_COMPACT);
+    pthread_rwlock_unlock(&env->map_lock);
+    return rc;
+}
+
+void st_figures(st_env *env, struct st_figures *out)
+{
+    MDB_envinfo info;
+    MDB_stat mst;
+    const char *path = NULL;
+    struct stat fst;
+    char file[4200];
+    memset(out, 0, sizeof *out);
+    mdb_env_info(env->mdb, &info);
+    mdb_env_stat(env->mdb, &mst);
+    out->map_bytes = info.me_mapsize;
+    out->page_bytes = mst.ms_psize;
+    out->used_bytes = (uint64_t)(info.me_last_pgno + 1) * mst.ms_psize;
+    out->last_txn = info.me_last_txnid;
+    out->readers = (int)info.me_numreaders;
+    if (mdb_env_get_path(env->mdb, &path) == 0) {
+        snprintf(file, sizeof file, "%s/data.mdb", path);
+        if (stat(file, &fst) == 0)
+            out->file_bytes = (uint64_t)fst.st_size;
+    }
 }
 
 int st_delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix,

@@ -73,6 +73,22 @@ int st_write(st_env *env, st_write_fn fn, void *ctx);
 int st_read_begin(st_env *env, MDB_txn **out);
 void st_read_end(st_env *env, MDB_txn *txn);
 
+/*
+ * Write a compacted copy of the environment into directory dir (which
+ * must exist and hold no database), while reads and writes go on.
+ */
+int st_backup(st_env *env, const char *dir);
+
+struct st_figures {
+    uint64_t file_bytes;   /* size of data.mdb */
+    uint64_t used_bytes;   /* pages in use up to the last one */
+    uint64_t map_bytes;
+    uint32_t page_bytes;
+    uint64_t last_txn;
+    int readers;           /* reader slots in use */
+};
+void st_figures(st_env *env, struct st_figures *out);
+
 /* Current map size, for tests and stats. */
 uint64_t st_map_size(st_env *env);
 

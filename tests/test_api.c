@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "test_util.h"
@@ -687,6 +688,125 @@ static void test_concurrent_searches_during_writes(void **state)
     assert_int_equal(count_of(db, "conc"), 500);
 }
 
+/* Paging through a collection in id order, from one page to the next. */
+static void test_scan_pages_in_id_order(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "scan", 2, QV_METRIC_L2);
+    char id[16];
+    for (int i = 0; i < 25; i++) {
+        float v[2] = {(float)i, 0};
+        snprintf(id, sizeof id, "id%02d", i);
+        upsert_one(db, "scan", id, v, 2, i % 2 ? "{\"odd\":true}" : NULL);
+    }
+    assert_ok(db, qv_delete(db, "scan", "id07"));
+    const char *after = NULL;
+    char last[16] = "";
+    int seen = 0, pages = 0;
+    qv_page *page = NULL;
+    do {
+        char resume[16];
+        if (after) {
+            snprintf(resume, sizeof resume, "%s", after);
+            after = resume;
+        }
+        qv_free(page);
+        assert_ok(db, qv_scan(db, "scan", after, 10, &page));
+        for (size_t i = 0; i < page->count; i++) {
+            const qv_record *r = &page->records[i];
+            assert_true(strcmp(r->id, last) > 0);
+            assert_string_not_equal(r->id, "id07");
+            int n = atoi(r->id + 2);
+            assert_true(r->vector[0] == (float)n);
+            if (n % 2)
+                assert_string_equal(r->payload, "{\"odd\":true}");
+            else
+                assert_null(r->payload);
+            snprintf(last, sizeof last, "%s", r->id);
+            seen++;
+        }
+        after = page->next;
+        pages++;
+    } while (after);
+    qv_free(page);
+    assert_int_equal(seen, 24);
+    assert_int_equal(pages, 3);
+    assert_status(db, qv_scan(db, "scan", NULL, 0, &page), QV_ERR_INVALID);
+    assert_status(db, qv_scan(db, "scan", "", 5, &page), QV_ERR_INVALID);
+    assert_status(db, qv_scan(db, "nope", NULL, 5, &page), QV_ERR_NOT_FOUND);
+    assert_ok(db, qv_scan(db, "scan", "zzz", 5, &page));
+    assert_int_equal(page->count, 0);
+    assert_null(page->next);
+    qv_free(page);
+}
+
+static void test_search_with_payloads(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "pl", 2, QV_METRIC_L2);
+    float a[2] = {0, 0}, b[2] = {1, 0};
+    upsert_one(db, "pl", "a", a, 2, "{\"name\":\"first\"}");
+    upsert_one(db, "pl", "b", b, 2, NULL);
+    for (int exact = 0; exact < 2; exact++) {
+        qv_hits *hits;
+        assert_ok(db, qv_search(db, "pl", a, 2,
+                                &(qv_search_options){.k = 2, .exact = exact,
+                                                     .with_payload = 1},
+                                &hits));
+        assert_int_equal(hits->count, 2);
+        assert_string_equal(hits->hits[0].payload, "{\"name\":\"first\"}");
+        assert_null(hits->hits[1].payload);
+        qv_free(hits);
+        assert_ok(db, qv_search(db, "pl", a, 2,
+                                &(qv_search_options){.k = 1, .exact = exact},
+                                &hits));
+        assert_null(hits->hits[0].payload);  /* not asked for */
+        qv_free(hits);
+    }
+}
+
+/* A backup is a database of its own with everything in it. */
+static void test_backup_and_stats(void **state)
+{
+    struct fixture *f = *state;
+    create(f->db, "bk", 3, QV_METRIC_IP);
+    float v[3] = {1, 2, 3};
+    upsert_one(f->db, "bk", "x", v, 3, "{\"b\":1}");
+    qv_collection_info info;
+    assert_ok(f->db, qv_describe_collection(f->db, "bk", &info));
+    assert_true(info.disk_bytes >= 3 * sizeof(float));
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/backup", f->dir);
+    assert_ok(f->db, qv_backup(f->db, dir));
+    assert_status(f->db, qv_backup(f->db, dir), QV_ERR_EXISTS);
+    qv_db *copy;
+    assert_ok(NULL, qv_open(dir, NULL, &copy));
+    qv_record *r;
+    assert_ok(copy, qv_get(copy, "bk", "x", &r));
+    assert_string_equal(r->payload, "{\"b\":1}");
+    qv_free(r);
+    qv_hits *hits;
+    assert_ok(copy, qv_search(copy, "bk", v, 3, &(qv_search_options){.k = 1},
+                              &hits));
+    assert_string_equal(hits->hits[0].id, "x");
+    qv_free(hits);
+    qv_close(copy);
+    char *json = NULL;
+    assert_ok(f->db, qv_stats(f->db, &json));
+    assert_non_null(strstr(json, "\"collections\":1"));
+    assert_non_null(strstr(json, "\"documents\":1"));
+    qv_free(json);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lock.mdb", dir);
+    unlink(path);
+    rmdir(dir);
+    qv_status st = qv_set_threads(f->db, 2);
+    assert_true(tu_remote() ? st == QV_ERR_UNSUPPORTED : st == QV_OK);
+    assert_status(f->db, qv_set_threads(f->db, 5000), QV_ERR_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -713,6 +833,9 @@ int main(void)
         cmocka_unit_test(test_map_growth_through_api),
         T(test_allocation_failures_are_clean),
         T(test_concurrent_searches_during_writes),
+        T(test_scan_pages_in_id_order),
+        T(test_search_with_payloads),
+        T(test_backup_and_stats),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

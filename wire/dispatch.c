@@ -20,6 +20,7 @@ struct reply {
         Quiver__V1__Document doc;
         Quiver__V1__Hits hits;
         Quiver__V1__HitsBatch batch;
+        Quiver__V1__Page page;
     } u;
 };
 
@@ -56,6 +57,8 @@ static void info_to_wire(const qv_collection_info *in,
     out->count = in->count;
     out->m = in->M;
     out->ef_construction = in->ef_construction;
+    out->disk_bytes = in->disk_bytes;
+    out->memory_bytes = in->memory_bytes;
 }
 
 static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
@@ -125,6 +128,8 @@ static qv_status do_upsert(qv_db *db, const Quiver__V1__Upsert *m,
     return qv_upsert(db, m->collection, docs, m->n_documents);
 }
 
+static void doc_to_wire(const qv_record *r, Quiver__V1__Document *d);
+
 static qv_status do_get(qv_db *db, const Quiver__V1__Get *m, struct reply *r)
 {
     qv_record *rec = NULL;
@@ -132,16 +137,9 @@ static qv_status do_get(qv_db *db, const Quiver__V1__Get *m, struct reply *r)
     if (st != QV_OK)
         return st;
     r->api_result = rec;
-    Quiver__V1__Document *d = &r->u.doc;
-    quiver__v1__document__init(d);
-    d->id = rec->id;
-    d->n_vector = rec->dim;
-    d->vector = rec->vector;
-    d->has_payload = rec->payload != NULL;
-    if (rec->payload)
-        d->payload = rec->payload;
+    doc_to_wire(rec, &r->u.doc);
     r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_DOCUMENT;
-    r->resp.document = d;
+    r->resp.document = &r->u.doc;
     return QV_OK;
 }
 
@@ -153,6 +151,7 @@ static qv_search_options options_from_wire(const Quiver__V1__SearchOptions *o)
         opt.ef = o->ef;
         opt.exact = o->exact;
         opt.threads = o->threads;
+        opt.with_payload = o->with_payload;
     }
     return opt;
 }
@@ -167,6 +166,9 @@ static int hits_to_wire(struct reply *r, const qv_hits *in,
         quiver__v1__hit__init(&slots[i]);
         slots[i].id = (char *)in->hits[i].id;
         slots[i].distance = in->hits[i].distance;
+        slots[i].has_payload = in->hits[i].payload != NULL;
+        if (in->hits[i].payload)
+            slots[i].payload = (char *)in->hits[i].payload;
         ptrs[i] = &slots[i];
     }
     out->n_hits = in->count;
@@ -233,6 +235,57 @@ static qv_status do_search_batch(qv_db *db, const Quiver__V1__SearchBatch *m,
     return QV_OK;
 }
 
+static void doc_to_wire(const qv_record *r, Quiver__V1__Document *d)
+{
+    quiver__v1__document__init(d);
+    d->id = r->id;
+    d->n_vector = r->dim;
+    d->vector = r->vector;
+    d->has_payload = r->payload != NULL;
+    if (r->payload)
+        d->payload = r->payload;
+}
+
+static qv_status do_scan(qv_db *db, const Quiver__V1__Scan *m,
+                         struct reply *r)
+{
+    qv_page *page = NULL;
+    qv_status st = qv_scan(db, m->collection, m->has_after ? m->after : NULL,
+                           m->limit, &page);
+    if (st != QV_OK)
+        return st;
+    r->api_result = page;
+    Quiver__V1__Document *docs = reply_alloc(r, (page->count + 1) *
+                                                    sizeof *docs);
+    Quiver__V1__Document **ptrs = reply_alloc(r, (page->count + 1) *
+                                                     sizeof *ptrs);
+    if (!docs || !ptrs)
+        return nomem(r);
+    for (size_t i = 0; i < page->count; i++) {
+        doc_to_wire(&page->records[i], &docs[i]);
+        ptrs[i] = &docs[i];
+    }
+    quiver__v1__page__init(&r->u.page);
+    r->u.page.n_documents = page->count;
+    r->u.page.documents = ptrs;
+    r->u.page.more = page->next != NULL;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_PAGE;
+    r->resp.page = &r->u.page;
+    return QV_OK;
+}
+
+static qv_status do_stats(qv_db *db, struct reply *r)
+{
+    char *json = NULL;
+    qv_status st = qv_stats(db, &json);
+    if (st != QV_OK)
+        return st;
+    r->api_result = json;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_STATS_JSON;
+    r->resp.stats_json = json;
+    return QV_OK;
+}
+
 /* Constant-time comparison, so the token cannot be guessed by timing. */
 static int token_matches(const char *expected, const char *given)
 {
@@ -296,6 +349,15 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         break;
     case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
         st = do_search_batch(db, req->search_batch, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_SCAN:
+        st = do_scan(db, req->scan, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_BACKUP:
+        st = qv_backup(db, req->backup->dir);
+        break;
+    case QUIVER__V1__REQUEST__OP_STATS:
+        st = do_stats(db, r);
         break;
     default:
         r->resp.status = QUIVER__V1__STATUS__PROTOCOL;

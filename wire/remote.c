@@ -303,6 +303,8 @@ static void info_from_wire(const Quiver__V1__CollectionInfo *in,
     out->count = in->count;
     out->M = in->m;
     out->ef_construction = in->ef_construction;
+    out->disk_bytes = in->disk_bytes;
+    out->memory_bytes = in->memory_bytes;
 }
 
 static qv_status remote_describe(qv_db *base, const char *name,
@@ -437,16 +439,28 @@ static Quiver__V1__SearchOptions options_to_wire(const qv_search_options *o)
     w.ef = o->ef;
     w.exact = o->exact != 0;
     w.threads = o->threads;
+    w.with_payload = o->with_payload != 0;
     return w;
 }
 
-/* Bytes of the hits' ids, NUL included. */
+/* Bytes of the hits' ids and payloads, NULs included. */
 static size_t hits_text(const Quiver__V1__Hits *h)
 {
     size_t bytes = 0;
-    for (size_t i = 0; i < h->n_hits; i++)
+    for (size_t i = 0; i < h->n_hits; i++) {
         bytes += strlen(h->hits[i]->id) + 1;
+        if (h->hits[i]->has_payload)
+            bytes += strlen(h->hits[i]->payload) + 1;
+    }
     return bytes;
+}
+
+static char *copy_text(char **text, const char *s)
+{
+    size_t len = strlen(s);
+    char *at = memcpy(*text, s, len + 1);
+    *text += len + 1;
+    return at;
 }
 
 static void fill_hits(qv_hits *out, qv_hit *slots, const Quiver__V1__Hits *h,
@@ -455,11 +469,10 @@ static void fill_hits(qv_hits *out, qv_hit *slots, const Quiver__V1__Hits *h,
     out->count = h->n_hits;
     out->hits = slots;
     for (size_t i = 0; i < h->n_hits; i++) {
-        size_t len = strlen(h->hits[i]->id);
-        memcpy(*text, h->hits[i]->id, len + 1);
-        slots[i].id = *text;
+        slots[i].id = copy_text(text, h->hits[i]->id);
         slots[i].distance = h->hits[i]->distance;
-        *text += len + 1;
+        slots[i].payload = h->hits[i]->has_payload
+                               ? copy_text(text, h->hits[i]->payload) : NULL;
     }
 }
 
@@ -547,6 +560,87 @@ static qv_status remote_search_batch(qv_db *base, const char *collection,
                 { st_ = batch_from_wire(db, resp, nq, out); });
 }
 
+static qv_status page_from_wire(remote_db *db, const Response *resp,
+                                qv_page **out)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_PAGE)
+        return wrong_result(db);
+    const Quiver__V1__Page *p = resp->page;
+    record_src *src = qv_calloc(p->n_documents + 1, sizeof *src);
+    if (!src)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for a page");
+    uint32_t dim = p->n_documents ? (uint32_t)p->documents[0]->n_vector : 0;
+    qv_status st = QV_OK;
+    for (size_t i = 0; i < p->n_documents && st == QV_OK; i++) {
+        const Quiver__V1__Document *d = p->documents[i];
+        if (d->n_vector != dim)
+            st = wrong_result(db);
+        src[i] = (record_src){d->id, strlen(d->id), d->vector,
+                              d->has_payload ? d->payload : NULL,
+                              d->has_payload ? strlen(d->payload) : 0};
+    }
+    if (st == QV_OK && !(*out = page_new(src, p->n_documents, dim, p->more)))
+        st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for a page");
+    qv_mem_free(src);
+    return st;
+}
+
+static qv_status remote_scan(qv_db *base, const char *collection,
+                             const char *after, uint32_t limit, qv_page **out)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Scan m = QUIVER__V1__SCAN__INIT;
+    m.collection = (char *)collection;
+    m.has_after = after != NULL;
+    if (after)
+        m.after = (char *)after;
+    m.limit = limit;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_SCAN;
+    req.scan = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, { st_ = page_from_wire(db, resp, out); });
+}
+
+static qv_status remote_backup(qv_db *base, const char *dir)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Backup m = QUIVER__V1__BACKUP__INIT;
+    m.dir = (char *)dir;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_BACKUP;
+    req.backup = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
+static qv_status stats_from_wire(remote_db *db, const Response *resp,
+                                 char **json)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_STATS_JSON)
+        return wrong_result(db);
+    *json = qv_strndup(resp->stats_json, strlen(resp->stats_json));
+    return *json ? QV_OK : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+}
+
+static qv_status remote_stats(qv_db *base, char **json)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Stats m = QUIVER__V1__STATS__INIT;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_STATS;
+    req.stats = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, { st_ = stats_from_wire(db, resp, json); });
+}
+
+static qv_status remote_set_threads(qv_db *base, uint32_t threads)
+{
+    (void)threads;
+    return qv_fail(base, QV_ERR_UNSUPPORTED, "index-build threads are the "
+                   "server's setting (quiverd --threads)");
+}
+
 static void remote_close(qv_db *base)
 {
     remote_db *db = (remote_db *)base;
@@ -569,6 +663,10 @@ static const qv_db_ops remote_ops = {
     .delete_doc = remote_delete,
     .search = remote_search,
     .search_batch = remote_search_batch,
+    .scan = remote_scan,
+    .backup = remote_backup,
+    .stats = remote_stats,
+    .set_threads = remote_set_threads,
 };
 
 /* "qv://host:port" or "qv://[v6]:port" into host and port. */

@@ -1,0 +1,207 @@
+/*
+ * admin.c - the embedded transport's scan, backup, stats, sizes and
+ * settings.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "alloc.h"
+#include "embedded.h"
+#include "error.h"
+#include "index.h"
+#include "keys.h"
+
+/* Sum of key and value bytes of one collection's records in db. */
+static int range_bytes(emb_db *db, MDB_txn *txn, enum st_db which,
+                       uint32_t coll, uint64_t *bytes)
+{
+    MDB_cursor *cur;
+    unsigned char prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, coll);
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, which), &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val key = {sizeof prefix, prefix}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size < KEY_COLL_LEN || memcmp(key.mv_data, prefix,
+                                                 sizeof prefix))
+            break;
+        *bytes += key.mv_size + val.mv_size;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                           qv_collection_info *info)
+{
+    static const enum st_db parts[] = {ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS,
+                                       ST_DB_FREEIDS, ST_DB_GRAPH};
+    info->disk_bytes = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        int rc = range_bytes(db, txn, parts[i], rec->id, &info->disk_bytes);
+        if (rc != 0)
+            return emb_status(db, rc, "measuring a collection");
+    }
+    info->memory_bytes = index_memory_bytes(db, rec->id);
+    return QV_OK;
+}
+
+/* One document of a scan, from its ids entry. */
+static int scan_one(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                    const MDB_val *ids_key, const MDB_val *ids_val,
+                    record_src *out)
+{
+    uint32_t iid;
+    if (ids_val->mv_size != sizeof iid)
+        return MDB_CORRUPTED;
+    memcpy(&iid, ids_val->mv_data, sizeof iid);
+    unsigned char buf[KEY_DOC_LEN];
+    key_doc(buf, rec->id, iid);
+    MDB_val key = {sizeof buf, buf}, doc, vec;
+    int rc = mdb_get(txn, st_dbi(db->env, ST_DB_DOCS), &key, &doc);
+    if (rc == 0)
+        rc = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key, &vec);
+    if (rc != 0)
+        return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
+    const unsigned char *p = doc.mv_data;
+    if (doc.mv_size < 1u + p[0] || vec.mv_size != rec->dim * sizeof(float))
+        return MDB_CORRUPTED;
+    out->id = (const char *)ids_key->mv_data + KEY_COLL_LEN;
+    out->id_len = ids_key->mv_size - KEY_COLL_LEN;
+    out->vector = vec.mv_data;
+    out->payload_len = doc.mv_size - 1 - p[0];
+    out->payload = out->payload_len ? (const char *)p + 1 + p[0] : NULL;
+    return 0;
+}
+
+/* Walk the ids map from after; fill src with up to limit documents. */
+static int scan_walk(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                     const char *after, uint32_t limit, record_src *src,
+                     size_t *n, int *more)
+{
+    MDB_cursor *cur;
+    unsigned char start[KEY_IDS_MAX], prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, rec->id);
+    MDB_val key = {key_ids(start, rec->id, after ? after : "",
+                           after ? strlen(after) : 0), start}, val;
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_IDS), &cur);
+    if (rc != 0)
+        return rc;
+    *n = 0;
+    *more = 0;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size <= KEY_COLL_LEN || memcmp(key.mv_data, prefix,
+                                                  sizeof prefix))
+            break;
+        if (after && key.mv_size == KEY_COLL_LEN + strlen(after) &&
+            memcmp((char *)key.mv_data + KEY_COLL_LEN, after,
+                   strlen(after)) == 0)
+            continue;  /* the page starts after it */
+        if (*n == limit) {
+            *more = 1;
+            break;
+        }
+        rc = scan_one(db, txn, rec, &key, &val, &src[*n]);
+        if (rc != 0)
+            break;
+        ++*n;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+qv_status admin_scan(qv_db *base, const char *collection, const char *after,
+                     uint32_t limit, qv_page **out)
+{
+    emb_db *db = (emb_db *)base;
+    MDB_txn *txn;
+    coll_rec rec;
+    size_t n = 0;
+    int more = 0;
+    record_src *src = qv_malloc(limit * sizeof *src);
+    if (!src)
+        return qv_fail(base, QV_ERR_NOMEM, "out of memory for a page");
+    qv_status st = emb_read_begin(db, &txn, "scanning");
+    if (st != QV_OK) {
+        qv_mem_free(src);
+        return st;
+    }
+    st = catalog_get(db, txn, collection, &rec);
+    if (st == QV_OK) {
+        int rc = scan_walk(db, txn, &rec, after, limit, src, &n, &more);
+        if (rc != 0)
+            st = emb_status(db, rc, "scanning");
+    }
+    if (st == QV_OK) {
+        *out = page_new(src, n, rec.dim, more);
+        if (!*out)
+            st = qv_fail(base, QV_ERR_NOMEM, "out of memory for a page");
+    }
+    st_read_end(db->env, txn);
+    qv_mem_free(src);
+    return st;
+}
+
+qv_status admin_backup(qv_db *base, const char *dir)
+{
+    emb_db *db = (emb_db *)base;
+    char path[4096];
+    struct stat st;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return qv_fail(base, QV_ERR_IO, "backup directory %s: %s", dir,
+                       strerror(errno));
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    if (stat(path, &st) == 0)
+        return qv_fail(base, QV_ERR_EXISTS, "%s already holds a database; "
+                       "back up into a new directory", dir);
+    int rc = st_backup(db->env, dir);
+    if (rc != 0)
+        return emb_status(db, rc, "writing the backup");
+    return QV_OK;
+}
+
+qv_status admin_stats(qv_db *base, char **json)
+{
+    emb_db *db = (emb_db *)base;
+    qv_collection_info *list = NULL;
+    size_t n = 0;
+    qv_status st = catalog_list(base, &list, &n);
+    if (st != QV_OK)
+        return st;
+    uint64_t docs = 0;
+    for (size_t i = 0; i < n; i++)
+        docs += list[i].count;
+    qv_mem_free(list);
+    struct st_figures f;
+    st_figures(db->env, &f);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:b}",
+                          "collections", (json_int_t)n,
+                          "documents", (json_int_t)docs,
+                          "file_bytes", (json_int_t)f.file_bytes,
+                          "used_bytes", (json_int_t)f.used_bytes,
+                          "map_bytes", (json_int_t)f.map_bytes,
+                          "page_bytes", (json_int_t)f.page_bytes,
+                          "last_txn", (json_int_t)f.last_txn,
+                          "readers", f.readers,
+                          "sync", !(base->flags & QV_OPEN_NOSYNC));
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (!text)
+        return qv_fail(base, QV_ERR_NOMEM, "out of memory for stats");
+    *json = qv_strndup(text, strlen(text));
+    free(text);
+    return *json ? QV_OK : qv_fail(base, QV_ERR_NOMEM, "out of memory");
+}
+
+qv_status admin_set_threads(qv_db *base, uint32_t threads)
+{
+    emb_db *db = (emb_db *)base;
+    db->threads = threads ? threads : emb_default_threads();
+    return QV_OK;
+}
