@@ -33,8 +33,7 @@ LIB_SRC := common/alloc.c common/error.c \
            wire/frame.c wire/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
-           cli/bench_server.c \
-           cli/vecfile.c
+           cli/bench_server.c cli/transfer.c cli/vecfile.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
              test_hnsw test_server
 
@@ -96,10 +95,10 @@ $(BA)/libquiver.a: $(LIB_OBJ_A)
 	ar rcs $@ $^
 
 $(B)/quiver: $(CLI_OBJ) $(B)/libquiver.a
-	$(CC) -o $@ $^ $(LIBS)
+	$(CC) -o $@ $^ $(LIBS) -ledit
 
 $(BA)/quiver: $(CLI_OBJ_A) $(BA)/libquiver.a
-	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS) -ledit
 
 $(B)/quiverd: $(SERVER_OBJ) $(B)/libquiver.a
 	$(CC) -o $@ $^ $(LIBS)

@@ -12,10 +12,6 @@ int bench_flat(int argc, char **argv);
 int bench_ann(int argc, char **argv);
 int bench_server(int argc, char **argv);
 
-/* Run shell commands read from in until end of input or `quit`.
- * Returns the exit status: 0 when every command succeeded. */
-int shell_run(qv_db *db, FILE *in, int interactive);
-
 /* Seconds on the monotonic clock. */
 double cli_now(void);
 

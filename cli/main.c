@@ -1,51 +1,275 @@
 /*
- * main.c - the quiver program: `quiver [--db DIR]` opens the shell on a
- * database; `quiver bench KIND ...` runs a benchmark.
+ * main.c - the quiver program.
+ *
+ *   quiver [--db DIR | --connect HOST:PORT] [--token-file F] [--json]
+ *          [-c COMMAND]... [SUBCOMMAND ARGS...]
+ *   quiver bench flat|ann|server ...
+ *
+ * With -c or a subcommand it runs those; else, on a terminal, an
+ * interactive shell with line editing, history and completion; else one
+ * command per line of standard input.
  */
+#include <editline/readline.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "cli.h"
+#include "shell.h"
+
+#define MAX_C 64
 
 static const char usage[] =
-    "usage: quiver [--db DIR]          shell on the database in DIR "
-    "(default ./data)\n"
-    "       quiver bench flat|ann|server ...   benchmarks (docs/CLI.md)\n"
-    "       quiver --version | --help\n";
+    "usage: quiver [--db DIR | --connect HOST:PORT] [--token-file FILE]\n"
+    "              [--json] [-c COMMAND]... [SUBCOMMAND ARGS...]\n"
+    "       quiver bench flat|ann|server ...\n"
+    "       quiver --version | --help\n"
+    "The database defaults to ./data. With no command and a terminal,\n"
+    "an interactive shell; otherwise one command per line of stdin.\n"
+    "Commands: type help, or see docs/CLI.md.\n";
+
+struct options {
+    const char *db, *connect, *token_file;
+    const char *commands[MAX_C];
+    int ncommands, json;
+    char *joined;   /* a subcommand's words as one line */
+};
+
+/* A subcommand's arguments as one command line; words with spaces that
+ * are not JSON become JSON strings. */
+static char *join_words(int argc, char **argv)
+{
+    size_t len = 1;
+    for (int i = 0; i < argc; i++)
+        len += 2 * strlen(argv[i]) + 4;
+    char *line = qv_malloc(len), *p = line;
+    if (!line)
+        return NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *w = argv[i];
+        int quote = strpbrk(w, " \t") && !strchr("[{\"", w[0]) &&
+                    !strchr(w, '=');
+        p += sprintf(p, i ? " " : "");
+        if (quote) {
+            *p++ = '"';
+            for (; *w; w++) {
+                if (*w == '"' || *w == '\\')
+                    *p++ = '\\';
+                *p++ = *w;
+            }
+            *p++ = '"';
+        } else {
+            p += sprintf(p, "%s", w);
+        }
+    }
+    *p = '\0';
+    return line;
+}
+
+/* Parse the options; returns the index of the first word after them, or
+ * -1 (message printed) / -2 (done: --help, --version). */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i];
+        int has_next = i + 1 < argc;
+        if (!strcmp(a, "--db") && has_next)
+            o->db = argv[++i];
+        else if (!strcmp(a, "--connect") && has_next)
+            o->connect = argv[++i];
+        else if (!strcmp(a, "--token-file") && has_next)
+            o->token_file = argv[++i];
+        else if (!strcmp(a, "-c") && has_next && o->ncommands < MAX_C)
+            o->commands[o->ncommands++] = argv[++i];
+        else if (!strcmp(a, "--json"))
+            o->json = 1;
+        else if (!strcmp(a, "--version")) {
+            printf("quiver %s\n", QV_VERSION);
+            return -2;
+        } else if (!strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return -2;
+        } else {
+            fprintf(stderr, "quiver: unknown or incomplete option '%s'\n%s",
+                    a, usage);
+            return -1;
+        }
+    }
+    if (o->db && o->connect) {
+        fprintf(stderr, "quiver: give --db or --connect, not both\n");
+        return -1;
+    }
+    return i;
+}
+
+static char *read_token(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char buf[1024];
+    if (!f) {
+        perror(path);
+        return NULL;
+    }
+    char *line = fgets(buf, sizeof buf, f);
+    fclose(f);
+    if (!line)
+        buf[0] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return strdup(buf);
+}
+
+static qv_db *open_database(const struct options *o)
+{
+    char uri[512];
+    qv_open_options oo = {0};
+    char *token = o->token_file ? read_token(o->token_file) : NULL;
+    if (o->token_file && !token)
+        return NULL;
+    oo.token = token;
+    if (o->connect)
+        snprintf(uri, sizeof uri, "qv://%s", o->connect);
+    else
+        snprintf(uri, sizeof uri, "%s", o->db ? o->db : "./data");
+    qv_db *db = NULL;
+    if (qv_open(uri, &oo, &db) != QV_OK)
+        fprintf(stderr, "quiver: %s\n", qv_errmsg(NULL));
+    free(token);
+    return db;
+}
+
+/* ---- interactive ---- */
+
+static qv_db *completion_db;
+
+/* Command names at the start of the line, collection names after. */
+static char *complete_word(const char *text, int state)
+{
+    static size_t index, len;
+    static qv_collection_info *list;
+    static size_t nlist;
+    static int commands;
+    if (state == 0) {
+        index = 0;
+        len = strlen(text);
+        commands = rl_point == (int)len || strspn(rl_line_buffer, " ") ==
+                                               (size_t)rl_point - len;
+        qv_free(list);
+        list = NULL;
+        nlist = 0;
+        if (!commands)
+            qv_list_collections(completion_db, &list, &nlist);
+    }
+    if (commands) {
+        while (shell_command_names[index]) {
+            const char *name = shell_command_names[index++];
+            if (strncmp(name, text, len) == 0)
+                return strdup(name);
+        }
+        return NULL;
+    }
+    while (index < nlist) {
+        const char *name = list[index++].name;
+        if (strncmp(name, text, len) == 0)
+            return strdup(name);
+    }
+    return NULL;
+}
+
+static char **complete(const char *text, int start, int end)
+{
+    (void)start;
+    (void)end;
+    return rl_completion_matches(text, complete_word);
+}
+
+static void history_path(char *out, size_t len)
+{
+    const char *explicit_path = getenv("QUIVER_HISTORY");
+    const char *home = getenv("HOME");
+    if (explicit_path)
+        snprintf(out, len, "%s", explicit_path);
+    else
+        snprintf(out, len, "%s/.quiver_history", home ? home : ".");
+}
+
+static int interactive(shell *sh, const char *where)
+{
+    char hist[4096];
+    history_path(hist, sizeof hist);
+    using_history();
+    stifle_history(1000);
+    read_history(hist);
+    completion_db = sh->db;
+    rl_attempted_completion_function = complete;
+    printf("quiver %s on %s; type help, quit or Ctrl-D to leave\n",
+           QV_VERSION, where);
+    int failed = 0;
+    char *line;
+    while ((line = readline("quiver> ")) != NULL) {
+        if (line[strspn(line, " \t")])
+            add_history(line);
+        int rc = shell_run_line(sh, line);
+        free(line);
+        if (rc < 0)
+            break;
+        failed |= rc;
+    }
+    write_history(hist);
+    return failed;
+}
+
+/* ---- scripted ---- */
+
+static int run_stdin(shell *sh)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    int failed = 0;
+    while (getline(&line, &cap, stdin) >= 0) {
+        sh->line++;
+        int rc = shell_run_line(sh, line);
+        if (rc < 0)
+            break;
+        failed |= rc;
+    }
+    free(line);
+    return failed;
+}
 
 int main(int argc, char **argv)
 {
-    const char *dir = "./data";
-    int i = 1;
-    for (; i < argc; i++) {
-        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
-            dir = argv[++i];
-        } else if (strcmp(argv[i], "--version") == 0) {
-            printf("quiver %s\n", QV_VERSION);
-            return 0;
-        } else if (strcmp(argv[i], "--help") == 0) {
-            fputs(usage, stdout);
-            return 0;
-        } else {
-            break;
-        }
-    }
-    if (i < argc && strcmp(argv[i], "bench") == 0)
-        return bench_main(argc - i - 1, argv + i + 1);
-    if (i < argc) {
-        fprintf(stderr, "quiver: unknown argument '%s'\n%s", argv[i], usage);
-        return 2;
-    }
-    qv_db *db;
-    if (qv_open(dir, NULL, &db) != QV_OK) {
-        fprintf(stderr, "quiver: %s\n", qv_errmsg(NULL));
+    struct options o = {0};
+    int first = parse_options(argc, argv, &o);
+    if (first < 0)
+        return first == -2 ? 0 : 2;
+    if (first < argc && strcmp(argv[first], "bench") == 0)
+        return bench_main(argc - first - 1, argv + first + 1);
+    qv_db *db = open_database(&o);
+    if (!db)
         return 1;
+    shell sh = {.db = db, .json = o.json,
+                .progress = isatty(STDERR_FILENO) && !o.json};
+    int failed = 0;
+    if (first < argc) {
+        char *line = join_words(argc - first, argv + first);
+        failed = line ? shell_run_line(&sh, line) > 0 : 1;
+        qv_mem_free(line);
+    } else if (o.ncommands > 0) {
+        for (int i = 0; i < o.ncommands; i++) {
+            int rc = shell_run_line(&sh, o.commands[i]);
+            if (rc < 0)
+                break;
+            failed |= rc;
+        }
+    } else if (isatty(STDIN_FILENO)) {
+        failed = interactive(&sh, o.connect ? o.connect
+                                            : o.db ? o.db : "./data");
+    } else {
+        failed = run_stdin(&sh);
     }
-    int interactive = isatty(STDIN_FILENO);
-    if (interactive)
-        printf("quiver %s on %s; type help\n", QV_VERSION, dir);
-    int rc = shell_run(db, stdin, interactive);
     qv_close(db);
-    return rc;
+    return failed ? 1 : 0;
 }

@@ -1,384 +1,649 @@
 /*
- * shell.c - the quiver shell: one command per line, plain-text results.
+ * shell.c - the quiver shell's commands (docs/CLI.md).
  *
- * Vector literals and payloads are JSON, parsed with jansson; everything
- * else is whitespace-separated words and key=value options.
+ * A command line is words, key=value options and JSON values; JSON is
+ * parsed by jansson where it stands, so vectors, payloads and quoted ids
+ * need no escaping rules of their own. Every command prints either text
+ * (tables for people) or, with --json, exactly one JSON object on one line.
  */
+#include "shell.h"
+
 #include <ctype.h>
-#include <jansson.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
-#include "cli.h"
 
-#define LINE_MAX_BYTES (8u << 20)
-#define MAX_WORDS 8
+/* ---- parsing ---- */
 
-/* A command line split into leading words and the rest. */
-struct cmdline {
-    char *words[MAX_WORDS];
-    int nwords;
-    const char *rest;   /* text after the words taken */
-};
-
-/* Take up to max whitespace-separated words from line (modified in place). */
-static void take_words(char *line, int max, struct cmdline *cl)
-{
-    char *p = line;
-    cl->nwords = 0;
-    while (cl->nwords < max) {
-        while (isspace((unsigned char)*p))
-            p++;
-        if (!*p || *p == '[' || *p == '{')
-            break;
-        cl->words[cl->nwords++] = p;
-        while (*p && !isspace((unsigned char)*p))
-            p++;
-        if (*p)
-            *p++ = '\0';
-    }
-    while (isspace((unsigned char)*p))
-        p++;
-    cl->rest = p;
-}
-
-static int fail(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "error: ");
-    fprintf(stderr, fmt, arg);
-    fputc('\n', stderr);
-    return 1;
-}
-
-static int api_fail(qv_db *db, qv_status st)
-{
-    fprintf(stderr, "error: %s: %s\n", qv_status_name(st), qv_errmsg(db));
-    return 1;
-}
-
-/*
- * Parse a JSON array of numbers at *text into a new float array; advance
- * *text past it. Returns 0 or 1 after printing why.
- */
-static int parse_vector(const char **text, float **out, uint32_t *dim)
+/* Parse one JSON value at p; its end in *end. NULL with err set. */
+static json_t *parse_json_at(const char *p, const char **end, char *err,
+                             size_t errlen)
 {
     json_error_t jerr;
-    json_t *arr = json_loads(*text, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY,
-                             &jerr);
-    if (!arr || !json_is_array(arr) || json_array_size(arr) == 0) {
-        json_decref(arr);
-        return fail("expected a vector literal like [0.1, 0.2], at '%.40s'",
-                    *text);
+    json_t *v = json_loads(p, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
+                                  JSON_REJECT_DUPLICATES, &jerr);
+    if (!v) {
+        snprintf(err, errlen, "bad JSON at '%.30s': %s", p, jerr.text);
+        return NULL;
     }
-    size_t n = json_array_size(arr);
-    float *v = qv_malloc(n * sizeof *v);
-    int rc = v ? 0 : fail("%s", "out of memory");
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        json_t *x = json_array_get(arr, i);
-        if (!json_is_number(x)) {
-            char idx[32];
-            snprintf(idx, sizeof idx, "%zu", i);
-            rc = fail("vector element %s is not a number", idx);
-        } else {
-            v[i] = (float)json_number_value(x);
+    *end = p + jerr.position;
+    return v;
+}
+
+static int starts_json(char c)
+{
+    return c == '[' || c == '{' || c == '"';
+}
+
+/* One argument at p; advances *pp. */
+static int parse_arg(const char **pp, shell_arg *a, char *err, size_t errlen)
+{
+    const char *p = *pp, *end;
+    memset(a, 0, sizeof *a);
+    if (starts_json(*p)) {
+        if (!(a->json = parse_json_at(p, &end, err, errlen)))
+            return -1;
+        a->text = json_is_string(a->json)
+                      ? qv_strndup(json_string_value(a->json),
+                                   strlen(json_string_value(a->json)))
+                      : qv_strndup(p, (size_t)(end - p));
+        *pp = end;
+        return a->text ? 0 : -1;
+    }
+    end = p;
+    while (*end && !isspace((unsigned char)*end) && *end != '=')
+        end++;
+    if (*end == '=' && end > p) {
+        a->key = qv_strndup(p, (size_t)(end - p));
+        p = end + 1;
+        if (starts_json(*p)) {
+            if (!(a->json = parse_json_at(p, &end, err, errlen)))
+                return -1;
+            a->text = json_is_string(a->json)
+                          ? qv_strndup(json_string_value(a->json),
+                                       strlen(json_string_value(a->json)))
+                          : qv_strndup(p, (size_t)(end - p));
+            *pp = end;
+            return a->text ? 0 : -1;
+        }
+        end = p;
+    }
+    while (*end && !isspace((unsigned char)*end))
+        end++;
+    a->text = qv_strndup(p, (size_t)(end - p));
+    *pp = end;
+    return a->text ? 0 : -1;
+}
+
+int shell_parse(const char *line, shell_cmd *cmd, char *err, size_t errlen)
+{
+    const char *p = line;
+    cmd->n = 0;
+    for (;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p || (*p == '#' && cmd->n == 0))
+            return 0;
+        if (cmd->n == SHELL_MAX_ARGS) {
+            snprintf(err, errlen, "more than %d arguments", SHELL_MAX_ARGS);
+            return -1;
+        }
+        if (parse_arg(&p, &cmd->args[cmd->n], err, errlen) != 0) {
+            shell_arg *a = &cmd->args[cmd->n];
+            qv_mem_free(a->key);
+            json_decref(a->json);
+            return -1;
+        }
+        cmd->n++;
+        if (*p && !isspace((unsigned char)*p)) {
+            snprintf(err, errlen, "expected a space after '%s'",
+                     cmd->args[cmd->n - 1].text);
+            return -1;
         }
     }
-    *text += jerr.position;
-    json_decref(arr);
-    if (rc != 0) {
-        qv_mem_free(v);
-        return rc;
+}
+
+void shell_cmd_free(shell_cmd *cmd)
+{
+    for (int i = 0; i < cmd->n; i++) {
+        qv_mem_free(cmd->args[i].key);
+        qv_mem_free(cmd->args[i].text);
+        json_decref(cmd->args[i].json);
+    }
+    cmd->n = 0;
+}
+
+/* ---- output ---- */
+
+void shell_emit(shell *sh, json_t *obj)
+{
+    if (sh->json && obj) {
+        char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                      JSON_REAL_PRECISION(9));
+        if (s)
+            puts(s);
+        free(s);
+    }
+    json_decref(obj);
+}
+
+int shell_ok(shell *sh)
+{
+    if (sh->json)
+        shell_emit(sh, json_pack("{s:b}", "ok", 1));
+    else
+        puts("ok");
+    return 0;
+}
+
+int shell_fail(shell *sh, const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (sh->json) {
+        shell_emit(sh, json_pack("{s:{s:s, s:s}}", "error", "code", code,
+                                 "message", msg));
+    } else if (sh->line) {
+        fprintf(stderr, "error: line %lu: %s: %s\n", sh->line, code, msg);
+    } else {
+        fprintf(stderr, "error: %s: %s\n", code, msg);
+    }
+    return 1;
+}
+
+int shell_api_fail(shell *sh, qv_status st)
+{
+    return shell_fail(sh, qv_status_name(st), "%s", qv_errmsg(sh->db));
+}
+
+/* ---- argument helpers ---- */
+
+const shell_arg *shell_option(const shell_cmd *cmd, const char *key)
+{
+    for (int i = 1; i < cmd->n; i++) {
+        if (cmd->args[i].key && strcmp(cmd->args[i].key, key) == 0)
+            return &cmd->args[i];
+    }
+    return NULL;
+}
+
+/* Exactly `positional` positional arguments after the name, options only
+ * from allowed (NULL-terminated), none twice. */
+int shell_check_options(shell *sh, const shell_cmd *cmd, int positional,
+                        const char *const *allowed)
+{
+    int seen = 0;
+    for (int i = 1; i < cmd->n; i++) {
+        const shell_arg *a = &cmd->args[i];
+        if (!a->key) {
+            seen++;
+            continue;
+        }
+        int ok = 0;
+        for (int j = 0; allowed && allowed[j] && !ok; j++)
+            ok = strcmp(a->key, allowed[j]) == 0;
+        if (!ok)
+            return shell_fail(sh, "INVALID", "%s: unknown option '%s'; see "
+                              "help %s", cmd->args[0].text, a->key,
+                              cmd->args[0].text);
+        if (shell_option(cmd, a->key) != a)
+            return shell_fail(sh, "INVALID", "%s: option '%s' given twice",
+                              cmd->args[0].text, a->key);
+    }
+    if (seen != positional)
+        return shell_fail(sh, "INVALID", "%s takes %d argument%s before its "
+                          "options, not %d; see help %s", cmd->args[0].text,
+                          positional, positional == 1 ? "" : "s", seen,
+                          cmd->args[0].text);
+    return 0;
+}
+
+int shell_u32_option(shell *sh, const shell_cmd *cmd, const char *key,
+                     uint32_t min, uint32_t max, uint32_t *out)
+{
+    const shell_arg *a = shell_option(cmd, key);
+    if (!a)
+        return 0;
+    char *end;
+    long long v = strtoll(a->text, &end, 10);
+    if (a->json || end == a->text || *end || v < min || v > max)
+        return shell_fail(sh, "INVALID", "%s must be a whole number from %u "
+                          "to %u, not '%s'", key, min, max, a->text);
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* The positional argument i (1-based after the name). */
+static const char *positional(const shell_cmd *cmd, int i)
+{
+    for (int j = 1; j < cmd->n; j++) {
+        if (!cmd->args[j].key && --i == 0)
+            return cmd->args[j].text;
+    }
+    return NULL;
+}
+
+static const shell_arg *positional_arg(const shell_cmd *cmd, int i)
+{
+    for (int j = 1; j < cmd->n; j++) {
+        if (!cmd->args[j].key && --i == 0)
+            return &cmd->args[j];
+    }
+    return NULL;
+}
+
+/* A vector literal: a JSON array of numbers. */
+static int vector_arg(shell *sh, const shell_arg *a, float **out,
+                      uint32_t *dim)
+{
+    if (!a || !json_is_array(a->json) || json_array_size(a->json) == 0)
+        return shell_fail(sh, "INVALID", "expected a vector literal like "
+                          "[0.1, 0.2], not '%s'", a ? a->text : "");
+    size_t n = json_array_size(a->json);
+    float *v = qv_malloc(n * sizeof *v);
+    if (!v)
+        return shell_fail(sh, "NOMEM", "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_array_get(a->json, i);
+        if (!json_is_number(x)) {
+            qv_mem_free(v);
+            return shell_fail(sh, "INVALID", "vector element %zu is not a "
+                              "number", i);
+        }
+        v[i] = (float)json_number_value(x);
     }
     *out = v;
     *dim = (uint32_t)n;
     return 0;
 }
 
-static const char *skip_space(const char *p)
+static json_t *vector_json(const float *v, uint32_t dim)
 {
-    while (isspace((unsigned char)*p))
-        p++;
-    return p;
+    json_t *arr = json_array();
+    for (uint32_t i = 0; i < dim; i++)
+        json_array_append_new(arr, json_real(v[i]));
+    return arr;
 }
 
-/* Parse "key=N" into *out when w starts with key=; 1 if it did, -1 on a
- * bad number (message printed), 0 if w is another option. */
-static int option_u32(const char *w, const char *key, uint32_t max,
-                      uint32_t *out)
+/* A payload's JSON text as a value (null when none). */
+static json_t *payload_json(const char *payload)
 {
-    size_t n = strlen(key);
-    if (strncmp(w, key, n) != 0 || w[n] != '=')
-        return 0;
-    char *end;
-    long v = strtol(w + n + 1, &end, 10);
-    if (end == w + n + 1 || *end || v < 0 || v > (long)max) {
-        fprintf(stderr, "error: bad %s '%s'\n", key, w + n + 1);
-        return -1;
-    }
-    *out = (uint32_t)v;
-    return 1;
+    return payload ? json_loads(payload, 0, NULL) : json_null();
 }
 
-static int cmd_create(qv_db *db, struct cmdline *cl)
+/* ---- commands ---- */
+
+static int cmd_create(shell *sh, const shell_cmd *cmd)
 {
+    static const char *const opts[] = {"dim", "metric", "codec", "M",
+                                       "ef_construction", NULL};
     qv_collection_config cfg = {.metric = QV_METRIC_L2};
-    if (cl->nwords < 3)
-        return fail("%s", "usage: create NAME dim=N [metric=l2|ip|cosine] "
-                    "[M=16] [ef_construction=200]");
-    for (int i = 2; i < cl->nwords; i++) {
-        char *w = cl->words[i];
-        int r;
-        if ((r = option_u32(w, "M", QV_M_MAX, &cfg.M)) ||
-            (r = option_u32(w, "ef_construction", QV_EF_MAX,
-                            &cfg.ef_construction))) {
-            if (r < 0)
-                return 1;
-        } else if (strncmp(w, "dim=", 4) == 0) {
-            char *end;
-            long d = strtol(w + 4, &end, 10);
-            if (*end || d <= 0 || d > QV_DIM_MAX)
-                return fail("bad dimension '%s'", w + 4);
-            cfg.dim = (uint32_t)d;
-        } else if (strncmp(w, "metric=", 7) == 0) {
-            if (qv_metric_parse(w + 7, &cfg.metric) != QV_OK)
-                return fail("unknown metric '%s'; use l2, ip or cosine",
-                            w + 7);
-        } else {
-            return fail("unknown option '%s'", w);
-        }
-    }
-    if (cfg.dim == 0)
-        return fail("%s", "create needs dim=N");
-    qv_status st = qv_create_collection(db, cl->words[1], &cfg);
-    if (st != QV_OK)
-        return api_fail(db, st);
-    puts("ok");
-    return 0;
+    if (shell_check_options(sh, cmd, 1, opts) ||
+        shell_u32_option(sh, cmd, "dim", 1, QV_DIM_MAX, &cfg.dim) ||
+        shell_u32_option(sh, cmd, "M", 2, QV_M_MAX, &cfg.M) ||
+        shell_u32_option(sh, cmd, "ef_construction", 1, QV_EF_MAX,
+                         &cfg.ef_construction))
+        return 1;
+    if (!shell_option(cmd, "dim"))
+        return shell_fail(sh, "INVALID", "create needs dim=N");
+    const shell_arg *m = shell_option(cmd, "metric");
+    if (m && qv_metric_parse(m->text, &cfg.metric) != QV_OK)
+        return shell_fail(sh, "INVALID", "unknown metric '%s'; use l2, ip or "
+                          "cosine", m->text);
+    const shell_arg *codec = shell_option(cmd, "codec");
+    if (codec && strcmp(codec->text, "none") != 0)
+        return shell_fail(sh, "UNSUPPORTED", "codec '%s' is not available in "
+                          "this build; codec=none (float32) is", codec->text);
+    qv_status st = qv_create_collection(sh->db, positional(cmd, 1), &cfg);
+    return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
 }
 
-static void print_info(const qv_collection_info *c)
+static int cmd_collections(shell *sh, const shell_cmd *cmd)
 {
-    printf("%-24s dim=%-6u metric=%-6s count=%-10llu M=%u "
-           "ef_construction=%u\n", c->name, c->dim, qv_metric_name(c->metric),
-           (unsigned long long)c->count, c->M, c->ef_construction);
-}
-
-static int cmd_collections(qv_db *db)
-{
-    qv_collection_info *list;
-    size_t n;
-    qv_status st = qv_list_collections(db, &list, &n);
+    qv_collection_info *list = NULL;
+    size_t n = 0;
+    if (shell_check_options(sh, cmd, 0, NULL))
+        return 1;
+    qv_status st = qv_list_collections(sh->db, &list, &n);
     if (st != QV_OK)
-        return api_fail(db, st);
+        return shell_api_fail(sh, st);
+    json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        print_info(&list[i]);
-    if (n == 0)
-        puts("(no collections)");
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:i, s:s}", "name",
+                                             list[i].name, "count",
+                                             (json_int_t)list[i].count, "dim",
+                                             (int)list[i].dim, "metric",
+                                             qv_metric_name(list[i].metric)));
+    if (!sh->json) {
+        printf("%-24s %12s %6s  %s\n", "name", "count", "dim", "metric");
+        for (size_t i = 0; i < n; i++)
+            printf("%-24s %12llu %6u  %s\n", list[i].name,
+                   (unsigned long long)list[i].count, list[i].dim,
+                   qv_metric_name(list[i].metric));
+        printf("(%zu collection%s)\n", n, n == 1 ? "" : "s");
+    }
+    shell_emit(sh, json_pack("{s:o}", "collections", arr));
     qv_free(list);
     return 0;
 }
 
-static int cmd_describe(qv_db *db, struct cmdline *cl)
+static int cmd_describe(shell *sh, const shell_cmd *cmd)
 {
-    qv_collection_info info;
-    if (cl->nwords != 2)
-        return fail("%s", "usage: describe NAME");
-    qv_status st = qv_describe_collection(db, cl->words[1], &info);
-    if (st != QV_OK)
-        return api_fail(db, st);
-    print_info(&info);
-    return 0;
-}
-
-static int cmd_drop(qv_db *db, struct cmdline *cl)
-{
-    if (cl->nwords != 2)
-        return fail("%s", "usage: drop NAME");
-    qv_status st = qv_drop_collection(db, cl->words[1]);
-    if (st != QV_OK)
-        return api_fail(db, st);
-    puts("ok");
-    return 0;
-}
-
-static int cmd_upsert(qv_db *db, struct cmdline *cl)
-{
-    const char *p = cl->rest;
-    float *vec = NULL;
-    uint32_t dim;
-    if (cl->nwords != 3 || *p != '[')
-        return fail("%s", "usage: upsert NAME ID [v1, v2, ...] [{payload}]");
-    if (parse_vector(&p, &vec, &dim) != 0)
+    qv_collection_info c;
+    if (shell_check_options(sh, cmd, 1, NULL))
         return 1;
-    p = skip_space(p);
-    qv_doc doc = {cl->words[2], vec, dim, *p ? p : NULL};
-    qv_status st = qv_upsert(db, cl->words[1], &doc, 1);
-    qv_mem_free(vec);
+    qv_status st = qv_describe_collection(sh->db, positional(cmd, 1), &c);
     if (st != QV_OK)
-        return api_fail(db, st);
-    puts("ok");
+        return shell_api_fail(sh, st);
+    json_t *o = json_pack("{s:s, s:I, s:i, s:s, s:s, s:i, s:i, s:I, s:I}",
+                          "name", c.name, "count", (json_int_t)c.count, "dim",
+                          (int)c.dim, "metric", qv_metric_name(c.metric),
+                          "codec", "none", "M", (int)c.M, "ef_construction",
+                          (int)c.ef_construction, "disk_bytes",
+                          (json_int_t)c.disk_bytes, "memory_bytes",
+                          (json_int_t)c.memory_bytes);
+    if (!sh->json) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(o, key, v) {
+            char *s = json_dumps(v, JSON_ENCODE_ANY);
+            printf("%-16s %s\n", key, json_is_string(v) ? json_string_value(v)
+                                                         : s);
+            free(s);
+        }
+    }
+    shell_emit(sh, o);
     return 0;
 }
 
-static int cmd_get(qv_db *db, struct cmdline *cl)
+static int cmd_drop(shell *sh, const shell_cmd *cmd)
+{
+    if (shell_check_options(sh, cmd, 1, NULL))
+        return 1;
+    qv_status st = qv_drop_collection(sh->db, positional(cmd, 1));
+    return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
+}
+
+static int cmd_upsert(shell *sh, const shell_cmd *cmd)
+{
+    const shell_arg *vec = positional_arg(cmd, 3), *pl = positional_arg(cmd, 4);
+    int npos = pl ? 4 : 3;
+    float *v = NULL;
+    uint32_t dim;
+    if (shell_check_options(sh, cmd, npos, NULL) ||
+        vector_arg(sh, vec, &v, &dim))
+        return 1;
+    char *payload = NULL;
+    if (pl) {
+        if (!pl->json || !json_is_object(pl->json)) {
+            qv_mem_free(v);
+            return shell_fail(sh, "INVALID", "payload must be a JSON object, "
+                              "not '%s'", pl->text);
+        }
+        payload = json_dumps(pl->json, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    }
+    qv_doc doc = {positional(cmd, 2), v, dim, payload};
+    qv_status st = qv_upsert(sh->db, positional(cmd, 1), &doc, 1);
+    qv_mem_free(v);
+    free(payload);
+    return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
+}
+
+static int cmd_get(shell *sh, const shell_cmd *cmd)
 {
     qv_record *r;
-    if (cl->nwords != 3)
-        return fail("%s", "usage: get NAME ID");
-    qv_status st = qv_get(db, cl->words[1], cl->words[2], &r);
+    if (shell_check_options(sh, cmd, 2, NULL))
+        return 1;
+    qv_status st = qv_get(sh->db, positional(cmd, 1), positional(cmd, 2), &r);
     if (st != QV_OK)
-        return api_fail(db, st);
-    printf("id: %s\nvector: [", r->id);
-    for (uint32_t i = 0; i < r->dim; i++)
-        printf(i ? ", %.9g" : "%.9g", (double)r->vector[i]);
-    printf("]\npayload: %s\n", r->payload ? r->payload : "(none)");
+        return shell_api_fail(sh, st);
+    if (!sh->json) {
+        printf("id       %s\nvector   [", r->id);
+        for (uint32_t i = 0; i < r->dim; i++)
+            printf(i ? ", %.9g" : "%.9g", (double)r->vector[i]);
+        printf("]\npayload  %s\n", r->payload ? r->payload : "(none)");
+    }
+    shell_emit(sh, json_pack("{s:s, s:o, s:o}", "id", r->id, "vector",
+                             vector_json(r->vector, r->dim), "payload",
+                             payload_json(r->payload)));
     qv_free(r);
     return 0;
 }
 
-static int cmd_delete(qv_db *db, struct cmdline *cl)
+static int cmd_delete(shell *sh, const shell_cmd *cmd)
 {
-    if (cl->nwords != 3)
-        return fail("%s", "usage: delete NAME ID");
-    qv_status st = qv_delete(db, cl->words[1], cl->words[2]);
-    if (st != QV_OK)
-        return api_fail(db, st);
-    puts("ok");
+    if (shell_check_options(sh, cmd, 2, NULL))
+        return 1;
+    qv_status st = qv_delete(sh->db, positional(cmd, 1), positional(cmd, 2));
+    return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
+}
+
+static int bool_option(shell *sh, const shell_cmd *cmd, const char *key,
+                       int *out)
+{
+    const shell_arg *a = shell_option(cmd, key);
+    if (!a)
+        return 0;
+    if (strcmp(a->text, "true") && strcmp(a->text, "false"))
+        return shell_fail(sh, "INVALID", "%s must be true or false, not '%s'",
+                          key, a->text);
+    *out = strcmp(a->text, "true") == 0;
     return 0;
 }
 
-/* Parse the options after a search vector: k=N ef=N exact=true|false. */
-static int parse_search_options(const char *text, qv_search_options *opt)
+static void print_hits(const qv_hits *hits, int with_payload)
 {
-    char buf[256];
-    *opt = (qv_search_options){.k = 10};
-    for (const char *p = skip_space(text); *p; p = skip_space(p)) {
-        size_t n = strcspn(p, " \t\r\n");
-        if (n >= sizeof buf)
-            return fail("search option too long at '%.40s'", p);
-        memcpy(buf, p, n);
-        buf[n] = '\0';
-        p += n;
-        int r;
-        if (strcmp(buf, "exact=true") == 0 || strcmp(buf, "exact=false") == 0) {
-            opt->exact = buf[6] == 't';
-        } else if ((r = option_u32(buf, "k", QV_K_MAX + 1u, &opt->k)) ||
-                   (r = option_u32(buf, "ef", QV_EF_MAX + 1u, &opt->ef))) {
-            if (r < 0)
-                return 1;
-        } else {
-            return fail("unknown search option '%s'; expected k=N, ef=N or "
-                        "exact=true", buf);
-        }
-    }
-    return 0;
-}
-
-static int cmd_search(qv_db *db, struct cmdline *cl)
-{
-    const char *p = cl->rest;
-    float *vec = NULL;
-    uint32_t dim;
-    qv_search_options opt;
-    qv_hits *hits;
-    if (cl->nwords != 2 || *p != '[')
-        return fail("%s", "usage: search NAME [v1, v2, ...] [k=10] [ef=64] "
-                    "[exact=true]");
-    if (parse_vector(&p, &vec, &dim) != 0)
-        return 1;
-    if (parse_search_options(p, &opt) != 0) {
-        qv_mem_free(vec);
-        return 1;
-    }
-    qv_status st = qv_search(db, cl->words[1], vec, dim, &opt, &hits);
-    qv_mem_free(vec);
-    if (st != QV_OK)
-        return api_fail(db, st);
-    for (size_t i = 0; i < hits->count; i++)
-        printf("%zu\t%s\t%.6g\n", i + 1, hits->hits[i].id,
+    printf("%4s  %-24s %12s%s\n", "rank", "id", "distance",
+           with_payload ? "  payload" : "");
+    for (size_t i = 0; i < hits->count; i++) {
+        printf("%4zu  %-24s %12.6g", i + 1, hits->hits[i].id,
                (double)hits->hits[i].distance);
-    if (hits->count == 0)
-        puts("(no hits)");
+        if (with_payload)
+            printf("  %s", hits->hits[i].payload ? hits->hits[i].payload
+                                                 : "(none)");
+        putchar('\n');
+    }
+    printf("(%zu hit%s)\n", hits->count, hits->count == 1 ? "" : "s");
+}
+
+static int cmd_search(shell *sh, const shell_cmd *cmd)
+{
+    static const char *const opts[] = {"k", "ef", "exact", "payload", NULL};
+    qv_search_options opt = {.k = 10};
+    float *v = NULL;
+    uint32_t dim;
+    qv_hits *hits;
+    if (shell_check_options(sh, cmd, 2, opts) ||
+        shell_u32_option(sh, cmd, "k", 1, QV_K_MAX, &opt.k) ||
+        shell_u32_option(sh, cmd, "ef", 0, QV_EF_MAX, &opt.ef) ||
+        bool_option(sh, cmd, "exact", &opt.exact) ||
+        bool_option(sh, cmd, "payload", &opt.with_payload) ||
+        vector_arg(sh, positional_arg(cmd, 2), &v, &dim))
+        return 1;
+    qv_status st = qv_search(sh->db, positional(cmd, 1), v, dim, &opt, &hits);
+    qv_mem_free(v);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < hits->count; i++) {
+        json_t *h = json_pack("{s:s, s:f}", "id", hits->hits[i].id,
+                              "distance", (double)hits->hits[i].distance);
+        if (opt.with_payload)
+            json_object_set_new(h, "payload",
+                                payload_json(hits->hits[i].payload));
+        json_array_append_new(arr, h);
+    }
+    if (!sh->json)
+        print_hits(hits, opt.with_payload);
+    shell_emit(sh, json_pack("{s:o}", "hits", arr));
     qv_free(hits);
     return 0;
 }
 
-static const char help_text[] =
-    "commands:\n"
-    "  create NAME dim=N [metric=l2|ip|cosine] [M=16] [ef_construction=200]\n"
-    "  collections\n"
-    "  describe NAME\n"
-    "  drop NAME\n"
-    "  upsert NAME ID [v1, v2, ...] [{json payload}]\n"
-    "  get NAME ID\n"
-    "  delete NAME ID\n"
-    "  search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true]\n"
-    "  help\n"
-    "  quit\n";
-
-/* Run one line; returns 0 on success, 1 on failure, -1 to quit. */
-static int run_line(qv_db *db, char *line)
+static int cmd_backup(shell *sh, const shell_cmd *cmd)
 {
-    struct cmdline cl;
-    take_words(line, MAX_WORDS, &cl);
-    if (cl.nwords == 0)
-        return *cl.rest ? fail("expected a command at '%.40s'", cl.rest) : 0;
-    const char *cmd = cl.words[0];
-    if (cmd[0] == '#')
-        return 0;
-    if (strcmp(cmd, "quit") == 0 || strcmp(cmd, "exit") == 0)
-        return -1;
-    if (strcmp(cmd, "help") == 0) {
-        fputs(help_text, stdout);
-        return 0;
-    }
-    if (strcmp(cmd, "create") == 0)
-        return cmd_create(db, &cl);
-    if (strcmp(cmd, "collections") == 0)
-        return cmd_collections(db);
-    if (strcmp(cmd, "describe") == 0)
-        return cmd_describe(db, &cl);
-    if (strcmp(cmd, "drop") == 0)
-        return cmd_drop(db, &cl);
-    if (strcmp(cmd, "upsert") == 0)
-        return cmd_upsert(db, &cl);
-    if (strcmp(cmd, "get") == 0)
-        return cmd_get(db, &cl);
-    if (strcmp(cmd, "delete") == 0)
-        return cmd_delete(db, &cl);
-    if (strcmp(cmd, "search") == 0)
-        return cmd_search(db, &cl);
-    return fail("unknown command '%s'; type help", cmd);
+    if (shell_check_options(sh, cmd, 1, NULL))
+        return 1;
+    qv_status st = qv_backup(sh->db, positional(cmd, 1));
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    if (!sh->json)
+        printf("backup written to %s\n", positional(cmd, 1));
+    shell_emit(sh, json_pack("{s:b, s:s}", "ok", 1, "dir",
+                             positional(cmd, 1)));
+    return 0;
 }
 
-int shell_run(qv_db *db, FILE *in, int interactive)
+static int cmd_compact(shell *sh, const shell_cmd *cmd)
 {
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    int failed = 0;
-    unsigned long lineno = 0;
-    for (;;) {
-        if (interactive) {
-            fputs("quiver> ", stdout);
-            fflush(stdout);
+    if (shell_check_options(sh, cmd, 0, NULL))
+        return 1;
+    return shell_fail(sh, "UNSUPPORTED", "compact is not supported yet. LMDB "
+                      "reuses the pages of deleted documents for new writes; "
+                      "to shrink the file, 'backup DIR' writes a compacted "
+                      "copy that can replace it while the database is closed");
+}
+
+static int cmd_stats(shell *sh, const shell_cmd *cmd)
+{
+    char *text = NULL;
+    if (shell_check_options(sh, cmd, 0, NULL))
+        return 1;
+    qv_status st = qv_stats(sh->db, &text);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    json_t *o = json_loads(text, 0, NULL);
+    qv_free(text);
+    if (!o)
+        return shell_fail(sh, "INTERNAL", "stats are not a JSON object");
+    if (!sh->json) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(o, key, v) {
+            char *s = json_dumps(v, JSON_ENCODE_ANY);
+            printf("%-12s %s\n", key, s);
+            free(s);
         }
-        if ((len = getline(&line, &cap, in)) < 0)
-            break;
-        lineno++;
-        if ((size_t)len > LINE_MAX_BYTES) {
-            fprintf(stderr, "error: line %lu is longer than %u bytes\n",
-                    lineno, LINE_MAX_BYTES);
-            failed = 1;
-            continue;
-        }
-        int rc = run_line(db, line);
-        fflush(stdout);
-        if (rc < 0)
-            break;
-        failed |= rc;
     }
-    free(line);
-    return failed;
+    shell_emit(sh, o);
+    return 0;
+}
+
+struct command {
+    const char *name;
+    int (*run)(shell *sh, const shell_cmd *cmd);
+    const char *usage;
+    const char *help;
+};
+
+static int cmd_help(shell *sh, const shell_cmd *cmd);
+
+static const struct command commands[] = {
+    {"create", cmd_create,
+     "create NAME dim=N [metric=l2|ip|cosine] [codec=none] [M=16] "
+     "[ef_construction=200]",
+     "Create a collection and its HNSW index."},
+    {"collections", cmd_collections, "collections",
+     "List the collections: name, count, dim, metric."},
+    {"describe", cmd_describe, "describe NAME",
+     "One collection: count, dim, metric, codec, M, ef_construction, bytes "
+     "on disk and in memory."},
+    {"drop", cmd_drop, "drop NAME", "Remove a collection and its documents."},
+    {"upsert", cmd_upsert, "upsert NAME ID [v1, v2, ...] [{json payload}]",
+     "Insert or replace one document. Quote an id with spaces as a JSON "
+     "string: \"my id\"."},
+    {"get", cmd_get, "get NAME ID", "Show one document."},
+    {"delete", cmd_delete, "delete NAME ID", "Delete one document."},
+    {"search", cmd_search,
+     "search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true] [payload=true]",
+     "Nearest documents through the index (exact=true: brute force); "
+     "payload=true shows each hit's payload."},
+    {"import", cmd_import,
+     "import NAME FILE [format=fvecs|bvecs|npy|jsonl] [batch=1000] "
+     "[threads=T]",
+     "Stream a file into a collection in batches (ids of fvecs, bvecs and "
+     "npy rows are their row numbers). A bad row stops the import; batches "
+     "already committed stay, and running it again is safe."},
+    {"export", cmd_export, "export NAME FILE [format=jsonl|fvecs]",
+     "Write every document in id order (fvecs: vectors only)."},
+    {"backup", cmd_backup, "backup DIR",
+     "Write a consistent, compacted copy of the database into DIR while it "
+     "stays in use."},
+    {"compact", cmd_compact, "compact", "Give back the space of deleted "
+     "documents (not supported yet; see backup)."},
+    {"stats", cmd_stats, "stats", "Database-wide figures."},
+    {"help", cmd_help, "help [COMMAND]", "List the commands, or explain one."},
+    {"quit", NULL, "quit", "Leave the shell (also: exit, end of input)."},
+};
+
+#define NCOMMANDS (sizeof commands / sizeof *commands)
+
+const char *const shell_command_names[] = {
+    "create", "collections", "describe", "drop", "upsert", "get", "delete",
+    "search", "import", "export", "backup", "compact", "stats", "help",
+    "quit", NULL};
+
+static const struct command *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    }
+    return strcmp(name, "exit") == 0 ? find_command("quit") : NULL;
+}
+
+static int cmd_help(shell *sh, const shell_cmd *cmd)
+{
+    if (cmd->n > 2)
+        return shell_fail(sh, "INVALID", "usage: help [COMMAND]");
+    if (cmd->n == 2) {
+        const struct command *c = find_command(cmd->args[1].text);
+        if (!c)
+            return shell_fail(sh, "INVALID", "no command '%s'; type help",
+                              cmd->args[1].text);
+        if (!sh->json)
+            printf("usage: %s\n%s\n", c->usage, c->help);
+        shell_emit(sh, json_pack("{s:s, s:s, s:s}", "command", c->name,
+                                 "usage", c->usage, "help", c->help));
+        return 0;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (!sh->json)
+            printf("  %s\n", commands[i].usage);
+        json_array_append_new(arr, json_string(commands[i].usage));
+    }
+    if (!sh->json)
+        puts("help COMMAND explains one.");
+    shell_emit(sh, json_pack("{s:o}", "commands", arr));
+    return 0;
+}
+
+int shell_run_line(shell *sh, const char *line)
+{
+    shell_cmd cmd = {0};
+    char err[256];
+    int rc;
+    if (shell_parse(line, &cmd, err, sizeof err) != 0) {
+        shell_cmd_free(&cmd);
+        return shell_fail(sh, "INVALID", "%s", err);
+    }
+    if (cmd.n == 0)
+        return 0;
+    const struct command *c = find_command(cmd.args[0].text);
+    if (cmd.args[0].key || cmd.args[0].json || !c)
+        rc = shell_fail(sh, "INVALID", "unknown command '%s'; type help",
+                        cmd.args[0].text);
+    else if (!c->run)
+        rc = -1;
+    else
+        rc = c->run(sh, &cmd);
+    shell_cmd_free(&cmd);
+    fflush(stdout);
+    return rc;
 }

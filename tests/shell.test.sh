@@ -1,57 +1,185 @@
-# The quiver shell driven through standard input: every command, its
-# output, and bad input (clear message, exit status 1, nothing changed).
-# TAP output.
+# The quiver shell, scripted: every command in --json mode against an
+# embedded database and again through quiverd, bad input of each kind
+# (one clear message, exit status 1, nothing half-written), import of
+# every format, export, backup; then one interactive session in a
+# pseudo-terminal (completion, history). TAP output.
 set -u
 bin=$QUIVER_BUILD/quiver
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+work=$(mktemp -d)
+server_pid=
+trap '[ -n "$server_pid" ] && kill $server_pid 2>/dev/null; rm -rf "$work"' EXIT
 n=0
 check() {  # description, command...
     n=$((n + 1)); desc=$1; shift
     if "$@"; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; fi
 }
 has() { printf '%s\n' "$1" | grep -qF -- "$2"; }
-run() { printf '%s\n' "$@" | "$bin" --db "$dir/db" 2>&1; }
+hasnt() { ! printf '%s\n' "$1" | grep -qF -- "$2"; }
 
-out=$(run 'create pts dim=3 metric=l2 M=8 ef_construction=50' \
-          'upsert pts a [1, 0, 0] {"tag": "x"}' \
-          'upsert pts b [0, 1, 0]' \
-          'upsert pts c [0, 0, 1]' \
-          'search pts [1, 0.1, 0] k=2' \
-          'search pts [0, 0, 1] k=1 ef=16 exact=true' \
-          'get pts a' \
-          'delete pts b' \
-          'collections' \
-          'describe pts')
-rc=$?
-check "good session exits 0" [ "$rc" -eq 0 ]
-check "search ranks a first" has "$out" "1	a	0.01"
-check "search gives k hits" has "$out" "2	b	"
-check "exact search with options" has "$out" "1	c	0"
-check "describe shows index parameters" has "$out" "M=8 ef_construction=50"
-check "get shows the payload" has "$out" 'payload: {"tag":"x"}'
-check "describe counts after delete" has "$out" "count=2"
+# A 2 x 3 .npy file (uint8 or float16) written byte by byte.
+write_npy() {  # path, descr, data (printf escapes)
+    header="{'descr': '$2', 'fortran_order': False, 'shape': (2, 3), }"
+    while [ $(( (10 + ${#header} + 1) % 16 )) -ne 0 ]; do header="$header "; done
+    len=$(( ${#header} + 1 ))
+    { printf '\223NUMPY\001\000'
+      printf "\\$(printf %03o $((len % 256)))\\$(printf %03o $((len / 256)))"
+      printf '%s\n' "$header"
+      printf "$3"; } > "$1"
+}
 
-out=$(run 'frobnicate' 'search pts [1, 2] k=1' 'upsert pts d [1, "x", 3]' \
-          'upsert pts d [1, 2, 3] [4]' 'upsert pts d [1, 2, 3] {"a":1,"a":2}' \
-          'search pts [1, 0, 0] k=0' 'create pts dim=3' 'get pts nope' \
-          'create q dim=abc' 'create q dim=4 M=1' 'search pts [1, 0, 0] ef=x' \
-          'search pts [1, 0, 0] fast=yes')
-rc=$?
-check "bad session exits non-zero" [ "$rc" -ne 0 ]
-check "unknown command named" has "$out" "unknown command 'frobnicate'"
-check "wrong dimension named" has "$out" "DIMENSION: query vector has dimension 2; collection 'pts' has 3"
-check "non-number element named" has "$out" "vector element 1 is not a number"
-check "non-object payload refused" has "$out" "payload must be a JSON object"
-check "duplicate key refused" has "$out" "duplicate"
-check "k=0 refused" has "$out" "INVALID: k must be 1 to 10000, not 0"
-check "existing collection refused" has "$out" "EXISTS: collection 'pts' already exists"
-check "missing document named" has "$out" "NOT_FOUND: document 'nope' not found"
-check "bad dimension literal named" has "$out" "bad dimension 'abc'"
-check "bad M refused" has "$out" "M must be 2 to"
-check "bad ef named" has "$out" "bad ef 'x'"
-check "unknown search option named" has "$out" "unknown search option 'fast=yes'"
-out=$(run 'describe pts' 'get pts d')
-check "bad input changed nothing" has "$out" "count=2"
-check "no half-written document" has "$out" "NOT_FOUND"
+suite() {  # label, target arguments...
+    label=$1; shift
+    q() { "$bin" "$@" --json; }
+    j() { "$bin" "$TARGET" "$TARGET_ARG" --json "$@"; }
+    TARGET=$1 TARGET_ARG=$2
+
+    out=$(j -c 'create pts dim=3 metric=l2 M=8 ef_construction=50' \
+            -c 'upsert pts a [1, 0, 0] {"tag": "x", "n": [1, 2]}' \
+            -c 'upsert pts b [0, 1, 0]' \
+            -c 'upsert pts "c d" [0, 0, 1]' \
+            -c 'search pts [1, 0.1, 0] k=2 payload=true' \
+            -c 'search pts [0, 0, 1] k=1 ef=16 exact=true' \
+            -c 'get pts a' -c 'delete pts b' -c 'collections' \
+            -c 'describe pts' -c 'help search' -c 'help' -c 'stats')
+    rc=$?
+    check "$label: good session exits 0" [ "$rc" -eq 0 ]
+    check "$label: create, upsert, delete say ok" \
+        [ "$(printf '%s\n' "$out" | grep -c '^{"ok":true}$')" -eq 5 ]
+    check "$label: search JSON with payloads" has "$out" \
+        '"payload":{"tag":"x","n":[1,2]}},{"id":"b","distance":1.8'
+    check "$label: search hits in order" has "$out" '{"hits":[{"id":"a","distance":0.0'
+    check "$label: exact search, quoted id" has "$out" '{"hits":[{"id":"c d","distance":0.0}]}'
+    check "$label: get JSON" has "$out" '{"id":"a","vector":[1.0,0.0,0.0],"payload":{"tag":"x","n":[1,2]}}'
+    check "$label: collections JSON" has "$out" '{"collections":[{"name":"pts","count":2,"dim":3,"metric":"l2"}]}'
+    check "$label: describe JSON" has "$out" '{"name":"pts","count":2,"dim":3,"metric":"l2","codec":"none","M":8,"ef_construction":50,"disk_bytes":'
+    check "$label: help COMMAND" has "$out" '{"command":"search","usage":"search NAME'
+    check "$label: help lists commands" has "$out" '"import NAME FILE'
+    check "$label: stats" has "$out" '{"collections":1,"documents":2,'
+    check "$label: one JSON line per command" \
+        [ "$(printf '%s\n' "$out" | wc -l)" -eq 13 ]
+
+    # text mode: aligned tables
+    out=$("$bin" "$TARGET" "$TARGET_ARG" -c 'search pts [1, 0, 0] k=1' -c collections)
+    check "$label: text table" has "$out" "   1  a                                   0"
+
+    # bad input: each named, exit 1, nothing changed
+    out=$(j -c 'frobnicate' -c 'create' -c 'create x' -c 'create x dim=-1' \
+            -c 'create x dim=4 metric=manhattan' -c 'create x dim=4 codec=pq:8' \
+            -c 'upsert pts' -c 'upsert pts e [1, "two", 3]' \
+            -c 'upsert pts e [1, 2, 3] [4]' -c 'upsert pts e [1, 2] {}' \
+            -c 'upsert pts e [1, 2, 3] {"a":1,"a":2}' -c 'search pts [1, 0, 0] k=abc' \
+            -c 'search pts [1, 0, 0] colour=red' -c 'get pts nope' \
+            -c 'get nope a' -c 'search pts [1, 0, 0' -c 'describe pts extra')
+    rc=$?
+    check "$label: bad session exits 1" [ "$rc" -eq 1 ]
+    check "$label: unknown command" has "$out" '{"error":{"code":"INVALID","message":"unknown command '"'"'frobnicate'"'"'; type help"}}'
+    check "$label: missing name" has "$out" 'create takes 1 argument before its options, not 0'
+    check "$label: missing dim" has "$out" 'create needs dim=N'
+    check "$label: malformed number" has "$out" 'dim must be a whole number from 1 to 16384, not '"'"'-1'"'"
+    check "$label: unknown metric" has "$out" "unknown metric 'manhattan'"
+    check "$label: codec not in this build" has "$out" '"UNSUPPORTED","message":"codec '"'"'pq:8'"'"
+    check "$label: missing vector" has "$out" 'upsert takes 3 arguments before its options, not 1'
+    check "$label: vector not numbers" has "$out" 'vector element 1 is not a number'
+    check "$label: payload not an object" has "$out" 'payload must be a JSON object, not '"'"'[4]'"'"
+    check "$label: wrong dimension" has "$out" '{"error":{"code":"DIMENSION","message":"document 0: vector has dimension 2; collection '"'"'pts'"'"' has 3"}}'
+    check "$label: duplicate key" has "$out" 'duplicate'
+    check "$label: bad k" has "$out" "k must be a whole number from 1 to 10000, not 'abc'"
+    check "$label: unknown option" has "$out" "unknown option 'colour'"
+    check "$label: missing document" has "$out" '{"error":{"code":"NOT_FOUND","message":"document '"'"'nope'"'"' not found in collection '"'"'pts'"'"'"}}'
+    check "$label: missing collection" has "$out" "collection 'nope' does not exist"
+    check "$label: unterminated vector" has "$out" 'bad JSON at'
+    check "$label: extra argument" has "$out" 'describe takes 1 argument before its options, not 2'
+    check "$label: every bad command answered once" \
+        [ "$(printf '%s\n' "$out" | grep -c '"error"')" -eq 17 ]
+    out=$(j -c 'describe pts' -c 'get pts e')
+    check "$label: bad input changed nothing" has "$out" '"count":2,'
+    check "$label: nothing half-written" has "$out" '"NOT_FOUND"'
+
+    # import and export, every format
+    j -c 'create big dim=4' >/dev/null
+    awk 'BEGIN { for (i = 0; i < 6000; i++)
+        if (i == 4999) printf "{\"id\":\"r%d\",\"vector\":[1,2,3]}\n", i
+        else printf "{\"id\":\"r%d\",\"vector\":[%d,1,2,3],\"payload\":{\"i\":%d}}\n", i, i, i
+    }' > "$work/rows.jsonl"
+    out=$(j import big "$work/rows.jsonl" batch=1000)
+    rc=$?
+    check "$label: import stops at the bad row" [ "$rc" -eq 1 ]
+    check "$label: the bad line is named" has "$out" 'line 5000: vector has dimension 3, expected 4'
+    check "$label: the rows before it stay" has "$out" '4999 rows imported before it stay'
+    out=$(j describe big)
+    check "$label: 4999 rows in the collection" has "$out" '"count":4999,'
+    sed -i '5000s/.*/{"id":"r4999","vector":[4999,1,2,3]}/' "$work/rows.jsonl"
+    out=$(j import big "$work/rows.jsonl" threads=1)
+    if [ "$label" = remote ]; then
+        check "$label: threads= is the server's" has "$out" 'quiverd --threads'
+        out=$(j import big "$work/rows.jsonl")
+    fi
+    check "$label: re-running the import is safe" has "$out" '{"rows":6000,'
+    out=$(j -c 'describe big' -c 'get big r123' -c 'export big '"$work/big.fvecs" \
+            -c 'export big '"$work/big.jsonl")
+    check "$label: all 6000 rows, no duplicates" has "$out" '"count":6000,'
+    check "$label: payload imported" has "$out" '"payload":{"i":123}}'
+    check "$label: export fvecs" has "$out" '{"rows":6000,"file":"'"$work/big.fvecs"'"}'
+    check "$label: export jsonl" [ "$(wc -l < "$work/big.jsonl")" -eq 6000 ]
+    j -c 'create again dim=4' -c 'create vecs dim=4' >/dev/null
+    out=$(j -c "import again $work/big.jsonl" -c "import vecs $work/big.fvecs" \
+            -c 'get again r77' -c 'search vecs [77, 1, 2, 3] k=1 exact=true')
+    check "$label: jsonl round trip" has "$out" '{"id":"r77","vector":[77.0,1.0,2.0,3.0],"payload":{"i":77}}'
+    check "$label: fvecs round trip (ids are row numbers)" has "$out" '"distance":0.0}]}'
+    head -c 1010 "$work/big.fvecs" > "$work/cut.fvecs"  # 50 rows and a half
+    out=$(j -c 'create cut dim=4' -c "import cut $work/cut.fvecs" -c 'describe cut')
+    check "$label: truncated file named with its row" has "$out" "$work/cut.fvecs: row 50: truncated"
+    check "$label: rows before a truncated row stay" has "$out" '"count":50,'
+    out=$(j import cut "$work/nope.fvecs")
+    check "$label: missing file" has "$out" 'No such file or directory'
+    out=$(j import cut "$work/rows.txt")
+    check "$label: unknown format" has "$out" "unknown format 'txt'"
+    out=$(j export big "$work/no/such/dir/out.jsonl")
+    check "$label: failed export writes nothing" [ ! -e "$work/no/such/dir/out.jsonl" ]
+    check "$label: failed export says why" has "$out" '"code":"IO"'
+    write_npy "$work/u8.npy" '|u1' '\001\002\003\004\005\006'
+    write_npy "$work/f16.npy" '<f2' '\000\074\000\100\000\102\000\104\000\105\000\106'
+    out=$(j -c 'create n3 dim=3' -c "import n3 $work/u8.npy" -c 'get n3 1' \
+            -c 'create h3 dim=3' -c "import h3 $work/f16.npy" -c 'get h3 1')
+    check "$label: npy uint8" has "$out" '{"id":"1","vector":[4.0,5.0,6.0],"payload":null}'
+    check "$label: npy float16" has "$out" '{"id":"1","vector":[4.0,5.0,6.0],"payload":null}'
+    out=$(j -c "backup $work/backup-$label" -c "backup $work/backup-$label")
+    check "$label: backup" has "$out" '{"ok":true,"dir":"'"$work/backup-$label"'"}'
+    check "$label: backup refuses to overwrite" has "$out" 'already holds a database'
+    out=$("$bin" --db "$work/backup-$label" --json describe big)
+    check "$label: the backup opens as a database" has "$out" '"count":6000,'
+    out=$(j compact)
+    check "$label: compact says it is not supported yet" has "$out" '"UNSUPPORTED"'
+    out=$(printf 'collections\nquit\ncollections\n' | "$bin" "$TARGET" "$TARGET_ARG" --json)
+    check "$label: stdin script stops at quit" [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ]
+}
+
+suite embedded --db "$work/db"
+
+# the same through quiverd
+mkfifo "$work/ready"
+"$QUIVER_BUILD/quiverd" --db "$work/served" --listen 127.0.0.1:0 \
+    > "$work/ready" 2> "$work/quiverd.log" &
+server_pid=$!
+read -r line < "$work/ready"
+port=${line##*:}
+suite remote --connect "127.0.0.1:$port"
+kill -TERM $server_pid
+wait $server_pid
+check "quiverd stopped cleanly" [ $? -eq 0 ]
+server_pid=
+
+# interactive, in a pseudo-terminal: completion and history
+if command -v script >/dev/null; then
+    printf 'create tabs dim=2\ndesc\tta\t\n\033[A\nquit\n' > "$work/keys"
+    QUIVER_HISTORY="$work/history" script -qfec "$bin --db $work/pty" /dev/null \
+        < "$work/keys" > "$work/pty.out" 2>&1
+    out=$(cat "$work/pty.out")
+    check "pty: prompt" has "$out" "quiver> "
+    check "pty: tab completes the command and the collection" \
+        [ "$(grep -c 'ef_construction  200' "$work/pty.out")" -eq 2 ]
+    check "pty: history file kept" grep -qF 'describe\040tabs' "$work/history"
+else
+    echo "not ok $((n + 1)) # SKIP script(1) not installed"; n=$((n + 1))
+fi
 echo "1..$n"

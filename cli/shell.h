@@ -1,0 +1,64 @@
+/*
+ * shell.h - the quiver shell's commands, shared by the line reader
+ * (main.c), the command table (shell.c) and import/export (transfer.c).
+ */
+#ifndef QV_CLI_SHELL_H
+#define QV_CLI_SHELL_H
+
+#include <jansson.h>
+#include <stdio.h>
+
+#include "quiver.h"
+
+#define SHELL_MAX_ARGS 32
+
+/* One argument of a command line: a bare word, "key=value", or a JSON
+ * value ([..], {..}, "..."); a key's value may be JSON too. */
+typedef struct shell_arg {
+    char *key;        /* NULL for a positional argument */
+    char *text;       /* the word, or the value's text */
+    json_t *json;     /* the parsed value when it was JSON, else NULL */
+} shell_arg;
+
+typedef struct shell_cmd {
+    shell_arg args[SHELL_MAX_ARGS];   /* args[0] is the command's name */
+    int n;
+} shell_cmd;
+
+typedef struct shell {
+    qv_db *db;
+    int json;             /* each command prints one JSON object */
+    int progress;         /* progress bars on stderr */
+    unsigned long line;   /* of the script, for messages */
+} shell;
+
+/* Split a command line. 0, or -1 with the reason in err. */
+int shell_parse(const char *line, shell_cmd *cmd, char *err, size_t errlen);
+void shell_cmd_free(shell_cmd *cmd);
+
+/* Run one command line. Returns 0 on success, 1 on failure, -1 on quit. */
+int shell_run_line(shell *sh, const char *line);
+
+/* Names of the commands, NULL-terminated (for completion and help). */
+extern const char *const shell_command_names[];
+
+/* Output. In JSON mode: one object on one stdout line; otherwise text. */
+int shell_ok(shell *sh);
+int shell_fail(shell *sh, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int shell_api_fail(shell *sh, qv_status st);
+/* Print obj (JSON mode) and release it; text mode prints nothing. */
+void shell_emit(shell *sh, json_t *obj);
+
+/* Helpers for commands. */
+const shell_arg *shell_option(const shell_cmd *cmd, const char *key);
+int shell_check_options(shell *sh, const shell_cmd *cmd, int positional,
+                        const char *const *allowed);
+int shell_u32_option(shell *sh, const shell_cmd *cmd, const char *key,
+                     uint32_t min, uint32_t max, uint32_t *out);
+
+/* transfer.c */
+int cmd_import(shell *sh, const shell_cmd *cmd);
+int cmd_export(shell *sh, const shell_cmd *cmd);
+
+#endif
