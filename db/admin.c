@@ -166,6 +166,16 @@ qv_status admin_backup(qv_db *base, const char *dir)
     return QV_OK;
 }
 
+qv_status admin_compact(qv_db *base)
+{
+    emb_db *db = (emb_db *)base;
+    int rc = st_compact(db->env);
+    if (rc == ST_ERR_BUSY)
+        return qv_fail(base, QV_ERR_BUSY, "another process has the database "
+                       "open (or it cannot be told); compact needs it alone");
+    return emb_status(db, rc, "compacting");
+}
+
 qv_status admin_stats(qv_db *base, char **json)
 {
     emb_db *db = (emb_db *)base;

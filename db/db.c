@@ -316,6 +316,13 @@ qv_status qv_backup(qv_db *db, const char *dir)
     return db->ops->backup(db, dir);
 }
 
+qv_status qv_compact(qv_db *db)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    return st == QV_OK ? db->ops->compact(db) : st;
+}
+
 qv_status qv_stats(qv_db *db, char **json)
 {
     BEGIN_CALL(db);

@@ -27,6 +27,7 @@ static const qv_db_ops embedded_ops = {
     .search_batch = search_batch,
     .scan = admin_scan,
     .backup = admin_backup,
+    .compact = admin_compact,
     .stats = admin_stats,
     .set_threads = admin_set_threads,
 };

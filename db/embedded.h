@@ -87,6 +87,7 @@ qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
 qv_status admin_scan(qv_db *db, const char *collection, const char *after,
                      uint32_t limit, qv_page **out);
 qv_status admin_backup(qv_db *db, const char *dir);
+qv_status admin_compact(qv_db *db);
 qv_status admin_stats(qv_db *db, char **json);
 qv_status admin_set_threads(qv_db *db, uint32_t threads);
 

@@ -292,6 +292,15 @@ qv_status qv_scan(qv_db *db, const char *collection, const char *after,
 qv_status qv_backup(qv_db *db, const char *dir);
 
 /*
+ * Give the space of deleted documents back to the file system: the
+ * database file is rewritten compacted and swapped in. It needs the
+ * database to itself: QV_ERR_BUSY while another process has it open
+ * (a remote handle: the server's process). Calls in this process wait
+ * for it. It takes as long as a backup.
+ */
+qv_status qv_compact(qv_db *db);
+
+/*
  * Database-wide figures as a JSON object (collections, documents,
  * file_bytes, map_bytes, page_bytes, ...). *json is a string to release
  * with qv_free().

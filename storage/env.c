@@ -1,11 +1,13 @@
 #include "env.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -73,6 +75,28 @@ static int init_lock(st_env *env)
     return rc;
 }
 
+/* Open the LMDB environment of env at path (again, after a compaction). */
+static int mdb_open_env(st_env *env, const char *path, uint64_t map_size)
+{
+    unsigned mdb_flags = MDB_NOTLS | MDB_NORDAHEAD;
+    if (env->flags & ST_OPEN_NOSYNC)
+        mdb_flags |= MDB_NOSYNC;
+    int rc = mdb_env_create(&env->mdb);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(env->mdb, MAX_DBS);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(env->mdb, map_size);
+    if (rc == 0)
+        rc = mdb_env_open(env->mdb, path, mdb_flags, 0644);
+    if (rc == 0)
+        rc = open_dbis(env);
+    if (rc != 0 && env->mdb) {
+        mdb_env_close(env->mdb);
+        env->mdb = NULL;
+    }
+    return rc;
+}
+
 static int env_create(const char *path, unsigned flags, uint64_t map_size,
                       st_env **out)
 {
@@ -85,22 +109,8 @@ static int env_create(const char *path, unsigned flags, uint64_t map_size,
         return rc;
     }
     env->flags = flags;
-    unsigned mdb_flags = MDB_NOTLS | MDB_NORDAHEAD;
-    if (flags & ST_OPEN_NOSYNC)
-        mdb_flags |= MDB_NOSYNC;
-    rc = mdb_env_create(&env->mdb);
-    if (rc == 0)
-        rc = mdb_env_set_maxdbs(env->mdb, MAX_DBS);
-    if (rc == 0)
-        rc = mdb_env_set_mapsize(env->mdb,
-                                 map_size ? map_size : DEFAULT_MAP_SIZE);
-    if (rc == 0)
-        rc = mdb_env_open(env->mdb, path, mdb_flags, 0644);
-    if (rc == 0)
-        rc = open_dbis(env);
+    rc = mdb_open_env(env, path, map_size ? map_size : DEFAULT_MAP_SIZE);
     if (rc != 0) {
-        if (env->mdb)
-            mdb_env_close(env->mdb);
         pthread_rwlock_destroy(&env->map_lock);
         qv_mem_free(env);
         return rc;
@@ -305,6 +315,83 @@ void st_figures(st_env *env, struct st_figures *out)
         if (stat(file, &fst) == 0)
             out->file_bytes = (uint64_t)fst.st_size;
     }
+}
+
+/*
+ * Does another process have the environment open? Every process that has
+ * it open holds an fcntl lock on lock.mdb. The probe reads /proc/locks
+ * (Linux): opening lock.mdb to test a lock would, on close, drop this
+ * process's own LMDB locks (POSIX drops all of them when any descriptor of
+ * the file closes). 1 yes, 0 no, -1 cannot tell.
+ */
+static int other_process_has_it(const char *path)
+{
+    char lockfile[4200], line[256];
+    struct stat st;
+    snprintf(lockfile, sizeof lockfile, "%s/lock.mdb", path);
+    FILE *f = fopen("/proc/locks", "r");
+    if (!f || stat(lockfile, &st) != 0) {
+        if (f)
+            fclose(f);
+        return -1;
+    }
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        long pid;
+        unsigned maj, min;
+        unsigned long long ino;
+        char kind[16], rw[16];
+        if (sscanf(line, "%*d: %15s %*s %15s %ld %x:%x:%llu", kind, rw, &pid,
+                   &maj, &min, &ino) != 6 &&
+            sscanf(line, "%*d: -> %15s %*s %15s %ld %x:%x:%llu", kind, rw,
+                   &pid, &maj, &min, &ino) != 6)
+            continue;
+        found = ino == (unsigned long long)st.st_ino &&
+                maj == major(st.st_dev) && min == minor(st.st_dev) &&
+                pid != (long)getpid();
+    }
+    fclose(f);
+    return found;
+}
+
+/* Copy compacted into dir/.compact, then swap it in for data.mdb. */
+static int compact_locked(st_env *env, const char *path)
+{
+    char tmp[4200], from[4300], to[4300];
+    snprintf(tmp, sizeof tmp, "%s/.compact", path);
+    snprintf(from, sizeof from, "%s/data.mdb", tmp);
+    snprintf(to, sizeof to, "%s/data.mdb", path);
+    unlink(from);
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return errno;
+    int rc = mdb_env_copy2(env->mdb, tmp, MDB_CP_COMPACT);
+    if (rc != 0) {
+        unlink(from);
+        rmdir(tmp);
+        return rc;
+    }
+    uint64_t map = st_map_size(env);
+    mdb_env_close(env->mdb);
+    env->mdb = NULL;
+    rc = rename(from, to) == 0 ? 0 : errno;
+    rmdir(tmp);
+    /* reopen whichever file is there now; the dbi handles come back in
+     * the same order, so they keep their numbers */
+    int rc2 = mdb_open_env(env, path, map);
+    return rc ? rc : rc2;
+}
+
+int st_compact(st_env *env)
+{
+    const char *p = NULL;
+    char path[4096];
+    mdb_env_get_path(env->mdb, &p);
+    snprintf(path, sizeof path, "%s", p ? p : ".");
+    pthread_rwlock_wrlock(&env->map_lock);  /* no transaction of ours */
+    int others = other_process_has_it(path);
+    int rc = others != 0 ? ST_ERR_BUSY : compact_locked(env, path);
+    pthread_rwlock_unlock(&env->map_lock);
+    return rc;
 }
 
 int st_delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix,

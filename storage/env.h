@@ -79,6 +79,16 @@ void st_read_end(st_env *env, MDB_txn *txn);
  */
 int st_backup(st_env *env, const char *dir);
 
+/*
+ * Give the space of deleted records back to the file system: a compacted
+ * copy replaces data.mdb. Needs the database to itself: ST_ERR_BUSY when
+ * another process has it open (or that cannot be told); this process's
+ * transactions wait. A process that opens the directory in the instant
+ * between that check and the swap is not seen.
+ */
+#define ST_ERR_BUSY (-3)
+int st_compact(st_env *env);
+
 struct st_figures {
     uint64_t file_bytes;   /* size of data.mdb */
     uint64_t used_bytes;   /* pages in use up to the last one */

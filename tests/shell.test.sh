@@ -15,6 +15,7 @@ check() {  # description, command...
 }
 has() { printf '%s\n' "$1" | grep -qF -- "$2"; }
 hasnt() { ! printf '%s\n' "$1" | grep -qF -- "$2"; }
+smaller() { [ -n "$1" ] && [ -n "$2" ] && [ "$1" -lt "$2" ]; }
 
 # A 2 x 3 .npy file (uint8 or float16) written byte by byte.
 write_npy() {  # path, descr, data (printf escapes)
@@ -148,8 +149,12 @@ suite() {  # label, target arguments...
     check "$label: backup refuses to overwrite" has "$out" 'already holds a database'
     out=$("$bin" --db "$work/backup-$label" --json describe big)
     check "$label: the backup opens as a database" has "$out" '"count":6000,'
-    out=$(j compact)
-    check "$label: compact says it is not supported yet" has "$out" '"UNSUPPORTED"'
+    out=$(j -c 'drop big' -c 'drop again' -c compact)
+    before=$(printf '%s\n' "$out" | sed -n 's/.*"file_bytes_before":\([0-9]*\).*/\1/p')
+    after=$(printf '%s\n' "$out" | sed -n 's/.*"file_bytes_after":\([0-9]*\).*/\1/p')
+    check "$label: compact gives space back" smaller "$after" "$before"
+    out=$(j -c 'describe vecs' -c 'search vecs [77, 1, 2, 3] k=1 exact=true')
+    check "$label: data intact after compact" has "$out" '"count":6000,'
     out=$(printf 'collections\nquit\ncollections\n' | "$bin" "$TARGET" "$TARGET_ARG" --json)
     check "$label: stdin script stops at quit" [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ]
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -181,11 +182,86 @@ static void test_acknowledged_writes_survive_kill_9(void **state)
         one_kill_cycle(&rng);
 }
 
+static long file_size(const char *dir)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* compact refuses while another process has the database open, then
+ * shrinks the file with every document and the index intact. */
+static void test_compact_needs_the_database_alone(void **state)
+{
+    char *dir = tu_mkdtemp();
+    qv_db *db;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_ok(db, qv_create_collection(db, "c",
+                                       &(qv_collection_config){.dim = 64}));
+    uint64_t rng = 3;
+    static float v[2000][64];
+    char ids[2000][16];
+    qv_doc docs[2000];
+    for (int i = 0; i < 2000; i++) {
+        tu_rand_vector(&rng, v[i], 64);
+        snprintf(ids[i], sizeof ids[i], "%d", i);
+        docs[i] = (qv_doc){ids[i], v[i], 64, NULL};
+    }
+    assert_ok(db, qv_upsert(db, "c", docs, 2000));
+    for (int i = 0; i < 2000; i += 2)
+        assert_ok(db, qv_delete(db, "c", ids[i]));
+    int go[2], ready[2];
+    assert_int_equal(pipe(go), 0);
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        qv_db *other;
+        char c = 0;
+        must(qv_open(dir, NULL, &other) == QV_OK, "open");
+        must(write(ready[1], "r", 1) == 1, "ready");
+        must(read(go[0], &c, 1) == 1, "go");
+        qv_close(other);
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);  /* the child has it open */
+    assert_status(db, qv_compact(db), QV_ERR_BUSY);
+    assert_non_null(strstr(qv_errmsg(db), "another process"));
+    assert_int_equal(write(go[1], "g", 1), 1);
+    waitpid(pid, NULL, 0);
+    long before = file_size(dir);
+    assert_ok(db, qv_compact(db));
+    assert_true(file_size(dir) < before);
+    qv_collection_info info;
+    assert_ok(db, qv_describe_collection(db, "c", &info));
+    assert_int_equal(info.count, 1000);
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, "c", v[7], 64, &(qv_search_options){.k = 1},
+                            &hits));
+    assert_string_equal(hits->hits[0].id, "7");
+    qv_free(hits);
+    float w[64] = {0};
+    qv_doc more = {"new", w, 64, NULL};
+    assert_ok(db, qv_upsert(db, "c", &more, 1));  /* writes go on */
+    qv_close(db);
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_ok(db, qv_describe_collection(db, "c", &info));
+    assert_int_equal(info.count, 1001);
+    qv_close(db);
+    for (int i = 0; i < 2; i++) {
+        close(go[i]);
+        close(ready[i]);
+    }
+    tu_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_processes_see_each_others_commits),
         cmocka_unit_test(test_acknowledged_writes_survive_kill_9),
+        cmocka_unit_test(test_compact_needs_the_database_alone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

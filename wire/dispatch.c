@@ -356,6 +356,9 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
     case QUIVER__V1__REQUEST__OP_BACKUP:
         st = qv_backup(db, req->backup->dir);
         break;
+    case QUIVER__V1__REQUEST__OP_COMPACT:
+        st = qv_compact(db);
+        break;
     case QUIVER__V1__REQUEST__OP_STATS:
         st = do_stats(db, r);
         break;

@@ -614,6 +614,17 @@ static qv_status remote_backup(qv_db *base, const char *dir)
     LOCKED_CALL(db, &req, resp, ;);
 }
 
+static qv_status remote_compact(qv_db *base)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Compact m = QUIVER__V1__COMPACT__INIT;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_COMPACT;
+    req.compact = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
 static qv_status stats_from_wire(remote_db *db, const Response *resp,
                                  char **json)
 {
@@ -665,6 +676,7 @@ static const qv_db_ops remote_ops = {
     .search_batch = remote_search_batch,
     .scan = remote_scan,
     .backup = remote_backup,
+    .compact = remote_compact,
     .stats = remote_stats,
     .set_threads = remote_set_threads,
 };
