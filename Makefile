@@ -12,13 +12,13 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CSTD    := -std=c11 -D_GNU_SOURCE
 INC     := -I. -Icommon -Idb -Istorage -Iann -Icli -Iwire -Ibuild/gen
 PKGS    := lmdb jansson
-LIBS    := -llmdb -ljansson -lprotobuf-c -lm -lpthread
+LIBS    := -llmdb -ljansson -lprotobuf-c -lxxhash -lm -lpthread
 TESTLIBS := -lcmocka
 
 # Debian packages the build, the tests and the tools need.
 DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
             libsimde-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev \
-            libcmocka-dev libedit-dev clang libclang-rt-14-dev
+            libcmocka-dev libedit-dev clang libclang-rt-14-dev libxxhash-dev
 
 RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
 ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
@@ -29,13 +29,13 @@ LIB_SRC := common/alloc.c common/error.c \
            storage/env.c \
            ann/distance.c ann/topk.c ann/hnsw.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
-           db/validate.c db/index.c db/results.c db/admin.c \
+           db/validate.c db/index.c db/results.c db/admin.c db/check.c \
            wire/frame.c wire/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/bench_server.c cli/transfer.c cli/vecfile.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
-             test_hnsw test_server
+             test_hnsw test_server test_corrupt
 
 B  := build
 BA := build/asan

@@ -527,6 +527,26 @@ static int cmd_compact(shell *sh, const shell_cmd *cmd)
     return 0;
 }
 
+static int cmd_check(shell *sh, const shell_cmd *cmd)
+{
+    char *report = NULL;
+    if (shell_check_options(sh, cmd, 0, NULL))
+        return 1;
+    qv_status st = qv_check(sh->db, &report);
+    if (!report)
+        return shell_api_fail(sh, st);
+    json_t *lines = json_array();
+    for (char *line = strtok(report, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!sh->json)
+            puts(line);
+        json_array_append_new(lines, json_string(line));
+    }
+    qv_free(report);
+    shell_emit(sh, json_pack("{s:b, s:o}", "ok", st == QV_OK, "report",
+                             lines));
+    return st == QV_OK ? 0 : 1;
+}
+
 static int cmd_stats(shell *sh, const shell_cmd *cmd)
 {
     char *text = NULL;
@@ -596,6 +616,9 @@ static const struct command commands[] = {
      "documents: the file is rewritten compacted. Needs the database to "
      "itself (no other process)."},
     {"stats", cmd_stats, "stats", "Database-wide figures."},
+    {"check", cmd_check, "check", "Verify every invariant of the database "
+     "(id maps, documents, vectors, checksums, each index's graph); the "
+     "exit status is 0 only when all holds."},
     {"help", cmd_help, "help [COMMAND]", "List the commands, or explain one."},
     {"quit", NULL, "quit", "Leave the shell (also: exit, end of input)."},
 };
@@ -604,7 +627,8 @@ static const struct command commands[] = {
 
 const char *const shell_command_names[] = {
     "create", "collections", "describe", "drop", "upsert", "get", "delete",
-    "search", "import", "export", "backup", "compact", "stats", "help",
+    "search", "import", "export", "backup", "compact", "stats", "check",
+    "help",
     "quit", NULL};
 
 static const struct command *find_command(const char *name)

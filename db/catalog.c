@@ -32,6 +32,11 @@ qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                        "catalog record of '%s' is %zu bytes, expected %zu",
                        name, val.mv_size, sizeof *rec);
     memcpy(rec, val.mv_data, sizeof *rec);
+    uint32_t stored = rec->checksum;
+    rec->checksum = 0;
+    if (record_checksum(rec, sizeof *rec) != stored)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%s' "
+                       "fails its checksum", name);
     if (rec->format != COLL_FORMAT || rec->dim == 0 ||
         rec->dim > QV_DIM_MAX || !qv_metric_name((qv_metric)rec->metric) ||
         rec->M < 2 || rec->M > QV_M_MAX || rec->ef_construction == 0 ||
@@ -46,7 +51,10 @@ qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
 int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
                 const coll_rec *rec)
 {
-    MDB_val key = name_key(name), val = {sizeof *rec, (void *)rec};
+    coll_rec sealed = *rec;
+    sealed.checksum = 0;
+    sealed.checksum = record_checksum(&sealed, sizeof sealed);
+    MDB_val key = name_key(name), val = {sizeof sealed, &sealed};
     return mdb_put(txn, st_dbi(db->env, ST_DB_CATALOG), &key, &val, 0);
 }
 

@@ -316,6 +316,15 @@ qv_status qv_backup(qv_db *db, const char *dir)
     return db->ops->backup(db, dir);
 }
 
+qv_status qv_check(qv_db *db, char **report)
+{
+    BEGIN_CALL(db);
+    if (!report)
+        return qv_fail(db, QV_ERR_INVALID, "report is NULL");
+    *report = NULL;
+    return db->ops->check(db, report);
+}
+
 qv_status qv_compact(qv_db *db)
 {
     BEGIN_CALL(db);

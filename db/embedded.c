@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "alloc.h"
 #include "error.h"
@@ -28,6 +29,7 @@ static const qv_db_ops embedded_ops = {
     .scan = admin_scan,
     .backup = admin_backup,
     .compact = admin_compact,
+    .check = check_database,
     .stats = admin_stats,
     .set_threads = admin_set_threads,
 };
@@ -50,6 +52,14 @@ qv_status embedded_open(const char *path, const qv_open_options *opts,
             st = qv_fail(NULL, QV_ERR_INVALID,
                          "%s is already open in this process with the other "
                          "sync mode (QV_OPEN_NOSYNC)", path);
+        else if (rc == ST_ERR_MISSING)
+            st = qv_fail(NULL, QV_ERR_CORRUPT, "%s: data.mdb is missing but "
+                         "lock.mdb is there; refusing to start an empty "
+                         "database in its place (restore data.mdb, or remove "
+                         "lock.mdb to start afresh)", path);
+        else if (rc == ST_ERR_TRUNCATED)
+            st = qv_fail(NULL, QV_ERR_CORRUPT, "%s: data.mdb is shorter than "
+                         "its last page; the file was truncated", path);
         else
             st = emb_status(NULL, rc, path);
         qv_mem_free(db);
@@ -125,4 +135,9 @@ unsigned emb_default_threads(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     return cpus > 0 ? (unsigned)cpus : 1;
+}
+
+uint32_t record_checksum(const void *data, size_t len)
+{
+    return XXH32(data, len, 0x51564552u);  /* "QVER" */
 }

@@ -16,7 +16,7 @@ typedef struct emb_db {
     unsigned threads;   /* for index building; >= 1 */
 } emb_db;
 
-#define COLL_FORMAT 2
+#define COLL_FORMAT 3
 
 /* A collection's record in the catalog, stored as this struct. */
 typedef struct coll_rec {
@@ -30,9 +30,13 @@ typedef struct coll_rec {
     uint32_t ef_construction;
     uint32_t entry;      /* HNSW entry point; UINT32_MAX when empty */
     int32_t max_level;   /* HNSW top level; -1 when empty */
-    uint32_t reserved;
+    uint32_t checksum;   /* XXH32 of the record with this field 0 */
     uint64_t generation; /* bumped by every committed write */
 } coll_rec;
+
+/* Checksums of Quiver's own records, where LMDB cannot tell a flipped
+ * byte: catalog records and graph node records. */
+uint32_t record_checksum(const void *data, size_t len);
 
 /* Turn an LMDB or errno code into a status and a message about doing. */
 qv_status emb_status(emb_db *db, int rc, const char *doing);
@@ -88,6 +92,8 @@ qv_status admin_scan(qv_db *db, const char *collection, const char *after,
                      uint32_t limit, qv_page **out);
 qv_status admin_backup(qv_db *db, const char *dir);
 qv_status admin_compact(qv_db *db);
+/* check.c */
+qv_status check_database(qv_db *db, char **report);
 qv_status admin_stats(qv_db *db, char **json);
 qv_status admin_set_threads(qv_db *db, uint32_t threads);
 

@@ -133,15 +133,21 @@ static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                          "vector of %zu bytes", iid, vec_bytes);
             break;
         }
-        int lr = iid < hnsw_capacity(graph)
-                     ? hnsw_record_load(graph, iid, vval.mv_data, gval.mv_data,
-                                        gval.mv_size)
-                     : -1;
+        int lr = -1;
+        uint32_t sum;
+        if (iid < hnsw_capacity(graph) && gval.mv_size > sizeof sum) {
+            size_t body = gval.mv_size - sizeof sum;
+            memcpy(&sum, (char *)gval.mv_data + body, sizeof sum);
+            if (sum == record_checksum(gval.mv_data, body))
+                lr = hnsw_record_load(graph, iid, vval.mv_data, gval.mv_data,
+                                      body);
+        }
         if (lr != 0) {
             st = lr == -2 ? qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
                                     "loading the index")
                           : qv_fail(&db->base, QV_ERR_CORRUPT, "graph record "
-                                    "of node %u is malformed", iid);
+                                    "of node %u fails its checksum or is "
+                                    "malformed", iid);
             break;
         }
     }
@@ -294,10 +300,14 @@ int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix)
         key_doc(k, rec->id, ids[i]);
         MDB_val key = {sizeof k, k}, val;
         if (hnsw_contains(g, ids[i])) {
-            val.mv_size = hnsw_record_size(g, ids[i]);
+            size_t body = hnsw_record_size(g, ids[i]);
+            val.mv_size = body + sizeof(uint32_t);
             rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
-            if (rc == 0)
+            if (rc == 0) {
                 hnsw_record_write(g, ids[i], val.mv_data);
+                uint32_t sum = record_checksum(val.mv_data, body);
+                memcpy((char *)val.mv_data + body, &sum, sizeof sum);
+            }
         } else {
             rc = mdb_del(txn, dbi, &key, NULL);
             rc = rc == MDB_NOTFOUND ? 0 : rc;
@@ -315,34 +325,17 @@ int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix)
     return 0;
 }
 
-qv_status index_verify(qv_db *base, const char *collection, char *err,
-                       size_t errlen)
+qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                               char *err, size_t errlen)
 {
-    emb_db *db = (emb_db *)base;
-    MDB_txn *txn;
-    coll_rec rec;
     live_index *ix = NULL;
-    qv_status st = emb_read_begin(db, &txn, "checking the index");
-    if (st != QV_OK)
+    qv_status st = load_index(db, txn, rec, &ix);
+    if (st != QV_OK) {
+        snprintf(err, errlen, "%s", qv_errmsg(&db->base));
         return st;
-    st = catalog_get(db, txn, collection, &rec);
-    if (st == QV_OK)
-        st = index_acquire(db, txn, &rec, &ix);
-    if (st == QV_OK) {
-        pthread_rwlock_rdlock(&ix->grow_lock);
-        if (hnsw_check(ix->graph, err, errlen) != 0)
-            st = qv_fail(base, QV_ERR_CORRUPT, "index of '%s': %s",
-                         collection, err);
-        else if (hnsw_count(ix->graph) != rec.count)
-            st = qv_fail(base, QV_ERR_CORRUPT, "index of '%s' has %u nodes, "
-                         "the collection %llu documents", collection,
-                         hnsw_count(ix->graph),
-                         (unsigned long long)rec.count);
-        pthread_rwlock_unlock(&ix->grow_lock);
     }
-    if (st != QV_OK && err[0] == '\0')
-        snprintf(err, errlen, "%s", qv_errmsg(base));
-    index_release(ix);
-    st_read_end(db->env, txn);
+    if (hnsw_check(ix->graph, err, errlen) != 0)
+        st = QV_ERR_CORRUPT;
+    live_free(ix);
     return st;
 }

@@ -63,12 +63,12 @@ int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix);
 void index_mark_stale(live_index *ix);
 
 /*
- * Check the graph of an embedded collection against its invariants
- * (hnsw_check) and its document count. QV_ERR_CORRUPT with the first
- * violation in err. (For tests now; `quiver check` will build on it.)
+ * Load the collection's graph afresh from the snapshot and check it
+ * (hnsw_check, node count, entry point). QV_OK, or a status with the first
+ * violation in err.
  */
-qv_status index_verify(qv_db *db, const char *collection, char *err,
-                       size_t errlen);
+qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                               char *err, size_t errlen);
 
 /* Bytes the collection's graph holds in this process; 0 if not loaded. */
 uint64_t index_memory_bytes(emb_db *db, uint32_t coll_id);

@@ -292,6 +292,17 @@ qv_status qv_scan(qv_db *db, const char *collection, const char *after,
 qv_status qv_backup(qv_db *db, const char *dir);
 
 /*
+ * Verify every invariant of the database: each collection's id map,
+ * documents, vectors, free ids and graph records agree with each other and
+ * with its count, Quiver's own records pass their checksums, and each
+ * index, loaded afresh, is a valid HNSW graph with every node reachable.
+ * *report (always set unless the check could not run; release with
+ * qv_free) lists the problems, one a line, and ends with a summary line.
+ * QV_OK when all holds, QV_ERR_CORRUPT when not.
+ */
+qv_status qv_check(qv_db *db, char **report);
+
+/*
  * Give the space of deleted documents back to the file system: the
  * database file is rewritten compacted and swapped in. It needs the
  * database to itself: QV_ERR_BUSY while another process has it open

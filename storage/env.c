@@ -75,6 +75,32 @@ static int init_lock(st_env *env)
     return rc;
 }
 
+/*
+ * Refuse a data file that is shorter than its own meta page says (reading
+ * its missing pages through the map would kill the process with SIGBUS),
+ * and a lock file without its data file (LMDB would quietly start an empty
+ * database in its place).
+ */
+static int check_files(const char *path, int after_open, MDB_env *mdb)
+{
+    char file[4200];
+    struct stat st;
+    snprintf(file, sizeof file, "%s/data.mdb", path);
+    int have_data = stat(file, &st) == 0;
+    if (!after_open) {
+        char lock[4200];
+        struct stat lst;
+        snprintf(lock, sizeof lock, "%s/lock.mdb", path);
+        return !have_data && stat(lock, &lst) == 0 ? ST_ERR_MISSING : 0;
+    }
+    MDB_envinfo info;
+    MDB_stat ms;
+    if (!have_data || mdb_env_info(mdb, &info) || mdb_env_stat(mdb, &ms))
+        return 0;
+    uint64_t need = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+    return (uint64_t)st.st_size < need ? ST_ERR_TRUNCATED : 0;
+}
+
 /* Open the LMDB environment of env at path (again, after a compaction). */
 static int mdb_open_env(st_env *env, const char *path, uint64_t map_size)
 {
@@ -88,6 +114,8 @@ static int mdb_open_env(st_env *env, const char *path, uint64_t map_size)
         rc = mdb_env_set_mapsize(env->mdb, map_size);
     if (rc == 0)
         rc = mdb_env_open(env->mdb, path, mdb_flags, 0644);
+    if (rc == 0)  /* before any page is read through the map */
+        rc = check_files(path, 1, env->mdb);
     if (rc == 0)
         rc = open_dbis(env);
     if (rc != 0 && env->mdb) {
@@ -109,7 +137,9 @@ static int env_create(const char *path, unsigned flags, uint64_t map_size,
         return rc;
     }
     env->flags = flags;
-    rc = mdb_open_env(env, path, map_size ? map_size : DEFAULT_MAP_SIZE);
+    rc = check_files(path, 0, NULL);
+    if (rc == 0)
+        rc = mdb_open_env(env, path, map_size ? map_size : DEFAULT_MAP_SIZE);
     if (rc != 0) {
         pthread_rwlock_destroy(&env->map_lock);
         qv_mem_free(env);

@@ -42,6 +42,8 @@ enum st_db {
  * this process with another sync mode.
  */
 #define ST_ERR_MODE (-2)
+#define ST_ERR_MISSING (-4)    /* lock.mdb without data.mdb */
+#define ST_ERR_TRUNCATED (-5)  /* data.mdb shorter than its meta page says */
 int st_env_open(const char *path, unsigned flags, uint64_t map_size,
                 st_env **out);
 void st_env_close(st_env *env);

@@ -29,14 +29,21 @@ static int setup(void **state)
     return 0;
 }
 
+/* After every test the database must pass qv_check. */
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+    char *report = NULL;
+    qv_status st = qv_check(f->db, &report);
+    if (st != QV_OK)
+        fprintf(stderr, "qv_check after the test: %s\n",
+                report ? report : qv_errmsg(f->db));
+    qv_free(report);
     qv_close(f->db);
     tu_stop_servers();
     tu_rmdir(f->dir);
     free(f);
-    return 0;
+    return st == QV_OK ? 0 : -1;
 }
 
 static void create(qv_db *db, const char *name, uint32_t dim, qv_metric m)

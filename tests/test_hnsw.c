@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "hnsw.h"
-#include "index.h"
 #include "test_util.h"
 
 #define FMNIST "/../shared/data/fashion-mnist-784-euclidean/"
@@ -55,12 +54,16 @@ static void upsert_rows(qv_db *db, const char *name, const float *v,
     free(ids);
 }
 
+/* qv_check: the whole database, this collection's index included. */
 static void assert_index_valid(qv_db *db, const char *name)
 {
-    char err[256] = "";
-    qv_status st = index_verify(db, name, err, sizeof err);
+    char *report = NULL;
+    qv_status st = qv_check(db, &report);
     if (st != QV_OK)
-        fail_msg("index of %s: %s", name, err);
+        fail_msg("check after changes to %s: %s", name,
+                 report ? report : qv_errmsg(db));
+    assert_non_null(strstr(report, "ok: "));
+    qv_free(report);
 }
 
 /* recall@k of HNSW against exact search, over nq queries. */

@@ -274,6 +274,18 @@ static qv_status do_scan(qv_db *db, const Quiver__V1__Scan *m,
     return QV_OK;
 }
 
+static qv_status do_check(qv_db *db, struct reply *r)
+{
+    char *report = NULL;
+    qv_status st = qv_check(db, &report);
+    if (report) {
+        r->api_result = report;
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_REPORT;
+        r->resp.report = report;
+    }
+    return st;
+}
+
 static qv_status do_stats(qv_db *db, struct reply *r)
 {
     char *json = NULL;
@@ -355,6 +367,9 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         break;
     case QUIVER__V1__REQUEST__OP_BACKUP:
         st = qv_backup(db, req->backup->dir);
+        break;
+    case QUIVER__V1__REQUEST__OP_CHECK:
+        st = do_check(db, r);
         break;
     case QUIVER__V1__REQUEST__OP_COMPACT:
         st = qv_compact(db);

@@ -614,6 +614,28 @@ static qv_status remote_backup(qv_db *base, const char *dir)
     LOCKED_CALL(db, &req, resp, ;);
 }
 
+/* The report comes with OK and with CORRUPT alike. */
+static qv_status remote_check(qv_db *base, char **report)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Check m = QUIVER__V1__CHECK__INIT;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_CHECK;
+    req.check = &m;
+    Response *resp = NULL;
+    pthread_mutex_lock(&db->lock);
+    qv_status st = call(db, &req, &resp);
+    if ((st == QV_OK || st == QV_ERR_CORRUPT) && resp &&
+        resp->result_case == QUIVER__V1__RESPONSE__RESULT_REPORT) {
+        *report = qv_strndup(resp->report, strlen(resp->report));
+        if (!*report)
+            st = qv_fail(base, QV_ERR_NOMEM, "out of memory");
+    }
+    quiver__v1__response__free_unpacked(resp, &qv_protobuf_allocator);
+    pthread_mutex_unlock(&db->lock);
+    return st;
+}
+
 static qv_status remote_compact(qv_db *base)
 {
     remote_db *db = (remote_db *)base;
@@ -677,6 +699,7 @@ static const qv_db_ops remote_ops = {
     .scan = remote_scan,
     .backup = remote_backup,
     .compact = remote_compact,
+    .check = remote_check,
     .stats = remote_stats,
     .set_threads = remote_set_threads,
 };

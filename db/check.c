@@ -1,0 +1,318 @@
+/*
+ * check.c - qv_check for the embedded transport: every invariant that ties
+ * a collection's records together, read from one snapshot.
+ *
+ *   ids      each external id maps to a distinct internal id below next_iid,
+ *            whose document names the same external id and whose vector
+ *            has the collection's size and only finite values;
+ *   docs, vectors, graph: every record belongs to a mapped id;
+ *   freeids  no free id is in use;
+ *   counts   ids, documents, vectors and graph nodes all equal the count;
+ *   records  catalog and graph records pass their checksums;
+ *   graph    loaded afresh, it passes hnsw_check (degrees, neighbours,
+ *            entry point, every node reachable).
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "embedded.h"
+#include "error.h"
+#include "index.h"
+#include "keys.h"
+
+#define MAX_LISTED 50
+
+struct report {
+    char *text;
+    size_t len, cap;
+    unsigned problems;
+};
+
+static void add_line(struct report *r, const char *fmt, va_list ap)
+{
+    char line[512];
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    if (n < 0)
+        return;
+    size_t need = r->len + (size_t)n + 2;
+    if (need > r->cap) {
+        size_t cap = need * 2;
+        char *p = qv_realloc(r->text, cap);
+        if (!p)
+            return;
+        r->text = p;
+        r->cap = cap;
+    }
+    memcpy(r->text + r->len, line, (size_t)n);
+    r->len += (size_t)n;
+    r->text[r->len++] = '\n';
+    r->text[r->len] = '\0';
+}
+
+static void problem(struct report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void problem(struct report *r, const char *fmt, ...)
+{
+    va_list ap;
+    if (++r->problems > MAX_LISTED)
+        return;
+    va_start(ap, fmt);
+    add_line(r, fmt, ap);
+    va_end(ap);
+}
+
+static void note(struct report *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void note(struct report *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_line(r, fmt, ap);
+    va_end(ap);
+}
+
+/* A cursor over one collection's range of db; calls fn for each record. */
+static int walk(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
+                int (*fn)(void *ctx, const MDB_val *key, const MDB_val *val),
+                void *ctx)
+{
+    MDB_cursor *cur;
+    unsigned char prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, coll);
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, which), &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val key = {sizeof prefix, prefix}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size < KEY_COLL_LEN || memcmp(key.mv_data, prefix,
+                                                 sizeof prefix))
+            break;
+        fn(ctx, &key, &val);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+struct coll_check {
+    emb_db *db;
+    MDB_txn *txn;
+    const char *name;
+    const coll_rec *rec;
+    struct report *r;
+    uint8_t *mapped;      /* per internal id: 1 when an id maps to it */
+    uint64_t ids, docs, vectors, nodes;
+};
+
+/* The internal id of a [coll][iid] key, or UINT32_MAX if malformed. */
+static uint32_t key_iid(const MDB_val *key)
+{
+    if (key->mv_size != KEY_DOC_LEN)
+        return UINT32_MAX;
+    return key_get_u32((const unsigned char *)key->mv_data + KEY_COLL_LEN);
+}
+
+static void check_vector(struct coll_check *c, const char *id, uint32_t iid,
+                         const MDB_val *vec)
+{
+    if (vec->mv_size != c->rec->dim * sizeof(float)) {
+        problem(c->r, "collection '%s': document '%s' (internal %u) has a "
+                "vector of %zu bytes, expected %zu", c->name, id, iid,
+                vec->mv_size, c->rec->dim * sizeof(float));
+        return;
+    }
+    const float *v = vec->mv_data;
+    for (uint32_t i = 0; i < c->rec->dim; i++) {
+        if (!isfinite(v[i])) {
+            problem(c->r, "collection '%s': document '%s' has a non-finite "
+                    "value at vector[%u]", c->name, id, i);
+            return;
+        }
+    }
+}
+
+static int visit_id(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+    struct coll_check *c = ctx;
+    char id[QV_ID_MAX + 1];
+    size_t len = key->mv_size - KEY_COLL_LEN;
+    snprintf(id, sizeof id, "%.*s", (int)(len < QV_ID_MAX ? len : QV_ID_MAX),
+             (const char *)key->mv_data + KEY_COLL_LEN);
+    uint32_t iid;
+    c->ids++;
+    if (val->mv_size != sizeof iid || len == 0 || len > QV_ID_MAX) {
+        problem(c->r, "collection '%s': id map entry '%s' is malformed",
+                c->name, id);
+        return 0;
+    }
+    memcpy(&iid, val->mv_data, sizeof iid);
+    if (iid >= c->rec->next_iid) {
+        problem(c->r, "collection '%s': id '%s' maps to internal %u, beyond "
+                "the next id %u", c->name, id, iid, c->rec->next_iid);
+        return 0;
+    }
+    if (c->mapped[iid]++)
+        problem(c->r, "collection '%s': internal id %u is mapped twice (again "
+                "by '%s')", c->name, iid, id);
+    unsigned char k[KEY_DOC_LEN];
+    key_doc(k, c->rec->id, iid);
+    MDB_val dkey = {sizeof k, k}, doc, vec;
+    if (mdb_get(c->txn, st_dbi(c->db->env, ST_DB_DOCS), &dkey, &doc) != 0) {
+        problem(c->r, "collection '%s': id '%s' (internal %u) has no "
+                "document", c->name, id, iid);
+    } else {
+        const unsigned char *p = doc.mv_data;
+        if (doc.mv_size < 1u + p[0] || p[0] != len ||
+            memcmp(p + 1, (const char *)key->mv_data + KEY_COLL_LEN, len))
+            problem(c->r, "collection '%s': the document at internal %u does "
+                    "not name id '%s'", c->name, iid, id);
+    }
+    if (mdb_get(c->txn, st_dbi(c->db->env, ST_DB_VECTORS), &dkey, &vec) != 0)
+        problem(c->r, "collection '%s': id '%s' (internal %u) has no vector",
+                c->name, id, iid);
+    else
+        check_vector(c, id, iid, &vec);
+    return 0;
+}
+
+/* docs, vectors and graph records must belong to a mapped id. */
+static int visit_owned(struct coll_check *c, const MDB_val *key,
+                       const char *what, uint64_t *count)
+{
+    uint32_t iid = key_iid(key);
+    ++*count;
+    if (iid == UINT32_MAX || iid >= c->rec->next_iid || !c->mapped[iid])
+        problem(c->r, "collection '%s': %s record at internal %u belongs to "
+                "no id", c->name, what, iid);
+    return 0;
+}
+
+static int visit_doc(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+    struct coll_check *c = ctx;
+    (void)val;
+    return visit_owned(c, key, "document", &c->docs);
+}
+
+static int visit_vector(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+    struct coll_check *c = ctx;
+    (void)val;
+    return visit_owned(c, key, "vector", &c->vectors);
+}
+
+static int visit_node(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+    struct coll_check *c = ctx;
+    uint32_t sum;
+    if (val->mv_size <= sizeof sum) {
+        problem(c->r, "collection '%s': graph record at internal %u is "
+                "truncated", c->name, key_iid(key));
+    } else {
+        size_t body = val->mv_size - sizeof sum;
+        memcpy(&sum, (const char *)val->mv_data + body, sizeof sum);
+        if (sum != record_checksum(val->mv_data, body))
+            problem(c->r, "collection '%s': graph record at internal %u fails"
+                    " its checksum", c->name, key_iid(key));
+    }
+    return visit_owned(c, key, "graph", &c->nodes);
+}
+
+static int visit_free(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+    struct coll_check *c = ctx;
+    uint32_t iid = key_iid(key);
+    (void)val;
+    if (iid == UINT32_MAX || iid >= c->rec->next_iid)
+        problem(c->r, "collection '%s': free id %u is beyond the next id %u",
+                c->name, iid, c->rec->next_iid);
+    else if (c->mapped[iid])
+        problem(c->r, "collection '%s': internal id %u is both free and in "
+                "use", c->name, iid);
+    return 0;
+}
+
+static void check_counts(struct coll_check *c)
+{
+    const struct { const char *what; uint64_t n; } parts[] = {
+        {"ids", c->ids}, {"documents", c->docs}, {"vectors", c->vectors},
+        {"graph nodes", c->nodes}};
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        if (parts[i].n != c->rec->count)
+            problem(c->r, "collection '%s': %llu %s but a count of %llu",
+                    c->name, (unsigned long long)parts[i].n, parts[i].what,
+                    (unsigned long long)c->rec->count);
+    }
+}
+
+static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
+                                  struct report *r, uint64_t *docs)
+{
+    coll_rec rec;
+    qv_status st = catalog_get(db, txn, name, &rec);
+    if (st != QV_OK) {
+        problem(r, "collection '%s': %s", name, qv_errmsg(&db->base));
+        return QV_OK;
+    }
+    struct coll_check c = {db, txn, name, &rec, r, NULL, 0, 0, 0, 0};
+    c.mapped = qv_calloc(rec.next_iid ? rec.next_iid : 1, 1);
+    if (!c.mapped)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory checking '%s'",
+                       name);
+    int rc = walk(db, txn, ST_DB_IDS, rec.id, visit_id, &c);
+    if (rc == 0)
+        rc = walk(db, txn, ST_DB_DOCS, rec.id, visit_doc, &c);
+    if (rc == 0)
+        rc = walk(db, txn, ST_DB_VECTORS, rec.id, visit_vector, &c);
+    if (rc == 0)
+        rc = walk(db, txn, ST_DB_GRAPH, rec.id, visit_node, &c);
+    if (rc == 0)
+        rc = walk(db, txn, ST_DB_FREEIDS, rec.id, visit_free, &c);
+    qv_mem_free(c.mapped);
+    if (rc != 0)
+        return emb_status(db, rc, "checking");
+    check_counts(&c);
+    char err[256] = "";
+    if (index_check_snapshot(db, txn, &rec, err, sizeof err) != QV_OK)
+        problem(r, "collection '%s': index: %s", name, err);
+    *docs += rec.count;
+    return QV_OK;
+}
+
+qv_status check_database(qv_db *base, char **report)
+{
+    emb_db *db = (emb_db *)base;
+    qv_collection_info *list = NULL;
+    size_t n = 0;
+    struct report r = {0};
+    uint64_t docs = 0;
+    MDB_txn *txn = NULL;
+    qv_status st = catalog_list(base, &list, &n);
+    if (st == QV_OK)
+        st = emb_read_begin(db, &txn, "checking");
+    for (size_t i = 0; i < n && st == QV_OK; i++)
+        st = check_collection(db, txn, list[i].name, &r, &docs);
+    st_read_end(db->env, txn);
+    qv_mem_free(list);
+    if (st != QV_OK) {
+        qv_mem_free(r.text);
+        return st;
+    }
+    if (r.problems > MAX_LISTED)
+        note(&r, "... and %u more problems", r.problems - MAX_LISTED);
+    note(&r, "%s: %zu collections, %llu documents checked, %u problems",
+         r.problems ? "FAILED" : "ok", n, (unsigned long long)docs,
+         r.problems);
+    if (!r.text)
+        return qv_fail(base, QV_ERR_NOMEM, "out of memory for the report");
+    *report = r.text;
+    if (r.problems)
+        return qv_fail(base, QV_ERR_CORRUPT, "%u problems; the first: %.*s",
+                       r.problems, (int)strcspn(r.text, "\n"), r.text);
+    return QV_OK;
+}

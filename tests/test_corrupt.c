@@ -1,0 +1,208 @@
+/*
+ * Damaged databases: a truncated, missing or garbage data file, and flipped
+ * or missing records behind Quiver's back. Each gets QV_ERR_CORRUPT (or a
+ * clear message) on open or on use, and qv_check names it; never a crash.
+ */
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+/* A small database: collection "c" (dim 8) of 300 documents. */
+static char *make_db(void)
+{
+    char *dir = tu_mkdtemp();
+    qv_db *db;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_ok(db, qv_create_collection(db, "c",
+                                       &(qv_collection_config){.dim = 8}));
+    uint64_t rng = 5;
+    float v[300][8];
+    char ids[300][16];
+    qv_doc docs[300];
+    for (int i = 0; i < 300; i++) {
+        tu_rand_vector(&rng, v[i], 8);
+        snprintf(ids[i], sizeof ids[i], "%d", i);
+        docs[i] = (qv_doc){ids[i], v[i], 8, "{\"p\":1}"};
+    }
+    assert_ok(db, qv_upsert(db, "c", docs, 300));
+    qv_close(db);
+    return dir;
+}
+
+static char *path_of(const char *dir, const char *file)
+{
+    static char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    return path;
+}
+
+/* Change records with LMDB directly, behind Quiver's back. */
+typedef void (*tamper_fn)(MDB_txn *txn, MDB_dbi dbi);
+
+static void tamper(const char *dir, const char *dbname, tamper_fn fn)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    mdb_env_set_maxdbs(env, 32);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, dbname, 0, &dbi), 0);
+    fn(txn, dbi);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* Flip one byte in the middle of the first record's value. */
+static void flip_first(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
+    unsigned char copy[4096];
+    assert_true(val.mv_size <= sizeof copy);
+    memcpy(copy, val.mv_data, val.mv_size);
+    copy[val.mv_size / 2] ^= 0x10;
+    MDB_val changed = {val.mv_size, copy};
+    assert_int_equal(mdb_cursor_put(cur, &key, &changed, MDB_CURRENT), 0);
+    mdb_cursor_close(cur);
+}
+
+static void delete_first(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
+    assert_int_equal(mdb_cursor_del(cur, 0), 0);
+    mdb_cursor_close(cur);
+}
+
+/* qv_check must fail and its report contain what. */
+static void expect_check_finds(const char *dir, const char *what)
+{
+    qv_db *db;
+    char *report = NULL;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_status(db, qv_check(db, &report), QV_ERR_CORRUPT);
+    assert_non_null(report);
+    if (!strstr(report, what))
+        fail_msg("report lacks '%s':\n%s", what, report);
+    qv_free(report);
+    qv_close(db);
+}
+
+static void test_flipped_catalog_record(void **state)
+{
+    char *dir = make_db();
+    tamper(dir, "catalog", flip_first);
+    qv_db *db;
+    qv_collection_info info;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_status(db, qv_describe_collection(db, "c", &info), QV_ERR_CORRUPT);
+    assert_non_null(strstr(qv_errmsg(db), "checksum"));
+    float q[8] = {0};
+    qv_hits *hits = NULL;
+    assert_status(db, qv_search(db, "c", q, 8, &(qv_search_options){.k = 1},
+                                &hits), QV_ERR_CORRUPT);
+    qv_close(db);
+    expect_check_finds(dir, "fails its checksum");
+    tu_rmdir(dir);
+}
+
+static void test_flipped_graph_record(void **state)
+{
+    char *dir = make_db();
+    tamper(dir, "graph", flip_first);
+    qv_db *db;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    float q[8] = {0};
+    qv_hits *hits = NULL;
+    assert_status(db, qv_search(db, "c", q, 8, &(qv_search_options){.k = 1},
+                                &hits), QV_ERR_CORRUPT);
+    assert_non_null(strstr(qv_errmsg(db), "graph record"));
+    /* exact search does not need the graph */
+    assert_ok(db, qv_search(db, "c", q, 8,
+                            &(qv_search_options){.k = 1, .exact = 1}, &hits));
+    qv_free(hits);
+    qv_close(db);
+    expect_check_finds(dir, "fails its checksum");
+    tu_rmdir(dir);
+}
+
+static void test_missing_records(void **state)
+{
+    char *dir = make_db();
+    tamper(dir, "vectors", delete_first);
+    qv_db *db;
+    qv_record *r = NULL;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_status(db, qv_get(db, "c", "0", &r), QV_ERR_CORRUPT);
+    qv_close(db);
+    expect_check_finds(dir, "has no vector");
+    tamper(dir, "docs", delete_first);
+    expect_check_finds(dir, "has no document");
+    tu_rmdir(dir);
+}
+
+static void test_truncated_data_file(void **state)
+{
+    char *dir = make_db();
+    struct stat st;
+    assert_int_equal(stat(path_of(dir, "data.mdb"), &st), 0);
+    assert_int_equal(truncate(path_of(dir, "data.mdb"), st.st_size / 2), 0);
+    qv_db *db = NULL;
+    assert_status(NULL, qv_open(dir, NULL, &db), QV_ERR_CORRUPT);
+    assert_null(db);
+    assert_non_null(strstr(qv_errmsg(NULL), "truncated"));
+    tu_rmdir(dir);
+}
+
+static void test_missing_data_file(void **state)
+{
+    char *dir = make_db();
+    assert_int_equal(unlink(path_of(dir, "data.mdb")), 0);
+    qv_db *db = NULL;
+    assert_status(NULL, qv_open(dir, NULL, &db), QV_ERR_CORRUPT);
+    assert_non_null(strstr(qv_errmsg(NULL), "data.mdb is missing"));
+    assert_false(access(path_of(dir, "data.mdb"), F_OK) == 0);  /* untouched */
+    tu_rmdir(dir);
+}
+
+static void test_garbage_data_file(void **state)
+{
+    char *dir = tu_mkdtemp();
+    int fd = open(path_of(dir, "data.mdb"), O_CREAT | O_WRONLY, 0644);
+    uint64_t rng = 11;
+    for (int i = 0; i < 64; i++) {
+        uint64_t x = tu_rand(&rng);
+        assert_int_equal(write(fd, &x, sizeof x), sizeof x);
+    }
+    close(fd);
+    qv_db *db = NULL;
+    qv_status st = qv_open(dir, NULL, &db);
+    assert_true(st == QV_ERR_CORRUPT);
+    assert_null(db);
+    tu_rmdir(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_flipped_catalog_record),
+        cmocka_unit_test(test_flipped_graph_record),
+        cmocka_unit_test(test_missing_records),
+        cmocka_unit_test(test_truncated_data_file),
+        cmocka_unit_test(test_missing_data_file),
+        cmocka_unit_test(test_garbage_data_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
