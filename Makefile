@@ -35,7 +35,7 @@ SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/bench_server.c cli/transfer.c cli/vecfile.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
-             test_hnsw test_server test_corrupt
+             test_hnsw test_server test_corrupt test_crash
 
 B  := build
 BA := build/asan
@@ -48,7 +48,7 @@ SERVER_OBJ   := $(SERVER_SRC:%.c=$(B)/%.o)
 SERVER_OBJ_A := $(SERVER_SRC:%.c=$(BA)/%.o)
 GEN := build/gen/wire/quiver.pb-c.c build/gen/wire/quiver.pb-c.h
 
-.PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds
+.PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test
 # Keep intermediate objects (make would delete them after linking tests).
 .SECONDARY:
 
@@ -123,6 +123,13 @@ TEST_PROGS := $(TEST_BINS:%=$(BA)/tests/%)
 
 test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz
 	@./tests/run.sh $(BA)
+
+# 200 kill -9 cycles of an embedded writer and 200 of quiverd (make test
+# runs 10 of each).
+CRASH_CYCLES ?= 200
+crash-test: $(BA)/tests/test_crash $(BA)/quiverd
+	QUIVER_BUILD=$(CURDIR)/$(BA) CRASH_CYCLES=$(CRASH_CYCLES) \
+	    CMOCKA_MESSAGE_OUTPUT=TAP ./$(BA)/tests/test_crash
 
 # ---- fuzzing: clang's libFuzzer with ASan+UBSan, objects in build/fuzz ----
 BF := build/fuzz

@@ -176,10 +176,17 @@ static size_t documents_to_index(const struct upsert_ctx *c, size_t *order)
     for (size_t i = 0; i < c->n; i++)
         order[i] = i;
     qsort_r(order, c->n, sizeof *order, by_iid_then_position, c->iids);
+    int run_changed = 0;
     for (size_t i = 0; i < c->n; i++) {
+        /* A later copy of an id compares its vector with the earlier copy
+         * stored by this same batch: the run needs indexing if any copy
+         * changed it (the first copy of a new document always does). */
+        run_changed |= c->changed[order[i]];
         int last = i + 1 == c->n || c->iids[order[i + 1]] != c->iids[order[i]];
-        if (last && c->changed[order[i]])
+        if (last && run_changed)
             order[m++] = order[i];
+        if (last)
+            run_changed = 0;
     }
     return m;
 }

@@ -372,6 +372,23 @@ static void test_replaced_vector_moves_the_document(void **state)
     free(v);
 }
 
+/* A new id given twice in one batch with the same vector is indexed once
+ * (the crash test found it missing from the graph). */
+static void test_repeated_id_in_a_batch_is_indexed(void **state)
+{
+    qv_db *db = ((struct fixture *)*state)->db;
+    float v[4] = {1, 2, 3, 4}, w[4] = {4, 3, 2, 1};
+    create(db, "rep", 4, QV_METRIC_L2, 8, 40);
+    qv_doc docs[3] = {{"x", v, 4, NULL}, {"y", w, 4, NULL}, {"x", v, 4, NULL}};
+    assert_ok(db, qv_upsert(db, "rep", docs, 3));
+    assert_index_valid(db, "rep");
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, "rep", v, 4, &(qv_search_options){.k = 1},
+                            &hits));
+    assert_string_equal(hits->hits[0].id, "x");
+    qv_free(hits);
+}
+
 static void test_batch_search_matches_single_searches(void **state)
 {
     enum { N = 1000, D = 16, NQ = 40 };
@@ -501,6 +518,7 @@ int main(void)
         T(test_index_survives_reopen),
         T(test_deletes_are_never_returned),
         T(test_replaced_vector_moves_the_document),
+        T(test_repeated_id_in_a_batch_is_indexed),
         T(test_batch_search_matches_single_searches),
         T(test_bad_index_parameters),
         T(test_other_process_writes_are_searchable),
