@@ -1018,6 +1018,7 @@ static int check_reachable(const hnsw *h, char *err, size_t errlen)
     int rc = -1;
     if (!seen || !queue) {
         snprintf(err, errlen, "out of memory");
+        rc = -2;
         goto cleanup;
     }
     size_t reached = mark_reachable(h, seen, queue);
@@ -1048,7 +1049,7 @@ int hnsw_check(const hnsw *h, char *err, size_t errlen)
     }
     if (check_lists(h, err, errlen) != 0)
         return -1;
-    return check_reachable(h, err, errlen);
+    return check_reachable(h, err, errlen);  /* -2: out of memory */
 }
 
 size_t hnsw_memory_bytes(const hnsw *h)

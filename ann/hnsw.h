@@ -123,7 +123,8 @@ void hnsw_set_entry(hnsw *h, uint32_t entry, int max_level);
  * Check the graph's invariants: every stored neighbour is a live node of
  * at least that level, degrees are within bounds, no self loops, the entry
  * point has the top level and every live node is reachable from it.
- * Returns 0, or -1 with the first violation described in err.
+ * Returns 0, -1 with the first violation described in err, or -2 when
+ * out of memory (nothing was found).
  */
 int hnsw_check(const hnsw *h, char *err, size_t errlen);
 

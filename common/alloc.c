@@ -14,9 +14,17 @@ void qv_alloc_fail_at(unsigned long n, int persistent)
     atomic_store(&fail_countdown, n);
 }
 
+static atomic_ulong calls;
+
+unsigned long qv_alloc_calls(void)
+{
+    return atomic_load(&calls);
+}
+
 /* True when the allocation being made now must fail. */
 static int injected_failure(void)
 {
+    atomic_fetch_add(&calls, 1);
     unsigned long left = atomic_load(&fail_countdown);
     if (left == 0)
         return 0;

@@ -24,4 +24,7 @@ void qv_mem_free(void *ptr);
  */
 void qv_alloc_fail_at(unsigned long n, int persistent);
 
+/* Allocations made through the wrappers since the process started. */
+unsigned long qv_alloc_calls(void);
+
 #endif

@@ -278,7 +278,10 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
         return emb_status(db, rc, "checking");
     check_counts(&c);
     char err[256] = "";
-    if (index_check_snapshot(db, txn, &rec, err, sizeof err) != QV_OK)
+    st = index_check_snapshot(db, txn, &rec, err, sizeof err);
+    if (st == QV_ERR_NOMEM)  /* the check could not run: not a finding */
+        return qv_fail(&db->base, st, "checking '%s': %s", name, err);
+    if (st != QV_OK)
         problem(r, "collection '%s': index: %s", name, err);
     *docs += rec.count;
     return QV_OK;

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -69,10 +71,34 @@ qv_status embedded_open(const char *path, const qv_open_options *opts,
     return QV_OK;
 }
 
+/*
+ * LMDB reports a short write as EIO. Tell a full disk, or a data file at
+ * the process's file size limit, from a failing one: NULL when neither.
+ */
+static const char *why_full(emb_db *db)
+{
+    struct st_figures f;
+    struct statvfs vfs;
+    struct rlimit lim;
+    const char *path = st_path(db->env);
+    st_figures(db->env, &f);
+    if (path && statvfs(path, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < (64u << 20))
+        return "the disk is full";
+    if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+        f.file_bytes + (1u << 20) >= (uint64_t)lim.rlim_cur)
+        return "the data file reached this process's file size limit";
+    return NULL;
+}
+
 qv_status emb_status(emb_db *db, int rc, const char *doing)
 {
     const void *owner = db ? &db->base : NULL;
     qv_status st;
+    const char *full = db && rc == EIO ? why_full(db) : NULL;
+    if (full)
+        return qv_fail(owner, QV_ERR_FULL, "%s: %s (nothing of this write "
+                       "was stored)", doing, full);
     switch (rc) {
     case 0:
         return QV_OK;
@@ -81,6 +107,7 @@ qv_status emb_status(emb_db *db, int rc, const char *doing)
         break;
     case ENOSPC:
     case EDQUOT:
+    case EFBIG:
     case MDB_MAP_FULL:
         st = QV_ERR_FULL;
         break;

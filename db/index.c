@@ -334,8 +334,9 @@ qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         snprintf(err, errlen, "%s", qv_errmsg(&db->base));
         return st;
     }
-    if (hnsw_check(ix->graph, err, errlen) != 0)
-        st = QV_ERR_CORRUPT;
+    int rc = hnsw_check(ix->graph, err, errlen);
+    if (rc != 0)
+        st = rc == -2 ? QV_ERR_NOMEM : QV_ERR_CORRUPT;
     live_free(ix);
     return st;
 }

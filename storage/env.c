@@ -231,6 +231,12 @@ MDB_dbi st_dbi(const st_env *env, enum st_db db)
     return env->dbi[db];
 }
 
+const char *st_path(st_env *env)
+{
+    const char *path = NULL;
+    return mdb_env_get_path(env->mdb, &path) == 0 ? path : NULL;
+}
+
 uint64_t st_map_size(st_env *env)
 {
     MDB_envinfo info;

@@ -101,6 +101,9 @@ struct st_figures {
 };
 void st_figures(st_env *env, struct st_figures *out);
 
+/* The environment's directory. */
+const char *st_path(st_env *env);
+
 /* Current map size, for tests and stats. */
 uint64_t st_map_size(st_env *env);
 
