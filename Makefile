@@ -137,7 +137,9 @@ FUZZ_CC := clang
 FUZZ_CFLAGS := $(CSTD) $(WARN) -O1 $(ARCH) -g -fno-omit-frame-pointer \
                -fsanitize=fuzzer-no-link,address,undefined \
                -fno-sanitize-recover=all
-FUZZ_TARGETS := fuzz_request fuzz_payload
+FUZZ_TARGETS := fuzz_request fuzz_payload fuzz_shell fuzz_import
+# the shell's pieces, for the shell and import targets
+FUZZ_CLI_OBJ := $(filter-out $(BF)/cli/main.o,$(CLI_SRC:%.c=$(BF)/%.o))
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BF)/%)
 LIB_OBJ_F := $(LIB_SRC:%.c=$(BF)/%.o)
 FUZZ_RUNS ?= 20000
@@ -155,6 +157,12 @@ $(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/wire/dispatch.o $(BF)/libqui
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 
 $(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/libquiver.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+
+$(BF)/fuzz_shell: $(BF)/fuzz/fuzz_shell.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+
+$(BF)/fuzz_import: $(BF)/fuzz/fuzz_import.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 
 fuzz: $(FUZZ_BINS)
