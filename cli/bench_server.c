@@ -27,7 +27,7 @@
 #include "frame.h"
 #include "wire/quiver.pb-c.h"
 
-enum bench_op { OP_SEARCH, OP_GET, OP_UPSERT };
+enum bench_op { OP_SEARCH, OP_GET, OP_UPSERT, OP_DELETE, OP_MIXED };
 
 struct server_args {
     const char *connect, *collection, *query, *token;
@@ -48,13 +48,16 @@ struct client {
     double deadline;
     long requests, errors;
     float *latencies_ms;    /* one per request, up to cap */
+    float *at_s;            /* when each one ended, from the start */
     size_t nlat, cap;
+    double start;
+    enum bench_op kinds[4096];  /* of the requests in flight */
     char err[256];
 };
 
 static const char server_usage[] =
     "usage: quiver bench server --connect HOST:PORT [--clients 16]\n"
-    "       [--seconds 10] [--op search|get|upsert] [--pipeline 1]\n"
+    "       [--seconds 10] [--op search|get|upsert|mixed] [--pipeline 1]\n"
     "       [--collection bench_server] [--n 10000] [--dim 32]\n"
     "       [--query FILE] [--k 10] [--ef 64] [--token T] [--json]\n";
 
@@ -100,6 +103,7 @@ static int parse_server_args(int argc, char **argv, struct server_args *a)
             if (strcmp(optarg, "search") == 0) a->op = OP_SEARCH;
             else if (strcmp(optarg, "get") == 0) a->op = OP_GET;
             else if (strcmp(optarg, "upsert") == 0) a->op = OP_UPSERT;
+            else if (strcmp(optarg, "mixed") == 0) a->op = OP_MIXED;
             else {
                 fprintf(stderr, "quiver bench server: unknown op '%s'\n",
                         optarg);
@@ -213,14 +217,25 @@ static uint64_t next_rand(uint64_t *s)
     return *s;
 }
 
-/* Append one request of the benchmark's kind to out. */
+/* The kind of the next request: the benchmark's, or for mixed 70%
+ * search, 15% get, 10% upsert, 5% delete. */
+static enum bench_op next_kind(struct client *c)
+{
+    if (c->a->op != OP_MIXED)
+        return c->a->op;
+    unsigned r = (unsigned)(next_rand(&c->seed) % 100);
+    return r < 70 ? OP_SEARCH : r < 85 ? OP_GET : r < 95 ? OP_UPSERT
+                                                       : OP_DELETE;
+}
+
+/* Append one request of the kind to out. */
 static int append_request(struct client *c, uint64_t id, float *vec,
-                          wbuf *out)
+                          enum bench_op kind, wbuf *out)
 {
     const struct server_args *a = c->a;
     char doc_id[24];
     snprintf(doc_id, sizeof doc_id, "%ld", (long)(next_rand(&c->seed) % (uint64_t)a->n));
-    if (a->op != OP_GET) {
+    if (kind == OP_SEARCH || kind == OP_UPSERT) {
         if (c->queries) {
             memcpy(vec, c->queries + (next_rand(&c->seed) % (uint64_t)c->nq) *
                                          a->dim, a->dim * sizeof *vec);
@@ -236,7 +251,15 @@ static int append_request(struct client *c, uint64_t id, float *vec,
     Quiver__V1__SearchOptions opt = QUIVER__V1__SEARCH_OPTIONS__INIT;
     Quiver__V1__Upsert up = QUIVER__V1__UPSERT__INIT;
     Quiver__V1__Document doc = QUIVER__V1__DOCUMENT__INIT, *docs[1] = {&doc};
-    switch (a->op) {
+    Quiver__V1__Delete del = QUIVER__V1__DELETE__INIT;
+    switch (kind) {
+    case OP_DELETE:
+        del.collection = (char *)a->collection;
+        del.id = doc_id;
+        req.op_case = QUIVER__V1__REQUEST__OP_DELETE;
+        req.delete_ = &del;
+        break;
+    case OP_MIXED:
     case OP_GET:
         get.collection = (char *)a->collection;
         get.id = doc_id;
@@ -279,6 +302,17 @@ static int write_all(int fd, const uint8_t *p, size_t len)
     return 0;
 }
 
+/* NOT_FOUND answers a get or delete of an id a mixed run deleted: not an
+ * error. */
+static int is_error(const Quiver__V1__Response *r, enum bench_op kind)
+{
+    if (!r)
+        return 1;
+    if (r->status == QUIVER__V1__STATUS__NOT_FOUND)
+        return !(kind == OP_GET || kind == OP_DELETE);
+    return r->status != QUIVER__V1__STATUS__OK;
+}
+
 /* Read `count` responses; record latencies from t0 and count errors. */
 static int read_responses(struct client *c, wbuf *in, unsigned count,
                           double t0)
@@ -290,14 +324,19 @@ static int read_responses(struct client *c, wbuf *in, unsigned count,
             FRAME_READY) {
             Quiver__V1__Response *r =
                 quiver__v1__response__unpack(NULL, len, payload);
-            if (!r || r->status != QUIVER__V1__STATUS__OK)
+            enum bench_op kind = c->kinds[c->a->pipeline - count];
+            if (is_error(r, kind)) {
                 c->errors++;
-            if (r && r->status != QUIVER__V1__STATUS__OK && !c->err[0])
-                snprintf(c->err, sizeof c->err, "%s", r->message);
+                if (r && !c->err[0])
+                    snprintf(c->err, sizeof c->err, "%s", r->message);
+            }
             quiver__v1__response__free_unpacked(r, NULL);
             wbuf_consume(in, FRAME_HEADER + len);
-            if (c->nlat < c->cap)
-                c->latencies_ms[c->nlat++] = (float)((cli_now() - t0) * 1e3);
+            if (c->nlat < c->cap) {
+                double now = cli_now();
+                c->latencies_ms[c->nlat] = (float)((now - t0) * 1e3);
+                c->at_s[c->nlat++] = (float)(now - c->start);
+            }
             c->requests++;
             count--;
             continue;
@@ -320,8 +359,10 @@ static void *client_main(void *arg)
     uint64_t id = 0;
     while (vec && cli_now() < c->deadline) {
         out.len = 0;
-        for (unsigned i = 0; i < c->a->pipeline; i++)
-            append_request(c, ++id, vec, &out);
+        for (unsigned i = 0; i < c->a->pipeline; i++) {
+            c->kinds[i] = next_kind(c);
+            append_request(c, ++id, vec, c->kinds[i], &out);
+        }
         double t0 = cli_now();
         if (write_all(c->fd, out.data, out.len) != 0 ||
             read_responses(c, &in, c->a->pipeline, t0) != 0) {
@@ -367,8 +408,49 @@ static float *load_queries(const struct server_args *a, long *nq, char *err,
     return q;
 }
 
+/* p99 of the requests that ended in each tenth of the run. */
+static json_t *p99_by_tenth(const struct server_args *a, struct client *cs,
+                            double elapsed)
+{
+    json_t *arr = json_array();
+    for (int t = 0; t < 10; t++) {
+        double lo = elapsed * t / 10, hi = elapsed * (t + 1) / 10;
+        size_t n = 0;
+        for (unsigned i = 0; i < a->clients; i++)
+            for (size_t j = 0; j < cs[i].nlat; j++)
+                n += cs[i].at_s[j] >= lo && cs[i].at_s[j] < hi;
+        float *v = qv_malloc((n + 1) * sizeof *v);
+        size_t k = 0;
+        for (unsigned i = 0; v && i < a->clients; i++)
+            for (size_t j = 0; j < cs[i].nlat; j++)
+                if (cs[i].at_s[j] >= lo && cs[i].at_s[j] < hi)
+                    v[k++] = cs[i].latencies_ms[j];
+        if (v && n)
+            qsort(v, n, sizeof *v, by_float);
+        json_array_append_new(arr, json_real(v && n ? v[(size_t)(n * 0.99)]
+                                                    : 0));
+        qv_mem_free(v);
+    }
+    return arr;
+}
+
+/* The server's resident memory, from stats; -1 when unknown. */
+static long long server_rss(const struct server_args *a)
+{
+    char uri[300], *json = NULL;
+    qv_db *db = NULL;
+    long long rss = -1;
+    snprintf(uri, sizeof uri, "qv://%s", a->connect);
+    if (qv_open(uri, &(qv_open_options){.token = a->token}, &db) == QV_OK &&
+        qv_stats(db, &json) == QV_OK && strstr(json, "\"rss_bytes\":"))
+        rss = atoll(strstr(json, "\"rss_bytes\":") + 12);
+    qv_free(json);
+    qv_close(db);
+    return rss;
+}
+
 static void report(const struct server_args *a, struct client *cs,
-                   double elapsed)
+                   double elapsed, long long rss_start, long long rss_end)
 {
     long requests = 0, errors = 0;
     size_t nlat = 0;
@@ -387,13 +469,17 @@ static void report(const struct server_args *a, struct client *cs,
         qsort(all, nlat, sizeof *all, by_float);
     double p50 = nlat && all ? all[nlat / 2] : 0;
     double p99 = nlat && all ? all[(size_t)((double)nlat * 0.99)] : 0;
-    static const char *const ops[] = {"search", "get", "upsert"};
+    static const char *const ops[] = {"search", "get", "upsert", "delete",
+                                      "mixed"};
     json_t *o = json_pack("{s:s, s:i, s:i, s:f, s:I, s:f, s:f, s:f, s:I}",
                           "op", ops[a->op], "clients", (int)a->clients,
                           "pipeline", (int)a->pipeline, "seconds", elapsed,
                           "requests", (json_int_t)requests, "qps",
                           requests / elapsed, "p50_ms", p50, "p99_ms", p99,
                           "errors", (json_int_t)errors);
+    json_object_set_new(o, "p99_ms_by_tenth", p99_by_tenth(a, cs, elapsed));
+    json_object_set_new(o, "server_rss_start", json_integer(rss_start));
+    json_object_set_new(o, "server_rss_end", json_integer(rss_end));
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                 JSON_REAL_PRECISION(6));
     if (a->json)
@@ -437,8 +523,9 @@ int bench_server(int argc, char **argv)
         cs[i] = (struct client){.a = &a, .seed = 1234567u + i * 7919u,
                                 .queries = queries, .nq = nq, .cap = cap};
         cs[i].latencies_ms = qv_malloc(cap * sizeof(float));
+        cs[i].at_s = qv_malloc(cap * sizeof(float));
         cs[i].fd = dial(a.connect, err, sizeof err);
-        if (cs[i].fd < 0 || !cs[i].latencies_ms)
+        if (cs[i].fd < 0 || !cs[i].latencies_ms || !cs[i].at_s)
             goto cleanup;
         if (a.token) {  /* authenticate on the raw connection */
             Quiver__V1__Request req = QUIVER__V1__REQUEST__INIT;
@@ -461,14 +548,17 @@ int bench_server(int argc, char **argv)
             }
         }
     }
+    long long rss_start = server_rss(&a);
     double t0 = cli_now();
     for (unsigned i = 0; i < a.clients; i++) {
+        cs[i].start = t0;
         cs[i].deadline = t0 + a.seconds;
         pthread_create(&cs[i].tid, NULL, client_main, &cs[i]);
     }
     for (unsigned i = 0; i < a.clients; i++)
         pthread_join(cs[i].tid, NULL);
-    report(&a, cs, cli_now() - t0);
+    double elapsed = cli_now() - t0;
+    report(&a, cs, elapsed, rss_start, server_rss(&a));
     rc = 0;
 cleanup:
     if (rc != 0)
@@ -477,6 +567,7 @@ cleanup:
         if (cs[i].fd > 0)
             close(cs[i].fd);
         qv_mem_free(cs[i].latencies_ms);
+        qv_mem_free(cs[i].at_s);
     }
     qv_mem_free(cs);
     qv_mem_free(queries);

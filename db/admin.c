@@ -190,7 +190,15 @@ qv_status admin_stats(qv_db *base, char **json)
     qv_mem_free(list);
     struct st_figures f;
     st_figures(db->env, &f);
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:b}",
+    long rss_kb = 0;
+    char line[256];
+    FILE *status = fopen("/proc/self/status", "r");
+    while (status && fgets(line, sizeof line, status) &&
+           sscanf(line, "VmRSS: %ld kB", &rss_kb) != 1)
+        ;
+    if (status)
+        fclose(status);
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:b, s:I}",
                           "collections", (json_int_t)n,
                           "documents", (json_int_t)docs,
                           "file_bytes", (json_int_t)f.file_bytes,
@@ -199,7 +207,8 @@ qv_status admin_stats(qv_db *base, char **json)
                           "page_bytes", (json_int_t)f.page_bytes,
                           "last_txn", (json_int_t)f.last_txn,
                           "readers", f.readers,
-                          "sync", !(base->flags & QV_OPEN_NOSYNC));
+                          "sync", !(base->flags & QV_OPEN_NOSYNC),
+                          "rss_bytes", (json_int_t)rss_kb * 1024);
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     if (!text)
