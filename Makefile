@@ -25,7 +25,7 @@ ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
                   -fsanitize=address,undefined -fno-sanitize-recover=all
 ASAN_LDFLAGS   := -fsanitize=address,undefined
 
-LIB_SRC := common/alloc.c common/error.c \
+LIB_SRC := common/alloc.c common/error.c common/token.c \
            storage/env.c \
            ann/distance.c ann/topk.c ann/hnsw.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \

@@ -18,6 +18,7 @@
 #include "alloc.h"
 #include "cli.h"
 #include "shell.h"
+#include "token.h"
 
 #define MAX_C 64
 
@@ -105,29 +106,18 @@ static int parse_options(int argc, char **argv, struct options *o)
     return i;
 }
 
-static char *read_token(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char buf[1024];
-    if (!f) {
-        perror(path);
-        return NULL;
-    }
-    char *line = fgets(buf, sizeof buf, f);
-    fclose(f);
-    if (!line)
-        buf[0] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    return strdup(buf);
-}
-
 static qv_db *open_database(const struct options *o)
 {
     char uri[512];
     qv_open_options oo = {0};
-    char *token = o->token_file ? read_token(o->token_file) : NULL;
-    if (o->token_file && !token)
+    char err[512];
+    char *token = o->token_file ? token_read_file(o->token_file, err,
+                                                  sizeof err)
+                                : NULL;
+    if (o->token_file && !token) {
+        fprintf(stderr, "quiver: %s\n", err);
         return NULL;
+    }
     oo.token = token;
     if (o->connect)
         snprintf(uri, sizeof uri, "qv://%s", o->connect);
@@ -136,7 +126,7 @@ static qv_db *open_database(const struct options *o)
     qv_db *db = NULL;
     if (qv_open(uri, &oo, &db) != QV_OK)
         fprintf(stderr, "quiver: %s\n", qv_errmsg(NULL));
-    free(token);
+    qv_mem_free(token);
     return db;
 }
 

@@ -37,21 +37,29 @@ static int starts_json(char c)
     return c == '[' || c == '{' || c == '"';
 }
 
+/* A JSON value at p as the argument's value: its text is the string for
+ * a JSON string, else the JSON as written. Advances *pp. */
+static int json_value_arg(const char **pp, shell_arg *a, char *err,
+                          size_t errlen)
+{
+    const char *p = *pp, *end;
+    if (!(a->json = parse_json_at(p, &end, err, errlen)))
+        return -1;
+    a->text = json_is_string(a->json)
+                  ? qv_strndup(json_string_value(a->json),
+                               strlen(json_string_value(a->json)))
+                  : qv_strndup(p, (size_t)(end - p));
+    *pp = end;
+    return a->text ? 0 : -1;
+}
+
 /* One argument at p; advances *pp. */
 static int parse_arg(const char **pp, shell_arg *a, char *err, size_t errlen)
 {
     const char *p = *pp, *end;
     memset(a, 0, sizeof *a);
-    if (starts_json(*p)) {
-        if (!(a->json = parse_json_at(p, &end, err, errlen)))
-            return -1;
-        a->text = json_is_string(a->json)
-                      ? qv_strndup(json_string_value(a->json),
-                                   strlen(json_string_value(a->json)))
-                      : qv_strndup(p, (size_t)(end - p));
-        *pp = end;
-        return a->text ? 0 : -1;
-    }
+    if (starts_json(*p))
+        return json_value_arg(pp, a, err, errlen);
     end = p;
     while (*end && !isspace((unsigned char)*end) && *end != '=')
         end++;
@@ -59,14 +67,8 @@ static int parse_arg(const char **pp, shell_arg *a, char *err, size_t errlen)
         a->key = qv_strndup(p, (size_t)(end - p));
         p = end + 1;
         if (starts_json(*p)) {
-            if (!(a->json = parse_json_at(p, &end, err, errlen)))
-                return -1;
-            a->text = json_is_string(a->json)
-                          ? qv_strndup(json_string_value(a->json),
-                                       strlen(json_string_value(a->json)))
-                          : qv_strndup(p, (size_t)(end - p));
-            *pp = end;
-            return a->text ? 0 : -1;
+            *pp = p;
+            return json_value_arg(pp, a, err, errlen);
         }
         end = p;
     }

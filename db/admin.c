@@ -14,26 +14,9 @@
 #include "index.h"
 #include "keys.h"
 
-/* Sum of key and value bytes of one collection's records in db. */
-static int range_bytes(emb_db *db, MDB_txn *txn, enum st_db which,
-                       uint32_t coll, uint64_t *bytes)
+static void add_bytes(void *ctx, const MDB_val *key, const MDB_val *val)
 {
-    MDB_cursor *cur;
-    unsigned char prefix[KEY_COLL_LEN];
-    key_put_u32(prefix, coll);
-    int rc = mdb_cursor_open(txn, st_dbi(db->env, which), &cur);
-    if (rc != 0)
-        return rc;
-    MDB_val key = {sizeof prefix, prefix}, val;
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        if (key.mv_size < KEY_COLL_LEN || memcmp(key.mv_data, prefix,
-                                                 sizeof prefix))
-            break;
-        *bytes += key.mv_size + val.mv_size;
-    }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    *(uint64_t *)ctx += key->mv_size + val->mv_size;
 }
 
 qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
@@ -43,7 +26,8 @@ qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                                        ST_DB_FREEIDS, ST_DB_GRAPH};
     info->disk_bytes = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
-        int rc = range_bytes(db, txn, parts[i], rec->id, &info->disk_bytes);
+        int rc = emb_walk_range(db, txn, parts[i], rec->id, add_bytes,
+                                &info->disk_bytes);
         if (rc != 0)
             return emb_status(db, rc, "measuring a collection");
     }

@@ -76,29 +76,6 @@ static void note(struct report *r, const char *fmt, ...)
     va_end(ap);
 }
 
-/* A cursor over one collection's range of db; calls fn for each record. */
-static int walk(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
-                int (*fn)(void *ctx, const MDB_val *key, const MDB_val *val),
-                void *ctx)
-{
-    MDB_cursor *cur;
-    unsigned char prefix[KEY_COLL_LEN];
-    key_put_u32(prefix, coll);
-    int rc = mdb_cursor_open(txn, st_dbi(db->env, which), &cur);
-    if (rc != 0)
-        return rc;
-    MDB_val key = {sizeof prefix, prefix}, val;
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        if (key.mv_size < KEY_COLL_LEN || memcmp(key.mv_data, prefix,
-                                                 sizeof prefix))
-            break;
-        fn(ctx, &key, &val);
-    }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
-}
-
 struct coll_check {
     emb_db *db;
     MDB_txn *txn;
@@ -136,7 +113,7 @@ static void check_vector(struct coll_check *c, const char *id, uint32_t iid,
     }
 }
 
-static int visit_id(void *ctx, const MDB_val *key, const MDB_val *val)
+static void visit_id(void *ctx, const MDB_val *key, const MDB_val *val)
 {
     struct coll_check *c = ctx;
     char id[QV_ID_MAX + 1];
@@ -148,13 +125,13 @@ static int visit_id(void *ctx, const MDB_val *key, const MDB_val *val)
     if (val->mv_size != sizeof iid || len == 0 || len > QV_ID_MAX) {
         problem(c->r, "collection '%s': id map entry '%s' is malformed",
                 c->name, id);
-        return 0;
+        return;
     }
     memcpy(&iid, val->mv_data, sizeof iid);
     if (iid >= c->rec->next_iid) {
         problem(c->r, "collection '%s': id '%s' maps to internal %u, beyond "
                 "the next id %u", c->name, id, iid, c->rec->next_iid);
-        return 0;
+        return;
     }
     if (c->mapped[iid]++)
         problem(c->r, "collection '%s': internal id %u is mapped twice (again "
@@ -177,36 +154,34 @@ static int visit_id(void *ctx, const MDB_val *key, const MDB_val *val)
                 c->name, id, iid);
     else
         check_vector(c, id, iid, &vec);
-    return 0;
 }
 
 /* docs, vectors and graph records must belong to a mapped id. */
-static int visit_owned(struct coll_check *c, const MDB_val *key,
-                       const char *what, uint64_t *count)
+static void visit_owned(struct coll_check *c, const MDB_val *key,
+                        const char *what, uint64_t *count)
 {
     uint32_t iid = key_iid(key);
     ++*count;
     if (iid == UINT32_MAX || iid >= c->rec->next_iid || !c->mapped[iid])
         problem(c->r, "collection '%s': %s record at internal %u belongs to "
                 "no id", c->name, what, iid);
-    return 0;
 }
 
-static int visit_doc(void *ctx, const MDB_val *key, const MDB_val *val)
+static void visit_doc(void *ctx, const MDB_val *key, const MDB_val *val)
 {
     struct coll_check *c = ctx;
     (void)val;
-    return visit_owned(c, key, "document", &c->docs);
+    visit_owned(c, key, "document", &c->docs);
 }
 
-static int visit_vector(void *ctx, const MDB_val *key, const MDB_val *val)
+static void visit_vector(void *ctx, const MDB_val *key, const MDB_val *val)
 {
     struct coll_check *c = ctx;
     (void)val;
-    return visit_owned(c, key, "vector", &c->vectors);
+    visit_owned(c, key, "vector", &c->vectors);
 }
 
-static int visit_node(void *ctx, const MDB_val *key, const MDB_val *val)
+static void visit_node(void *ctx, const MDB_val *key, const MDB_val *val)
 {
     struct coll_check *c = ctx;
     uint32_t sum;
@@ -220,10 +195,10 @@ static int visit_node(void *ctx, const MDB_val *key, const MDB_val *val)
             problem(c->r, "collection '%s': graph record at internal %u fails"
                     " its checksum", c->name, key_iid(key));
     }
-    return visit_owned(c, key, "graph", &c->nodes);
+    visit_owned(c, key, "graph", &c->nodes);
 }
 
-static int visit_free(void *ctx, const MDB_val *key, const MDB_val *val)
+static void visit_free(void *ctx, const MDB_val *key, const MDB_val *val)
 {
     struct coll_check *c = ctx;
     uint32_t iid = key_iid(key);
@@ -234,7 +209,6 @@ static int visit_free(void *ctx, const MDB_val *key, const MDB_val *val)
     else if (c->mapped[iid])
         problem(c->r, "collection '%s': internal id %u is both free and in "
                 "use", c->name, iid);
-    return 0;
 }
 
 static void check_counts(struct coll_check *c)
@@ -264,15 +238,15 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
     if (!c.mapped)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory checking '%s'",
                        name);
-    int rc = walk(db, txn, ST_DB_IDS, rec.id, visit_id, &c);
+    int rc = emb_walk_range(db, txn, ST_DB_IDS, rec.id, visit_id, &c);
     if (rc == 0)
-        rc = walk(db, txn, ST_DB_DOCS, rec.id, visit_doc, &c);
+        rc = emb_walk_range(db, txn, ST_DB_DOCS, rec.id, visit_doc, &c);
     if (rc == 0)
-        rc = walk(db, txn, ST_DB_VECTORS, rec.id, visit_vector, &c);
+        rc = emb_walk_range(db, txn, ST_DB_VECTORS, rec.id, visit_vector, &c);
     if (rc == 0)
-        rc = walk(db, txn, ST_DB_GRAPH, rec.id, visit_node, &c);
+        rc = emb_walk_range(db, txn, ST_DB_GRAPH, rec.id, visit_node, &c);
     if (rc == 0)
-        rc = walk(db, txn, ST_DB_FREEIDS, rec.id, visit_free, &c);
+        rc = emb_walk_range(db, txn, ST_DB_FREEIDS, rec.id, visit_free, &c);
     qv_mem_free(c.mapped);
     if (rc != 0)
         return emb_status(db, rc, "checking");

@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "keys.h"
 
 static void embedded_close(qv_db *base)
 {
@@ -95,7 +96,11 @@ qv_status emb_status(emb_db *db, int rc, const char *doing)
 {
     const void *owner = db ? &db->base : NULL;
     qv_status st;
-    const char *full = db && rc == EIO ? why_full(db) : NULL;
+    /* a write that fails at its first byte passes EFBIG or ENOSPC through;
+     * one cut short comes back from LMDB as EIO */
+    const char *full = db && (rc == EIO || rc == EFBIG || rc == ENOSPC ||
+                              rc == EDQUOT)
+                           ? why_full(db) : NULL;
     if (full)
         return qv_fail(owner, QV_ERR_FULL, "%s: %s (nothing of this write "
                        "was stored)", doing, full);
@@ -167,4 +172,27 @@ unsigned emb_default_threads(void)
 uint32_t record_checksum(const void *data, size_t len)
 {
     return XXH32(data, len, 0x51564552u);  /* "QVER" */
+}
+
+int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
+                   void (*fn)(void *ctx, const MDB_val *key,
+                              const MDB_val *val),
+                   void *ctx)
+{
+    MDB_cursor *cur;
+    unsigned char prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, coll);
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, which), &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val key = {sizeof prefix, prefix}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size < KEY_COLL_LEN || memcmp(key.mv_data, prefix,
+                                                 sizeof prefix))
+            break;
+        fn(ctx, &key, &val);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }

@@ -51,6 +51,15 @@ qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
 /* Begin a read snapshot; the message names what it was for. */
 qv_status emb_read_begin(emb_db *db, MDB_txn **txn, const char *doing);
 
+/*
+ * Call fn for every record of collection coll in sub-db which, in key
+ * order. Returns 0 or an LMDB code.
+ */
+int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
+                   void (*fn)(void *ctx, const MDB_val *key,
+                              const MDB_val *val),
+                   void *ctx);
+
 /* Load the record of collection name; QV_ERR_NOT_FOUND if there is none. */
 qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                       coll_rec *rec);

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "server.h"
+#include "token.h"
 
 static const char usage[] =
     "usage: quiverd --db DIR [--listen ADDR:PORT] [--threads N]\n"
@@ -18,26 +20,20 @@ static const char usage[] =
     "default listen address 127.0.0.1:7411; other than loopback addresses\n"
     "need --token-file, whose first line every client must present\n";
 
-/* The token: the file's first line, without its newline; NULL on error. */
+/* The token: the file's first line; at least 8 characters. */
 static char *read_token(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    char buf[1024];
-    if (!f) {
-        perror(path);
-        return NULL;
-    }
-    char *line = fgets(buf, sizeof buf, f);
-    fclose(f);
-    if (!line)
-        buf[0] = '\0';
-    buf[strcspn(buf, "\r\n")] = '\0';
-    if (strlen(buf) < 8) {
+    char err[512];
+    char *token = token_read_file(path, err, sizeof err);
+    if (!token) {
+        fprintf(stderr, "quiverd: %s\n", err);
+    } else if (strlen(token) < 8) {
         fprintf(stderr, "quiverd: %s: the token must be at least 8 "
                 "characters on the first line\n", path);
-        return NULL;
+        qv_mem_free(token);
+        token = NULL;
     }
-    return strdup(buf);
+    return token;
 }
 
 static int positive(const char *arg, const char *name, long *out)
@@ -77,7 +73,7 @@ int main(int argc, char **argv)
         case O_DB: cfg.db_path = optarg; break;
         case O_LISTEN: cfg.listen = optarg; break;
         case O_TOKEN:
-            free(token);
+            qv_mem_free(token);
             if (!(token = read_token(optarg)))
                 return 2;
             break;
@@ -115,6 +111,6 @@ int main(int argc, char **argv)
     }
     cfg.token = token;
     int rc = server_run(&cfg);
-    free(token);
+    qv_mem_free(token);
     return rc;
 }
