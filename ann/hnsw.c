@@ -38,6 +38,14 @@ struct hnsw {
     _Atomic uint64_t entry;
     pthread_mutex_t entry_lock;
     pthread_mutex_t node_locks[LOCK_STRIPES];
+    /* level-0 in-degrees, to find nodes that lost their last incoming
+     * edge without walking the graph; such nodes wait in lost */
+    _Atomic uint32_t *indeg0;
+    uint32_t *lost;
+    size_t nlost, lost_cap;
+    int lost_overflow;       /* a lost node could not be noted: walk */
+    pthread_mutex_t lost_lock;
+    atomic_ulong removed_edges;  /* since the last whole walk */
     /* upper lists replaced while searches may still read them */
     uint32_t **retired;
     size_t nretired, retired_cap;
@@ -176,6 +184,8 @@ static int by_distance(const void *pa, const void *pb)
 
 hnsw *hnsw_create(const hnsw_params *params)
 {
+    if (params->M < 2 || params->M > HNSW_M_MAX)
+        return NULL;
     hnsw *h = qv_calloc(1, sizeof *h);
     if (!h)
         return NULL;
@@ -188,6 +198,7 @@ hnsw *hnsw_create(const hnsw_params *params)
     atomic_init(&h->entry, pack_entry(HNSW_NO_NODE, NO_LEVEL));
     pthread_mutex_init(&h->entry_lock, NULL);
     pthread_mutex_init(&h->dirty_lock, NULL);
+    pthread_mutex_init(&h->lost_lock, NULL);
     for (unsigned i = 0; i < LOCK_STRIPES; i++)
         pthread_mutex_init(&h->node_locks[i], NULL);
     return h;
@@ -209,6 +220,9 @@ void hnsw_free(hnsw *h)
     qv_mem_free(h->levels);
     qv_mem_free((void *)h->dirty_flag);
     qv_mem_free(h->dirty);
+    qv_mem_free((void *)h->indeg0);
+    qv_mem_free(h->lost);
+    pthread_mutex_destroy(&h->lost_lock);
     pthread_mutex_destroy(&h->entry_lock);
     pthread_mutex_destroy(&h->dirty_lock);
     for (unsigned i = 0; i < LOCK_STRIPES; i++)
@@ -272,7 +286,8 @@ int hnsw_reserve(hnsw *h, uint32_t slots)
         grow((void **)&h->upper, sizeof(uint32_t *), h->cap, new_cap) != 0 ||
         grow((void **)&h->levels, 1, h->cap, new_cap) != 0 ||
         grow((void **)&h->dirty_flag, 1, h->cap, new_cap) != 0 ||
-        grow((void **)&h->dirty, sizeof(uint32_t), h->cap, new_cap) != 0)
+        grow((void **)&h->dirty, sizeof(uint32_t), h->cap, new_cap) != 0 ||
+        grow((void **)&h->indeg0, sizeof(uint32_t), h->cap, new_cap) != 0)
         return -1;
     memset(h->levels + h->cap, NO_LEVEL, new_cap - h->cap);
     h->cap = new_cap;
@@ -501,16 +516,57 @@ static size_t select_neighbors(const hnsw *h, cand *cands, size_t n, size_t max)
     return kept;
 }
 
+static void note_lost(hnsw *h, uint32_t id)
+{
+    pthread_mutex_lock(&h->lost_lock);
+    if (h->nlost == h->lost_cap) {
+        size_t cap = h->lost_cap ? 2 * h->lost_cap : 64;
+        uint32_t *p = qv_realloc(h->lost, cap * sizeof *p);
+        if (p) {
+            h->lost = p;
+            h->lost_cap = cap;
+        }
+    }
+    if (h->nlost < h->lost_cap)
+        h->lost[h->nlost++] = id;
+    else
+        h->lost_overflow = 1;
+    pthread_mutex_unlock(&h->lost_lock);
+}
+
+static void edge_added(hnsw *h, int level, uint32_t to)
+{
+    if (level == 0)
+        atomic_fetch_add(&h->indeg0[to], 1);
+}
+
+/* A node whose last level-0 in-edge goes is noted as lost. */
+static void edge_removed(hnsw *h, int level, uint32_t to)
+{
+    atomic_fetch_add(&h->removed_edges, 1);
+    if (level == 0 && atomic_fetch_sub(&h->indeg0[to], 1) == 1)
+        note_lost(h, to);
+}
+
 /* Replace the list of node at level by the ids of cands[0..n). */
 static void write_list(hnsw *h, uint32_t node, int level, const cand *cands,
                        size_t n)
 {
     uint32_t *list = list_of(h, node, level);
+    uint32_t old[2 * HNSW_M_MAX + 1];
+    uint32_t nold = load_u32(list);
+    for (uint32_t i = 0; i < nold; i++)
+        old[i] = load_u32(&list[1 + i]);
     /* ids first, then the count: a reader that saw the old count reads
      * old or new ids, every one a valid node */
     for (size_t i = 0; i < n; i++)
         store_u32(&list[1 + i], cands[i].id);
     store_u32(list, (uint32_t)n);
+    /* in-degrees: additions first, so a kept edge never reads as lost */
+    for (size_t i = 0; i < n; i++)
+        edge_added(h, level, cands[i].id);
+    for (uint32_t i = 0; i < nold; i++)
+        edge_removed(h, level, old[i]);
 }
 
 /* Add id to node's list at level, pruning with the heuristic when full. */
@@ -528,6 +584,7 @@ static void link_back(hnsw *h, cand *tmp, uint32_t node, uint32_t id,
     if (n < max) {
         store_u32(&list[1 + n], id);
         store_u32(list, n + 1);
+        edge_added(h, level, id);
     } else {
         const float *v = vec_of(h, node);
         for (uint32_t i = 0; i < n; i++) {
@@ -798,6 +855,9 @@ int hnsw_remove(hnsw *h, hnsw_scratch *s, uint32_t id)
     }
     if (hnsw_entry(h) == id)
         choose_new_entry(h, id, level);
+    const uint32_t *own = list_of(h, id, 0);
+    for (uint32_t i = 0, n = load_u32(own); i < n; i++)
+        edge_removed(h, 0, load_u32(&own[1 + i]));
     store_u32(list_of(h, id, 0), 0);
     /* upper lists stay allocated until the slot is reused: a concurrent
      * search may still be reading them */
@@ -869,13 +929,37 @@ static void adopt_orphan(hnsw *h, hnsw_scratch *s, uint32_t u)
         link_back(h, s->tmp, s->cands[0].id, u, 0);
 }
 
-int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired)
+/* Adopt the nodes noted as lost whose level-0 in-degree is still zero. */
+static void adopt_lost(hnsw *h, hnsw_scratch *s, size_t *repaired)
+{
+    for (int round = 0; round < 8; round++) {
+        pthread_mutex_lock(&h->lost_lock);
+        uint32_t *lost = h->lost;
+        size_t n = h->nlost;
+        h->lost = NULL;
+        h->nlost = h->lost_cap = 0;
+        pthread_mutex_unlock(&h->lost_lock);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = lost[i];
+            if (node_level(h, u) >= 0 && atomic_load(&h->indeg0[u]) == 0 &&
+                u != hnsw_entry(h)) {
+                adopt_orphan(h, s, u);
+                ++*repaired;
+            }
+        }
+        qv_mem_free(lost);
+        if (n == 0)
+            return;
+    }
+}
+
+/* Walk the whole graph and adopt every unreachable node. */
+static int walk_and_adopt(hnsw *h, hnsw_scratch *s, size_t *repaired)
 {
     uint8_t *seen = qv_malloc(h->cap ? h->cap : 1);
     uint32_t *queue = qv_malloc((h->cap ? h->cap : 1) * sizeof *queue);
     int rc = -1;
-    *repaired = 0;
-    if (!seen || !queue || scratch_prepare(s, h, h->p.ef_construction) != 0)
+    if (!seen || !queue)
         goto cleanup;
     /* a few rounds: the fallback link may prune, which is rare */
     for (int round = 0; round < 4; round++) {
@@ -888,11 +972,32 @@ int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired)
             }
         }
     }
+    atomic_store(&h->removed_edges, 0);
+    h->lost_overflow = 0;
     rc = 0;
 cleanup:
     qv_mem_free(seen);
     qv_mem_free(queue);
     return rc;
+}
+
+/*
+ * Nodes that lost their last level-0 in-edge are adopted at once, which
+ * costs nothing when none did. A group of nodes can also be cut off while
+ * they still point at each other; that needs a walk of the whole graph,
+ * done once the edges removed since the last walk exceed a quarter of the
+ * nodes, so its cost is spread over the removals that could cause it.
+ */
+int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired)
+{
+    *repaired = 0;
+    if (scratch_prepare(s, h, h->p.ef_construction) != 0)
+        return -1;
+    adopt_lost(h, s, repaired);
+    if (h->lost_overflow ||
+        atomic_load(&h->removed_edges) > hnsw_count(h) / 4 + 64)
+        return walk_and_adopt(h, s, repaired);
+    return 0;
 }
 
 /* ---- persistence ---- */
@@ -955,6 +1060,8 @@ int hnsw_record_load(hnsw *h, uint32_t id, const float *vec, const void *rec,
             if (list[1 + i] >= h->cap)
                 goto malformed;
         }
+        for (uint32_t i = 0; i < n; i++)
+            edge_added(h, l, list[1 + i]);
         p += 4 * (1 + (size_t)n);
     }
     if (p != end)

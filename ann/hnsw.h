@@ -26,6 +26,7 @@
 enum hnsw_metric { HNSW_L2 = 0, HNSW_IP = 1, HNSW_COSINE = 2 };
 
 #define HNSW_MAX_LEVEL 15
+#define HNSW_M_MAX 128   /* the largest M a graph may have */
 #define HNSW_NO_NODE UINT32_MAX
 
 typedef struct hnsw_params {

@@ -302,6 +302,39 @@ static void print_ef(const struct ann_args *a, const struct ann_run *r,
     json_decref(o);
 }
 
+/*
+ * After the sweep: the latency of single-document writes on the built
+ * collection, 200 upserts of new documents (the query vectors) and 100
+ * deletes, each one durable transaction. One JSON line.
+ */
+static int time_single_writes(struct ann_run *r, int json)
+{
+    char id[32];
+    long n = r->nq < 200 ? r->nq : 200;
+    double t0 = cli_now();
+    for (long i = 0; i < n; i++) {
+        snprintf(id, sizeof id, "single-%ld", i);
+        qv_doc doc = {id, r->queries + i * r->dim, r->dim, NULL};
+        if (qv_upsert(r->db, "bench", &doc, 1) != QV_OK)
+            return -1;
+    }
+    double t1 = cli_now();
+    for (long i = 0; i < n / 2; i++) {
+        snprintf(id, sizeof id, "single-%ld", i);
+        if (qv_delete(r->db, "bench", id) != QV_OK)
+            return -1;
+    }
+    double t2 = cli_now(), up = (t1 - t0) / n * 1e3,
+           del = (t2 - t1) / (n / 2 ? n / 2 : 1) * 1e3;
+    if (json)
+        printf("{\"single_upsert_ms\":%.4f,\"single_delete_ms\":%.4f,"
+               "\"n\":%ld}\n", up, del, r->n);
+    else
+        printf("single upsert %.3f ms, single delete %.3f ms (n=%ld)\n", up,
+               del, r->n);
+    return 0;
+}
+
 /* Build the index through the public API; returns seconds or < 0. */
 static double build(const struct ann_args *a, const char *dir, vecfile *base,
                     long n, char *err, size_t errlen)
@@ -401,6 +434,10 @@ int bench_ann(int argc, char **argv)
         }
         print_ef(&a, &r, a.efs[i], recall_of(&r, a.k), secs, build_s, open_s,
                  rss_per_vector);
+    }
+    if (time_single_writes(&r, a.json) != 0) {
+        snprintf(err, sizeof err, "single writes: %s", qv_errmsg(r.db));
+        goto cleanup;
     }
     rc = 0;
 cleanup:

@@ -32,6 +32,11 @@ qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                        "catalog record of '%s' is %zu bytes, expected %zu",
                        name, val.mv_size, sizeof *rec);
     memcpy(rec, val.mv_data, sizeof *rec);
+    if (rec->format != COLL_FORMAT)
+        return qv_fail(&db->base, QV_ERR_CORRUPT,
+                       "collection '%s' is stored in format %u; this build "
+                       "reads format %u (export it with the build that wrote "
+                       "it, import it here)", name, rec->format, COLL_FORMAT);
     uint32_t stored = rec->checksum;
     rec->checksum = 0;
     if (record_checksum(rec, sizeof *rec) != stored)

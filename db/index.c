@@ -7,6 +7,8 @@
 #include "error.h"
 #include "keys.h"
 
+_Static_assert(QV_M_MAX <= HNSW_M_MAX, "the API allows an M the graph lacks");
+
 /* One collection's slot in the registry: the graph now in use. */
 typedef struct index_slot {
     uint32_t coll_id;

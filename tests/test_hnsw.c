@@ -191,6 +191,42 @@ static void test_parallel_inserts_keep_invariants(void **state)
     hnsw_free(h);
 }
 
+/* One insert or removal at a time with the incremental repair after
+ * each: every node stays reachable throughout. */
+static void test_reachable_after_each_single_change(void **state)
+{
+    enum { N = 2500, D = 8 };
+    hnsw_params p = {.dim = D, .M = 4, .ef_construction = 16,
+                     .metric = HNSW_L2, .seed = 9};
+    hnsw *h = hnsw_create(&p);
+    hnsw_scratch *s = hnsw_scratch_create();
+    float *v = clustered(71, N, D);
+    char err[256];
+    size_t orphans, adopted = 0;
+    assert_int_equal(hnsw_reserve(h, N), 0);
+    for (uint32_t i = 0; i < N; i++) {
+        assert_int_equal(hnsw_insert(h, s, i, v + i * D,
+                                     hnsw_random_level(h, i, 0)), 0);
+        assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+        adopted += orphans;
+        if (i % 250 == 249 && hnsw_check(h, err, sizeof err) != 0)
+            fail_msg("after insert %u: %s", i, err);
+    }
+    uint64_t rng = 4;
+    for (int k = 0; k < 1200; k++) {
+        uint32_t id = (uint32_t)(tu_rand(&rng) % N);
+        assert_int_equal(hnsw_remove(h, s, id), 0);
+        assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+        adopted += orphans;
+        if (k % 100 == 99 && hnsw_check(h, err, sizeof err) != 0)
+            fail_msg("after removal %d: %s", k, err);
+    }
+    printf("# %zu orphans adopted along the way\n", adopted);
+    free(v);
+    hnsw_scratch_free(s);
+    hnsw_free(h);
+}
+
 /* ---- through the API ---- */
 
 static void check_generated_recall(qv_db *db, qv_metric metric)
@@ -512,6 +548,7 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         cmocka_unit_test(test_graph_invariants_through_inserts_and_removals),
         cmocka_unit_test(test_parallel_inserts_keep_invariants),
+        cmocka_unit_test(test_reachable_after_each_single_change),
         T(test_recall_generated_l2),
         T(test_recall_generated_ip_and_cosine),
         T(test_recall_fashion_mnist_subset),
