@@ -421,19 +421,28 @@ static void greedy_step(const hnsw *h, const float *q, int level,
  * Beam search at one level from entry: leaves the best ef nodes found in
  * s->res as a max-heap of *nres entries.
  */
-static void search_level(const hnsw *h, hnsw_scratch *s, const float *q,
-                         uint32_t entry, float entry_d, size_t ef, int level,
-                         size_t *nres)
+/* Whether a filter lets node id into the results. */
+static inline int allows(const uint8_t *allowed, uint32_t allowed_n,
+                         uint32_t id)
+{
+    return !allowed || (id < allowed_n && allowed[id]);
+}
+
+static void search_level_in(const hnsw *h, hnsw_scratch *s, const float *q,
+                            uint32_t entry, float entry_d, size_t ef,
+                            int level, const uint8_t *allowed,
+                            uint32_t allowed_n, size_t *nres)
 {
     size_t ncand = 0;
     uint16_t epoch = s->epoch;
     *nres = 0;
     s->visited[entry] = epoch;
     heap_push(s->cands, &ncand, (cand){entry_d, entry}, 1);
-    heap_push(s->res, nres, (cand){entry_d, entry}, 0);
+    if (allows(allowed, allowed_n, entry))
+        heap_push(s->res, nres, (cand){entry_d, entry}, 0);
     while (ncand > 0) {
         cand c = heap_pop(s->cands, &ncand, 1);
-        if (c.d > s->res[0].d && *nres >= ef)
+        if (*nres >= ef && c.d > s->res[0].d)
             break;
         const uint32_t *list = list_of(h, c.id, level);
         uint32_t n = load_u32(list);
@@ -455,12 +464,21 @@ static void search_level(const hnsw *h, hnsw_scratch *s, const float *q,
                     ensure_cands(&s->cands, &s->cands_cap, 2 * ncand) != 0)
                     continue;  /* out of memory: a narrower search */
                 heap_push(s->cands, &ncand, (cand){d, nb}, 1);
+                if (!allows(allowed, allowed_n, nb))
+                    continue;  /* walked through, never a result */
                 heap_push(s->res, nres, (cand){d, nb}, 0);
                 if (*nres > ef)
                     heap_pop(s->res, nres, 0);
             }
         }
     }
+}
+
+static void search_level(const hnsw *h, hnsw_scratch *s, const float *q,
+                         uint32_t entry, float entry_d, size_t ef, int level,
+                         size_t *nres)
+{
+    search_level_in(h, s, q, entry, entry_d, ef, level, NULL, 0, nres);
 }
 
 /* Descend from the entry point to level stop + 1; returns the start. */
@@ -474,7 +492,8 @@ static uint32_t descend(const hnsw *h, const float *q, uint32_t ep, int top,
 }
 
 void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
-                 uint32_t ef, topk *out)
+                 uint32_t ef, const uint8_t *allowed, uint32_t allowed_n,
+                 topk *out)
 {
     uint32_t ep;
     int top;
@@ -487,7 +506,7 @@ void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
     float d;
     ep = descend(h, q, ep, top, 0, &d);
     size_t nres;
-    search_level(h, s, q, ep, d, beam, 0, &nres);
+    search_level_in(h, s, q, ep, d, beam, 0, allowed, allowed_n, &nres);
     for (size_t i = 0; i < nres; i++) {
         if (node_level(h, s->res[i].id) >= 0)
             topk_push(out, s->res[i].d, s->res[i].id);

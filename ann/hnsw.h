@@ -75,10 +75,13 @@ int hnsw_remove(hnsw *h, hnsw_scratch *s, uint32_t id);
 /*
  * The k nearest live nodes to q among a beam of ef (ef >= k) into out
  * (topk initialised with capacity >= k by the caller). For cosine, q must
- * be unit length. Removed nodes are walked through but never returned.
+ * be unit length. Removed nodes are walked through but never returned;
+ * with allowed (one byte per node id below allowed_n; NULL for all) so
+ * are the nodes it does not allow, and the beam holds allowed nodes only.
  */
 void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
-                 uint32_t ef, topk *out);
+                 uint32_t ef, const uint8_t *allowed, uint32_t allowed_n,
+                 topk *out);
 
 /*
  * Make every node reachable from the entry point again. The pruning

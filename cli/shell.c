@@ -455,7 +455,8 @@ static void print_hits(const qv_hits *hits, int with_payload)
 
 static int cmd_search(shell *sh, const shell_cmd *cmd)
 {
-    static const char *const opts[] = {"k", "ef", "exact", "payload", NULL};
+    static const char *const opts[] = {"k", "ef", "exact", "payload", "where",
+                                       NULL};
     qv_search_options opt = {.k = 10};
     float *v = NULL;
     uint32_t dim;
@@ -467,6 +468,8 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         bool_option(sh, cmd, "payload", &opt.with_payload) ||
         vector_arg(sh, positional_arg(cmd, 2), &v, &dim))
         return 1;
+    const shell_arg *where = shell_option(cmd, "where");
+    opt.filter = where ? where->text : NULL;
     qv_status st = qv_search(sh->db, positional(cmd, 1), v, dim, &opt, &hits);
     qv_mem_free(v);
     if (st != QV_OK)
@@ -484,6 +487,23 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         print_hits(hits, opt.with_payload);
     shell_emit(sh, json_pack("{s:o}", "hits", arr));
     qv_free(hits);
+    return 0;
+}
+
+static int cmd_count(shell *sh, const shell_cmd *cmd)
+{
+    static const char *const opts[] = {"where", NULL};
+    uint64_t n;
+    if (shell_check_options(sh, cmd, 1, opts))
+        return 1;
+    const shell_arg *where = shell_option(cmd, "where");
+    qv_status st = qv_count(sh->db, positional(cmd, 1),
+                            where ? where->text : NULL, &n);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    if (!sh->json)
+        printf("%llu\n", (unsigned long long)n);
+    shell_emit(sh, json_pack("{s:I}", "count", (json_int_t)n));
     return 0;
 }
 
@@ -600,9 +620,13 @@ static const struct command commands[] = {
     {"get", cmd_get, "get NAME ID", "Show one document."},
     {"delete", cmd_delete, "delete NAME ID", "Delete one document."},
     {"search", cmd_search,
-     "search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true] [payload=true]",
+     "search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true] [payload=true] "
+     "[where={json filter}]",
      "Nearest documents through the index (exact=true: brute force); "
-     "payload=true shows each hit's payload."},
+     "payload=true shows each hit's payload; where= keeps the documents "
+     "whose payload matches (docs/FILTERS.md), k of them whenever k match."},
+    {"count", cmd_count, "count NAME [where={json filter}]",
+     "The documents of a collection, or those matching the filter."},
     {"import", cmd_import,
      "import NAME FILE [format=fvecs|bvecs|npy|jsonl] [batch=1000] "
      "[threads=T]",
@@ -629,7 +653,8 @@ static const struct command commands[] = {
 
 const char *const shell_command_names[] = {
     "create", "collections", "describe", "drop", "upsert", "get", "delete",
-    "search", "import", "export", "backup", "compact", "stats", "check",
+    "search", "count", "import", "export", "backup", "compact", "stats",
+    "check",
     "help",
     "quit", NULL};
 

@@ -7,6 +7,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "filter.h"
 #include "internal.h"
 
 #define REMOTE_SCHEME "qv://"
@@ -243,6 +244,13 @@ static qv_status check_search_options(qv_db *db,
     if (options->ef > QV_EF_MAX)
         return qv_fail(db, QV_ERR_INVALID, "ef must be 0 to %d, not %u",
                        QV_EF_MAX, options->ef);
+    if (options->filter) {
+        json_t *f;
+        qv_status st = filter_parse(db, options->filter, &f);
+        if (st != QV_OK)
+            return st;
+        json_decref(f);
+    }
     return QV_OK;
 }
 
@@ -314,6 +322,24 @@ qv_status qv_backup(qv_db *db, const char *dir)
     if (!dir || !*dir)
         return qv_fail(db, QV_ERR_INVALID, "backup directory is empty");
     return db->ops->backup(db, dir);
+}
+
+qv_status qv_count(qv_db *db, const char *collection, const char *filter,
+                   uint64_t *count)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, collection);
+    if (st != QV_OK)
+        return st;
+    if (!count)
+        return qv_fail(db, QV_ERR_INVALID, "count is NULL");
+    if (filter) {
+        json_t *f;
+        if ((st = filter_parse(db, filter, &f)) != QV_OK)
+            return st;
+        json_decref(f);
+    }
+    return db->ops->count(db, collection, filter, count);
 }
 
 qv_status qv_check(qv_db *db, char **report)

@@ -33,6 +33,7 @@ static const qv_db_ops embedded_ops = {
     .backup = admin_backup,
     .compact = admin_compact,
     .check = check_database,
+    .count = search_count,
     .stats = admin_stats,
     .set_threads = admin_set_threads,
 };

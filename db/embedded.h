@@ -85,6 +85,8 @@ qv_status document_delete(qv_db *db, const char *collection, const char *id);
 qv_status search_knn(qv_db *db, const char *collection, const float *query,
                      uint32_t dim, const qv_search_options *options,
                      qv_hits **out);
+qv_status search_count(qv_db *db, const char *collection, const char *filter,
+                       uint64_t *count);
 qv_status search_batch(qv_db *db, const char *collection, const float *queries,
                        size_t nq, uint32_t dim, const qv_search_options *options,
                        qv_batch_hits **out);

@@ -45,6 +45,8 @@ typedef struct qv_db_ops {
     qv_status (*backup)(qv_db *db, const char *dir);
     qv_status (*compact)(qv_db *db);
     qv_status (*check)(qv_db *db, char **report);
+    qv_status (*count)(qv_db *db, const char *collection, const char *filter,
+                       uint64_t *count);
     qv_status (*stats)(qv_db *db, char **json);
     qv_status (*set_threads)(qv_db *db, uint32_t threads);
 } qv_db_ops;

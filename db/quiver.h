@@ -226,6 +226,10 @@ typedef struct qv_search_options {
                               instead of the index (exact, slower) */
     uint32_t threads;      /* qv_search_batch only: 0 = one per CPU */
     int with_payload;      /* non-zero: each hit carries its payload */
+    const char *filter;    /* NULL, or a JSON filter on payload fields
+                              (docs/FILTERS.md): only matching documents
+                              are hits, and k come back whenever at least
+                              k documents match */
 } qv_search_options;
 
 typedef struct qv_hit {
@@ -264,6 +268,13 @@ qv_status qv_search_batch(qv_db *db, const char *collection,
                           const float *queries, size_t nq, uint32_t dim,
                           const qv_search_options *options,
                           qv_batch_hits **out);
+
+/*
+ * *count = the documents of the collection that match filter (a JSON
+ * filter, docs/FILTERS.md; NULL: all of them).
+ */
+qv_status qv_count(qv_db *db, const char *collection, const char *filter,
+                   uint64_t *count);
 
 /* ---- Scanning, backup, stats ---------------------------------------- */
 

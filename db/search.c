@@ -22,6 +22,7 @@
 #include "distance.h"
 #include "embedded.h"
 #include "error.h"
+#include "filter.h"
 #include "index.h"
 #include "keys.h"
 #include "topk.h"
@@ -97,9 +98,11 @@ static int compare_ext_ids(void *arg, uint32_t a, uint32_t b)
     return c ? c : (a < b ? -1 : 1);
 }
 
-/* Offer every vector of the collection to the heap. */
+/* Offer every vector of the collection (that allowed allows) to the
+ * heap. */
 static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                              const float *q, topk *heap)
+                              const float *q, const uint8_t *allowed,
+                              topk *heap)
 {
     MDB_cursor *cur;
     unsigned char prefix[KEY_COLL_LEN];
@@ -122,8 +125,10 @@ static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                          val.mv_size, vec_bytes);
             break;
         }
-        topk_push(heap, score(metric, q, val.mv_data, rec->dim),
-                  key_get_u32(k + KEY_COLL_LEN));
+        uint32_t iid = key_get_u32(k + KEY_COLL_LEN);
+        if (allowed && (iid >= rec->next_iid || !allowed[iid]))
+            continue;
+        topk_push(heap, score(metric, q, val.mv_data, rec->dim), iid);
     }
     mdb_cursor_close(cur);
     if (st == QV_OK && rc != 0 && rc != MDB_NOTFOUND)
@@ -244,7 +249,51 @@ struct search_ctx {
     size_t nq;
     const qv_search_options *opt;
     size_t beam;     /* candidates collected per query */
+    int exact;       /* the plan: brute force (asked for, or a filter that
+                        few documents match) */
+    json_t *filter;
+    uint8_t *allowed;     /* per internal id below rec.next_iid */
+    uint64_t nallowed;
 };
+
+/* Matches of filter beyond which the graph is walked instead of a scan of
+ * the matching documents. */
+static uint64_t exact_limit(const coll_rec *rec, uint32_t k)
+{
+    uint64_t limit = rec->count / 20;   /* 5% */
+    return limit > 64u * k ? limit : 64u * k;
+}
+
+static void mark_allowed(void *arg, const MDB_val *key, const MDB_val *val)
+{
+    struct search_ctx *c = arg;
+    const unsigned char *p = val->mv_data;
+    if (key->mv_size != KEY_DOC_LEN || val->mv_size < 1u + p[0])
+        return;
+    uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
+                               KEY_COLL_LEN);
+    size_t len = val->mv_size - 1 - p[0];
+    json_t *payload = len ? json_loadb((const char *)p + 1 + p[0], len, 0,
+                                       NULL)
+                          : NULL;
+    if (iid < c->rec.next_iid && filter_match(c->filter, payload)) {
+        c->allowed[iid] = 1;
+        c->nallowed++;
+    }
+    json_decref(payload);
+}
+
+/* Evaluate the filter on every document of the snapshot. */
+static qv_status compute_allowed(struct search_ctx *c)
+{
+    c->allowed = qv_calloc(c->rec.next_iid ? c->rec.next_iid : 1, 1);
+    if (!c->allowed)
+        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for the "
+                       "filter's matches");
+    int rc = emb_walk_range(c->db, c->txn, ST_DB_DOCS, c->rec.id,
+                            mark_allowed, c);
+    return rc ? emb_status(c->db, rc, "filtering") : QV_OK;
+}
 
 static qv_status search_begin(struct search_ctx *c, emb_db *db,
                               const char *collection, const float *queries,
@@ -265,10 +314,16 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
     if (st == QV_OK)
         st = normalize_queries(db, &c->rec, queries, nq, &c->normalized);
     c->queries = c->normalized ? c->normalized : queries;
+    if (st == QV_OK && opt->filter &&
+        (st = filter_parse(&db->base, opt->filter, &c->filter)) == QV_OK)
+        st = compute_allowed(c);
     if (st != QV_OK)
         return st;
-    if (opt->exact) {
-        c->beam = opt->k < c->rec.count ? opt->k : (size_t)c->rec.count;
+    c->exact = opt->exact ||
+               (c->filter && c->nallowed <= exact_limit(&c->rec, opt->k));
+    if (c->exact) {
+        uint64_t avail = c->filter ? c->nallowed : c->rec.count;
+        c->beam = opt->k < avail ? opt->k : (size_t)avail;
         return QV_OK;
     }
     if (c->rec.count == 0)
@@ -289,6 +344,8 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
 
 static void search_end(struct search_ctx *c)
 {
+    json_decref(c->filter);
+    qv_mem_free(c->allowed);
     index_release(c->ix);
     qv_mem_free(c->normalized);
     st_read_end(c->db->env, c->txn);
@@ -301,11 +358,11 @@ static qv_status collect(struct search_ctx *c, hnsw_scratch *s, size_t i,
     const float *q = c->queries + i * c->rec.dim;
     if (c->beam == 0)
         return QV_OK;
-    if (c->opt->exact)
-        return scan_vectors(c->db, c->txn, &c->rec, q, heap);
+    if (c->exact)
+        return scan_vectors(c->db, c->txn, &c->rec, q, c->allowed, heap);
     pthread_rwlock_rdlock(&c->ix->grow_lock);
     hnsw_search(c->ix->graph, s, q, (uint32_t)c->beam, (uint32_t)c->beam,
-                heap);
+                c->allowed, c->rec.next_iid, heap);
     pthread_rwlock_unlock(&c->ix->grow_lock);
     return QV_OK;
 }
@@ -325,21 +382,40 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
         goto cleanup;
     struct tiebreak_ctx tb = {db, c.txn, c.rec.id};
     r = qv_malloc((options->k + 1) * sizeof *r);
-    if (!r || topk_init(&heap, c.beam, options->exact ? compare_ext_ids : NULL,
-                        &tb) != 0 ||
-        (c.ix && !(s = index_scratch_get(c.ix)))) {
+    if (!r || (c.ix && !(s = index_scratch_get(c.ix)))) {
         st = qv_fail(base, QV_ERR_NOMEM, "out of memory for k=%u",
                      options->k);
         goto cleanup;
     }
-    st = collect(&c, s, 0, &heap);
-    if (st != QV_OK)
-        goto cleanup;
-    topk_sort(&heap);
-    st = resolve(db, c.txn, &c.rec, &heap, options->k, !options->exact,
-                 options->with_payload, r, &n);
-    if (st != QV_OK)
-        goto cleanup;
+    /* A filtered walk that comes back short while more documents match
+     * widens its beam, and at last scans the matches: never short. */
+    for (;;) {
+        if (topk_init(&heap, c.beam, c.exact ? compare_ext_ids : NULL,
+                      &tb) != 0) {
+            st = qv_fail(base, QV_ERR_NOMEM, "out of memory for k=%u",
+                         options->k);
+            goto cleanup;
+        }
+        st = collect(&c, s, 0, &heap);
+        if (st != QV_OK)
+            goto cleanup;
+        topk_sort(&heap);
+        st = resolve(db, c.txn, &c.rec, &heap, options->k, !c.exact,
+                     options->with_payload, r, &n);
+        if (st != QV_OK)
+            goto cleanup;
+        uint64_t want = c.filter && c.nallowed < options->k ? c.nallowed
+                                                            : options->k;
+        if (c.exact || !c.filter || n >= want)
+            break;
+        topk_release(&heap);
+        if (c.beam >= c.rec.count) {
+            c.exact = 1;
+            c.beam = (size_t)want;
+        } else {
+            c.beam *= 4;
+        }
+    }
     qv_hits *hits = qv_malloc(sizeof *hits + n * sizeof(qv_hit) +
                               id_bytes(r, n));
     if (!hits) {
@@ -389,7 +465,7 @@ static void *batch_worker(void *arg)
 static qv_status collect_all(struct search_ctx *c, topk *heaps,
                              unsigned threads)
 {
-    if (c->opt->exact || !c->ix) {
+    if (c->exact || !c->ix) {
         /* exact scans walk LMDB cursors, which belong to one thread */
         qv_status st = QV_OK;
         for (size_t i = 0; i < c->nq && st == QV_OK; i++)
@@ -415,6 +491,31 @@ static qv_status collect_all(struct search_ctx *c, topk *heaps,
     return QV_OK;
 }
 
+/*
+ * A filtered walk of query i that came back short while more documents
+ * match: scan the matches instead, so a batch is never short either.
+ */
+static qv_status fill_short(struct search_ctx *c, size_t i, resolved *r,
+                            size_t *n)
+{
+    uint64_t want = c->nallowed < c->opt->k ? c->nallowed : c->opt->k;
+    if (!c->filter || c->exact || *n >= want)
+        return QV_OK;
+    topk heap;
+    if (topk_init(&heap, (size_t)want, NULL, NULL) != 0)
+        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory");
+    qv_status st = scan_vectors(c->db, c->txn, &c->rec,
+                                c->queries + i * c->rec.dim, c->allowed,
+                                &heap);
+    if (st == QV_OK) {
+        topk_sort(&heap);
+        st = resolve(c->db, c->txn, &c->rec, &heap, c->opt->k, 0,
+                     c->opt->with_payload, r, n);
+    }
+    topk_release(&heap);
+    return st;
+}
+
 /* Resolve every query's heap and pack the results in one allocation. */
 static qv_status pack_batch(struct search_ctx *c, topk *heaps,
                             qv_batch_hits **out)
@@ -428,8 +529,10 @@ static qv_status pack_batch(struct search_ctx *c, topk *heaps,
                                          "out of memory for hits");
     for (size_t i = 0; i < c->nq && st == QV_OK; i++) {
         topk_sort(&heaps[i]);
-        st = resolve(c->db, c->txn, &c->rec, &heaps[i], k, !c->opt->exact,
+        st = resolve(c->db, c->txn, &c->rec, &heaps[i], k, !c->exact,
                      c->opt->with_payload, r + i * k, &counts[i]);
+        if (st == QV_OK)
+            st = fill_short(c, i, r + i * k, &counts[i]);
         total += counts[i];
         text += id_bytes(r + i * k, counts[i]);
     }
@@ -469,7 +572,7 @@ qv_status search_batch(qv_db *base, const char *collection,
     struct tiebreak_ctx tb = {db, c.txn, c.rec.id};
     heaps = qv_calloc(nq, sizeof *heaps);
     for (size_t i = 0; heaps && i < nq && st == QV_OK; i++) {
-        if (topk_init(&heaps[i], c.beam, options->exact ? compare_ext_ids
+        if (topk_init(&heaps[i], c.beam, c.exact ? compare_ext_ids
                                                         : NULL, &tb) != 0)
             st = QV_ERR_NOMEM;
     }
@@ -485,6 +588,24 @@ cleanup:
     for (size_t i = 0; heaps && i < nq; i++)
         topk_release(&heaps[i]);
     qv_mem_free(heaps);
+    search_end(&c);
+    return st;
+}
+
+qv_status search_count(qv_db *base, const char *collection, const char *filter,
+                       uint64_t *count)
+{
+    struct search_ctx c = {.db = (emb_db *)base};
+    qv_status st = emb_read_begin(c.db, &c.txn, "counting");
+    if (st != QV_OK)
+        return st;
+    st = catalog_get(c.db, c.txn, collection, &c.rec);
+    if (st == QV_OK && !filter)
+        *count = c.rec.count;
+    if (st == QV_OK && filter &&
+        (st = filter_parse(base, filter, &c.filter)) == QV_OK &&
+        (st = compute_allowed(&c)) == QV_OK)
+        *count = c.nallowed;
     search_end(&c);
     return st;
 }

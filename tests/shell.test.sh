@@ -59,6 +59,14 @@ suite() {  # label, target arguments...
     check "$label: one JSON line per command" \
         [ "$(printf '%s\n' "$out" | wc -l)" -eq 13 ]
 
+    out=$(j -c 'search pts [1, 0, 0] k=5 where={"tag": "x"}' \
+            -c 'count pts where={"n": {"$exists": true}}' -c 'count pts' \
+            -c 'count pts where={"tag": {"$like": "x"}}')
+    check "$label: filtered search" has "$out" '{"hits":[{"id":"a","distance":0.0}]}'
+    check "$label: count where" has "$out" '{"count":1}'
+    check "$label: count all" has "$out" '{"count":2}'
+    check "$label: malformed filter named" has "$out" "unknown operator '\$like' at 'tag'"
+
     # text mode: aligned tables
     out=$("$bin" "$TARGET" "$TARGET_ARG" -c 'search pts [1, 0, 0] k=1' -c collections)
     check "$label: text table" has "$out" "   1  a                                   0"

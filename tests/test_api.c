@@ -814,6 +814,113 @@ static void test_backup_and_stats(void **state)
     assert_status(f->db, qv_set_threads(f->db, 5000), QV_ERR_INVALID);
 }
 
+/*
+ * Filtered search against a brute force computed here: at 50%, 10%, 1%
+ * and 0.1% of the documents matching, every hit matches, k come back
+ * whenever k match, and the hits are (nearly) the true nearest matches.
+ */
+static void test_filtered_search_is_never_short(void **state)
+{
+    enum { N = 2000, D = 8 };
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "f", D, QV_METRIC_L2);
+    static float v[N][D];
+    static char ids[N][16], payloads[N][96];
+    static qv_doc docs[N];
+    uint64_t rng = 99;
+    for (int i = 0; i < N; i++) {
+        tu_rand_vector(&rng, v[i], D);
+        snprintf(ids[i], sizeof ids[i], "%d", i);
+        snprintf(payloads[i], sizeof payloads[i],
+                 "{\"label\":%d,\"b100\":%d,\"b1000\":%d}", i % 10,
+                 i % 100, i % 1000);
+        docs[i] = (qv_doc){ids[i], v[i], D, payloads[i]};
+    }
+    assert_ok(db, qv_upsert(db, "f", docs, N));
+    struct { const char *filter; int mod, lo, hi; } cases[] = {
+        {"{\"label\":{\"$in\":[0,1,2,3,4]}}", 10, 0, 4},
+        {"{\"label\":3}", 10, 3, 3},
+        {"{\"b100\":7}", 100, 7, 7},
+        {"{\"b1000\":5}", 1000, 5, 5},
+        {"{\"b1000\":{\"$gte\":995}}", 1000, 995, 999},
+    };
+    unsigned long found = 0, total = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        uint64_t count;
+        int expect = 0;
+        for (int i = 0; i < N; i++) {
+            int m = i % cases[c].mod;
+            expect += m >= cases[c].lo && m <= cases[c].hi;
+        }
+        assert_ok(db, qv_count(db, "f", cases[c].filter, &count));
+        assert_int_equal(count, expect);
+        for (int qi = 0; qi < 10; qi++) {
+            float q[D];
+            tu_rand_vector(&rng, q, D);
+            qv_hits *hits;
+            qv_search_options opt = {.k = 10, .filter = cases[c].filter};
+            assert_ok(db, qv_search(db, "f", q, D, &opt, &hits));
+            size_t want = expect < 10 ? (size_t)expect : 10;
+            assert_int_equal(hits->count, want);
+            /* brute force over the matching documents */
+            double best[10];
+            size_t nb = 0;
+            for (int i = 0; i < N; i++) {
+                int m = i % cases[c].mod;
+                if (m < cases[c].lo || m > cases[c].hi)
+                    continue;
+                double d = 0;
+                for (int j = 0; j < D; j++)
+                    d += ((double)q[j] - v[i][j]) * ((double)q[j] - v[i][j]);
+                size_t at = nb < 10 ? nb++ : 10;
+                if (at == 10 && d >= best[9])
+                    continue;
+                if (at == 10)
+                    at = 9;
+                while (at > 0 && best[at - 1] > d) {
+                    best[at] = best[at - 1];
+                    at--;
+                }
+                best[at] = d;
+            }
+            for (size_t h = 0; h < hits->count; h++) {
+                int i = atoi(hits->hits[h].id);
+                int m = i % cases[c].mod;
+                assert_true(m >= cases[c].lo && m <= cases[c].hi);
+                found += hits->hits[h].distance <= best[want - 1] + 1e-4;
+            }
+            total += want;
+            qv_free(hits);
+        }
+    }
+    if ((double)found / (double)total < 0.95)
+        fail_msg("filtered recall %.3f below 0.95", (double)found / total);
+    qv_count(db, "f", NULL, &(uint64_t){0});
+    uint64_t all;
+    assert_ok(db, qv_count(db, "f", NULL, &all));
+    assert_int_equal(all, N);
+    qv_hits *hits = NULL;
+    float q[D] = {0};
+    assert_status(db, qv_search(db, "f", q, D,
+                                &(qv_search_options){.k = 3,
+                                                     .filter = "{\"a\":{\"$x\":1}}"},
+                                &hits), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "unknown operator '$x' at 'a'"));
+    assert_status(db, qv_count(db, "f", "[]", &all), QV_ERR_INVALID);
+    /* a batch is never short either */
+    qv_batch_hits *b;
+    assert_ok(db, qv_search_batch(db, "f", v[0], 5, D,
+                                  &(qv_search_options){.k = 5, .threads = 2,
+                                                       .filter = "{\"b100\":3}"},
+                                  &b));
+    for (size_t i = 0; i < b->count; i++) {
+        assert_int_equal(b->results[i].count, 5);
+        for (size_t h = 0; h < 5; h++)
+            assert_int_equal(atoi(b->results[i].hits[h].id) % 100, 3);
+    }
+    qv_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -843,6 +950,7 @@ int main(void)
         T(test_scan_pages_in_id_order),
         T(test_search_with_payloads),
         T(test_backup_and_stats),
+        T(test_filtered_search_is_never_short),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -152,6 +152,7 @@ static qv_search_options options_from_wire(const Quiver__V1__SearchOptions *o)
         opt.exact = o->exact;
         opt.threads = o->threads;
         opt.with_payload = o->with_payload;
+        opt.filter = o->has_filter ? o->filter : NULL;
     }
     return opt;
 }
@@ -274,6 +275,19 @@ static qv_status do_scan(qv_db *db, const Quiver__V1__Scan *m,
     return QV_OK;
 }
 
+static qv_status do_count(qv_db *db, const Quiver__V1__Count *m,
+                          struct reply *r)
+{
+    uint64_t n = 0;
+    qv_status st = qv_count(db, m->collection,
+                            m->has_filter ? m->filter : NULL, &n);
+    if (st == QV_OK) {
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
+        r->resp.count = n;
+    }
+    return st;
+}
+
 static qv_status do_check(qv_db *db, struct reply *r)
 {
     char *report = NULL;
@@ -367,6 +381,9 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         break;
     case QUIVER__V1__REQUEST__OP_BACKUP:
         st = qv_backup(db, req->backup->dir);
+        break;
+    case QUIVER__V1__REQUEST__OP_COUNT:
+        st = do_count(db, req->count, r);
         break;
     case QUIVER__V1__REQUEST__OP_CHECK:
         st = do_check(db, r);

@@ -440,6 +440,9 @@ static Quiver__V1__SearchOptions options_to_wire(const qv_search_options *o)
     w.exact = o->exact != 0;
     w.threads = o->threads;
     w.with_payload = o->with_payload != 0;
+    w.has_filter = o->filter != NULL;
+    if (o->filter)
+        w.filter = (char *)o->filter;
     return w;
 }
 
@@ -614,6 +617,31 @@ static qv_status remote_backup(qv_db *base, const char *dir)
     LOCKED_CALL(db, &req, resp, ;);
 }
 
+static qv_status count_from_wire(remote_db *db, const Response *resp,
+                                 uint64_t *count)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_COUNT)
+        return wrong_result(db);
+    *count = resp->count;
+    return QV_OK;
+}
+
+static qv_status remote_count(qv_db *base, const char *collection,
+                              const char *filter, uint64_t *count)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Count m = QUIVER__V1__COUNT__INIT;
+    m.collection = (char *)collection;
+    m.has_filter = filter != NULL;
+    if (filter)
+        m.filter = (char *)filter;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_COUNT;
+    req.count = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, { st_ = count_from_wire(db, resp, count); });
+}
+
 /* The report comes with OK and with CORRUPT alike. */
 static qv_status remote_check(qv_db *base, char **report)
 {
@@ -700,6 +728,7 @@ static const qv_db_ops remote_ops = {
     .backup = remote_backup,
     .compact = remote_compact,
     .check = remote_check,
+    .count = remote_count,
     .stats = remote_stats,
     .set_threads = remote_set_threads,
 };
