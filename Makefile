@@ -12,13 +12,14 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CSTD    := -std=c11 -D_GNU_SOURCE
 INC     := -I. -Icommon -Idb -Istorage -Iann -Icli -Iwire -Ibuild/gen
 PKGS    := lmdb jansson
-LIBS    := -llmdb -ljansson -lprotobuf-c -lxxhash -lm -lpthread
+LIBS    := -llmdb -ljansson -lprotobuf-c -lxxhash -lroaring -lm -lpthread
 TESTLIBS := -lcmocka
 
 # Debian packages the build, the tests and the tools need.
 DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
             libsimde-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev \
-            libcmocka-dev libedit-dev clang libclang-rt-14-dev libxxhash-dev
+            libcmocka-dev libedit-dev clang libclang-rt-14-dev libxxhash-dev \
+            libroaring-dev
 
 RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
 ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
@@ -30,6 +31,7 @@ LIB_SRC := common/alloc.c common/error.c common/token.c \
            ann/distance.c ann/topk.c ann/hnsw.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
            db/validate.c db/index.c db/results.c db/admin.c db/check.c db/filter.c \
+           db/pindex.c \
            wire/frame.c wire/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \

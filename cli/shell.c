@@ -490,6 +490,26 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
     return 0;
 }
 
+static int cmd_index(shell *sh, const shell_cmd *cmd)
+{
+    static const char *const opts[] = {"type", NULL};
+    static const char *const types[] = {"keyword", "int", "float"};
+    if (shell_check_options(sh, cmd, 2, opts))
+        return 1;
+    const shell_arg *t = shell_option(cmd, "type");
+    int type = -1;
+    for (int i = 0; t && i < 3; i++) {
+        if (!strcmp(t->text, types[i]))
+            type = i;
+    }
+    if (type < 0)
+        return shell_fail(sh, "INVALID", "index needs type=keyword, int or "
+                          "float");
+    qv_status st = qv_create_index(sh->db, positional(cmd, 1),
+                                   positional(cmd, 2), (qv_index_type)type);
+    return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
+}
+
 static int cmd_count(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"where", NULL};
@@ -625,6 +645,9 @@ static const struct command commands[] = {
      "Nearest documents through the index (exact=true: brute force); "
      "payload=true shows each hit's payload; where= keeps the documents "
      "whose payload matches (docs/FILTERS.md), k of them whenever k match."},
+    {"index", cmd_index, "index NAME FIELD type=keyword|int|float",
+     "Index a payload field (a dotted path) so that filters on it need "
+     "not read every payload; filled from the documents already there."},
     {"count", cmd_count, "count NAME [where={json filter}]",
      "The documents of a collection, or those matching the filter."},
     {"import", cmd_import,
@@ -653,7 +676,8 @@ static const struct command commands[] = {
 
 const char *const shell_command_names[] = {
     "create", "collections", "describe", "drop", "upsert", "get", "delete",
-    "search", "count", "import", "export", "backup", "compact", "stats",
+    "search", "count", "index", "import", "export", "backup", "compact",
+    "stats",
     "check",
     "help",
     "quit", NULL};

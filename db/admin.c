@@ -23,7 +23,8 @@ qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                            qv_collection_info *info)
 {
     static const enum st_db parts[] = {ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS,
-                                       ST_DB_FREEIDS, ST_DB_GRAPH};
+                                       ST_DB_FREEIDS, ST_DB_GRAPH,
+                                       ST_DB_PINDEX, ST_DB_PENTRIES};
     info->disk_bytes = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
         int rc = emb_walk_range(db, txn, parts[i], rec->id, add_bytes,

@@ -132,7 +132,8 @@ struct drop_ctx {
 static int drop_txn(MDB_txn *txn, void *arg)
 {
     static const enum st_db per_collection[] = {
-        ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS, ST_DB_FREEIDS, ST_DB_GRAPH
+        ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS, ST_DB_FREEIDS, ST_DB_GRAPH,
+        ST_DB_PINDEX, ST_DB_PENTRIES
     };
     struct drop_ctx *c = arg;
     coll_rec rec;

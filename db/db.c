@@ -324,6 +324,27 @@ qv_status qv_backup(qv_db *db, const char *dir)
     return db->ops->backup(db, dir);
 }
 
+qv_status qv_create_index(qv_db *db, const char *collection,
+                          const char *field, qv_index_type type)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, collection);
+    if (st != QV_OK)
+        return st;
+    size_t len = field ? strlen(field) : 0;
+    if (len == 0 || len > QV_FIELD_MAX || field[0] == '$' ||
+        field[0] == '.' || field[len - 1] == '.')
+        return qv_fail(db, QV_ERR_INVALID, "field must be 1 to %d bytes, not "
+                       "starting with '$' or '.' nor ending with '.'",
+                       QV_FIELD_MAX);
+    if ((unsigned)type > QV_INDEX_FLOAT)
+        return qv_fail(db, QV_ERR_INVALID, "unknown index type %d; use "
+                       "keyword, int or float", (int)type);
+    return db->ops->create_index(db, collection, field, type);
+}
+
 qv_status qv_count(qv_db *db, const char *collection, const char *filter,
                    uint64_t *count)
 {

@@ -17,6 +17,7 @@
 #include "error.h"
 #include "index.h"
 #include "keys.h"
+#include "pindex.h"
 
 /* put_document's code for a collection that has used every internal id. */
 #define ERR_COLLECTION_FULL (-3)
@@ -80,9 +81,29 @@ static int assign_iid(emb_db *db, MDB_txn *txn, coll_rec *rec,
  * it replaced a document with the very same vector (the index needs no
  * change then, which makes re-running an import cheap).
  */
+/* Keep the payload indexes of document iid exact: the entries of its old
+ * payload (the docs record at key, if any) go, the new payload's come. */
+static int reindex_payload(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                           const pindex_set *set, uint32_t iid,
+                           const MDB_val *key, const char *new_text)
+{
+    if (set->n == 0)
+        return 0;
+    MDB_val old;
+    json_t *before = NULL, *after = NULL;
+    if (mdb_get(txn, st_dbi(db->env, ST_DB_DOCS), (MDB_val *)key, &old) == 0)
+        before = pindex_payload_of(&old);
+    if (new_text)
+        after = json_loads(new_text, 0, NULL);
+    int rc = pindex_update(db, txn, rec->id, set, iid, before, after);
+    json_decref(before);
+    json_decref(after);
+    return rc;
+}
+
 static int put_document(emb_db *db, MDB_txn *txn, coll_rec *rec,
-                        const qv_doc *doc, uint32_t *iid_out,
-                        int *vector_changed)
+                        const pindex_set *set, const qv_doc *doc,
+                        uint32_t *iid_out, int *vector_changed)
 {
     unsigned char ids_buf[KEY_IDS_MAX], doc_buf[KEY_DOC_LEN];
     size_t id_len = strlen(doc->id);
@@ -107,6 +128,9 @@ static int put_document(emb_db *db, MDB_txn *txn, coll_rec *rec,
     key_doc(doc_buf, rec->id, iid);
     MDB_val key = {sizeof doc_buf, doc_buf};
     *iid_out = iid;
+    rc = reindex_payload(db, txn, rec, set, iid, &key, doc->payload);
+    if (rc != 0)
+        return rc;
     *vector_changed = 1;
     if (existed &&
         mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key, &val) == 0 &&
@@ -265,9 +289,10 @@ static int upsert_txn(MDB_txn *txn, void *arg)
         c->status = index_acquire(c->db, txn, &rec, &c->touched);
     if (c->status != QV_OK)
         return ST_ABORT;
-    int rc = 0;
+    pindex_set set;
+    int rc = pindex_load(c->db, txn, rec.id, &set);
     for (size_t i = 0; i < c->n && rc == 0; i++)
-        rc = put_document(c->db, txn, &rec, &c->docs[i], &c->iids[i],
+        rc = put_document(c->db, txn, &rec, &set, &c->docs[i], &c->iids[i],
                           &c->changed[i]);
     if (rc == ERR_COLLECTION_FULL) {
         c->status = qv_fail(&c->db->base, QV_ERR_FULL,
@@ -376,7 +401,12 @@ static int delete_txn(MDB_txn *txn, void *arg)
                        ids_buf};
     key_doc(doc_buf, rec.id, iid);
     MDB_val key = {sizeof doc_buf, doc_buf}, empty = {0, NULL};
-    int rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_IDS), &ids_key, NULL);
+    pindex_set set;
+    int rc = pindex_load(c->db, txn, rec.id, &set);
+    if (rc == 0)
+        rc = reindex_payload(c->db, txn, &rec, &set, iid, &key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_IDS), &ids_key, NULL);
     if (rc == 0)
         rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_DOCS), &key, NULL);
     if (rc == 0)

@@ -9,6 +9,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "pindex.h"
 #include "keys.h"
 
 static void embedded_close(qv_db *base)
@@ -34,6 +35,7 @@ static const qv_db_ops embedded_ops = {
     .compact = admin_compact,
     .check = check_database,
     .count = search_count,
+    .create_index = pindex_create,
     .stats = admin_stats,
     .set_threads = admin_set_threads,
 };

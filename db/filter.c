@@ -144,8 +144,7 @@ qv_status filter_parse(const qv_db *db, const char *text, json_t **out)
 
 /* ---- evaluation ---- */
 
-/* The value at a dotted path in payload, or NULL. */
-static const json_t *lookup(const json_t *payload, const char *path)
+const json_t *filter_lookup(const json_t *payload, const char *path)
 {
     const json_t *cur = payload;
     char part[256];
@@ -238,7 +237,7 @@ int filter_match(const json_t *filter, const json_t *payload)
         } else if (!strcmp(key, "$not")) {
             ok = !filter_match(v, payload);
         } else {
-            const json_t *field = payload ? lookup(payload, key) : NULL;
+            const json_t *field = payload ? filter_lookup(payload, key) : NULL;
             if (json_is_object(v)) {
                 const char *op;
                 json_t *arg;

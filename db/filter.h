@@ -22,6 +22,9 @@
  */
 qv_status filter_parse(const qv_db *db, const char *text, json_t **out);
 
+/* The value at a dotted path ("a.b") in a payload, or NULL. */
+const json_t *filter_lookup(const json_t *payload, const char *path);
+
 /* Does a payload (a JSON object, or NULL for none) match the filter? */
 int filter_match(const json_t *filter, const json_t *payload);
 

@@ -47,6 +47,8 @@ typedef struct qv_db_ops {
     qv_status (*check)(qv_db *db, char **report);
     qv_status (*count)(qv_db *db, const char *collection, const char *filter,
                        uint64_t *count);
+    qv_status (*create_index)(qv_db *db, const char *collection,
+                              const char *field, qv_index_type type);
     qv_status (*stats)(qv_db *db, char **json);
     qv_status (*set_threads)(qv_db *db, uint32_t threads);
 } qv_db_ops;

@@ -269,6 +269,25 @@ qv_status qv_search_batch(qv_db *db, const char *collection,
                           const qv_search_options *options,
                           qv_batch_hits **out);
 
+#define QV_FIELD_MAX 255
+
+typedef enum qv_index_type {
+    QV_INDEX_KEYWORD = 0,   /* strings: equality, $in, ranges */
+    QV_INDEX_INT = 1,       /* integers: equality, $in, ranges */
+    QV_INDEX_FLOAT = 2      /* numbers: equality, $in, ranges */
+} qv_index_type;
+
+/*
+ * Index a payload field (a dotted path, 1 .. QV_FIELD_MAX bytes) of a
+ * collection, filling it from the documents already there. Indexes make
+ * filtered searches and counts cheaper; they never change their results:
+ * values the index cannot hold (another type, a string over 400 bytes, a
+ * fraction in an int index) are still found. QV_ERR_EXISTS if the field
+ * is indexed already.
+ */
+qv_status qv_create_index(qv_db *db, const char *collection,
+                          const char *field, qv_index_type type);
+
 /*
  * *count = the documents of the collection that match filter (a JSON
  * filter, docs/FILTERS.md; NULL: all of them).

@@ -25,6 +25,7 @@
 #include "filter.h"
 #include "index.h"
 #include "keys.h"
+#include "pindex.h"
 #include "topk.h"
 
 /* Distance for the metric; for cosine, q is unit length. */
@@ -283,15 +284,52 @@ static void mark_allowed(void *arg, const MDB_val *key, const MDB_val *val)
     json_decref(payload);
 }
 
-/* Evaluate the filter on every document of the snapshot. */
+struct candidate_walk {
+    struct search_ctx *c;
+    int rc;
+};
+
+/* Evaluate the filter on one candidate from the payload indexes. */
+static bool check_candidate(uint32_t iid, void *arg)
+{
+    struct candidate_walk *w = arg;
+    struct search_ctx *c = w->c;
+    unsigned char buf[KEY_DOC_LEN];
+    key_doc(buf, c->rec.id, iid);
+    MDB_val key = {sizeof buf, buf}, val;
+    int rc = mdb_get(c->txn, st_dbi(c->db->env, ST_DB_DOCS), &key, &val);
+    if (rc == 0)
+        mark_allowed(c, &key, &val);
+    else if (rc != MDB_NOTFOUND)
+        w->rc = rc;
+    return w->rc == 0;
+}
+
+/*
+ * The documents of the snapshot that match the filter: the payload indexes
+ * narrow the candidates where they can, and the filter is evaluated on
+ * each candidate's payload (on every document when they cannot).
+ */
 static qv_status compute_allowed(struct search_ctx *c)
 {
+    pindex_set set;
     c->allowed = qv_calloc(c->rec.next_iid ? c->rec.next_iid : 1, 1);
     if (!c->allowed)
         return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for the "
                        "filter's matches");
-    int rc = emb_walk_range(c->db, c->txn, ST_DB_DOCS, c->rec.id,
+    int rc = pindex_load(c->db, c->txn, c->rec.id, &set);
+    roaring_bitmap_t *cands = rc ? NULL
+                                 : pindex_candidates(c->db, c->txn, c->rec.id,
+                                                     &set, c->filter);
+    if (rc == 0 && cands) {
+        struct candidate_walk w = {c, 0};
+        roaring_iterate(cands, check_candidate, &w);
+        rc = w.rc;
+        roaring_bitmap_free(cands);
+    } else if (rc == 0) {
+        rc = emb_walk_range(c->db, c->txn, ST_DB_DOCS, c->rec.id,
                             mark_allowed, c);
+    }
     return rc ? emb_status(c->db, rc, "filtering") : QV_OK;
 }
 

@@ -21,7 +21,8 @@ static const char *const db_names[ST_DB_COUNT] = {
     [ST_DB_META] = "meta",       [ST_DB_CATALOG] = "catalog",
     [ST_DB_IDS] = "ids",         [ST_DB_DOCS] = "docs",
     [ST_DB_VECTORS] = "vectors", [ST_DB_FREEIDS] = "freeids",
-    [ST_DB_GRAPH] = "graph",
+    [ST_DB_GRAPH] = "graph",       [ST_DB_PINDEX] = "pindexes",
+    [ST_DB_PENTRIES] = "pentries",
 };
 
 struct st_env {

@@ -28,6 +28,8 @@ enum st_db {
     ST_DB_VECTORS,   /* (collection, internal id) -> float32[dim] */
     ST_DB_FREEIDS,   /* (collection, internal id) -> "" : ids to reuse */
     ST_DB_GRAPH,     /* (collection, internal id) -> HNSW node record */
+    ST_DB_PINDEX,    /* (collection, field) -> payload index record */
+    ST_DB_PENTRIES,  /* (collection, index, value, internal id) -> "" */
     ST_DB_COUNT
 };
 

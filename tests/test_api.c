@@ -921,6 +921,115 @@ static void test_filtered_search_is_never_short(void **state)
     qv_free(b);
 }
 
+/* A payload with every kind of value an index may or may not hold. */
+static void random_payload(uint64_t *rng, char *out, size_t len)
+{
+    static const char *const labels[] = {"3", "3.0", "3.5", "\"3\"", "7",
+                                         "-2", "1e3", "null"};
+    static const char *const names[] = {"\"red\"", "\"blue\"", "\"Zoë\"",
+                                        "\"\"", "5", "\"red shoes\""};
+    unsigned r = (unsigned)tu_rand(rng);
+    char name[600];
+    if (r % 17 == 0) {  /* longer than an index keyword */
+        memset(name, 'z', 520);
+        name[0] = '"';
+        name[519] = '"';
+        name[520] = '\0';
+    } else {
+        snprintf(name, sizeof name, "%s", names[r % 6]);
+    }
+    snprintf(out, len, "{\"label\":%s,\"price\":%d.%d,\"name\":%s%s}",
+             labels[(r >> 4) % 8], (int)((r >> 8) % 100), (int)((r >> 16) % 10),
+             name, (r >> 20) % 3 ? ",\"a\":{\"b\":4}" : "");
+}
+
+static void same_everywhere(qv_db *db, const char *filter)
+{
+    uint64_t a, b;
+    assert_ok(db, qv_count(db, "indexed", filter, &a));
+    assert_ok(db, qv_count(db, "plain", filter, &b));
+    if (a != b)
+        fail_msg("%s: %llu with indexes, %llu without", filter,
+                 (unsigned long long)a, (unsigned long long)b);
+    float q[4] = {0.1f, 0.2f, 0.3f, 0.4f};
+    qv_hits *ha, *hb;
+    qv_search_options opt = {.k = 20, .exact = 1, .filter = filter};
+    assert_ok(db, qv_search(db, "indexed", q, 4, &opt, &ha));
+    assert_ok(db, qv_search(db, "plain", q, 4, &opt, &hb));
+    assert_int_equal(ha->count, hb->count);
+    for (size_t i = 0; i < ha->count; i++)
+        assert_string_equal(ha->hits[i].id, hb->hits[i].id);
+    qv_free(ha);
+    qv_free(hb);
+}
+
+/*
+ * Payload indexes never change what a filter finds: an indexed collection
+ * and an identical unindexed one agree on every filter through back-fill,
+ * inserts, field changes and deletes.
+ */
+static void test_indexes_never_change_results(void **state)
+{
+    enum { N = 500 };
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "indexed", 4, QV_METRIC_L2);
+    create(db, "plain", 4, QV_METRIC_L2);
+    uint64_t rng = 31;
+    static char ids[N][16], payloads[N][640];
+    static float v[N][4];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            if (round > 0 && tu_rand(&rng) % 3)
+                continue;  /* later rounds change a third */
+            tu_rand_vector(&rng, v[i], 4);
+            snprintf(ids[i], sizeof ids[i], "d%d", i);
+            random_payload(&rng, payloads[i], sizeof payloads[i]);
+            qv_doc doc = {ids[i], v[i], 4, payloads[i]};
+            assert_ok(db, qv_upsert(db, "indexed", &doc, 1));
+            assert_ok(db, qv_upsert(db, "plain", &doc, 1));
+        }
+        if (round == 0) {  /* back-filled from the documents there */
+            assert_ok(db, qv_create_index(db, "indexed", "label",
+                                          QV_INDEX_INT));
+            assert_ok(db, qv_create_index(db, "indexed", "price",
+                                          QV_INDEX_FLOAT));
+            assert_ok(db, qv_create_index(db, "indexed", "name",
+                                          QV_INDEX_KEYWORD));
+            assert_ok(db, qv_create_index(db, "indexed", "a.b",
+                                          QV_INDEX_INT));
+        }
+        for (int i = round; i < N; i += 37) {
+            qv_delete(db, "indexed", ids[i]);
+            qv_delete(db, "plain", ids[i]);
+        }
+    }
+    static const char *const filters[] = {
+        "{\"label\":3}", "{\"label\":3.5}", "{\"label\":\"3\"}",
+        "{\"label\":null}", "{\"label\":{\"$in\":[3,7,\"3\"]}}",
+        "{\"label\":{\"$gte\":2.5,\"$lt\":7}}", "{\"label\":{\"$gt\":-3}}",
+        "{\"label\":{\"$lte\":1000}}", "{\"price\":{\"$gte\":10.5,\"$lt\":50}}",
+        "{\"price\":{\"$gt\":\"a\"}}", "{\"name\":\"red\"}",
+        "{\"name\":\"\"}", "{\"name\":5}", "{\"name\":{\"$gte\":\"r\"}}",
+        "{\"name\":{\"$lt\":\"red shoes\"}}", "{\"a.b\":4}",
+        "{\"a.b\":{\"$exists\":false}}", "{\"$or\":[{\"label\":7},{\"name\":\"blue\"}]}",
+        "{\"$or\":[{\"label\":7},{\"price\":{\"$ne\":3}}]}",
+        "{\"$and\":[{\"label\":{\"$in\":[3,7]}},{\"price\":{\"$lt\":60}}]}",
+        "{\"$not\":{\"label\":3}}", "{\"name\":{\"$nin\":[\"red\"]},\"label\":7}",
+    };
+    for (size_t f = 0; f < sizeof filters / sizeof *filters; f++)
+        same_everywhere(db, filters[f]);
+    assert_status(db, qv_create_index(db, "indexed", "label", QV_INDEX_INT),
+                  QV_ERR_EXISTS);
+    assert_status(db, qv_create_index(db, "indexed", "", QV_INDEX_INT),
+                  QV_ERR_INVALID);
+    assert_status(db, qv_create_index(db, "indexed", "$x", QV_INDEX_INT),
+                  QV_ERR_INVALID);
+    assert_status(db, qv_create_index(db, "indexed", "x", (qv_index_type)9),
+                  QV_ERR_INVALID);
+    assert_status(db, qv_create_index(db, "nope", "x", QV_INDEX_INT),
+                  QV_ERR_NOT_FOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -951,6 +1060,7 @@ int main(void)
         T(test_search_with_payloads),
         T(test_backup_and_stats),
         T(test_filtered_search_is_never_short),
+        T(test_indexes_never_change_results),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -382,6 +382,11 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
     case QUIVER__V1__REQUEST__OP_BACKUP:
         st = qv_backup(db, req->backup->dir);
         break;
+    case QUIVER__V1__REQUEST__OP_CREATE_INDEX:
+        st = qv_create_index(db, req->create_index->collection,
+                             req->create_index->field,
+                             (qv_index_type)req->create_index->type);
+        break;
     case QUIVER__V1__REQUEST__OP_COUNT:
         st = do_count(db, req->count, r);
         break;

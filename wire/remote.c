@@ -617,6 +617,21 @@ static qv_status remote_backup(qv_db *base, const char *dir)
     LOCKED_CALL(db, &req, resp, ;);
 }
 
+static qv_status remote_create_index(qv_db *base, const char *collection,
+                                     const char *field, qv_index_type type)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__CreateIndex m = QUIVER__V1__CREATE_INDEX__INIT;
+    m.collection = (char *)collection;
+    m.field = (char *)field;
+    m.type = (Quiver__V1__IndexType)type;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_CREATE_INDEX;
+    req.create_index = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
 static qv_status count_from_wire(remote_db *db, const Response *resp,
                                  uint64_t *count)
 {
@@ -729,6 +744,7 @@ static const qv_db_ops remote_ops = {
     .compact = remote_compact,
     .check = remote_check,
     .count = remote_count,
+    .create_index = remote_create_index,
     .stats = remote_stats,
     .set_threads = remote_set_threads,
 };

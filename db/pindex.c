@@ -1,0 +1,476 @@
+#include "pindex.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "error.h"
+#include "filter.h"
+#include "keys.h"
+
+#define TAG_VALUE 0x01
+#define TAG_RESIDUAL 0x02
+#define ENTRY_MAX (8 + 1 + PINDEX_KEYWORD_MAX + 4)
+
+static const char META_NEXT_INDEX[] = "next_index_id";
+
+/* ---- the catalog of indexes ---- */
+
+int pindex_load(emb_db *db, MDB_txn *txn, uint32_t coll, pindex_set *out)
+{
+    MDB_cursor *cur;
+    unsigned char prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, coll);
+    out->n = 0;
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_PINDEX), &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val key = {sizeof prefix, prefix}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         rc == 0 && out->n < PINDEX_MAX;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        size_t flen = key.mv_size - KEY_COLL_LEN;
+        if (key.mv_size <= KEY_COLL_LEN || memcmp(key.mv_data, prefix,
+                                                  sizeof prefix))
+            break;
+        if (val.mv_size != sizeof(pindex_rec) || flen > QV_FIELD_MAX) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+        memcpy(out->fields[out->n], (char *)key.mv_data + KEY_COLL_LEN, flen);
+        out->fields[out->n][flen] = '\0';
+        memcpy(&out->recs[out->n], val.mv_data, sizeof(pindex_rec));
+        out->n++;
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* ---- value encoding ---- */
+
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+static size_t encode_int(int64_t v, unsigned char *out)
+{
+    put_u64(out, (uint64_t)v ^ (1ull << 63));
+    return 8;
+}
+
+static size_t encode_float(double d, unsigned char *out)
+{
+    uint64_t bits;
+    if (d == 0)
+        d = 0;  /* -0.0 and 0.0 are one value */
+    memcpy(&bits, &d, sizeof bits);
+    bits = (bits >> 63) ? ~bits : bits | (1ull << 63);
+    put_u64(out, bits);
+    return 8;
+}
+
+/* The key bytes of v for an index of type; 0 when it cannot hold v. */
+static size_t encode_value(uint32_t type, const json_t *v, unsigned char *out)
+{
+    if (type == QV_INDEX_KEYWORD) {
+        size_t len = json_is_string(v) ? json_string_length(v) : SIZE_MAX;
+        if (len > PINDEX_KEYWORD_MAX)
+            return 0;
+        memcpy(out, json_string_value(v), len);
+        return len ? len : (size_t)-1;  /* "" is a value too */
+    }
+    if (!json_is_number(v))
+        return 0;
+    double d = json_number_value(v);
+    if (type == QV_INDEX_FLOAT)
+        return encode_float(d, out);
+    if (json_is_integer(v))
+        return encode_int(json_integer_value(v), out);
+    if (d != floor(d) || d < -9.2e18 || d > 9.2e18)
+        return 0;
+    return encode_int((int64_t)d, out);
+}
+
+/* [coll][index][tag][value][iid] */
+static size_t entry_key(unsigned char *k, uint32_t coll, uint32_t index,
+                        int tag, const unsigned char *value, size_t len,
+                        uint32_t iid)
+{
+    key_put_u32(k, coll);
+    key_put_u32(k + 4, index);
+    k[8] = (unsigned char)tag;
+    if (len)
+        memcpy(k + 9, value, len);
+    key_put_u32(k + 9 + len, iid);
+    return 9 + len + 4;
+}
+
+/* The entry of a payload's field for one index (its key in k). */
+static size_t entry_for(const pindex_set *set, size_t i, uint32_t coll,
+                        uint32_t iid, const json_t *payload, unsigned char *k)
+{
+    const json_t *v = payload ? filter_lookup(payload, set->fields[i]) : NULL;
+    if (!v)
+        return 0;  /* no field, no entry: it matches no lookup */
+    unsigned char enc[PINDEX_KEYWORD_MAX];
+    size_t len = encode_value(set->recs[i].type, v, enc);
+    if (len == (size_t)-1)
+        return entry_key(k, coll, set->recs[i].id, TAG_VALUE, enc, 0, iid);
+    if (len == 0)
+        return entry_key(k, coll, set->recs[i].id, TAG_RESIDUAL, NULL, 0, iid);
+    return entry_key(k, coll, set->recs[i].id, TAG_VALUE, enc, len, iid);
+}
+
+int pindex_update(emb_db *db, MDB_txn *txn, uint32_t coll,
+                  const pindex_set *set, uint32_t iid,
+                  const json_t *old_payload, const json_t *new_payload)
+{
+    MDB_dbi dbi = st_dbi(db->env, ST_DB_PENTRIES);
+    unsigned char k[ENTRY_MAX];
+    MDB_val empty = {0, NULL};
+    for (size_t i = 0; i < set->n; i++) {
+        size_t len = entry_for(set, i, coll, iid, old_payload, k);
+        if (len) {
+            MDB_val key = {len, k};
+            int rc = mdb_del(txn, dbi, &key, NULL);
+            if (rc != 0 && rc != MDB_NOTFOUND)
+                return rc;
+        }
+        len = entry_for(set, i, coll, iid, new_payload, k);
+        if (len) {
+            MDB_val key = {len, k};
+            int rc = mdb_put(txn, dbi, &key, &empty, 0);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+json_t *pindex_payload_of(const MDB_val *doc)
+{
+    const unsigned char *p = doc->mv_data;
+    if (doc->mv_size < 1u + p[0] || doc->mv_size == 1u + p[0])
+        return NULL;
+    return json_loadb((const char *)p + 1 + p[0], doc->mv_size - 1 - p[0], 0,
+                      NULL);
+}
+
+/* ---- lookups ---- */
+
+struct range {
+    const unsigned char *lo, *hi;   /* NULL: unbounded */
+    size_t lo_len, hi_len;
+    int lo_open, hi_open;           /* exclusive bounds */
+};
+
+/* Bytewise, a shorter prefix first: the order of the encodings. */
+static int cmp_bytes(const unsigned char *a, size_t alen,
+                     const unsigned char *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* Add the iids of the index's entries with tag (and, for values, within
+ * the range) to out. */
+static int scan_entries(emb_db *db, MDB_txn *txn, uint32_t coll,
+                        uint32_t index, int tag, const struct range *r,
+                        roaring_bitmap_t *out)
+{
+    MDB_cursor *cur;
+    unsigned char start[ENTRY_MAX];
+    size_t slen = 9;
+    key_put_u32(start, coll);
+    key_put_u32(start + 4, index);
+    start[8] = (unsigned char)tag;
+    if (r && r->lo) {
+        memcpy(start + 9, r->lo, r->lo_len);
+        slen += r->lo_len;
+    }
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_PENTRIES), &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val key = {slen, start}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const unsigned char *k = key.mv_data;
+        if (key.mv_size < 13 || memcmp(k, start, 9) != 0)
+            break;
+        const unsigned char *v = k + 9;
+        size_t vlen = key.mv_size - 13;
+        if (r && r->lo && r->lo_open && !cmp_bytes(v, vlen, r->lo, r->lo_len))
+            continue;
+        if (r && r->hi) {
+            int c = cmp_bytes(v, vlen, r->hi, r->hi_len);
+            if (c > 0 || (c == 0 && r->hi_open))
+                break;
+        }
+        roaring_bitmap_add(out, key_get_u32(k + key.mv_size - 4));
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+struct plan_ctx {
+    emb_db *db;
+    MDB_txn *txn;
+    uint32_t coll;
+    const pindex_set *set;
+    int failed;
+};
+
+/* Entries equal to v, plus the residual documents. */
+static roaring_bitmap_t *lookup_eq(struct plan_ctx *c, const pindex_rec *ix,
+                                   const json_t *v)
+{
+    roaring_bitmap_t *b = roaring_bitmap_create();
+    unsigned char enc[PINDEX_KEYWORD_MAX];
+    size_t len = encode_value(ix->type, v, enc);
+    if (len == (size_t)-1)
+        len = 0;
+    else if (len == 0)
+        goto residual;  /* the index cannot hold v: only residuals can */
+    struct range r = {enc, enc, len, len, 0, 0};
+    if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_VALUE, &r, b))
+        c->failed = 1;
+residual:
+    if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_RESIDUAL, NULL, b))
+        c->failed = 1;
+    return b;
+}
+
+/* Entries within one bound op (a string bound on a numeric index, or a
+ * number on a keyword index, leaves only the residuals). */
+static roaring_bitmap_t *lookup_range(struct plan_ctx *c,
+                                      const pindex_rec *ix, const char *op,
+                                      const json_t *bound)
+{
+    roaring_bitmap_t *b = roaring_bitmap_create();
+    unsigned char enc[PINDEX_KEYWORD_MAX];
+    int lower = op[1] == 'g', open = op[3] == '\0';
+    size_t len;
+    if (ix->type == QV_INDEX_INT && json_is_number(bound)) {
+        double d = json_number_value(bound);
+        /* the integers beyond a fractional bound */
+        double edge = lower ? ceil(d) : floor(d);
+        open = open && edge == d;
+        len = edge < -9.2e18 || edge > 9.2e18 ? 0
+                                              : encode_int((int64_t)edge, enc);
+    } else {
+        len = encode_value(ix->type, bound, enc);
+        if (len == (size_t)-1)
+            len = 0;
+        else if (len == 0)
+            goto residual;
+    }
+    struct range r = {0};
+    if (lower)
+        r = (struct range){enc, NULL, len, 0, open, 0};
+    else
+        r = (struct range){NULL, enc, 0, len, 0, open};
+    if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_VALUE, &r, b))
+        c->failed = 1;
+residual:
+    if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_RESIDUAL, NULL, b))
+        c->failed = 1;
+    return b;
+}
+
+/* AND b into *acc (b may be NULL: no narrowing). */
+static void narrow(roaring_bitmap_t **acc, roaring_bitmap_t *b)
+{
+    if (!b)
+        return;
+    if (!*acc) {
+        *acc = b;
+        return;
+    }
+    roaring_bitmap_and_inplace(*acc, b);
+    roaring_bitmap_free(b);
+}
+
+static const pindex_rec *find_index(const pindex_set *set, const char *field)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        if (strcmp(set->fields[i], field) == 0)
+            return &set->recs[i];
+    }
+    return NULL;
+}
+
+static roaring_bitmap_t *candidates_of_field(struct plan_ctx *c,
+                                             const pindex_rec *ix,
+                                             const json_t *cond)
+{
+    if (!json_is_object(cond))
+        return lookup_eq(c, ix, cond);
+    roaring_bitmap_t *acc = NULL;
+    const char *op;
+    json_t *arg;
+    json_object_foreach((json_t *)cond, op, arg) {
+        roaring_bitmap_t *b = NULL;
+        if (!strcmp(op, "$eq")) {
+            b = lookup_eq(c, ix, arg);
+        } else if (!strcmp(op, "$in")) {
+            size_t i;
+            json_t *x;
+            b = roaring_bitmap_create();
+            json_array_foreach(arg, i, x) {
+                roaring_bitmap_t *one = lookup_eq(c, ix, x);
+                roaring_bitmap_or_inplace(b, one);
+                roaring_bitmap_free(one);
+            }
+        } else if (op[1] == 'g' || op[1] == 'l') {
+            b = lookup_range(c, ix, op, arg);
+        }  /* $ne, $nin, $exists: no narrowing */
+        narrow(&acc, b);
+    }
+    return acc;
+}
+
+static roaring_bitmap_t *candidates_of(struct plan_ctx *c, const json_t *node)
+{
+    roaring_bitmap_t *acc = NULL;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)node, key, v) {
+        roaring_bitmap_t *b = NULL;
+        if (!strcmp(key, "$and")) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(v, i, x)
+                narrow(&b, candidates_of(c, x));
+        } else if (!strcmp(key, "$or")) {
+            size_t i;
+            json_t *x;
+            b = roaring_bitmap_create();
+            json_array_foreach(v, i, x) {
+                roaring_bitmap_t *one = candidates_of(c, x);
+                if (!one) {  /* one branch unknown: the union is too */
+                    roaring_bitmap_free(b);
+                    b = NULL;
+                    break;
+                }
+                roaring_bitmap_or_inplace(b, one);
+                roaring_bitmap_free(one);
+            }
+        } else if (key[0] != '$') {
+            const pindex_rec *ix = find_index(c->set, key);
+            if (ix)
+                b = candidates_of_field(c, ix, v);
+        }
+        narrow(&acc, b);
+    }
+    return acc;
+}
+
+roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
+                                    const pindex_set *set,
+                                    const json_t *filter)
+{
+    if (set->n == 0)
+        return NULL;
+    struct plan_ctx c = {db, txn, coll, set, 0};
+    roaring_bitmap_t *b = candidates_of(&c, filter);
+    if (c.failed && b) {  /* a lookup failed: fall back to every document */
+        roaring_bitmap_free(b);
+        b = NULL;
+    }
+    return b;
+}
+
+/* ---- creation and back-fill ---- */
+
+struct create_ctx {
+    emb_db *db;
+    const char *collection, *field;
+    qv_index_type type;
+    qv_status status;
+};
+
+static int next_index_id(emb_db *db, MDB_txn *txn, uint32_t *id)
+{
+    MDB_dbi meta = st_dbi(db->env, ST_DB_META);
+    MDB_val key = {sizeof META_NEXT_INDEX - 1, (void *)META_NEXT_INDEX}, val;
+    uint32_t next = 1;
+    int rc = mdb_get(txn, meta, &key, &val);
+    if (rc == 0 && val.mv_size == sizeof next)
+        memcpy(&next, val.mv_data, sizeof next);
+    else if (rc != MDB_NOTFOUND)
+        return rc == 0 ? MDB_CORRUPTED : rc;
+    *id = next++;
+    val = (MDB_val){sizeof next, &next};
+    return mdb_put(txn, meta, &key, &val, 0);
+}
+
+struct backfill {
+    emb_db *db;
+    MDB_txn *txn;
+    uint32_t coll;
+    pindex_set one;
+    int rc;
+};
+
+static void backfill_doc(void *arg, const MDB_val *key, const MDB_val *val)
+{
+    struct backfill *b = arg;
+    if (b->rc != 0 || key->mv_size != KEY_DOC_LEN)
+        return;
+    json_t *payload = pindex_payload_of(val);
+    uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
+                               KEY_COLL_LEN);
+    b->rc = pindex_update(b->db, b->txn, b->coll, &b->one, iid, NULL,
+                          payload);
+    json_decref(payload);
+}
+
+static int create_txn(MDB_txn *txn, void *arg)
+{
+    struct create_ctx *c = arg;
+    coll_rec rec;
+    pindex_set set;
+    c->status = catalog_get(c->db, txn, c->collection, &rec);
+    if (c->status != QV_OK)
+        return ST_ABORT;
+    int rc = pindex_load(c->db, txn, rec.id, &set);
+    if (rc != 0)
+        return rc;
+    if (find_index(&set, c->field)) {
+        c->status = qv_fail(&c->db->base, QV_ERR_EXISTS, "collection '%s' "
+                            "already has an index on '%s'", c->collection,
+                            c->field);
+        return ST_ABORT;
+    }
+    if (set.n == PINDEX_MAX) {
+        c->status = qv_fail(&c->db->base, QV_ERR_FULL, "collection '%s' has "
+                            "the most indexes it can (%d)", c->collection,
+                            PINDEX_MAX);
+        return ST_ABORT;
+    }
+    struct backfill b = {c->db, txn, rec.id, {.n = 1}, 0};
+    snprintf(b.one.fields[0], sizeof b.one.fields[0], "%s", c->field);
+    b.one.recs[0].type = c->type;
+    rc = next_index_id(c->db, txn, &b.one.recs[0].id);
+    unsigned char k[KEY_COLL_LEN + QV_FIELD_MAX];
+    size_t flen = strlen(c->field);
+    key_put_u32(k, rec.id);
+    memcpy(k + KEY_COLL_LEN, c->field, flen);
+    MDB_val key = {KEY_COLL_LEN + flen, k},
+            val = {sizeof(pindex_rec), &b.one.recs[0]};
+    if (rc == 0)
+        rc = mdb_put(txn, st_dbi(c->db->env, ST_DB_PINDEX), &key, &val, 0);
+    if (rc == 0)
+        rc = emb_walk_range(c->db, txn, ST_DB_DOCS, rec.id, backfill_doc, &b);
+    return rc ? rc : b.rc;
+}
+
+qv_status pindex_create(qv_db *base, const char *collection, const char *field,
+                        qv_index_type type)
+{
+    emb_db *db = (emb_db *)base;
+    struct create_ctx c = {db, collection, field, type, QV_OK};
+    return emb_write(db, create_txn, &c, &c.status, "creating an index");
+}
