@@ -302,6 +302,11 @@ int hnsw_contains(const hnsw *h, uint32_t id)
     return id < h->cap && node_level(h, id) >= 0;
 }
 
+const float *hnsw_vector(const hnsw *h, uint32_t id)
+{
+    return vec_of(h, id);
+}
+
 uint32_t hnsw_entry(const hnsw *h)
 {
     uint32_t id;

@@ -95,6 +95,10 @@ int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired);
 hnsw_scratch *hnsw_scratch_create(void);
 void hnsw_scratch_free(hnsw_scratch *s);
 
+/* The stored vector of a node (unit length for cosine); valid while no
+ * hnsw_reserve runs. */
+const float *hnsw_vector(const hnsw *h, uint32_t id);
+
 /* Entry point and top level, for persistence; HNSW_NO_NODE when empty. */
 uint32_t hnsw_entry(const hnsw *h);
 int hnsw_max_level(const hnsw *h);

@@ -222,13 +222,24 @@ struct plan_ctx {
     int failed;
 };
 
+/*
+ * Lookups also say whether their set is exactly the matches (1) or a
+ * superset (0). Equality with a value the index holds is exact: a
+ * residual value (another type, a longer string, a fraction or a number
+ * out of an int index's range) never equals it. A range is exact on a
+ * float index with a numeric bound (its residuals are not numbers); on an
+ * int index fractions, and on a keyword index long strings, may fall in a
+ * range, so those include the residuals and are not exact.
+ */
+
 /* Entries equal to v, plus the residual documents. */
 static roaring_bitmap_t *lookup_eq(struct plan_ctx *c, const pindex_rec *ix,
-                                   const json_t *v)
+                                   const json_t *v, int *exact)
 {
     roaring_bitmap_t *b = roaring_bitmap_create();
     unsigned char enc[PINDEX_KEYWORD_MAX];
     size_t len = encode_value(ix->type, v, enc);
+    *exact = len != 0;
     if (len == (size_t)-1)
         len = 0;
     else if (len == 0)
@@ -236,6 +247,8 @@ static roaring_bitmap_t *lookup_eq(struct plan_ctx *c, const pindex_rec *ix,
     struct range r = {enc, enc, len, len, 0, 0};
     if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_VALUE, &r, b))
         c->failed = 1;
+    if (*exact)
+        return b;  /* no residual can equal a value the index holds */
 residual:
     if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_RESIDUAL, NULL, b))
         c->failed = 1;
@@ -246,9 +259,10 @@ residual:
  * number on a keyword index, leaves only the residuals). */
 static roaring_bitmap_t *lookup_range(struct plan_ctx *c,
                                       const pindex_rec *ix, const char *op,
-                                      const json_t *bound)
+                                      const json_t *bound, int *exact)
 {
     roaring_bitmap_t *b = roaring_bitmap_create();
+    *exact = ix->type == QV_INDEX_FLOAT && json_is_number(bound);
     unsigned char enc[PINDEX_KEYWORD_MAX];
     int lower = op[1] == 'g', open = op[3] == '\0';
     size_t len;
@@ -273,15 +287,19 @@ static roaring_bitmap_t *lookup_range(struct plan_ctx *c,
         r = (struct range){NULL, enc, 0, len, 0, open};
     if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_VALUE, &r, b))
         c->failed = 1;
+    if (*exact)
+        return b;
 residual:
     if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_RESIDUAL, NULL, b))
         c->failed = 1;
     return b;
 }
 
-/* AND b into *acc (b may be NULL: no narrowing). */
-static void narrow(roaring_bitmap_t **acc, roaring_bitmap_t *b)
+/* AND b into *acc (b may be NULL: no narrowing, and then not exact). */
+static void narrow(roaring_bitmap_t **acc, roaring_bitmap_t *b, int b_exact,
+                   int *exact)
 {
+    *exact = *exact && b_exact && b;
     if (!b)
         return;
     if (!*acc) {
@@ -303,82 +321,99 @@ static const pindex_rec *find_index(const pindex_set *set, const char *field)
 
 static roaring_bitmap_t *candidates_of_field(struct plan_ctx *c,
                                              const pindex_rec *ix,
-                                             const json_t *cond)
+                                             const json_t *cond, int *exact)
 {
     if (!json_is_object(cond))
-        return lookup_eq(c, ix, cond);
+        return lookup_eq(c, ix, cond, exact);
     roaring_bitmap_t *acc = NULL;
     const char *op;
     json_t *arg;
+    *exact = 1;
     json_object_foreach((json_t *)cond, op, arg) {
         roaring_bitmap_t *b = NULL;
+        int b_exact = 0;
         if (!strcmp(op, "$eq")) {
-            b = lookup_eq(c, ix, arg);
+            b = lookup_eq(c, ix, arg, &b_exact);
         } else if (!strcmp(op, "$in")) {
             size_t i;
             json_t *x;
             b = roaring_bitmap_create();
+            b_exact = 1;
             json_array_foreach(arg, i, x) {
-                roaring_bitmap_t *one = lookup_eq(c, ix, x);
+                int one_exact;
+                roaring_bitmap_t *one = lookup_eq(c, ix, x, &one_exact);
+                b_exact &= one_exact;
                 roaring_bitmap_or_inplace(b, one);
                 roaring_bitmap_free(one);
             }
         } else if (op[1] == 'g' || op[1] == 'l') {
-            b = lookup_range(c, ix, op, arg);
+            b = lookup_range(c, ix, op, arg, &b_exact);
         }  /* $ne, $nin, $exists: no narrowing */
-        narrow(&acc, b);
+        narrow(&acc, b, b_exact, exact);
     }
     return acc;
 }
 
-static roaring_bitmap_t *candidates_of(struct plan_ctx *c, const json_t *node)
+static roaring_bitmap_t *candidates_of(struct plan_ctx *c, const json_t *node,
+                                       int *exact)
 {
     roaring_bitmap_t *acc = NULL;
     const char *key;
     json_t *v;
+    *exact = 1;
     json_object_foreach((json_t *)node, key, v) {
         roaring_bitmap_t *b = NULL;
+        int b_exact = 0;
         if (!strcmp(key, "$and")) {
             size_t i;
             json_t *x;
-            json_array_foreach(v, i, x)
-                narrow(&b, candidates_of(c, x));
+            b_exact = 1;
+            json_array_foreach(v, i, x) {
+                int x_exact;
+                roaring_bitmap_t *xb = candidates_of(c, x, &x_exact);
+                narrow(&b, xb, x_exact, &b_exact);
+            }
         } else if (!strcmp(key, "$or")) {
             size_t i;
             json_t *x;
             b = roaring_bitmap_create();
+            b_exact = 1;
             json_array_foreach(v, i, x) {
-                roaring_bitmap_t *one = candidates_of(c, x);
+                int x_exact;
+                roaring_bitmap_t *one = candidates_of(c, x, &x_exact);
                 if (!one) {  /* one branch unknown: the union is too */
                     roaring_bitmap_free(b);
                     b = NULL;
                     break;
                 }
+                b_exact &= x_exact;
                 roaring_bitmap_or_inplace(b, one);
                 roaring_bitmap_free(one);
             }
         } else if (key[0] != '$') {
             const pindex_rec *ix = find_index(c->set, key);
             if (ix)
-                b = candidates_of_field(c, ix, v);
+                b = candidates_of_field(c, ix, v, &b_exact);
         }
-        narrow(&acc, b);
+        narrow(&acc, b, b_exact, exact);
     }
     return acc;
 }
 
 roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
                                     const pindex_set *set,
-                                    const json_t *filter)
+                                    const json_t *filter, int *exact)
 {
+    *exact = 0;
     if (set->n == 0)
         return NULL;
     struct plan_ctx c = {db, txn, coll, set, 0};
-    roaring_bitmap_t *b = candidates_of(&c, filter);
+    roaring_bitmap_t *b = candidates_of(&c, filter, exact);
     if (c.failed && b) {  /* a lookup failed: fall back to every document */
         roaring_bitmap_free(b);
         b = NULL;
     }
+    *exact = *exact && b;
     return b;
 }
 

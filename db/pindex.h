@@ -54,11 +54,13 @@ json_t *pindex_payload_of(const MDB_val *doc);
 /*
  * Candidates for filter from the indexes: a new bitmap holding every
  * document that can match (a superset), or NULL when the indexes cannot
- * narrow it (then every document is a candidate).
+ * narrow it (then every document is a candidate). *exact is set when the
+ * bitmap is exactly the matching documents, so that no payload needs to
+ * be read.
  */
 roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
                                     const pindex_set *set,
-                                    const json_t *filter);
+                                    const json_t *filter, int *exact);
 
 qv_status pindex_create(qv_db *db, const char *collection, const char *field,
                         qv_index_type type);

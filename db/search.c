@@ -257,11 +257,17 @@ struct search_ctx {
     uint64_t nallowed;
 };
 
-/* Matches of filter beyond which the graph is walked instead of a scan of
- * the matching documents. */
+/*
+ * Matches of a filter beyond which the graph is walked instead of a scan
+ * of the matching documents. A scan costs one distance per match, always;
+ * a filtered walk's cost grows as matches thin out, and much faster when
+ * the matches lie away from the query (on Fashion-MNIST a class filter
+ * unrelated to the query's class took 7.7 ms a query at 10% against
+ * 1.3 ms for the scan from memory), so the scan is chosen up to 20%.
+ */
 static uint64_t exact_limit(const coll_rec *rec, uint32_t k)
 {
-    uint64_t limit = rec->count / 20;   /* 5% */
+    uint64_t limit = rec->count / 5;    /* 20% */
     return limit > 64u * k ? limit : 64u * k;
 }
 
@@ -282,6 +288,16 @@ static void mark_allowed(void *arg, const MDB_val *key, const MDB_val *val)
         c->nallowed++;
     }
     json_decref(payload);
+}
+
+static bool set_allowed(uint32_t iid, void *arg)
+{
+    struct search_ctx *c = arg;
+    if (iid < c->rec.next_iid && !c->allowed[iid]) {
+        c->allowed[iid] = 1;
+        c->nallowed++;
+    }
+    return true;
 }
 
 struct candidate_walk {
@@ -317,11 +333,15 @@ static qv_status compute_allowed(struct search_ctx *c)
     if (!c->allowed)
         return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for the "
                        "filter's matches");
+    int exact = 0;
     int rc = pindex_load(c->db, c->txn, c->rec.id, &set);
     roaring_bitmap_t *cands = rc ? NULL
                                  : pindex_candidates(c->db, c->txn, c->rec.id,
-                                                     &set, c->filter);
-    if (rc == 0 && cands) {
+                                                     &set, c->filter, &exact);
+    if (rc == 0 && cands && exact) {
+        roaring_iterate(cands, set_allowed, c);  /* the matches themselves */
+        roaring_bitmap_free(cands);
+    } else if (rc == 0 && cands) {
         struct candidate_walk w = {c, 0};
         roaring_iterate(cands, check_candidate, &w);
         rc = w.rc;
@@ -362,7 +382,10 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
     if (c->exact) {
         uint64_t avail = c->filter ? c->nallowed : c->rec.count;
         c->beam = opt->k < avail ? opt->k : (size_t)avail;
-        return QV_OK;
+        /* a filtered scan can read the vectors the graph holds in memory */
+        if (c->filter && !opt->exact && c->rec.count > 0)
+            st = index_acquire(db, c->txn, &c->rec, &c->ix);
+        return st;
     }
     if (c->rec.count == 0)
         return QV_OK;  /* beam 0: nothing to search */
@@ -389,6 +412,56 @@ static void search_end(struct search_ctx *c)
     st_read_end(c->db->env, c->txn);
 }
 
+/* Score the matches from the graph's vectors in memory: allowed only
+ * when the graph is exactly the snapshot's (no write since). */
+static int score_in_memory(struct search_ctx *c, const float *q, topk *heap)
+{
+    if (!c->ix || atomic_load(&c->ix->generation) != c->rec.generation)
+        return 0;
+    hnsw *g = c->ix->graph;
+    pthread_rwlock_rdlock(&c->ix->grow_lock);
+    int cosine = c->rec.metric == QV_METRIC_COSINE;
+    for (uint32_t iid = 0; iid < c->rec.next_iid; iid++) {
+        if (!c->allowed[iid] || !hnsw_contains(g, iid))
+            continue;
+        const float *v = hnsw_vector(g, iid);
+        /* the graph keeps cosine vectors unit length: 1 - dot is the
+         * distance */
+        float d = cosine ? 1.0f - dist_dot(q, v, c->rec.dim)
+                         : score((qv_metric)c->rec.metric, q, v, c->rec.dim);
+        topk_push(heap, d, iid);
+    }
+    pthread_rwlock_unlock(&c->ix->grow_lock);
+    return 1;
+}
+
+/* Few documents match: fetch their vectors one by one rather than walk
+ * every vector of the collection. */
+static qv_status fetch_allowed(struct search_ctx *c, const float *q,
+                               topk *heap)
+{
+    size_t vec_bytes = (size_t)c->rec.dim * sizeof(float);
+    MDB_dbi dbi = st_dbi(c->db->env, ST_DB_VECTORS);
+    for (uint32_t iid = 0; iid < c->rec.next_iid; iid++) {
+        if (!c->allowed[iid])
+            continue;
+        unsigned char buf[KEY_DOC_LEN];
+        key_doc(buf, c->rec.id, iid);
+        MDB_val key = {sizeof buf, buf}, val;
+        int rc = mdb_get(c->txn, dbi, &key, &val);
+        if (rc == MDB_NOTFOUND)
+            continue;
+        if (rc != 0)
+            return emb_status(c->db, rc, "searching");
+        if (val.mv_size != vec_bytes)
+            return qv_fail(&c->db->base, QV_ERR_CORRUPT, "vector record is "
+                           "%zu bytes, expected %zu", val.mv_size, vec_bytes);
+        topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
+                              c->rec.dim), iid);
+    }
+    return QV_OK;
+}
+
 /* Candidates of query i into heap (initialised with c->beam). */
 static qv_status collect(struct search_ctx *c, hnsw_scratch *s, size_t i,
                          topk *heap)
@@ -396,6 +469,10 @@ static qv_status collect(struct search_ctx *c, hnsw_scratch *s, size_t i,
     const float *q = c->queries + i * c->rec.dim;
     if (c->beam == 0)
         return QV_OK;
+    if (c->exact && c->filter && score_in_memory(c, q, heap))
+        return QV_OK;
+    if (c->exact && c->filter && c->nallowed * 8 < c->rec.count)
+        return fetch_allowed(c, q, heap);
     if (c->exact)
         return scan_vectors(c->db, c->txn, &c->rec, q, c->allowed, heap);
     pthread_rwlock_rdlock(&c->ix->grow_lock);

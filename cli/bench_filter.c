@@ -1,0 +1,263 @@
+/*
+ * bench_filter.c - `quiver bench filter`: filtered search on a texmex base
+ * whose documents carry {"label": class, "b100": row % 100,
+ * "b1000": row % 1000} (classes from --labels, one byte per row), with int
+ * indexes on the three fields. For each selectivity (label in 5 classes,
+ * label = c, b100 = v, b1000 = v; the value varies with the query) it
+ * prints recall@k against exact filtered search, the fewest hits any query
+ * got, and QPS, beside the QPS of unfiltered search in the same run.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "bench.h"
+#include "cli.h"
+
+struct filter_args {
+    const char *base, *query, *labels, *db;
+    long nbase, nq;
+    unsigned k, ef;
+    int json;
+};
+
+static const char filter_usage[] =
+    "usage: quiver bench filter --base FILE --query FILE --labels FILE\n"
+    "       [--nbase N] [--nq 500] [--k 10] [--ef 64] [--db DIR] [--json]\n";
+
+static int parse_filter_args(int argc, char **argv, struct filter_args *a)
+{
+    enum { O_LABELS = 256, O_EF };
+    static const struct option opts[] = {
+        {"base", required_argument, 0, 'b'}, {"query", required_argument, 0, 'q'},
+        {"labels", required_argument, 0, O_LABELS},
+        {"nbase", required_argument, 0, 'n'}, {"nq", required_argument, 0, 'Q'},
+        {"k", required_argument, 0, 'k'},    {"ef", required_argument, 0, O_EF},
+        {"db", required_argument, 0, 'd'},   {"json", no_argument, 0, 'j'},
+        {0, 0, 0, 0}};
+    *a = (struct filter_args){.nq = 500, .k = 10, .ef = 64};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b': a->base = optarg; break;
+        case 'q': a->query = optarg; break;
+        case O_LABELS: a->labels = optarg; break;
+        case 'n': a->nbase = atol(optarg); break;
+        case 'Q': a->nq = atol(optarg); break;
+        case 'k': a->k = (unsigned)atoi(optarg); break;
+        case O_EF: a->ef = (unsigned)atoi(optarg); break;
+        case 'd': a->db = optarg; break;
+        case 'j': a->json = 1; break;
+        default:
+            fputs(filter_usage, stderr);
+            return -1;
+        }
+    }
+    if (!a->base || !a->query || !a->labels || optind != argc || a->k == 0 ||
+        a->nq <= 0) {
+        fputs(filter_usage, stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Import rows with their payloads, in batches of 1,000. */
+static int import_with_payloads(qv_db *db, vecfile *base, FILE *labels,
+                                long n, char *err, size_t errlen)
+{
+    uint32_t dim = vecfile_dim(base);
+    float *vecs = qv_malloc(1000 * (size_t)dim * sizeof *vecs);
+    char (*ids)[24] = qv_malloc(1000 * sizeof *ids);
+    char (*payloads)[96] = qv_malloc(1000 * sizeof *payloads);
+    qv_doc *docs = qv_malloc(1000 * sizeof *docs);
+    int rc = -1;
+    for (long row = 0; vecs && ids && payloads && docs && row < n;) {
+        size_t m = 0;
+        for (; m < 1000 && row < n; m++, row++) {
+            int label = fgetc(labels);
+            if (label == EOF ||
+                vecfile_read_floats(base, vecs + m * dim, err, errlen) != 1) {
+                if (!err[0])
+                    snprintf(err, errlen, "labels end at row %ld", row);
+                goto cleanup;
+            }
+            snprintf(ids[m], sizeof ids[m], "%ld", row);
+            snprintf(payloads[m], sizeof payloads[m],
+                     "{\"label\":%d,\"b100\":%ld,\"b1000\":%ld}", label,
+                     row % 100, row % 1000);
+            docs[m] = (qv_doc){ids[m], vecs + m * dim, dim, payloads[m]};
+        }
+        if (qv_upsert(db, "bench", docs, m) != QV_OK) {
+            snprintf(err, errlen, "upsert: %s", qv_errmsg(db));
+            goto cleanup;
+        }
+    }
+    rc = vecs && ids && payloads && docs ? 0 : -1;
+cleanup:
+    qv_mem_free(vecs);
+    qv_mem_free(ids);
+    qv_mem_free(payloads);
+    qv_mem_free(docs);
+    return rc;
+}
+
+/* The filter of query i for a selectivity case. */
+static void filter_text(int which, long i, char *out, size_t len)
+{
+    switch (which) {
+    case 0:
+        snprintf(out, len, "{\"label\":{\"$in\":[%ld,%ld,%ld,%ld,%ld]}}",
+                 i % 10, (i + 1) % 10, (i + 2) % 10, (i + 3) % 10,
+                 (i + 4) % 10);
+        break;
+    case 1:
+        snprintf(out, len, "{\"label\":%ld}", i % 10);
+        break;
+    case 2:
+        snprintf(out, len, "{\"b100\":%ld}", (i * 7) % 100);
+        break;
+    default:
+        snprintf(out, len, "{\"b1000\":%ld}", (i * 13) % 1000);
+        break;
+    }
+}
+
+static const char *const case_names[] = {"label in 5 classes", "label = c",
+                                         "b100 = v", "b1000 = v"};
+static const double case_selectivity[] = {0.5, 0.1, 0.01, 0.001};
+
+/* Time the queries of one case (NULL filter: unfiltered); recall against
+ * exact filtered search. */
+static int run_case(qv_db *db, const struct filter_args *a, const float *q,
+                    uint32_t dim, int which, double *qps, double *recall,
+                    size_t *min_hits, char *err, size_t errlen)
+{
+    char text[128];
+    unsigned long found = 0, total = 0;
+    qv_hits **truth = qv_calloc((size_t)a->nq, sizeof *truth);
+    qv_hits **hits = qv_calloc((size_t)a->nq, sizeof *hits);
+    int rc = truth && hits ? 0 : -1;
+    /* the exact answers first: their scans must not sit between the timed
+     * searches, whose caches they would empty */
+    for (long i = 0; rc == 0 && i < a->nq; i++) {
+        if (which >= 0)
+            filter_text(which, i, text, sizeof text);
+        qv_search_options opt = {.k = a->k, .exact = 1,
+                                 .filter = which >= 0 ? text : NULL};
+        if (qv_search(db, "bench", q + i * dim, dim, &opt, &truth[i]) != QV_OK)
+            rc = -1;
+    }
+    double t0 = cli_now();
+    for (long i = 0; rc == 0 && i < a->nq; i++) {
+        if (which >= 0)
+            filter_text(which, i, text, sizeof text);
+        qv_search_options opt = {.k = a->k, .ef = a->ef,
+                                 .filter = which >= 0 ? text : NULL};
+        if (qv_search(db, "bench", q + i * dim, dim, &opt, &hits[i]) != QV_OK)
+            rc = -1;
+    }
+    double secs = cli_now() - t0;
+    *min_hits = SIZE_MAX;
+    for (long i = 0; rc == 0 && i < a->nq; i++) {
+        for (size_t h = 0; h < hits[i]->count; h++)
+            for (size_t t = 0; t < truth[i]->count; t++)
+                found += strcmp(hits[i]->hits[h].id,
+                                truth[i]->hits[t].id) == 0;
+        total += truth[i]->count;
+        if (hits[i]->count < *min_hits)
+            *min_hits = hits[i]->count;
+    }
+    for (long i = 0; truth && hits && i < a->nq; i++) {
+        qv_free(truth[i]);
+        qv_free(hits[i]);
+    }
+    qv_mem_free(truth);
+    qv_mem_free(hits);
+    if (rc != 0) {
+        snprintf(err, errlen, "search: %s", qv_errmsg(db));
+        return -1;
+    }
+    *qps = a->nq / secs;
+    *recall = total ? (double)found / (double)total : 1.0;
+    return 0;
+}
+
+int bench_filter(int argc, char **argv)
+{
+    struct filter_args a;
+    vecfile *base = NULL, *queries = NULL;
+    FILE *labels = NULL;
+    qv_db *db = NULL;
+    float *q = NULL;
+    char *tmpdir = NULL, err[512] = "";
+    int rc = 1;
+    if (parse_filter_args(argc, argv, &a) != 0)
+        return 2;
+    if (vecfile_open(a.base, &base, err, sizeof err) != 0 ||
+        vecfile_open(a.query, &queries, err, sizeof err) != 0)
+        goto cleanup;
+    if (!(labels = fopen(a.labels, "rb"))) {
+        snprintf(err, sizeof err, "%s: cannot open", a.labels);
+        goto cleanup;
+    }
+    uint32_t dim = vecfile_dim(base);
+    long n = a.nbase ? a.nbase : (long)vecfile_rows(base);
+    q = qv_malloc((size_t)a.nq * dim * sizeof *q);
+    for (long i = 0; q && i < a.nq; i++) {
+        if (vecfile_read_floats(queries, q + i * dim, err, sizeof err) != 1)
+            goto cleanup;
+    }
+    if (!a.db && !(tmpdir = bench_temp_dir()))
+        goto cleanup;
+    if (qv_open(a.db ? a.db : tmpdir, NULL, &db) != QV_OK ||
+        qv_create_collection(db, "bench",
+                             &(qv_collection_config){.dim = dim}) != QV_OK ||
+        import_with_payloads(db, base, labels, n, err, sizeof err) != 0 ||
+        qv_create_index(db, "bench", "label", QV_INDEX_INT) != QV_OK ||
+        qv_create_index(db, "bench", "b100", QV_INDEX_INT) != QV_OK ||
+        qv_create_index(db, "bench", "b1000", QV_INDEX_INT) != QV_OK) {
+        if (!err[0])
+            snprintf(err, sizeof err, "%s", qv_errmsg(db ? db : NULL));
+        goto cleanup;
+    }
+    double base_qps, recall;
+    size_t min_hits;
+    if (run_case(db, &a, q, dim, -1, &base_qps, &recall, &min_hits, err,
+                 sizeof err) != 0)
+        goto cleanup;
+    for (int which = 0; which < 4; which++) {
+        double qps;
+        if (run_case(db, &a, q, dim, which, &qps, &recall, &min_hits, err,
+                     sizeof err) != 0)
+            goto cleanup;
+        if (a.json)
+            printf("{\"filter\":\"%s\",\"selectivity\":%g,\"recall\":%.4f,"
+                   "\"qps\":%.1f,\"unfiltered_qps\":%.1f,\"qps_ratio\":%.3f,"
+                   "\"min_hits\":%zu,\"n\":%ld}\n", case_names[which],
+                   case_selectivity[which], recall, qps, base_qps,
+                   qps / base_qps, min_hits, n);
+        else
+            printf("%-20s selectivity=%-6g recall=%.4f qps=%.1f "
+                   "(unfiltered %.1f, ratio %.3f) min_hits=%zu\n",
+                   case_names[which], case_selectivity[which], recall, qps,
+                   base_qps, qps / base_qps, min_hits);
+    }
+    rc = 0;
+cleanup:
+    if (rc != 0)
+        fprintf(stderr, "quiver bench filter: %s\n", err[0] ? err : "failed");
+    qv_close(db);
+    if (tmpdir) {
+        bench_remove_dir(tmpdir);
+        free(tmpdir);
+    }
+    if (labels)
+        fclose(labels);
+    qv_mem_free(q);
+    vecfile_close(base);
+    vecfile_close(queries);
+    return rc;
+}
