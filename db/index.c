@@ -1,6 +1,7 @@
 #include "index.h"
 
 #include <stdio.h>
+#include <roaring/roaring.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -66,6 +67,12 @@ static index_slot *find_slot(emb_db *db, uint32_t coll_id, int create)
 
 static void live_free(live_index *ix)
 {
+    for (int i = 0; i < FILTER_CACHE; i++) {
+        qv_mem_free(ix->cache[i].filter);
+        if (ix->cache[i].matches)
+            roaring_bitmap_free(ix->cache[i].matches);
+    }
+    pthread_mutex_destroy(&ix->cache_lock);
     hnsw_free(ix->graph);
     for (int i = 0; i < ix->npool; i++)
         hnsw_scratch_free(ix->pool[i]);
@@ -102,6 +109,7 @@ static live_index *live_create(const coll_rec *rec)
     atomic_init(&ix->generation, rec->generation);
     pthread_rwlock_init(&ix->grow_lock, NULL);
     pthread_mutex_init(&ix->pool_lock, NULL);
+    pthread_mutex_init(&ix->cache_lock, NULL);
     return ix;
 }
 
@@ -341,4 +349,42 @@ qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         st = rc == -2 ? QV_ERR_NOMEM : QV_ERR_CORRUPT;
     live_free(ix);
     return st;
+}
+
+void *index_cached_matches(live_index *ix, const char *filter, uint64_t txn_id)
+{
+    roaring_bitmap_t *copy = NULL;
+    pthread_mutex_lock(&ix->cache_lock);
+    for (int i = 0; i < FILTER_CACHE; i++) {
+        filter_cache_entry *e = &ix->cache[i];
+        if (e->matches && e->txn_id == txn_id && !strcmp(e->filter, filter)) {
+            e->used = ++ix->cache_clock;
+            copy = roaring_bitmap_copy(e->matches);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ix->cache_lock);
+    return copy;
+}
+
+void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
+                         const void *matches)
+{
+    char *text = qv_strndup(filter, strlen(filter));
+    roaring_bitmap_t *copy = text ? roaring_bitmap_copy(matches) : NULL;
+    if (!copy) {
+        qv_mem_free(text);
+        return;
+    }
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *victim = &ix->cache[0];
+    for (int i = 1; i < FILTER_CACHE; i++) {
+        if (ix->cache[i].used < victim->used)
+            victim = &ix->cache[i];
+    }
+    qv_mem_free(victim->filter);
+    if (victim->matches)
+        roaring_bitmap_free(victim->matches);
+    *victim = (filter_cache_entry){text, txn_id, copy, ++ix->cache_clock};
+    pthread_mutex_unlock(&ix->cache_lock);
 }

@@ -24,6 +24,15 @@
 #include "hnsw.h"
 
 #define SCRATCH_POOL 16
+#define FILTER_CACHE 16
+
+/* A filter's matching set, valid for one snapshot (LMDB txn id). */
+typedef struct filter_cache_entry {
+    char *filter;            /* the filter's text */
+    uint64_t txn_id;
+    void *matches;           /* roaring_bitmap_t */
+    uint64_t used;           /* for least-recently-used eviction */
+} filter_cache_entry;
 
 typedef struct live_index {
     hnsw *graph;
@@ -35,7 +44,19 @@ typedef struct live_index {
     pthread_mutex_t pool_lock;
     hnsw_scratch *pool[SCRATCH_POOL];
     int npool;
+    /* recent filters' matches: a repeated filter between two writes
+     * costs a bitmap copy instead of index lookups and payload reads */
+    pthread_mutex_t cache_lock;
+    filter_cache_entry cache[FILTER_CACHE];
+    uint64_t cache_clock;
 } live_index;
+
+/* The cached matches of filter at txn_id: a new bitmap, or NULL. */
+void *index_cached_matches(live_index *ix, const char *filter,
+                           uint64_t txn_id);
+/* Remember matches (a roaring_bitmap_t, copied) for filter at txn_id. */
+void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
+                         const void *matches);
 
 /*
  * The collection's graph, current for the snapshot txn (loaded or

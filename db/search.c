@@ -353,6 +353,8 @@ static qv_status compute_allowed(struct search_ctx *c)
     return rc ? emb_status(c->db, rc, "filtering") : QV_OK;
 }
 
+static qv_status allowed_for(struct search_ctx *c, const char *text);
+
 static qv_status search_begin(struct search_ctx *c, emb_db *db,
                               const char *collection, const float *queries,
                               size_t nq, uint32_t dim,
@@ -372,9 +374,11 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
     if (st == QV_OK)
         st = normalize_queries(db, &c->rec, queries, nq, &c->normalized);
     c->queries = c->normalized ? c->normalized : queries;
+    if (st == QV_OK && opt->filter && c->rec.count > 0 && !opt->exact)
+        st = index_acquire(db, c->txn, &c->rec, &c->ix);
     if (st == QV_OK && opt->filter &&
         (st = filter_parse(&db->base, opt->filter, &c->filter)) == QV_OK)
-        st = compute_allowed(c);
+        st = allowed_for(c, opt->filter);
     if (st != QV_OK)
         return st;
     c->exact = opt->exact ||
@@ -382,15 +386,11 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
     if (c->exact) {
         uint64_t avail = c->filter ? c->nallowed : c->rec.count;
         c->beam = opt->k < avail ? opt->k : (size_t)avail;
-        /* a filtered scan can read the vectors the graph holds in memory */
-        if (c->filter && !opt->exact && c->rec.count > 0)
-            st = index_acquire(db, c->txn, &c->rec, &c->ix);
         return st;
     }
     if (c->rec.count == 0)
         return QV_OK;  /* beam 0: nothing to search */
-    st = index_acquire(db, c->txn, &c->rec, &c->ix);
-    if (st != QV_OK)
+    if (!c->ix && (st = index_acquire(db, c->txn, &c->rec, &c->ix)) != QV_OK)
         return st;
     uint32_t ef = opt->ef ? opt->ef : QV_DEFAULT_EF;
     c->beam = ef > opt->k ? ef : opt->k;
@@ -401,6 +401,39 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
     if (in_graph > c->rec.count)
         c->beam += in_graph - (size_t)c->rec.count;
     return QV_OK;
+}
+
+/*
+ * The filter's matches, from the collection's cache when the same filter
+ * ran on this very snapshot (no write since), else computed and cached.
+ */
+static qv_status allowed_for(struct search_ctx *c, const char *text)
+{
+    uint64_t txn_id = (uint64_t)mdb_txn_id(c->txn);
+    roaring_bitmap_t *cached = c->ix ? index_cached_matches(c->ix, text,
+                                                            txn_id)
+                                     : NULL;
+    if (cached) {
+        c->allowed = qv_calloc(c->rec.next_iid ? c->rec.next_iid : 1, 1);
+        if (c->allowed)
+            roaring_iterate(cached, set_allowed, c);
+        roaring_bitmap_free(cached);
+        return c->allowed ? QV_OK
+                          : qv_fail(&c->db->base, QV_ERR_NOMEM, "out of "
+                                    "memory for the filter's matches");
+    }
+    qv_status st = compute_allowed(c);
+    if (st == QV_OK && c->ix) {
+        roaring_bitmap_t *b = roaring_bitmap_create();
+        for (uint32_t iid = 0; b && iid < c->rec.next_iid; iid++) {
+            if (c->allowed[iid])
+                roaring_bitmap_add(b, iid);
+        }
+        if (b)
+            index_cache_matches(c->ix, text, txn_id, b);
+        roaring_bitmap_free(b);
+    }
+    return st;
 }
 
 static void search_end(struct search_ctx *c)
