@@ -10,7 +10,9 @@
  *   counts   ids, documents, vectors and graph nodes all equal the count;
  *   records  catalog and graph records pass their checksums;
  *   graph    loaded afresh, it passes hnsw_check (degrees, neighbours,
- *            entry point, every node reachable).
+ *            entry point, every node reachable);
+ *   payload indexes: every document has the entries its payload calls
+ *            for, and every entry belongs to such a document.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include "error.h"
 #include "index.h"
 #include "keys.h"
+#include "pindex.h"
 
 #define MAX_LISTED 50
 
@@ -257,6 +260,10 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
         return qv_fail(&db->base, st, "checking '%s': %s", name, err);
     if (st != QV_OK)
         problem(r, "collection '%s': index: %s", name, err);
+    unsigned bad = pindex_verify(db, txn, rec.id, err, sizeof err);
+    if (bad)
+        problem(r, "collection '%s': %u payload index problems; the first: "
+                "%s", name, bad, err);
     *docs += rec.count;
     return QV_OK;
 }

@@ -417,6 +417,94 @@ roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
     return b;
 }
 
+/* ---- verification ---- */
+
+struct verify {
+    emb_db *db;
+    MDB_txn *txn;
+    uint32_t coll;
+    const pindex_set *set;
+    unsigned problems;
+    char *err;
+    size_t errlen;
+};
+
+static void verify_problem(struct verify *v, const char *what, uint32_t iid,
+                           size_t index)
+{
+    if (v->problems++ == 0)
+        snprintf(v->err, v->errlen, "index on '%s': %s (internal id %u)",
+                 v->set->fields[index], what, iid);
+}
+
+/* Every document has the entries its payload calls for. */
+static void verify_doc(void *arg, const MDB_val *key, const MDB_val *val)
+{
+    struct verify *v = arg;
+    if (key->mv_size != KEY_DOC_LEN)
+        return;
+    uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
+                               KEY_COLL_LEN);
+    json_t *payload = pindex_payload_of(val);
+    for (size_t i = 0; i < v->set->n; i++) {
+        unsigned char k[ENTRY_MAX];
+        size_t len = entry_for(v->set, i, v->coll, iid, payload, k);
+        MDB_val ekey = {len, k}, eval;
+        if (len && mdb_get(v->txn, st_dbi(v->db->env, ST_DB_PENTRIES), &ekey,
+                           &eval) != 0)
+            verify_problem(v, "a document's entry is missing", iid, i);
+    }
+    json_decref(payload);
+}
+
+/* Every entry belongs to a document whose payload calls for it. */
+static void verify_entries(struct verify *v, size_t index)
+{
+    MDB_cursor *cur;
+    unsigned char prefix[8], k[ENTRY_MAX], doc_key[KEY_DOC_LEN];
+    key_put_u32(prefix, v->coll);
+    key_put_u32(prefix + 4, v->set->recs[index].id);
+    if (mdb_cursor_open(v->txn, st_dbi(v->db->env, ST_DB_PENTRIES), &cur))
+        return;
+    MDB_val key = {sizeof prefix, prefix}, val;
+    for (int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size < 13 || memcmp(key.mv_data, prefix, 8))
+            break;
+        uint32_t iid = key_get_u32((const unsigned char *)key.mv_data +
+                                   key.mv_size - 4);
+        key_doc(doc_key, v->coll, iid);
+        MDB_val dkey = {sizeof doc_key, doc_key}, doc;
+        json_t *payload = NULL;
+        if (mdb_get(v->txn, st_dbi(v->db->env, ST_DB_DOCS), &dkey, &doc) == 0)
+            payload = pindex_payload_of(&doc);
+        size_t len = payload ? entry_for(v->set, index, v->coll, iid, payload,
+                                         k)
+                             : 0;
+        if (len != key.mv_size || memcmp(k, key.mv_data, len))
+            verify_problem(v, "an entry no document calls for", iid, index);
+        json_decref(payload);
+    }
+    mdb_cursor_close(cur);
+}
+
+unsigned pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll, char *err,
+                       size_t errlen)
+{
+    pindex_set set;
+    if (pindex_load(db, txn, coll, &set) != 0) {
+        snprintf(err, errlen, "the index records cannot be read");
+        return 1;
+    }
+    struct verify v = {db, txn, coll, &set, 0, err, errlen};
+    if (set.n == 0)
+        return 0;
+    emb_walk_range(db, txn, ST_DB_DOCS, coll, verify_doc, &v);
+    for (size_t i = 0; i < set.n; i++)
+        verify_entries(&v, i);
+    return v.problems;
+}
+
 /* ---- creation and back-fill ---- */
 
 struct create_ctx {

@@ -62,6 +62,13 @@ roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
                                     const pindex_set *set,
                                     const json_t *filter, int *exact);
 
+/*
+ * Check every payload index of the collection against its documents;
+ * returns the problems found, the first described in err.
+ */
+unsigned pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll, char *err,
+                       size_t errlen);
+
 qv_status pindex_create(qv_db *db, const char *collection, const char *field,
                         qv_index_type type);
 

@@ -153,6 +153,18 @@ static void test_missing_records(void **state)
     tu_rmdir(dir);
 }
 
+static void test_index_entry_missing(void **state)
+{
+    char *dir = make_db();
+    qv_db *db;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_ok(db, qv_create_index(db, "c", "p", QV_INDEX_INT));
+    qv_close(db);
+    tamper(dir, "pentries", delete_first);
+    expect_check_finds(dir, "payload index problems");
+    tu_rmdir(dir);
+}
+
 static void test_truncated_data_file(void **state)
 {
     char *dir = make_db();
@@ -200,6 +212,7 @@ int main(void)
         cmocka_unit_test(test_flipped_catalog_record),
         cmocka_unit_test(test_flipped_graph_record),
         cmocka_unit_test(test_missing_records),
+        cmocka_unit_test(test_index_entry_missing),
         cmocka_unit_test(test_truncated_data_file),
         cmocka_unit_test(test_missing_data_file),
         cmocka_unit_test(test_garbage_data_file),

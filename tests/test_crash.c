@@ -164,6 +164,8 @@ static uint32_t one_cycle(uint64_t seed, int remote, uint64_t *rng)
     assert_ok(db, qv_create_collection(db, "c",
                                        &(qv_collection_config){.dim = DIM,
                                                                .M = 8}));
+    /* the payloads' field is indexed: qv_check verifies its entries */
+    assert_ok(db, qv_create_index(db, "c", "v", QV_INDEX_INT));
     qv_close(db);
     pid_t server = 0;
     snprintf(uri, sizeof uri, "%s", dir);
