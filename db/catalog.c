@@ -63,23 +63,6 @@ int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
     return mdb_put(txn, st_dbi(db->env, ST_DB_CATALOG), &key, &val, 0);
 }
 
-/* Take the next collection id from META. */
-static int next_collection_id(emb_db *db, MDB_txn *txn, uint32_t *id)
-{
-    MDB_dbi meta = st_dbi(db->env, ST_DB_META);
-    MDB_val key = {sizeof META_NEXT_COLL - 1, (void *)META_NEXT_COLL}, val;
-    uint32_t next = 1;
-    int rc = mdb_get(txn, meta, &key, &val);
-    if (rc == 0 && val.mv_size == sizeof next)
-        memcpy(&next, val.mv_data, sizeof next);
-    else if (rc != MDB_NOTFOUND)
-        return rc == 0 ? MDB_CORRUPTED : rc;
-    *id = next;
-    next++;
-    val = (MDB_val){sizeof next, &next};
-    return mdb_put(txn, meta, &key, &val, 0);
-}
-
 struct create_ctx {
     emb_db *db;
     const char *name;
@@ -108,7 +91,7 @@ static int create_txn(MDB_txn *txn, void *arg)
         .entry = UINT32_MAX,
         .max_level = -1,
     };
-    rc = next_collection_id(c->db, txn, &rec.id);
+    rc = emb_next_id(c->db, txn, META_NEXT_COLL, &rec.id);
     if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
     return rc;

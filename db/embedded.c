@@ -199,3 +199,18 @@ int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
+
+int emb_next_id(emb_db *db, MDB_txn *txn, const char *name, uint32_t *id)
+{
+    MDB_dbi meta = st_dbi(db->env, ST_DB_META);
+    MDB_val key = {strlen(name), (void *)name}, val;
+    uint32_t next = 1;
+    int rc = mdb_get(txn, meta, &key, &val);
+    if (rc == 0 && val.mv_size == sizeof next)
+        memcpy(&next, val.mv_data, sizeof next);
+    else if (rc != MDB_NOTFOUND)
+        return rc == 0 ? MDB_CORRUPTED : rc;
+    *id = next++;
+    val = (MDB_val){sizeof next, &next};
+    return mdb_put(txn, meta, &key, &val, 0);
+}

@@ -60,6 +60,9 @@ int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
                               const MDB_val *val),
                    void *ctx);
 
+/* Take the next value (from 1) of the counter named name in META. */
+int emb_next_id(emb_db *db, MDB_txn *txn, const char *name, uint32_t *id);
+
 /* Load the record of collection name; QV_ERR_NOT_FOUND if there is none. */
 qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                       coll_rec *rec);

@@ -514,21 +514,6 @@ struct create_ctx {
     qv_status status;
 };
 
-static int next_index_id(emb_db *db, MDB_txn *txn, uint32_t *id)
-{
-    MDB_dbi meta = st_dbi(db->env, ST_DB_META);
-    MDB_val key = {sizeof META_NEXT_INDEX - 1, (void *)META_NEXT_INDEX}, val;
-    uint32_t next = 1;
-    int rc = mdb_get(txn, meta, &key, &val);
-    if (rc == 0 && val.mv_size == sizeof next)
-        memcpy(&next, val.mv_data, sizeof next);
-    else if (rc != MDB_NOTFOUND)
-        return rc == 0 ? MDB_CORRUPTED : rc;
-    *id = next++;
-    val = (MDB_val){sizeof next, &next};
-    return mdb_put(txn, meta, &key, &val, 0);
-}
-
 struct backfill {
     emb_db *db;
     MDB_txn *txn;
@@ -576,7 +561,7 @@ static int create_txn(MDB_txn *txn, void *arg)
     struct backfill b = {c->db, txn, rec.id, {.n = 1}, 0};
     snprintf(b.one.fields[0], sizeof b.one.fields[0], "%s", c->field);
     b.one.recs[0].type = c->type;
-    rc = next_index_id(c->db, txn, &b.one.recs[0].id);
+    rc = emb_next_id(c->db, txn, META_NEXT_INDEX, &b.one.recs[0].id);
     unsigned char k[KEY_COLL_LEN + QV_FIELD_MAX];
     size_t flen = strlen(c->field);
     key_put_u32(k, rec.id);
