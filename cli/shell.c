@@ -419,10 +419,58 @@ static int cmd_get(shell *sh, const shell_cmd *cmd)
 
 static int cmd_delete(shell *sh, const shell_cmd *cmd)
 {
-    if (shell_check_options(sh, cmd, 2, NULL))
+    static const char *const opts[] = {"where", NULL};
+    const shell_arg *where = shell_option(cmd, "where");
+    if (shell_check_options(sh, cmd, where ? 1 : 2, opts))
         return 1;
-    qv_status st = qv_delete(sh->db, positional(cmd, 1), positional(cmd, 2));
-    return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
+    if (!where) {
+        qv_status st = qv_delete(sh->db, positional(cmd, 1),
+                                 positional(cmd, 2));
+        return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
+    }
+    uint64_t n = 0;
+    qv_status st = qv_delete_where(sh->db, positional(cmd, 1), where->text,
+                                   &n);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    if (!sh->json)
+        printf("deleted %llu documents\n", (unsigned long long)n);
+    shell_emit(sh, json_pack("{s:I}", "deleted", (json_int_t)n));
+    return 0;
+}
+
+static int cmd_scan(shell *sh, const shell_cmd *cmd)
+{
+    static const char *const opts[] = {"where", "limit", "cursor", NULL};
+    uint32_t limit = 10;
+    qv_page *page;
+    if (shell_check_options(sh, cmd, 1, opts) ||
+        shell_u32_option(sh, cmd, "limit", 1, 10000, &limit))
+        return 1;
+    const shell_arg *where = shell_option(cmd, "where"),
+                    *cursor = shell_option(cmd, "cursor");
+    qv_status st = qv_scan_where(sh->db, positional(cmd, 1),
+                                 where ? where->text : NULL,
+                                 cursor ? cursor->text : NULL, limit, &page);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    json_t *docs = json_array();
+    for (size_t i = 0; i < page->count; i++) {
+        const qv_record *r = &page->records[i];
+        if (!sh->json)
+            printf("%-24s %s\n", r->id, r->payload ? r->payload : "(none)");
+        json_array_append_new(docs, json_pack("{s:s, s:o}", "id", r->id,
+                                              "payload",
+                                              payload_json(r->payload)));
+    }
+    if (!sh->json)
+        printf(page->next ? "(more: cursor=\"%s\")\n" : "(end)\n",
+               page->next);
+    shell_emit(sh, json_pack("{s:o, s:o}", "documents", docs, "cursor",
+                             page->next ? json_string(page->next)
+                                        : json_null()));
+    qv_free(page);
+    return 0;
 }
 
 static int bool_option(shell *sh, const shell_cmd *cmd, const char *key,
@@ -638,7 +686,13 @@ static const struct command commands[] = {
      "Insert or replace one document. Quote an id with spaces as a JSON "
      "string: \"my id\"."},
     {"get", cmd_get, "get NAME ID", "Show one document."},
-    {"delete", cmd_delete, "delete NAME ID", "Delete one document."},
+    {"delete", cmd_delete, "delete NAME ID | delete NAME where={json filter}",
+     "Delete one document, or every document matching the filter (one "
+     "transaction)."},
+    {"scan", cmd_scan, "scan NAME [where={json filter}] [limit=10] "
+     "[cursor=ID]",
+     "Page through documents (matching the filter) in id order; pass the "
+     "cursor printed for the next page."},
     {"search", cmd_search,
      "search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true] [payload=true] "
      "[where={json filter}]",
@@ -676,6 +730,7 @@ static const struct command commands[] = {
 
 const char *const shell_command_names[] = {
     "create", "collections", "describe", "drop", "upsert", "get", "delete",
+    "scan",
     "search", "count", "index", "import", "export", "backup", "compact",
     "stats",
     "check",

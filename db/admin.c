@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "embedded.h"
 #include "error.h"
+#include "filter.h"
 #include "index.h"
 #include "keys.h"
 
@@ -66,8 +67,8 @@ static int scan_one(emb_db *db, MDB_txn *txn, const coll_rec *rec,
 
 /* Walk the ids map from after; fill src with up to limit documents. */
 static int scan_walk(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                     const char *after, uint32_t limit, record_src *src,
-                     size_t *n, int *more)
+                     const json_t *filter, const char *after, uint32_t limit,
+                     record_src *src, size_t *n, int *more)
 {
     MDB_cursor *cur;
     unsigned char start[KEY_IDS_MAX], prefix[KEY_COLL_LEN];
@@ -95,31 +96,50 @@ static int scan_walk(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         rc = scan_one(db, txn, rec, &key, &val, &src[*n]);
         if (rc != 0)
             break;
+        if (filter) {
+            json_t *payload = src[*n].payload
+                                  ? json_loadb(src[*n].payload,
+                                               src[*n].payload_len, 0, NULL)
+                                  : NULL;
+            int match = filter_match(filter, payload);
+            json_decref(payload);
+            if (!match)
+                continue;
+        }
         ++*n;
     }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-qv_status admin_scan(qv_db *base, const char *collection, const char *after,
-                     uint32_t limit, qv_page **out)
+qv_status admin_scan(qv_db *base, const char *collection, const char *filter,
+                     const char *after, uint32_t limit, qv_page **out)
 {
     emb_db *db = (emb_db *)base;
     MDB_txn *txn;
+    json_t *f = NULL;
     coll_rec rec;
     size_t n = 0;
     int more = 0;
+    if (filter) {
+        qv_status fst = filter_parse(base, filter, &f);
+        if (fst != QV_OK)
+            return fst;
+    }
     record_src *src = qv_malloc(limit * sizeof *src);
-    if (!src)
+    if (!src) {
+        json_decref(f);
         return qv_fail(base, QV_ERR_NOMEM, "out of memory for a page");
+    }
     qv_status st = emb_read_begin(db, &txn, "scanning");
     if (st != QV_OK) {
         qv_mem_free(src);
+        json_decref(f);
         return st;
     }
     st = catalog_get(db, txn, collection, &rec);
     if (st == QV_OK) {
-        int rc = scan_walk(db, txn, &rec, after, limit, src, &n, &more);
+        int rc = scan_walk(db, txn, &rec, f, after, limit, src, &n, &more);
         if (rc != 0)
             st = emb_status(db, rc, "scanning");
     }
@@ -130,6 +150,7 @@ qv_status admin_scan(qv_db *base, const char *collection, const char *after,
     }
     st_read_end(db->env, txn);
     qv_mem_free(src);
+    json_decref(f);
     return st;
 }
 

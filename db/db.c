@@ -302,7 +302,43 @@ qv_status qv_search_batch(qv_db *db, const char *collection,
 qv_status qv_scan(qv_db *db, const char *collection, const char *after,
                   uint32_t limit, qv_page **out)
 {
+    return qv_scan_where(db, collection, NULL, after, limit, out);
+}
+
+/* A filter's syntax, checked before any transport sees it. */
+static qv_status check_filter(qv_db *db, const char *filter)
+{
+    json_t *f;
+    qv_status st = filter_parse(db, filter, &f);
+    json_decref(st == QV_OK ? f : NULL);
+    return st;
+}
+
+qv_status qv_delete_where(qv_db *db, const char *collection,
+                          const char *filter, uint64_t *deleted)
+{
     BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, collection);
+    if (st != QV_OK)
+        return st;
+    if (!filter || !deleted)
+        return qv_fail(db, QV_ERR_INVALID, "filter or deleted is NULL");
+    if ((st = check_filter(db, filter)) != QV_OK)
+        return st;
+    return db->ops->delete_where(db, collection, filter, deleted);
+}
+
+qv_status qv_scan_where(qv_db *db, const char *collection, const char *filter,
+                        const char *after, uint32_t limit, qv_page **out)
+{
+    BEGIN_CALL(db);
+    if (filter) {
+        qv_status fst = check_filter(db, filter);
+        if (fst != QV_OK)
+            return fst;
+    }
     qv_status st = validate_collection_name(db, collection);
     if (st == QV_OK && after)
         st = validate_doc_id(db, "after: ", after);
@@ -313,7 +349,7 @@ qv_status qv_scan(qv_db *db, const char *collection, const char *after,
     if (limit == 0 || limit > QV_SCAN_MAX)
         return qv_fail(db, QV_ERR_INVALID, "limit must be 1 to %d, not %u",
                        QV_SCAN_MAX, limit);
-    return db->ops->scan(db, collection, after, limit, out);
+    return db->ops->scan(db, collection, filter, after, limit, out);
 }
 
 qv_status qv_backup(qv_db *db, const char *dir)

@@ -15,6 +15,7 @@
 #include "distance.h"
 #include "embedded.h"
 #include "error.h"
+#include "filter.h"
 #include "index.h"
 #include "keys.h"
 #include "pindex.h"
@@ -361,14 +362,17 @@ struct delete_ctx {
     live_index *touched;
 };
 
-/* Take node iid out of the graph and write the records that changed. */
-static int unindex_document(struct delete_ctx *c, MDB_txn *txn,
-                            coll_rec *rec, uint32_t iid)
+/* Take nodes iids[0..n) out of the graph and write the records that
+ * changed. */
+static int unindex_documents(struct delete_ctx *c, MDB_txn *txn,
+                             coll_rec *rec, const uint32_t *iids, size_t n)
 {
     live_index *ix = c->touched;
     hnsw_scratch *s = index_scratch_get(ix);
     size_t orphans;
-    int rc = s ? hnsw_remove(ix->graph, s, iid) : -1;
+    int rc = s ? 0 : -1;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = hnsw_remove(ix->graph, s, iids[i]);
     if (rc == 0)
         rc = hnsw_repair(ix->graph, s, &orphans);
     index_scratch_put(ix, s);
@@ -379,6 +383,29 @@ static int unindex_document(struct delete_ctx *c, MDB_txn *txn,
         return ST_ABORT;
     }
     return index_flush(c->db, txn, rec, ix);
+}
+
+/* Remove document iid (external id ext) from every record but the graph;
+ * its internal id becomes free. */
+static int remove_records(emb_db *db, MDB_txn *txn, coll_rec *rec,
+                          const pindex_set *set, uint32_t iid,
+                          const char *ext, size_t ext_len)
+{
+    unsigned char ids_buf[KEY_IDS_MAX], doc_buf[KEY_DOC_LEN];
+    MDB_val ids_key = {key_ids(ids_buf, rec->id, ext, ext_len), ids_buf};
+    key_doc(doc_buf, rec->id, iid);
+    MDB_val key = {sizeof doc_buf, doc_buf}, empty = {0, NULL};
+    int rc = reindex_payload(db, txn, rec, set, iid, &key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, st_dbi(db->env, ST_DB_IDS), &ids_key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, st_dbi(db->env, ST_DB_DOCS), &key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, st_dbi(db->env, ST_DB_VECTORS), &key, NULL);
+    if (rc == 0)
+        rc = mdb_put(txn, st_dbi(db->env, ST_DB_FREEIDS), &key, &empty, 0);
+    rec->count--;
+    return rc;
 }
 
 static int delete_txn(MDB_txn *txn, void *arg)
@@ -395,30 +422,118 @@ static int delete_txn(MDB_txn *txn, void *arg)
         c->status = index_acquire(c->db, txn, &rec, &c->touched);
     if (c->status != QV_OK)
         return ST_ABORT;
-
-    unsigned char ids_buf[KEY_IDS_MAX], doc_buf[KEY_DOC_LEN];
-    MDB_val ids_key = {key_ids(ids_buf, rec.id, c->id, strlen(c->id)),
-                       ids_buf};
-    key_doc(doc_buf, rec.id, iid);
-    MDB_val key = {sizeof doc_buf, doc_buf}, empty = {0, NULL};
     pindex_set set;
     int rc = pindex_load(c->db, txn, rec.id, &set);
     if (rc == 0)
-        rc = reindex_payload(c->db, txn, &rec, &set, iid, &key, NULL);
+        rc = remove_records(c->db, txn, &rec, &set, iid, c->id,
+                            strlen(c->id));
     if (rc == 0)
-        rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_IDS), &ids_key, NULL);
-    if (rc == 0)
-        rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_DOCS), &key, NULL);
-    if (rc == 0)
-        rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_VECTORS), &key, NULL);
-    if (rc == 0)
-        rc = mdb_put(txn, st_dbi(c->db->env, ST_DB_FREEIDS), &key, &empty, 0);
-    rec.count--;
-    if (rc == 0)
-        rc = unindex_document(c, txn, &rec, iid);
+        rc = unindex_documents(c, txn, &rec, &iid, 1);
     if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
     return rc;
+}
+
+/* The documents a filter matches, gathered before any is deleted. */
+struct doomed {
+    const json_t *filter;
+    uint32_t *iids;
+    char (*ids)[QV_ID_MAX + 1];
+    size_t n, cap;
+    int failed;
+};
+
+static void gather_doomed(void *arg, const MDB_val *key, const MDB_val *val)
+{
+    struct doomed *d = arg;
+    const unsigned char *p = val->mv_data;
+    if (d->failed || key->mv_size != KEY_DOC_LEN || val->mv_size < 1u + p[0])
+        return;
+    json_t *payload = pindex_payload_of(val);
+    int match = filter_match(d->filter, payload);
+    json_decref(payload);
+    if (!match)
+        return;
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? 2 * d->cap : 64;
+        uint32_t *iids = qv_realloc(d->iids, cap * sizeof *iids);
+        if (iids)
+            d->iids = iids;
+        void *ids = iids ? qv_realloc(d->ids, cap * sizeof *d->ids) : NULL;
+        if (!ids) {
+            d->failed = 1;
+            return;
+        }
+        d->ids = ids;
+        d->cap = cap;
+    }
+    d->iids[d->n] = key_get_u32((const unsigned char *)key->mv_data +
+                                KEY_COLL_LEN);
+    memcpy(d->ids[d->n], p + 1, p[0]);
+    d->ids[d->n][p[0]] = '\0';
+    d->n++;
+}
+
+struct delete_where_ctx {
+    struct delete_ctx base;
+    const json_t *filter;
+    uint64_t deleted;
+};
+
+static int delete_where_txn(MDB_txn *txn, void *arg)
+{
+    struct delete_where_ctx *w = arg;
+    struct delete_ctx *c = &w->base;
+    coll_rec rec;
+    struct doomed d = {.filter = w->filter};
+    if (c->touched)
+        drop_touched(&c->touched);
+    c->status = catalog_get(c->db, txn, c->name, &rec);
+    if (c->status == QV_OK)
+        c->status = index_acquire(c->db, txn, &rec, &c->touched);
+    if (c->status != QV_OK)
+        return ST_ABORT;
+    pindex_set set;
+    int rc = pindex_load(c->db, txn, rec.id, &set);
+    if (rc == 0)
+        rc = emb_walk_range(c->db, txn, ST_DB_DOCS, rec.id, gather_doomed, &d);
+    if (rc == 0 && d.failed) {
+        c->status = qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory");
+        rc = ST_ABORT;
+    }
+    for (size_t i = 0; i < d.n && rc == 0; i++)
+        rc = remove_records(c->db, txn, &rec, &set, d.iids[i], d.ids[i],
+                            strlen(d.ids[i]));
+    if (rc == 0 && d.n > 0)
+        rc = unindex_documents(c, txn, &rec, d.iids, d.n);
+    if (rc == 0 && d.n > 0)
+        rc = catalog_put(c->db, txn, c->name, &rec);
+    w->deleted = d.n;
+    qv_mem_free(d.iids);
+    qv_mem_free(d.ids);
+    return rc;
+}
+
+qv_status document_delete_where(qv_db *base, const char *collection,
+                                const char *filter, uint64_t *deleted)
+{
+    emb_db *db = (emb_db *)base;
+    json_t *f = NULL;
+    qv_status st = filter_parse(base, filter, &f);
+    if (st != QV_OK)
+        return st;
+    struct delete_where_ctx w = {{db, collection, NULL, QV_OK, NULL}, f, 0};
+    st = emb_write(db, delete_where_txn, &w, &w.base.status,
+                   "deleting documents");
+    if (w.base.touched) {
+        if (st != QV_OK)
+            index_mark_stale(w.base.touched);
+        index_release(w.base.touched);
+    }
+    json_decref(f);
+    if (st == QV_OK)
+        *deleted = w.deleted;
+    return st;
 }
 
 qv_status document_delete(qv_db *base, const char *collection, const char *id)

@@ -35,6 +35,7 @@ static const qv_db_ops embedded_ops = {
     .compact = admin_compact,
     .check = check_database,
     .count = search_count,
+    .delete_where = document_delete_where,
     .create_index = pindex_create,
     .stats = admin_stats,
     .set_threads = admin_set_threads,

@@ -85,6 +85,8 @@ qv_status document_upsert(qv_db *db, const char *collection,
 qv_status document_get(qv_db *db, const char *collection, const char *id,
                        qv_record **out);
 qv_status document_delete(qv_db *db, const char *collection, const char *id);
+qv_status document_delete_where(qv_db *db, const char *collection,
+                                const char *filter, uint64_t *deleted);
 qv_status search_knn(qv_db *db, const char *collection, const float *query,
                      uint32_t dim, const qv_search_options *options,
                      qv_hits **out);
@@ -102,8 +104,8 @@ unsigned emb_default_threads(void);
 /* admin.c */
 qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                            qv_collection_info *info);
-qv_status admin_scan(qv_db *db, const char *collection, const char *after,
-                     uint32_t limit, qv_page **out);
+qv_status admin_scan(qv_db *db, const char *collection, const char *filter,
+                     const char *after, uint32_t limit, qv_page **out);
 qv_status admin_backup(qv_db *db, const char *dir);
 qv_status admin_compact(qv_db *db);
 /* check.c */

@@ -40,8 +40,10 @@ typedef struct qv_db_ops {
                               const float *queries, size_t nq, uint32_t dim,
                               const qv_search_options *options,
                               qv_batch_hits **out);
-    qv_status (*scan)(qv_db *db, const char *collection, const char *after,
-                      uint32_t limit, qv_page **out);
+    qv_status (*scan)(qv_db *db, const char *collection, const char *filter,
+                      const char *after, uint32_t limit, qv_page **out);
+    qv_status (*delete_where)(qv_db *db, const char *collection,
+                              const char *filter, uint64_t *deleted);
     qv_status (*backup)(qv_db *db, const char *dir);
     qv_status (*compact)(qv_db *db);
     qv_status (*check)(qv_db *db, char **report);

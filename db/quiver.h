@@ -314,6 +314,21 @@ qv_status qv_scan(qv_db *db, const char *collection, const char *after,
                   uint32_t limit, qv_page **out);
 
 /*
+ * qv_scan of the documents that match filter (docs/FILTERS.md; NULL: all).
+ * A page holds up to limit matches; page->next may be set when no further
+ * match follows (the next page is then empty).
+ */
+qv_status qv_scan_where(qv_db *db, const char *collection, const char *filter,
+                        const char *after, uint32_t limit, qv_page **out);
+
+/*
+ * Delete every document that matches filter, in one transaction;
+ * *deleted = how many.
+ */
+qv_status qv_delete_where(qv_db *db, const char *collection,
+                          const char *filter, uint64_t *deleted);
+
+/*
  * Write a consistent, compacted copy of the whole database into directory
  * dir (created if missing; it must not hold a database already), while the
  * database stays open for reads and writes. The copy opens as a normal

@@ -66,6 +66,9 @@ suite() {  # label, target arguments...
     check "$label: count where" has "$out" '{"count":1}'
     check "$label: count all" has "$out" '{"count":2}'
     check "$label: malformed filter named" has "$out" "unknown operator '\$like' at 'tag'"
+    out=$(j -c 'scan pts where={"tag": "x"}' -c 'scan pts limit=1')
+    check "$label: scan where" has "$out" '{"documents":[{"id":"a","payload":{"tag":"x","n":[1,2]}}],"cursor":null}'
+    check "$label: scan pages with a cursor" has "$out" '"cursor":"a"}'
 
     # text mode: aligned tables
     out=$("$bin" "$TARGET" "$TARGET_ARG" -c 'search pts [1, 0, 0] k=1' -c collections)

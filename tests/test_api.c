@@ -1030,6 +1030,67 @@ static void test_indexes_never_change_results(void **state)
                   QV_ERR_NOT_FOUND);
 }
 
+/* scan where= pages through exactly the matches; delete where= removes
+ * exactly them, in one transaction, indexes and graph kept exact. */
+static void test_scan_and_delete_where(void **state)
+{
+    enum { N = 300 };
+    qv_db *db = ((struct fixture *)*state)->db;
+    create(db, "sw", 4, QV_METRIC_L2);
+    assert_ok(db, qv_create_index(db, "sw", "m", QV_INDEX_INT));
+    static float v[N][4];
+    static char ids[N][16], payloads[N][32];
+    static qv_doc docs[N];
+    uint64_t rng = 5;
+    for (int i = 0; i < N; i++) {
+        tu_rand_vector(&rng, v[i], 4);
+        snprintf(ids[i], sizeof ids[i], "k%03d", i);
+        snprintf(payloads[i], sizeof payloads[i], "{\"m\":%d}", i % 7);
+        docs[i] = (qv_doc){ids[i], v[i], 4, payloads[i]};
+    }
+    assert_ok(db, qv_upsert(db, "sw", docs, N));
+    const char *filter = "{\"m\":{\"$in\":[2,5]}}";
+    char after[32] = "";
+    int seen = 0, expect = 0;
+    for (int i = 0; i < N; i++)
+        expect += i % 7 == 2 || i % 7 == 5;
+    for (;;) {
+        qv_page *page;
+        assert_ok(db, qv_scan_where(db, "sw", filter, after[0] ? after : NULL,
+                                    16, &page));
+        for (size_t i = 0; i < page->count; i++) {
+            int n = atoi(page->records[i].id + 1);
+            assert_true(n % 7 == 2 || n % 7 == 5);
+            assert_true(strcmp(page->records[i].id, after) > 0);
+            snprintf(after, sizeof after, "%s", page->records[i].id);
+            seen++;
+        }
+        int more = page->next != NULL;
+        qv_free(page);
+        if (!more)
+            break;
+    }
+    assert_int_equal(seen, expect);
+    uint64_t deleted, left;
+    assert_ok(db, qv_delete_where(db, "sw", filter, &deleted));
+    assert_int_equal(deleted, expect);
+    assert_ok(db, qv_count(db, "sw", filter, &left));
+    assert_int_equal(left, 0);
+    assert_ok(db, qv_count(db, "sw", NULL, &left));
+    assert_int_equal(left, N - expect);
+    assert_ok(db, qv_delete_where(db, "sw", filter, &deleted));
+    assert_int_equal(deleted, 0);
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, "sw", v[2], 4, &(qv_search_options){.k = 1},
+                            &hits));
+    assert_string_not_equal(hits->hits[0].id, "k002");  /* it was deleted */
+    qv_free(hits);
+    assert_status(db, qv_delete_where(db, "sw", "{\"$x\":1}", &deleted),
+                  QV_ERR_INVALID);
+    assert_status(db, qv_scan_where(db, "sw", "[", NULL, 5, &(qv_page *){0}),
+                  QV_ERR_INVALID);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1061,6 +1122,7 @@ int main(void)
         T(test_backup_and_stats),
         T(test_filtered_search_is_never_short),
         T(test_indexes_never_change_results),
+        T(test_scan_and_delete_where),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -251,8 +251,10 @@ static qv_status do_scan(qv_db *db, const Quiver__V1__Scan *m,
                          struct reply *r)
 {
     qv_page *page = NULL;
-    qv_status st = qv_scan(db, m->collection, m->has_after ? m->after : NULL,
-                           m->limit, &page);
+    qv_status st = qv_scan_where(db, m->collection,
+                                 m->has_filter ? m->filter : NULL,
+                                 m->has_after ? m->after : NULL, m->limit,
+                                 &page);
     if (st != QV_OK)
         return st;
     r->api_result = page;
@@ -382,6 +384,16 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
     case QUIVER__V1__REQUEST__OP_BACKUP:
         st = qv_backup(db, req->backup->dir);
         break;
+    case QUIVER__V1__REQUEST__OP_DELETE_WHERE: {
+        uint64_t n = 0;
+        st = qv_delete_where(db, req->delete_where->collection,
+                             req->delete_where->filter, &n);
+        if (st == QV_OK) {
+            r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
+            r->resp.count = n;
+        }
+        break;
+    }
     case QUIVER__V1__REQUEST__OP_CREATE_INDEX:
         st = qv_create_index(db, req->create_index->collection,
                              req->create_index->field,

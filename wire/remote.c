@@ -589,11 +589,15 @@ static qv_status page_from_wire(remote_db *db, const Response *resp,
 }
 
 static qv_status remote_scan(qv_db *base, const char *collection,
-                             const char *after, uint32_t limit, qv_page **out)
+                             const char *filter, const char *after,
+                             uint32_t limit, qv_page **out)
 {
     remote_db *db = (remote_db *)base;
     Quiver__V1__Scan m = QUIVER__V1__SCAN__INIT;
     m.collection = (char *)collection;
+    m.has_filter = filter != NULL;
+    if (filter)
+        m.filter = (char *)filter;
     m.has_after = after != NULL;
     if (after)
         m.after = (char *)after;
@@ -639,6 +643,20 @@ static qv_status count_from_wire(remote_db *db, const Response *resp,
         return wrong_result(db);
     *count = resp->count;
     return QV_OK;
+}
+
+static qv_status remote_delete_where(qv_db *base, const char *collection,
+                                     const char *filter, uint64_t *deleted)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__DeleteWhere m = QUIVER__V1__DELETE_WHERE__INIT;
+    m.collection = (char *)collection;
+    m.filter = (char *)filter;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_DELETE_WHERE;
+    req.delete_where = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, { st_ = count_from_wire(db, resp, deleted); });
 }
 
 static qv_status remote_count(qv_db *base, const char *collection,
@@ -745,6 +763,7 @@ static const qv_db_ops remote_ops = {
     .check = remote_check,
     .count = remote_count,
     .create_index = remote_create_index,
+    .delete_where = remote_delete_where,
     .stats = remote_stats,
     .set_threads = remote_set_threads,
 };
