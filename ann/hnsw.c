@@ -57,6 +57,7 @@ struct hnsw {
 };
 
 struct hnsw_scratch {
+    unsigned long distances;   /* computed by searches since the last read */
     uint16_t *visited;
     uint32_t visited_cap;
     uint16_t epoch;
@@ -347,6 +348,13 @@ int hnsw_random_level(const hnsw *h, uint32_t id, uint64_t salt)
 
 /* ---- scratch ---- */
 
+unsigned long hnsw_scratch_distances(hnsw_scratch *s)
+{
+    unsigned long n = s->distances;
+    s->distances = 0;
+    return n;
+}
+
 hnsw_scratch *hnsw_scratch_create(void)
 {
     return qv_calloc(1, sizeof(hnsw_scratch));
@@ -463,6 +471,7 @@ static void search_level_in(const hnsw *h, hnsw_scratch *s, const float *q,
             if (s->visited[nb] == epoch)
                 continue;
             s->visited[nb] = epoch;
+            s->distances++;
             float d = distance(h, q, vec_of(h, nb));
             if (*nres < ef || d < s->res[0].d) {
                 if (ncand == s->cands_cap &&

@@ -93,6 +93,8 @@ void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
 int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired);
 
 hnsw_scratch *hnsw_scratch_create(void);
+/* Distances the beam searches on s computed since the last call. */
+unsigned long hnsw_scratch_distances(hnsw_scratch *s);
 void hnsw_scratch_free(hnsw_scratch *s);
 
 /* The stored vector of a node (unit length for cosine); valid while no

@@ -233,17 +233,26 @@ int bench_filter(int argc, char **argv)
         if (run_case(db, &a, q, dim, which, &qps, &recall, &min_hits, err,
                      sizeof err) != 0)
             goto cleanup;
+        /* the plan, from one more (untimed) query with explain */
+        char text[128], plan[96] = "?";
+        qv_hits *ex = NULL;
+        filter_text(which, 0, text, sizeof text);
+        qv_search_options eo = {.k = a.k, .ef = a.ef, .filter = text,
+                                .explain = 1};
+        if (qv_search(db, "bench", q, dim, &eo, &ex) == QV_OK && ex->explain)
+            sscanf(ex->explain, "{\"plan\":\"%95[^\"]", plan);
+        qv_free(ex);
         if (a.json)
             printf("{\"filter\":\"%s\",\"selectivity\":%g,\"recall\":%.4f,"
                    "\"qps\":%.1f,\"unfiltered_qps\":%.1f,\"qps_ratio\":%.3f,"
-                   "\"min_hits\":%zu,\"n\":%ld}\n", case_names[which],
-                   case_selectivity[which], recall, qps, base_qps,
-                   qps / base_qps, min_hits, n);
+                   "\"min_hits\":%zu,\"plan\":\"%s\",\"n\":%ld}\n",
+                   case_names[which], case_selectivity[which], recall, qps,
+                   base_qps, qps / base_qps, min_hits, plan, n);
         else
             printf("%-20s selectivity=%-6g recall=%.4f qps=%.1f "
-                   "(unfiltered %.1f, ratio %.3f) min_hits=%zu\n",
+                   "(unfiltered %.1f, ratio %.3f) min_hits=%zu plan=%s\n",
                    case_names[which], case_selectivity[which], recall, qps,
-                   base_qps, qps / base_qps, min_hits);
+                   base_qps, qps / base_qps, min_hits, plan);
     }
     rc = 0;
 cleanup:

@@ -504,7 +504,7 @@ static void print_hits(const qv_hits *hits, int with_payload)
 static int cmd_search(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"k", "ef", "exact", "payload", "where",
-                                       NULL};
+                                       "explain", NULL};
     qv_search_options opt = {.k = 10};
     float *v = NULL;
     uint32_t dim;
@@ -514,6 +514,7 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         shell_u32_option(sh, cmd, "ef", 0, QV_EF_MAX, &opt.ef) ||
         bool_option(sh, cmd, "exact", &opt.exact) ||
         bool_option(sh, cmd, "payload", &opt.with_payload) ||
+        bool_option(sh, cmd, "explain", &opt.explain) ||
         vector_arg(sh, positional_arg(cmd, 2), &v, &dim))
         return 1;
     const shell_arg *where = shell_option(cmd, "where");
@@ -531,9 +532,15 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
                                 payload_json(hits->hits[i].payload));
         json_array_append_new(arr, h);
     }
-    if (!sh->json)
+    if (!sh->json) {
         print_hits(hits, opt.with_payload);
-    shell_emit(sh, json_pack("{s:o}", "hits", arr));
+        if (hits->explain)
+            printf("explain: %s\n", hits->explain);
+    }
+    json_t *o = json_pack("{s:o}", "hits", arr);
+    if (hits->explain)
+        json_object_set_new(o, "explain", json_loads(hits->explain, 0, NULL));
+    shell_emit(sh, o);
     qv_free(hits);
     return 0;
 }
@@ -695,7 +702,7 @@ static const struct command commands[] = {
      "cursor printed for the next page."},
     {"search", cmd_search,
      "search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true] [payload=true] "
-     "[where={json filter}]",
+     "[where={json filter}] [explain=true]",
      "Nearest documents through the index (exact=true: brute force); "
      "payload=true shows each hit's payload; where= keeps the documents "
      "whose payload matches (docs/FILTERS.md), k of them whenever k match."},

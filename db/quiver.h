@@ -230,6 +230,7 @@ typedef struct qv_search_options {
                               (docs/FILTERS.md): only matching documents
                               are hits, and k come back whenever at least
                               k documents match */
+    int explain;           /* qv_search: hits->explain describes the plan */
 } qv_search_options;
 
 typedef struct qv_hit {
@@ -242,6 +243,9 @@ typedef struct qv_hit {
 typedef struct qv_hits {
     size_t count;          /* min(k, documents in the collection) */
     qv_hit *hits;          /* nearest first; equal distances by id */
+    const char *explain;   /* with options->explain: a JSON object {plan,
+                              estimated_matches, matches, distances,
+                              widenings}; else NULL */
 } qv_hits;
 
 /*

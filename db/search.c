@@ -204,6 +204,7 @@ static void fill_hits(qv_hits *hits, qv_hit *slots, const resolved *r,
 {
     hits->count = n;
     hits->hits = slots;
+    hits->explain = NULL;
     for (size_t i = 0; i < n; i++) {
         slots[i].id = copy_text(text, &r[i].id);
         slots[i].distance = r[i].dist;
@@ -255,6 +256,10 @@ struct search_ctx {
     json_t *filter;
     uint8_t *allowed;     /* per internal id below rec.next_iid */
     uint64_t nallowed;
+    uint64_t estimated;   /* matches the indexes promised (a superset) */
+    unsigned long distances;  /* computed, for explain */
+    int widenings;
+    const char *plan;
 };
 
 /*
@@ -338,6 +343,8 @@ static qv_status compute_allowed(struct search_ctx *c)
     roaring_bitmap_t *cands = rc ? NULL
                                  : pindex_candidates(c->db, c->txn, c->rec.id,
                                                      &set, c->filter, &exact);
+    c->estimated = cands ? roaring_bitmap_get_cardinality(cands)
+                         : c->rec.count;
     if (rc == 0 && cands && exact) {
         roaring_iterate(cands, set_allowed, c);  /* the matches themselves */
         roaring_bitmap_free(cands);
@@ -414,6 +421,7 @@ static qv_status allowed_for(struct search_ctx *c, const char *text)
                                                             txn_id)
                                      : NULL;
     if (cached) {
+        c->estimated = roaring_bitmap_get_cardinality(cached);
         c->allowed = qv_calloc(c->rec.next_iid ? c->rec.next_iid : 1, 1);
         if (c->allowed)
             roaring_iterate(cached, set_allowed, c);
@@ -463,6 +471,7 @@ static int score_in_memory(struct search_ctx *c, const float *q, topk *heap)
         float d = cosine ? 1.0f - dist_dot(q, v, c->rec.dim)
                          : score((qv_metric)c->rec.metric, q, v, c->rec.dim);
         topk_push(heap, d, iid);
+        c->distances++;
     }
     pthread_rwlock_unlock(&c->ix->grow_lock);
     return 1;
@@ -491,6 +500,7 @@ static qv_status fetch_allowed(struct search_ctx *c, const float *q,
                            "%zu bytes, expected %zu", val.mv_size, vec_bytes);
         topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
                               c->rec.dim), iid);
+        c->distances++;
     }
     return QV_OK;
 }
@@ -506,14 +516,19 @@ static qv_status collect(struct search_ctx *c, hnsw_scratch *s, size_t i,
         return QV_OK;
     if (c->exact && c->filter && c->nallowed * 8 < c->rec.count)
         return fetch_allowed(c, q, heap);
-    if (c->exact)
+    if (c->exact) {
+        c->distances += c->allowed ? c->nallowed : c->rec.count;
         return scan_vectors(c->db, c->txn, &c->rec, q, c->allowed, heap);
+    }
     pthread_rwlock_rdlock(&c->ix->grow_lock);
     hnsw_search(c->ix->graph, s, q, (uint32_t)c->beam, (uint32_t)c->beam,
                 c->allowed, c->rec.next_iid, heap);
     pthread_rwlock_unlock(&c->ix->grow_lock);
+    c->distances += hnsw_scratch_distances(s);
     return QV_OK;
 }
+
+static char *explain_json(const struct search_ctx *c);
 
 qv_status search_knn(qv_db *base, const char *collection, const float *query,
                      uint32_t dim, const qv_search_options *options,
@@ -557,6 +572,7 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
         if (c.exact || !c.filter || n >= want)
             break;
         topk_release(&heap);
+        c.widenings++;
         if (c.beam >= c.rec.count) {
             c.exact = 1;
             c.beam = (size_t)want;
@@ -564,14 +580,19 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
             c.beam *= 4;
         }
     }
+    char *explain = options->explain ? explain_json(&c) : NULL;
+    size_t explain_len = explain ? strlen(explain) + 1 : 0;
     qv_hits *hits = qv_malloc(sizeof *hits + n * sizeof(qv_hit) +
-                              id_bytes(r, n));
+                              id_bytes(r, n) + explain_len);
     if (!hits) {
+        free(explain);
         st = qv_fail(base, QV_ERR_NOMEM, "out of memory for hits");
         goto cleanup;
     }
     char *text = (char *)((qv_hit *)(hits + 1) + n);
     fill_hits(hits, (qv_hit *)(hits + 1), r, n, &text);
+    hits->explain = explain ? memcpy(text, explain, explain_len) : NULL;
+    free(explain);
     *out = hits;
 cleanup:
     if (c.ix)
@@ -580,6 +601,29 @@ cleanup:
     qv_mem_free(r);
     search_end(&c);
     return st;
+}
+
+/* The plan a search took, as JSON text (free()), or NULL. */
+static char *explain_json(const struct search_ctx *c)
+{
+    const char *plan = c->opt->exact        ? "exact scan (asked for)"
+                       : c->exact && c->filter
+                           ? (c->widenings ? "filtered walk, then exact scan "
+                                             "of the matches"
+                                           : "exact scan of the matches")
+                       : c->filter         ? "filtered graph walk"
+                                           : "graph walk";
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:i}", "plan", plan,
+                          "estimated_matches",
+                          (json_int_t)(c->filter ? c->estimated
+                                                 : c->rec.count),
+                          "matches",
+                          (json_int_t)(c->filter ? c->nallowed : c->rec.count),
+                          "distances", (json_int_t)c->distances, "widenings",
+                          c->widenings);
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    return s;
 }
 
 /* ---- batch ---- */

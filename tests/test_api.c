@@ -1087,6 +1087,29 @@ static void test_scan_and_delete_where(void **state)
     qv_free(hits);
     assert_status(db, qv_delete_where(db, "sw", "{\"$x\":1}", &deleted),
                   QV_ERR_INVALID);
+    /* explain: the plan and its figures; absent unless asked for */
+    qv_search_options ex = {.k = 3, .filter = "{\"m\":0}", .explain = 1};
+    assert_ok(db, qv_search(db, "sw", v[0], 4, &ex, &hits));
+    assert_non_null(hits->explain);
+    assert_non_null(strstr(hits->explain, "\"plan\":\"exact scan of the "
+                                          "matches\""));
+    char expect_matches[64];
+    uint64_t zeros;
+    assert_ok(db, qv_count(db, "sw", "{\"m\":0}", &zeros));
+    snprintf(expect_matches, sizeof expect_matches, "\"matches\":%llu,",
+             (unsigned long long)zeros);
+    assert_non_null(strstr(hits->explain, expect_matches));
+    qv_free(hits);
+    /* most match, and beyond 64 x k: a filtered walk */
+    ex.filter = "{\"m\":{\"$nin\":[0]}}";
+    ex.k = 1;
+    assert_ok(db, qv_search(db, "sw", v[0], 4, &ex, &hits));
+    assert_non_null(strstr(hits->explain, "\"plan\":\"filtered graph walk\""));
+    qv_free(hits);
+    ex.explain = 0;
+    assert_ok(db, qv_search(db, "sw", v[0], 4, &ex, &hits));
+    assert_null(hits->explain);
+    qv_free(hits);
     assert_status(db, qv_scan_where(db, "sw", "[", NULL, 5, &(qv_page *){0}),
                   QV_ERR_INVALID);
 }

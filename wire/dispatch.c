@@ -153,6 +153,7 @@ static qv_search_options options_from_wire(const Quiver__V1__SearchOptions *o)
         opt.threads = o->threads;
         opt.with_payload = o->with_payload;
         opt.filter = o->has_filter ? o->filter : NULL;
+        opt.explain = o->explain;
     }
     return opt;
 }
@@ -193,6 +194,8 @@ static qv_status do_search(qv_db *db, const Quiver__V1__Search *m,
     if (!slots || !ptrs)
         return nomem(r);
     hits_to_wire(r, hits, &r->u.hits, slots, ptrs);
+    if (hits->explain)
+        r->u.hits.explain = (char *)hits->explain;
     r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_HITS;
     r->resp.hits = &r->u.hits;
     return QV_OK;

@@ -441,6 +441,7 @@ static Quiver__V1__SearchOptions options_to_wire(const qv_search_options *o)
     w.threads = o->threads;
     w.with_payload = o->with_payload != 0;
     w.has_filter = o->filter != NULL;
+    w.explain = o->explain != 0;
     if (o->filter)
         w.filter = (char *)o->filter;
     return w;
@@ -471,6 +472,7 @@ static void fill_hits(qv_hits *out, qv_hit *slots, const Quiver__V1__Hits *h,
 {
     out->count = h->n_hits;
     out->hits = slots;
+    out->explain = NULL;
     for (size_t i = 0; i < h->n_hits; i++) {
         slots[i].id = copy_text(text, h->hits[i]->id);
         slots[i].distance = h->hits[i]->distance;
@@ -485,12 +487,15 @@ static qv_status hits_from_wire(remote_db *db, const Response *resp,
     if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_HITS)
         return wrong_result(db);
     const Quiver__V1__Hits *h = resp->hits;
+    size_t explain = h->explain[0] ? strlen(h->explain) + 1 : 0;
     qv_hits *hits = qv_malloc(sizeof *hits + h->n_hits * sizeof(qv_hit) +
-                              hits_text(h));
+                              hits_text(h) + explain);
     if (!hits)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for hits");
     char *text = (char *)((qv_hit *)(hits + 1) + h->n_hits);
     fill_hits(hits, (qv_hit *)(hits + 1), h, &text);
+    if (explain)
+        hits->explain = copy_text(&text, h->explain);
     *out = hits;
     return QV_OK;
 }
