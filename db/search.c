@@ -254,7 +254,9 @@ struct search_ctx {
     int exact;       /* the plan: brute force (asked for, or a filter that
                         few documents match) */
     json_t *filter;
-    uint8_t *allowed;     /* per internal id below rec.next_iid */
+    roaring_bitmap_t *matches;  /* the filter's matching documents */
+    uint8_t *allowed;     /* the same, one byte per internal id below
+                             rec.next_iid: built for a graph walk only */
     uint64_t nallowed;
     uint64_t estimated;   /* matches the indexes promised (a superset) */
     unsigned long distances;  /* computed, for explain */
@@ -288,21 +290,28 @@ static void mark_allowed(void *arg, const MDB_val *key, const MDB_val *val)
     json_t *payload = len ? json_loadb((const char *)p + 1 + p[0], len, 0,
                                        NULL)
                           : NULL;
-    if (iid < c->rec.next_iid && filter_match(c->filter, payload)) {
-        c->allowed[iid] = 1;
-        c->nallowed++;
-    }
+    if (iid < c->rec.next_iid && filter_match(c->filter, payload))
+        roaring_bitmap_add(c->matches, iid);
     json_decref(payload);
 }
 
 static bool set_allowed(uint32_t iid, void *arg)
 {
     struct search_ctx *c = arg;
-    if (iid < c->rec.next_iid && !c->allowed[iid]) {
+    if (iid < c->rec.next_iid)
         c->allowed[iid] = 1;
-        c->nallowed++;
-    }
     return true;
+}
+
+/* The byte-per-id form of the matches that a filtered graph walk reads. */
+static qv_status build_allowed(struct search_ctx *c)
+{
+    c->allowed = qv_calloc(c->rec.next_iid ? c->rec.next_iid : 1, 1);
+    if (!c->allowed)
+        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for the "
+                       "filter's matches");
+    roaring_iterate(c->matches, set_allowed, c);
+    return QV_OK;
 }
 
 struct candidate_walk {
@@ -334,10 +343,6 @@ static bool check_candidate(uint32_t iid, void *arg)
 static qv_status compute_allowed(struct search_ctx *c)
 {
     pindex_set set;
-    c->allowed = qv_calloc(c->rec.next_iid ? c->rec.next_iid : 1, 1);
-    if (!c->allowed)
-        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for the "
-                       "filter's matches");
     int exact = 0;
     int rc = pindex_load(c->db, c->txn, c->rec.id, &set);
     roaring_bitmap_t *cands = rc ? NULL
@@ -346,17 +351,25 @@ static qv_status compute_allowed(struct search_ctx *c)
     c->estimated = cands ? roaring_bitmap_get_cardinality(cands)
                          : c->rec.count;
     if (rc == 0 && cands && exact) {
-        roaring_iterate(cands, set_allowed, c);  /* the matches themselves */
-        roaring_bitmap_free(cands);
-    } else if (rc == 0 && cands) {
-        struct candidate_walk w = {c, 0};
-        roaring_iterate(cands, check_candidate, &w);
-        rc = w.rc;
-        roaring_bitmap_free(cands);
+        c->matches = cands;  /* the matches themselves */
+        cands = NULL;
     } else if (rc == 0) {
-        rc = emb_walk_range(c->db, c->txn, ST_DB_DOCS, c->rec.id,
-                            mark_allowed, c);
+        c->matches = roaring_bitmap_create();
+        if (cands) {
+            struct candidate_walk w = {c, 0};
+            roaring_iterate(cands, check_candidate, &w);
+            rc = w.rc;
+        } else {
+            rc = emb_walk_range(c->db, c->txn, ST_DB_DOCS, c->rec.id,
+                                mark_allowed, c);
+        }
     }
+    if (cands)
+        roaring_bitmap_free(cands);
+    if (rc == 0 && !c->matches)
+        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for the "
+                       "filter's matches");
+    c->nallowed = c->matches ? roaring_bitmap_get_cardinality(c->matches) : 0;
     return rc ? emb_status(c->db, rc, "filtering") : QV_OK;
 }
 
@@ -399,6 +412,8 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
         return QV_OK;  /* beam 0: nothing to search */
     if (!c->ix && (st = index_acquire(db, c->txn, &c->rec, &c->ix)) != QV_OK)
         return st;
+    if (c->filter && (st = build_allowed(c)) != QV_OK)
+        return st;
     uint32_t ef = opt->ef ? opt->ef : QV_DEFAULT_EF;
     c->beam = ef > opt->k ? ef : opt->k;
     /* Nodes a write in progress added are in the graph but not in the
@@ -421,32 +436,21 @@ static qv_status allowed_for(struct search_ctx *c, const char *text)
                                                             txn_id)
                                      : NULL;
     if (cached) {
-        c->estimated = roaring_bitmap_get_cardinality(cached);
-        c->allowed = qv_calloc(c->rec.next_iid ? c->rec.next_iid : 1, 1);
-        if (c->allowed)
-            roaring_iterate(cached, set_allowed, c);
-        roaring_bitmap_free(cached);
-        return c->allowed ? QV_OK
-                          : qv_fail(&c->db->base, QV_ERR_NOMEM, "out of "
-                                    "memory for the filter's matches");
+        c->matches = cached;
+        c->estimated = c->nallowed = roaring_bitmap_get_cardinality(cached);
+        return QV_OK;
     }
     qv_status st = compute_allowed(c);
-    if (st == QV_OK && c->ix) {
-        roaring_bitmap_t *b = roaring_bitmap_create();
-        for (uint32_t iid = 0; b && iid < c->rec.next_iid; iid++) {
-            if (c->allowed[iid])
-                roaring_bitmap_add(b, iid);
-        }
-        if (b)
-            index_cache_matches(c->ix, text, txn_id, b);
-        roaring_bitmap_free(b);
-    }
+    if (st == QV_OK && c->ix)
+        index_cache_matches(c->ix, text, txn_id, c->matches);
     return st;
 }
 
 static void search_end(struct search_ctx *c)
 {
     json_decref(c->filter);
+    if (c->matches)
+        roaring_bitmap_free(c->matches);
     qv_mem_free(c->allowed);
     index_release(c->ix);
     qv_mem_free(c->normalized);
@@ -462,8 +466,10 @@ static int score_in_memory(struct search_ctx *c, const float *q, topk *heap)
     hnsw *g = c->ix->graph;
     pthread_rwlock_rdlock(&c->ix->grow_lock);
     int cosine = c->rec.metric == QV_METRIC_COSINE;
-    for (uint32_t iid = 0; iid < c->rec.next_iid; iid++) {
-        if (!c->allowed[iid] || !hnsw_contains(g, iid))
+    roaring_uint32_iterator_t *it = roaring_create_iterator(c->matches);
+    for (; it && it->has_value; roaring_advance_uint32_iterator(it)) {
+        uint32_t iid = it->current_value;
+        if (iid >= c->rec.next_iid || !hnsw_contains(g, iid))
             continue;
         const float *v = hnsw_vector(g, iid);
         /* the graph keeps cosine vectors unit length: 1 - dot is the
@@ -473,6 +479,7 @@ static int score_in_memory(struct search_ctx *c, const float *q, topk *heap)
         topk_push(heap, d, iid);
         c->distances++;
     }
+    roaring_free_uint32_iterator(it);
     pthread_rwlock_unlock(&c->ix->grow_lock);
     return 1;
 }
@@ -484,25 +491,30 @@ static qv_status fetch_allowed(struct search_ctx *c, const float *q,
 {
     size_t vec_bytes = (size_t)c->rec.dim * sizeof(float);
     MDB_dbi dbi = st_dbi(c->db->env, ST_DB_VECTORS);
-    for (uint32_t iid = 0; iid < c->rec.next_iid; iid++) {
-        if (!c->allowed[iid])
-            continue;
+    qv_status st = QV_OK;
+    roaring_uint32_iterator_t *it = roaring_create_iterator(c->matches);
+    for (; it && it->has_value && st == QV_OK;
+         roaring_advance_uint32_iterator(it)) {
+        uint32_t iid = it->current_value;
         unsigned char buf[KEY_DOC_LEN];
         key_doc(buf, c->rec.id, iid);
         MDB_val key = {sizeof buf, buf}, val;
         int rc = mdb_get(c->txn, dbi, &key, &val);
         if (rc == MDB_NOTFOUND)
             continue;
-        if (rc != 0)
-            return emb_status(c->db, rc, "searching");
-        if (val.mv_size != vec_bytes)
-            return qv_fail(&c->db->base, QV_ERR_CORRUPT, "vector record is "
-                           "%zu bytes, expected %zu", val.mv_size, vec_bytes);
-        topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
-                              c->rec.dim), iid);
-        c->distances++;
+        if (rc != 0) {
+            st = emb_status(c->db, rc, "searching");
+        } else if (val.mv_size != vec_bytes) {
+            st = qv_fail(&c->db->base, QV_ERR_CORRUPT, "vector record is %zu "
+                         "bytes, expected %zu", val.mv_size, vec_bytes);
+        } else {
+            topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
+                                  c->rec.dim), iid);
+            c->distances++;
+        }
     }
-    return QV_OK;
+    roaring_free_uint32_iterator(it);
+    return st;
 }
 
 /* Candidates of query i into heap (initialised with c->beam). */
@@ -514,7 +526,7 @@ static qv_status collect(struct search_ctx *c, hnsw_scratch *s, size_t i,
         return QV_OK;
     if (c->exact && c->filter && score_in_memory(c, q, heap))
         return QV_OK;
-    if (c->exact && c->filter && c->nallowed * 8 < c->rec.count)
+    if (c->exact && c->filter)
         return fetch_allowed(c, q, heap);
     if (c->exact) {
         c->distances += c->allowed ? c->nallowed : c->rec.count;
