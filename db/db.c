@@ -235,6 +235,17 @@ qv_status qv_delete(qv_db *db, const char *collection, const char *id)
     return db->ops->delete_doc(db, collection, id);
 }
 
+/* A filter's syntax (NULL: none), checked before any transport sees it. */
+static qv_status check_filter(qv_db *db, const char *filter)
+{
+    json_t *f;
+    if (!filter)
+        return QV_OK;
+    qv_status st = filter_parse(db, filter, &f);
+    json_decref(st == QV_OK ? f : NULL);
+    return st;
+}
+
 static qv_status check_search_options(qv_db *db,
                                       const qv_search_options *options)
 {
@@ -244,14 +255,7 @@ static qv_status check_search_options(qv_db *db,
     if (options->ef > QV_EF_MAX)
         return qv_fail(db, QV_ERR_INVALID, "ef must be 0 to %d, not %u",
                        QV_EF_MAX, options->ef);
-    if (options->filter) {
-        json_t *f;
-        qv_status st = filter_parse(db, options->filter, &f);
-        if (st != QV_OK)
-            return st;
-        json_decref(f);
-    }
-    return QV_OK;
+    return check_filter(db, options->filter);
 }
 
 qv_status qv_search(qv_db *db, const char *collection, const float *query,
@@ -305,15 +309,6 @@ qv_status qv_scan(qv_db *db, const char *collection, const char *after,
     return qv_scan_where(db, collection, NULL, after, limit, out);
 }
 
-/* A filter's syntax, checked before any transport sees it. */
-static qv_status check_filter(qv_db *db, const char *filter)
-{
-    json_t *f;
-    qv_status st = filter_parse(db, filter, &f);
-    json_decref(st == QV_OK ? f : NULL);
-    return st;
-}
-
 qv_status qv_delete_where(qv_db *db, const char *collection,
                           const char *filter, uint64_t *deleted)
 {
@@ -334,11 +329,9 @@ qv_status qv_scan_where(qv_db *db, const char *collection, const char *filter,
                         const char *after, uint32_t limit, qv_page **out)
 {
     BEGIN_CALL(db);
-    if (filter) {
-        qv_status fst = check_filter(db, filter);
-        if (fst != QV_OK)
-            return fst;
-    }
+    qv_status fst = check_filter(db, filter);
+    if (fst != QV_OK)
+        return fst;
     qv_status st = validate_collection_name(db, collection);
     if (st == QV_OK && after)
         st = validate_doc_id(db, "after: ", after);
@@ -390,12 +383,8 @@ qv_status qv_count(qv_db *db, const char *collection, const char *filter,
         return st;
     if (!count)
         return qv_fail(db, QV_ERR_INVALID, "count is NULL");
-    if (filter) {
-        json_t *f;
-        if ((st = filter_parse(db, filter, &f)) != QV_OK)
-            return st;
-        json_decref(f);
-    }
+    if ((st = check_filter(db, filter)) != QV_OK)
+        return st;
     return db->ops->count(db, collection, filter, count);
 }
 
