@@ -12,7 +12,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CSTD    := -std=c11 -D_GNU_SOURCE
 INC     := -I. -Icommon -Idb -Istorage -Iann -Icli -Iwire -Ibuild/gen
 PKGS    := lmdb jansson
-LIBS    := -llmdb -ljansson -lprotobuf-c -lxxhash -lroaring -lm -lpthread
+LIBS    := -llmdb -luring -ljansson -lprotobuf-c -lxxhash -lroaring -lm -lpthread
 TESTLIBS := -lcmocka
 
 # Debian packages the build, the tests and the tools need.
@@ -27,8 +27,8 @@ ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
 ASAN_LDFLAGS   := -fsanitize=address,undefined
 
 LIB_SRC := common/alloc.c common/error.c common/token.c \
-           storage/env.c \
-           ann/distance.c ann/topk.c ann/hnsw.c \
+           storage/env.c storage/reader.c \
+           ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
            db/validate.c db/index.c db/results.c db/admin.c db/check.c db/filter.c \
            db/pindex.c \

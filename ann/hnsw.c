@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 
 #include "alloc.h"
+#include "codec.h"
 #include "distance.h"
 
 #define LOCK_STRIPES 4096u
@@ -22,12 +23,16 @@ typedef struct cand {
 struct hnsw {
     hnsw_params p;
     uint32_t M0;            /* level-0 degree bound: 2M */
-    size_t stride;          /* floats per vector slot, a multiple of 16 */
+    const codec *codec;     /* NULL: elements are float vectors */
+    size_t elem_bytes;      /* bytes of an element's data */
+    size_t stride;          /* bytes per element slot, a multiple of 64
+                               for vectors (16 for codes) */
     size_t link0_stride;    /* u32 per level-0 list: count + M0 ids */
     size_t upper_stride;    /* u32 per upper list: count + M ids */
     uint32_t cap;
-    float *vecs;            /* a huge-page region, see region_grow */
-    size_t vecs_len;
+    uint8_t *elems;         /* vectors or codes: a huge-page region, see
+                               region_grow */
+    size_t elems_len;
     uint32_t *links0;       /* likewise */
     size_t links0_len;
     uint32_t **upper;       /* per node: lists of levels 1..level */
@@ -58,6 +63,13 @@ struct hnsw {
 
 struct hnsw_scratch {
     unsigned long distances;   /* computed by searches since the last read */
+    /* the query the distances are measured from: q for vectors; for
+     * codes qbuf, prepared from qvec */
+    const float *q;
+    void *qbuf;
+    size_t qbuf_cap;
+    float *qvec;
+    size_t qvec_cap;
     uint16_t *visited;
     uint32_t visited_cap;
     uint16_t epoch;
@@ -93,9 +105,9 @@ static inline void unpack_entry(uint64_t e, uint32_t *id, int *level)
     *level = (int)(e >> 32) - 1;
 }
 
-static inline const float *vec_of(const hnsw *h, uint32_t id)
+static inline const void *vec_of(const hnsw *h, uint32_t id)
 {
-    return h->vecs + (size_t)id * h->stride;
+    return h->elems + (size_t)id * h->stride;
 }
 
 /* The list of node id at level: [count][ids...]. */
@@ -116,6 +128,23 @@ static inline float distance(const hnsw *h, const float *a, const float *b)
     if (h->p.metric == HNSW_L2)
         return dist_l2sq(a, b, h->p.dim);
     return 1.0f - dist_dot(a, b, h->p.dim);
+}
+
+/* Distance from the scratch's query to an element. */
+static inline float qdist(const hnsw *h, const hnsw_scratch *s,
+                          const void *elem)
+{
+    if (!h->codec)
+        return distance(h, s->q, elem);
+    return codec_query_distance(h->codec, s->qbuf, elem);
+}
+
+/* Distance between two elements. */
+static inline float edist(const hnsw *h, const void *a, const void *b)
+{
+    if (!h->codec)
+        return distance(h, a, b);
+    return codec_code_distance(h->codec, a, b);
 }
 
 static pthread_mutex_t *node_lock(hnsw *h, uint32_t id)
@@ -192,7 +221,14 @@ hnsw *hnsw_create(const hnsw_params *params)
         return NULL;
     h->p = *params;
     h->M0 = 2 * params->M;
-    h->stride = (params->dim + 15u) & ~(size_t)15;
+    h->codec = params->codec;
+    if (h->codec) {
+        h->elem_bytes = codec_code_bytes(h->codec);
+        h->stride = (h->elem_bytes + 15u) & ~(size_t)15;
+    } else {
+        h->elem_bytes = params->dim * sizeof(float);
+        h->stride = ((params->dim + 15u) & ~(size_t)15) * sizeof(float);
+    }
     h->link0_stride = 1 + h->M0;
     h->upper_stride = 1 + params->M;
     h->level_mult = 1.0 / log((double)(params->M > 1 ? params->M : 2));
@@ -214,8 +250,8 @@ void hnsw_free(hnsw *h)
     qv_mem_free(h->upper);
     hnsw_reclaim(h);
     qv_mem_free(h->retired);
-    if (h->vecs)
-        munmap(h->vecs, h->vecs_len);
+    if (h->elems)
+        munmap(h->elems, h->elems_len);
     if (h->links0)
         munmap(h->links0, h->links0_len);
     qv_mem_free(h->levels);
@@ -278,9 +314,9 @@ int hnsw_reserve(hnsw *h, uint32_t slots)
     uint32_t new_cap = h->cap ? h->cap : 64;
     while (new_cap < slots)
         new_cap = new_cap > UINT32_MAX / 2 ? UINT32_MAX : new_cap * 2;
-    size_t vec_bytes = h->stride * sizeof(float);
+    size_t vec_bytes = h->stride;
     size_t link_bytes = h->link0_stride * sizeof(uint32_t);
-    if (region_grow((void **)&h->vecs, &h->vecs_len, h->cap * vec_bytes,
+    if (region_grow((void **)&h->elems, &h->elems_len, h->cap * vec_bytes,
                     new_cap * vec_bytes) != 0 ||
         region_grow((void **)&h->links0, &h->links0_len, h->cap * link_bytes,
                     new_cap * link_bytes) != 0 ||
@@ -305,6 +341,8 @@ int hnsw_contains(const hnsw *h, uint32_t id)
 
 const float *hnsw_vector(const hnsw *h, uint32_t id)
 {
+    if (h->codec)
+        return NULL;
     return vec_of(h, id);
 }
 
@@ -368,6 +406,8 @@ void hnsw_scratch_free(hnsw_scratch *s)
     qv_mem_free(s->cands);
     qv_mem_free(s->res);
     qv_mem_free(s->tmp);
+    qv_mem_free(s->qbuf);
+    qv_mem_free(s->qvec);
     qv_mem_free(s);
 }
 
@@ -383,6 +423,39 @@ static int ensure_cands(cand **arr, size_t *cap, size_t need)
     return 0;
 }
 
+static int ensure_bytes(void **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return 0;
+    void *p = qv_malloc(need);
+    if (!p)
+        return -1;
+    qv_mem_free(*buf);
+    *buf = p;
+    *cap = need;
+    return 0;
+}
+
+/* Measure distances from v (unit length for cosine). */
+static void set_query(const hnsw *h, hnsw_scratch *s, const float *v)
+{
+    if (!h->codec)
+        s->q = v;
+    else
+        codec_query_prepare(h->codec, v, s->qbuf);
+}
+
+/* Measure distances from node id's own element. */
+static void query_from_node(const hnsw *h, hnsw_scratch *s, uint32_t id)
+{
+    if (!h->codec) {
+        s->q = vec_of(h, id);
+        return;
+    }
+    codec_decode(h->codec, vec_of(h, id), s->qvec);
+    codec_query_prepare(h->codec, s->qvec, s->qbuf);
+}
+
 /* Size the scratch for h and a beam of ef; start a new visited epoch. */
 static int scratch_prepare(hnsw_scratch *s, const hnsw *h, size_t ef)
 {
@@ -395,6 +468,11 @@ static int scratch_prepare(hnsw_scratch *s, const hnsw *h, size_t ef)
         s->visited_cap = h->cap;
         s->epoch = 0;
     }
+    if (h->codec && (ensure_bytes(&s->qbuf, &s->qbuf_cap,
+                                  codec_query_bytes(h->codec)) != 0 ||
+                     ensure_bytes((void **)&s->qvec, &s->qvec_cap,
+                                  h->p.dim * sizeof(float)) != 0))
+        return -1;
     size_t need = ef + h->M0 + 1;
     if (ensure_cands(&s->cands, &s->cands_cap, need * 2) != 0 ||
         ensure_cands(&s->res, &s->res_cap, need) != 0 ||
@@ -410,7 +488,7 @@ static int scratch_prepare(hnsw_scratch *s, const hnsw *h, size_t ef)
 /* ---- search ---- */
 
 /* Greedy descent from (*cur, *curd) at one upper level. */
-static void greedy_step(const hnsw *h, const float *q, int level,
+static void greedy_step(const hnsw *h, const hnsw_scratch *s, int level,
                         uint32_t *cur, float *curd)
 {
     int changed = 1;
@@ -420,7 +498,7 @@ static void greedy_step(const hnsw *h, const float *q, int level,
         uint32_t n = load_u32(list);
         for (uint32_t i = 0; i < n; i++) {
             uint32_t nb = load_u32(&list[1 + i]);
-            float d = distance(h, q, vec_of(h, nb));
+            float d = qdist(h, s, vec_of(h, nb));
             if (d < *curd) {
                 *curd = d;
                 *cur = nb;
@@ -441,8 +519,7 @@ static inline int allows(const uint8_t *allowed, uint32_t allowed_n,
     return !allowed || (id < allowed_n && allowed[id]);
 }
 
-static void search_level_in(const hnsw *h, hnsw_scratch *s, const float *q,
-                            uint32_t entry, float entry_d, size_t ef,
+static void search_level_in(const hnsw *h, hnsw_scratch *s, uint32_t entry, float entry_d, size_t ef,
                             int level, const uint8_t *allowed,
                             uint32_t allowed_n, size_t *nres)
 {
@@ -472,7 +549,7 @@ static void search_level_in(const hnsw *h, hnsw_scratch *s, const float *q,
                 continue;
             s->visited[nb] = epoch;
             s->distances++;
-            float d = distance(h, q, vec_of(h, nb));
+            float d = qdist(h, s, vec_of(h, nb));
             if (*nres < ef || d < s->res[0].d) {
                 if (ncand == s->cands_cap &&
                     ensure_cands(&s->cands, &s->cands_cap, 2 * ncand) != 0)
@@ -488,20 +565,19 @@ static void search_level_in(const hnsw *h, hnsw_scratch *s, const float *q,
     }
 }
 
-static void search_level(const hnsw *h, hnsw_scratch *s, const float *q,
-                         uint32_t entry, float entry_d, size_t ef, int level,
-                         size_t *nres)
+static void search_level(const hnsw *h, hnsw_scratch *s, uint32_t entry,
+                         float entry_d, size_t ef, int level, size_t *nres)
 {
-    search_level_in(h, s, q, entry, entry_d, ef, level, NULL, 0, nres);
+    search_level_in(h, s, entry, entry_d, ef, level, NULL, 0, nres);
 }
 
 /* Descend from the entry point to level stop + 1; returns the start. */
-static uint32_t descend(const hnsw *h, const float *q, uint32_t ep, int top,
-                        int stop, float *d)
+static uint32_t descend(const hnsw *h, const hnsw_scratch *s, uint32_t ep,
+                        int top, int stop, float *d)
 {
-    *d = distance(h, q, vec_of(h, ep));
+    *d = qdist(h, s, vec_of(h, ep));
     for (int l = top; l > stop; l--)
-        greedy_step(h, q, l, &ep, d);
+        greedy_step(h, s, l, &ep, d);
     return ep;
 }
 
@@ -517,10 +593,11 @@ void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
     size_t beam = ef > k ? ef : k;
     if (scratch_prepare(s, h, beam) != 0)
         return;
+    set_query(h, s, q);
     float d;
-    ep = descend(h, q, ep, top, 0, &d);
+    ep = descend(h, s, ep, top, 0, &d);
     size_t nres;
-    search_level_in(h, s, q, ep, d, beam, 0, allowed, allowed_n, &nres);
+    search_level_in(h, s, ep, d, beam, 0, allowed, allowed_n, &nres);
     for (size_t i = 0; i < nres; i++) {
         if (node_level(h, s->res[i].id) >= 0)
             topk_push(out, s->res[i].d, s->res[i].id);
@@ -539,10 +616,10 @@ static size_t select_neighbors(const hnsw *h, cand *cands, size_t n, size_t max)
 {
     size_t kept = 0;
     for (size_t i = 0; i < n && kept < max; i++) {
-        const float *v = vec_of(h, cands[i].id);
+        const void *v = vec_of(h, cands[i].id);
         int good = 1;
         for (size_t j = 0; j < kept && good; j++)
-            good = distance(h, v, vec_of(h, cands[j].id)) >= cands[i].d;
+            good = edist(h, v, vec_of(h, cands[j].id)) >= cands[i].d;
         if (good)
             cands[kept++] = cands[i];
     }
@@ -619,12 +696,12 @@ static void link_back(hnsw *h, cand *tmp, uint32_t node, uint32_t id,
         store_u32(list, n + 1);
         edge_added(h, level, id);
     } else {
-        const float *v = vec_of(h, node);
+        const void *v = vec_of(h, node);
         for (uint32_t i = 0; i < n; i++) {
             uint32_t nb = load_u32(&list[1 + i]);
-            tmp[i] = (cand){distance(h, v, vec_of(h, nb)), nb};
+            tmp[i] = (cand){edist(h, v, vec_of(h, nb)), nb};
         }
-        tmp[n] = (cand){distance(h, v, vec_of(h, id)), id};
+        tmp[n] = (cand){edist(h, v, vec_of(h, id)), id};
         qsort(tmp, n + 1, sizeof *tmp, by_distance);
         write_list(h, node, level, tmp, select_neighbors(h, tmp, n + 1, max));
     }
@@ -647,13 +724,13 @@ static size_t sorted_beam(const hnsw *h, hnsw_scratch *s, size_t nres,
     return n;
 }
 
-/* Connect node id, already holding its vector and level, into the graph. */
+/* Connect node id, already holding its element and level, into the graph;
+ * the query of s is its vector. */
 static void connect_node(hnsw *h, hnsw_scratch *s, uint32_t id, int level,
                          uint32_t ep, int top)
 {
-    const float *v = vec_of(h, id);
     float d;
-    ep = descend(h, v, ep, top, level, &d);
+    ep = descend(h, s, ep, top, level, &d);
     for (int l = level < top ? level : top; l >= 0; l--) {
         size_t nres;
         s->epoch++;
@@ -661,7 +738,7 @@ static void connect_node(hnsw *h, hnsw_scratch *s, uint32_t id, int level,
             memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
             s->epoch = 1;
         }
-        search_level(h, s, v, ep, d, h->p.ef_construction, l, &nres);
+        search_level(h, s, ep, d, h->p.ef_construction, l, &nres);
         size_t n = sorted_beam(h, s, nres, id);
         if (n == 0)
             continue;
@@ -698,8 +775,8 @@ void hnsw_reclaim(hnsw *h)
     h->nretired = 0;
 }
 
-/* Put the node's vector and empty lists in its slot. */
-static int place_node(hnsw *h, uint32_t id, const float *vec, int level)
+/* Give node id the upper lists of its level. */
+static int place_node(hnsw *h, uint32_t id, int level)
 {
     if (level > 0) {
         uint32_t *up = qv_calloc((size_t)level * h->upper_stride,
@@ -710,25 +787,52 @@ static int place_node(hnsw *h, uint32_t id, const float *vec, int level)
         }
         h->upper[id] = up;
     }
-    float *dst = h->vecs + (size_t)id * h->stride;
-    memcpy(dst, vec, h->p.dim * sizeof(float));
-    memset(dst + h->p.dim, 0, (h->stride - h->p.dim) * sizeof(float));
-    if (h->p.metric == HNSW_COSINE) {
-        float norm = sqrtf(dist_dot(dst, dst, h->p.dim));
-        for (uint32_t i = 0; i < h->p.dim && norm > 0; i++)
-            dst[i] /= norm;
-    }
+    return 0;
+}
+
+/* An empty level-0 list, then the level: the node is live. */
+static void publish_node(hnsw *h, uint32_t id, int level)
+{
     store_u32(list_of(h, id, 0), 0);
     __atomic_store_n(&h->levels[id], (int8_t)level, __ATOMIC_RELEASE);
-    return 0;
+}
+
+static void normalize(float *v, uint32_t dim)
+{
+    float norm = sqrtf(dist_dot(v, v, dim));
+    for (uint32_t i = 0; i < dim && norm > 0; i++)
+        v[i] /= norm;
+}
+
+/* Store vec as node id's element (unit length for cosine, encoded for a
+ * codec); the query of s becomes the stored vector. */
+static void store_vector(hnsw *h, hnsw_scratch *s, uint32_t id,
+                         const float *vec)
+{
+    uint8_t *dst = h->elems + (size_t)id * h->stride;
+    memset(dst + h->elem_bytes, 0, h->stride - h->elem_bytes);
+    if (!h->codec) {
+        memcpy(dst, vec, h->elem_bytes);
+        if (h->p.metric == HNSW_COSINE)
+            normalize((float *)(void *)dst, h->p.dim);
+        s->q = (const float *)(const void *)dst;
+        return;
+    }
+    memcpy(s->qvec, vec, h->p.dim * sizeof *vec);
+    if (h->p.metric == HNSW_COSINE)
+        normalize(s->qvec, h->p.dim);
+    codec_encode(h->codec, s->qvec, dst);
+    codec_query_prepare(h->codec, s->qvec, s->qbuf);
 }
 
 int hnsw_insert(hnsw *h, hnsw_scratch *s, uint32_t id, const float *vec,
                 int level)
 {
     if (scratch_prepare(s, h, h->p.ef_construction) != 0 ||
-        place_node(h, id, vec, level) != 0)
+        place_node(h, id, level) != 0)
         return -1;
+    store_vector(h, s, id, vec);
+    publish_node(h, id, level);
     mark_dirty(h, id);
     atomic_fetch_add(&h->count, 1);
 
@@ -815,7 +919,7 @@ static void relink(hnsw *h, hnsw_scratch *s, uint32_t ref, uint32_t removed,
 {
     uint32_t *list = list_of(h, ref, level);
     uint32_t n = load_u32(list);
-    const float *v = vec_of(h, ref);
+    const void *v = vec_of(h, ref);
     size_t m = 0;
     if (++s->epoch == 0) {
         memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
@@ -830,7 +934,7 @@ static void relink(hnsw *h, hnsw_scratch *s, uint32_t ref, uint32_t removed,
             if (s->visited[nb] == s->epoch || node_level(h, nb) < level)
                 continue;
             s->visited[nb] = s->epoch;
-            s->tmp[m++] = (cand){distance(h, v, vec_of(h, nb)), nb};
+            s->tmp[m++] = (cand){edist(h, v, vec_of(h, nb)), nb};
         }
     }
     qsort(s->tmp, m, sizeof *s->tmp, by_distance);
@@ -938,18 +1042,18 @@ static size_t mark_reachable(const hnsw *h, uint8_t *seen, uint32_t *queue)
  */
 static void adopt_orphan(hnsw *h, hnsw_scratch *s, uint32_t u)
 {
-    const float *v = vec_of(h, u);
     uint32_t ep;
     int top;
     unpack_entry(atomic_load(&h->entry), &ep, &top);
+    query_from_node(h, s, u);
     float d;
-    ep = descend(h, v, ep, top, 0, &d);
+    ep = descend(h, s, ep, top, 0, &d);
     if (++s->epoch == 0) {
         memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
         s->epoch = 1;
     }
     size_t nres;
-    search_level(h, s, v, ep, d, h->p.ef_construction, 0, &nres);
+    search_level(h, s, ep, d, h->p.ef_construction, 0, &nres);
     size_t n = sorted_beam(h, s, nres, u);
     for (size_t i = 0; i < n; i++) {
         uint32_t *list = list_of(h, s->cands[i].id, 0);
@@ -1070,7 +1174,7 @@ void hnsw_record_write(const hnsw *h, uint32_t id, void *buf)
     }
 }
 
-int hnsw_record_load(hnsw *h, uint32_t id, const float *vec, const void *rec,
+int hnsw_record_load(hnsw *h, uint32_t id, const void *elem, const void *rec,
                      size_t len)
 {
     const unsigned char *p = rec, *end = p + len;
@@ -1078,8 +1182,14 @@ int hnsw_record_load(hnsw *h, uint32_t id, const float *vec, const void *rec,
         return -1;
     int level = p[0];
     p += 4;
-    if (place_node(h, id, vec, level) != 0)
+    if (place_node(h, id, level) != 0)
         return -2;
+    uint8_t *dst = h->elems + (size_t)id * h->stride;
+    memcpy(dst, elem, h->elem_bytes);
+    memset(dst + h->elem_bytes, 0, h->stride - h->elem_bytes);
+    if (!h->codec && h->p.metric == HNSW_COSINE)
+        normalize((float *)(void *)dst, h->p.dim);
+    publish_node(h, id, level);
     for (int l = 0; l <= level; l++) {
         uint32_t n;
         if (end - p < 4)
@@ -1192,9 +1302,30 @@ int hnsw_check(const hnsw *h, char *err, size_t errlen)
     return check_reachable(h, err, errlen);  /* -2: out of memory */
 }
 
+size_t hnsw_element_bytes(const hnsw *h) { return h->elem_bytes; }
+
+const void *hnsw_element(const hnsw *h, uint32_t id)
+{
+    return vec_of(h, id);
+}
+
+int hnsw_query(const hnsw *h, hnsw_scratch *s, const float *q)
+{
+    if (scratch_prepare(s, h, 1) != 0)
+        return -1;
+    set_query(h, s, q);
+    return 0;
+}
+
+float hnsw_query_distance(const hnsw *h, hnsw_scratch *s, uint32_t id)
+{
+    s->distances++;
+    return qdist(h, s, vec_of(h, id));
+}
+
 size_t hnsw_memory_bytes(const hnsw *h)
 {
-    size_t bytes = (size_t)h->cap * (h->stride * sizeof(float) +
+    size_t bytes = (size_t)h->cap * (h->stride +
                                      h->link0_stride * sizeof(uint32_t) +
                                      sizeof(uint32_t *) + 2 + sizeof(uint32_t));
     for (uint32_t id = 0; id < h->cap; id++) {

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec.h"
 #include "topk.h"
 
 enum hnsw_metric { HNSW_L2 = 0, HNSW_IP = 1, HNSW_COSINE = 2 };
@@ -35,6 +36,10 @@ typedef struct hnsw_params {
     uint32_t ef_construction;
     enum hnsw_metric metric;
     uint64_t seed;             /* for levels */
+    /* NULL: nodes hold float vectors. Else nodes hold this codec's codes
+     * and every distance is a code distance; the codec must outlive the
+     * graph. */
+    const codec *codec;
 } hnsw_params;
 
 typedef struct hnsw hnsw;
@@ -98,8 +103,21 @@ unsigned long hnsw_scratch_distances(hnsw_scratch *s);
 void hnsw_scratch_free(hnsw_scratch *s);
 
 /* The stored vector of a node (unit length for cosine); valid while no
- * hnsw_reserve runs. */
+ * hnsw_reserve runs. NULL for a graph over codes. */
 const float *hnsw_vector(const hnsw *h, uint32_t id);
+
+/* Bytes of a node's element (vector or code), and the element itself. */
+size_t hnsw_element_bytes(const hnsw *h);
+const void *hnsw_element(const hnsw *h, uint32_t id);
+
+/*
+ * Distances from q (unit length for cosine; kept by the caller) to single
+ * nodes: hnsw_query prepares s (0, or -1 when out of memory), then
+ * hnsw_query_distance measures as the search does (code distances for a
+ * graph over codes).
+ */
+int hnsw_query(const hnsw *h, hnsw_scratch *s, const float *q);
+float hnsw_query_distance(const hnsw *h, hnsw_scratch *s, uint32_t id);
 
 /* Entry point and top level, for persistence; HNSW_NO_NODE when empty. */
 uint32_t hnsw_entry(const hnsw *h);
@@ -121,11 +139,12 @@ size_t hnsw_record_size(const hnsw *h, uint32_t id);
 void hnsw_record_write(const hnsw *h, uint32_t id, void *buf);
 
 /*
- * Restore a node from its record and vector (at open). The entry point is
+ * Restore a node from its record and element (at open): its vector, or
+ * its code for a graph over codes (hnsw_element_bytes bytes). The entry point is
  * set afterwards with hnsw_set_entry. Returns 0, or -1 if the record is
  * malformed, -2 when out of memory.
  */
-int hnsw_record_load(hnsw *h, uint32_t id, const float *vec, const void *rec,
+int hnsw_record_load(hnsw *h, uint32_t id, const void *elem, const void *rec,
                      size_t len);
 void hnsw_set_entry(hnsw *h, uint32_t entry, int max_level);
 
@@ -142,7 +161,7 @@ int hnsw_check(const hnsw *h, char *err, size_t errlen);
  * search is running. */
 void hnsw_reclaim(hnsw *h);
 
-/* Resident bytes of the graph and vectors, for stats. */
+/* Resident bytes of the graph and its vectors or codes, for stats. */
 size_t hnsw_memory_bytes(const hnsw *h);
 
 #endif

@@ -4,14 +4,24 @@
  * then for each ef time single-query searches on `threads` threads (after
  * one untimed warm-up pass; the better of two timed passes) and measure
  * recall@k. One JSON object per ef.
+ *
+ * With --codec the graph is built over compact codes and the best
+ * --rerank candidates are re-scored with full vectors read from disk.
+ * --cold drops the data file from the page cache before every query
+ * (posix_fadvise DONTNEED, outside the timing) and runs the queries one
+ * at a time, reporting the mean re-rank latency the search explains, for
+ * the reader --io selects (io_uring, or the pread fallback).
  */
+#include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "bench.h"
@@ -26,13 +36,18 @@ struct ann_args {
     unsigned M, ef_construction, k, threads;
     unsigned efs[MAX_EFS];
     int nefs, json, batch;
+    const char *codec;
+    long rerank;       /* -1: the default; 0: code distances only */
+    int cold, pread;
 };
 
 static const char ann_usage[] =
     "usage: quiver bench ann --base FILE --query FILE [--gt FILE]\n"
     "       [--nbase N] [--nq N] [--metric l2|ip|cosine] [--M 16]\n"
     "       [--ef-construction 200] [--ef 10,16,32,64,128] [--k 10]\n"
-    "       [--threads 1] [--batch] [--db DIR] [--json]\n";
+    "       [--threads 1] [--batch] [--db DIR] [--json]\n"
+    "       [--codec none|f16|sq8|pq:M|bin|prune:K] [--rerank R]\n"
+    "       [--cold] [--io uring|pread]\n";
 
 static int parse_efs(const char *list, struct ann_args *a)
 {
@@ -54,7 +69,8 @@ static int parse_efs(const char *list, struct ann_args *a)
 
 static int parse_ann_args(int argc, char **argv, struct ann_args *a)
 {
-    enum { O_M = 256, O_EFC, O_EF, O_THREADS, O_BATCH };
+    enum { O_M = 256, O_EFC, O_EF, O_THREADS, O_BATCH, O_CODEC, O_RERANK,
+           O_COLD, O_IO };
     static const struct option opts[] = {
         {"base", required_argument, 0, 'b'}, {"query", required_argument, 0, 'q'},
         {"gt", required_argument, 0, 'g'},   {"nbase", required_argument, 0, 'n'},
@@ -65,10 +81,15 @@ static int parse_ann_args(int argc, char **argv, struct ann_args *a)
         {"ef", required_argument, 0, O_EF},
         {"threads", required_argument, 0, O_THREADS},
         {"batch", no_argument, 0, O_BATCH},
+        {"codec", required_argument, 0, O_CODEC},
+        {"rerank", required_argument, 0, O_RERANK},
+        {"cold", no_argument, 0, O_COLD},
+        {"io", required_argument, 0, O_IO},
         {0, 0, 0, 0}};
     *a = (struct ann_args){.metric = QV_METRIC_L2, .k = 10, .M = 16,
                            .ef_construction = 200, .threads = 1,
-                           .efs = {10, 16, 32, 64, 128}, .nefs = 5};
+                           .efs = {10, 16, 32, 64, 128}, .nefs = 5,
+                           .rerank = -1};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -85,6 +106,16 @@ static int parse_ann_args(int argc, char **argv, struct ann_args *a)
         case O_EFC: a->ef_construction = (unsigned)atoi(optarg); break;
         case O_THREADS: a->threads = (unsigned)atoi(optarg); break;
         case O_BATCH: a->batch = 1; break;
+        case O_CODEC: a->codec = optarg; break;
+        case O_RERANK: a->rerank = atol(optarg); break;
+        case O_COLD: a->cold = 1; break;
+        case O_IO:
+            if (strcmp(optarg, "uring") && strcmp(optarg, "pread")) {
+                fprintf(stderr, "quiver bench ann: --io is uring or pread\n");
+                return -1;
+            }
+            a->pread = !strcmp(optarg, "pread");
+            break;
         case O_EF:
             if (parse_efs(optarg, a) != 0) {
                 fprintf(stderr, "quiver bench ann: bad --ef list '%s'\n",
@@ -105,7 +136,8 @@ static int parse_ann_args(int argc, char **argv, struct ann_args *a)
         }
     }
     if (!a->base || !a->query || optind != argc || a->k == 0 ||
-        a->threads == 0 || a->nbase < 0 || a->nq < 0) {
+        a->threads == 0 || a->nbase < 0 || a->nq < 0 || a->rerank < -1 ||
+        a->rerank > QV_RERANK_MAX) {
         fputs(ann_usage, stderr);
         return -1;
     }
@@ -138,6 +170,10 @@ struct ann_run {
     qv_search_options opt;
     atomic_long next;
     atomic_int failed;
+    const char *data_file;   /* --cold: evicted before each query */
+    double rerank_ms;        /* --cold: summed from the searches' explain */
+    char io[16];
+    uint32_t code_bytes;
 };
 
 static int load_queries(struct ann_run *r, vecfile *qf, char *err,
@@ -196,6 +232,54 @@ cleanup:
     return rc;
 }
 
+/* Drop the data file's pages from the page cache. */
+static void evict(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd >= 0) {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        close(fd);
+    }
+}
+
+/* --cold: the re-rank time and reader a search explains. */
+static void note_rerank(struct ann_run *r, const qv_hits *hits)
+{
+    json_t *o = hits->explain ? json_loads(hits->explain, 0, NULL) : NULL;
+    r->rerank_ms += json_real_value(json_object_get(o, "rerank_ms"));
+    const char *io = json_string_value(json_object_get(o, "rerank_io"));
+    snprintf(r->io, sizeof r->io, "%s", io ? io : "none");
+    json_decref(o);
+}
+
+/* --cold: one query at a time, after an eviction; returns the seconds
+ * spent in the searches. */
+static double run_cold(struct ann_run *r, unsigned ef)
+{
+    qv_search_options opt = r->opt;
+    opt.ef = ef;
+    opt.explain = 1;
+    double secs = 0;
+    r->rerank_ms = 0;
+    for (long i = 0; i < r->nq; i++) {
+        evict(r->data_file);
+        qv_hits *hits;
+        double t0 = cli_now();
+        if (qv_search(r->db, "bench", r->queries + i * r->dim, r->dim, &opt,
+                      &hits) != QV_OK) {
+            atomic_store(&r->failed, 1);
+            break;
+        }
+        secs += cli_now() - t0;
+        note_rerank(r, hits);
+        for (unsigned j = 0; j < opt.k; j++)
+            r->found[i * opt.k + j] = j < hits->count
+                                          ? atol(hits->hits[j].id) : -1;
+        qv_free(hits);
+    }
+    return secs;
+}
+
 static void *query_worker(void *arg)
 {
     struct ann_run *r = arg;
@@ -245,6 +329,8 @@ static double run_batch(struct ann_run *r, unsigned ef, unsigned threads)
 static double run_ef(struct ann_run *r, unsigned ef, unsigned threads,
                      int batch)
 {
+    if (r->data_file)
+        return run_cold(r, ef);
     if (batch)
         return run_batch(r, ef, threads);
     pthread_t tids[64];
@@ -285,7 +371,7 @@ static void print_ef(const struct ann_args *a, const struct ann_run *r,
         return;
     }
     json_t *o = json_pack("{s:i, s:i, s:f, s:f, s:f, s:I, s:i, s:f, s:f, "
-                          "s:i, s:i, s:i, s:s, s:b}",
+                          "s:i, s:i, s:i, s:s, s:b, s:s, s:i, s:I, s:b}",
                           "ef", (int)ef, "k", (int)a->k, "recall", recall,
                           "qps", r->nq / secs, "build_s", build_s,
                           "n", (json_int_t)r->n, "d", (int)r->dim,
@@ -293,7 +379,17 @@ static void print_ef(const struct ann_args *a, const struct ann_run *r,
                           rss_per_vector, "M", (int)a->M, "ef_construction",
                           (int)a->ef_construction, "threads", (int)a->threads,
                           "metric", qv_metric_name(a->metric), "batch",
-                          a->batch);
+                          a->batch, "codec", a->codec ? a->codec : "none",
+                          "code_bytes_per_vector", (int)r->code_bytes,
+                          "rerank", (json_int_t)(a->rerank < 0
+                                                     ? 4 * (long)a->k
+                                                     : a->rerank),
+                          "cold", a->cold);
+    if (o && a->cold) {
+        json_object_set_new(o, "rerank_ms_mean",
+                            json_real(r->rerank_ms / (double)r->nq));
+        json_object_set_new(o, "io", json_string(r->io));
+    }
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                 JSON_REAL_PRECISION(6));
     puts(s);
@@ -343,7 +439,8 @@ static double build(const struct ann_args *a, const char *dir, vecfile *base,
     qv_open_options oo = {.threads = a->threads};
     qv_collection_config cfg = {.dim = vecfile_dim(base), .metric = a->metric,
                                 .M = a->M,
-                                .ef_construction = a->ef_construction};
+                                .ef_construction = a->ef_construction,
+                                .codec = a->codec};
     double secs = -1;
     if (qv_open(dir, &oo, &db) != QV_OK ||
         qv_create_collection(db, "bench", &cfg) != QV_OK) {
@@ -362,7 +459,8 @@ cleanup:
 static double reopen(struct ann_run *r, const struct ann_args *a,
                      const char *dir, char *err, size_t errlen)
 {
-    qv_open_options oo = {.threads = a->threads};
+    qv_open_options oo = {.threads = a->threads,
+                          .flags = a->pread ? QV_OPEN_PREAD : 0};
     double t0 = cli_now();
     qv_hits *hits = NULL;
     qv_search_options opt = {.k = a->k};
@@ -372,7 +470,14 @@ static double reopen(struct ann_run *r, const struct ann_args *a,
         return -1;
     }
     qv_free(hits);
-    return cli_now() - t0;
+    double secs = cli_now() - t0;
+    qv_collection_info info;
+    if (qv_describe_collection(r->db, "bench", &info) != QV_OK) {
+        snprintf(err, errlen, "describe: %s", qv_errmsg(r->db));
+        return -1;
+    }
+    r->code_bytes = info.code_bytes;
+    return secs;
 }
 
 int bench_ann(int argc, char **argv)
@@ -412,6 +517,7 @@ int bench_ann(int argc, char **argv)
     double build_s = build(&a, dir, base, r.n, err, sizeof err);
     if (build_s < 0)
         goto cleanup;
+    malloc_trim(0);   /* what the build freed is not the index's */
     long rss0 = rss_anon_bytes();
     double open_s = reopen(&r, &a, dir, err, sizeof err);
     if (open_s < 0)
@@ -420,7 +526,13 @@ int bench_ann(int argc, char **argv)
     r.found = qv_malloc((size_t)r.nq * a.k * sizeof *r.found);
     if (!r.found || load_truth(&r, gt, a.k, err, sizeof err) != 0)
         goto cleanup;
-    r.opt = (qv_search_options){.k = a.k};
+    r.opt = (qv_search_options){.k = a.k,
+                                .rerank = a.rerank > 0 ? (uint32_t)a.rerank
+                                                       : 0,
+                                .no_rerank = a.rerank == 0};
+    char data_file[4096];
+    snprintf(data_file, sizeof data_file, "%s/data.mdb", dir);
+    r.data_file = a.cold ? data_file : NULL;
     atomic_init(&r.failed, 0);
     run_ef(&r, a.efs[0], a.threads, a.batch);  /* warm-up, untimed */
     for (int i = 0; i < a.nefs; i++) {

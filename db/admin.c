@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "alloc.h"
+#include "codec.h"
 #include "embedded.h"
 #include "error.h"
 #include "filter.h"
@@ -176,6 +177,8 @@ qv_status admin_compact(qv_db *base)
 {
     emb_db *db = (emb_db *)base;
     int rc = st_compact(db->env);
+    /* every page moved: the graphs' offsets of full vectors are void */
+    index_forget_all(db);
     if (rc == ST_ERR_BUSY)
         return qv_fail(base, QV_ERR_BUSY, "another process has the database "
                        "open (or it cannot be told); compact needs it alone");
@@ -229,4 +232,43 @@ qv_status admin_set_threads(qv_db *base, uint32_t threads)
     emb_db *db = (emb_db *)base;
     db->threads = threads ? threads : emb_default_threads();
     return QV_OK;
+}
+
+struct train_ctx {
+    emb_db *db;
+    const char *name;
+    qv_status status;
+};
+
+static int train_txn(MDB_txn *txn, void *arg)
+{
+    struct train_ctx *c = arg;
+    coll_rec rec;
+    c->status = catalog_get(c->db, txn, c->name, &rec);
+    if (c->status != QV_OK)
+        return ST_ABORT;
+    codec_spec spec = {(enum codec_kind)rec.codec, rec.codec_param};
+    char text[CODEC_SPEC_MAX];
+    codec_format(&spec, text);
+    if (!codec_train_min(&spec))
+        c->status = qv_fail(&c->db->base, QV_ERR_INVALID, "collection '%s' "
+                            "has codec %s, which learns nothing from the "
+                            "data", c->name, text);
+    else if (rec.count < QV_TRAIN_MIN_LEAST)
+        c->status = qv_fail(&c->db->base, QV_ERR_INVALID, "collection '%s' "
+                            "has %llu documents; training needs at least %d",
+                            c->name, (unsigned long long)rec.count,
+                            QV_TRAIN_MIN_LEAST);
+    else
+        c->status = index_train(c->db, txn, &rec);
+    if (c->status != QV_OK)
+        return ST_ABORT;
+    return catalog_put(c->db, txn, c->name, &rec);
+}
+
+qv_status admin_train(qv_db *base, const char *collection)
+{
+    emb_db *db = (emb_db *)base;
+    struct train_ctx c = {db, collection, QV_OK};
+    return emb_write(db, train_txn, &c, &c.status, "training the codec");
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "codec.h"
 #include "embedded.h"
 #include "error.h"
 #include "index.h"
@@ -27,22 +28,39 @@ qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                        "collection '%s' does not exist", name);
     if (rc != 0)
         return emb_status(db, rc, "reading the catalog");
-    if (val.mv_size != sizeof *rec)
+    uint32_t format = 0;
+    if (val.mv_size >= sizeof format)
+        memcpy(&format, val.mv_data, sizeof format);
+    size_t want = format == 3 ? COLL_FORMAT3_SIZE : sizeof *rec;
+    if (val.mv_size != want)
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "catalog record of '%s' is %zu bytes, expected %zu",
-                       name, val.mv_size, sizeof *rec);
-    memcpy(rec, val.mv_data, sizeof *rec);
-    if (rec->format != COLL_FORMAT)
+                       name, val.mv_size, want);
+    memset(rec, 0, sizeof *rec);
+    memcpy(rec, val.mv_data, want);
+    if (rec->format != COLL_FORMAT && rec->format != 3)
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "collection '%s' is stored in format %u; this build "
                        "reads format %u (export it with the build that wrote "
                        "it, import it here)", name, rec->format, COLL_FORMAT);
     uint32_t stored = rec->checksum;
     rec->checksum = 0;
-    if (record_checksum(rec, sizeof *rec) != stored)
+    if (record_checksum(rec, want) != stored)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%s' "
                        "fails its checksum", name);
-    if (rec->format != COLL_FORMAT || rec->dim == 0 ||
+    rec->format = COLL_FORMAT;  /* a format 3 record is written back as 4 */
+    codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
+    char why[128];
+    char text[CODEC_SPEC_MAX];
+    if (rec->codec > CODEC_PRUNE)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%s' "
+                       "names an unknown codec %u", name, rec->codec);
+    codec_format(&spec, text);
+    if (rec->dim > 0 && rec->dim <= QV_DIM_MAX &&
+        codec_parse(text, rec->dim, &spec, why, sizeof why) != 0)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%s': "
+                       "%s", name, why);
+    if (rec->dim == 0 ||
         rec->dim > QV_DIM_MAX || !qv_metric_name((qv_metric)rec->metric) ||
         rec->M < 2 || rec->M > QV_M_MAX || rec->ef_construction == 0 ||
         rec->max_level > HNSW_MAX_LEVEL || rec->count > rec->next_iid)
@@ -91,6 +109,17 @@ static int create_txn(MDB_txn *txn, void *arg)
         .entry = UINT32_MAX,
         .max_level = -1,
     };
+    codec_spec spec = {CODEC_NONE, 0};
+    char why[160];
+    if (c->config->codec && codec_parse(c->config->codec, rec.dim, &spec, why,
+                                        sizeof why) != 0) {
+        c->status = qv_fail(&c->db->base, QV_ERR_INVALID, "%s", why);
+        return ST_ABORT;
+    }
+    rec.codec = spec.kind;
+    rec.codec_param = spec.param;
+    rec.train_min = c->config->train_min ? c->config->train_min
+                                         : codec_train_min(&spec);
     rc = emb_next_id(c->db, txn, META_NEXT_COLL, &rec.id);
     if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
@@ -116,7 +145,7 @@ static int drop_txn(MDB_txn *txn, void *arg)
 {
     static const enum st_db per_collection[] = {
         ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS, ST_DB_FREEIDS, ST_DB_GRAPH,
-        ST_DB_PINDEX, ST_DB_PENTRIES
+        ST_DB_PINDEX, ST_DB_PENTRIES, ST_DB_CODES, ST_DB_CODECS
     };
     struct drop_ctx *c = arg;
     coll_rec rec;
@@ -158,6 +187,11 @@ static void fill_info(qv_collection_info *info, const char *name, size_t len,
     info->count = rec->count;
     info->M = rec->M;
     info->ef_construction = rec->ef_construction;
+    codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
+    codec_format(&spec, info->codec);
+    info->codec_trained = coll_has_graph(rec);
+    info->train_min = rec->train_min;
+    info->code_bytes = (uint32_t)codec_spec_code_bytes(&spec, rec->dim);
 }
 
 qv_status catalog_describe(qv_db *base, const char *name,

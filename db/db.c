@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "error.h"
 #include "filter.h"
+#include "codec.h"
 #include "internal.h"
 
 #define REMOTE_SCHEME "qv://"
@@ -114,6 +115,19 @@ qv_status qv_create_collection(qv_db *db, const char *name,
         return qv_fail(db, QV_ERR_INVALID,
                        "ef_construction must be 1 to %d, not %u", QV_EF_MAX,
                        cfg.ef_construction);
+    codec_spec spec;
+    char why[160];
+    if (cfg.codec && codec_parse(cfg.codec, cfg.dim, &spec, why,
+                                 sizeof why) != 0)
+        return qv_fail(db, QV_ERR_INVALID, "%s", why);
+    if (cfg.train_min && (!cfg.codec || !codec_train_min(&spec)))
+        return qv_fail(db, QV_ERR_INVALID, "train_min applies only to the "
+                       "codecs that are trained (sq8, pq, bin)");
+    if (cfg.train_min && (cfg.train_min < QV_TRAIN_MIN_LEAST ||
+                          cfg.train_min > QV_TRAIN_MIN_MOST))
+        return qv_fail(db, QV_ERR_INVALID, "train_min must be %d to %d, not "
+                       "%u", QV_TRAIN_MIN_LEAST, QV_TRAIN_MIN_MOST,
+                       cfg.train_min);
     return db->ops->create_collection(db, name, &cfg);
 }
 
@@ -255,6 +269,9 @@ static qv_status check_search_options(qv_db *db,
     if (options->ef > QV_EF_MAX)
         return qv_fail(db, QV_ERR_INVALID, "ef must be 0 to %d, not %u",
                        QV_EF_MAX, options->ef);
+    if (options->rerank > QV_RERANK_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "rerank must be 0 to %d, not %u",
+                       QV_RERANK_MAX, options->rerank);
     return check_filter(db, options->filter);
 }
 
@@ -402,6 +419,15 @@ qv_status qv_compact(qv_db *db)
     BEGIN_CALL(db);
     qv_status st = check_writable(db);
     return st == QV_OK ? db->ops->compact(db) : st;
+}
+
+qv_status qv_train(qv_db *db, const char *collection)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, collection);
+    return st == QV_OK ? db->ops->train(db, collection) : st;
 }
 
 qv_status qv_stats(qv_db *db, char **json)

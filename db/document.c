@@ -164,6 +164,11 @@ struct upsert_ctx {
     live_index *touched;    /* the graph this attempt changed */
     uint32_t *iids;         /* per document */
     int *changed;           /* per document: the index must take it */
+    /* nodes that took new vectors, for index_offsets_refill */
+    uint32_t *indexed;
+    size_t nindexed;
+    uint64_t epoch;
+    uint64_t generation;    /* committed by this attempt */
 };
 
 static qv_status check_batch(emb_db *db, const char *name,
@@ -217,8 +222,9 @@ static size_t documents_to_index(const struct upsert_ctx *c, size_t *order)
 }
 
 /* Insert the batch's new or changed vectors into the graph. */
-static qv_status insert_into_graph(struct upsert_ctx *c, const coll_rec *rec,
-                                   const size_t *order, size_t m)
+static qv_status insert_into_graph(struct upsert_ctx *c, MDB_txn *txn,
+                                   const coll_rec *rec, const size_t *order,
+                                   size_t m)
 {
     live_index *ix = c->touched;
     hnsw *g = ix->graph;
@@ -245,18 +251,27 @@ static qv_status insert_into_graph(struct upsert_ctx *c, const coll_rec *rec,
     if (rc == 0)
         rc = hnsw_repair(g, s, &orphans);
     index_scratch_put(ix, s);
-    qv_mem_free(ids);
     qv_mem_free(vecs);
     qv_mem_free(levels);
     if (rc != 0) {
+        qv_mem_free(ids);
         index_mark_stale(ix);
         return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory while "
                        "indexing");
     }
+    qv_mem_free(c->indexed);
+    c->indexed = ids;
+    c->nindexed = m;
+    rc = index_put_codes(c->db, txn, rec, ix, ids, m, &c->epoch);
+    if (rc != 0) {
+        index_mark_stale(ix);
+        return emb_status(c->db, rc, "storing codes");
+    }
     return QV_OK;
 }
 
-static qv_status index_documents(struct upsert_ctx *c, const coll_rec *rec)
+static qv_status index_documents(struct upsert_ctx *c, MDB_txn *txn,
+                                 const coll_rec *rec)
 {
     size_t *order = qv_malloc(c->n * sizeof *order);
     if (!order)
@@ -264,7 +279,7 @@ static qv_status index_documents(struct upsert_ctx *c, const coll_rec *rec)
     size_t m = documents_to_index(c, order);
     qv_status st = index_reserve(c->db, c->touched, rec->next_iid);
     if (st == QV_OK && m > 0)
-        st = insert_into_graph(c, rec, order, m);
+        st = insert_into_graph(c, txn, rec, order, m);
     qv_mem_free(order);
     return st;
 }
@@ -301,14 +316,21 @@ static int upsert_txn(MDB_txn *txn, void *arg)
                             "(%u)", c->name, UINT32_MAX - 1);
         return ST_ABORT;
     }
-    if (rc == 0) {
-        c->status = index_documents(c, &rec);
+    if (rc == 0 && c->touched) {
+        c->status = index_documents(c, txn, &rec);
         if (c->status != QV_OK)
             return ST_ABORT;
         rc = index_flush(c->db, txn, &rec, c->touched);
     }
+    if (rc == 0 && !coll_has_graph(&rec) && rec.count >= rec.train_min) {
+        /* enough vectors: train the codec and build the graph now */
+        c->status = index_train(c->db, txn, &rec);
+        if (c->status != QV_OK)
+            return ST_ABORT;
+    }
     if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
+    c->generation = rec.generation;
     return rc;
 }
 
@@ -316,7 +338,8 @@ qv_status document_upsert(qv_db *base, const char *collection,
                           const qv_doc *docs, size_t n)
 {
     emb_db *db = (emb_db *)base;
-    struct upsert_ctx c = {db, collection, docs, n, QV_OK, NULL, NULL, NULL};
+    struct upsert_ctx c = {db, collection, docs, n, QV_OK, NULL, NULL, NULL,
+                           NULL, 0, 0, 0};
     c.iids = qv_calloc(n, sizeof *c.iids);
     c.changed = qv_calloc(n, sizeof *c.changed);
     qv_status st;
@@ -327,8 +350,12 @@ qv_status document_upsert(qv_db *base, const char *collection,
     if (c.touched) {
         if (st != QV_OK)
             index_mark_stale(c.touched);
+        else
+            index_offsets_refill(db, c.touched, collection, c.generation,
+                                 c.epoch, c.indexed, c.nindexed);
         index_release(c.touched);
     }
+    qv_mem_free(c.indexed);
     qv_mem_free(c.iids);
     qv_mem_free(c.changed);
     return st;
@@ -368,6 +395,9 @@ static int unindex_documents(struct delete_ctx *c, MDB_txn *txn,
                              coll_rec *rec, const uint32_t *iids, size_t n)
 {
     live_index *ix = c->touched;
+    if (!ix)
+        return 0;   /* no graph: the codec is not trained yet */
+    index_offsets_forget(ix, iids, n);
     hnsw_scratch *s = index_scratch_get(ix);
     size_t orphans;
     int rc = s ? 0 : -1;
@@ -402,6 +432,10 @@ static int remove_records(emb_db *db, MDB_txn *txn, coll_rec *rec,
         rc = mdb_del(txn, st_dbi(db->env, ST_DB_DOCS), &key, NULL);
     if (rc == 0)
         rc = mdb_del(txn, st_dbi(db->env, ST_DB_VECTORS), &key, NULL);
+    if (rc == 0 && rec->codec) {
+        rc = mdb_del(txn, st_dbi(db->env, ST_DB_CODES), &key, NULL);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;   /* none before training */
+    }
     if (rc == 0)
         rc = mdb_put(txn, st_dbi(db->env, ST_DB_FREEIDS), &key, &empty, 0);
     rec->count--;

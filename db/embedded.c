@@ -33,6 +33,7 @@ static const qv_db_ops embedded_ops = {
     .scan = admin_scan,
     .backup = admin_backup,
     .compact = admin_compact,
+    .train = admin_train,
     .check = check_database,
     .count = search_count,
     .delete_where = document_delete_where,

@@ -6,6 +6,7 @@
 #define QV_DB_EMBEDDED_H
 
 #include <lmdb.h>
+#include <stddef.h>
 
 #include "env.h"
 #include "internal.h"
@@ -16,7 +17,7 @@ typedef struct emb_db {
     unsigned threads;   /* for index building; >= 1 */
 } emb_db;
 
-#define COLL_FORMAT 3
+#define COLL_FORMAT 4
 
 /* A collection's record in the catalog, stored as this struct. */
 typedef struct coll_rec {
@@ -32,7 +33,23 @@ typedef struct coll_rec {
     int32_t max_level;   /* HNSW top level; -1 when empty */
     uint32_t checksum;   /* XXH32 of the record with this field 0 */
     uint64_t generation; /* bumped by every committed write */
+    /* format 4: */
+    uint32_t codec;      /* enum codec_kind (ann/codec.h); 0 = none */
+    uint32_t codec_param;
+    uint32_t codec_trained;  /* 1 once its trained parameters are stored
+                                and the graph holds codes */
+    uint32_t train_min;  /* documents at which the codec is trained */
 } coll_rec;
+
+/* Format 3 records end before the codec fields: they read as codec none. */
+#define COLL_FORMAT3_SIZE offsetof(coll_rec, codec)
+
+/* Whether the collection's graph exists: always without a codec, and once
+ * the codec is trained with one (before, searches are exact scans). */
+static inline int coll_has_graph(const coll_rec *rec)
+{
+    return rec->codec == 0 || rec->codec_trained;
+}
 
 /* Checksums of Quiver's own records, where LMDB cannot tell a flipped
  * byte: catalog records and graph node records. */
@@ -108,6 +125,7 @@ qv_status admin_scan(qv_db *db, const char *collection, const char *filter,
                      const char *after, uint32_t limit, qv_page **out);
 qv_status admin_backup(qv_db *db, const char *dir);
 qv_status admin_compact(qv_db *db);
+qv_status admin_train(qv_db *db, const char *collection);
 /* check.c */
 qv_status check_database(qv_db *db, char **report);
 qv_status admin_stats(qv_db *db, char **json);

@@ -1,12 +1,16 @@
 #include "index.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <roaring/roaring.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "codec.h"
+#include "distance.h"
 #include "error.h"
 #include "keys.h"
+#include "reader.h"
 
 _Static_assert(QV_M_MAX <= HNSW_M_MAX, "the API allows an M the graph lacks");
 
@@ -67,6 +71,8 @@ static index_slot *find_slot(emb_db *db, uint32_t coll_id, int create)
 
 static void live_free(live_index *ix)
 {
+    qv_mem_free((void *)ix->offsets);
+    pthread_mutex_destroy(&ix->offsets_lock);
     for (int i = 0; i < FILTER_CACHE; i++) {
         qv_mem_free(ix->cache[i].filter);
         if (ix->cache[i].matches)
@@ -74,6 +80,7 @@ static void live_free(live_index *ix)
     }
     pthread_mutex_destroy(&ix->cache_lock);
     hnsw_free(ix->graph);
+    codec_free(ix->codec);
     for (int i = 0; i < ix->npool; i++)
         hnsw_scratch_free(ix->pool[i]);
     pthread_rwlock_destroy(&ix->grow_lock);
@@ -87,7 +94,9 @@ void index_release(live_index *ix)
         live_free(ix);
 }
 
-static live_index *live_create(const coll_rec *rec)
+/* A live index for rec whose graph holds cd's codes (NULL: vectors); it
+ * owns cd, also when it cannot be made. */
+static live_index *live_create(const coll_rec *rec, codec *cd)
 {
     hnsw_params p = {
         .dim = rec->dim,
@@ -95,15 +104,21 @@ static live_index *live_create(const coll_rec *rec)
         .ef_construction = rec->ef_construction,
         .metric = (enum hnsw_metric)rec->metric,
         .seed = rec->id,
+        .codec = cd,
     };
     live_index *ix = qv_calloc(1, sizeof *ix);
-    if (!ix)
+    if (!ix) {
+        codec_free(cd);
         return NULL;
+    }
+    ix->codec = cd;
     ix->graph = hnsw_create(&p);
     if (!ix->graph) {
+        codec_free(cd);
         qv_mem_free(ix);
         return NULL;
     }
+    pthread_mutex_init(&ix->offsets_lock, NULL);
     atomic_init(&ix->refs, 1);
     atomic_init(&ix->stale, 0);
     atomic_init(&ix->generation, rec->generation);
@@ -123,11 +138,13 @@ static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     MDB_cursor *gcur = NULL, *vcur = NULL;
     unsigned char prefix[KEY_COLL_LEN];
     key_put_u32(prefix, rec->id);
-    size_t vec_bytes = (size_t)rec->dim * sizeof(float);
+    /* a node's element: its vector, or its code for a graph over codes */
+    size_t vec_bytes = hnsw_element_bytes(graph);
+    enum st_db elems = rec->codec ? ST_DB_CODES : ST_DB_VECTORS;
     qv_status st = QV_OK;
     int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_GRAPH), &gcur);
     if (rc == 0)
-        rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_VECTORS), &vcur);
+        rc = mdb_cursor_open(txn, st_dbi(db->env, elems), &vcur);
     MDB_val gkey = {sizeof prefix, prefix}, gval, vkey, vval;
     if (rc == 0)
         rc = mdb_cursor_get(gcur, &gkey, &gval, MDB_SET_RANGE);
@@ -140,7 +157,8 @@ static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         rc = mdb_cursor_get(vcur, &vkey, &vval, MDB_SET_KEY);
         if (rc != 0 || vval.mv_size != vec_bytes) {
             st = qv_fail(&db->base, QV_ERR_CORRUPT, "graph node %u has no "
-                         "vector of %zu bytes", iid, vec_bytes);
+                         "%s of %zu bytes", iid, rec->codec ? "code" : "vector",
+                         vec_bytes);
             break;
         }
         int lr = -1;
@@ -168,10 +186,120 @@ static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return st;
 }
 
+/* The collection's stored codec: key [coll], value [kind u32][param u32]
+ * [dim u32][parameters][XXH32 of what precedes]. */
+static qv_status load_codec(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                            codec **out)
+{
+    unsigned char k[KEY_COLL_LEN];
+    key_put_u32(k, rec->id);
+    MDB_val key = {sizeof k, k}, val;
+    int rc = mdb_get(txn, st_dbi(db->env, ST_DB_CODECS), &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the collection's trained "
+                       "codec is missing");
+    if (rc != 0)
+        return emb_status(db, rc, "loading the codec");
+    uint32_t head[3], sum;
+    const unsigned char *p = val.mv_data;
+    if (val.mv_size < sizeof head + sizeof sum)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the codec record is %zu "
+                       "bytes", val.mv_size);
+    size_t body = val.mv_size - sizeof sum;
+    memcpy(head, p, sizeof head);
+    memcpy(&sum, p + body, sizeof sum);
+    if (sum != record_checksum(p, body) || head[0] != rec->codec ||
+        head[1] != rec->codec_param || head[2] != rec->dim)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the codec record fails "
+                       "its checksum or does not match the collection");
+    codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
+    int malformed;
+    *out = codec_blob_load(&spec, rec->dim, rec->metric != QV_METRIC_L2,
+                           p + sizeof head, body - sizeof head, &malformed);
+    if (!*out)
+        return malformed ? qv_fail(&db->base, QV_ERR_CORRUPT, "the codec "
+                                   "record is malformed")
+                         : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
+                                   "loading the codec");
+    return QV_OK;
+}
+
+static int store_codec(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                       const codec *cd)
+{
+    unsigned char k[KEY_COLL_LEN];
+    key_put_u32(k, rec->id);
+    uint32_t head[3] = {rec->codec, rec->codec_param, rec->dim};
+    size_t body = sizeof head + codec_blob_size(cd);
+    MDB_val key = {sizeof k, k}, val = {body + sizeof(uint32_t), NULL};
+    int rc = mdb_put(txn, st_dbi(db->env, ST_DB_CODECS), &key, &val,
+                     MDB_RESERVE);
+    if (rc != 0)
+        return rc;
+    unsigned char *p = val.mv_data;
+    memcpy(p, head, sizeof head);
+    codec_blob_write(cd, p + sizeof head);
+    uint32_t sum = record_checksum(p, body);
+    memcpy(p + body, &sum, sizeof sum);
+    return 0;
+}
+
+/* Make room for offsets of slots [0, cap). */
+static int grow_offsets(live_index *ix, uint32_t cap)
+{
+    if (!ix->codec || cap <= ix->offsets_cap)
+        return 0;
+    _Atomic uint64_t *p = qv_realloc((void *)ix->offsets, cap * sizeof *p);
+    if (!p)
+        return -1;
+    for (uint32_t i = ix->offsets_cap; i < cap; i++)
+        atomic_init(&p[i], OFFSET_UNKNOWN);
+    ix->offsets = p;
+    ix->offsets_cap = cap;
+    return 0;
+}
+
+/* Where each full vector lies in the data file: a walk of the vector
+ * records' keys, which reads leaf pages but none of the vectors. */
+static qv_status load_offsets(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                              live_index *ix)
+{
+    if (grow_offsets(ix, hnsw_capacity(ix->graph)) != 0)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory loading the "
+                       "index");
+    MDB_cursor *cur;
+    unsigned char prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, rec->id);
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_VECTORS), &cur);
+    if (rc != 0)
+        return emb_status(db, rc, "loading the index");
+    MDB_val key = {sizeof prefix, prefix}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const unsigned char *k = key.mv_data;
+        if (key.mv_size != KEY_DOC_LEN || memcmp(k, prefix, sizeof prefix))
+            break;
+        uint32_t iid = key_get_u32(k + KEY_COLL_LEN);
+        if (iid < ix->offsets_cap)
+            atomic_store(&ix->offsets[iid], st_map_offset(db->env,
+                                                          val.mv_data));
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? QV_OK
+                                         : emb_status(db, rc, "loading the "
+                                                      "index");
+}
+
 static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                             live_index **out)
 {
-    live_index *ix = live_create(rec);
+    codec *cd = NULL;
+    if (rec->codec) {
+        qv_status st = load_codec(db, txn, rec, &cd);
+        if (st != QV_OK)
+            return st;
+    }
+    live_index *ix = live_create(rec, cd);
     if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0) {
         if (ix)
             live_free(ix);
@@ -179,6 +307,8 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                        "of %u slots", rec->next_iid);
     }
     qv_status st = load_nodes(db, txn, rec, ix->graph);
+    if (st == QV_OK && ix->codec)
+        st = load_offsets(db, txn, rec, ix);
     if (st == QV_OK && hnsw_count(ix->graph) != rec->count)
         st = qv_fail(&db->base, QV_ERR_CORRUPT, "the index has %u nodes but "
                      "the collection %llu documents", hnsw_count(ix->graph),
@@ -200,6 +330,9 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
 qv_status index_acquire(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                         live_index **out)
 {
+    *out = NULL;
+    if (!coll_has_graph(rec))
+        return QV_OK;   /* exact scans serve until the codec is trained */
     index_slot *slot = find_slot(db, rec->id, 1);
     if (!slot)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
@@ -238,7 +371,10 @@ uint64_t index_memory_bytes(emb_db *db, uint32_t coll_id)
     pthread_mutex_lock(&slot->lock);
     if (slot->current) {
         pthread_rwlock_rdlock(&slot->current->grow_lock);
-        bytes = hnsw_memory_bytes(slot->current->graph);
+        live_index *ix = slot->current;
+        bytes = hnsw_memory_bytes(ix->graph) +
+                (ix->codec ? codec_memory_bytes(ix->codec) : 0) +
+                (uint64_t)ix->offsets_cap * sizeof *ix->offsets;
         pthread_rwlock_unlock(&slot->current->grow_lock);
     }
     pthread_mutex_unlock(&slot->lock);
@@ -254,6 +390,21 @@ void index_forget(emb_db *db, uint32_t coll_id)
     index_release(slot->current);
     slot->current = NULL;
     pthread_mutex_unlock(&slot->lock);
+}
+
+void index_forget_all(emb_db *db)
+{
+    index_registry *r = st_env_user(db->env, registry_create, registry_free);
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    for (index_slot *slot = r->slots; slot; slot = slot->next) {
+        pthread_mutex_lock(&slot->lock);
+        index_release(slot->current);
+        slot->current = NULL;
+        pthread_mutex_unlock(&slot->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
 }
 
 hnsw_scratch *index_scratch_get(live_index *ix)
@@ -285,6 +436,8 @@ qv_status index_reserve(emb_db *db, live_index *ix, uint32_t slots)
     if (slots > hnsw_capacity(ix->graph)) {
         pthread_rwlock_wrlock(&ix->grow_lock);
         rc = hnsw_reserve(ix->graph, slots);
+        if (rc == 0)
+            rc = grow_offsets(ix, hnsw_capacity(ix->graph));
         hnsw_reclaim(ix->graph);
         pthread_rwlock_unlock(&ix->grow_lock);
     } else if (pthread_rwlock_trywrlock(&ix->grow_lock) == 0) {
@@ -339,6 +492,8 @@ qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                                char *err, size_t errlen)
 {
     live_index *ix = NULL;
+    if (!coll_has_graph(rec))
+        return QV_OK;   /* no graph before the codec is trained */
     qv_status st = load_index(db, txn, rec, &ix);
     if (st != QV_OK) {
         snprintf(err, errlen, "%s", qv_errmsg(&db->base));
@@ -387,4 +542,277 @@ void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
         roaring_bitmap_free(victim->matches);
     *victim = (filter_cache_entry){text, txn_id, copy, ++ix->cache_clock};
     pthread_mutex_unlock(&ix->cache_lock);
+}
+
+/* ---- codes and the offsets of full vectors ---- */
+
+uint64_t index_offsets_forget(live_index *ix, const uint32_t *ids, size_t n)
+{
+    if (!ix->codec)
+        return 0;
+    pthread_mutex_lock(&ix->offsets_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < ix->offsets_cap)
+            atomic_store(&ix->offsets[ids[i]], OFFSET_UNKNOWN);
+    }
+    uint64_t epoch = ++ix->offsets_epoch;
+    pthread_mutex_unlock(&ix->offsets_lock);
+    return epoch;
+}
+
+int index_put_codes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                    live_index *ix, const uint32_t *ids, size_t n,
+                    uint64_t *epoch)
+{
+    *epoch = 0;
+    if (!ix->codec)
+        return 0;
+    *epoch = index_offsets_forget(ix, ids, n);
+    MDB_dbi dbi = st_dbi(db->env, ST_DB_CODES);
+    size_t bytes = hnsw_element_bytes(ix->graph);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        unsigned char k[KEY_DOC_LEN];
+        key_doc(k, rec->id, ids[i]);
+        MDB_val key = {sizeof k, k};
+        MDB_val val = {bytes, (void *)hnsw_element(ix->graph, ids[i])};
+        rc = mdb_put(txn, dbi, &key, &val, 0);
+    }
+    return rc;
+}
+
+void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
+                          uint64_t generation, uint64_t epoch,
+                          const uint32_t *ids, size_t n)
+{
+    if (!ix->codec || n == 0)
+        return;
+    uint64_t *found = qv_malloc(n * sizeof *found);
+    MDB_txn *txn;
+    if (!found || st_read_begin(db->env, &txn) != 0) {
+        qv_mem_free(found);
+        return;
+    }
+    coll_rec rec;
+    int ok = catalog_get(db, txn, name, &rec) == QV_OK &&
+             rec.generation == generation;
+    for (size_t i = 0; i < n && ok; i++) {
+        unsigned char k[KEY_DOC_LEN];
+        key_doc(k, rec.id, ids[i]);
+        MDB_val key = {sizeof k, k}, val;
+        found[i] = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key,
+                           &val) == 0 ? st_map_offset(db->env, val.mv_data)
+                                      : OFFSET_UNKNOWN;
+    }
+    st_read_end(db->env, txn);
+    /* stored only if no write forgot offsets since ours (epoch) and the
+     * index still reflects our commit (generation) */
+    pthread_mutex_lock(&ix->offsets_lock);
+    if (ok && ix->offsets_epoch == epoch &&
+        atomic_load(&ix->generation) == generation) {
+        pthread_rwlock_rdlock(&ix->grow_lock);
+        for (size_t i = 0; i < n; i++) {
+            if (ids[i] < ix->offsets_cap)
+                atomic_store_explicit(&ix->offsets[ids[i]], found[i],
+                                      memory_order_release);
+        }
+        pthread_rwlock_unlock(&ix->grow_lock);
+    }
+    pthread_mutex_unlock(&ix->offsets_lock);
+    qv_mem_free(found);
+}
+
+void index_vector_offsets(live_index *ix, uint64_t generation,
+                          const uint32_t *ids, size_t n, uint64_t *out)
+{
+    int valid = ix->offsets && atomic_load(&ix->generation) == generation;
+    if (valid) {
+        pthread_rwlock_rdlock(&ix->grow_lock);
+        for (size_t i = 0; i < n; i++)
+            out[i] = ids[i] < ix->offsets_cap
+                         ? atomic_load_explicit(&ix->offsets[ids[i]],
+                                                memory_order_acquire)
+                         : OFFSET_UNKNOWN;
+        pthread_rwlock_unlock(&ix->grow_lock);
+        /* a write that committed meanwhile may have refilled some with
+         * its own vectors' offsets: then none is trusted */
+        valid = atomic_load(&ix->generation) == generation;
+    }
+    for (size_t i = 0; i < n && !valid; i++)
+        out[i] = OFFSET_UNKNOWN;
+}
+
+/* ---- training ---- */
+
+/* Bounds of the sample a codec is trained on. */
+#define TRAIN_SAMPLE_MAX 25600
+#define TRAIN_SAMPLE_BYTES (256u << 20)
+/* Vectors copied out of LMDB at a time while encoding and building. */
+#define TRAIN_CHUNK 4096
+
+/* Up to max vectors of the collection, from start (an internal id) on,
+ * copied into vecs (unit length for cosine) with their ids; every
+ * stride-th record only. Returns how many, or -1 with *rc set. */
+static long copy_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                         uint32_t *start, size_t stride, size_t max,
+                         uint32_t *ids, float *vecs, int *rc)
+{
+    MDB_cursor *cur;
+    unsigned char k[KEY_DOC_LEN];
+    key_doc(k, rec->id, *start);
+    size_t n = 0, seen = 0, vec_bytes = (size_t)rec->dim * sizeof(float);
+    *rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_VECTORS), &cur);
+    if (*rc != 0)
+        return -1;
+    MDB_val key = {sizeof k, k}, val;
+    for (*rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         *rc == 0 && n < max;
+         *rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const unsigned char *p = key.mv_data;
+        if (key.mv_size != KEY_DOC_LEN || key_get_u32(p) != rec->id)
+            break;
+        if (val.mv_size != vec_bytes) {
+            *rc = MDB_CORRUPTED;
+            break;
+        }
+        uint32_t iid = key_get_u32(p + KEY_COLL_LEN);
+        *start = iid + 1;
+        if (seen++ % stride)
+            continue;
+        float *v = vecs + n * rec->dim;
+        memcpy(v, val.mv_data, vec_bytes);
+        if (rec->metric == QV_METRIC_COSINE) {
+            float norm = sqrtf(dist_dot(v, v, rec->dim));
+            for (uint32_t d = 0; d < rec->dim && norm > 0; d++)
+                v[d] /= norm;
+        }
+        ids[n++] = iid;
+    }
+    if (*rc == MDB_NOTFOUND || (*rc == 0 && n <= max))
+        *rc = 0;
+    if (*rc == 0 && n == 0)
+        *start = UINT32_MAX;  /* the end */
+    mdb_cursor_close(cur);
+    return *rc == 0 ? (long)n : -1;
+}
+
+/* Encode every vector with ix's codec: into the graph as new nodes (the
+ * first training) or over the stored codes (a re-training). */
+static qv_status encode_all(emb_db *db, MDB_txn *txn, coll_rec *rec,
+                            live_index *ix, int build)
+{
+    uint32_t *ids = qv_malloc(TRAIN_CHUNK * sizeof *ids);
+    float *vecs = qv_malloc((size_t)TRAIN_CHUNK * rec->dim * sizeof *vecs);
+    const float **ptrs = qv_malloc(TRAIN_CHUNK * sizeof *ptrs);
+    int *levels = qv_malloc(TRAIN_CHUNK * sizeof *levels);
+    uint8_t *code = qv_malloc(codec_code_bytes(ix->codec));
+    qv_status st = ids && vecs && ptrs && levels && code
+                       ? QV_OK
+                       : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
+                                 "training the codec");
+    uint32_t start = 0;
+    while (st == QV_OK && start != UINT32_MAX) {
+        int rc;
+        long n = copy_vectors(db, txn, rec, &start, 1, TRAIN_CHUNK, ids,
+                              vecs, &rc);
+        if (n < 0) {
+            st = emb_status(db, rc, "training the codec");
+            break;
+        }
+        if (n == 0)
+            break;
+        if (build) {
+            for (long i = 0; i < n; i++) {
+                ptrs[i] = vecs + (size_t)i * rec->dim;
+                levels[i] = hnsw_random_level(ix->graph, ids[i],
+                                              rec->generation);
+            }
+            if (hnsw_insert_parallel(ix->graph, ids, ptrs, levels, (size_t)n,
+                                     emb_threads(db)) != 0)
+                st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
+                             "building the index");
+            uint64_t epoch;
+            if (st == QV_OK && (rc = index_put_codes(db, txn, rec, ix, ids,
+                                                     (size_t)n, &epoch)))
+                st = emb_status(db, rc, "storing codes");
+            continue;
+        }
+        MDB_dbi dbi = st_dbi(db->env, ST_DB_CODES);
+        for (long i = 0; i < n && st == QV_OK; i++) {
+            unsigned char k[KEY_DOC_LEN];
+            key_doc(k, rec->id, ids[i]);
+            codec_encode(ix->codec, vecs + (size_t)i * rec->dim, code);
+            MDB_val key = {sizeof k, k};
+            MDB_val val = {codec_code_bytes(ix->codec), code};
+            if ((rc = mdb_put(txn, dbi, &key, &val, 0)) != 0)
+                st = emb_status(db, rc, "storing codes");
+        }
+    }
+    qv_mem_free(ids);
+    qv_mem_free(vecs);
+    qv_mem_free(ptrs);
+    qv_mem_free(levels);
+    qv_mem_free(code);
+    return st;
+}
+
+qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
+{
+    codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
+    size_t max = TRAIN_SAMPLE_BYTES / ((size_t)rec->dim * sizeof(float));
+    max = max < TRAIN_SAMPLE_MAX ? max : TRAIN_SAMPLE_MAX;
+    size_t stride = rec->count > max ? (size_t)(rec->count / max) : 1;
+    size_t want = (size_t)(rec->count / stride);
+    want = want < max ? want : max;
+    uint32_t *ids = qv_malloc((want ? want : 1) * sizeof *ids);
+    float *sample = qv_malloc((want ? want : 1) * rec->dim * sizeof *sample);
+    codec *cd = NULL;
+    qv_status st = QV_OK;
+    int rc = 0;
+    uint32_t start = 0;
+    long n = ids && sample ? copy_vectors(db, txn, rec, &start, stride, want,
+                                          ids, sample, &rc)
+                           : -2;
+    if (n == -2)
+        st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for a training "
+                     "sample of %zu vectors", want);
+    else if (n < 0)
+        st = emb_status(db, rc, "training the codec");
+    else if (!(cd = codec_train(&spec, rec->dim, rec->metric != QV_METRIC_L2,
+                                sample, (size_t)n, rec->id, emb_threads(db))))
+        st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory training the "
+                     "codec");
+    qv_mem_free(ids);
+    qv_mem_free(sample);
+    if (st == QV_OK && (rc = store_codec(db, txn, rec, cd)) != 0)
+        st = emb_status(db, rc, "storing the codec");
+    if (st != QV_OK) {
+        codec_free(cd);
+        return st;
+    }
+    int build = !rec->codec_trained;
+    live_index *ix = live_create(rec, cd);   /* owns cd from here */
+    if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0 ||
+        grow_offsets(ix, hnsw_capacity(ix->graph)) != 0)
+        st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for the index");
+    if (st == QV_OK)
+        st = encode_all(db, txn, rec, ix, build);
+    if (st == QV_OK && build) {
+        hnsw_scratch *s = hnsw_scratch_create();
+        size_t orphans;
+        if (!s || hnsw_repair(ix->graph, s, &orphans) != 0)
+            st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory building "
+                         "the index");
+        hnsw_scratch_free(s);
+        if (st == QV_OK && (rc = index_flush(db, txn, rec, ix)) != 0)
+            st = emb_status(db, rc, "storing the index");
+    }
+    if (st == QV_OK) {
+        rec->codec_trained = 1;
+        if (!build)
+            rec->generation++;   /* new codes: every process reloads */
+    }
+    if (ix)
+        index_release(ix);
+    return st;
 }

@@ -34,8 +34,21 @@ typedef struct filter_cache_entry {
     uint64_t used;           /* for least-recently-used eviction */
 } filter_cache_entry;
 
+/* An offset not known: the vector changed since the index was loaded. */
+#define OFFSET_UNKNOWN UINT64_MAX
+
 typedef struct live_index {
     hnsw *graph;
+    codec *codec;     /* owned; NULL: the graph holds the float vectors */
+    /* With a codec: the data file offset of each node's full vector,
+     * read by re-ranking without a B-tree lookup (hot metadata). Valid
+     * for snapshots of this index's generation; a write forgets the
+     * offsets of the vectors it changes, and after its commit fills them
+     * in again unless another write came between (offsets_epoch). */
+    _Atomic uint64_t *offsets;
+    uint32_t offsets_cap;
+    pthread_mutex_t offsets_lock;
+    uint64_t offsets_epoch;
     _Atomic uint64_t generation;  /* of the collection it reflects */
     atomic_int refs;
     atomic_int stale;
@@ -60,7 +73,8 @@ void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
 
 /*
  * The collection's graph, current for the snapshot txn (loaded or
- * reloaded from it when needed). Release with index_release().
+ * reloaded from it when needed). Release with index_release(). *out is
+ * NULL for a collection whose codec is not trained yet (it has no graph).
  */
 qv_status index_acquire(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                         live_index **out);
@@ -80,6 +94,40 @@ qv_status index_reserve(emb_db *db, live_index *ix, uint32_t slots);
  */
 int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix);
 
+/*
+ * In a write transaction, after nodes ids[0..n) took new vectors: store
+ * their codes (a graph over codes) and forget their vector offsets.
+ * Returns 0 or an LMDB code; *epoch is for index_offsets_refill.
+ */
+int index_put_codes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                    live_index *ix, const uint32_t *ids, size_t n,
+                    uint64_t *epoch);
+/* Forget the vector offsets of ids (removed nodes); returns the epoch. */
+uint64_t index_offsets_forget(live_index *ix, const uint32_t *ids, size_t n);
+/*
+ * After the write that forgot ids' offsets (at epoch) committed collection
+ * name at generation: read them from a new snapshot, unless another write
+ * came since. Best effort: offsets left unknown only cost a lookup.
+ */
+void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
+                          uint64_t generation, uint64_t epoch,
+                          const uint32_t *ids, size_t n);
+/*
+ * The data file offsets of ids' full vectors for a snapshot at generation:
+ * OFFSET_UNKNOWN where the index does not know it for that snapshot (the
+ * caller looks those up in its snapshot).
+ */
+void index_vector_offsets(live_index *ix, uint64_t generation,
+                          const uint32_t *ids, size_t n, uint64_t *out);
+
+/*
+ * Train the codec of the collection (rec, updated) on a sample of its
+ * vectors and store it. The first training also encodes every vector and
+ * builds the graph over the codes; later ones re-encode every vector and
+ * keep the graph. In a write transaction.
+ */
+qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec);
+
 /* A write that touched ix did not commit: reload before the next use. */
 void index_mark_stale(live_index *ix);
 
@@ -96,5 +144,7 @@ uint64_t index_memory_bytes(emb_db *db, uint32_t coll_id);
 
 /* The collection was dropped: forget its graph. */
 void index_forget(emb_db *db, uint32_t coll_id);
+/* The database file was rewritten (compaction): forget every graph. */
+void index_forget_all(emb_db *db);
 
 #endif

@@ -53,6 +53,7 @@ typedef struct qv_db_ops {
                               const char *field, qv_index_type type);
     qv_status (*stats)(qv_db *db, char **json);
     qv_status (*set_threads)(qv_db *db, uint32_t threads);
+    qv_status (*train)(qv_db *db, const char *collection);
 } qv_db_ops;
 
 struct qv_db {

@@ -45,6 +45,10 @@ extern "C" {
 #define QV_K_MAX         10000        /* hits a search may ask for */
 #define QV_M_MAX         128          /* HNSW neighbours per node (min 2) */
 #define QV_EF_MAX        10000        /* ef and ef_construction */
+#define QV_RERANK_MAX    10000        /* candidates a search re-ranks */
+#define QV_CODEC_NAME_MAX 24          /* bytes of a codec's name, with NUL */
+#define QV_TRAIN_MIN_LEAST 256        /* train_min bounds */
+#define QV_TRAIN_MIN_MOST  10000000
 #define QV_BATCH_MAX     1000000      /* queries in one batch search */
 
 typedef enum qv_status {
@@ -81,6 +85,9 @@ typedef struct qv_db qv_db;
 #define QV_OPEN_NOSYNC    0x2u  /* async commits: a write survives a crash of
                                    the process (kill -9) but the last ones
                                    may be lost on power failure */
+#define QV_OPEN_PREAD     0x4u  /* read full vectors for re-ranking with
+                                   pread, not io_uring (which is used when
+                                   the kernel offers it) */
 
 typedef struct qv_open_options {
     uint32_t flags;         /* QV_OPEN_* */
@@ -145,6 +152,17 @@ typedef struct qv_collection_config {
                                  (level 0 keeps 2M); 0 = 16 */
     uint32_t ef_construction; /* beam width while inserting, 1 ..
                                  QV_EF_MAX; 0 = 200 */
+    /* How the index keeps vectors in memory (docs/CODECS.md): NULL or
+     * "none" (float32), "f16", "sq8", "pq:M" (M divides dim), "bin",
+     * "prune:K". With a codec the graph is walked over compact codes and
+     * the best candidates are re-ranked with the full vectors, read from
+     * disk. */
+    const char *codec;
+    uint32_t train_min;       /* documents at which a codec that learns
+                                 from the data (sq8, pq, bin) is trained;
+                                 until then searches are exact. 0 = the
+                                 codec's default (1,000; pq 10,000);
+                                 QV_TRAIN_MIN_LEAST .. QV_TRAIN_MIN_MOST */
 } qv_collection_config;
 
 typedef struct qv_collection_info {
@@ -159,6 +177,11 @@ typedef struct qv_collection_info {
                                  0 in qv_list_collections */
     uint64_t memory_bytes;    /* bytes its index holds in memory in the
                                  process that serves it (0 when not loaded) */
+    char codec[QV_CODEC_NAME_MAX];  /* "none", "sq8", "pq:98", ... */
+    int codec_trained;        /* the codec is trained and the graph built
+                                 (always 1 for none, f16 and prune) */
+    uint32_t train_min;       /* documents that trigger training */
+    uint32_t code_bytes;      /* bytes of one vector in memory */
 } qv_collection_info;
 
 /*
@@ -231,6 +254,11 @@ typedef struct qv_search_options {
                               are hits, and k come back whenever at least
                               k documents match */
     int explain;           /* qv_search: hits->explain describes the plan */
+    uint32_t rerank;       /* collections with a codec: candidates re-scored
+                              with their full vectors, k .. QV_RERANK_MAX
+                              (widened to k); 0 = 4 x k */
+    int no_rerank;         /* non-zero: return code distances, read no
+                              full vector */
 } qv_search_options;
 
 typedef struct qv_hit {
@@ -359,6 +387,14 @@ qv_status qv_check(qv_db *db, char **report);
  * for it. It takes as long as a backup.
  */
 qv_status qv_compact(qv_db *db);
+
+/*
+ * Train the collection's codec again on a sample of its vectors and
+ * re-encode every vector (the graph is kept). A collection whose codec
+ * is not trained yet is trained now, if it holds at least 256 vectors
+ * (QV_ERR_INVALID below that, or for codecs that learn nothing).
+ */
+qv_status qv_train(qv_db *db, const char *collection);
 
 /*
  * Database-wide figures as a JSON object (collections, documents,

@@ -12,11 +12,13 @@
  * candidates is resolved in the snapshot and candidates it does not hold
  * are passed over: every hit is a document of the snapshot.
  */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "alloc.h"
 #include "distance.h"
@@ -26,6 +28,7 @@
 #include "index.h"
 #include "keys.h"
 #include "pindex.h"
+#include "reader.h"
 #include "topk.h"
 
 /* Distance for the metric; for cosine, q is unit length. */
@@ -262,6 +265,11 @@ struct search_ctx {
     unsigned long distances;  /* computed, for explain */
     int widenings;
     const char *plan;
+    int untrained;        /* a codec not trained yet: exact scans serve */
+    size_t rerank;        /* a graph over codes: candidates re-scored with
+                             full vectors (0: code distances are final) */
+    size_t reranked;      /* for explain: vectors read, and how long */
+    double rerank_seconds;
 };
 
 /*
@@ -401,7 +409,8 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
         st = allowed_for(c, opt->filter);
     if (st != QV_OK)
         return st;
-    c->exact = opt->exact ||
+    c->untrained = !coll_has_graph(&c->rec);
+    c->exact = opt->exact || c->untrained ||
                (c->filter && c->nallowed <= exact_limit(&c->rec, opt->k));
     if (c->exact) {
         uint64_t avail = c->filter ? c->nallowed : c->rec.count;
@@ -416,6 +425,11 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
         return st;
     uint32_t ef = opt->ef ? opt->ef : QV_DEFAULT_EF;
     c->beam = ef > opt->k ? ef : opt->k;
+    if (c->ix->codec && !opt->no_rerank) {
+        c->rerank = opt->rerank ? opt->rerank : 4u * opt->k;
+        c->rerank = c->rerank > opt->k ? c->rerank : opt->k;
+        c->beam = c->beam > c->rerank ? c->beam : c->rerank;
+    }
     /* Nodes a write in progress added are in the graph but not in the
      * snapshot, and are passed over: widen the beam by that many so k
      * hits still come back. */
@@ -461,8 +475,9 @@ static void search_end(struct search_ctx *c)
  * when the graph is exactly the snapshot's (no write since). */
 static int score_in_memory(struct search_ctx *c, const float *q, topk *heap)
 {
-    if (!c->ix || atomic_load(&c->ix->generation) != c->rec.generation)
-        return 0;
+    if (!c->ix || c->ix->codec ||
+        atomic_load(&c->ix->generation) != c->rec.generation)
+        return 0;   /* (a graph over codes has no vectors in memory) */
     hnsw *g = c->ix->graph;
     pthread_rwlock_rdlock(&c->ix->grow_lock);
     int cosine = c->rec.metric == QV_METRIC_COSINE;
@@ -515,6 +530,90 @@ static qv_status fetch_allowed(struct search_ctx *c, const float *q,
     }
     roaring_free_uint32_iterator(it);
     return st;
+}
+
+/*
+ * A graph over codes: re-score the best c->rerank candidates of query q
+ * with their full vectors, read from the data file in one batch (see
+ * storage/reader.h), and keep only those in heap. Offsets come from the
+ * index when it knows them for this snapshot, else from a lookup in it;
+ * candidates the snapshot lacks (a write in progress) are dropped.
+ */
+static qv_status rerank(struct search_ctx *c, const float *q, topk *heap)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    topk_sort(heap);
+    size_t n = heap->n < c->rerank ? heap->n : c->rerank;
+    size_t vec_bytes = (size_t)c->rec.dim * sizeof(float);
+    /* one allocation per query: ids, offsets, requests, vectors */
+    char *mem = qv_malloc(n * (sizeof(uint32_t) + sizeof(uint64_t) +
+                               sizeof(st_read) + vec_bytes) + 1);
+    if (!mem)
+        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for "
+                       "re-ranking");
+    st_read *reads = (st_read *)(void *)mem;
+    uint64_t *offs = (uint64_t *)(void *)(reads + n);
+    uint32_t *ids = (uint32_t *)(void *)(offs + n);
+    float *vecs = (float *)(void *)(ids + n);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = heap->items[i].id;
+    index_vector_offsets(c->ix, c->rec.generation, ids, n, offs);
+    qv_status st = QV_OK;
+    size_t m = 0;
+    for (size_t i = 0; i < n && st == QV_OK; i++) {
+        if (offs[i] == OFFSET_UNKNOWN) {
+            unsigned char buf[KEY_DOC_LEN];
+            key_doc(buf, c->rec.id, ids[i]);
+            MDB_val key = {sizeof buf, buf}, val;
+            int rc = mdb_get(c->txn, st_dbi(c->db->env, ST_DB_VECTORS), &key,
+                             &val);
+            if (rc == MDB_NOTFOUND)
+                continue;
+            if (rc != 0) {
+                st = emb_status(c->db, rc, "re-ranking");
+                break;
+            }
+            if (val.mv_size != vec_bytes)
+                st = qv_fail(&c->db->base, QV_ERR_CORRUPT, "vector record "
+                             "is %zu bytes, expected %zu", val.mv_size,
+                             vec_bytes);
+            offs[i] = st_map_offset(c->db->env, val.mv_data);
+        }
+        ids[m] = ids[i];
+        reads[m] = (st_read){offs[i], vec_bytes,
+                             vecs + m * (size_t)c->rec.dim};
+        m++;
+    }
+    if (st == QV_OK) {
+        int err = st_read_batch(c->db->env, reads, m,
+                                !(c->db->base.flags & QV_OPEN_PREAD));
+        if (err)
+            st = qv_fail(&c->db->base, err == ENOSPC ? QV_ERR_FULL
+                                                     : QV_ERR_IO,
+                         "reading full vectors for re-ranking: %s",
+                         strerror(err));
+    }
+    if (st == QV_OK) {
+        heap->n = 0;
+        for (size_t i = 0; i < m; i++)
+            topk_push(heap, score((qv_metric)c->rec.metric, q,
+                                  vecs + i * (size_t)c->rec.dim, c->rec.dim),
+                      ids[i]);
+        c->distances += m;
+        c->reranked += m;
+    }
+    qv_mem_free(mem);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    c->rerank_seconds += (double)(t1.tv_sec - t0.tv_sec) +
+                         (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    return st;
+}
+
+/* Whether query results need rerank() after collect(). */
+static int needs_rerank(const struct search_ctx *c)
+{
+    return !c->exact && c->rerank > 0;
 }
 
 /* Candidates of query i into heap (initialised with c->beam). */
@@ -572,6 +671,8 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
             goto cleanup;
         }
         st = collect(&c, s, 0, &heap);
+        if (st == QV_OK && needs_rerank(&c))
+            st = rerank(&c, c.queries, &heap);
         if (st != QV_OK)
             goto cleanup;
         topk_sort(&heap);
@@ -619,20 +720,25 @@ cleanup:
 static char *explain_json(const struct search_ctx *c)
 {
     const char *plan = c->opt->exact        ? "exact scan (asked for)"
+                       : c->untrained ? "exact scan (the codec is not "
+                                        "trained yet)"
                        : c->exact && c->filter
                            ? (c->widenings ? "filtered walk, then exact scan "
                                              "of the matches"
                                            : "exact scan of the matches")
                        : c->filter         ? "filtered graph walk"
                                            : "graph walk";
-    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:i}", "plan", plan,
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:i, s:I, s:s, s:f}", "plan",
+                          plan,
                           "estimated_matches",
                           (json_int_t)(c->filter ? c->estimated
                                                  : c->rec.count),
                           "matches",
                           (json_int_t)(c->filter ? c->nallowed : c->rec.count),
                           "distances", (json_int_t)c->distances, "widenings",
-                          c->widenings);
+                          c->widenings, "reranked", (json_int_t)c->reranked,
+                          "rerank_io", c->reranked ? st_io_name() : "none",
+                          "rerank_ms", c->rerank_seconds * 1e3);
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     return s;
@@ -732,6 +838,9 @@ static qv_status pack_batch(struct search_ctx *c, topk *heaps,
                                : qv_fail(&c->db->base, QV_ERR_NOMEM,
                                          "out of memory for hits");
     for (size_t i = 0; i < c->nq && st == QV_OK; i++) {
+        if (needs_rerank(c) &&
+            (st = rerank(c, c->queries + i * c->rec.dim, &heaps[i])) != QV_OK)
+            break;
         topk_sort(&heaps[i]);
         st = resolve(c->db, c->txn, &c->rec, &heaps[i], k, !c->exact,
                      c->opt->with_payload, r + i * k, &counts[i]);

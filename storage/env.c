@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,7 +23,8 @@ static const char *const db_names[ST_DB_COUNT] = {
     [ST_DB_IDS] = "ids",         [ST_DB_DOCS] = "docs",
     [ST_DB_VECTORS] = "vectors", [ST_DB_FREEIDS] = "freeids",
     [ST_DB_GRAPH] = "graph",       [ST_DB_PINDEX] = "pindexes",
-    [ST_DB_PENTRIES] = "pentries",
+    [ST_DB_PENTRIES] = "pentries", [ST_DB_CODES] = "codes",
+    [ST_DB_CODECS] = "codecs",
 };
 
 struct st_env {
@@ -31,6 +33,9 @@ struct st_env {
     unsigned flags;
     /* Every transaction holds it shared; map growth holds it exclusive. */
     pthread_rwlock_t map_lock;
+    /* where LMDB mapped the data file (st_map_offset); NULL until found,
+     * and again whenever the map moves (growth, compaction) */
+    _Atomic(char *) map_base;
     /* what the layer above keeps per environment, see st_env_user */
     void *user;
     void (*user_free)(void *);
@@ -232,6 +237,57 @@ MDB_dbi st_dbi(const st_env *env, enum st_db db)
     return env->dbi[db];
 }
 
+MDB_env *st_mdb(st_env *env) { return env->mdb; }
+
+/*
+ * LMDB does not say where it mapped the file (mdb_env_info's me_mapaddr
+ * is only the MDB_FIXEDMAP address), so find it from a page: every page
+ * begins with its own page number, and a leaf page of the main database
+ * holds the key that a cursor returns. Called with the map lock held
+ * shared (inside a transaction), so the map cannot move meanwhile; a
+ * fresh read-only transaction is used, so the page is a mapped one and
+ * not a write transaction's copy.
+ */
+static char *find_map_base(st_env *env)
+{
+    MDB_stat stat;
+    MDB_txn *txn;
+    MDB_dbi main_db;
+    MDB_cursor *cur;
+    MDB_val key, val;
+    char *base = NULL;
+    if (mdb_env_stat(env->mdb, &stat) != 0 ||
+        mdb_txn_begin(env->mdb, NULL, MDB_RDONLY, &txn) != 0)
+        return NULL;
+    if (mdb_dbi_open(txn, NULL, 0, &main_db) == 0 &&
+        mdb_cursor_open(txn, main_db, &cur) == 0) {
+        if (mdb_cursor_get(cur, &key, &val, MDB_FIRST) == 0) {
+            uintptr_t page = (uintptr_t)key.mv_data &
+                             ~(uintptr_t)(stat.ms_psize - 1);
+            uint64_t pgno;
+            memcpy(&pgno, (const void *)page, sizeof pgno);
+            base = (char *)page - pgno * stat.ms_psize;
+        }
+        mdb_cursor_close(cur);
+    }
+    mdb_txn_abort(txn);
+    return base;
+}
+
+uint64_t st_map_offset(st_env *env, const void *p)
+{
+    char *base = atomic_load(&env->map_base);
+    if (!base) {
+        base = find_map_base(env);
+        atomic_store(&env->map_base, base);
+    }
+    const char *at = p;
+    uint64_t size = st_map_size(env);
+    if (!base || at < base || (uint64_t)(at - base) >= size)
+        return UINT64_MAX;   /* not in the map: a write's own copy */
+    return (uint64_t)(at - base);
+}
+
 const char *st_path(st_env *env)
 {
     const char *path = NULL;
@@ -257,6 +313,7 @@ static int grow_map(st_env *env, uint64_t seen_size)
     if (size == seen_size) {
         uint64_t step = size < MAX_MAP_STEP ? size : MAX_MAP_STEP;
         rc = mdb_env_set_mapsize(env->mdb, size + step);
+        atomic_store(&env->map_base, NULL);
     }
     pthread_rwlock_unlock(&env->map_lock);
     return rc;
@@ -267,6 +324,7 @@ static int adopt_map_size(st_env *env)
 {
     pthread_rwlock_wrlock(&env->map_lock);
     int rc = mdb_env_set_mapsize(env->mdb, 0);
+    atomic_store(&env->map_base, NULL);
     pthread_rwlock_unlock(&env->map_lock);
     return rc;
 }
@@ -410,6 +468,7 @@ static int compact_locked(st_env *env, const char *path)
     uint64_t map = st_map_size(env);
     mdb_env_close(env->mdb);
     env->mdb = NULL;
+    atomic_store(&env->map_base, NULL);
     rc = rename(from, to) == 0 ? 0 : errno;
     rmdir(tmp);
     /* reopen whichever file is there now; the dbi handles come back in

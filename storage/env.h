@@ -30,6 +30,8 @@ enum st_db {
     ST_DB_GRAPH,     /* (collection, internal id) -> HNSW node record */
     ST_DB_PINDEX,    /* (collection, field) -> payload index record */
     ST_DB_PENTRIES,  /* (collection, index, value, internal id) -> "" */
+    ST_DB_CODES,     /* (collection, internal id) -> the vector's code */
+    ST_DB_CODECS,    /* collection -> trained codec parameters */
     ST_DB_COUNT
 };
 
@@ -51,6 +53,14 @@ int st_env_open(const char *path, unsigned flags, uint64_t map_size,
 void st_env_close(st_env *env);
 
 MDB_dbi st_dbi(const st_env *env, enum st_db db);
+
+/* The LMDB environment itself (for its file descriptor and map). */
+MDB_env *st_mdb(st_env *env);
+
+/* The data file offset of p, a value LMDB returned in an open read
+ * snapshot of env (an address in its memory map); UINT64_MAX if p is not
+ * in the map (a write transaction's own copy of a page). */
+uint64_t st_map_offset(st_env *env, const void *p);
 
 /*
  * The layer above's per-environment state: made by create() on first use,
