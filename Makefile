@@ -39,7 +39,7 @@ CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/vecfile.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
              test_hnsw test_server test_corrupt test_crash test_faults \
-             test_filter
+             test_filter test_codec
 
 B  := build
 BA := build/asan

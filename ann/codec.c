@@ -112,6 +112,11 @@ uint32_t codec_train_min(const codec_spec *spec)
     }
 }
 
+uint32_t codec_train_least(const codec_spec *spec)
+{
+    return spec->kind == CODEC_PQ ? PQ_CENTROIDS : 1;
+}
+
 size_t codec_spec_code_bytes(const codec_spec *spec, uint32_t dim)
 {
     switch (spec->kind) {

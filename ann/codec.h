@@ -53,6 +53,9 @@ void codec_format(const codec_spec *spec, char *buf);
 
 /* Vectors a collection needs before its codec is trained (0: none). */
 uint32_t codec_train_min(const codec_spec *spec);
+/* The fewest vectors codec_train can learn from: pq's 256 centroids need
+ * as many points; sq8 and bin one. */
+uint32_t codec_train_least(const codec_spec *spec);
 /* Bytes of one code. */
 size_t codec_spec_code_bytes(const codec_spec *spec, uint32_t dim);
 

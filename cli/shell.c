@@ -283,13 +283,15 @@ static json_t *payload_json(const char *payload)
 static int cmd_create(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"dim", "metric", "codec", "M",
-                                       "ef_construction", NULL};
+                                       "ef_construction", "train_min", NULL};
     qv_collection_config cfg = {.metric = QV_METRIC_L2};
     if (shell_check_options(sh, cmd, 1, opts) ||
         shell_u32_option(sh, cmd, "dim", 1, QV_DIM_MAX, &cfg.dim) ||
         shell_u32_option(sh, cmd, "M", 2, QV_M_MAX, &cfg.M) ||
         shell_u32_option(sh, cmd, "ef_construction", 1, QV_EF_MAX,
-                         &cfg.ef_construction))
+                         &cfg.ef_construction) ||
+        shell_u32_option(sh, cmd, "train_min", 1, QV_TRAIN_MIN_MOST,
+                         &cfg.train_min))
         return 1;
     if (!shell_option(cmd, "dim"))
         return shell_fail(sh, "INVALID", "create needs dim=N");
@@ -298,9 +300,7 @@ static int cmd_create(shell *sh, const shell_cmd *cmd)
         return shell_fail(sh, "INVALID", "unknown metric '%s'; use l2, ip or "
                           "cosine", m->text);
     const shell_arg *codec = shell_option(cmd, "codec");
-    if (codec && strcmp(codec->text, "none") != 0)
-        return shell_fail(sh, "UNSUPPORTED", "codec '%s' is not available in "
-                          "this build; codec=none (float32) is", codec->text);
+    cfg.codec = codec ? codec->text : NULL;
     qv_status st = qv_create_collection(sh->db, positional(cmd, 1), &cfg);
     return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
 }
@@ -342,10 +342,13 @@ static int cmd_describe(shell *sh, const shell_cmd *cmd)
     qv_status st = qv_describe_collection(sh->db, positional(cmd, 1), &c);
     if (st != QV_OK)
         return shell_api_fail(sh, st);
-    json_t *o = json_pack("{s:s, s:I, s:i, s:s, s:s, s:i, s:i, s:I, s:I}",
+    json_t *o = json_pack("{s:s, s:I, s:i, s:s, s:s, s:b, s:i, s:i, s:i, "
+                          "s:i, s:I, s:I}",
                           "name", c.name, "count", (json_int_t)c.count, "dim",
                           (int)c.dim, "metric", qv_metric_name(c.metric),
-                          "codec", "none", "M", (int)c.M, "ef_construction",
+                          "codec", c.codec, "codec_trained", c.codec_trained,
+                          "train_min", (int)c.train_min, "code_bytes",
+                          (int)c.code_bytes, "M", (int)c.M, "ef_construction",
                           (int)c.ef_construction, "disk_bytes",
                           (json_int_t)c.disk_bytes, "memory_bytes",
                           (json_int_t)c.memory_bytes);
@@ -504,8 +507,9 @@ static void print_hits(const qv_hits *hits, int with_payload)
 static int cmd_search(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"k", "ef", "exact", "payload", "where",
-                                       "explain", NULL};
+                                       "explain", "rerank", NULL};
     qv_search_options opt = {.k = 10};
+    uint32_t rerank = 0;
     float *v = NULL;
     uint32_t dim;
     qv_hits *hits;
@@ -515,8 +519,11 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         bool_option(sh, cmd, "exact", &opt.exact) ||
         bool_option(sh, cmd, "payload", &opt.with_payload) ||
         bool_option(sh, cmd, "explain", &opt.explain) ||
+        shell_u32_option(sh, cmd, "rerank", 0, QV_RERANK_MAX, &rerank) ||
         vector_arg(sh, positional_arg(cmd, 2), &v, &dim))
         return 1;
+    opt.rerank = rerank;
+    opt.no_rerank = shell_option(cmd, "rerank") && rerank == 0;
     const shell_arg *where = shell_option(cmd, "where");
     opt.filter = where ? where->text : NULL;
     qv_status st = qv_search(sh->db, positional(cmd, 1), v, dim, &opt, &hits);
@@ -594,6 +601,14 @@ static int cmd_backup(shell *sh, const shell_cmd *cmd)
     shell_emit(sh, json_pack("{s:b, s:s}", "ok", 1, "dir",
                              positional(cmd, 1)));
     return 0;
+}
+
+static int cmd_train(shell *sh, const shell_cmd *cmd)
+{
+    if (shell_check_options(sh, cmd, 1, NULL))
+        return 1;
+    qv_status st = qv_train(sh->db, positional(cmd, 1));
+    return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
 }
 
 static int cmd_compact(shell *sh, const shell_cmd *cmd)
@@ -680,7 +695,8 @@ static int cmd_help(shell *sh, const shell_cmd *cmd);
 
 static const struct command commands[] = {
     {"create", cmd_create,
-     "create NAME dim=N [metric=l2|ip|cosine] [codec=none] [M=16] "
+     "create NAME dim=N [metric=l2|ip|cosine] "
+     "[codec=none|f16|sq8|pq:M|bin|prune:K] [train_min=N] [M=16] "
      "[ef_construction=200]",
      "Create a collection and its HNSW index."},
     {"collections", cmd_collections, "collections",
@@ -702,10 +718,15 @@ static const struct command commands[] = {
      "cursor printed for the next page."},
     {"search", cmd_search,
      "search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true] [payload=true] "
-     "[where={json filter}] [explain=true]",
+     "[where={json filter}] [explain=true] [rerank=R]",
      "Nearest documents through the index (exact=true: brute force); "
      "payload=true shows each hit's payload; where= keeps the documents "
-     "whose payload matches (docs/FILTERS.md), k of them whenever k match."},
+     "whose payload matches (docs/FILTERS.md), k of them whenever k match. "
+     "With a codec, rerank= candidates are re-scored with full vectors "
+     "(default 4k; rerank=0: code distances)."},
+    {"train", cmd_train, "train NAME",
+     "Train the collection's codec again on a sample of its vectors and "
+     "re-encode them all (docs/CODECS.md)."},
     {"index", cmd_index, "index NAME FIELD type=keyword|int|float",
      "Index a payload field (a dotted path) so that filters on it need "
      "not read every payload; filled from the documents already there."},
@@ -739,6 +760,7 @@ const char *const shell_command_names[] = {
     "create", "collections", "describe", "drop", "upsert", "get", "delete",
     "scan",
     "search", "count", "index", "import", "export", "backup", "compact",
+    "train",
     "stats",
     "check",
     "help",

@@ -254,11 +254,11 @@ static int train_txn(MDB_txn *txn, void *arg)
         c->status = qv_fail(&c->db->base, QV_ERR_INVALID, "collection '%s' "
                             "has codec %s, which learns nothing from the "
                             "data", c->name, text);
-    else if (rec.count < QV_TRAIN_MIN_LEAST)
+    else if (rec.count < codec_train_least(&spec))
         c->status = qv_fail(&c->db->base, QV_ERR_INVALID, "collection '%s' "
-                            "has %llu documents; training needs at least %d",
-                            c->name, (unsigned long long)rec.count,
-                            QV_TRAIN_MIN_LEAST);
+                            "has %llu documents; training %s needs at least "
+                            "%u", c->name, (unsigned long long)rec.count,
+                            text, codec_train_least(&spec));
     else
         c->status = index_train(c->db, txn, &rec);
     if (c->status != QV_OK)

@@ -7,7 +7,9 @@
  *            has the collection's size and only finite values;
  *   docs, vectors, graph: every record belongs to a mapped id;
  *   freeids  no free id is in use;
- *   counts   ids, documents, vectors and graph nodes all equal the count;
+ *   counts   ids, documents, vectors and graph nodes all equal the count,
+ *            and codes too with a trained codec (no graph and no codes
+ *            before it is trained);
  *   records  catalog and graph records pass their checksums;
  *   graph    loaded afresh, it passes hnsw_check (degrees, neighbours,
  *            entry point, every node reachable);
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "codec.h"
 #include "embedded.h"
 #include "error.h"
 #include "index.h"
@@ -86,7 +89,7 @@ struct coll_check {
     const coll_rec *rec;
     struct report *r;
     uint8_t *mapped;      /* per internal id: 1 when an id maps to it */
-    uint64_t ids, docs, vectors, nodes;
+    uint64_t ids, docs, vectors, nodes, codes;
 };
 
 /* The internal id of a [coll][iid] key, or UINT32_MAX if malformed. */
@@ -201,6 +204,17 @@ static void visit_node(void *ctx, const MDB_val *key, const MDB_val *val)
     visit_owned(c, key, "graph", &c->nodes);
 }
 
+static void visit_code(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+    struct coll_check *c = ctx;
+    codec_spec spec = {(enum codec_kind)c->rec->codec, c->rec->codec_param};
+    size_t want = codec_spec_code_bytes(&spec, c->rec->dim);
+    if (val->mv_size != want)
+        problem(c->r, "collection '%s': code at internal %u is %zu bytes, "
+                "not %zu", c->name, key_iid(key), val->mv_size, want);
+    visit_owned(c, key, "code", &c->codes);
+}
+
 static void visit_free(void *ctx, const MDB_val *key, const MDB_val *val)
 {
     struct coll_check *c = ctx;
@@ -216,14 +230,21 @@ static void visit_free(void *ctx, const MDB_val *key, const MDB_val *val)
 
 static void check_counts(struct coll_check *c)
 {
-    const struct { const char *what; uint64_t n; } parts[] = {
-        {"ids", c->ids}, {"documents", c->docs}, {"vectors", c->vectors},
-        {"graph nodes", c->nodes}};
+    /* no graph and no codes before a codec is trained; codes only with
+     * a codec */
+    uint64_t count = c->rec->count;
+    uint64_t graph = coll_has_graph(c->rec) ? count : 0;
+    uint64_t codes = c->rec->codec && c->rec->codec_trained ? count : 0;
+    const struct { const char *what; uint64_t n, want; } parts[] = {
+        {"ids", c->ids, count}, {"documents", c->docs, count},
+        {"vectors", c->vectors, count}, {"graph nodes", c->nodes, graph},
+        {"codes", c->codes, codes}};
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
-        if (parts[i].n != c->rec->count)
-            problem(c->r, "collection '%s': %llu %s but a count of %llu",
-                    c->name, (unsigned long long)parts[i].n, parts[i].what,
-                    (unsigned long long)c->rec->count);
+        if (parts[i].n != parts[i].want)
+            problem(c->r, "collection '%s': %llu %s where %llu belong (%llu "
+                    "documents)", c->name, (unsigned long long)parts[i].n,
+                    parts[i].what, (unsigned long long)parts[i].want,
+                    (unsigned long long)count);
     }
 }
 
@@ -236,7 +257,7 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
         problem(r, "collection '%s': %s", name, qv_errmsg(&db->base));
         return QV_OK;
     }
-    struct coll_check c = {db, txn, name, &rec, r, NULL, 0, 0, 0, 0};
+    struct coll_check c = {db, txn, name, &rec, r, NULL, 0, 0, 0, 0, 0};
     c.mapped = qv_calloc(rec.next_iid ? rec.next_iid : 1, 1);
     if (!c.mapped)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory checking '%s'",
@@ -248,6 +269,8 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
         rc = emb_walk_range(db, txn, ST_DB_VECTORS, rec.id, visit_vector, &c);
     if (rc == 0)
         rc = emb_walk_range(db, txn, ST_DB_GRAPH, rec.id, visit_node, &c);
+    if (rc == 0)
+        rc = emb_walk_range(db, txn, ST_DB_CODES, rec.id, visit_code, &c);
     if (rc == 0)
         rc = emb_walk_range(db, txn, ST_DB_FREEIDS, rec.id, visit_free, &c);
     qv_mem_free(c.mapped);

@@ -21,7 +21,8 @@ qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
     *out = NULL;
     if (!uri || !*uri)
         return qv_fail(NULL, QV_ERR_INVALID, "uri is empty");
-    if (opts && (opts->flags & ~(QV_OPEN_READONLY | QV_OPEN_NOSYNC)))
+    if (opts && (opts->flags &
+                 ~(QV_OPEN_READONLY | QV_OPEN_NOSYNC | QV_OPEN_PREAD)))
         return qv_fail(NULL, QV_ERR_INVALID, "unknown open flags 0x%x",
                        opts->flags);
     if (strncmp(uri, REMOTE_SCHEME, strlen(REMOTE_SCHEME)) == 0)
@@ -123,11 +124,11 @@ qv_status qv_create_collection(qv_db *db, const char *name,
     if (cfg.train_min && (!cfg.codec || !codec_train_min(&spec)))
         return qv_fail(db, QV_ERR_INVALID, "train_min applies only to the "
                        "codecs that are trained (sq8, pq, bin)");
-    if (cfg.train_min && (cfg.train_min < QV_TRAIN_MIN_LEAST ||
+    if (cfg.train_min && (cfg.train_min < codec_train_least(&spec) ||
                           cfg.train_min > QV_TRAIN_MIN_MOST))
-        return qv_fail(db, QV_ERR_INVALID, "train_min must be %d to %d, not "
-                       "%u", QV_TRAIN_MIN_LEAST, QV_TRAIN_MIN_MOST,
-                       cfg.train_min);
+        return qv_fail(db, QV_ERR_INVALID, "train_min of codec %s must be %u "
+                       "to %d, not %u", cfg.codec, codec_train_least(&spec),
+                       QV_TRAIN_MIN_MOST, cfg.train_min);
     return db->ops->create_collection(db, name, &cfg);
 }
 

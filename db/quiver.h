@@ -47,8 +47,7 @@ extern "C" {
 #define QV_EF_MAX        10000        /* ef and ef_construction */
 #define QV_RERANK_MAX    10000        /* candidates a search re-ranks */
 #define QV_CODEC_NAME_MAX 24          /* bytes of a codec's name, with NUL */
-#define QV_TRAIN_MIN_LEAST 256        /* train_min bounds */
-#define QV_TRAIN_MIN_MOST  10000000
+#define QV_TRAIN_MIN_MOST  10000000    /* train_min's bound */
 #define QV_BATCH_MAX     1000000      /* queries in one batch search */
 
 typedef enum qv_status {
@@ -162,7 +161,8 @@ typedef struct qv_collection_config {
                                  from the data (sq8, pq, bin) is trained;
                                  until then searches are exact. 0 = the
                                  codec's default (1,000; pq 10,000);
-                                 QV_TRAIN_MIN_LEAST .. QV_TRAIN_MIN_MOST */
+                                 at most QV_TRAIN_MIN_MOST, for pq at
+                                 least 256 (its centroids) */
 } qv_collection_config;
 
 typedef struct qv_collection_info {
@@ -391,8 +391,9 @@ qv_status qv_compact(qv_db *db);
 /*
  * Train the collection's codec again on a sample of its vectors and
  * re-encode every vector (the graph is kept). A collection whose codec
- * is not trained yet is trained now, if it holds at least 256 vectors
- * (QV_ERR_INVALID below that, or for codecs that learn nothing).
+ * is not trained yet is trained now, if it holds enough vectors (pq
+ * 256, sq8 and bin 1; QV_ERR_INVALID below that, and for codecs that
+ * learn nothing).
  */
 qv_status qv_train(qv_db *db, const char *collection);
 

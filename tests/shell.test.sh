@@ -52,7 +52,7 @@ suite() {  # label, target arguments...
     check "$label: exact search, quoted id" has "$out" '{"hits":[{"id":"c d","distance":0.0}]}'
     check "$label: get JSON" has "$out" '{"id":"a","vector":[1.0,0.0,0.0],"payload":{"tag":"x","n":[1,2]}}'
     check "$label: collections JSON" has "$out" '{"collections":[{"name":"pts","count":2,"dim":3,"metric":"l2"}]}'
-    check "$label: describe JSON" has "$out" '{"name":"pts","count":2,"dim":3,"metric":"l2","codec":"none","M":8,"ef_construction":50,"disk_bytes":'
+    check "$label: describe JSON" has "$out" '{"name":"pts","count":2,"dim":3,"metric":"l2","codec":"none","codec_trained":true,"train_min":0,"code_bytes":12,"M":8,"ef_construction":50,"disk_bytes":'
     check "$label: help COMMAND" has "$out" '{"command":"search","usage":"search NAME'
     check "$label: help lists commands" has "$out" '"import NAME FILE'
     check "$label: stats" has "$out" '{"collections":1,"documents":2,'
@@ -74,6 +74,14 @@ suite() {  # label, target arguments...
     out=$("$bin" "$TARGET" "$TARGET_ARG" -c 'search pts [1, 0, 0] k=1' -c collections)
     check "$label: text table" has "$out" "   1  a                                   0"
 
+    # a codec: code distances with rerank=0, describe, train refused
+    out=$(j -c 'create cq dim=3 codec=f16' -c 'upsert cq a [1, 0, 0]' \
+            -c 'upsert cq b [0, 1, 0]' -c 'search cq [1, 0, 0] k=1 rerank=0' \
+            -c 'describe cq' -c 'drop cq' -c 'train pts')
+    check "$label: codec search" has "$out" '{"hits":[{"id":"a","distance":0.0}]}'
+    check "$label: codec described" has "$out" '"codec":"f16","codec_trained":true,"train_min":0,"code_bytes":6'
+    check "$label: train without a codec" has "$out" "collection 'pts' has codec none, which learns nothing from the data"
+
     # bad input: each named, exit 1, nothing changed
     out=$(j -c 'frobnicate' -c 'create' -c 'create x' -c 'create x dim=-1' \
             -c 'create x dim=4 metric=manhattan' -c 'create x dim=4 codec=pq:8' \
@@ -89,7 +97,7 @@ suite() {  # label, target arguments...
     check "$label: missing dim" has "$out" 'create needs dim=N'
     check "$label: malformed number" has "$out" 'dim must be a whole number from 1 to 16384, not '"'"'-1'"'"
     check "$label: unknown metric" has "$out" "unknown metric 'manhattan'"
-    check "$label: codec not in this build" has "$out" '"UNSUPPORTED","message":"codec '"'"'pq:8'"'"
+    check "$label: codec that does not fit the dimension" has "$out" '"INVALID","message":"codec pq: the parameter must be a whole number from 1 to the dimension 4"'
     check "$label: missing vector" has "$out" 'upsert takes 3 arguments before its options, not 1'
     check "$label: vector not numbers" has "$out" 'vector element 1 is not a number'
     check "$label: payload not an object" has "$out" 'payload must be a JSON object, not '"'"'[4]'"'"

@@ -156,14 +156,20 @@ static void random_pause(uint64_t *rng)
 }
 
 /* One cycle; returns the acknowledged steps. */
-static uint32_t one_cycle(uint64_t seed, int remote, uint64_t *rng)
+static uint32_t one_cycle(uint64_t seed, int remote, uint64_t *rng,
+                          int *trained)
 {
     char *dir = tu_mkdtemp(), uri[64];
     qv_db *db;
     assert_ok(NULL, qv_open(dir, NULL, &db));
-    assert_ok(db, qv_create_collection(db, "c",
-                                       &(qv_collection_config){.dim = DIM,
-                                                               .M = 8}));
+    /* every other cycle with a codec, trained at 256 documents: the kill
+     * may land before, during or after the training */
+    qv_collection_config cfg = {.dim = DIM, .M = 8};
+    if (seed % 2) {
+        cfg.codec = "sq8";
+        cfg.train_min = 64;
+    }
+    assert_ok(db, qv_create_collection(db, "c", &cfg));
     /* the payloads' field is indexed: qv_check verifies its entries */
     assert_ok(db, qv_create_index(db, "c", "v", QV_INDEX_INT));
     qv_close(db);
@@ -221,6 +227,9 @@ static uint32_t one_cycle(uint64_t seed, int remote, uint64_t *rng)
     assert_ok(db, qv_search(db, "c", q, DIM, &(qv_search_options){.k = 5},
                             &hits));
     qv_free(hits);
+    qv_collection_info info;
+    assert_ok(db, qv_describe_collection(db, "c", &info));
+    *trained += strcmp(info.codec, "none") && info.codec_trained;
     qv_close(db);
     tu_rmdir(dir);
     return acked + 1;
@@ -237,12 +246,14 @@ static void run_cycles(int remote)
 {
     uint64_t rng = remote ? 777 : 555;
     unsigned long steps = 0;
-    int n = cycles();
+    int n = cycles(), trained = 0;
     for (int i = 0; i < n; i++)
         steps += one_cycle(1000 + (uint64_t)i + (remote ? 50000u : 0u),
-                           remote, &rng);
-    printf("# %d kill cycles %s, %lu acknowledged steps verified\n", n,
-           remote ? "of quiverd" : "of an embedded writer", steps);
+                           remote, &rng, &trained);
+    printf("# %d kill cycles %s, %lu acknowledged steps verified; %d ended "
+           "with a trained codec\n", n, remote ? "of quiverd"
+                                              : "of an embedded writer",
+           steps, trained);
 }
 
 static void test_kill_embedded_writer(void **state)

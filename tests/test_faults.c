@@ -99,6 +99,26 @@ static int workload(const char *dir, unsigned long n)
         again[i] = (qv_doc){ids[i + 50], moved[i], DIM, "{\"moved\":true}"};
     }
     STEP(qv_upsert(db, "c", again, 3));
+    /* a graph over codes, re-ranked from disk; and one trained at once */
+    STEP(qv_create_collection(db, "f", &(qv_collection_config){
+                                           .dim = DIM, .codec = "f16",
+                                           .M = 8, .ef_construction = 32}));
+    STEP(qv_upsert(db, "f", docs, N));
+    opt.threads = 0;
+    hits = NULL;
+    STEP(qv_search(db, "f", vecs[5], DIM, &opt, &hits));
+    qv_free(hits);
+    hits = NULL;
+    STEP(qv_create_collection(db, "s", &(qv_collection_config){
+                                           .dim = DIM, .codec = "sq8",
+                                           .M = 8, .ef_construction = 32}));
+    int ok_before = ok;
+    STEP(qv_upsert(db, "s", docs, N));
+    if (ok > ok_before)   /* training needs the documents */
+        STEP(qv_train(db, "s"));
+    STEP(qv_search(db, "s", vecs[6], DIM, &opt, &hits));
+    qv_free(hits);
+    hits = NULL;
     qv_collection_info info;
     STEP(qv_describe_collection(db, "c", &info));
     char *text = NULL;

@@ -59,6 +59,10 @@ static void info_to_wire(const qv_collection_info *in,
     out->ef_construction = in->ef_construction;
     out->disk_bytes = in->disk_bytes;
     out->memory_bytes = in->memory_bytes;
+    out->codec = (char *)in->codec;
+    out->codec_trained = in->codec_trained != 0;
+    out->train_min = in->train_min;
+    out->code_bytes = in->code_bytes;
 }
 
 static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
@@ -69,6 +73,8 @@ static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
         cfg.metric = (qv_metric)m->config->metric;
         cfg.M = m->config->m;
         cfg.ef_construction = m->config->ef_construction;
+        cfg.codec = m->config->codec[0] ? m->config->codec : NULL;
+        cfg.train_min = m->config->train_min;
     }
     return qv_create_collection(db, m->name, &cfg);
 }
@@ -154,6 +160,8 @@ static qv_search_options options_from_wire(const Quiver__V1__SearchOptions *o)
         opt.with_payload = o->with_payload;
         opt.filter = o->has_filter ? o->filter : NULL;
         opt.explain = o->explain;
+        opt.rerank = o->rerank;
+        opt.no_rerank = o->no_rerank;
     }
     return opt;
 }
@@ -410,6 +418,9 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         break;
     case QUIVER__V1__REQUEST__OP_COMPACT:
         st = qv_compact(db);
+        break;
+    case QUIVER__V1__REQUEST__OP_TRAIN:
+        st = qv_train(db, req->train->collection);
         break;
     case QUIVER__V1__REQUEST__OP_STATS:
         st = do_stats(db, r);

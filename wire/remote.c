@@ -271,6 +271,8 @@ static qv_status remote_create(qv_db *base, const char *name,
     cfg.metric = (Quiver__V1__Metric)config->metric;
     cfg.m = config->M;
     cfg.ef_construction = config->ef_construction;
+    cfg.codec = (char *)(config->codec ? config->codec : "");
+    cfg.train_min = config->train_min;
     Quiver__V1__CreateCollection m = QUIVER__V1__CREATE_COLLECTION__INIT;
     m.name = (char *)name;
     m.config = &cfg;
@@ -305,6 +307,11 @@ static void info_from_wire(const Quiver__V1__CollectionInfo *in,
     out->ef_construction = in->ef_construction;
     out->disk_bytes = in->disk_bytes;
     out->memory_bytes = in->memory_bytes;
+    snprintf(out->codec, sizeof out->codec, "%s",
+             in->codec[0] ? in->codec : "none");
+    out->codec_trained = in->codec_trained;
+    out->train_min = in->train_min;
+    out->code_bytes = in->code_bytes;
 }
 
 static qv_status remote_describe(qv_db *base, const char *name,
@@ -442,6 +449,8 @@ static Quiver__V1__SearchOptions options_to_wire(const qv_search_options *o)
     w.with_payload = o->with_payload != 0;
     w.has_filter = o->filter != NULL;
     w.explain = o->explain != 0;
+    w.rerank = o->rerank;
+    w.no_rerank = o->no_rerank != 0;
     if (o->filter)
         w.filter = (char *)o->filter;
     return w;
@@ -713,6 +722,18 @@ static qv_status remote_compact(qv_db *base)
     LOCKED_CALL(db, &req, resp, ;);
 }
 
+static qv_status remote_train(qv_db *base, const char *collection)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__Train m = QUIVER__V1__TRAIN__INIT;
+    m.collection = (char *)collection;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_TRAIN;
+    req.train = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
 static qv_status stats_from_wire(remote_db *db, const Response *resp,
                                  char **json)
 {
@@ -765,6 +786,7 @@ static const qv_db_ops remote_ops = {
     .scan = remote_scan,
     .backup = remote_backup,
     .compact = remote_compact,
+    .train = remote_train,
     .check = remote_check,
     .count = remote_count,
     .create_index = remote_create_index,

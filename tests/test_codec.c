@@ -1,0 +1,573 @@
+/*
+ * test_codec.c - vector codecs (ann/codec.c) and collections that use
+ * them: round trips within each codec's error bound, code distances
+ * against brute force on the decoded vectors, training determinism,
+ * stored parameters, and through the API (embedded, and remote under
+ * QUIVER_TEST_REMOTE): exact scans before training, re-ranking over the
+ * whole set equal to exact search for every codec and metric, codes and
+ * codebooks surviving reopen, updates and deletes, io_uring and pread
+ * giving the same hits, read errors reported, bad input refused.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "distance.h"
+#include "reader.h"
+#include "test_util.h"
+
+#define DIM 32
+#define N 1000
+
+/* Clustered data: 8 centres plus noise, so that codecs have structure. */
+static float *make_data(size_t n, uint32_t dim, uint64_t seed)
+{
+    float *v = malloc(n * dim * sizeof *v);
+    float centres[8][64];
+    uint64_t s = seed;
+    for (int c = 0; c < 8; c++)
+        for (uint32_t d = 0; d < dim; d++)
+            centres[c][d] = tu_randf(&s) * 4;
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t d = 0; d < dim; d++)
+            v[i * dim + d] = centres[i % 8][d] + tu_randf(&s) * 0.5f;
+    return v;
+}
+
+static codec *train(const char *text, uint32_t dim, int dot, const float *v,
+                    size_t n)
+{
+    codec_spec spec;
+    char err[128];
+    assert_int_equal(codec_parse(text, dim, &spec, err, sizeof err), 0);
+    codec *c = codec_train(&spec, dim, dot, v, n, 42, 2);
+    assert_non_null(c);
+    return c;
+}
+
+static void test_parse_refuses_bad_specs(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"", "zz", "pq", "pq:", "pq:0",
+                                      "pq:5", "pq:x", "pq:-1", "sq8:2",
+                                      "prune", "prune:0", "prune:33",
+                                      "bin:1", "f16:2", "none:1", "pq:4x"};
+    codec_spec spec;
+    char err[128];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        if (codec_parse(bad[i], DIM, &spec, err, sizeof err) == 0)
+            fail_msg("'%s' was accepted", bad[i]);
+        assert_true(strlen(err) > 0);
+    }
+    static const char *const good[] = {"none", "f16", "sq8", "pq:8", "pq:32",
+                                       "bin", "prune:1", "prune:32"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        assert_int_equal(codec_parse(good[i], DIM, &spec, err, sizeof err),
+                         0);
+        char text[CODEC_SPEC_MAX];
+        codec_format(&spec, text);
+        assert_string_equal(text, good[i]);
+    }
+}
+
+/* Round trips: each codec's own error bound. */
+static void test_round_trips(void **state)
+{
+    (void)state;
+    float *v = make_data(N, DIM, 1);
+    float out[DIM];
+    uint8_t code[DIM * 6];
+    /* f16: relative error of half precision */
+    codec *c = train("f16", DIM, 0, v, N);
+    for (size_t i = 0; i < N; i++) {
+        codec_encode(c, v + i * DIM, code);
+        codec_decode(c, code, out);
+        for (int d = 0; d < DIM; d++)
+            assert_true(fabsf(out[d] - v[i * DIM + d]) <=
+                        fabsf(v[i * DIM + d]) * 1e-3f + 1e-6f);
+    }
+    codec_free(c);
+    /* sq8: half a step inside the trained range, the clip outside */
+    c = train("sq8", DIM, 0, v, N);
+    float lo[DIM], hi[DIM];
+    for (int d = 0; d < DIM; d++) {
+        uint8_t zero[DIM] = {0}, full[DIM];
+        memset(full, 255, sizeof full);
+        codec_decode(c, zero, out);
+        lo[d] = out[d];
+        codec_decode(c, full, out);
+        hi[d] = out[d];
+    }
+    for (size_t i = 0; i < N; i++) {
+        codec_encode(c, v + i * DIM, code);
+        codec_decode(c, code, out);
+        for (int d = 0; d < DIM; d++) {
+            float x = v[i * DIM + d], step = (hi[d] - lo[d]) / 255;
+            float want = x < lo[d] ? lo[d] : x > hi[d] ? hi[d] : x;
+            assert_true(fabsf(out[d] - want) <= step * 0.5f + 1e-4f);
+        }
+    }
+    codec_free(c);
+    /* pq: a decoded vector is the nearest centroid in each sub-space, so
+     * it is no farther than any other code's decoding */
+    c = train("pq:8", DIM, 0, v, N);
+    double err = 0, var = 0;
+    for (size_t i = 0; i < N; i++) {
+        codec_encode(c, v + i * DIM, code);
+        codec_decode(c, code, out);
+        err += dist_l2sq(out, v + i * DIM, DIM);
+        var += dist_l2sq(v + i * DIM, v + ((i + 1) % N) * DIM, DIM) / 2;
+        uint8_t other[8];
+        memcpy(other, code, 8);
+        other[i % 8] ^= 1;
+        float alt[DIM];
+        codec_decode(c, other, alt);
+        assert_true(dist_l2sq(out, v + i * DIM, DIM) <=
+                    dist_l2sq(alt, v + i * DIM, DIM) + 1e-4f);
+    }
+    assert_true(err < 0.2 * var);   /* well below the data's spread */
+    codec_free(c);
+    /* bin: each bit is the side of the mean, and decoding keeps it */
+    c = train("bin", DIM, 0, v, N);
+    for (size_t i = 0; i < N; i++) {
+        codec_encode(c, v + i * DIM, code);
+        codec_decode(c, code, out);
+        uint8_t again[DIM / 8];
+        codec_encode(c, out, again);
+        assert_memory_equal(code, again, DIM / 8);
+    }
+    codec_free(c);
+    /* prune: the K largest magnitudes exactly, zeros elsewhere */
+    c = train("prune:5", DIM, 0, v, N);
+    for (size_t i = 0; i < N; i++) {
+        const float *x = v + i * DIM;
+        codec_encode(c, x, code);
+        codec_decode(c, code, out);
+        int kept = 0;
+        for (int d = 0; d < DIM; d++) {
+            if (out[d] == 0)
+                continue;
+            kept++;
+            assert_true(out[d] == x[d]);
+            int larger = 0;
+            for (int e = 0; e < DIM; e++)
+                larger += fabsf(x[e]) > fabsf(x[d]);
+            assert_true(larger < 5);
+        }
+        assert_true(kept <= 5);
+    }
+    codec_free(c);
+    free(v);
+}
+
+static float brute(const float *a, const float *b, int dot)
+{
+    return dot ? 1.0f - dist_dot(a, b, DIM) : dist_l2sq(a, b, DIM);
+}
+
+static int popcount_diff(const uint8_t *a, const uint8_t *b, size_t n)
+{
+    int bits = 0;
+    for (size_t i = 0; i < n; i++)
+        bits += __builtin_popcount((unsigned)(a[i] ^ b[i]));
+    return bits;
+}
+
+/* Query and code distances equal brute force on the decoded vectors. */
+static void test_distances_match_brute_force(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"f16", "sq8", "pq:8", "pq:32", "bin",
+                                        "prune:7"};
+    float *v = make_data(N, DIM, 2);
+    for (size_t ci = 0; ci < sizeof names / sizeof *names; ci++) {
+        for (int dot = 0; dot < 2; dot++) {
+            codec *c = train(names[ci], DIM, dot, v, N);
+            int bin = codec_get_spec(c)->kind == CODEC_BIN;
+            void *qbuf = malloc(codec_query_bytes(c));
+            uint8_t a[DIM * 6], b[DIM * 6], qcode[DIM];
+            float da[DIM], db[DIM];
+            for (size_t i = 0; i < 200; i++) {
+                const float *q = v + ((i * 7) % N) * DIM;
+                codec_query_prepare(c, q, qbuf);
+                codec_encode(c, v + i * DIM, a);
+                codec_encode(c, v + (N - 1 - i) * DIM, b);
+                codec_decode(c, a, da);
+                codec_decode(c, b, db);
+                float qd = codec_query_distance(c, qbuf, a);
+                float cd = codec_code_distance(c, a, b);
+                if (bin) {
+                    codec_encode(c, q, qcode);
+                    assert_true(qd == (float)popcount_diff(qcode, a, DIM / 8));
+                    assert_true(cd == (float)popcount_diff(a, b, DIM / 8));
+                    continue;
+                }
+                float want = brute(q, da, dot), want2 = brute(da, db, dot);
+                if (fabsf(qd - want) > 1e-3f * (fabsf(want) + 1))
+                    fail_msg("%s dot=%d: query distance %g, brute force %g",
+                             names[ci], dot, qd, want);
+                if (fabsf(cd - want2) > 1e-3f * (fabsf(want2) + 1))
+                    fail_msg("%s dot=%d: code distance %g, brute force %g",
+                             names[ci], dot, cd, want2);
+            }
+            free(qbuf);
+            codec_free(c);
+        }
+    }
+    free(v);
+}
+
+/* The same sample and seed give the same parameters; the stored form
+ * loads back into the same codec; damaged forms are refused. */
+static void test_training_is_deterministic_and_stored(void **state)
+{
+    (void)state;
+    float *v = make_data(N, DIM, 3);
+    static const char *const names[] = {"sq8", "pq:8", "bin"};
+    for (size_t ci = 0; ci < 3; ci++) {
+        codec *a = train(names[ci], DIM, 0, v, N);
+        codec *b = train(names[ci], DIM, 0, v, N);
+        size_t len = codec_blob_size(a);
+        assert_int_equal(len, codec_blob_size(b));
+        char *x = malloc(len), *y = malloc(len);
+        codec_blob_write(a, x);
+        codec_blob_write(b, y);
+        assert_memory_equal(x, y, len);
+        int malformed;
+        codec *c = codec_blob_load(codec_get_spec(a), DIM, 0, x, len,
+                                   &malformed);
+        assert_non_null(c);
+        uint8_t ca[DIM], cc[DIM];
+        for (size_t i = 0; i < N; i++) {
+            codec_encode(a, v + i * DIM, ca);
+            codec_encode(c, v + i * DIM, cc);
+            assert_memory_equal(ca, cc, codec_code_bytes(a));
+        }
+        assert_null(codec_blob_load(codec_get_spec(a), DIM, 0, x, len - 4,
+                                    &malformed));
+        assert_true(malformed);
+        float nan = NAN;
+        memcpy(x, &nan, sizeof nan);
+        assert_null(codec_blob_load(codec_get_spec(a), DIM, 0, x, len,
+                                    &malformed));
+        assert_true(malformed);
+        codec_free(a);
+        codec_free(b);
+        codec_free(c);
+        free(x);
+        free(y);
+    }
+    free(v);
+}
+
+/* ---- through the API ---- */
+
+struct fixture {
+    char *dir;
+    qv_db *db;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    if (tu_open(f->dir, NULL, &f->db) != QV_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char *report = NULL;
+    qv_status st = qv_check(f->db, &report);
+    if (st != QV_OK)
+        fprintf(stderr, "check: %s\n", report ? report : qv_errmsg(f->db));
+    qv_free(report);
+    qv_close(f->db);
+    tu_stop_servers();
+    tu_rmdir(f->dir);
+    free(f);
+    return st == QV_OK ? 0 : -1;
+}
+
+static void put(qv_db *db, const char *coll, const float *v, size_t from,
+                size_t to, uint32_t dim)
+{
+    for (size_t i = from; i < to; i += 100) {
+        qv_doc docs[100];
+        char ids[100][16];
+        size_t n = to - i < 100 ? to - i : 100;
+        for (size_t j = 0; j < n; j++) {
+            snprintf(ids[j], sizeof ids[j], "%zu", i + j);
+            docs[j] = (qv_doc){ids[j], v + (i + j) * dim, dim, NULL};
+        }
+        assert_ok(db, qv_upsert(db, coll, docs, n));
+    }
+}
+
+static void assert_same_hits_in(const char *what, const qv_hits *a,
+                               const qv_hits *b)
+{
+    assert_int_equal(a->count, b->count);
+    for (size_t i = 0; i < a->count; i++) {
+        if (strcmp(a->hits[i].id, b->hits[i].id) != 0 ||
+            fabsf(a->hits[i].distance - b->hits[i].distance) >
+                1e-4f * (fabsf(b->hits[i].distance) + 1))
+            fail_msg("%s: hit %zu: %s at %g, expected %s at %g", what, i,
+                     a->hits[i].id, a->hits[i].distance, b->hits[i].id,
+                     b->hits[i].distance);
+    }
+}
+
+#define assert_same_hits(a, b) assert_same_hits_in(__func__, a, b)
+
+static qv_hits *search(qv_db *db, const char *coll, const float *q,
+                       uint32_t dim, const qv_search_options *opt)
+{
+    qv_hits *h = NULL;
+    assert_ok(db, qv_search(db, coll, q, dim, opt, &h));
+    return h;
+}
+
+/* Below train_min searches are exact scans; at it the codec is trained
+ * and the graph built. */
+static void test_exact_until_trained(void **state)
+{
+    struct fixture *f = *state;
+    qv_collection_config cfg = {.dim = DIM, .codec = "sq8",
+                                .train_min = 300};
+    assert_ok(f->db, qv_create_collection(f->db, "c", &cfg));
+    float *v = make_data(400, DIM, 4);
+    put(f->db, "c", v, 0, 200, DIM);
+    qv_collection_info info;
+    assert_ok(f->db, qv_describe_collection(f->db, "c", &info));
+    assert_false(info.codec_trained);
+    assert_string_equal(info.codec, "sq8");
+    assert_int_equal(info.code_bytes, DIM);
+    qv_search_options opt = {.k = 10, .explain = 1};
+    qv_search_options exact = {.k = 10, .exact = 1};
+    qv_hits *h = search(f->db, "c", v + 5 * DIM, DIM, &opt);
+    qv_hits *e = search(f->db, "c", v + 5 * DIM, DIM, &exact);
+    assert_same_hits(h, e);
+    assert_non_null(strstr(h->explain, "not trained"));
+    qv_free(h);
+    qv_free(e);
+    put(f->db, "c", v, 200, 400, DIM);
+    assert_ok(f->db, qv_describe_collection(f->db, "c", &info));
+    assert_true(info.codec_trained);
+    h = search(f->db, "c", v + 5 * DIM, DIM, &opt);
+    assert_non_null(strstr(h->explain, "graph walk"));
+    assert_string_equal(h->hits[0].id, "5");
+    assert_true(h->hits[0].distance == 0.0f);  /* re-ranked: exact */
+    qv_free(h);
+    free(v);
+}
+
+/* With every candidate re-ranked, each codec and metric gives exactly
+ * the exact search's hits. */
+static void test_full_rerank_equals_exact(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const codecs[] = {"f16", "sq8", "pq:8", "bin",
+                                         "prune:6"};
+    static const qv_metric metrics[] = {QV_METRIC_L2, QV_METRIC_IP,
+                                        QV_METRIC_COSINE};
+    float *v = make_data(300, DIM, 5);
+    for (size_t ci = 0; ci < 5; ci++) {
+        for (size_t mi = 0; mi < 3; mi++) {
+            char name[32];
+            snprintf(name, sizeof name, "c%zu_%zu", ci, mi);
+            qv_collection_config cfg = {.dim = DIM, .metric = metrics[mi],
+                                        .codec = codecs[ci], .M = 8,
+                                        .ef_construction = 64};
+            if (ci == 1 || ci == 2 || ci == 3)
+                cfg.train_min = 256;
+            assert_ok(f->db, qv_create_collection(f->db, name, &cfg));
+            put(f->db, name, v, 0, 300, DIM);
+            qv_search_options all = {.k = 10, .ef = 300, .rerank = 300};
+            qv_search_options exact = {.k = 10, .exact = 1};
+            for (int q = 0; q < 5; q++) {
+                float query[DIM];
+                uint64_t s = (uint64_t)q + 99;
+                tu_rand_vector(&s, query, DIM);
+                qv_hits *h = search(f->db, name, query, DIM, &all);
+                qv_hits *e = search(f->db, name, query, DIM, &exact);
+                assert_same_hits_in(name, h, e);
+                qv_free(h);
+                qv_free(e);
+            }
+        }
+    }
+    free(v);
+}
+
+/* Codes, codebook and graph come back after reopen: the same hits, also
+ * with code distances only (rerank=0), where the codebook matters. */
+static void test_survives_reopen(void **state)
+{
+    struct fixture *f = *state;
+    qv_collection_config cfg = {.dim = DIM, .codec = "pq:8",
+                                .train_min = 256};
+    assert_ok(f->db, qv_create_collection(f->db, "p", &cfg));
+    float *v = make_data(600, DIM, 6);
+    put(f->db, "p", v, 0, 600, DIM);
+    qv_search_options codes = {.k = 10, .no_rerank = 1};
+    qv_search_options rr = {.k = 10, .rerank = 50};
+    qv_hits *before[2] = {search(f->db, "p", v + 3 * DIM, DIM, &codes),
+                          search(f->db, "p", v + 3 * DIM, DIM, &rr)};
+    qv_close(f->db);
+    tu_stop_servers();
+    assert_int_equal(tu_open(f->dir, NULL, &f->db), QV_OK);
+    qv_hits *after[2] = {search(f->db, "p", v + 3 * DIM, DIM, &codes),
+                         search(f->db, "p", v + 3 * DIM, DIM, &rr)};
+    for (int i = 0; i < 2; i++) {
+        assert_same_hits(after[i], before[i]);
+        qv_free(before[i]);
+        qv_free(after[i]);
+    }
+    free(v);
+}
+
+/* Updates move a document, deletes remove it, re-training keeps every
+ * document findable; the index stays valid (teardown checks). */
+static void test_updates_deletes_and_retraining(void **state)
+{
+    struct fixture *f = *state;
+    qv_collection_config cfg = {.dim = DIM, .codec = "sq8",
+                                .train_min = 256};
+    assert_ok(f->db, qv_create_collection(f->db, "u", &cfg));
+    float *v = make_data(500, DIM, 7);
+    put(f->db, "u", v, 0, 500, DIM);
+    qv_search_options opt = {.k = 5, .ef = 100};
+    /* document 10 takes document 400's vector */
+    qv_doc moved = {"10", v + 400 * DIM, DIM, NULL};
+    assert_ok(f->db, qv_upsert(f->db, "u", &moved, 1));
+    qv_hits *h = search(f->db, "u", v + 400 * DIM, DIM, &opt);
+    int seen10 = 0;
+    for (size_t i = 0; i < h->count; i++)
+        seen10 |= !strcmp(h->hits[i].id, "10") && h->hits[i].distance == 0;
+    assert_true(seen10);
+    qv_free(h);
+    assert_ok(f->db, qv_delete(f->db, "u", "400"));
+    h = search(f->db, "u", v + 400 * DIM, DIM, &opt);
+    for (size_t i = 0; i < h->count; i++)
+        assert_string_not_equal(h->hits[i].id, "400");
+    assert_string_equal(h->hits[0].id, "10");
+    qv_free(h);
+    assert_ok(f->db, qv_train(f->db, "u"));
+    for (size_t i = 0; i < 500; i += 37) {
+        if (i == 10 || i == 400)
+            continue;
+        h = search(f->db, "u", v + i * DIM, DIM, &opt);
+        char id[16];
+        snprintf(id, sizeof id, "%zu", i);
+        assert_string_equal(h->hits[0].id, id);
+        assert_true(h->hits[0].distance == 0.0f);
+        qv_free(h);
+    }
+    free(v);
+}
+
+/* io_uring and pread read the same vectors; a failed read is an IO
+ * error that changes nothing. Embedded only (the reader is in-process). */
+static void test_io_paths_and_read_errors(void **state)
+{
+    struct fixture *f = *state;
+    if (tu_remote())
+        skip();
+    qv_collection_config cfg = {.dim = DIM, .codec = "f16"};
+    assert_ok(f->db, qv_create_collection(f->db, "io", &cfg));
+    float *v = make_data(300, DIM, 8);
+    put(f->db, "io", v, 0, 300, DIM);
+    qv_db *pr = NULL;
+    qv_open_options oo = {.flags = QV_OPEN_PREAD};
+    assert_int_equal(qv_open(f->dir, &oo, &pr), QV_OK);
+    qv_search_options opt = {.k = 10, .rerank = 100};
+    for (int q = 0; q < 20; q++) {
+        qv_hits *a = search(f->db, "io", v + q * DIM, DIM, &opt);
+        qv_hits *b = search(pr, "io", v + q * DIM, DIM, &opt);
+        assert_same_hits(a, b);
+        qv_free(a);
+        qv_free(b);
+    }
+    qv_hits *h = NULL;
+    for (int path = 0; path < 2; path++) {
+        qv_db *db = path ? pr : f->db;
+        st_read_inject_failures(1);
+        assert_status(db, qv_search(db, "io", v, DIM, &opt, &h), QV_ERR_IO);
+        assert_non_null(strstr(qv_errmsg(db), "re-ranking"));
+        h = search(db, "io", v, DIM, &opt);
+        assert_string_equal(h->hits[0].id, "0");
+        qv_free(h);
+    }
+    st_read_inject_failures(0);
+    qv_close(pr);
+    free(v);
+}
+
+/* Bad options are refused with a message and create nothing. */
+static void test_bad_input(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const bad[] = {"pq:5", "pq:0", "sq8:1", "prune:0",
+                                      "prune:33", "nope", "pq:abc"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        qv_collection_config cfg = {.dim = DIM, .codec = bad[i]};
+        assert_status(f->db, qv_create_collection(f->db, "bad", &cfg),
+                      QV_ERR_INVALID);
+        assert_true(strlen(qv_errmsg(f->db)) > 0);
+    }
+    qv_collection_config cfg = {.dim = DIM, .codec = "f16", .train_min = 500};
+    assert_status(f->db, qv_create_collection(f->db, "bad", &cfg),
+                  QV_ERR_INVALID);
+    cfg = (qv_collection_config){.dim = DIM, .codec = "pq:8",
+                                 .train_min = 10};
+    assert_status(f->db, qv_create_collection(f->db, "bad", &cfg),
+                  QV_ERR_INVALID);
+    qv_collection_info info;
+    assert_status(f->db, qv_describe_collection(f->db, "bad", &info),
+                  QV_ERR_NOT_FOUND);
+    cfg = (qv_collection_config){.dim = DIM};
+    assert_ok(f->db, qv_create_collection(f->db, "plain", &cfg));
+    assert_status(f->db, qv_train(f->db, "plain"), QV_ERR_INVALID);
+    assert_status(f->db, qv_train(f->db, "missing"), QV_ERR_NOT_FOUND);
+    cfg = (qv_collection_config){.dim = DIM, .codec = "pq:8"};
+    assert_ok(f->db, qv_create_collection(f->db, "few", &cfg));
+    float *v = make_data(100, DIM, 9);
+    put(f->db, "few", v, 0, 100, DIM);
+    free(v);
+    assert_status(f->db, qv_train(f->db, "few"), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(f->db), "needs at least 256"));
+    float q[DIM] = {0};
+    qv_hits *h = NULL;
+    qv_search_options opt = {.k = 1, .rerank = QV_RERANK_MAX + 1};
+    assert_status(f->db, qv_search(f->db, "plain", q, DIM, &opt, &h),
+                  QV_ERR_INVALID);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_refuses_bad_specs),
+        cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_distances_match_brute_force),
+        cmocka_unit_test(test_training_is_deterministic_and_stored),
+        cmocka_unit_test_setup_teardown(test_exact_until_trained, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_full_rerank_equals_exact, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_survives_reopen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_updates_deletes_and_retraining,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_paths_and_read_errors, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
