@@ -28,10 +28,10 @@ ASAN_LDFLAGS   := -fsanitize=address,undefined
 
 LIB_SRC := common/alloc.c common/error.c common/token.c \
            storage/env.c storage/reader.c \
-           ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c \
+           ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c ann/embed.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
            db/validate.c db/index.c db/results.c db/admin.c db/check.c db/filter.c \
-           db/pindex.c \
+           db/pindex.c db/table.c \
            wire/frame.c wire/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
@@ -39,7 +39,7 @@ CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/vecfile.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
              test_hnsw test_server test_corrupt test_crash test_faults \
-             test_filter test_codec
+             test_filter test_codec test_table
 
 B  := build
 BA := build/asan

@@ -2,6 +2,7 @@
  * db.c - the public API: argument checks common to every transport, then
  * dispatch to the handle's transport.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "error.h"
 #include "filter.h"
 #include "codec.h"
+#include "embed.h"
 #include "internal.h"
 
 #define REMOTE_SCHEME "qv://"
@@ -446,4 +448,145 @@ qv_status qv_set_threads(qv_db *db, uint32_t threads)
         return qv_fail(db, QV_ERR_INVALID, "threads must be 0 to 1024, not %u",
                        threads);
     return db->ops->set_threads(db, threads);
+}
+
+/* ---- embedding tables ---- */
+
+qv_status qv_table_create(qv_db *db, const char *name,
+                          const qv_table_config *config)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, name);
+    if (st != QV_OK)
+        return st;
+    if (!config)
+        return qv_fail(db, QV_ERR_INVALID, "table config is NULL");
+    qv_table_config cfg = *config;
+    if (!cfg.method)
+        cfg.method = "full";
+    if (cfg.learning_rate == 0)
+        cfg.learning_rate = 0.01f;
+    if (cfg.init == 0)
+        cfg.init = 0.01f;
+    if (cfg.rows == 0 || cfg.rows > QV_TABLE_BYTES_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "rows must be 1 to %llu, not %llu",
+                       (unsigned long long)QV_TABLE_BYTES_MAX,
+                       (unsigned long long)cfg.rows);
+    if (cfg.dim == 0 || cfg.dim > QV_TABLE_DIM_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "dimension must be 1 to %d, not "
+                       "%u", QV_TABLE_DIM_MAX, cfg.dim);
+    if (cfg.optimizer != QV_OPTIMIZER_SGD &&
+        cfg.optimizer != QV_OPTIMIZER_ADAGRAD)
+        return qv_fail(db, QV_ERR_INVALID, "unknown optimizer %d; use sgd "
+                       "or adagrad", (int)cfg.optimizer);
+    if (!(cfg.learning_rate > 0) || !isfinite(cfg.learning_rate))
+        return qv_fail(db, QV_ERR_INVALID, "the learning rate must be a "
+                       "finite number above 0");
+    if (!(cfg.init > 0) || !isfinite(cfg.init))
+        return qv_fail(db, QV_ERR_INVALID, "init must be a finite number "
+                       "above 0");
+    emb_spec spec = {.rows = cfg.rows, .dim = cfg.dim,
+                     .optimizer = (enum emb_optimizer)cfg.optimizer};
+    emb_table t;
+    char why[160];
+    if (emb_parse_method(cfg.method, &spec, why, sizeof why) != 0 ||
+        emb_layout(&spec, &t, why, sizeof why) != 0)
+        return qv_fail(db, QV_ERR_INVALID, "%s", why);
+    if (emb_param_bytes(&t) + emb_state_bytes(&t) > QV_TABLE_BYTES_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "the table would hold %llu bytes; "
+                       "the limit is %llu", (unsigned long long)(
+                           emb_param_bytes(&t) + emb_state_bytes(&t)),
+                       (unsigned long long)QV_TABLE_BYTES_MAX);
+    return db->ops->table_create(db, name, &cfg);
+}
+
+qv_status qv_table_drop(qv_db *db, const char *name)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, name);
+    return st == QV_OK ? db->ops->table_drop(db, name) : st;
+}
+
+qv_status qv_table_describe(qv_db *db, const char *name, qv_table_info *info)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, name);
+    if (st == QV_OK && !info)
+        st = qv_fail(db, QV_ERR_INVALID, "info is NULL");
+    return st == QV_OK ? db->ops->table_describe(db, name, info) : st;
+}
+
+/* The arrays of a batch: present, and n within bounds. */
+static qv_status check_batch_arrays(qv_db *db, const void *a, const void *b,
+                                    size_t n)
+{
+    if (!a || !b)
+        return qv_fail(db, QV_ERR_INVALID, "ids, rows or out is NULL");
+    if (n == 0 || n > QV_TABLE_BATCH_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "a batch holds 1 to %d ids, not "
+                       "%zu", QV_TABLE_BATCH_MAX, n);
+    return QV_OK;
+}
+
+static qv_status check_finite_rows(qv_db *db, const char *what,
+                                   const float *v, size_t n, uint32_t dim)
+{
+    if (dim == 0 || dim > QV_TABLE_DIM_MAX)
+        return qv_fail(db, QV_ERR_DIMENSION, "dimension must be 1 to %d, "
+                       "not %u", QV_TABLE_DIM_MAX, dim);
+    for (size_t i = 0; i < n * dim; i++) {
+        if (!isfinite(v[i]))
+            return qv_fail(db, QV_ERR_INVALID, "%s of id %zu, element %zu, "
+                           "is not a finite number", what, i / dim,
+                           i % dim);
+    }
+    return QV_OK;
+}
+
+qv_status qv_table_lookup(qv_db *db, const char *name, const uint64_t *ids,
+                          size_t n, uint32_t dim, float *out)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, name);
+    if (st == QV_OK)
+        st = check_batch_arrays(db, ids, out, n);
+    if (st == QV_OK && (dim == 0 || dim > QV_TABLE_DIM_MAX))
+        st = qv_fail(db, QV_ERR_DIMENSION, "dimension must be 1 to %d, not "
+                     "%u", QV_TABLE_DIM_MAX, dim);
+    return st == QV_OK ? db->ops->table_lookup(db, name, ids, n, dim, out)
+                       : st;
+}
+
+qv_status qv_table_update(qv_db *db, const char *name, const uint64_t *ids,
+                          size_t n, uint32_t dim, const float *grads)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, name);
+    if (st == QV_OK)
+        st = check_batch_arrays(db, ids, grads, n);
+    if (st == QV_OK)
+        st = check_finite_rows(db, "the gradient", grads, n, dim);
+    return st == QV_OK ? db->ops->table_update(db, name, ids, n, dim, grads)
+                       : st;
+}
+
+qv_status qv_table_load(qv_db *db, const char *name, uint64_t first,
+                        size_t n, uint32_t dim, const float *rows)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = validate_collection_name(db, name);
+    if (st == QV_OK)
+        st = check_batch_arrays(db, rows, rows, n);
+    if (st == QV_OK)
+        st = check_finite_rows(db, "the row", rows, n, dim);
+    return st == QV_OK ? db->ops->table_load(db, name, first, n, dim, rows)
+                       : st;
 }

@@ -1,4 +1,5 @@
 #include "embedded.h"
+#include "table.h"
 
 #include <errno.h>
 #include <string.h>
@@ -34,6 +35,12 @@ static const qv_db_ops embedded_ops = {
     .backup = admin_backup,
     .compact = admin_compact,
     .train = admin_train,
+    .table_create = table_create,
+    .table_drop = table_drop,
+    .table_describe = table_describe,
+    .table_lookup = table_lookup,
+    .table_update = table_update,
+    .table_load = table_load,
     .check = check_database,
     .count = search_count,
     .delete_where = document_delete_where,

@@ -52,7 +52,7 @@ static void registry_free(void *arg)
 
 static index_slot *find_slot(emb_db *db, uint32_t coll_id, int create)
 {
-    index_registry *r = st_env_user(db->env, registry_create, registry_free);
+    index_registry *r = st_env_user(db->env, ST_USER_INDEXES, registry_create, registry_free);
     if (!r)
         return NULL;
     pthread_mutex_lock(&r->lock);
@@ -394,7 +394,7 @@ void index_forget(emb_db *db, uint32_t coll_id)
 
 void index_forget_all(emb_db *db)
 {
-    index_registry *r = st_env_user(db->env, registry_create, registry_free);
+    index_registry *r = st_env_user(db->env, ST_USER_INDEXES, registry_create, registry_free);
     if (!r)
         return;
     pthread_mutex_lock(&r->lock);

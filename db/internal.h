@@ -54,6 +54,20 @@ typedef struct qv_db_ops {
     qv_status (*stats)(qv_db *db, char **json);
     qv_status (*set_threads)(qv_db *db, uint32_t threads);
     qv_status (*train)(qv_db *db, const char *collection);
+    qv_status (*table_create)(qv_db *db, const char *name,
+                              const qv_table_config *config);
+    qv_status (*table_drop)(qv_db *db, const char *name);
+    qv_status (*table_describe)(qv_db *db, const char *name,
+                                qv_table_info *info);
+    /* ids and grads (rows) are checked: finite, n in range */
+    qv_status (*table_lookup)(qv_db *db, const char *name,
+                              const uint64_t *ids, size_t n, uint32_t dim,
+                              float *out);
+    qv_status (*table_update)(qv_db *db, const char *name,
+                              const uint64_t *ids, size_t n, uint32_t dim,
+                              const float *grads);
+    qv_status (*table_load)(qv_db *db, const char *name, uint64_t first,
+                            size_t n, uint32_t dim, const float *rows);
 } qv_db_ops;
 
 struct qv_db {

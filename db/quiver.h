@@ -411,6 +411,80 @@ qv_status qv_stats(qv_db *db, char **json);
  */
 qv_status qv_set_threads(qv_db *db, uint32_t threads);
 
+/* ---- Embedding tables (docs/EMBEDDINGS.md) ------------------------------ */
+
+/*
+ * A learnable embedding table: dense float rows for 64-bit feature ids,
+ * stored compressed by one of the methods of the seed paper, looked up and
+ * trained (one optimizer step per update call) in the database.
+ */
+typedef enum qv_optimizer {
+    QV_OPTIMIZER_SGD = 0,
+    QV_OPTIMIZER_ADAGRAD = 1   /* row-wise: one accumulator per stored row */
+} qv_optimizer;
+
+#define QV_TABLE_BYTES_MAX (4ull << 30)   /* parameters and state */
+#define QV_TABLE_DIM_MAX   1024
+#define QV_TABLE_BATCH_MAX 1000000        /* ids per lookup or update */
+
+typedef struct qv_table_config {
+    uint64_t rows;            /* feature ids the table is sized for, >= 1 */
+    uint32_t dim;             /* 1 .. QV_TABLE_DIM_MAX */
+    const char *method;       /* "full", "hash:R", "qr:R", "robe:R",
+                                 "adapt:R", "int8", "int16", "alpt:8",
+                                 "alpt:16", "prune:S"; NULL = "full" */
+    qv_optimizer optimizer;
+    float learning_rate;      /* > 0; 0 = 0.01 */
+    float init;               /* initial values uniform in [-init, init];
+                                 0 = 0.01 */
+    uint64_t seed;            /* initial values and hashing */
+} qv_table_config;
+
+typedef struct qv_table_info {
+    char name[QV_NAME_MAX + 1];
+    char method[24];
+    uint64_t rows;
+    uint32_t dim;
+    qv_optimizer optimizer;
+    float learning_rate;
+    uint64_t param_bytes;     /* parameters as stored */
+    uint64_t optimizer_bytes; /* optimizer state */
+    double ratio;             /* rows x dim x 4 / param_bytes */
+    uint64_t updates;         /* optimizer steps applied */
+} qv_table_info;
+
+/* Table names follow the rules of collection names. */
+qv_status qv_table_create(qv_db *db, const char *name,
+                          const qv_table_config *config);
+qv_status qv_table_drop(qv_db *db, const char *name);
+qv_status qv_table_describe(qv_db *db, const char *name, qv_table_info *info);
+
+/*
+ * The rows of n ids (1 .. QV_TABLE_BATCH_MAX) into out, n x dim floats
+ * the caller owns. full, int8, int16, alpt and prune address rows by id
+ * (an id must be below rows); hash, qr, robe and adapt take any id.
+ */
+qv_status qv_table_lookup(qv_db *db, const char *name, const uint64_t *ids,
+                          size_t n, uint32_t dim, float *out);
+
+/*
+ * One optimizer step: grads is n x dim, the gradient of the loss with
+ * respect to each looked-up row; a repeated id accumulates. One atomic,
+ * durable write; non-finite gradients are refused and change nothing.
+ */
+qv_status qv_table_update(qv_db *db, const char *name, const uint64_t *ids,
+                          size_t n, uint32_t dim, const float *grads);
+
+/*
+ * Load trained float rows (rows first .. first+n-1, n x dim) into the
+ * table through its method: how a trained full table is compressed for
+ * serving. Only for methods that address rows by id and for hash (rows
+ * sharing a hashed row are averaged); qr, robe and adapt are trained in
+ * place.
+ */
+qv_status qv_table_load(qv_db *db, const char *name, uint64_t first,
+                        size_t n, uint32_t dim, const float *rows);
+
 #ifdef __cplusplus
 }
 #endif

@@ -737,7 +737,9 @@ static char *explain_json(const struct search_ctx *c)
                           (json_int_t)(c->filter ? c->nallowed : c->rec.count),
                           "distances", (json_int_t)c->distances, "widenings",
                           c->widenings, "reranked", (json_int_t)c->reranked,
-                          "rerank_io", c->reranked ? st_io_name() : "none",
+                          "rerank_io", !c->reranked ? "none"
+                                       : c->db->base.flags & QV_OPEN_PREAD
+                                           ? "pread" : st_io_name(),
                           "rerank_ms", c->rerank_seconds * 1e3);
     char *s = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);

@@ -24,7 +24,8 @@ static const char *const db_names[ST_DB_COUNT] = {
     [ST_DB_VECTORS] = "vectors", [ST_DB_FREEIDS] = "freeids",
     [ST_DB_GRAPH] = "graph",       [ST_DB_PINDEX] = "pindexes",
     [ST_DB_PENTRIES] = "pentries", [ST_DB_CODES] = "codes",
-    [ST_DB_CODECS] = "codecs",
+    [ST_DB_CODECS] = "codecs",   [ST_DB_TABLES] = "tables",
+    [ST_DB_TCHUNKS] = "tchunks",
 };
 
 struct st_env {
@@ -37,8 +38,8 @@ struct st_env {
      * and again whenever the map moves (growth, compaction) */
     _Atomic(char *) map_base;
     /* what the layer above keeps per environment, see st_env_user */
-    void *user;
-    void (*user_free)(void *);
+    void *user[ST_USER_COUNT];
+    void (*user_free[ST_USER_COUNT])(void *);
     /* Registry of open environments, guarded by registry_lock. An entry
      * inherited through fork() belongs to the parent (LMDB environments
      * must not be used across fork), hence the pid. */
@@ -212,22 +213,24 @@ void st_env_close(st_env *env)
     pthread_mutex_unlock(&registry_lock);
     if (!last)
         return;
-    if (env->user_free)
-        env->user_free(env->user);
+    for (int i = 0; i < ST_USER_COUNT; i++)
+        if (env->user_free[i])
+            env->user_free[i](env->user[i]);
     mdb_env_close(env->mdb);
     pthread_rwlock_destroy(&env->map_lock);
     qv_mem_free(env);
 }
 
-void *st_env_user(st_env *env, void *(*create)(void), void (*destroy)(void *))
+void *st_env_user(st_env *env, enum st_user slot, void *(*create)(void),
+                  void (*destroy)(void *))
 {
     pthread_mutex_lock(&registry_lock);
-    if (!env->user) {
-        env->user = create();
-        if (env->user)
-            env->user_free = destroy;
+    if (!env->user[slot]) {
+        env->user[slot] = create();
+        if (env->user[slot])
+            env->user_free[slot] = destroy;
     }
-    void *user = env->user;
+    void *user = env->user[slot];
     pthread_mutex_unlock(&registry_lock);
     return user;
 }

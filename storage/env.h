@@ -19,6 +19,9 @@
 
 typedef struct st_env st_env;
 
+/* What the layer above keeps per environment (st_env_user). */
+enum st_user { ST_USER_INDEXES, ST_USER_TABLES, ST_USER_COUNT };
+
 /* Named sub-databases. The key layout is in keys.h. */
 enum st_db {
     ST_DB_META,      /* database-wide settings and counters */
@@ -32,6 +35,8 @@ enum st_db {
     ST_DB_PENTRIES,  /* (collection, index, value, internal id) -> "" */
     ST_DB_CODES,     /* (collection, internal id) -> the vector's code */
     ST_DB_CODECS,    /* collection -> trained codec parameters */
+    ST_DB_TABLES,    /* embedding table name -> table record */
+    ST_DB_TCHUNKS,   /* (table, slab, chunk) -> rows of an embedding table */
     ST_DB_COUNT
 };
 
@@ -67,7 +72,8 @@ uint64_t st_map_offset(st_env *env, const void *p);
  * shared by every handle on the environment, released with destroy() when
  * the environment closes. NULL if create() failed.
  */
-void *st_env_user(st_env *env, void *(*create)(void), void (*destroy)(void *));
+void *st_env_user(st_env *env, enum st_user slot, void *(*create)(void),
+                  void (*destroy)(void *));
 
 /*
  * Run fn(txn, ctx) in a write transaction and commit it. fn returns 0 to

@@ -44,6 +44,7 @@ done
 # The conformance suite: the end-to-end API tests again, through quiverd.
 run_one "test_api (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_api"
 run_one "test_codec (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_codec"
+run_one "test_table (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_table"
 for t in "$top"/tests/*.test.sh; do
     run_one "$(basename "$t" .test.sh)" sh "$t"
 done

@@ -21,6 +21,8 @@ struct reply {
         Quiver__V1__Hits hits;
         Quiver__V1__HitsBatch batch;
         Quiver__V1__Page page;
+        Quiver__V1__TableInfo table;
+        Quiver__V1__Floats floats;
     } u;
 };
 
@@ -313,6 +315,101 @@ static qv_status do_check(qv_db *db, struct reply *r)
     return st;
 }
 
+/* ---- embedding tables ---- */
+
+/* Floats a table reply may carry: a lookup answer must fit a frame. */
+#define TABLE_REPLY_FLOATS ((size_t)(48u << 20) / sizeof(float))
+
+static qv_status table_fail(struct reply *r, const char *message)
+{
+    r->resp.status = QUIVER__V1__STATUS__INVALID;
+    r->resp.message = (char *)message;
+    return QV_ERR_INVALID;
+}
+
+static qv_status do_table_create(qv_db *db, const Quiver__V1__TableCreate *m)
+{
+    qv_table_config cfg = {0};
+    if (m->config) {
+        cfg.rows = m->config->rows;
+        cfg.dim = m->config->dim;
+        cfg.method = m->config->method[0] ? m->config->method : NULL;
+        cfg.optimizer = (qv_optimizer)m->config->optimizer;
+        cfg.learning_rate = m->config->learning_rate;
+        cfg.init = m->config->init;
+        cfg.seed = m->config->seed;
+    }
+    return qv_table_create(db, m->name, &cfg);
+}
+
+static qv_status do_table_describe(qv_db *db, const char *name,
+                                   struct reply *r)
+{
+    qv_table_info *info = reply_alloc(r, sizeof *info);
+    if (!info)
+        return nomem(r);
+    qv_status st = qv_table_describe(db, name, info);
+    if (st != QV_OK)
+        return st;
+    Quiver__V1__TableInfo *w = &r->u.table;
+    quiver__v1__table_info__init(w);
+    w->name = info->name;
+    w->method = info->method;
+    w->rows = info->rows;
+    w->dim = info->dim;
+    w->optimizer = (uint32_t)info->optimizer;
+    w->learning_rate = info->learning_rate;
+    w->param_bytes = info->param_bytes;
+    w->optimizer_bytes = info->optimizer_bytes;
+    w->ratio = info->ratio;
+    w->updates = info->updates;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_TABLE_INFO;
+    r->resp.table_info = w;
+    return QV_OK;
+}
+
+static qv_status do_table_lookup(qv_db *db, const Quiver__V1__TableLookup *m,
+                                 struct reply *r)
+{
+    if (m->n_ids && (size_t)m->dim > TABLE_REPLY_FLOATS / m->n_ids)
+        return table_fail(r, "the rows asked for would not fit in one "
+                          "response frame; ask for fewer ids at a time");
+    float *out = reply_alloc(r, (m->n_ids ? m->n_ids : 1) *
+                                    (m->dim ? m->dim : 1) * sizeof *out);
+    if (!out)
+        return nomem(r);
+    qv_status st = qv_table_lookup(db, m->name, m->ids, m->n_ids, m->dim,
+                                   out);
+    if (st != QV_OK)
+        return st;
+    Quiver__V1__Floats *w = &r->u.floats;
+    quiver__v1__floats__init(w);
+    w->values = out;
+    w->n_values = m->n_ids * m->dim;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_ROWS;
+    r->resp.rows = w;
+    return QV_OK;
+}
+
+static qv_status do_table_update(qv_db *db, const Quiver__V1__TableUpdate *m,
+                                 struct reply *r)
+{
+    if (m->n_grads != m->n_ids * (size_t)m->dim)
+        return table_fail(r, "the gradients do not match the ids: they must "
+                          "hold ids x dim floats");
+    return qv_table_update(db, m->name, m->ids, m->n_ids, m->dim, m->grads);
+}
+
+static qv_status do_table_load(qv_db *db, const Quiver__V1__TableLoad *m,
+                               struct reply *r)
+{
+    if (m->dim == 0 || m->n_rows % m->dim)
+        return table_fail(r, "the rows must hold a whole number of rows of "
+                          "dim floats");
+    return qv_table_load(db, m->name, m->first, m->n_rows / m->dim, m->dim,
+                         m->rows);
+}
+
 static qv_status do_stats(qv_db *db, struct reply *r)
 {
     char *json = NULL;
@@ -421,6 +518,24 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         break;
     case QUIVER__V1__REQUEST__OP_TRAIN:
         st = qv_train(db, req->train->collection);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_CREATE:
+        st = do_table_create(db, req->table_create);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_DROP:
+        st = qv_table_drop(db, req->table_drop->name);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_DESCRIBE:
+        st = do_table_describe(db, req->table_describe->name, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_LOOKUP:
+        st = do_table_lookup(db, req->table_lookup, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_UPDATE:
+        st = do_table_update(db, req->table_update, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_LOAD:
+        st = do_table_load(db, req->table_load, r);
         break;
     case QUIVER__V1__REQUEST__OP_STATS:
         st = do_stats(db, r);

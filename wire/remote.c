@@ -734,6 +734,136 @@ static qv_status remote_train(qv_db *base, const char *collection)
     LOCKED_CALL(db, &req, resp, ;);
 }
 
+/* ---- embedding tables ---- */
+
+static qv_status remote_table_create(qv_db *base, const char *name,
+                                     const qv_table_config *config)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__TableConfig cfg = QUIVER__V1__TABLE_CONFIG__INIT;
+    cfg.rows = config->rows;
+    cfg.dim = config->dim;
+    cfg.method = (char *)(config->method ? config->method : "");
+    cfg.optimizer = (uint32_t)config->optimizer;
+    cfg.learning_rate = config->learning_rate;
+    cfg.init = config->init;
+    cfg.seed = config->seed;
+    Quiver__V1__TableCreate m = QUIVER__V1__TABLE_CREATE__INIT;
+    m.name = (char *)name;
+    m.config = &cfg;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_CREATE;
+    req.table_create = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
+static qv_status remote_table_drop(qv_db *base, const char *name)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__TableDrop m = QUIVER__V1__TABLE_DROP__INIT;
+    m.name = (char *)name;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_DROP;
+    req.table_drop = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
+static void table_info_from_wire(const Quiver__V1__TableInfo *in,
+                                 qv_table_info *out)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", in->name);
+    snprintf(out->method, sizeof out->method, "%s", in->method);
+    out->rows = in->rows;
+    out->dim = in->dim;
+    out->optimizer = (qv_optimizer)in->optimizer;
+    out->learning_rate = in->learning_rate;
+    out->param_bytes = in->param_bytes;
+    out->optimizer_bytes = in->optimizer_bytes;
+    out->ratio = in->ratio;
+    out->updates = in->updates;
+}
+
+static qv_status remote_table_describe(qv_db *base, const char *name,
+                                       qv_table_info *info)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__TableDescribe m = QUIVER__V1__TABLE_DESCRIBE__INIT;
+    m.name = (char *)name;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_DESCRIBE;
+    req.table_describe = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, {
+        if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_TABLE_INFO)
+            st_ = wrong_result(db);
+        else
+            table_info_from_wire(resp->table_info, info);
+    });
+}
+
+static qv_status remote_table_lookup(qv_db *base, const char *name,
+                                     const uint64_t *ids, size_t n,
+                                     uint32_t dim, float *out)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__TableLookup m = QUIVER__V1__TABLE_LOOKUP__INIT;
+    m.name = (char *)name;
+    m.ids = (uint64_t *)ids;
+    m.n_ids = n;
+    m.dim = dim;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_LOOKUP;
+    req.table_lookup = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, {
+        if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_ROWS ||
+            resp->rows->n_values != n * dim)
+            st_ = wrong_result(db);
+        else
+            memcpy(out, resp->rows->values, n * dim * sizeof *out);
+    });
+}
+
+static qv_status remote_table_update(qv_db *base, const char *name,
+                                     const uint64_t *ids, size_t n,
+                                     uint32_t dim, const float *grads)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__TableUpdate m = QUIVER__V1__TABLE_UPDATE__INIT;
+    m.name = (char *)name;
+    m.ids = (uint64_t *)ids;
+    m.n_ids = n;
+    m.dim = dim;
+    m.grads = (float *)grads;
+    m.n_grads = n * dim;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_UPDATE;
+    req.table_update = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
+static qv_status remote_table_load(qv_db *base, const char *name,
+                                   uint64_t first, size_t n, uint32_t dim,
+                                   const float *rows)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__TableLoad m = QUIVER__V1__TABLE_LOAD__INIT;
+    m.name = (char *)name;
+    m.first = first;
+    m.dim = dim;
+    m.rows = (float *)rows;
+    m.n_rows = n * dim;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_LOAD;
+    req.table_load = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
 static qv_status stats_from_wire(remote_db *db, const Response *resp,
                                  char **json)
 {
@@ -787,6 +917,12 @@ static const qv_db_ops remote_ops = {
     .backup = remote_backup,
     .compact = remote_compact,
     .train = remote_train,
+    .table_create = remote_table_create,
+    .table_drop = remote_table_drop,
+    .table_describe = remote_table_describe,
+    .table_lookup = remote_table_lookup,
+    .table_update = remote_table_update,
+    .table_load = remote_table_load,
     .check = remote_check,
     .count = remote_count,
     .create_index = remote_create_index,

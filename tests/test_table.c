@@ -1,0 +1,424 @@
+/*
+ * test_table.c - embedding tables through the API (embedded, and remote
+ * under QUIVER_TEST_REMOTE): per method, a lookup after an update against
+ * a float reference within the method's bound; training on a planted
+ * task converges; persistence across reopen; hashing collisions;
+ * duplicate ids accumulating; loading trained rows; describe's figures;
+ * bad input refused without a change.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+#define DIM 8
+
+static const char *const all_methods[] = {
+    "full", "hash:4", "qr:4", "robe:4", "adapt:4", "int8", "int16", "alpt:8",
+    "alpt:16", "prune:0.5"};
+#define NMETHODS (sizeof all_methods / sizeof *all_methods)
+
+struct fixture {
+    char *dir;
+    qv_db *db;
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    qv_open_options oo = {.flags = QV_OPEN_NOSYNC};
+    if (tu_open(f->dir, &oo, &f->db) != QV_OK)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    qv_close(f->db);
+    tu_stop_servers();
+    tu_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void create(qv_db *db, const char *name, const char *method,
+                   uint64_t rows, qv_optimizer opt, float lr)
+{
+    qv_table_config cfg = {.rows = rows, .dim = DIM, .method = method,
+                           .optimizer = opt, .learning_rate = lr,
+                           .init = 0.1f, .seed = 7};
+    assert_ok(db, qv_table_create(db, name, &cfg));
+}
+
+static float max_abs(const float *v, size_t n)
+{
+    float m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
+    return m;
+}
+
+/* Rows addressed by id, SGD: after = before - lr g within the method's
+ * bound (quantization steps; prune keeps the largest of the result). */
+static void test_lookup_after_update_matches_reference(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const methods[] = {"full", "int8", "int16", "alpt:8",
+                                          "alpt:16", "prune:0.5"};
+    uint64_t ids[10];
+    float before[10 * DIM], after[10 * DIM], g[10 * DIM], want[10 * DIM];
+    uint64_t rng = 3;
+    for (int i = 0; i < 10; i++)
+        ids[i] = (uint64_t)(i * 7);
+    for (size_t m = 0; m < sizeof methods / sizeof *methods; m++) {
+        char name[16];
+        snprintf(name, sizeof name, "t%zu", m);
+        float lr = 0.5f;
+        create(f->db, name, methods[m], 100, QV_OPTIMIZER_SGD, lr);
+        assert_ok(f->db, qv_table_lookup(f->db, name, ids, 10, DIM, before));
+        tu_rand_vector(&rng, g, 10 * DIM);
+        for (int i = 0; i < 10 * DIM; i++) {
+            g[i] *= 0.05f;
+            want[i] = before[i] - lr * g[i];
+        }
+        assert_ok(f->db, qv_table_update(f->db, name, ids, 10, DIM, g));
+        assert_ok(f->db, qv_table_lookup(f->db, name, ids, 10, DIM, after));
+        for (int r = 0; r < 10; r++) {
+            const float *w = want + r * DIM, *a = after + r * DIM;
+            float big = max_abs(w, DIM) > max_abs(a, DIM) ? max_abs(w, DIM)
+                                                          : max_abs(a, DIM);
+            float bound = 1e-6f;
+            /* int: one step of max |w| / qmax (stochastic rounding);
+             * alpt: of its learned scale, which starts at 2 init / qmax */
+            if (!strcmp(methods[m], "int8"))
+                bound = 2.5f * big / 127;
+            else if (!strcmp(methods[m], "int16"))
+                bound = 2.5f * big / 32767;
+            else if (!strcmp(methods[m], "alpt:8"))
+                bound = 3.0f * (big > 0.2f ? big : 0.2f) / 127;
+            else if (!strcmp(methods[m], "alpt:16"))
+                bound = 3.0f * (big > 0.2f ? big : 0.2f) / 32767;
+            for (int d = 0; d < DIM; d++) {
+                float expect = w[d];
+                if (!strcmp(methods[m], "prune:0.5")) {
+                    /* kept: the 4 largest magnitudes of the result */
+                    int larger = 0;
+                    for (int e = 0; e < DIM; e++)
+                        larger += fabsf(w[e]) > fabsf(w[d]) ||
+                                  (fabsf(w[e]) == fabsf(w[d]) && e < d);
+                    expect = larger < DIM / 2 ? w[d] : 0;
+                }
+                if (fabsf(a[d] - expect) > bound)
+                    fail_msg("%s: row %d element %d is %g, expected %g "
+                             "(bound %g)", methods[m], r, d, a[d], expect,
+                             bound);
+            }
+        }
+    }
+}
+
+/* A planted task: label = [<U_u, I_i> > 0] for hidden U, I. A model
+ * p = sigmoid(<e_u, e_i>) trained with logloss through lookups and
+ * updates learns it, for every method. */
+static double auc(const float *score, const int *label, size_t n)
+{
+    double pos = 0, neg = 0, wins = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!label[i])
+            continue;
+        pos++;
+        for (size_t j = 0; j < n; j++) {
+            if (label[j])
+                continue;
+            wins += score[i] > score[j] ? 1 : score[i] == score[j] ? 0.5 : 0;
+        }
+    }
+    for (size_t j = 0; j < n; j++)
+        neg += !label[j];
+    return wins / (pos * neg);
+}
+
+static void test_planted_task_converges(void **state)
+{
+    struct fixture *f = *state;
+    enum { USERS = 60, ITEMS = 60, TRAIN = 3000, TEST = 600, B = 100 };
+    float U[USERS][4], I[ITEMS][4];
+    uint64_t rng = 11;
+    for (int i = 0; i < USERS; i++)
+        tu_rand_vector(&rng, U[i], 4);
+    for (int i = 0; i < ITEMS; i++)
+        tu_rand_vector(&rng, I[i], 4);
+    static uint64_t pairs[TRAIN + TEST][2];
+    static int label[TRAIN + TEST];
+    for (int s = 0; s < TRAIN + TEST; s++) {
+        int u = (int)(tu_rand(&rng) % USERS), i = (int)(tu_rand(&rng) % ITEMS);
+        float dot = 0;
+        for (int d = 0; d < 4; d++)
+            dot += U[u][d] * I[i][d];
+        pairs[s][0] = (uint64_t)u;
+        pairs[s][1] = (uint64_t)(USERS + i);
+        label[s] = dot > 0;
+    }
+    for (size_t m = 0; m < NMETHODS; m++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%zu", m);
+        qv_table_config cfg = {.rows = USERS + ITEMS, .dim = DIM,
+                               .method = all_methods[m],
+                               .optimizer = QV_OPTIMIZER_ADAGRAD,
+                               .learning_rate = 0.2f, .init = 0.1f,
+                               .seed = 5};
+        if (!strncmp(all_methods[m], "qr", 2) ||
+            !strncmp(all_methods[m], "hash", 4) ||
+            !strncmp(all_methods[m], "robe", 4) ||
+            !strncmp(all_methods[m], "adapt", 5))
+            cfg.method = all_methods[m][0] == 'q' ? "qr:2" : "hash:2";
+        if (!strcmp(all_methods[m], "robe:4"))
+            cfg.method = "robe:2";
+        if (!strcmp(all_methods[m], "adapt:4"))
+            cfg.method = "adapt:2";
+        assert_ok(f->db, qv_table_create(f->db, name, &cfg));
+        uint64_t ids[2 * B];
+        float e[2 * B * DIM], g[2 * B * DIM];
+        for (int epoch = 0; epoch < 8; epoch++) {
+            for (int b = 0; b < TRAIN; b += B) {
+                for (int s = 0; s < B; s++) {
+                    ids[2 * s] = pairs[b + s][0];
+                    ids[2 * s + 1] = pairs[b + s][1];
+                }
+                assert_ok(f->db, qv_table_lookup(f->db, name, ids, 2 * B, DIM,
+                                                 e));
+                for (int s = 0; s < B; s++) {
+                    float *eu = e + 2 * s * DIM, *ei = eu + DIM, dot = 0;
+                    for (int d = 0; d < DIM; d++)
+                        dot += eu[d] * ei[d];
+                    float p = 1.0f / (1.0f + expf(-dot)), err = p - label[b + s];
+                    for (int d = 0; d < DIM; d++) {
+                        g[2 * s * DIM + d] = err * ei[d];
+                        g[(2 * s + 1) * DIM + d] = err * eu[d];
+                    }
+                }
+                assert_ok(f->db, qv_table_update(f->db, name, ids, 2 * B, DIM,
+                                                 g));
+            }
+        }
+        static float score[TEST];
+        for (int s = 0; s < TEST; s++) {
+            float eu[DIM], ei[DIM], dot = 0;
+            assert_ok(f->db, qv_table_lookup(f->db, name, &pairs[TRAIN + s][0],
+                                             1, DIM, eu));
+            assert_ok(f->db, qv_table_lookup(f->db, name, &pairs[TRAIN + s][1],
+                                             1, DIM, ei));
+            for (int d = 0; d < DIM; d++)
+                dot += eu[d] * ei[d];
+            score[s] = dot;
+        }
+        double a = auc(score, label + TRAIN, TEST);
+        printf("# %s: test AUC %.3f\n", cfg.method, a);
+        /* rows of their own learn the task (0.99 for full); shared rows
+         * merge unrelated features of this small table (120 into 60), so
+         * they are held only to learning well above chance */
+        double least = strchr(cfg.method, ':') &&
+                       strncmp(cfg.method, "alpt", 4) &&
+                       strncmp(cfg.method, "prune", 5) ? 0.6 : 0.85;
+        if (a < least)
+            fail_msg("%s: test AUC %.3f, below %.2f", cfg.method, a, least);
+    }
+}
+
+static void test_survives_reopen(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t ids[5] = {1, 2, 3, 4, 1u << 20};
+    float g[5 * DIM], before[5 * DIM], after[5 * DIM];
+    uint64_t rng = 4;
+    tu_rand_vector(&rng, g, 5 * DIM);
+    for (size_t m = 0; m < NMETHODS; m++) {
+        char name[16];
+        snprintf(name, sizeof name, "r%zu", m);
+        create(f->db, name, all_methods[m], 1000, QV_OPTIMIZER_ADAGRAD, 0.1f);
+        size_t n = strchr(all_methods[m], ':') &&
+                   strncmp(all_methods[m], "alpt", 4) &&
+                   strncmp(all_methods[m], "prune", 5) ? 5 : 4;
+        for (int k = 0; k < 3; k++)
+            assert_ok(f->db, qv_table_update(f->db, name, ids, n, DIM, g));
+        assert_ok(f->db, qv_table_lookup(f->db, name, ids, n, DIM, before));
+    }
+    qv_close(f->db);
+    tu_stop_servers();
+    assert_int_equal(tu_open(f->dir, NULL, &f->db), QV_OK);
+    for (size_t m = 0; m < NMETHODS; m++) {
+        char name[16];
+        snprintf(name, sizeof name, "r%zu", m);
+        size_t n = strchr(all_methods[m], ':') &&
+                   strncmp(all_methods[m], "alpt", 4) &&
+                   strncmp(all_methods[m], "prune", 5) ? 5 : 4;
+        assert_ok(f->db, qv_table_lookup(f->db, name, ids, n, DIM, after));
+        /* the last table's rows were read before the close */
+        qv_table_info info;
+        assert_ok(f->db, qv_table_describe(f->db, name, &info));
+        assert_int_equal(info.updates, 3);
+        if (m == NMETHODS - 1)
+            assert_memory_equal(before, after, n * DIM * sizeof(float));
+    }
+}
+
+/* Hashing: ids beyond the budget share rows, and a shared row moves for
+ * every id that uses it. */
+static void test_hash_collisions(void **state)
+{
+    struct fixture *f = *state;
+    create(f->db, "h", "hash:100", 1000, QV_OPTIMIZER_SGD, 1.0f);
+    uint64_t ids[200];
+    static float rows[200 * DIM];
+    for (int i = 0; i < 200; i++)
+        ids[i] = (uint64_t)i * 1000003u;
+    assert_ok(f->db, qv_table_lookup(f->db, "h", ids, 200, DIM, rows));
+    int distinct = 0;
+    for (int i = 0; i < 200; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++)
+            seen = !memcmp(rows + i * DIM, rows + j * DIM, DIM * 4);
+        distinct += !seen;
+    }
+    assert_true(distinct <= 10);   /* 1000 / 100 shared rows */
+    int partner = -1;
+    for (int j = 1; j < 200 && partner < 0; j++)
+        if (!memcmp(rows, rows + j * DIM, DIM * 4))
+            partner = j;
+    assert_true(partner > 0);
+    float g[DIM] = {1, 1, 1, 1, 1, 1, 1, 1}, a[DIM], b[DIM];
+    assert_ok(f->db, qv_table_update(f->db, "h", ids, 1, DIM, g));
+    assert_ok(f->db, qv_table_lookup(f->db, "h", &ids[0], 1, DIM, a));
+    assert_ok(f->db, qv_table_lookup(f->db, "h", &ids[partner], 1, DIM, b));
+    assert_memory_equal(a, b, sizeof a);
+    assert_true(fabsf(a[0] - (rows[0] - 1.0f)) < 1e-5f);
+}
+
+static void test_duplicate_ids_accumulate(void **state)
+{
+    struct fixture *f = *state;
+    create(f->db, "d", "full", 10, QV_OPTIMIZER_SGD, 0.5f);
+    uint64_t ids[3] = {5, 5, 5};
+    float before[DIM], after[DIM], g[3 * DIM];
+    for (int i = 0; i < 3 * DIM; i++)
+        g[i] = (float)(i % DIM) * 0.01f * (float)(1 + i / DIM);
+    assert_ok(f->db, qv_table_lookup(f->db, "d", ids, 1, DIM, before));
+    assert_ok(f->db, qv_table_update(f->db, "d", ids, 3, DIM, g));
+    assert_ok(f->db, qv_table_lookup(f->db, "d", ids, 1, DIM, after));
+    for (int d = 0; d < DIM; d++) {
+        float sum = g[d] + g[DIM + d] + g[2 * DIM + d];
+        assert_true(fabsf(after[d] - (before[d] - 0.5f * sum)) < 1e-6f);
+    }
+}
+
+/* Trained float rows loaded into int8 come back within a step; describe
+ * reports the sizes and the ratio. */
+static void test_load_and_describe(void **state)
+{
+    struct fixture *f = *state;
+    create(f->db, "q", "int8", 50, QV_OPTIMIZER_ADAGRAD, 0.1f);
+    static float rows[50 * DIM], back[50 * DIM];
+    uint64_t rng = 8, ids[50];
+    tu_rand_vector(&rng, rows, 50 * DIM);
+    for (int i = 0; i < 50; i++)
+        ids[i] = (uint64_t)i;
+    assert_ok(f->db, qv_table_load(f->db, "q", 0, 50, DIM, rows));
+    assert_ok(f->db, qv_table_lookup(f->db, "q", ids, 50, DIM, back));
+    for (int i = 0; i < 50; i++) {
+        float step = max_abs(rows + i * DIM, DIM) / 127;
+        for (int d = 0; d < DIM; d++)
+            assert_true(fabsf(back[i * DIM + d] - rows[i * DIM + d]) <=
+                        step * 1.001f);
+    }
+    qv_table_info info;
+    assert_ok(f->db, qv_table_describe(f->db, "q", &info));
+    assert_string_equal(info.method, "int8");
+    assert_int_equal(info.param_bytes, 50 * (4 + DIM));
+    assert_int_equal(info.optimizer_bytes, 50 * 4);
+    assert_true(fabs(info.ratio - 32.0 / 12.0) < 1e-9);
+    create(f->db, "h4", "hash:4", 1000, QV_OPTIMIZER_SGD, 0.1f);
+    assert_ok(f->db, qv_table_describe(f->db, "h4", &info));
+    assert_true(fabs(info.ratio - 4.0) < 1e-9);
+    assert_int_equal(info.optimizer_bytes, 0);
+    assert_status(f->db, qv_table_load(f->db, "h4", 0, 1, DIM, rows),
+                  QV_ERR_UNSUPPORTED);
+}
+
+static void test_bad_input(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const bad[] = {"nope", "hash:0.5", "hash:x", "hash",
+                                      "prune:1.5", "prune:0", "qr:500",
+                                      "alpt:4", "int8:2"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        qv_table_config cfg = {.rows = 1000, .dim = DIM, .method = bad[i]};
+        assert_status(f->db, qv_table_create(f->db, "bad", &cfg),
+                      QV_ERR_INVALID);
+        assert_true(strlen(qv_errmsg(f->db)) > 0);
+    }
+    qv_table_config cfg = {.rows = 0, .dim = DIM};
+    assert_status(f->db, qv_table_create(f->db, "bad", &cfg), QV_ERR_INVALID);
+    cfg = (qv_table_config){.rows = 10, .dim = 0};
+    assert_status(f->db, qv_table_create(f->db, "bad", &cfg), QV_ERR_INVALID);
+    cfg = (qv_table_config){.rows = 10, .dim = DIM, .learning_rate = -1};
+    assert_status(f->db, qv_table_create(f->db, "bad", &cfg), QV_ERR_INVALID);
+    cfg = (qv_table_config){.rows = 10, .dim = DIM,
+                            .optimizer = (qv_optimizer)7};
+    assert_status(f->db, qv_table_create(f->db, "bad", &cfg), QV_ERR_INVALID);
+    qv_table_info info;
+    assert_status(f->db, qv_table_describe(f->db, "bad", &info),
+                  QV_ERR_NOT_FOUND);
+    create(f->db, "ok", "full", 10, QV_OPTIMIZER_SGD, 0.1f);
+    assert_status(f->db, qv_table_create(f->db, "ok", &(qv_table_config){
+                                                        .rows = 10,
+                                                        .dim = DIM}),
+                  QV_ERR_EXISTS);
+    uint64_t ids[2] = {1, 10};
+    float rows[2 * DIM], before[2 * DIM], after[2 * DIM], g[2 * DIM] = {0};
+    assert_status(f->db, qv_table_lookup(f->db, "ok", ids, 2, DIM, rows),
+                  QV_ERR_INVALID);   /* id 10 of 10 rows */
+    assert_non_null(strstr(qv_errmsg(f->db), "beyond"));
+    assert_status(f->db, qv_table_lookup(f->db, "ok", ids, 1, DIM + 1, rows),
+                  QV_ERR_DIMENSION);
+    assert_status(f->db, qv_table_lookup(f->db, "ok", ids, 0, DIM, rows),
+                  QV_ERR_INVALID);
+    ids[1] = 2;
+    assert_ok(f->db, qv_table_lookup(f->db, "ok", ids, 2, DIM, before));
+    g[3] = NAN;
+    assert_status(f->db, qv_table_update(f->db, "ok", ids, 2, DIM, g),
+                  QV_ERR_INVALID);
+    g[3] = INFINITY;
+    assert_status(f->db, qv_table_update(f->db, "ok", ids, 2, DIM, g),
+                  QV_ERR_INVALID);
+    g[3] = 3e38f;   /* finite, but the step overflows */
+    create(f->db, "big", "full", 10, QV_OPTIMIZER_SGD, 1e10f);
+    assert_status(f->db, qv_table_update(f->db, "big", ids, 2, DIM, g),
+                  QV_ERR_INVALID);
+    assert_ok(f->db, qv_table_lookup(f->db, "ok", ids, 2, DIM, after));
+    assert_memory_equal(before, after, sizeof before);
+    assert_ok(f->db, qv_table_describe(f->db, "big", &info));
+    assert_int_equal(info.updates, 0);
+    assert_ok(f->db, qv_table_drop(f->db, "big"));
+    assert_status(f->db, qv_table_drop(f->db, "big"), QV_ERR_NOT_FOUND);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_lookup_after_update_matches_reference),
+        T(test_planted_task_converges),
+        T(test_survives_reopen),
+        T(test_hash_collisions),
+        T(test_duplicate_ids_accumulate),
+        T(test_load_and_describe),
+        T(test_bad_input),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
