@@ -34,6 +34,10 @@ struct codec {
     float *params;
     size_t nparams;
     uint32_t dsub;   /* pq: dimensions per sub-space */
+    /* pq, derived from params for building query tables: centroids
+     * transposed per sub-space ([M][dsub][256]) and their squared norms
+     * ([M][256]) */
+    float *pq_t, *pq_norms;
 };
 
 /* ---- specs ---- */
@@ -171,6 +175,8 @@ void codec_free(codec *c)
 {
     if (!c)
         return;
+    qv_mem_free(c->pq_t);
+    qv_mem_free(c->pq_norms);
     qv_mem_free(c->params);
     qv_mem_free(c);
 }
@@ -180,7 +186,33 @@ const codec_spec *codec_get_spec(const codec *c) { return &c->spec; }
 
 size_t codec_memory_bytes(const codec *c)
 {
-    return sizeof *c + c->nparams * sizeof(float);
+    size_t derived = c->pq_t ? (c->nparams + (size_t)c->spec.param *
+                                                 PQ_CENTROIDS) * sizeof(float)
+                             : 0;
+    return sizeof *c + c->nparams * sizeof(float) + derived;
+}
+
+/* pq: the transposed centroids and norms query tables are built from.
+ * -1 when out of memory. */
+static int pq_derive(codec *c)
+{
+    uint32_t M = c->spec.param, ds = c->dsub, K = PQ_CENTROIDS;
+    c->pq_t = qv_malloc((size_t)M * ds * K * sizeof *c->pq_t);
+    c->pq_norms = qv_malloc((size_t)M * K * sizeof *c->pq_norms);
+    if (!c->pq_t || !c->pq_norms)
+        return -1;
+    for (uint32_t m = 0; m < M; m++) {
+        for (uint32_t k = 0; k < K; k++) {
+            const float *ck = c->params + ((size_t)m * K + k) * ds;
+            float norm = 0;
+            for (uint32_t j = 0; j < ds; j++) {
+                c->pq_t[((size_t)m * ds + j) * K + k] = ck[j];
+                norm += ck[j] * ck[j];
+            }
+            c->pq_norms[(size_t)m * K + k] = norm;
+        }
+    }
+    return 0;
 }
 
 /* ---- training ---- */
@@ -432,6 +464,8 @@ codec *codec_train(const codec_spec *spec, uint32_t dim, int dot,
         rc = n ? train_bin(c, sample, n) : -1;
     else if (spec->kind == CODEC_PQ)
         rc = n >= PQ_CENTROIDS ? train_pq(c, sample, n, seed, threads) : -1;
+    if (rc == 0 && spec->kind == CODEC_PQ)
+        rc = pq_derive(c);
     if (rc != 0) {
         codec_free(c);
         return NULL;
@@ -935,14 +969,24 @@ void codec_query_prepare(const codec *c, const float *q, void *qbuf)
         }
         break;
     case CODEC_PQ:
+        /* per sub-space, all 256 centroids at once over the transposed
+         * table: l2 = |c|^2 - 2 q.c + |q|^2, dot = q.c */
         for (uint32_t m = 0; m < c->spec.param; m++) {
             const float *x = q + (size_t)m * c->dsub;
-            for (uint32_t k = 0; k < PQ_CENTROIDS; k++) {
-                const float *ck = pq_centroid(c, m, k);
-                out[(size_t)m * PQ_CENTROIDS + k] =
-                    c->dot ? dist_dot(x, ck, c->dsub)
-                           : dist_l2sq(x, ck, c->dsub);
+            float *lut = out + (size_t)m * PQ_CENTROIDS, qn = 0;
+            const float *ct = c->pq_t + (size_t)m * c->dsub * PQ_CENTROIDS;
+            memset(lut, 0, PQ_CENTROIDS * sizeof *lut);
+            for (uint32_t j = 0; j < c->dsub; j++) {
+                float xj = x[j];
+                qn += xj * xj;
+                for (uint32_t k = 0; k < PQ_CENTROIDS; k++)
+                    lut[k] += xj * ct[(size_t)j * PQ_CENTROIDS + k];
             }
+            if (c->dot)
+                continue;
+            const float *norms = c->pq_norms + (size_t)m * PQ_CENTROIDS;
+            for (uint32_t k = 0; k < PQ_CENTROIDS; k++)
+                lut[k] = norms[k] - 2.0f * lut[k] + qn;
         }
         break;
     case CODEC_BIN:
@@ -1061,6 +1105,10 @@ codec *codec_blob_load(const codec_spec *spec, uint32_t dim, int dot,
             codec_free(c);
             return NULL;
         }
+    }
+    if (spec->kind == CODEC_PQ && pq_derive(c) != 0) {
+        codec_free(c);
+        return NULL;
     }
     return c;
 }

@@ -101,7 +101,9 @@ int bench_main(int argc, char **argv)
         return bench_server(argc, argv);
     if (argc >= 1 && strcmp(argv[0], "filter") == 0)
         return bench_filter(argc, argv);
-    fprintf(stderr, "usage: quiver bench flat|ann|server|filter ...\n"
+    if (argc >= 1 && strcmp(argv[0], "embed") == 0)
+        return bench_embed(argc, argv);
+    fprintf(stderr, "usage: quiver bench flat|ann|server|filter|embed ...\n"
                     "quiver bench: unknown benchmark '%s'\n",
             argc >= 1 ? argv[0] : "");
     return 2;

@@ -230,6 +230,11 @@ static const char *positional(const shell_cmd *cmd, int i)
     return NULL;
 }
 
+const char *shell_positional(const shell_cmd *cmd, int i)
+{
+    return positional(cmd, i);
+}
+
 static const shell_arg *positional_arg(const shell_cmd *cmd, int i)
 {
     for (int j = 1; j < cmd->n; j++) {
@@ -724,6 +729,14 @@ static const struct command commands[] = {
      "whose payload matches (docs/FILTERS.md), k of them whenever k match. "
      "With a codec, rerank= candidates are re-scored with full vectors "
      "(default 4k; rerank=0: code distances)."},
+    {"table", cmd_table,
+     "table create|lookup|update|describe|import|export|drop NAME ...",
+     "Embedding tables (docs/EMBEDDINGS.md): table create NAME rows=N "
+     "dim=D [method=full|hash:R|qr:R|robe:R|adapt:R|int8|int16|alpt:8|"
+     "alpt:16|prune:S] [optimizer=sgd|adagrad] [lr=0.01] [init=0.01] "
+     "[seed=0]; table lookup NAME ids=[..]; table update NAME ids=[..] "
+     "grads=[[..], ..]; table describe NAME; table import NAME FILE "
+     "[first=0]; table export NAME FILE; table drop NAME."},
     {"train", cmd_train, "train NAME",
      "Train the collection's codec again on a sample of its vectors and "
      "re-encode them all (docs/CODECS.md)."},
@@ -760,7 +773,7 @@ const char *const shell_command_names[] = {
     "create", "collections", "describe", "drop", "upsert", "get", "delete",
     "scan",
     "search", "count", "index", "import", "export", "backup", "compact",
-    "train",
+    "train", "table",
     "stats",
     "check",
     "help",

@@ -57,6 +57,12 @@ int shell_check_options(shell *sh, const shell_cmd *cmd, int positional,
 int shell_u32_option(shell *sh, const shell_cmd *cmd, const char *key,
                      uint32_t min, uint32_t max, uint32_t *out);
 
+/* The i-th positional argument (1 = the first after the command). */
+const char *shell_positional(const shell_cmd *cmd, int i);
+
+/* table_cmd.c */
+int cmd_table(shell *sh, const shell_cmd *cmd);
+
 /* transfer.c */
 int cmd_import(shell *sh, const shell_cmd *cmd);
 int cmd_export(shell *sh, const shell_cmd *cmd);

@@ -94,15 +94,15 @@ static void test_lookup_after_update_matches_reference(void **state)
                                                           : max_abs(a, DIM);
             float bound = 1e-6f;
             /* int: one step of max |w| / qmax (stochastic rounding);
-             * alpt: of its learned scale, which starts at 2 init / qmax */
+             * alpt: of its learned scale, which starts at 8 init / qmax */
             if (!strcmp(methods[m], "int8"))
                 bound = 2.5f * big / 127;
             else if (!strcmp(methods[m], "int16"))
                 bound = 2.5f * big / 32767;
             else if (!strcmp(methods[m], "alpt:8"))
-                bound = 3.0f * (big > 0.2f ? big : 0.2f) / 127;
+                bound = 3.0f * (big > 0.8f ? big : 0.8f) / 127;
             else if (!strcmp(methods[m], "alpt:16"))
-                bound = 3.0f * (big > 0.2f ? big : 0.2f) / 32767;
+                bound = 3.0f * (big > 0.8f ? big : 0.8f) / 32767;
             for (int d = 0; d < DIM; d++) {
                 float expect = w[d];
                 if (!strcmp(methods[m], "prune:0.5")) {
@@ -176,11 +176,13 @@ static void test_planted_task_converges(void **state)
             !strncmp(all_methods[m], "hash", 4) ||
             !strncmp(all_methods[m], "robe", 4) ||
             !strncmp(all_methods[m], "adapt", 5))
-            cfg.method = all_methods[m][0] == 'q' ? "qr:2" : "hash:2";
+            cfg.method = all_methods[m][0] == 'q' ? "qr:1.5" : "hash:1.5";
         if (!strcmp(all_methods[m], "robe:4"))
             cfg.method = "robe:2";
+        /* adapt's sketch and id map have a floor of about 1 KiB, which
+         * on this 120-row table is most of a ratio-2 budget */
         if (!strcmp(all_methods[m], "adapt:4"))
-            cfg.method = "adapt:2";
+            cfg.method = "adapt:1.25";
         assert_ok(f->db, qv_table_create(f->db, name, &cfg));
         uint64_t ids[2 * B];
         float e[2 * B * DIM], g[2 * B * DIM];
