@@ -9,7 +9,8 @@
 
 #include "alloc.h"
 
-#define ROBE_BLOCK 8       /* consecutive elements found by one hash */
+#define ROBE_BLOCK 8       /* consecutive elements found by one hash: one
+                              256-bit load in emb_lookup */
 #define ROBE_ROW 16        /* floats per stored row of the shared array */
 #define ADAGRAD_EPS 1e-8f
 #define MAP_EMPTY UINT64_MAX
@@ -468,9 +469,11 @@ static void lookup_one(const emb_table *t, uint64_t id, float *out)
             float sign = (h & 1) ? -1.0f : 1.0f;
             uint32_t end = (b + 1) * ROBE_BLOCK < d ? (b + 1) * ROBE_BLOCK : d;
             uint32_t j = b * ROBE_BLOCK;
-            if (at + (end - j) <= total) {   /* the common case: no wrap */
-                for (const float *src = arr + at - j; j < end; j++)
-                    out[j] = sign * src[j];
+            if (end - j == ROBE_BLOCK && at + ROBE_BLOCK <= total) {
+                /* the common case, a whole block and no wrap: one load */
+                simde_mm256_storeu_ps(out + j, simde_mm256_mul_ps(
+                    simde_mm256_set1_ps(sign),
+                    simde_mm256_loadu_ps(arr + at)));
                 continue;
             }
             for (; j < end; j++) {
