@@ -70,6 +70,7 @@ struct hnsw_scratch {
     size_t qbuf_cap;
     float *qvec;
     size_t qvec_cap;
+    uint32_t bridges;          /* see hnsw_scratch_set_bridges */
     uint16_t *visited;
     uint32_t visited_cap;
     uint16_t epoch;
@@ -386,6 +387,11 @@ int hnsw_random_level(const hnsw *h, uint32_t id, uint64_t salt)
 
 /* ---- scratch ---- */
 
+void hnsw_scratch_set_bridges(hnsw_scratch *s, uint32_t bridges)
+{
+    s->bridges = bridges;
+}
+
 unsigned long hnsw_scratch_distances(hnsw_scratch *s)
 {
     unsigned long n = s->distances;
@@ -565,6 +571,166 @@ static void search_level_in(const hnsw *h, hnsw_scratch *s, uint32_t entry, floa
     }
 }
 
+/*
+ * A greedy step at an upper level that moves only to nodes the filter
+ * allows, found among the neighbours and, through rejected neighbours,
+ * their neighbours: the descent of a filtered search, so that level 0
+ * starts at an allowed node near the query rather than in a region the
+ * filter rejects.
+ */
+static void greedy_step_filtered(const hnsw *h, hnsw_scratch *s, int level,
+                                 const uint8_t *allowed, uint32_t allowed_n,
+                                 uint32_t *cur, float *curd)
+{
+    int changed = 1;
+    int here_ok = allows(allowed, allowed_n, *cur);
+    while (changed) {
+        changed = 0;
+        const uint32_t *list = list_of(h, *cur, level);
+        uint32_t n = load_u32(list);
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t nb = load_u32(&list[1 + i]);
+            uint32_t pick[HNSW_M_MAX + 1], np = 0;
+            if (allows(allowed, allowed_n, nb)) {
+                pick[np++] = nb;
+            } else if (node_level(h, nb) >= level) {
+                const uint32_t *two = list_of(h, nb, level);
+                uint32_t m = load_u32(two);
+                for (uint32_t j = 0; j < m && np <= HNSW_M_MAX; j++) {
+                    uint32_t nb2 = load_u32(&two[1 + j]);
+                    if (allows(allowed, allowed_n, nb2))
+                        pick[np++] = nb2;
+                }
+            }
+            for (uint32_t j = 0; j < np; j++) {
+                float d = qdist(h, s, vec_of(h, pick[j]));
+                if (d < *curd || !here_ok) {
+                    *curd = d;
+                    *cur = pick[j];
+                    here_ok = changed = 1;
+                }
+            }
+        }
+    }
+}
+
+/* Measure node nb and offer it to the beam (a filtered walk's step). */
+static void offer(const hnsw *h, hnsw_scratch *s, uint32_t nb, size_t ef,
+                  size_t *ncand, size_t *nres)
+{
+    s->visited[nb] = s->epoch;
+    s->distances++;
+    float d = qdist(h, s, vec_of(h, nb));
+    if (*nres >= ef && d >= s->res[0].d)
+        return;
+    if (*ncand == s->cands_cap &&
+        ensure_cands(&s->cands, &s->cands_cap, 2 * *ncand) != 0)
+        return;
+    heap_push(s->cands, ncand, (cand){d, nb}, 1);
+    heap_push(s->res, nres, (cand){d, nb}, 0);
+    if (*nres > ef)
+        heap_pop(s->res, nres, 0);
+}
+
+/*
+ * A filtered walk at level 0 (after ACORN, Patel et al. 2024): only nodes
+ * the filter allows are measured, put on the beam and expanded. From each
+ * expanded node its allowed neighbours are measured, then, through its
+ * neighbours the filter rejects, their allowed neighbours (two hops), up
+ * to 2M measurements an expansion. Rejected nodes are passed through
+ * without a distance, so a walk whose query lies among rejected nodes does
+ * not explore them all before it finds allowed ones, and the two hops keep
+ * the allowed part connected when it is sparse. The entry is expanded
+ * whether allowed or not.
+ */
+static void search_level_filtered(const hnsw *h, hnsw_scratch *s,
+                                  uint32_t entry, float entry_d,
+                                  uint32_t seed, size_t ef,
+                                  const uint8_t *allowed, uint32_t allowed_n,
+                                  size_t *nres)
+{
+    size_t ncand = 0;
+    uint16_t epoch = s->epoch;
+    *nres = 0;
+    /* rejected nodes the walk may measure and pass through (set by the
+     * caller from the share the filter rejects) */
+    size_t bridges = s->bridges;
+    s->visited[entry] = epoch;
+    heap_push(s->cands, &ncand, (cand){entry_d, entry}, 1);
+    if (allows(allowed, allowed_n, entry))
+        heap_push(s->res, nres, (cand){entry_d, entry}, 0);
+    if (seed != HNSW_NO_NODE && s->visited[seed] != epoch &&
+        allows(allowed, allowed_n, seed))
+        offer(h, s, seed, ef, &ncand, nres);
+    if (*nres == 0) {
+        /* the descent found no allowed node: seed the walk with a few
+         * allowed ones from spread-out places; the walk then moves over
+         * allowed nodes towards the query */
+        uint32_t step = allowed_n / 4 + 1, seeds = 0;
+        for (uint32_t at = (entry * 2654435761u) % (allowed_n ? allowed_n : 1),
+                      tried = 0;
+             allowed_n && tried < allowed_n && seeds < 4; tried++) {
+            if (allowed[at] && node_level(h, at) >= 0 &&
+                s->visited[at] != epoch) {
+                offer(h, s, at, ef, &ncand, nres);
+                seeds++;
+                at = (at + step) % allowed_n;
+                continue;
+            }
+            at = at + 1 == allowed_n ? 0 : at + 1;
+        }
+    }
+    while (ncand > 0) {
+        cand c = heap_pop(s->cands, &ncand, 1);
+        if (*nres >= ef && c.d > s->res[0].d)
+            break;
+        const uint32_t *list = list_of(h, c.id, 0);
+        uint32_t n = load_u32(list), budget = h->M0;
+        for (uint32_t i = 0; i < n && budget > 0; i++) {
+            uint32_t nb = load_u32(&list[1 + i]);
+            if (s->visited[nb] == epoch)
+                continue;
+            if (allows(allowed, allowed_n, nb)) {
+                offer(h, s, nb, ef, &ncand, nres);
+                budget--;
+            } else if (bridges > 0) {
+                /* a rejected node near the query: walked through, as the
+                 * plain filtered walk does, within a budget */
+                bridges--;
+                s->visited[nb] = epoch;
+                s->distances++;
+                float d = qdist(h, s, vec_of(h, nb));
+                if (ncand < s->cands_cap)
+                    heap_push(s->cands, &ncand, (cand){d, nb}, 1);
+            }
+        }
+        /* two hops only where one found few allowed nodes: reading the
+         * lists of rejected neighbours costs a cache miss each */
+        if (h->M0 - budget >= h->p.M)
+            continue;
+        for (uint32_t i = 0; i < n; i++) {   /* overlap the misses */
+            uint32_t nb = load_u32(&list[1 + i]);
+            if (!allows(allowed, allowed_n, nb))
+                __builtin_prefetch(list_of(h, nb, 0));
+        }
+        for (uint32_t i = 0; i < n && budget > 0; i++) {
+            uint32_t nb = load_u32(&list[1 + i]);
+            if (allows(allowed, allowed_n, nb))
+                continue;
+            const uint32_t *two = list_of(h, nb, 0);
+            uint32_t m = load_u32(two);
+            for (uint32_t j = 0; j < m && budget > 0; j++) {
+                uint32_t nb2 = load_u32(&two[1 + j]);
+                if (allows(allowed, allowed_n, nb2) &&
+                    s->visited[nb2] != epoch) {
+                    offer(h, s, nb2, ef, &ncand, nres);
+                    budget--;
+                }
+            }
+        }
+    }
+}
+
 static void search_level(const hnsw *h, hnsw_scratch *s, uint32_t entry,
                          float entry_d, size_t ef, int level, size_t *nres)
 {
@@ -595,9 +761,25 @@ void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
         return;
     set_query(h, s, q);
     float d;
-    ep = descend(h, s, ep, top, 0, &d);
     size_t nres;
-    search_level_in(h, s, ep, d, beam, 0, allowed, allowed_n, &nres);
+    if (!allowed) {
+        ep = descend(h, s, ep, top, 0, &d);
+        search_level_in(h, s, ep, d, beam, 0, NULL, 0, &nres);
+    } else {
+        /* two starts: the plain descent ends near the query, whose own
+         * neighbourhood the filter may reject (its allowed nodes two hops
+         * away are then the nearest ones, on the border of that region);
+         * the filtered descent ends at an allowed node */
+        float fd = qdist(h, s, vec_of(h, ep));
+        uint32_t fep = ep;
+        for (int l = top; l > 0; l--)
+            greedy_step_filtered(h, s, l, allowed, allowed_n, &fep, &fd);
+        ep = descend(h, s, ep, top, 0, &d);
+        /* short only when the allowed nodes the walk can reach are
+         * fewer than k: the caller widens or scans the matches */
+        search_level_filtered(h, s, ep, d, fep, beam, allowed, allowed_n,
+                              &nres);
+    }
     for (size_t i = 0; i < nres; i++) {
         if (node_level(h, s->res[i].id) >= 0)
             topk_push(out, s->res[i].d, s->res[i].id);

@@ -100,6 +100,13 @@ int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired);
 hnsw_scratch *hnsw_scratch_create(void);
 /* Distances the beam searches on s computed since the last call. */
 unsigned long hnsw_scratch_distances(hnsw_scratch *s);
+
+/*
+ * Rejected nodes a filtered search on s may measure and walk through
+ * (default 0): near a query whose neighbourhood the filter rejects, they
+ * lead to the nearest allowed nodes, two hops on.
+ */
+void hnsw_scratch_set_bridges(hnsw_scratch *s, uint32_t bridges);
 void hnsw_scratch_free(hnsw_scratch *s);
 
 /* The stored vector of a node (unit length for cosine); valid while no

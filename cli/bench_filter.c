@@ -132,8 +132,9 @@ static const double case_selectivity[] = {0.5, 0.1, 0.01, 0.001};
 /* Time the queries of one case (NULL filter: unfiltered); recall against
  * exact filtered search. */
 static int run_case(qv_db *db, const struct filter_args *a, const float *q,
-                    uint32_t dim, int which, double *qps, double *recall,
-                    size_t *min_hits, char *err, size_t errlen)
+                    uint32_t dim, int which, double *qps, double *first_qps,
+                    double *recall, size_t *min_hits, char *err,
+                    size_t errlen)
 {
     char text[128];
     unsigned long found = 0, total = 0;
@@ -150,16 +151,28 @@ static int run_case(qv_db *db, const struct filter_args *a, const float *q,
         if (qv_search(db, "bench", q + i * dim, dim, &opt, &truth[i]) != QV_OK)
             rc = -1;
     }
-    double t0 = cli_now();
-    for (long i = 0; rc == 0 && i < a->nq; i++) {
-        if (which >= 0)
-            filter_text(which, i, text, sizeof text);
-        qv_search_options opt = {.k = a->k, .ef = a->ef,
-                                 .filter = which >= 0 ? text : NULL};
-        if (qv_search(db, "bench", q + i * dim, dim, &opt, &hits[i]) != QV_OK)
-            rc = -1;
+    /* two passes, as bench ann: the first pays for each filter's matches
+     * (index lookups, the byte array a walk reads), the second finds them
+     * in the per-snapshot cache; both are reported */
+    double secs = 0;
+    for (int pass = 0; pass < 2 && rc == 0; pass++) {
+        double t0 = cli_now();
+        for (long i = 0; rc == 0 && i < a->nq; i++) {
+            if (which >= 0)
+                filter_text(which, i, text, sizeof text);
+            qv_search_options opt = {.k = a->k, .ef = a->ef,
+                                     .filter = which >= 0 ? text : NULL};
+            qv_free(hits[i]);
+            hits[i] = NULL;
+            if (qv_search(db, "bench", q + i * dim, dim, &opt, &hits[i]) !=
+                QV_OK)
+                rc = -1;
+        }
+        double t = cli_now() - t0;
+        if (pass == 0)
+            *first_qps = a->nq / t;
+        secs = pass == 0 || t < secs ? t : secs;
     }
-    double secs = cli_now() - t0;
     *min_hits = SIZE_MAX;
     for (long i = 0; rc == 0 && i < a->nq; i++) {
         for (size_t h = 0; h < hits[i]->count; h++)
@@ -223,15 +236,15 @@ int bench_filter(int argc, char **argv)
             snprintf(err, sizeof err, "%s", qv_errmsg(db ? db : NULL));
         goto cleanup;
     }
-    double base_qps, recall;
+    double base_qps, base_first, recall;
     size_t min_hits;
-    if (run_case(db, &a, q, dim, -1, &base_qps, &recall, &min_hits, err,
-                 sizeof err) != 0)
+    if (run_case(db, &a, q, dim, -1, &base_qps, &base_first, &recall,
+                 &min_hits, err, sizeof err) != 0)
         goto cleanup;
     for (int which = 0; which < 4; which++) {
-        double qps;
-        if (run_case(db, &a, q, dim, which, &qps, &recall, &min_hits, err,
-                     sizeof err) != 0)
+        double qps, first;
+        if (run_case(db, &a, q, dim, which, &qps, &first, &recall, &min_hits,
+                     err, sizeof err) != 0)
             goto cleanup;
         /* the plan, from one more (untimed) query with explain */
         char text[128], plan[96] = "?";
@@ -245,9 +258,11 @@ int bench_filter(int argc, char **argv)
         if (a.json)
             printf("{\"filter\":\"%s\",\"selectivity\":%g,\"recall\":%.4f,"
                    "\"qps\":%.1f,\"unfiltered_qps\":%.1f,\"qps_ratio\":%.3f,"
+                   "\"first_pass_qps_ratio\":%.3f,"
                    "\"min_hits\":%zu,\"plan\":\"%s\",\"n\":%ld}\n",
                    case_names[which], case_selectivity[which], recall, qps,
-                   base_qps, qps / base_qps, min_hits, plan, n);
+                   base_qps, qps / base_qps, first / base_first, min_hits,
+                   plan, n);
         else
             printf("%-20s selectivity=%-6g recall=%.4f qps=%.1f "
                    "(unfiltered %.1f, ratio %.3f) min_hits=%zu plan=%s\n",

@@ -77,6 +77,7 @@ static void live_free(live_index *ix)
         qv_mem_free(ix->cache[i].filter);
         if (ix->cache[i].matches)
             roaring_bitmap_free(ix->cache[i].matches);
+        allowed_release(ix->cache[i].allowed);
     }
     pthread_mutex_destroy(&ix->cache_lock);
     hnsw_free(ix->graph);
@@ -522,6 +523,49 @@ void *index_cached_matches(live_index *ix, const char *filter, uint64_t txn_id)
     return copy;
 }
 
+void allowed_release(allowed_set *a)
+{
+    if (a && atomic_fetch_sub(&a->refs, 1) == 1)
+        qv_mem_free(a);
+}
+
+static filter_cache_entry *cache_find(live_index *ix, const char *filter,
+                                      uint64_t txn_id)
+{
+    for (int i = 0; i < FILTER_CACHE; i++) {
+        filter_cache_entry *e = &ix->cache[i];
+        if (e->matches && e->txn_id == txn_id && !strcmp(e->filter, filter))
+            return e;
+    }
+    return NULL;
+}
+
+allowed_set *index_cached_allowed(live_index *ix, const char *filter,
+                                  uint64_t txn_id)
+{
+    allowed_set *a = NULL;
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *e = cache_find(ix, filter, txn_id);
+    if (e && e->allowed) {
+        a = e->allowed;
+        atomic_fetch_add(&a->refs, 1);
+    }
+    pthread_mutex_unlock(&ix->cache_lock);
+    return a;
+}
+
+void index_cache_allowed(live_index *ix, const char *filter, uint64_t txn_id,
+                         allowed_set *a)
+{
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *e = cache_find(ix, filter, txn_id);
+    if (e && !e->allowed) {
+        atomic_fetch_add(&a->refs, 1);
+        e->allowed = a;
+    }
+    pthread_mutex_unlock(&ix->cache_lock);
+}
+
 void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
                          const void *matches)
 {
@@ -540,7 +584,9 @@ void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
     qv_mem_free(victim->filter);
     if (victim->matches)
         roaring_bitmap_free(victim->matches);
-    *victim = (filter_cache_entry){text, txn_id, copy, ++ix->cache_clock};
+    allowed_release(victim->allowed);
+    *victim = (filter_cache_entry){text, txn_id, copy, NULL,
+                                   ++ix->cache_clock};
     pthread_mutex_unlock(&ix->cache_lock);
 }
 

@@ -26,11 +26,22 @@
 #define SCRATCH_POOL 16
 #define FILTER_CACHE 16
 
+/* A filter's matches as one byte per internal id, what a filtered walk
+ * reads; shared by the searches of one snapshot, counted. */
+typedef struct allowed_set {
+    atomic_int refs;
+    uint32_t n;              /* internal ids covered */
+    uint8_t bytes[];
+} allowed_set;
+
+void allowed_release(allowed_set *a);
+
 /* A filter's matching set, valid for one snapshot (LMDB txn id). */
 typedef struct filter_cache_entry {
     char *filter;            /* the filter's text */
     uint64_t txn_id;
     void *matches;           /* roaring_bitmap_t */
+    allowed_set *allowed;    /* its bytes, once a walk needed them */
     uint64_t used;           /* for least-recently-used eviction */
 } filter_cache_entry;
 
@@ -67,6 +78,12 @@ typedef struct live_index {
 /* The cached matches of filter at txn_id: a new bitmap, or NULL. */
 void *index_cached_matches(live_index *ix, const char *filter,
                            uint64_t txn_id);
+/* The cached byte form of filter's matches at txn_id (a reference to
+ * release), or NULL; and remember one (the cache takes a reference). */
+allowed_set *index_cached_allowed(live_index *ix, const char *filter,
+                                  uint64_t txn_id);
+void index_cache_allowed(live_index *ix, const char *filter, uint64_t txn_id,
+                         allowed_set *a);
 /* Remember matches (a roaring_bitmap_t, copied) for filter at txn_id. */
 void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
                          const void *matches);
