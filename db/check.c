@@ -28,6 +28,7 @@
 #include "index.h"
 #include "keys.h"
 #include "pindex.h"
+#include "table.h"
 
 #define MAX_LISTED 50
 
@@ -291,6 +292,11 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
     return QV_OK;
 }
 
+static void table_problem(void *ctx, const char *name, const char *what)
+{
+    problem(ctx, "table '%s': %s", name, what);
+}
+
 qv_status check_database(qv_db *base, char **report)
 {
     emb_db *db = (emb_db *)base;
@@ -304,6 +310,12 @@ qv_status check_database(qv_db *base, char **report)
         st = emb_read_begin(db, &txn, "checking");
     for (size_t i = 0; i < n && st == QV_OK; i++)
         st = check_collection(db, txn, list[i].name, &r, &docs);
+    unsigned tables = 0;
+    if (st == QV_OK) {
+        int rc = table_verify(db, txn, table_problem, &r, &tables);
+        if (rc != 0)
+            st = emb_status(db, rc, "checking tables");
+    }
     st_read_end(db->env, txn);
     qv_mem_free(list);
     if (st != QV_OK) {
@@ -312,9 +324,9 @@ qv_status check_database(qv_db *base, char **report)
     }
     if (r.problems > MAX_LISTED)
         note(&r, "... and %u more problems", r.problems - MAX_LISTED);
-    note(&r, "%s: %zu collections, %llu documents checked, %u problems",
-         r.problems ? "FAILED" : "ok", n, (unsigned long long)docs,
-         r.problems);
+    note(&r, "%s: %zu collections, %llu documents, %u embedding tables "
+         "checked, %u problems", r.problems ? "FAILED" : "ok", n,
+         (unsigned long long)docs, tables, r.problems);
     if (!r.text)
         return qv_fail(base, QV_ERR_NOMEM, "out of memory for the report");
     *report = r.text;

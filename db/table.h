@@ -33,6 +33,16 @@ qv_status table_update(qv_db *db, const char *name, const uint64_t *ids,
                        size_t n, uint32_t dim, const float *grads);
 qv_status table_load(qv_db *db, const char *name, uint64_t first, size_t n,
                      uint32_t dim, const float *rows);
+/*
+ * qv_check of every table: its record and checksum, every chunk there
+ * with its size. report() gets each problem; *tables counts them.
+ * Returns 0 or an LMDB code (ENOMEM).
+ */
+int table_verify(emb_db *db, MDB_txn *txn, void (*report)(void *ctx,
+                                                          const char *name,
+                                                          const char *what),
+                 void *ctx, unsigned *tables);
+
 /* Whether rows first .. first+n-1 of dim can be loaded into rec. */
 qv_status check_load(emb_db *db, const tbl_rec *rec, const char *name,
                      uint64_t first, size_t n, uint32_t dim);

@@ -119,6 +119,15 @@ static int workload(const char *dir, unsigned long n)
     STEP(qv_search(db, "s", vecs[6], DIM, &opt, &hits));
     qv_free(hits);
     hits = NULL;
+    /* an embedding table: create, an update, a lookup */
+    STEP(qv_table_create(db, "t", &(qv_table_config){
+                                      .rows = 64, .dim = DIM,
+                                      .method = "hash:2",
+                                      .optimizer = QV_OPTIMIZER_ADAGRAD}));
+    uint64_t tids[4] = {1, 2, 3, 1u << 20};
+    float rows[4 * DIM];
+    STEP(qv_table_update(db, "t", tids, 4, DIM, vecs[7]));
+    STEP(qv_table_lookup(db, "t", tids, 4, DIM, rows));
     qv_collection_info info;
     STEP(qv_describe_collection(db, "c", &info));
     char *text = NULL;
