@@ -54,6 +54,10 @@ struct hnsw {
     /* upper lists replaced while searches may still read them */
     uint32_t **retired;
     size_t nretired, retired_cap;
+    /* the level-0 walk's marks and queue, kept between walks */
+    uint8_t *walk_seen;
+    uint32_t *walk_queue;
+    uint32_t walk_cap;
     /* nodes changed since the last hnsw_dirty_clear */
     _Atomic uint8_t *dirty_flag;
     uint32_t *dirty;
@@ -260,6 +264,8 @@ void hnsw_free(hnsw *h)
     qv_mem_free(h->dirty);
     qv_mem_free((void *)h->indeg0);
     qv_mem_free(h->lost);
+    qv_mem_free(h->walk_seen);
+    qv_mem_free(h->walk_queue);
     pthread_mutex_destroy(&h->lost_lock);
     pthread_mutex_destroy(&h->entry_lock);
     pthread_mutex_destroy(&h->dirty_lock);
@@ -1200,7 +1206,14 @@ static size_t mark_reachable(const hnsw *h, uint8_t *seen, uint32_t *queue)
     memset(seen, 0, h->cap);
     queue[tail++] = ep;
     seen[ep] = 1;
-    while (head < tail) {
+    /* done once every live node is marked: the rest of the queue can only
+     * meet marked ones */
+    size_t live = hnsw_count(h);
+    while (head < tail && tail < live) {
+        /* the lists of nodes a few places ahead in the queue: the walk is
+         * bound by their cache misses, which then overlap */
+        if (head + 8 < tail)
+            __builtin_prefetch(list_of(h, queue[head + 8], 0));
         uint32_t id = queue[head++];
         const uint32_t *list = list_of(h, id, 0);
         uint32_t n = load_u32(list);
@@ -1282,11 +1295,24 @@ static void adopt_lost(hnsw *h, hnsw_scratch *s, size_t *repaired)
 /* Walk the whole graph and adopt every unreachable node. */
 static int walk_and_adopt(hnsw *h, hnsw_scratch *s, size_t *repaired)
 {
-    uint8_t *seen = qv_malloc(h->cap ? h->cap : 1);
-    uint32_t *queue = qv_malloc((h->cap ? h->cap : 1) * sizeof *queue);
-    int rc = -1;
+    /* kept between walks: a walk per write must not map and fault in
+     * fresh pages each time */
+    if (h->walk_cap < h->cap) {
+        uint8_t *seen = qv_realloc(h->walk_seen, h->cap);
+        if (seen)
+            h->walk_seen = seen;
+        uint32_t *queue = seen ? qv_realloc(h->walk_queue,
+                                            h->cap * sizeof *queue)
+                               : NULL;
+        if (!queue)
+            return -1;
+        h->walk_queue = queue;
+        h->walk_cap = h->cap;
+    }
+    uint8_t *seen = h->walk_seen;
+    uint32_t *queue = h->walk_queue;
     if (!seen || !queue)
-        goto cleanup;
+        return 0;   /* an empty graph */
     /* a few rounds: the fallback link may prune, which is rare */
     for (int round = 0; round < 4; round++) {
         if (mark_reachable(h, seen, queue) == hnsw_count(h))
@@ -1300,11 +1326,7 @@ static int walk_and_adopt(hnsw *h, hnsw_scratch *s, size_t *repaired)
     }
     atomic_store(&h->removed_edges, 0);
     h->lost_overflow = 0;
-    rc = 0;
-cleanup:
-    qv_mem_free(seen);
-    qv_mem_free(queue);
-    return rc;
+    return 0;
 }
 
 /*
