@@ -561,17 +561,27 @@ qv_status qv_table_lookup(qv_db *db, const char *name, const uint64_t *ids,
                        : st;
 }
 
-qv_status qv_table_update(qv_db *db, const char *name, const uint64_t *ids,
-                          size_t n, uint32_t dim, const float *grads)
+/* The checks of a write of rows (gradients or trained rows) to a table. */
+static qv_status check_table_write(qv_db *db, const char *name,
+                                   const void *ids, const float *rows,
+                                   size_t n, uint32_t dim, const char *what)
 {
-    BEGIN_CALL(db);
     qv_status st = check_writable(db);
     if (st == QV_OK)
         st = validate_collection_name(db, name);
     if (st == QV_OK)
-        st = check_batch_arrays(db, ids, grads, n);
+        st = check_batch_arrays(db, ids, rows, n);
     if (st == QV_OK)
-        st = check_finite_rows(db, "the gradient", grads, n, dim);
+        st = check_finite_rows(db, what, rows, n, dim);
+    return st;
+}
+
+qv_status qv_table_update(qv_db *db, const char *name, const uint64_t *ids,
+                          size_t n, uint32_t dim, const float *grads)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_table_write(db, name, ids, grads, n, dim,
+                                     "the gradient");
     return st == QV_OK ? db->ops->table_update(db, name, ids, n, dim, grads)
                        : st;
 }
@@ -580,13 +590,7 @@ qv_status qv_table_load(qv_db *db, const char *name, uint64_t first,
                         size_t n, uint32_t dim, const float *rows)
 {
     BEGIN_CALL(db);
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, name);
-    if (st == QV_OK)
-        st = check_batch_arrays(db, rows, rows, n);
-    if (st == QV_OK)
-        st = check_finite_rows(db, "the row", rows, n, dim);
+    qv_status st = check_table_write(db, name, rows, rows, n, dim, "the row");
     return st == QV_OK ? db->ops->table_load(db, name, first, n, dim, rows)
                        : st;
 }

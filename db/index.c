@@ -260,6 +260,23 @@ static int grow_offsets(live_index *ix, uint32_t cap)
     return 0;
 }
 
+struct offsets_walk {
+    emb_db *db;
+    live_index *ix;
+};
+
+static void note_offset(void *arg, const MDB_val *key, const MDB_val *val)
+{
+    struct offsets_walk *w = arg;
+    if (key->mv_size != KEY_DOC_LEN)
+        return;
+    uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
+                               KEY_COLL_LEN);
+    if (iid < w->ix->offsets_cap)
+        atomic_store(&w->ix->offsets[iid],
+                     st_map_offset(w->db->env, val->mv_data));
+}
+
 /* Where each full vector lies in the data file: a walk of the vector
  * records' keys, which reads leaf pages but none of the vectors. */
 static qv_status load_offsets(emb_db *db, MDB_txn *txn, const coll_rec *rec,
@@ -268,27 +285,9 @@ static qv_status load_offsets(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     if (grow_offsets(ix, hnsw_capacity(ix->graph)) != 0)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory loading the "
                        "index");
-    MDB_cursor *cur;
-    unsigned char prefix[KEY_COLL_LEN];
-    key_put_u32(prefix, rec->id);
-    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_VECTORS), &cur);
-    if (rc != 0)
-        return emb_status(db, rc, "loading the index");
-    MDB_val key = {sizeof prefix, prefix}, val;
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        const unsigned char *k = key.mv_data;
-        if (key.mv_size != KEY_DOC_LEN || memcmp(k, prefix, sizeof prefix))
-            break;
-        uint32_t iid = key_get_u32(k + KEY_COLL_LEN);
-        if (iid < ix->offsets_cap)
-            atomic_store(&ix->offsets[iid], st_map_offset(db->env,
-                                                          val.mv_data));
-    }
-    mdb_cursor_close(cur);
-    return rc == 0 || rc == MDB_NOTFOUND ? QV_OK
-                                         : emb_status(db, rc, "loading the "
-                                                      "index");
+    struct offsets_walk w = {db, ix};
+    int rc = emb_walk_range(db, txn, ST_DB_VECTORS, rec->id, note_offset, &w);
+    return rc ? emb_status(db, rc, "loading the index") : QV_OK;
 }
 
 static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
