@@ -577,6 +577,15 @@ static int cmd_index(shell *sh, const shell_cmd *cmd)
     return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
 }
 
+static int cmd_unindex(shell *sh, const shell_cmd *cmd)
+{
+    if (shell_check_options(sh, cmd, 2, NULL))
+        return 1;
+    qv_status st = qv_drop_index(sh->db, positional(cmd, 1),
+                                 positional(cmd, 2));
+    return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
+}
+
 static int cmd_count(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"where", NULL};
@@ -743,6 +752,8 @@ static const struct command commands[] = {
     {"index", cmd_index, "index NAME FIELD type=keyword|int|float",
      "Index a payload field (a dotted path) so that filters on it need "
      "not read every payload; filled from the documents already there."},
+    {"unindex", cmd_unindex, "unindex NAME FIELD",
+     "Drop the payload index on FIELD; filters on it read payloads again."},
     {"count", cmd_count, "count NAME [where={json filter}]",
      "The documents of a collection, or those matching the filter."},
     {"import", cmd_import,
@@ -773,7 +784,7 @@ const char *const shell_command_names[] = {
     "create", "collections", "describe", "drop", "upsert", "get", "delete",
     "scan",
     "search", "count", "index", "import", "export", "backup", "compact",
-    "train", "table",
+    "train", "table", "unindex",
     "stats",
     "check",
     "help",

@@ -373,10 +373,10 @@ qv_status qv_backup(qv_db *db, const char *dir)
     return db->ops->backup(db, dir);
 }
 
-qv_status qv_create_index(qv_db *db, const char *collection,
-                          const char *field, qv_index_type type)
+/* The checks of an index call: a writable handle, the names. */
+static qv_status check_index_call(qv_db *db, const char *collection,
+                                  const char *field)
 {
-    BEGIN_CALL(db);
     qv_status st = check_writable(db);
     if (st == QV_OK)
         st = validate_collection_name(db, collection);
@@ -388,6 +388,23 @@ qv_status qv_create_index(qv_db *db, const char *collection,
         return qv_fail(db, QV_ERR_INVALID, "field must be 1 to %d bytes, not "
                        "starting with '$' or '.' nor ending with '.'",
                        QV_FIELD_MAX);
+    return QV_OK;
+}
+
+qv_status qv_drop_index(qv_db *db, const char *collection, const char *field)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_index_call(db, collection, field);
+    return st == QV_OK ? db->ops->drop_index(db, collection, field) : st;
+}
+
+qv_status qv_create_index(qv_db *db, const char *collection,
+                          const char *field, qv_index_type type)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_index_call(db, collection, field);
+    if (st != QV_OK)
+        return st;
     if ((unsigned)type > QV_INDEX_FLOAT)
         return qv_fail(db, QV_ERR_INVALID, "unknown index type %d; use "
                        "keyword, int or float", (int)type);

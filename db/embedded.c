@@ -45,6 +45,7 @@ static const qv_db_ops embedded_ops = {
     .count = search_count,
     .delete_where = document_delete_where,
     .create_index = pindex_create,
+    .drop_index = pindex_drop,
     .stats = admin_stats,
     .set_threads = admin_set_threads,
 };

@@ -54,6 +54,8 @@ typedef struct qv_db_ops {
     qv_status (*stats)(qv_db *db, char **json);
     qv_status (*set_threads)(qv_db *db, uint32_t threads);
     qv_status (*train)(qv_db *db, const char *collection);
+    qv_status (*drop_index)(qv_db *db, const char *collection,
+                            const char *field);
     qv_status (*table_create)(qv_db *db, const char *name,
                               const qv_table_config *config);
     qv_status (*table_drop)(qv_db *db, const char *name);

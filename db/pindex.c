@@ -582,3 +582,48 @@ qv_status pindex_create(qv_db *base, const char *collection, const char *field,
     struct create_ctx c = {db, collection, field, type, QV_OK};
     return emb_write(db, create_txn, &c, &c.status, "creating an index");
 }
+
+struct drop_ctx {
+    emb_db *db;
+    const char *collection, *field;
+    qv_status status;
+};
+
+/* Remove the index record and every entry of the index. */
+static int drop_txn(MDB_txn *txn, void *arg)
+{
+    struct drop_ctx *c = arg;
+    coll_rec rec;
+    pindex_set set;
+    c->status = catalog_get(c->db, txn, c->collection, &rec);
+    if (c->status != QV_OK)
+        return ST_ABORT;
+    int rc = pindex_load(c->db, txn, rec.id, &set);
+    if (rc != 0)
+        return rc;
+    const pindex_rec *ix = find_index(&set, c->field);
+    if (!ix) {
+        c->status = qv_fail(&c->db->base, QV_ERR_NOT_FOUND, "collection '%s' "
+                            "has no index on '%s'", c->collection, c->field);
+        return ST_ABORT;
+    }
+    unsigned char k[KEY_COLL_LEN + QV_FIELD_MAX], prefix[8];
+    size_t flen = strlen(c->field);
+    key_put_u32(k, rec.id);
+    memcpy(k + KEY_COLL_LEN, c->field, flen);
+    MDB_val key = {KEY_COLL_LEN + flen, k};
+    key_put_u32(prefix, rec.id);
+    key_put_u32(prefix + 4, ix->id);
+    rc = st_delete_prefix(txn, st_dbi(c->db->env, ST_DB_PENTRIES), prefix,
+                          sizeof prefix);
+    if (rc == 0)
+        rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_PINDEX), &key, NULL);
+    return rc;
+}
+
+qv_status pindex_drop(qv_db *base, const char *collection, const char *field)
+{
+    emb_db *db = (emb_db *)base;
+    struct drop_ctx c = {db, collection, field, QV_OK};
+    return emb_write(db, drop_txn, &c, &c.status, "dropping an index");
+}

@@ -69,6 +69,7 @@ roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
 unsigned pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll, char *err,
                        size_t errlen);
 
+qv_status pindex_drop(qv_db *db, const char *collection, const char *field);
 qv_status pindex_create(qv_db *db, const char *collection, const char *field,
                         qv_index_type type);
 

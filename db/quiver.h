@@ -320,6 +320,10 @@ typedef enum qv_index_type {
 qv_status qv_create_index(qv_db *db, const char *collection,
                           const char *field, qv_index_type type);
 
+/* Remove the index on field and all its entries (filters find the same,
+ * reading payloads instead). QV_ERR_NOT_FOUND if the field has none. */
+qv_status qv_drop_index(qv_db *db, const char *collection, const char *field);
+
 /*
  * *count = the documents of the collection that match filter (a JSON
  * filter, docs/FILTERS.md; NULL: all of them).

@@ -1028,6 +1028,20 @@ static void test_indexes_never_change_results(void **state)
                   QV_ERR_INVALID);
     assert_status(db, qv_create_index(db, "nope", "x", QV_INDEX_INT),
                   QV_ERR_NOT_FOUND);
+    /* dropped, an index leaves the results alone too; dropping twice or
+     * an unindexed field is NOT_FOUND (teardown's check sees no entry
+     * left behind) */
+    assert_ok(db, qv_drop_index(db, "indexed", "label"));
+    assert_ok(db, qv_drop_index(db, "indexed", "name"));
+    for (size_t f = 0; f < sizeof filters / sizeof *filters; f++)
+        same_everywhere(db, filters[f]);
+    assert_status(db, qv_drop_index(db, "indexed", "label"),
+                  QV_ERR_NOT_FOUND);
+    assert_status(db, qv_drop_index(db, "plain", "label"), QV_ERR_NOT_FOUND);
+    assert_status(db, qv_drop_index(db, "indexed", "$x"), QV_ERR_INVALID);
+    assert_ok(db, qv_create_index(db, "indexed", "label", QV_INDEX_INT));
+    for (size_t f = 0; f < 4; f++)
+        same_everywhere(db, filters[f]);
 }
 
 /* scan where= pages through exactly the matches; delete where= removes

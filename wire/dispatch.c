@@ -516,6 +516,10 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
     case QUIVER__V1__REQUEST__OP_COMPACT:
         st = qv_compact(db);
         break;
+    case QUIVER__V1__REQUEST__OP_DROP_INDEX:
+        st = qv_drop_index(db, req->drop_index->collection,
+                           req->drop_index->field);
+        break;
     case QUIVER__V1__REQUEST__OP_TRAIN:
         st = qv_train(db, req->train->collection);
         break;

@@ -722,6 +722,20 @@ static qv_status remote_compact(qv_db *base)
     LOCKED_CALL(db, &req, resp, ;);
 }
 
+static qv_status remote_drop_index(qv_db *base, const char *collection,
+                                   const char *field)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__DropIndex m = QUIVER__V1__DROP_INDEX__INIT;
+    m.collection = (char *)collection;
+    m.field = (char *)field;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_DROP_INDEX;
+    req.drop_index = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
 static qv_status remote_train(qv_db *base, const char *collection)
 {
     remote_db *db = (remote_db *)base;
@@ -926,6 +940,7 @@ static const qv_db_ops remote_ops = {
     .check = remote_check,
     .count = remote_count,
     .create_index = remote_create_index,
+    .drop_index = remote_drop_index,
     .delete_where = remote_delete_where,
     .stats = remote_stats,
     .set_threads = remote_set_threads,
