@@ -101,6 +101,80 @@ int main(int argc, char **argv)
     req.describe_collection = &desc;
     save(dir, "describe", &req);
 
+    cfg.codec = "sq8";
+    cfg.train_min = 2;
+    create.name = "q";
+    req.op_case = QUIVER__V1__REQUEST__OP_CREATE_COLLECTION;
+    req.create_collection = &create;
+    save(dir, "create_codec", &req);
+
+    opt.rerank = 3;
+    req.op_case = QUIVER__V1__REQUEST__OP_SEARCH;
+    req.search = &search;
+    save(dir, "search_rerank", &req);
+
+    Quiver__V1__Train train = QUIVER__V1__TRAIN__INIT;
+    train.collection = "c";
+    req.op_case = QUIVER__V1__REQUEST__OP_TRAIN;
+    req.train = &train;
+    save(dir, "train", &req);
+
+    Quiver__V1__DropIndex drop = QUIVER__V1__DROP_INDEX__INIT;
+    drop.collection = "c";
+    drop.field = "k";
+    req.op_case = QUIVER__V1__REQUEST__OP_DROP_INDEX;
+    req.drop_index = &drop;
+    save(dir, "drop_index", &req);
+
+    Quiver__V1__TableConfig tcfg = QUIVER__V1__TABLE_CONFIG__INIT;
+    tcfg.rows = 8;
+    tcfg.dim = 2;
+    tcfg.method = "hash:2";
+    tcfg.optimizer = 1;
+    Quiver__V1__TableCreate tcreate = QUIVER__V1__TABLE_CREATE__INIT;
+    tcreate.name = "t";
+    tcreate.config = &tcfg;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_CREATE;
+    req.table_create = &tcreate;
+    save(dir, "table_create", &req);
+
+    uint64_t tids[2] = {1, 5};
+    Quiver__V1__TableLookup look = QUIVER__V1__TABLE_LOOKUP__INIT;
+    look.name = "t";
+    look.n_ids = 2;
+    look.ids = tids;
+    look.dim = 2;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_LOOKUP;
+    req.table_lookup = &look;
+    save(dir, "table_lookup", &req);
+
+    Quiver__V1__TableUpdate tup = QUIVER__V1__TABLE_UPDATE__INIT;
+    tup.name = "t";
+    tup.n_ids = 2;
+    tup.ids = tids;
+    tup.dim = 2;
+    tup.n_grads = 4;
+    tup.grads = v;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_UPDATE;
+    req.table_update = &tup;
+    save(dir, "table_update", &req);
+
+    Quiver__V1__TableLoad tload = QUIVER__V1__TABLE_LOAD__INIT;
+    tload.name = "t";
+    tload.first = 1;
+    tload.dim = 2;
+    tload.n_rows = 4;
+    tload.rows = v;
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_LOAD;
+    req.table_load = &tload;
+    save(dir, "table_load", &req);
+
+    Quiver__V1__TableDescribe tdesc = QUIVER__V1__TABLE_DESCRIBE__INIT;
+    tdesc.name = "t";
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_DESCRIBE;
+    req.table_describe = &tdesc;
+    save(dir, "table_describe", &req);
+
     Quiver__V1__Authenticate auth = QUIVER__V1__AUTHENTICATE__INIT;
     auth.token = "token";
     req.op_case = QUIVER__V1__REQUEST__OP_AUTHENTICATE;
