@@ -266,11 +266,147 @@ static void test_kill_quiverd(void **state)
     run_cycles(1);
 }
 
+/* ---- embedding tables: an update is whole or absent after kill -9 ---- */
+
+#define TROWS 64
+#define TBATCH 16
+
+static const char *const table_methods[] = {
+    "full", "int8", "hash:2", "adapt:2", "alpt:8", "prune:0.5", "qr:2",
+    "robe:2", "int16", "alpt:16"};
+
+static void create_table(const char *dir, const char *method)
+{
+    qv_db *db;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_ok(db, qv_table_create(db, "t", &(qv_table_config){
+                                             .rows = TROWS, .dim = DIM,
+                                             .method = method,
+                                             .optimizer = QV_OPTIMIZER_ADAGRAD,
+                                             .learning_rate = 0.1f,
+                                             .init = 0.1f, .seed = 3}));
+    qv_close(db);
+}
+
+/* Update s of a cycle: ids (with repeats) and gradients from the seed. */
+static void table_step(uint64_t seed, uint32_t s, uint64_t *ids, float *g)
+{
+    uint64_t rng = seed * 7919 + s + 1;
+    for (int i = 0; i < TBATCH; i++)
+        ids[i] = tu_rand(&rng) % TROWS;
+    tu_rand_vector(&rng, g, TBATCH * DIM);
+}
+
+static void table_writer(const char *dir, uint64_t seed, int ack_fd)
+{
+    qv_db *db;
+    if (qv_open(dir, NULL, &db) != QV_OK)
+        _exit(2);
+    uint64_t ids[TBATCH];
+    float g[TBATCH * DIM];
+    for (uint32_t s = 0;; s++) {
+        table_step(seed, s, ids, g);
+        if (qv_table_update(db, "t", ids, TBATCH, DIM, g) != QV_OK)
+            _exit(4);
+        must(write(ack_fd, &s, sizeof s) == sizeof s);
+    }
+}
+
+/* Every row of table t in dir. */
+static void all_rows(const char *dir, float *rows, uint64_t *updates)
+{
+    qv_db *db;
+    uint64_t ids[TROWS];
+    for (int i = 0; i < TROWS; i++)
+        ids[i] = (uint64_t)i;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_ok(db, qv_table_lookup(db, "t", ids, TROWS, DIM, rows));
+    qv_table_info info;
+    assert_ok(db, qv_table_describe(db, "t", &info));
+    *updates = info.updates;
+    char *report = NULL;
+    if (qv_check(db, &report) != QV_OK)
+        fail_msg("%s", report);
+    qv_free(report);
+    qv_close(db);
+}
+
+static uint32_t table_cycle(uint64_t seed, uint64_t *rng)
+{
+    const char *method = table_methods[seed % (sizeof table_methods /
+                                               sizeof *table_methods)];
+    char *dir = tu_mkdtemp(), *model = tu_mkdtemp();
+    create_table(dir, method);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        table_writer(dir, seed, fds[1]);
+    }
+    close(fds[1]);
+    uint32_t want = 1 + (uint32_t)(tu_rand(rng) % 30), s, acked = 0;
+    int any = 0;
+    while (!any || acked + 1 < want) {
+        if (read(fds[0], &s, sizeof s) != sizeof s)
+            fail_msg("table writer died early");
+        acked = s;
+        any = 1;
+    }
+    random_pause(rng);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    while (read(fds[0], &s, sizeof s) == sizeof s)
+        acked = s;
+    close(fds[0]);
+    /* the table holds the acknowledged updates, or one more; replayed on
+     * a fresh copy, the same updates give the very same rows */
+    static float got[TROWS * DIM], want_rows[TROWS * DIM];
+    uint64_t updates, replayed;
+    all_rows(dir, got, &updates);
+    if (updates != acked + 1 && updates != acked + 2)
+        fail_msg("seed %llu (%s): %llu updates after %u acknowledged",
+                 (unsigned long long)seed, method,
+                 (unsigned long long)updates, acked + 1);
+    create_table(model, method);
+    qv_db *db;
+    assert_ok(NULL, qv_open(model, &(qv_open_options){.flags =
+                                                          QV_OPEN_NOSYNC},
+                            &db));
+    uint64_t ids[TBATCH];
+    float g[TBATCH * DIM];
+    for (uint32_t i = 0; i < updates; i++) {
+        table_step(seed, i, ids, g);
+        assert_ok(db, qv_table_update(db, "t", ids, TBATCH, DIM, g));
+    }
+    qv_close(db);
+    all_rows(model, want_rows, &replayed);
+    if (memcmp(got, want_rows, sizeof got) != 0)
+        fail_msg("seed %llu (%s): the rows after %llu updates differ from "
+                 "their replay", (unsigned long long)seed, method,
+                 (unsigned long long)updates);
+    tu_rmdir(dir);
+    tu_rmdir(model);
+    return (uint32_t)updates;
+}
+
+static void test_kill_table_writer(void **state)
+{
+    uint64_t rng = 999;
+    unsigned long steps = 0;
+    int n = cycles() / 2 ? cycles() / 2 : 1;
+    for (int i = 0; i < n; i++)
+        steps += table_cycle(2000 + (uint64_t)i, &rng);
+    printf("# %d kill cycles of an embedding table writer (10 methods), "
+           "%lu updates verified against their replay\n", n, steps);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_embedded_writer),
         cmocka_unit_test(test_kill_quiverd),
+        cmocka_unit_test(test_kill_table_writer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
