@@ -506,28 +506,6 @@ qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return st;
 }
 
-void *index_cached_matches(live_index *ix, const char *filter, uint64_t txn_id)
-{
-    roaring_bitmap_t *copy = NULL;
-    pthread_mutex_lock(&ix->cache_lock);
-    for (int i = 0; i < FILTER_CACHE; i++) {
-        filter_cache_entry *e = &ix->cache[i];
-        if (e->matches && e->txn_id == txn_id && !strcmp(e->filter, filter)) {
-            e->used = ++ix->cache_clock;
-            copy = roaring_bitmap_copy(e->matches);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&ix->cache_lock);
-    return copy;
-}
-
-void allowed_release(allowed_set *a)
-{
-    if (a && atomic_fetch_sub(&a->refs, 1) == 1)
-        qv_mem_free(a);
-}
-
 static filter_cache_entry *cache_find(live_index *ix, const char *filter,
                                       uint64_t txn_id)
 {
@@ -537,6 +515,38 @@ static filter_cache_entry *cache_find(live_index *ix, const char *filter,
             return e;
     }
     return NULL;
+}
+
+int index_cached_count(live_index *ix, const char *filter, uint64_t txn_id,
+                       uint64_t *count)
+{
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *e = cache_find(ix, filter, txn_id);
+    if (e) {
+        e->used = ++ix->cache_clock;
+        *count = roaring_bitmap_get_cardinality(e->matches);
+    }
+    pthread_mutex_unlock(&ix->cache_lock);
+    return e != NULL;
+}
+
+void *index_cached_matches(live_index *ix, const char *filter, uint64_t txn_id)
+{
+    roaring_bitmap_t *copy = NULL;
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *e = cache_find(ix, filter, txn_id);
+    if (e) {
+        e->used = ++ix->cache_clock;
+        copy = roaring_bitmap_copy(e->matches);
+    }
+    pthread_mutex_unlock(&ix->cache_lock);
+    return copy;
+}
+
+void allowed_release(allowed_set *a)
+{
+    if (a && atomic_fetch_sub(&a->refs, 1) == 1)
+        qv_mem_free(a);
 }
 
 allowed_set *index_cached_allowed(live_index *ix, const char *filter,

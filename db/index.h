@@ -78,6 +78,9 @@ typedef struct live_index {
 /* The cached matches of filter at txn_id: a new bitmap, or NULL. */
 void *index_cached_matches(live_index *ix, const char *filter,
                            uint64_t txn_id);
+/* How many match filter at txn_id, if it is cached: 1, else 0. */
+int index_cached_count(live_index *ix, const char *filter, uint64_t txn_id,
+                       uint64_t *count);
 /* The cached byte form of filter's matches at txn_id (a reference to
  * release), or NULL; and remember one (the cache takes a reference). */
 allowed_set *index_cached_allowed(live_index *ix, const char *filter,

@@ -261,6 +261,8 @@ struct search_ctx {
     const uint8_t *allowed;  /* the same, one byte per internal id below
                                 rec.next_iid: for a graph walk only */
     allowed_set *allowed_ref;  /* what allowed points into */
+    int matches_in_cache;   /* matches NULL until need_matches() copies
+                               them from the collection's cache */
     uint64_t nallowed;
     uint64_t estimated;   /* matches the indexes promised (a superset) */
     unsigned long distances;  /* computed, for explain */
@@ -312,6 +314,8 @@ static bool set_allowed(uint32_t iid, void *arg)
     return true;
 }
 
+static qv_status need_matches(struct search_ctx *c);
+
 /* The byte-per-id form of the matches that a filtered graph walk reads:
  * from the collection's cache when this snapshot's searches with this
  * filter built it already (at 50% of 60,000 documents building it took
@@ -321,6 +325,9 @@ static qv_status build_allowed(struct search_ctx *c)
     uint64_t txn_id = (uint64_t)mdb_txn_id(c->txn);
     allowed_set *a = index_cached_allowed(c->ix, c->opt->filter, txn_id);
     if (!a) {
+        qv_status st = need_matches(c);
+        if (st != QV_OK)
+            return st;
         uint32_t n = c->rec.next_iid;
         a = qv_calloc(1, sizeof *a + (n ? n : 1));
         if (!a)
@@ -397,6 +404,16 @@ static qv_status compute_allowed(struct search_ctx *c)
 
 static qv_status allowed_for(struct search_ctx *c, const char *text);
 
+/* The matches as a bitmap, for plans that iterate them. */
+static qv_status need_matches(struct search_ctx *c)
+{
+    if (c->matches || !c->matches_in_cache)
+        return QV_OK;
+    c->matches = index_cached_matches(c->ix, c->opt->filter,
+                                      (uint64_t)mdb_txn_id(c->txn));
+    return c->matches ? QV_OK : compute_allowed(c);  /* evicted since */
+}
+
 static qv_status search_begin(struct search_ctx *c, emb_db *db,
                               const char *collection, const float *queries,
                               size_t nq, uint32_t dim,
@@ -466,12 +483,11 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
 static qv_status allowed_for(struct search_ctx *c, const char *text)
 {
     uint64_t txn_id = (uint64_t)mdb_txn_id(c->txn);
-    roaring_bitmap_t *cached = c->ix ? index_cached_matches(c->ix, text,
-                                                            txn_id)
-                                     : NULL;
-    if (cached) {
-        c->matches = cached;
-        c->estimated = c->nallowed = roaring_bitmap_get_cardinality(cached);
+    uint64_t count;
+    if (c->ix && index_cached_count(c->ix, text, txn_id, &count)) {
+        /* the bitmap itself is copied only if the plan scans it */
+        c->estimated = c->nallowed = count;
+        c->matches_in_cache = 1;
         return QV_OK;
     }
     qv_status st = compute_allowed(c);
@@ -643,6 +659,11 @@ static qv_status collect(struct search_ctx *c, hnsw_scratch *s, size_t i,
     const float *q = c->queries + i * c->rec.dim;
     if (c->beam == 0)
         return QV_OK;
+    if (c->exact && c->filter) {
+        qv_status st = need_matches(c);
+        if (st != QV_OK)
+            return st;
+    }
     if (c->exact && c->filter && score_in_memory(c, q, heap))
         return QV_OK;
     if (c->exact && c->filter)
