@@ -227,13 +227,16 @@ static qv_status catalog_scan(emb_db *db, MDB_txn *txn,
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), n++) {
         if (!list)
             continue;
-        if (key.mv_size > QV_NAME_MAX || val.mv_size != sizeof(coll_rec)) {
+        if (key.mv_size > QV_NAME_MAX ||
+            (val.mv_size != sizeof(coll_rec) &&
+             val.mv_size != COLL_FORMAT3_SIZE)) {
             st = qv_fail(&db->base, QV_ERR_CORRUPT,
                          "catalog entry %zu is malformed", n);
             break;
         }
         coll_rec rec;
-        memcpy(&rec, val.mv_data, sizeof rec);
+        memset(&rec, 0, sizeof rec);   /* format 3: codec none */
+        memcpy(&rec, val.mv_data, val.mv_size);
         fill_info(&list[n], key.mv_data, key.mv_size, &rec);
     }
     mdb_cursor_close(cur);

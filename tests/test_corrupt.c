@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "test_util.h"
 
 /* A small database: collection "c" (dim 8) of 300 documents. */
@@ -118,6 +120,66 @@ static void test_flipped_catalog_record(void **state)
     tu_rmdir(dir);
 }
 
+/* A catalog record as the first session wrote it (format 3: no codec
+ * fields, 56 bytes, its checksum over those) */
+static void to_format3(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    unsigned char rec[56];
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
+    assert_true(val.mv_size > sizeof rec);
+    memcpy(rec, val.mv_data, sizeof rec);
+    uint32_t three = 3, zero = 0;
+    memcpy(rec, &three, 4);
+    memcpy(rec + 44, &zero, 4);              /* the checksum field */
+    uint32_t sum = XXH32(rec, sizeof rec, 0x51564552u);
+    memcpy(rec + 44, &sum, 4);
+    MDB_val old = {sizeof rec, rec};
+    assert_int_equal(mdb_cursor_put(cur, &key, &old, MDB_CURRENT), 0);
+    mdb_cursor_close(cur);
+}
+
+/* A database of the previous format opens, reads as codec none, and is
+ * written back in the current one. */
+static void test_format3_catalog_upgrades(void **state)
+{
+    char *dir = make_db();
+    tamper(dir, "catalog", to_format3);
+    qv_db *db;
+    qv_collection_info info;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    qv_collection_info *list = NULL;
+    size_t n = 0;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].codec, "none");
+    qv_free(list);
+    char *report = NULL;
+    if (qv_check(db, &report) != QV_OK)
+        fail_msg("before the upgrade: %s", report);
+    qv_free(report);
+    assert_ok(db, qv_describe_collection(db, "c", &info));
+    assert_string_equal(info.codec, "none");
+    assert_int_equal(info.count, 300);
+    float q[8] = {0};
+    qv_hits *hits = NULL;
+    assert_ok(db, qv_search(db, "c", q, 8, &(qv_search_options){.k = 3},
+                            &hits));
+    assert_int_equal(hits->count, 3);
+    qv_free(hits);
+    qv_doc doc = {"new", q, 8, NULL};
+    q[0] = 1;
+    assert_ok(db, qv_upsert(db, "c", &doc, 1));
+    report = NULL;
+    if (qv_check(db, &report) != QV_OK)
+        fail_msg("%s", report);
+    qv_free(report);
+    qv_close(db);
+    tu_rmdir(dir);
+}
+
 static void test_flipped_graph_record(void **state)
 {
     char *dir = make_db();
@@ -210,6 +272,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flipped_catalog_record),
+        cmocka_unit_test(test_format3_catalog_upgrades),
         cmocka_unit_test(test_flipped_graph_record),
         cmocka_unit_test(test_missing_records),
         cmocka_unit_test(test_index_entry_missing),
