@@ -520,10 +520,6 @@ static void greedy_step(const hnsw *h, const hnsw_scratch *s, int level,
     }
 }
 
-/*
- * Beam search at one level from entry: leaves the best ef nodes found in
- * s->res as a max-heap of *nres entries.
- */
 /* Whether a filter lets node id into the results. */
 static inline int allows(const uint8_t *allowed, uint32_t allowed_n,
                          uint32_t id)
@@ -531,17 +527,20 @@ static inline int allows(const uint8_t *allowed, uint32_t allowed_n,
     return !allowed || (id < allowed_n && allowed[id]);
 }
 
-static void search_level_in(const hnsw *h, hnsw_scratch *s, uint32_t entry, float entry_d, size_t ef,
-                            int level, const uint8_t *allowed,
-                            uint32_t allowed_n, size_t *nres)
+/*
+ * Beam search at one level from entry: leaves the best ef nodes found in
+ * s->res as a max-heap of *nres entries. (A filtered search walks level 0
+ * with search_level_filtered instead.)
+ */
+static void search_level(const hnsw *h, hnsw_scratch *s, uint32_t entry,
+                         float entry_d, size_t ef, int level, size_t *nres)
 {
     size_t ncand = 0;
     uint16_t epoch = s->epoch;
     *nres = 0;
     s->visited[entry] = epoch;
     heap_push(s->cands, &ncand, (cand){entry_d, entry}, 1);
-    if (allows(allowed, allowed_n, entry))
-        heap_push(s->res, nres, (cand){entry_d, entry}, 0);
+    heap_push(s->res, nres, (cand){entry_d, entry}, 0);
     while (ncand > 0) {
         cand c = heap_pop(s->cands, &ncand, 1);
         if (*nres >= ef && c.d > s->res[0].d)
@@ -567,8 +566,6 @@ static void search_level_in(const hnsw *h, hnsw_scratch *s, uint32_t entry, floa
                     ensure_cands(&s->cands, &s->cands_cap, 2 * ncand) != 0)
                     continue;  /* out of memory: a narrower search */
                 heap_push(s->cands, &ncand, (cand){d, nb}, 1);
-                if (!allows(allowed, allowed_n, nb))
-                    continue;  /* walked through, never a result */
                 heap_push(s->res, nres, (cand){d, nb}, 0);
                 if (*nres > ef)
                     heap_pop(s->res, nres, 0);
@@ -737,12 +734,6 @@ static void search_level_filtered(const hnsw *h, hnsw_scratch *s,
     }
 }
 
-static void search_level(const hnsw *h, hnsw_scratch *s, uint32_t entry,
-                         float entry_d, size_t ef, int level, size_t *nres)
-{
-    search_level_in(h, s, entry, entry_d, ef, level, NULL, 0, nres);
-}
-
 /* Descend from the entry point to level stop + 1; returns the start. */
 static uint32_t descend(const hnsw *h, const hnsw_scratch *s, uint32_t ep,
                         int top, int stop, float *d)
@@ -770,7 +761,7 @@ void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
     size_t nres;
     if (!allowed) {
         ep = descend(h, s, ep, top, 0, &d);
-        search_level_in(h, s, ep, d, beam, 0, NULL, 0, &nres);
+        search_level(h, s, ep, d, beam, 0, &nres);
     } else {
         /* two starts: the plain descent ends near the query, whose own
          * neighbourhood the filter may reject (its allowed nodes two hops
@@ -1519,20 +1510,6 @@ size_t hnsw_element_bytes(const hnsw *h) { return h->elem_bytes; }
 const void *hnsw_element(const hnsw *h, uint32_t id)
 {
     return vec_of(h, id);
-}
-
-int hnsw_query(const hnsw *h, hnsw_scratch *s, const float *q)
-{
-    if (scratch_prepare(s, h, 1) != 0)
-        return -1;
-    set_query(h, s, q);
-    return 0;
-}
-
-float hnsw_query_distance(const hnsw *h, hnsw_scratch *s, uint32_t id)
-{
-    s->distances++;
-    return qdist(h, s, vec_of(h, id));
 }
 
 size_t hnsw_memory_bytes(const hnsw *h)

@@ -80,9 +80,12 @@ int hnsw_remove(hnsw *h, hnsw_scratch *s, uint32_t id);
 /*
  * The k nearest live nodes to q among a beam of ef (ef >= k) into out
  * (topk initialised with capacity >= k by the caller). For cosine, q must
- * be unit length. Removed nodes are walked through but never returned;
- * with allowed (one byte per node id below allowed_n; NULL for all) so
- * are the nodes it does not allow, and the beam holds allowed nodes only.
+ * be unit length. Removed nodes are walked through but never returned.
+ * With allowed (one byte per node id below allowed_n; NULL for all) only
+ * allowed nodes are returned, and the walk measures and expands allowed
+ * nodes, reaching others' allowed neighbours two hops on, plus at most
+ * the scratch's bridges of rejected nodes (hnsw_scratch_set_bridges);
+ * fewer than k come back only when it reached fewer allowed nodes.
  */
 void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
                  uint32_t ef, const uint8_t *allowed, uint32_t allowed_n,
@@ -117,14 +120,6 @@ const float *hnsw_vector(const hnsw *h, uint32_t id);
 size_t hnsw_element_bytes(const hnsw *h);
 const void *hnsw_element(const hnsw *h, uint32_t id);
 
-/*
- * Distances from q (unit length for cosine; kept by the caller) to single
- * nodes: hnsw_query prepares s (0, or -1 when out of memory), then
- * hnsw_query_distance measures as the search does (code distances for a
- * graph over codes).
- */
-int hnsw_query(const hnsw *h, hnsw_scratch *s, const float *q);
-float hnsw_query_distance(const hnsw *h, hnsw_scratch *s, uint32_t id);
 
 /* Entry point and top level, for persistence; HNSW_NO_NODE when empty. */
 uint32_t hnsw_entry(const hnsw *h);

@@ -549,6 +549,9 @@ static qv_status apply_load(struct update_ctx *c, MDB_txn *txn, tbl_rec *rec,
     return rc ? emb_status(c->db, rc, "loading a table") : QV_OK;
 }
 
+static qv_status check_load(emb_db *db, const tbl_rec *rec, const char *name,
+                            uint64_t first, size_t n, uint32_t dim);
+
 static int update_txn(MDB_txn *txn, void *arg)
 {
     struct update_ctx *c = arg;
@@ -598,8 +601,9 @@ qv_status table_update(qv_db *base, const char *name, const uint64_t *ids,
     return run_update(db, &c, "updating a table");
 }
 
-qv_status check_load(emb_db *db, const tbl_rec *rec, const char *name,
-                     uint64_t first, size_t n, uint32_t dim)
+/* Whether rows first .. first+n-1 of dim can be loaded into rec. */
+static qv_status check_load(emb_db *db, const tbl_rec *rec, const char *name,
+                            uint64_t first, size_t n, uint32_t dim)
 {
     emb_spec spec;
     rec_to_spec(rec, &spec);

@@ -43,8 +43,5 @@ int table_verify(emb_db *db, MDB_txn *txn, void (*report)(void *ctx,
                                                           const char *what),
                  void *ctx, unsigned *tables);
 
-/* Whether rows first .. first+n-1 of dim can be loaded into rec. */
-qv_status check_load(emb_db *db, const tbl_rec *rec, const char *name,
-                     uint64_t first, size_t n, uint32_t dim);
 
 #endif
