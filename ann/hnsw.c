@@ -521,10 +521,10 @@ static void greedy_step(const hnsw *h, const hnsw_scratch *s, int level,
 }
 
 /* Whether a filter lets node id into the results. */
-static inline int allows(const uint8_t *allowed, uint32_t allowed_n,
+static inline int allows(const uint64_t *allowed, uint32_t allowed_n,
                          uint32_t id)
 {
-    return !allowed || (id < allowed_n && allowed[id]);
+    return hnsw_allows(allowed, allowed_n, id);
 }
 
 /*
@@ -582,7 +582,7 @@ static void search_level(const hnsw *h, hnsw_scratch *s, uint32_t entry,
  * filter rejects.
  */
 static void greedy_step_filtered(const hnsw *h, hnsw_scratch *s, int level,
-                                 const uint8_t *allowed, uint32_t allowed_n,
+                                 const uint64_t *allowed, uint32_t allowed_n,
                                  uint32_t *cur, float *curd)
 {
     int changed = 1;
@@ -635,12 +635,26 @@ static void offer(const hnsw *h, hnsw_scratch *s, uint32_t nb, size_t ef,
         heap_pop(s->res, nres, 0);
 }
 
+/* Offer the n nodes of ids in turn, each one's element fetched while the
+ * one before it is measured (as search_level does). */
+static void offer_all(const hnsw *h, hnsw_scratch *s, const uint32_t *ids,
+                      uint32_t n, size_t ef, size_t *ncand, size_t *nres)
+{
+    if (n > 0)
+        __builtin_prefetch(vec_of(h, ids[0]));
+    for (uint32_t i = 0; i < n; i++) {
+        if (i + 1 < n)
+            __builtin_prefetch(vec_of(h, ids[i + 1]));
+        offer(h, s, ids[i], ef, ncand, nres);
+    }
+}
+
 /*
  * A filtered walk at level 0 (after ACORN, Patel et al. 2024): only nodes
  * the filter allows are measured, put on the beam and expanded. From each
- * expanded node its allowed neighbours are measured, then, through its
- * neighbours the filter rejects, their allowed neighbours (two hops), up
- * to 2M measurements an expansion. Rejected nodes are passed through
+ * expanded node its allowed neighbours are measured, then, when they are
+ * fewer than M, through its neighbours the filter rejects, their allowed
+ * neighbours (two hops), up to 2M measurements an expansion. Rejected nodes are passed through
  * without a distance, so a walk whose query lies among rejected nodes does
  * not explore them all before it finds allowed ones, and the two hops keep
  * the allowed part connected when it is sparse. The entry is expanded
@@ -649,7 +663,7 @@ static void offer(const hnsw *h, hnsw_scratch *s, uint32_t nb, size_t ef,
 static void search_level_filtered(const hnsw *h, hnsw_scratch *s,
                                   uint32_t entry, float entry_d,
                                   uint32_t seed, size_t ef,
-                                  const uint8_t *allowed, uint32_t allowed_n,
+                                  const uint64_t *allowed, uint32_t allowed_n,
                                   size_t *nres)
 {
     size_t ncand = 0;
@@ -673,7 +687,7 @@ static void search_level_filtered(const hnsw *h, hnsw_scratch *s,
         for (uint32_t at = (entry * 2654435761u) % (allowed_n ? allowed_n : 1),
                       tried = 0;
              allowed_n && tried < allowed_n && seeds < 4; tried++) {
-            if (allowed[at] && node_level(h, at) >= 0 &&
+            if (allows(allowed, allowed_n, at) && node_level(h, at) >= 0 &&
                 s->visited[at] != epoch) {
                 offer(h, s, at, ef, &ncand, nres);
                 seeds++;
@@ -688,49 +702,56 @@ static void search_level_filtered(const hnsw *h, hnsw_scratch *s,
         if (*nres >= ef && c.d > s->res[0].d)
             break;
         const uint32_t *list = list_of(h, c.id, 0);
-        uint32_t n = load_u32(list), budget = h->M0;
-        for (uint32_t i = 0; i < n && budget > 0; i++) {
-            uint32_t nb = load_u32(&list[1 + i]);
-            if (s->visited[nb] == epoch)
-                continue;
-            if (allows(allowed, allowed_n, nb)) {
-                offer(h, s, nb, ef, &ncand, nres);
-                budget--;
-            } else if (bridges > 0) {
-                /* a rejected node near the query: walked through, as the
-                 * plain filtered walk does, within a budget */
-                bridges--;
-                s->visited[nb] = epoch;
-                s->distances++;
-                float d = qdist(h, s, vec_of(h, nb));
-                if (ncand < s->cands_cap)
-                    heap_push(s->cands, &ncand, (cand){d, nb}, 1);
-            }
-        }
-        /* two hops only where one found few allowed nodes: reading the
-         * lists of rejected neighbours costs a cache miss each */
-        if (h->M0 - budget >= h->p.M)
-            continue;
-        for (uint32_t i = 0; i < n; i++) {   /* overlap the misses */
+        uint32_t n = load_u32(list);
+        /* the neighbours: allowed ones not seen yet to measure, rejected
+         * ones to pass through */
+        uint32_t pick[HNSW_M_MAX * 2], rejected[HNSW_M_MAX * 2];
+        uint32_t npick = 0, nrejected = 0;
+        for (uint32_t i = 0; i < n; i++) {
             uint32_t nb = load_u32(&list[1 + i]);
             if (!allows(allowed, allowed_n, nb))
-                __builtin_prefetch(list_of(h, nb, 0));
+                rejected[nrejected++] = nb;
+            else if (s->visited[nb] != epoch)
+                pick[npick++] = nb;
         }
-        for (uint32_t i = 0; i < n && budget > 0; i++) {
-            uint32_t nb = load_u32(&list[1 + i]);
-            if (allows(allowed, allowed_n, nb))
+        /* two hops only where one found few allowed nodes: the lists of
+         * rejected neighbours are fetched while the picks are measured */
+        int two_hops = npick < h->p.M;
+        for (uint32_t i = 0; two_hops && i < nrejected; i++)
+            __builtin_prefetch(list_of(h, rejected[i], 0));
+        for (uint32_t i = 0; two_hops && i < nrejected; i++)
+            __builtin_prefetch((const char *)list_of(h, rejected[i], 0) + 64);
+        offer_all(h, s, pick, npick, ef, &ncand, nres);
+        for (uint32_t i = 0; i < nrejected && bridges > 0; i++) {
+            /* a rejected node near the query: walked through, as the
+             * plain filtered walk does, within a budget */
+            uint32_t nb = rejected[i];
+            if (s->visited[nb] == epoch)
                 continue;
-            const uint32_t *two = list_of(h, nb, 0);
+            bridges--;
+            s->visited[nb] = epoch;
+            s->distances++;
+            float d = qdist(h, s, vec_of(h, nb));
+            if (ncand < s->cands_cap)
+                heap_push(s->cands, &ncand, (cand){d, nb}, 1);
+        }
+        if (!two_hops)
+            continue;
+        uint32_t budget = h->M0 - npick;
+        npick = 0;
+        for (uint32_t i = 0; i < nrejected && npick < budget; i++) {
+            const uint32_t *two = list_of(h, rejected[i], 0);
             uint32_t m = load_u32(two);
-            for (uint32_t j = 0; j < m && budget > 0; j++) {
+            for (uint32_t j = 0; j < m && npick < budget; j++) {
                 uint32_t nb2 = load_u32(&two[1 + j]);
                 if (allows(allowed, allowed_n, nb2) &&
                     s->visited[nb2] != epoch) {
-                    offer(h, s, nb2, ef, &ncand, nres);
-                    budget--;
+                    s->visited[nb2] = epoch;  /* picked once */
+                    pick[npick++] = nb2;
                 }
             }
         }
+        offer_all(h, s, pick, npick, ef, &ncand, nres);
     }
 }
 
@@ -745,7 +766,7 @@ static uint32_t descend(const hnsw *h, const hnsw_scratch *s, uint32_t ep,
 }
 
 void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
-                 uint32_t ef, const uint8_t *allowed, uint32_t allowed_n,
+                 uint32_t ef, const uint64_t *allowed, uint32_t allowed_n,
                  topk *out)
 {
     uint32_t ep;

@@ -81,15 +81,25 @@ int hnsw_remove(hnsw *h, hnsw_scratch *s, uint32_t id);
  * The k nearest live nodes to q among a beam of ef (ef >= k) into out
  * (topk initialised with capacity >= k by the caller). For cosine, q must
  * be unit length. Removed nodes are walked through but never returned.
- * With allowed (one byte per node id below allowed_n; NULL for all) only
+ * With allowed (one bit per node id below allowed_n, see hnsw_allows;
+ * NULL for all) only
  * allowed nodes are returned, and the walk measures and expands allowed
  * nodes, reaching others' allowed neighbours two hops on, plus at most
  * the scratch's bridges of rejected nodes (hnsw_scratch_set_bridges);
  * fewer than k come back only when it reached fewer allowed nodes.
  */
 void hnsw_search(const hnsw *h, hnsw_scratch *s, const float *q, uint32_t k,
-                 uint32_t ef, const uint8_t *allowed, uint32_t allowed_n,
+                 uint32_t ef, const uint64_t *allowed, uint32_t allowed_n,
                  topk *out);
+
+/* Whether the bit set allowed (bit id % 64 of word id / 64, ids below n;
+ * NULL: every id) has id. A bit rather than a byte per node keeps the set
+ * of 60,000 nodes in 7.5 KiB, in L1 beside the vectors a walk streams. */
+static inline int hnsw_allows(const uint64_t *allowed, uint32_t n,
+                              uint32_t id)
+{
+    return !allowed || (id < n && (allowed[id >> 6] >> (id & 63)) & 1);
+}
 
 /*
  * Make every node reachable from the entry point again. The pruning

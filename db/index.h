@@ -26,12 +26,12 @@
 #define SCRATCH_POOL 16
 #define FILTER_CACHE 16
 
-/* A filter's matches as one byte per internal id, what a filtered walk
- * reads; shared by the searches of one snapshot, counted. */
+/* A filter's matches as one bit per internal id (hnsw_allows), what a
+ * filtered walk reads; shared by the searches of one snapshot, counted. */
 typedef struct allowed_set {
     atomic_int refs;
     uint32_t n;              /* internal ids covered */
-    uint8_t bytes[];
+    uint64_t bits[];         /* hnsw_allows's bit set */
 } allowed_set;
 
 void allowed_release(allowed_set *a);

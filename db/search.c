@@ -105,7 +105,7 @@ static int compare_ext_ids(void *arg, uint32_t a, uint32_t b)
 /* Offer every vector of the collection (that allowed allows) to the
  * heap. */
 static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                              const float *q, const uint8_t *allowed,
+                              const float *q, const uint64_t *allowed,
                               topk *heap)
 {
     MDB_cursor *cur;
@@ -130,7 +130,7 @@ static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
             break;
         }
         uint32_t iid = key_get_u32(k + KEY_COLL_LEN);
-        if (allowed && (iid >= rec->next_iid || !allowed[iid]))
+        if (!hnsw_allows(allowed, rec->next_iid, iid))
             continue;
         topk_push(heap, score(metric, q, val.mv_data, rec->dim), iid);
     }
@@ -258,8 +258,8 @@ struct search_ctx {
                         few documents match) */
     json_t *filter;
     roaring_bitmap_t *matches;  /* the filter's matching documents */
-    const uint8_t *allowed;  /* the same, one byte per internal id below
-                                rec.next_iid: for a graph walk only */
+    const uint64_t *allowed;  /* the same, one bit per internal id below
+                                 rec.next_iid: for a graph walk only */
     allowed_set *allowed_ref;  /* what allowed points into */
     int matches_in_cache;   /* matches NULL until need_matches() copies
                                them from the collection's cache */
@@ -310,13 +310,13 @@ static bool set_allowed(uint32_t iid, void *arg)
 {
     allowed_set *a = arg;
     if (iid < a->n)
-        a->bytes[iid] = 1;
+        a->bits[iid >> 6] |= UINT64_C(1) << (iid & 63);
     return true;
 }
 
 static qv_status need_matches(struct search_ctx *c);
 
-/* The byte-per-id form of the matches that a filtered graph walk reads:
+/* The bit-per-id form of the matches that a filtered graph walk reads:
  * from the collection's cache when this snapshot's searches with this
  * filter built it already (at 50% of 60,000 documents building it took
  * a quarter of each query), else built and cached. */
@@ -329,7 +329,7 @@ static qv_status build_allowed(struct search_ctx *c)
         if (st != QV_OK)
             return st;
         uint32_t n = c->rec.next_iid;
-        a = qv_calloc(1, sizeof *a + (n ? n : 1));
+        a = qv_calloc(1, sizeof *a + ((size_t)n / 64 + 1) * sizeof(uint64_t));
         if (!a)
             return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for "
                            "the filter's matches");
@@ -339,7 +339,7 @@ static qv_status build_allowed(struct search_ctx *c)
         index_cache_allowed(c->ix, c->opt->filter, txn_id, a);
     }
     c->allowed_ref = a;
-    c->allowed = a->bytes;
+    c->allowed = a->bits;
     return QV_OK;
 }
 
