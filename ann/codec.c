@@ -599,6 +599,18 @@ static inline __m512 sq8_load16(const uint8_t *code)
     return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
         _mm_loadu_si128((const __m128i *)(const void *)code)));
 }
+
+/* sq8_kernel's sum over dimensions i..i+15, added to acc. */
+static inline __m512 sq8_step16(const float *a, const float *b,
+                                const uint8_t *code, uint32_t i, int dot,
+                                __m512 acc)
+{
+    __m512 c = sq8_load16(code + i), x = _mm512_loadu_ps(a + i);
+    if (dot)
+        return _mm512_fmadd_ps(x, c, acc);
+    __m512 r = _mm512_fnmadd_ps(c, _mm512_loadu_ps(b + i), x);
+    return _mm512_fmadd_ps(r, r, acc);
+}
 #endif
 
 static float sq8_kernel(const float *a, const float *b, const uint8_t *code,
@@ -607,17 +619,17 @@ static float sq8_kernel(const float *a, const float *b, const uint8_t *code,
     uint32_t i = 0;
     float sum = 0;
 #if defined(__AVX512F__)
-    __m512 acc = _mm512_setzero_ps();
-    for (; i + 16 <= dim; i += 16) {
-        __m512 c = sq8_load16(code + i), x = _mm512_loadu_ps(a + i);
-        if (dot) {
-            acc = _mm512_fmadd_ps(x, c, acc);
-        } else {
-            __m512 r = _mm512_fnmadd_ps(c, _mm512_loadu_ps(b + i), x);
-            acc = _mm512_fmadd_ps(r, r, acc);
-        }
+    /* four sums, so that each step's FMA need not wait for the last */
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (; i + 64 <= dim; i += 64) {
+        for (int j = 0; j < 4; j++)
+            acc[j] = sq8_step16(a, b, code, i + 16 * (uint32_t)j, dot, acc[j]);
     }
-    sum = _mm512_reduce_add_ps(acc);
+    for (; i + 16 <= dim; i += 16)
+        acc[0] = sq8_step16(a, b, code, i, dot, acc[0]);
+    sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]),
+                                             _mm512_add_ps(acc[2], acc[3])));
 #endif
     simde__m256 acc8 = simde_mm256_setzero_ps();
     for (; i + 8 <= dim; i += 8) {
