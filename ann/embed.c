@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <simde/x86/avx2.h>
+#include <simde/x86/fma.h>
 
 #include "alloc.h"
 
@@ -19,7 +20,7 @@ static const char *const method_names[] = {
     [EMB_FULL] = "full",   [EMB_HASH] = "hash",   [EMB_QR] = "qr",
     [EMB_ROBE] = "robe",   [EMB_ADAPT] = "adapt", [EMB_INT8] = "int8",
     [EMB_INT16] = "int16", [EMB_ALPT8] = "alpt",  [EMB_ALPT16] = "alpt",
-    [EMB_PRUNE] = "prune",
+    [EMB_PRUNE] = "prune", [EMB_TT] = "tt",
 };
 
 static uint64_t mix64(uint64_t x)
@@ -53,6 +54,11 @@ int emb_ids_are_rows(const emb_spec *spec)
     return !takes_ratio(spec->method);
 }
 
+int emb_rows_are_own(const emb_spec *spec)
+{
+    return emb_ids_are_rows(spec) && spec->method != EMB_TT;
+}
+
 int emb_parse_method(const char *text, emb_spec *spec, char *err,
                      size_t errlen)
 {
@@ -68,7 +74,7 @@ int emb_parse_method(const char *text, emb_spec *spec, char *err,
     }
     static const struct { const char *name; enum emb_method m; } param[] = {
         {"hash:", EMB_HASH}, {"qr:", EMB_QR}, {"robe:", EMB_ROBE},
-        {"adapt:", EMB_ADAPT}, {"prune:", EMB_PRUNE}};
+        {"adapt:", EMB_ADAPT}, {"prune:", EMB_PRUNE}, {"tt:", EMB_TT}};
     for (size_t i = 0; i < sizeof param / sizeof *param; i++) {
         size_t len = strlen(param[i].name);
         if (strncmp(text, param[i].name, len) != 0)
@@ -86,7 +92,13 @@ int emb_parse_method(const char *text, emb_spec *spec, char *err,
                      "0 and below 1, not %s", num);
             return -1;
         }
-        if (param[i].m != EMB_PRUNE && !(v >= 1 && v <= 1e6)) {
+        if (param[i].m == EMB_TT &&
+            !(v >= 1 && v <= EMB_TT_RANK_MAX && v == floor(v))) {
+            snprintf(err, errlen, "method tt: the rank must be a whole "
+                     "number from 1 to %d, not %s", EMB_TT_RANK_MAX, num);
+            return -1;
+        }
+        if (takes_ratio(param[i].m) && !(v >= 1 && v <= 1e6)) {
             snprintf(err, errlen, "method %.*s: the compression ratio must "
                      "be 1 to 1000000, not %s", (int)len - 1, text, num);
             return -1;
@@ -96,7 +108,7 @@ int emb_parse_method(const char *text, emb_spec *spec, char *err,
         return 0;
     }
     snprintf(err, errlen, "unknown method '%s' (full, hash:R, qr:R, robe:R, "
-             "adapt:R, int8, int16, alpt:8, alpt:16, prune:S)", text);
+             "adapt:R, int8, int16, alpt:8, alpt:16, prune:S, tt:RANK)", text);
     return -1;
 }
 
@@ -114,6 +126,7 @@ void emb_format_method(const emb_spec *spec, char *buf)
     case EMB_ROBE:
     case EMB_ADAPT:
     case EMB_PRUNE:
+    case EMB_TT:
         snprintf(buf, EMB_SPEC_MAX, "%s:%g", method_names[spec->method],
                  spec->param);
         break;
@@ -145,6 +158,58 @@ static uint64_t ceil_div(double a, double b)
 {
     double v = ceil(a / b);
     return v < 1 ? 1 : (uint64_t)v;
+}
+
+/* The largest factor of n that is at most n^(1/parts): dim split as
+ * evenly as it goes (16 = 2 x 2 x 4; a prime dim is 1 x 1 x dim). */
+static uint32_t even_factor(uint32_t n, int parts)
+{
+    uint32_t best = 1;
+    for (uint32_t f = 1; f <= n; f++) {
+        if (n % f == 0 && pow(f, parts) <= (double)n + 1e-9)
+            best = f;
+    }
+    return best;
+}
+
+/* tt's shape: rows as n0 x n1 x n2 >= rows (each about the cube root),
+ * dim as d0 x d1 x d2, ranks 1, R, R, 1. -1 with the reason in err when
+ * the cores would not be smaller than the full table. */
+static int tt_shape(emb_table *t, char *err, size_t errlen)
+{
+    const emb_spec *spec = &t->spec;
+    uint64_t rows = spec->rows;
+    uint64_t n0 = (uint64_t)ceil(cbrt((double)rows));
+    n0 = n0 < 1 ? 1 : n0;
+    uint64_t n1 = (uint64_t)ceil(sqrt((double)ceil_div((double)rows,
+                                                       (double)n0)));
+    n1 = n1 < 1 ? 1 : n1;
+    uint64_t n2 = ceil_div((double)rows, (double)(n0 * n1));
+    uint32_t d0 = even_factor(spec->dim, 3);
+    uint32_t d1 = even_factor(spec->dim / d0, 2);
+    uint32_t R = (uint32_t)spec->param;
+    t->tt_n[0] = n0, t->tt_n[1] = n1, t->tt_n[2] = n2;
+    t->tt_d[0] = d0, t->tt_d[1] = d1, t->tt_d[2] = spec->dim / d0 / d1;
+    t->tt_r[0] = 1, t->tt_r[1] = R, t->tt_r[2] = R, t->tt_r[3] = 1;
+    double params = 0;
+    for (int k = 0; k < 3; k++)
+        params += (double)t->tt_n[k] * t->tt_r[k] * t->tt_d[k] *
+                  t->tt_r[k + 1];
+    if (params >= (double)rows * spec->dim) {
+        snprintf(err, errlen, "method tt:%u on %llu rows of dim %u holds "
+                 "%.0f parameters, no fewer than the full table's %llu: "
+                 "take a lower rank", R, (unsigned long long)rows,
+                 spec->dim, params,
+                 (unsigned long long)rows * spec->dim);
+        return -1;
+    }
+    return 0;
+}
+
+/* Floats of one slice of tt's core k. */
+static uint32_t tt_slice(const emb_table *t, int k)
+{
+    return t->tt_r[k] * t->tt_d[k] * t->tt_r[k + 1];
 }
 
 /* The parameter slabs, then (AdaGrad) one state slab per learnt slab. */
@@ -224,6 +289,14 @@ int emb_layout(const emb_spec *spec, emb_table *t, char *err, size_t errlen)
         learnt[0] = 1;
         break;
     }
+    case EMB_TT:
+        if (tt_shape(t, err, errlen) != 0)
+            return -1;
+        for (int k = 0; k < 3; k++) {
+            add_slab(t, t->tt_n[k], tt_slice(t, k) * 4, 0);
+            learnt[k] = 1;
+        }
+        break;
     }
     uint32_t n = t->nslabs;
     for (uint32_t i = 0; i < EMB_MAX_SLABS; i++)
@@ -441,6 +514,69 @@ static uint64_t robe_at(const emb_table *t, uint64_t id, uint32_t j,
     return (reduce(h, total) + j % ROBE_BLOCK) % total;
 }
 
+/* The dot product of two runs of n floats (n up to a tt rank). */
+static float dot_n(const float *a, const float *b, uint32_t n)
+{
+    simde__m256 acc = simde_mm256_setzero_ps();
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        acc = simde_mm256_fmadd_ps(simde_mm256_loadu_ps(a + i),
+                                   simde_mm256_loadu_ps(b + i), acc);
+    float lane[8], sum = 0;
+    simde_mm256_storeu_ps(lane, acc);
+    for (int k = 0; k < 8; k++)
+        sum += lane[k];
+    for (; i < n; i++)
+        sum += a[i] * b[i];
+    return sum;
+}
+
+/* tt: the slices of the three cores that make row id. */
+static void tt_slices(const emb_table *t, uint64_t id, uint64_t at[3])
+{
+    at[0] = id % t->tt_n[0];
+    at[1] = id / t->tt_n[0] % t->tt_n[1];
+    at[2] = id / t->tt_n[0] / t->tt_n[1];
+}
+
+/* tt: sum over a of core 0's [j0][a] x core 1's [a][j1][b], for every b
+ * below R: the partial product that the elements (j0, j1, *) share. */
+static void tt_partial(const emb_table *t, const float *c0,
+                       const float *restrict c1,
+                       uint32_t j0, uint32_t j1, float *restrict part)
+{
+    uint32_t R = t->tt_r[1], d1 = t->tt_d[1];
+    memset(part, 0, R * sizeof *part);
+    for (uint32_t a = 0; a < R; a++) {
+        float x = c0[j0 * R + a];
+        const float *c1r = c1 + (a * d1 + j1) * R;
+        for (uint32_t b = 0; b < R; b++)
+            part[b] += x * c1r[b];
+    }
+}
+
+/* tt: row id = the contraction of its three slices, element
+ * (j0 d1 + j1) d2 + j2 = sum over a, b of c0[j0][a] c1[a][j1][b]
+ * c2[b][j2]. Core 2's slice is stored as [j2][b], so that the last sum
+ * runs over contiguous floats. */
+static void tt_lookup(const emb_table *t, uint64_t id, float *out)
+{
+    uint64_t at[3];
+    tt_slices(t, id, at);
+    const float *c0 = f32_row(t, 0, at[0]), *c1 = f32_row(t, 1, at[1]),
+                *c2 = f32_row(t, 2, at[2]);
+    uint32_t R = t->tt_r[1], d1 = t->tt_d[1], d2 = t->tt_d[2];
+    float part[EMB_TT_RANK_MAX];
+    for (uint32_t j0 = 0; j0 < t->tt_d[0]; j0++) {
+        for (uint32_t j1 = 0; j1 < d1; j1++) {
+            tt_partial(t, c0, c1, j0, j1, part);
+            float *o = out + (j0 * d1 + j1) * d2;
+            for (uint32_t j2 = 0; j2 < d2; j2++)
+                o[j2] = dot_n(part, c2 + j2 * R, R);
+        }
+    }
+}
+
 static void lookup_one(const emb_table *t, uint64_t id, float *out)
 {
     uint32_t d = t->spec.dim;
@@ -501,6 +637,9 @@ static void lookup_one(const emb_table *t, uint64_t id, float *out)
     case EMB_PRUNE:
         prune_decode(t, t->slab[0].data + id * t->slab[0].row_bytes, out);
         break;
+    case EMB_TT:
+        tt_lookup(t, id, out);
+        break;
     }
 }
 
@@ -537,12 +676,34 @@ static float initial_scale(const emb_table *t, const float *w)
     return big > 0 ? big / qmax(t) : t->spec.init / qmax(t);
 }
 
+/* Floats of the widest parameter row of any slab. */
+static uint32_t widest_row(const emb_table *t)
+{
+    uint32_t width = t->spec.dim;
+    for (uint32_t s = 0; s < t->nslabs; s++)
+        if (t->slab[s].row_bytes / 4 > width)
+            width = t->slab[s].row_bytes / 4;
+    return width;
+}
+
+/*
+ * tt's cores start uniform in [-h, h] with h chosen so that a row's
+ * elements, each a sum of R^2 products of three core values, have the
+ * variance init^2 / 3 of the other methods' uniform [-init, init]:
+ * R^2 (h^2 / 3)^3 = init^2 / 3.
+ */
+static float tt_init_scale(const emb_table *t)
+{
+    double R = t->tt_r[1], init = t->spec.init;
+    return (float)(sqrt(3.0) * pow(init * init / (3.0 * R * R), 1.0 / 6));
+}
+
 int emb_alloc_init(emb_table *t)
 {
     if (emb_alloc(t) != 0)
         return -1;
     uint32_t d = t->spec.dim;
-    float *w = qv_malloc((d > ROBE_ROW ? d : ROBE_ROW) * sizeof *w);
+    float *w = qv_malloc(widest_row(t) * sizeof *w);
     if (!w) {
         emb_release(t);
         return -1;
@@ -558,10 +719,13 @@ int emb_alloc_init(emb_table *t)
             continue;
         }
         for (uint64_t r = 0; r < sl->rows; r++) {
-            uint32_t width = sl->row_bytes == ROBE_ROW * 4 && m == EMB_ROBE
-                                 ? ROBE_ROW : d;
+            uint32_t width = m == EMB_ROBE || m == EMB_TT ? sl->row_bytes / 4
+                                                          : d;
             for (uint32_t j = 0; j < width; j++)
                 w[j] = init_value(t, s, r * width + j);
+            if (m == EMB_TT)
+                for (uint32_t j = 0; j < width; j++)
+                    w[j] *= tt_init_scale(t) / t->spec.init;
             if (m == EMB_QR && s == 1)   /* products near the first */
                 for (uint32_t j = 0; j < d; j++)
                     w[j] = 1.0f + w[j];
@@ -646,6 +810,8 @@ size_t emb_touch_bound(const emb_table *t, size_t n)
         per = 2 * ((t->spec.dim + ROBE_BLOCK - 1) / ROBE_BLOCK);
     else if (t->spec.method == EMB_ADAPT)
         per = 5;   /* a row, the sketch's two counters, a map entry */
+    else if (t->spec.method == EMB_TT)
+        per = 3;   /* a slice of each core */
     return n * per * 2 + 1;
 }
 
@@ -701,6 +867,51 @@ static uint64_t adapt_used(const emb_table *t)
     return used;
 }
 
+/*
+ * tt: the gradient g of row id, spread over its three slices. With
+ * part[b] the shared partial product of (j0, j1) and
+ * back[b] = sum over j2 of g[j0, j1, j2] c2[b][j2]:
+ *   d c2[j2][b]     += part[b] g[j0, j1, j2]   (core 2 as [j2][b])
+ *   d c1[a][j1][b]  += c0[j0][a] back[b]
+ *   d c0[j0][a]     += sum over b of c1[a][j1][b] back[b]
+ */
+static void tt_scatter(const emb_table *t, acc_map *a, uint64_t id,
+                       const float *g)
+{
+    uint64_t at[3];
+    tt_slices(t, id, at);
+    const float *c0 = f32_row(t, 0, at[0]), *c1 = f32_row(t, 1, at[1]),
+                *c2 = f32_row(t, 2, at[2]);
+    float *g0 = acc_get(a, 0, at[0]), *g1 = acc_get(a, 1, at[1]),
+          *g2 = acc_get(a, 2, at[2]);
+    uint32_t R = t->tt_r[1], d1 = t->tt_d[1], d2 = t->tt_d[2];
+    float part[EMB_TT_RANK_MAX], back[EMB_TT_RANK_MAX];
+    for (uint32_t j0 = 0; j0 < t->tt_d[0]; j0++) {
+        for (uint32_t j1 = 0; j1 < d1; j1++) {
+            tt_partial(t, c0, c1, j0, j1, part);
+            const float *gj = g + (j0 * d1 + j1) * d2;
+            memset(back, 0, R * sizeof *back);
+            for (uint32_t j2 = 0; j2 < d2; j2++) {
+                float *g2r = g2 + j2 * R;
+                const float *c2r = c2 + j2 * R;
+                for (uint32_t b = 0; b < R; b++) {
+                    g2r[b] += part[b] * gj[j2];
+                    back[b] += gj[j2] * c2r[b];
+                }
+            }
+            for (uint32_t x = 0; x < R; x++) {
+                const float *c1r = c1 + (x * d1 + j1) * R;
+                float *g1r = g1 + (x * d1 + j1) * R, sum = 0;
+                for (uint32_t b = 0; b < R; b++) {
+                    g1r[b] += c0[j0 * R + x] * back[b];
+                    sum += c1r[b] * back[b];
+                }
+                g0[j0 * R + x] += sum;
+            }
+        }
+    }
+}
+
 /* Spread the gradient g of id's row over the stored rows. */
 static void scatter(const emb_table *t, acc_map *a, uint64_t id,
                     const float *g)
@@ -730,6 +941,9 @@ static void scatter(const emb_table *t, acc_map *a, uint64_t id,
             uint64_t at = robe_at(t, id, j, &sign);
             acc_get(a, 0, at / ROBE_ROW)[at % ROBE_ROW] += sign * g[j];
         }
+        break;
+    case EMB_TT:
+        tt_scatter(t, a, id, g);
         break;
     case EMB_ADAPT: {
         int64_t own = adapt_find(t, id);
@@ -774,7 +988,8 @@ static void apply(emb_table *t, const acc_entry *e, float *w, float *step)
     uint8_t *row = sl->data + e->row * sl->row_bytes;
     uint32_t d = t->spec.dim;
     enum emb_method m = t->spec.method;
-    uint32_t n = m == EMB_ROBE ? ROBE_ROW : d;
+    /* the row's floats: a row of the table, or robe's and tt's own */
+    uint32_t n = m == EMB_ROBE || m == EMB_TT ? sl->row_bytes / 4 : d;
     step_of(t, e->g, n, state, step);
     if (is_quantized(m)) {
         dequantize(t, row, w);
@@ -824,7 +1039,7 @@ long emb_update(emb_table *t, const uint64_t *ids, size_t n,
                 const float *grads, emb_touch *touched)
 {
     uint32_t d = t->spec.dim;
-    size_t width = d > ROBE_ROW ? d : ROBE_ROW;
+    size_t width = widest_row(t);
     size_t bound = emb_touch_bound(t, n);
     acc_map a = {0};
     float *w = qv_malloc(2 * width * sizeof *w);

@@ -17,12 +17,14 @@
  *              updates dequantize, step, requantize with stochastic rounding
  *   alpt:8/16  quantized rows whose per-row scale is learned by gradient
  *   prune:S    rows keep their (1 - S) x dim largest-magnitude entries
+ *   tt:R       TT-Rec: the table as a tensor train of three cores of rank
+ *              R; a row is a product of one slice of each core
  *
  * Optimizers: sgd, and row-wise AdaGrad (one accumulator per stored row,
  * of the mean squared gradient), whose state is part of the table.
  *
- * Ids: full, int8, int16, alpt and prune address rows 0 .. rows-1 by id;
- * hash, qr, robe and adapt take any 64-bit id and hash it.
+ * Ids: full, int8, int16, alpt, prune and tt address rows 0 .. rows-1
+ * by id; hash, qr, robe and adapt take any 64-bit id and hash it.
  */
 #ifndef QV_ANN_EMBED_H
 #define QV_ANN_EMBED_H
@@ -32,14 +34,15 @@
 
 enum emb_method {
     EMB_FULL, EMB_HASH, EMB_QR, EMB_ROBE, EMB_ADAPT,
-    EMB_INT8, EMB_INT16, EMB_ALPT8, EMB_ALPT16, EMB_PRUNE,
+    EMB_INT8, EMB_INT16, EMB_ALPT8, EMB_ALPT16, EMB_PRUNE, EMB_TT,
 };
 
 enum emb_optimizer { EMB_SGD = 0, EMB_ADAGRAD = 1 };
 
 typedef struct emb_spec {
     enum emb_method method;
-    double param;        /* R for hash, qr, robe, adapt; S for prune */
+    double param;        /* R for hash, qr, robe, adapt; S for prune;
+                            the rank for tt */
     uint64_t rows;       /* feature ids the table is sized for */
     uint32_t dim;
     enum emb_optimizer optimizer;
@@ -51,6 +54,7 @@ typedef struct emb_spec {
 #define EMB_SPEC_MAX 24      /* longest method text, with its NUL */
 #define EMB_MAX_SLABS 8
 #define EMB_ADAPT_PROMOTE 3  /* updates that make an id frequent */
+#define EMB_TT_RANK_MAX 32
 
 /* Parse "full", "hash:R", ... into spec->method and spec->param, checked
  * against spec->rows and spec->dim. 0, or -1 with the reason in err. */
@@ -59,6 +63,9 @@ int emb_parse_method(const char *text, emb_spec *spec, char *err,
 void emb_format_method(const emb_spec *spec, char *buf);
 /* Whether ids must be below rows (they address rows directly). */
 int emb_ids_are_rows(const emb_spec *spec);
+/* Whether a row can be stored as given (emb_set_row): each id's row is
+ * its own parameters (not hashed, not a product of shared cores). */
+int emb_rows_are_own(const emb_spec *spec);
 
 typedef struct emb_slab {
     uint64_t rows;
@@ -76,6 +83,11 @@ typedef struct emb_table {
     /* derived sizes */
     uint64_t qr_rem;     /* qr: rows of the remainder table */
     uint32_t prune_k;    /* prune: entries kept per row */
+    /* tt: a row id is (i0, i1, i2) with i0 < n[0], ...; its dim factors
+     * into d[0] x d[1] x d[2]; core k's slice for i_k is r[k] x d[k] x
+     * r[k + 1] floats, r = {1, R, R, 1} (core 2 stored [j2][b]) */
+    uint64_t tt_n[3];
+    uint32_t tt_d[3], tt_r[4];
 } emb_table;
 
 /*
@@ -118,7 +130,8 @@ long emb_update(emb_table *t, const uint64_t *ids, size_t n,
                 const float *grads, emb_touch *touched);
 
 /* Store the dense row w as row id through the method (only methods whose
- * ids are rows): a trained row compressed for serving. */
+ * rows are their own, emb_rows_are_own): a trained row compressed for
+ * serving. */
 void emb_set_row(emb_table *t, uint64_t id, const float *w);
 size_t emb_touch_bound(const emb_table *t, size_t n);
 

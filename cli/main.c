@@ -3,7 +3,7 @@
  *
  *   quiver [--db DIR | --connect HOST:PORT] [--token-file F] [--json]
  *          [-c COMMAND]... [SUBCOMMAND ARGS...]
- *   quiver bench flat|ann|server ...
+ *   quiver bench flat|ann|filter|embed|server ...
  *
  * With -c or a subcommand it runs those; else, on a terminal, an
  * interactive shell with line editing, history and completion; else one
@@ -25,7 +25,7 @@
 static const char usage[] =
     "usage: quiver [--db DIR | --connect HOST:PORT] [--token-file FILE]\n"
     "              [--json] [-c COMMAND]... [SUBCOMMAND ARGS...]\n"
-    "       quiver bench flat|ann|server ...\n"
+    "       quiver bench flat|ann|filter|embed|server ...\n"
     "       quiver --version | --help\n"
     "The database defaults to ./data. With no command and a terminal,\n"
     "an interactive shell; otherwise one command per line of stdin.\n"

@@ -436,7 +436,8 @@ typedef struct qv_table_config {
     uint32_t dim;             /* 1 .. QV_TABLE_DIM_MAX */
     const char *method;       /* "full", "hash:R", "qr:R", "robe:R",
                                  "adapt:R", "int8", "int16", "alpt:8",
-                                 "alpt:16", "prune:S"; NULL = "full" */
+                                 "alpt:16", "prune:S", "tt:RANK";
+                                 NULL = "full" */
     qv_optimizer optimizer;
     float learning_rate;      /* > 0; 0 = 0.01 */
     float init;               /* initial values uniform in [-init, init];

@@ -610,13 +610,13 @@ static qv_status check_load(emb_db *db, const tbl_rec *rec, const char *name,
     if (dim != rec->dim)
         return qv_fail(&db->base, QV_ERR_DIMENSION, "table '%s' has "
                        "dimension %u, not %u", name, rec->dim, dim);
-    if (!emb_ids_are_rows(&spec)) {
+    if (!emb_rows_are_own(&spec)) {
         char m[EMB_SPEC_MAX];
         emb_format_method(&spec, m);
         return qv_fail(&db->base, QV_ERR_UNSUPPORTED, "table '%s' (%s) "
-                       "shares rows between ids, so it cannot take trained "
-                       "rows; train it in place, or load into full, int8, "
-                       "int16, alpt or prune", name, m);
+                       "shares parameters between ids, so it cannot take "
+                       "trained rows; train it in place, or load into full, "
+                       "int8, int16, alpt or prune", name, m);
     }
     if (first > rec->rows || n > rec->rows - first)
         return qv_fail(&db->base, QV_ERR_INVALID, "rows %llu to %llu are "

@@ -273,7 +273,7 @@ static void test_kill_quiverd(void **state)
 
 static const char *const table_methods[] = {
     "full", "int8", "hash:2", "adapt:2", "alpt:8", "prune:0.5", "qr:2",
-    "robe:2", "int16", "alpt:16"};
+    "robe:2", "int16", "alpt:16", "tt:2"};
 
 static void create_table(const char *dir, const char *method)
 {

@@ -128,6 +128,13 @@ static int workload(const char *dir, unsigned long n)
     float rows[4 * DIM];
     STEP(qv_table_update(db, "t", tids, 4, DIM, vecs[7]));
     STEP(qv_table_lookup(db, "t", tids, 4, DIM, rows));
+    /* and one whose rows are products of shared cores */
+    STEP(qv_table_create(db, "tt", &(qv_table_config){
+                                       .rows = 64, .dim = DIM,
+                                       .method = "tt:2",
+                                       .optimizer = QV_OPTIMIZER_ADAGRAD}));
+    STEP(qv_table_update(db, "tt", tids, 3, DIM, vecs[7]));
+    STEP(qv_table_lookup(db, "tt", tids, 3, DIM, rows));
     qv_collection_info info;
     STEP(qv_describe_collection(db, "c", &info));
     char *text = NULL;
