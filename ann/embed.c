@@ -435,15 +435,20 @@ static void quantize(const emb_table *t, const float *w, float s,
 /* prune row: [K indexes u16][K values f32] */
 static void prune_decode(const emb_table *t, const uint8_t *row, float *out)
 {
-    uint32_t K = t->prune_k;
-    memset(out, 0, t->spec.dim * sizeof *out);
-    for (uint32_t i = 0; i < K; i++) {
+    uint32_t K = t->prune_k, d = t->spec.dim, i = 0;
+    /* zeroed 8 floats a store: a call to memset cost more than the row
+     * at dim 16 */
+    for (; i + 8 <= d; i += 8)
+        simde_mm256_storeu_ps(out + i, simde_mm256_setzero_ps());
+    for (; i < d; i++)
+        out[i] = 0;
+    for (i = 0; i < K; i++) {   /* the indexes are distinct (encode) */
         uint16_t idx;
         float v;
         memcpy(&idx, row + 2 * i, 2);
         memcpy(&v, row + 2 * K + 4 * i, 4);
-        if (idx < t->spec.dim)
-            out[idx] += v;
+        if (idx < d)
+            out[idx] = v;
     }
 }
 

@@ -397,8 +397,9 @@ static void test_kill_table_writer(void **state)
     int n = cycles() / 2 ? cycles() / 2 : 1;
     for (int i = 0; i < n; i++)
         steps += table_cycle(2000 + (uint64_t)i, &rng);
-    printf("# %d kill cycles of an embedding table writer (10 methods), "
-           "%lu updates verified against their replay\n", n, steps);
+    printf("# %d kill cycles of an embedding table writer (%zu methods), "
+           "%lu updates verified against their replay\n", n,
+           sizeof table_methods / sizeof *table_methods, steps);
 }
 
 int main(void)
