@@ -185,6 +185,8 @@ static int tt_shape(emb_table *t, char *err, size_t errlen)
                                                        (double)n0)));
     n1 = n1 < 1 ? 1 : n1;
     uint64_t n2 = ceil_div((double)rows, (double)(n0 * n1));
+    while ((unsigned __int128)n0 * n1 * n2 < rows)   /* every id a slice */
+        n2++;
     uint32_t d0 = even_factor(spec->dim, 3);
     uint32_t d1 = even_factor(spec->dim / d0, 2);
     uint32_t R = (uint32_t)spec->param;

@@ -137,6 +137,11 @@ int main(int argc, char **argv)
     req.op_case = QUIVER__V1__REQUEST__OP_TABLE_CREATE;
     req.table_create = &tcreate;
     save(dir, "table_create", &req);
+    tcfg.rows = 64;
+    tcfg.method = "tt:2";
+    save(dir, "table_create_tt", &req);
+    tcfg.rows = 8;
+    tcfg.method = "hash:2";
 
     uint64_t tids[2] = {1, 5};
     Quiver__V1__TableLookup look = QUIVER__V1__TABLE_LOOKUP__INIT;
