@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <simde/x86/avx2.h>
+
 #include "alloc.h"
 #include "codec.h"
 #include "distance.h"
@@ -1205,6 +1207,50 @@ static int list_has(const uint32_t *list, uint32_t id)
     return 0;
 }
 
+/* Relink ref's level-0 list if it still holds the removed node (once a
+ * node: *last is the one seen before). */
+static void unlink_from(hnsw *h, hnsw_scratch *s, uint32_t ref,
+                        uint32_t removed, int removed_level, uint32_t *last)
+{
+    if (ref == *last)
+        return;
+    *last = ref;
+    if (node_level(h, ref) >= 0 && list_has(list_of(h, ref, 0), removed))
+        relink(h, s, ref, removed, 0, removed_level);
+}
+
+/*
+ * Relink every node whose level-0 list holds the removed node. The graph
+ * is directed, so every list is read: all of them lie in one array, which
+ * is compared with the removed id 8 entries a step (a delete at 60,000
+ * nodes scanned them in 1 ms one entry at a time). A match may be a
+ * list's count or an entry past its count; unlink_from checks the list.
+ * Only this writer changes lists, and a relink only its own.
+ */
+static void unlink_level0(hnsw *h, hnsw_scratch *s, uint32_t removed,
+                          int removed_level)
+{
+    const uint32_t *all = h->links0;
+    size_t stride = h->link0_stride, total = (size_t)h->cap * stride, at = 0;
+    uint32_t last = HNSW_NO_NODE;
+    simde__m256i want = simde_mm256_set1_epi32((int)removed);
+    for (; at + 8 <= total; at += 8) {
+        simde__m256i v = simde_mm256_loadu_si256((const void *)(all + at));
+        unsigned mask = (unsigned)simde_mm256_movemask_ps(
+            simde_mm256_castsi256_ps(simde_mm256_cmpeq_epi32(v, want)));
+        for (; mask; mask &= mask - 1) {
+            size_t pos = at + (size_t)__builtin_ctz(mask);
+            unlink_from(h, s, (uint32_t)(pos / stride), removed,
+                        removed_level, &last);
+        }
+    }
+    for (; at < total; at++) {
+        if (all[at] == removed)
+            unlink_from(h, s, (uint32_t)(at / stride), removed,
+                        removed_level, &last);
+    }
+}
+
 /* The live node of the highest level, preferring the removed one's
  * neighbours at its top level. */
 static void choose_new_entry(hnsw *h, uint32_t removed, int removed_level)
@@ -1234,10 +1280,13 @@ int hnsw_remove(hnsw *h, hnsw_scratch *s, uint32_t id)
     __atomic_store_n(&h->levels[id], (int8_t)NO_LEVEL, __ATOMIC_RELEASE);
     atomic_fetch_sub(&h->count, 1);
     mark_dirty(h, id);
-    /* The graph is directed: find every node that points to id. */
-    for (uint32_t ref = 0; ref < h->cap; ref++) {
+    /* The graph is directed: find every node that points to id, at
+     * level 0 in one scan of all lists, above it among the few nodes
+     * that have upper levels. */
+    unlink_level0(h, s, id, level);
+    for (uint32_t ref = 0; level > 0 && ref < h->cap; ref++) {
         int ref_level = node_level(h, ref);
-        for (int l = 0; l <= ref_level && l <= level; l++) {
+        for (int l = 1; l <= ref_level && l <= level; l++) {
             if (list_has(list_of(h, ref, l), id))
                 relink(h, s, ref, id, l, level);
         }
