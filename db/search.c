@@ -502,8 +502,10 @@ static void search_end(struct search_ctx *c)
 }
 
 /* Ask for the first lines of a vector ahead of its use (the hardware
- * prefetcher follows with the rest). */
-static inline void prefetch_vector(const float *v, uint32_t dim)
+ * prefetcher follows with the rest). Always inlined: GCC may find a
+ * function of prefetches alone pure and delete its calls. */
+static inline __attribute__((always_inline)) void
+prefetch_vector(const float *v, uint32_t dim)
 {
     const char *p = (const char *)v;
     size_t bytes = (size_t)dim * sizeof(float);
