@@ -14,36 +14,9 @@
 #include "alloc.h"
 #include "test_util.h"
 
-struct fixture {
-    char *dir;
-    qv_db *db;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
-    if (tu_open(f->dir, NULL, &f->db) != QV_OK)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-/* After every test the database must pass qv_check. */
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    char *report = NULL;
-    qv_status st = qv_check(f->db, &report);
-    if (st != QV_OK)
-        fprintf(stderr, "qv_check after the test: %s\n",
-                report ? report : qv_errmsg(f->db));
-    qv_free(report);
-    qv_close(f->db);
-    tu_stop_servers();
-    tu_rmdir(f->dir);
-    free(f);
-    return st == QV_OK ? 0 : -1;
+    return tu_setup(state, NULL);
 }
 
 static void create(qv_db *db, const char *name, uint32_t dim, qv_metric m)
@@ -70,7 +43,7 @@ static void upsert_one(qv_db *db, const char *coll, const char *id,
 
 static void test_collections_lifecycle(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     qv_collection_info *list;
     size_t n;
     assert_ok(db, qv_list_collections(db, &list, &n));
@@ -98,7 +71,7 @@ static void test_collections_lifecycle(void **state)
 
 static void test_duplicate_and_unknown_collections(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     qv_collection_config cfg = {.dim = 3, .metric = QV_METRIC_L2};
     create(db, "c", 3, QV_METRIC_L2);
     cfg.dim = 5;
@@ -121,7 +94,7 @@ static void test_duplicate_and_unknown_collections(void **state)
 
 static void test_invalid_collection_config(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     static const char *const bad_names[] = {
         "", "-lead", ".dot", "has space", "semi;colon", "slash/x", "ünï",
         "x2345678901234567890123456789012345678901234567890123456789012345"};
@@ -156,7 +129,7 @@ static void test_invalid_collection_config(void **state)
 
 static void test_upsert_get_replace_delete(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "docs", 3, QV_METRIC_L2);
     float v1[3] = {1, 2, 3}, v2[3] = {-1, 0.5f, 1e-3f};
     upsert_one(db, "docs", "a", v1, 3, "{ \"color\" : \"red\", \"n\": [1, 2] }");
@@ -187,7 +160,7 @@ static void test_upsert_get_replace_delete(void **state)
 
 static void test_batch_upsert_with_repeated_id(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "b", 2, QV_METRIC_L2);
     float v[4][2] = {{0, 0}, {1, 1}, {2, 2}, {3, 3}};
     qv_doc docs[] = {{"p", v[0], 2, NULL}, {"q", v[1], 2, NULL},
@@ -203,7 +176,7 @@ static void test_batch_upsert_with_repeated_id(void **state)
 
 static void test_unicode_and_longest_ids(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "ids", 1, QV_METRIC_L2);
     char longest[QV_ID_MAX + 1];
     memset(longest, 'z', QV_ID_MAX);
@@ -226,7 +199,7 @@ static void test_unicode_and_longest_ids(void **state)
  */
 static void test_bad_documents_change_nothing(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "bad", 4, QV_METRIC_L2);
     float good[4] = {1, 2, 3, 4};
     upsert_one(db, "bad", "keep", good, 4, "{\"v\":1}");
@@ -288,7 +261,7 @@ static void test_bad_documents_change_nothing(void **state)
 
 static void test_cosine_refuses_zero_vectors(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "cos", 3, QV_METRIC_COSINE);
     float zero[3] = {0, 0, 0}, one[3] = {0, 1, 0};
     qv_doc doc = {"z", zero, 3, NULL};
@@ -305,7 +278,7 @@ static void test_cosine_refuses_zero_vectors(void **state)
 
 static void test_bad_search_arguments(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "s", 2, QV_METRIC_L2);
     float q[2] = {0, 0}, nan_q[2] = {NAN, 0}, q3[3] = {0, 0, 0};
     upsert_one(db, "s", "a", q, 2, NULL);
@@ -420,23 +393,23 @@ static void check_exact_search(qv_db *db, qv_metric m)
 
 static void test_exact_search_l2(void **state)
 {
-    check_exact_search(((struct fixture *)*state)->db, QV_METRIC_L2);
+    check_exact_search(((struct tu_fixture *)*state)->db, QV_METRIC_L2);
 }
 
 static void test_exact_search_ip(void **state)
 {
-    check_exact_search(((struct fixture *)*state)->db, QV_METRIC_IP);
+    check_exact_search(((struct tu_fixture *)*state)->db, QV_METRIC_IP);
 }
 
 static void test_exact_search_cosine(void **state)
 {
-    check_exact_search(((struct fixture *)*state)->db, QV_METRIC_COSINE);
+    check_exact_search(((struct tu_fixture *)*state)->db, QV_METRIC_COSINE);
 }
 
 /* Equal distances come back in id order, also at the k boundary. */
 static void test_ties_are_broken_by_id(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "ties", 2, QV_METRIC_L2);
     float same[2] = {1, 1}, far[2] = {9, 9};
     const char *ids[] = {"m", "b", "zz", "a", "c", "z"};
@@ -455,7 +428,7 @@ static void test_ties_are_broken_by_id(void **state)
 
 static void test_empty_collection_search(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "empty", 2, QV_METRIC_L2);
     float q[2] = {0, 0};
     qv_hits *hits;
@@ -477,7 +450,7 @@ static long data_file_size(const char *dir)
  * not grow the file: the space of deleted documents is reused. */
 static void test_space_of_deleted_documents_is_reused(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     qv_db *db = f->db;
     create(db, "reuse", 64, QV_METRIC_L2);
     uint64_t rng = 5;
@@ -513,7 +486,7 @@ static void test_space_of_deleted_documents_is_reused(void **state)
 
 static void test_reopen_finds_everything(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     create(f->db, "p", 3, QV_METRIC_IP);
     float v[3] = {0.25f, -1, 3};
     upsert_one(f->db, "p", "kept", v, 3, "{\"k\":\"v\"}");
@@ -535,7 +508,7 @@ static void test_reopen_finds_everything(void **state)
 
 static void test_readonly_handle_refuses_writes(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     create(f->db, "ro", 1, QV_METRIC_L2);
     qv_db *ro;
     qv_open_options opts = {.flags = QV_OPEN_READONLY};
@@ -576,7 +549,7 @@ static void test_status_names_and_messages(void **state)
     }
     assert_string_equal(qv_status_name(QV_ERR_DIMENSION), "DIMENSION");
     assert_string_equal(qv_strerror((qv_status)99), "unknown status");
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "m", 1, QV_METRIC_L2);
     assert_string_equal(qv_errmsg(db), "");
 }
@@ -615,7 +588,7 @@ static void test_map_growth_through_api(void **state)
  */
 static void test_allocation_failures_are_clean(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "oom", 4, QV_METRIC_COSINE);
     float v[4] = {1, 2, 3, 4};
     qv_doc docs[2] = {{"a", v, 4, "{\"x\":[1,2,3]}"}, {"b", v, 4, NULL}};
@@ -668,7 +641,7 @@ static void *search_loop(void *p)
 
 static void test_concurrent_searches_during_writes(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "conc", 8, QV_METRIC_L2);
     pthread_t readers[3];
     struct reader_arg args[3];
@@ -698,7 +671,7 @@ static void test_concurrent_searches_during_writes(void **state)
 /* Paging through a collection in id order, from one page to the next. */
 static void test_scan_pages_in_id_order(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "scan", 2, QV_METRIC_L2);
     char id[16];
     for (int i = 0; i < 25; i++) {
@@ -749,7 +722,7 @@ static void test_scan_pages_in_id_order(void **state)
 
 static void test_search_with_payloads(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "pl", 2, QV_METRIC_L2);
     float a[2] = {0, 0}, b[2] = {1, 0};
     upsert_one(db, "pl", "a", a, 2, "{\"name\":\"first\"}");
@@ -775,7 +748,7 @@ static void test_search_with_payloads(void **state)
 /* A backup is a database of its own with everything in it. */
 static void test_backup_and_stats(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     create(f->db, "bk", 3, QV_METRIC_IP);
     float v[3] = {1, 2, 3};
     upsert_one(f->db, "bk", "x", v, 3, "{\"b\":1}");
@@ -822,7 +795,7 @@ static void test_backup_and_stats(void **state)
 static void test_filtered_search_is_never_short(void **state)
 {
     enum { N = 2000, D = 8 };
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "f", D, QV_METRIC_L2);
     static float v[N][D];
     static char ids[N][16], payloads[N][96];
@@ -971,7 +944,7 @@ static void same_everywhere(qv_db *db, const char *filter)
 static void test_indexes_never_change_results(void **state)
 {
     enum { N = 500 };
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "indexed", 4, QV_METRIC_L2);
     create(db, "plain", 4, QV_METRIC_L2);
     uint64_t rng = 31;
@@ -1049,7 +1022,7 @@ static void test_indexes_never_change_results(void **state)
 static void test_scan_and_delete_where(void **state)
 {
     enum { N = 300 };
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "sw", 4, QV_METRIC_L2);
     assert_ok(db, qv_create_index(db, "sw", "m", QV_INDEX_INT));
     static float v[N][4];
@@ -1131,7 +1104,7 @@ static void test_scan_and_delete_where(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, tu_teardown)
         T(test_collections_lifecycle),
         T(test_duplicate_and_unknown_collections),
         T(test_invalid_collection_config),

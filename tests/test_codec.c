@@ -265,34 +265,9 @@ static void test_training_is_deterministic_and_stored(void **state)
 
 /* ---- through the API ---- */
 
-struct fixture {
-    char *dir;
-    qv_db *db;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
-    if (tu_open(f->dir, NULL, &f->db) != QV_OK)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    char *report = NULL;
-    qv_status st = qv_check(f->db, &report);
-    if (st != QV_OK)
-        fprintf(stderr, "check: %s\n", report ? report : qv_errmsg(f->db));
-    qv_free(report);
-    qv_close(f->db);
-    tu_stop_servers();
-    tu_rmdir(f->dir);
-    free(f);
-    return st == QV_OK ? 0 : -1;
+    return tu_setup(state, NULL);
 }
 
 static void put(qv_db *db, const char *coll, const float *v, size_t from,
@@ -338,7 +313,7 @@ static qv_hits *search(qv_db *db, const char *coll, const float *q,
  * and the graph built. */
 static void test_exact_until_trained(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     qv_collection_config cfg = {.dim = DIM, .codec = "sq8",
                                 .train_min = 300};
     assert_ok(f->db, qv_create_collection(f->db, "c", &cfg));
@@ -372,7 +347,7 @@ static void test_exact_until_trained(void **state)
  * the exact search's hits. */
 static void test_full_rerank_equals_exact(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     static const char *const codecs[] = {"f16", "sq8", "pq:8", "bin",
                                          "prune:6"};
     static const qv_metric metrics[] = {QV_METRIC_L2, QV_METRIC_IP,
@@ -410,7 +385,7 @@ static void test_full_rerank_equals_exact(void **state)
  * with code distances only (rerank=0), where the codebook matters. */
 static void test_survives_reopen(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     qv_collection_config cfg = {.dim = DIM, .codec = "pq:8",
                                 .train_min = 256};
     assert_ok(f->db, qv_create_collection(f->db, "p", &cfg));
@@ -437,7 +412,7 @@ static void test_survives_reopen(void **state)
  * document findable; the index stays valid (teardown checks). */
 static void test_updates_deletes_and_retraining(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     qv_collection_config cfg = {.dim = DIM, .codec = "sq8",
                                 .train_min = 256};
     assert_ok(f->db, qv_create_collection(f->db, "u", &cfg));
@@ -477,7 +452,7 @@ static void test_updates_deletes_and_retraining(void **state)
  * error that changes nothing. Embedded only (the reader is in-process). */
 static void test_io_paths_and_read_errors(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     if (tu_remote())
         skip();
     qv_collection_config cfg = {.dim = DIM, .codec = "f16"};
@@ -513,7 +488,7 @@ static void test_io_paths_and_read_errors(void **state)
 /* Bad options are refused with a message and create nothing. */
 static void test_bad_input(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     static const char *const bad[] = {"pq:5", "pq:0", "sq8:1", "prune:0",
                                       "prune:33", "nope", "pq:abc"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -558,16 +533,16 @@ int main(void)
         cmocka_unit_test(test_distances_match_brute_force),
         cmocka_unit_test(test_training_is_deterministic_and_stored),
         cmocka_unit_test_setup_teardown(test_exact_until_trained, setup,
-                                        teardown),
+                                        tu_teardown),
         cmocka_unit_test_setup_teardown(test_full_rerank_equals_exact, setup,
-                                        teardown),
+                                        tu_teardown),
         cmocka_unit_test_setup_teardown(test_survives_reopen, setup,
-                                        teardown),
+                                        tu_teardown),
         cmocka_unit_test_setup_teardown(test_updates_deletes_and_retraining,
-                                        setup, teardown),
+                                        setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_paths_and_read_errors, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+                                        tu_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input, setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,29 +91,10 @@ static double recall(qv_db *db, const char *name, const float *queries,
     return total ? (double)hit / (double)total : 1.0;
 }
 
-struct fixture {
-    char *dir;
-    qv_db *db;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
     qv_open_options oo = {.flags = QV_OPEN_NOSYNC, .threads = 2};
-    if (qv_open(f->dir, &oo, &f->db) != QV_OK)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    qv_close(f->db);
-    tu_rmdir(f->dir);
-    free(f);
-    return 0;
+    return tu_setup(state, &oo);
 }
 
 /* ---- the graph alone ---- */
@@ -246,13 +227,13 @@ static void check_generated_recall(qv_db *db, qv_metric metric)
 
 static void test_recall_generated_l2(void **state)
 {
-    check_generated_recall(((struct fixture *)*state)->db, QV_METRIC_L2);
+    check_generated_recall(((struct tu_fixture *)*state)->db, QV_METRIC_L2);
 }
 
 static void test_recall_generated_ip_and_cosine(void **state)
 {
-    check_generated_recall(((struct fixture *)*state)->db, QV_METRIC_COSINE);
-    check_generated_recall(((struct fixture *)*state)->db, QV_METRIC_IP);
+    check_generated_recall(((struct tu_fixture *)*state)->db, QV_METRIC_COSINE);
+    check_generated_recall(((struct tu_fixture *)*state)->db, QV_METRIC_IP);
 }
 
 /* Read the first n rows of a .bvecs file as floats; NULL if absent. */
@@ -294,7 +275,7 @@ static void test_recall_fashion_mnist_subset(void **state)
                "cover the same path\n", base);
         skip();
     }
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "fmnist", D, QV_METRIC_L2, 16, 100);
     for (size_t first = 0; first < N; first += 1000)
         upsert_rows(db, "fmnist", v, first, 1000, D);
@@ -310,7 +291,7 @@ static void test_recall_fashion_mnist_subset(void **state)
 static void test_index_survives_reopen(void **state)
 {
     enum { N = 1500, D = 16, NQ = 20 };
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     float *v = clustered(21, N + NQ, D);
     create(f->db, "p", D, QV_METRIC_L2, 8, 60);
     upsert_rows(f->db, "p", v, 0, N, D);
@@ -341,7 +322,7 @@ static void test_index_survives_reopen(void **state)
 static void test_deletes_are_never_returned(void **state)
 {
     enum { N = 2000, D = 16, NQ = 50 };
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     float *v = clustered(31, N + NQ, D);
     create(db, "del", D, QV_METRIC_L2, 12, 80);
     upsert_rows(db, "del", v, 0, N, D);
@@ -383,7 +364,7 @@ static void test_deletes_are_never_returned(void **state)
 static void test_replaced_vector_moves_the_document(void **state)
 {
     enum { N = 500, D = 8 };
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     float *v = clustered(41, N, D);
     create(db, "mv", D, QV_METRIC_L2, 8, 40);
     upsert_rows(db, "mv", v, 0, N, D);
@@ -412,7 +393,7 @@ static void test_replaced_vector_moves_the_document(void **state)
  * (the crash test found it missing from the graph). */
 static void test_repeated_id_in_a_batch_is_indexed(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     float v[4] = {1, 2, 3, 4}, w[4] = {4, 3, 2, 1};
     create(db, "rep", 4, QV_METRIC_L2, 8, 40);
     qv_doc docs[3] = {{"x", v, 4, NULL}, {"y", w, 4, NULL}, {"x", v, 4, NULL}};
@@ -428,7 +409,7 @@ static void test_repeated_id_in_a_batch_is_indexed(void **state)
 static void test_batch_search_matches_single_searches(void **state)
 {
     enum { N = 1000, D = 16, NQ = 40 };
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     float *v = clustered(51, N + NQ, D);
     create(db, "batch", D, QV_METRIC_COSINE, 8, 60);
     upsert_rows(db, "batch", v, 0, N, D);
@@ -466,7 +447,7 @@ static void test_batch_search_matches_single_searches(void **state)
 
 static void test_bad_index_parameters(void **state)
 {
-    qv_db *db = ((struct fixture *)*state)->db;
+    qv_db *db = ((struct tu_fixture *)*state)->db;
     qv_collection_config cfg = {.dim = 4, .M = 1};
     assert_status(db, qv_create_collection(db, "x", &cfg), QV_ERR_INVALID);
     assert_non_null(strstr(qv_errmsg(db), "M must be"));
@@ -497,7 +478,7 @@ static void test_bad_index_parameters(void **state)
 static void test_other_process_writes_are_searchable(void **state)
 {
     enum { N = 600, D = 8 };
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     float *v = clustered(61, 2 * N, D);
     create(f->db, "mp", D, QV_METRIC_L2, 8, 40);
     upsert_rows(f->db, "mp", v, 0, N, D);
@@ -545,7 +526,7 @@ static void test_other_process_writes_are_searchable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, tu_teardown)
         cmocka_unit_test(test_graph_invariants_through_inserts_and_removals),
         cmocka_unit_test(test_parallel_inserts_keep_invariants),
         cmocka_unit_test(test_reachable_after_each_single_change),

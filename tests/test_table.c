@@ -36,30 +36,10 @@ static int shares_parameters(const char *method)
     return takes_any_id(method) || !strncmp(method, "tt", 2);
 }
 
-struct fixture {
-    char *dir;
-    qv_db *db;
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
     qv_open_options oo = {.flags = QV_OPEN_NOSYNC};
-    if (tu_open(f->dir, &oo, &f->db) != QV_OK)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    qv_close(f->db);
-    tu_stop_servers();
-    tu_rmdir(f->dir);
-    free(f);
-    return 0;
+    return tu_setup(state, &oo);
 }
 
 static void create(qv_db *db, const char *name, const char *method,
@@ -83,7 +63,7 @@ static float max_abs(const float *v, size_t n)
  * bound (quantization steps; prune keeps the largest of the result). */
 static void test_lookup_after_update_matches_reference(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     static const char *const methods[] = {"full", "int8", "int16", "alpt:8",
                                           "alpt:16", "prune:0.5"};
     uint64_t ids[10];
@@ -161,7 +141,7 @@ static double auc(const float *score, const int *label, size_t n)
 
 static void test_planted_task_converges(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     enum { USERS = 60, ITEMS = 60, TRAIN = 3000, TEST = 600, B = 100 };
     float U[USERS][4], I[ITEMS][4];
     uint64_t rng = 11;
@@ -246,7 +226,7 @@ static void test_planted_task_converges(void **state)
 
 static void test_survives_reopen(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     uint64_t ids[5] = {1, 2, 3, 4, 1u << 20};
     float g[5 * DIM], before[5 * DIM], after[5 * DIM];
     uint64_t rng = 4;
@@ -281,7 +261,7 @@ static void test_survives_reopen(void **state)
  * every id that uses it. */
 static void test_hash_collisions(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     create(f->db, "h", "hash:100", 1000, QV_OPTIMIZER_SGD, 1.0f);
     uint64_t ids[200];
     static float rows[200 * DIM];
@@ -311,7 +291,7 @@ static void test_hash_collisions(void **state)
 
 static void test_duplicate_ids_accumulate(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     create(f->db, "d", "full", 10, QV_OPTIMIZER_SGD, 0.5f);
     uint64_t ids[3] = {5, 5, 5};
     float before[DIM], after[DIM], g[3 * DIM];
@@ -330,7 +310,7 @@ static void test_duplicate_ids_accumulate(void **state)
  * reports the sizes and the ratio. */
 static void test_load_and_describe(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     create(f->db, "q", "int8", 50, QV_OPTIMIZER_ADAGRAD, 0.1f);
     static float rows[50 * DIM], back[50 * DIM];
     uint64_t rng = 8, ids[50];
@@ -373,7 +353,7 @@ static void test_load_and_describe(void **state)
 
 static void test_bad_input(void **state)
 {
-    struct fixture *f = *state;
+    struct tu_fixture *f = *state;
     static const char *const bad[] = {"nope", "hash:0.5", "hash:x", "hash",
                                       "prune:1.5", "prune:0", "qr:500",
                                       "alpt:4", "int8:2", "tt:0", "tt:2.5",
@@ -498,7 +478,7 @@ static void test_tt_gradient_matches_finite_differences(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, tu_teardown)
     const struct CMUnitTest tests[] = {
         T(test_lookup_after_update_matches_reference),
         T(test_planted_task_converges),

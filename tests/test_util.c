@@ -145,3 +145,34 @@ void tu_stop_servers(void)
     }
     nservers = 0;
 }
+
+int tu_setup(void **state, const qv_open_options *opts)
+{
+    struct tu_fixture *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    f->dir = tu_mkdtemp();
+    if (tu_open(f->dir, opts, &f->db) != QV_OK) {
+        tu_rmdir(f->dir);
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+int tu_teardown(void **state)
+{
+    struct tu_fixture *f = *state;
+    char *report = NULL;
+    qv_status st = qv_check(f->db, &report);
+    if (st != QV_OK)
+        fprintf(stderr, "qv_check after the test: %s\n",
+                report ? report : qv_errmsg(f->db));
+    qv_free(report);
+    qv_close(f->db);
+    tu_stop_servers();
+    tu_rmdir(f->dir);
+    free(f);
+    return st == QV_OK ? 0 : -1;
+}

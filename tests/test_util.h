@@ -40,6 +40,21 @@ int tu_remote(void);
 qv_status tu_open(const char *dir, const qv_open_options *opts, qv_db **db);
 void tu_stop_servers(void);
 
+/*
+ * The fixture of the API tests: a database in a fresh directory, opened
+ * with tu_open (remote under QUIVER_TEST_REMOTE).
+ */
+struct tu_fixture {
+    char *dir;
+    qv_db *db;
+};
+
+/* cmocka setup: a struct tu_fixture in *state, opened with opts. */
+int tu_setup(void **state, const qv_open_options *opts);
+/* cmocka teardown: qv_check must pass (the message goes to stderr), then
+ * the handle, any servers and the directory go. */
+int tu_teardown(void **state);
+
 /* Assert a call's status, printing the handle's message when it differs. */
 #define assert_status(db, call, expected)                                  \
     do {                                                                   \
