@@ -87,13 +87,19 @@ static qv_status check_writable(qv_db *db)
     return QV_OK;
 }
 
+/* A write to the collection or table name: the handle writable, the
+ * name valid. */
+static qv_status check_write_to(qv_db *db, const char *name)
+{
+    qv_status st = check_writable(db);
+    return st == QV_OK ? validate_collection_name(db, name) : st;
+}
+
 qv_status qv_create_collection(qv_db *db, const char *name,
                                const qv_collection_config *config)
 {
     BEGIN_CALL(db);
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, name);
+    qv_status st = check_write_to(db, name);
     if (st != QV_OK)
         return st;
     if (!config)
@@ -137,9 +143,7 @@ qv_status qv_create_collection(qv_db *db, const char *name,
 qv_status qv_drop_collection(qv_db *db, const char *name)
 {
     BEGIN_CALL(db);
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, name);
+    qv_status st = check_write_to(db, name);
     if (st != QV_OK)
         return st;
     return db->ops->drop_collection(db, name);
@@ -209,9 +213,7 @@ qv_status qv_upsert(qv_db *db, const char *collection, const qv_doc *docs,
                     size_t n)
 {
     BEGIN_CALL(db);
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, collection);
+    qv_status st = check_write_to(db, collection);
     if (st != QV_OK)
         return st;
     if (!docs || n == 0)
@@ -242,9 +244,7 @@ qv_status qv_get(qv_db *db, const char *collection, const char *id,
 qv_status qv_delete(qv_db *db, const char *collection, const char *id)
 {
     BEGIN_CALL(db);
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, collection);
+    qv_status st = check_write_to(db, collection);
     if (st == QV_OK)
         st = validate_doc_id(db, "", id);
     if (st != QV_OK)
@@ -333,9 +333,7 @@ qv_status qv_delete_where(qv_db *db, const char *collection,
                           const char *filter, uint64_t *deleted)
 {
     BEGIN_CALL(db);
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, collection);
+    qv_status st = check_write_to(db, collection);
     if (st != QV_OK)
         return st;
     if (!filter || !deleted)
@@ -377,9 +375,7 @@ qv_status qv_backup(qv_db *db, const char *dir)
 static qv_status check_index_call(qv_db *db, const char *collection,
                                   const char *field)
 {
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, collection);
+    qv_status st = check_write_to(db, collection);
     if (st != QV_OK)
         return st;
     size_t len = field ? strlen(field) : 0;
@@ -444,9 +440,7 @@ qv_status qv_compact(qv_db *db)
 qv_status qv_train(qv_db *db, const char *collection)
 {
     BEGIN_CALL(db);
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, collection);
+    qv_status st = check_write_to(db, collection);
     return st == QV_OK ? db->ops->train(db, collection) : st;
 }
 
@@ -473,9 +467,7 @@ qv_status qv_table_create(qv_db *db, const char *name,
                           const qv_table_config *config)
 {
     BEGIN_CALL(db);
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, name);
+    qv_status st = check_write_to(db, name);
     if (st != QV_OK)
         return st;
     if (!config)
@@ -522,9 +514,7 @@ qv_status qv_table_create(qv_db *db, const char *name,
 qv_status qv_table_drop(qv_db *db, const char *name)
 {
     BEGIN_CALL(db);
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, name);
+    qv_status st = check_write_to(db, name);
     return st == QV_OK ? db->ops->table_drop(db, name) : st;
 }
 
@@ -549,12 +539,20 @@ static qv_status check_batch_arrays(qv_db *db, const void *a, const void *b,
     return QV_OK;
 }
 
-static qv_status check_finite_rows(qv_db *db, const char *what,
-                                   const float *v, size_t n, uint32_t dim)
+static qv_status check_table_dim(qv_db *db, uint32_t dim)
 {
     if (dim == 0 || dim > QV_TABLE_DIM_MAX)
         return qv_fail(db, QV_ERR_DIMENSION, "dimension must be 1 to %d, "
                        "not %u", QV_TABLE_DIM_MAX, dim);
+    return QV_OK;
+}
+
+static qv_status check_finite_rows(qv_db *db, const char *what,
+                                   const float *v, size_t n, uint32_t dim)
+{
+    qv_status st = check_table_dim(db, dim);
+    if (st != QV_OK)
+        return st;
     for (size_t i = 0; i < n * dim; i++) {
         if (!isfinite(v[i]))
             return qv_fail(db, QV_ERR_INVALID, "%s of id %zu, element %zu, "
@@ -571,9 +569,8 @@ qv_status qv_table_lookup(qv_db *db, const char *name, const uint64_t *ids,
     qv_status st = validate_collection_name(db, name);
     if (st == QV_OK)
         st = check_batch_arrays(db, ids, out, n);
-    if (st == QV_OK && (dim == 0 || dim > QV_TABLE_DIM_MAX))
-        st = qv_fail(db, QV_ERR_DIMENSION, "dimension must be 1 to %d, not "
-                     "%u", QV_TABLE_DIM_MAX, dim);
+    if (st == QV_OK)
+        st = check_table_dim(db, dim);
     return st == QV_OK ? db->ops->table_lookup(db, name, ids, n, dim, out)
                        : st;
 }
@@ -583,9 +580,7 @@ static qv_status check_table_write(qv_db *db, const char *name,
                                    const void *ids, const float *rows,
                                    size_t n, uint32_t dim, const char *what)
 {
-    qv_status st = check_writable(db);
-    if (st == QV_OK)
-        st = validate_collection_name(db, name);
+    qv_status st = check_write_to(db, name);
     if (st == QV_OK)
         st = check_batch_arrays(db, ids, rows, n);
     if (st == QV_OK)
