@@ -535,15 +535,37 @@ static void backfill_doc(void *arg, const MDB_val *key, const MDB_val *val)
     json_decref(payload);
 }
 
+/* The key of the index record of field in collection coll: the
+ * collection's id, then the field; k holds KEY_COLL_LEN + QV_FIELD_MAX
+ * bytes. */
+static MDB_val index_record_key(unsigned char *k, uint32_t coll,
+                                const char *field)
+{
+    size_t flen = strlen(field);
+    key_put_u32(k, coll);
+    memcpy(k + KEY_COLL_LEN, field, flen);
+    return (MDB_val){KEY_COLL_LEN + flen, k};
+}
+
+/* A collection's record and its indexes, for creating or dropping one;
+ * ST_ABORT with *status set when the collection does not exist. */
+static int collection_indexes(emb_db *db, MDB_txn *txn, const char *collection,
+                              coll_rec *rec, pindex_set *set,
+                              qv_status *status)
+{
+    *status = catalog_get(db, txn, collection, rec);
+    if (*status != QV_OK)
+        return ST_ABORT;
+    return pindex_load(db, txn, rec->id, set);
+}
+
 static int create_txn(MDB_txn *txn, void *arg)
 {
     struct create_ctx *c = arg;
     coll_rec rec;
     pindex_set set;
-    c->status = catalog_get(c->db, txn, c->collection, &rec);
-    if (c->status != QV_OK)
-        return ST_ABORT;
-    int rc = pindex_load(c->db, txn, rec.id, &set);
+    int rc = collection_indexes(c->db, txn, c->collection, &rec, &set,
+                                &c->status);
     if (rc != 0)
         return rc;
     if (find_index(&set, c->field)) {
@@ -563,10 +585,7 @@ static int create_txn(MDB_txn *txn, void *arg)
     b.one.recs[0].type = c->type;
     rc = emb_next_id(c->db, txn, META_NEXT_INDEX, &b.one.recs[0].id);
     unsigned char k[KEY_COLL_LEN + QV_FIELD_MAX];
-    size_t flen = strlen(c->field);
-    key_put_u32(k, rec.id);
-    memcpy(k + KEY_COLL_LEN, c->field, flen);
-    MDB_val key = {KEY_COLL_LEN + flen, k},
+    MDB_val key = index_record_key(k, rec.id, c->field),
             val = {sizeof(pindex_rec), &b.one.recs[0]};
     if (rc == 0)
         rc = mdb_put(txn, st_dbi(c->db->env, ST_DB_PINDEX), &key, &val, 0);
@@ -595,10 +614,8 @@ static int drop_txn(MDB_txn *txn, void *arg)
     struct drop_ctx *c = arg;
     coll_rec rec;
     pindex_set set;
-    c->status = catalog_get(c->db, txn, c->collection, &rec);
-    if (c->status != QV_OK)
-        return ST_ABORT;
-    int rc = pindex_load(c->db, txn, rec.id, &set);
+    int rc = collection_indexes(c->db, txn, c->collection, &rec, &set,
+                                &c->status);
     if (rc != 0)
         return rc;
     const pindex_rec *ix = find_index(&set, c->field);
@@ -608,10 +625,7 @@ static int drop_txn(MDB_txn *txn, void *arg)
         return ST_ABORT;
     }
     unsigned char k[KEY_COLL_LEN + QV_FIELD_MAX], prefix[8];
-    size_t flen = strlen(c->field);
-    key_put_u32(k, rec.id);
-    memcpy(k + KEY_COLL_LEN, c->field, flen);
-    MDB_val key = {KEY_COLL_LEN + flen, k};
+    MDB_val key = index_record_key(k, rec.id, c->field);
     key_put_u32(prefix, rec.id);
     key_put_u32(prefix + 4, ix->id);
     rc = st_delete_prefix(txn, st_dbi(c->db->env, ST_DB_PENTRIES), prefix,
