@@ -131,6 +131,21 @@ void shell_emit(shell *sh, json_t *obj)
     json_decref(obj);
 }
 
+void shell_emit_fields(shell *sh, json_t *obj)
+{
+    if (!sh->json && obj) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(obj, key, v) {
+            char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
+            printf("%-16s %s\n", key, json_is_string(v) ? json_string_value(v)
+                                                         : s);
+            free(s);
+        }
+    }
+    shell_emit(sh, obj);
+}
+
 int shell_ok(shell *sh)
 {
     if (sh->json)
@@ -357,17 +372,7 @@ static int cmd_describe(shell *sh, const shell_cmd *cmd)
                           (int)c.ef_construction, "disk_bytes",
                           (json_int_t)c.disk_bytes, "memory_bytes",
                           (json_int_t)c.memory_bytes);
-    if (!sh->json) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(o, key, v) {
-            char *s = json_dumps(v, JSON_ENCODE_ANY);
-            printf("%-16s %s\n", key, json_is_string(v) ? json_string_value(v)
-                                                         : s);
-            free(s);
-        }
-    }
-    shell_emit(sh, o);
+    shell_emit_fields(sh, o);
     return 0;
 }
 
@@ -685,16 +690,7 @@ static int cmd_stats(shell *sh, const shell_cmd *cmd)
     qv_free(text);
     if (!o)
         return shell_fail(sh, "INTERNAL", "stats are not a JSON object");
-    if (!sh->json) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(o, key, v) {
-            char *s = json_dumps(v, JSON_ENCODE_ANY);
-            printf("%-12s %s\n", key, s);
-            free(s);
-        }
-    }
-    shell_emit(sh, o);
+    shell_emit_fields(sh, o);
     return 0;
 }
 

@@ -49,6 +49,8 @@ int shell_fail(shell *sh, const char *code, const char *fmt, ...)
 int shell_api_fail(shell *sh, qv_status st);
 /* Print obj (JSON mode) and release it; text mode prints nothing. */
 void shell_emit(shell *sh, json_t *obj);
+/* The same; in text mode each field of obj on a line of its own. */
+void shell_emit_fields(shell *sh, json_t *obj);
 
 /* Helpers for commands. */
 const shell_arg *shell_option(const shell_cmd *cmd, const char *key);

@@ -213,17 +213,7 @@ static int table_describe_cmd(shell *sh, const shell_cmd *cmd)
                           "param_bytes", (json_int_t)t.param_bytes,
                           "optimizer_bytes", (json_int_t)t.optimizer_bytes,
                           "ratio", t.ratio, "updates", (json_int_t)t.updates);
-    if (!sh->json) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(o, key, v) {
-            char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
-            printf("%-16s %s\n", key, json_is_string(v) ? json_string_value(v)
-                                                         : s);
-            free(s);
-        }
-    }
-    shell_emit(sh, o);
+    shell_emit_fields(sh, o);
     return 0;
 }
 
