@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "alloc.h"
 #include "bench.h"
@@ -153,21 +154,34 @@ static int csv_fields(char *line, char **field, int max)
     return n;
 }
 
+/* dir/name opened past its header line (its path in path), or NULL
+ * with the reason in err. */
+static FILE *open_csv(const char *dir, const char *name, char *path,
+                      size_t pathlen, char *err, size_t errlen)
+{
+    char header[4096];
+    snprintf(path, pathlen, "%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(header, sizeof header, f)) {
+        snprintf(err, errlen, "cannot read %.400s", path);
+        if (f)
+            fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
 static int load_movies(const char *dir, fmap *fm, movie **movies,
                        uint32_t *max_id, char *err, size_t errlen)
 {
     char path[4096], line[4096];
-    snprintf(path, sizeof path, "%s/movies.csv", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot read %.400s", path);
+    FILE *f = open_csv(dir, "movies.csv", path, sizeof path, err, errlen);
+    if (!f)
         return -1;
-    }
     size_t cap = 0;
     *movies = NULL;
     *max_id = 0;
     int rc = 0;
-    fgets(line, sizeof line, f);   /* header */
     while (rc == 0 && fgets(line, sizeof line, f)) {
         char *field[3];
         if (csv_fields(line, field, 3) != 3)
@@ -195,9 +209,7 @@ static int load_movies(const char *dir, fmap *fm, movie **movies,
             m->f[m->nf++] = fmap_id(fm, fkey(3, (uint64_t)year));
         for (char *g = strtok(field[2], "|"); g && m->nf < MAX_FIELDS - 2;
              g = strtok(NULL, "|")) {
-            uint64_t h = 1469598103934665603ull;
-            for (const char *c = g; *c; c++)
-                h = (h ^ (unsigned char)*c) * 1099511628211ull;
+            uint64_t h = XXH64(g, strlen(g), 0);
             m->f[m->nf++] = fmap_id(fm, fkey(4, h & 0xffffffffffffull));
         }
     }
@@ -212,14 +224,10 @@ static int load_ratings(const char *dir, fmap *fm, const movie *movies,
                         size_t errlen)
 {
     char path[4096], line[512];
-    snprintf(path, sizeof path, "%s/ratings.csv", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot read %.400s", path);
+    FILE *f = open_csv(dir, "ratings.csv", path, sizeof path, err, errlen);
+    if (!f)
         return -1;
-    }
     size_t cap = 0;
-    fgets(line, sizeof line, f);
     while (fgets(line, sizeof line, f)) {
         char *field[4];
         if (csv_fields(line, field, 4) != 4)
