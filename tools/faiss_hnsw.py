@@ -2,24 +2,15 @@
 line per ef. Queries go in one call per ef (FAISS's own loop, on
 `threads` OpenMP threads), so no Python overhead is timed.
 Usage: faiss_hnsw.py BASE QUERY GT M EFC THREADS EFS K"""
-import json
 import os
 import sys
 import time
 
 import faiss
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from faiss_sweep import rss_anon, sweep_ef  # noqa: E402
 from texmex import read_vecs  # noqa: E402
-
-
-def rss_anon():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    return -1
 
 
 base_path, query_path, gt_path = sys.argv[1:4]
@@ -37,17 +28,6 @@ t0 = time.perf_counter()
 index.add(xb)
 build = time.perf_counter() - t0
 per_vector = (rss_anon() - rss0) / len(xb)
-index.hnsw.efSearch = efs[0]
-index.search(xq, k)  # warm-up, untimed
-for ef in efs:
-    index.hnsw.efSearch = ef
-    secs = float("inf")
-    for _ in range(2):  # the better of two passes, as quiver bench ann
-        t0 = time.perf_counter()
-        _, ids = index.search(xq, k)
-        secs = min(secs, time.perf_counter() - t0)
-    hit = sum(len(set(ids[i]) & set(gt[i])) for i in range(len(xq)))
-    print(json.dumps({"engine": "faiss", "ef": ef, "k": k,
-                      "recall": hit / (len(xq) * k), "qps": len(xq) / secs,
-                      "build_s": build, "n": len(xb), "d": xb.shape[1],
-                      "rss_bytes_per_vector": per_vector}), flush=True)
+sweep_ef(index.search, lambda ef: setattr(index.hnsw, "efSearch", ef), xq,
+         gt, k, efs, {"engine": "faiss", "build_s": build, "n": len(xb),
+                      "d": xb.shape[1], "rss_bytes_per_vector": per_vector})

@@ -10,7 +10,6 @@ With RERANK > 0 (not for bin) the index is wrapped in IndexRefineFlat
 with k_factor RERANK / K: FAISS then re-ranks from full vectors it keeps
 in memory, which rss_bytes_per_vector shows.
 Usage: faiss_hnsw_codec.py BASE QUERY GT M EFC THREADS EFS K CODEC RERANK"""
-import json
 import os
 import sys
 import time
@@ -19,15 +18,8 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from faiss_sweep import rss_anon, sweep_ef  # noqa: E402
 from texmex import read_vecs  # noqa: E402
-
-
-def rss_anon():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    return -1
 
 
 base_path, query_path, gt_path = sys.argv[1:4]
@@ -70,19 +62,8 @@ else:
     xq_in, hnsw = xq, inner.hnsw
 build = time.perf_counter() - t0
 per_vector = (rss_anon() - rss0) / index.ntotal
-hnsw.efSearch = efs[0]
-index.search(xq_in, k)  # warm-up, untimed
-for ef in efs:
-    hnsw.efSearch = ef
-    secs = float("inf")
-    for _ in range(2):  # the better of two passes, as quiver bench ann
-        t0 = time.perf_counter()
-        _, ids = index.search(xq_in, k)
-        secs = min(secs, time.perf_counter() - t0)
-    hit = sum(len(set(ids[i]) & set(gt[i])) for i in range(len(xq)))
-    print(json.dumps({"engine": "faiss", "codec": codec, "rerank": rerank,
-                      "ef": ef, "k": k, "recall": hit / (len(xq) * k),
-                      "qps": len(xq) / secs, "build_s": build,
-                      "n": index.ntotal, "d": d,
-                      "code_bytes_per_vector": code_bytes,
-                      "rss_bytes_per_vector": per_vector}), flush=True)
+sweep_ef(index.search, lambda ef: setattr(hnsw, "efSearch", ef), xq_in, gt,
+         k, efs, {"engine": "faiss", "codec": codec, "rerank": rerank,
+                  "build_s": build, "n": index.ntotal, "d": d,
+                  "code_bytes_per_vector": code_bytes,
+                  "rss_bytes_per_vector": per_vector})
