@@ -2,17 +2,9 @@
 # and keep printing what docs/CLI.md says: each runs to the end, prints
 # its JSON, and its quality figures are those of a working engine
 # (recall, hits, AUC). Timing is never asserted. TAP output.
-set -u
+. "$(dirname "$0")/tap.sh"
 bin=$QUIVER_BUILD/quiver
 srv=$QUIVER_BUILD/quiverd
-work=$(mktemp -d)
-server_pid=
-trap '[ -n "$server_pid" ] && kill $server_pid 2>/dev/null; rm -rf "$work"' EXIT
-n=0
-check() {  # description, command...
-    n=$((n + 1)); desc=$1; shift
-    if "$@"; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; fi
-}
 # The number a JSON line gives a field ("" when it has none).
 field() {  # line, name
     printf '%s\n' "$1" | sed -n "s/.*\"$2\":\(-\{0,1\}[0-9.e+-]*\).*/\1/p"

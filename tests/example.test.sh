@@ -1,15 +1,9 @@
 # examples/embedded.c, built with the suite, runs twice on one directory
 # (the second run finds the first one's collection) and prints what the
 # program says it will. TAP output.
-set -u
+. "$(dirname "$0")/tap.sh"
 bin=$QUIVER_BUILD/embedded
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-n=0
-check() {  # description, command...
-    n=$((n + 1)); desc=$1; shift
-    if "$@"; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; fi
-}
+dir=$work
 out1=$("$bin" "$dir/db"); rc1=$?
 out2=$("$bin" "$dir/db"); rc2=$?
 check "first run exits 0" [ "$rc1" -eq 0 ]

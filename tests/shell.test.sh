@@ -3,16 +3,8 @@
 # (one clear message, exit status 1, nothing half-written), import of
 # every format, export, backup; then one interactive session in a
 # pseudo-terminal (completion, history). TAP output.
-set -u
+. "$(dirname "$0")/tap.sh"
 bin=$QUIVER_BUILD/quiver
-work=$(mktemp -d)
-server_pid=
-trap '[ -n "$server_pid" ] && kill $server_pid 2>/dev/null; rm -rf "$work"' EXIT
-n=0
-check() {  # description, command...
-    n=$((n + 1)); desc=$1; shift
-    if "$@"; then echo "ok $n - $desc"; else echo "not ok $n - $desc"; fi
-}
 has() { printf '%s\n' "$1" | grep -qF -- "$2"; }
 hasnt() { ! printf '%s\n' "$1" | grep -qF -- "$2"; }
 smaller() { [ -n "$1" ] && [ -n "$2" ] && [ "$1" -lt "$2" ]; }
