@@ -716,23 +716,21 @@ int emb_alloc_init(emb_table *t)
         return -1;
     }
     enum emb_method m = t->spec.method;
+    /* tt's cores scale the common [-init, init] to their own range */
+    float rescale = m == EMB_TT ? tt_init_scale(t) / t->spec.init : 1.0f;
     for (uint32_t s = 0; s < t->nslabs; s++) {
         emb_slab *sl = &t->slab[s];
         if (sl->state)
             continue;   /* AdaGrad starts at zero */
+        uint32_t width = m == EMB_ROBE || m == EMB_TT ? sl->row_bytes / 4 : d;
         if (m == EMB_ADAPT && s >= 2) {
             if (s == 3)  /* an empty map */
                 memset(sl->data, 0xff, sl->rows * sl->row_bytes);
             continue;
         }
         for (uint64_t r = 0; r < sl->rows; r++) {
-            uint32_t width = m == EMB_ROBE || m == EMB_TT ? sl->row_bytes / 4
-                                                          : d;
             for (uint32_t j = 0; j < width; j++)
-                w[j] = init_value(t, s, r * width + j);
-            if (m == EMB_TT)
-                for (uint32_t j = 0; j < width; j++)
-                    w[j] *= tt_init_scale(t) / t->spec.init;
+                w[j] = init_value(t, s, r * width + j) * rescale;
             if (m == EMB_QR && s == 1)   /* products near the first */
                 for (uint32_t j = 0; j < d; j++)
                     w[j] = 1.0f + w[j];
