@@ -522,12 +522,6 @@ static void greedy_step(const hnsw *h, const hnsw_scratch *s, int level,
     }
 }
 
-/* Whether a filter lets node id into the results. */
-static inline int allows(const uint64_t *allowed, uint32_t allowed_n,
-                         uint32_t id)
-{
-    return hnsw_allows(allowed, allowed_n, id);
-}
 
 /*
  * Beam search at one level from entry: leaves the best ef nodes found in
@@ -588,7 +582,7 @@ static void greedy_step_filtered(const hnsw *h, hnsw_scratch *s, int level,
                                  uint32_t *cur, float *curd)
 {
     int changed = 1;
-    int here_ok = allows(allowed, allowed_n, *cur);
+    int here_ok = hnsw_allows(allowed, allowed_n, *cur);
     while (changed) {
         changed = 0;
         const uint32_t *list = list_of(h, *cur, level);
@@ -596,14 +590,14 @@ static void greedy_step_filtered(const hnsw *h, hnsw_scratch *s, int level,
         for (uint32_t i = 0; i < n; i++) {
             uint32_t nb = load_u32(&list[1 + i]);
             uint32_t pick[HNSW_M_MAX + 1], np = 0;
-            if (allows(allowed, allowed_n, nb)) {
+            if (hnsw_allows(allowed, allowed_n, nb)) {
                 pick[np++] = nb;
             } else if (node_level(h, nb) >= level) {
                 const uint32_t *two = list_of(h, nb, level);
                 uint32_t m = load_u32(two);
                 for (uint32_t j = 0; j < m && np <= HNSW_M_MAX; j++) {
                     uint32_t nb2 = load_u32(&two[1 + j]);
-                    if (allows(allowed, allowed_n, nb2))
+                    if (hnsw_allows(allowed, allowed_n, nb2))
                         pick[np++] = nb2;
                 }
             }
@@ -653,14 +647,15 @@ static void offer_all(const hnsw *h, hnsw_scratch *s, const uint32_t *ids,
 
 /*
  * A filtered walk at level 0 (after ACORN, Patel et al. 2024): only nodes
- * the filter allows are measured, put on the beam and expanded. From each
- * expanded node its allowed neighbours are measured, then, when they are
- * fewer than M, through its neighbours the filter rejects, their allowed
- * neighbours (two hops), up to 2M measurements an expansion. Rejected nodes are passed through
- * without a distance, so a walk whose query lies among rejected nodes does
- * not explore them all before it finds allowed ones, and the two hops keep
- * the allowed part connected when it is sparse. The entry is expanded
- * whether allowed or not.
+ * the filter allows are put on the beam. From each expanded node its
+ * allowed neighbours are measured, then, when they are fewer than M,
+ * through its neighbours the filter rejects, their allowed neighbours (two
+ * hops), up to 2M measurements an expansion. Rejected nodes are passed
+ * through without a distance, but for the scratch's bridges (measured and
+ * expanded, never returned), so a walk whose query lies among rejected
+ * nodes does not explore them all before it finds allowed ones, and the
+ * two hops keep the allowed part connected when it is sparse. The entry
+ * is expanded whether allowed or not.
  */
 /*
  * Seed a walk whose descent found no allowed node with a few allowed ones
@@ -676,7 +671,7 @@ static void seed_from_matches(const hnsw *h, hnsw_scratch *s, uint32_t entry,
         return;
     for (uint32_t at = (entry * 2654435761u) % allowed_n, tried = 0;
          tried < allowed_n && seeds < 4; tried++) {
-        if (allows(allowed, allowed_n, at) && node_level(h, at) >= 0 &&
+        if (hnsw_allows(allowed, allowed_n, at) && node_level(h, at) >= 0 &&
             s->visited[at] != s->epoch) {
             offer(h, s, at, ef, ncand, nres);
             seeds++;
@@ -699,7 +694,7 @@ static uint32_t split_neighbours(const hnsw_scratch *s, const uint32_t *list,
     *nrejected = 0;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t nb = load_u32(&list[1 + i]);
-        if (!allows(allowed, allowed_n, nb))
+        if (!hnsw_allows(allowed, allowed_n, nb))
             rejected[(*nrejected)++] = nb;
         else if (s->visited[nb] != epoch)
             pick[npick++] = nb;
@@ -712,7 +707,8 @@ static uint32_t split_neighbours(const hnsw_scratch *s, const uint32_t *list,
  * misses in flight than the core keeps). Always inlined: GCC counts a
  * prefetch as no side effect, finds a function of prefetches alone pure
  * and deletes its calls (the filtered walk lost 30% of its speed so). */
-static inline __attribute__((always_inline)) void prefetch_lists0(const hnsw *h, const uint32_t *ids, uint32_t n)
+static inline __attribute__((always_inline)) void
+prefetch_lists0(const hnsw *h, const uint32_t *ids, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
         const char *list = (const char *)list_of(h, ids[i], 0);
@@ -756,7 +752,7 @@ static uint32_t two_hop_picks(const hnsw *h, hnsw_scratch *s,
         uint32_t m = load_u32(two);
         for (uint32_t j = 0; j < m && npick < budget; j++) {
             uint32_t nb2 = load_u32(&two[1 + j]);
-            if (allows(allowed, allowed_n, nb2) &&
+            if (hnsw_allows(allowed, allowed_n, nb2) &&
                 s->visited[nb2] != epoch) {
                 s->visited[nb2] = epoch;
                 pick[npick++] = nb2;
@@ -779,10 +775,10 @@ static void search_level_filtered(const hnsw *h, hnsw_scratch *s,
     size_t bridges = s->bridges;
     s->visited[entry] = s->epoch;
     heap_push(s->cands, &ncand, (cand){entry_d, entry}, 1);
-    if (allows(allowed, allowed_n, entry))
+    if (hnsw_allows(allowed, allowed_n, entry))
         heap_push(s->res, nres, (cand){entry_d, entry}, 0);
     if (seed != HNSW_NO_NODE && s->visited[seed] != s->epoch &&
-        allows(allowed, allowed_n, seed))
+        hnsw_allows(allowed, allowed_n, seed))
         offer(h, s, seed, ef, &ncand, nres);
     if (*nres == 0)
         seed_from_matches(h, s, entry, ef, allowed, allowed_n, &ncand, nres);
@@ -1182,7 +1178,9 @@ static void relink(hnsw *h, hnsw_scratch *s, uint32_t ref, uint32_t removed,
     s->visited[ref] = s->visited[removed] = s->epoch;
     for (int pass = 0; pass < 2; pass++) {
         const uint32_t *src = pass == 0 ? list : list_of(h, removed, level);
-        uint32_t cnt = pass == 0 ? n : (level <= removed_level ? load_u32(src) : 0);
+        uint32_t cnt = pass == 0 ? n
+                                 : level <= removed_level ? load_u32(src)
+                                                          : 0;
         for (uint32_t i = 0; i < cnt; i++) {
             uint32_t nb = load_u32(&src[1 + i]);
             if (s->visited[nb] == s->epoch || node_level(h, nb) < level)
