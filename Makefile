@@ -26,13 +26,13 @@ ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
                   -fsanitize=address,undefined -fno-sanitize-recover=all
 ASAN_LDFLAGS   := -fsanitize=address,undefined
 
-LIB_SRC := common/alloc.c common/error.c common/token.c \
+LIB_SRC := common/alloc.c common/error.c common/token.c common/utf8.c \
            storage/env.c storage/reader.c \
            ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c ann/embed.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
            db/validate.c db/index.c db/results.c db/admin.c db/check.c db/filter.c \
            db/pindex.c db/table.c \
-           wire/frame.c wire/remote.c build/gen/wire/quiver.pb-c.c
+           wire/frame.c wire/inspect.c wire/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/bench_server.c cli/bench_filter.c cli/bench_embed.c cli/transfer.c \

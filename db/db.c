@@ -12,6 +12,7 @@
 #include "codec.h"
 #include "embed.h"
 #include "internal.h"
+#include "utf8.h"
 
 #define REMOTE_SCHEME "qv://"
 
@@ -305,11 +306,11 @@ qv_status qv_search_batch(qv_db *db, const char *collection,
     qv_status st = validate_collection_name(db, collection);
     if (st != QV_OK)
         return st;
-    if (!queries || !options || !out)
-        return qv_fail(db, QV_ERR_INVALID, "queries, options or out is NULL");
     if (nq == 0 || nq > QV_BATCH_MAX)
         return qv_fail(db, QV_ERR_INVALID, "a batch holds 1 to %d queries, "
                        "not %zu", QV_BATCH_MAX, nq);
+    if (!queries || !options || !out)
+        return qv_fail(db, QV_ERR_INVALID, "queries, options or out is NULL");
     char what[48];
     for (size_t i = 0; i < nq && st == QV_OK; i++) {
         snprintf(what, sizeof what, "query %zu: ", i);
@@ -384,6 +385,10 @@ static qv_status check_index_call(qv_db *db, const char *collection,
         return qv_fail(db, QV_ERR_INVALID, "field must be 1 to %d bytes, not "
                        "starting with '$' or '.' nor ending with '.'",
                        QV_FIELD_MAX);
+    size_t bad;
+    if (!utf8_valid(field, len, &bad))
+        return qv_fail(db, QV_ERR_INVALID, "field is not valid UTF-8 (byte "
+                       "0x%02x at %zu)", (unsigned char)field[bad], bad);
     return QV_OK;
 }
 
@@ -531,11 +536,11 @@ qv_status qv_table_describe(qv_db *db, const char *name, qv_table_info *info)
 static qv_status check_batch_arrays(qv_db *db, const void *a, const void *b,
                                     size_t n)
 {
-    if (!a || !b)
-        return qv_fail(db, QV_ERR_INVALID, "ids, rows or out is NULL");
     if (n == 0 || n > QV_TABLE_BATCH_MAX)
         return qv_fail(db, QV_ERR_INVALID, "a batch holds 1 to %d ids, not "
                        "%zu", QV_TABLE_BATCH_MAX, n);
+    if (!a || !b)
+        return qv_fail(db, QV_ERR_INVALID, "ids, rows or out is NULL");
     return QV_OK;
 }
 

@@ -128,8 +128,12 @@ static qv_status check_node(const qv_db *db, const json_t *node, int depth)
 qv_status filter_parse(const qv_db *db, const char *text, json_t **out)
 {
     json_error_t err;
-    json_t *f = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                           &err);
+    size_t len = strlen(text);
+    if (len > QV_FILTER_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "filter is %zu bytes; the limit "
+                       "is %u", len, QV_FILTER_MAX);
+    json_t *f = json_loadb(text, len, JSON_REJECT_DUPLICATES |
+                           JSON_DECODE_ANY, &err);
     if (!f)
         return qv_fail(db, QV_ERR_INVALID, "filter is not valid JSON: %s at "
                        "column %d", err.text, err.column);

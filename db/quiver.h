@@ -42,6 +42,7 @@ extern "C" {
 #define QV_NAME_MAX      64           /* bytes of a collection name */
 #define QV_DIM_MAX       16384        /* dimension of a collection */
 #define QV_PAYLOAD_MAX   (1u << 20)   /* bytes of a payload's JSON text */
+#define QV_FILTER_MAX    (1u << 20)   /* bytes of a filter's JSON text */
 #define QV_K_MAX         10000        /* hits a search may ask for */
 #define QV_M_MAX         128          /* HNSW neighbours per node (min 2) */
 #define QV_EF_MAX        10000        /* ef and ef_construction */
@@ -249,7 +250,8 @@ typedef struct qv_search_options {
                               instead of the index (exact, slower) */
     uint32_t threads;      /* qv_search_batch only: 0 = one per CPU */
     int with_payload;      /* non-zero: each hit carries its payload */
-    const char *filter;    /* NULL, or a JSON filter on payload fields
+    const char *filter;    /* NULL, or a JSON filter on payload fields,
+                              at most QV_FILTER_MAX bytes
                               (docs/FILTERS.md): only matching documents
                               are hits, and k come back whenever at least
                               k documents match */
@@ -368,7 +370,11 @@ qv_status qv_delete_where(qv_db *db, const char *collection,
  * Write a consistent, compacted copy of the whole database into directory
  * dir (created if missing; it must not hold a database already), while the
  * database stays open for reads and writes. The copy opens as a normal
- * database. On a remote handle dir is a path on the server's machine.
+ * database. On a remote handle dir is not a path but the name of a new
+ * entry in the directory the server's operator named with
+ * `quiverd --backup-dir` (1..QV_NAME_MAX letters, digits, '_', '-', '.',
+ * not starting with '.'): QV_ERR_UNSUPPORTED when the server has none,
+ * QV_ERR_INVALID for any other name, QV_ERR_EXISTS when the entry exists.
  */
 qv_status qv_backup(qv_db *db, const char *dir);
 

@@ -6,6 +6,7 @@
 #include "alloc.h"
 #include "error.h"
 #include "internal.h"
+#include "utf8.h"
 
 qv_status validate_collection_name(const qv_db *db, const char *name)
 {
@@ -41,16 +42,20 @@ qv_status validate_doc_id(const qv_db *db, const char *what, const char *id)
         return qv_fail(db, QV_ERR_INVALID,
                        "%sid is %zu bytes; the limit is %d", what, len,
                        QV_ID_MAX);
+    size_t bad;
+    if (!utf8_valid(id, len, &bad))
+        return qv_fail(db, QV_ERR_INVALID, "%sid is not valid UTF-8 (byte "
+                       "0x%02x at %zu)", what, (unsigned char)id[bad], bad);
     return QV_OK;
 }
 
 qv_status validate_vector(const qv_db *db, const char *what,
                           const float *vector, uint32_t dim)
 {
+    if (dim == 0)
+        return qv_fail(db, QV_ERR_DIMENSION, "%svector is empty", what);
     if (!vector)
         return qv_fail(db, QV_ERR_INVALID, "%svector is NULL", what);
-    if (dim == 0)
-        return qv_fail(db, QV_ERR_DIMENSION, "%svector has dimension 0", what);
     for (uint32_t i = 0; i < dim; i++) {
         if (!isfinite(vector[i]))
             return qv_fail(db, QV_ERR_INVALID, "%svector[%u] is %s", what, i,

@@ -194,6 +194,37 @@ static void test_unicode_and_longest_ids(void **state)
 }
 
 /*
+ * Text from outside is UTF-8 or refused (proto3 clients could not read it
+ * back), and a message that quotes it escapes what is not printable.
+ */
+static void test_text_is_utf8_and_messages_printable(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    create(db, "u", 2, QV_METRIC_L2);
+    float v[2] = {1, 2};
+    const char *bad[] = {"\xff\xfe\x80", "a\xc0\xafz" /* overlong '/' */,
+                         "\xed\xa0\x80" /* a surrogate */,
+                         "\xf4\x90\x80\x80" /* past U+10FFFF */, "ok\xe6\x96"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        qv_doc doc = {bad[i], v, 2, NULL};
+        assert_status(db, qv_upsert(db, "u", &doc, 1), QV_ERR_INVALID);
+        if (!strstr(qv_errmsg(db), "not valid UTF-8"))
+            fail_msg("case %zu: '%s'", i, qv_errmsg(db));
+    }
+    assert_int_equal(count_of(db, "u"), 0);
+    assert_status(db, qv_create_index(db, "u", "f\xff", QV_INDEX_KEYWORD),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "not valid UTF-8"));
+    qv_record *r;
+    assert_status(db, qv_get(db, "u", "x\x1b[2J\x7fy", &r), QV_ERR_NOT_FOUND);
+    assert_non_null(strstr(qv_errmsg(db), "'x\\x1b[2J\\x7fy'"));
+    assert_null(strchr(qv_errmsg(db), '\x1b'));
+    upsert_one(db, "u", "näïve-文字", v, 2, NULL);  /* UTF-8 stays as it is */
+    assert_status(db, qv_delete(db, "u", "näïve-文字?"), QV_ERR_NOT_FOUND);
+    assert_non_null(strstr(qv_errmsg(db), "'näïve-文字?'"));
+}
+
+/*
  * Every malformed document is refused with its status, the message names
  * the bad document of the batch, and the collection is unchanged.
  */
@@ -757,8 +788,13 @@ static void test_backup_and_stats(void **state)
     assert_true(info.disk_bytes >= 3 * sizeof(float));
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/backup", f->dir);
-    assert_ok(f->db, qv_backup(f->db, dir));
-    assert_status(f->db, qv_backup(f->db, dir), QV_ERR_EXISTS);
+    /* a server takes the name of a new entry of its --backup-dir (here
+     * the database's own directory), never a path */
+    const char *target = tu_remote() ? "backup" : dir;
+    assert_ok(f->db, qv_backup(f->db, target));
+    assert_status(f->db, qv_backup(f->db, target), QV_ERR_EXISTS);
+    if (tu_remote())
+        assert_status(f->db, qv_backup(f->db, dir), QV_ERR_INVALID);
     qv_db *copy;
     assert_ok(NULL, qv_open(dir, NULL, &copy));
     qv_record *r;
@@ -1130,6 +1166,7 @@ int main(void)
         T(test_scan_pages_in_id_order),
         T(test_search_with_payloads),
         T(test_backup_and_stats),
+        T(test_text_is_utf8_and_messages_printable),
         T(test_filtered_search_is_never_short),
         T(test_indexes_never_change_results),
         T(test_scan_and_delete_where),

@@ -1,4 +1,5 @@
 /* The filter language: what matches, and how a malformed filter is told. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "filter.h"
@@ -75,6 +76,16 @@ static void test_malformed_filters_are_named(void **state)
                      qv_status_name(st), qv_errmsg(NULL), cases[i].msg);
         assert_null(f);
     }
+    /* a filter past QV_FILTER_MAX is refused before it is parsed */
+    size_t n = QV_FILTER_MAX + 1;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    memcpy(big, "{\"a\":1}", 7);
+    big[n] = '\0';
+    json_t *f = NULL;
+    assert_int_equal(filter_parse(NULL, big, &f), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(NULL), "the limit is 1048576"));
+    free(big);
 }
 
 int main(void)

@@ -7,6 +7,7 @@
  * serve a well-behaved client and have lost nothing.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,7 +100,8 @@ done:
     return resp;
 }
 
-/* True when the server closes fd (reads end of stream) within 5 s. */
+/* True when the server closes fd within 5 s: an orderly end of stream,
+ * not a reset (which may destroy a last response before it is read). */
 static int closed_by_server(int fd)
 {
     char buf[256];
@@ -107,7 +110,9 @@ static int closed_by_server(int fd)
         if (poll(&p, 1, 5000) != 1)
             return 0;
         ssize_t n = recv(fd, buf, sizeof buf, 0);
-        if (n <= 0)
+        if (n < 0)
+            fail_msg("the server reset the connection: %s", strerror(errno));
+        if (n == 0)
             return 1;
     }
 }
@@ -241,6 +246,7 @@ static void test_more_connections_than_allowed(void **state)
         expect_status(read_response(fds[i]), QUIVER__V1__STATUS__OK, "");
     }
     int extra = dial(f->port);
+    send_list(extra, 1);  /* sent before the refusal is read: unread */
     expect_status(read_response(extra), QUIVER__V1__STATUS__BUSY,
                   "limit of 4 connections");
     assert_true(closed_by_server(extra));
@@ -400,6 +406,61 @@ static void test_token_is_required(void **state)
     tu_rmdir(dir);
 }
 
+/*
+ * Connections that have not authenticated hold no slot for long and have
+ * a cap of their own: silent ones are told and closed after
+ * --auth-timeout, and past --max-unauthenticated a new one is refused
+ * BUSY, while clients with the token still get in.
+ */
+static void test_unauthenticated_connections_are_bounded(void **state)
+{
+    char *dir = tu_mkdtemp(), path[4200];
+    write_token(dir, "s3cret-token", path, sizeof path);
+    const char *const extra[] = {"--token-file", path, "--auth-timeout", "1",
+                                 "--max-unauthenticated", "2", NULL};
+    pid_t pid;
+    int port = tu_start_server(dir, extra, &pid);
+    int silent[2] = {dial(port), dial(port)};
+    int third = -1;  /* refused once the server has counted both */
+    for (int tries = 0; third < 0; tries++) {
+        int fd = dial(port);
+        Response *resp = read_response(fd);
+        int busy = resp && resp->status == QUIVER__V1__STATUS__BUSY;
+        if (busy) {
+            assert_int_equal(resp->id, 0);
+            assert_non_null(strstr(resp->message, "waiting to authenticate"));
+            assert_true(closed_by_server(fd));
+            third = fd;
+        } else {
+            close(fd);  /* a silent one timed out first: not counted */
+        }
+        if (resp)
+            quiver__v1__response__free_unpacked(resp, NULL);
+        assert_true(tries < 50);
+    }
+    close(third);
+    char uri[64];
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", port);
+    for (int i = 0; i < 2; i++) {
+        expect_status(read_response(silent[i]),
+                      QUIVER__V1__STATUS__UNAUTHENTICATED,
+                      "authenticate within 1 s");
+        assert_true(closed_by_server(silent[i]));
+        close(silent[i]);
+    }
+    qv_db *db;
+    qv_open_options oo = {.token = "s3cret-token"};
+    assert_ok(NULL, qv_open(uri, &oo, &db));
+    qv_collection_info *list;
+    size_t n;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    qv_free(list);
+    qv_close(db);
+    assert_int_equal(tu_stop_server(pid), 0);
+    unlink(path);
+    tu_rmdir(dir);
+}
+
 /* quiverd refuses to serve beyond loopback without a token. */
 static void test_non_loopback_needs_a_token(void **state)
 {
@@ -420,6 +481,217 @@ static void test_non_loopback_needs_a_token(void **state)
     tu_rmdir(dir);
 }
 
+/* ---- hand-built messages: protobuf-c cannot pack a string holding a
+ * NUL byte or bytes that are not UTF-8, which is what these send ---- */
+
+struct raw {
+    uint8_t b[1024];
+    size_t n;
+};
+
+static void raw_varint(struct raw *r, uint64_t v)
+{
+    do {
+        uint8_t c = v & 0x7f;
+        v >>= 7;
+        r->b[r->n++] = c | (v ? 0x80 : 0);
+    } while (v);
+}
+
+static void raw_field(struct raw *r, unsigned field, const void *p, size_t n)
+{
+    raw_varint(r, (uint64_t)field << 3 | 2);
+    raw_varint(r, n);
+    memcpy(r->b + r->n, p, n);
+    r->n += n;
+}
+
+/* A document {id, vector [1, 2]} with an id of n bytes. */
+static void raw_document(struct raw *docs, const char *id, size_t n)
+{
+    struct raw d = {0};
+    float v[2] = {1, 2};
+    raw_field(&d, 1, id, n);
+    raw_field(&d, 2, v, sizeof v);
+    raw_field(docs, 2, d.b, d.n);
+}
+
+/* Send Request{id, op: m} as one frame. */
+static void send_raw(int fd, uint64_t id, unsigned op, const struct raw *m)
+{
+    struct raw req = {0};
+    raw_varint(&req, 1 << 3);
+    raw_varint(&req, id);
+    raw_field(&req, op, m->b, m->n);
+    uint8_t head[4] = {(uint8_t)(req.n >> 24), (uint8_t)(req.n >> 16),
+                       (uint8_t)(req.n >> 8), (uint8_t)req.n};
+    send_bytes(fd, head, 4);
+    send_bytes(fd, req.b, req.n);
+}
+
+static void expect_reply(int fd, uint64_t id, Quiver__V1__Status status,
+                         const char *message_part)
+{
+    Response *resp = read_response(fd);
+    assert_non_null(resp);
+    assert_int_equal(resp->id, id);
+    expect_status(resp, status, message_part);
+}
+
+/*
+ * A NUL byte or bytes that are not UTF-8 in any string field are refused
+ * with INVALID naming the field; before, "a\0x" was stored as "a" and
+ * "rt\0zzz" read collection rt.
+ */
+static void test_strings_with_nul_or_bad_utf8(void **state)
+{
+    struct fixture *f = *state;
+    char uri[64];
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
+    qv_db *db;
+    assert_ok(NULL, qv_open(uri, NULL, &db));
+    assert_ok(db, qv_create_collection(db, "rt",
+                                       &(qv_collection_config){.dim = 2}));
+    int fd = dial(f->port);
+    struct raw up = {0};
+    raw_field(&up, 1, "rt", 2);
+    raw_document(&up, "a\0x", 3);
+    send_raw(fd, 11, 7, &up);
+    expect_reply(fd, 11, QUIVER__V1__STATUS__INVALID,
+                 "upsert.documents[0].id holds a NUL byte at offset 1");
+    up = (struct raw){0};
+    raw_field(&up, 1, "rt", 2);
+    raw_document(&up, "fine", 4);
+    raw_document(&up, "\xff\xfe\x80", 3);
+    send_raw(fd, 12, 7, &up);
+    expect_reply(fd, 12, QUIVER__V1__STATUS__INVALID,
+                 "upsert.documents[1].id is not valid UTF-8 (byte 0xff");
+    struct raw get = {0};
+    raw_field(&get, 1, "rt\0zzz", 6);
+    raw_field(&get, 2, "fine", 4);
+    send_raw(fd, 13, 8, &get);
+    expect_reply(fd, 13, QUIVER__V1__STATUS__INVALID,
+                 "get.collection holds a NUL byte at offset 2");
+    struct raw scan = {0};  /* a string field nested in options */
+    raw_field(&scan, 1, "rt", 2);
+    raw_field(&scan, 5, "{\"a\":\"\xc3\"}", 9);
+    send_raw(fd, 14, 12, &scan);
+    expect_reply(fd, 14, QUIVER__V1__STATUS__INVALID, "scan.filter is not");
+    send_list(fd, 15);  /* the connection goes on */
+    expect_reply(fd, 15, QUIVER__V1__STATUS__OK, "");
+    close(fd);
+    qv_collection_info info;  /* and nothing was written */
+    assert_ok(db, qv_describe_collection(db, "rt", &info));
+    assert_int_equal(info.count, 0);
+    qv_close(db);
+}
+
+/* An empty frame decodes as a request with id 0, which answers nothing:
+ * PROTOCOL with id 0, and the connection is closed, as id 0 says. */
+static void test_empty_frame_closes(void **state)
+{
+    struct fixture *f = *state;
+    int fd = dial(f->port);
+    uint8_t empty[4] = {0, 0, 0, 0};
+    send_bytes(fd, empty, sizeof empty);
+    expect_reply(fd, 0, QUIVER__V1__STATUS__PROTOCOL, "id 0 is reserved");
+    assert_true(closed_by_server(fd));
+    close(fd);
+    assert_serving(f);
+}
+
+/*
+ * A frame's bytes trickled in one at a time do not keep it open: the read
+ * timeout (1 s here) runs from the frame's first byte. Before, each byte
+ * restarted it. A byte goes every 200 ms while the server has not closed.
+ */
+static void test_trickled_frame_times_out(void **state)
+{
+    struct fixture *f = *state;
+    int fd = dial(f->port);
+    uint8_t head[4] = {0, 0, 0x03, 0xe8};  /* 1,000 bytes to come */
+    send_bytes(fd, head, sizeof head);
+    int sent = 0, closed = 0;
+    while (!closed && sent < 25) {  /* 5 s of trickling at most */
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 200) == 1) {
+            closed = 1;
+            break;
+        }
+        uint8_t b = 0x08;
+        closed = send(fd, &b, 1, MSG_NOSIGNAL) != 1;
+        sent++;
+    }
+    assert_true(closed);
+    assert_true(sent < 15);  /* closed near 1 s, long before 5 */
+    close(fd);
+    assert_serving(f);
+}
+
+/* A server that only loopback clients reach takes no backup request
+ * unless its operator named a directory for them. */
+static void test_backup_needs_a_backup_dir(void **state)
+{
+    struct fixture *f = *state;
+    char uri[64];
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
+    qv_db *db;
+    assert_ok(NULL, qv_open(uri, NULL, &db));
+    assert_status(db, qv_backup(db, "b1"), QV_ERR_UNSUPPORTED);
+    assert_non_null(strstr(qv_errmsg(db), "--backup-dir"));
+    qv_close(db);
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char path[4300];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return lstat(path, &st) == 0;
+}
+
+/* With --backup-dir, a client names only a new entry in it: no path, no
+ * '..', nothing that exists, and a failed request leaves nothing. */
+static void test_backup_is_confined(void **state)
+{
+    char *dir = tu_mkdtemp(), *backups = tu_mkdtemp();
+    const char *const extra[] = {"--backup-dir", backups, NULL};
+    pid_t pid;
+    int port = tu_start_server(dir, extra, &pid);
+    char uri[64];
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", port);
+    qv_db *db;
+    assert_ok(NULL, qv_open(uri, NULL, &db));
+    char outside[4200];
+    snprintf(outside, sizeof outside, "%s/escaped", dir);
+    const char *bad[] = {outside, "../escaped", "..", ".", ".hidden",
+                         "a/b", "sp ace", "tab\tname"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_status(db, qv_backup(db, bad[i]), QV_ERR_INVALID);
+        if (!strstr(qv_errmsg(db), "backup is named by"))
+            fail_msg("'%s': %s", bad[i], qv_errmsg(db));
+    }
+    assert_false(exists(dir, "escaped"));
+    assert_false(exists(backups, "../escaped"));
+    assert_ok(db, qv_backup(db, "nightly-1"));
+    assert_true(exists(backups, "nightly-1/data.mdb"));
+    assert_status(db, qv_backup(db, "nightly-1"), QV_ERR_EXISTS);
+    char link[4300];  /* an existing entry, even a link, is not followed */
+    snprintf(link, sizeof link, "%s/link", backups);
+    assert_int_equal(symlink(dir, link), 0);
+    assert_status(db, qv_backup(db, "link"), QV_ERR_EXISTS);
+    assert_false(exists(dir, "data.mdb.copy"));
+    qv_db *copy;  /* the backup is a database */
+    char copy_dir[4300];
+    snprintf(copy_dir, sizeof copy_dir, "%s/nightly-1", backups);
+    assert_ok(NULL, qv_open(copy_dir, NULL, &copy));
+    qv_close(copy);
+    qv_close(db);
+    assert_int_equal(tu_stop_server(pid), 0);
+    tu_rmdir(dir);
+    tu_rmdir(backups);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -433,9 +705,15 @@ int main(void)
         T(test_more_connections_than_allowed),
         T(test_pipelined_requests),
         T(test_sigterm_stops_cleanly_and_keeps_data),
+        T(test_strings_with_nul_or_bad_utf8),
+        T(test_empty_frame_closes),
+        T(test_trickled_frame_times_out),
+        T(test_backup_needs_a_backup_dir),
 #undef T
+        cmocka_unit_test(test_backup_is_confined),
         cmocka_unit_test(test_client_sees_refused_and_silent_servers),
         cmocka_unit_test(test_token_is_required),
+        cmocka_unit_test(test_unauthenticated_connections_are_bounded),
         cmocka_unit_test(test_non_loopback_needs_a_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,6 @@
 #include "test_util.h"
 
-#include <dirent.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +18,18 @@ char *tu_mkdtemp(void)
     return strdup(path);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type,
+                        struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* Everything under dir, depth first, links removed and never followed. */
 void tu_rmdir(char *dir)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[4200];
-    while (d && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(dir);
 }
 
@@ -128,7 +126,9 @@ qv_status tu_open(const char *dir, const qv_open_options *opts, qv_db **db)
         if (nservers == MAX_SERVERS)
             fail_msg("too many test servers");
         snprintf(servers[i].dir, sizeof servers[i].dir, "%s", dir);
-        servers[i].port = tu_start_server(dir, NULL, &servers[i].pid);
+        /* backups asked for by name land beside the database */
+        const char *const extra[] = {"--backup-dir", dir, NULL};
+        servers[i].port = tu_start_server(dir, extra, &servers[i].pid);
         nservers++;
     }
     char uri[64];

@@ -13,7 +13,8 @@
 
 /* A fresh empty directory under $TMPDIR; free with tu_rmdir(). */
 char *tu_mkdtemp(void);
-/* Remove dir and the files directly inside it, then free the string. */
+/* Remove dir and everything under it (links not followed), then free
+ * the string. */
 void tu_rmdir(char *dir);
 
 /* Deterministic pseudo-random numbers (xorshift), per seed. */

@@ -1,9 +1,14 @@
 #include "dispatch.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "alloc.h"
+#include "inspect.h"
 #include "wire/quiver.pb-c.h"
 
 typedef Quiver__V1__Request Request;
@@ -14,6 +19,7 @@ struct reply {
     Response resp;
     void *api_result;         /* from qv_get / qv_search / ... : qv_free */
     void *scratch[4];         /* arrays built for the response: qv_mem_free */
+    char text[320];           /* a message formatted for the response */
     union {
         Quiver__V1__CollectionInfo info;
         Quiver__V1__CollectionList list;
@@ -422,6 +428,68 @@ static qv_status do_stats(qv_db *db, struct reply *r)
     return QV_OK;
 }
 
+static qv_status refuse(struct reply *r, qv_status st, const char *message)
+{
+    r->resp.status = (Quiver__V1__Status)st;
+    r->resp.message = (char *)message;
+    return st;
+}
+
+/* A name of a new backup: the rules of collection names. */
+static int backup_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > QV_NAME_MAX || name[0] == '.')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!isalnum(c) && c != '_' && c != '-' && c != '.')
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * A backup asked for over the network goes only into a new entry of the
+ * directory the operator named with --backup-dir: the client names the
+ * entry, never a path, so it cannot make the server write anywhere else.
+ * Creating the entry here (mkdir fails on anything that exists, a link
+ * too) makes two requests for one name race safely.
+ */
+static qv_status do_backup(qv_db *db, const dispatch_session *s,
+                           const char *name, struct reply *r)
+{
+    char path[4096];
+    if (!s->backup_dir)
+        return refuse(r, QV_ERR_UNSUPPORTED, "this server takes no backups "
+                      "over the network; its operator can allow them with "
+                      "quiverd --backup-dir DIR");
+    if (!backup_name_ok(name))
+        return refuse(r, QV_ERR_INVALID, "a backup is named by 1 to 64 "
+                      "letters, digits, '_', '-' or '.', not starting with "
+                      "'.'; it becomes a new directory in the server's "
+                      "backup directory");
+    snprintf(path, sizeof path, "%s/%s", s->backup_dir, name);
+    if (mkdir(path, 0700) != 0) {
+        if (errno == EEXIST) {
+            snprintf(r->text, sizeof r->text, "backup %s already exists; "
+                     "name a new one", name);
+            return refuse(r, QV_ERR_EXISTS, r->text);
+        }
+        snprintf(r->text, sizeof r->text, "backup %s: cannot create its "
+                 "directory: %s", name, strerror(errno));
+        return refuse(r, QV_ERR_IO, r->text);
+    }
+    qv_status st = qv_backup(db, path);
+    if (st != QV_OK) {  /* leave nothing behind: the name stays free */
+        char file[4200];
+        snprintf(file, sizeof file, "%s/data.mdb", path);
+        unlink(file);
+        rmdir(path);
+    }
+    return st;
+}
+
 /* Constant-time comparison, so the token cannot be guessed by timing. */
 static int token_matches(const char *expected, const char *given)
 {
@@ -490,7 +558,7 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         st = do_scan(db, req->scan, r);
         break;
     case QUIVER__V1__REQUEST__OP_BACKUP:
-        st = qv_backup(db, req->backup->dir);
+        st = do_backup(db, s, req->backup->dir, r);
         break;
     case QUIVER__V1__REQUEST__OP_DELETE_WHERE: {
         uint64_t n = 0;
@@ -577,7 +645,17 @@ int dispatch_frame(qv_db *db, dispatch_session *session,
     }
     struct reply r = {.resp = QUIVER__V1__RESPONSE__INIT};
     r.resp.id = req->id;
-    run_request(db, session, req, &r);
+    if (req->id == 0) {
+        /* id 0 is the answer to no request, and means closing */
+        session->close_after = 1;
+        refuse(&r, QV_ERR_PROTOCOL, "request id 0 is reserved (an empty "
+               "frame has id 0); ids start at 1");
+    } else if (inspect_strings(&quiver__v1__request__descriptor, payload,
+                               len, r.text, sizeof r.text)) {
+        refuse(&r, QV_ERR_INVALID, r.text);
+    } else {
+        run_request(db, session, req, &r);
+    }
     int rc = frame_append(out, &r.resp.base);
     qv_free(r.api_result);
     for (size_t i = 0; i < sizeof r.scratch / sizeof *r.scratch; i++)

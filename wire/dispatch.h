@@ -14,6 +14,8 @@
 /* Per-connection protocol state. */
 typedef struct dispatch_session {
     const char *token;   /* the server's token, or NULL for none */
+    const char *backup_dir;  /* where backups may be written (an absolute
+                                path), or NULL: backup is refused */
     int authenticated;
     int close_after;     /* set when the connection must be closed after the
                             response is sent */

@@ -1,12 +1,15 @@
 /*
  * quiverd.c - `quiverd --db DIR [--listen ADDR:PORT] [--threads N]
  * [--token-file F] [--max-frame BYTES] [--max-connections N]
- * [--idle-timeout S] [--read-timeout S]`
+ * [--idle-timeout S] [--read-timeout S] [--auth-timeout S]
+ * [--max-unauthenticated N] [--backup-dir DIR]`
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "alloc.h"
 #include "server.h"
@@ -16,9 +19,11 @@ static const char usage[] =
     "usage: quiverd --db DIR [--listen ADDR:PORT] [--threads N]\n"
     "               [--token-file FILE] [--max-frame BYTES]\n"
     "               [--max-connections N] [--idle-timeout SECONDS]\n"
-    "               [--read-timeout SECONDS]\n"
+    "               [--read-timeout SECONDS] [--auth-timeout SECONDS]\n"
+    "               [--max-unauthenticated N] [--backup-dir DIR]\n"
     "default listen address 127.0.0.1:7411; other than loopback addresses\n"
-    "need --token-file, whose first line every client must present\n";
+    "need --token-file, whose first line every client must present;\n"
+    "backup requests write only into new entries of --backup-dir\n";
 
 /* The token: the file's first line; at least 8 characters. */
 static char *read_token(const char *path)
@@ -36,6 +41,21 @@ static char *read_token(const char *path)
     return token;
 }
 
+/* The backup directory: an existing directory, kept as an absolute path
+ * (the server may be asked long after a relative one meant something). */
+static char *backup_dir(const char *arg)
+{
+    char *path = realpath(arg, NULL);
+    struct stat st;
+    if (!path || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "quiverd: --backup-dir %s: not an existing "
+                "directory\n", arg);
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
 static int positive(const char *arg, const char *name, long *out)
 {
     char *end;
@@ -49,10 +69,25 @@ static int positive(const char *arg, const char *name, long *out)
     return 0;
 }
 
+/* A timeout in seconds, into milliseconds that fit an int. */
+static int seconds(const char *arg, const char *name, int *ms)
+{
+    long v;
+    if (positive(arg, name, &v))
+        return -1;
+    if (v > INT_MAX / 1000) {
+        fprintf(stderr, "quiverd: %s is at most %d seconds, not %ld\n",
+                name, INT_MAX / 1000, v);
+        return -1;
+    }
+    *ms = (int)(v * 1000);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     enum { O_DB = 256, O_LISTEN, O_THREADS, O_TOKEN, O_FRAME, O_CONNS,
-           O_IDLE, O_READ };
+           O_IDLE, O_READ, O_AUTH, O_UNAUTH, O_BACKUP };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"listen", required_argument, 0, O_LISTEN},
@@ -62,10 +97,13 @@ int main(int argc, char **argv)
         {"max-connections", required_argument, 0, O_CONNS},
         {"idle-timeout", required_argument, 0, O_IDLE},
         {"read-timeout", required_argument, 0, O_READ},
+        {"auth-timeout", required_argument, 0, O_AUTH},
+        {"max-unauthenticated", required_argument, 0, O_UNAUTH},
+        {"backup-dir", required_argument, 0, O_BACKUP},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     server_config cfg = SERVER_DEFAULTS;
-    char *token = NULL;
+    char *token = NULL, *backups = NULL;
     long v;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -90,12 +128,25 @@ int main(int argc, char **argv)
             cfg.max_connections = (unsigned)v;
             break;
         case O_IDLE:
-            if (positive(optarg, "--idle-timeout", &v)) return 2;
-            cfg.idle_timeout_ms = (int)(v * 1000);
+            if (seconds(optarg, "--idle-timeout", &cfg.idle_timeout_ms))
+                return 2;
             break;
         case O_READ:
-            if (positive(optarg, "--read-timeout", &v)) return 2;
-            cfg.read_timeout_ms = (int)(v * 1000);
+            if (seconds(optarg, "--read-timeout", &cfg.read_timeout_ms))
+                return 2;
+            break;
+        case O_AUTH:
+            if (seconds(optarg, "--auth-timeout", &cfg.auth_timeout_ms))
+                return 2;
+            break;
+        case O_UNAUTH:
+            if (positive(optarg, "--max-unauthenticated", &v)) return 2;
+            cfg.max_unauthenticated = (unsigned)v;
+            break;
+        case O_BACKUP:
+            free(backups);
+            if (!(backups = backup_dir(optarg)))
+                return 2;
             break;
         case 'h':
             fputs(usage, stdout);
@@ -110,7 +161,9 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.token = token;
+    cfg.backup_dir = backups;
     int rc = server_run(&cfg);
     qv_mem_free(token);
+    free(backups);
     return rc;
 }

@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -41,6 +43,8 @@ struct server {
     pthread_mutex_t lock;
     pthread_cond_t idle;     /* signalled when a connection ends */
     unsigned open;           /* connections */
+    unsigned unauthenticated;  /* of those, not authenticated yet */
+    unsigned refusing;       /* refusals being delivered */
     unsigned long next_conn;
 };
 
@@ -49,7 +53,25 @@ struct conn {
     int fd;
     unsigned long number;
     char peer[64];
+    long long opened_ms;     /* when it was accepted */
+    long long frame_ms;      /* when the first byte of the frame that is
+                                partly in the buffer arrived */
+    long long read_ms;       /* when the last bytes arrived */
+    int awaiting_auth;       /* counted in srv->unauthenticated */
 };
+
+/* Refusals delivered at once; past this a refused socket is just closed. */
+#define REFUSING_MAX 16
+/* How long a closing connection's unread bytes are drained. */
+#define DRAIN_MS 1000
+#define DRAIN_BYTES (256u << 10)
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void on_signal(int sig)
 {
@@ -115,6 +137,53 @@ static int write_all(int fd, const uint8_t *buf, size_t len, int timeout_ms)
 }
 
 /*
+ * Close after a last response: closing a socket whose peer's bytes are
+ * still unread makes the kernel send a reset, which may destroy the
+ * response before the client reads it. So: end our direction, read and
+ * drop what the client still sends until it closes too (bounded in time
+ * and bytes), then close.
+ */
+static void close_gently(int fd)
+{
+    char sink[4096];
+    size_t drained = 0;
+    long long until = now_ms() + DRAIN_MS;
+    shutdown(fd, SHUT_WR);
+    while (drained < DRAIN_BYTES) {
+        long long left = until - now_ms();
+        if (left <= 0 || wait_fd(fd, POLLIN, (int)left, 0) != 1)
+            break;
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            break;
+        if (n > 0)
+            drained += (size_t)n;
+    }
+    close(fd);
+}
+
+/* The answer to no request (id 0), then a gentle close. */
+static void send_farewell(int fd, qv_status status, const char *message)
+{
+    wbuf out = {0};
+    if (dispatch_error(&out, status, message) == 0)
+        write_all(fd, out.data, out.len, 1000);
+    wbuf_release(&out);
+    close_gently(fd);
+}
+
+/* The connection no longer counts as waiting to authenticate. */
+static void stop_awaiting_auth(struct conn *c)
+{
+    if (!c->awaiting_auth)
+        return;
+    pthread_mutex_lock(&c->srv->lock);
+    c->srv->unauthenticated--;
+    pthread_mutex_unlock(&c->srv->lock);
+    c->awaiting_auth = 0;
+}
+
+/*
  * Answer the complete frames in in, up to max_inflight, into out.
  * Returns how many; sets *why when the connection must close.
  */
@@ -143,7 +212,11 @@ static unsigned answer_frames(struct conn *c, dispatch_session *sess,
             break;
         }
         wbuf_consume(in, FRAME_HEADER + len);
+        /* what follows arrived with the last read at the latest */
+        c->frame_ms = c->read_ms;
         handled++;
+        if (sess->authenticated)
+            stop_awaiting_auth(c);
         if (sess->close_after)
             *why = sess->authenticated || !sess->token
                        ? "protocol error" : "not authenticated";
@@ -151,23 +224,49 @@ static unsigned answer_frames(struct conn *c, dispatch_session *sess,
     return handled;
 }
 
+/*
+ * How long the next wait for bytes may last (ms, 0 when the time is up)
+ * and what closes the connection when it runs out: the idle timeout
+ * between frames, the read timeout from a frame's first byte (however
+ * slowly the rest trickles in), and the authentication deadline from the
+ * connection's start.
+ */
+static long long wait_budget(const struct conn *c, const wbuf *in,
+                             const char **expiry)
+{
+    const server_config *cfg = c->srv->cfg;
+    long long now = now_ms(), until;
+    if (in->len > 0) {
+        until = c->frame_ms + cfg->read_timeout_ms;
+        *expiry = "read timeout inside a frame";
+    } else {
+        until = now + cfg->idle_timeout_ms;
+        *expiry = "idle timeout";
+    }
+    if (c->awaiting_auth && c->opened_ms + cfg->auth_timeout_ms < until) {
+        until = c->opened_ms + cfg->auth_timeout_ms;
+        *expiry = "not authenticated in time";
+    }
+    return until > now ? until - now : 0;
+}
+
 /* Read what the socket has into in; returns NULL or why to close. A read
  * is tried first and the connection waited on only when it has nothing:
  * a busy client's next request is usually there already. */
 static const char *read_some(struct conn *c, wbuf *in)
 {
-    const server_config *cfg = c->srv->cfg;
     if (wbuf_reserve(in, READ_CHUNK) != 0)
         return "out of memory";
     ssize_t n = recv(c->fd, in->data + in->len, READ_CHUNK, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-        int timeout = in->len > 0 ? cfg->read_timeout_ms
-                                  : cfg->idle_timeout_ms;
-        int ready = wait_fd(c->fd, POLLIN, timeout, in->len == 0);
+        const char *expiry;
+        long long budget = wait_budget(c, in, &expiry);
+        int ready = budget == 0 ? 0
+                    : wait_fd(c->fd, POLLIN, budget > INT_MAX ? INT_MAX
+                                                              : (int)budget,
+                              in->len == 0);
         if (ready == 0)
-            return atomic_load(&stopping) ? "server stopping"
-                   : in->len > 0          ? "read timeout inside a frame"
-                                          : "idle timeout";
+            return atomic_load(&stopping) ? "server stopping" : expiry;
         if (ready < 0)
             return "poll failure";
         n = recv(c->fd, in->data + in->len, READ_CHUNK, MSG_DONTWAIT);
@@ -176,22 +275,47 @@ static const char *read_some(struct conn *c, wbuf *in)
         return in->len > 0 ? "client closed inside a frame" : "client closed";
     if (n < 0)
         return errno == EINTR || errno == EAGAIN ? NULL : "read error";
+    c->read_ms = now_ms();
+    if (in->len == 0)
+        c->frame_ms = c->read_ms;
     in->len += (size_t)n;
     return NULL;
+}
+
+/* Close a connection that ended for why: a client that is told why (a
+ * last response was sent) gets the gentle close. */
+static void end_connection(struct conn *c, const char *why, int answered)
+{
+    char msg[96];
+    if (strcmp(why, "not authenticated in time") == 0) {
+        snprintf(msg, sizeof msg, "authenticate within %d s of connecting",
+                 c->srv->cfg->auth_timeout_ms / 1000);
+        send_farewell(c->fd, QV_ERR_UNAUTHENTICATED, msg);
+    } else if (answered) {
+        close_gently(c->fd);
+    } else {
+        close(c->fd);
+    }
+    fprintf(stderr, "quiverd: connection %lu from %s closed: %s\n", c->number,
+            c->peer, why);
 }
 
 static void *conn_main(void *arg)
 {
     struct conn *c = arg;
     struct server *srv = c->srv;
-    dispatch_session sess = {.token = srv->cfg->token};
+    dispatch_session sess = {.token = srv->cfg->token,
+                             .backup_dir = srv->cfg->backup_dir};
     wbuf in = {0}, out = {0};
     const char *why = NULL;
+    int answered = 0;  /* the last thing sent told the client why */
     while (!why) {
         unsigned handled = answer_frames(c, &sess, &in, &out, &why);
         if (out.len > 0) {
             if (write_all(c->fd, out.data, out.len, srv->cfg->read_timeout_ms))
                 why = "write failed";
+            else
+                answered = why != NULL;
             out.len = 0;
         }
         if (why || handled == srv->cfg->max_inflight)
@@ -201,9 +325,8 @@ static void *conn_main(void *arg)
         else
             why = read_some(c, &in);
     }
-    fprintf(stderr, "quiverd: connection %lu from %s closed: %s\n", c->number,
-            c->peer, why);
-    close(c->fd);
+    end_connection(c, why, answered);
+    stop_awaiting_auth(c);
     wbuf_release(&in);
     wbuf_release(&out);
     pthread_mutex_lock(&srv->lock);
@@ -214,18 +337,80 @@ static void *conn_main(void *arg)
     return NULL;
 }
 
-/* Refuse a connection over the limit with a BUSY response. */
-static void refuse_busy(int fd, const char *peer, unsigned limit)
+struct refusal {
+    struct server *srv;
+    int fd;
+    char message[128];
+};
+
+static void *refusal_main(void *arg)
 {
-    wbuf out = {0};
-    char msg[96];
-    snprintf(msg, sizeof msg, "the server has its limit of %u connections; "
-             "retry later", limit);
-    if (dispatch_error(&out, QV_ERR_BUSY, msg) == 0)
-        write_all(fd, out.data, out.len, 1000);
-    wbuf_release(&out);
-    close(fd);
-    fprintf(stderr, "quiverd: refused %s: %u connections open\n", peer, limit);
+    struct refusal *r = arg;
+    struct server *srv = r->srv;
+    send_farewell(r->fd, QV_ERR_BUSY, r->message);
+    qv_mem_free(r);
+    pthread_mutex_lock(&srv->lock);
+    srv->refusing--;
+    pthread_cond_signal(&srv->idle);
+    pthread_mutex_unlock(&srv->lock);
+    return NULL;
+}
+
+/*
+ * Refuse a connection with a BUSY response, delivered by a thread of its
+ * own (the gentle close may take a moment, and the accept loop must not
+ * wait); when REFUSING_MAX refusals are under way already, just close.
+ */
+static void refuse_busy(struct server *srv, int fd, const char *peer,
+                        const char *message)
+{
+    fprintf(stderr, "quiverd: refused %s: %s\n", peer, message);
+    pthread_mutex_lock(&srv->lock);
+    int room = srv->refusing < REFUSING_MAX;
+    if (room)
+        srv->refusing++;
+    pthread_mutex_unlock(&srv->lock);
+    struct refusal *r = room ? qv_calloc(1, sizeof *r) : NULL;
+    pthread_t tid;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (r) {
+        *r = (struct refusal){.srv = srv, .fd = fd};
+        snprintf(r->message, sizeof r->message, "%s", message);
+    }
+    if (!r || pthread_create(&tid, &attr, refusal_main, r) != 0) {
+        close(fd);
+        qv_mem_free(r);
+        if (room) {
+            pthread_mutex_lock(&srv->lock);
+            srv->refusing--;
+            pthread_mutex_unlock(&srv->lock);
+        }
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Under the lock: why a new connection cannot be served now, or NULL
+ * (and then it is counted). */
+static const char *admit(struct server *srv, char *msg, size_t len)
+{
+    const server_config *cfg = srv->cfg;
+    if (srv->open >= cfg->max_connections) {
+        snprintf(msg, len, "the server has its limit of %u connections; "
+                 "retry later", cfg->max_connections);
+        return msg;
+    }
+    if (cfg->token && srv->unauthenticated >= cfg->max_unauthenticated) {
+        snprintf(msg, len, "the server has its limit of %u connections "
+                 "waiting to authenticate; retry later",
+                 cfg->max_unauthenticated);
+        return msg;
+    }
+    srv->open++;
+    if (cfg->token)
+        srv->unauthenticated++;
+    return NULL;
 }
 
 static void accept_one(struct server *srv, int lfd)
@@ -235,17 +420,17 @@ static void accept_one(struct server *srv, int lfd)
     int fd = accept(lfd, (struct sockaddr *)&sa, &slen);
     if (fd < 0)
         return;
-    char peer[64];
+    char peer[64], msg[128];
     peer_name(&sa, peer, sizeof peer);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     pthread_mutex_lock(&srv->lock);
-    int full = srv->open >= srv->cfg->max_connections;
+    const char *refusal = admit(srv, msg, sizeof msg);
     unsigned long number = ++srv->next_conn;
-    unsigned open_now = full ? srv->open : ++srv->open;
+    unsigned open_now = srv->open;
     pthread_mutex_unlock(&srv->lock);
-    if (full) {
-        refuse_busy(fd, peer, srv->cfg->max_connections);
+    if (refusal) {
+        refuse_busy(srv, fd, peer, refusal);
         return;
     }
     struct conn *c = qv_calloc(1, sizeof *c);
@@ -254,7 +439,9 @@ static void accept_one(struct server *srv, int lfd)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (c) {
-        *c = (struct conn){srv, fd, number, ""};
+        *c = (struct conn){.srv = srv, .fd = fd, .number = number,
+                           .opened_ms = now_ms(),
+                           .awaiting_auth = srv->cfg->token != NULL};
         snprintf(c->peer, sizeof c->peer, "%s", peer);
     }
     if (!c || pthread_create(&tid, &attr, conn_main, c) != 0) {
@@ -263,6 +450,8 @@ static void accept_one(struct server *srv, int lfd)
         qv_mem_free(c);
         pthread_mutex_lock(&srv->lock);
         srv->open--;
+        if (srv->cfg->token)
+            srv->unauthenticated--;
         pthread_mutex_unlock(&srv->lock);
     } else {
         fprintf(stderr, "quiverd: connection %lu from %s opened (%u open)\n",
@@ -395,7 +584,7 @@ int server_run(const server_config *cfg)
     close(lfd);
     fprintf(stderr, "quiverd: stopping: finishing %u connections\n", srv.open);
     pthread_mutex_lock(&srv.lock);
-    while (srv.open > 0)
+    while (srv.open > 0 || srv.refusing > 0)
         pthread_cond_wait(&srv.idle, &srv.lock);
     pthread_mutex_unlock(&srv.lock);
     qv_close(srv.db);

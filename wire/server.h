@@ -18,13 +18,21 @@ typedef struct server_config {
     unsigned max_inflight;       /* requests answered per read before the
                                     responses are written */
     int idle_timeout_ms;         /* no request for this long: close */
-    int read_timeout_ms;         /* half a frame for this long: close */
+    int read_timeout_ms;         /* a frame not complete this long after
+                                    its first byte: close */
+    int auth_timeout_ms;         /* with a token: not authenticated this
+                                    long after connecting: close */
+    unsigned max_unauthenticated;  /* with a token: connections that have
+                                      not authenticated yet */
+    const char *backup_dir;      /* where clients' backups go (absolute),
+                                    or NULL: backup requests are refused */
 } server_config;
 
 #define SERVER_DEFAULTS                                                   \
     {.listen = "127.0.0.1:7411", .max_frame = 64u << 20,                  \
      .max_connections = 256, .max_inflight = 64,                          \
-     .idle_timeout_ms = 300000, .read_timeout_ms = 10000}
+     .idle_timeout_ms = 300000, .read_timeout_ms = 10000,                 \
+     .auth_timeout_ms = 5000, .max_unauthenticated = 32}
 
 /*
  * Serve until SIGTERM or SIGINT, then stop accepting, finish the requests
