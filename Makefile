@@ -12,14 +12,15 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CSTD    := -std=c11 -D_GNU_SOURCE
 INC     := -I. -Icommon -Idb -Istorage -Iann -Icli -Iwire -Ibuild/gen
 PKGS    := lmdb jansson
-LIBS    := -llmdb -luring -ljansson -lprotobuf-c -lxxhash -lroaring -lm -lpthread
+LIBS    := -llmdb -luring -ljansson -lprotobuf-c -lxxhash -lroaring -lssl -lcrypto \
+           -lm -lpthread
 TESTLIBS := -lcmocka
 
 # Debian packages the build, the tests and the tools need.
 DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
             libsimde-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev \
             libcmocka-dev libedit-dev clang libclang-rt-14-dev libxxhash-dev \
-            libroaring-dev
+            libroaring-dev libssl-dev
 
 RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
 ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
@@ -32,14 +33,14 @@ LIB_SRC := common/alloc.c common/error.c common/token.c common/utf8.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
            db/validate.c db/index.c db/results.c db/admin.c db/check.c db/filter.c \
            db/pindex.c db/table.c \
-           wire/frame.c wire/inspect.c wire/remote.c build/gen/wire/quiver.pb-c.c
+           wire/frame.c wire/inspect.c wire/stream.c wire/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/bench_server.c cli/bench_filter.c cli/bench_embed.c cli/transfer.c \
            cli/vecfile.c cli/table_cmd.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
              test_hnsw test_server test_corrupt test_crash test_faults \
-             test_filter test_codec test_table
+             test_filter test_codec test_table test_tls
 
 B  := build
 BA := build/asan

@@ -14,7 +14,6 @@
 #include "internal.h"
 #include "utf8.h"
 
-#define REMOTE_SCHEME "qv://"
 
 qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
 {
@@ -28,7 +27,7 @@ qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
                  ~(QV_OPEN_READONLY | QV_OPEN_NOSYNC | QV_OPEN_PREAD)))
         return qv_fail(NULL, QV_ERR_INVALID, "unknown open flags 0x%x",
                        opts->flags);
-    if (strncmp(uri, REMOTE_SCHEME, strlen(REMOTE_SCHEME)) == 0)
+    if (strncmp(uri, "qv://", 5) == 0 || strncmp(uri, "qvs://", 6) == 0)
         return remote_open(uri, opts, out);
     return embedded_open(uri, opts, out);
 }

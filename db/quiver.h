@@ -98,12 +98,19 @@ typedef struct qv_open_options {
                                upserts; 0 = one per online CPU */
     const char *token;      /* remote: the server's token, if it has one */
     uint32_t timeout_ms;    /* remote: connect and reply timeout; 0 = 30 s */
+    const char *tls_ca_file;  /* qvs://: PEM file of the CAs whose
+                                 certificates are trusted; NULL = the
+                                 system's trust store */
 } qv_open_options;
 
 /*
  * Open a database. uri is a directory path (created if missing, with its
  * parent required to exist), or "qv://host:port" for a database served by
- * quiverd: the same calls, statuses and messages over TCP. A remote handle
+ * quiverd: the same calls, statuses and messages over TCP, or
+ * "qvs://host:port" for one served with TLS (quiverd --tls-cert): the
+ * server's certificate must chain to a trusted CA (tls_ca_file) and name
+ * host, else QV_ERR_CONNECTION saying why; the token is sent only inside
+ * TLS. A remote handle
  * connects at once (QV_ERR_CONNECTION if it cannot) and reconnects by
  * itself after a broken connection. opts may be NULL for defaults.
  *

@@ -43,6 +43,8 @@ for t in "$top/$build"/tests/test_*; do
 done
 # The conformance suite: the end-to-end API tests again, through quiverd.
 run_one "test_api (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_api"
+run_one "test_api (remote, TLS)" env QUIVER_TEST_REMOTE=1 QUIVER_TEST_TLS=1 \
+    "$top/$build/tests/test_api"
 run_one "test_codec (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_codec"
 run_one "test_table (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_table"
 for t in "$top"/tests/*.test.sh; do

@@ -1,6 +1,8 @@
 #include "test_util.h"
 
 #include <ftw.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,88 @@ int tu_remote(void)
     return getenv("QUIVER_TEST_REMOTE") != NULL;
 }
 
+static void add_extension(X509 *cert, X509 *issuer, int nid,
+                          const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, cert, NULL, NULL, 0);
+    X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (!ext || !X509_add_ext(cert, ext, -1))
+        fail_msg("cannot add certificate extension %d", nid);
+    X509_EXTENSION_free(ext);
+}
+
+/* A certificate for key, valid from now + from_s to now + until_s, signed
+ * by issuer (NULL: by itself); a CA's, or a server's for 127.0.0.1. */
+static X509 *make_cert(EVP_PKEY *key, const char *cn, X509 *issuer,
+                       EVP_PKEY *issuer_key, int is_ca, long from_s,
+                       long until_s)
+{
+    static long serial = 1;
+    X509 *x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), serial++);
+    X509_gmtime_adj(X509_getm_notBefore(x), from_s);
+    X509_gmtime_adj(X509_getm_notAfter(x), until_s);
+    X509_set_pubkey(x, key);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+    add_extension(x, issuer ? issuer : x, NID_basic_constraints,
+                  is_ca ? "critical,CA:TRUE" : "CA:FALSE");
+    if (is_ca)
+        add_extension(x, x, NID_key_usage, "critical,keyCertSign,cRLSign");
+    else
+        add_extension(x, issuer, NID_subject_alt_name,
+                      "IP:127.0.0.1,DNS:localhost");
+    if (!X509_sign(x, issuer_key ? issuer_key : key, EVP_sha256()))
+        fail_msg("cannot sign a test certificate");
+    return x;
+}
+
+static void write_pem(const char *dir, const char *file, X509 *cert,
+                      EVP_PKEY *key)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    FILE *f = fopen(path, "w");
+    if (!f || (cert && !PEM_write_X509(f, cert)) ||
+        (key && !PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)))
+        fail_msg("cannot write %s", path);
+    fclose(f);
+}
+
+void tu_make_certs(const char *dir)
+{
+    EVP_PKEY *ca_key = EVP_EC_gen("P-256"), *other_key = EVP_EC_gen("P-256");
+    EVP_PKEY *key = EVP_EC_gen("P-256"), *old_key = EVP_EC_gen("P-256");
+    if (!ca_key || !other_key || !key || !old_key)
+        fail_msg("cannot make test keys");
+    X509 *ca = make_cert(ca_key, "quiver test CA", NULL, NULL, 1, -3600,
+                         86400);
+    X509 *other = make_cert(other_key, "another CA", NULL, NULL, 1, -3600,
+                            86400);
+    X509 *server = make_cert(key, "127.0.0.1", ca, ca_key, 0, -3600, 86400);
+    X509 *expired = make_cert(old_key, "127.0.0.1", ca, ca_key, 0, -7200,
+                              -3600);
+    write_pem(dir, "ca.pem", ca, NULL);
+    write_pem(dir, "other-ca.pem", other, NULL);
+    write_pem(dir, "server.pem", server, NULL);
+    write_pem(dir, "server.key", NULL, key);
+    write_pem(dir, "expired.pem", expired, NULL);
+    write_pem(dir, "expired.key", NULL, old_key);
+    X509_free(ca);
+    X509_free(other);
+    X509_free(server);
+    X509_free(expired);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(other_key);
+    EVP_PKEY_free(key);
+    EVP_PKEY_free(old_key);
+}
+
 #define MAX_SERVERS 16
 static struct {
     char dir[4096];
@@ -119,6 +203,7 @@ qv_status tu_open(const char *dir, const qv_open_options *opts, qv_db **db)
 {
     if (!tu_remote())
         return qv_open(dir, opts, db);
+    int tls = getenv("QUIVER_TEST_TLS") != NULL;
     int i = 0;
     while (i < nservers && strcmp(servers[i].dir, dir) != 0)
         i++;
@@ -126,14 +211,27 @@ qv_status tu_open(const char *dir, const qv_open_options *opts, qv_db **db)
         if (nservers == MAX_SERVERS)
             fail_msg("too many test servers");
         snprintf(servers[i].dir, sizeof servers[i].dir, "%s", dir);
-        /* backups asked for by name land beside the database */
-        const char *const extra[] = {"--backup-dir", dir, NULL};
+        /* backups asked for by name land beside the database; the
+         * certificates of a TLS run there too */
+        char cert[4200], key[4200];
+        snprintf(cert, sizeof cert, "%s/server.pem", dir);
+        snprintf(key, sizeof key, "%s/server.key", dir);
+        const char *extra[] = {"--backup-dir", dir, "--tls-cert", cert,
+                               "--tls-key", key, NULL};
+        if (tls)
+            tu_make_certs(dir);
+        else
+            extra[2] = NULL;
         servers[i].port = tu_start_server(dir, extra, &servers[i].pid);
         nservers++;
     }
-    char uri[64];
-    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", servers[i].port);
-    return qv_open(uri, opts, db);
+    char uri[64], ca[4200];
+    snprintf(uri, sizeof uri, "%s://127.0.0.1:%d", tls ? "qvs" : "qv",
+             servers[i].port);
+    snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+    qv_open_options with_ca = opts ? *opts : (qv_open_options){0};
+    with_ca.tls_ca_file = ca;
+    return qv_open(uri, tls ? &with_ca : opts, db);
 }
 
 void tu_stop_servers(void)

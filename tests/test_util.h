@@ -32,8 +32,17 @@ int tu_start_server(const char *dir, const char *const *extra, pid_t *pid);
 /* SIGTERM the server and wait for it; returns its exit status. */
 int tu_stop_server(pid_t pid);
 
-/* True when the suite runs against remote handles (QUIVER_TEST_REMOTE). */
+/* True when the suite runs against remote handles (QUIVER_TEST_REMOTE),
+ * over TLS when QUIVER_TEST_TLS is set too. */
 int tu_remote(void);
+
+/*
+ * Write a test PKI into dir: ca.pem (a CA), server.pem and server.key (a
+ * certificate it signed for 127.0.0.1 and localhost), expired.pem and
+ * expired.key (the same, expired an hour ago), other-ca.pem (a CA that
+ * signed nothing here). EC P-256 keys, made afresh each call.
+ */
+void tu_make_certs(const char *dir);
 /*
  * Open dir embedded, or, under QUIVER_TEST_REMOTE, through a quiverd
  * serving dir (started on first use, stopped by tu_stop_servers).

@@ -2,7 +2,7 @@
  * quiverd.c - `quiverd --db DIR [--listen ADDR:PORT] [--threads N]
  * [--token-file F] [--max-frame BYTES] [--max-connections N]
  * [--idle-timeout S] [--read-timeout S] [--auth-timeout S]
- * [--max-unauthenticated N] [--backup-dir DIR]`
+ * [--max-unauthenticated N] [--backup-dir DIR] [--tls-cert F --tls-key F]`
  */
 #include <getopt.h>
 #include <limits.h>
@@ -21,9 +21,11 @@ static const char usage[] =
     "               [--max-connections N] [--idle-timeout SECONDS]\n"
     "               [--read-timeout SECONDS] [--auth-timeout SECONDS]\n"
     "               [--max-unauthenticated N] [--backup-dir DIR]\n"
+    "               [--tls-cert PEM --tls-key PEM]\n"
     "default listen address 127.0.0.1:7411; other than loopback addresses\n"
     "need --token-file, whose first line every client must present;\n"
-    "backup requests write only into new entries of --backup-dir\n";
+    "backup requests write only into new entries of --backup-dir;\n"
+    "with --tls-cert and --tls-key clients connect with qvs://HOST:PORT\n";
 
 /* The token: the file's first line; at least 8 characters. */
 static char *read_token(const char *path)
@@ -87,7 +89,7 @@ static int seconds(const char *arg, const char *name, int *ms)
 int main(int argc, char **argv)
 {
     enum { O_DB = 256, O_LISTEN, O_THREADS, O_TOKEN, O_FRAME, O_CONNS,
-           O_IDLE, O_READ, O_AUTH, O_UNAUTH, O_BACKUP };
+           O_IDLE, O_READ, O_AUTH, O_UNAUTH, O_BACKUP, O_CERT, O_KEY };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"listen", required_argument, 0, O_LISTEN},
@@ -100,6 +102,8 @@ int main(int argc, char **argv)
         {"auth-timeout", required_argument, 0, O_AUTH},
         {"max-unauthenticated", required_argument, 0, O_UNAUTH},
         {"backup-dir", required_argument, 0, O_BACKUP},
+        {"tls-cert", required_argument, 0, O_CERT},
+        {"tls-key", required_argument, 0, O_KEY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     server_config cfg = SERVER_DEFAULTS;
@@ -148,6 +152,8 @@ int main(int argc, char **argv)
             if (!(backups = backup_dir(optarg)))
                 return 2;
             break;
+        case O_CERT: cfg.tls_cert = optarg; break;
+        case O_KEY: cfg.tls_key = optarg; break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -158,6 +164,10 @@ int main(int argc, char **argv)
     }
     if (!cfg.db_path || optind != argc) {
         fputs(usage, stderr);
+        return 2;
+    }
+    if (!cfg.tls_cert != !cfg.tls_key) {
+        fprintf(stderr, "quiverd: --tls-cert and --tls-key go together\n");
         return 2;
     }
     cfg.token = token;

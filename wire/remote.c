@@ -1,10 +1,11 @@
 /*
  * remote.c - the remote transport: the public API over one TCP connection
- * to quiverd. db.c has already checked every argument it can, exactly as
+ * to quiverd, in clear (qv://) or inside TLS (qvs://). db.c has already checked every argument it can, exactly as
  * for an embedded handle; the server checks the rest and its status and
  * message come back unchanged.
  */
 #include <errno.h>
+#include <openssl/x509.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -20,6 +21,7 @@
 #include "error.h"
 #include "frame.h"
 #include "internal.h"
+#include "stream.h"
 #include "wire/quiver.pb-c.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
@@ -33,8 +35,9 @@ typedef struct remote_db {
     char host[256], port[16];
     char *token;
     int timeout_ms;
+    SSL_CTX *tls;           /* qvs://: verifies the server; NULL for qv:// */
     pthread_mutex_t lock;   /* one call at a time on the connection */
-    int fd;                 /* -1 when not connected */
+    stream s;               /* s.fd -1 when not connected */
     uint64_t next_id;
     wbuf out, in;
 } remote_db;
@@ -43,9 +46,10 @@ typedef struct remote_db {
 
 static void disconnect(remote_db *db)
 {
-    if (db->fd >= 0)
-        close(db->fd);
-    db->fd = -1;
+    stream_end_tls(&db->s);
+    if (db->s.fd >= 0)
+        close(db->s.fd);
+    db->s.fd = -1;
     db->in.len = 0;
 }
 
@@ -88,6 +92,59 @@ static int connect_addr(remote_db *db, const struct addrinfo *ai, int *err)
 
 static qv_status call_locked(remote_db *db, Request *req, Response **resp);
 
+/* Wait up to the handle's timeout for what a stream call asked for. */
+static int wait_stream(remote_db *db, ssize_t want)
+{
+    struct pollfd p = {db->s.fd, want == STREAM_WANT_WRITE ? POLLOUT : POLLIN,
+                       0};
+    int rc;
+    do
+        rc = poll(&p, 1, db->timeout_ms);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0)
+        errno = ETIMEDOUT;
+    return rc;
+}
+
+/* Why the TLS handshake failed, the certificate's verdict first. */
+static qv_status handshake_failed(remote_db *db)
+{
+    char why[256];
+    long verdict = db->s.ssl ? SSL_get_verify_result(db->s.ssl) : X509_V_OK;
+    if (verdict != X509_V_OK)
+        snprintf(why, sizeof why, "the server's certificate: %s",
+                 X509_verify_cert_error_string(verdict));
+    else
+        stream_tls_error(why, sizeof why);
+    disconnect(db);
+    return qv_fail(&db->base, QV_ERR_CONNECTION, "TLS handshake with %s:%s "
+                   "failed (%s); is it a quiverd with --tls-cert?", db->host,
+                   db->port, why);
+}
+
+/* TLS over the new connection: the server's certificate must be signed
+ * by a trusted CA and name the host of the URI. */
+static qv_status start_tls(remote_db *db)
+{
+    if (stream_tls_connect(&db->s, db->tls, db->host) != 0) {
+        disconnect(db);
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for TLS");
+    }
+    for (;;) {
+        int rc = stream_handshake(&db->s);
+        if (rc == 1)
+            return QV_OK;
+        if (rc == STREAM_FAILED)
+            return handshake_failed(db);
+        int ready = wait_stream(db, rc);
+        if (ready <= 0) {
+            int err = errno;
+            disconnect(db);
+            return connect_error(db, "TLS handshake with", err);
+        }
+    }
+}
+
 static qv_status authenticate(remote_db *db)
 {
     Request req = QUIVER__V1__REQUEST__INIT;
@@ -103,7 +160,7 @@ static qv_status authenticate(remote_db *db)
 
 static qv_status ensure_connected(remote_db *db)
 {
-    if (db->fd >= 0)
+    if (db->s.fd >= 0)
         return QV_OK;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM}, *res = NULL;
@@ -112,12 +169,17 @@ static qv_status ensure_connected(remote_db *db)
         return qv_fail(&db->base, QV_ERR_CONNECTION, "cannot resolve %s: %s",
                        db->host, gai_strerror(rc));
     int err = ECONNREFUSED;
-    for (struct addrinfo *ai = res; ai && db->fd < 0; ai = ai->ai_next)
-        db->fd = connect_addr(db, ai, &err);
+    for (struct addrinfo *ai = res; ai && db->s.fd < 0; ai = ai->ai_next)
+        db->s.fd = connect_addr(db, ai, &err);
     freeaddrinfo(res);
-    if (db->fd < 0)
+    if (db->s.fd < 0)
         return connect_error(db, "cannot connect to", err);
-    if (db->token) {
+    if (db->tls) {
+        qv_status st = start_tls(db);
+        if (st != QV_OK)
+            return st;
+    }
+    if (db->token) {  /* only now: inside TLS when there is TLS */
         qv_status st = authenticate(db);
         if (st != QV_OK)
             disconnect(db);
@@ -139,19 +201,15 @@ static qv_status send_frame(remote_db *db)
     const uint8_t *p = db->out.data;
     size_t left = db->out.len;
     while (left > 0) {
-        ssize_t n = send(db->fd, p, left, MSG_NOSIGNAL);
+        ssize_t n = stream_write(&db->s, p, left);
         if (n > 0) {
             p += n;
             left -= (size_t)n;
             continue;
         }
-        if (n < 0 && errno != EAGAIN && errno != EINTR)
-            return io_failure(db, "sending to", errno);
-        struct pollfd pf = {db->fd, POLLOUT, 0};
-        int rc = poll(&pf, 1, db->timeout_ms);
-        if (rc == 0)
-            return io_failure(db, "sending to", ETIMEDOUT);
-        if (rc < 0 && errno != EINTR)
+        if (n != STREAM_WANT_READ && n != STREAM_WANT_WRITE)
+            return io_failure(db, "sending to", n == 0 ? ECONNRESET : errno);
+        if (wait_stream(db, n) <= 0)
             return io_failure(db, "sending to", errno);
     }
     return QV_OK;
@@ -172,24 +230,22 @@ static qv_status receive_frame(remote_db *db, const uint8_t **payload,
                            "%s:%s is over %u bytes", db->host, db->port,
                            RESPONSE_MAX);
         }
-        struct pollfd pf = {db->fd, POLLIN, 0};
-        int rc = poll(&pf, 1, db->timeout_ms);
-        if (rc == 0)
-            return io_failure(db, "no answer from", ETIMEDOUT);
-        if (rc < 0) {
-            if (errno == EINTR)
-                continue;
-            return io_failure(db, "waiting for", errno);
-        }
         if (wbuf_reserve(&db->in, 64u << 10) != 0)
             return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
-        ssize_t n = recv(db->fd, db->in.data + db->in.len, 64u << 10, 0);
+        ssize_t n = stream_read(&db->s, db->in.data + db->in.len, 64u << 10);
+        if (n > 0) {
+            db->in.len += (size_t)n;
+            continue;
+        }
         if (n == 0)
             return io_failure(db, "connection closed by", ECONNRESET);
-        if (n < 0 && errno != EINTR && errno != EAGAIN)
-            return io_failure(db, "reading from", errno);
-        if (n > 0)
-            db->in.len += (size_t)n;
+        if (n == STREAM_FAILED)
+            return io_failure(db, "reading from", errno ? errno : EPROTO);
+        int rc = wait_stream(db, n);
+        if (rc == 0)
+            return io_failure(db, "no answer from", ETIMEDOUT);
+        if (rc < 0)
+            return io_failure(db, "waiting for", errno);
     }
 }
 
@@ -912,6 +968,7 @@ static void remote_close(qv_db *base)
     wbuf_release(&db->in);
     wbuf_release(&db->out);
     pthread_mutex_destroy(&db->lock);
+    SSL_CTX_free(db->tls);
     qv_mem_free(db->token);
     qv_mem_free(db);
 }
@@ -946,10 +1003,10 @@ static const qv_db_ops remote_ops = {
     .set_threads = remote_set_threads,
 };
 
-/* "qv://host:port" or "qv://[v6]:port" into host and port. */
+/* "qv[s]://host:port" or "qv[s]://[v6]:port" into host and port. */
 static int parse_uri(const char *uri, remote_db *db)
 {
-    const char *hp = uri + strlen("qv://");
+    const char *hp = strstr(uri, "://") + 3;
     const char *colon = strrchr(hp, ':');
     if (!colon || colon == hp || !colon[1] || strchr(colon + 1, '/'))
         return -1;
@@ -979,13 +1036,20 @@ qv_status remote_open(const char *uri, const qv_open_options *opts,
         return qv_fail(NULL, QV_ERR_NOMEM, "out of memory opening %s", uri);
     db->base.ops = &remote_ops;
     db->base.flags = opts ? opts->flags : 0;
-    db->fd = -1;
+    db->s.fd = -1;
     db->timeout_ms = opts && opts->timeout_ms ? (int)opts->timeout_ms
                                               : DEFAULT_TIMEOUT_MS;
     pthread_mutex_init(&db->lock, NULL);
     qv_status st = QV_OK;
+    char err[512];
     if (parse_uri(uri, db) != 0) {
-        st = qv_fail(NULL, QV_ERR_INVALID, "'%s' is not qv://HOST:PORT", uri);
+        st = qv_fail(NULL, QV_ERR_INVALID, "'%s' is not qv://HOST:PORT or "
+                     "qvs://HOST:PORT", uri);
+    } else if (strncmp(uri, "qvs://", 6) == 0 &&
+               !(db->tls = stream_client_context(opts ? opts->tls_ca_file
+                                                      : NULL, err,
+                                                 sizeof err))) {
+        st = qv_fail(NULL, QV_ERR_INVALID, "%s", err);
     } else if (opts && opts->token &&
                !(db->token = qv_strndup(opts->token, strlen(opts->token)))) {
         st = qv_fail(NULL, QV_ERR_NOMEM, "out of memory");

@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -30,6 +31,7 @@
 #include "dispatch.h"
 #include "frame.h"
 #include "quiver.h"
+#include "stream.h"
 
 #define READ_CHUNK (64u << 10)
 #define POLL_SLICE_MS 200
@@ -46,11 +48,12 @@ struct server {
     unsigned unauthenticated;  /* of those, not authenticated yet */
     unsigned refusing;       /* refusals being delivered */
     unsigned long next_conn;
+    SSL_CTX *tls;            /* NULL: clear TCP */
 };
 
 struct conn {
     struct server *srv;
-    int fd;
+    stream s;
     unsigned long number;
     char peer[64];
     long long opened_ms;     /* when it was accepted */
@@ -61,6 +64,11 @@ struct conn {
 };
 
 /* Refusals delivered at once; past this a refused socket is just closed. */
+#define REFUSAL_HANDSHAKE_MS 1000
+/* The first byte of a TLS connection: a handshake record. A frame in clear
+ * starts with its length's high byte, 0 for any frame under 16 MiB. */
+#define TLS_HANDSHAKE_RECORD 0x16
+
 #define REFUSING_MAX 16
 /* How long a closing connection's unread bytes are drained. */
 #define DRAIN_MS 1000
@@ -119,15 +127,24 @@ static int wait_fd(int fd, short events, int ms, int watch_stop)
     return 0;
 }
 
-static int write_all(int fd, const uint8_t *buf, size_t len, int timeout_ms)
+/* Wait for what a stream call asked for; 1 ready, else as wait_fd. */
+static int wait_stream(stream *s, ssize_t want, int ms, int watch_stop)
+{
+    return wait_fd(s->fd, want == STREAM_WANT_WRITE ? POLLOUT : POLLIN, ms,
+                   watch_stop);
+}
+
+/* Write all of buf, waiting at most timeout_ms for each step. */
+static int write_all(stream *s, const uint8_t *buf, size_t len,
+                     int timeout_ms)
 {
     while (len > 0) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        ssize_t n = stream_write(s, buf, len);
         if (n > 0) {
             buf += n;
             len -= (size_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (wait_fd(fd, POLLOUT, timeout_ms, 0) != 1)
+        } else if (n == STREAM_WANT_READ || n == STREAM_WANT_WRITE) {
+            if (wait_stream(s, n, timeout_ms, 0) != 1)
                 return -1;
         } else {
             return -1;
@@ -143,11 +160,13 @@ static int write_all(int fd, const uint8_t *buf, size_t len, int timeout_ms)
  * drop what the client still sends until it closes too (bounded in time
  * and bytes), then close.
  */
-static void close_gently(int fd)
+static void close_gently(stream *s)
 {
     char sink[4096];
     size_t drained = 0;
     long long until = now_ms() + DRAIN_MS;
+    int fd = s->fd;
+    stream_end_tls(s);
     shutdown(fd, SHUT_WR);
     while (drained < DRAIN_BYTES) {
         long long left = until - now_ms();
@@ -163,13 +182,51 @@ static void close_gently(int fd)
 }
 
 /* The answer to no request (id 0), then a gentle close. */
-static void send_farewell(int fd, qv_status status, const char *message)
+static void send_farewell(stream *s, qv_status status, const char *message)
 {
     wbuf out = {0};
     if (dispatch_error(&out, status, message) == 0)
-        write_all(fd, out.data, out.len, 1000);
+        write_all(s, out.data, out.len, 1000);
     wbuf_release(&out);
-    close_gently(fd);
+    close_gently(s);
+}
+
+/*
+ * The TLS handshake of a new connection, done by until (monotonic ms).
+ * A client that speaks the protocol in clear is told, in clear, to use
+ * TLS (and *answered set). Returns NULL, or why the connection ends.
+ */
+static const char *handshake(struct server *srv, stream *s, long long until,
+                             int *answered)
+{
+    unsigned char first;
+    long long left = until - now_ms();
+    if (left <= 0 || wait_fd(s->fd, POLLIN, (int)left, 1) != 1)
+        return "no TLS handshake in time";
+    ssize_t n = recv(s->fd, &first, 1, MSG_PEEK);
+    if (n <= 0)
+        return "client closed";
+    if (first != TLS_HANDSHAKE_RECORD) {
+        wbuf out = {0};
+        if (dispatch_error(&out, QV_ERR_PROTOCOL, "this server speaks TLS: "
+                           "connect with qvs://HOST:PORT") == 0)
+            write_all(s, out.data, out.len, 1000);
+        wbuf_release(&out);
+        *answered = 1;
+        return "a client without TLS";
+    }
+    if (stream_tls_accept(s, srv->tls) != 0)
+        return "out of memory";
+    for (;;) {
+        int rc = stream_handshake(s);
+        if (rc == 1)
+            return NULL;
+        left = until - now_ms();
+        if (rc == STREAM_FAILED)
+            return "TLS handshake failed";
+        if (left <= 0 || wait_stream(s, rc, (int)left, 1) != 1)
+            return "no TLS handshake in time";
+    }
 }
 
 /* The connection no longer counts as waiting to authenticate. */
@@ -257,24 +314,24 @@ static const char *read_some(struct conn *c, wbuf *in)
 {
     if (wbuf_reserve(in, READ_CHUNK) != 0)
         return "out of memory";
-    ssize_t n = recv(c->fd, in->data + in->len, READ_CHUNK, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    ssize_t n = stream_read(&c->s, in->data + in->len, READ_CHUNK);
+    if (n == STREAM_WANT_READ || n == STREAM_WANT_WRITE) {
         const char *expiry;
         long long budget = wait_budget(c, in, &expiry);
         int ready = budget == 0 ? 0
-                    : wait_fd(c->fd, POLLIN, budget > INT_MAX ? INT_MAX
-                                                              : (int)budget,
-                              in->len == 0);
+                    : wait_stream(&c->s, n, budget > INT_MAX ? INT_MAX
+                                                             : (int)budget,
+                                  in->len == 0);
         if (ready == 0)
             return atomic_load(&stopping) ? "server stopping" : expiry;
         if (ready < 0)
             return "poll failure";
-        n = recv(c->fd, in->data + in->len, READ_CHUNK, MSG_DONTWAIT);
+        return NULL;  /* read on the next round */
     }
     if (n == 0)
         return in->len > 0 ? "client closed inside a frame" : "client closed";
     if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? NULL : "read error";
+        return "read error";
     c->read_ms = now_ms();
     if (in->len == 0)
         c->frame_ms = c->read_ms;
@@ -290,11 +347,12 @@ static void end_connection(struct conn *c, const char *why, int answered)
     if (strcmp(why, "not authenticated in time") == 0) {
         snprintf(msg, sizeof msg, "authenticate within %d s of connecting",
                  c->srv->cfg->auth_timeout_ms / 1000);
-        send_farewell(c->fd, QV_ERR_UNAUTHENTICATED, msg);
+        send_farewell(&c->s, QV_ERR_UNAUTHENTICATED, msg);
     } else if (answered) {
-        close_gently(c->fd);
+        close_gently(&c->s);
     } else {
-        close(c->fd);
+        stream_end_tls(&c->s);
+        close(c->s.fd);
     }
     fprintf(stderr, "quiverd: connection %lu from %s closed: %s\n", c->number,
             c->peer, why);
@@ -309,10 +367,17 @@ static void *conn_main(void *arg)
     wbuf in = {0}, out = {0};
     const char *why = NULL;
     int answered = 0;  /* the last thing sent told the client why */
+    if (srv->tls) {
+        const server_config *cfg = srv->cfg;
+        int ms = cfg->token && cfg->auth_timeout_ms < cfg->read_timeout_ms
+                     ? cfg->auth_timeout_ms : cfg->read_timeout_ms;
+        why = handshake(srv, &c->s, c->opened_ms + ms, &answered);
+    }
     while (!why) {
         unsigned handled = answer_frames(c, &sess, &in, &out, &why);
         if (out.len > 0) {
-            if (write_all(c->fd, out.data, out.len, srv->cfg->read_timeout_ms))
+            if (write_all(&c->s, out.data, out.len,
+                          srv->cfg->read_timeout_ms))
                 why = "write failed";
             else
                 answered = why != NULL;
@@ -329,6 +394,7 @@ static void *conn_main(void *arg)
     stop_awaiting_auth(c);
     wbuf_release(&in);
     wbuf_release(&out);
+    stream_thread_done();
     pthread_mutex_lock(&srv->lock);
     srv->open--;
     pthread_cond_signal(&srv->idle);
@@ -339,7 +405,7 @@ static void *conn_main(void *arg)
 
 struct refusal {
     struct server *srv;
-    int fd;
+    stream s;
     char message[128];
 };
 
@@ -347,8 +413,20 @@ static void *refusal_main(void *arg)
 {
     struct refusal *r = arg;
     struct server *srv = r->srv;
-    send_farewell(r->fd, QV_ERR_BUSY, r->message);
+    int answered = 0;
+    const char *why = srv->tls ? handshake(srv, &r->s, now_ms() +
+                                           REFUSAL_HANDSHAKE_MS, &answered)
+                               : NULL;
+    if (!why)
+        send_farewell(&r->s, QV_ERR_BUSY, r->message);
+    else if (answered)
+        close_gently(&r->s);
+    else {
+        stream_end_tls(&r->s);
+        close(r->s.fd);
+    }
     qv_mem_free(r);
+    stream_thread_done();
     pthread_mutex_lock(&srv->lock);
     srv->refusing--;
     pthread_cond_signal(&srv->idle);
@@ -376,7 +454,7 @@ static void refuse_busy(struct server *srv, int fd, const char *peer,
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (r) {
-        *r = (struct refusal){.srv = srv, .fd = fd};
+        *r = (struct refusal){.srv = srv, .s = {.fd = fd}};
         snprintf(r->message, sizeof r->message, "%s", message);
     }
     if (!r || pthread_create(&tid, &attr, refusal_main, r) != 0) {
@@ -424,6 +502,7 @@ static void accept_one(struct server *srv, int lfd)
     peer_name(&sa, peer, sizeof peer);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     pthread_mutex_lock(&srv->lock);
     const char *refusal = admit(srv, msg, sizeof msg);
     unsigned long number = ++srv->next_conn;
@@ -439,7 +518,7 @@ static void accept_one(struct server *srv, int lfd)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (c) {
-        *c = (struct conn){.srv = srv, .fd = fd, .number = number,
+        *c = (struct conn){.srv = srv, .s = {.fd = fd}, .number = number,
                            .opened_ms = now_ms(),
                            .awaiting_auth = srv->cfg->token != NULL};
         snprintf(c->peer, sizeof c->peer, "%s", peer);
@@ -515,6 +594,10 @@ static int open_listener(const server_config *cfg)
                 "needs --token-file\n", cfg->listen);
         goto done;
     }
+    if (!is_loopback(res->ai_addr) && !cfg->tls_cert)
+        fprintf(stderr, "quiverd: warning: serving %s without TLS: the "
+                "token and all data cross the network in clear; see "
+                "--tls-cert and --tls-key\n", cfg->listen);
     fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0)
@@ -557,20 +640,26 @@ static void install_signals(void)
 int server_run(const server_config *cfg)
 {
     struct server srv = {.cfg = cfg};
+    char err[512];
+    int rc = 1;
     int lfd = open_listener(cfg);
     if (lfd < 0)
         return 2;
+    if (cfg->tls_cert &&
+        !(srv.tls = stream_server_context(cfg->tls_cert, cfg->tls_key, err,
+                                          sizeof err))) {
+        fprintf(stderr, "quiverd: %s\n", err);
+        rc = 2;
+        goto done;
+    }
     qv_open_options oo = {.threads = cfg->threads};
     if (qv_open(cfg->db_path, &oo, &srv.db) != QV_OK) {
         fprintf(stderr, "quiverd: %s\n", qv_errmsg(NULL));
-        close(lfd);
-        return 1;
+        goto done;
     }
     if (pipe(stop_pipe) != 0) {
         fprintf(stderr, "quiverd: pipe: %s\n", strerror(errno));
-        qv_close(srv.db);
-        close(lfd);
-        return 1;
+        goto done;
     }
     pthread_mutex_init(&srv.lock, NULL);
     pthread_cond_init(&srv.idle, NULL);
@@ -582,16 +671,23 @@ int server_run(const server_config *cfg)
             accept_one(&srv, lfd);
     }
     close(lfd);
+    lfd = -1;
     fprintf(stderr, "quiverd: stopping: finishing %u connections\n", srv.open);
     pthread_mutex_lock(&srv.lock);
     while (srv.open > 0 || srv.refusing > 0)
         pthread_cond_wait(&srv.idle, &srv.lock);
     pthread_mutex_unlock(&srv.lock);
-    qv_close(srv.db);
     close(stop_pipe[0]);
     close(stop_pipe[1]);
     pthread_mutex_destroy(&srv.lock);
     pthread_cond_destroy(&srv.idle);
-    fprintf(stderr, "quiverd: stopped\n");
-    return 0;
+    rc = 0;
+done:
+    qv_close(srv.db);
+    SSL_CTX_free(srv.tls);
+    if (lfd >= 0)
+        close(lfd);
+    if (rc == 0)
+        fprintf(stderr, "quiverd: stopped\n");
+    return rc;
 }

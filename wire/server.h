@@ -26,6 +26,8 @@ typedef struct server_config {
                                       not authenticated yet */
     const char *backup_dir;      /* where clients' backups go (absolute),
                                     or NULL: backup requests are refused */
+    const char *tls_cert;        /* PEM certificate chain and its key: */
+    const char *tls_key;         /* TLS only; NULL: clear TCP */
 } server_config;
 
 #define SERVER_DEFAULTS                                                   \
