@@ -25,12 +25,15 @@
 #include "bench.h"
 #include "cli.h"
 #include "frame.h"
+#include "stream.h"
 #include "wire/quiver.pb-c.h"
 
 enum bench_op { OP_SEARCH, OP_GET, OP_UPSERT, OP_DELETE, OP_MIXED };
 
 struct server_args {
-    const char *connect, *collection, *query, *token;
+    const char *connect, *collection, *query, *token, *tls_ca;
+    int tls;
+    SSL_CTX *tls_ctx;
     unsigned clients, pipeline, k, ef, dim;
     long n;
     double seconds;
@@ -41,7 +44,7 @@ struct server_args {
 struct client {
     const struct server_args *a;
     pthread_t tid;
-    int fd;
+    stream s;
     uint64_t seed;
     const float *queries;   /* nq * dim, or NULL for random */
     long nq;
@@ -59,12 +62,14 @@ static const char server_usage[] =
     "usage: quiver bench server --connect HOST:PORT [--clients 16]\n"
     "       [--seconds 10] [--op search|get|upsert|mixed] [--pipeline 1]\n"
     "       [--collection bench_server] [--n 10000] [--dim 32]\n"
-    "       [--query FILE] [--k 10] [--ef 64] [--token T] [--json]\n";
+    "       [--query FILE] [--k 10] [--ef 64] [--token T] [--json]\n"
+    "       [--tls] [--tls-ca FILE]\n";
 
 static int parse_server_args(int argc, char **argv, struct server_args *a)
 {
     enum { O_CLIENTS = 256, O_SECONDS, O_OP, O_PIPE, O_COLL, O_N, O_DIM,
-           O_QUERY, O_K, O_EF, O_TOKEN, O_JSON, O_CONNECT };
+           O_QUERY, O_K, O_EF, O_TOKEN, O_JSON, O_CONNECT, O_TLS,
+           O_TLS_CA };
     static const struct option opts[] = {
         {"connect", required_argument, 0, O_CONNECT},
         {"clients", required_argument, 0, O_CLIENTS},
@@ -79,6 +84,8 @@ static int parse_server_args(int argc, char **argv, struct server_args *a)
         {"ef", required_argument, 0, O_EF},
         {"token", required_argument, 0, O_TOKEN},
         {"json", no_argument, 0, O_JSON},
+        {"tls", no_argument, 0, O_TLS},
+        {"tls-ca", required_argument, 0, O_TLS_CA},
         {0, 0, 0, 0}};
     *a = (struct server_args){.collection = "bench_server", .clients = 16,
                               .pipeline = 1, .k = 10, .ef = 64, .dim = 32,
@@ -99,6 +106,8 @@ static int parse_server_args(int argc, char **argv, struct server_args *a)
         case O_EF: a->ef = (unsigned)atoi(optarg); break;
         case O_TOKEN: a->token = optarg; break;
         case O_JSON: a->json = 1; break;
+        case O_TLS: a->tls = 1; break;
+        case O_TLS_CA: a->tls_ca = optarg; a->tls = 1; break;
         case O_OP:
             if (strcmp(optarg, "search") == 0) a->op = OP_SEARCH;
             else if (strcmp(optarg, "get") == 0) a->op = OP_GET;
@@ -129,9 +138,9 @@ static int parse_server_args(int argc, char **argv, struct server_args *a)
 static int prepare_collection(struct server_args *a, char *err, size_t len)
 {
     char uri[300];
-    snprintf(uri, sizeof uri, "qv://%s", a->connect);
+    snprintf(uri, sizeof uri, "%s://%s", a->tls ? "qvs" : "qv", a->connect);
     qv_db *db = NULL;
-    qv_open_options oo = {.token = a->token};
+    qv_open_options oo = {.token = a->token, .tls_ca_file = a->tls_ca};
     qv_collection_info info;
     int rc = -1;
     if (qv_open(uri, &oo, &db) != QV_OK) {
@@ -290,16 +299,66 @@ static int append_request(struct client *c, uint64_t id, float *vec,
     return frame_append(out, &req.base);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
+/* Wait (30 s at most) for what a stream call asked for; 0 when ready. */
+static int wait_for(stream *s, ssize_t want)
+{
+    if (want != STREAM_WANT_READ && want != STREAM_WANT_WRITE)
+        return -1;
+    struct pollfd p = {s->fd, want == STREAM_WANT_WRITE ? POLLOUT : POLLIN, 0};
+    return poll(&p, 1, 30000) == 1 ? 0 : -1;
+}
+
+static int write_all(stream *s, const uint8_t *p, size_t len)
 {
     while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n <= 0)
+        ssize_t n = stream_write(s, p, len);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n == 0 || wait_for(s, n) != 0) {
             return -1;
-        p += n;
-        len -= (size_t)n;
+        }
     }
     return 0;
+}
+
+/* Read what there is (waiting for something); bytes, or -1. */
+static ssize_t read_some(stream *s, uint8_t *buf, size_t len)
+{
+    for (;;) {
+        ssize_t n = stream_read(s, buf, len);
+        if (n > 0)
+            return n;
+        if (n == 0 || wait_for(s, n) != 0)
+            return -1;
+    }
+}
+
+/* A connection to the server, inside TLS with --tls; 0 or -1 and err. */
+static int open_stream(const struct server_args *a, stream *s, char *err,
+                       size_t len)
+{
+    s->fd = dial(a->connect, err, len);
+    if (s->fd < 0 || !a->tls_ctx)
+        return s->fd < 0 ? -1 : 0;
+    char host[256];
+    snprintf(host, sizeof host, "%.*s",
+             (int)(strrchr(a->connect, ':') - a->connect), a->connect);
+    if (stream_tls_connect(s, a->tls_ctx, host) != 0) {
+        snprintf(err, len, "out of memory for TLS");
+        return -1;
+    }
+    for (;;) {
+        int rc = stream_handshake(s);
+        if (rc == 1)
+            return 0;
+        if (wait_for(s, rc) != 0) {
+            char why[256];
+            snprintf(err, len, "TLS handshake with %s failed: %s",
+                     a->connect, stream_tls_error(why, sizeof why));
+            return -1;
+        }
+    }
 }
 
 /* NOT_FOUND answers a get or delete of an id a mixed run deleted: not an
@@ -343,7 +402,7 @@ static int read_responses(struct client *c, wbuf *in, unsigned count,
         }
         if (wbuf_reserve(in, 64u << 10) != 0)
             return -1;
-        ssize_t n = recv(c->fd, in->data + in->len, 64u << 10, 0);
+        ssize_t n = read_some(&c->s, in->data + in->len, 64u << 10);
         if (n <= 0)
             return -1;
         in->len += (size_t)n;
@@ -364,7 +423,7 @@ static void *client_main(void *arg)
             append_request(c, ++id, vec, c->kinds[i], &out);
         }
         double t0 = cli_now();
-        if (write_all(c->fd, out.data, out.len) != 0 ||
+        if (write_all(&c->s, out.data, out.len) != 0 ||
             read_responses(c, &in, c->a->pipeline, t0) != 0) {
             snprintf(c->err, sizeof c->err, "connection lost");
             c->errors++;
@@ -440,8 +499,10 @@ static long long server_rss(const struct server_args *a)
     char uri[300], *json = NULL;
     qv_db *db = NULL;
     long long rss = -1;
-    snprintf(uri, sizeof uri, "qv://%s", a->connect);
-    if (qv_open(uri, &(qv_open_options){.token = a->token}, &db) == QV_OK &&
+    snprintf(uri, sizeof uri, "%s://%s", a->tls ? "qvs" : "qv", a->connect);
+    if (qv_open(uri, &(qv_open_options){.token = a->token,
+                                        .tls_ca_file = a->tls_ca},
+                &db) == QV_OK &&
         qv_stats(db, &json) == QV_OK && strstr(json, "\"rss_bytes\":"))
         rss = atoll(strstr(json, "\"rss_bytes\":") + 12);
     qv_free(json);
@@ -510,6 +571,9 @@ int bench_server(int argc, char **argv)
     int rc = 1;
     if (parse_server_args(argc, argv, &a) != 0)
         return 2;
+    if (a.tls &&
+        !(a.tls_ctx = stream_client_context(a.tls_ca, err, sizeof err)))
+        goto cleanup;
     if (prepare_collection(&a, err, sizeof err) != 0)
         goto cleanup;
     queries = load_queries(&a, &nq, err, sizeof err);
@@ -524,8 +588,9 @@ int bench_server(int argc, char **argv)
                                 .queries = queries, .nq = nq, .cap = cap};
         cs[i].latencies_ms = qv_malloc(cap * sizeof(float));
         cs[i].at_s = qv_malloc(cap * sizeof(float));
-        cs[i].fd = dial(a.connect, err, sizeof err);
-        if (cs[i].fd < 0 || !cs[i].latencies_ms || !cs[i].at_s)
+        cs[i].s.fd = -1;
+        if (open_stream(&a, &cs[i].s, err, sizeof err) != 0 ||
+            !cs[i].latencies_ms || !cs[i].at_s)
             goto cleanup;
         if (a.token) {  /* authenticate on the raw connection */
             Quiver__V1__Request req = QUIVER__V1__REQUEST__INIT;
@@ -535,7 +600,7 @@ int bench_server(int argc, char **argv)
             req.authenticate = &auth;
             wbuf out = {0}, in = {0};
             frame_append(&out, &req.base);
-            int bad = write_all(cs[i].fd, out.data, out.len) != 0 ||
+            int bad = write_all(&cs[i].s, out.data, out.len) != 0 ||
                       read_responses(&cs[i], &in, 1, cli_now()) != 0 ||
                       cs[i].errors;
             cs[i].requests = cs[i].errors = 0;
@@ -564,12 +629,14 @@ cleanup:
     if (rc != 0)
         fprintf(stderr, "quiver bench server: %s\n", err[0] ? err : "failed");
     for (unsigned i = 0; cs && i < a.clients; i++) {
-        if (cs[i].fd > 0)
-            close(cs[i].fd);
+        stream_end_tls(&cs[i].s);
+        if (cs[i].s.fd > 0)  /* 0: never dialled (calloc) */
+            close(cs[i].s.fd);
         qv_mem_free(cs[i].latencies_ms);
         qv_mem_free(cs[i].at_s);
     }
     qv_mem_free(cs);
     qv_mem_free(queries);
+    SSL_CTX_free(a.tls_ctx);
     return rc;
 }

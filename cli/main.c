@@ -1,7 +1,8 @@
 /*
  * main.c - the quiver program.
  *
- *   quiver [--db DIR | --connect HOST:PORT] [--token-file F] [--json]
+ *   quiver [--db DIR|URI | --connect HOST:PORT] [--token-file F]
+ *          [--tls] [--tls-ca F] [--json]
  *          [-c COMMAND]... [SUBCOMMAND ARGS...]
  *   quiver bench flat|ann|filter|embed|server ...
  *
@@ -23,18 +24,22 @@
 #define MAX_C 64
 
 static const char usage[] =
-    "usage: quiver [--db DIR | --connect HOST:PORT] [--token-file FILE]\n"
-    "              [--json] [-c COMMAND]... [SUBCOMMAND ARGS...]\n"
+    "usage: quiver [--db DIR|URI | --connect HOST:PORT] [--token-file FILE]\n"
+    "              [--tls] [--tls-ca FILE] [--json] [-c COMMAND]...\n"
+    "              [SUBCOMMAND ARGS...]\n"
     "       quiver bench flat|ann|filter|embed|server ...\n"
     "       quiver --version | --help\n"
-    "The database defaults to ./data. With no command and a terminal,\n"
+    "The database defaults to ./data; a URI is qv://HOST:PORT, or\n"
+    "qvs://HOST:PORT for TLS (--connect with --tls or --tls-ca); --tls-ca\n"
+    "names the CAs to trust instead of the system's.\n"
+    "With no command and a terminal,\n"
     "an interactive shell; otherwise one command per line of stdin.\n"
     "Commands: type help, or see docs/CLI.md.\n";
 
 struct options {
-    const char *db, *connect, *token_file;
+    const char *db, *connect, *token_file, *tls_ca;
     const char *commands[MAX_C];
-    int ncommands, json;
+    int ncommands, json, tls;
     char *joined;   /* a subcommand's words as one line */
 };
 
@@ -83,6 +88,10 @@ static int parse_options(int argc, char **argv, struct options *o)
             o->connect = argv[++i];
         else if (!strcmp(a, "--token-file") && has_next)
             o->token_file = argv[++i];
+        else if (!strcmp(a, "--tls-ca") && has_next)
+            o->tls_ca = argv[++i], o->tls = 1;
+        else if (!strcmp(a, "--tls"))
+            o->tls = 1;
         else if (!strcmp(a, "-c") && has_next && o->ncommands < MAX_C)
             o->commands[o->ncommands++] = argv[++i];
         else if (!strcmp(a, "--json"))
@@ -119,8 +128,10 @@ static qv_db *open_database(const struct options *o)
         return NULL;
     }
     oo.token = token;
+    oo.tls_ca_file = o->tls_ca;
     if (o->connect)
-        snprintf(uri, sizeof uri, "qv://%s", o->connect);
+        snprintf(uri, sizeof uri, "%s://%s", o->tls ? "qvs" : "qv",
+                 o->connect);
     else
         snprintf(uri, sizeof uri, "%s", o->db ? o->db : "./data");
     qv_db *db = NULL;
