@@ -44,6 +44,10 @@ TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vec
 
 B  := build
 BA := build/asan
+BT := build/tsan
+# What the ThreadSanitizer build makes (rules below).
+TSAN_TESTS := test_api test_persist test_server
+TSAN_BINS := $(TSAN_TESTS:%=$(BT)/tests/%) $(BT)/quiverd $(BT)/quiver
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
 LIB_OBJ_A := $(LIB_SRC:%.c=$(BA)/%.o)
@@ -53,7 +57,7 @@ SERVER_OBJ   := $(SERVER_SRC:%.c=$(B)/%.o)
 SERVER_OBJ_A := $(SERVER_SRC:%.c=$(BA)/%.o)
 GEN := build/gen/wire/quiver.pb-c.c build/gen/wire/quiver.pb-c.h
 
-.PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test
+.PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test tsan
 # Keep intermediate objects (make would delete them after linking tests).
 .SECONDARY:
 
@@ -126,7 +130,7 @@ $(BA)/tests/%: $(BA)/tests/%.o $(BA)/tests/test_util.o $(BA)/libquiver.a
 
 TEST_PROGS := $(TEST_BINS:%=$(BA)/tests/%)
 
-test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz
+test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz $(TSAN_BINS)
 	@./tests/run.sh $(BA)
 
 # 200 kill -9 cycles of an embedded writer and 200 of quiverd (make test
@@ -135,6 +139,42 @@ CRASH_CYCLES ?= 200
 crash-test: $(BA)/tests/test_crash $(BA)/quiverd
 	QUIVER_BUILD=$(CURDIR)/$(BA) CRASH_CYCLES=$(CRASH_CYCLES) \
 	    CMOCKA_MESSAGE_OUTPUT=TAP ./$(BA)/tests/test_crash
+
+# ---- ThreadSanitizer: the library, quiverd, the shell and the tests that
+# run threads or processes side by side, objects in build/tsan ----
+TSAN_CFLAGS := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
+               -fsanitize=thread
+LIB_OBJ_T := $(LIB_SRC:%.c=$(BT)/%.o)
+CLI_OBJ_T := $(CLI_SRC:%.c=$(BT)/%.o)
+SERVER_OBJ_T := $(SERVER_SRC:%.c=$(BT)/%.o)
+
+$(LIB_OBJ_T) $(CLI_OBJ_T) $(SERVER_OBJ_T): $(GEN)
+
+$(BT)/build/gen/%.o: build/gen/%.c | deps
+	@mkdir -p $(dir $@)
+	@echo "CC [tsan] $<"
+	@$(CC) $(TSAN_CFLAGS) $(INC) -Wno-missing-prototypes -c $< -o $@
+
+$(BT)/%.o: %.c | deps
+	@mkdir -p $(dir $@)
+	@echo "CC [tsan] $<"
+	@$(CC) $(TSAN_CFLAGS) $(INC) -MMD -MP -c $< -o $@
+
+$(BT)/libquiver.a: $(LIB_OBJ_T)
+	ar rcs $@ $^
+
+$(BT)/quiverd: $(SERVER_OBJ_T) $(BT)/libquiver.a
+	$(CC) -fsanitize=thread -o $@ $^ $(LIBS)
+
+$(BT)/quiver: $(CLI_OBJ_T) $(BT)/libquiver.a
+	$(CC) -fsanitize=thread -o $@ $^ $(LIBS) -ledit
+
+$(BT)/tests/%: $(BT)/tests/%.o $(BT)/tests/test_util.o $(BT)/libquiver.a
+	$(CC) -fsanitize=thread -o $@ $^ $(LIBS) $(TESTLIBS)
+
+# The concurrency tests under ThreadSanitizer (also part of `make test`).
+tsan: $(TSAN_BINS)
+	@./tests/run.sh $(BA) tsan
 
 # ---- fuzzing: clang's libFuzzer with ASan+UBSan, objects in build/fuzz ----
 BF := build/fuzz

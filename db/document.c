@@ -169,6 +169,7 @@ struct upsert_ctx {
     size_t nindexed;
     uint64_t epoch;
     uint64_t generation;    /* committed by this attempt */
+    uint32_t fresh_from;    /* internal ids from here on were never used */
 };
 
 static qv_status check_batch(emb_db *db, const char *name,
@@ -233,10 +234,24 @@ static qv_status insert_into_graph(struct upsert_ctx *c, MDB_txn *txn,
     int *levels = qv_malloc(m * sizeof *levels);
     hnsw_scratch *s = index_scratch_get(ix);
     int rc = !ids || !vecs || !levels || !s ? -1 : 0;
+    int rewrites = 0;
     for (size_t i = 0; i < m && rc == 0; i++) {
         ids[i] = c->iids[order[i]];
         vecs[i] = c->docs[order[i]].vector;
         levels[i] = hnsw_random_level(g, ids[i], rec->generation);
+        rewrites |= ids[i] < c->fresh_from;
+    }
+    /*
+     * A slot used before (a document's new vector, or the id of a deleted
+     * one) may be under a running search's feet: searches walk through
+     * removed nodes too. Its vector is rewritten in place, so such a batch
+     * waits for the running searches and holds new ones off until it is
+     * linked. Fresh slots need no such care: nothing reaches them before
+     * they are published.
+     */
+    if (rewrites)
+        pthread_rwlock_wrlock(&ix->grow_lock);
+    for (size_t i = 0; i < m && rc == 0; i++) {
         if (hnsw_contains(g, ids[i]))   /* a new vector for a document */
             rc = hnsw_remove(g, s, ids[i]);
     }
@@ -250,6 +265,8 @@ static qv_status insert_into_graph(struct upsert_ctx *c, MDB_txn *txn,
     size_t orphans;
     if (rc == 0)
         rc = hnsw_repair(g, s, &orphans);
+    if (rewrites)
+        pthread_rwlock_unlock(&ix->grow_lock);
     index_scratch_put(ix, s);
     qv_mem_free(vecs);
     qv_mem_free(levels);
@@ -299,6 +316,7 @@ static int upsert_txn(MDB_txn *txn, void *arg)
     if (c->touched)  /* an earlier attempt ran out of map and was undone */
         drop_touched(&c->touched);
     c->status = catalog_get(c->db, txn, c->name, &rec);
+    c->fresh_from = rec.next_iid;
     if (c->status == QV_OK)
         c->status = check_batch(c->db, c->name, &rec, c->docs, c->n);
     if (c->status == QV_OK)
@@ -338,8 +356,8 @@ qv_status document_upsert(qv_db *base, const char *collection,
                           const qv_doc *docs, size_t n)
 {
     emb_db *db = (emb_db *)base;
-    struct upsert_ctx c = {db, collection, docs, n, QV_OK, NULL, NULL, NULL,
-                           NULL, 0, 0, 0};
+    struct upsert_ctx c = {.db = db, .name = collection, .docs = docs,
+                           .n = n, .status = QV_OK};
     c.iids = qv_calloc(n, sizeof *c.iids);
     c.changed = qv_calloc(n, sizeof *c.changed);
     qv_status st;

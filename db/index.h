@@ -63,7 +63,8 @@ typedef struct live_index {
     _Atomic uint64_t generation;  /* of the collection it reflects */
     atomic_int refs;
     atomic_int stale;
-    /* searches hold it shared; growing the graph's arrays exclusive */
+    /* searches hold it shared; growing the graph's arrays, and inserts
+     * that rewrite slots used before, exclusive */
     pthread_rwlock_t grow_lock;
     pthread_mutex_t pool_lock;
     hnsw_scratch *pool[SCRATCH_POOL];

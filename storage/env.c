@@ -37,7 +37,11 @@ struct st_env {
     /* where LMDB mapped the data file (st_map_offset); NULL until found,
      * and again whenever the map moves (growth, compaction) */
     _Atomic(char *) map_base;
-    /* what the layer above keeps per environment, see st_env_user */
+    /* what the layer above keeps per environment, see st_env_user; its own
+     * lock, not registry_lock: a slot is first asked for inside LMDB
+     * transactions, and registry_lock is held around mdb_env_open, so
+     * sharing it would order the two locks both ways */
+    pthread_mutex_t user_lock;
     void *user[ST_USER_COUNT];
     void (*user_free[ST_USER_COUNT])(void *);
     /* Registry of open environments, guarded by registry_lock. An entry
@@ -143,12 +147,14 @@ static int env_create(const char *path, unsigned flags, uint64_t map_size,
         qv_mem_free(env);
         return rc;
     }
+    pthread_mutex_init(&env->user_lock, NULL);
     env->flags = flags;
     rc = check_files(path, 0, NULL);
     if (rc == 0)
         rc = mdb_open_env(env, path, map_size ? map_size : DEFAULT_MAP_SIZE);
     if (rc != 0) {
         pthread_rwlock_destroy(&env->map_lock);
+        pthread_mutex_destroy(&env->user_lock);
         qv_mem_free(env);
         return rc;
     }
@@ -218,20 +224,21 @@ void st_env_close(st_env *env)
             env->user_free[i](env->user[i]);
     mdb_env_close(env->mdb);
     pthread_rwlock_destroy(&env->map_lock);
+    pthread_mutex_destroy(&env->user_lock);
     qv_mem_free(env);
 }
 
 void *st_env_user(st_env *env, enum st_user slot, void *(*create)(void),
                   void (*destroy)(void *))
 {
-    pthread_mutex_lock(&registry_lock);
+    pthread_mutex_lock(&env->user_lock);
     if (!env->user[slot]) {
         env->user[slot] = create();
         if (env->user[slot])
             env->user_free[slot] = destroy;
     }
     void *user = env->user[slot];
-    pthread_mutex_unlock(&registry_lock);
+    pthread_mutex_unlock(&env->user_lock);
     return user;
 }
 

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Run the whole test suite from the build directory given as $1 (the ASan
-# build) and end with one line "N passed, N failed". Every test program
+# build), and the ThreadSanitizer tests from build/tsan when it is built
+# (`tests/run.sh BUILD tsan`: only those), and end with one line
+# "N passed, N failed". Every test program
 # speaks TAP (cmocka's, or the shell tests' own); this script counts the
 # "ok" and "not ok" lines. A program that crashes or exits non-zero
 # without reporting a failure counts as one failed test. cmocka reports a
@@ -38,6 +40,31 @@ run_one() {  # name, command...
     skipped=$((skipped + skip))
 }
 
+# ThreadSanitizer (build/tsan): the tests that run threads and processes
+# side by side, embedded and through quiverd, and quiverd under parallel
+# clients.
+tsan_suite() {
+    tsan=$top/build/tsan
+    [ -x "$tsan/tests/test_api" ] || return 0
+    run_one "test_api (tsan)" env QUIVER_BUILD="$tsan" "$tsan/tests/test_api"
+    run_one "test_api (tsan, remote)" env QUIVER_BUILD="$tsan" \
+        QUIVER_TEST_REMOTE=1 "$tsan/tests/test_api"
+    run_one "test_persist (tsan)" env QUIVER_BUILD="$tsan" \
+        "$tsan/tests/test_persist"
+    run_one "test_server (tsan)" env QUIVER_BUILD="$tsan" \
+        "$tsan/tests/test_server"
+    run_one "quiverd under parallel clients (tsan)" sh \
+        "$top/tests/tsan_load.sh" "$tsan"
+}
+
+if [ "${2:-}" = tsan ]; then  # make tsan: only those
+    tsan_suite
+    rm -f "$log"
+    echo "$passed passed, $failed failed, $skipped skipped"
+    [ "$failed" -eq 0 ]
+    exit
+fi
+
 for t in "$top/$build"/tests/test_*; do
     [ -x "$t" ] && run_one "$(basename "$t")" "$t"
 done
@@ -47,6 +74,7 @@ run_one "test_api (remote, TLS)" env QUIVER_TEST_REMOTE=1 QUIVER_TEST_TLS=1 \
     "$top/$build/tests/test_api"
 run_one "test_codec (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_codec"
 run_one "test_table (remote)" env QUIVER_TEST_REMOTE=1 "$top/$build/tests/test_table"
+tsan_suite
 for t in "$top"/tests/*.test.sh; do
     run_one "$(basename "$t" .test.sh)" sh "$t"
 done

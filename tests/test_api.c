@@ -395,7 +395,7 @@ static void check_exact_search(qv_db *db, qv_metric m)
             if (!alive[i])
                 continue;
             ref[n].dist = ref_distance(m, q, vecs[i], D);
-            snprintf(ref[n].id, sizeof ref[n].id, "%s", ids[i]);
+            memcpy(ref[n].id, ids[i], sizeof ref[n].id);
             n++;
         }
         qsort(ref, (size_t)n, sizeof *ref, by_ranked);
@@ -642,61 +642,147 @@ static void test_allocation_failures_are_clean(void **state)
     assert_int_equal(count_of(db, "oom"), 2);
 }
 
+/*
+ * Readers search and get while a writer adds documents in batches of 10
+ * and replaces earlier ones with a second vector. Every vector either
+ * version can have is known beforehand, so a reader checks that each hit
+ * and each document it reads existed in some committed state: its id was
+ * written, its distance is that of one of the id's versions, its payload
+ * names the same version, and a search sees whole batches.
+ */
+#define CONC_DOCS 500
+#define CONC_DIM 8
+
+static float conc_vec[2][CONC_DOCS][CONC_DIM];  /* [version][doc] */
+
+static float conc_distance(const float *q, const float *v)
+{
+    float d = 0;
+    for (int i = 0; i < CONC_DIM; i++)
+        d += (q[i] - v[i]) * (q[i] - v[i]);
+    return d;
+}
+
 struct reader_arg {
     qv_db *db;
     int failures;
+    char why[160];
 };
+
+static void reader_fail(struct reader_arg *a, const char *why, long n)
+{
+    if (!a->failures++)
+        snprintf(a->why, sizeof a->why, "%s (%ld)", why, n);
+}
+
+/* The version (0 or 1) of document n whose payload is text, or -1. */
+static int conc_version(long n, const char *text)
+{
+    char want[32];
+    for (int v = 0; v < 2; v++) {
+        snprintf(want, sizeof want, "{\"n\":%ld,\"v\":%d}", n, v);
+        if (text && strcmp(text, want) == 0)
+            return v;
+    }
+    return -1;
+}
+
+static void check_hit(struct reader_arg *a, const float *q, const qv_hit *h)
+{
+    char *end;
+    long n = strtol(h->id, &end, 10);
+    if (*end || n < 0 || n >= CONC_DOCS) {
+        reader_fail(a, "a hit that was never written", n);
+        return;
+    }
+    int v = conc_version(n, h->payload);
+    if (v < 0)
+        reader_fail(a, "a payload that was never written", n);
+    else if (fabsf(h->distance - conc_distance(q, conc_vec[v][n])) >
+             1e-4f * (1 + h->distance))
+        reader_fail(a, "a distance of neither version", n);
+}
 
 static void *search_loop(void *p)
 {
     struct reader_arg *a = p;
-    float q[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+    float q[CONC_DIM] = {1, 0, 0, 0, 0, 0, 0, 0};
     for (int i = 0; i < 300; i++) {
         qv_hits *hits;
-        if (qv_search(a->db, "conc", q, 8, &(qv_search_options){.k = 5},
-                      &hits) != QV_OK) {
-            fprintf(stderr, "search failed: %s\n", qv_errmsg(a->db));
-            a->failures++;
+        qv_search_options o = {.k = 5, .with_payload = 1, .exact = i % 3 == 0};
+        if (qv_search(a->db, "conc", q, CONC_DIM, &o, &hits) != QV_OK) {
+            reader_fail(a, qv_errmsg(a->db), i);
             continue;
         }
         /* a consistent snapshot: documents come in batches of 10 */
-        size_t expect_min = hits->count;
-        if (expect_min != 5 && expect_min % 10 != 0) {
-            fprintf(stderr, "%zu hits\n", expect_min);
-            a->failures++;
+        if (hits->count != 5 && hits->count % 10 != 0)
+            reader_fail(a, "hits of a partial batch", (long)hits->count);
+        for (size_t h = 0; h < hits->count; h++) {
+            check_hit(a, q, &hits->hits[h]);
+            if (h && hits->hits[h].distance < hits->hits[h - 1].distance)
+                reader_fail(a, "hits out of order", (long)h);
         }
         qv_free(hits);
+        qv_record *r = NULL;
+        char id[16];
+        long n = (i * 37) % CONC_DOCS;
+        snprintf(id, sizeof id, "%ld", n);
+        qv_status st = qv_get(a->db, "conc", id, &r);
+        if (st == QV_OK) {
+            int v = conc_version(n, r->payload);
+            if (v < 0 || memcmp(r->vector, conc_vec[v][n],
+                                sizeof conc_vec[v][n]) != 0)
+                reader_fail(a, "a document read back unlike either version",
+                            n);
+        } else if (st != QV_ERR_NOT_FOUND) {
+            reader_fail(a, qv_errmsg(a->db), n);
+        }
+        qv_free(r);
     }
     return NULL;
+}
+
+/* Upsert documents first..first+9 at version v, in one transaction. */
+static void conc_write(qv_db *db, int first, int v)
+{
+    char ids[10][16], payloads[10][32];
+    qv_doc docs[10];
+    for (int i = 0; i < 10; i++) {
+        int n = first + i;
+        snprintf(ids[i], sizeof ids[i], "%d", n);
+        snprintf(payloads[i], sizeof payloads[i], "{\"n\":%d,\"v\":%d}", n,
+                 v);
+        docs[i] = (qv_doc){ids[i], conc_vec[v][n], CONC_DIM, payloads[i]};
+    }
+    assert_ok(db, qv_upsert(db, "conc", docs, 10));
 }
 
 static void test_concurrent_searches_during_writes(void **state)
 {
     qv_db *db = ((struct tu_fixture *)*state)->db;
-    create(db, "conc", 8, QV_METRIC_L2);
+    create(db, "conc", CONC_DIM, QV_METRIC_L2);
+    uint64_t rng = 77;
+    for (int v = 0; v < 2; v++)
+        for (int n = 0; n < CONC_DOCS; n++)
+            tu_rand_vector(&rng, conc_vec[v][n], CONC_DIM);
     pthread_t readers[3];
     struct reader_arg args[3];
     for (int t = 0; t < 3; t++) {
-        args[t] = (struct reader_arg){db, 0};
+        args[t] = (struct reader_arg){db, 0, ""};
         pthread_create(&readers[t], NULL, search_loop, &args[t]);
     }
-    uint64_t rng = 77;
-    for (int b = 0; b < 50; b++) {
-        float v[10][8];
-        char ids[10][16];
-        qv_doc docs[10];
-        for (int i = 0; i < 10; i++) {
-            tu_rand_vector(&rng, v[i], 8);
-            snprintf(ids[i], sizeof ids[i], "%d", b * 10 + i);
-            docs[i] = (qv_doc){ids[i], v[i], 8, NULL};
-        }
-        assert_ok(db, qv_upsert(db, "conc", docs, 10));
+    for (int b = 0; b < CONC_DOCS / 10; b++) {
+        conc_write(db, b * 10, 0);
+        if (b % 2 == 1)  /* replace the batch before with version 1 */
+            conc_write(db, (b - 1) * 10, 1);
     }
     for (int t = 0; t < 3; t++) {
         pthread_join(readers[t], NULL);
-        assert_int_equal(args[t].failures, 0);
+        if (args[t].failures)
+            fail_msg("reader %d: %d failures, the first: %s", t,
+                     args[t].failures, args[t].why);
     }
-    assert_int_equal(count_of(db, "conc"), 500);
+    assert_int_equal(count_of(db, "conc"), CONC_DOCS);
 }
 
 /* Paging through a collection in id order, from one page to the next. */

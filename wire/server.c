@@ -672,8 +672,8 @@ int server_run(const server_config *cfg)
     }
     close(lfd);
     lfd = -1;
-    fprintf(stderr, "quiverd: stopping: finishing %u connections\n", srv.open);
     pthread_mutex_lock(&srv.lock);
+    fprintf(stderr, "quiverd: stopping: finishing %u connections\n", srv.open);
     while (srv.open > 0 || srv.refusing > 0)
         pthread_cond_wait(&srv.idle, &srv.lock);
     pthread_mutex_unlock(&srv.lock);
