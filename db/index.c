@@ -274,7 +274,7 @@ static void note_offset(void *arg, const MDB_val *key, const MDB_val *val)
                                KEY_COLL_LEN);
     if (iid < w->ix->offsets_cap)
         atomic_store(&w->ix->offsets[iid],
-                     st_map_offset(w->db->env, val->mv_data));
+                     st_fixed_offset(w->db->env, val->mv_data));
 }
 
 /* Where each full vector lies in the data file: a walk of the vector
@@ -656,7 +656,7 @@ void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
         key_doc(k, rec.id, ids[i]);
         MDB_val key = {sizeof k, k}, val;
         found[i] = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key,
-                           &val) == 0 ? st_map_offset(db->env, val.mv_data)
+                           &val) == 0 ? st_fixed_offset(db->env, val.mv_data)
                                       : OFFSET_UNKNOWN;
     }
     st_read_end(db->env, txn);

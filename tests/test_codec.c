@@ -448,6 +448,39 @@ static void test_updates_deletes_and_retraining(void **state)
     free(v);
 }
 
+/*
+ * Small vectors share LMDB leaf pages, which every later write to the
+ * page copies elsewhere: a re-rank after such writes still reads each
+ * document's own vector (it used to read a stale offset: another
+ * vector, or a page reused since).
+ */
+static void test_rerank_after_writes_beside_the_vectors(void **state)
+{
+    struct tu_fixture *f = *state;
+    qv_collection_config cfg = {.dim = DIM, .codec = "f16", .M = 8,
+                                .ef_construction = 64};
+    assert_ok(f->db, qv_create_collection(f->db, "w", &cfg));
+    float *v = make_data(400, DIM, 12);
+    put(f->db, "w", v, 0, 100, DIM);
+    /* documents inserted one by one land in the pages of the first */
+    for (size_t i = 100; i < 400; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%zu", i);
+        qv_doc doc = {id, v + i * DIM, DIM, NULL};
+        assert_ok(f->db, qv_upsert(f->db, "w", &doc, 1));
+    }
+    qv_search_options all = {.k = 10, .ef = 400, .rerank = 400};
+    qv_search_options exact = {.k = 10, .exact = 1};
+    for (size_t q = 0; q < 400; q += 23) {
+        qv_hits *h = search(f->db, "w", v + q * DIM, DIM, &all);
+        qv_hits *e = search(f->db, "w", v + q * DIM, DIM, &exact);
+        assert_same_hits(h, e);
+        qv_free(h);
+        qv_free(e);
+    }
+    free(v);
+}
+
 /* io_uring and pread read the same vectors; a failed read is an IO
  * error that changes nothing. Embedded only (the reader is in-process). */
 static void test_io_paths_and_read_errors(void **state)
@@ -540,6 +573,8 @@ int main(void)
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_updates_deletes_and_retraining,
                                         setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_rerank_after_writes_beside_the_vectors, setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_paths_and_read_errors, setup,
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, tu_teardown),
