@@ -6,13 +6,11 @@
  * of deleted documents are kept in FREEIDS and handed out again, so ids
  * stay dense and space is reused.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
-#include "distance.h"
 #include "embedded.h"
 #include "error.h"
 #include "filter.h"
@@ -23,12 +21,16 @@
 /* put_document's code for a collection that has used every internal id. */
 #define ERR_COLLECTION_FULL (-3)
 
-/* Cosine distance has no meaning for a zero vector. */
+/* Cosine distance has no meaning for a zero vector. (Any other finite
+ * vector has a direction, however small: dist_normalize finds it.) */
 static qv_status check_direction(emb_db *db, const coll_rec *rec,
                                  const char *what, const float *v)
 {
-    if (rec->metric != QV_METRIC_COSINE || dist_dot(v, v, rec->dim) > 0.0f)
+    if (rec->metric != QV_METRIC_COSINE)
         return QV_OK;
+    for (uint32_t i = 0; i < rec->dim; i++)
+        if (v[i] != 0.0f)
+            return QV_OK;
     return qv_fail(&db->base, QV_ERR_INVALID,
                    "%svector is all zeros, which has no cosine distance",
                    what);

@@ -736,11 +736,8 @@ static long copy_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
             continue;
         float *v = vecs + n * rec->dim;
         memcpy(v, val.mv_data, vec_bytes);
-        if (rec->metric == QV_METRIC_COSINE) {
-            float norm = sqrtf(dist_dot(v, v, rec->dim));
-            for (uint32_t d = 0; d < rec->dim && norm > 0; d++)
-                v[d] /= norm;
-        }
+        if (rec->metric == QV_METRIC_COSINE)
+            (void)dist_normalize(v, rec->dim, v);  /* never all zeros */
         ids[n++] = iid;
     }
     if (*rc == MDB_NOTFOUND || (*rc == 0 && n <= max))

@@ -13,7 +13,6 @@
  * are passed over: every hit is a document of the snapshot.
  */
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -39,7 +38,7 @@ static inline float score(qv_metric metric, const float *q, const float *v,
     case QV_METRIC_IP:
         return 1.0f - dist_dot(q, v, dim);
     case QV_METRIC_COSINE:
-        return 1.0f - dist_dot(q, v, dim) / sqrtf(dist_dot(v, v, dim));
+        return dist_cosine(q, v, dim);
     case QV_METRIC_L2:
     default:
         return dist_l2sq(q, v, dim);
@@ -228,16 +227,13 @@ static qv_status normalize_queries(emb_db *db, const coll_rec *rec,
     if (!copy)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < nq; i++) {
-        const float *q = queries + i * rec->dim;
-        float norm = sqrtf(dist_dot(q, q, rec->dim));
-        if (!(norm > 0.0f)) {
+        if (dist_normalize(queries + i * rec->dim, rec->dim,
+                           copy + i * rec->dim) != 0) {
             qv_mem_free(copy);
             return qv_fail(&db->base, QV_ERR_INVALID,
                            "query %zu is all zeros, which has no cosine "
                            "distance", i);
         }
-        for (uint32_t j = 0; j < rec->dim; j++)
-            copy[i * rec->dim + j] = q[j] / norm;
     }
     *owned = copy;
     return QV_OK;

@@ -274,6 +274,138 @@ static void test_cosine_refuses_zero_vectors(void **state)
     assert_int_equal(count_of(db, "cos"), 1);
 }
 
+/* ---- magnitudes (quiver.h, "Which vectors") ---- */
+
+static double ref_distance(qv_metric m, const float *a, const float *b,
+                           size_t d);
+
+/* Index of id among ids[0..n), or -1. */
+static int index_of(const char *const *ids, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i], id) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* One search's hits: all n documents, each once, nearest first, at
+ * finite distances equal to the double-precision reference. */
+static void check_every_hit(const char *what, const qv_hits *h, qv_metric m,
+                            const float *q, const float *vecs,
+                            const char *const *ids, size_t n, uint32_t dim)
+{
+    if (h->count != n)
+        fail_msg("%s: %zu hits of %zu documents", what, h->count, n);
+    int seen[64] = {0};
+    for (size_t i = 0; i < n; i++) {
+        int j = index_of(ids, n, h->hits[i].id);
+        assert_true(j >= 0 && !seen[j]);
+        seen[j] = 1;
+        double want = ref_distance(m, q, vecs + (size_t)j * dim, dim);
+        float got = h->hits[i].distance;
+        if (!isfinite(got) || fabs(got - want) > 1e-5 * (fabs(want) + 1))
+            fail_msg("%s: %s at %g, expected %g", what, h->hits[i].id, got,
+                     want);
+        if (i > 0)
+            assert_true(h->hits[i - 1].distance <= got);
+    }
+}
+
+/*
+ * Every search path answers q with all n documents of collection name
+ * (each with payload {"g":1}): the graph walk, the exact scan, a filtered
+ * search and a batch of two.
+ */
+static void check_every_path(qv_db *db, const char *name, qv_metric m,
+                             const float *q, const float *vecs,
+                             const char *const *ids, size_t n, uint32_t dim)
+{
+    qv_search_options opts[] = {
+        {.k = (uint32_t)n},
+        {.k = (uint32_t)n, .exact = 1},
+        {.k = (uint32_t)n, .filter = "{\"g\":1}"},
+        {.k = (uint32_t)n, .filter = "{\"g\":1}", .exact = 1},
+    };
+    static const char *const paths[] = {"graph", "exact", "filtered",
+                                        "filtered exact"};
+    char what[96];
+    for (size_t o = 0; o < sizeof opts / sizeof *opts; o++) {
+        qv_hits *h;
+        assert_ok(db, qv_search(db, name, q, dim, &opts[o], &h));
+        snprintf(what, sizeof what, "%s, %s search", name, paths[o]);
+        check_every_hit(what, h, m, q, vecs, ids, n, dim);
+        qv_free(h);
+    }
+    float *two = malloc(2 * dim * sizeof *two);
+    memcpy(two, q, dim * sizeof *two);
+    memcpy(two + dim, q, dim * sizeof *two);
+    qv_batch_hits *b;
+    assert_ok(db, qv_search_batch(db, name, two, 2, dim, &opts[0], &b));
+    assert_int_equal(b->count, 2);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(what, sizeof what, "%s, batch search %zu", name, i);
+        check_every_hit(what, &b->results[i], m, q, vecs, ids, n, dim);
+    }
+    qv_free(b);
+    free(two);
+}
+
+/*
+ * Cosine takes every finite vector that is not all zeros: components near
+ * FLT_MAX, tiny and subnormal ones. Every path finds each document at the
+ * distance of its direction, and only a true zero vector is refused.
+ */
+static void test_cosine_takes_any_magnitude(void **state)
+{
+    enum { D = 4, NDIR = 6, NSCALE = 6, N = NDIR * NSCALE };
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    create(db, "cm", D, QV_METRIC_COSINE);
+    static const float dirs[NDIR][D] = {{1, 1, 0, 0}, {1, 0, 1, 0},
+                                        {0, 1, 1, 0}, {0, 0, 0, 1},
+                                        {1, 2, 3, 4}, {-1, 0, 0, 1}};
+    /* 8e37 x 4 is near FLT_MAX; 0x1p-149 is the smallest subnormal */
+    static const float scales[NSCALE] = {8e37f, 1e30f, 1.0f, 1e-30f,
+                                         1e-40f, 0x1p-149f};
+    static float vecs[N][D];
+    static char idbuf[N][32];
+    const char *ids[N];
+    qv_doc docs[N];
+    for (int j = 0; j < NDIR; j++) {
+        for (int k = 0; k < NSCALE; k++) {
+            int i = j * NSCALE + k;
+            for (int d = 0; d < D; d++)
+                vecs[i][d] = dirs[j][d] * scales[k];
+            snprintf(idbuf[i], sizeof idbuf[i], "d%ds%d", j, k);
+            ids[i] = idbuf[i];
+            docs[i] = (qv_doc){ids[i], vecs[i], D, "{\"g\":1}"};
+        }
+    }
+    assert_ok(db, qv_upsert(db, "cm", docs, N));
+    for (int i = 0; i < N; i += 5)
+        check_every_path(db, "cm", QV_METRIC_COSINE, vecs[i], &vecs[0][0],
+                         ids, N, D);
+    /* the same direction at any scale is at distance 0 */
+    qv_hits *h;
+    float q[D] = {0, 0, 0, 0x1p-149f};
+    assert_ok(db, qv_search(db, "cm", q, D,
+                            &(qv_search_options){.k = NSCALE, .exact = 1},
+                            &h));
+    for (size_t i = 0; i < h->count; i++) {
+        assert_true(strncmp(h->hits[i].id, "d3s", 3) == 0);
+        assert_true(fabsf(h->hits[i].distance) < 1e-6f);
+    }
+    qv_free(h);
+    float zero[D] = {0};
+    qv_doc z = {"z", zero, D, NULL};
+    assert_status(db, qv_upsert(db, "cm", &z, 1), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "all zeros"));
+    assert_status(db, qv_search(db, "cm", zero, D,
+                                &(qv_search_options){.k = 1}, &h),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "all zeros"));
+    assert_int_equal(count_of(db, "cm"), N);
+}
+
 /* ---- search ---- */
 
 static void test_bad_search_arguments(void **state)
@@ -1113,6 +1245,7 @@ int main(void)
         T(test_unicode_and_longest_ids),
         T(test_bad_documents_change_nothing),
         T(test_cosine_refuses_zero_vectors),
+        T(test_cosine_takes_any_magnitude),
         T(test_bad_search_arguments),
         T(test_exact_search_l2),
         T(test_exact_search_ip),
