@@ -21,21 +21,6 @@
 /* put_document's code for a collection that has used every internal id. */
 #define ERR_COLLECTION_FULL (-3)
 
-/* Cosine distance has no meaning for a zero vector. (Any other finite
- * vector has a direction, however small: dist_normalize finds it.) */
-static qv_status check_direction(emb_db *db, const coll_rec *rec,
-                                 const char *what, const float *v)
-{
-    if (rec->metric != QV_METRIC_COSINE)
-        return QV_OK;
-    for (uint32_t i = 0; i < rec->dim; i++)
-        if (v[i] != 0.0f)
-            return QV_OK;
-    return qv_fail(&db->base, QV_ERR_INVALID,
-                   "%svector is all zeros, which has no cosine distance",
-                   what);
-}
-
 /* Take the lowest free internal id of the collection, if there is one. */
 static int take_free_iid(emb_db *db, MDB_txn *txn, uint32_t coll,
                          uint32_t *iid, int *found)
@@ -183,7 +168,9 @@ static qv_status check_batch(emb_db *db, const char *name,
         snprintf(what, sizeof what, "document %zu: ", i);
         st = coll_check_dim(db, name, rec, what, docs[i].dim);
         if (st == QV_OK)
-            st = check_direction(db, rec, what, docs[i].vector);
+            st = validate_vector_rule(&db->base, what, docs[i].vector,
+                                      rec->dim, (qv_metric)rec->metric,
+                                      coll_f16_codes(rec));
     }
     return st;
 }

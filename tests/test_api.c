@@ -406,6 +406,86 @@ static void test_cosine_takes_any_magnitude(void **state)
     assert_int_equal(count_of(db, "cm"), N);
 }
 
+/*
+ * l2 and ip take vectors whose squared norm is at most QV_SQNORM_MAX, and
+ * every distance between them is finite: each path finds every document.
+ * Beyond the limit documents and queries are refused, the message naming
+ * the norm, the limit and the metric, and nothing is stored.
+ */
+static void check_magnitude_limit(qv_db *db, qv_metric m)
+{
+    enum { D = 40, N = 7 };
+    const char *name = qv_metric_name(m);
+    create(db, name, D, m);
+    /* components of 1.6e17: a squared norm just below 1e36 */
+    float c = (float)(sqrt(QV_SQNORM_MAX / D) * 0.999999);
+    static float vecs[N][D];
+    static const char *const ids[N] = {"pos", "neg", "mix", "axis", "axis-",
+                                       "ones", "tiny"};
+    for (int d = 0; d < D; d++) {
+        vecs[0][d] = c;
+        vecs[1][d] = -c;
+        vecs[2][d] = d % 2 ? c : -c;
+        vecs[3][d] = d ? 0 : 1e18f;   /* 1e18f is 9.99999984e17 */
+        vecs[4][d] = d ? 0 : -1e18f;
+        vecs[5][d] = 1;
+        vecs[6][d] = 1e-30f;
+    }
+    qv_doc docs[N];
+    for (int i = 0; i < N; i++) {
+        double sq = 0;
+        for (int d = 0; d < D; d++)
+            sq += (double)vecs[i][d] * vecs[i][d];
+        assert_true(sq <= QV_SQNORM_MAX);
+        docs[i] = (qv_doc){ids[i], vecs[i], D, "{\"g\":1}"};
+    }
+    assert_ok(db, qv_upsert(db, name, docs, N));
+    for (int i = 0; i < N; i++)
+        check_every_path(db, name, m, vecs[i], &vecs[0][0], ids, N, D);
+    float zero[D] = {0};
+    check_every_path(db, name, m, zero, &vecs[0][0], ids, N, D);
+
+    /* beyond: 1.001e18 on an axis (1.002e36), 2e40 spread over two */
+    float over[D] = {0}, huge[D] = {0};
+    over[5] = 1.001e18f;
+    huge[0] = huge[1] = 1e20f;
+    qv_doc bad[2] = {{"ok", vecs[5], D, NULL}, {"over", over, D, NULL}};
+    char expect[128];
+    snprintf(expect, sizeof expect, "document 1: vector's squared norm "
+             "1.002e+36 exceeds 1e+36, the limit for metric %s", name);
+    assert_status(db, qv_upsert(db, name, bad, 2), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), expect);
+    bad[1].vector = huge;
+    assert_status(db, qv_upsert(db, name, bad, 2), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "squared norm 2e+40 exceeds"));
+    assert_int_equal(count_of(db, name), N);
+    qv_hits *h = NULL;
+    qv_search_options opt = {.k = 1};
+    assert_status(db, qv_search(db, name, over, D, &opt, &h), QV_ERR_INVALID);
+    snprintf(expect, sizeof expect, "query vector's squared norm 1.002e+36 "
+             "exceeds 1e+36, the limit for metric %s", name);
+    assert_string_equal(qv_errmsg(db), expect);
+    assert_null(h);
+    float pair[2 * D];
+    memcpy(pair, vecs[5], sizeof vecs[5]);
+    memcpy(pair + D, huge, sizeof huge);
+    qv_batch_hits *b = NULL;
+    assert_status(db, qv_search_batch(db, name, pair, 2, D, &opt, &b),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "query 1: vector's squared norm"));
+    assert_null(b);
+}
+
+static void test_l2_magnitude_limit(void **state)
+{
+    check_magnitude_limit(((struct tu_fixture *)*state)->db, QV_METRIC_L2);
+}
+
+static void test_ip_magnitude_limit(void **state)
+{
+    check_magnitude_limit(((struct tu_fixture *)*state)->db, QV_METRIC_IP);
+}
+
 /* ---- search ---- */
 
 static void test_bad_search_arguments(void **state)
@@ -1246,6 +1326,8 @@ int main(void)
         T(test_bad_documents_change_nothing),
         T(test_cosine_refuses_zero_vectors),
         T(test_cosine_takes_any_magnitude),
+        T(test_l2_magnitude_limit),
+        T(test_ip_magnitude_limit),
         T(test_bad_search_arguments),
         T(test_exact_search_l2),
         T(test_exact_search_ip),
