@@ -161,8 +161,8 @@ typedef enum qv_metric {
  * Other vectors are refused with QV_ERR_INVALID and a message naming the
  * bound and the value ("document 3: vector's squared norm 2e+40 exceeds
  * 1e+36, the limit for metric l2"); qv_search and qv_search_batch refuse
- * such queries the same way. So every hit's distance is finite, and a
- * search returns k hits whenever k documents match.
+ * such queries the same way. So every hit's distance is finite, and no
+ * document is lost to a distance that overflowed or came out NaN.
  *
  * l2 distances are float32: two vectors closer than about 1e-19 (a
  * squared distance below the smallest float, 1.4e-45) measure 0 apart.
