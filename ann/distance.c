@@ -1,5 +1,8 @@
 #include "distance.h"
 
+#include <float.h>
+#include <math.h>
+
 #include <simde/x86/avx512.h>
 
 /* Sum of the 16 lanes of a 512-bit register. */
@@ -67,4 +70,59 @@ float dist_dot(const float *a, const float *b, size_t dim)
     for (; i < dim; i++)
         sum += a[i] * b[i];
     return sum;
+}
+
+double dist_sqnorm(const float *v, size_t dim)
+{
+    double sum = 0;
+    for (size_t i = 0; i < dim; i++)
+        sum += (double)v[i] * v[i];
+    return sum;
+}
+
+/*
+ * Float sums of squares at least this large are exact enough for a norm:
+ * a square that underflows loses at most 2^-149 (gradual underflow), so
+ * dim of them at most 2^-135, a relative 2^-35 of the sum.
+ */
+#define SQNORM_SAFE_LOW 0x1p-100f
+
+/* Whether the float sum of squares s can be used as it is. */
+static inline int sqnorm_safe(float s)
+{
+    return s >= SQNORM_SAFE_LOW && s <= FLT_MAX;
+}
+
+int dist_normalize(const float *v, size_t dim, float *out)
+{
+    float s = dist_dot(v, v, dim);
+    if (sqnorm_safe(s)) {
+        /* the common case: the SIMD sum, as every version has done */
+        float norm = sqrtf(s);
+        for (size_t i = 0; i < dim; i++)
+            out[i] = v[i] / norm;
+        return 0;
+    }
+    /* the float sum overflowed or underflowed: in double it cannot */
+    double norm = sqrt(dist_sqnorm(v, dim));
+    if (!(norm > 0))
+        return -1;
+    for (size_t i = 0; i < dim; i++)
+        out[i] = (float)((double)v[i] / norm);
+    return 0;
+}
+
+float dist_cosine(const float *unit_q, const float *v, size_t dim)
+{
+    float s = dist_dot(v, v, dim);
+    /* |q.v| <= |v|, so with |v|^2 finite the float dot is finite too */
+    if (sqnorm_safe(s))
+        return 1.0f - dist_dot(unit_q, v, dim) / sqrtf(s);
+    double dot = 0, norm = sqrt(dist_sqnorm(v, dim));
+    if (!(norm > 0))
+        return 1.0f;  /* no direction (never stored since zeros are
+                         refused): as far as an orthogonal vector */
+    for (size_t i = 0; i < dim; i++)
+        dot += (double)unit_q[i] * v[i];
+    return (float)(1.0 - dot / norm);
 }

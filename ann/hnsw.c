@@ -1047,11 +1047,11 @@ static void publish_node(hnsw *h, uint32_t id, int level)
     __atomic_store_n(&h->levels[id], (int8_t)level, __ATOMIC_RELEASE);
 }
 
+/* Unit length in place; a zero vector (cosine collections refuse them)
+ * stays zero. */
 static void normalize(float *v, uint32_t dim)
 {
-    float norm = sqrtf(dist_dot(v, v, dim));
-    for (uint32_t i = 0; i < dim && norm > 0; i++)
-        v[i] /= norm;
+    (void)dist_normalize(v, dim, v);
 }
 
 /* Store vec as node id's element (unit length for cosine, encoded for a

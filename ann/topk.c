@@ -1,5 +1,7 @@
 #include "topk.h"
 
+#include <math.h>
+
 #include "alloc.h"
 
 int topk_init(topk *h, size_t k, topk_tiebreak tiebreak, void *ctx)
@@ -63,6 +65,12 @@ static void sift_up(topk *h, size_t i)
 
 void topk_push_slow(topk *h, float dist, uint32_t id)
 {
+    /* NaN compares false with everything, which would break the heap's
+     * order and drop candidates at random: it ranks last instead, like
+     * +inf. (topk_push's one comparison sends NaN here.) Quiver's own
+     * distances are finite (quiver.h, "Which vectors"). */
+    if (isnan(dist))
+        dist = INFINITY;
     topk_item cand = {dist, id};
     if (h->n < h->k) {
         h->items[h->n] = cand;

@@ -8,6 +8,10 @@
  * Equal distances are ordered by a caller-supplied tie-break, because the
  * order users see is by their external id, which only the caller can
  * resolve. It is called only on exact ties, which are rare.
+ *
+ * Any float may be pushed: infinities order as usual, and a NaN ranks
+ * as +inf (after every finite distance), so no candidate is lost to a
+ * comparison that is always false.
  */
 #ifndef QV_ANN_TOPK_H
 #define QV_ANN_TOPK_H
@@ -38,6 +42,7 @@ void topk_push_slow(topk *h, float dist, uint32_t id);
 
 static inline void topk_push(topk *h, float dist, uint32_t id)
 {
+    /* false for NaN, which topk_push_slow ranks as +inf */
     if (h->n == h->k && dist > h->items[0].dist)
         return;
     topk_push_slow(h, dist, id);

@@ -118,6 +118,14 @@ static void check_vector(struct coll_check *c, const char *id, uint32_t iid,
             return;
         }
     }
+    /* a vector stored before the metric's bound was enforced: its
+     * distances may be infinite or NaN, so searches misplace it */
+    char why[160];
+    if (vector_outside_rule(v, c->rec->dim, (qv_metric)c->rec->metric,
+                            coll_f16_codes(c->rec), why, sizeof why))
+        problem(c->r, "collection '%s': document '%s' is outside what the "
+                "collection accepts (quiver.h, \"Which vectors\"): %s; "
+                "replace or delete it", c->name, id, why);
 }
 
 static void visit_id(void *ctx, const MDB_val *key, const MDB_val *val)

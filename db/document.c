@@ -6,13 +6,11 @@
  * of deleted documents are kept in FREEIDS and handed out again, so ids
  * stay dense and space is reused.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
-#include "distance.h"
 #include "embedded.h"
 #include "error.h"
 #include "filter.h"
@@ -22,17 +20,6 @@
 
 /* put_document's code for a collection that has used every internal id. */
 #define ERR_COLLECTION_FULL (-3)
-
-/* Cosine distance has no meaning for a zero vector. */
-static qv_status check_direction(emb_db *db, const coll_rec *rec,
-                                 const char *what, const float *v)
-{
-    if (rec->metric != QV_METRIC_COSINE || dist_dot(v, v, rec->dim) > 0.0f)
-        return QV_OK;
-    return qv_fail(&db->base, QV_ERR_INVALID,
-                   "%svector is all zeros, which has no cosine distance",
-                   what);
-}
 
 /* Take the lowest free internal id of the collection, if there is one. */
 static int take_free_iid(emb_db *db, MDB_txn *txn, uint32_t coll,
@@ -182,7 +169,9 @@ static qv_status check_batch(emb_db *db, const char *name,
         snprintf(what, sizeof what, "document %zu: ", i);
         st = coll_check_dim(db, name, rec, what, docs[i].dim);
         if (st == QV_OK)
-            st = check_direction(db, rec, what, docs[i].vector);
+            st = validate_vector_rule(&db->base, what, docs[i].vector,
+                                      rec->dim, (qv_metric)rec->metric,
+                                      coll_f16_codes(rec));
     }
     return st;
 }

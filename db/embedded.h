@@ -8,6 +8,7 @@
 #include <lmdb.h>
 #include <stddef.h>
 
+#include "codec.h"
 #include "env.h"
 #include "internal.h"
 
@@ -49,6 +50,13 @@ typedef struct coll_rec {
 static inline int coll_has_graph(const coll_rec *rec)
 {
     return rec->codec == 0 || rec->codec_trained;
+}
+
+/* Whether the collection's stored vectors must fit codec f16's halves
+ * (quiver.h, "Which vectors"); cosine vectors are encoded unit length. */
+static inline int coll_f16_codes(const coll_rec *rec)
+{
+    return rec->codec == CODEC_F16 && rec->metric != QV_METRIC_COSINE;
 }
 
 /* Checksums of Quiver's own records, where LMDB cannot tell a flipped

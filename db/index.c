@@ -274,7 +274,7 @@ static void note_offset(void *arg, const MDB_val *key, const MDB_val *val)
                                KEY_COLL_LEN);
     if (iid < w->ix->offsets_cap)
         atomic_store(&w->ix->offsets[iid],
-                     st_map_offset(w->db->env, val->mv_data));
+                     st_fixed_offset(w->db->env, val->mv_data));
 }
 
 /* Where each full vector lies in the data file: a walk of the vector
@@ -656,7 +656,7 @@ void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
         key_doc(k, rec.id, ids[i]);
         MDB_val key = {sizeof k, k}, val;
         found[i] = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key,
-                           &val) == 0 ? st_map_offset(db->env, val.mv_data)
+                           &val) == 0 ? st_fixed_offset(db->env, val.mv_data)
                                       : OFFSET_UNKNOWN;
     }
     st_read_end(db->env, txn);
@@ -736,11 +736,8 @@ static long copy_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
             continue;
         float *v = vecs + n * rec->dim;
         memcpy(v, val.mv_data, vec_bytes);
-        if (rec->metric == QV_METRIC_COSINE) {
-            float norm = sqrtf(dist_dot(v, v, rec->dim));
-            for (uint32_t d = 0; d < rec->dim && norm > 0; d++)
-                v[d] /= norm;
-        }
+        if (rec->metric == QV_METRIC_COSINE)
+            (void)dist_normalize(v, rec->dim, v);  /* never all zeros */
         ids[n++] = iid;
     }
     if (*rc == MDB_NOTFOUND || (*rc == 0 && n <= max))

@@ -136,7 +136,9 @@ void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
 /*
  * The data file offsets of ids' full vectors for a snapshot at generation:
  * OFFSET_UNKNOWN where the index does not know it for that snapshot (the
- * caller looks those up in its snapshot).
+ * caller looks those up in its snapshot). Only vectors in overflow pages
+ * of their own have known offsets (st_fixed_offset): smaller ones share
+ * leaf pages, which move with every write to the page.
  */
 void index_vector_offsets(live_index *ix, uint64_t generation,
                           const uint32_t *ids, size_t n, uint64_t *out);

@@ -82,6 +82,20 @@ qv_status validate_collection_name(const qv_db *db, const char *name);
 qv_status validate_doc_id(const qv_db *db, const char *what, const char *id);
 qv_status validate_vector(const qv_db *db, const char *what,
                           const float *vector, uint32_t dim);
+/*
+ * The vectors a collection of metric accepts beyond finiteness (quiver.h,
+ * "Which vectors"): l2 and ip a squared norm within QV_SQNORM_MAX, cosine
+ * not all zeros; with f16_codes (a stored vector of an l2 or ip collection
+ * with codec f16) components within QV_F16_MAX. v's components must be
+ * finite already. vector_outside_rule returns 0 when v qualifies, else 1
+ * with the reason in why; validate_vector_rule sets it as the message of
+ * QV_ERR_INVALID, after what ("document 3: ").
+ */
+int vector_outside_rule(const float *v, uint32_t dim, qv_metric metric,
+                        int f16_codes, char *why, size_t len);
+qv_status validate_vector_rule(const qv_db *db, const char *what,
+                               const float *v, uint32_t dim, qv_metric metric,
+                               int f16_codes);
 /* Parse payload text; on success *compact is a new string (qv_mem_free). */
 qv_status payload_normalize(const qv_db *db, const char *what,
                             const char *payload, char **compact);

@@ -50,6 +50,11 @@ extern "C" {
 #define QV_CODEC_NAME_MAX 24          /* bytes of a codec's name, with NUL */
 #define QV_TRAIN_MIN_MOST  10000000    /* train_min's bound */
 #define QV_BATCH_MAX     1000000      /* queries in one batch search */
+#define QV_SQNORM_MAX    1e36         /* squared norm of a vector in an l2
+                                         or ip collection, and of a query
+                                         of one (see "Which vectors") */
+#define QV_F16_MAX       65504.0f     /* magnitude of a component stored
+                                         with codec f16 (l2 and ip) */
 
 typedef enum qv_status {
     QV_OK = 0,
@@ -143,6 +148,34 @@ typedef enum qv_metric {
     QV_METRIC_COSINE = 2  /* distance = 1 - cos(a, b); zero vectors refused */
 } qv_metric;
 
+/*
+ * Which vectors: a collection accepts the vectors, and answers the
+ * queries, whose every distance Quiver computes in float32 is finite.
+ * Every component must be finite, and then per metric:
+ *
+ * - l2 and ip: the squared norm |v|^2, summed in double, is at most
+ *   QV_SQNORM_MAX (1e36: a norm of 1e18, every component at most 1e18 in
+ *   size). For two such vectors |a - b|^2 <= 4e36 and |a.b| <= 1e36, and
+ *   so is every partial sum of the float kernels, far below FLT_MAX
+ *   (3.4e38); the margin also covers the codecs' approximations.
+ * - cosine: any vector that is not all zeros, whatever its magnitude
+ *   (components near FLT_MAX, subnormal ones): vectors are brought to unit
+ *   length in double precision before they are compared.
+ * - codec f16 in an l2 or ip collection: every component of a stored
+ *   vector is at most QV_F16_MAX (65504, the largest half) in size, so
+ *   that its code holds no infinity. Queries are not encoded, so the
+ *   bound above is theirs; cosine vectors are encoded unit length.
+ *
+ * Other vectors are refused with QV_ERR_INVALID and a message naming the
+ * bound and the value ("document 3: vector's squared norm 2e+40 exceeds
+ * 1e+36, the limit for metric l2"); qv_search and qv_search_batch refuse
+ * such queries the same way. So every hit's distance is finite, and no
+ * document is lost to a distance that overflowed or came out NaN.
+ *
+ * l2 distances are float32: two vectors closer than about 1e-19 (a
+ * squared distance below the smallest float, 1.4e-45) measure 0 apart.
+ */
+
 /* "l2", "ip", "cosine"; NULL for an unknown value. */
 const char *qv_metric_name(qv_metric metric);
 /* Parse a metric name; QV_ERR_INVALID if unknown. */
@@ -217,7 +250,8 @@ qv_status qv_list_collections(qv_db *db, qv_collection_info **out,
 
 typedef struct qv_doc {
     const char *id;        /* 1..QV_ID_MAX bytes, NUL-terminated */
-    const float *vector;   /* dim finite floats */
+    const float *vector;   /* dim finite floats, within the metric's
+                              bound ("Which vectors") */
     uint32_t dim;          /* must equal the collection's dimension */
     const char *payload;   /* a JSON object as text, or NULL for none;
                               at most QV_PAYLOAD_MAX bytes, no duplicate
@@ -228,7 +262,8 @@ typedef struct qv_doc {
  * Insert or replace n documents (n >= 1) in one transaction: either all
  * of them are stored or, on any error, none is. Within one batch a later
  * document with the same id replaces an earlier one. The message of a
- * refused batch names the index of the first bad document.
+ * refused batch names the index of the first bad document. A vector
+ * outside the metric's bound ("Which vectors") is QV_ERR_INVALID.
  */
 qv_status qv_upsert(qv_db *db, const char *collection,
                     const qv_doc *docs, size_t n);
@@ -272,7 +307,8 @@ typedef struct qv_search_options {
 
 typedef struct qv_hit {
     const char *id;        /* points into the same allocation */
-    float distance;        /* per the collection's metric; smaller is nearer */
+    float distance;        /* per the collection's metric, finite; smaller
+                              is nearer */
     const char *payload;   /* with_payload: the JSON text, or NULL when the
                               document has none; else NULL */
 } qv_hit;
@@ -290,6 +326,8 @@ typedef struct qv_hits {
  * (recall grows with ef), or exact with options->exact. The hits are
  * documents of one consistent snapshot of the database, taken when the
  * call starts. *out is one allocation to release with qv_free().
+ * QV_ERR_INVALID for a query outside the metric's bound ("Which
+ * vectors"), QV_ERR_DIMENSION for one of another dimension.
  */
 qv_status qv_search(qv_db *db, const char *collection, const float *query,
                     uint32_t dim, const qv_search_options *options,
@@ -303,7 +341,8 @@ typedef struct qv_batch_hits {
 /*
  * nq queries (nq * dim floats, row after row) in one call, spread over
  * options->threads threads, all against one snapshot. *out is one
- * allocation to release with qv_free().
+ * allocation to release with qv_free(). A bad query fails the whole
+ * batch, its message naming it ("query 2: ...").
  */
 qv_status qv_search_batch(qv_db *db, const char *collection,
                           const float *queries, size_t nq, uint32_t dim,

@@ -13,9 +13,9 @@
  * are passed over: every hit is a document of the snapshot.
  */
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -39,7 +39,7 @@ static inline float score(qv_metric metric, const float *q, const float *v,
     case QV_METRIC_IP:
         return 1.0f - dist_dot(q, v, dim);
     case QV_METRIC_COSINE:
-        return 1.0f - dist_dot(q, v, dim) / sqrtf(dist_dot(v, v, dim));
+        return dist_cosine(q, v, dim);
     case QV_METRIC_L2:
     default:
         return dist_l2sq(q, v, dim);
@@ -216,29 +216,34 @@ static void fill_hits(qv_hits *hits, qv_hit *slots, const resolved *r,
     }
 }
 
-/* For cosine, a unit-length copy of the nq queries; otherwise NULL. */
-static qv_status normalize_queries(emb_db *db, const coll_rec *rec,
-                                   const float *queries, size_t nq,
-                                   float **owned)
+/*
+ * Check each of the nq queries against the metric's bound (quiver.h,
+ * "Which vectors"); for cosine, *owned is a unit-length copy of them
+ * (otherwise NULL).
+ */
+static qv_status prepare_queries(emb_db *db, const coll_rec *rec,
+                                 const float *queries, size_t nq,
+                                 float **owned)
 {
+    char what[48] = "query ";
     *owned = NULL;
+    for (size_t i = 0; i < nq; i++) {
+        if (nq > 1)
+            snprintf(what, sizeof what, "query %zu: ", i);
+        qv_status st = validate_vector_rule(&db->base, what,
+                                            queries + i * rec->dim, rec->dim,
+                                            (qv_metric)rec->metric, 0);
+        if (st != QV_OK)
+            return st;
+    }
     if (rec->metric != QV_METRIC_COSINE)
         return QV_OK;
     float *copy = qv_malloc(nq * rec->dim * sizeof(float));
     if (!copy)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < nq; i++) {
-        const float *q = queries + i * rec->dim;
-        float norm = sqrtf(dist_dot(q, q, rec->dim));
-        if (!(norm > 0.0f)) {
-            qv_mem_free(copy);
-            return qv_fail(&db->base, QV_ERR_INVALID,
-                           "query %zu is all zeros, which has no cosine "
-                           "distance", i);
-        }
-        for (uint32_t j = 0; j < rec->dim; j++)
-            copy[i * rec->dim + j] = q[j] / norm;
-    }
+    for (size_t i = 0; i < nq; i++)   /* none is all zeros: checked above */
+        (void)dist_normalize(queries + i * rec->dim, rec->dim,
+                             copy + i * rec->dim);
     *owned = copy;
     return QV_OK;
 }
@@ -431,7 +436,7 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
         st = coll_check_dim(db, collection, &c->rec,
                             nq == 1 ? "query " : "queries: ", dim);
     if (st == QV_OK)
-        st = normalize_queries(db, &c->rec, queries, nq, &c->normalized);
+        st = prepare_queries(db, &c->rec, queries, nq, &c->normalized);
     c->queries = c->normalized ? c->normalized : queries;
     if (st == QV_OK && opt->filter && c->rec.count > 0 && !opt->exact)
         st = index_acquire(db, c->txn, &c->rec, &c->ix);

@@ -1,9 +1,12 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "distance.h"
 #include "error.h"
 #include "internal.h"
 #include "utf8.h"
@@ -103,4 +106,49 @@ cleanup:
     free(text);
     json_decref(root);
     return st;
+}
+
+int vector_outside_rule(const float *v, uint32_t dim, qv_metric metric,
+                        int f16_codes, char *why, size_t len)
+{
+    if (metric == QV_METRIC_COSINE) {
+        for (uint32_t i = 0; i < dim; i++)
+            if (v[i] != 0.0f)
+                return 0;
+        snprintf(why, len, "vector is all zeros, which has no cosine "
+                 "distance");
+        return 1;
+    }
+    for (uint32_t i = 0; f16_codes && i < dim; i++) {
+        if (fabsf(v[i]) > QV_F16_MAX) {
+            snprintf(why, len, "vector[%u] is %.6g, beyond %.0f, the "
+                     "largest magnitude codec f16 holds (metric %s)", i,
+                     (double)v[i], (double)QV_F16_MAX,
+                     qv_metric_name(metric));
+            return 1;
+        }
+    }
+    double sq = dist_sqnorm(v, dim);
+    if (sq <= QV_SQNORM_MAX)
+        return 0;
+    /* as many digits as it takes to print it above the limit */
+    char num[32];
+    for (int digits = 3; digits <= 17; digits++) {
+        snprintf(num, sizeof num, "%.*g", digits, sq);
+        if (strtod(num, NULL) > QV_SQNORM_MAX)
+            break;
+    }
+    snprintf(why, len, "vector's squared norm %s exceeds %.0e, the limit "
+             "for metric %s", num, QV_SQNORM_MAX, qv_metric_name(metric));
+    return 1;
+}
+
+qv_status validate_vector_rule(const qv_db *db, const char *what,
+                               const float *v, uint32_t dim, qv_metric metric,
+                               int f16_codes)
+{
+    char why[160];
+    if (!vector_outside_rule(v, dim, metric, f16_codes, why, sizeof why))
+        return QV_OK;
+    return qv_fail(db, QV_ERR_INVALID, "%s%s", what, why);
 }

@@ -37,6 +37,7 @@ struct st_env {
     /* where LMDB mapped the data file (st_map_offset); NULL until found,
      * and again whenever the map moves (growth, compaction) */
     _Atomic(char *) map_base;
+    uint32_t page_bytes;   /* LMDB's page size (st_fixed_offset) */
     /* what the layer above keeps per environment, see st_env_user; its own
      * lock, not registry_lock: a slot is first asked for inside LMDB
      * transactions, and registry_lock is held around mdb_env_open, so
@@ -129,6 +130,9 @@ static int mdb_open_env(st_env *env, const char *path, uint64_t map_size)
         rc = check_files(path, 1, env->mdb);
     if (rc == 0)
         rc = open_dbis(env);
+    MDB_stat ms;
+    if (rc == 0 && (rc = mdb_env_stat(env->mdb, &ms)) == 0)
+        env->page_bytes = ms.ms_psize;
     if (rc != 0 && env->mdb) {
         mdb_env_close(env->mdb);
         env->mdb = NULL;
@@ -296,6 +300,20 @@ uint64_t st_map_offset(st_env *env, const void *p)
     if (!base || at < base || (uint64_t)(at - base) >= size)
         return UINT64_MAX;   /* not in the map: a write's own copy */
     return (uint64_t)(at - base);
+}
+
+/* LMDB's page header (MDB_page up to mp_ptrs, 16 bytes on 64-bit
+ * systems): a value LMDB keeps in overflow pages starts right after it. */
+#define LMDB_PAGE_HEADER 16
+
+uint64_t st_fixed_offset(st_env *env, const void *p)
+{
+    uint64_t off = st_map_offset(env, p);
+    /* A value in a leaf page lies above the page's header, the node
+     * header and its key, so never right after the header. */
+    if (off == UINT64_MAX || off % env->page_bytes != LMDB_PAGE_HEADER)
+        return UINT64_MAX;
+    return off;
 }
 
 const char *st_path(st_env *env)

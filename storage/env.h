@@ -68,6 +68,15 @@ MDB_env *st_mdb(st_env *env);
 uint64_t st_map_offset(st_env *env, const void *p);
 
 /*
+ * st_map_offset of p if the value lies in overflow pages of its own (a
+ * value larger than about half a page), which stay where they are until
+ * the value itself is replaced or deleted; UINT64_MAX for a value inside
+ * a leaf page, which every later write to that page copies elsewhere
+ * (copy-on-write), so that its offset holds for this snapshot only.
+ */
+uint64_t st_fixed_offset(st_env *env, const void *p);
+
+/*
  * The layer above's per-environment state: made by create() on first use,
  * shared by every handle on the environment, released with destroy() when
  * the environment closes. NULL if create() failed.

@@ -305,6 +305,218 @@ static void test_cosine_refuses_zero_vectors(void **state)
     assert_int_equal(count_of(db, "cos"), 1);
 }
 
+/* ---- magnitudes (quiver.h, "Which vectors") ---- */
+
+static double ref_distance(qv_metric m, const float *a, const float *b,
+                           size_t d);
+
+/* Index of id among ids[0..n), or -1. */
+static int index_of(const char *const *ids, size_t n, const char *id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ids[i], id) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* One search's hits: all n documents, each once, nearest first, at
+ * finite distances equal to the double-precision reference. */
+static void check_every_hit(const char *what, const qv_hits *h, qv_metric m,
+                            const float *q, const float *vecs,
+                            const char *const *ids, size_t n, uint32_t dim)
+{
+    if (h->count != n)
+        fail_msg("%s: %zu hits of %zu documents", what, h->count, n);
+    int seen[64] = {0};
+    for (size_t i = 0; i < n; i++) {
+        int j = index_of(ids, n, h->hits[i].id);
+        assert_true(j >= 0 && !seen[j]);
+        seen[j] = 1;
+        double want = ref_distance(m, q, vecs + (size_t)j * dim, dim);
+        float got = h->hits[i].distance;
+        if (!isfinite(got) || fabs(got - want) > 1e-5 * (fabs(want) + 1))
+            fail_msg("%s: %s at %g, expected %g", what, h->hits[i].id, got,
+                     want);
+        if (i > 0)
+            assert_true(h->hits[i - 1].distance <= got);
+    }
+}
+
+/*
+ * Every search path answers q with all n documents of collection name
+ * (each with payload {"g":1}): the graph walk, the exact scan, a filtered
+ * search and a batch of two.
+ */
+static void check_every_path(qv_db *db, const char *name, qv_metric m,
+                             const float *q, const float *vecs,
+                             const char *const *ids, size_t n, uint32_t dim)
+{
+    qv_search_options opts[] = {
+        {.k = (uint32_t)n},
+        {.k = (uint32_t)n, .exact = 1},
+        {.k = (uint32_t)n, .filter = "{\"g\":1}"},
+        {.k = (uint32_t)n, .filter = "{\"g\":1}", .exact = 1},
+    };
+    static const char *const paths[] = {"graph", "exact", "filtered",
+                                        "filtered exact"};
+    char what[96];
+    for (size_t o = 0; o < sizeof opts / sizeof *opts; o++) {
+        qv_hits *h;
+        assert_ok(db, qv_search(db, name, q, dim, &opts[o], &h));
+        snprintf(what, sizeof what, "%s, %s search", name, paths[o]);
+        check_every_hit(what, h, m, q, vecs, ids, n, dim);
+        qv_free(h);
+    }
+    float *two = malloc(2 * dim * sizeof *two);
+    memcpy(two, q, dim * sizeof *two);
+    memcpy(two + dim, q, dim * sizeof *two);
+    qv_batch_hits *b;
+    assert_ok(db, qv_search_batch(db, name, two, 2, dim, &opts[0], &b));
+    assert_int_equal(b->count, 2);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(what, sizeof what, "%s, batch search %zu", name, i);
+        check_every_hit(what, &b->results[i], m, q, vecs, ids, n, dim);
+    }
+    qv_free(b);
+    free(two);
+}
+
+/*
+ * Cosine takes every finite vector that is not all zeros: components near
+ * FLT_MAX, tiny and subnormal ones. Every path finds each document at the
+ * distance of its direction, and only a true zero vector is refused.
+ */
+static void test_cosine_takes_any_magnitude(void **state)
+{
+    enum { D = 4, NDIR = 6, NSCALE = 6, N = NDIR * NSCALE };
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    create(db, "cm", D, QV_METRIC_COSINE);
+    static const float dirs[NDIR][D] = {{1, 1, 0, 0}, {1, 0, 1, 0},
+                                        {0, 1, 1, 0}, {0, 0, 0, 1},
+                                        {1, 2, 3, 4}, {-1, 0, 0, 1}};
+    /* 8e37 x 4 is near FLT_MAX; 0x1p-149 is the smallest subnormal */
+    static const float scales[NSCALE] = {8e37f, 1e30f, 1.0f, 1e-30f,
+                                         1e-40f, 0x1p-149f};
+    static float vecs[N][D];
+    static char idbuf[N][32];
+    const char *ids[N];
+    qv_doc docs[N];
+    for (int j = 0; j < NDIR; j++) {
+        for (int k = 0; k < NSCALE; k++) {
+            int i = j * NSCALE + k;
+            for (int d = 0; d < D; d++)
+                vecs[i][d] = dirs[j][d] * scales[k];
+            snprintf(idbuf[i], sizeof idbuf[i], "d%ds%d", j, k);
+            ids[i] = idbuf[i];
+            docs[i] = (qv_doc){ids[i], vecs[i], D, "{\"g\":1}"};
+        }
+    }
+    assert_ok(db, qv_upsert(db, "cm", docs, N));
+    for (int i = 0; i < N; i += 5)
+        check_every_path(db, "cm", QV_METRIC_COSINE, vecs[i], &vecs[0][0],
+                         ids, N, D);
+    /* the same direction at any scale is at distance 0 */
+    qv_hits *h;
+    float q[D] = {0, 0, 0, 0x1p-149f};
+    assert_ok(db, qv_search(db, "cm", q, D,
+                            &(qv_search_options){.k = NSCALE, .exact = 1},
+                            &h));
+    for (size_t i = 0; i < h->count; i++) {
+        assert_true(strncmp(h->hits[i].id, "d3s", 3) == 0);
+        assert_true(fabsf(h->hits[i].distance) < 1e-6f);
+    }
+    qv_free(h);
+    float zero[D] = {0};
+    qv_doc z = {"z", zero, D, NULL};
+    assert_status(db, qv_upsert(db, "cm", &z, 1), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "all zeros"));
+    assert_status(db, qv_search(db, "cm", zero, D,
+                                &(qv_search_options){.k = 1}, &h),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "all zeros"));
+    assert_int_equal(count_of(db, "cm"), N);
+}
+
+/*
+ * l2 and ip take vectors whose squared norm is at most QV_SQNORM_MAX, and
+ * every distance between them is finite: each path finds every document.
+ * Beyond the limit documents and queries are refused, the message naming
+ * the norm, the limit and the metric, and nothing is stored.
+ */
+static void check_magnitude_limit(qv_db *db, qv_metric m)
+{
+    enum { D = 40, N = 7 };
+    const char *name = qv_metric_name(m);
+    create(db, name, D, m);
+    /* components of 1.6e17: a squared norm just below 1e36 */
+    float c = (float)(sqrt(QV_SQNORM_MAX / D) * 0.999999);
+    static float vecs[N][D];
+    static const char *const ids[N] = {"pos", "neg", "mix", "axis", "axis-",
+                                       "ones", "tiny"};
+    for (int d = 0; d < D; d++) {
+        vecs[0][d] = c;
+        vecs[1][d] = -c;
+        vecs[2][d] = d % 2 ? c : -c;
+        vecs[3][d] = d ? 0 : 1e18f;   /* 1e18f is 9.99999984e17 */
+        vecs[4][d] = d ? 0 : -1e18f;
+        vecs[5][d] = 1;
+        vecs[6][d] = 1e-30f;
+    }
+    qv_doc docs[N];
+    for (int i = 0; i < N; i++) {
+        double sq = 0;
+        for (int d = 0; d < D; d++)
+            sq += (double)vecs[i][d] * vecs[i][d];
+        assert_true(sq <= QV_SQNORM_MAX);
+        docs[i] = (qv_doc){ids[i], vecs[i], D, "{\"g\":1}"};
+    }
+    assert_ok(db, qv_upsert(db, name, docs, N));
+    for (int i = 0; i < N; i++)
+        check_every_path(db, name, m, vecs[i], &vecs[0][0], ids, N, D);
+    float zero[D] = {0};
+    check_every_path(db, name, m, zero, &vecs[0][0], ids, N, D);
+
+    /* beyond: 1.001e18 on an axis (1.002e36), 2e40 spread over two */
+    float over[D] = {0}, huge[D] = {0};
+    over[5] = 1.001e18f;
+    huge[0] = huge[1] = 1e20f;
+    qv_doc bad[2] = {{"ok", vecs[5], D, NULL}, {"over", over, D, NULL}};
+    char expect[128];
+    snprintf(expect, sizeof expect, "document 1: vector's squared norm "
+             "1.002e+36 exceeds 1e+36, the limit for metric %s", name);
+    assert_status(db, qv_upsert(db, name, bad, 2), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), expect);
+    bad[1].vector = huge;
+    assert_status(db, qv_upsert(db, name, bad, 2), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "squared norm 2e+40 exceeds"));
+    assert_int_equal(count_of(db, name), N);
+    qv_hits *h = NULL;
+    qv_search_options opt = {.k = 1};
+    assert_status(db, qv_search(db, name, over, D, &opt, &h), QV_ERR_INVALID);
+    snprintf(expect, sizeof expect, "query vector's squared norm 1.002e+36 "
+             "exceeds 1e+36, the limit for metric %s", name);
+    assert_string_equal(qv_errmsg(db), expect);
+    assert_null(h);
+    float pair[2 * D];
+    memcpy(pair, vecs[5], sizeof vecs[5]);
+    memcpy(pair + D, huge, sizeof huge);
+    qv_batch_hits *b = NULL;
+    assert_status(db, qv_search_batch(db, name, pair, 2, D, &opt, &b),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(db), "query 1: vector's squared norm"));
+    assert_null(b);
+}
+
+static void test_l2_magnitude_limit(void **state)
+{
+    check_magnitude_limit(((struct tu_fixture *)*state)->db, QV_METRIC_L2);
+}
+
+static void test_ip_magnitude_limit(void **state)
+{
+    check_magnitude_limit(((struct tu_fixture *)*state)->db, QV_METRIC_IP);
+}
+
 /* ---- search ---- */
 
 static void test_bad_search_arguments(void **state)
@@ -1235,6 +1447,9 @@ int main(void)
         T(test_unicode_and_longest_ids),
         T(test_bad_documents_change_nothing),
         T(test_cosine_refuses_zero_vectors),
+        T(test_cosine_takes_any_magnitude),
+        T(test_l2_magnitude_limit),
+        T(test_ip_magnitude_limit),
         T(test_bad_search_arguments),
         T(test_exact_search_l2),
         T(test_exact_search_ip),

@@ -263,6 +263,104 @@ static void test_training_is_deterministic_and_stored(void **state)
     free(v);
 }
 
+/* ---- magnitudes (quiver.h, "Which vectors") ---- */
+
+/*
+ * Data at the l2/ip limit: n rows of make_data scaled so that the largest
+ * squared norm is just below QV_SQNORM_MAX, then the worst case for the
+ * codecs' ranges, dim rows of +-1e18 on one axis each.
+ */
+static float *make_extreme(size_t n, uint32_t dim, uint64_t seed)
+{
+    float *v = make_data(n + dim, dim, seed);
+    double most = 0;
+    for (size_t i = 0; i < n; i++) {
+        double sq = 0;
+        for (uint32_t d = 0; d < dim; d++)
+            sq += (double)v[i * dim + d] * v[i * dim + d];
+        most = sq > most ? sq : most;
+    }
+    float scale = (float)sqrt(QV_SQNORM_MAX * 0.9999 / most);
+    for (size_t i = 0; i < n * dim; i++)
+        v[i] *= scale;
+    for (size_t i = n; i < n + dim; i++) {
+        memset(v + i * dim, 0, dim * sizeof *v);
+        v[i * dim + (i - n)] = i % 2 ? -1e18f : 1e18f;
+    }
+    return v;
+}
+
+/* Trained on data at the limit, every codec has finite parameters, and
+ * every query and code distance among such vectors is finite. */
+static void test_codecs_train_on_extreme_values(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"sq8", "pq:8", "pq:32", "bin",
+                                        "prune:7"};
+    size_t n = 600, all = n + DIM;
+    float *v = make_extreme(n, DIM, 11);
+    for (size_t ci = 0; ci < sizeof names / sizeof *names; ci++) {
+        for (int dot = 0; dot < 2; dot++) {
+            codec *c = train(names[ci], DIM, dot, v, all);
+            size_t len = codec_blob_size(c);
+            float *params = malloc(len + 1);
+            codec_blob_write(c, params);
+            for (size_t i = 0; i < len / sizeof *params; i++)
+                if (!isfinite(params[i]))
+                    fail_msg("%s dot=%d: parameter %zu is %g", names[ci],
+                             dot, i, params[i]);
+            free(params);
+            void *qbuf = malloc(codec_query_bytes(c));
+            uint8_t a[DIM * 6], b[DIM * 6];
+            float q[DIM];
+            for (size_t i = 0; i < all; i += 3) {
+                /* queries at the limit too: a vector and its opposite */
+                for (uint32_t d = 0; d < DIM; d++)
+                    q[d] = -v[((i * 7) % all) * DIM + d];
+                codec_query_prepare(c, i % 2 ? q : v + i * DIM, qbuf);
+                codec_encode(c, v + i * DIM, a);
+                codec_encode(c, v + (all - 1 - i) * DIM, b);
+                float qd = codec_query_distance(c, qbuf, a);
+                float cd = codec_code_distance(c, a, b);
+                if (!isfinite(qd) || !isfinite(cd))
+                    fail_msg("%s dot=%d: vector %zu: query distance %g, "
+                             "code distance %g", names[ci], dot, i, qd, cd);
+            }
+            free(qbuf);
+            codec_free(c);
+        }
+    }
+    free(v);
+}
+
+/* f16 codes of halves at their largest, 65504, are finite; so are their
+ * distances to queries at the l2/ip limit. */
+static void test_f16_at_its_largest(void **state)
+{
+    (void)state;
+    float v[DIM], q[DIM], out[DIM];
+    uint8_t code[2 * DIM], code2[2 * DIM];
+    for (int d = 0; d < DIM; d++) {
+        v[d] = d % 2 ? QV_F16_MAX : -QV_F16_MAX;
+        q[d] = d % 3 ? 1.7e17f : -1.7e17f;
+    }
+    for (int dot = 0; dot < 2; dot++) {
+        codec *c = train("f16", DIM, dot, v, 1);
+        codec_encode(c, v, code);
+        codec_decode(c, code, out);
+        assert_memory_equal(out, v, sizeof v);
+        for (int d = 0; d < DIM; d++)
+            out[d] = -v[d];
+        codec_encode(c, out, code2);
+        void *qbuf = malloc(codec_query_bytes(c));
+        codec_query_prepare(c, q, qbuf);
+        assert_true(isfinite(codec_query_distance(c, qbuf, code)));
+        assert_true(isfinite(codec_code_distance(c, code, code2)));
+        free(qbuf);
+        codec_free(c);
+    }
+}
+
 /* ---- through the API ---- */
 
 static int setup(void **state)
@@ -448,6 +546,39 @@ static void test_updates_deletes_and_retraining(void **state)
     free(v);
 }
 
+/*
+ * Small vectors share LMDB leaf pages, which every later write to the
+ * page copies elsewhere: a re-rank after such writes still reads each
+ * document's own vector (it used to read a stale offset: another
+ * vector, or a page reused since).
+ */
+static void test_rerank_after_writes_beside_the_vectors(void **state)
+{
+    struct tu_fixture *f = *state;
+    qv_collection_config cfg = {.dim = DIM, .codec = "f16", .M = 8,
+                                .ef_construction = 64};
+    assert_ok(f->db, qv_create_collection(f->db, "w", &cfg));
+    float *v = make_data(400, DIM, 12);
+    put(f->db, "w", v, 0, 100, DIM);
+    /* documents inserted one by one land in the pages of the first */
+    for (size_t i = 100; i < 400; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "%zu", i);
+        qv_doc doc = {id, v + i * DIM, DIM, NULL};
+        assert_ok(f->db, qv_upsert(f->db, "w", &doc, 1));
+    }
+    qv_search_options all = {.k = 10, .ef = 400, .rerank = 400};
+    qv_search_options exact = {.k = 10, .exact = 1};
+    for (size_t q = 0; q < 400; q += 23) {
+        qv_hits *h = search(f->db, "w", v + q * DIM, DIM, &all);
+        qv_hits *e = search(f->db, "w", v + q * DIM, DIM, &exact);
+        assert_same_hits(h, e);
+        qv_free(h);
+        qv_free(e);
+    }
+    free(v);
+}
+
 /* io_uring and pread read the same vectors; a failed read is an IO
  * error that changes nothing. Embedded only (the reader is in-process). */
 static void test_io_paths_and_read_errors(void **state)
@@ -483,6 +614,112 @@ static void test_io_paths_and_read_errors(void **state)
     st_read_inject_failures(0);
     qv_close(pr);
     free(v);
+}
+
+/* The n hits of a search: n of them, at finite distances, nearest
+ * first. */
+static void assert_finite_hits(const char *what, const qv_hits *h, size_t n)
+{
+    if (h->count != n)
+        fail_msg("%s: %zu hits, expected %zu", what, h->count, n);
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(h->hits[i].distance))
+            fail_msg("%s: hit %zu (%s) at %g", what, i, h->hits[i].id,
+                     h->hits[i].distance);
+        if (i > 0)
+            assert_true(h->hits[i - 1].distance <= h->hits[i].distance);
+    }
+}
+
+/*
+ * Every codec and metric with vectors at the edge of what the metric
+ * accepts: l2 and ip at the squared-norm limit (f16 at its largest half),
+ * cosine from near FLT_MAX down to subnormal. Training succeeds, code
+ * distances (rerank=0) are finite, a full re-rank equals the exact search,
+ * batches agree; beyond the limit documents are refused.
+ */
+static void test_codecs_at_the_magnitude_limit(void **state)
+{
+    struct tu_fixture *f = *state;
+    static const char *const codecs[] = {"f16", "sq8", "pq:8", "bin",
+                                         "prune:6"};
+    static const qv_metric metrics[] = {QV_METRIC_L2, QV_METRIC_IP,
+                                        QV_METRIC_COSINE};
+    /* make_data's components are at most about 4.5 */
+    static const float cosine_scales[] = {7e37f, 1e30f, 1.0f, 1e-30f,
+                                          1e-40f};
+    size_t all = 332;
+    for (size_t ci = 0; ci < 5; ci++) {
+        for (size_t mi = 0; mi < 3; mi++) {
+            int f16 = ci == 0, cosine = metrics[mi] == QV_METRIC_COSINE;
+            char name[32];
+            snprintf(name, sizeof name, "x%zu_%zu", ci, mi);
+            uint64_t seed = 20 + ci * 3 + mi;
+            /* (make_extreme's rows on the axes are left out: far from the
+             * clusters, they make sq8's range so coarse that its graph
+             * traps walks, at any scale) */
+            float *v = cosine ? make_data(all, DIM, seed)
+                              : make_extreme(all, DIM, seed);
+            float most = 0;
+            for (size_t i = 0; i < all * DIM; i++)
+                most = fmaxf(most, fabsf(v[i]));
+            for (size_t i = 0; i < all * DIM; i++) {
+                if (cosine)   /* row by row, from near FLT_MAX down */
+                    v[i] *= cosine_scales[(i / DIM) % 5];
+                else if (f16)  /* the largest half, 65504, at most */
+                    v[i] = fmaxf(fminf(v[i] * (QV_F16_MAX / most),
+                                       QV_F16_MAX), -QV_F16_MAX);
+            }
+            qv_collection_config cfg = {.dim = DIM, .metric = metrics[mi],
+                                        .codec = codecs[ci], .M = 8,
+                                        .ef_construction = 64};
+            if (ci >= 1 && ci <= 3)   /* the codecs that are trained */
+                cfg.train_min = 256;
+            assert_ok(f->db, qv_create_collection(f->db, name, &cfg));
+            put(f->db, name, v, 0, all, DIM);
+            qv_collection_info info;
+            assert_ok(f->db, qv_describe_collection(f->db, name, &info));
+            assert_true(info.codec_trained);
+            qv_search_options full = {.k = 10, .ef = 400, .rerank = 400};
+            qv_search_options exact = {.k = 10, .exact = 1};
+            qv_search_options codes = {.k = 10, .no_rerank = 1};
+            float q[3 * DIM];
+            for (uint32_t d = 0; d < DIM; d++) {
+                q[d] = v[7 * DIM + d];
+                q[DIM + d] = -v[303 * DIM + d];
+                q[2 * DIM + d] = -v[100 * DIM + d];
+            }
+            for (int qi = 0; qi < 3; qi++) {
+                qv_hits *h = search(f->db, name, q + qi * DIM, DIM, &full);
+                qv_hits *e = search(f->db, name, q + qi * DIM, DIM, &exact);
+                qv_hits *c = search(f->db, name, q + qi * DIM, DIM, &codes);
+                assert_finite_hits(name, e, 10);
+                assert_same_hits_in(name, h, e);
+                assert_finite_hits(name, c, 10);
+                qv_free(h);
+                qv_free(e);
+                qv_free(c);
+            }
+            qv_batch_hits *b = NULL;
+            assert_ok(f->db, qv_search_batch(f->db, name, q, 3, DIM, &codes,
+                                             &b));
+            for (int qi = 0; qi < 3; qi++)
+                assert_finite_hits(name, &b->results[qi], 10);
+            qv_free(b);
+            if (!cosine) {
+                float over[DIM] = {0};
+                over[1] = f16 ? 65520.0f : 1.01e18f;
+                qv_doc doc = {"over", over, DIM, NULL};
+                assert_status(f->db, qv_upsert(f->db, name, &doc, 1),
+                              QV_ERR_INVALID);
+                assert_non_null(strstr(qv_errmsg(f->db),
+                                       f16 ? "vector[1] is 65520, beyond "
+                                             "65504"
+                                           : "exceeds 1e+36"));
+            }
+            free(v);
+        }
+    }
 }
 
 /* Bad options are refused with a message and create nothing. */
@@ -532,6 +769,8 @@ int main(void)
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_distances_match_brute_force),
         cmocka_unit_test(test_training_is_deterministic_and_stored),
+        cmocka_unit_test(test_codecs_train_on_extreme_values),
+        cmocka_unit_test(test_f16_at_its_largest),
         cmocka_unit_test_setup_teardown(test_exact_until_trained, setup,
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_full_rerank_equals_exact, setup,
@@ -540,8 +779,12 @@ int main(void)
                                         tu_teardown),
         cmocka_unit_test_setup_teardown(test_updates_deletes_and_retraining,
                                         setup, tu_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_rerank_after_writes_beside_the_vectors, setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_paths_and_read_errors, setup,
                                         tu_teardown),
+        cmocka_unit_test_setup_teardown(test_codecs_at_the_magnitude_limit,
+                                        setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, tu_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

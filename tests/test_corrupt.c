@@ -5,6 +5,7 @@
  */
 #include <fcntl.h>
 #include <lmdb.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,49 @@ static void test_missing_records(void **state)
     tu_rmdir(dir);
 }
 
+/* The first vector becomes 1e20 in every component: a vector that l2
+ * collections refuse since their squared-norm bound, as a database from
+ * before it may hold one. */
+static void to_huge_vector(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    float huge[8];
+    for (int i = 0; i < 8; i++)
+        huge[i] = 1e20f;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
+    assert_int_equal(val.mv_size, sizeof huge);
+    MDB_val changed = {sizeof huge, huge};
+    assert_int_equal(mdb_cursor_put(cur, &key, &changed, MDB_CURRENT), 0);
+    mdb_cursor_close(cur);
+}
+
+/* Such a vector is still found by every search (last, its distance
+ * overflowing to inf), and qv_check names it. */
+static void test_vector_beyond_the_bound(void **state)
+{
+    char *dir = make_db();
+    tamper(dir, "vectors", to_huge_vector);
+    qv_db *db;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    float q[8] = {0};
+    for (int exact = 0; exact < 2; exact++) {
+        qv_hits *hits = NULL;
+        qv_search_options opt = {.k = 300, .ef = 400, .exact = exact};
+        assert_ok(db, qv_search(db, "c", q, 8, &opt, &hits));
+        assert_int_equal(hits->count, 300);
+        assert_string_equal(hits->hits[299].id, "0");
+        assert_true(isinf(hits->hits[299].distance));
+        qv_free(hits);
+    }
+    qv_close(db);
+    expect_check_finds(dir, "document '0' is outside what the collection "
+                       "accepts");
+    expect_check_finds(dir, "squared norm 8e+40 exceeds 1e+36");
+    tu_rmdir(dir);
+}
+
 static void test_index_entry_missing(void **state)
 {
     char *dir = make_db();
@@ -275,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_format3_catalog_upgrades),
         cmocka_unit_test(test_flipped_graph_record),
         cmocka_unit_test(test_missing_records),
+        cmocka_unit_test(test_vector_beyond_the_bound),
         cmocka_unit_test(test_index_entry_missing),
         cmocka_unit_test(test_truncated_data_file),
         cmocka_unit_test(test_missing_data_file),

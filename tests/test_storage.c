@@ -1,5 +1,6 @@
 /* The LMDB environment: sharing, sync-mode conflicts, map growth, ranges. */
 #include <string.h>
+#include <unistd.h>
 
 #include "env.h"
 #include "keys.h"
@@ -163,6 +164,43 @@ static void test_delete_prefix_removes_exactly_one_range(void **state)
     tu_rmdir(dir);
 }
 
+/* A value in overflow pages of its own has a fixed offset, which reads
+ * back the value; one inside a leaf page has none (the page moves with
+ * the next write to it). */
+static void test_fixed_offsets_only_for_overflow_values(void **state)
+{
+    char *dir = tu_mkdtemp();
+    st_env *env;
+    assert_int_equal(st_env_open(dir, 0, 0, &env), 0);
+    struct fill_ctx big = {st_dbi(env, ST_DB_VECTORS), 0, 3, 3136};
+    struct fill_ctx small = {st_dbi(env, ST_DB_VECTORS), 3, 3, 128};
+    assert_int_equal(st_write(env, fill_txn, &big), 0);
+    assert_int_equal(st_write(env, fill_txn, &small), 0);
+    MDB_txn *txn;
+    assert_int_equal(st_read_begin(env, &txn), 0);
+    int fd;
+    assert_int_equal(mdb_env_get_fd(st_mdb(env), &fd), 0);
+    for (uint32_t i = 0; i < 6; i++) {
+        unsigned char k[KEY_DOC_LEN], buf[3136];
+        key_doc(k, 1, i);
+        MDB_val key = {sizeof k, k}, val;
+        assert_int_equal(mdb_get(txn, big.dbi, &key, &val), 0);
+        uint64_t off = st_fixed_offset(env, val.mv_data);
+        assert_true(st_map_offset(env, val.mv_data) != UINT64_MAX);
+        if (val.mv_size == 128) {
+            assert_true(off == UINT64_MAX);
+            continue;
+        }
+        assert_true(off != UINT64_MAX);
+        assert_int_equal(pread(fd, buf, val.mv_size, (off_t)off),
+                         (ssize_t)val.mv_size);
+        assert_memory_equal(buf, val.mv_data, val.mv_size);
+    }
+    st_read_end(env, txn);
+    st_env_close(env);
+    tu_rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +210,7 @@ int main(void)
         cmocka_unit_test(test_map_grows_when_full),
         cmocka_unit_test(test_aborted_write_leaves_nothing),
         cmocka_unit_test(test_delete_prefix_removes_exactly_one_range),
+        cmocka_unit_test(test_fixed_offsets_only_for_overflow_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

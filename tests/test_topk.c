@@ -1,4 +1,5 @@
 /* The bounded heap against a full sort of the same stream. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "alloc.h"
@@ -67,6 +68,31 @@ static void test_tiebreak_callback_orders_equal_distances(void **state)
     topk_release(&heap);
 }
 
+/* Infinite and NaN distances keep their candidates: NaN ranks as +inf,
+ * after every finite distance, and the heap stays ordered around them. */
+static void test_non_finite_distances_keep_their_place(void **state)
+{
+    static const float dists[] = {NAN, 3, INFINITY, 1, NAN, -INFINITY, 2,
+                                  NAN, 0, INFINITY};
+    size_t n = sizeof dists / sizeof *dists;
+    for (size_t k = 1; k <= n + 1; k++) {
+        topk heap;
+        assert_int_equal(topk_init(&heap, k, NULL, NULL), 0);
+        for (size_t i = 0; i < n; i++)
+            topk_push(&heap, dists[i], (uint32_t)i);
+        topk_sort(&heap);
+        /* -inf(5), 0(8), 1(3), 2(6), 3(1), then +inf and NaN by id: 0, 2,
+         * 4, 7, 9 */
+        static const uint32_t order[] = {5, 8, 3, 6, 1, 0, 2, 4, 7, 9};
+        assert_int_equal(heap.n, k < n ? k : n);
+        for (size_t i = 0; i < heap.n; i++) {
+            assert_int_equal(heap.items[i].id, order[i]);
+            assert_false(isnan(heap.items[i].dist));
+        }
+        topk_release(&heap);
+    }
+}
+
 static void test_init_reports_out_of_memory(void **state)
 {
     topk heap;
@@ -80,6 +106,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_sort),
         cmocka_unit_test(test_tiebreak_callback_orders_equal_distances),
+        cmocka_unit_test(test_non_finite_distances_keep_their_place),
         cmocka_unit_test(test_init_reports_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
