@@ -36,8 +36,8 @@ LIB_SRC := common/alloc.c common/error.c common/token.c common/utf8.c \
            wire/frame.c wire/inspect.c wire/stream.c wire/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
-           cli/bench_server.c cli/bench_filter.c cli/bench_embed.c cli/transfer.c \
-           cli/vecfile.c cli/table_cmd.c
+           cli/bench_server.c cli/bench_filter.c cli/bench_embed.c \
+           cli/bench_duplicates.c cli/transfer.c cli/vecfile.c cli/table_cmd.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
              test_hnsw test_server test_corrupt test_crash test_faults \
              test_filter test_codec test_table test_tls

@@ -103,7 +103,10 @@ int bench_main(int argc, char **argv)
         return bench_filter(argc, argv);
     if (argc >= 1 && strcmp(argv[0], "embed") == 0)
         return bench_embed(argc, argv);
-    fprintf(stderr, "usage: quiver bench flat|ann|server|filter|embed ...\n"
+    if (argc >= 1 && strcmp(argv[0], "duplicates") == 0)
+        return bench_duplicates(argc, argv);
+    fprintf(stderr, "usage: quiver bench "
+                    "flat|ann|server|filter|embed|duplicates ...\n"
                     "quiver bench: unknown benchmark '%s'\n",
             argc >= 1 ? argv[0] : "");
     return 2;

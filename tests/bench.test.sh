@@ -64,6 +64,22 @@ check "ann with a codec: runs" [ $? -eq 0 ]
 check "ann with a codec: recall >= 0.9" at_least \
     "$(field "$(printf '%s\n' "$out" | grep '"ef":64')" recall)" 0.9
 
+# Copies: every row equal, or drawn from ten values, against distinct
+# rows; each case's import leaves a database that passes qv_check, and
+# a search for a row finds k = 10 of its copies.
+out=$("$bin" bench duplicates --n 3000 --passes 1 --M 8 \
+      --ef-construction 64 --write "$work" --json 2>&1)
+check "duplicates: runs" [ $? -eq 0 ]
+check "duplicates: a line per case" [ "$(lines_of "$out" '"case":')" -eq 3 ]
+check "duplicates: every database passes check" \
+    [ "$(lines_of "$out" '"check":true')" -eq 3 ]
+for c in values-1 values-10; do
+    check "duplicates $c: 10 hits at distance 0" \
+        [ "$(field "$(printf '%s\n' "$out" | grep "\"$c\"")" hits_at_0)" = 10 ]
+done
+check "duplicates: --write leaves the rows as .fvecs" \
+    [ "$(wc -c < "$work/values-10.fvecs")" -eq 60000 ]
+
 out=$("$bin" bench filter $vecs --labels "$work/labels.u8" --nq 50 \
       --json --db "$work/filter" 2>&1)
 check "filter: runs" [ $? -eq 0 ]

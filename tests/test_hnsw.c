@@ -208,6 +208,71 @@ static void test_reachable_after_each_single_change(void **state)
     hnsw_free(h);
 }
 
+/*
+ * Build a graph of the n vectors v one thread, repairing after every
+ * batch as a write does; returns the distances the walks of the inserts
+ * and of the repairs computed, *adopted the orphans the repairs adopted.
+ * The graph must pass hnsw_check.
+ */
+static unsigned long build_and_count(const char *what, const float *v,
+                                     size_t n, size_t dim, size_t *adopted)
+{
+    enum { BATCH = 100 };
+    hnsw_params p = {.dim = (uint32_t)dim, .M = 8, .ef_construction = 64,
+                     .metric = HNSW_L2, .seed = 13};
+    hnsw *h = hnsw_create(&p);
+    hnsw_scratch *s = hnsw_scratch_create();
+    unsigned long distances = 0;
+    size_t orphans;
+    char err[256];
+    *adopted = 0;
+    assert_int_equal(hnsw_reserve(h, (uint32_t)n), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(hnsw_insert(h, s, i, v + i * dim,
+                                     hnsw_random_level(h, i, 0)), 0);
+        if (i % BATCH == BATCH - 1 || i + 1 == n) {
+            assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+            *adopted += orphans;
+        }
+    }
+    distances = hnsw_scratch_distances(s);
+    printf("# %s: %.0f distances an insert, %zu orphans adopted\n", what,
+           (double)distances / (double)n, *adopted);
+    if (hnsw_check(h, err, sizeof err) != 0)
+        fail_msg("%s: %s", what, err);
+    hnsw_scratch_free(s);
+    hnsw_free(h);
+    return distances;
+}
+
+/*
+ * Identical vectors tie at every distance: their inserts must cost no
+ * more work than distinct vectors (the ties once made every new copy an
+ * orphan that each repair searched for again, and left it unreachable),
+ * and the graph must stay whole. Work is counted in distances, not time.
+ */
+static void test_duplicates_cost_what_distinct_vectors_cost(void **state)
+{
+    enum { N = 3000, D = 4 };
+    float *v = malloc(N * D * sizeof *v), values[10][D];
+    uint64_t rng = 17;
+    size_t adopted;
+    tu_rand_vector(&rng, v, N * D);
+    unsigned long distinct = build_and_count("distinct", v, N, D, &adopted);
+    for (size_t i = 0; i < N * D; i++)
+        v[i] = i % D == D - 1;              /* every row [0, 0, 0, 1] */
+    unsigned long same = build_and_count("one value", v, N, D, &adopted);
+    assert_true(same <= 2 * distinct);
+    assert_true(adopted <= N / 100);
+    tu_rand_vector(&rng, &values[0][0], 10 * D);
+    for (size_t i = 0; i < N; i++)
+        memcpy(v + i * D, values[tu_rand(&rng) % 10], sizeof values[0]);
+    unsigned long ten = build_and_count("ten values", v, N, D, &adopted);
+    assert_true(ten <= 2 * distinct);
+    assert_true(adopted <= N / 100);
+    free(v);
+}
+
 /* ---- through the API ---- */
 
 static void check_generated_recall(qv_db *db, qv_metric metric)
@@ -357,6 +422,67 @@ static void test_deletes_are_never_returned(void **state)
                             &hits));
     assert_string_equal(hits->hits[0].id, "0");
     qv_free(hits);
+    free(v);
+}
+
+/* Search vector value (one of the copies' values) for k; expect count
+ * hits, the first zeros of them at distance 0, none of a deleted id
+ * (below deleted_below). */
+static void expect_copies(qv_db *db, const float *value, uint32_t k,
+                          uint32_t ef, size_t count, size_t zeros,
+                          int deleted_below)
+{
+    qv_hits *hits;
+    assert_ok(db, qv_search(db, "copies", value, 4,
+                            &(qv_search_options){.k = k, .ef = ef}, &hits));
+    assert_int_equal(hits->count, count);
+    for (size_t i = 0; i < hits->count; i++) {
+        if ((i < zeros) != (hits->hits[i].distance == 0.0f))
+            fail_msg("k=%u ef=%u: hit %zu at distance %g", k, ef, i,
+                     (double)hits->hits[i].distance);
+        assert_true(atoi(hits->hits[i].id) >= deleted_below);
+    }
+    qv_free(hits);
+}
+
+/* Many exact copies of a few vectors: a search finds k of them whenever
+ * k exist, before and after deletes of copies, and the graph stays whole
+ * (every document reachable: a search with k = all returns all). */
+static void test_search_among_copies_returns_k_hits(void **state)
+{
+    enum { N = 1200, COMMON = 1000, D = 4 };
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    float *v = malloc(N * D * sizeof *v);
+    /* rows 0..999: [0, 0, 0, 1]; then 50 copies each of four others */
+    for (size_t i = 0; i < N; i++)
+        for (size_t j = 0; j < D; j++)
+            v[i * D + j] = i < COMMON ? j == D - 1
+                                      : (float)((i - COMMON) / 50 + 2) * (j + 1);
+    create(db, "copies", D, QV_METRIC_L2, 8, 40);
+    for (size_t first = 0; first < N; first += 300)
+        upsert_rows(db, "copies", v, first, 300, D);
+    assert_index_valid(db, "copies");
+    const float *common = v, *rare = v + COMMON * D;
+    expect_copies(db, common, 10, 64, 10, 10, 0);
+    expect_copies(db, common, 300, 300, 300, 300, 0);
+    expect_copies(db, rare, 50, 16, 50, 50, 0);
+    expect_copies(db, rare, 60, 64, 60, 50, 0);
+    expect_copies(db, common, N, N, N, COMMON, 0);
+    /* delete 900 of the common copies and 40 of the first rare group */
+    char id[16];
+    for (int i = 0; i < 900; i++) {
+        snprintf(id, sizeof id, "%d", i);
+        assert_ok(db, qv_delete(db, "copies", id));
+    }
+    for (int i = COMMON; i < COMMON + 40; i++) {
+        snprintf(id, sizeof id, "%d", i);
+        assert_ok(db, qv_delete(db, "copies", id));
+    }
+    assert_index_valid(db, "copies");
+    expect_copies(db, common, 100, 64, 100, 100, 900);
+    expect_copies(db, common, 150, 150, 150, 100, 900);
+    expect_copies(db, rare, 20, 64, 20, 10, 0);
+    expect_copies(db, common, N, N, N - 940, 100, 900);
     free(v);
 }
 
@@ -530,11 +656,13 @@ int main(void)
         cmocka_unit_test(test_graph_invariants_through_inserts_and_removals),
         cmocka_unit_test(test_parallel_inserts_keep_invariants),
         cmocka_unit_test(test_reachable_after_each_single_change),
+        cmocka_unit_test(test_duplicates_cost_what_distinct_vectors_cost),
         T(test_recall_generated_l2),
         T(test_recall_generated_ip_and_cosine),
         T(test_recall_fashion_mnist_subset),
         T(test_index_survives_reopen),
         T(test_deletes_are_never_returned),
+        T(test_search_among_copies_returns_k_hits),
         T(test_replaced_vector_moves_the_document),
         T(test_repeated_id_in_a_batch_is_indexed),
         T(test_batch_search_matches_single_searches),
