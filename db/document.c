@@ -238,8 +238,10 @@ static qv_status insert_into_graph(struct upsert_ctx *c, MDB_txn *txn,
      * linked. Fresh slots need no such care: nothing reaches them before
      * they are published.
      */
-    if (rewrites)
+    if (rewrites) {
         pthread_rwlock_wrlock(&ix->grow_lock);
+        atomic_store(&ix->rewritten_at, rec->generation + 1);
+    }
     for (size_t i = 0; i < m && rc == 0; i++) {
         if (hnsw_contains(g, ids[i]))   /* a new vector for a document */
             rc = hnsw_remove(g, s, ids[i]);

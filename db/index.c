@@ -123,6 +123,7 @@ static live_index *live_create(const coll_rec *rec, codec *cd)
     atomic_init(&ix->refs, 1);
     atomic_init(&ix->stale, 0);
     atomic_init(&ix->generation, rec->generation);
+    atomic_init(&ix->rewritten_at, 0);
     pthread_rwlock_init(&ix->grow_lock, NULL);
     pthread_mutex_init(&ix->pool_lock, NULL);
     pthread_mutex_init(&ix->cache_lock, NULL);

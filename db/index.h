@@ -66,6 +66,10 @@ typedef struct live_index {
     /* searches hold it shared; growing the graph's arrays, and inserts
      * that rewrite slots used before, exclusive */
     pthread_rwlock_t grow_lock;
+    /* the generation the last rewrite of a used slot commits as: a search
+     * whose snapshot is older may have measured vectors its snapshot does
+     * not hold (written under grow_lock exclusive) */
+    _Atomic uint64_t rewritten_at;
     pthread_mutex_t pool_lock;
     hnsw_scratch *pool[SCRATCH_POOL];
     int npool;

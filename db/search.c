@@ -270,7 +270,8 @@ struct search_ctx {
                                them from the collection's cache */
     uint64_t nallowed;
     uint64_t estimated;   /* matches the indexes promised (a superset) */
-    unsigned long distances;  /* computed, for explain */
+    atomic_ulong distances;   /* computed, for explain (batch workers
+                                 share it) */
     int widenings;
     const char *plan;
     int untrained;        /* a codec not trained yet: exact scans serve */
@@ -555,6 +556,46 @@ static int score_in_memory(struct search_ctx *c, const float *q, topk *heap)
     return 1;
 }
 
+/*
+ * The walk measured the graph's vectors, and a write not in this search's
+ * snapshot has rewritten some (a document's new vector): measure the
+ * candidates again with the snapshot's own vectors, so that every hit's
+ * distance is that of the document the snapshot holds. Rare: only a
+ * search that overlaps such a write pays it.
+ */
+static qv_status rescore_from_snapshot(struct search_ctx *c, const float *q,
+                                       topk *heap)
+{
+    size_t n = heap->n, vec_bytes = (size_t)c->rec.dim * sizeof(float);
+    uint32_t *ids = qv_malloc((n + 1) * sizeof *ids);
+    if (!ids)
+        return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        ids[i] = heap->items[i].id;
+    heap->n = 0;
+    MDB_dbi dbi = st_dbi(c->db->env, ST_DB_VECTORS);
+    qv_status st = QV_OK;
+    for (size_t i = 0; i < n && st == QV_OK; i++) {
+        unsigned char buf[KEY_DOC_LEN];
+        key_doc(buf, c->rec.id, ids[i]);
+        MDB_val key = {sizeof buf, buf}, val;
+        int rc = mdb_get(c->txn, dbi, &key, &val);
+        if (rc == MDB_NOTFOUND)
+            continue;  /* not in this snapshot: resolving would skip it */
+        if (rc != 0)
+            st = emb_status(c->db, rc, "searching");
+        else if (val.mv_size != vec_bytes)
+            st = qv_fail(&c->db->base, QV_ERR_CORRUPT, "vector record is %zu "
+                         "bytes, expected %zu", val.mv_size, vec_bytes);
+        else
+            topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
+                                  c->rec.dim), ids[i]);
+    }
+    c->distances += n;
+    qv_mem_free(ids);
+    return st;
+}
+
 /* Few documents match: fetch their vectors one by one rather than walk
  * every vector of the collection. */
 static qv_status fetch_allowed(struct search_ctx *c, const float *q,
@@ -701,9 +742,12 @@ static qv_status collect(struct search_ctx *c, hnsw_scratch *s, size_t i,
     pthread_rwlock_rdlock(&c->ix->grow_lock);
     hnsw_search(c->ix->graph, s, q, (uint32_t)c->beam, (uint32_t)c->beam,
                 c->allowed, c->rec.next_iid, heap);
+    int newer = atomic_load(&c->ix->rewritten_at) > c->rec.generation;
     pthread_rwlock_unlock(&c->ix->grow_lock);
     c->distances += hnsw_scratch_distances(s);
-    return QV_OK;
+    /* code distances are estimates that a re-rank replaces anyway */
+    return newer && !c->ix->codec ? rescore_from_snapshot(c, q, heap)
+                                  : QV_OK;
 }
 
 static char *explain_json(const struct search_ctx *c);
