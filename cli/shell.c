@@ -9,6 +9,7 @@
 #include "shell.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -542,8 +543,12 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         return shell_api_fail(sh, st);
     json_t *arr = json_array();
     for (size_t i = 0; i < hits->count; i++) {
-        json_t *h = json_pack("{s:s, s:f}", "id", hits->hits[i].id,
-                              "distance", (double)hits->hits[i].distance);
+        /* JSON has no inf or NaN: such a distance (only vectors stored
+         * before the magnitude bound can give one) is null, the hit kept */
+        double d = hits->hits[i].distance;
+        json_t *h = json_pack("{s:s, s:o}", "id", hits->hits[i].id,
+                              "distance", isfinite(d) ? json_real(d)
+                                                      : json_null());
         if (opt.with_payload)
             json_object_set_new(h, "payload",
                                 payload_json(hits->hits[i].payload));
