@@ -638,6 +638,39 @@ static void assert_finite_hits(const char *what, const qv_hits *h, size_t n)
  * distances (rerank=0) are finite, a full re-rank equals the exact search,
  * batches agree; beyond the limit documents are refused.
  */
+/*
+ * sq8 codes whose ranges a few far rows on the axes stretch coarsely (a
+ * case that once trapped graph walks, seen while the magnitude bound was
+ * built): every search for k = all documents still returns all of them.
+ */
+static void test_unfiltered_walk_is_never_short(void **state)
+{
+    struct tu_fixture *f = *state;
+    size_t all = 332;
+    float *v = make_extreme(300, DIM, 5);   /* 300 clustered, 32 on axes */
+    qv_collection_config cfg = {.dim = DIM, .codec = "sq8", .M = 8,
+                                .ef_construction = 64, .train_min = 256};
+    assert_ok(f->db, qv_create_collection(f->db, "trap", &cfg));
+    put(f->db, "trap", v, 0, all, DIM);
+    qv_search_options opts[] = {{.k = (uint32_t)all, .ef = 400},
+                                {.k = (uint32_t)all, .ef = 400,
+                                 .no_rerank = 1},
+                                {.k = 50}};
+    for (size_t o = 0; o < sizeof opts / sizeof *opts; o++) {
+        for (size_t qi = 0; qi < all; qi += 7) {
+            float q[DIM];   /* rows, and rows mirrored through the origin */
+            for (uint32_t d = 0; d < DIM; d++)
+                q[d] = (qi / 7) % 2 ? -v[qi * DIM + d] : v[qi * DIM + d];
+            qv_hits *h = search(f->db, "trap", q, DIM, &opts[o]);
+            if (h->count != opts[o].k)
+                fail_msg("options %zu, query %zu: %zu hits of %u", o, qi,
+                         h->count, opts[o].k);
+            qv_free(h);
+        }
+    }
+    free(v);
+}
+
 static void test_codecs_at_the_magnitude_limit(void **state)
 {
     struct tu_fixture *f = *state;
@@ -783,6 +816,8 @@ int main(void)
             test_rerank_after_writes_beside_the_vectors, setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_io_paths_and_read_errors, setup,
                                         tu_teardown),
+        cmocka_unit_test_setup_teardown(test_unfiltered_walk_is_never_short,
+                                        setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_codecs_at_the_magnitude_limit,
                                         setup, tu_teardown),
         cmocka_unit_test_setup_teardown(test_bad_input, setup, tu_teardown),
