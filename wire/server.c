@@ -70,6 +70,9 @@ struct conn {
 #define TLS_HANDSHAKE_RECORD 0x16
 
 #define REFUSING_MAX 16
+/* Why a connection that did not authenticate in time ends: the one reason
+ * that is told to the client (compared by address). */
+static const char auth_expired[] = "not authenticated in time";
 /* How long a closing connection's unread bytes are drained. */
 #define DRAIN_MS 1000
 #define DRAIN_BYTES (256u << 10)
@@ -302,7 +305,7 @@ static long long wait_budget(const struct conn *c, const wbuf *in,
     }
     if (c->awaiting_auth && c->opened_ms + cfg->auth_timeout_ms < until) {
         until = c->opened_ms + cfg->auth_timeout_ms;
-        *expiry = "not authenticated in time";
+        *expiry = auth_expired;
     }
     return until > now ? until - now : 0;
 }
@@ -344,7 +347,7 @@ static const char *read_some(struct conn *c, wbuf *in)
 static void end_connection(struct conn *c, const char *why, int answered)
 {
     char msg[96];
-    if (strcmp(why, "not authenticated in time") == 0) {
+    if (why == auth_expired) {
         snprintf(msg, sizeof msg, "authenticate within %d s of connecting",
                  c->srv->cfg->auth_timeout_ms / 1000);
         send_farewell(&c->s, QV_ERR_UNAUTHENTICATED, msg);
@@ -390,8 +393,10 @@ static void *conn_main(void *arg)
         else
             why = read_some(c, &in);
     }
-    end_connection(c, why, answered);
+    /* before the client can see the end: a client told to go that
+     * connects again must find the slot free */
     stop_awaiting_auth(c);
+    end_connection(c, why, answered);
     wbuf_release(&in);
     wbuf_release(&out);
     stream_thread_done();
