@@ -417,8 +417,13 @@ static void workload(struct run *r, const char *dir, unsigned flags)
     filters(r);
     admin(r);
     write_after(r);
+    /* closing must not need memory: every allocation fails meanwhile */
+    if (r->fault == QV_ERR_NOMEM)
+        qv_alloc_fail_at(1, 1);
     qv_close(r->db);
     r->db = NULL;
+    if (r->fault == QV_ERR_NOMEM)
+        qv_alloc_fail_at(0, 0);
 }
 
 /* ---- afterwards, without faults ---- */
