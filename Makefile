@@ -27,7 +27,7 @@ ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
                   -fsanitize=address,undefined -fno-sanitize-recover=all
 ASAN_LDFLAGS   := -fsanitize=address,undefined
 
-LIB_SRC := common/alloc.c common/error.c common/token.c common/utf8.c \
+LIB_SRC := common/alloc.c common/json.c common/error.c common/token.c common/utf8.c \
            storage/env.c storage/reader.c \
            ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c ann/embed.c \
            db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \

@@ -392,7 +392,7 @@ static void print_ef(const struct ann_args *a, const struct ann_run *r,
     }
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                 JSON_REAL_PRECISION(6));
-    puts(s);
+    puts(s ? s : "{\"error\":\"out of memory for the result\"}");
     fflush(stdout);
     free(s);
     json_decref(o);

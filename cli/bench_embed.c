@@ -609,7 +609,7 @@ int bench_embed(int argc, char **argv)
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                    JSON_REAL_PRECISION(6));
     if (a.json)
-        puts(text);
+        puts(text ? text : "{\"error\":\"out of memory for the result\"}");
     else
         printf("%s: ratio %.2f, test AUC %.4f, logloss %.4f (epoch %u), "
                "%llu parameter bytes, train %.1f s, %.3g lookups/s (%.2f of "

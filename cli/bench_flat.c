@@ -134,7 +134,7 @@ static void print_flat(const struct flat_args *a, const struct flat_result *r)
     if (a->json) {
         char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                     JSON_REAL_PRECISION(6));
-        puts(s);
+        puts(s ? s : "{\"error\":\"out of memory for the result\"}");
         free(s);
     } else {
         printf("n=%ld d=%u nq=%ld k=%u metric=%s import_s=%.3f qps=%.1f",

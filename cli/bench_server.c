@@ -544,7 +544,7 @@ static void report(const struct server_args *a, struct client *cs,
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                 JSON_REAL_PRECISION(6));
     if (a->json)
-        puts(s);
+        puts(s ? s : "{\"error\":\"out of memory for the result\"}");
     else
         printf("op=%s clients=%u pipeline=%u qps=%.0f p50_ms=%.3f "
                "p99_ms=%.3f errors=%ld\n", ops[a->op], a->clients,

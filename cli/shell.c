@@ -9,12 +9,14 @@
 #include "shell.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "json.h"
 
 /* ---- parsing ---- */
 
@@ -23,10 +25,14 @@ static json_t *parse_json_at(const char *p, const char **end, char *err,
                              size_t errlen)
 {
     json_error_t jerr;
-    json_t *v = json_loads(p, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY |
-                                  JSON_REJECT_DUPLICATES, &jerr);
-    if (!v) {
-        snprintf(err, errlen, "bad JSON at '%.30s': %s", p, jerr.text);
+    json_t *v;
+    int rc = qv_json_load(p, strlen(p), JSON_DISABLE_EOF_CHECK |
+                                            JSON_DECODE_ANY |
+                                            JSON_REJECT_DUPLICATES,
+                          &jerr, &v);
+    if (rc != 0) {
+        snprintf(err, errlen, "bad JSON at '%.30s': %s", p,
+                 rc == ENOMEM ? "out of memory" : jerr.text);
         return NULL;
     }
     *end = p + jerr.position;
@@ -122,11 +128,13 @@ void shell_cmd_free(shell_cmd *cmd)
 
 void shell_emit(shell *sh, json_t *obj)
 {
-    if (sh->json && obj) {
-        char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER |
-                                      JSON_REAL_PRECISION(9));
-        if (s)
-            puts(s);
+    if (sh->json) {
+        char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                            JSON_REAL_PRECISION(9))
+                      : NULL;
+        puts(s ? s : "{\"error\":{\"code\":\"NOMEM\",\"message\":"
+                     "\"out of memory for the output\"}}");
+        sh->output_lost |= !s;
         free(s);
     }
     json_decref(obj);
@@ -140,7 +148,7 @@ void shell_emit_fields(shell *sh, json_t *obj)
         json_object_foreach(obj, key, v) {
             char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
             printf("%-16s %s\n", key, json_is_string(v) ? json_string_value(v)
-                                                         : s);
+                                       : s ? s : "(out of memory)");
             free(s);
         }
     }
@@ -285,12 +293,27 @@ static int vector_arg(shell *sh, const shell_arg *a, float **out,
     return 0;
 }
 
+/* NULL when memory ran out (never a shorter vector). */
 static json_t *vector_json(const float *v, uint32_t dim)
 {
     json_t *arr = json_array();
     for (uint32_t i = 0; i < dim; i++)
         json_array_append_new(arr, json_real(v[i]));
+    if (json_array_size(arr) != dim) {
+        json_decref(arr);
+        return NULL;
+    }
     return arr;
+}
+
+/* arr when it holds n values, else NULL (an append ran out of memory,
+ * and a list with one missing must not be printed). */
+static json_t *complete(json_t *arr, size_t n)
+{
+    if (json_array_size(arr) == n)
+        return arr;
+    json_decref(arr);
+    return NULL;
 }
 
 /* A payload's JSON text as a value (null when none). */
@@ -350,7 +373,7 @@ static int cmd_collections(shell *sh, const shell_cmd *cmd)
                    qv_metric_name(list[i].metric));
         printf("(%zu collection%s)\n", n, n == 1 ? "" : "s");
     }
-    shell_emit(sh, json_pack("{s:o}", "collections", arr));
+    shell_emit(sh, json_pack("{s:o}", "collections", complete(arr, n)));
     qv_free(list);
     return 0;
 }
@@ -402,6 +425,10 @@ static int cmd_upsert(shell *sh, const shell_cmd *cmd)
                               "not '%s'", pl->text);
         }
         payload = json_dumps(pl->json, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (!payload) {   /* not stored without it */
+            qv_mem_free(v);
+            return shell_fail(sh, "NOMEM", "out of memory for the payload");
+        }
     }
     qv_doc doc = {positional(cmd, 2), v, dim, payload};
     qv_status st = qv_upsert(sh->db, positional(cmd, 1), &doc, 1);
@@ -480,7 +507,8 @@ static int cmd_scan(shell *sh, const shell_cmd *cmd)
     if (!sh->json)
         printf(page->next ? "(more: cursor=\"%s\")\n" : "(end)\n",
                page->next);
-    shell_emit(sh, json_pack("{s:o, s:o}", "documents", docs, "cursor",
+    shell_emit(sh, json_pack("{s:o, s:o}", "documents",
+                             complete(docs, page->count), "cursor",
                              page->next ? json_string(page->next)
                                         : json_null()));
     qv_free(page);
@@ -545,23 +573,27 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
     for (size_t i = 0; i < hits->count; i++) {
         /* JSON has no inf or NaN: such a distance (only vectors stored
          * before the magnitude bound can give one) is null, the hit kept */
-        double d = hits->hits[i].distance;
-        json_t *h = json_pack("{s:s, s:o}", "id", hits->hits[i].id,
-                              "distance", isfinite(d) ? json_real(d)
-                                                      : json_null());
-        if (opt.with_payload)
-            json_object_set_new(h, "payload",
-                                payload_json(hits->hits[i].payload));
-        json_array_append_new(arr, h);
+        const qv_hit *hit = &hits->hits[i];
+        double d = hit->distance;
+        json_t *dist = isfinite(d) ? json_real(d) : json_null();
+        json_array_append_new(
+            arr, opt.with_payload
+                     ? json_pack("{s:s, s:o, s:o}", "id", hit->id, "distance",
+                                 dist, "payload", payload_json(hit->payload))
+                     : json_pack("{s:s, s:o}", "id", hit->id, "distance",
+                                 dist));
     }
     if (!sh->json) {
         print_hits(hits, opt.with_payload);
         if (hits->explain)
             printf("explain: %s\n", hits->explain);
     }
-    json_t *o = json_pack("{s:o}", "hits", arr);
-    if (hits->explain)
-        json_object_set_new(o, "explain", json_loads(hits->explain, 0, NULL));
+    json_t *o = json_pack("{s:o}", "hits", complete(arr, hits->count));
+    if (hits->explain &&
+        json_object_set_new(o, "explain", json_loads(hits->explain, 0, NULL))) {
+        json_decref(o);
+        o = NULL;
+    }
     shell_emit(sh, o);
     qv_free(hits);
     return 0;
@@ -672,14 +704,16 @@ static int cmd_check(shell *sh, const shell_cmd *cmd)
     if (!report)
         return shell_api_fail(sh, st);
     json_t *lines = json_array();
+    size_t n = 0;
     for (char *line = strtok(report, "\n"); line; line = strtok(NULL, "\n")) {
         if (!sh->json)
             puts(line);
         json_array_append_new(lines, json_string(line));
+        n++;
     }
     qv_free(report);
     shell_emit(sh, json_pack("{s:b, s:o}", "ok", st == QV_OK, "report",
-                             lines));
+                             complete(lines, n)));
     return st == QV_OK ? 0 : 1;
 }
 
@@ -691,10 +725,12 @@ static int cmd_stats(shell *sh, const shell_cmd *cmd)
     qv_status st = qv_stats(sh->db, &text);
     if (st != QV_OK)
         return shell_api_fail(sh, st);
-    json_t *o = json_loads(text, 0, NULL);
+    json_error_t err;
+    json_t *o = json_loads(text, 0, &err);
     qv_free(text);
     if (!o)
-        return shell_fail(sh, "INTERNAL", "stats are not a JSON object");
+        return shell_fail(sh, "INTERNAL", "stats are not a JSON object: %s",
+                          err.text[0] ? err.text : "out of memory?");
     shell_emit_fields(sh, o);
     return 0;
 }
@@ -824,7 +860,7 @@ static int cmd_help(shell *sh, const shell_cmd *cmd)
     }
     if (!sh->json)
         puts("help COMMAND explains one.");
-    shell_emit(sh, json_pack("{s:o}", "commands", arr));
+    shell_emit(sh, json_pack("{s:o}", "commands", complete(arr, NCOMMANDS)));
     return 0;
 }
 
@@ -845,8 +881,11 @@ int shell_run_line(shell *sh, const char *line)
                         cmd.args[0].text);
     else if (!c->run)
         rc = -1;
-    else
+    else {
+        sh->output_lost = 0;
         rc = c->run(sh, &cmd);
+        rc = rc == 0 && sh->output_lost ? 1 : rc;
+    }
     shell_cmd_free(&cmd);
     fflush(stdout);
     return rc;

@@ -30,6 +30,7 @@ typedef struct shell {
     int json;             /* each command prints one JSON object */
     int progress;         /* progress bars on stderr */
     unsigned long line;   /* of the script, for messages */
+    int output_lost;      /* this command's JSON object could not be made */
 } shell;
 
 /* Split a command line. 0, or -1 with the reason in err. */
@@ -47,7 +48,9 @@ int shell_ok(shell *sh);
 int shell_fail(shell *sh, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 int shell_api_fail(shell *sh, qv_status st);
-/* Print obj (JSON mode) and release it; text mode prints nothing. */
+/* Print obj (JSON mode) and release it; text mode prints nothing. obj
+ * may be NULL (memory ran out building it): JSON mode then prints an
+ * error object with code NOMEM in its place, and the command fails. */
 void shell_emit(shell *sh, json_t *obj);
 /* The same; in text mode each field of obj on a line of its own. */
 void shell_emit_fields(shell *sh, json_t *obj);

@@ -139,12 +139,22 @@ static int table_lookup_cmd(shell *sh, const shell_cmd *cmd)
         json_t *row = json_array();
         for (uint32_t d = 0; d < info.dim; d++)
             json_array_append_new(row, json_real(rows[i * info.dim + d]));
-        json_array_append_new(arr, row);
+        if (json_array_size(row) != info.dim) {   /* out of memory */
+            json_decref(row);
+            row = NULL;
+        }
+        json_array_append_new(arr, json_incref(row));
         if (!sh->json) {
             char *text = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(6));
-            printf("%llu %s\n", (unsigned long long)ids[i], text);
+            printf("%llu %s\n", (unsigned long long)ids[i],
+                   text ? text : "(out of memory)");
             free(text);
         }
+        json_decref(row);
+    }
+    if (json_array_size(arr) != n) {
+        json_decref(arr);
+        arr = NULL;
     }
     shell_emit(sh, json_pack("{s:o}", "rows", arr));
     qv_mem_free(ids);

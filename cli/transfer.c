@@ -21,6 +21,7 @@
 
 #include "alloc.h"
 #include "cli.h"
+#include "json.h"
 #include "shell.h"
 #include "vecfile.h"
 
@@ -215,6 +216,11 @@ static int jsonl_row(source *s, json_t *o, float *vec, char *id, size_t idlen,
     *payload = json_is_object(pl) ? json_dumps(pl, JSON_COMPACT |
                                                        JSON_PRESERVE_ORDER)
                                   : NULL;
+    if (json_is_object(pl) && !*payload) {   /* not imported without it */
+        snprintf(err, errlen, "line %llu: out of memory for the payload",
+                 line);
+        return -1;
+    }
     return 1;
 }
 
@@ -231,7 +237,13 @@ static int jsonl_next(source *s, float *vec, char *id, size_t idlen,
         if (len == 0)
             continue;
         json_error_t jerr;
-        json_t *o = json_loads(s->line, JSON_REJECT_DUPLICATES, &jerr);
+        json_t *o;
+        if (qv_json_load(s->line, (size_t)len, JSON_REJECT_DUPLICATES, &jerr,
+                         &o) == ENOMEM) {
+            snprintf(err, errlen, "line %llu: out of memory",
+                     (unsigned long long)s->lineno);
+            return -1;
+        }
         if (!json_is_object(o)) {
             snprintf(err, errlen, "line %llu: not a JSON object: %s",
                      (unsigned long long)s->lineno,
@@ -507,15 +519,27 @@ static int write_record(FILE *f, int jsonl, const qv_record *r)
                        fwrite(r->vector, 4, r->dim, f) == r->dim
                    ? 0 : -1;
     }
+    /* every part checked: out of memory must not export a shorter
+     * vector or a record without its payload */
     json_t *vec = json_array();
     for (uint32_t i = 0; i < r->dim; i++)
         json_array_append_new(vec, json_real(r->vector[i]));
+    if (json_array_size(vec) != r->dim) {
+        json_decref(vec);
+        errno = ENOMEM;
+        return -1;
+    }
     json_t *o = json_pack("{s:s, s:o}", "id", r->id, "vector", vec);
-    if (r->payload)
-        json_object_set_new(o, "payload", json_loads(r->payload, 0, NULL));
-    int rc = json_dumpf(o, f, JSON_COMPACT | JSON_PRESERVE_ORDER |
+    int rc = o ? 0 : -1;
+    if (rc == 0 && r->payload)
+        rc = json_object_set_new(o, "payload",
+                                 json_loads(r->payload, 0, NULL));
+    if (rc == 0)
+        rc = json_dumpf(o, f, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                   JSON_REAL_PRECISION(9));
     json_decref(o);
+    if (rc != 0 && !ferror(f))
+        errno = ENOMEM;
     return rc == 0 && fputc('\n', f) != EOF ? 0 : -1;
 }
 

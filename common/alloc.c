@@ -37,6 +37,11 @@ static int injected_failure(void)
     return 0;
 }
 
+int qv_alloc_injected(void)
+{
+    return injected_failure();
+}
+
 void *qv_malloc(size_t size)
 {
     if (injected_failure())

@@ -27,4 +27,11 @@ void qv_alloc_fail_at(unsigned long n, int persistent);
 /* Allocations made through the wrappers since the process started. */
 unsigned long qv_alloc_calls(void);
 
+/*
+ * For an allocator of a library's own (jansson's, common/json.c): counts
+ * one allocation like the wrappers do and says whether injection fails it
+ * (1) or not (0).
+ */
+int qv_alloc_injected(void);
+
 #endif

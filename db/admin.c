@@ -14,6 +14,7 @@
 #include "error.h"
 #include "filter.h"
 #include "index.h"
+#include "json.h"
 #include "keys.h"
 
 static void add_bytes(void *ctx, const MDB_val *key, const MDB_val *val)
@@ -98,10 +99,11 @@ static int scan_walk(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         if (rc != 0)
             break;
         if (filter) {
-            json_t *payload = src[*n].payload
-                                  ? json_loadb(src[*n].payload,
-                                               src[*n].payload_len, 0, NULL)
-                                  : NULL;
+            json_t *payload;
+            rc = filter_payload(src[*n].payload, src[*n].payload_len,
+                                &payload);
+            if (rc != 0)
+                break;
             int match = filter_match(filter, payload);
             json_decref(payload);
             if (!match)
@@ -223,7 +225,7 @@ qv_status admin_stats(qv_db *base, char **json)
     if (!text)
         return qv_fail(base, QV_ERR_NOMEM, "out of memory for stats");
     *json = qv_strndup(text, strlen(text));
-    free(text);
+    qv_json_free(text);
     return *json ? QV_OK : qv_fail(base, QV_ERR_NOMEM, "out of memory");
 }
 

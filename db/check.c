@@ -292,7 +292,10 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
         return qv_fail(&db->base, st, "checking '%s': %s", name, err);
     if (st != QV_OK)
         problem(r, "collection '%s': index: %s", name, err);
-    unsigned bad = pindex_verify(db, txn, rec.id, err, sizeof err);
+    unsigned bad;
+    if (pindex_verify(db, txn, rec.id, &bad, err, sizeof err) != 0)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory checking the "
+                       "payload indexes of '%s'", name);
     if (bad)
         problem(r, "collection '%s': %u payload index problems; the first: "
                 "%s", name, bad, err);

@@ -8,6 +8,7 @@
 
 #include "alloc.h"
 #include "error.h"
+#include "json.h"
 #include "filter.h"
 #include "codec.h"
 #include "embed.h"
@@ -21,6 +22,7 @@ qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
     if (!out)
         return qv_fail(NULL, QV_ERR_INVALID, "out is NULL");
     *out = NULL;
+    qv_json_adopt();   /* process-wide; see common/json.h */
     if (!uri || !*uri)
         return qv_fail(NULL, QV_ERR_INVALID, "uri is empty");
     if (opts && (opts->flags &

@@ -79,11 +79,13 @@ static int reindex_payload(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         return 0;
     MDB_val old;
     json_t *before = NULL, *after = NULL;
+    int rc = 0;
     if (mdb_get(txn, st_dbi(db->env, ST_DB_DOCS), (MDB_val *)key, &old) == 0)
-        before = pindex_payload_of(&old);
-    if (new_text)
-        after = json_loads(new_text, 0, NULL);
-    int rc = pindex_update(db, txn, rec->id, set, iid, before, after);
+        rc = pindex_payload_of(&old, &before);
+    if (rc == 0 && new_text)
+        rc = filter_payload(new_text, strlen(new_text), &after);
+    if (rc == 0)
+        rc = pindex_update(db, txn, rec->id, set, iid, before, after);
     json_decref(before);
     json_decref(after);
     return rc;
@@ -490,9 +492,13 @@ static void gather_doomed(void *arg, const MDB_val *key, const MDB_val *val)
 {
     struct doomed *d = arg;
     const unsigned char *p = val->mv_data;
+    json_t *payload;
     if (d->failed || key->mv_size != KEY_DOC_LEN || val->mv_size < 1u + p[0])
         return;
-    json_t *payload = pindex_payload_of(val);
+    if (pindex_payload_of(val, &payload) != 0) {
+        d->failed = 1;
+        return;
+    }
     int match = filter_match(d->filter, payload);
     json_decref(payload);
     if (!match)

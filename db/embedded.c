@@ -105,7 +105,10 @@ static const char *why_full(emb_db *db)
     return NULL;
 }
 
-qv_status emb_status(emb_db *db, int rc, const char *doing)
+/* emb_status, with tail after the message (not for a full disk, whose
+ * message says what was stored). */
+static qv_status status_of(emb_db *db, int rc, const char *doing,
+                           const char *tail)
 {
     const void *owner = db ? &db->base : NULL;
     qv_status st;
@@ -117,6 +120,11 @@ qv_status emb_status(emb_db *db, int rc, const char *doing)
     if (full)
         return qv_fail(owner, QV_ERR_FULL, "%s: %s (nothing of this write "
                        "was stored)", doing, full);
+    if (rc == MDB_PANIC)   /* LMDB refuses every transaction from now on */
+        return qv_fail(owner, QV_ERR_IO, "%s: an earlier write of the "
+                       "database file failed where LMDB cannot go on (%s); "
+                       "close every handle on it and open it again", doing,
+                       mdb_strerror(rc));
     switch (rc) {
     case 0:
         return QV_OK;
@@ -144,7 +152,12 @@ qv_status emb_status(emb_db *db, int rc, const char *doing)
         st = rc > 0 ? QV_ERR_IO : QV_ERR_INTERNAL;
         break;
     }
-    return qv_fail(owner, st, "%s: %s", doing, mdb_strerror(rc));
+    return qv_fail(owner, st, "%s: %s%s", doing, mdb_strerror(rc), tail);
+}
+
+qv_status emb_status(emb_db *db, int rc, const char *doing)
+{
+    return status_of(db, rc, doing, "");
 }
 
 qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
@@ -153,7 +166,7 @@ qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
     int rc = st_write(db->env, fn, ctx);
     if (rc == ST_ABORT)
         return *fn_status;
-    return emb_status(db, rc, doing);
+    return status_of(db, rc, doing, " (nothing of this write was stored)");
 }
 
 qv_status emb_read_begin(emb_db *db, MDB_txn **txn, const char *doing)

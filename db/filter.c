@@ -9,9 +9,11 @@
  */
 #include "filter.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "error.h"
+#include "json.h"
 
 #define MAX_DEPTH 32
 
@@ -132,9 +134,13 @@ qv_status filter_parse(const qv_db *db, const char *text, json_t **out)
     if (len > QV_FILTER_MAX)
         return qv_fail(db, QV_ERR_INVALID, "filter is %zu bytes; the limit "
                        "is %u", len, QV_FILTER_MAX);
-    json_t *f = json_loadb(text, len, JSON_REJECT_DUPLICATES |
-                           JSON_DECODE_ANY, &err);
-    if (!f)
+    json_t *f;
+    int rc = qv_json_load(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+                          &err, &f);
+    if (rc == ENOMEM)
+        return qv_fail(db, QV_ERR_NOMEM, "filter: out of memory while "
+                       "parsing it");
+    if (rc != 0)
         return qv_fail(db, QV_ERR_INVALID, "filter is not valid JSON: %s at "
                        "column %d", err.text, err.column);
     qv_status st = check_node(db, f, 0);
@@ -147,6 +153,15 @@ qv_status filter_parse(const qv_db *db, const char *text, json_t **out)
 }
 
 /* ---- evaluation ---- */
+
+int filter_payload(const char *text, size_t len, json_t **out)
+{
+    *out = NULL;
+    if (len == 0)
+        return 0;
+    int rc = qv_json_load(text, len, 0, NULL, out);
+    return rc == ENOMEM ? ENOMEM : 0;
+}
 
 const json_t *filter_lookup(const json_t *payload, const char *path)
 {

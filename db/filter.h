@@ -22,6 +22,15 @@
  */
 qv_status filter_parse(const qv_db *db, const char *text, json_t **out);
 
+/*
+ * The JSON value of a stored payload (len bytes of text, not NUL-
+ * terminated), for filter_match: *out is NULL when len is 0, and when the
+ * text does not parse (a damaged record reads as one without payload).
+ * Returns 0, or ENOMEM when memory ran out (*out NULL: the caller must not
+ * take it for a payload without the field).
+ */
+int filter_payload(const char *text, size_t len, json_t **out);
+
 /* The value at a dotted path ("a.b") in a payload, or NULL. */
 const json_t *filter_lookup(const json_t *payload, const char *path);
 

@@ -149,13 +149,14 @@ int pindex_update(emb_db *db, MDB_txn *txn, uint32_t coll,
     return 0;
 }
 
-json_t *pindex_payload_of(const MDB_val *doc)
+int pindex_payload_of(const MDB_val *doc, json_t **out)
 {
     const unsigned char *p = doc->mv_data;
-    if (doc->mv_size < 1u + p[0] || doc->mv_size == 1u + p[0])
-        return NULL;
-    return json_loadb((const char *)p + 1 + p[0], doc->mv_size - 1 - p[0], 0,
-                      NULL);
+    *out = NULL;
+    if (doc->mv_size < 1u + p[0])
+        return 0;
+    return filter_payload((const char *)p + 1 + p[0],
+                          doc->mv_size - 1 - p[0], out);
 }
 
 /* ---- lookups ---- */
@@ -425,6 +426,7 @@ struct verify {
     uint32_t coll;
     const pindex_set *set;
     unsigned problems;
+    int rc;       /* ENOMEM: a payload could not be read, the check stops */
     char *err;
     size_t errlen;
 };
@@ -441,11 +443,14 @@ static void verify_problem(struct verify *v, const char *what, uint32_t iid,
 static void verify_doc(void *arg, const MDB_val *key, const MDB_val *val)
 {
     struct verify *v = arg;
-    if (key->mv_size != KEY_DOC_LEN)
+    json_t *payload;
+    if (v->rc != 0 || key->mv_size != KEY_DOC_LEN)
         return;
     uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
                                KEY_COLL_LEN);
-    json_t *payload = pindex_payload_of(val);
+    v->rc = pindex_payload_of(val, &payload);
+    if (v->rc != 0)
+        return;
     for (size_t i = 0; i < v->set->n; i++) {
         unsigned char k[ENTRY_MAX];
         size_t len = entry_for(v->set, i, v->coll, iid, payload, k);
@@ -467,7 +472,8 @@ static void verify_entries(struct verify *v, size_t index)
     if (mdb_cursor_open(v->txn, st_dbi(v->db->env, ST_DB_PENTRIES), &cur))
         return;
     MDB_val key = {sizeof prefix, prefix}, val;
-    for (int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+    for (int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         rc == 0 && v->rc == 0;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
         if (key.mv_size < 13 || memcmp(key.mv_data, prefix, 8))
             break;
@@ -477,7 +483,9 @@ static void verify_entries(struct verify *v, size_t index)
         MDB_val dkey = {sizeof doc_key, doc_key}, doc;
         json_t *payload = NULL;
         if (mdb_get(v->txn, st_dbi(v->db->env, ST_DB_DOCS), &dkey, &doc) == 0)
-            payload = pindex_payload_of(&doc);
+            v->rc = pindex_payload_of(&doc, &payload);
+        if (v->rc != 0)
+            break;
         size_t len = payload ? entry_for(v->set, index, v->coll, iid, payload,
                                          k)
                              : 0;
@@ -488,21 +496,24 @@ static void verify_entries(struct verify *v, size_t index)
     mdb_cursor_close(cur);
 }
 
-unsigned pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll, char *err,
-                       size_t errlen)
+int pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll,
+                  unsigned *problems, char *err, size_t errlen)
 {
     pindex_set set;
+    *problems = 0;
     if (pindex_load(db, txn, coll, &set) != 0) {
         snprintf(err, errlen, "the index records cannot be read");
-        return 1;
+        *problems = 1;
+        return 0;
     }
-    struct verify v = {db, txn, coll, &set, 0, err, errlen};
+    struct verify v = {db, txn, coll, &set, 0, 0, err, errlen};
     if (set.n == 0)
         return 0;
     emb_walk_range(db, txn, ST_DB_DOCS, coll, verify_doc, &v);
-    for (size_t i = 0; i < set.n; i++)
+    for (size_t i = 0; i < set.n && v.rc == 0; i++)
         verify_entries(&v, i);
-    return v.problems;
+    *problems = v.problems;
+    return v.rc;
 }
 
 /* ---- creation and back-fill ---- */
@@ -525,9 +536,12 @@ struct backfill {
 static void backfill_doc(void *arg, const MDB_val *key, const MDB_val *val)
 {
     struct backfill *b = arg;
+    json_t *payload;
     if (b->rc != 0 || key->mv_size != KEY_DOC_LEN)
         return;
-    json_t *payload = pindex_payload_of(val);
+    b->rc = pindex_payload_of(val, &payload);
+    if (b->rc != 0)
+        return;
     uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
                                KEY_COLL_LEN);
     b->rc = pindex_update(b->db, b->txn, b->coll, &b->one, iid, NULL,

@@ -48,8 +48,9 @@ int pindex_update(emb_db *db, MDB_txn *txn, uint32_t coll,
                   const pindex_set *set, uint32_t iid,
                   const json_t *old_payload, const json_t *new_payload);
 
-/* A document's payload from its docs record value (NULL when none). */
-json_t *pindex_payload_of(const MDB_val *doc);
+/* A document's payload from its docs record value: *out NULL when it has
+ * none (see filter_payload). Returns 0 or ENOMEM. */
+int pindex_payload_of(const MDB_val *doc, json_t **out);
 
 /*
  * Candidates for filter from the indexes: a new bitmap holding every
@@ -63,11 +64,12 @@ roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
                                     const json_t *filter, int *exact);
 
 /*
- * Check every payload index of the collection against its documents;
- * returns the problems found, the first described in err.
+ * Check every payload index of the collection against its documents:
+ * *problems found, the first described in err. Returns 0, or ENOMEM when
+ * the check could not be finished.
  */
-unsigned pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll, char *err,
-                       size_t errlen);
+int pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll,
+                  unsigned *problems, char *err, size_t errlen);
 
 qv_status pindex_drop(qv_db *db, const char *collection, const char *field);
 qv_status pindex_create(qv_db *db, const char *collection, const char *field,

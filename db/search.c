@@ -26,6 +26,7 @@
 #include "error.h"
 #include "filter.h"
 #include "index.h"
+#include "json.h"
 #include "keys.h"
 #include "pindex.h"
 #include "reader.h"
@@ -262,6 +263,7 @@ struct search_ctx {
     int exact;       /* the plan: brute force (asked for, or a filter that
                         few documents match) */
     json_t *filter;
+    int filter_rc;   /* ENOMEM: a payload could not be read for it */
     roaring_bitmap_t *matches;  /* the filter's matching documents */
     const uint64_t *allowed;  /* the same, one bit per internal id below
                                  rec.next_iid: for a graph walk only */
@@ -299,14 +301,15 @@ static void mark_allowed(void *arg, const MDB_val *key, const MDB_val *val)
 {
     struct search_ctx *c = arg;
     const unsigned char *p = val->mv_data;
-    if (key->mv_size != KEY_DOC_LEN || val->mv_size < 1u + p[0])
+    json_t *payload;
+    if (c->filter_rc || key->mv_size != KEY_DOC_LEN ||
+        val->mv_size < 1u + p[0])
         return;
     uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
                                KEY_COLL_LEN);
-    size_t len = val->mv_size - 1 - p[0];
-    json_t *payload = len ? json_loadb((const char *)p + 1 + p[0], len, 0,
-                                       NULL)
-                          : NULL;
+    c->filter_rc = pindex_payload_of(val, &payload);
+    if (c->filter_rc)
+        return;
     if (iid < c->rec.next_iid && filter_match(c->filter, payload))
         roaring_bitmap_add(c->matches, iid);
     json_decref(payload);
@@ -367,6 +370,8 @@ static bool check_candidate(uint32_t iid, void *arg)
         mark_allowed(c, &key, &val);
     else if (rc != MDB_NOTFOUND)
         w->rc = rc;
+    if (w->rc == 0)
+        w->rc = c->filter_rc;
     return w->rc == 0;
 }
 
@@ -397,6 +402,7 @@ static qv_status compute_allowed(struct search_ctx *c)
         } else {
             rc = emb_walk_range(c->db, c->txn, ST_DB_DOCS, c->rec.id,
                                 mark_allowed, c);
+            rc = rc ? rc : c->filter_rc;
         }
     }
     if (cands)
@@ -809,17 +815,19 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
     }
     char *explain = options->explain ? explain_json(&c) : NULL;
     size_t explain_len = explain ? strlen(explain) + 1 : 0;
-    qv_hits *hits = qv_malloc(sizeof *hits + n * sizeof(qv_hit) +
-                              id_bytes(r, n) + explain_len);
+    qv_hits *hits = options->explain && !explain
+                        ? NULL
+                        : qv_malloc(sizeof *hits + n * sizeof(qv_hit) +
+                                    id_bytes(r, n) + explain_len);
     if (!hits) {
-        free(explain);
+        qv_json_free(explain);
         st = qv_fail(base, QV_ERR_NOMEM, "out of memory for hits");
         goto cleanup;
     }
     char *text = (char *)((qv_hit *)(hits + 1) + n);
     fill_hits(hits, (qv_hit *)(hits + 1), r, n, &text);
     hits->explain = explain ? memcpy(text, explain, explain_len) : NULL;
-    free(explain);
+    qv_json_free(explain);
     *out = hits;
 cleanup:
     if (c.ix)
@@ -830,7 +838,8 @@ cleanup:
     return st;
 }
 
-/* The plan a search took, as JSON text (free()), or NULL. */
+/* The plan a search took, as JSON text (qv_json_free()), or NULL when
+ * memory ran out. */
 static char *explain_json(const struct search_ctx *c)
 {
     const char *plan = c->opt->exact        ? "exact scan (asked for)"

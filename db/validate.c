@@ -1,4 +1,5 @@
 #include <ctype.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "distance.h"
 #include "error.h"
 #include "internal.h"
+#include "json.h"
 #include "utf8.h"
 
 qv_status validate_collection_name(const qv_db *db, const char *name)
@@ -81,9 +83,15 @@ qv_status payload_normalize(const qv_db *db, const char *what,
                      "is %u", what, len, QV_PAYLOAD_MAX);
         goto cleanup;
     }
-    root = json_loadb(payload, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                      &err);
-    if (!root) {
+    int rc = qv_json_load(payload, len,
+                          JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err,
+                          &root);
+    if (rc == ENOMEM) {
+        st = qv_fail(db, QV_ERR_NOMEM, "%spayload: out of memory while "
+                     "parsing it", what);
+        goto cleanup;
+    }
+    if (rc != 0) {
         st = qv_fail(db, QV_ERR_INVALID, "%spayload is not valid JSON: %s "
                      "at line %d column %d", what, err.text, err.line,
                      err.column);
@@ -103,7 +111,7 @@ qv_status payload_normalize(const qv_db *db, const char *what,
     if (!*compact)
         st = qv_fail(db, QV_ERR_NOMEM, "%spayload: out of memory", what);
 cleanup:
-    free(text);
+    qv_json_free(text);
     json_decref(root);
     return st;
 }
