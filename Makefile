@@ -136,6 +136,8 @@ crash-test: $(BA)/tests/test_crash $(BA)/quiverd
 	    CMOCKA_MESSAGE_OUTPUT=TAP ./$(BA)/tests/test_crash
 
 # ---- fuzzing: clang's libFuzzer with ASan+UBSan, objects in build/fuzz ----
+# fuzz/run.sh runs one target (its smoke share and dictionary are there);
+# docs/RELIABILITY.md says what each covers.
 BF := build/fuzz
 FUZZ_CC := clang
 FUZZ_CFLAGS := $(CSTD) $(WARN) -O1 $(ARCH) -g -fno-omit-frame-pointer \
@@ -146,7 +148,9 @@ FUZZ_TARGETS := fuzz_request fuzz_payload fuzz_shell fuzz_import
 FUZZ_CLI_OBJ := $(filter-out $(BF)/cli/main.o,$(CLI_SRC:%.c=$(BF)/%.o))
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BF)/%)
 LIB_OBJ_F := $(LIB_SRC:%.c=$(BF)/%.o)
-FUZZ_RUNS ?= 20000
+FUZZ_LINK := $(FUZZ_CC) -fsanitize=fuzzer,address,undefined
+# empty: each target's own smoke share (fuzz/run.sh)
+FUZZ_RUNS ?=
 FUZZ_SECONDS ?= 600
 
 $(BF)/%.o: %.c $(GEN) | deps
@@ -157,32 +161,30 @@ $(BF)/%.o: %.c $(GEN) | deps
 $(BF)/libquiver.a: $(LIB_OBJ_F)
 	ar rcs $@ $^
 
-$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/wire/dispatch.o $(BF)/libquiver.a
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/dispatch.o $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
-$(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/libquiver.a
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+$(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
-$(BF)/fuzz_shell: $(BF)/fuzz/fuzz_shell.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+$(BF)/fuzz_shell: $(BF)/fuzz/fuzz_shell.o $(BF)/fuzz/fuzz_util.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
-$(BF)/fuzz_import: $(BF)/fuzz/fuzz_import.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+$(BF)/fuzz_import: $(BF)/fuzz/fuzz_import.o $(BF)/fuzz/fuzz_util.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
 fuzz: $(FUZZ_BINS)
 
-# Each target for FUZZ_RUNS inputs from a fixed seed (repeatable), starting
-# from its committed corpus; new inputs go to a scratch directory.
+# Each target's smoke share (what `make test` runs), or each for
+# FUZZ_SECONDS.
 fuzz-smoke: $(FUZZ_BINS)
-	@for t in $(FUZZ_TARGETS); do \
-	    d=$$(mktemp -d); \
-	    ./$(BF)/$$t -runs=$(FUZZ_RUNS) -seed=1 $$d fuzz/corpus/$${t#fuzz_} \
-	        2>&1 | tail -1; rc=$$?; rm -rf $$d; \
-	done
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+	    FUZZ_RUNS=$(FUZZ_RUNS) ./fuzz/run.sh smoke $$t || rc=1; \
+	done; exit $$rc
 
 fuzz-long: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do \
-	    ./$(BF)/$$t -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/$${t#fuzz_}; \
+	    ./fuzz/run.sh long $$t $(FUZZ_SECONDS); \
 	done
 
 # Rewrite the request corpus's seed frames (committed; run after changing
