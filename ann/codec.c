@@ -965,11 +965,11 @@ size_t codec_query_bytes(const codec *c)
 void codec_query_prepare(const codec *c, const float *q, void *qbuf)
 {
     float *out = qbuf;
-    const float *lo = c->params, *step = c->params + c->dim;
     switch (c->spec.kind) {
-    case CODEC_SQ8:
+    case CODEC_SQ8: {
         /* l2: q - lo, compared with code * step; dot: q * step, plus the
          * constant q . lo at out[dim] */
+        const float *lo = c->params, *step = c->params + c->dim;
         out[c->dim] = 0;
         for (uint32_t d = 0; d < c->dim; d++) {
             if (c->dot) {
@@ -980,6 +980,7 @@ void codec_query_prepare(const codec *c, const float *q, void *qbuf)
             }
         }
         break;
+    }
     case CODEC_PQ:
         /* per sub-space, all 256 centroids at once over the transposed
          * table: l2 = |c|^2 - 2 q.c + |q|^2, dot = q.c */
