@@ -143,7 +143,7 @@ FUZZ_CC := clang
 FUZZ_CFLAGS := $(CSTD) $(WARN) -O1 $(ARCH) -g -fno-omit-frame-pointer \
                -fsanitize=fuzzer-no-link,address,undefined \
                -fno-sanitize-recover=all
-FUZZ_TARGETS := fuzz_request fuzz_payload fuzz_shell fuzz_import
+FUZZ_TARGETS := fuzz_request fuzz_payload fuzz_shell fuzz_import fuzz_filter
 # the shell's pieces, for the shell and import targets
 FUZZ_CLI_OBJ := $(filter-out $(BF)/cli/main.o,$(CLI_SRC:%.c=$(BF)/%.o))
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BF)/%)
@@ -171,6 +171,9 @@ $(BF)/fuzz_shell: $(BF)/fuzz/fuzz_shell.o $(BF)/fuzz/fuzz_util.o $(FUZZ_CLI_OBJ)
 	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
 $(BF)/fuzz_import: $(BF)/fuzz/fuzz_import.o $(BF)/fuzz/fuzz_util.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
+
+$(BF)/fuzz_filter: $(BF)/fuzz/fuzz_filter.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a
 	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
 fuzz: $(FUZZ_BINS)

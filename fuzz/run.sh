@@ -24,6 +24,9 @@ corpus=$top/fuzz/corpus/${t#fuzz_}
 # Each target's smoke share (about a few seconds on the 2-vCPU machine of
 # docs/BENCHMARKS.md) and its dictionary, if it has one.
 runs=20000 dict=
+case $t in
+fuzz_filter) runs=5000 dict=filter.dict ;;
+esac
 [ -n "${FUZZ_RUNS:-}" ] && runs=$FUZZ_RUNS
 mkdir -p "$top/build/fuzz/artifacts"
 set -- -artifact_prefix="$top/build/fuzz/artifacts/$t-"
