@@ -104,10 +104,9 @@ static uint32_t key_iid(const MDB_val *key)
 static void check_vector(struct coll_check *c, const char *id, uint32_t iid,
                          const MDB_val *vec)
 {
-    if (vec->mv_size != c->rec->dim * sizeof(float)) {
-        problem(c->r, "collection '%s': document '%s' (internal %u) has a "
-                "vector of %zu bytes, expected %zu", c->name, id, iid,
-                vec->mv_size, c->rec->dim * sizeof(float));
+    if (vector_record_check(c->db, vec, c->rec->dim, iid) != QV_OK) {
+        problem(c->r, "collection '%s': document '%s': %s", c->name, id,
+                qv_errmsg(&c->db->base));
         return;
     }
     const float *v = vec->mv_data;

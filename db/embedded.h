@@ -55,6 +55,17 @@ static inline int coll_has_graph(const coll_rec *rec)
  * byte: catalog records and graph node records. */
 uint32_t record_checksum(const void *data, size_t len);
 
+/*
+ * Check a vector record read in a snapshot before its floats are read in
+ * place: dim floats at a 4-byte aligned address. LMDB aligns a value to 2
+ * bytes only; every record of the vectors sub-database has a size that
+ * keeps the next ones in its page aligned, so a misaligned one lies
+ * beside a record Quiver never wrote. QV_OK, or QV_ERR_CORRUPT naming
+ * internal id iid.
+ */
+qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
+                              uint32_t iid);
+
 /* Turn an LMDB or errno code into a status and a message about doing. */
 qv_status emb_status(emb_db *db, int rc, const char *doing);
 
