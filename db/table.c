@@ -66,6 +66,14 @@ static qv_status table_get(emb_db *db, MDB_txn *txn, const char *name,
         record_checksum(rec, sizeof *rec) != stored)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "table record of '%s' "
                        "fails its checksum", name);
+    /* what create accepts, before any size in it is used */
+    emb_spec spec;
+    char why[160];
+    rec_to_spec(rec, &spec);
+    if (emb_check_spec(&spec, QV_TABLE_BYTES_MAX, QV_TABLE_DIM_MAX, why,
+                       sizeof why) != 0)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "table record of '%s': %s",
+                       name, why);
     return QV_OK;
 }
 

@@ -13,6 +13,7 @@
 
 #include <xxhash.h>
 
+#include "table.h"
 #include "test_util.h"
 
 /* A small database: collection "c" (dim 8) of 300 documents. */
@@ -259,6 +260,62 @@ static void test_foreign_vector_record(void **state)
     tu_rmdir(dir);
 }
 
+/* The table record's rows, then its parameter, out of range, with a
+ * valid checksum (as a bug writing it would leave it). */
+static int table_damage;
+
+static void damage_table(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    tbl_rec rec;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
+    assert_int_equal(val.mv_size, sizeof rec);
+    memcpy(&rec, val.mv_data, sizeof rec);
+    if (table_damage == 0)
+        rec.rows = 1ull << 50;
+    else
+        rec.param = 1e30;
+    rec.checksum = 0;
+    rec.checksum = XXH32(&rec, sizeof rec, 0x51564552u);
+    MDB_val changed = {sizeof rec, &rec};
+    assert_int_equal(mdb_cursor_put(cur, &key, &changed, MDB_CURRENT), 0);
+    mdb_cursor_close(cur);
+}
+
+/*
+ * A table record whose checksum holds but whose sizes are beyond what
+ * create allows is CORRUPT wherever it is read, before any allocation it
+ * would size (fuzz_records found check allocating 2^60 bytes for one, and
+ * a tt rank beyond the lookup's buffer).
+ */
+static void test_table_record_out_of_range(void **state)
+{
+    for (table_damage = 0; table_damage < 2; table_damage++) {
+        char *dir = tu_mkdtemp();
+        qv_db *db;
+        assert_ok(NULL, qv_open(dir, NULL, &db));
+        assert_ok(db, qv_table_create(db, "t", &(qv_table_config){
+                                          .rows = 64, .dim = 8,
+                                          .method = "tt:2"}));
+        qv_close(db);
+        tamper(dir, "tables", damage_table);
+        const char *why = table_damage ? "rank must be" : "rows must be";
+        qv_table_info info;
+        uint64_t ids[1] = {3};
+        float row[8];
+        assert_ok(NULL, qv_open(dir, NULL, &db));
+        assert_status(db, qv_table_describe(db, "t", &info), QV_ERR_CORRUPT);
+        assert_non_null(strstr(qv_errmsg(db), why));
+        assert_status(db, qv_table_lookup(db, "t", ids, 1, 8, row),
+                      QV_ERR_CORRUPT);
+        qv_close(db);
+        expect_check_finds(dir, why);
+        tu_rmdir(dir);
+    }
+}
+
 static void test_truncated_data_file(void **state)
 {
     char *dir = make_db();
@@ -309,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_missing_records),
         cmocka_unit_test(test_index_entry_missing),
         cmocka_unit_test(test_foreign_vector_record),
+        cmocka_unit_test(test_table_record_out_of_range),
         cmocka_unit_test(test_truncated_data_file),
         cmocka_unit_test(test_missing_data_file),
         cmocka_unit_test(test_garbage_data_file),
