@@ -296,19 +296,48 @@ static void table_problem(void *ctx, const char *name, const char *what)
     problem(ctx, "table '%s': %s", name, what);
 }
 
+/* Every collection named in the catalog, its record damaged or not (a
+ * damaged one is a problem, where listing would fail). */
+static qv_status check_collections(emb_db *db, MDB_txn *txn,
+                                   struct report *r, size_t *n,
+                                   uint64_t *docs)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_CATALOG), &cur);
+    if (rc != 0)
+        return emb_status(db, rc, "checking the catalog");
+    qv_status st = QV_OK;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+         rc == 0 && st == QV_OK;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), ++*n) {
+        char name[QV_NAME_MAX + 1];
+        if (key.mv_size > QV_NAME_MAX) {
+            problem(r, "catalog entry %zu: a name of %zu bytes", *n,
+                    key.mv_size);
+            continue;
+        }
+        memcpy(name, key.mv_data, key.mv_size);
+        name[key.mv_size] = '\0';
+        st = check_collection(db, txn, name, r, docs);
+    }
+    mdb_cursor_close(cur);
+    if (st == QV_OK && rc != MDB_NOTFOUND)
+        st = emb_status(db, rc, "checking the catalog");
+    return st;
+}
+
 qv_status check_database(qv_db *base, char **report)
 {
     emb_db *db = (emb_db *)base;
-    qv_collection_info *list = NULL;
     size_t n = 0;
     struct report r = {0};
     uint64_t docs = 0;
     MDB_txn *txn = NULL;
-    qv_status st = catalog_list(base, &list, &n);
-    if (st == QV_OK)
-        st = emb_read_begin(db, &txn, "checking");
-    for (size_t i = 0; i < n && st == QV_OK; i++)
-        st = check_collection(db, txn, list[i].name, &r, &docs);
+    qv_status st = emb_read_begin(db, &txn, "checking");
+    if (st != QV_OK)
+        return st;
+    st = check_collections(db, txn, &r, &n, &docs);
     unsigned tables = 0;
     if (st == QV_OK) {
         int rc = table_verify(db, txn, table_problem, &r, &tables);
@@ -316,7 +345,6 @@ qv_status check_database(qv_db *base, char **report)
             st = emb_status(db, rc, "checking tables");
     }
     st_read_end(db->env, txn);
-    qv_mem_free(list);
     if (st != QV_OK) {
         qv_mem_free(r.text);
         return st;
