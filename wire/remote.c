@@ -28,6 +28,9 @@
 typedef Quiver__V1__Request Request;
 typedef Quiver__V1__Response Response;
 
+_Static_assert((int)QUIVER__V1__STATUS__BUSY == (int)QV_ERR_BUSY,
+               "the protocol's statuses are qv_status, number for number");
+
 typedef struct remote_db {
     qv_db base;
     char host[256], port[16];
@@ -224,6 +227,12 @@ static qv_status call_locked(remote_db *db, Request *req, Response **resp)
         return qv_fail(&db->base, QV_ERR_PROTOCOL, "response %llu answers no "
                        "request (expected %llu)", (unsigned long long)r->id,
                        (unsigned long long)req->id);
+    }
+    if ((unsigned)r->status > QV_ERR_BUSY) {  /* not one of qv_status */
+        disconnect(db);
+        return qv_fail(&db->base, QV_ERR_PROTOCOL, "%s:%s answered with "
+                       "status %u, which this client does not know: %s",
+                       db->host, db->port, (unsigned)r->status, r->message);
     }
     if (r->status != QUIVER__V1__STATUS__OK) {
         if (r->id == 0)  /* the server closes after such an answer */
