@@ -64,11 +64,13 @@ static qv_status catalog_decode(emb_db *db, const char *name, size_t len,
     if (rec->dim == 0 ||
         rec->dim > QV_DIM_MAX || !qv_metric_name((qv_metric)rec->metric) ||
         rec->M < 2 || rec->M > QV_M_MAX || rec->ef_construction == 0 ||
-        rec->max_level > HNSW_MAX_LEVEL || rec->count > rec->next_iid)
+        rec->ef_construction > QV_EF_MAX || rec->max_level > HNSW_MAX_LEVEL ||
+        rec->count > rec->next_iid)
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "catalog record of '%.*s' is invalid (format %u, dim "
-                       "%u, metric %u, M %u)", (int)len, name, rec->format,
-                       rec->dim, rec->metric, rec->M);
+                       "%u, metric %u, M %u, ef_construction %u)", (int)len,
+                       name, rec->format, rec->dim, rec->metric, rec->M,
+                       rec->ef_construction);
     return QV_OK;
 }
 

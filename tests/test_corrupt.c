@@ -320,9 +320,11 @@ static void test_table_record_out_of_range(void **state)
     }
 }
 
-/* The catalog record names a codec this build does not have, with a
- * valid checksum. */
-static void unknown_codec(MDB_txn *txn, MDB_dbi dbi)
+/* The catalog record names a codec this build does not have, or (1) a
+ * beam width beyond QV_EF_MAX, with a valid checksum. */
+static int catalog_damage;
+
+static void damage_catalog(MDB_txn *txn, MDB_dbi dbi)
 {
     MDB_cursor *cur;
     MDB_val key, val;
@@ -331,7 +333,10 @@ static void unknown_codec(MDB_txn *txn, MDB_dbi dbi)
     assert_int_equal(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
     assert_int_equal(val.mv_size, sizeof rec);
     memcpy(&rec, val.mv_data, sizeof rec);
-    rec.codec = 1u << 26;
+    if (catalog_damage == 0)
+        rec.codec = 1u << 26;
+    else
+        rec.ef_construction = 1u << 28;
     rec.checksum = 0;
     rec.checksum = XXH32(&rec, sizeof rec, 0x51564552u);
     MDB_val changed = {sizeof rec, &rec};
@@ -348,7 +353,8 @@ static void unknown_codec(MDB_txn *txn, MDB_dbi dbi)
 static void test_list_checks_catalog_records(void **state)
 {
     char *dir = make_db();
-    tamper(dir, "catalog", unknown_codec);
+    catalog_damage = 0;
+    tamper(dir, "catalog", damage_catalog);
     qv_db *db;
     qv_collection_info *list = NULL, info;
     size_t n = 0;
@@ -360,6 +366,27 @@ static void test_list_checks_catalog_records(void **state)
     qv_close(db);
     expect_check_finds(dir, "collection 'c': catalog record of 'c' names an "
                        "unknown codec");
+    tu_rmdir(dir);
+}
+
+/* A beam width from a damaged record sized the insert's candidate arrays
+ * (fuzz_records: a 6 GB allocation); the record is CORRUPT now. */
+static void test_catalog_ef_out_of_range(void **state)
+{
+    char *dir = make_db();
+    catalog_damage = 1;
+    tamper(dir, "catalog", damage_catalog);
+    qv_db *db;
+    qv_collection_info info;
+    float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    qv_doc doc = {"new", v, 8, NULL};
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_status(db, qv_describe_collection(db, "c", &info),
+                  QV_ERR_CORRUPT);
+    assert_non_null(strstr(qv_errmsg(db), "ef_construction 268435456"));
+    assert_status(db, qv_upsert(db, "c", &doc, 1), QV_ERR_CORRUPT);
+    qv_close(db);
+    expect_check_finds(dir, "ef_construction 268435456");
     tu_rmdir(dir);
 }
 
@@ -415,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_foreign_vector_record),
         cmocka_unit_test(test_table_record_out_of_range),
         cmocka_unit_test(test_list_checks_catalog_records),
+        cmocka_unit_test(test_catalog_ef_out_of_range),
         cmocka_unit_test(test_truncated_data_file),
         cmocka_unit_test(test_missing_data_file),
         cmocka_unit_test(test_garbage_data_file),
