@@ -97,6 +97,34 @@ int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
     return mdb_put(txn, st_dbi(db->env, ST_DB_CATALOG), &key, &val, 0);
 }
 
+static void count_one(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+    (void)key;
+    (void)val;
+    ++*(uint64_t *)ctx;
+}
+
+int catalog_count_free(emb_db *db, MDB_txn *txn, uint32_t coll,
+                       uint64_t *free_ids)
+{
+    *free_ids = 0;
+    return emb_walk_range(db, txn, ST_DB_FREEIDS, coll, count_one, free_ids);
+}
+
+qv_status catalog_check_ids(emb_db *db, MDB_txn *txn, const coll_rec *rec)
+{
+    uint64_t free_ids;
+    int rc = catalog_count_free(db, txn, rec->id, &free_ids);
+    if (rc != 0)
+        return emb_status(db, rc, "counting free ids");
+    if (rec->count + free_ids != rec->next_iid)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the next internal id %u "
+                       "is not the %llu documents plus %llu free ids",
+                       rec->next_iid, (unsigned long long)rec->count,
+                       (unsigned long long)free_ids);
+    return QV_OK;
+}
+
 struct create_ctx {
     emb_db *db;
     const char *name;

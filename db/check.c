@@ -258,11 +258,23 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
         return QV_OK;
     }
     struct coll_check c = {db, txn, name, &rec, r, NULL, 0, 0, 0, 0, 0};
+    uint64_t free_ids;
+    int rc = catalog_count_free(db, txn, rec.id, &free_ids);
+    if (rc != 0)
+        return emb_status(db, rc, "checking");
+    if (rec.count + free_ids != rec.next_iid) {
+        problem(r, "collection '%s': the next internal id %u is not the %llu "
+                "documents plus %llu free ids", name, rec.next_iid,
+                (unsigned long long)rec.count,
+                (unsigned long long)free_ids);
+        if (rec.next_iid > rec.count + free_ids)
+            return QV_OK;   /* nothing is sized by a next id that large */
+    }
     c.mapped = qv_calloc(rec.next_iid ? rec.next_iid : 1, 1);
     if (!c.mapped)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory checking '%s'",
                        name);
-    int rc = emb_walk_range(db, txn, ST_DB_IDS, rec.id, visit_id, &c);
+    rc = emb_walk_range(db, txn, ST_DB_IDS, rec.id, visit_id, &c);
     if (rc == 0)
         rc = emb_walk_range(db, txn, ST_DB_DOCS, rec.id, visit_doc, &c);
     if (rc == 0)

@@ -96,6 +96,16 @@ qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                       coll_rec *rec);
 int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
                 const coll_rec *rec);
+/*
+ * Every internal id below a collection's next_iid is a document's or
+ * free, so count + free ids == next_iid. catalog_count_free counts the
+ * free ids of collection coll (0 or an LMDB code); catalog_check_ids
+ * says CORRUPT when the sum is off, before anything is sized by next_iid
+ * (a damaged one could be billions).
+ */
+int catalog_count_free(emb_db *db, MDB_txn *txn, uint32_t coll,
+                       uint64_t *free_ids);
+qv_status catalog_check_ids(emb_db *db, MDB_txn *txn, const coll_rec *rec);
 
 /* QV_ERR_DIMENSION unless dim is the collection's. */
 qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,

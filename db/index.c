@@ -294,11 +294,11 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                             live_index **out)
 {
     codec *cd = NULL;
-    if (rec->codec) {
-        qv_status st = load_codec(db, txn, rec, &cd);
-        if (st != QV_OK)
-            return st;
-    }
+    qv_status st = catalog_check_ids(db, txn, rec);
+    if (st == QV_OK && rec->codec)
+        st = load_codec(db, txn, rec, &cd);
+    if (st != QV_OK)
+        return st;
     live_index *ix = live_create(rec, cd);
     if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0) {
         if (ix)
@@ -306,7 +306,7 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for the index "
                        "of %u slots", rec->next_iid);
     }
-    qv_status st = load_nodes(db, txn, rec, ix->graph);
+    st = load_nodes(db, txn, rec, ix->graph);
     if (st == QV_OK && ix->codec)
         st = load_offsets(db, txn, rec, ix);
     if (st == QV_OK && hnsw_count(ix->graph) != rec->count)
@@ -813,6 +813,9 @@ static qv_status encode_all(emb_db *db, MDB_txn *txn, coll_rec *rec,
 
 qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
 {
+    qv_status st = catalog_check_ids(db, txn, rec);
+    if (st != QV_OK)
+        return st;
     codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
     size_t max = TRAIN_SAMPLE_BYTES / ((size_t)rec->dim * sizeof(float));
     max = max < TRAIN_SAMPLE_MAX ? max : TRAIN_SAMPLE_MAX;
@@ -822,7 +825,6 @@ qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
     uint32_t *ids = qv_malloc((want ? want : 1) * sizeof *ids);
     float *sample = qv_malloc((want ? want : 1) * rec->dim * sizeof *sample);
     codec *cd = NULL;
-    qv_status st = QV_OK;
     int rc = 0;
     uint32_t start = 0;
     long n = ids && sample ? copy_vectors(db, txn, rec, &start, stride, want,

@@ -321,7 +321,8 @@ static void test_table_record_out_of_range(void **state)
 }
 
 /* The catalog record names a codec this build does not have, or (1) a
- * beam width beyond QV_EF_MAX, with a valid checksum. */
+ * beam width beyond QV_EF_MAX, or (2) a next internal id of billions,
+ * with a valid checksum. */
 static int catalog_damage;
 
 static void damage_catalog(MDB_txn *txn, MDB_dbi dbi)
@@ -335,8 +336,10 @@ static void damage_catalog(MDB_txn *txn, MDB_dbi dbi)
     memcpy(&rec, val.mv_data, sizeof rec);
     if (catalog_damage == 0)
         rec.codec = 1u << 26;
-    else
+    else if (catalog_damage == 1)
         rec.ef_construction = 1u << 28;
+    else
+        rec.next_iid = 3000000000u;
     rec.checksum = 0;
     rec.checksum = XXH32(&rec, sizeof rec, 0x51564552u);
     MDB_val changed = {sizeof rec, &rec};
@@ -387,6 +390,27 @@ static void test_catalog_ef_out_of_range(void **state)
     assert_status(db, qv_upsert(db, "c", &doc, 1), QV_ERR_CORRUPT);
     qv_close(db);
     expect_check_finds(dir, "ef_construction 268435456");
+    tu_rmdir(dir);
+}
+
+/* Every internal id below the next one is a document's or free: a next
+ * id of billions sized the graph's arrays (fuzz_records) before anything
+ * read it against the documents. */
+static void test_catalog_next_id_out_of_range(void **state)
+{
+    char *dir = make_db();
+    catalog_damage = 2;
+    tamper(dir, "catalog", damage_catalog);
+    qv_db *db;
+    float q[8] = {0};
+    qv_hits *hits = NULL;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_status(db, qv_search(db, "c", q, 8, &(qv_search_options){.k = 3},
+                                &hits), QV_ERR_CORRUPT);
+    assert_non_null(strstr(qv_errmsg(db), "next internal id 3000000000"));
+    qv_close(db);
+    expect_check_finds(dir, "the next internal id 3000000000 is not the 300 "
+                       "documents plus 0 free ids");
     tu_rmdir(dir);
 }
 
@@ -443,6 +467,7 @@ int main(void)
         cmocka_unit_test(test_table_record_out_of_range),
         cmocka_unit_test(test_list_checks_catalog_records),
         cmocka_unit_test(test_catalog_ef_out_of_range),
+        cmocka_unit_test(test_catalog_next_id_out_of_range),
         cmocka_unit_test(test_truncated_data_file),
         cmocka_unit_test(test_missing_data_file),
         cmocka_unit_test(test_garbage_data_file),
