@@ -408,10 +408,18 @@ static qv_status remote_upsert(qv_db *base, const char *collection,
     return st;
 }
 
+/* Whether a document from the server has a vector a collection could
+ * hold (every collection has a dimension of 1 .. QV_DIM_MAX). */
+static int vector_fits(const Quiver__V1__Document *d)
+{
+    return d->n_vector >= 1 && d->n_vector <= QV_DIM_MAX;
+}
+
 static qv_status record_from_wire(remote_db *db, const Response *resp,
                                   qv_record **out)
 {
-    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_DOCUMENT)
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_DOCUMENT ||
+        !vector_fits(resp->document))
         return wrong_result(db);
     const Quiver__V1__Document *d = resp->document;
     const char *payload = d->has_payload ? d->payload : NULL;
@@ -599,7 +607,7 @@ static qv_status page_from_wire(remote_db *db, const Response *resp,
     qv_status st = QV_OK;
     for (size_t i = 0; i < p->n_documents && st == QV_OK; i++) {
         const Quiver__V1__Document *d = p->documents[i];
-        if (d->n_vector != dim)
+        if (d->n_vector != dim || !vector_fits(d))
             st = wrong_result(db);
         src[i] = (record_src){d->id, strlen(d->id), d->vector,
                               d->has_payload ? d->payload : NULL,
