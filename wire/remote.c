@@ -508,9 +508,10 @@ static void fill_hits(qv_hits *out, qv_hit *slots, const Quiver__V1__Hits *h,
 }
 
 static qv_status hits_from_wire(remote_db *db, const Response *resp,
-                                qv_hits **out)
+                                uint32_t k, qv_hits **out)
 {
-    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_HITS)
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_HITS ||
+        resp->hits->n_hits > k)   /* the header promises at most k */
         return wrong_result(db);
     const Quiver__V1__Hits *h = resp->hits;
     size_t explain = h->explain[0] ? strlen(h->explain) + 1 : 0;
@@ -541,11 +542,12 @@ static qv_status remote_search(qv_db *base, const char *collection,
     req.op_case = QUIVER__V1__REQUEST__OP_SEARCH;
     req.search = &m;
     Response *resp;
-    LOCKED_CALL(db, &req, resp, { st_ = hits_from_wire(db, resp, out); });
+    LOCKED_CALL(db, &req, resp,
+                { st_ = hits_from_wire(db, resp, options->k, out); });
 }
 
 static qv_status batch_from_wire(remote_db *db, const Response *resp,
-                                 size_t nq, qv_batch_hits **out)
+                                 size_t nq, uint32_t k, qv_batch_hits **out)
 {
     if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_BATCH ||
         resp->batch->n_results != nq)
@@ -553,6 +555,8 @@ static qv_status batch_from_wire(remote_db *db, const Response *resp,
     const Quiver__V1__HitsBatch *b = resp->batch;
     size_t total = 0, text = 0;
     for (size_t i = 0; i < nq; i++) {
+        if (b->results[i]->n_hits > k)
+            return wrong_result(db);
         total += b->results[i]->n_hits;
         text += hits_text(b->results[i]);
     }
@@ -591,13 +595,14 @@ static qv_status remote_search_batch(qv_db *base, const char *collection,
     req.search_batch = &m;
     Response *resp;
     LOCKED_CALL(db, &req, resp,
-                { st_ = batch_from_wire(db, resp, nq, out); });
+                { st_ = batch_from_wire(db, resp, nq, options->k, out); });
 }
 
 static qv_status page_from_wire(remote_db *db, const Response *resp,
-                                qv_page **out)
+                                uint32_t limit, qv_page **out)
 {
-    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_PAGE)
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_PAGE ||
+        resp->page->n_documents > limit)
         return wrong_result(db);
     const Quiver__V1__Page *p = resp->page;
     record_src *src = qv_calloc(p->n_documents + 1, sizeof *src);
@@ -637,7 +642,8 @@ static qv_status remote_scan(qv_db *base, const char *collection,
     req.op_case = QUIVER__V1__REQUEST__OP_SCAN;
     req.scan = &m;
     Response *resp;
-    LOCKED_CALL(db, &req, resp, { st_ = page_from_wire(db, resp, out); });
+    LOCKED_CALL(db, &req, resp,
+                { st_ = page_from_wire(db, resp, limit, out); });
 }
 
 static qv_status remote_backup(qv_db *base, const char *dir)
