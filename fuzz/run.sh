@@ -26,6 +26,7 @@ corpus=$top/fuzz/corpus/${t#fuzz_}
 runs=20000 dict=
 case $t in
 fuzz_filter) runs=5000 dict=filter.dict ;;
+fuzz_remote) runs=10000 ;;
 esac
 [ -n "${FUZZ_RUNS:-}" ] && runs=$FUZZ_RUNS
 mkdir -p "$top/build/fuzz/artifacts"
