@@ -317,12 +317,20 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         (rec->entry >= rec->next_iid || !hnsw_contains(ix->graph, rec->entry)))
         st = qv_fail(&db->base, QV_ERR_CORRUPT, "the index entry point %u is "
                      "not a node", rec->entry);
+    char err[160];
+    if (st == QV_OK) {
+        /* each record was checked alone; a search trusts their links to
+         * name nodes of their levels, and the entry point its level */
+        hnsw_set_entry(ix->graph, rec->count ? rec->entry : HNSW_NO_NODE,
+                       rec->count ? rec->max_level : -1);
+        if (hnsw_check_links(ix->graph, err, sizeof err) != 0)
+            st = qv_fail(&db->base, QV_ERR_CORRUPT, "the index records are "
+                         "inconsistent: %s", err);
+    }
     if (st != QV_OK) {
         live_free(ix);
         return st;
     }
-    hnsw_set_entry(ix->graph, rec->count ? rec->entry : HNSW_NO_NODE,
-                   rec->count ? rec->max_level : -1);
     *out = ix;
     return QV_OK;
 }

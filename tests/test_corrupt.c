@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #include "embedded.h"
+#include "hnsw.h"
 #include "table.h"
 #include "test_util.h"
 
@@ -321,8 +322,8 @@ static void test_table_record_out_of_range(void **state)
 }
 
 /* The catalog record names a codec this build does not have, or (1) a
- * beam width beyond QV_EF_MAX, or (2) a next internal id of billions,
- * with a valid checksum. */
+ * beam width beyond QV_EF_MAX, or (2) a next internal id of billions, or
+ * (3) a top level above its entry point's, with a valid checksum. */
 static int catalog_damage;
 
 static void damage_catalog(MDB_txn *txn, MDB_dbi dbi)
@@ -338,8 +339,10 @@ static void damage_catalog(MDB_txn *txn, MDB_dbi dbi)
         rec.codec = 1u << 26;
     else if (catalog_damage == 1)
         rec.ef_construction = 1u << 28;
-    else
+    else if (catalog_damage == 2)
         rec.next_iid = 3000000000u;
+    else
+        rec.max_level = HNSW_MAX_LEVEL;
     rec.checksum = 0;
     rec.checksum = XXH32(&rec, sizeof rec, 0x51564552u);
     MDB_val changed = {sizeof rec, &rec};
@@ -414,6 +417,72 @@ static void test_catalog_next_id_out_of_range(void **state)
     tu_rmdir(dir);
 }
 
+/* A graph record whose first level-1 neighbour becomes a node of level
+ * 0, resealed. Records: [level][3 bytes][count][ids] per level, XXH32. */
+static void link_to_lower_level(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    unsigned char upper_key[8], rec[4096];
+    size_t len = 0;
+    uint32_t level0 = UINT32_MAX;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    for (int rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const unsigned char *k = key.mv_data, *v = val.mv_data;
+        if (v[0] == 0 && level0 == UINT32_MAX)
+            level0 = (uint32_t)k[4] << 24 | k[5] << 16 | k[6] << 8 | k[7];
+        if (v[0] >= 1 && len == 0) {
+            assert_true(val.mv_size <= sizeof rec);
+            memcpy(upper_key, k, sizeof upper_key);
+            memcpy(rec, v, val.mv_size);
+            len = val.mv_size;
+        }
+    }
+    mdb_cursor_close(cur);
+    assert_true(len > 0 && level0 != UINT32_MAX);
+    uint32_t n0, n1;
+    memcpy(&n0, rec + 4, 4);
+    size_t at = 4 + 4 * (1 + (size_t)n0);   /* level 1's list */
+    memcpy(&n1, rec + at, 4);
+    assert_true(n1 >= 1);
+    memcpy(rec + at + 4, &level0, 4);
+    uint32_t sum = XXH32(rec, len - 4, 0x51564552u);
+    memcpy(rec + len - 4, &sum, 4);
+    MDB_val k8 = {sizeof upper_key, upper_key}, changed = {len, rec};
+    assert_int_equal(mdb_put(txn, dbi, &k8, &changed, 0), 0);
+}
+
+/*
+ * Each graph record is checked alone as it loads; a search trusts their
+ * links to name nodes of the levels it walks, and the entry point to be
+ * of the top level. A resealed catalog record with a top level above the
+ * entry point's (found by fuzz_records: a read past the entry's lists)
+ * and a node linking to a lower one at level 1 are CORRUPT, not walked.
+ */
+static void test_graph_links_checked_at_load(void **state)
+{
+    for (int variant = 0; variant < 2; variant++) {
+        char *dir = make_db();
+        catalog_damage = 3;
+        tamper(dir, variant ? "graph" : "catalog",
+               variant ? link_to_lower_level : damage_catalog);
+        qv_db *db;
+        float q[8] = {0};
+        qv_hits *hits = NULL;
+        assert_ok(NULL, qv_open(dir, NULL, &db));
+        assert_status(db, qv_search(db, "c", q, 8,
+                                    &(qv_search_options){.k = 3}, &hits),
+                      QV_ERR_CORRUPT);
+        assert_non_null(strstr(qv_errmsg(db), variant ? "not a node of that "
+                                                        "level"
+                                                      : "entry point"));
+        qv_close(db);
+        expect_check_finds(dir, "index:");
+        tu_rmdir(dir);
+    }
+}
+
 static void test_truncated_data_file(void **state)
 {
     char *dir = make_db();
@@ -468,6 +537,7 @@ int main(void)
         cmocka_unit_test(test_list_checks_catalog_records),
         cmocka_unit_test(test_catalog_ef_out_of_range),
         cmocka_unit_test(test_catalog_next_id_out_of_range),
+        cmocka_unit_test(test_graph_links_checked_at_load),
         cmocka_unit_test(test_truncated_data_file),
         cmocka_unit_test(test_missing_data_file),
         cmocka_unit_test(test_garbage_data_file),
