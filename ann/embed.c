@@ -930,6 +930,36 @@ static uint64_t adapt_used(const emb_table *t)
     return used;
 }
 
+int emb_check_data(const emb_table *t, char *err, size_t errlen)
+{
+    if (t->spec.method != EMB_ADAPT)
+        return 0;
+    /* the id map: each entry's own row within the own rows, and no more
+     * entries than own rows, so that some stay empty (a lookup of an id
+     * not in the map walks to an empty one) */
+    const emb_slab *map = &t->slab[3];
+    uint64_t used = adapt_used(t);
+    if (used > t->slab[0].rows || used >= map->rows) {
+        snprintf(err, errlen, "the id map holds %llu entries for %llu own "
+                 "rows", (unsigned long long)used,
+                 (unsigned long long)t->slab[0].rows);
+        return -1;
+    }
+    for (uint64_t i = 0; i < map->rows; i++) {
+        uint64_t key, own;
+        memcpy(&key, map->data + i * 16, 8);
+        memcpy(&own, map->data + i * 16 + 8, 8);
+        if (key != MAP_EMPTY && own >= t->slab[0].rows) {
+            snprintf(err, errlen, "the id map's entry %llu names own row "
+                     "%llu of %llu", (unsigned long long)i,
+                     (unsigned long long)own,
+                     (unsigned long long)t->slab[0].rows);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /*
  * tt: the gradient g of row id, spread over its three slices. With
  * part[b] the shared partial product of (j0, j1) and

@@ -115,6 +115,13 @@ int emb_layout(const emb_spec *spec, emb_table *t, char *err, size_t errlen);
 int emb_alloc_init(emb_table *t);
 /* Allocate the slabs, zeroed (the db layer fills them from LMDB). */
 int emb_alloc(emb_table *t);
+/*
+ * Whether slabs filled from storage hold what lookups and updates index
+ * with: adapt's id map names own rows that exist and keeps empty entries.
+ * (Other methods' rows are values, or indexes checked where they are
+ * read.) 0, or -1 with the reason in err.
+ */
+int emb_check_data(const emb_table *t, char *err, size_t errlen);
 void emb_release(emb_table *t);
 
 /* Bytes of parameters, of optimizer state, and the ratio of a full

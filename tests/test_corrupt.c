@@ -483,6 +483,71 @@ static void test_graph_links_checked_at_load(void **state)
     }
 }
 
+/* adapt's id map (slab 3): (0) an entry names an own row beyond the own
+ * rows; (1) every entry is taken. The chunks carry no checksum: a flipped
+ * bit on disk is enough. */
+static int map_damage;
+
+static void damage_adapt_map(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    unsigned char map[4096];
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    int rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+    while (rc == 0 && ((const unsigned char *)key.mv_data)[4] != 3)
+        rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+    assert_int_equal(rc, 0);
+    assert_true(val.mv_size <= sizeof map && val.mv_size % 16 == 0);
+    memcpy(map, val.mv_data, val.mv_size);
+    for (size_t i = 0; i < val.mv_size / 16; i++) {
+        uint64_t k, own = 1ull << 40;
+        memcpy(&k, map + 16 * i, 8);
+        if (map_damage == 0 && k != UINT64_MAX)
+            memcpy(map + 16 * i + 8, &own, 8);
+        if (map_damage == 1 && k == UINT64_MAX) {
+            k = 1000 + i;   /* ids nobody looks up */
+            memcpy(map + 16 * i, &k, 8);
+        }
+    }
+    MDB_val changed = {val.mv_size, map};
+    assert_int_equal(mdb_cursor_put(cur, &key, &changed, MDB_CURRENT), 0);
+    mdb_cursor_close(cur);
+}
+
+/*
+ * adapt looks ids up in its id map: an entry naming an own row beyond
+ * the table read far out of it, and a map without an empty entry made a
+ * lookup of an id not in it loop for ever (fuzz_records reaches both
+ * with one damaged chunk). Loading the table checks the map: CORRUPT.
+ */
+static void test_adapt_map_checked_at_load(void **state)
+{
+    for (map_damage = 0; map_damage < 2; map_damage++) {
+        char *dir = tu_mkdtemp();
+        qv_db *db;
+        uint64_t ids[6] = {0, 5, 5, 9, 63, 12};
+        float grads[6 * 8] = {0.5f, -0.25f, 1};
+        assert_ok(NULL, qv_open(dir, NULL, &db));
+        assert_ok(db, qv_table_create(db, "t", &(qv_table_config){
+                                          .rows = 64, .dim = 8,
+                                          .method = "adapt:2"}));
+        for (int u = 0; u < 4; u++)   /* promotes ids to own rows */
+            assert_ok(db, qv_table_update(db, "t", ids, 6, 8, grads));
+        qv_close(db);
+        tamper(dir, "tchunks", damage_adapt_map);
+        float rows[2 * 8];
+        uint64_t look[2] = {5, 777};
+        assert_ok(NULL, qv_open(dir, NULL, &db));
+        assert_status(db, qv_table_lookup(db, "t", look, 2, 8, rows),
+                      QV_ERR_CORRUPT);
+        assert_non_null(strstr(qv_errmsg(db), "id map"));
+        qv_close(db);
+        expect_check_finds(dir, "id map");
+        tu_rmdir(dir);
+    }
+}
+
 static void test_truncated_data_file(void **state)
 {
     char *dir = make_db();
@@ -538,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_catalog_ef_out_of_range),
         cmocka_unit_test(test_catalog_next_id_out_of_range),
         cmocka_unit_test(test_graph_links_checked_at_load),
+        cmocka_unit_test(test_adapt_map_checked_at_load),
         cmocka_unit_test(test_truncated_data_file),
         cmocka_unit_test(test_missing_data_file),
         cmocka_unit_test(test_garbage_data_file),
