@@ -863,6 +863,20 @@ static void prune_decode(const codec *c, const uint8_t *code, float *out)
     }
 }
 
+/* The indexes of a code read from storage: each within the dimension
+ * (prune_decode and prune_query index vectors with them). */
+static int prune_check(const codec *c, const uint8_t *code)
+{
+    for (uint32_t i = 0; i < c->spec.param; i++) {
+        uint16_t idx;
+        float val;
+        prune_get(c, code, i, &idx, &val);
+        if (idx >= c->dim)
+            return -1;
+    }
+    return 0;
+}
+
 /* q is dense (with |q|^2 at q[dim]); the code sparse. */
 static float prune_query(const codec *c, const float *q, const uint8_t *code)
 {
@@ -1065,6 +1079,11 @@ static float pq_codes(const codec *c, const uint8_t *a, const uint8_t *b)
         sum += c->dot ? dist_dot(x, y, c->dsub) : dist_l2sq(x, y, c->dsub);
     }
     return c->dot ? 1.0f - sum : sum;
+}
+
+int codec_check_code(const codec *c, const uint8_t *code)
+{
+    return c->spec.kind == CODEC_PRUNE ? prune_check(c, code) : 0;
 }
 
 float codec_code_distance(const codec *c, const uint8_t *a, const uint8_t *b)

@@ -131,10 +131,11 @@ static live_index *live_create(const coll_rec *rec, codec *cd)
 
 /*
  * Fill the graph from the snapshot: the graph and vector records share
- * their keys, so two cursors walk them side by side.
+ * their keys, so two cursors walk them side by side. A graph over codes
+ * (cd) has each code checked by its codec first.
  */
 static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                            hnsw *graph)
+                            hnsw *graph, const codec *cd)
 {
     MDB_cursor *gcur = NULL, *vcur = NULL;
     unsigned char prefix[KEY_COLL_LEN];
@@ -160,6 +161,11 @@ static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
             st = qv_fail(&db->base, QV_ERR_CORRUPT, "graph node %u has no "
                          "%s of %zu bytes", iid, rec->codec ? "code" : "vector",
                          vec_bytes);
+            break;
+        }
+        if (cd && codec_check_code(cd, vval.mv_data) != 0) {
+            st = qv_fail(&db->base, QV_ERR_CORRUPT, "the code of graph node "
+                         "%u is malformed", iid);
             break;
         }
         int lr = -1;
@@ -306,7 +312,7 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for the index "
                        "of %u slots", rec->next_iid);
     }
-    st = load_nodes(db, txn, rec, ix->graph);
+    st = load_nodes(db, txn, rec, ix->graph, ix->codec);
     if (st == QV_OK && ix->codec)
         st = load_offsets(db, txn, rec, ix);
     if (st == QV_OK && hnsw_count(ix->graph) != rec->count)

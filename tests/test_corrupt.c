@@ -548,6 +548,48 @@ static void test_adapt_map_checked_at_load(void **state)
     }
 }
 
+/* The first code's first index (prune: K u16 indexes, then K floats)
+ * beyond any dimension. Codes carry no checksum. */
+static void prune_index_beyond(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    unsigned char code[64];
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
+    assert_true(val.mv_size <= sizeof code);
+    memcpy(code, val.mv_data, val.mv_size);
+    code[0] = code[1] = 0xff;
+    MDB_val changed = {val.mv_size, code};
+    assert_int_equal(mdb_cursor_put(cur, &key, &changed, MDB_CURRENT), 0);
+    mdb_cursor_close(cur);
+}
+
+/* A prune code's index picks the query's element a search multiplies:
+ * one beyond the dimension read outside it (found with an input written
+ * for fuzz_records). The graph's load checks every code: CORRUPT. */
+static void test_prune_code_checked_at_load(void **state)
+{
+    char *dir = tu_mkdtemp();
+    qv_db *db;
+    float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    qv_doc docs[2] = {{"a", v, 8, NULL}, {"b", v, 8, NULL}};
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_ok(db, qv_create_collection(db, "p", &(qv_collection_config){
+                                           .dim = 8, .codec = "prune:3"}));
+    assert_ok(db, qv_upsert(db, "p", docs, 2));
+    qv_close(db);
+    tamper(dir, "codes", prune_index_beyond);
+    qv_hits *hits = NULL;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_status(db, qv_search(db, "p", v, 8, &(qv_search_options){.k = 1},
+                                &hits), QV_ERR_CORRUPT);
+    assert_non_null(strstr(qv_errmsg(db), "code of graph node"));
+    qv_close(db);
+    expect_check_finds(dir, "code of graph node");
+    tu_rmdir(dir);
+}
+
 static void test_truncated_data_file(void **state)
 {
     char *dir = make_db();
@@ -604,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_catalog_next_id_out_of_range),
         cmocka_unit_test(test_graph_links_checked_at_load),
         cmocka_unit_test(test_adapt_map_checked_at_load),
+        cmocka_unit_test(test_prune_code_checked_at_load),
         cmocka_unit_test(test_truncated_data_file),
         cmocka_unit_test(test_missing_data_file),
         cmocka_unit_test(test_garbage_data_file),
