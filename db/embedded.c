@@ -202,6 +202,14 @@ qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
     return QV_OK;
 }
 
+int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid)
+{
+    if (val->mv_size != sizeof *iid)
+        return MDB_CORRUPTED;
+    memcpy(iid, val->mv_data, sizeof *iid);
+    return *iid < rec->next_iid ? 0 : MDB_CORRUPTED;
+}
+
 int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
                    void (*fn)(void *ctx, const MDB_val *key,
                               const MDB_val *val),

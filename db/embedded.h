@@ -66,6 +66,13 @@ uint32_t record_checksum(const void *data, size_t len);
 qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
                               uint32_t iid);
 
+/*
+ * The internal id an ids map entry (val) holds: 4 bytes, below the
+ * collection's next_iid, which sizes the graph and the bit sets an id
+ * indexes. 0, or MDB_CORRUPTED.
+ */
+int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid);
+
 /* Turn an LMDB or errno code into a status and a message about doing. */
 qv_status emb_status(emb_db *db, int rc, const char *doing);
 

@@ -590,6 +590,62 @@ static void test_prune_code_checked_at_load(void **state)
     tu_rmdir(dir);
 }
 
+/* (0) The ids map's first entry (document "0") names internal id
+ * 0xffffff00; (1) the first free id moves to 0xffffff00. */
+static int iid_damage;
+
+static void iid_beyond(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    uint32_t far = 0xffffff00u;
+    assert_int_equal(mdb_cursor_open(txn, dbi, &cur), 0);
+    assert_int_equal(mdb_cursor_get(cur, &key, &val, MDB_FIRST), 0);
+    if (iid_damage == 0) {
+        MDB_val changed = {sizeof far, &far};
+        assert_int_equal(mdb_cursor_put(cur, &key, &changed, MDB_CURRENT), 0);
+    } else {
+        unsigned char moved[8];
+        memcpy(moved, key.mv_data, 4);
+        memset(moved + 4, 0xff, 3);
+        moved[7] = 0;
+        MDB_val k = {sizeof moved, moved}, empty = {0, NULL};
+        assert_int_equal(mdb_cursor_del(cur, 0), 0);
+        assert_int_equal(mdb_put(txn, dbi, &k, &empty, 0), 0);
+    }
+    mdb_cursor_close(cur);
+}
+
+/*
+ * An internal id read from the ids map or the free ids sizes nothing,
+ * but the graph's insert writes at it: one from the next id on wrote
+ * outside the graph (confirmed with inputs written for fuzz_records).
+ * Such ids are CORRUPT where they are read.
+ */
+static void test_internal_ids_checked(void **state)
+{
+    for (iid_damage = 0; iid_damage < 2; iid_damage++) {
+        char *dir = make_db();
+        qv_db *db;
+        assert_ok(NULL, qv_open(dir, NULL, &db));
+        assert_ok(db, qv_delete(db, "c", "7"));
+        qv_close(db);
+        tamper(dir, iid_damage ? "freeids" : "ids", iid_beyond);
+        float v[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+        qv_doc doc = {"0", v, 8, NULL};
+        assert_ok(NULL, qv_open(dir, NULL, &db));
+        if (iid_damage == 0) {
+            qv_record *r = NULL;
+            assert_status(db, qv_get(db, "c", "0", &r), QV_ERR_CORRUPT);
+        } else {
+            doc.id = "new";   /* takes the lowest free id */
+        }
+        assert_status(db, qv_upsert(db, "c", &doc, 1), QV_ERR_CORRUPT);
+        qv_close(db);
+        tu_rmdir(dir);
+    }
+}
+
 static void test_truncated_data_file(void **state)
 {
     char *dir = make_db();
@@ -647,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_graph_links_checked_at_load),
         cmocka_unit_test(test_adapt_map_checked_at_load),
         cmocka_unit_test(test_prune_code_checked_at_load),
+        cmocka_unit_test(test_internal_ids_checked),
         cmocka_unit_test(test_truncated_data_file),
         cmocka_unit_test(test_missing_data_file),
         cmocka_unit_test(test_garbage_data_file),
