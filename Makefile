@@ -144,7 +144,7 @@ FUZZ_CFLAGS := $(CSTD) $(WARN) -O1 $(ARCH) -g -fno-omit-frame-pointer \
                -fsanitize=fuzzer-no-link,address,undefined \
                -fno-sanitize-recover=all
 FUZZ_TARGETS := fuzz_request fuzz_payload fuzz_shell fuzz_import fuzz_filter \
-                fuzz_remote
+                fuzz_records fuzz_remote
 # the shell's pieces, for the shell and import targets
 FUZZ_CLI_OBJ := $(filter-out $(BF)/cli/main.o,$(CLI_SRC:%.c=$(BF)/%.o))
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BF)/%)
@@ -177,6 +177,9 @@ $(BF)/fuzz_import: $(BF)/fuzz/fuzz_import.o $(BF)/fuzz/fuzz_util.o $(FUZZ_CLI_OB
 $(BF)/fuzz_filter: $(BF)/fuzz/fuzz_filter.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a
 	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
+$(BF)/fuzz_records: $(BF)/fuzz/fuzz_records.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
+
 $(BF)/fuzz_remote: $(BF)/fuzz/fuzz_remote.o $(BF)/libquiver.a
 	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
@@ -194,14 +197,17 @@ fuzz-long: $(FUZZ_BINS)
 	    ./fuzz/run.sh long $$t $(FUZZ_SECONDS); \
 	done
 
-# Rewrite the seeds that programs write: the request corpus's frames and
-# the remote corpus's answers (committed; run after changing
-# wire/quiver.proto).
-fuzz-seeds: $(B)/fuzz/seed_request.o $(B)/libquiver.a $(BF)/fuzz_remote
+# Rewrite the seeds that programs write: the request corpus's frames, the
+# remote corpus's answers (committed; run after changing
+# wire/quiver.proto) and the records corpus's stored records (after
+# changing a record's layout or fuzz_records' template database).
+fuzz-seeds: $(B)/fuzz/seed_request.o $(B)/libquiver.a $(BF)/fuzz_remote \
+            $(BF)/fuzz_records
 	$(CC) -o $(B)/seed_request $(B)/fuzz/seed_request.o $(B)/libquiver.a \
 	    $(LIBS)
 	./$(B)/seed_request fuzz/corpus/request
 	FUZZ_REMOTE_SEEDS=fuzz/corpus/remote ./$(BF)/fuzz_remote
+	FUZZ_RECORDS_SEEDS=fuzz/corpus/records ./$(BF)/fuzz_records
 
 run: all
 	@mkdir -p data

@@ -22,15 +22,19 @@ bin=$top/build/fuzz/$t
 corpus=$top/fuzz/corpus/${t#fuzz_}
 
 # Each target's smoke share (about a few seconds on the 2-vCPU machine of
-# docs/BENCHMARKS.md) and its dictionary, if it has one.
-runs=20000 dict=
+# docs/BENCHMARKS.md), its dictionary if it has one, and other options.
+# An input running 2 minutes is a hang (libFuzzer's default waits 20).
+runs=20000 dict= options=
 case $t in
 fuzz_filter) runs=5000 dict=filter.dict ;;
+# a table record may size up to QV_TABLE_BYTES_MAX (4 GiB), allocated
+# (calloc: not touched) before its chunks are found missing
+fuzz_records) runs=260 options=-malloc_limit_mb=4400 ;;
 fuzz_remote) runs=10000 ;;
 esac
 [ -n "${FUZZ_RUNS:-}" ] && runs=$FUZZ_RUNS
 mkdir -p "$top/build/fuzz/artifacts"
-set -- -artifact_prefix="$top/build/fuzz/artifacts/$t-"
+set -- -artifact_prefix="$top/build/fuzz/artifacts/$t-" -timeout=120 $options
 [ -n "$dict" ] && set -- "$@" -dict="$top/fuzz/$dict"
 
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/quiver-fuzzrun-XXXXXX") || exit 1
