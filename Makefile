@@ -177,17 +177,22 @@ tsan: $(TSAN_BINS)
 	@./tests/run.sh $(BA) tsan
 
 # ---- fuzzing: clang's libFuzzer with ASan+UBSan, objects in build/fuzz ----
+# fuzz/run.sh runs one target (its smoke share and dictionary are there);
+# docs/RELIABILITY.md says what each covers.
 BF := build/fuzz
 FUZZ_CC := clang
 FUZZ_CFLAGS := $(CSTD) $(WARN) -O1 $(ARCH) -g -fno-omit-frame-pointer \
                -fsanitize=fuzzer-no-link,address,undefined \
                -fno-sanitize-recover=all
-FUZZ_TARGETS := fuzz_request fuzz_payload fuzz_shell fuzz_import
+FUZZ_TARGETS := fuzz_request fuzz_payload fuzz_shell fuzz_import fuzz_filter \
+                fuzz_records fuzz_remote
 # the shell's pieces, for the shell and import targets
 FUZZ_CLI_OBJ := $(filter-out $(BF)/cli/main.o,$(CLI_SRC:%.c=$(BF)/%.o))
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(BF)/%)
 LIB_OBJ_F := $(LIB_SRC:%.c=$(BF)/%.o)
-FUZZ_RUNS ?= 20000
+FUZZ_LINK := $(FUZZ_CC) -fsanitize=fuzzer,address,undefined
+# empty: each target's own smoke share (fuzz/run.sh)
+FUZZ_RUNS ?=
 FUZZ_SECONDS ?= 600
 
 $(BF)/%.o: %.c $(GEN) | deps
@@ -198,39 +203,52 @@ $(BF)/%.o: %.c $(GEN) | deps
 $(BF)/libquiver.a: $(LIB_OBJ_F)
 	ar rcs $@ $^
 
-$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/wire/dispatch.o $(BF)/libquiver.a
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/dispatch.o $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
-$(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/libquiver.a
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+$(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
-$(BF)/fuzz_shell: $(BF)/fuzz/fuzz_shell.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+$(BF)/fuzz_shell: $(BF)/fuzz/fuzz_shell.o $(BF)/fuzz/fuzz_util.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
-$(BF)/fuzz_import: $(BF)/fuzz/fuzz_import.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
-	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+$(BF)/fuzz_import: $(BF)/fuzz/fuzz_import.o $(BF)/fuzz/fuzz_util.o $(FUZZ_CLI_OBJ) $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
+
+$(BF)/fuzz_filter: $(BF)/fuzz/fuzz_filter.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
+
+$(BF)/fuzz_records: $(BF)/fuzz/fuzz_records.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
+
+$(BF)/fuzz_remote: $(BF)/fuzz/fuzz_remote.o $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
 fuzz: $(FUZZ_BINS)
 
-# Each target for FUZZ_RUNS inputs from a fixed seed (repeatable), starting
-# from its committed corpus; new inputs go to a scratch directory.
+# Each target's smoke share (what `make test` runs), or each for
+# FUZZ_SECONDS.
 fuzz-smoke: $(FUZZ_BINS)
-	@for t in $(FUZZ_TARGETS); do \
-	    d=$$(mktemp -d); \
-	    ./$(BF)/$$t -runs=$(FUZZ_RUNS) -seed=1 $$d fuzz/corpus/$${t#fuzz_} \
-	        2>&1 | tail -1; rc=$$?; rm -rf $$d; \
-	done
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+	    FUZZ_RUNS=$(FUZZ_RUNS) ./fuzz/run.sh smoke $$t || rc=1; \
+	done; exit $$rc
 
 fuzz-long: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do \
-	    ./$(BF)/$$t -max_total_time=$(FUZZ_SECONDS) fuzz/corpus/$${t#fuzz_}; \
+	    ./fuzz/run.sh long $$t $(FUZZ_SECONDS); \
 	done
 
-# Rewrite the request corpus's seed frames (committed; run after changing
-# wire/quiver.proto).
-fuzz-seeds: $(B)/fuzz/seed_request.o $(B)/libquiver.a
-	$(CC) -o $(B)/seed_request $^ $(LIBS)
+# Rewrite the seeds that programs write: the request corpus's frames, the
+# remote corpus's answers (committed; run after changing
+# wire/quiver.proto) and the records corpus's stored records (after
+# changing a record's layout or fuzz_records' template database).
+fuzz-seeds: $(B)/fuzz/seed_request.o $(B)/libquiver.a $(BF)/fuzz_remote \
+            $(BF)/fuzz_records
+	$(CC) -o $(B)/seed_request $(B)/fuzz/seed_request.o $(B)/libquiver.a \
+	    $(LIBS)
 	./$(B)/seed_request fuzz/corpus/request
+	FUZZ_REMOTE_SEEDS=fuzz/corpus/remote ./$(BF)/fuzz_remote
+	FUZZ_RECORDS_SEEDS=fuzz/corpus/records ./$(BF)/fuzz_records
 
 run: all
 	@mkdir -p data

@@ -863,6 +863,20 @@ static void prune_decode(const codec *c, const uint8_t *code, float *out)
     }
 }
 
+/* The indexes of a code read from storage: each within the dimension
+ * (prune_decode and prune_query index vectors with them). */
+static int prune_check(const codec *c, const uint8_t *code)
+{
+    for (uint32_t i = 0; i < c->spec.param; i++) {
+        uint16_t idx;
+        float val;
+        prune_get(c, code, i, &idx, &val);
+        if (idx >= c->dim)
+            return -1;
+    }
+    return 0;
+}
+
 /* q is dense (with |q|^2 at q[dim]); the code sparse. */
 static float prune_query(const codec *c, const float *q, const uint8_t *code)
 {
@@ -965,11 +979,11 @@ size_t codec_query_bytes(const codec *c)
 void codec_query_prepare(const codec *c, const float *q, void *qbuf)
 {
     float *out = qbuf;
-    const float *lo = c->params, *step = c->params + c->dim;
     switch (c->spec.kind) {
-    case CODEC_SQ8:
+    case CODEC_SQ8: {
         /* l2: q - lo, compared with code * step; dot: q * step, plus the
          * constant q . lo at out[dim] */
+        const float *lo = c->params, *step = c->params + c->dim;
         out[c->dim] = 0;
         for (uint32_t d = 0; d < c->dim; d++) {
             if (c->dot) {
@@ -980,6 +994,7 @@ void codec_query_prepare(const codec *c, const float *q, void *qbuf)
             }
         }
         break;
+    }
     case CODEC_PQ:
         /* per sub-space, all 256 centroids at once over the transposed
          * table: l2 = |c|^2 - 2 q.c + |q|^2, dot = q.c */
@@ -1064,6 +1079,11 @@ static float pq_codes(const codec *c, const uint8_t *a, const uint8_t *b)
         sum += c->dot ? dist_dot(x, y, c->dsub) : dist_l2sq(x, y, c->dsub);
     }
     return c->dot ? 1.0f - sum : sum;
+}
+
+int codec_check_code(const codec *c, const uint8_t *code)
+{
+    return c->spec.kind == CODEC_PRUNE ? prune_check(c, code) : 0;
 }
 
 float codec_code_distance(const codec *c, const uint8_t *a, const uint8_t *b)

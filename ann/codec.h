@@ -85,6 +85,10 @@ float codec_query_distance(const codec *c, const void *qbuf,
                            const uint8_t *code);
 /* Distance between two codes (for the graph's neighbour selection). */
 float codec_code_distance(const codec *c, const uint8_t *a, const uint8_t *b);
+/* Whether a code read from storage is one the codec's functions may use:
+ * prune's indexes within the dimension (every byte is a valid code of the
+ * others). 0, or -1. */
+int codec_check_code(const codec *c, const uint8_t *code);
 
 /* The trained parameters as bytes, and back (NULL if malformed or out of
  * memory; *malformed tells which). */

@@ -59,6 +59,34 @@ int emb_rows_are_own(const emb_spec *spec)
     return emb_ids_are_rows(spec) && spec->method != EMB_TT;
 }
 
+int emb_check_method(const emb_spec *spec, char *err, size_t errlen)
+{
+    double v = spec->param;
+    const char *name = (unsigned)spec->method <= EMB_TT
+                           ? method_names[spec->method] : NULL;
+    if (!name) {
+        snprintf(err, errlen, "unknown method %u", (unsigned)spec->method);
+        return -1;
+    }
+    if (spec->method == EMB_PRUNE && !(v > 0 && v < 1)) {
+        snprintf(err, errlen, "method prune: the sparsity must be above 0 "
+                 "and below 1, not %g", v);
+        return -1;
+    }
+    if (spec->method == EMB_TT &&
+        !(v >= 1 && v <= EMB_TT_RANK_MAX && v == floor(v))) {
+        snprintf(err, errlen, "method tt: the rank must be a whole number "
+                 "from 1 to %d, not %g", EMB_TT_RANK_MAX, v);
+        return -1;
+    }
+    if (takes_ratio(spec->method) && !(v >= 1 && v <= 1e6)) {
+        snprintf(err, errlen, "method %s: the compression ratio must be 1 "
+                 "to 1000000, not %g", name, v);
+        return -1;
+    }
+    return 0;
+}
+
 int emb_parse_method(const char *text, emb_spec *spec, char *err,
                      size_t errlen)
 {
@@ -87,29 +115,59 @@ int emb_parse_method(const char *text, emb_spec *spec, char *err,
                      (int)len - 1, text, num);
             return -1;
         }
-        if (param[i].m == EMB_PRUNE && !(v > 0 && v < 1)) {
-            snprintf(err, errlen, "method prune: the sparsity must be above "
-                     "0 and below 1, not %s", num);
+        emb_spec parsed = *spec;
+        parsed.method = param[i].m;
+        parsed.param = v;
+        if (emb_check_method(&parsed, err, errlen) != 0)
             return -1;
-        }
-        if (param[i].m == EMB_TT &&
-            !(v >= 1 && v <= EMB_TT_RANK_MAX && v == floor(v))) {
-            snprintf(err, errlen, "method tt: the rank must be a whole "
-                     "number from 1 to %d, not %s", EMB_TT_RANK_MAX, num);
-            return -1;
-        }
-        if (takes_ratio(param[i].m) && !(v >= 1 && v <= 1e6)) {
-            snprintf(err, errlen, "method %.*s: the compression ratio must "
-                     "be 1 to 1000000, not %s", (int)len - 1, text, num);
-            return -1;
-        }
-        spec->method = param[i].m;
-        spec->param = v;
+        *spec = parsed;
         return 0;
     }
     snprintf(err, errlen, "unknown method '%s' (full, hash:R, qr:R, robe:R, "
              "adapt:R, int8, int16, alpt:8, alpt:16, prune:S, tt:RANK)", text);
     return -1;
+}
+
+int emb_check_spec(const emb_spec *spec, uint64_t max_bytes,
+                   uint32_t max_dim, char *err, size_t errlen)
+{
+    emb_table t;
+    if (spec->rows == 0 || spec->rows > max_bytes) {
+        snprintf(err, errlen, "rows must be 1 to %llu, not %llu",
+                 (unsigned long long)max_bytes,
+                 (unsigned long long)spec->rows);
+        return -1;
+    }
+    if (spec->dim == 0 || spec->dim > max_dim) {
+        snprintf(err, errlen, "dimension must be 1 to %u, not %u", max_dim,
+                 spec->dim);
+        return -1;
+    }
+    if (spec->optimizer != EMB_SGD && spec->optimizer != EMB_ADAGRAD) {
+        snprintf(err, errlen, "unknown optimizer %d; use sgd or adagrad",
+                 (int)spec->optimizer);
+        return -1;
+    }
+    if (!(spec->lr > 0) || !isfinite(spec->lr)) {
+        snprintf(err, errlen, "the learning rate must be a finite number "
+                 "above 0");
+        return -1;
+    }
+    if (!(spec->init > 0) || !isfinite(spec->init)) {
+        snprintf(err, errlen, "init must be a finite number above 0");
+        return -1;
+    }
+    if (emb_check_method(spec, err, errlen) != 0 ||
+        emb_layout(spec, &t, err, errlen) != 0)
+        return -1;
+    uint64_t bytes = emb_param_bytes(&t) + emb_state_bytes(&t);
+    if (bytes > max_bytes) {
+        snprintf(err, errlen, "the table would hold %llu bytes; the limit "
+                 "is %llu", (unsigned long long)bytes,
+                 (unsigned long long)max_bytes);
+        return -1;
+    }
+    return 0;
 }
 
 void emb_format_method(const emb_spec *spec, char *buf)
@@ -870,6 +928,36 @@ static uint64_t adapt_used(const emb_table *t)
         used += key != MAP_EMPTY;
     }
     return used;
+}
+
+int emb_check_data(const emb_table *t, char *err, size_t errlen)
+{
+    if (t->spec.method != EMB_ADAPT)
+        return 0;
+    /* the id map: each entry's own row within the own rows, and no more
+     * entries than own rows, so that some stay empty (a lookup of an id
+     * not in the map walks to an empty one) */
+    const emb_slab *map = &t->slab[3];
+    uint64_t used = adapt_used(t);
+    if (used > t->slab[0].rows || used >= map->rows) {
+        snprintf(err, errlen, "the id map holds %llu entries for %llu own "
+                 "rows", (unsigned long long)used,
+                 (unsigned long long)t->slab[0].rows);
+        return -1;
+    }
+    for (uint64_t i = 0; i < map->rows; i++) {
+        uint64_t key, own;
+        memcpy(&key, map->data + i * 16, 8);
+        memcpy(&own, map->data + i * 16 + 8, 8);
+        if (key != MAP_EMPTY && own >= t->slab[0].rows) {
+            snprintf(err, errlen, "the id map's entry %llu names own row "
+                     "%llu of %llu", (unsigned long long)i,
+                     (unsigned long long)own,
+                     (unsigned long long)t->slab[0].rows);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /*

@@ -56,10 +56,24 @@ typedef struct emb_spec {
 #define EMB_ADAPT_PROMOTE 3  /* updates that make an id frequent */
 #define EMB_TT_RANK_MAX 32
 
-/* Parse "full", "hash:R", ... into spec->method and spec->param, checked
- * against spec->rows and spec->dim. 0, or -1 with the reason in err. */
+/* Parse "full", "hash:R", ... into spec->method and spec->param (left
+ * alone on error), checked by emb_check_method. 0, or -1 with the reason
+ * in err. */
 int emb_parse_method(const char *text, emb_spec *spec, char *err,
                      size_t errlen);
+/* Whether spec's method is known and its parameter in the method's range
+ * (a sparsity in (0, 1), a whole rank 1 .. EMB_TT_RANK_MAX, a ratio 1 ..
+ * 1e6). 0, or -1 with the reason in err. */
+int emb_check_method(const emb_spec *spec, char *err, size_t errlen);
+/*
+ * Whether spec is a table this build makes: rows 1 .. max_bytes, dim 1 ..
+ * max_dim, a known optimizer, a learning rate and init finite above 0,
+ * emb_check_method, and a layout (emb_layout) of at most max_bytes of
+ * parameters and state. For a new table's config and a stored one read
+ * back alike. 0, or -1 with the reason in err.
+ */
+int emb_check_spec(const emb_spec *spec, uint64_t max_bytes,
+                   uint32_t max_dim, char *err, size_t errlen);
 void emb_format_method(const emb_spec *spec, char *buf);
 /* Whether ids must be below rows (they address rows directly). */
 int emb_ids_are_rows(const emb_spec *spec);
@@ -101,6 +115,13 @@ int emb_layout(const emb_spec *spec, emb_table *t, char *err, size_t errlen);
 int emb_alloc_init(emb_table *t);
 /* Allocate the slabs, zeroed (the db layer fills them from LMDB). */
 int emb_alloc(emb_table *t);
+/*
+ * Whether slabs filled from storage hold what lookups and updates index
+ * with: adapt's id map names own rows that exist and keeps empty entries.
+ * (Other methods' rows are values, or indexes checked where they are
+ * read.) 0, or -1 with the reason in err.
+ */
+int emb_check_data(const emb_table *t, char *err, size_t errlen);
 void emb_release(emb_table *t);
 
 /* Bytes of parameters, of optimizer state, and the ratio of a full

@@ -1638,17 +1638,16 @@ static int check_lists(const hnsw *h, char *err, size_t errlen)
     return 0;
 }
 
-/* Every live node reachable from the entry point over all levels. */
-static int check_reachable(const hnsw *h, char *err, size_t errlen)
+/* The entry point is a node of the top level (none only when empty). */
+static int check_entry(const hnsw *h, char *err, size_t errlen)
 {
     uint32_t ep;
     int top;
     unpack_entry(atomic_load(&h->entry), &ep, &top);
-    uint32_t live = hnsw_count(h);
     if (ep == HNSW_NO_NODE) {
-        if (live == 0)
+        if (hnsw_count(h) == 0)
             return 0;
-        snprintf(err, errlen, "%u nodes but no entry point", live);
+        snprintf(err, errlen, "%u nodes but no entry point", hnsw_count(h));
         return -1;
     }
     if (!hnsw_contains(h, ep) || node_level(h, ep) != top) {
@@ -1656,6 +1655,23 @@ static int check_reachable(const hnsw *h, char *err, size_t errlen)
                  top);
         return -1;
     }
+    return 0;
+}
+
+int hnsw_check_links(const hnsw *h, char *err, size_t errlen)
+{
+    if (check_lists(h, err, errlen) != 0)
+        return -1;
+    return check_entry(h, err, errlen);
+}
+
+/* Every live node reachable from the entry point over all levels (the
+ * entry point checked). */
+static int check_reachable(const hnsw *h, char *err, size_t errlen)
+{
+    uint32_t live = hnsw_count(h);
+    if (hnsw_entry(h) == HNSW_NO_NODE)
+        return 0;
     uint8_t *seen = qv_malloc(h->cap);
     uint32_t *queue = qv_malloc((size_t)h->cap * sizeof *queue);
     int rc = -1;
@@ -1690,7 +1706,7 @@ int hnsw_check(const hnsw *h, char *err, size_t errlen)
                  live);
         return -1;
     }
-    if (check_lists(h, err, errlen) != 0)
+    if (hnsw_check_links(h, err, errlen) != 0)
         return -1;
     return check_reachable(h, err, errlen);  /* -2: out of memory */
 }

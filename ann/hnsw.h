@@ -168,6 +168,13 @@ void hnsw_set_entry(hnsw *h, uint32_t entry, int max_level);
  * out of memory (nothing was found).
  */
 int hnsw_check(const hnsw *h, char *err, size_t errlen);
+/*
+ * The part of hnsw_check that searches and inserts rely on to stay within
+ * the lists (all but reachability): run on a graph restored from records
+ * (hnsw_record_load checks each record alone) before it is used. 0, or
+ * -1 with the first violation in err.
+ */
+int hnsw_check_links(const hnsw *h, char *err, size_t errlen);
 
 /* Free the lists replaced by inserts into reused slots; only while no
  * search is running. */

@@ -45,9 +45,8 @@ static int scan_one(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                     record_src *out)
 {
     uint32_t iid;
-    if (ids_val->mv_size != sizeof iid)
+    if (ids_entry_iid(ids_val, rec, &iid) != 0)
         return MDB_CORRUPTED;
-    memcpy(&iid, ids_val->mv_data, sizeof iid);
     unsigned char buf[KEY_DOC_LEN];
     key_doc(buf, rec->id, iid);
     MDB_val key = {sizeof buf, buf}, doc, vec;

@@ -18,6 +18,62 @@ static MDB_val name_key(const char *name)
     return (MDB_val){strlen(name), (void *)name};
 }
 
+/*
+ * The record of the collection named name (len bytes), decoded from val
+ * and checked: its size and format, its checksum, then every field a
+ * reader sizes or indexes anything with. A format 3 record (before
+ * codecs) reads as codec none.
+ */
+static qv_status catalog_decode(emb_db *db, const char *name, size_t len,
+                                const MDB_val *val, coll_rec *rec)
+{
+    uint32_t format = 0;
+    if (val->mv_size >= sizeof format)
+        memcpy(&format, val->mv_data, sizeof format);
+    size_t want = format == 3 ? COLL_FORMAT3_SIZE : sizeof *rec;
+    if (val->mv_size != want)
+        return qv_fail(&db->base, QV_ERR_CORRUPT,
+                       "catalog record of '%.*s' is %zu bytes, expected %zu",
+                       (int)len, name, val->mv_size, want);
+    memset(rec, 0, sizeof *rec);
+    memcpy(rec, val->mv_data, want);
+    if (rec->format != COLL_FORMAT && rec->format != 3)
+        return qv_fail(&db->base, QV_ERR_CORRUPT,
+                       "collection '%.*s' is stored in format %u; this build "
+                       "reads format %u (export it with the build that wrote "
+                       "it, import it here)", (int)len, name, rec->format,
+                       COLL_FORMAT);
+    uint32_t stored = rec->checksum;
+    rec->checksum = 0;
+    if (record_checksum(rec, want) != stored)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%.*s' "
+                       "fails its checksum", (int)len, name);
+    rec->format = COLL_FORMAT;  /* a format 3 record is written back as 4 */
+    codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
+    char why[128];
+    char text[CODEC_SPEC_MAX];
+    if (rec->codec > CODEC_PRUNE)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%.*s' "
+                       "names an unknown codec %u", (int)len, name,
+                       rec->codec);
+    codec_format(&spec, text);
+    if (rec->dim > 0 && rec->dim <= QV_DIM_MAX &&
+        codec_parse(text, rec->dim, &spec, why, sizeof why) != 0)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%.*s': "
+                       "%s", (int)len, name, why);
+    if (rec->dim == 0 ||
+        rec->dim > QV_DIM_MAX || !qv_metric_name((qv_metric)rec->metric) ||
+        rec->M < 2 || rec->M > QV_M_MAX || rec->ef_construction == 0 ||
+        rec->ef_construction > QV_EF_MAX || rec->max_level > HNSW_MAX_LEVEL ||
+        rec->count > rec->next_iid)
+        return qv_fail(&db->base, QV_ERR_CORRUPT,
+                       "catalog record of '%.*s' is invalid (format %u, dim "
+                       "%u, metric %u, M %u, ef_construction %u)", (int)len,
+                       name, rec->format, rec->dim, rec->metric, rec->M,
+                       rec->ef_construction);
+    return QV_OK;
+}
+
 qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                       coll_rec *rec)
 {
@@ -28,47 +84,7 @@ qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                        "collection '%s' does not exist", name);
     if (rc != 0)
         return emb_status(db, rc, "reading the catalog");
-    uint32_t format = 0;
-    if (val.mv_size >= sizeof format)
-        memcpy(&format, val.mv_data, sizeof format);
-    size_t want = format == 3 ? COLL_FORMAT3_SIZE : sizeof *rec;
-    if (val.mv_size != want)
-        return qv_fail(&db->base, QV_ERR_CORRUPT,
-                       "catalog record of '%s' is %zu bytes, expected %zu",
-                       name, val.mv_size, want);
-    memset(rec, 0, sizeof *rec);
-    memcpy(rec, val.mv_data, want);
-    if (rec->format != COLL_FORMAT && rec->format != 3)
-        return qv_fail(&db->base, QV_ERR_CORRUPT,
-                       "collection '%s' is stored in format %u; this build "
-                       "reads format %u (export it with the build that wrote "
-                       "it, import it here)", name, rec->format, COLL_FORMAT);
-    uint32_t stored = rec->checksum;
-    rec->checksum = 0;
-    if (record_checksum(rec, want) != stored)
-        return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%s' "
-                       "fails its checksum", name);
-    rec->format = COLL_FORMAT;  /* a format 3 record is written back as 4 */
-    codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
-    char why[128];
-    char text[CODEC_SPEC_MAX];
-    if (rec->codec > CODEC_PRUNE)
-        return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%s' "
-                       "names an unknown codec %u", name, rec->codec);
-    codec_format(&spec, text);
-    if (rec->dim > 0 && rec->dim <= QV_DIM_MAX &&
-        codec_parse(text, rec->dim, &spec, why, sizeof why) != 0)
-        return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%s': "
-                       "%s", name, why);
-    if (rec->dim == 0 ||
-        rec->dim > QV_DIM_MAX || !qv_metric_name((qv_metric)rec->metric) ||
-        rec->M < 2 || rec->M > QV_M_MAX || rec->ef_construction == 0 ||
-        rec->max_level > HNSW_MAX_LEVEL || rec->count > rec->next_iid)
-        return qv_fail(&db->base, QV_ERR_CORRUPT,
-                       "catalog record of '%s' is invalid (format %u, dim %u,"
-                       " metric %u, M %u)", name, rec->format, rec->dim,
-                       rec->metric, rec->M);
-    return QV_OK;
+    return catalog_decode(db, name, strlen(name), &val, rec);
 }
 
 int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
@@ -79,6 +95,34 @@ int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
     sealed.checksum = record_checksum(&sealed, sizeof sealed);
     MDB_val key = name_key(name), val = {sizeof sealed, &sealed};
     return mdb_put(txn, st_dbi(db->env, ST_DB_CATALOG), &key, &val, 0);
+}
+
+static void count_one(void *ctx, const MDB_val *key, const MDB_val *val)
+{
+    (void)key;
+    (void)val;
+    ++*(uint64_t *)ctx;
+}
+
+int catalog_count_free(emb_db *db, MDB_txn *txn, uint32_t coll,
+                       uint64_t *free_ids)
+{
+    *free_ids = 0;
+    return emb_walk_range(db, txn, ST_DB_FREEIDS, coll, count_one, free_ids);
+}
+
+qv_status catalog_check_ids(emb_db *db, MDB_txn *txn, const coll_rec *rec)
+{
+    uint64_t free_ids;
+    int rc = catalog_count_free(db, txn, rec->id, &free_ids);
+    if (rc != 0)
+        return emb_status(db, rc, "counting free ids");
+    if (rec->count + free_ids != rec->next_iid)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the next internal id %u "
+                       "is not the %llu documents plus %llu free ids",
+                       rec->next_iid, (unsigned long long)rec->count,
+                       (unsigned long long)free_ids);
+    return QV_OK;
 }
 
 struct create_ctx {
@@ -227,16 +271,15 @@ static qv_status catalog_scan(emb_db *db, MDB_txn *txn,
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), n++) {
         if (!list)
             continue;
-        if (key.mv_size > QV_NAME_MAX ||
-            (val.mv_size != sizeof(coll_rec) &&
-             val.mv_size != COLL_FORMAT3_SIZE)) {
+        coll_rec rec;
+        if (key.mv_size > QV_NAME_MAX) {
             st = qv_fail(&db->base, QV_ERR_CORRUPT,
                          "catalog entry %zu is malformed", n);
             break;
         }
-        coll_rec rec;
-        memset(&rec, 0, sizeof rec);   /* format 3: codec none */
-        memcpy(&rec, val.mv_data, val.mv_size);
+        st = catalog_decode(db, key.mv_data, key.mv_size, &val, &rec);
+        if (st != QV_OK)
+            break;
         fill_info(&list[n], key.mv_data, key.mv_size, &rec);
     }
     mdb_cursor_close(cur);

@@ -104,10 +104,9 @@ static uint32_t key_iid(const MDB_val *key)
 static void check_vector(struct coll_check *c, const char *id, uint32_t iid,
                          const MDB_val *vec)
 {
-    if (vec->mv_size != c->rec->dim * sizeof(float)) {
-        problem(c->r, "collection '%s': document '%s' (internal %u) has a "
-                "vector of %zu bytes, expected %zu", c->name, id, iid,
-                vec->mv_size, c->rec->dim * sizeof(float));
+    if (vector_record_check(c->db, vec, c->rec->dim, iid) != QV_OK) {
+        problem(c->r, "collection '%s': document '%s': %s", c->name, id,
+                qv_errmsg(&c->db->base));
         return;
     }
     const float *v = vec->mv_data;
@@ -267,11 +266,23 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
         return QV_OK;
     }
     struct coll_check c = {db, txn, name, &rec, r, NULL, 0, 0, 0, 0, 0};
+    uint64_t free_ids;
+    int rc = catalog_count_free(db, txn, rec.id, &free_ids);
+    if (rc != 0)
+        return emb_status(db, rc, "checking");
+    if (rec.count + free_ids != rec.next_iid) {
+        problem(r, "collection '%s': the next internal id %u is not the %llu "
+                "documents plus %llu free ids", name, rec.next_iid,
+                (unsigned long long)rec.count,
+                (unsigned long long)free_ids);
+        if (rec.next_iid > rec.count + free_ids)
+            return QV_OK;   /* nothing is sized by a next id that large */
+    }
     c.mapped = qv_calloc(rec.next_iid ? rec.next_iid : 1, 1);
     if (!c.mapped)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory checking '%s'",
                        name);
-    int rc = emb_walk_range(db, txn, ST_DB_IDS, rec.id, visit_id, &c);
+    rc = emb_walk_range(db, txn, ST_DB_IDS, rec.id, visit_id, &c);
     if (rc == 0)
         rc = emb_walk_range(db, txn, ST_DB_DOCS, rec.id, visit_doc, &c);
     if (rc == 0)
@@ -308,19 +319,48 @@ static void table_problem(void *ctx, const char *name, const char *what)
     problem(ctx, "table '%s': %s", name, what);
 }
 
+/* Every collection named in the catalog, its record damaged or not (a
+ * damaged one is a problem, where listing would fail). */
+static qv_status check_collections(emb_db *db, MDB_txn *txn,
+                                   struct report *r, size_t *n,
+                                   uint64_t *docs)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_CATALOG), &cur);
+    if (rc != 0)
+        return emb_status(db, rc, "checking the catalog");
+    qv_status st = QV_OK;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+         rc == 0 && st == QV_OK;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), ++*n) {
+        char name[QV_NAME_MAX + 1];
+        if (key.mv_size > QV_NAME_MAX) {
+            problem(r, "catalog entry %zu: a name of %zu bytes", *n,
+                    key.mv_size);
+            continue;
+        }
+        memcpy(name, key.mv_data, key.mv_size);
+        name[key.mv_size] = '\0';
+        st = check_collection(db, txn, name, r, docs);
+    }
+    mdb_cursor_close(cur);
+    if (st == QV_OK && rc != MDB_NOTFOUND)
+        st = emb_status(db, rc, "checking the catalog");
+    return st;
+}
+
 qv_status check_database(qv_db *base, char **report)
 {
     emb_db *db = (emb_db *)base;
-    qv_collection_info *list = NULL;
     size_t n = 0;
     struct report r = {0};
     uint64_t docs = 0;
     MDB_txn *txn = NULL;
-    qv_status st = catalog_list(base, &list, &n);
-    if (st == QV_OK)
-        st = emb_read_begin(db, &txn, "checking");
-    for (size_t i = 0; i < n && st == QV_OK; i++)
-        st = check_collection(db, txn, list[i].name, &r, &docs);
+    qv_status st = emb_read_begin(db, &txn, "checking");
+    if (st != QV_OK)
+        return st;
+    st = check_collections(db, txn, &r, &n, &docs);
     unsigned tables = 0;
     if (st == QV_OK) {
         int rc = table_verify(db, txn, table_problem, &r, &tables);
@@ -328,7 +368,6 @@ qv_status check_database(qv_db *base, char **report)
             st = emb_status(db, rc, "checking tables");
     }
     st_read_end(db->env, txn);
-    qv_mem_free(list);
     if (st != QV_OK) {
         qv_mem_free(r.text);
         return st;

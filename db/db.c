@@ -485,35 +485,14 @@ qv_status qv_table_create(qv_db *db, const char *name,
         cfg.learning_rate = 0.01f;
     if (cfg.init == 0)
         cfg.init = 0.01f;
-    if (cfg.rows == 0 || cfg.rows > QV_TABLE_BYTES_MAX)
-        return qv_fail(db, QV_ERR_INVALID, "rows must be 1 to %llu, not %llu",
-                       (unsigned long long)QV_TABLE_BYTES_MAX,
-                       (unsigned long long)cfg.rows);
-    if (cfg.dim == 0 || cfg.dim > QV_TABLE_DIM_MAX)
-        return qv_fail(db, QV_ERR_INVALID, "dimension must be 1 to %d, not "
-                       "%u", QV_TABLE_DIM_MAX, cfg.dim);
-    if (cfg.optimizer != QV_OPTIMIZER_SGD &&
-        cfg.optimizer != QV_OPTIMIZER_ADAGRAD)
-        return qv_fail(db, QV_ERR_INVALID, "unknown optimizer %d; use sgd "
-                       "or adagrad", (int)cfg.optimizer);
-    if (!(cfg.learning_rate > 0) || !isfinite(cfg.learning_rate))
-        return qv_fail(db, QV_ERR_INVALID, "the learning rate must be a "
-                       "finite number above 0");
-    if (!(cfg.init > 0) || !isfinite(cfg.init))
-        return qv_fail(db, QV_ERR_INVALID, "init must be a finite number "
-                       "above 0");
     emb_spec spec = {.rows = cfg.rows, .dim = cfg.dim,
-                     .optimizer = (enum emb_optimizer)cfg.optimizer};
-    emb_table t;
+                     .optimizer = (enum emb_optimizer)cfg.optimizer,
+                     .lr = cfg.learning_rate, .init = cfg.init};
     char why[160];
     if (emb_parse_method(cfg.method, &spec, why, sizeof why) != 0 ||
-        emb_layout(&spec, &t, why, sizeof why) != 0)
+        emb_check_spec(&spec, QV_TABLE_BYTES_MAX, QV_TABLE_DIM_MAX, why,
+                       sizeof why) != 0)
         return qv_fail(db, QV_ERR_INVALID, "%s", why);
-    if (emb_param_bytes(&t) + emb_state_bytes(&t) > QV_TABLE_BYTES_MAX)
-        return qv_fail(db, QV_ERR_INVALID, "the table would hold %llu bytes; "
-                       "the limit is %llu", (unsigned long long)(
-                           emb_param_bytes(&t) + emb_state_bytes(&t)),
-                       (unsigned long long)QV_TABLE_BYTES_MAX);
     return db->ops->table_create(db, name, &cfg);
 }
 

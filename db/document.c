@@ -54,6 +54,8 @@ static int assign_iid(emb_db *db, MDB_txn *txn, coll_rec *rec,
     int rc = take_free_iid(db, txn, rec->id, iid, &found);
     if (rc != 0)
         return rc;
+    if (found && *iid >= rec->next_iid)
+        return MDB_CORRUPTED;   /* a free id is one handed out before */
     if (!found) {
         if (rec->next_iid == UINT32_MAX)
             return ERR_COLLECTION_FULL;
@@ -104,13 +106,11 @@ static int put_document(emb_db *db, MDB_txn *txn, coll_rec *rec,
     size_t vec_bytes = rec->dim * sizeof(float);
     int existed = 0;
     int rc = mdb_get(txn, st_dbi(db->env, ST_DB_IDS), &ids_key, &val);
-    if (rc == 0 && val.mv_size == sizeof iid) {
-        memcpy(&iid, val.mv_data, sizeof iid);
+    if (rc == 0) {
+        rc = ids_entry_iid(&val, rec, &iid);
         existed = 1;
     } else if (rc == MDB_NOTFOUND) {
         rc = assign_iid(db, txn, rec, &ids_key, &iid);
-    } else {
-        rc = rc == 0 ? MDB_CORRUPTED : rc;
     }
     if (rc != 0)
         return rc;
@@ -385,10 +385,10 @@ static qv_status find_iid(emb_db *db, MDB_txn *txn, const char *collection,
                        collection);
     if (rc != 0)
         return emb_status(db, rc, "looking up a document id");
-    if (val.mv_size != sizeof *iid)
+    if (ids_entry_iid(&val, rec, iid) != 0)
         return qv_fail(&db->base, QV_ERR_CORRUPT,
-                       "id map entry of '%s' is %zu bytes", id, val.mv_size);
-    memcpy(iid, val.mv_data, sizeof *iid);
+                       "id map entry of '%s' is malformed (%zu bytes, or an "
+                       "internal id from the next one on)", id, val.mv_size);
     return QV_OK;
 }
 

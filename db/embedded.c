@@ -2,6 +2,7 @@
 #include "table.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
@@ -198,6 +199,28 @@ unsigned emb_default_threads(void)
 uint32_t record_checksum(const void *data, size_t len)
 {
     return XXH32(data, len, 0x51564552u);  /* "QVER" */
+}
+
+qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
+                              uint32_t iid)
+{
+    if (val->mv_size != (size_t)dim * sizeof(float))
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
+                       "internal id %u is %zu bytes, expected %zu", iid,
+                       val->mv_size, (size_t)dim * sizeof(float));
+    if ((uintptr_t)val->mv_data % _Alignof(float) != 0)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
+                       "internal id %u lies misaligned in its page, beside "
+                       "a record of a size Quiver never writes", iid);
+    return QV_OK;
+}
+
+int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid)
+{
+    if (val->mv_size != sizeof *iid)
+        return MDB_CORRUPTED;
+    memcpy(iid, val->mv_data, sizeof *iid);
+    return *iid < rec->next_iid ? 0 : MDB_CORRUPTED;
 }
 
 int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,

@@ -63,6 +63,24 @@ static inline int coll_f16_codes(const coll_rec *rec)
  * byte: catalog records and graph node records. */
 uint32_t record_checksum(const void *data, size_t len);
 
+/*
+ * Check a vector record read in a snapshot before its floats are read in
+ * place: dim floats at a 4-byte aligned address. LMDB aligns a value to 2
+ * bytes only; every record of the vectors sub-database has a size that
+ * keeps the next ones in its page aligned, so a misaligned one lies
+ * beside a record Quiver never wrote. QV_OK, or QV_ERR_CORRUPT naming
+ * internal id iid.
+ */
+qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
+                              uint32_t iid);
+
+/*
+ * The internal id an ids map entry (val) holds: 4 bytes, below the
+ * collection's next_iid, which sizes the graph and the bit sets an id
+ * indexes. 0, or MDB_CORRUPTED.
+ */
+int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid);
+
 /* Turn an LMDB or errno code into a status and a message about doing. */
 qv_status emb_status(emb_db *db, int rc, const char *doing);
 
@@ -93,6 +111,16 @@ qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                       coll_rec *rec);
 int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
                 const coll_rec *rec);
+/*
+ * Every internal id below a collection's next_iid is a document's or
+ * free, so count + free ids == next_iid. catalog_count_free counts the
+ * free ids of collection coll (0 or an LMDB code); catalog_check_ids
+ * says CORRUPT when the sum is off, before anything is sized by next_iid
+ * (a damaged one could be billions).
+ */
+int catalog_count_free(emb_db *db, MDB_txn *txn, uint32_t coll,
+                       uint64_t *free_ids);
+qv_status catalog_check_ids(emb_db *db, MDB_txn *txn, const coll_rec *rec);
 
 /* QV_ERR_DIMENSION unless dim is the collection's. */
 qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,

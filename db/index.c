@@ -132,10 +132,11 @@ static live_index *live_create(const coll_rec *rec, codec *cd)
 
 /*
  * Fill the graph from the snapshot: the graph and vector records share
- * their keys, so two cursors walk them side by side.
+ * their keys, so two cursors walk them side by side. A graph over codes
+ * (cd) has each code checked by its codec first.
  */
 static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                            hnsw *graph)
+                            hnsw *graph, const codec *cd)
 {
     MDB_cursor *gcur = NULL, *vcur = NULL;
     unsigned char prefix[KEY_COLL_LEN];
@@ -161,6 +162,11 @@ static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
             st = qv_fail(&db->base, QV_ERR_CORRUPT, "graph node %u has no "
                          "%s of %zu bytes", iid, rec->codec ? "code" : "vector",
                          vec_bytes);
+            break;
+        }
+        if (cd && codec_check_code(cd, vval.mv_data) != 0) {
+            st = qv_fail(&db->base, QV_ERR_CORRUPT, "the code of graph node "
+                         "%u is malformed", iid);
             break;
         }
         int lr = -1;
@@ -295,11 +301,11 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                             live_index **out)
 {
     codec *cd = NULL;
-    if (rec->codec) {
-        qv_status st = load_codec(db, txn, rec, &cd);
-        if (st != QV_OK)
-            return st;
-    }
+    qv_status st = catalog_check_ids(db, txn, rec);
+    if (st == QV_OK && rec->codec)
+        st = load_codec(db, txn, rec, &cd);
+    if (st != QV_OK)
+        return st;
     live_index *ix = live_create(rec, cd);
     if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0) {
         if (ix)
@@ -307,7 +313,7 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for the index "
                        "of %u slots", rec->next_iid);
     }
-    qv_status st = load_nodes(db, txn, rec, ix->graph);
+    st = load_nodes(db, txn, rec, ix->graph, ix->codec);
     if (st == QV_OK && ix->codec)
         st = load_offsets(db, txn, rec, ix);
     if (st == QV_OK && hnsw_count(ix->graph) != rec->count)
@@ -318,12 +324,20 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         (rec->entry >= rec->next_iid || !hnsw_contains(ix->graph, rec->entry)))
         st = qv_fail(&db->base, QV_ERR_CORRUPT, "the index entry point %u is "
                      "not a node", rec->entry);
+    char err[160];
+    if (st == QV_OK) {
+        /* each record was checked alone; a search trusts their links to
+         * name nodes of their levels, and the entry point its level */
+        hnsw_set_entry(ix->graph, rec->count ? rec->entry : HNSW_NO_NODE,
+                       rec->count ? rec->max_level : -1);
+        if (hnsw_check_links(ix->graph, err, sizeof err) != 0)
+            st = qv_fail(&db->base, QV_ERR_CORRUPT, "the index records are "
+                         "inconsistent: %s", err);
+    }
     if (st != QV_OK) {
         live_free(ix);
         return st;
     }
-    hnsw_set_entry(ix->graph, rec->count ? rec->entry : HNSW_NO_NODE,
-                   rec->count ? rec->max_level : -1);
     *out = ix;
     return QV_OK;
 }
@@ -811,6 +825,9 @@ static qv_status encode_all(emb_db *db, MDB_txn *txn, coll_rec *rec,
 
 qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
 {
+    qv_status st = catalog_check_ids(db, txn, rec);
+    if (st != QV_OK)
+        return st;
     codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
     size_t max = TRAIN_SAMPLE_BYTES / ((size_t)rec->dim * sizeof(float));
     max = max < TRAIN_SAMPLE_MAX ? max : TRAIN_SAMPLE_MAX;
@@ -820,7 +837,6 @@ qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
     uint32_t *ids = qv_malloc((want ? want : 1) * sizeof *ids);
     float *sample = qv_malloc((want ? want : 1) * rec->dim * sizeof *sample);
     codec *cd = NULL;
-    qv_status st = QV_OK;
     int rc = 0;
     uint32_t start = 0;
     long n = ids && sample ? copy_vectors(db, txn, rec, &start, stride, want,

@@ -231,16 +231,62 @@ struct plan_ctx {
  * float index with a numeric bound (its residuals are not numbers); on an
  * int index fractions, and on a keyword index long strings, may fall in a
  * range, so those include the residuals and are not exact.
+ *
+ * Filters compare numbers as doubles, which hold every integer only below
+ * 2^53 in magnitude (INT_EXACT); beyond, neighbouring integers round to
+ * one double, so there an int index's keys are widened by more than the
+ * rounding (at most 512 below 2^63) and equality is not exact either.
+ * INT_END bounds the int64 keys.
  */
+#define INT_EXACT 9007199254740992.0   /* 2^53 */
+#define INT_END 9223372036854775808.0  /* 2^63 */
+
+/*
+ * The key of an int index's range side for a numeric bound d: lower (the
+ * integers whose double is >= d, or > d when *open) or upper. Returns 0
+ * with the key in enc, 1 for no bound on that side, -1 when no integer
+ * can be in the range.
+ */
+static int int_edge(double d, int lower, int *open, unsigned char *enc,
+                    size_t *len)
+{
+    double edge = lower ? ceil(d) : floor(d);
+    *open = *open && edge == d;
+    *len = 0;
+    if (fabs(edge) >= INT_EXACT) {
+        edge += lower ? -2048 : 2048;
+        *open = 0;
+    }
+    if (lower ? edge < -INT_END : edge >= INT_END)
+        return 1;
+    if (lower ? edge >= INT_END : edge < -INT_END)
+        return -1;
+    *len = encode_int((int64_t)edge, enc);
+    return 0;
+}
 
 /* Entries equal to v, plus the residual documents. */
 static roaring_bitmap_t *lookup_eq(struct plan_ctx *c, const pindex_rec *ix,
                                    const json_t *v, int *exact)
 {
     roaring_bitmap_t *b = roaring_bitmap_create();
-    unsigned char enc[PINDEX_KEYWORD_MAX];
-    size_t len = encode_value(ix->type, v, enc);
+    unsigned char enc[PINDEX_KEYWORD_MAX], hi[8];
+    size_t len = encode_value(ix->type, v, enc), hi_len;
     *exact = len != 0;
+    if (ix->type == QV_INDEX_INT && json_is_number(v) &&
+        fabs(json_number_value(v)) >= INT_EXACT) {
+        /* the integers whose double may be v's */
+        double d = json_number_value(v);
+        int open = 0, lo_side = int_edge(d, 1, &open, enc, &len),
+            hi_side = int_edge(d, 0, &open, hi, &hi_len);
+        struct range r = {lo_side ? NULL : enc, hi_side ? NULL : hi, len,
+                          hi_len, 0, 0};
+        *exact = 0;
+        if (lo_side >= 0 && hi_side >= 0 &&
+            scan_entries(c->db, c->txn, c->coll, ix->id, TAG_VALUE, &r, b))
+            c->failed = 1;
+        goto residual;
+    }
     if (len == (size_t)-1)
         len = 0;
     else if (len == 0)
@@ -265,15 +311,16 @@ static roaring_bitmap_t *lookup_range(struct plan_ctx *c,
     roaring_bitmap_t *b = roaring_bitmap_create();
     *exact = ix->type == QV_INDEX_FLOAT && json_is_number(bound);
     unsigned char enc[PINDEX_KEYWORD_MAX];
+    const unsigned char *key = enc;   /* NULL: no bound on that side */
     int lower = op[1] == 'g', open = op[3] == '\0';
     size_t len;
     if (ix->type == QV_INDEX_INT && json_is_number(bound)) {
-        double d = json_number_value(bound);
-        /* the integers beyond a fractional bound */
-        double edge = lower ? ceil(d) : floor(d);
-        open = open && edge == d;
-        len = edge < -9.2e18 || edge > 9.2e18 ? 0
-                                              : encode_int((int64_t)edge, enc);
+        int side = int_edge(json_number_value(bound), lower, &open, enc,
+                            &len);
+        if (side < 0)
+            goto residual;
+        if (side > 0)
+            key = NULL;
     } else {
         len = encode_value(ix->type, bound, enc);
         if (len == (size_t)-1)
@@ -283,9 +330,9 @@ static roaring_bitmap_t *lookup_range(struct plan_ctx *c,
     }
     struct range r = {0};
     if (lower)
-        r = (struct range){enc, NULL, len, 0, open, 0};
+        r = (struct range){key, NULL, len, 0, open, 0};
     else
-        r = (struct range){NULL, enc, 0, len, 0, open};
+        r = (struct range){NULL, key, 0, len, 0, open};
     if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_VALUE, &r, b))
         c->failed = 1;
     if (*exact)

@@ -112,7 +112,6 @@ static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     MDB_cursor *cur;
     unsigned char prefix[KEY_COLL_LEN];
     key_put_u32(prefix, rec->id);
-    size_t vec_bytes = (size_t)rec->dim * sizeof(float);
     qv_metric metric = (qv_metric)rec->metric;
     int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_VECTORS), &cur);
     if (rc != 0)
@@ -124,13 +123,9 @@ static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         const unsigned char *k = key.mv_data;
         if (key.mv_size != KEY_DOC_LEN || memcmp(k, prefix, sizeof prefix))
             break;
-        if (val.mv_size != vec_bytes) {
-            st = qv_fail(&db->base, QV_ERR_CORRUPT,
-                         "vector record is %zu bytes, expected %zu",
-                         val.mv_size, vec_bytes);
-            break;
-        }
         uint32_t iid = key_get_u32(k + KEY_COLL_LEN);
+        if ((st = vector_record_check(db, &val, rec->dim, iid)) != QV_OK)
+            break;
         if (!hnsw_allows(allowed, rec->next_iid, iid))
             continue;
         topk_push(heap, score(metric, q, val.mv_data, rec->dim), iid);
@@ -607,7 +602,6 @@ static qv_status rescore_from_snapshot(struct search_ctx *c, const float *q,
 static qv_status fetch_allowed(struct search_ctx *c, const float *q,
                                topk *heap)
 {
-    size_t vec_bytes = (size_t)c->rec.dim * sizeof(float);
     MDB_dbi dbi = st_dbi(c->db->env, ST_DB_VECTORS);
     qv_status st = QV_OK;
     roaring_uint32_iterator_t *it = roaring_create_iterator(c->matches);
@@ -622,10 +616,8 @@ static qv_status fetch_allowed(struct search_ctx *c, const float *q,
             continue;
         if (rc != 0) {
             st = emb_status(c->db, rc, "searching");
-        } else if (val.mv_size != vec_bytes) {
-            st = qv_fail(&c->db->base, QV_ERR_CORRUPT, "vector record is %zu "
-                         "bytes, expected %zu", val.mv_size, vec_bytes);
-        } else {
+        } else if ((st = vector_record_check(c->db, &val, c->rec.dim, iid)) ==
+                   QV_OK) {
             topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
                                   c->rec.dim), iid);
             c->distances++;

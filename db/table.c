@@ -66,6 +66,14 @@ static qv_status table_get(emb_db *db, MDB_txn *txn, const char *name,
         record_checksum(rec, sizeof *rec) != stored)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "table record of '%s' "
                        "fails its checksum", name);
+    /* what create accepts, before any size in it is used */
+    emb_spec spec;
+    char why[160];
+    rec_to_spec(rec, &spec);
+    if (emb_check_spec(&spec, QV_TABLE_BYTES_MAX, QV_TABLE_DIM_MAX, why,
+                       sizeof why) != 0)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "table record of '%s': %s",
+                       name, why);
     return QV_OK;
 }
 
@@ -108,10 +116,12 @@ static int put_chunk(emb_db *db, MDB_txn *txn, uint32_t table,
     return mdb_put(txn, st_dbi(db->env, ST_DB_TCHUNKS), &key, &val, 0);
 }
 
-/* Fill the slabs of t from LMDB; every chunk must be there. */
+/* Fill the slabs of t from LMDB; every chunk must be there, and what
+ * lookups index with valid (emb_check_data). */
 static qv_status load_slabs(emb_db *db, MDB_txn *txn, uint32_t table,
                             emb_table *t)
 {
+    char err[160];
     MDB_dbi dbi = st_dbi(db->env, ST_DB_TCHUNKS);
     for (uint32_t s = 0; s < t->nslabs; s++) {
         emb_slab *sl = &t->slab[s];
@@ -135,6 +145,8 @@ static qv_status load_slabs(emb_db *db, MDB_txn *txn, uint32_t table,
                    val.mv_size);
         }
     }
+    if (emb_check_data(t, err, sizeof err) != 0)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "table chunks: %s", err);
     return QV_OK;
 }
 

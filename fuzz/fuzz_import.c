@@ -8,10 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_util.h"
 #include "shell.h"
 
 static shell sh;
-static char dir[] = "/tmp/quiver-fuzz-XXXXXX";
+static const char *dir;
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
@@ -19,9 +20,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     static const char *const exts[] = {"jsonl", "npy", "fvecs", "bvecs"};
     if (!sh.db) {
-        if (!mkdtemp(dir) ||
-            qv_open(dir, &(qv_open_options){.flags = QV_OPEN_NOSYNC,
-                                            .threads = 1}, &sh.db) != QV_OK)
+        dir = fuzz_scratch_dir();
+        if (qv_open(dir, &(qv_open_options){.flags = QV_OPEN_NOSYNC,
+                                            .threads = 1},
+                    &sh.db) != QV_OK)
             abort();
         sh.json = 1;
         if (!freopen("/dev/null", "w", stdout))

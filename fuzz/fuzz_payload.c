@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "quiver.h"
 
 static qv_db *db;
@@ -14,10 +15,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     if (!db) {
-        char dir[] = "/tmp/quiver-fuzz-XXXXXX";
-        if (!mkdtemp(dir) ||
-            qv_open(dir, &(qv_open_options){.flags = QV_OPEN_NOSYNC,
-                                            .threads = 1}, &db) != QV_OK)
+        qv_open_options o = {.flags = QV_OPEN_NOSYNC, .threads = 1};
+        if (qv_open(fuzz_scratch_dir(), &o, &db) != QV_OK)
             abort();
         qv_create_collection(db, "p", &(qv_collection_config){.dim = 2});
     }

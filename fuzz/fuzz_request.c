@@ -15,6 +15,7 @@
 
 #include "dispatch.h"
 #include "frame.h"
+#include "fuzz_util.h"
 #include "quiver.h"
 #include "wire/quiver.pb-c.h"
 
@@ -22,11 +23,9 @@ static qv_db *db;
 
 static void open_db(void)
 {
-    char dir[] = "/tmp/quiver-fuzz-XXXXXX";
-    if (!mkdtemp(dir) || qv_open(dir, &(qv_open_options){.flags =
-                                                              QV_OPEN_NOSYNC,
-                                                          .threads = 1},
-                                 &db) != QV_OK)
+    const char *dir = fuzz_scratch_dir();
+    if (qv_open(dir, &(qv_open_options){.flags = QV_OPEN_NOSYNC,
+                                        .threads = 1}, &db) != QV_OK)
         abort();
     qv_create_collection(db, "c", &(qv_collection_config){.dim = 4, .M = 4});
     float v[4] = {1, 2, 3, 4};

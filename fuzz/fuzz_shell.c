@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fuzz_util.h"
 #include "shell.h"
 
 static shell sh;
@@ -21,10 +22,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     static const char *const skipped[] = {"import", "export", "backup",
                                           "compact", NULL};
     if (!sh.db) {
-        char dir[] = "/tmp/quiver-fuzz-XXXXXX";
-        if (!mkdtemp(dir) ||
-            qv_open(dir, &(qv_open_options){.flags = QV_OPEN_NOSYNC,
-                                            .threads = 1}, &sh.db) != QV_OK)
+        const char *dir = fuzz_scratch_dir();
+        if (qv_open(dir, &(qv_open_options){.flags = QV_OPEN_NOSYNC,
+                                            .threads = 1},
+                    &sh.db) != QV_OK)
             abort();
         sh.json = 1;
         if (!freopen("/dev/null", "w", stdout))

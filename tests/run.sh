@@ -7,6 +7,10 @@
 # "ok" and "not ok" lines. A program that crashes or exits non-zero
 # without reporting a failure counts as one failed test. cmocka reports a
 # skipped test as "not ok N # SKIP": counted as skipped, and listed.
+#
+# Everything runs with TMPDIR set to a directory of its own, which must be
+# empty at the end: a test or fuzz target that leaves its scratch behind
+# is a failed test ("scratch"), and what it left is listed and removed.
 set -u
 build=${1:-build/asan}
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,7 +20,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export QUIVER_BUILD=$top/$build
 export QUIVER_TOP=$top
 passed=0 failed=0 skipped=0
-log=$(mktemp)
+suite_tmp=$(mktemp -d "${TMPDIR:-/tmp}/quiver-suite-XXXXXX") || exit 1
+log=$suite_tmp.log
+trap 'rm -rf "$suite_tmp" "$log"' EXIT
+export TMPDIR=$suite_tmp
 
 run_one() {  # name, command...
     name=$1; shift
@@ -78,22 +85,22 @@ tsan_suite
 for t in "$top"/tests/*.test.sh; do
     run_one "$(basename "$t" .test.sh)" sh "$t"
 done
-# Fuzz smoke: each libFuzzer target for a fixed number of inputs from a
-# fixed seed (repeatable), starting from its committed corpus.
-fuzz_one() {  # target
-    t=$1 scratch=$(mktemp -d)
-    if "$top/build/fuzz/$t" -runs="${FUZZ_RUNS:-20000}" -seed=1 "$scratch" \
-        "$top/fuzz/corpus/${t#fuzz_}" >"$scratch.log" 2>&1; then
-        echo "ok 1 - $t: $(grep -o 'Done [0-9]* runs' "$scratch.log")"
-    else
-        echo "not ok 1 - $t crashed:"
-        tail -30 "$scratch.log" | sed 's/^/# /'
-    fi
-    rm -rf "$scratch" "$scratch.log"
-}
+# Fuzz smoke: each libFuzzer target's smoke share (fuzz/run.sh), a fixed
+# number of inputs from a fixed seed, starting from its committed corpus.
 for t in "$top"/build/fuzz/fuzz_*; do
-    [ -x "$t" ] && run_one "$(basename "$t")" fuzz_one "$(basename "$t")"
+    [ -x "$t" ] && run_one "$(basename "$t")" \
+        "$top/fuzz/run.sh" smoke "$(basename "$t")"
 done
-rm -f "$log"
+# Nothing may be left in the suite's TMPDIR.
+left_behind() {
+    left=$(ls -A "$suite_tmp")
+    if [ -z "$left" ]; then
+        echo "ok 1 - every test removed its scratch"
+    else
+        echo "not ok 1 - scratch left in TMPDIR:"
+        echo "$left" | sed 's/^/#   /'
+    fi
+}
+run_one scratch left_behind
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

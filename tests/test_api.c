@@ -1351,6 +1351,49 @@ static void test_indexes_never_change_results(void **state)
         same_everywhere(db, filters[f]);
 }
 
+/*
+ * Indexes agree with filters at the edges of what they hold: integers
+ * beyond 2^53, which filters compare as rounded doubles, and bounds
+ * beyond an int index's int64 keys (fuzz_filter found ranges up to such
+ * a bound missing every indexed document).
+ */
+static void test_indexes_agree_on_edges(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    create(db, "indexed", 4, QV_METRIC_L2);
+    create(db, "plain", 4, QV_METRIC_L2);
+    assert_ok(db, qv_create_index(db, "indexed", "label", QV_INDEX_INT));
+    static const char *const labels[] = {
+        "9223372036854775807", "-9223372036854775808", "9007199254740993",
+        "9007199254740992", "9.21e18", "9210000000000000000",
+        "4611686018427387904", "-4611686018427387905", "5", "-3", "2.5",
+    };
+    for (size_t i = 0; i < sizeof labels / sizeof *labels; i++) {
+        char id[16], payload[64];
+        float v[4] = {(float)i, 0, 0, 0};
+        snprintf(id, sizeof id, "e%zu", i);
+        snprintf(payload, sizeof payload, "{\"label\":%s}", labels[i]);
+        qv_doc doc = {id, v, 4, payload};
+        assert_ok(db, qv_upsert(db, "indexed", &doc, 1));
+        assert_ok(db, qv_upsert(db, "plain", &doc, 1));
+    }
+    static const char *const filters[] = {
+        "{\"label\":{\"$gte\":-0.5,\"$lt\":89.2e18}}",
+        "{\"label\":{\"$lte\":9.3e18}}", "{\"label\":{\"$gt\":9.3e18}}",
+        "{\"label\":{\"$gt\":-1e19}}", "{\"label\":{\"$lt\":-9.3e18}}",
+        "{\"label\":{\"$gte\":9223372036854775807}}",
+        "{\"label\":{\"$gt\":9007199254740992}}",
+        "{\"label\":{\"$lt\":-4611686018427387904}}",
+        "{\"label\":{\"$lte\":9007199254740991.5}}",
+        "{\"label\":9.21e18}", "{\"label\":9210000000000000001}",
+        "{\"label\":9223372036854775806}", "{\"label\":9007199254740992}",
+        "{\"label\":{\"$in\":[9007199254740993,-9.2233720368547758e18]}}",
+        "{\"label\":-4611686018427387904}", "{\"label\":5.0}",
+    };
+    for (size_t f = 0; f < sizeof filters / sizeof *filters; f++)
+        same_everywhere(db, filters[f]);
+}
+
 /* scan where= pages through exactly the matches; delete where= removes
  * exactly them, in one transaction, indexes and graph kept exact. */
 static void test_scan_and_delete_where(void **state)
@@ -1470,6 +1513,7 @@ int main(void)
         T(test_text_is_utf8_and_messages_printable),
         T(test_filtered_search_is_never_short),
         T(test_indexes_never_change_results),
+        T(test_indexes_agree_on_edges),
         T(test_scan_and_delete_where),
 #undef T
     };

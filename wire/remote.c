@@ -30,6 +30,9 @@
 typedef Quiver__V1__Request Request;
 typedef Quiver__V1__Response Response;
 
+_Static_assert((int)QUIVER__V1__STATUS__BUSY == (int)QV_ERR_BUSY,
+               "the protocol's statuses are qv_status, number for number");
+
 typedef struct remote_db {
     qv_db base;
     char host[256], port[16];
@@ -281,6 +284,12 @@ static qv_status call_locked(remote_db *db, Request *req, Response **resp)
                        "request (expected %llu)", (unsigned long long)r->id,
                        (unsigned long long)req->id);
     }
+    if ((unsigned)r->status > QV_ERR_BUSY) {  /* not one of qv_status */
+        disconnect(db);
+        return qv_fail(&db->base, QV_ERR_PROTOCOL, "%s:%s answered with "
+                       "status %u, which this client does not know: %s",
+                       db->host, db->port, (unsigned)r->status, r->message);
+    }
     if (r->status != QUIVER__V1__STATUS__OK) {
         if (r->id == 0)  /* the server closes after such an answer */
             disconnect(db);
@@ -455,10 +464,18 @@ static qv_status remote_upsert(qv_db *base, const char *collection,
     return st;
 }
 
+/* Whether a document from the server has a vector a collection could
+ * hold (every collection has a dimension of 1 .. QV_DIM_MAX). */
+static int vector_fits(const Quiver__V1__Document *d)
+{
+    return d->n_vector >= 1 && d->n_vector <= QV_DIM_MAX;
+}
+
 static qv_status record_from_wire(remote_db *db, const Response *resp,
                                   qv_record **out)
 {
-    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_DOCUMENT)
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_DOCUMENT ||
+        !vector_fits(resp->document))
         return wrong_result(db);
     const Quiver__V1__Document *d = resp->document;
     const char *payload = d->has_payload ? d->payload : NULL;
@@ -547,9 +564,10 @@ static void fill_hits(qv_hits *out, qv_hit *slots, const Quiver__V1__Hits *h,
 }
 
 static qv_status hits_from_wire(remote_db *db, const Response *resp,
-                                qv_hits **out)
+                                uint32_t k, qv_hits **out)
 {
-    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_HITS)
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_HITS ||
+        resp->hits->n_hits > k)   /* the header promises at most k */
         return wrong_result(db);
     const Quiver__V1__Hits *h = resp->hits;
     size_t explain = h->explain[0] ? strlen(h->explain) + 1 : 0;
@@ -580,11 +598,12 @@ static qv_status remote_search(qv_db *base, const char *collection,
     req.op_case = QUIVER__V1__REQUEST__OP_SEARCH;
     req.search = &m;
     Response *resp;
-    LOCKED_CALL(db, &req, resp, { st_ = hits_from_wire(db, resp, out); });
+    LOCKED_CALL(db, &req, resp,
+                { st_ = hits_from_wire(db, resp, options->k, out); });
 }
 
 static qv_status batch_from_wire(remote_db *db, const Response *resp,
-                                 size_t nq, qv_batch_hits **out)
+                                 size_t nq, uint32_t k, qv_batch_hits **out)
 {
     if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_BATCH ||
         resp->batch->n_results != nq)
@@ -592,6 +611,8 @@ static qv_status batch_from_wire(remote_db *db, const Response *resp,
     const Quiver__V1__HitsBatch *b = resp->batch;
     size_t total = 0, text = 0;
     for (size_t i = 0; i < nq; i++) {
+        if (b->results[i]->n_hits > k)
+            return wrong_result(db);
         total += b->results[i]->n_hits;
         text += hits_text(b->results[i]);
     }
@@ -630,13 +651,14 @@ static qv_status remote_search_batch(qv_db *base, const char *collection,
     req.search_batch = &m;
     Response *resp;
     LOCKED_CALL(db, &req, resp,
-                { st_ = batch_from_wire(db, resp, nq, out); });
+                { st_ = batch_from_wire(db, resp, nq, options->k, out); });
 }
 
 static qv_status page_from_wire(remote_db *db, const Response *resp,
-                                qv_page **out)
+                                uint32_t limit, qv_page **out)
 {
-    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_PAGE)
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_PAGE ||
+        resp->page->n_documents > limit)
         return wrong_result(db);
     const Quiver__V1__Page *p = resp->page;
     record_src *src = qv_calloc(p->n_documents + 1, sizeof *src);
@@ -646,7 +668,7 @@ static qv_status page_from_wire(remote_db *db, const Response *resp,
     qv_status st = QV_OK;
     for (size_t i = 0; i < p->n_documents && st == QV_OK; i++) {
         const Quiver__V1__Document *d = p->documents[i];
-        if (d->n_vector != dim)
+        if (d->n_vector != dim || !vector_fits(d))
             st = wrong_result(db);
         src[i] = (record_src){d->id, strlen(d->id), d->vector,
                               d->has_payload ? d->payload : NULL,
@@ -676,7 +698,8 @@ static qv_status remote_scan(qv_db *base, const char *collection,
     req.op_case = QUIVER__V1__REQUEST__OP_SCAN;
     req.scan = &m;
     Response *resp;
-    LOCKED_CALL(db, &req, resp, { st_ = page_from_wire(db, resp, out); });
+    LOCKED_CALL(db, &req, resp,
+                { st_ = page_from_wire(db, resp, limit, out); });
 }
 
 static qv_status remote_backup(qv_db *base, const char *dir)
