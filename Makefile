@@ -10,7 +10,9 @@ ARCH    ?= -march=native
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter
 CSTD    := -std=c11 -D_GNU_SOURCE
-INC     := -I. -Icommon -Idb -Istorage -Iann -Icli -Iwire -Ibuild/gen
+# Every include is a path from the top (`#include "storage/env.h"`), so
+# the path shows the layer; tools/check-layers holds them to it.
+INC     := -I. -Ibuild/gen
 PKGS    := lmdb jansson
 LIBS    := -llmdb -luring -ljansson -lprotobuf-c -lxxhash -lroaring -lssl -lcrypto \
            -lm -lpthread
@@ -27,14 +29,19 @@ ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
                   -fsanitize=address,undefined -fno-sanitize-recover=all
 ASAN_LDFLAGS   := -fsanitize=address,undefined
 
-LIB_SRC := common/alloc.c common/json.c common/error.c common/token.c common/utf8.c \
+LIB_SRC := common/alloc.c common/json.c common/token.c common/utf8.c \
            storage/env.c storage/reader.c \
            ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c ann/embed.c \
-           db/db.c db/embedded.c db/catalog.c db/document.c db/search.c \
-           db/validate.c db/index.c db/results.c db/admin.c db/check.c db/filter.c \
-           db/pindex.c db/table.c \
-           wire/frame.c wire/inspect.c wire/stream.c wire/remote.c build/gen/wire/quiver.pb-c.c
-SERVER_SRC := wire/dispatch.c wire/server.c wire/quiverd.c
+           db/db.c db/core/error.c db/core/validate.c db/core/results.c \
+           db/core/filter.c \
+           db/engine/store/txn.c db/engine/store/catalog.c \
+           db/engine/store/pindex.c db/engine/graphs/graph.c \
+           db/engine/collections/document.c db/engine/search/search.c \
+           db/engine/tables/table.c db/engine/admin/admin.c \
+           db/engine/admin/check.c \
+           wire/proto/frame.c wire/proto/inspect.c wire/proto/stream.c \
+           wire/remote/remote.c build/gen/wire/quiver.pb-c.c
+SERVER_SRC := wire/server/dispatch.c wire/server/server.c wire/server/quiverd.c
 CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/bench_server.c cli/bench_filter.c cli/bench_embed.c \
            cli/bench_duplicates.c cli/transfer.c cli/vecfile.c cli/table_cmd.c
@@ -203,7 +210,7 @@ $(BF)/%.o: %.c $(GEN) | deps
 $(BF)/libquiver.a: $(LIB_OBJ_F)
 	ar rcs $@ $^
 
-$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/dispatch.o $(BF)/libquiver.a
+$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/server/dispatch.o $(BF)/libquiver.a
 	$(FUZZ_LINK) -o $@ $^ $(LIBS)
 
 $(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a

@@ -1,4 +1,4 @@
-#include "codec.h"
+#include "ann/codec.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -9,8 +9,8 @@
 #include <simde/x86/avx512.h>
 #include <simde/x86/f16c.h>
 
-#include "alloc.h"
-#include "distance.h"
+#include "common/alloc.h"
+#include "ann/distance.h"
 
 #define PQ_CENTROIDS 256
 #define PQ_ITERATIONS 12

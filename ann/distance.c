@@ -1,4 +1,4 @@
-#include "distance.h"
+#include "ann/distance.h"
 
 #include <float.h>
 #include <math.h>

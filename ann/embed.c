@@ -1,4 +1,4 @@
-#include "embed.h"
+#include "ann/embed.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <simde/x86/avx2.h>
 #include <simde/x86/fma.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 
 #define ROBE_BLOCK 8       /* consecutive elements found by one hash: one
                               256-bit load in emb_lookup */

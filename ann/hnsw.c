@@ -1,4 +1,4 @@
-#include "hnsw.h"
+#include "ann/hnsw.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -10,9 +10,9 @@
 
 #include <simde/x86/avx2.h>
 
-#include "alloc.h"
-#include "codec.h"
-#include "distance.h"
+#include "common/alloc.h"
+#include "ann/codec.h"
+#include "ann/distance.h"
 
 #define LOCK_STRIPES 4096u
 #define NO_LEVEL (-1)

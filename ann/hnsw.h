@@ -21,8 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codec.h"
-#include "topk.h"
+#include "ann/codec.h"
+#include "ann/topk.h"
 
 enum hnsw_metric { HNSW_L2 = 0, HNSW_IP = 1, HNSW_COSINE = 2 };
 

@@ -1,8 +1,8 @@
-#include "topk.h"
+#include "ann/topk.h"
 
 #include <math.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 
 int topk_init(topk *h, size_t k, topk_tiebreak tiebreak, void *ctx)
 {

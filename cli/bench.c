@@ -8,9 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "bench.h"
-#include "cli.h"
+#include "common/alloc.h"
+#include "cli/bench.h"
+#include "cli/cli.h"
 
 #define IMPORT_BATCH 1000
 

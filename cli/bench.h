@@ -2,8 +2,8 @@
 #ifndef QV_CLI_BENCH_H
 #define QV_CLI_BENCH_H
 
-#include "quiver.h"
-#include "vecfile.h"
+#include "db/quiver.h"
+#include "cli/vecfile.h"
 
 /* Upsert the first n rows of base as ids "0", "1", ... in batches. */
 int bench_import(qv_db *db, const char *collection, vecfile *base, long n,

@@ -23,9 +23,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "bench.h"
-#include "cli.h"
+#include "common/alloc.h"
+#include "cli/bench.h"
+#include "cli/cli.h"
 
 #define MAX_EFS 32
 

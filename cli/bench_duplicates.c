@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "bench.h"
-#include "cli.h"
+#include "common/alloc.h"
+#include "cli/bench.h"
+#include "cli/cli.h"
 
 #define MAX_CASES 8
 #define BATCH 1000

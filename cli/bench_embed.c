@@ -17,9 +17,9 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "alloc.h"
-#include "bench.h"
-#include "cli.h"
+#include "common/alloc.h"
+#include "cli/bench.h"
+#include "cli/cli.h"
 
 #define MAX_FIELDS 24      /* features of one sample: user, movie, year,
                               genres */

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "bench.h"
-#include "cli.h"
+#include "common/alloc.h"
+#include "cli/bench.h"
+#include "cli/cli.h"
 
 struct filter_args {
     const char *base, *query, *labels, *db;

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "bench.h"
-#include "cli.h"
-#include "vecfile.h"
+#include "common/alloc.h"
+#include "cli/bench.h"
+#include "cli/cli.h"
+#include "cli/vecfile.h"
 
 
 struct flat_args {

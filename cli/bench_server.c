@@ -21,11 +21,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "bench.h"
-#include "cli.h"
-#include "frame.h"
-#include "stream.h"
+#include "common/alloc.h"
+#include "cli/bench.h"
+#include "cli/cli.h"
+#include "wire/proto/frame.h"
+#include "wire/proto/stream.h"
 #include "wire/quiver.pb-c.h"
 
 enum bench_op { OP_SEARCH, OP_GET, OP_UPSERT, OP_DELETE, OP_MIXED };

@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-#include "quiver.h"
+#include "db/quiver.h"
 
 /* `quiver bench KIND ...`; argv[0] is KIND. Returns the exit status. */
 int bench_main(int argc, char **argv);

@@ -16,10 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "cli.h"
-#include "shell.h"
-#include "token.h"
+#include "common/alloc.h"
+#include "cli/cli.h"
+#include "cli/shell.h"
+#include "common/token.h"
 
 #define MAX_C 64
 

@@ -6,7 +6,7 @@
  * need no escaping rules of their own. Every command prints either text
  * (tables for people) or, with --json, exactly one JSON object on one line.
  */
-#include "shell.h"
+#include "cli/shell.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "json.h"
+#include "common/alloc.h"
+#include "common/json.h"
 
 /* ---- parsing ---- */
 

@@ -8,7 +8,7 @@
 #include <jansson.h>
 #include <stdio.h>
 
-#include "quiver.h"
+#include "db/quiver.h"
 
 #define SHELL_MAX_ARGS 32
 

@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "shell.h"
-#include "vecfile.h"
+#include "common/alloc.h"
+#include "cli/shell.h"
+#include "cli/vecfile.h"
 
 #define TABLE_IO_BATCH 4096   /* rows per import or export call */
 

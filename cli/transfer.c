@@ -19,11 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "cli.h"
-#include "json.h"
-#include "shell.h"
-#include "vecfile.h"
+#include "common/alloc.h"
+#include "cli/cli.h"
+#include "common/json.h"
+#include "cli/shell.h"
+#include "cli/vecfile.h"
 
 #define DEFAULT_BATCH 1000
 #define MAX_BATCH 100000

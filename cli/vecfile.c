@@ -1,4 +1,4 @@
-#include "vecfile.h"
+#include "cli/vecfile.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 
 struct vecfile {
     FILE *f;

@@ -1,4 +1,4 @@
-#include "alloc.h"
+#include "common/alloc.h"
 
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -1,11 +1,11 @@
-#include "json.h"
+#include "common/json.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 
 /* A qv_json_load is running in this thread, and an allocation in it
  * failed (or injection would have failed it). */

@@ -1,10 +1,10 @@
-#include "token.h"
+#include "common/token.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 
 char *token_read_file(const char *path, char *err, size_t errlen)
 {

@@ -6,14 +6,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "alloc.h"
-#include "error.h"
-#include "json.h"
-#include "filter.h"
-#include "codec.h"
-#include "embed.h"
-#include "internal.h"
-#include "utf8.h"
+#include "common/alloc.h"
+#include "db/core/error.h"
+#include "common/json.h"
+#include "db/core/filter.h"
+#include "ann/codec.h"
+#include "ann/embed.h"
+#include "db/core/handle.h"
+#include "common/utf8.h"
 
 
 qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "quiver.h"
+#include "db/quiver.h"
 
 #define CHECK(db, call)                                                   \
     do {                                                                  \

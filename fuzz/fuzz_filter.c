@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_util.h"
-#include "quiver.h"
+#include "fuzz/fuzz_util.h"
+#include "db/quiver.h"
 
 #define DOCS 300
 #define DIM 2

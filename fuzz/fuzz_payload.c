@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_util.h"
-#include "quiver.h"
+#include "fuzz/fuzz_util.h"
+#include "db/quiver.h"
 
 static qv_db *db;
 

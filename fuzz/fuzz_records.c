@@ -46,11 +46,11 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "embedded.h"
-#include "fuzz_util.h"
-#include "keys.h"
-#include "quiver.h"
-#include "table.h"
+#include "db/engine/store/txn.h"
+#include "fuzz/fuzz_util.h"
+#include "storage/keys.h"
+#include "db/quiver.h"
+#include "db/engine/tables/table.h"
 
 #define MAX_RECORDS 256
 #define SAMPLE 16

@@ -35,8 +35,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "frame.h"
-#include "quiver.h"
+#include "wire/proto/frame.h"
+#include "db/quiver.h"
 #include "wire/quiver.pb-c.h"
 
 #define DIM 4

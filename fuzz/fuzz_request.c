@@ -13,10 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dispatch.h"
-#include "frame.h"
-#include "fuzz_util.h"
-#include "quiver.h"
+#include "wire/server/dispatch.h"
+#include "wire/proto/frame.h"
+#include "fuzz/fuzz_util.h"
+#include "db/quiver.h"
 #include "wire/quiver.pb-c.h"
 
 static qv_db *db;

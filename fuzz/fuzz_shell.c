@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fuzz_util.h"
-#include "shell.h"
+#include "fuzz/fuzz_util.h"
+#include "cli/shell.h"
 
 static shell sh;
 

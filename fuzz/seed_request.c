@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "frame.h"
+#include "wire/proto/frame.h"
 #include "wire/quiver.pb-c.h"
 
 static void save(const char *dir, const char *name, Quiver__V1__Request *req)

@@ -1,4 +1,4 @@
-#include "env.h"
+#include "storage/env.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 
 #define DEFAULT_MAP_SIZE (256ull << 20)
 /* Growth doubles the map, but by no more than this at a time. */

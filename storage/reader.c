@@ -1,4 +1,4 @@
-#include "reader.h"
+#include "storage/reader.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "alloc.h"
+#include "common/alloc.h"
 
 /* Entries of each thread's ring: a batch bigger than this is submitted in
  * several rounds. */

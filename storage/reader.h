@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "env.h"
+#include "storage/env.h"
 
 typedef struct st_read {
     uint64_t offset;   /* in the data file */

@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "test_util.h"
+#include "common/alloc.h"
+#include "tests/test_util.h"
 
 static int setup(void **state)
 {

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-#include "distance.h"
-#include "reader.h"
-#include "test_util.h"
+#include "ann/codec.h"
+#include "ann/distance.h"
+#include "storage/reader.h"
+#include "tests/test_util.h"
 
 #define DIM 32
 #define N 1000

@@ -14,10 +14,10 @@
 
 #include <xxhash.h>
 
-#include "embedded.h"
-#include "hnsw.h"
-#include "table.h"
-#include "test_util.h"
+#include "db/engine/store/txn.h"
+#include "ann/hnsw.h"
+#include "db/engine/tables/table.h"
+#include "tests/test_util.h"
 
 /* A small database: collection "c" (dim 8) of 300 documents. */
 static char *make_db(void)

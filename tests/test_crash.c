@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "test_util.h"
+#include "tests/test_util.h"
 
 #define POOL 300        /* ids "k0".."k299" */
 #define DIM 8

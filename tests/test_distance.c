@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "distance.h"
-#include "test_util.h"
+#include "ann/distance.h"
+#include "tests/test_util.h"
 
 static double ref_l2(const float *a, const float *b, size_t d)
 {

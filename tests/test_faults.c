@@ -43,8 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc.h"
-#include "test_util.h"
+#include "common/alloc.h"
+#include "tests/test_util.h"
 
 #define DIM 16
 #define N 120

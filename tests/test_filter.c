@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "filter.h"
-#include "test_util.h"
+#include "db/core/filter.h"
+#include "tests/test_util.h"
 
 static int matches(const char *filter, const char *payload)
 {

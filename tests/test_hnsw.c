@@ -11,8 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "hnsw.h"
-#include "test_util.h"
+#include "ann/hnsw.h"
+#include "tests/test_util.h"
 
 #define FMNIST "/../shared/data/fashion-mnist-784-euclidean/"
 

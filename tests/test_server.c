@@ -19,8 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "frame.h"
-#include "test_util.h"
+#include "wire/proto/frame.h"
+#include "tests/test_util.h"
 #include "wire/quiver.pb-c.h"
 
 typedef Quiver__V1__Request Request;

@@ -2,9 +2,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "env.h"
-#include "keys.h"
-#include "test_util.h"
+#include "storage/env.h"
+#include "storage/keys.h"
+#include "tests/test_util.h"
 
 static void test_same_directory_shares_one_environment(void **state)
 {

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "embed.h"
-#include "test_util.h"
+#include "ann/embed.h"
+#include "tests/test_util.h"
 
 #define DIM 8
 

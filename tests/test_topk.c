@@ -2,9 +2,9 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "alloc.h"
-#include "topk.h"
-#include "test_util.h"
+#include "common/alloc.h"
+#include "ann/topk.h"
+#include "tests/test_util.h"
 
 static int by_dist_then_id(const void *pa, const void *pb)
 {

@@ -9,7 +9,7 @@
 #include <sys/types.h>
 #include <cmocka.h>
 
-#include "quiver.h"
+#include "db/quiver.h"
 
 /* A fresh empty directory under $TMPDIR; free with tu_rmdir(). */
 char *tu_mkdtemp(void);

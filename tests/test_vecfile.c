@@ -4,8 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "test_util.h"
-#include "vecfile.h"
+#include "tests/test_util.h"
+#include "cli/vecfile.h"
 
 static char *path_in(const char *dir, const char *name)
 {

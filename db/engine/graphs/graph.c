@@ -1,0 +1,887 @@
+#include "db/engine/graphs/graph.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <roaring/roaring.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "ann/codec.h"
+#include "ann/distance.h"
+#include "db/core/error.h"
+#include "storage/keys.h"
+#include "storage/reader.h"
+
+_Static_assert(QV_M_MAX <= HNSW_M_MAX, "the API allows an M the graph lacks");
+
+/* One collection's slot in the registry: the graph now in use. */
+typedef struct index_slot {
+    uint32_t coll_id;
+    pthread_mutex_t lock;      /* held while (re)loading or swapping */
+    live_index *current;       /* holds one reference */
+    struct index_slot *next;
+} index_slot;
+
+typedef struct index_registry {
+    pthread_mutex_t lock;
+    index_slot *slots;
+} index_registry;
+
+static void *registry_create(void)
+{
+    index_registry *r = qv_calloc(1, sizeof *r);
+    if (r)
+        pthread_mutex_init(&r->lock, NULL);
+    return r;
+}
+
+static void registry_free(void *arg)
+{
+    index_registry *r = arg;
+    index_slot *slot = r->slots;
+    while (slot) {
+        index_slot *next = slot->next;
+        index_release(slot->current);
+        pthread_mutex_destroy(&slot->lock);
+        qv_mem_free(slot);
+        slot = next;
+    }
+    pthread_mutex_destroy(&r->lock);
+    qv_mem_free(r);
+}
+
+static index_slot *find_slot(emb_db *db, uint32_t coll_id, int create)
+{
+    index_registry *r = st_env_user(db->env, ST_USER_INDEXES, registry_create, registry_free);
+    if (!r)
+        return NULL;
+    pthread_mutex_lock(&r->lock);
+    index_slot *slot = r->slots;
+    while (slot && slot->coll_id != coll_id)
+        slot = slot->next;
+    if (!slot && create && (slot = qv_calloc(1, sizeof *slot))) {
+        slot->coll_id = coll_id;
+        pthread_mutex_init(&slot->lock, NULL);
+        slot->next = r->slots;
+        r->slots = slot;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return slot;
+}
+
+static void live_free(live_index *ix)
+{
+    qv_mem_free((void *)ix->offsets);
+    pthread_mutex_destroy(&ix->offsets_lock);
+    for (int i = 0; i < FILTER_CACHE; i++) {
+        qv_mem_free(ix->cache[i].filter);
+        if (ix->cache[i].matches)
+            roaring_bitmap_free(ix->cache[i].matches);
+        allowed_release(ix->cache[i].allowed);
+    }
+    pthread_mutex_destroy(&ix->cache_lock);
+    hnsw_free(ix->graph);
+    codec_free(ix->codec);
+    for (int i = 0; i < ix->npool; i++)
+        hnsw_scratch_free(ix->pool[i]);
+    pthread_rwlock_destroy(&ix->grow_lock);
+    pthread_mutex_destroy(&ix->pool_lock);
+    qv_mem_free(ix);
+}
+
+void index_release(live_index *ix)
+{
+    if (ix && atomic_fetch_sub(&ix->refs, 1) == 1)
+        live_free(ix);
+}
+
+/* A live index for rec whose graph holds cd's codes (NULL: vectors); it
+ * owns cd, also when it cannot be made. */
+static live_index *live_create(const coll_rec *rec, codec *cd)
+{
+    hnsw_params p = {
+        .dim = rec->dim,
+        .M = rec->M,
+        .ef_construction = rec->ef_construction,
+        .metric = (enum hnsw_metric)rec->metric,
+        .seed = rec->id,
+        .codec = cd,
+    };
+    live_index *ix = qv_calloc(1, sizeof *ix);
+    if (!ix) {
+        codec_free(cd);
+        return NULL;
+    }
+    ix->codec = cd;
+    ix->graph = hnsw_create(&p);
+    if (!ix->graph) {
+        codec_free(cd);
+        qv_mem_free(ix);
+        return NULL;
+    }
+    pthread_mutex_init(&ix->offsets_lock, NULL);
+    atomic_init(&ix->refs, 1);
+    atomic_init(&ix->stale, 0);
+    atomic_init(&ix->generation, rec->generation);
+    atomic_init(&ix->rewritten_at, 0);
+    pthread_rwlock_init(&ix->grow_lock, NULL);
+    pthread_mutex_init(&ix->pool_lock, NULL);
+    pthread_mutex_init(&ix->cache_lock, NULL);
+    return ix;
+}
+
+/*
+ * Fill the graph from the snapshot: the graph and vector records share
+ * their keys, so two cursors walk them side by side. A graph over codes
+ * (cd) has each code checked by its codec first.
+ */
+static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                            hnsw *graph, const codec *cd)
+{
+    MDB_cursor *gcur = NULL, *vcur = NULL;
+    unsigned char prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, rec->id);
+    /* a node's element: its vector, or its code for a graph over codes */
+    size_t vec_bytes = hnsw_element_bytes(graph);
+    enum st_db elems = rec->codec ? ST_DB_CODES : ST_DB_VECTORS;
+    qv_status st = QV_OK;
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_GRAPH), &gcur);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, st_dbi(db->env, elems), &vcur);
+    MDB_val gkey = {sizeof prefix, prefix}, gval, vkey, vval;
+    if (rc == 0)
+        rc = mdb_cursor_get(gcur, &gkey, &gval, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(gcur, &gkey, &gval, MDB_NEXT)) {
+        const unsigned char *k = gkey.mv_data;
+        if (gkey.mv_size != KEY_DOC_LEN || memcmp(k, prefix, sizeof prefix))
+            break;
+        uint32_t iid = key_get_u32(k + KEY_COLL_LEN);
+        vkey = gkey;
+        rc = mdb_cursor_get(vcur, &vkey, &vval, MDB_SET_KEY);
+        if (rc != 0 || vval.mv_size != vec_bytes) {
+            st = qv_fail(&db->base, QV_ERR_CORRUPT, "graph node %u has no "
+                         "%s of %zu bytes", iid, rec->codec ? "code" : "vector",
+                         vec_bytes);
+            break;
+        }
+        if (cd && codec_check_code(cd, vval.mv_data) != 0) {
+            st = qv_fail(&db->base, QV_ERR_CORRUPT, "the code of graph node "
+                         "%u is malformed", iid);
+            break;
+        }
+        int lr = -1;
+        uint32_t sum;
+        if (iid < hnsw_capacity(graph) && gval.mv_size > sizeof sum) {
+            size_t body = gval.mv_size - sizeof sum;
+            memcpy(&sum, (char *)gval.mv_data + body, sizeof sum);
+            if (sum == record_checksum(gval.mv_data, body))
+                lr = hnsw_record_load(graph, iid, vval.mv_data, gval.mv_data,
+                                      body);
+        }
+        if (lr != 0) {
+            st = lr == -2 ? qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
+                                    "loading the index")
+                          : qv_fail(&db->base, QV_ERR_CORRUPT, "graph record "
+                                    "of node %u fails its checksum or is "
+                                    "malformed", iid);
+            break;
+        }
+    }
+    if (st == QV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        st = emb_status(db, rc, "loading the index");
+    mdb_cursor_close(gcur);
+    mdb_cursor_close(vcur);
+    return st;
+}
+
+/* The collection's stored codec: key [coll], value [kind u32][param u32]
+ * [dim u32][parameters][XXH32 of what precedes]. */
+static qv_status load_codec(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                            codec **out)
+{
+    unsigned char k[KEY_COLL_LEN];
+    key_put_u32(k, rec->id);
+    MDB_val key = {sizeof k, k}, val;
+    int rc = mdb_get(txn, st_dbi(db->env, ST_DB_CODECS), &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the collection's trained "
+                       "codec is missing");
+    if (rc != 0)
+        return emb_status(db, rc, "loading the codec");
+    uint32_t head[3], sum;
+    const unsigned char *p = val.mv_data;
+    if (val.mv_size < sizeof head + sizeof sum)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the codec record is %zu "
+                       "bytes", val.mv_size);
+    size_t body = val.mv_size - sizeof sum;
+    memcpy(head, p, sizeof head);
+    memcpy(&sum, p + body, sizeof sum);
+    if (sum != record_checksum(p, body) || head[0] != rec->codec ||
+        head[1] != rec->codec_param || head[2] != rec->dim)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the codec record fails "
+                       "its checksum or does not match the collection");
+    codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
+    int malformed;
+    *out = codec_blob_load(&spec, rec->dim, rec->metric != QV_METRIC_L2,
+                           p + sizeof head, body - sizeof head, &malformed);
+    if (!*out)
+        return malformed ? qv_fail(&db->base, QV_ERR_CORRUPT, "the codec "
+                                   "record is malformed")
+                         : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
+                                   "loading the codec");
+    return QV_OK;
+}
+
+static int store_codec(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                       const codec *cd)
+{
+    unsigned char k[KEY_COLL_LEN];
+    key_put_u32(k, rec->id);
+    uint32_t head[3] = {rec->codec, rec->codec_param, rec->dim};
+    size_t body = sizeof head + codec_blob_size(cd);
+    MDB_val key = {sizeof k, k}, val = {body + sizeof(uint32_t), NULL};
+    int rc = mdb_put(txn, st_dbi(db->env, ST_DB_CODECS), &key, &val,
+                     MDB_RESERVE);
+    if (rc != 0)
+        return rc;
+    unsigned char *p = val.mv_data;
+    memcpy(p, head, sizeof head);
+    codec_blob_write(cd, p + sizeof head);
+    uint32_t sum = record_checksum(p, body);
+    memcpy(p + body, &sum, sizeof sum);
+    return 0;
+}
+
+/* Make room for offsets of slots [0, cap). */
+static int grow_offsets(live_index *ix, uint32_t cap)
+{
+    if (!ix->codec || cap <= ix->offsets_cap)
+        return 0;
+    _Atomic uint64_t *p = qv_realloc((void *)ix->offsets, cap * sizeof *p);
+    if (!p)
+        return -1;
+    for (uint32_t i = ix->offsets_cap; i < cap; i++)
+        atomic_init(&p[i], OFFSET_UNKNOWN);
+    ix->offsets = p;
+    ix->offsets_cap = cap;
+    return 0;
+}
+
+struct offsets_walk {
+    emb_db *db;
+    live_index *ix;
+};
+
+static void note_offset(void *arg, const MDB_val *key, const MDB_val *val)
+{
+    struct offsets_walk *w = arg;
+    if (key->mv_size != KEY_DOC_LEN)
+        return;
+    uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
+                               KEY_COLL_LEN);
+    if (iid < w->ix->offsets_cap)
+        atomic_store(&w->ix->offsets[iid],
+                     st_fixed_offset(w->db->env, val->mv_data));
+}
+
+/* Where each full vector lies in the data file: a walk of the vector
+ * records' keys, which reads leaf pages but none of the vectors. */
+static qv_status load_offsets(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                              live_index *ix)
+{
+    if (grow_offsets(ix, hnsw_capacity(ix->graph)) != 0)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory loading the "
+                       "index");
+    struct offsets_walk w = {db, ix};
+    int rc = emb_walk_range(db, txn, ST_DB_VECTORS, rec->id, note_offset, &w);
+    return rc ? emb_status(db, rc, "loading the index") : QV_OK;
+}
+
+static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                            live_index **out)
+{
+    codec *cd = NULL;
+    qv_status st = catalog_check_ids(db, txn, rec);
+    if (st == QV_OK && rec->codec)
+        st = load_codec(db, txn, rec, &cd);
+    if (st != QV_OK)
+        return st;
+    live_index *ix = live_create(rec, cd);
+    if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0) {
+        if (ix)
+            live_free(ix);
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for the index "
+                       "of %u slots", rec->next_iid);
+    }
+    st = load_nodes(db, txn, rec, ix->graph, ix->codec);
+    if (st == QV_OK && ix->codec)
+        st = load_offsets(db, txn, rec, ix);
+    if (st == QV_OK && hnsw_count(ix->graph) != rec->count)
+        st = qv_fail(&db->base, QV_ERR_CORRUPT, "the index has %u nodes but "
+                     "the collection %llu documents", hnsw_count(ix->graph),
+                     (unsigned long long)rec->count);
+    if (st == QV_OK && rec->count > 0 &&
+        (rec->entry >= rec->next_iid || !hnsw_contains(ix->graph, rec->entry)))
+        st = qv_fail(&db->base, QV_ERR_CORRUPT, "the index entry point %u is "
+                     "not a node", rec->entry);
+    char err[160];
+    if (st == QV_OK) {
+        /* each record was checked alone; a search trusts their links to
+         * name nodes of their levels, and the entry point its level */
+        hnsw_set_entry(ix->graph, rec->count ? rec->entry : HNSW_NO_NODE,
+                       rec->count ? rec->max_level : -1);
+        if (hnsw_check_links(ix->graph, err, sizeof err) != 0)
+            st = qv_fail(&db->base, QV_ERR_CORRUPT, "the index records are "
+                         "inconsistent: %s", err);
+    }
+    if (st != QV_OK) {
+        live_free(ix);
+        return st;
+    }
+    *out = ix;
+    return QV_OK;
+}
+
+qv_status index_acquire(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                        live_index **out)
+{
+    *out = NULL;
+    if (!coll_has_graph(rec))
+        return QV_OK;   /* exact scans serve until the codec is trained */
+    index_slot *slot = find_slot(db, rec->id, 1);
+    if (!slot)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+    qv_status st = QV_OK;
+    pthread_mutex_lock(&slot->lock);
+    live_index *cur = slot->current;
+    if (!cur || atomic_load(&cur->stale) ||
+        atomic_load(&cur->generation) < rec->generation) {
+        live_index *fresh = NULL;
+        st = load_index(db, txn, rec, &fresh);
+        if (st == QV_OK) {
+            index_release(cur);
+            slot->current = cur = fresh;
+        }
+    }
+    if (st == QV_OK) {
+        atomic_fetch_add(&cur->refs, 1);
+        *out = cur;
+    }
+    pthread_mutex_unlock(&slot->lock);
+    return st;
+}
+
+void index_mark_stale(live_index *ix)
+{
+    if (ix)
+        atomic_store(&ix->stale, 1);
+}
+
+uint64_t index_memory_bytes(emb_db *db, uint32_t coll_id)
+{
+    index_slot *slot = find_slot(db, coll_id, 0);
+    uint64_t bytes = 0;
+    if (!slot)
+        return 0;
+    pthread_mutex_lock(&slot->lock);
+    if (slot->current) {
+        pthread_rwlock_rdlock(&slot->current->grow_lock);
+        live_index *ix = slot->current;
+        bytes = hnsw_memory_bytes(ix->graph) +
+                (ix->codec ? codec_memory_bytes(ix->codec) : 0) +
+                (uint64_t)ix->offsets_cap * sizeof *ix->offsets;
+        pthread_rwlock_unlock(&slot->current->grow_lock);
+    }
+    pthread_mutex_unlock(&slot->lock);
+    return bytes;
+}
+
+void index_forget(emb_db *db, uint32_t coll_id)
+{
+    index_slot *slot = find_slot(db, coll_id, 0);
+    if (!slot)
+        return;
+    pthread_mutex_lock(&slot->lock);
+    index_release(slot->current);
+    slot->current = NULL;
+    pthread_mutex_unlock(&slot->lock);
+}
+
+void index_forget_all(emb_db *db)
+{
+    index_registry *r = st_env_user(db->env, ST_USER_INDEXES, registry_create, registry_free);
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    for (index_slot *slot = r->slots; slot; slot = slot->next) {
+        pthread_mutex_lock(&slot->lock);
+        index_release(slot->current);
+        slot->current = NULL;
+        pthread_mutex_unlock(&slot->lock);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+hnsw_scratch *index_scratch_get(live_index *ix)
+{
+    hnsw_scratch *s = NULL;
+    pthread_mutex_lock(&ix->pool_lock);
+    if (ix->npool > 0)
+        s = ix->pool[--ix->npool];
+    pthread_mutex_unlock(&ix->pool_lock);
+    return s ? s : hnsw_scratch_create();
+}
+
+void index_scratch_put(live_index *ix, hnsw_scratch *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&ix->pool_lock);
+    if (ix->npool < SCRATCH_POOL) {
+        ix->pool[ix->npool++] = s;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&ix->pool_lock);
+    hnsw_scratch_free(s);
+}
+
+qv_status index_reserve(emb_db *db, live_index *ix, uint32_t slots)
+{
+    int rc = 0;
+    if (slots > hnsw_capacity(ix->graph)) {
+        pthread_rwlock_wrlock(&ix->grow_lock);
+        rc = hnsw_reserve(ix->graph, slots);
+        if (rc == 0)
+            rc = grow_offsets(ix, hnsw_capacity(ix->graph));
+        hnsw_reclaim(ix->graph);
+        pthread_rwlock_unlock(&ix->grow_lock);
+    } else if (pthread_rwlock_trywrlock(&ix->grow_lock) == 0) {
+        hnsw_reclaim(ix->graph);  /* no search running: free old lists */
+        pthread_rwlock_unlock(&ix->grow_lock);
+    }
+    if (rc != 0)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory growing the "
+                       "index to %u slots", slots);
+    return QV_OK;
+}
+
+int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix)
+{
+    hnsw *g = ix->graph;
+    if (hnsw_dirty_count(g) == 0)
+        return 0;  /* the graph did not change: its generation stands */
+    MDB_dbi dbi = st_dbi(db->env, ST_DB_GRAPH);
+    const uint32_t *ids = hnsw_dirty_ids(g);
+    int rc = 0;
+    for (size_t i = 0; i < hnsw_dirty_count(g) && rc == 0; i++) {
+        unsigned char k[KEY_DOC_LEN];
+        key_doc(k, rec->id, ids[i]);
+        MDB_val key = {sizeof k, k}, val;
+        if (hnsw_contains(g, ids[i])) {
+            size_t body = hnsw_record_size(g, ids[i]);
+            val.mv_size = body + sizeof(uint32_t);
+            rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
+            if (rc == 0) {
+                hnsw_record_write(g, ids[i], val.mv_data);
+                uint32_t sum = record_checksum(val.mv_data, body);
+                memcpy((char *)val.mv_data + body, &sum, sizeof sum);
+            }
+        } else {
+            rc = mdb_del(txn, dbi, &key, NULL);
+            rc = rc == MDB_NOTFOUND ? 0 : rc;
+        }
+    }
+    hnsw_dirty_clear(g);
+    if (rc != 0) {
+        index_mark_stale(ix);
+        return rc;
+    }
+    rec->entry = hnsw_entry(g);
+    rec->max_level = hnsw_max_level(g);
+    rec->generation++;
+    atomic_store(&ix->generation, rec->generation);
+    return 0;
+}
+
+qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                               char *err, size_t errlen)
+{
+    live_index *ix = NULL;
+    if (!coll_has_graph(rec))
+        return QV_OK;   /* no graph before the codec is trained */
+    qv_status st = load_index(db, txn, rec, &ix);
+    if (st != QV_OK) {
+        snprintf(err, errlen, "%s", qv_errmsg(&db->base));
+        return st;
+    }
+    int rc = hnsw_check(ix->graph, err, errlen);
+    if (rc != 0)
+        st = rc == -2 ? QV_ERR_NOMEM : QV_ERR_CORRUPT;
+    live_free(ix);
+    return st;
+}
+
+static filter_cache_entry *cache_find(live_index *ix, const char *filter,
+                                      uint64_t txn_id)
+{
+    for (int i = 0; i < FILTER_CACHE; i++) {
+        filter_cache_entry *e = &ix->cache[i];
+        if (e->matches && e->txn_id == txn_id && !strcmp(e->filter, filter))
+            return e;
+    }
+    return NULL;
+}
+
+int index_cached_count(live_index *ix, const char *filter, uint64_t txn_id,
+                       uint64_t *count)
+{
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *e = cache_find(ix, filter, txn_id);
+    if (e) {
+        e->used = ++ix->cache_clock;
+        *count = roaring_bitmap_get_cardinality(e->matches);
+    }
+    pthread_mutex_unlock(&ix->cache_lock);
+    return e != NULL;
+}
+
+void *index_cached_matches(live_index *ix, const char *filter, uint64_t txn_id)
+{
+    roaring_bitmap_t *copy = NULL;
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *e = cache_find(ix, filter, txn_id);
+    if (e) {
+        e->used = ++ix->cache_clock;
+        copy = roaring_bitmap_copy(e->matches);
+    }
+    pthread_mutex_unlock(&ix->cache_lock);
+    return copy;
+}
+
+void allowed_release(allowed_set *a)
+{
+    if (a && atomic_fetch_sub(&a->refs, 1) == 1)
+        qv_mem_free(a);
+}
+
+allowed_set *index_cached_allowed(live_index *ix, const char *filter,
+                                  uint64_t txn_id)
+{
+    allowed_set *a = NULL;
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *e = cache_find(ix, filter, txn_id);
+    if (e && e->allowed) {
+        a = e->allowed;
+        atomic_fetch_add(&a->refs, 1);
+    }
+    pthread_mutex_unlock(&ix->cache_lock);
+    return a;
+}
+
+void index_cache_allowed(live_index *ix, const char *filter, uint64_t txn_id,
+                         allowed_set *a)
+{
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *e = cache_find(ix, filter, txn_id);
+    if (e && !e->allowed) {
+        atomic_fetch_add(&a->refs, 1);
+        e->allowed = a;
+    }
+    pthread_mutex_unlock(&ix->cache_lock);
+}
+
+void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
+                         const void *matches)
+{
+    char *text = qv_strndup(filter, strlen(filter));
+    roaring_bitmap_t *copy = text ? roaring_bitmap_copy(matches) : NULL;
+    if (!copy) {
+        qv_mem_free(text);
+        return;
+    }
+    pthread_mutex_lock(&ix->cache_lock);
+    filter_cache_entry *victim = &ix->cache[0];
+    for (int i = 1; i < FILTER_CACHE; i++) {
+        if (ix->cache[i].used < victim->used)
+            victim = &ix->cache[i];
+    }
+    qv_mem_free(victim->filter);
+    if (victim->matches)
+        roaring_bitmap_free(victim->matches);
+    allowed_release(victim->allowed);
+    *victim = (filter_cache_entry){text, txn_id, copy, NULL,
+                                   ++ix->cache_clock};
+    pthread_mutex_unlock(&ix->cache_lock);
+}
+
+/* ---- codes and the offsets of full vectors ---- */
+
+uint64_t index_offsets_forget(live_index *ix, const uint32_t *ids, size_t n)
+{
+    if (!ix->codec)
+        return 0;
+    pthread_mutex_lock(&ix->offsets_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < ix->offsets_cap)
+            atomic_store(&ix->offsets[ids[i]], OFFSET_UNKNOWN);
+    }
+    uint64_t epoch = ++ix->offsets_epoch;
+    pthread_mutex_unlock(&ix->offsets_lock);
+    return epoch;
+}
+
+int index_put_codes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                    live_index *ix, const uint32_t *ids, size_t n,
+                    uint64_t *epoch)
+{
+    *epoch = 0;
+    if (!ix->codec)
+        return 0;
+    *epoch = index_offsets_forget(ix, ids, n);
+    MDB_dbi dbi = st_dbi(db->env, ST_DB_CODES);
+    size_t bytes = hnsw_element_bytes(ix->graph);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        unsigned char k[KEY_DOC_LEN];
+        key_doc(k, rec->id, ids[i]);
+        MDB_val key = {sizeof k, k};
+        MDB_val val = {bytes, (void *)hnsw_element(ix->graph, ids[i])};
+        rc = mdb_put(txn, dbi, &key, &val, 0);
+    }
+    return rc;
+}
+
+void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
+                          uint64_t generation, uint64_t epoch,
+                          const uint32_t *ids, size_t n)
+{
+    if (!ix->codec || n == 0)
+        return;
+    uint64_t *found = qv_malloc(n * sizeof *found);
+    MDB_txn *txn;
+    if (!found || st_read_begin(db->env, &txn) != 0) {
+        qv_mem_free(found);
+        return;
+    }
+    coll_rec rec;
+    int ok = catalog_get(db, txn, name, &rec) == QV_OK &&
+             rec.generation == generation;
+    for (size_t i = 0; i < n && ok; i++) {
+        unsigned char k[KEY_DOC_LEN];
+        key_doc(k, rec.id, ids[i]);
+        MDB_val key = {sizeof k, k}, val;
+        found[i] = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key,
+                           &val) == 0 ? st_fixed_offset(db->env, val.mv_data)
+                                      : OFFSET_UNKNOWN;
+    }
+    st_read_end(db->env, txn);
+    /* stored only if no write forgot offsets since ours (epoch) and the
+     * index still reflects our commit (generation) */
+    pthread_mutex_lock(&ix->offsets_lock);
+    if (ok && ix->offsets_epoch == epoch &&
+        atomic_load(&ix->generation) == generation) {
+        pthread_rwlock_rdlock(&ix->grow_lock);
+        for (size_t i = 0; i < n; i++) {
+            if (ids[i] < ix->offsets_cap)
+                atomic_store_explicit(&ix->offsets[ids[i]], found[i],
+                                      memory_order_release);
+        }
+        pthread_rwlock_unlock(&ix->grow_lock);
+    }
+    pthread_mutex_unlock(&ix->offsets_lock);
+    qv_mem_free(found);
+}
+
+void index_vector_offsets(live_index *ix, uint64_t generation,
+                          const uint32_t *ids, size_t n, uint64_t *out)
+{
+    int valid = ix->offsets && atomic_load(&ix->generation) == generation;
+    if (valid) {
+        pthread_rwlock_rdlock(&ix->grow_lock);
+        for (size_t i = 0; i < n; i++)
+            out[i] = ids[i] < ix->offsets_cap
+                         ? atomic_load_explicit(&ix->offsets[ids[i]],
+                                                memory_order_acquire)
+                         : OFFSET_UNKNOWN;
+        pthread_rwlock_unlock(&ix->grow_lock);
+        /* a write that committed meanwhile may have refilled some with
+         * its own vectors' offsets: then none is trusted */
+        valid = atomic_load(&ix->generation) == generation;
+    }
+    for (size_t i = 0; i < n && !valid; i++)
+        out[i] = OFFSET_UNKNOWN;
+}
+
+/* ---- training ---- */
+
+/* Bounds of the sample a codec is trained on. */
+#define TRAIN_SAMPLE_MAX 25600
+#define TRAIN_SAMPLE_BYTES (256u << 20)
+/* Vectors copied out of LMDB at a time while encoding and building. */
+#define TRAIN_CHUNK 4096
+
+/* Up to max vectors of the collection, from start (an internal id) on,
+ * copied into vecs (unit length for cosine) with their ids; every
+ * stride-th record only. Returns how many, or -1 with *rc set. */
+static long copy_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                         uint32_t *start, size_t stride, size_t max,
+                         uint32_t *ids, float *vecs, int *rc)
+{
+    MDB_cursor *cur;
+    unsigned char k[KEY_DOC_LEN];
+    key_doc(k, rec->id, *start);
+    size_t n = 0, seen = 0, vec_bytes = (size_t)rec->dim * sizeof(float);
+    *rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_VECTORS), &cur);
+    if (*rc != 0)
+        return -1;
+    MDB_val key = {sizeof k, k}, val;
+    for (*rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+         *rc == 0 && n < max;
+         *rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        const unsigned char *p = key.mv_data;
+        if (key.mv_size != KEY_DOC_LEN || key_get_u32(p) != rec->id)
+            break;
+        if (val.mv_size != vec_bytes) {
+            *rc = MDB_CORRUPTED;
+            break;
+        }
+        uint32_t iid = key_get_u32(p + KEY_COLL_LEN);
+        *start = iid + 1;
+        if (seen++ % stride)
+            continue;
+        float *v = vecs + n * rec->dim;
+        memcpy(v, val.mv_data, vec_bytes);
+        if (rec->metric == QV_METRIC_COSINE)
+            (void)dist_normalize(v, rec->dim, v);  /* never all zeros */
+        ids[n++] = iid;
+    }
+    if (*rc == MDB_NOTFOUND || (*rc == 0 && n <= max))
+        *rc = 0;
+    if (*rc == 0 && n == 0)
+        *start = UINT32_MAX;  /* the end */
+    mdb_cursor_close(cur);
+    return *rc == 0 ? (long)n : -1;
+}
+
+/* Encode every vector with ix's codec: into the graph as new nodes (the
+ * first training) or over the stored codes (a re-training). */
+static qv_status encode_all(emb_db *db, MDB_txn *txn, coll_rec *rec,
+                            live_index *ix, int build)
+{
+    uint32_t *ids = qv_malloc(TRAIN_CHUNK * sizeof *ids);
+    float *vecs = qv_malloc((size_t)TRAIN_CHUNK * rec->dim * sizeof *vecs);
+    const float **ptrs = qv_malloc(TRAIN_CHUNK * sizeof *ptrs);
+    int *levels = qv_malloc(TRAIN_CHUNK * sizeof *levels);
+    uint8_t *code = qv_malloc(codec_code_bytes(ix->codec));
+    qv_status st = ids && vecs && ptrs && levels && code
+                       ? QV_OK
+                       : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
+                                 "training the codec");
+    uint32_t start = 0;
+    while (st == QV_OK && start != UINT32_MAX) {
+        int rc;
+        long n = copy_vectors(db, txn, rec, &start, 1, TRAIN_CHUNK, ids,
+                              vecs, &rc);
+        if (n < 0) {
+            st = emb_status(db, rc, "training the codec");
+            break;
+        }
+        if (n == 0)
+            break;
+        if (build) {
+            for (long i = 0; i < n; i++) {
+                ptrs[i] = vecs + (size_t)i * rec->dim;
+                levels[i] = hnsw_random_level(ix->graph, ids[i],
+                                              rec->generation);
+            }
+            if (hnsw_insert_parallel(ix->graph, ids, ptrs, levels, (size_t)n,
+                                     emb_threads(db)) != 0)
+                st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
+                             "building the index");
+            uint64_t epoch;
+            if (st == QV_OK && (rc = index_put_codes(db, txn, rec, ix, ids,
+                                                     (size_t)n, &epoch)))
+                st = emb_status(db, rc, "storing codes");
+            continue;
+        }
+        MDB_dbi dbi = st_dbi(db->env, ST_DB_CODES);
+        for (long i = 0; i < n && st == QV_OK; i++) {
+            unsigned char k[KEY_DOC_LEN];
+            key_doc(k, rec->id, ids[i]);
+            codec_encode(ix->codec, vecs + (size_t)i * rec->dim, code);
+            MDB_val key = {sizeof k, k};
+            MDB_val val = {codec_code_bytes(ix->codec), code};
+            if ((rc = mdb_put(txn, dbi, &key, &val, 0)) != 0)
+                st = emb_status(db, rc, "storing codes");
+        }
+    }
+    qv_mem_free(ids);
+    qv_mem_free(vecs);
+    qv_mem_free(ptrs);
+    qv_mem_free(levels);
+    qv_mem_free(code);
+    return st;
+}
+
+qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
+{
+    qv_status st = catalog_check_ids(db, txn, rec);
+    if (st != QV_OK)
+        return st;
+    codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
+    size_t max = TRAIN_SAMPLE_BYTES / ((size_t)rec->dim * sizeof(float));
+    max = max < TRAIN_SAMPLE_MAX ? max : TRAIN_SAMPLE_MAX;
+    size_t stride = rec->count > max ? (size_t)(rec->count / max) : 1;
+    size_t want = (size_t)(rec->count / stride);
+    want = want < max ? want : max;
+    uint32_t *ids = qv_malloc((want ? want : 1) * sizeof *ids);
+    float *sample = qv_malloc((want ? want : 1) * rec->dim * sizeof *sample);
+    codec *cd = NULL;
+    int rc = 0;
+    uint32_t start = 0;
+    long n = ids && sample ? copy_vectors(db, txn, rec, &start, stride, want,
+                                          ids, sample, &rc)
+                           : -2;
+    if (n == -2)
+        st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for a training "
+                     "sample of %zu vectors", want);
+    else if (n < 0)
+        st = emb_status(db, rc, "training the codec");
+    else if (!(cd = codec_train(&spec, rec->dim, rec->metric != QV_METRIC_L2,
+                                sample, (size_t)n, rec->id, emb_threads(db))))
+        st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory training the "
+                     "codec");
+    qv_mem_free(ids);
+    qv_mem_free(sample);
+    if (st == QV_OK && (rc = store_codec(db, txn, rec, cd)) != 0)
+        st = emb_status(db, rc, "storing the codec");
+    if (st != QV_OK) {
+        codec_free(cd);
+        return st;
+    }
+    int build = !rec->codec_trained;
+    live_index *ix = live_create(rec, cd);   /* owns cd from here */
+    if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0 ||
+        grow_offsets(ix, hnsw_capacity(ix->graph)) != 0)
+        st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for the index");
+    if (st == QV_OK)
+        st = encode_all(db, txn, rec, ix, build);
+    if (st == QV_OK && build) {
+        hnsw_scratch *s = hnsw_scratch_create();
+        size_t orphans;
+        if (!s || hnsw_repair(ix->graph, s, &orphans) != 0)
+            st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory building "
+                         "the index");
+        hnsw_scratch_free(s);
+        if (st == QV_OK && (rc = index_flush(db, txn, rec, ix)) != 0)
+            st = emb_status(db, rc, "storing the index");
+    }
+    if (st == QV_OK) {
+        rec->codec_trained = 1;
+        if (!build)
+            rec->generation++;   /* new codes: every process reloads */
+    }
+    if (ix)
+        index_release(ix);
+    return st;
+}

@@ -1,0 +1,262 @@
+#include "db/engine/store/txn.h"
+#include "db/engine/tables/table.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "common/alloc.h"
+#include "db/core/error.h"
+#include "db/engine/store/pindex.h"
+#include "storage/keys.h"
+
+static void embedded_close(qv_db *base)
+{
+    emb_db *db = (emb_db *)base;
+    st_env_close(db->env);
+    qv_mem_free(db);
+}
+
+static const qv_db_ops embedded_ops = {
+    .close = embedded_close,
+    .create_collection = catalog_create,
+    .drop_collection = catalog_drop,
+    .describe_collection = catalog_describe,
+    .list_collections = catalog_list,
+    .upsert = document_upsert,
+    .get = document_get,
+    .delete_doc = document_delete,
+    .search = search_knn,
+    .search_batch = search_batch,
+    .scan = admin_scan,
+    .backup = admin_backup,
+    .compact = admin_compact,
+    .train = admin_train,
+    .table_create = table_create,
+    .table_drop = table_drop,
+    .table_describe = table_describe,
+    .table_lookup = table_lookup,
+    .table_update = table_update,
+    .table_load = table_load,
+    .check = check_database,
+    .count = search_count,
+    .delete_where = document_delete_where,
+    .create_index = pindex_create,
+    .drop_index = pindex_drop,
+    .stats = admin_stats,
+    .set_threads = admin_set_threads,
+};
+
+qv_status embedded_open(const char *path, const qv_open_options *opts,
+                        qv_db **out)
+{
+    emb_db *db = qv_calloc(1, sizeof *db);
+    if (!db)
+        return qv_fail(NULL, QV_ERR_NOMEM, "out of memory opening %s", path);
+    db->base.ops = &embedded_ops;
+    db->base.flags = opts ? opts->flags : 0;
+    db->threads = opts && opts->threads ? opts->threads
+                                        : emb_default_threads();
+    unsigned env_flags = (db->base.flags & QV_OPEN_NOSYNC) ? ST_OPEN_NOSYNC : 0;
+    int rc = st_env_open(path, env_flags, opts ? opts->map_size : 0, &db->env);
+    if (rc != 0) {
+        qv_status st;
+        if (rc == ST_ERR_MODE)
+            st = qv_fail(NULL, QV_ERR_INVALID,
+                         "%s is already open in this process with the other "
+                         "sync mode (QV_OPEN_NOSYNC)", path);
+        else if (rc == ST_ERR_MISSING)
+            st = qv_fail(NULL, QV_ERR_CORRUPT, "%s: data.mdb is missing but "
+                         "lock.mdb is there; refusing to start an empty "
+                         "database in its place (restore data.mdb, or remove "
+                         "lock.mdb to start afresh)", path);
+        else if (rc == ST_ERR_TRUNCATED)
+            st = qv_fail(NULL, QV_ERR_CORRUPT, "%s: data.mdb is shorter than "
+                         "its last page; the file was truncated", path);
+        else
+            st = emb_status(NULL, rc, path);
+        qv_mem_free(db);
+        return st;
+    }
+    *out = &db->base;
+    return QV_OK;
+}
+
+/*
+ * LMDB reports a short write as EIO. Tell a full disk, or a data file at
+ * the process's file size limit, from a failing one: NULL when neither.
+ */
+static const char *why_full(emb_db *db)
+{
+    struct st_figures f;
+    struct statvfs vfs;
+    struct rlimit lim;
+    const char *path = st_path(db->env);
+    st_figures(db->env, &f);
+    if (path && statvfs(path, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < (64u << 20))
+        return "the disk is full";
+    if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+        f.file_bytes + (1u << 20) >= (uint64_t)lim.rlim_cur)
+        return "the data file reached this process's file size limit";
+    return NULL;
+}
+
+/* emb_status, with tail after the message (not for a full disk, whose
+ * message says what was stored). */
+static qv_status status_of(emb_db *db, int rc, const char *doing,
+                           const char *tail)
+{
+    const void *owner = db ? &db->base : NULL;
+    qv_status st;
+    /* a write that fails at its first byte passes EFBIG or ENOSPC through;
+     * one cut short comes back from LMDB as EIO */
+    const char *full = db && (rc == EIO || rc == EFBIG || rc == ENOSPC ||
+                              rc == EDQUOT)
+                           ? why_full(db) : NULL;
+    if (full)
+        return qv_fail(owner, QV_ERR_FULL, "%s: %s (nothing of this write "
+                       "was stored)", doing, full);
+    if (rc == MDB_PANIC)   /* LMDB refuses every transaction from now on */
+        return qv_fail(owner, QV_ERR_IO, "%s: an earlier write of the "
+                       "database file failed where LMDB cannot go on (%s); "
+                       "close every handle on it and open it again", doing,
+                       mdb_strerror(rc));
+    switch (rc) {
+    case 0:
+        return QV_OK;
+    case ENOMEM:
+        st = QV_ERR_NOMEM;
+        break;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+    case MDB_MAP_FULL:
+        st = QV_ERR_FULL;
+        break;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH:
+    case MDB_BAD_VALSIZE:
+        st = QV_ERR_CORRUPT;
+        break;
+    case EACCES:
+    case EROFS:
+        st = QV_ERR_IO;
+        break;
+    default:
+        st = rc > 0 ? QV_ERR_IO : QV_ERR_INTERNAL;
+        break;
+    }
+    return qv_fail(owner, st, "%s: %s%s", doing, mdb_strerror(rc), tail);
+}
+
+qv_status emb_status(emb_db *db, int rc, const char *doing)
+{
+    return status_of(db, rc, doing, "");
+}
+
+qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
+                    const qv_status *fn_status, const char *doing)
+{
+    int rc = st_write(db->env, fn, ctx);
+    if (rc == ST_ABORT)
+        return *fn_status;
+    return status_of(db, rc, doing, " (nothing of this write was stored)");
+}
+
+qv_status emb_read_begin(emb_db *db, MDB_txn **txn, const char *doing)
+{
+    return emb_status(db, st_read_begin(db->env, txn), doing);
+}
+
+qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,
+                         const char *what, uint32_t dim)
+{
+    if (dim == rec->dim)
+        return QV_OK;
+    return qv_fail(&db->base, QV_ERR_DIMENSION,
+                   "%svector has dimension %u; collection '%s' has %u", what,
+                   dim, name, rec->dim);
+}
+
+unsigned emb_threads(const emb_db *db)
+{
+    return db->threads;
+}
+
+unsigned emb_default_threads(void)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (unsigned)cpus : 1;
+}
+
+uint32_t record_checksum(const void *data, size_t len)
+{
+    return XXH32(data, len, 0x51564552u);  /* "QVER" */
+}
+
+qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
+                              uint32_t iid)
+{
+    if (val->mv_size != (size_t)dim * sizeof(float))
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
+                       "internal id %u is %zu bytes, expected %zu", iid,
+                       val->mv_size, (size_t)dim * sizeof(float));
+    if ((uintptr_t)val->mv_data % _Alignof(float) != 0)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
+                       "internal id %u lies misaligned in its page, beside "
+                       "a record of a size Quiver never writes", iid);
+    return QV_OK;
+}
+
+int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid)
+{
+    if (val->mv_size != sizeof *iid)
+        return MDB_CORRUPTED;
+    memcpy(iid, val->mv_data, sizeof *iid);
+    return *iid < rec->next_iid ? 0 : MDB_CORRUPTED;
+}
+
+int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
+                   void (*fn)(void *ctx, const MDB_val *key,
+                              const MDB_val *val),
+                   void *ctx)
+{
+    MDB_cursor *cur;
+    unsigned char prefix[KEY_COLL_LEN];
+    key_put_u32(prefix, coll);
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, which), &cur);
+    if (rc != 0)
+        return rc;
+    MDB_val key = {sizeof prefix, prefix}, val;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
+        if (key.mv_size < KEY_COLL_LEN || memcmp(key.mv_data, prefix,
+                                                 sizeof prefix))
+            break;
+        fn(ctx, &key, &val);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int emb_next_id(emb_db *db, MDB_txn *txn, const char *name, uint32_t *id)
+{
+    MDB_dbi meta = st_dbi(db->env, ST_DB_META);
+    MDB_val key = {strlen(name), (void *)name}, val;
+    uint32_t next = 1;
+    int rc = mdb_get(txn, meta, &key, &val);
+    if (rc == 0 && val.mv_size == sizeof next)
+        memcpy(&next, val.mv_data, sizeof next);
+    else if (rc != MDB_NOTFOUND)
+        return rc == 0 ? MDB_CORRUPTED : rc;
+    *id = next++;
+    val = (MDB_val){sizeof next, &next};
+    return mdb_put(txn, meta, &key, &val, 0);
+}

@@ -1,0 +1,170 @@
+/*
+ * embedded.h - the in-process transport: the database in this process's
+ * LMDB environment. Shared by embedded.c, catalog.c, document.c, search.c.
+ */
+#ifndef QV_DB_EMBEDDED_H
+#define QV_DB_EMBEDDED_H
+
+#include <lmdb.h>
+#include <stddef.h>
+
+#include "ann/codec.h"
+#include "storage/env.h"
+#include "db/core/handle.h"
+
+typedef struct emb_db {
+    qv_db base;
+    st_env *env;
+    unsigned threads;   /* for index building; >= 1 */
+} emb_db;
+
+#define COLL_FORMAT 4
+
+/* A collection's record in the catalog, stored as this struct. */
+typedef struct coll_rec {
+    uint32_t format;     /* COLL_FORMAT */
+    uint32_t id;         /* key prefix of its documents */
+    uint32_t dim;
+    uint32_t metric;     /* qv_metric */
+    uint64_t count;      /* live documents */
+    uint32_t next_iid;   /* lowest internal id never used */
+    uint32_t M;          /* HNSW parameters */
+    uint32_t ef_construction;
+    uint32_t entry;      /* HNSW entry point; UINT32_MAX when empty */
+    int32_t max_level;   /* HNSW top level; -1 when empty */
+    uint32_t checksum;   /* XXH32 of the record with this field 0 */
+    uint64_t generation; /* bumped by every committed write */
+    /* format 4: */
+    uint32_t codec;      /* enum codec_kind (ann/codec.h); 0 = none */
+    uint32_t codec_param;
+    uint32_t codec_trained;  /* 1 once its trained parameters are stored
+                                and the graph holds codes */
+    uint32_t train_min;  /* documents at which the codec is trained */
+} coll_rec;
+
+/* Format 3 records end before the codec fields: they read as codec none. */
+#define COLL_FORMAT3_SIZE offsetof(coll_rec, codec)
+
+/* Whether the collection's graph exists: always without a codec, and once
+ * the codec is trained with one (before, searches are exact scans). */
+static inline int coll_has_graph(const coll_rec *rec)
+{
+    return rec->codec == 0 || rec->codec_trained;
+}
+
+/* Whether the collection's stored vectors must fit codec f16's halves
+ * (quiver.h, "Which vectors"); cosine vectors are encoded unit length. */
+static inline int coll_f16_codes(const coll_rec *rec)
+{
+    return rec->codec == CODEC_F16 && rec->metric != QV_METRIC_COSINE;
+}
+
+/* Checksums of Quiver's own records, where LMDB cannot tell a flipped
+ * byte: catalog records and graph node records. */
+uint32_t record_checksum(const void *data, size_t len);
+
+/*
+ * Check a vector record read in a snapshot before its floats are read in
+ * place: dim floats at a 4-byte aligned address. LMDB aligns a value to 2
+ * bytes only; every record of the vectors sub-database has a size that
+ * keeps the next ones in its page aligned, so a misaligned one lies
+ * beside a record Quiver never wrote. QV_OK, or QV_ERR_CORRUPT naming
+ * internal id iid.
+ */
+qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
+                              uint32_t iid);
+
+/*
+ * The internal id an ids map entry (val) holds: 4 bytes, below the
+ * collection's next_iid, which sizes the graph and the bit sets an id
+ * indexes. 0, or MDB_CORRUPTED.
+ */
+int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid);
+
+/* Turn an LMDB or errno code into a status and a message about doing. */
+qv_status emb_status(emb_db *db, int rc, const char *doing);
+
+/*
+ * Run fn in a write transaction (see st_write). When fn aborts with
+ * ST_ABORT, *fn_status (set by fn, with its message) is returned.
+ */
+qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
+                    const qv_status *fn_status, const char *doing);
+
+/* Begin a read snapshot; the message names what it was for. */
+qv_status emb_read_begin(emb_db *db, MDB_txn **txn, const char *doing);
+
+/*
+ * Call fn for every record of collection coll in sub-db which, in key
+ * order. Returns 0 or an LMDB code.
+ */
+int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
+                   void (*fn)(void *ctx, const MDB_val *key,
+                              const MDB_val *val),
+                   void *ctx);
+
+/* Take the next value (from 1) of the counter named name in META. */
+int emb_next_id(emb_db *db, MDB_txn *txn, const char *name, uint32_t *id);
+
+/* Load the record of collection name; QV_ERR_NOT_FOUND if there is none. */
+qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
+                      coll_rec *rec);
+int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
+                const coll_rec *rec);
+/*
+ * Every internal id below a collection's next_iid is a document's or
+ * free, so count + free ids == next_iid. catalog_count_free counts the
+ * free ids of collection coll (0 or an LMDB code); catalog_check_ids
+ * says CORRUPT when the sum is off, before anything is sized by next_iid
+ * (a damaged one could be billions).
+ */
+int catalog_count_free(emb_db *db, MDB_txn *txn, uint32_t coll,
+                       uint64_t *free_ids);
+qv_status catalog_check_ids(emb_db *db, MDB_txn *txn, const coll_rec *rec);
+
+/* QV_ERR_DIMENSION unless dim is the collection's. */
+qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,
+                         const char *what, uint32_t dim);
+
+/* Transport operations, one file each. */
+qv_status catalog_create(qv_db *db, const char *name,
+                         const qv_collection_config *config);
+qv_status catalog_drop(qv_db *db, const char *name);
+qv_status catalog_describe(qv_db *db, const char *name,
+                           qv_collection_info *info);
+qv_status catalog_list(qv_db *db, qv_collection_info **out, size_t *count);
+qv_status document_upsert(qv_db *db, const char *collection,
+                          const qv_doc *docs, size_t n);
+qv_status document_get(qv_db *db, const char *collection, const char *id,
+                       qv_record **out);
+qv_status document_delete(qv_db *db, const char *collection, const char *id);
+qv_status document_delete_where(qv_db *db, const char *collection,
+                                const char *filter, uint64_t *deleted);
+qv_status search_knn(qv_db *db, const char *collection, const float *query,
+                     uint32_t dim, const qv_search_options *options,
+                     qv_hits **out);
+qv_status search_count(qv_db *db, const char *collection, const char *filter,
+                       uint64_t *count);
+qv_status search_batch(qv_db *db, const char *collection, const float *queries,
+                       size_t nq, uint32_t dim, const qv_search_options *options,
+                       qv_batch_hits **out);
+
+/* Worker threads configured for the handle (never 0), and the default:
+ * one per online CPU. */
+unsigned emb_threads(const emb_db *db);
+unsigned emb_default_threads(void);
+
+/* admin.c */
+qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+                           qv_collection_info *info);
+qv_status admin_scan(qv_db *db, const char *collection, const char *filter,
+                     const char *after, uint32_t limit, qv_page **out);
+qv_status admin_backup(qv_db *db, const char *dir);
+qv_status admin_compact(qv_db *db);
+qv_status admin_train(qv_db *db, const char *collection);
+/* check.c */
+qv_status check_database(qv_db *db, char **report);
+qv_status admin_stats(qv_db *db, char **json);
+qv_status admin_set_threads(qv_db *db, uint32_t threads);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * table.h - embedding tables of the embedded transport (table.c).
+ */
+#ifndef QV_DB_TABLE_H
+#define QV_DB_TABLE_H
+
+#include "db/engine/store/txn.h"
+
+/* A table's record in sub-db tables, stored as this struct. */
+typedef struct tbl_rec {
+    uint32_t format;     /* 1 */
+    uint32_t id;         /* key prefix of its chunks */
+    uint32_t method;     /* enum emb_method */
+    uint32_t dim;
+    double param;        /* the method's ratio or sparsity */
+    uint64_t rows;
+    uint32_t optimizer;  /* enum emb_optimizer */
+    float lr;
+    float init;
+    uint32_t checksum;   /* XXH32 of the record with this field 0 */
+    uint64_t seed;
+    uint64_t step;       /* optimizer steps applied */
+    uint64_t generation; /* bumped by every committed update or load */
+} tbl_rec;
+
+qv_status table_create(qv_db *db, const char *name,
+                       const qv_table_config *config);
+qv_status table_drop(qv_db *db, const char *name);
+qv_status table_describe(qv_db *db, const char *name, qv_table_info *info);
+qv_status table_lookup(qv_db *db, const char *name, const uint64_t *ids,
+                       size_t n, uint32_t dim, float *out);
+qv_status table_update(qv_db *db, const char *name, const uint64_t *ids,
+                       size_t n, uint32_t dim, const float *grads);
+qv_status table_load(qv_db *db, const char *name, uint64_t first, size_t n,
+                     uint32_t dim, const float *rows);
+/*
+ * qv_check of every table: its record and checksum, every chunk there
+ * with its size. report() gets each problem; *tables counts them.
+ * Returns 0 or an LMDB code (ENOMEM).
+ */
+int table_verify(emb_db *db, MDB_txn *txn, void (*report)(void *ctx,
+                                                          const char *name,
+                                                          const char *what),
+                 void *ctx, unsigned *tables);
+
+
+#endif

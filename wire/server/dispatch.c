@@ -1,0 +1,665 @@
+#include "wire/server/dispatch.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "wire/proto/inspect.h"
+#include "wire/quiver.pb-c.h"
+
+typedef Quiver__V1__Request Request;
+typedef Quiver__V1__Response Response;
+
+/* What a response points to and must be freed once it is packed. */
+struct reply {
+    Response resp;
+    void *api_result;         /* from qv_get / qv_search / ... : qv_free */
+    void *scratch[4];         /* arrays built for the response: qv_mem_free */
+    char text[320];           /* a message formatted for the response */
+    union {
+        Quiver__V1__CollectionInfo info;
+        Quiver__V1__CollectionList list;
+        Quiver__V1__Document doc;
+        Quiver__V1__Hits hits;
+        Quiver__V1__HitsBatch batch;
+        Quiver__V1__Page page;
+        Quiver__V1__TableInfo table;
+        Quiver__V1__Floats floats;
+    } u;
+};
+
+static void *reply_alloc(struct reply *r, size_t size)
+{
+    for (size_t i = 0; i < sizeof r->scratch / sizeof *r->scratch; i++) {
+        if (!r->scratch[i])
+            return r->scratch[i] = qv_calloc(1, size);
+    }
+    return NULL;
+}
+
+static void set_status(struct reply *r, qv_db *db, qv_status st)
+{
+    r->resp.status = (Quiver__V1__Status)st;
+    if (st != QV_OK)
+        r->resp.message = (char *)qv_errmsg(db);
+}
+
+static qv_status nomem(struct reply *r)
+{
+    r->resp.status = QUIVER__V1__STATUS__NOMEM;
+    r->resp.message = "out of memory building the response";
+    return QV_ERR_NOMEM;
+}
+
+static void info_to_wire(const qv_collection_info *in,
+                         Quiver__V1__CollectionInfo *out)
+{
+    quiver__v1__collection_info__init(out);
+    out->name = (char *)in->name;
+    out->dim = in->dim;
+    out->metric = (Quiver__V1__Metric)in->metric;
+    out->count = in->count;
+    out->m = in->M;
+    out->ef_construction = in->ef_construction;
+    out->disk_bytes = in->disk_bytes;
+    out->memory_bytes = in->memory_bytes;
+    out->codec = (char *)in->codec;
+    out->codec_trained = in->codec_trained != 0;
+    out->train_min = in->train_min;
+    out->code_bytes = in->code_bytes;
+}
+
+static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
+{
+    qv_collection_config cfg = {0};
+    if (m->config) {
+        cfg.dim = m->config->dim;
+        cfg.metric = (qv_metric)m->config->metric;
+        cfg.M = m->config->m;
+        cfg.ef_construction = m->config->ef_construction;
+        cfg.codec = m->config->codec[0] ? m->config->codec : NULL;
+        cfg.train_min = m->config->train_min;
+    }
+    return qv_create_collection(db, m->name, &cfg);
+}
+
+static qv_status do_describe(qv_db *db, const char *name, struct reply *r)
+{
+    qv_collection_info *info = qv_malloc(sizeof *info);
+    if (!info)
+        return nomem(r);
+    r->api_result = info;
+    qv_status st = qv_describe_collection(db, name, info);
+    if (st == QV_OK) {
+        info_to_wire(info, &r->u.info);
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_INFO;
+        r->resp.info = &r->u.info;
+    }
+    return st;
+}
+
+static qv_status do_list(qv_db *db, struct reply *r)
+{
+    qv_collection_info *list = NULL;
+    size_t n = 0;
+    qv_status st = qv_list_collections(db, &list, &n);
+    if (st != QV_OK)
+        return st;
+    r->api_result = list;
+    Quiver__V1__CollectionInfo *infos = reply_alloc(r, (n + 1) * sizeof *infos);
+    Quiver__V1__CollectionInfo **ptrs = reply_alloc(r, (n + 1) * sizeof *ptrs);
+    if (!infos || !ptrs)
+        return nomem(r);
+    for (size_t i = 0; i < n; i++) {
+        info_to_wire(&list[i], &infos[i]);
+        ptrs[i] = &infos[i];
+    }
+    quiver__v1__collection_list__init(&r->u.list);
+    r->u.list.n_collections = n;
+    r->u.list.collections = ptrs;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_LIST;
+    r->resp.list = &r->u.list;
+    return QV_OK;
+}
+
+static qv_status do_upsert(qv_db *db, const Quiver__V1__Upsert *m,
+                           struct reply *r)
+{
+    qv_doc *docs = reply_alloc(r, (m->n_documents + 1) * sizeof *docs);
+    if (!docs)
+        return nomem(r);
+    for (size_t i = 0; i < m->n_documents; i++) {
+        const Quiver__V1__Document *d = m->documents[i];
+        docs[i] = (qv_doc){d->id, d->vector, (uint32_t)d->n_vector,
+                           d->has_payload ? d->payload : NULL};
+        if (d->n_vector > UINT32_MAX)
+            docs[i].dim = 0;
+    }
+    return qv_upsert(db, m->collection, docs, m->n_documents);
+}
+
+static void doc_to_wire(const qv_record *r, Quiver__V1__Document *d);
+
+static qv_status do_get(qv_db *db, const Quiver__V1__Get *m, struct reply *r)
+{
+    qv_record *rec = NULL;
+    qv_status st = qv_get(db, m->collection, m->id, &rec);
+    if (st != QV_OK)
+        return st;
+    r->api_result = rec;
+    doc_to_wire(rec, &r->u.doc);
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_DOCUMENT;
+    r->resp.document = &r->u.doc;
+    return QV_OK;
+}
+
+static qv_search_options options_from_wire(const Quiver__V1__SearchOptions *o)
+{
+    qv_search_options opt = {0};
+    if (o) {
+        opt.k = o->k;
+        opt.ef = o->ef;
+        opt.exact = o->exact;
+        opt.threads = o->threads;
+        opt.with_payload = o->with_payload;
+        opt.filter = o->has_filter ? o->filter : NULL;
+        opt.explain = o->explain;
+        opt.rerank = o->rerank;
+        opt.no_rerank = o->no_rerank;
+    }
+    return opt;
+}
+
+/* Wire form of one qv_hits into out, with hit storage from the reply. */
+static int hits_to_wire(struct reply *r, const qv_hits *in,
+                        Quiver__V1__Hits *out, Quiver__V1__Hit *slots,
+                        Quiver__V1__Hit **ptrs)
+{
+    quiver__v1__hits__init(out);
+    for (size_t i = 0; i < in->count; i++) {
+        quiver__v1__hit__init(&slots[i]);
+        slots[i].id = (char *)in->hits[i].id;
+        slots[i].distance = in->hits[i].distance;
+        slots[i].has_payload = in->hits[i].payload != NULL;
+        if (in->hits[i].payload)
+            slots[i].payload = (char *)in->hits[i].payload;
+        ptrs[i] = &slots[i];
+    }
+    out->n_hits = in->count;
+    out->hits = ptrs;
+    (void)r;
+    return 0;
+}
+
+static qv_status do_search(qv_db *db, const Quiver__V1__Search *m,
+                           struct reply *r)
+{
+    qv_search_options opt = options_from_wire(m->options);
+    qv_hits *hits = NULL;
+    uint32_t dim = m->n_query > UINT32_MAX ? 0 : (uint32_t)m->n_query;
+    qv_status st = qv_search(db, m->collection, m->query, dim, &opt, &hits);
+    if (st != QV_OK)
+        return st;
+    r->api_result = hits;
+    Quiver__V1__Hit *slots = reply_alloc(r, (hits->count + 1) * sizeof *slots);
+    Quiver__V1__Hit **ptrs = reply_alloc(r, (hits->count + 1) * sizeof *ptrs);
+    if (!slots || !ptrs)
+        return nomem(r);
+    hits_to_wire(r, hits, &r->u.hits, slots, ptrs);
+    if (hits->explain)
+        r->u.hits.explain = (char *)hits->explain;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_HITS;
+    r->resp.hits = &r->u.hits;
+    return QV_OK;
+}
+
+static qv_status do_search_batch(qv_db *db, const Quiver__V1__SearchBatch *m,
+                                 struct reply *r)
+{
+    if (m->dim == 0 || m->n_queries % m->dim != 0) {
+        r->resp.status = QUIVER__V1__STATUS__INVALID;
+        r->resp.message = "queries must hold a whole number of vectors of "
+                          "dimension dim (dim > 0)";
+        return QV_ERR_INVALID;
+    }
+    qv_search_options opt = options_from_wire(m->options);
+    qv_batch_hits *b = NULL;
+    qv_status st = qv_search_batch(db, m->collection, m->queries,
+                                   m->n_queries / m->dim, m->dim, &opt, &b);
+    if (st != QV_OK)
+        return st;
+    r->api_result = b;
+    size_t total = 0;
+    for (size_t i = 0; i < b->count; i++)
+        total += b->results[i].count;
+    Quiver__V1__Hits *lists = reply_alloc(r, b->count * sizeof *lists);
+    Quiver__V1__Hits **lptrs = reply_alloc(r, b->count * sizeof *lptrs);
+    Quiver__V1__Hit *slots = reply_alloc(r, (total + 1) * sizeof *slots);
+    Quiver__V1__Hit **ptrs = reply_alloc(r, (total + 1) * sizeof *ptrs);
+    if (!lists || !lptrs || !slots || !ptrs)
+        return nomem(r);
+    for (size_t i = 0, at = 0; i < b->count; i++) {
+        hits_to_wire(r, &b->results[i], &lists[i], slots + at, ptrs + at);
+        lptrs[i] = &lists[i];
+        at += b->results[i].count;
+    }
+    quiver__v1__hits_batch__init(&r->u.batch);
+    r->u.batch.n_results = b->count;
+    r->u.batch.results = lptrs;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_BATCH;
+    r->resp.batch = &r->u.batch;
+    return QV_OK;
+}
+
+static void doc_to_wire(const qv_record *r, Quiver__V1__Document *d)
+{
+    quiver__v1__document__init(d);
+    d->id = r->id;
+    d->n_vector = r->dim;
+    d->vector = r->vector;
+    d->has_payload = r->payload != NULL;
+    if (r->payload)
+        d->payload = r->payload;
+}
+
+static qv_status do_scan(qv_db *db, const Quiver__V1__Scan *m,
+                         struct reply *r)
+{
+    qv_page *page = NULL;
+    qv_status st = qv_scan_where(db, m->collection,
+                                 m->has_filter ? m->filter : NULL,
+                                 m->has_after ? m->after : NULL, m->limit,
+                                 &page);
+    if (st != QV_OK)
+        return st;
+    r->api_result = page;
+    Quiver__V1__Document *docs = reply_alloc(r, (page->count + 1) *
+                                                    sizeof *docs);
+    Quiver__V1__Document **ptrs = reply_alloc(r, (page->count + 1) *
+                                                     sizeof *ptrs);
+    if (!docs || !ptrs)
+        return nomem(r);
+    for (size_t i = 0; i < page->count; i++) {
+        doc_to_wire(&page->records[i], &docs[i]);
+        ptrs[i] = &docs[i];
+    }
+    quiver__v1__page__init(&r->u.page);
+    r->u.page.n_documents = page->count;
+    r->u.page.documents = ptrs;
+    r->u.page.more = page->next != NULL;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_PAGE;
+    r->resp.page = &r->u.page;
+    return QV_OK;
+}
+
+static qv_status do_count(qv_db *db, const Quiver__V1__Count *m,
+                          struct reply *r)
+{
+    uint64_t n = 0;
+    qv_status st = qv_count(db, m->collection,
+                            m->has_filter ? m->filter : NULL, &n);
+    if (st == QV_OK) {
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
+        r->resp.count = n;
+    }
+    return st;
+}
+
+static qv_status do_check(qv_db *db, struct reply *r)
+{
+    char *report = NULL;
+    qv_status st = qv_check(db, &report);
+    if (report) {
+        r->api_result = report;
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_REPORT;
+        r->resp.report = report;
+    }
+    return st;
+}
+
+/* ---- embedding tables ---- */
+
+/* Floats a table reply may carry: a lookup answer must fit a frame. */
+#define TABLE_REPLY_FLOATS ((size_t)(48u << 20) / sizeof(float))
+
+static qv_status table_fail(struct reply *r, const char *message)
+{
+    r->resp.status = QUIVER__V1__STATUS__INVALID;
+    r->resp.message = (char *)message;
+    return QV_ERR_INVALID;
+}
+
+static qv_status do_table_create(qv_db *db, const Quiver__V1__TableCreate *m)
+{
+    qv_table_config cfg = {0};
+    if (m->config) {
+        cfg.rows = m->config->rows;
+        cfg.dim = m->config->dim;
+        cfg.method = m->config->method[0] ? m->config->method : NULL;
+        cfg.optimizer = (qv_optimizer)m->config->optimizer;
+        cfg.learning_rate = m->config->learning_rate;
+        cfg.init = m->config->init;
+        cfg.seed = m->config->seed;
+    }
+    return qv_table_create(db, m->name, &cfg);
+}
+
+static qv_status do_table_describe(qv_db *db, const char *name,
+                                   struct reply *r)
+{
+    qv_table_info *info = reply_alloc(r, sizeof *info);
+    if (!info)
+        return nomem(r);
+    qv_status st = qv_table_describe(db, name, info);
+    if (st != QV_OK)
+        return st;
+    Quiver__V1__TableInfo *w = &r->u.table;
+    quiver__v1__table_info__init(w);
+    w->name = info->name;
+    w->method = info->method;
+    w->rows = info->rows;
+    w->dim = info->dim;
+    w->optimizer = (uint32_t)info->optimizer;
+    w->learning_rate = info->learning_rate;
+    w->param_bytes = info->param_bytes;
+    w->optimizer_bytes = info->optimizer_bytes;
+    w->ratio = info->ratio;
+    w->updates = info->updates;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_TABLE_INFO;
+    r->resp.table_info = w;
+    return QV_OK;
+}
+
+static qv_status do_table_lookup(qv_db *db, const Quiver__V1__TableLookup *m,
+                                 struct reply *r)
+{
+    if (m->n_ids && (size_t)m->dim > TABLE_REPLY_FLOATS / m->n_ids)
+        return table_fail(r, "the rows asked for would not fit in one "
+                          "response frame; ask for fewer ids at a time");
+    float *out = reply_alloc(r, (m->n_ids ? m->n_ids : 1) *
+                                    (m->dim ? m->dim : 1) * sizeof *out);
+    if (!out)
+        return nomem(r);
+    qv_status st = qv_table_lookup(db, m->name, m->ids, m->n_ids, m->dim,
+                                   out);
+    if (st != QV_OK)
+        return st;
+    Quiver__V1__Floats *w = &r->u.floats;
+    quiver__v1__floats__init(w);
+    w->values = out;
+    w->n_values = m->n_ids * m->dim;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_ROWS;
+    r->resp.rows = w;
+    return QV_OK;
+}
+
+static qv_status do_table_update(qv_db *db, const Quiver__V1__TableUpdate *m,
+                                 struct reply *r)
+{
+    if (m->n_grads != m->n_ids * (size_t)m->dim)
+        return table_fail(r, "the gradients do not match the ids: they must "
+                          "hold ids x dim floats");
+    return qv_table_update(db, m->name, m->ids, m->n_ids, m->dim, m->grads);
+}
+
+static qv_status do_table_load(qv_db *db, const Quiver__V1__TableLoad *m,
+                               struct reply *r)
+{
+    if (m->dim == 0 || m->n_rows % m->dim)
+        return table_fail(r, "the rows must hold a whole number of rows of "
+                          "dim floats");
+    return qv_table_load(db, m->name, m->first, m->n_rows / m->dim, m->dim,
+                         m->rows);
+}
+
+static qv_status do_stats(qv_db *db, struct reply *r)
+{
+    char *json = NULL;
+    qv_status st = qv_stats(db, &json);
+    if (st != QV_OK)
+        return st;
+    r->api_result = json;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_STATS_JSON;
+    r->resp.stats_json = json;
+    return QV_OK;
+}
+
+static qv_status refuse(struct reply *r, qv_status st, const char *message)
+{
+    r->resp.status = (Quiver__V1__Status)st;
+    r->resp.message = (char *)message;
+    return st;
+}
+
+/* A name of a new backup: the rules of collection names. */
+static int backup_name_ok(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > QV_NAME_MAX || name[0] == '.')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (!isalnum(c) && c != '_' && c != '-' && c != '.')
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * A backup asked for over the network goes only into a new entry of the
+ * directory the operator named with --backup-dir: the client names the
+ * entry, never a path, so it cannot make the server write anywhere else.
+ * Creating the entry here (mkdir fails on anything that exists, a link
+ * too) makes two requests for one name race safely.
+ */
+static qv_status do_backup(qv_db *db, const dispatch_session *s,
+                           const char *name, struct reply *r)
+{
+    char path[4096];
+    if (!s->backup_dir)
+        return refuse(r, QV_ERR_UNSUPPORTED, "this server takes no backups "
+                      "over the network; its operator can allow them with "
+                      "quiverd --backup-dir DIR");
+    if (!backup_name_ok(name))
+        return refuse(r, QV_ERR_INVALID, "a backup is named by 1 to 64 "
+                      "letters, digits, '_', '-' or '.', not starting with "
+                      "'.'; it becomes a new directory in the server's "
+                      "backup directory");
+    snprintf(path, sizeof path, "%s/%s", s->backup_dir, name);
+    if (mkdir(path, 0700) != 0) {
+        if (errno == EEXIST) {
+            snprintf(r->text, sizeof r->text, "backup %s already exists; "
+                     "name a new one", name);
+            return refuse(r, QV_ERR_EXISTS, r->text);
+        }
+        snprintf(r->text, sizeof r->text, "backup %s: cannot create its "
+                 "directory: %s", name, strerror(errno));
+        return refuse(r, QV_ERR_IO, r->text);
+    }
+    qv_status st = qv_backup(db, path);
+    if (st != QV_OK) {  /* leave nothing behind: the name stays free */
+        char file[4200];
+        snprintf(file, sizeof file, "%s/data.mdb", path);
+        unlink(file);
+        rmdir(path);
+    }
+    return st;
+}
+
+/* Constant-time comparison, so the token cannot be guessed by timing. */
+static int token_matches(const char *expected, const char *given)
+{
+    size_t n = strlen(expected), m = strlen(given);
+    unsigned diff = (unsigned)(n ^ m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)expected[i] ^ (unsigned char)(i < m ? given[i] : 0);
+    return diff == 0;
+}
+
+static void do_authenticate(dispatch_session *s,
+                            const Quiver__V1__Authenticate *m, struct reply *r)
+{
+    if (!s->token || token_matches(s->token, m->token)) {
+        s->authenticated = 1;
+        return;
+    }
+    r->resp.status = QUIVER__V1__STATUS__UNAUTHENTICATED;
+    r->resp.message = "wrong token";
+    s->close_after = 1;
+}
+
+static void run_request(qv_db *db, dispatch_session *s, const Request *req,
+                        struct reply *r)
+{
+    qv_status st = QV_OK;
+    if (req->op_case == QUIVER__V1__REQUEST__OP_AUTHENTICATE) {
+        do_authenticate(s, req->authenticate, r);
+        return;
+    }
+    if (s->token && !s->authenticated) {
+        r->resp.status = QUIVER__V1__STATUS__UNAUTHENTICATED;
+        r->resp.message = "authenticate first: this server requires a token";
+        s->close_after = 1;
+        return;
+    }
+    switch (req->op_case) {
+    case QUIVER__V1__REQUEST__OP_CREATE_COLLECTION:
+        st = do_create(db, req->create_collection);
+        break;
+    case QUIVER__V1__REQUEST__OP_DROP_COLLECTION:
+        st = qv_drop_collection(db, req->drop_collection->name);
+        break;
+    case QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION:
+        st = do_describe(db, req->describe_collection->name, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_LIST_COLLECTIONS:
+        st = do_list(db, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_UPSERT:
+        st = do_upsert(db, req->upsert, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_GET:
+        st = do_get(db, req->get, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_DELETE:
+        st = qv_delete(db, req->delete_->collection, req->delete_->id);
+        break;
+    case QUIVER__V1__REQUEST__OP_SEARCH:
+        st = do_search(db, req->search, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
+        st = do_search_batch(db, req->search_batch, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_SCAN:
+        st = do_scan(db, req->scan, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_BACKUP:
+        st = do_backup(db, s, req->backup->dir, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_DELETE_WHERE: {
+        uint64_t n = 0;
+        st = qv_delete_where(db, req->delete_where->collection,
+                             req->delete_where->filter, &n);
+        if (st == QV_OK) {
+            r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
+            r->resp.count = n;
+        }
+        break;
+    }
+    case QUIVER__V1__REQUEST__OP_CREATE_INDEX:
+        st = qv_create_index(db, req->create_index->collection,
+                             req->create_index->field,
+                             (qv_index_type)req->create_index->type);
+        break;
+    case QUIVER__V1__REQUEST__OP_COUNT:
+        st = do_count(db, req->count, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_CHECK:
+        st = do_check(db, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_COMPACT:
+        st = qv_compact(db);
+        break;
+    case QUIVER__V1__REQUEST__OP_DROP_INDEX:
+        st = qv_drop_index(db, req->drop_index->collection,
+                           req->drop_index->field);
+        break;
+    case QUIVER__V1__REQUEST__OP_TRAIN:
+        st = qv_train(db, req->train->collection);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_CREATE:
+        st = do_table_create(db, req->table_create);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_DROP:
+        st = qv_table_drop(db, req->table_drop->name);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_DESCRIBE:
+        st = do_table_describe(db, req->table_describe->name, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_LOOKUP:
+        st = do_table_lookup(db, req->table_lookup, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_UPDATE:
+        st = do_table_update(db, req->table_update, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_LOAD:
+        st = do_table_load(db, req->table_load, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_STATS:
+        st = do_stats(db, r);
+        break;
+    default:
+        r->resp.status = QUIVER__V1__STATUS__PROTOCOL;
+        r->resp.message = "request carries no operation this server knows";
+        return;
+    }
+    if (r->resp.status == QUIVER__V1__STATUS__OK)
+        set_status(r, db, st);
+}
+
+int dispatch_error(wbuf *out, qv_status status, const char *message)
+{
+    Response resp = QUIVER__V1__RESPONSE__INIT;
+    resp.status = (Quiver__V1__Status)status;
+    resp.message = (char *)message;
+    return frame_append(out, &resp.base);
+}
+
+int dispatch_frame(qv_db *db, dispatch_session *session,
+                   const uint8_t *payload, size_t len, wbuf *out)
+{
+    protobuf_alloc_failed(1);
+    Request *req = quiver__v1__request__unpack(&qv_protobuf_allocator, len,
+                                               payload);
+    if (!req && protobuf_alloc_failed(1))
+        return dispatch_error(out, QV_ERR_NOMEM, "out of memory decoding the "
+                              "request");
+    if (!req) {
+        session->close_after = 1;
+        return dispatch_error(out, QV_ERR_PROTOCOL,
+                              "frame is not a valid Request message");
+    }
+    struct reply r = {.resp = QUIVER__V1__RESPONSE__INIT};
+    r.resp.id = req->id;
+    if (req->id == 0) {
+        /* id 0 is the answer to no request, and means closing */
+        session->close_after = 1;
+        refuse(&r, QV_ERR_PROTOCOL, "request id 0 is reserved (an empty "
+               "frame has id 0); ids start at 1");
+    } else if (inspect_strings(&quiver__v1__request__descriptor, payload,
+                               len, r.text, sizeof r.text)) {
+        refuse(&r, QV_ERR_INVALID, r.text);
+    } else {
+        run_request(db, session, req, &r);
+    }
+    int rc = frame_append(out, &r.resp.base);
+    qv_free(r.api_result);
+    for (size_t i = 0; i < sizeof r.scratch / sizeof *r.scratch; i++)
+        qv_mem_free(r.scratch[i]);
+    quiver__v1__request__free_unpacked(req, &qv_protobuf_allocator);
+    return rc;
+}
