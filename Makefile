@@ -32,13 +32,14 @@ ASAN_LDFLAGS   := -fsanitize=address,undefined
 LIB_SRC := common/alloc.c common/json.c common/token.c common/utf8.c \
            storage/env.c storage/reader.c \
            ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c ann/embed.c \
-           db/db.c db/core/error.c db/core/validate.c db/core/results.c \
-           db/core/filter.c \
+           db/db.c db/core/error.c db/core/names.c db/core/validate.c \
+           db/core/results.c db/core/filter.c \
            db/engine/store/txn.c db/engine/store/catalog.c \
            db/engine/store/pindex.c db/engine/graphs/graph.c \
+           db/engine/collections/collection.c \
            db/engine/collections/document.c db/engine/search/search.c \
            db/engine/tables/table.c db/engine/admin/admin.c \
-           db/engine/admin/check.c \
+           db/engine/admin/check.c db/engine/engine.c \
            wire/proto/frame.c wire/proto/inspect.c wire/proto/stream.c \
            wire/remote/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/server/dispatch.c wire/server/server.c wire/server/quiverd.c

@@ -50,29 +50,6 @@ void qv_free(void *object)
     qv_mem_free(object);
 }
 
-static const char *const metric_names[] = {
-    [QV_METRIC_L2] = "l2", [QV_METRIC_IP] = "ip", [QV_METRIC_COSINE] = "cosine"
-};
-
-const char *qv_metric_name(qv_metric metric)
-{
-    if ((unsigned)metric >= sizeof metric_names / sizeof metric_names[0])
-        return NULL;
-    return metric_names[metric];
-}
-
-qv_status qv_metric_parse(const char *name, qv_metric *out)
-{
-    for (unsigned m = 0; name && m < sizeof metric_names / sizeof *metric_names;
-         m++) {
-        if (strcmp(name, metric_names[m]) == 0) {
-            *out = (qv_metric)m;
-            return QV_OK;
-        }
-    }
-    return QV_ERR_INVALID;
-}
-
 /* Common start of every call on a handle. */
 #define BEGIN_CALL(db)                                                    \
     do {                                                                  \

@@ -1080,7 +1080,7 @@ qv_status remote_open(const char *uri, const qv_open_options *opts,
         st = ensure_connected(db);
         if (st != QV_OK) {  /* the message belongs to the handle being freed */
             char msg[QV_ERRMSG_MAX];
-            snprintf(msg, sizeof msg, "%s", qv_errmsg(&db->base));
+            snprintf(msg, sizeof msg, "%s", qv_error_message(&db->base));
             st = qv_fail(NULL, st, "%s", msg);
         }
     }

@@ -17,28 +17,6 @@
 #include "common/json.h"
 #include "storage/keys.h"
 
-static void add_bytes(void *ctx, const MDB_val *key, const MDB_val *val)
-{
-    *(uint64_t *)ctx += key->mv_size + val->mv_size;
-}
-
-qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                           qv_collection_info *info)
-{
-    static const enum st_db parts[] = {ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS,
-                                       ST_DB_FREEIDS, ST_DB_GRAPH,
-                                       ST_DB_PINDEX, ST_DB_PENTRIES};
-    info->disk_bytes = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
-        int rc = emb_walk_range(db, txn, parts[i], rec->id, add_bytes,
-                                &info->disk_bytes);
-        if (rc != 0)
-            return emb_status(db, rc, "measuring a collection");
-    }
-    info->memory_bytes = index_memory_bytes(db, rec->id);
-    return QV_OK;
-}
-
 /* One document of a scan, from its ids entry. */
 static int scan_one(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                     const MDB_val *ids_key, const MDB_val *ids_val,

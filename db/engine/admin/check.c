@@ -106,7 +106,7 @@ static void check_vector(struct coll_check *c, const char *id, uint32_t iid,
 {
     if (vector_record_check(c->db, vec, c->rec->dim, iid) != QV_OK) {
         problem(c->r, "collection '%s': document '%s': %s", c->name, id,
-                qv_errmsg(&c->db->base));
+                qv_error_message(&c->db->base));
         return;
     }
     const float *v = vec->mv_data;
@@ -262,7 +262,8 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
     coll_rec rec;
     qv_status st = catalog_get(db, txn, name, &rec);
     if (st != QV_OK) {
-        problem(r, "collection '%s': %s", name, qv_errmsg(&db->base));
+        problem(r, "collection '%s': %s", name,
+                qv_error_message(&db->base));
         return QV_OK;
     }
     struct coll_check c = {db, txn, name, &rec, r, NULL, 0, 0, 0, 0, 0};

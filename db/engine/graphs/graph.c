@@ -511,7 +511,7 @@ qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         return QV_OK;   /* no graph before the codec is trained */
     qv_status st = load_index(db, txn, rec, &ix);
     if (st != QV_OK) {
-        snprintf(err, errlen, "%s", qv_errmsg(&db->base));
+        snprintf(err, errlen, "%s", qv_error_message(&db->base));
         return st;
     }
     int rc = hnsw_check(ix->graph, err, errlen);

@@ -6,17 +6,11 @@
 
 #include "common/alloc.h"
 #include "ann/codec.h"
+#include "ann/hnsw.h"
 #include "db/engine/store/txn.h"
 #include "db/core/error.h"
-#include "db/engine/graphs/graph.h"
 #include "storage/keys.h"
 
-static const char META_NEXT_COLL[] = "next_collection_id";
-
-static MDB_val name_key(const char *name)
-{
-    return (MDB_val){strlen(name), (void *)name};
-}
 
 /*
  * The record of the collection named name (len bytes), decoded from val
@@ -24,8 +18,8 @@ static MDB_val name_key(const char *name)
  * reader sizes or indexes anything with. A format 3 record (before
  * codecs) reads as codec none.
  */
-static qv_status catalog_decode(emb_db *db, const char *name, size_t len,
-                                const MDB_val *val, coll_rec *rec)
+qv_status catalog_decode(emb_db *db, const char *name, size_t len,
+                         const MDB_val *val, coll_rec *rec)
 {
     uint32_t format = 0;
     if (val->mv_size >= sizeof format)
@@ -77,7 +71,7 @@ static qv_status catalog_decode(emb_db *db, const char *name, size_t len,
 qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                       coll_rec *rec)
 {
-    MDB_val key = name_key(name), val;
+    MDB_val key = catalog_key(name), val;
     int rc = mdb_get(txn, st_dbi(db->env, ST_DB_CATALOG), &key, &val);
     if (rc == MDB_NOTFOUND)
         return qv_fail(&db->base, QV_ERR_NOT_FOUND,
@@ -93,7 +87,7 @@ int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
     coll_rec sealed = *rec;
     sealed.checksum = 0;
     sealed.checksum = record_checksum(&sealed, sizeof sealed);
-    MDB_val key = name_key(name), val = {sizeof sealed, &sealed};
+    MDB_val key = catalog_key(name), val = {sizeof sealed, &sealed};
     return mdb_put(txn, st_dbi(db->env, ST_DB_CATALOG), &key, &val, 0);
 }
 
@@ -122,195 +116,5 @@ qv_status catalog_check_ids(emb_db *db, MDB_txn *txn, const coll_rec *rec)
                        "is not the %llu documents plus %llu free ids",
                        rec->next_iid, (unsigned long long)rec->count,
                        (unsigned long long)free_ids);
-    return QV_OK;
-}
-
-struct create_ctx {
-    emb_db *db;
-    const char *name;
-    const qv_collection_config *config;
-    qv_status status;
-};
-
-static int create_txn(MDB_txn *txn, void *arg)
-{
-    struct create_ctx *c = arg;
-    MDB_val key = name_key(c->name), val;
-    int rc = mdb_get(txn, st_dbi(c->db->env, ST_DB_CATALOG), &key, &val);
-    if (rc == 0) {
-        c->status = qv_fail(&c->db->base, QV_ERR_EXISTS,
-                            "collection '%s' already exists", c->name);
-        return ST_ABORT;
-    }
-    if (rc != MDB_NOTFOUND)
-        return rc;
-    coll_rec rec = {
-        .format = COLL_FORMAT,
-        .dim = c->config->dim,
-        .metric = (uint32_t)c->config->metric,
-        .M = c->config->M,
-        .ef_construction = c->config->ef_construction,
-        .entry = UINT32_MAX,
-        .max_level = -1,
-    };
-    codec_spec spec = {CODEC_NONE, 0};
-    char why[160];
-    if (c->config->codec && codec_parse(c->config->codec, rec.dim, &spec, why,
-                                        sizeof why) != 0) {
-        c->status = qv_fail(&c->db->base, QV_ERR_INVALID, "%s", why);
-        return ST_ABORT;
-    }
-    rec.codec = spec.kind;
-    rec.codec_param = spec.param;
-    rec.train_min = c->config->train_min ? c->config->train_min
-                                         : codec_train_min(&spec);
-    rc = emb_next_id(c->db, txn, META_NEXT_COLL, &rec.id);
-    if (rc == 0)
-        rc = catalog_put(c->db, txn, c->name, &rec);
-    return rc;
-}
-
-qv_status catalog_create(qv_db *base, const char *name,
-                         const qv_collection_config *config)
-{
-    emb_db *db = (emb_db *)base;
-    struct create_ctx c = {db, name, config, QV_OK};
-    return emb_write(db, create_txn, &c, &c.status, "creating a collection");
-}
-
-struct drop_ctx {
-    emb_db *db;
-    const char *name;
-    uint32_t coll_id;
-    qv_status status;
-};
-
-static int drop_txn(MDB_txn *txn, void *arg)
-{
-    static const enum st_db per_collection[] = {
-        ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS, ST_DB_FREEIDS, ST_DB_GRAPH,
-        ST_DB_PINDEX, ST_DB_PENTRIES, ST_DB_CODES, ST_DB_CODECS
-    };
-    struct drop_ctx *c = arg;
-    coll_rec rec;
-    c->status = catalog_get(c->db, txn, c->name, &rec);
-    if (c->status != QV_OK)
-        return ST_ABORT;
-    c->coll_id = rec.id;
-    unsigned char prefix[KEY_COLL_LEN];
-    key_put_u32(prefix, rec.id);
-    int rc = 0;
-    for (size_t i = 0; i < sizeof per_collection / sizeof *per_collection &&
-                       rc == 0; i++)
-        rc = st_delete_prefix(txn, st_dbi(c->db->env, per_collection[i]),
-                              prefix, sizeof prefix);
-    MDB_val key = name_key(c->name);
-    if (rc == 0)
-        rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_CATALOG), &key, NULL);
-    return rc;
-}
-
-qv_status catalog_drop(qv_db *base, const char *name)
-{
-    emb_db *db = (emb_db *)base;
-    struct drop_ctx c = {db, name, 0, QV_OK};
-    qv_status st = emb_write(db, drop_txn, &c, &c.status,
-                             "dropping a collection");
-    if (st == QV_OK)
-        index_forget(db, c.coll_id);
-    return st;
-}
-
-static void fill_info(qv_collection_info *info, const char *name, size_t len,
-                      const coll_rec *rec)
-{
-    memset(info, 0, sizeof *info);
-    memcpy(info->name, name, len);
-    info->dim = rec->dim;
-    info->metric = (qv_metric)rec->metric;
-    info->count = rec->count;
-    info->M = rec->M;
-    info->ef_construction = rec->ef_construction;
-    codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
-    codec_format(&spec, info->codec);
-    info->codec_trained = coll_has_graph(rec);
-    info->train_min = rec->train_min;
-    info->code_bytes = (uint32_t)codec_spec_code_bytes(&spec, rec->dim);
-}
-
-qv_status catalog_describe(qv_db *base, const char *name,
-                           qv_collection_info *info)
-{
-    emb_db *db = (emb_db *)base;
-    MDB_txn *txn;
-    coll_rec rec;
-    qv_status st = emb_read_begin(db, &txn, "describing a collection");
-    if (st != QV_OK)
-        return st;
-    st = catalog_get(db, txn, name, &rec);
-    if (st == QV_OK) {
-        fill_info(info, name, strlen(name), &rec);
-        st = collection_sizes(db, txn, &rec, info);
-    }
-    st_read_end(db->env, txn);
-    return st;
-}
-
-/* Copy every catalog entry into list (NULL: only count them). */
-static qv_status catalog_scan(emb_db *db, MDB_txn *txn,
-                              qv_collection_info *list, size_t *count)
-{
-    MDB_cursor *cur;
-    MDB_val key, val;
-    size_t n = 0;
-    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_CATALOG), &cur);
-    if (rc != 0)
-        return emb_status(db, rc, "listing collections");
-    qv_status st = QV_OK;
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), n++) {
-        if (!list)
-            continue;
-        coll_rec rec;
-        if (key.mv_size > QV_NAME_MAX) {
-            st = qv_fail(&db->base, QV_ERR_CORRUPT,
-                         "catalog entry %zu is malformed", n);
-            break;
-        }
-        st = catalog_decode(db, key.mv_data, key.mv_size, &val, &rec);
-        if (st != QV_OK)
-            break;
-        fill_info(&list[n], key.mv_data, key.mv_size, &rec);
-    }
-    mdb_cursor_close(cur);
-    if (st == QV_OK && rc != MDB_NOTFOUND)
-        st = emb_status(db, rc, "listing collections");
-    *count = n;
-    return st;
-}
-
-qv_status catalog_list(qv_db *base, qv_collection_info **out, size_t *count)
-{
-    emb_db *db = (emb_db *)base;
-    MDB_txn *txn;
-    qv_collection_info *list = NULL;
-    size_t n = 0;
-    qv_status st = emb_read_begin(db, &txn, "listing collections");
-    if (st != QV_OK)
-        return st;
-    st = catalog_scan(db, txn, NULL, &n);
-    if (st == QV_OK && n > 0) {
-        list = qv_calloc(n, sizeof *list);
-        st = list ? catalog_scan(db, txn, list, &n)
-                  : qv_fail(base, QV_ERR_NOMEM, "listing collections: out of "
-                            "memory");
-    }
-    st_read_end(db->env, txn);
-    if (st != QV_OK) {
-        qv_mem_free(list);
-        return st;
-    }
-    *out = list;
-    *count = n;
     return QV_OK;
 }

@@ -7,6 +7,7 @@
 
 #include <lmdb.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "ann/codec.h"
 #include "storage/env.h"
@@ -106,9 +107,19 @@ int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
 /* Take the next value (from 1) of the counter named name in META. */
 int emb_next_id(emb_db *db, MDB_txn *txn, const char *name, uint32_t *id);
 
+/* The catalog's key of collection name: the name's bytes. */
+static inline MDB_val catalog_key(const char *name)
+{
+    return (MDB_val){strlen(name), (void *)name};
+}
+
 /* Load the record of collection name; QV_ERR_NOT_FOUND if there is none. */
 qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
                       coll_rec *rec);
+/* Decode and check the record val of the collection named name (len
+ * bytes): QV_ERR_CORRUPT, with the reason, when it fails a check. */
+qv_status catalog_decode(emb_db *db, const char *name, size_t len,
+                         const MDB_val *val, coll_rec *rec);
 int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
                 const coll_rec *rec);
 /*

@@ -669,7 +669,7 @@ int table_verify(emb_db *db, MDB_txn *txn, void (*report)(void *ctx,
         ++*tables;
         tbl_rec rec;
         if (table_get(db, txn, name, &rec) != QV_OK) {
-            report(ctx, name, qv_errmsg(&db->base));
+            report(ctx, name, qv_error_message(&db->base));
             continue;
         }
         /* every chunk present, of its size, every parameter finite */
@@ -686,7 +686,7 @@ int table_verify(emb_db *db, MDB_txn *txn, void (*report)(void *ctx,
             break;
         }
         if (load_slabs(db, txn, rec.id, &t) != QV_OK)
-            report(ctx, name, qv_errmsg(&db->base));
+            report(ctx, name, qv_error_message(&db->base));
         emb_release(&t);
     }
     mdb_cursor_close(cur);
