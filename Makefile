@@ -22,7 +22,7 @@ TESTLIBS := -lcmocka
 DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
             libsimde-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev \
             libcmocka-dev libedit-dev clang libclang-rt-14-dev libxxhash-dev \
-            libroaring-dev libssl-dev
+            libroaring-dev libssl-dev python3
 
 RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
 ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
