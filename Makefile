@@ -103,13 +103,13 @@ $(BA)/%.o: %.c | deps
 	@$(CC) $(ASAN_CFLAGS) $(INC) -MMD -MP -c $< -o $@
 
 $(B)/libquiver.a: $(LIB_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(B)/libquiver.so: $(LIB_OBJ)
 	$(CC) -shared -o $@ $^ $(LIBS)
 
 $(BA)/libquiver.a: $(LIB_OBJ_A)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(B)/quiver: $(CLI_OBJ) $(B)/libquiver.a
 	$(CC) -o $@ $^ $(LIBS) -ledit
@@ -169,7 +169,7 @@ $(BT)/%.o: %.c | deps
 	@$(CC) $(TSAN_CFLAGS) $(INC) -MMD -MP -c $< -o $@
 
 $(BT)/libquiver.a: $(LIB_OBJ_T)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BT)/quiverd: $(SERVER_OBJ_T) $(BT)/libquiver.a
 	$(CC) -fsanitize=thread -o $@ $^ $(LIBS)
@@ -209,7 +209,7 @@ $(BF)/%.o: %.c $(GEN) | deps
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(INC) -Wno-missing-prototypes -MMD -MP -c $< -o $@
 
 $(BF)/libquiver.a: $(LIB_OBJ_F)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/server/dispatch.o $(BF)/libquiver.a
 	$(FUZZ_LINK) -o $@ $^ $(LIBS)

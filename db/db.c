@@ -31,7 +31,7 @@ qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
                        opts->flags);
     if (strncmp(uri, "qv://", 5) == 0 || strncmp(uri, "qvs://", 6) == 0)
         return remote_open(uri, opts, out);
-    return embedded_open(uri, opts, out);
+    return eng_open(uri, opts, out);
 }
 
 void qv_close(qv_db *db)

@@ -120,7 +120,7 @@ typedef struct record_src {
 qv_page *page_new(const record_src *src, size_t n, uint32_t dim, int more);
 
 /* embedded.c */
-qv_status embedded_open(const char *path, const qv_open_options *opts,
+qv_status eng_open(const char *path, const qv_open_options *opts,
                         qv_db **out);
 
 /* wire/remote.c: the remote transport, for "qv://host:port" */

@@ -11,15 +11,15 @@
 #include "common/alloc.h"
 #include "db/core/error.h"
 
-static void embedded_close(qv_db *base)
+static void eng_close(qv_db *base)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     st_env_close(db->env);
     qv_mem_free(db);
 }
 
-static const qv_db_ops embedded_ops = {
-    .close = embedded_close,
+static const qv_db_ops eng_ops = {
+    .close = eng_close,
     .create_collection = catalog_create,
     .drop_collection = catalog_drop,
     .describe_collection = catalog_describe,
@@ -48,16 +48,16 @@ static const qv_db_ops embedded_ops = {
     .set_threads = admin_set_threads,
 };
 
-qv_status embedded_open(const char *path, const qv_open_options *opts,
+qv_status eng_open(const char *path, const qv_open_options *opts,
                         qv_db **out)
 {
-    emb_db *db = qv_calloc(1, sizeof *db);
+    eng_db *db = qv_calloc(1, sizeof *db);
     if (!db)
         return qv_fail(NULL, QV_ERR_NOMEM, "out of memory opening %s", path);
-    db->base.ops = &embedded_ops;
+    db->base.ops = &eng_ops;
     db->base.flags = opts ? opts->flags : 0;
     db->threads = opts && opts->threads ? opts->threads
-                                        : emb_default_threads();
+                                        : eng_default_threads();
     unsigned env_flags = (db->base.flags & QV_OPEN_NOSYNC) ? ST_OPEN_NOSYNC : 0;
     int rc = st_env_open(path, env_flags, opts ? opts->map_size : 0, &db->env);
     if (rc != 0) {
@@ -75,7 +75,7 @@ qv_status embedded_open(const char *path, const qv_open_options *opts,
             st = qv_fail(NULL, QV_ERR_CORRUPT, "%s: data.mdb is shorter than "
                          "its last page; the file was truncated", path);
         else
-            st = emb_status(NULL, rc, path);
+            st = eng_status(NULL, rc, path);
         qv_mem_free(db);
         return st;
     }

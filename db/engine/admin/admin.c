@@ -18,7 +18,7 @@
 #include "storage/keys.h"
 
 /* One document of a scan, from its ids entry. */
-static int scan_one(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+static int scan_one(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                     const MDB_val *ids_key, const MDB_val *ids_val,
                     record_src *out)
 {
@@ -45,7 +45,7 @@ static int scan_one(emb_db *db, MDB_txn *txn, const coll_rec *rec,
 }
 
 /* Walk the ids map from after; fill src with up to limit documents. */
-static int scan_walk(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+static int scan_walk(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                      const json_t *filter, const char *after, uint32_t limit,
                      record_src *src, size_t *n, int *more)
 {
@@ -95,7 +95,7 @@ static int scan_walk(emb_db *db, MDB_txn *txn, const coll_rec *rec,
 qv_status admin_scan(qv_db *base, const char *collection, const char *filter,
                      const char *after, uint32_t limit, qv_page **out)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     MDB_txn *txn;
     json_t *f = NULL;
     coll_rec rec;
@@ -111,7 +111,7 @@ qv_status admin_scan(qv_db *base, const char *collection, const char *filter,
         json_decref(f);
         return qv_fail(base, QV_ERR_NOMEM, "out of memory for a page");
     }
-    qv_status st = emb_read_begin(db, &txn, "scanning");
+    qv_status st = eng_read_begin(db, &txn, "scanning");
     if (st != QV_OK) {
         qv_mem_free(src);
         json_decref(f);
@@ -121,7 +121,7 @@ qv_status admin_scan(qv_db *base, const char *collection, const char *filter,
     if (st == QV_OK) {
         int rc = scan_walk(db, txn, &rec, f, after, limit, src, &n, &more);
         if (rc != 0)
-            st = emb_status(db, rc, "scanning");
+            st = eng_status(db, rc, "scanning");
     }
     if (st == QV_OK) {
         *out = page_new(src, n, rec.dim, more);
@@ -136,7 +136,7 @@ qv_status admin_scan(qv_db *base, const char *collection, const char *filter,
 
 qv_status admin_backup(qv_db *base, const char *dir)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     char path[4096];
     struct stat st;
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
@@ -148,25 +148,25 @@ qv_status admin_backup(qv_db *base, const char *dir)
                        "back up into a new directory", dir);
     int rc = st_backup(db->env, dir);
     if (rc != 0)
-        return emb_status(db, rc, "writing the backup");
+        return eng_status(db, rc, "writing the backup");
     return QV_OK;
 }
 
 qv_status admin_compact(qv_db *base)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     int rc = st_compact(db->env);
     /* every page moved: the graphs' offsets of full vectors are void */
-    index_forget_all(db);
+    graph_forget_all(db);
     if (rc == ST_ERR_BUSY)
         return qv_fail(base, QV_ERR_BUSY, "another process has the database "
                        "open (or it cannot be told); compact needs it alone");
-    return emb_status(db, rc, "compacting");
+    return eng_status(db, rc, "compacting");
 }
 
 qv_status admin_stats(qv_db *base, char **json)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     qv_collection_info *list = NULL;
     size_t n = 0;
     qv_status st = catalog_list(base, &list, &n);
@@ -208,13 +208,13 @@ qv_status admin_stats(qv_db *base, char **json)
 
 qv_status admin_set_threads(qv_db *base, uint32_t threads)
 {
-    emb_db *db = (emb_db *)base;
-    db->threads = threads ? threads : emb_default_threads();
+    eng_db *db = (eng_db *)base;
+    db->threads = threads ? threads : eng_default_threads();
     return QV_OK;
 }
 
 struct train_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *name;
     qv_status status;
 };
@@ -239,7 +239,7 @@ static int train_txn(MDB_txn *txn, void *arg)
                             "%u", c->name, (unsigned long long)rec.count,
                             text, codec_train_least(&spec));
     else
-        c->status = index_train(c->db, txn, &rec);
+        c->status = graph_train(c->db, txn, &rec);
     if (c->status != QV_OK)
         return ST_ABORT;
     return catalog_put(c->db, txn, c->name, &rec);
@@ -247,7 +247,7 @@ static int train_txn(MDB_txn *txn, void *arg)
 
 qv_status admin_train(qv_db *base, const char *collection)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct train_ctx c = {db, collection, QV_OK};
-    return emb_write(db, train_txn, &c, &c.status, "training the codec");
+    return eng_write(db, train_txn, &c, &c.status, "training the codec");
 }

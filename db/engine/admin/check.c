@@ -84,7 +84,7 @@ static void note(struct report *r, const char *fmt, ...)
 }
 
 struct coll_check {
-    emb_db *db;
+    eng_db *db;
     MDB_txn *txn;
     const char *name;
     const coll_rec *rec;
@@ -256,7 +256,7 @@ static void check_counts(struct coll_check *c)
     }
 }
 
-static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
+static qv_status check_collection(eng_db *db, MDB_txn *txn, const char *name,
                                   struct report *r, uint64_t *docs)
 {
     coll_rec rec;
@@ -270,7 +270,7 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
     uint64_t free_ids;
     int rc = catalog_count_free(db, txn, rec.id, &free_ids);
     if (rc != 0)
-        return emb_status(db, rc, "checking");
+        return eng_status(db, rc, "checking");
     if (rec.count + free_ids != rec.next_iid) {
         problem(r, "collection '%s': the next internal id %u is not the %llu "
                 "documents plus %llu free ids", name, rec.next_iid,
@@ -283,23 +283,23 @@ static qv_status check_collection(emb_db *db, MDB_txn *txn, const char *name,
     if (!c.mapped)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory checking '%s'",
                        name);
-    rc = emb_walk_range(db, txn, ST_DB_IDS, rec.id, visit_id, &c);
+    rc = eng_walk_range(db, txn, ST_DB_IDS, rec.id, visit_id, &c);
     if (rc == 0)
-        rc = emb_walk_range(db, txn, ST_DB_DOCS, rec.id, visit_doc, &c);
+        rc = eng_walk_range(db, txn, ST_DB_DOCS, rec.id, visit_doc, &c);
     if (rc == 0)
-        rc = emb_walk_range(db, txn, ST_DB_VECTORS, rec.id, visit_vector, &c);
+        rc = eng_walk_range(db, txn, ST_DB_VECTORS, rec.id, visit_vector, &c);
     if (rc == 0)
-        rc = emb_walk_range(db, txn, ST_DB_GRAPH, rec.id, visit_node, &c);
+        rc = eng_walk_range(db, txn, ST_DB_GRAPH, rec.id, visit_node, &c);
     if (rc == 0)
-        rc = emb_walk_range(db, txn, ST_DB_CODES, rec.id, visit_code, &c);
+        rc = eng_walk_range(db, txn, ST_DB_CODES, rec.id, visit_code, &c);
     if (rc == 0)
-        rc = emb_walk_range(db, txn, ST_DB_FREEIDS, rec.id, visit_free, &c);
+        rc = eng_walk_range(db, txn, ST_DB_FREEIDS, rec.id, visit_free, &c);
     qv_mem_free(c.mapped);
     if (rc != 0)
-        return emb_status(db, rc, "checking");
+        return eng_status(db, rc, "checking");
     check_counts(&c);
     char err[256] = "";
-    st = index_check_snapshot(db, txn, &rec, err, sizeof err);
+    st = graph_check_snapshot(db, txn, &rec, err, sizeof err);
     if (st == QV_ERR_NOMEM)  /* the check could not run: not a finding */
         return qv_fail(&db->base, st, "checking '%s': %s", name, err);
     if (st != QV_OK)
@@ -322,7 +322,7 @@ static void table_problem(void *ctx, const char *name, const char *what)
 
 /* Every collection named in the catalog, its record damaged or not (a
  * damaged one is a problem, where listing would fail). */
-static qv_status check_collections(emb_db *db, MDB_txn *txn,
+static qv_status check_collections(eng_db *db, MDB_txn *txn,
                                    struct report *r, size_t *n,
                                    uint64_t *docs)
 {
@@ -330,7 +330,7 @@ static qv_status check_collections(emb_db *db, MDB_txn *txn,
     MDB_val key, val;
     int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_CATALOG), &cur);
     if (rc != 0)
-        return emb_status(db, rc, "checking the catalog");
+        return eng_status(db, rc, "checking the catalog");
     qv_status st = QV_OK;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
          rc == 0 && st == QV_OK;
@@ -347,18 +347,18 @@ static qv_status check_collections(emb_db *db, MDB_txn *txn,
     }
     mdb_cursor_close(cur);
     if (st == QV_OK && rc != MDB_NOTFOUND)
-        st = emb_status(db, rc, "checking the catalog");
+        st = eng_status(db, rc, "checking the catalog");
     return st;
 }
 
 qv_status check_database(qv_db *base, char **report)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     size_t n = 0;
     struct report r = {0};
     uint64_t docs = 0;
     MDB_txn *txn = NULL;
-    qv_status st = emb_read_begin(db, &txn, "checking");
+    qv_status st = eng_read_begin(db, &txn, "checking");
     if (st != QV_OK)
         return st;
     st = check_collections(db, txn, &r, &n, &docs);
@@ -366,7 +366,7 @@ qv_status check_database(qv_db *base, char **report)
     if (st == QV_OK) {
         int rc = table_verify(db, txn, table_problem, &r, &tables);
         if (rc != 0)
-            st = emb_status(db, rc, "checking tables");
+            st = eng_status(db, rc, "checking tables");
     }
     st_read_end(db->env, txn);
     if (st != QV_OK) {

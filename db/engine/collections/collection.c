@@ -19,7 +19,7 @@ static void add_bytes(void *ctx, const MDB_val *key, const MDB_val *val)
     *(uint64_t *)ctx += key->mv_size + val->mv_size;
 }
 
-qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+qv_status collection_sizes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                            qv_collection_info *info)
 {
     static const enum st_db parts[] = {ST_DB_IDS, ST_DB_DOCS, ST_DB_VECTORS,
@@ -27,17 +27,17 @@ qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
                                        ST_DB_PINDEX, ST_DB_PENTRIES};
     info->disk_bytes = 0;
     for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
-        int rc = emb_walk_range(db, txn, parts[i], rec->id, add_bytes,
+        int rc = eng_walk_range(db, txn, parts[i], rec->id, add_bytes,
                                 &info->disk_bytes);
         if (rc != 0)
-            return emb_status(db, rc, "measuring a collection");
+            return eng_status(db, rc, "measuring a collection");
     }
-    info->memory_bytes = index_memory_bytes(db, rec->id);
+    info->memory_bytes = graph_memory_bytes(db, rec->id);
     return QV_OK;
 }
 
 struct create_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *name;
     const qv_collection_config *config;
     qv_status status;
@@ -75,7 +75,7 @@ static int create_txn(MDB_txn *txn, void *arg)
     rec.codec_param = spec.param;
     rec.train_min = c->config->train_min ? c->config->train_min
                                          : codec_train_min(&spec);
-    rc = emb_next_id(c->db, txn, META_NEXT_COLL, &rec.id);
+    rc = eng_next_id(c->db, txn, META_NEXT_COLL, &rec.id);
     if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
     return rc;
@@ -84,13 +84,13 @@ static int create_txn(MDB_txn *txn, void *arg)
 qv_status catalog_create(qv_db *base, const char *name,
                          const qv_collection_config *config)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct create_ctx c = {db, name, config, QV_OK};
-    return emb_write(db, create_txn, &c, &c.status, "creating a collection");
+    return eng_write(db, create_txn, &c, &c.status, "creating a collection");
 }
 
 struct drop_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *name;
     uint32_t coll_id;
     qv_status status;
@@ -123,12 +123,12 @@ static int drop_txn(MDB_txn *txn, void *arg)
 
 qv_status catalog_drop(qv_db *base, const char *name)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct drop_ctx c = {db, name, 0, QV_OK};
-    qv_status st = emb_write(db, drop_txn, &c, &c.status,
+    qv_status st = eng_write(db, drop_txn, &c, &c.status,
                              "dropping a collection");
     if (st == QV_OK)
-        index_forget(db, c.coll_id);
+        graph_forget(db, c.coll_id);
     return st;
 }
 
@@ -152,10 +152,10 @@ static void fill_info(qv_collection_info *info, const char *name, size_t len,
 qv_status catalog_describe(qv_db *base, const char *name,
                            qv_collection_info *info)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     MDB_txn *txn;
     coll_rec rec;
-    qv_status st = emb_read_begin(db, &txn, "describing a collection");
+    qv_status st = eng_read_begin(db, &txn, "describing a collection");
     if (st != QV_OK)
         return st;
     st = catalog_get(db, txn, name, &rec);
@@ -168,7 +168,7 @@ qv_status catalog_describe(qv_db *base, const char *name,
 }
 
 /* Copy every catalog entry into list (NULL: only count them). */
-static qv_status catalog_scan(emb_db *db, MDB_txn *txn,
+static qv_status catalog_scan(eng_db *db, MDB_txn *txn,
                               qv_collection_info *list, size_t *count)
 {
     MDB_cursor *cur;
@@ -176,7 +176,7 @@ static qv_status catalog_scan(emb_db *db, MDB_txn *txn,
     size_t n = 0;
     int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_CATALOG), &cur);
     if (rc != 0)
-        return emb_status(db, rc, "listing collections");
+        return eng_status(db, rc, "listing collections");
     qv_status st = QV_OK;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), n++) {
@@ -195,18 +195,18 @@ static qv_status catalog_scan(emb_db *db, MDB_txn *txn,
     }
     mdb_cursor_close(cur);
     if (st == QV_OK && rc != MDB_NOTFOUND)
-        st = emb_status(db, rc, "listing collections");
+        st = eng_status(db, rc, "listing collections");
     *count = n;
     return st;
 }
 
 qv_status catalog_list(qv_db *base, qv_collection_info **out, size_t *count)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     MDB_txn *txn;
     qv_collection_info *list = NULL;
     size_t n = 0;
-    qv_status st = emb_read_begin(db, &txn, "listing collections");
+    qv_status st = eng_read_begin(db, &txn, "listing collections");
     if (st != QV_OK)
         return st;
     st = catalog_scan(db, txn, NULL, &n);

@@ -22,7 +22,7 @@
 #define ERR_COLLECTION_FULL (-3)
 
 /* Take the lowest free internal id of the collection, if there is one. */
-static int take_free_iid(emb_db *db, MDB_txn *txn, uint32_t coll,
+static int take_free_iid(eng_db *db, MDB_txn *txn, uint32_t coll,
                          uint32_t *iid, int *found)
 {
     MDB_cursor *cur;
@@ -47,7 +47,7 @@ static int take_free_iid(emb_db *db, MDB_txn *txn, uint32_t coll,
 }
 
 /* Give a new document an internal id and map its external id to it. */
-static int assign_iid(emb_db *db, MDB_txn *txn, coll_rec *rec,
+static int assign_iid(eng_db *db, MDB_txn *txn, coll_rec *rec,
                       MDB_val *ids_key, uint32_t *iid)
 {
     int found;
@@ -73,7 +73,7 @@ static int assign_iid(emb_db *db, MDB_txn *txn, coll_rec *rec,
  */
 /* Keep the payload indexes of document iid exact: the entries of its old
  * payload (the docs record at key, if any) go, the new payload's come. */
-static int reindex_payload(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+static int reindex_payload(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                            const pindex_set *set, uint32_t iid,
                            const MDB_val *key, const char *new_text)
 {
@@ -93,7 +93,7 @@ static int reindex_payload(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return rc;
 }
 
-static int put_document(emb_db *db, MDB_txn *txn, coll_rec *rec,
+static int put_document(eng_db *db, MDB_txn *txn, coll_rec *rec,
                         const pindex_set *set, const qv_doc *doc,
                         uint32_t *iid_out, int *vector_changed)
 {
@@ -145,15 +145,15 @@ static int put_document(emb_db *db, MDB_txn *txn, coll_rec *rec,
 }
 
 struct upsert_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *name;
     const qv_doc *docs;
     size_t n;
     qv_status status;
-    live_index *touched;    /* the graph this attempt changed */
+    live_graph *touched;    /* the graph this attempt changed */
     uint32_t *iids;         /* per document */
     int *changed;           /* per document: the index must take it */
-    /* nodes that took new vectors, for index_offsets_refill */
+    /* nodes that took new vectors, for graph_offsets_refill */
     uint32_t *indexed;
     size_t nindexed;
     uint64_t epoch;
@@ -161,7 +161,7 @@ struct upsert_ctx {
     uint32_t fresh_from;    /* internal ids from here on were never used */
 };
 
-static qv_status check_batch(emb_db *db, const char *name,
+static qv_status check_batch(eng_db *db, const char *name,
                              const coll_rec *rec, const qv_doc *docs,
                              size_t n)
 {
@@ -192,7 +192,7 @@ static int by_iid_then_position(const void *pa, const void *pb, void *arg)
  * The documents whose vector the index must take: for an id repeated in
  * the batch only the last one. Returns how many, their positions in order.
  */
-static size_t documents_to_index(const struct upsert_ctx *c, size_t *order)
+static size_t documents_to_insert(const struct upsert_ctx *c, size_t *order)
 {
     size_t m = 0;
     for (size_t i = 0; i < c->n; i++)
@@ -218,12 +218,12 @@ static qv_status insert_into_graph(struct upsert_ctx *c, MDB_txn *txn,
                                    const coll_rec *rec, const size_t *order,
                                    size_t m)
 {
-    live_index *ix = c->touched;
+    live_graph *ix = c->touched;
     hnsw *g = ix->graph;
     uint32_t *ids = qv_malloc(m * sizeof *ids);
     const float **vecs = qv_malloc(m * sizeof *vecs);
     int *levels = qv_malloc(m * sizeof *levels);
-    hnsw_scratch *s = index_scratch_get(ix);
+    hnsw_scratch *s = graph_scratch_get(ix);
     int rc = !ids || !vecs || !levels || !s ? -1 : 0;
     int rewrites = 0;
     for (size_t i = 0; i < m && rc == 0; i++) {
@@ -248,7 +248,7 @@ static qv_status insert_into_graph(struct upsert_ctx *c, MDB_txn *txn,
         if (hnsw_contains(g, ids[i]))   /* a new vector for a document */
             rc = hnsw_remove(g, s, ids[i]);
     }
-    unsigned threads = emb_threads(c->db);
+    unsigned threads = eng_threads(c->db);
     if (rc == 0 && threads > 1 && m >= 4u * threads) {
         rc = hnsw_insert_parallel(g, ids, vecs, levels, m, threads);
     } else {
@@ -260,34 +260,34 @@ static qv_status insert_into_graph(struct upsert_ctx *c, MDB_txn *txn,
         rc = hnsw_repair(g, s, &orphans);
     if (rewrites)
         pthread_rwlock_unlock(&ix->grow_lock);
-    index_scratch_put(ix, s);
+    graph_scratch_put(ix, s);
     qv_mem_free(vecs);
     qv_mem_free(levels);
     if (rc != 0) {
         qv_mem_free(ids);
-        index_mark_stale(ix);
+        graph_mark_stale(ix);
         return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory while "
                        "indexing");
     }
     qv_mem_free(c->indexed);
     c->indexed = ids;
     c->nindexed = m;
-    rc = index_put_codes(c->db, txn, rec, ix, ids, m, &c->epoch);
+    rc = graph_put_codes(c->db, txn, rec, ix, ids, m, &c->epoch);
     if (rc != 0) {
-        index_mark_stale(ix);
-        return emb_status(c->db, rc, "storing codes");
+        graph_mark_stale(ix);
+        return eng_status(c->db, rc, "storing codes");
     }
     return QV_OK;
 }
 
-static qv_status index_documents(struct upsert_ctx *c, MDB_txn *txn,
+static qv_status graph_insert_documents(struct upsert_ctx *c, MDB_txn *txn,
                                  const coll_rec *rec)
 {
     size_t *order = qv_malloc(c->n * sizeof *order);
     if (!order)
         return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory");
-    size_t m = documents_to_index(c, order);
-    qv_status st = index_reserve(c->db, c->touched, rec->next_iid);
+    size_t m = documents_to_insert(c, order);
+    qv_status st = graph_reserve(c->db, c->touched, rec->next_iid);
     if (st == QV_OK && m > 0)
         st = insert_into_graph(c, txn, rec, order, m);
     qv_mem_free(order);
@@ -295,10 +295,10 @@ static qv_status index_documents(struct upsert_ctx *c, MDB_txn *txn,
 }
 
 /* Forget the graph changes of an attempt that did not commit. */
-static void drop_touched(live_index **touched)
+static void drop_touched(live_graph **touched)
 {
-    index_mark_stale(*touched);
-    index_release(*touched);
+    graph_mark_stale(*touched);
+    graph_release(*touched);
     *touched = NULL;
 }
 
@@ -313,7 +313,7 @@ static int upsert_txn(MDB_txn *txn, void *arg)
     if (c->status == QV_OK)
         c->status = check_batch(c->db, c->name, &rec, c->docs, c->n);
     if (c->status == QV_OK)
-        c->status = index_acquire(c->db, txn, &rec, &c->touched);
+        c->status = graph_acquire(c->db, txn, &rec, &c->touched);
     if (c->status != QV_OK)
         return ST_ABORT;
     pindex_set set;
@@ -328,14 +328,14 @@ static int upsert_txn(MDB_txn *txn, void *arg)
         return ST_ABORT;
     }
     if (rc == 0 && c->touched) {
-        c->status = index_documents(c, txn, &rec);
+        c->status = graph_insert_documents(c, txn, &rec);
         if (c->status != QV_OK)
             return ST_ABORT;
-        rc = index_flush(c->db, txn, &rec, c->touched);
+        rc = graph_flush(c->db, txn, &rec, c->touched);
     }
     if (rc == 0 && !coll_has_graph(&rec) && rec.count >= rec.train_min) {
         /* enough vectors: train the codec and build the graph now */
-        c->status = index_train(c->db, txn, &rec);
+        c->status = graph_train(c->db, txn, &rec);
         if (c->status != QV_OK)
             return ST_ABORT;
     }
@@ -348,7 +348,7 @@ static int upsert_txn(MDB_txn *txn, void *arg)
 qv_status document_upsert(qv_db *base, const char *collection,
                           const qv_doc *docs, size_t n)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct upsert_ctx c = {.db = db, .name = collection, .docs = docs,
                            .n = n, .status = QV_OK};
     c.iids = qv_calloc(n, sizeof *c.iids);
@@ -357,14 +357,14 @@ qv_status document_upsert(qv_db *base, const char *collection,
     if (!c.iids || !c.changed)
         st = qv_fail(base, QV_ERR_NOMEM, "out of memory for %zu documents", n);
     else
-        st = emb_write(db, upsert_txn, &c, &c.status, "upserting documents");
+        st = eng_write(db, upsert_txn, &c, &c.status, "upserting documents");
     if (c.touched) {
         if (st != QV_OK)
-            index_mark_stale(c.touched);
+            graph_mark_stale(c.touched);
         else
-            index_offsets_refill(db, c.touched, collection, c.generation,
+            graph_offsets_refill(db, c.touched, collection, c.generation,
                                  c.epoch, c.indexed, c.nindexed);
-        index_release(c.touched);
+        graph_release(c.touched);
     }
     qv_mem_free(c.indexed);
     qv_mem_free(c.iids);
@@ -373,7 +373,7 @@ qv_status document_upsert(qv_db *base, const char *collection,
 }
 
 /* Look up the internal id of an external id. */
-static qv_status find_iid(emb_db *db, MDB_txn *txn, const char *collection,
+static qv_status find_iid(eng_db *db, MDB_txn *txn, const char *collection,
                           const coll_rec *rec, const char *id, uint32_t *iid)
 {
     unsigned char buf[KEY_IDS_MAX];
@@ -384,7 +384,7 @@ static qv_status find_iid(emb_db *db, MDB_txn *txn, const char *collection,
                        "document '%s' not found in collection '%s'", id,
                        collection);
     if (rc != 0)
-        return emb_status(db, rc, "looking up a document id");
+        return eng_status(db, rc, "looking up a document id");
     if (ids_entry_iid(&val, rec, iid) != 0)
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "id map entry of '%s' is malformed (%zu bytes, or an "
@@ -393,11 +393,11 @@ static qv_status find_iid(emb_db *db, MDB_txn *txn, const char *collection,
 }
 
 struct delete_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *name;
     const char *id;
     qv_status status;
-    live_index *touched;
+    live_graph *touched;
 };
 
 /* Take nodes iids[0..n) out of the graph and write the records that
@@ -405,30 +405,30 @@ struct delete_ctx {
 static int unindex_documents(struct delete_ctx *c, MDB_txn *txn,
                              coll_rec *rec, const uint32_t *iids, size_t n)
 {
-    live_index *ix = c->touched;
+    live_graph *ix = c->touched;
     if (!ix)
         return 0;   /* no graph: the codec is not trained yet */
-    index_offsets_forget(ix, iids, n);
-    hnsw_scratch *s = index_scratch_get(ix);
+    graph_offsets_forget(ix, iids, n);
+    hnsw_scratch *s = graph_scratch_get(ix);
     size_t orphans;
     int rc = s ? 0 : -1;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = hnsw_remove(ix->graph, s, iids[i]);
     if (rc == 0)
         rc = hnsw_repair(ix->graph, s, &orphans);
-    index_scratch_put(ix, s);
+    graph_scratch_put(ix, s);
     if (rc != 0) {
-        index_mark_stale(ix);
+        graph_mark_stale(ix);
         c->status = qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory "
                             "while updating the index");
         return ST_ABORT;
     }
-    return index_flush(c->db, txn, rec, ix);
+    return graph_flush(c->db, txn, rec, ix);
 }
 
 /* Remove document iid (external id ext) from every record but the graph;
  * its internal id becomes free. */
-static int remove_records(emb_db *db, MDB_txn *txn, coll_rec *rec,
+static int remove_records(eng_db *db, MDB_txn *txn, coll_rec *rec,
                           const pindex_set *set, uint32_t iid,
                           const char *ext, size_t ext_len)
 {
@@ -464,7 +464,7 @@ static int delete_txn(MDB_txn *txn, void *arg)
     if (c->status == QV_OK)
         c->status = find_iid(c->db, txn, c->name, &rec, c->id, &iid);
     if (c->status == QV_OK)
-        c->status = index_acquire(c->db, txn, &rec, &c->touched);
+        c->status = graph_acquire(c->db, txn, &rec, &c->touched);
     if (c->status != QV_OK)
         return ST_ABORT;
     pindex_set set;
@@ -539,13 +539,13 @@ static int delete_where_txn(MDB_txn *txn, void *arg)
         drop_touched(&c->touched);
     c->status = catalog_get(c->db, txn, c->name, &rec);
     if (c->status == QV_OK)
-        c->status = index_acquire(c->db, txn, &rec, &c->touched);
+        c->status = graph_acquire(c->db, txn, &rec, &c->touched);
     if (c->status != QV_OK)
         return ST_ABORT;
     pindex_set set;
     int rc = pindex_load(c->db, txn, rec.id, &set);
     if (rc == 0)
-        rc = emb_walk_range(c->db, txn, ST_DB_DOCS, rec.id, gather_doomed, &d);
+        rc = eng_walk_range(c->db, txn, ST_DB_DOCS, rec.id, gather_doomed, &d);
     if (rc == 0 && d.failed) {
         c->status = qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory");
         rc = ST_ABORT;
@@ -566,18 +566,18 @@ static int delete_where_txn(MDB_txn *txn, void *arg)
 qv_status document_delete_where(qv_db *base, const char *collection,
                                 const char *filter, uint64_t *deleted)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     json_t *f = NULL;
     qv_status st = filter_parse(base, filter, &f);
     if (st != QV_OK)
         return st;
     struct delete_where_ctx w = {{db, collection, NULL, QV_OK, NULL}, f, 0};
-    st = emb_write(db, delete_where_txn, &w, &w.base.status,
+    st = eng_write(db, delete_where_txn, &w, &w.base.status,
                    "deleting documents");
     if (w.base.touched) {
         if (st != QV_OK)
-            index_mark_stale(w.base.touched);
-        index_release(w.base.touched);
+            graph_mark_stale(w.base.touched);
+        graph_release(w.base.touched);
     }
     json_decref(f);
     if (st == QV_OK)
@@ -587,20 +587,20 @@ qv_status document_delete_where(qv_db *base, const char *collection,
 
 qv_status document_delete(qv_db *base, const char *collection, const char *id)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct delete_ctx c = {db, collection, id, QV_OK, NULL};
-    qv_status st = emb_write(db, delete_txn, &c, &c.status,
+    qv_status st = eng_write(db, delete_txn, &c, &c.status,
                              "deleting a document");
     if (c.touched) {
         if (st != QV_OK)
-            index_mark_stale(c.touched);
-        index_release(c.touched);
+            graph_mark_stale(c.touched);
+        graph_release(c.touched);
     }
     return st;
 }
 
 /* Copy a stored document into one caller-owned allocation. */
-static qv_status make_record(emb_db *db, const coll_rec *rec,
+static qv_status make_record(eng_db *db, const coll_rec *rec,
                              const MDB_val *doc, const MDB_val *vec,
                              qv_record **out)
 {
@@ -620,11 +620,11 @@ static qv_status make_record(emb_db *db, const coll_rec *rec,
 qv_status document_get(qv_db *base, const char *collection, const char *id,
                        qv_record **out)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     MDB_txn *txn;
     coll_rec rec;
     uint32_t iid;
-    qv_status st = emb_read_begin(db, &txn, "reading a document");
+    qv_status st = eng_read_begin(db, &txn, "reading a document");
     if (st != QV_OK)
         return st;
     st = catalog_get(db, txn, collection, &rec);
@@ -641,7 +641,7 @@ qv_status document_get(qv_db *base, const char *collection, const char *id,
             st = qv_fail(base, QV_ERR_CORRUPT, "document '%s' has an id but "
                          "no record", id);
         else if (rc != 0)
-            st = emb_status(db, rc, "reading a document");
+            st = eng_status(db, rc, "reading a document");
         else
             st = make_record(db, &rec, &doc, &vec, out);
     }

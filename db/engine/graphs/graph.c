@@ -15,21 +15,21 @@
 _Static_assert(QV_M_MAX <= HNSW_M_MAX, "the API allows an M the graph lacks");
 
 /* One collection's slot in the registry: the graph now in use. */
-typedef struct index_slot {
+typedef struct graph_slot {
     uint32_t coll_id;
     pthread_mutex_t lock;      /* held while (re)loading or swapping */
-    live_index *current;       /* holds one reference */
-    struct index_slot *next;
-} index_slot;
+    live_graph *current;       /* holds one reference */
+    struct graph_slot *next;
+} graph_slot;
 
-typedef struct index_registry {
+typedef struct graph_registry {
     pthread_mutex_t lock;
-    index_slot *slots;
-} index_registry;
+    graph_slot *slots;
+} graph_registry;
 
 static void *registry_create(void)
 {
-    index_registry *r = qv_calloc(1, sizeof *r);
+    graph_registry *r = qv_calloc(1, sizeof *r);
     if (r)
         pthread_mutex_init(&r->lock, NULL);
     return r;
@@ -37,11 +37,11 @@ static void *registry_create(void)
 
 static void registry_free(void *arg)
 {
-    index_registry *r = arg;
-    index_slot *slot = r->slots;
+    graph_registry *r = arg;
+    graph_slot *slot = r->slots;
     while (slot) {
-        index_slot *next = slot->next;
-        index_release(slot->current);
+        graph_slot *next = slot->next;
+        graph_release(slot->current);
         pthread_mutex_destroy(&slot->lock);
         qv_mem_free(slot);
         slot = next;
@@ -50,13 +50,13 @@ static void registry_free(void *arg)
     qv_mem_free(r);
 }
 
-static index_slot *find_slot(emb_db *db, uint32_t coll_id, int create)
+static graph_slot *find_slot(eng_db *db, uint32_t coll_id, int create)
 {
-    index_registry *r = st_env_user(db->env, ST_USER_INDEXES, registry_create, registry_free);
+    graph_registry *r = st_env_user(db->env, ST_USER_INDEXES, registry_create, registry_free);
     if (!r)
         return NULL;
     pthread_mutex_lock(&r->lock);
-    index_slot *slot = r->slots;
+    graph_slot *slot = r->slots;
     while (slot && slot->coll_id != coll_id)
         slot = slot->next;
     if (!slot && create && (slot = qv_calloc(1, sizeof *slot))) {
@@ -69,7 +69,7 @@ static index_slot *find_slot(emb_db *db, uint32_t coll_id, int create)
     return slot;
 }
 
-static void live_free(live_index *ix)
+static void live_free(live_graph *ix)
 {
     qv_mem_free((void *)ix->offsets);
     pthread_mutex_destroy(&ix->offsets_lock);
@@ -89,7 +89,7 @@ static void live_free(live_index *ix)
     qv_mem_free(ix);
 }
 
-void index_release(live_index *ix)
+void graph_release(live_graph *ix)
 {
     if (ix && atomic_fetch_sub(&ix->refs, 1) == 1)
         live_free(ix);
@@ -97,7 +97,7 @@ void index_release(live_index *ix)
 
 /* A live index for rec whose graph holds cd's codes (NULL: vectors); it
  * owns cd, also when it cannot be made. */
-static live_index *live_create(const coll_rec *rec, codec *cd)
+static live_graph *live_create(const coll_rec *rec, codec *cd)
 {
     hnsw_params p = {
         .dim = rec->dim,
@@ -107,7 +107,7 @@ static live_index *live_create(const coll_rec *rec, codec *cd)
         .seed = rec->id,
         .codec = cd,
     };
-    live_index *ix = qv_calloc(1, sizeof *ix);
+    live_graph *ix = qv_calloc(1, sizeof *ix);
     if (!ix) {
         codec_free(cd);
         return NULL;
@@ -135,7 +135,7 @@ static live_index *live_create(const coll_rec *rec, codec *cd)
  * their keys, so two cursors walk them side by side. A graph over codes
  * (cd) has each code checked by its codec first.
  */
-static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+static qv_status load_nodes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                             hnsw *graph, const codec *cd)
 {
     MDB_cursor *gcur = NULL, *vcur = NULL;
@@ -188,7 +188,7 @@ static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         }
     }
     if (st == QV_OK && rc != 0 && rc != MDB_NOTFOUND)
-        st = emb_status(db, rc, "loading the index");
+        st = eng_status(db, rc, "loading the index");
     mdb_cursor_close(gcur);
     mdb_cursor_close(vcur);
     return st;
@@ -196,7 +196,7 @@ static qv_status load_nodes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
 
 /* The collection's stored codec: key [coll], value [kind u32][param u32]
  * [dim u32][parameters][XXH32 of what precedes]. */
-static qv_status load_codec(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+static qv_status load_codec(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                             codec **out)
 {
     unsigned char k[KEY_COLL_LEN];
@@ -207,7 +207,7 @@ static qv_status load_codec(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         return qv_fail(&db->base, QV_ERR_CORRUPT, "the collection's trained "
                        "codec is missing");
     if (rc != 0)
-        return emb_status(db, rc, "loading the codec");
+        return eng_status(db, rc, "loading the codec");
     uint32_t head[3], sum;
     const unsigned char *p = val.mv_data;
     if (val.mv_size < sizeof head + sizeof sum)
@@ -232,7 +232,7 @@ static qv_status load_codec(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return QV_OK;
 }
 
-static int store_codec(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+static int store_codec(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                        const codec *cd)
 {
     unsigned char k[KEY_COLL_LEN];
@@ -253,7 +253,7 @@ static int store_codec(emb_db *db, MDB_txn *txn, const coll_rec *rec,
 }
 
 /* Make room for offsets of slots [0, cap). */
-static int grow_offsets(live_index *ix, uint32_t cap)
+static int grow_offsets(live_graph *ix, uint32_t cap)
 {
     if (!ix->codec || cap <= ix->offsets_cap)
         return 0;
@@ -268,8 +268,8 @@ static int grow_offsets(live_index *ix, uint32_t cap)
 }
 
 struct offsets_walk {
-    emb_db *db;
-    live_index *ix;
+    eng_db *db;
+    live_graph *ix;
 };
 
 static void note_offset(void *arg, const MDB_val *key, const MDB_val *val)
@@ -286,19 +286,19 @@ static void note_offset(void *arg, const MDB_val *key, const MDB_val *val)
 
 /* Where each full vector lies in the data file: a walk of the vector
  * records' keys, which reads leaf pages but none of the vectors. */
-static qv_status load_offsets(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                              live_index *ix)
+static qv_status load_offsets(eng_db *db, MDB_txn *txn, const coll_rec *rec,
+                              live_graph *ix)
 {
     if (grow_offsets(ix, hnsw_capacity(ix->graph)) != 0)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory loading the "
                        "index");
     struct offsets_walk w = {db, ix};
-    int rc = emb_walk_range(db, txn, ST_DB_VECTORS, rec->id, note_offset, &w);
-    return rc ? emb_status(db, rc, "loading the index") : QV_OK;
+    int rc = eng_walk_range(db, txn, ST_DB_VECTORS, rec->id, note_offset, &w);
+    return rc ? eng_status(db, rc, "loading the index") : QV_OK;
 }
 
-static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                            live_index **out)
+static qv_status load_graph(eng_db *db, MDB_txn *txn, const coll_rec *rec,
+                            live_graph **out)
 {
     codec *cd = NULL;
     qv_status st = catalog_check_ids(db, txn, rec);
@@ -306,7 +306,7 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
         st = load_codec(db, txn, rec, &cd);
     if (st != QV_OK)
         return st;
-    live_index *ix = live_create(rec, cd);
+    live_graph *ix = live_create(rec, cd);
     if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0) {
         if (ix)
             live_free(ix);
@@ -342,24 +342,24 @@ static qv_status load_index(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return QV_OK;
 }
 
-qv_status index_acquire(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                        live_index **out)
+qv_status graph_acquire(eng_db *db, MDB_txn *txn, const coll_rec *rec,
+                        live_graph **out)
 {
     *out = NULL;
     if (!coll_has_graph(rec))
         return QV_OK;   /* exact scans serve until the codec is trained */
-    index_slot *slot = find_slot(db, rec->id, 1);
+    graph_slot *slot = find_slot(db, rec->id, 1);
     if (!slot)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
     qv_status st = QV_OK;
     pthread_mutex_lock(&slot->lock);
-    live_index *cur = slot->current;
+    live_graph *cur = slot->current;
     if (!cur || atomic_load(&cur->stale) ||
         atomic_load(&cur->generation) < rec->generation) {
-        live_index *fresh = NULL;
-        st = load_index(db, txn, rec, &fresh);
+        live_graph *fresh = NULL;
+        st = load_graph(db, txn, rec, &fresh);
         if (st == QV_OK) {
-            index_release(cur);
+            graph_release(cur);
             slot->current = cur = fresh;
         }
     }
@@ -371,22 +371,22 @@ qv_status index_acquire(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return st;
 }
 
-void index_mark_stale(live_index *ix)
+void graph_mark_stale(live_graph *ix)
 {
     if (ix)
         atomic_store(&ix->stale, 1);
 }
 
-uint64_t index_memory_bytes(emb_db *db, uint32_t coll_id)
+uint64_t graph_memory_bytes(eng_db *db, uint32_t coll_id)
 {
-    index_slot *slot = find_slot(db, coll_id, 0);
+    graph_slot *slot = find_slot(db, coll_id, 0);
     uint64_t bytes = 0;
     if (!slot)
         return 0;
     pthread_mutex_lock(&slot->lock);
     if (slot->current) {
         pthread_rwlock_rdlock(&slot->current->grow_lock);
-        live_index *ix = slot->current;
+        live_graph *ix = slot->current;
         bytes = hnsw_memory_bytes(ix->graph) +
                 (ix->codec ? codec_memory_bytes(ix->codec) : 0) +
                 (uint64_t)ix->offsets_cap * sizeof *ix->offsets;
@@ -396,33 +396,33 @@ uint64_t index_memory_bytes(emb_db *db, uint32_t coll_id)
     return bytes;
 }
 
-void index_forget(emb_db *db, uint32_t coll_id)
+void graph_forget(eng_db *db, uint32_t coll_id)
 {
-    index_slot *slot = find_slot(db, coll_id, 0);
+    graph_slot *slot = find_slot(db, coll_id, 0);
     if (!slot)
         return;
     pthread_mutex_lock(&slot->lock);
-    index_release(slot->current);
+    graph_release(slot->current);
     slot->current = NULL;
     pthread_mutex_unlock(&slot->lock);
 }
 
-void index_forget_all(emb_db *db)
+void graph_forget_all(eng_db *db)
 {
-    index_registry *r = st_env_user(db->env, ST_USER_INDEXES, registry_create, registry_free);
+    graph_registry *r = st_env_user(db->env, ST_USER_INDEXES, registry_create, registry_free);
     if (!r)
         return;
     pthread_mutex_lock(&r->lock);
-    for (index_slot *slot = r->slots; slot; slot = slot->next) {
+    for (graph_slot *slot = r->slots; slot; slot = slot->next) {
         pthread_mutex_lock(&slot->lock);
-        index_release(slot->current);
+        graph_release(slot->current);
         slot->current = NULL;
         pthread_mutex_unlock(&slot->lock);
     }
     pthread_mutex_unlock(&r->lock);
 }
 
-hnsw_scratch *index_scratch_get(live_index *ix)
+hnsw_scratch *graph_scratch_get(live_graph *ix)
 {
     hnsw_scratch *s = NULL;
     pthread_mutex_lock(&ix->pool_lock);
@@ -432,7 +432,7 @@ hnsw_scratch *index_scratch_get(live_index *ix)
     return s ? s : hnsw_scratch_create();
 }
 
-void index_scratch_put(live_index *ix, hnsw_scratch *s)
+void graph_scratch_put(live_graph *ix, hnsw_scratch *s)
 {
     if (!s)
         return;
@@ -445,7 +445,7 @@ void index_scratch_put(live_index *ix, hnsw_scratch *s)
     hnsw_scratch_free(s);
 }
 
-qv_status index_reserve(emb_db *db, live_index *ix, uint32_t slots)
+qv_status graph_reserve(eng_db *db, live_graph *ix, uint32_t slots)
 {
     int rc = 0;
     if (slots > hnsw_capacity(ix->graph)) {
@@ -465,7 +465,7 @@ qv_status index_reserve(emb_db *db, live_index *ix, uint32_t slots)
     return QV_OK;
 }
 
-int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix)
+int graph_flush(eng_db *db, MDB_txn *txn, coll_rec *rec, live_graph *ix)
 {
     hnsw *g = ix->graph;
     if (hnsw_dirty_count(g) == 0)
@@ -493,7 +493,7 @@ int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix)
     }
     hnsw_dirty_clear(g);
     if (rc != 0) {
-        index_mark_stale(ix);
+        graph_mark_stale(ix);
         return rc;
     }
     rec->entry = hnsw_entry(g);
@@ -503,13 +503,13 @@ int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix)
     return 0;
 }
 
-qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+qv_status graph_check_snapshot(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                                char *err, size_t errlen)
 {
-    live_index *ix = NULL;
+    live_graph *ix = NULL;
     if (!coll_has_graph(rec))
         return QV_OK;   /* no graph before the codec is trained */
-    qv_status st = load_index(db, txn, rec, &ix);
+    qv_status st = load_graph(db, txn, rec, &ix);
     if (st != QV_OK) {
         snprintf(err, errlen, "%s", qv_error_message(&db->base));
         return st;
@@ -521,7 +521,7 @@ qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return st;
 }
 
-static filter_cache_entry *cache_find(live_index *ix, const char *filter,
+static filter_cache_entry *cache_find(live_graph *ix, const char *filter,
                                       uint64_t txn_id)
 {
     for (int i = 0; i < FILTER_CACHE; i++) {
@@ -532,7 +532,7 @@ static filter_cache_entry *cache_find(live_index *ix, const char *filter,
     return NULL;
 }
 
-int index_cached_count(live_index *ix, const char *filter, uint64_t txn_id,
+int graph_cached_count(live_graph *ix, const char *filter, uint64_t txn_id,
                        uint64_t *count)
 {
     pthread_mutex_lock(&ix->cache_lock);
@@ -545,7 +545,7 @@ int index_cached_count(live_index *ix, const char *filter, uint64_t txn_id,
     return e != NULL;
 }
 
-void *index_cached_matches(live_index *ix, const char *filter, uint64_t txn_id)
+void *graph_cached_matches(live_graph *ix, const char *filter, uint64_t txn_id)
 {
     roaring_bitmap_t *copy = NULL;
     pthread_mutex_lock(&ix->cache_lock);
@@ -564,7 +564,7 @@ void allowed_release(allowed_set *a)
         qv_mem_free(a);
 }
 
-allowed_set *index_cached_allowed(live_index *ix, const char *filter,
+allowed_set *graph_cached_allowed(live_graph *ix, const char *filter,
                                   uint64_t txn_id)
 {
     allowed_set *a = NULL;
@@ -578,7 +578,7 @@ allowed_set *index_cached_allowed(live_index *ix, const char *filter,
     return a;
 }
 
-void index_cache_allowed(live_index *ix, const char *filter, uint64_t txn_id,
+void graph_cache_allowed(live_graph *ix, const char *filter, uint64_t txn_id,
                          allowed_set *a)
 {
     pthread_mutex_lock(&ix->cache_lock);
@@ -590,7 +590,7 @@ void index_cache_allowed(live_index *ix, const char *filter, uint64_t txn_id,
     pthread_mutex_unlock(&ix->cache_lock);
 }
 
-void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
+void graph_cache_matches(live_graph *ix, const char *filter, uint64_t txn_id,
                          const void *matches)
 {
     char *text = qv_strndup(filter, strlen(filter));
@@ -616,7 +616,7 @@ void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
 
 /* ---- codes and the offsets of full vectors ---- */
 
-uint64_t index_offsets_forget(live_index *ix, const uint32_t *ids, size_t n)
+uint64_t graph_offsets_forget(live_graph *ix, const uint32_t *ids, size_t n)
 {
     if (!ix->codec)
         return 0;
@@ -630,14 +630,14 @@ uint64_t index_offsets_forget(live_index *ix, const uint32_t *ids, size_t n)
     return epoch;
 }
 
-int index_put_codes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                    live_index *ix, const uint32_t *ids, size_t n,
+int graph_put_codes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
+                    live_graph *ix, const uint32_t *ids, size_t n,
                     uint64_t *epoch)
 {
     *epoch = 0;
     if (!ix->codec)
         return 0;
-    *epoch = index_offsets_forget(ix, ids, n);
+    *epoch = graph_offsets_forget(ix, ids, n);
     MDB_dbi dbi = st_dbi(db->env, ST_DB_CODES);
     size_t bytes = hnsw_element_bytes(ix->graph);
     int rc = 0;
@@ -651,7 +651,7 @@ int index_put_codes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     return rc;
 }
 
-void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
+void graph_offsets_refill(eng_db *db, live_graph *ix, const char *name,
                           uint64_t generation, uint64_t epoch,
                           const uint32_t *ids, size_t n)
 {
@@ -692,7 +692,7 @@ void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
     qv_mem_free(found);
 }
 
-void index_vector_offsets(live_index *ix, uint64_t generation,
+void graph_vector_offsets(live_graph *ix, uint64_t generation,
                           const uint32_t *ids, size_t n, uint64_t *out)
 {
     int valid = ix->offsets && atomic_load(&ix->generation) == generation;
@@ -723,7 +723,7 @@ void index_vector_offsets(live_index *ix, uint64_t generation,
 /* Up to max vectors of the collection, from start (an internal id) on,
  * copied into vecs (unit length for cosine) with their ids; every
  * stride-th record only. Returns how many, or -1 with *rc set. */
-static long copy_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+static long copy_vectors(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                          uint32_t *start, size_t stride, size_t max,
                          uint32_t *ids, float *vecs, int *rc)
 {
@@ -765,8 +765,8 @@ static long copy_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
 
 /* Encode every vector with ix's codec: into the graph as new nodes (the
  * first training) or over the stored codes (a re-training). */
-static qv_status encode_all(emb_db *db, MDB_txn *txn, coll_rec *rec,
-                            live_index *ix, int build)
+static qv_status encode_all(eng_db *db, MDB_txn *txn, coll_rec *rec,
+                            live_graph *ix, int build)
 {
     uint32_t *ids = qv_malloc(TRAIN_CHUNK * sizeof *ids);
     float *vecs = qv_malloc((size_t)TRAIN_CHUNK * rec->dim * sizeof *vecs);
@@ -783,7 +783,7 @@ static qv_status encode_all(emb_db *db, MDB_txn *txn, coll_rec *rec,
         long n = copy_vectors(db, txn, rec, &start, 1, TRAIN_CHUNK, ids,
                               vecs, &rc);
         if (n < 0) {
-            st = emb_status(db, rc, "training the codec");
+            st = eng_status(db, rc, "training the codec");
             break;
         }
         if (n == 0)
@@ -795,13 +795,13 @@ static qv_status encode_all(emb_db *db, MDB_txn *txn, coll_rec *rec,
                                               rec->generation);
             }
             if (hnsw_insert_parallel(ix->graph, ids, ptrs, levels, (size_t)n,
-                                     emb_threads(db)) != 0)
+                                     eng_threads(db)) != 0)
                 st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
                              "building the index");
             uint64_t epoch;
-            if (st == QV_OK && (rc = index_put_codes(db, txn, rec, ix, ids,
+            if (st == QV_OK && (rc = graph_put_codes(db, txn, rec, ix, ids,
                                                      (size_t)n, &epoch)))
-                st = emb_status(db, rc, "storing codes");
+                st = eng_status(db, rc, "storing codes");
             continue;
         }
         MDB_dbi dbi = st_dbi(db->env, ST_DB_CODES);
@@ -812,7 +812,7 @@ static qv_status encode_all(emb_db *db, MDB_txn *txn, coll_rec *rec,
             MDB_val key = {sizeof k, k};
             MDB_val val = {codec_code_bytes(ix->codec), code};
             if ((rc = mdb_put(txn, dbi, &key, &val, 0)) != 0)
-                st = emb_status(db, rc, "storing codes");
+                st = eng_status(db, rc, "storing codes");
         }
     }
     qv_mem_free(ids);
@@ -823,7 +823,7 @@ static qv_status encode_all(emb_db *db, MDB_txn *txn, coll_rec *rec,
     return st;
 }
 
-qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
+qv_status graph_train(eng_db *db, MDB_txn *txn, coll_rec *rec)
 {
     qv_status st = catalog_check_ids(db, txn, rec);
     if (st != QV_OK)
@@ -846,21 +846,21 @@ qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
         st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for a training "
                      "sample of %zu vectors", want);
     else if (n < 0)
-        st = emb_status(db, rc, "training the codec");
+        st = eng_status(db, rc, "training the codec");
     else if (!(cd = codec_train(&spec, rec->dim, rec->metric != QV_METRIC_L2,
-                                sample, (size_t)n, rec->id, emb_threads(db))))
+                                sample, (size_t)n, rec->id, eng_threads(db))))
         st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory training the "
                      "codec");
     qv_mem_free(ids);
     qv_mem_free(sample);
     if (st == QV_OK && (rc = store_codec(db, txn, rec, cd)) != 0)
-        st = emb_status(db, rc, "storing the codec");
+        st = eng_status(db, rc, "storing the codec");
     if (st != QV_OK) {
         codec_free(cd);
         return st;
     }
     int build = !rec->codec_trained;
-    live_index *ix = live_create(rec, cd);   /* owns cd from here */
+    live_graph *ix = live_create(rec, cd);   /* owns cd from here */
     if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0 ||
         grow_offsets(ix, hnsw_capacity(ix->graph)) != 0)
         st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for the index");
@@ -873,8 +873,8 @@ qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
             st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory building "
                          "the index");
         hnsw_scratch_free(s);
-        if (st == QV_OK && (rc = index_flush(db, txn, rec, ix)) != 0)
-            st = emb_status(db, rc, "storing the index");
+        if (st == QV_OK && (rc = graph_flush(db, txn, rec, ix)) != 0)
+            st = eng_status(db, rc, "storing the index");
     }
     if (st == QV_OK) {
         rec->codec_trained = 1;
@@ -882,6 +882,6 @@ qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec)
             rec->generation++;   /* new codes: every process reloads */
     }
     if (ix)
-        index_release(ix);
+        graph_release(ix);
     return st;
 }

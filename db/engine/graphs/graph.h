@@ -14,8 +14,8 @@
  * Searches run concurrently with a write: they see each neighbour list
  * before or after an update and take their hits from their own snapshot.
  */
-#ifndef QV_DB_INDEX_H
-#define QV_DB_INDEX_H
+#ifndef QV_DB_GRAPH_H
+#define QV_DB_GRAPH_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -48,7 +48,7 @@ typedef struct filter_cache_entry {
 /* An offset not known: the vector changed since the index was loaded. */
 #define OFFSET_UNKNOWN UINT64_MAX
 
-typedef struct live_index {
+typedef struct live_graph {
     hnsw *graph;
     codec *codec;     /* owned; NULL: the graph holds the float vectors */
     /* With a codec: the data file offset of each node's full vector,
@@ -78,63 +78,63 @@ typedef struct live_index {
     pthread_mutex_t cache_lock;
     filter_cache_entry cache[FILTER_CACHE];
     uint64_t cache_clock;
-} live_index;
+} live_graph;
 
 /* The cached matches of filter at txn_id: a new bitmap, or NULL. */
-void *index_cached_matches(live_index *ix, const char *filter,
+void *graph_cached_matches(live_graph *ix, const char *filter,
                            uint64_t txn_id);
 /* How many match filter at txn_id, if it is cached: 1, else 0. */
-int index_cached_count(live_index *ix, const char *filter, uint64_t txn_id,
+int graph_cached_count(live_graph *ix, const char *filter, uint64_t txn_id,
                        uint64_t *count);
 /* The cached byte form of filter's matches at txn_id (a reference to
  * release), or NULL; and remember one (the cache takes a reference). */
-allowed_set *index_cached_allowed(live_index *ix, const char *filter,
+allowed_set *graph_cached_allowed(live_graph *ix, const char *filter,
                                   uint64_t txn_id);
-void index_cache_allowed(live_index *ix, const char *filter, uint64_t txn_id,
+void graph_cache_allowed(live_graph *ix, const char *filter, uint64_t txn_id,
                          allowed_set *a);
 /* Remember matches (a roaring_bitmap_t, copied) for filter at txn_id. */
-void index_cache_matches(live_index *ix, const char *filter, uint64_t txn_id,
+void graph_cache_matches(live_graph *ix, const char *filter, uint64_t txn_id,
                          const void *matches);
 
 /*
  * The collection's graph, current for the snapshot txn (loaded or
- * reloaded from it when needed). Release with index_release(). *out is
+ * reloaded from it when needed). Release with graph_release(). *out is
  * NULL for a collection whose codec is not trained yet (it has no graph).
  */
-qv_status index_acquire(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                        live_index **out);
-void index_release(live_index *ix);
+qv_status graph_acquire(eng_db *db, MDB_txn *txn, const coll_rec *rec,
+                        live_graph **out);
+void graph_release(live_graph *ix);
 
 /* Working memory for one search or write on ix. */
-hnsw_scratch *index_scratch_get(live_index *ix);
-void index_scratch_put(live_index *ix, hnsw_scratch *s);
+hnsw_scratch *graph_scratch_get(live_graph *ix);
+void graph_scratch_put(live_graph *ix, hnsw_scratch *s);
 
 /* Make room for node slots [0, slots), waiting for searches to finish. */
-qv_status index_reserve(emb_db *db, live_index *ix, uint32_t slots);
+qv_status graph_reserve(eng_db *db, live_graph *ix, uint32_t slots);
 
 /*
  * In a write transaction, after the graph changed: write the records of
  * every node it changed, bump rec's generation and entry point (the caller
  * stores rec). On failure the graph is marked stale.
  */
-int index_flush(emb_db *db, MDB_txn *txn, coll_rec *rec, live_index *ix);
+int graph_flush(eng_db *db, MDB_txn *txn, coll_rec *rec, live_graph *ix);
 
 /*
  * In a write transaction, after nodes ids[0..n) took new vectors: store
  * their codes (a graph over codes) and forget their vector offsets.
- * Returns 0 or an LMDB code; *epoch is for index_offsets_refill.
+ * Returns 0 or an LMDB code; *epoch is for graph_offsets_refill.
  */
-int index_put_codes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
-                    live_index *ix, const uint32_t *ids, size_t n,
+int graph_put_codes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
+                    live_graph *ix, const uint32_t *ids, size_t n,
                     uint64_t *epoch);
 /* Forget the vector offsets of ids (removed nodes); returns the epoch. */
-uint64_t index_offsets_forget(live_index *ix, const uint32_t *ids, size_t n);
+uint64_t graph_offsets_forget(live_graph *ix, const uint32_t *ids, size_t n);
 /*
  * After the write that forgot ids' offsets (at epoch) committed collection
  * name at generation: read them from a new snapshot, unless another write
  * came since. Best effort: offsets left unknown only cost a lookup.
  */
-void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
+void graph_offsets_refill(eng_db *db, live_graph *ix, const char *name,
                           uint64_t generation, uint64_t epoch,
                           const uint32_t *ids, size_t n);
 /*
@@ -144,7 +144,7 @@ void index_offsets_refill(emb_db *db, live_index *ix, const char *name,
  * of their own have known offsets (st_fixed_offset): smaller ones share
  * leaf pages, which move with every write to the page.
  */
-void index_vector_offsets(live_index *ix, uint64_t generation,
+void graph_vector_offsets(live_graph *ix, uint64_t generation,
                           const uint32_t *ids, size_t n, uint64_t *out);
 
 /*
@@ -153,25 +153,25 @@ void index_vector_offsets(live_index *ix, uint64_t generation,
  * builds the graph over the codes; later ones re-encode every vector and
  * keep the graph. In a write transaction.
  */
-qv_status index_train(emb_db *db, MDB_txn *txn, coll_rec *rec);
+qv_status graph_train(eng_db *db, MDB_txn *txn, coll_rec *rec);
 
 /* A write that touched ix did not commit: reload before the next use. */
-void index_mark_stale(live_index *ix);
+void graph_mark_stale(live_graph *ix);
 
 /*
  * Load the collection's graph afresh from the snapshot and check it
  * (hnsw_check, node count, entry point). QV_OK, or a status with the first
  * violation in err.
  */
-qv_status index_check_snapshot(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+qv_status graph_check_snapshot(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                                char *err, size_t errlen);
 
 /* Bytes the collection's graph holds in this process; 0 if not loaded. */
-uint64_t index_memory_bytes(emb_db *db, uint32_t coll_id);
+uint64_t graph_memory_bytes(eng_db *db, uint32_t coll_id);
 
 /* The collection was dropped: forget its graph. */
-void index_forget(emb_db *db, uint32_t coll_id);
+void graph_forget(eng_db *db, uint32_t coll_id);
 /* The database file was rewritten (compaction): forget every graph. */
-void index_forget_all(emb_db *db);
+void graph_forget_all(eng_db *db);
 
 #endif

@@ -49,7 +49,7 @@ static inline float score(qv_metric metric, const float *q, const float *v,
 
 /* A document's external id and payload (mv_data NULL for none),
  * straight from the snapshot. */
-static int doc_fields(emb_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
+static int doc_fields(eng_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
                       MDB_val *id, MDB_val *payload)
 {
     unsigned char buf[KEY_DOC_LEN];
@@ -70,7 +70,7 @@ static int doc_fields(emb_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
     return 0;
 }
 
-static int doc_ext_id(emb_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
+static int doc_ext_id(eng_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
                       MDB_val *id)
 {
     return doc_fields(db, txn, coll, iid, id, NULL);
@@ -86,7 +86,7 @@ static int compare_ids(const MDB_val *a, const MDB_val *b)
 }
 
 struct tiebreak_ctx {
-    emb_db *db;
+    eng_db *db;
     MDB_txn *txn;
     uint32_t coll;
 };
@@ -105,7 +105,7 @@ static int compare_ext_ids(void *arg, uint32_t a, uint32_t b)
 
 /* Offer every vector of the collection (that allowed allows) to the
  * heap. */
-static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+static qv_status scan_vectors(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                               const float *q, const uint64_t *allowed,
                               topk *heap)
 {
@@ -115,7 +115,7 @@ static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     qv_metric metric = (qv_metric)rec->metric;
     int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_VECTORS), &cur);
     if (rc != 0)
-        return emb_status(db, rc, "searching");
+        return eng_status(db, rc, "searching");
     qv_status st = QV_OK;
     MDB_val key = {sizeof prefix, prefix}, val;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
@@ -132,7 +132,7 @@ static qv_status scan_vectors(emb_db *db, MDB_txn *txn, const coll_rec *rec,
     }
     mdb_cursor_close(cur);
     if (st == QV_OK && rc != 0 && rc != MDB_NOTFOUND)
-        st = emb_status(db, rc, "searching");
+        st = eng_status(db, rc, "searching");
     return st;
 }
 
@@ -156,7 +156,7 @@ static int by_distance_then_id(const void *pa, const void *pb)
  * first. Candidates the snapshot lacks are passed over when skip_missing
  * (the graph ran ahead of the snapshot), else they mean corruption.
  */
-static qv_status resolve(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+static qv_status resolve(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                          const topk *heap, size_t k, int skip_missing,
                          int with_payload, resolved *out, size_t *n)
 {
@@ -171,7 +171,7 @@ static qv_status resolve(emb_db *db, MDB_txn *txn, const coll_rec *rec,
             return rc == MDB_NOTFOUND
                        ? qv_fail(&db->base, QV_ERR_CORRUPT, "vector %u has "
                                  "no document", heap->items[i].id)
-                       : emb_status(db, rc, "reading hit ids");
+                       : eng_status(db, rc, "reading hit ids");
         out[(*n)++].dist = heap->items[i].dist;
     }
     qsort(out, *n, sizeof *out, by_distance_then_id);
@@ -217,7 +217,7 @@ static void fill_hits(qv_hits *hits, qv_hit *slots, const resolved *r,
  * "Which vectors"); for cosine, *owned is a unit-length copy of them
  * (otherwise NULL).
  */
-static qv_status prepare_queries(emb_db *db, const coll_rec *rec,
+static qv_status prepare_queries(eng_db *db, const coll_rec *rec,
                                  const float *queries, size_t nq,
                                  float **owned)
 {
@@ -246,10 +246,10 @@ static qv_status prepare_queries(emb_db *db, const coll_rec *rec,
 
 /* What one search call holds: the snapshot, the record, maybe a graph. */
 struct search_ctx {
-    emb_db *db;
+    eng_db *db;
     MDB_txn *txn;
     coll_rec rec;
-    live_index *ix;
+    live_graph *ix;
     float *normalized;
     const float *queries;
     size_t nq;
@@ -327,7 +327,7 @@ static qv_status need_matches(struct search_ctx *c);
 static qv_status build_allowed(struct search_ctx *c)
 {
     uint64_t txn_id = (uint64_t)mdb_txn_id(c->txn);
-    allowed_set *a = index_cached_allowed(c->ix, c->opt->filter, txn_id);
+    allowed_set *a = graph_cached_allowed(c->ix, c->opt->filter, txn_id);
     if (!a) {
         qv_status st = need_matches(c);
         if (st != QV_OK)
@@ -340,7 +340,7 @@ static qv_status build_allowed(struct search_ctx *c)
         atomic_init(&a->refs, 1);
         a->n = n;
         roaring_iterate(c->matches, set_allowed, a);
-        index_cache_allowed(c->ix, c->opt->filter, txn_id, a);
+        graph_cache_allowed(c->ix, c->opt->filter, txn_id, a);
     }
     c->allowed_ref = a;
     c->allowed = a->bits;
@@ -395,7 +395,7 @@ static qv_status compute_allowed(struct search_ctx *c)
             roaring_iterate(cands, check_candidate, &w);
             rc = w.rc;
         } else {
-            rc = emb_walk_range(c->db, c->txn, ST_DB_DOCS, c->rec.id,
+            rc = eng_walk_range(c->db, c->txn, ST_DB_DOCS, c->rec.id,
                                 mark_allowed, c);
             rc = rc ? rc : c->filter_rc;
         }
@@ -406,7 +406,7 @@ static qv_status compute_allowed(struct search_ctx *c)
         return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory for the "
                        "filter's matches");
     c->nallowed = c->matches ? roaring_bitmap_get_cardinality(c->matches) : 0;
-    return rc ? emb_status(c->db, rc, "filtering") : QV_OK;
+    return rc ? eng_status(c->db, rc, "filtering") : QV_OK;
 }
 
 static qv_status allowed_for(struct search_ctx *c, const char *text);
@@ -416,12 +416,12 @@ static qv_status need_matches(struct search_ctx *c)
 {
     if (c->matches || !c->matches_in_cache)
         return QV_OK;
-    c->matches = index_cached_matches(c->ix, c->opt->filter,
+    c->matches = graph_cached_matches(c->ix, c->opt->filter,
                                       (uint64_t)mdb_txn_id(c->txn));
     return c->matches ? QV_OK : compute_allowed(c);  /* evicted since */
 }
 
-static qv_status search_begin(struct search_ctx *c, emb_db *db,
+static qv_status search_begin(struct search_ctx *c, eng_db *db,
                               const char *collection, const float *queries,
                               size_t nq, uint32_t dim,
                               const qv_search_options *opt)
@@ -430,7 +430,7 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
     c->db = db;
     c->opt = opt;
     c->nq = nq;
-    qv_status st = emb_read_begin(db, &c->txn, "searching");
+    qv_status st = eng_read_begin(db, &c->txn, "searching");
     if (st != QV_OK)
         return st;
     st = catalog_get(db, c->txn, collection, &c->rec);
@@ -441,7 +441,7 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
         st = prepare_queries(db, &c->rec, queries, nq, &c->normalized);
     c->queries = c->normalized ? c->normalized : queries;
     if (st == QV_OK && opt->filter && c->rec.count > 0 && !opt->exact)
-        st = index_acquire(db, c->txn, &c->rec, &c->ix);
+        st = graph_acquire(db, c->txn, &c->rec, &c->ix);
     if (st == QV_OK && opt->filter &&
         (st = filter_parse(&db->base, opt->filter, &c->filter)) == QV_OK)
         st = allowed_for(c, opt->filter);
@@ -457,7 +457,7 @@ static qv_status search_begin(struct search_ctx *c, emb_db *db,
     }
     if (c->rec.count == 0)
         return QV_OK;  /* beam 0: nothing to search */
-    if (!c->ix && (st = index_acquire(db, c->txn, &c->rec, &c->ix)) != QV_OK)
+    if (!c->ix && (st = graph_acquire(db, c->txn, &c->rec, &c->ix)) != QV_OK)
         return st;
     if (c->filter && (st = build_allowed(c)) != QV_OK)
         return st;
@@ -485,7 +485,7 @@ static qv_status allowed_for(struct search_ctx *c, const char *text)
 {
     uint64_t txn_id = (uint64_t)mdb_txn_id(c->txn);
     uint64_t count;
-    if (c->ix && index_cached_count(c->ix, text, txn_id, &count)) {
+    if (c->ix && graph_cached_count(c->ix, text, txn_id, &count)) {
         /* the bitmap itself is copied only if the plan scans it */
         c->estimated = c->nallowed = count;
         c->matches_in_cache = 1;
@@ -493,7 +493,7 @@ static qv_status allowed_for(struct search_ctx *c, const char *text)
     }
     qv_status st = compute_allowed(c);
     if (st == QV_OK && c->ix)
-        index_cache_matches(c->ix, text, txn_id, c->matches);
+        graph_cache_matches(c->ix, text, txn_id, c->matches);
     return st;
 }
 
@@ -503,7 +503,7 @@ static void search_end(struct search_ctx *c)
     if (c->matches)
         roaring_bitmap_free(c->matches);
     allowed_release(c->allowed_ref);
-    index_release(c->ix);
+    graph_release(c->ix);
     qv_mem_free(c->normalized);
     st_read_end(c->db->env, c->txn);
 }
@@ -584,7 +584,7 @@ static qv_status rescore_from_snapshot(struct search_ctx *c, const float *q,
         if (rc == MDB_NOTFOUND)
             continue;  /* not in this snapshot: resolving would skip it */
         if (rc != 0)
-            st = emb_status(c->db, rc, "searching");
+            st = eng_status(c->db, rc, "searching");
         else if (val.mv_size != vec_bytes)
             st = qv_fail(&c->db->base, QV_ERR_CORRUPT, "vector record is %zu "
                          "bytes, expected %zu", val.mv_size, vec_bytes);
@@ -615,7 +615,7 @@ static qv_status fetch_allowed(struct search_ctx *c, const float *q,
         if (rc == MDB_NOTFOUND)
             continue;
         if (rc != 0) {
-            st = emb_status(c->db, rc, "searching");
+            st = eng_status(c->db, rc, "searching");
         } else if ((st = vector_record_check(c->db, &val, c->rec.dim, iid)) ==
                    QV_OK) {
             topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
@@ -653,7 +653,7 @@ static qv_status rerank(struct search_ctx *c, const float *q, topk *heap)
     float *vecs = (float *)(void *)(ids + n);
     for (size_t i = 0; i < n; i++)
         ids[i] = heap->items[i].id;
-    index_vector_offsets(c->ix, c->rec.generation, ids, n, offs);
+    graph_vector_offsets(c->ix, c->rec.generation, ids, n, offs);
     qv_status st = QV_OK;
     size_t m = 0;
     for (size_t i = 0; i < n && st == QV_OK; i++) {
@@ -666,7 +666,7 @@ static qv_status rerank(struct search_ctx *c, const float *q, topk *heap)
             if (rc == MDB_NOTFOUND)
                 continue;
             if (rc != 0) {
-                st = emb_status(c->db, rc, "re-ranking");
+                st = eng_status(c->db, rc, "re-ranking");
                 break;
             }
             if (val.mv_size != vec_bytes)
@@ -754,7 +754,7 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
                      uint32_t dim, const qv_search_options *options,
                      qv_hits **out)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct search_ctx c;
     topk heap = {0};
     resolved *r = NULL;
@@ -765,7 +765,7 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
         goto cleanup;
     struct tiebreak_ctx tb = {db, c.txn, c.rec.id};
     r = qv_malloc((options->k + 1) * sizeof *r);
-    if (!r || (c.ix && !(s = index_scratch_get(c.ix)))) {
+    if (!r || (c.ix && !(s = graph_scratch_get(c.ix)))) {
         st = qv_fail(base, QV_ERR_NOMEM, "out of memory for k=%u",
                      options->k);
         goto cleanup;
@@ -823,7 +823,7 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
     *out = hits;
 cleanup:
     if (c.ix)
-        index_scratch_put(c.ix, s);
+        graph_scratch_put(c.ix, s);
     topk_release(&heap);
     qv_mem_free(r);
     search_end(&c);
@@ -873,7 +873,7 @@ struct batch_job {
 static void *batch_worker(void *arg)
 {
     struct batch_job *job = arg;
-    hnsw_scratch *s = index_scratch_get(job->c->ix);
+    hnsw_scratch *s = graph_scratch_get(job->c->ix);
     if (!s) {
         atomic_store(&job->failed, 1);
         return NULL;
@@ -884,7 +884,7 @@ static void *batch_worker(void *arg)
             break;
         collect(job->c, s, i, &job->heaps[i]);
     }
-    index_scratch_put(job->c->ix, s);
+    graph_scratch_put(job->c->ix, s);
     return NULL;
 }
 
@@ -993,7 +993,7 @@ qv_status search_batch(qv_db *base, const char *collection,
                        const float *queries, size_t nq, uint32_t dim,
                        const qv_search_options *options, qv_batch_hits **out)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct search_ctx c;
     topk *heaps = NULL;
     qv_status st = search_begin(&c, db, collection, queries, nq, dim, options);
@@ -1010,7 +1010,7 @@ qv_status search_batch(qv_db *base, const char *collection,
         st = qv_fail(base, QV_ERR_NOMEM, "out of memory for %zu queries", nq);
         goto cleanup;
     }
-    unsigned threads = options->threads ? options->threads : emb_threads(db);
+    unsigned threads = options->threads ? options->threads : eng_threads(db);
     st = collect_all(&c, heaps, threads);
     if (st == QV_OK)
         st = pack_batch(&c, heaps, out);
@@ -1025,8 +1025,8 @@ cleanup:
 qv_status search_count(qv_db *base, const char *collection, const char *filter,
                        uint64_t *count)
 {
-    struct search_ctx c = {.db = (emb_db *)base};
-    qv_status st = emb_read_begin(c.db, &c.txn, "counting");
+    struct search_ctx c = {.db = (eng_db *)base};
+    qv_status st = eng_read_begin(c.db, &c.txn, "counting");
     if (st != QV_OK)
         return st;
     st = catalog_get(c.db, c.txn, collection, &c.rec);

@@ -18,7 +18,7 @@
  * reader sizes or indexes anything with. A format 3 record (before
  * codecs) reads as codec none.
  */
-qv_status catalog_decode(emb_db *db, const char *name, size_t len,
+qv_status catalog_decode(eng_db *db, const char *name, size_t len,
                          const MDB_val *val, coll_rec *rec)
 {
     uint32_t format = 0;
@@ -68,7 +68,7 @@ qv_status catalog_decode(emb_db *db, const char *name, size_t len,
     return QV_OK;
 }
 
-qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
+qv_status catalog_get(eng_db *db, MDB_txn *txn, const char *name,
                       coll_rec *rec)
 {
     MDB_val key = catalog_key(name), val;
@@ -77,11 +77,11 @@ qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
         return qv_fail(&db->base, QV_ERR_NOT_FOUND,
                        "collection '%s' does not exist", name);
     if (rc != 0)
-        return emb_status(db, rc, "reading the catalog");
+        return eng_status(db, rc, "reading the catalog");
     return catalog_decode(db, name, strlen(name), &val, rec);
 }
 
-int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
+int catalog_put(eng_db *db, MDB_txn *txn, const char *name,
                 const coll_rec *rec)
 {
     coll_rec sealed = *rec;
@@ -98,19 +98,19 @@ static void count_one(void *ctx, const MDB_val *key, const MDB_val *val)
     ++*(uint64_t *)ctx;
 }
 
-int catalog_count_free(emb_db *db, MDB_txn *txn, uint32_t coll,
+int catalog_count_free(eng_db *db, MDB_txn *txn, uint32_t coll,
                        uint64_t *free_ids)
 {
     *free_ids = 0;
-    return emb_walk_range(db, txn, ST_DB_FREEIDS, coll, count_one, free_ids);
+    return eng_walk_range(db, txn, ST_DB_FREEIDS, coll, count_one, free_ids);
 }
 
-qv_status catalog_check_ids(emb_db *db, MDB_txn *txn, const coll_rec *rec)
+qv_status catalog_check_ids(eng_db *db, MDB_txn *txn, const coll_rec *rec)
 {
     uint64_t free_ids;
     int rc = catalog_count_free(db, txn, rec->id, &free_ids);
     if (rc != 0)
-        return emb_status(db, rc, "counting free ids");
+        return eng_status(db, rc, "counting free ids");
     if (rec->count + free_ids != rec->next_iid)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "the next internal id %u "
                        "is not the %llu documents plus %llu free ids",

@@ -16,7 +16,7 @@ static const char META_NEXT_INDEX[] = "next_index_id";
 
 /* ---- the catalog of indexes ---- */
 
-int pindex_load(emb_db *db, MDB_txn *txn, uint32_t coll, pindex_set *out)
+int pindex_load(eng_db *db, MDB_txn *txn, uint32_t coll, pindex_set *out)
 {
     MDB_cursor *cur;
     unsigned char prefix[KEY_COLL_LEN];
@@ -123,7 +123,7 @@ static size_t entry_for(const pindex_set *set, size_t i, uint32_t coll,
     return entry_key(k, coll, set->recs[i].id, TAG_VALUE, enc, len, iid);
 }
 
-int pindex_update(emb_db *db, MDB_txn *txn, uint32_t coll,
+int pindex_update(eng_db *db, MDB_txn *txn, uint32_t coll,
                   const pindex_set *set, uint32_t iid,
                   const json_t *old_payload, const json_t *new_payload)
 {
@@ -177,7 +177,7 @@ static int cmp_bytes(const unsigned char *a, size_t alen,
 
 /* Add the iids of the index's entries with tag (and, for values, within
  * the range) to out. */
-static int scan_entries(emb_db *db, MDB_txn *txn, uint32_t coll,
+static int scan_entries(eng_db *db, MDB_txn *txn, uint32_t coll,
                         uint32_t index, int tag, const struct range *r,
                         roaring_bitmap_t *out)
 {
@@ -216,7 +216,7 @@ static int scan_entries(emb_db *db, MDB_txn *txn, uint32_t coll,
 }
 
 struct plan_ctx {
-    emb_db *db;
+    eng_db *db;
     MDB_txn *txn;
     uint32_t coll;
     const pindex_set *set;
@@ -448,7 +448,7 @@ static roaring_bitmap_t *candidates_of(struct plan_ctx *c, const json_t *node,
     return acc;
 }
 
-roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
+roaring_bitmap_t *pindex_candidates(eng_db *db, MDB_txn *txn, uint32_t coll,
                                     const pindex_set *set,
                                     const json_t *filter, int *exact)
 {
@@ -468,7 +468,7 @@ roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
 /* ---- verification ---- */
 
 struct verify {
-    emb_db *db;
+    eng_db *db;
     MDB_txn *txn;
     uint32_t coll;
     const pindex_set *set;
@@ -543,7 +543,7 @@ static void verify_entries(struct verify *v, size_t index)
     mdb_cursor_close(cur);
 }
 
-int pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll,
+int pindex_verify(eng_db *db, MDB_txn *txn, uint32_t coll,
                   unsigned *problems, char *err, size_t errlen)
 {
     pindex_set set;
@@ -556,7 +556,7 @@ int pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll,
     struct verify v = {db, txn, coll, &set, 0, 0, err, errlen};
     if (set.n == 0)
         return 0;
-    emb_walk_range(db, txn, ST_DB_DOCS, coll, verify_doc, &v);
+    eng_walk_range(db, txn, ST_DB_DOCS, coll, verify_doc, &v);
     for (size_t i = 0; i < set.n && v.rc == 0; i++)
         verify_entries(&v, i);
     *problems = v.problems;
@@ -566,14 +566,14 @@ int pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll,
 /* ---- creation and back-fill ---- */
 
 struct create_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *collection, *field;
     qv_index_type type;
     qv_status status;
 };
 
 struct backfill {
-    emb_db *db;
+    eng_db *db;
     MDB_txn *txn;
     uint32_t coll;
     pindex_set one;
@@ -610,7 +610,7 @@ static MDB_val index_record_key(unsigned char *k, uint32_t coll,
 
 /* A collection's record and its indexes, for creating or dropping one;
  * ST_ABORT with *status set when the collection does not exist. */
-static int collection_indexes(emb_db *db, MDB_txn *txn, const char *collection,
+static int collection_indexes(eng_db *db, MDB_txn *txn, const char *collection,
                               coll_rec *rec, pindex_set *set,
                               qv_status *status)
 {
@@ -644,27 +644,27 @@ static int create_txn(MDB_txn *txn, void *arg)
     struct backfill b = {c->db, txn, rec.id, {.n = 1}, 0};
     snprintf(b.one.fields[0], sizeof b.one.fields[0], "%s", c->field);
     b.one.recs[0].type = c->type;
-    rc = emb_next_id(c->db, txn, META_NEXT_INDEX, &b.one.recs[0].id);
+    rc = eng_next_id(c->db, txn, META_NEXT_INDEX, &b.one.recs[0].id);
     unsigned char k[KEY_COLL_LEN + QV_FIELD_MAX];
     MDB_val key = index_record_key(k, rec.id, c->field),
             val = {sizeof(pindex_rec), &b.one.recs[0]};
     if (rc == 0)
         rc = mdb_put(txn, st_dbi(c->db->env, ST_DB_PINDEX), &key, &val, 0);
     if (rc == 0)
-        rc = emb_walk_range(c->db, txn, ST_DB_DOCS, rec.id, backfill_doc, &b);
+        rc = eng_walk_range(c->db, txn, ST_DB_DOCS, rec.id, backfill_doc, &b);
     return rc ? rc : b.rc;
 }
 
 qv_status pindex_create(qv_db *base, const char *collection, const char *field,
                         qv_index_type type)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct create_ctx c = {db, collection, field, type, QV_OK};
-    return emb_write(db, create_txn, &c, &c.status, "creating an index");
+    return eng_write(db, create_txn, &c, &c.status, "creating an index");
 }
 
 struct drop_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *collection, *field;
     qv_status status;
 };
@@ -698,7 +698,7 @@ static int drop_txn(MDB_txn *txn, void *arg)
 
 qv_status pindex_drop(qv_db *base, const char *collection, const char *field)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct drop_ctx c = {db, collection, field, QV_OK};
-    return emb_write(db, drop_txn, &c, &c.status, "dropping an index");
+    return eng_write(db, drop_txn, &c, &c.status, "dropping an index");
 }

@@ -38,13 +38,13 @@ typedef struct pindex_set {
     pindex_rec recs[PINDEX_MAX];
 } pindex_set;
 
-int pindex_load(emb_db *db, MDB_txn *txn, uint32_t coll, pindex_set *out);
+int pindex_load(eng_db *db, MDB_txn *txn, uint32_t coll, pindex_set *out);
 
 /*
  * Replace a document's entries: remove those of old_payload, add those of
  * new_payload (either may be NULL). Returns 0 or an LMDB code.
  */
-int pindex_update(emb_db *db, MDB_txn *txn, uint32_t coll,
+int pindex_update(eng_db *db, MDB_txn *txn, uint32_t coll,
                   const pindex_set *set, uint32_t iid,
                   const json_t *old_payload, const json_t *new_payload);
 
@@ -59,7 +59,7 @@ int pindex_payload_of(const MDB_val *doc, json_t **out);
  * bitmap is exactly the matching documents, so that no payload needs to
  * be read.
  */
-roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
+roaring_bitmap_t *pindex_candidates(eng_db *db, MDB_txn *txn, uint32_t coll,
                                     const pindex_set *set,
                                     const json_t *filter, int *exact);
 
@@ -68,7 +68,7 @@ roaring_bitmap_t *pindex_candidates(emb_db *db, MDB_txn *txn, uint32_t coll,
  * *problems found, the first described in err. Returns 0, or ENOMEM when
  * the check could not be finished.
  */
-int pindex_verify(emb_db *db, MDB_txn *txn, uint32_t coll,
+int pindex_verify(eng_db *db, MDB_txn *txn, uint32_t coll,
                   unsigned *problems, char *err, size_t errlen);
 
 qv_status pindex_drop(qv_db *db, const char *collection, const char *field);

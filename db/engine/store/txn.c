@@ -17,7 +17,7 @@
  * LMDB reports a short write as EIO. Tell a full disk, or a data file at
  * the process's file size limit, from a failing one: NULL when neither.
  */
-static const char *why_full(emb_db *db)
+static const char *why_full(eng_db *db)
 {
     struct st_figures f;
     struct statvfs vfs;
@@ -33,9 +33,9 @@ static const char *why_full(emb_db *db)
     return NULL;
 }
 
-/* emb_status, with tail after the message (not for a full disk, whose
+/* eng_status, with tail after the message (not for a full disk, whose
  * message says what was stored). */
-static qv_status status_of(emb_db *db, int rc, const char *doing,
+static qv_status status_of(eng_db *db, int rc, const char *doing,
                            const char *tail)
 {
     const void *owner = db ? &db->base : NULL;
@@ -83,12 +83,12 @@ static qv_status status_of(emb_db *db, int rc, const char *doing,
     return qv_fail(owner, st, "%s: %s%s", doing, mdb_strerror(rc), tail);
 }
 
-qv_status emb_status(emb_db *db, int rc, const char *doing)
+qv_status eng_status(eng_db *db, int rc, const char *doing)
 {
     return status_of(db, rc, doing, "");
 }
 
-qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
+qv_status eng_write(eng_db *db, st_write_fn fn, void *ctx,
                     const qv_status *fn_status, const char *doing)
 {
     int rc = st_write(db->env, fn, ctx);
@@ -97,12 +97,12 @@ qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
     return status_of(db, rc, doing, " (nothing of this write was stored)");
 }
 
-qv_status emb_read_begin(emb_db *db, MDB_txn **txn, const char *doing)
+qv_status eng_read_begin(eng_db *db, MDB_txn **txn, const char *doing)
 {
-    return emb_status(db, st_read_begin(db->env, txn), doing);
+    return eng_status(db, st_read_begin(db->env, txn), doing);
 }
 
-qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,
+qv_status coll_check_dim(eng_db *db, const char *name, const coll_rec *rec,
                          const char *what, uint32_t dim)
 {
     if (dim == rec->dim)
@@ -112,12 +112,12 @@ qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,
                    dim, name, rec->dim);
 }
 
-unsigned emb_threads(const emb_db *db)
+unsigned eng_threads(const eng_db *db)
 {
     return db->threads;
 }
 
-unsigned emb_default_threads(void)
+unsigned eng_default_threads(void)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     return cpus > 0 ? (unsigned)cpus : 1;
@@ -128,7 +128,7 @@ uint32_t record_checksum(const void *data, size_t len)
     return XXH32(data, len, 0x51564552u);  /* "QVER" */
 }
 
-qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
+qv_status vector_record_check(eng_db *db, const MDB_val *val, uint32_t dim,
                               uint32_t iid)
 {
     if (val->mv_size != (size_t)dim * sizeof(float))
@@ -150,7 +150,7 @@ int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid)
     return *iid < rec->next_iid ? 0 : MDB_CORRUPTED;
 }
 
-int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
+int eng_walk_range(eng_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
                    void (*fn)(void *ctx, const MDB_val *key,
                               const MDB_val *val),
                    void *ctx)
@@ -173,7 +173,7 @@ int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-int emb_next_id(emb_db *db, MDB_txn *txn, const char *name, uint32_t *id)
+int eng_next_id(eng_db *db, MDB_txn *txn, const char *name, uint32_t *id)
 {
     MDB_dbi meta = st_dbi(db->env, ST_DB_META);
     MDB_val key = {strlen(name), (void *)name}, val;

@@ -13,11 +13,11 @@
 #include "storage/env.h"
 #include "db/core/handle.h"
 
-typedef struct emb_db {
+typedef struct eng_db {
     qv_db base;
     st_env *env;
     unsigned threads;   /* for index building; >= 1 */
-} emb_db;
+} eng_db;
 
 #define COLL_FORMAT 4
 
@@ -72,7 +72,7 @@ uint32_t record_checksum(const void *data, size_t len);
  * beside a record Quiver never wrote. QV_OK, or QV_ERR_CORRUPT naming
  * internal id iid.
  */
-qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
+qv_status vector_record_check(eng_db *db, const MDB_val *val, uint32_t dim,
                               uint32_t iid);
 
 /*
@@ -83,29 +83,29 @@ qv_status vector_record_check(emb_db *db, const MDB_val *val, uint32_t dim,
 int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid);
 
 /* Turn an LMDB or errno code into a status and a message about doing. */
-qv_status emb_status(emb_db *db, int rc, const char *doing);
+qv_status eng_status(eng_db *db, int rc, const char *doing);
 
 /*
  * Run fn in a write transaction (see st_write). When fn aborts with
  * ST_ABORT, *fn_status (set by fn, with its message) is returned.
  */
-qv_status emb_write(emb_db *db, st_write_fn fn, void *ctx,
+qv_status eng_write(eng_db *db, st_write_fn fn, void *ctx,
                     const qv_status *fn_status, const char *doing);
 
 /* Begin a read snapshot; the message names what it was for. */
-qv_status emb_read_begin(emb_db *db, MDB_txn **txn, const char *doing);
+qv_status eng_read_begin(eng_db *db, MDB_txn **txn, const char *doing);
 
 /*
  * Call fn for every record of collection coll in sub-db which, in key
  * order. Returns 0 or an LMDB code.
  */
-int emb_walk_range(emb_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
+int eng_walk_range(eng_db *db, MDB_txn *txn, enum st_db which, uint32_t coll,
                    void (*fn)(void *ctx, const MDB_val *key,
                               const MDB_val *val),
                    void *ctx);
 
 /* Take the next value (from 1) of the counter named name in META. */
-int emb_next_id(emb_db *db, MDB_txn *txn, const char *name, uint32_t *id);
+int eng_next_id(eng_db *db, MDB_txn *txn, const char *name, uint32_t *id);
 
 /* The catalog's key of collection name: the name's bytes. */
 static inline MDB_val catalog_key(const char *name)
@@ -114,13 +114,13 @@ static inline MDB_val catalog_key(const char *name)
 }
 
 /* Load the record of collection name; QV_ERR_NOT_FOUND if there is none. */
-qv_status catalog_get(emb_db *db, MDB_txn *txn, const char *name,
+qv_status catalog_get(eng_db *db, MDB_txn *txn, const char *name,
                       coll_rec *rec);
 /* Decode and check the record val of the collection named name (len
  * bytes): QV_ERR_CORRUPT, with the reason, when it fails a check. */
-qv_status catalog_decode(emb_db *db, const char *name, size_t len,
+qv_status catalog_decode(eng_db *db, const char *name, size_t len,
                          const MDB_val *val, coll_rec *rec);
-int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
+int catalog_put(eng_db *db, MDB_txn *txn, const char *name,
                 const coll_rec *rec);
 /*
  * Every internal id below a collection's next_iid is a document's or
@@ -129,12 +129,12 @@ int catalog_put(emb_db *db, MDB_txn *txn, const char *name,
  * says CORRUPT when the sum is off, before anything is sized by next_iid
  * (a damaged one could be billions).
  */
-int catalog_count_free(emb_db *db, MDB_txn *txn, uint32_t coll,
+int catalog_count_free(eng_db *db, MDB_txn *txn, uint32_t coll,
                        uint64_t *free_ids);
-qv_status catalog_check_ids(emb_db *db, MDB_txn *txn, const coll_rec *rec);
+qv_status catalog_check_ids(eng_db *db, MDB_txn *txn, const coll_rec *rec);
 
 /* QV_ERR_DIMENSION unless dim is the collection's. */
-qv_status coll_check_dim(emb_db *db, const char *name, const coll_rec *rec,
+qv_status coll_check_dim(eng_db *db, const char *name, const coll_rec *rec,
                          const char *what, uint32_t dim);
 
 /* Transport operations, one file each. */
@@ -162,11 +162,11 @@ qv_status search_batch(qv_db *db, const char *collection, const float *queries,
 
 /* Worker threads configured for the handle (never 0), and the default:
  * one per online CPU. */
-unsigned emb_threads(const emb_db *db);
-unsigned emb_default_threads(void);
+unsigned eng_threads(const eng_db *db);
+unsigned eng_default_threads(void);
 
 /* admin.c */
-qv_status collection_sizes(emb_db *db, MDB_txn *txn, const coll_rec *rec,
+qv_status collection_sizes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                            qv_collection_info *info);
 qv_status admin_scan(qv_db *db, const char *collection, const char *filter,
                      const char *after, uint32_t limit, qv_page **out);

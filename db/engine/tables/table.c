@@ -45,7 +45,7 @@ static void rec_to_spec(const tbl_rec *r, emb_spec *s)
                     r->seed};
 }
 
-static qv_status table_get(emb_db *db, MDB_txn *txn, const char *name,
+static qv_status table_get(eng_db *db, MDB_txn *txn, const char *name,
                            tbl_rec *rec)
 {
     MDB_val key = {strlen(name), (void *)name}, val;
@@ -54,7 +54,7 @@ static qv_status table_get(emb_db *db, MDB_txn *txn, const char *name,
         return qv_fail(&db->base, QV_ERR_NOT_FOUND, "table '%s' does not "
                        "exist", name);
     if (rc != 0)
-        return emb_status(db, rc, "reading a table");
+        return eng_status(db, rc, "reading a table");
     if (val.mv_size != sizeof *rec)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "table record of '%s' is "
                        "%zu bytes, expected %zu", name, val.mv_size,
@@ -77,7 +77,7 @@ static qv_status table_get(emb_db *db, MDB_txn *txn, const char *name,
     return QV_OK;
 }
 
-static int table_put(emb_db *db, MDB_txn *txn, const char *name,
+static int table_put(eng_db *db, MDB_txn *txn, const char *name,
                      const tbl_rec *rec)
 {
     tbl_rec sealed = *rec;
@@ -103,7 +103,7 @@ static void chunk_key(unsigned char *k, uint32_t table, uint32_t slab,
 }
 
 /* Write chunk c of slab s from memory. */
-static int put_chunk(emb_db *db, MDB_txn *txn, uint32_t table,
+static int put_chunk(eng_db *db, MDB_txn *txn, uint32_t table,
                      const emb_table *t, uint32_t s, uint64_t c)
 {
     const emb_slab *sl = &t->slab[s];
@@ -118,7 +118,7 @@ static int put_chunk(emb_db *db, MDB_txn *txn, uint32_t table,
 
 /* Fill the slabs of t from LMDB; every chunk must be there, and what
  * lookups index with valid (emb_check_data). */
-static qv_status load_slabs(emb_db *db, MDB_txn *txn, uint32_t table,
+static qv_status load_slabs(eng_db *db, MDB_txn *txn, uint32_t table,
                             emb_table *t)
 {
     char err[160];
@@ -140,7 +140,7 @@ static qv_status load_slabs(emb_db *db, MDB_txn *txn, uint32_t table,
                                "of slab %u is missing or malformed",
                                (unsigned long long)c, s);
             if (rc != 0)
-                return emb_status(db, rc, "loading a table");
+                return eng_status(db, rc, "loading a table");
             memcpy(sl->data + first * sl->row_bytes, val.mv_data,
                    val.mv_size);
         }
@@ -192,14 +192,14 @@ static void registry_free(void *arg)
     qv_mem_free(r);
 }
 
-static table_registry *registry(emb_db *db)
+static table_registry *registry(eng_db *db)
 {
     return st_env_user(db->env, ST_USER_TABLES, registry_create,
                        registry_free);
 }
 
 /* Make lt current for rec (loading when needed); r->lock held. */
-static qv_status refresh(emb_db *db, MDB_txn *txn, const tbl_rec *rec,
+static qv_status refresh(eng_db *db, MDB_txn *txn, const tbl_rec *rec,
                          live_table *lt)
 {
     if (!lt->stale && lt->generation == rec->generation && lt->t.nslabs)
@@ -230,7 +230,7 @@ static qv_status refresh(emb_db *db, MDB_txn *txn, const tbl_rec *rec,
  * The table of rec in memory, current for txn, locked shared (or
  * exclusive); unlock with pthread_rwlock_unlock(&lt->lock).
  */
-static qv_status acquire(emb_db *db, MDB_txn *txn, const tbl_rec *rec,
+static qv_status acquire(eng_db *db, MDB_txn *txn, const tbl_rec *rec,
                          int exclusive, live_table **out)
 {
     table_registry *r = registry(db);
@@ -264,7 +264,7 @@ static qv_status acquire(emb_db *db, MDB_txn *txn, const tbl_rec *rec,
     return QV_OK;
 }
 
-static void forget(emb_db *db, uint32_t id)
+static void forget(eng_db *db, uint32_t id)
 {
     table_registry *r = registry(db);
     if (!r)
@@ -284,7 +284,7 @@ static void forget(emb_db *db, uint32_t id)
 /* ---- create, drop, describe ---- */
 
 struct create_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *name;
     const qv_table_config *cfg;
     qv_status status;
@@ -322,7 +322,7 @@ static int create_txn(MDB_txn *txn, void *arg)
                             "the table");
         return ST_ABORT;
     }
-    rc = emb_next_id(c->db, txn, META_NEXT_TABLE, &rec.id);
+    rc = eng_next_id(c->db, txn, META_NEXT_TABLE, &rec.id);
     for (uint32_t s = 0; s < t.nslabs && rc == 0; s++) {
         uint64_t per = chunk_rows(&t.slab[s]);
         for (uint64_t ch = 0; ch * per < t.slab[s].rows && rc == 0; ch++)
@@ -337,13 +337,13 @@ static int create_txn(MDB_txn *txn, void *arg)
 qv_status table_create(qv_db *base, const char *name,
                        const qv_table_config *config)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct create_ctx c = {db, name, config, QV_OK};
-    return emb_write(db, create_txn, &c, &c.status, "creating a table");
+    return eng_write(db, create_txn, &c, &c.status, "creating a table");
 }
 
 struct drop_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *name;
     uint32_t id;
     qv_status status;
@@ -369,9 +369,9 @@ static int drop_txn(MDB_txn *txn, void *arg)
 
 qv_status table_drop(qv_db *base, const char *name)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct drop_ctx c = {db, name, 0, QV_OK};
-    qv_status st = emb_write(db, drop_txn, &c, &c.status, "dropping a table");
+    qv_status st = eng_write(db, drop_txn, &c, &c.status, "dropping a table");
     if (st == QV_OK)
         forget(db, c.id);
     return st;
@@ -379,10 +379,10 @@ qv_status table_drop(qv_db *base, const char *name)
 
 qv_status table_describe(qv_db *base, const char *name, qv_table_info *info)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     MDB_txn *txn;
     tbl_rec rec;
-    qv_status st = emb_read_begin(db, &txn, "describing a table");
+    qv_status st = eng_read_begin(db, &txn, "describing a table");
     if (st != QV_OK)
         return st;
     st = table_get(db, txn, name, &rec);
@@ -411,7 +411,7 @@ qv_status table_describe(qv_db *base, const char *name, qv_table_info *info)
 
 /* ---- lookup ---- */
 
-static qv_status check_ids(emb_db *db, const tbl_rec *rec, const char *name,
+static qv_status check_ids(eng_db *db, const tbl_rec *rec, const char *name,
                            const uint64_t *ids, size_t n, uint32_t dim)
 {
     if (dim != rec->dim)
@@ -432,11 +432,11 @@ static qv_status check_ids(emb_db *db, const tbl_rec *rec, const char *name,
 qv_status table_lookup(qv_db *base, const char *name, const uint64_t *ids,
                        size_t n, uint32_t dim, float *out)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     MDB_txn *txn;
     tbl_rec rec;
     live_table *lt;
-    qv_status st = emb_read_begin(db, &txn, "looking up a table");
+    qv_status st = eng_read_begin(db, &txn, "looking up a table");
     if (st != QV_OK)
         return st;
     st = table_get(db, txn, name, &rec);
@@ -461,7 +461,7 @@ static int by_touch(const void *pa, const void *pb)
 }
 
 /* Write the chunks holding the touched rows, each once. */
-static int write_touched(emb_db *db, MDB_txn *txn, const tbl_rec *rec,
+static int write_touched(eng_db *db, MDB_txn *txn, const tbl_rec *rec,
                          const emb_table *t, emb_touch *touched, size_t n)
 {
     qsort(touched, n, sizeof *touched, by_touch);
@@ -508,7 +508,7 @@ static int touched_finite(const emb_table *t, const emb_touch *touched,
 }
 
 struct update_ctx {
-    emb_db *db;
+    eng_db *db;
     const char *name;
     const uint64_t *ids;
     size_t n;
@@ -538,7 +538,7 @@ static qv_status apply_update(struct update_ctx *c, MDB_txn *txn,
                                          (size_t)nt)
                          : 0;
     if (rc != 0)
-        st = emb_status(c->db, rc, "updating a table");
+        st = eng_status(c->db, rc, "updating a table");
     rec->step = t->step;
     qv_mem_free(touched);
     return st;
@@ -558,10 +558,10 @@ static qv_status apply_load(struct update_ctx *c, MDB_txn *txn, tbl_rec *rec,
     }
     int rc = write_touched(c->db, txn, rec, t, touched, c->n);
     qv_mem_free(touched);
-    return rc ? emb_status(c->db, rc, "loading a table") : QV_OK;
+    return rc ? eng_status(c->db, rc, "loading a table") : QV_OK;
 }
 
-static qv_status check_load(emb_db *db, const tbl_rec *rec, const char *name,
+static qv_status check_load(eng_db *db, const tbl_rec *rec, const char *name,
                             uint64_t first, size_t n, uint32_t dim);
 
 static int update_txn(MDB_txn *txn, void *arg)
@@ -595,10 +595,10 @@ static int update_txn(MDB_txn *txn, void *arg)
     return rc;
 }
 
-static qv_status run_update(emb_db *db, struct update_ctx *c,
+static qv_status run_update(eng_db *db, struct update_ctx *c,
                             const char *doing)
 {
-    qv_status st = emb_write(db, update_txn, c, &c->status, doing);
+    qv_status st = eng_write(db, update_txn, c, &c->status, doing);
     if (c->locked && st != QV_OK)
         c->locked->stale = 1;   /* the commit failed */
     return st;
@@ -607,14 +607,14 @@ static qv_status run_update(emb_db *db, struct update_ctx *c,
 qv_status table_update(qv_db *base, const char *name, const uint64_t *ids,
                        size_t n, uint32_t dim, const float *grads)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct update_ctx c = {.db = db, .name = name, .ids = ids, .n = n,
                            .dim = dim, .grads = grads};
     return run_update(db, &c, "updating a table");
 }
 
 /* Whether rows first .. first+n-1 of dim can be loaded into rec. */
-static qv_status check_load(emb_db *db, const tbl_rec *rec, const char *name,
+static qv_status check_load(eng_db *db, const tbl_rec *rec, const char *name,
                             uint64_t first, size_t n, uint32_t dim)
 {
     emb_spec spec;
@@ -642,7 +642,7 @@ static qv_status check_load(emb_db *db, const tbl_rec *rec, const char *name,
 qv_status table_load(qv_db *base, const char *name, uint64_t first, size_t n,
                      uint32_t dim, const float *rows)
 {
-    emb_db *db = (emb_db *)base;
+    eng_db *db = (eng_db *)base;
     struct update_ctx c = {.db = db, .name = name, .n = n, .dim = dim,
                            .rows = rows, .first = first};
     return run_update(db, &c, "loading a table");
@@ -650,7 +650,7 @@ qv_status table_load(qv_db *base, const char *name, uint64_t first, size_t n,
 
 /* ---- qv_check ---- */
 
-int table_verify(emb_db *db, MDB_txn *txn, void (*report)(void *ctx,
+int table_verify(eng_db *db, MDB_txn *txn, void (*report)(void *ctx,
                                                           const char *name,
                                                           const char *what),
                  void *ctx, unsigned *tables)

@@ -38,7 +38,7 @@ qv_status table_load(qv_db *db, const char *name, uint64_t first, size_t n,
  * with its size. report() gets each problem; *tables counts them.
  * Returns 0 or an LMDB code (ENOMEM).
  */
-int table_verify(emb_db *db, MDB_txn *txn, void (*report)(void *ctx,
+int table_verify(eng_db *db, MDB_txn *txn, void (*report)(void *ctx,
                                                           const char *name,
                                                           const char *what),
                  void *ctx, unsigned *tables);
