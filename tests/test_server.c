@@ -70,6 +70,16 @@ static int dial(int port)
     return fd;
 }
 
+/* A handle on the server at port, through the API. */
+static qv_db *client(int port)
+{
+    char uri[64];
+    qv_db *db = NULL;
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", port);
+    assert_ok(NULL, qv_open(uri, NULL, &db));
+    return db;
+}
+
 static void send_bytes(int fd, const void *buf, size_t len)
 {
     assert_int_equal(send(fd, buf, len, MSG_NOSIGNAL), (ssize_t)len);
@@ -138,10 +148,7 @@ static void send_list(int fd, uint64_t id)
 /* The server still answers a well-behaved client through the API. */
 static void assert_serving(struct fixture *f)
 {
-    char uri[64];
-    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
-    qv_db *db;
-    assert_ok(NULL, qv_open(uri, NULL, &db));
+    qv_db *db = client(f->port);
     qv_collection_info *list;
     size_t n;
     assert_ok(db, qv_list_collections(db, &list, &n));
@@ -314,10 +321,7 @@ static void test_pipelined_requests(void **state)
 static void test_sigterm_stops_cleanly_and_keeps_data(void **state)
 {
     struct fixture *f = *state;
-    char uri[64];
-    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
-    qv_db *db;
-    assert_ok(NULL, qv_open(uri, NULL, &db));
+    qv_db *db = client(f->port);
     assert_ok(db, qv_create_collection(db, "keep",
                                        &(qv_collection_config){.dim = 2}));
     float v[2] = {1, 2};
@@ -329,8 +333,7 @@ static void test_sigterm_stops_cleanly_and_keeps_data(void **state)
     assert_status(db, qv_get(db, "keep", "a", &r), QV_ERR_CONNECTION);
     f->port = tu_start_server(f->dir, NULL, &f->pid);
     qv_close(db);
-    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
-    assert_ok(NULL, qv_open(uri, NULL, &db));
+    db = client(f->port);
     assert_ok(db, qv_get(db, "keep", "a", &r));
     assert_string_equal(r->payload, "{\"k\":1}");
     qv_free(r);
@@ -546,10 +549,7 @@ static void expect_reply(int fd, uint64_t id, Quiver__V1__Status status,
 static void test_strings_with_nul_or_bad_utf8(void **state)
 {
     struct fixture *f = *state;
-    char uri[64];
-    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
-    qv_db *db;
-    assert_ok(NULL, qv_open(uri, NULL, &db));
+    qv_db *db = client(f->port);
     assert_ok(db, qv_create_collection(db, "rt",
                                        &(qv_collection_config){.dim = 2}));
     int fd = dial(f->port);
@@ -633,10 +633,7 @@ static void test_trickled_frame_times_out(void **state)
 static void test_backup_needs_a_backup_dir(void **state)
 {
     struct fixture *f = *state;
-    char uri[64];
-    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", f->port);
-    qv_db *db;
-    assert_ok(NULL, qv_open(uri, NULL, &db));
+    qv_db *db = client(f->port);
     assert_status(db, qv_backup(db, "b1"), QV_ERR_UNSUPPORTED);
     assert_non_null(strstr(qv_errmsg(db), "--backup-dir"));
     qv_close(db);
@@ -658,10 +655,7 @@ static void test_backup_is_confined(void **state)
     const char *const extra[] = {"--backup-dir", backups, NULL};
     pid_t pid;
     int port = tu_start_server(dir, extra, &pid);
-    char uri[64];
-    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", port);
-    qv_db *db;
-    assert_ok(NULL, qv_open(uri, NULL, &db));
+    qv_db *db = client(port);
     char outside[4200];
     snprintf(outside, sizeof outside, "%s/escaped", dir);
     const char *bad[] = {outside, "../escaped", "..", ".", ".hidden",
