@@ -26,10 +26,12 @@ DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
 
 RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
 ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
-                  -fsanitize=address,undefined -fno-sanitize-recover=all
+                  -fsanitize=address,undefined -fno-sanitize-recover=all \
+                  -DQV_CHECKS
 ASAN_LDFLAGS   := -fsanitize=address,undefined
 
-LIB_SRC := common/alloc.c common/json.c common/token.c common/utf8.c \
+LIB_SRC := common/alloc.c common/check.c common/json.c common/token.c \
+           common/utf8.c \
            storage/env.c storage/reader.c \
            ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c ann/embed.c \
            db/db.c db/core/error.c db/core/names.c db/core/validate.c \
@@ -151,7 +153,7 @@ crash-test: $(BA)/tests/test_crash $(BA)/quiverd
 # ---- ThreadSanitizer: the library, quiverd, the shell and the tests that
 # run threads or processes side by side, objects in build/tsan ----
 TSAN_CFLAGS := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
-               -fsanitize=thread
+               -fsanitize=thread -DQV_CHECKS
 LIB_OBJ_T := $(LIB_SRC:%.c=$(BT)/%.o)
 CLI_OBJ_T := $(CLI_SRC:%.c=$(BT)/%.o)
 SERVER_OBJ_T := $(SERVER_SRC:%.c=$(BT)/%.o)
@@ -191,7 +193,7 @@ BF := build/fuzz
 FUZZ_CC := clang
 FUZZ_CFLAGS := $(CSTD) $(WARN) -O1 $(ARCH) -g -fno-omit-frame-pointer \
                -fsanitize=fuzzer-no-link,address,undefined \
-               -fno-sanitize-recover=all
+               -fno-sanitize-recover=all -DQV_CHECKS
 FUZZ_TARGETS := fuzz_request fuzz_payload fuzz_shell fuzz_import fuzz_filter \
                 fuzz_records fuzz_remote
 # the shell's pieces, for the shell and import targets

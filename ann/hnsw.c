@@ -11,6 +11,7 @@
 #include <simde/x86/avx2.h>
 
 #include "common/alloc.h"
+#include "common/check.h"
 #include "ann/codec.h"
 #include "ann/distance.h"
 
@@ -980,12 +981,15 @@ static void write_list(hnsw *h, uint32_t node, int level, const cand *cands,
     uint32_t *list = list_of(h, node, level);
     uint32_t old[2 * HNSW_M_MAX + 1];
     uint32_t nold = load_u32(list);
+    QV_ASSERT(n <= max_degree(h, level) && nold <= max_degree(h, level));
     for (uint32_t i = 0; i < nold; i++)
         old[i] = load_u32(&list[1 + i]);
     /* ids first, then the count: a reader that saw the old count reads
      * old or new ids, every one a valid node */
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        QV_ASSERT(cands[i].id != node && cands[i].id < h->cap);
         store_u32(&list[1 + i], cands[i].id);
+    }
     store_u32(list, (uint32_t)n);
     /* in-degrees: additions first, so a kept edge never reads as lost */
     for (size_t i = 0; i < n; i++)

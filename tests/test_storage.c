@@ -1,9 +1,12 @@
 /* The LMDB environment: sharing, sync-mode conflicts, map growth, ranges. */
+#include <sys/wait.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "storage/env.h"
 #include "storage/keys.h"
+#include "common/check.h"
 #include "tests/test_util.h"
 
 static void test_same_directory_shares_one_environment(void **state)
@@ -201,9 +204,40 @@ static void test_fixed_offsets_only_for_overflow_values(void **state)
     tu_rmdir(dir);
 }
 
+/* QV_ASSERT is on in the test builds: a broken invariant aborts and
+ * names its condition, file and line on stderr. */
+static void test_assertions_name_the_broken_invariant(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        int refs = 0;
+        QV_ASSERT(refs > 0);
+        _exit(0);
+    }
+    close(fds[1]);
+    char text[512] = "";
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < sizeof text &&
+           (n = read(fds[0], text + got, sizeof text - 1 - got)) > 0)
+        got += (size_t)n;
+    text[got] = '\0';
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    assert_non_null(strstr(text, "tests/test_storage.c:"));
+    assert_non_null(strstr(text, "refs > 0"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_assertions_name_the_broken_invariant),
         cmocka_unit_test(test_same_directory_shares_one_environment),
         cmocka_unit_test(test_other_sync_mode_is_refused),
         cmocka_unit_test(test_path_that_is_a_file_is_refused),

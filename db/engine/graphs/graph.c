@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/check.h"
 #include "ann/codec.h"
 #include "ann/distance.h"
 #include "db/core/error.h"
@@ -91,7 +92,11 @@ static void live_free(live_graph *ix)
 
 void graph_release(live_graph *ix)
 {
-    if (ix && atomic_fetch_sub(&ix->refs, 1) == 1)
+    if (!ix)
+        return;
+    int refs = atomic_fetch_sub(&ix->refs, 1);
+    QV_ASSERT(refs > 0);
+    if (refs == 1)
         live_free(ix);
 }
 
@@ -560,7 +565,11 @@ void *graph_cached_matches(live_graph *ix, const char *filter, uint64_t txn_id)
 
 void allowed_release(allowed_set *a)
 {
-    if (a && atomic_fetch_sub(&a->refs, 1) == 1)
+    if (!a)
+        return;
+    int refs = atomic_fetch_sub(&a->refs, 1);
+    QV_ASSERT(refs > 0);
+    if (refs == 1)
         qv_mem_free(a);
 }
 
