@@ -33,14 +33,15 @@ static int scan_one(eng_db *db, MDB_txn *txn, const coll_rec *rec,
         rc = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key, &vec);
     if (rc != 0)
         return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
-    const unsigned char *p = doc.mv_data;
-    if (doc.mv_size < 1u + p[0] || vec.mv_size != rec->dim * sizeof(float))
+    MDB_val id, payload;
+    if (doc_record_split(&doc, &id, &payload) != 0 ||
+        vec.mv_size != rec->dim * sizeof(float))
         return MDB_CORRUPTED;
     out->id = (const char *)ids_key->mv_data + KEY_COLL_LEN;
     out->id_len = ids_key->mv_size - KEY_COLL_LEN;
     out->vector = vec.mv_data;
-    out->payload_len = doc.mv_size - 1 - p[0];
-    out->payload = out->payload_len ? (const char *)p + 1 + p[0] : NULL;
+    out->payload_len = payload.mv_size;
+    out->payload = payload.mv_data;
     return 0;
 }
 

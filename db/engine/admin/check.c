@@ -157,9 +157,11 @@ static void visit_id(void *ctx, const MDB_val *key, const MDB_val *val)
         problem(c->r, "collection '%s': id '%s' (internal %u) has no "
                 "document", c->name, id, iid);
     } else {
-        const unsigned char *p = doc.mv_data;
-        if (doc.mv_size < 1u + p[0] || p[0] != len ||
-            memcmp(p + 1, (const char *)key->mv_data + KEY_COLL_LEN, len))
+        MDB_val named;
+        if (doc_record_split(&doc, &named, NULL) != 0 ||
+            named.mv_size != len ||
+            memcmp(named.mv_data, (const char *)key->mv_data + KEY_COLL_LEN,
+                   len))
             problem(c->r, "collection '%s': the document at internal %u does "
                     "not name id '%s'", c->name, iid, id);
     }

@@ -491,9 +491,10 @@ struct doomed {
 static void gather_doomed(void *arg, const MDB_val *key, const MDB_val *val)
 {
     struct doomed *d = arg;
-    const unsigned char *p = val->mv_data;
+    MDB_val id;
     json_t *payload;
-    if (d->failed || key->mv_size != KEY_DOC_LEN || val->mv_size < 1u + p[0])
+    if (d->failed || key->mv_size != KEY_DOC_LEN ||
+        doc_record_split(val, &id, NULL) != 0)
         return;
     if (pindex_payload_of(val, &payload) != 0) {
         d->failed = 1;
@@ -518,8 +519,8 @@ static void gather_doomed(void *arg, const MDB_val *key, const MDB_val *val)
     }
     d->iids[d->n] = key_get_u32((const unsigned char *)key->mv_data +
                                 KEY_COLL_LEN);
-    memcpy(d->ids[d->n], p + 1, p[0]);
-    d->ids[d->n][p[0]] = '\0';
+    memcpy(d->ids[d->n], id.mv_data, id.mv_size);
+    d->ids[d->n][id.mv_size] = '\0';
     d->n++;
 }
 
@@ -604,16 +605,14 @@ static qv_status make_record(eng_db *db, const coll_rec *rec,
                              const MDB_val *doc, const MDB_val *vec,
                              qv_record **out)
 {
-    const unsigned char *p = doc->mv_data;
-    if (doc->mv_size < 1 || doc->mv_size < 1u + p[0] ||
+    MDB_val id, payload;
+    if (doc_record_split(doc, &id, &payload) != 0 ||
         vec->mv_size != (size_t)rec->dim * sizeof(float))
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "document record is malformed (%zu bytes, vector %zu "
                        "bytes)", doc->mv_size, vec->mv_size);
-    size_t id_len = p[0], payload_len = doc->mv_size - 1 - id_len;
-    const char *payload = payload_len ? (const char *)p + 1 + id_len : NULL;
-    *out = record_new((const char *)p + 1, id_len, vec->mv_data, rec->dim,
-                      payload, payload_len);
+    *out = record_new(id.mv_data, id.mv_size, vec->mv_data, rec->dim,
+                      payload.mv_data, payload.mv_size);
     return *out ? QV_OK : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
 }
 

@@ -58,16 +58,7 @@ static int doc_fields(eng_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
     int rc = mdb_get(txn, st_dbi(db->env, ST_DB_DOCS), &key, &val);
     if (rc != 0)
         return rc;
-    const unsigned char *p = val.mv_data;
-    if (val.mv_size < 1 || val.mv_size < 1u + p[0])
-        return MDB_CORRUPTED;
-    id->mv_size = p[0];
-    id->mv_data = (void *)(p + 1);
-    if (payload) {
-        payload->mv_size = val.mv_size - 1 - p[0];
-        payload->mv_data = payload->mv_size ? (void *)(p + 1 + p[0]) : NULL;
-    }
-    return 0;
+    return doc_record_split(&val, id, payload);
 }
 
 static int doc_ext_id(eng_db *db, MDB_txn *txn, uint32_t coll, uint32_t iid,
@@ -295,10 +286,10 @@ static uint64_t exact_limit(const coll_rec *rec, uint32_t k)
 static void mark_allowed(void *arg, const MDB_val *key, const MDB_val *val)
 {
     struct search_ctx *c = arg;
-    const unsigned char *p = val->mv_data;
     json_t *payload;
+    MDB_val id;
     if (c->filter_rc || key->mv_size != KEY_DOC_LEN ||
-        val->mv_size < 1u + p[0])
+        doc_record_split(val, &id, NULL) != 0)
         return;
     uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
                                KEY_COLL_LEN);
@@ -789,16 +780,18 @@ qv_status search_knn(qv_db *base, const char *collection, const float *query,
                      options->with_payload, r, &n);
         if (st != QV_OK)
             goto cleanup;
-        uint64_t want = c.filter && c.nallowed < options->k ? c.nallowed
-                                                            : options->k;
-        if (c.exact || !c.filter || n >= want)
+        uint64_t matching = c.filter ? c.nallowed : c.rec.count;
+        uint64_t want = matching < options->k ? matching : options->k;
+        if (c.exact || n >= want)
             break;
         topk_release(&heap);
         c.widenings++;
-        /* a walk over the allowed nodes came back short: it reached fewer
-         * than k of them; a wider beam rarely reaches more, so while the
-         * matches are few enough to score, score them */
-        if (c.beam >= c.rec.count || c.nallowed <= c.rec.count / 5) {
+        /* a walk came back short: it reached fewer than k of the nodes it
+         * may return (a graph whose codes or distances trap it, or a
+         * filter that leaves few); a wider beam rarely reaches more, so
+         * while they are few enough to score, score them */
+        if (c.beam >= c.rec.count || !c.filter ||
+            c.nallowed <= c.rec.count / 5) {
             c.exact = 1;
             c.beam = (size_t)want;
         } else {

@@ -151,12 +151,11 @@ int pindex_update(eng_db *db, MDB_txn *txn, uint32_t coll,
 
 int pindex_payload_of(const MDB_val *doc, json_t **out)
 {
-    const unsigned char *p = doc->mv_data;
+    MDB_val id, payload;
     *out = NULL;
-    if (doc->mv_size < 1u + p[0])
+    if (doc_record_split(doc, &id, &payload) != 0)
         return 0;
-    return filter_payload((const char *)p + 1 + p[0],
-                          doc->mv_size - 1 - p[0], out);
+    return filter_payload(payload.mv_data, payload.mv_size, out);
 }
 
 /* ---- lookups ---- */

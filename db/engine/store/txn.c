@@ -142,6 +142,19 @@ qv_status vector_record_check(eng_db *db, const MDB_val *val, uint32_t dim,
     return QV_OK;
 }
 
+int doc_record_split(const MDB_val *val, MDB_val *id, MDB_val *payload)
+{
+    const unsigned char *p = val->mv_data;
+    if (val->mv_size < 1 || val->mv_size < 1u + p[0])
+        return MDB_CORRUPTED;
+    *id = (MDB_val){p[0], (void *)(p + 1)};
+    if (payload) {
+        payload->mv_size = val->mv_size - 1 - p[0];
+        payload->mv_data = payload->mv_size ? (void *)(p + 1 + p[0]) : NULL;
+    }
+    return 0;
+}
+
 int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid)
 {
     if (val->mv_size != sizeof *iid)

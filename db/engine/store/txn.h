@@ -82,6 +82,16 @@ qv_status vector_record_check(eng_db *db, const MDB_val *val, uint32_t dim,
  */
 int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid);
 
+/*
+ * A document record (sub-database docs): one byte, the id's length n,
+ * then the n bytes of the id, then the payload's JSON text to the end
+ * (none when empty). The one decoder of that layout: id and payload
+ * (payload mv_data NULL when there is none; payload may be NULL) point
+ * into val. 0, or MDB_CORRUPTED when val is empty or shorter than its
+ * first byte says, checked before anything past val's size is read.
+ */
+int doc_record_split(const MDB_val *val, MDB_val *id, MDB_val *payload);
+
 /* Turn an LMDB or errno code into a status and a message about doing. */
 qv_status eng_status(eng_db *db, int rc, const char *doing);
 
