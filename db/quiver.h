@@ -314,7 +314,8 @@ typedef struct qv_hit {
 } qv_hit;
 
 typedef struct qv_hits {
-    size_t count;          /* min(k, documents in the collection) */
+    size_t count;          /* min(k, documents that match: the
+                              collection's, or the filter's) */
     qv_hit *hits;          /* nearest first; equal distances by id */
     const char *explain;   /* with options->explain: a JSON object {plan,
                               estimated_matches, matches, distances,
