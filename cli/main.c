@@ -97,7 +97,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         else if (!strcmp(a, "--json"))
             o->json = 1;
         else if (!strcmp(a, "--version")) {
-            printf("quiver %s\n", QV_VERSION);
+            printf("quiver %s\n", qv_version());
             return -2;
         } else if (!strcmp(a, "--help")) {
             fputs(usage, stdout);

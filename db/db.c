@@ -45,6 +45,11 @@ const char *qv_errmsg(const qv_db *db)
     return qv_error_message(db);
 }
 
+const char *qv_version(void)
+{
+    return QV_VERSION;
+}
+
 void qv_free(void *object)
 {
     qv_mem_free(object);

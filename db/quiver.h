@@ -37,6 +37,10 @@ extern "C" {
 
 #define QV_VERSION "0.1.0"
 
+/* The library's version (QV_VERSION of the library that runs, which may
+ * differ from the header a program was built with). Never NULL. */
+const char *qv_version(void);
+
 /* Limits. Inputs beyond them are refused with QV_ERR_INVALID. */
 #define QV_ID_MAX        255          /* bytes of a document id (min 1) */
 #define QV_NAME_MAX      64           /* bytes of a collection name */

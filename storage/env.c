@@ -537,3 +537,16 @@ int st_delete_prefix(MDB_txn *txn, MDB_dbi dbi, const void *prefix,
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
+
+const char *st_strerror(int rc)
+{
+    switch (rc) {
+    case 0: return "success";
+    case ST_ABORT: return "transaction aborted";
+    case ST_ERR_MODE: return "open in this process with the other sync mode";
+    case ST_ERR_BUSY: return "another process has the database open";
+    case ST_ERR_MISSING: return "data.mdb is missing beside lock.mdb";
+    case ST_ERR_TRUNCATED: return "data.mdb is shorter than its last page";
+    default: return mdb_strerror(rc);  /* LMDB's codes, and errno's */
+    }
+}

@@ -42,17 +42,30 @@ enum st_db {
 
 #define ST_OPEN_NOSYNC 0x1u
 
-/* Returned by a write function to abort its transaction on purpose. */
-#define ST_ABORT (-1)
+/*
+ * Storage's own codes. Every int a storage call returns is 0, one of
+ * these, an LMDB code (MDB_KEYEXIST -30799 up to MDB_LAST_ERRCODE) or an
+ * errno value (positive): the ranges never overlap, and st_strerror names
+ * any of them. The layers above keep their own codes out of these ranges.
+ */
+enum st_error {
+    ST_ABORT = -1,          /* a write function aborts its transaction on
+                               purpose */
+    ST_ERR_MODE = -2,       /* open in this process with the other sync
+                               mode */
+    ST_ERR_BUSY = -3,       /* compaction: another process has it open */
+    ST_ERR_MISSING = -4,    /* lock.mdb without data.mdb */
+    ST_ERR_TRUNCATED = -5,  /* data.mdb shorter than its meta page says */
+};
+
+/* What rc (0, an st_error, an LMDB code or an errno value) means. */
+const char *st_strerror(int rc);
 
 /*
  * Open (creating if needed) the environment in directory path. Returns 0
  * or an LMDB/errno code; ST_ERR_MODE when the directory is already open in
  * this process with another sync mode.
  */
-#define ST_ERR_MODE (-2)
-#define ST_ERR_MISSING (-4)    /* lock.mdb without data.mdb */
-#define ST_ERR_TRUNCATED (-5)  /* data.mdb shorter than its meta page says */
 int st_env_open(const char *path, unsigned flags, uint64_t map_size,
                 st_env **out);
 void st_env_close(st_env *env);
@@ -115,7 +128,6 @@ int st_backup(st_env *env, const char *dir);
  * transactions wait. A process that opens the directory in the instant
  * between that check and the swap is not seen.
  */
-#define ST_ERR_BUSY (-3)
 int st_compact(st_env *env);
 
 struct st_figures {

@@ -786,6 +786,7 @@ static void test_open_errors(void **state)
 
 static void test_status_names_and_messages(void **state)
 {
+    assert_string_equal(qv_version(), QV_VERSION);
     for (int s = QV_OK; s <= QV_ERR_BUSY; s++) {
         assert_true(strlen(qv_strerror((qv_status)s)) > 0);
         assert_string_not_equal(qv_status_name((qv_status)s), "UNKNOWN");

@@ -1,4 +1,5 @@
 /* The LMDB environment: sharing, sync-mode conflicts, map growth, ranges. */
+#include <errno.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <string.h>
@@ -204,6 +205,23 @@ static void test_fixed_offsets_only_for_overflow_values(void **state)
     tu_rmdir(dir);
 }
 
+/* Storage's codes, LMDB's and errno's never overlap, and each has a
+ * name. */
+static void test_storage_codes_are_named(void **state)
+{
+    (void)state;
+    int codes[] = {ST_ABORT, ST_ERR_MODE, ST_ERR_BUSY, ST_ERR_MISSING,
+                   ST_ERR_TRUNCATED};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
+        assert_true(codes[i] < 0 && codes[i] > MDB_KEYEXIST);
+        assert_true(strlen(st_strerror(codes[i])) > 0);
+        for (size_t j = 0; j < i; j++)
+            assert_int_not_equal(codes[i], codes[j]);
+    }
+    assert_string_equal(st_strerror(MDB_MAP_FULL), mdb_strerror(MDB_MAP_FULL));
+    assert_string_equal(st_strerror(ENOSPC), strerror(ENOSPC));
+}
+
 /* QV_ASSERT is on in the test builds: a broken invariant aborts and
  * names its condition, file and line on stderr. */
 static void test_assertions_name_the_broken_invariant(void **state)
@@ -238,6 +256,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_assertions_name_the_broken_invariant),
+        cmocka_unit_test(test_storage_codes_are_named),
         cmocka_unit_test(test_same_directory_shares_one_environment),
         cmocka_unit_test(test_other_sync_mode_is_refused),
         cmocka_unit_test(test_path_that_is_a_file_is_refused),

@@ -18,8 +18,9 @@
 #include "storage/keys.h"
 #include "db/engine/store/pindex.h"
 
-/* put_document's code for a collection that has used every internal id. */
-#define ERR_COLLECTION_FULL (-3)
+/* put_document's code for a collection that has used every internal id:
+ * below storage's codes and LMDB's (storage/env.h), so never one of them. */
+#define ERR_COLLECTION_FULL (-100000)
 
 /* Take the lowest free internal id of the collection, if there is one. */
 static int take_free_iid(eng_db *db, MDB_txn *txn, uint32_t coll,

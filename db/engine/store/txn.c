@@ -80,7 +80,7 @@ static qv_status status_of(eng_db *db, int rc, const char *doing,
         st = rc > 0 ? QV_ERR_IO : QV_ERR_INTERNAL;
         break;
     }
-    return qv_fail(owner, st, "%s: %s%s", doing, mdb_strerror(rc), tail);
+    return qv_fail(owner, st, "%s: %s%s", doing, st_strerror(rc), tail);
 }
 
 qv_status eng_status(eng_db *db, int rc, const char *doing)
