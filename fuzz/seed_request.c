@@ -180,6 +180,72 @@ int main(int argc, char **argv)
     req.table_describe = &tdesc;
     save(dir, "table_describe", &req);
 
+    /* the requests that only name a collection or a table, or nothing */
+    Quiver__V1__DropCollection dropc = QUIVER__V1__DROP_COLLECTION__INIT;
+    dropc.name = "d";
+    req.op_case = QUIVER__V1__REQUEST__OP_DROP_COLLECTION;
+    req.drop_collection = &dropc;
+    save(dir, "drop_collection", &req);
+
+    Quiver__V1__TableDrop tdrop = QUIVER__V1__TABLE_DROP__INIT;
+    tdrop.name = "t";
+    req.op_case = QUIVER__V1__REQUEST__OP_TABLE_DROP;
+    req.table_drop = &tdrop;
+    save(dir, "table_drop", &req);
+
+    Quiver__V1__Scan scan = QUIVER__V1__SCAN__INIT;
+    scan.collection = "d";
+    scan.limit = 10;
+    scan.has_filter = 1;
+    scan.filter = "{\"k\":{\"$gte\":1}}";
+    req.op_case = QUIVER__V1__REQUEST__OP_SCAN;
+    req.scan = &scan;
+    save(dir, "scan", &req);
+
+    Quiver__V1__Count count = QUIVER__V1__COUNT__INIT;
+    count.collection = "d";
+    count.has_filter = 1;
+    count.filter = "{\"k\":1}";
+    req.op_case = QUIVER__V1__REQUEST__OP_COUNT;
+    req.count = &count;
+    save(dir, "count", &req);
+
+    Quiver__V1__DeleteWhere dwhere = QUIVER__V1__DELETE_WHERE__INIT;
+    dwhere.collection = "d";
+    dwhere.filter = "{\"k\":{\"$in\":[1,2]}}";
+    req.op_case = QUIVER__V1__REQUEST__OP_DELETE_WHERE;
+    req.delete_where = &dwhere;
+    save(dir, "delete_where", &req);
+
+    Quiver__V1__CreateIndex cindex = QUIVER__V1__CREATE_INDEX__INIT;
+    cindex.collection = "d";
+    cindex.field = "k";
+    cindex.type = QUIVER__V1__INDEX_TYPE__INT;
+    req.op_case = QUIVER__V1__REQUEST__OP_CREATE_INDEX;
+    req.create_index = &cindex;
+    save(dir, "create_index", &req);
+
+    Quiver__V1__Backup backup = QUIVER__V1__BACKUP__INIT;
+    backup.dir = "nightly";
+    req.op_case = QUIVER__V1__REQUEST__OP_BACKUP;
+    req.backup = &backup;
+    save(dir, "backup", &req);
+
+    Quiver__V1__Stats stats = QUIVER__V1__STATS__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_STATS;
+    req.stats = &stats;
+    save(dir, "stats", &req);
+
+    Quiver__V1__Compact compact = QUIVER__V1__COMPACT__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_COMPACT;
+    req.compact = &compact;
+    save(dir, "compact", &req);
+
+    Quiver__V1__Check check = QUIVER__V1__CHECK__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_CHECK;
+    req.check = &check;
+    save(dir, "check", &req);
+
     Quiver__V1__Authenticate auth = QUIVER__V1__AUTHENTICATE__INIT;
     auth.token = "token";
     req.op_case = QUIVER__V1__REQUEST__OP_AUTHENTICATE;
