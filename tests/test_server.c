@@ -70,14 +70,31 @@ static int dial(int port)
     return fd;
 }
 
-/* A handle on the server at port, through the API. */
-static qv_db *client(int port)
+/* A handle on the server at port, through the API (token: NULL or the
+ * server's). */
+static qv_db *client_with(int port, const char *token)
 {
     char uri[64];
     qv_db *db = NULL;
     snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", port);
-    assert_ok(NULL, qv_open(uri, NULL, &db));
+    assert_ok(NULL, qv_open(uri, &(qv_open_options){.token = token}, &db));
     return db;
+}
+
+static qv_db *client(int port)
+{
+    return client_with(port, NULL);
+}
+
+/* The server at port answers a well-behaved client through the API. */
+static void assert_served(int port, const char *token)
+{
+    qv_db *db = client_with(port, token);
+    qv_collection_info *list;
+    size_t n;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    qv_free(list);
+    qv_close(db);
 }
 
 static void send_bytes(int fd, const void *buf, size_t len)
@@ -148,12 +165,7 @@ static void send_list(int fd, uint64_t id)
 /* The server still answers a well-behaved client through the API. */
 static void assert_serving(struct fixture *f)
 {
-    qv_db *db = client(f->port);
-    qv_collection_info *list;
-    size_t n;
-    assert_ok(db, qv_list_collections(db, &list, &n));
-    qv_free(list);
-    qv_close(db);
+    assert_served(f->port, NULL);
 }
 
 static void expect_status(Response *resp, Quiver__V1__Status status,
@@ -397,13 +409,7 @@ static void test_token_is_required(void **state)
                   "authenticate first");
     assert_true(closed_by_server(fd));
     close(fd);
-    oo.token = "s3cret-token";
-    assert_ok(NULL, qv_open(uri, &oo, &db));
-    qv_collection_info *list;
-    size_t n;
-    assert_ok(db, qv_list_collections(db, &list, &n));
-    qv_free(list);
-    qv_close(db);
+    assert_served(port, "s3cret-token");
     assert_int_equal(tu_stop_server(pid), 0);
     unlink(path);
     tu_rmdir(dir);
@@ -442,8 +448,6 @@ static void test_unauthenticated_connections_are_bounded(void **state)
         assert_true(tries < 50);
     }
     close(third);
-    char uri[64];
-    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", port);
     for (int i = 0; i < 2; i++) {
         expect_status(read_response(silent[i]),
                       QUIVER__V1__STATUS__UNAUTHENTICATED,
@@ -451,14 +455,7 @@ static void test_unauthenticated_connections_are_bounded(void **state)
         assert_true(closed_by_server(silent[i]));
         close(silent[i]);
     }
-    qv_db *db;
-    qv_open_options oo = {.token = "s3cret-token"};
-    assert_ok(NULL, qv_open(uri, &oo, &db));
-    qv_collection_info *list;
-    size_t n;
-    assert_ok(db, qv_list_collections(db, &list, &n));
-    qv_free(list);
-    qv_close(db);
+    assert_served(port, "s3cret-token");
     assert_int_equal(tu_stop_server(pid), 0);
     unlink(path);
     tu_rmdir(dir);

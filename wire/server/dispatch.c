@@ -435,7 +435,8 @@ static qv_status refuse(struct reply *r, qv_status st, const char *message)
     return st;
 }
 
-/* A name of a new backup: the rules of collection names. */
+/* A name of a new backup: 1 to QV_NAME_MAX letters, digits, '_', '-'
+ * or '.', not starting with '.' (so never "." or ".." nor hidden). */
 static int backup_name_ok(const char *name)
 {
     size_t len = strlen(name);

@@ -184,13 +184,19 @@ static void close_gently(stream *s)
     close(fd);
 }
 
-/* The answer to no request (id 0), then a gentle close. */
-static void send_farewell(stream *s, qv_status status, const char *message)
+/* An answer to no request (id 0), the last the connection sends. */
+static void send_last(stream *s, qv_status status, const char *message)
 {
     wbuf out = {0};
     if (dispatch_error(&out, status, message) == 0)
         write_all(s, out.data, out.len, 1000);
     wbuf_release(&out);
+}
+
+/* The last answer, then a gentle close. */
+static void send_farewell(stream *s, qv_status status, const char *message)
+{
+    send_last(s, status, message);
     close_gently(s);
 }
 
@@ -205,16 +211,14 @@ static const char *handshake(struct server *srv, stream *s, long long until,
     unsigned char first;
     long long left = until - now_ms();
     if (left <= 0 || wait_fd(s->fd, POLLIN, (int)left, 1) != 1)
-        return "no TLS handshake in time";
+        return atomic_load(&stopping) ? "server stopping"
+                                      : "no TLS handshake in time";
     ssize_t n = recv(s->fd, &first, 1, MSG_PEEK);
     if (n <= 0)
         return "client closed";
     if (first != TLS_HANDSHAKE_RECORD) {
-        wbuf out = {0};
-        if (dispatch_error(&out, QV_ERR_PROTOCOL, "this server speaks TLS: "
-                           "connect with qvs://HOST:PORT") == 0)
-            write_all(s, out.data, out.len, 1000);
-        wbuf_release(&out);
+        send_last(s, QV_ERR_PROTOCOL, "this server speaks TLS: connect with "
+                  "qvs://HOST:PORT");
         *answered = 1;
         return "a client without TLS";
     }
@@ -228,7 +232,8 @@ static const char *handshake(struct server *srv, stream *s, long long until,
         if (rc == STREAM_FAILED)
             return "TLS handshake failed";
         if (left <= 0 || wait_stream(s, rc, (int)left, 1) != 1)
-            return "no TLS handshake in time";
+            return atomic_load(&stopping) ? "server stopping"
+                                          : "no TLS handshake in time";
     }
 }
 

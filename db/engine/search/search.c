@@ -548,6 +548,28 @@ static int score_in_memory(struct search_ctx *c, const float *q, topk *heap)
     return 1;
 }
 
+/* Measure document iid with its vector in the search's snapshot and push
+ * it; one that the snapshot lacks is passed over. */
+static qv_status score_from_snapshot(struct search_ctx *c, const float *q,
+                                     uint32_t iid, topk *heap)
+{
+    unsigned char buf[KEY_DOC_LEN];
+    key_doc(buf, c->rec.id, iid);
+    MDB_val key = {sizeof buf, buf}, val;
+    int rc = mdb_get(c->txn, st_dbi(c->db->env, ST_DB_VECTORS), &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return QV_OK;
+    if (rc != 0)
+        return eng_status(c->db, rc, "searching");
+    qv_status st = vector_record_check(c->db, &val, c->rec.dim, iid);
+    if (st == QV_OK) {
+        topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
+                              c->rec.dim), iid);
+        c->distances++;
+    }
+    return st;
+}
+
 /*
  * The walk measured the graph's vectors, and a write not in this search's
  * snapshot has rewritten some (a document's new vector): measure the
@@ -558,32 +580,16 @@ static int score_in_memory(struct search_ctx *c, const float *q, topk *heap)
 static qv_status rescore_from_snapshot(struct search_ctx *c, const float *q,
                                        topk *heap)
 {
-    size_t n = heap->n, vec_bytes = (size_t)c->rec.dim * sizeof(float);
+    size_t n = heap->n;
     uint32_t *ids = qv_malloc((n + 1) * sizeof *ids);
     if (!ids)
         return qv_fail(&c->db->base, QV_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
         ids[i] = heap->items[i].id;
     heap->n = 0;
-    MDB_dbi dbi = st_dbi(c->db->env, ST_DB_VECTORS);
     qv_status st = QV_OK;
-    for (size_t i = 0; i < n && st == QV_OK; i++) {
-        unsigned char buf[KEY_DOC_LEN];
-        key_doc(buf, c->rec.id, ids[i]);
-        MDB_val key = {sizeof buf, buf}, val;
-        int rc = mdb_get(c->txn, dbi, &key, &val);
-        if (rc == MDB_NOTFOUND)
-            continue;  /* not in this snapshot: resolving would skip it */
-        if (rc != 0)
-            st = eng_status(c->db, rc, "searching");
-        else if (val.mv_size != vec_bytes)
-            st = qv_fail(&c->db->base, QV_ERR_CORRUPT, "vector record is %zu "
-                         "bytes, expected %zu", val.mv_size, vec_bytes);
-        else
-            topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
-                                  c->rec.dim), ids[i]);
-    }
-    c->distances += n;
+    for (size_t i = 0; i < n && st == QV_OK; i++)
+        st = score_from_snapshot(c, q, ids[i], heap);
     qv_mem_free(ids);
     return st;
 }
@@ -593,27 +599,11 @@ static qv_status rescore_from_snapshot(struct search_ctx *c, const float *q,
 static qv_status fetch_allowed(struct search_ctx *c, const float *q,
                                topk *heap)
 {
-    MDB_dbi dbi = st_dbi(c->db->env, ST_DB_VECTORS);
     qv_status st = QV_OK;
     roaring_uint32_iterator_t *it = roaring_create_iterator(c->matches);
     for (; it && it->has_value && st == QV_OK;
-         roaring_advance_uint32_iterator(it)) {
-        uint32_t iid = it->current_value;
-        unsigned char buf[KEY_DOC_LEN];
-        key_doc(buf, c->rec.id, iid);
-        MDB_val key = {sizeof buf, buf}, val;
-        int rc = mdb_get(c->txn, dbi, &key, &val);
-        if (rc == MDB_NOTFOUND)
-            continue;
-        if (rc != 0) {
-            st = eng_status(c->db, rc, "searching");
-        } else if ((st = vector_record_check(c->db, &val, c->rec.dim, iid)) ==
-                   QV_OK) {
-            topk_push(heap, score((qv_metric)c->rec.metric, q, val.mv_data,
-                                  c->rec.dim), iid);
-            c->distances++;
-        }
-    }
+         roaring_advance_uint32_iterator(it))
+        st = score_from_snapshot(c, q, it->current_value, heap);
     roaring_free_uint32_iterator(it);
     return st;
 }
