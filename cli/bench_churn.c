@@ -30,7 +30,7 @@ struct churn_args {
     long n, nq;
     unsigned dim, M, ef_construction, threads, rounds, k;
     unsigned efs[MAX_EFS];
-    int nefs;
+    int nefs, nosync;
     double fraction;
     size_t batch;
 };
@@ -46,7 +46,7 @@ static const char churn_usage[] =
     "usage: quiver bench churn [--n 20000] [--dim 32] [--rounds 3]\n"
     "       [--fraction 1.0] [--batch 1000] [--nq 1000] [--k 10]\n"
     "       [--ef 32] [--M 16] [--ef-construction 200] [--threads 2]\n"
-    "       [--json]\n";
+    "       [--nosync] [--json]\n";
 
 static int parse_efs(const char *list, struct churn_args *a)
 {
@@ -69,7 +69,7 @@ static int parse_efs(const char *list, struct churn_args *a)
 static int parse_churn_args(int argc, char **argv, struct churn_args *a)
 {
     enum { O_N = 256, O_DIM, O_ROUNDS, O_FRACTION, O_BATCH, O_NQ, O_K, O_EF,
-           O_M, O_EFC, O_THREADS, O_JSON };
+           O_M, O_EFC, O_THREADS, O_NOSYNC, O_JSON };
     static const struct option opts[] = {
         {"n", required_argument, 0, O_N},
         {"dim", required_argument, 0, O_DIM},
@@ -82,6 +82,7 @@ static int parse_churn_args(int argc, char **argv, struct churn_args *a)
         {"M", required_argument, 0, O_M},
         {"ef-construction", required_argument, 0, O_EFC},
         {"threads", required_argument, 0, O_THREADS},
+        {"nosync", no_argument, 0, O_NOSYNC},
         {"json", no_argument, 0, O_JSON},
         {0, 0, 0, 0}};
     *a = (struct churn_args){.n = 20000, .nq = 1000, .dim = 32, .M = 16,
@@ -102,6 +103,7 @@ static int parse_churn_args(int argc, char **argv, struct churn_args *a)
         case O_M: a->M = (unsigned)atoi(optarg); break;
         case O_EFC: a->ef_construction = (unsigned)atoi(optarg); break;
         case O_THREADS: a->threads = (unsigned)atoi(optarg); break;
+        case O_NOSYNC: a->nosync = 1; break;
         case O_JSON: break;   /* JSON is the only output */
         case O_EF:
             if (parse_efs(optarg, a) != 0) {
@@ -236,11 +238,13 @@ static void print_ef(const struct churn_args *a, const struct churn_run *run,
                      double shared)
 {
     json_t *o = json_pack(
-        "{s:s, s:I, s:i, s:i, s:i, s:i, s:f, s:I, s:i, s:I, s:f, s:f, s:f, "
+        "{s:s, s:I, s:i, s:i, s:i, s:i, s:f, s:s, s:I, s:i, s:I, s:f, s:f, "
+        "s:f, "
         "s:f, s:f, s:f, s:f, s:b}",
         "bench", "churn", "n", (json_int_t)a->n, "d", (int)a->dim, "M",
         (int)a->M, "ef_construction", (int)a->ef_construction, "rounds",
-        (int)a->rounds, "fraction", a->fraction, "batch",
+        (int)a->rounds, "fraction", a->fraction, "sync",
+        a->nosync ? "nosync" : "durable", "batch",
         (json_int_t)a->batch, "k", (int)a->k, "nq", (json_int_t)a->nq,
         "ef", (double)ef, "insert_rows_per_s", run->insert_rate,
         "replace_rows_per_s", run->replace_rate, "replace_vs_insert",
@@ -325,7 +329,8 @@ int bench_churn(int argc, char **argv)
 
     if (parse_churn_args(argc, argv, &a) != 0)
         return 2;
-    qv_open_options oo = {.threads = a.threads};
+    qv_open_options oo = {.threads = a.threads,
+                          .flags = a.nosync ? QV_OPEN_NOSYNC : 0};
     rows = bench_random_rows(a.n, a.dim, &seed);
     queries = bench_random_rows(a.nq, a.dim, &seed);
     truth = qv_malloc((size_t)a.nq * a.k * sizeof *truth);
