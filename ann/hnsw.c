@@ -30,7 +30,8 @@ typedef struct revlist {
 
 #define DEPTH_NONE UINT32_MAX   /* not labelled (yet): new or cut off */
 #define MARK_PENDING 1u         /* in h->pending, not examined yet */
-#define MARK_RAISE 2u           /* one raise of the label, this repair */
+#define MARK_RAISE 2u           /* one spreading raise, this repair */
+#define MAX_RAISES 3            /* spreading raises of a node a repair */
 
 struct hnsw {
     hnsw_params p;
@@ -78,7 +79,7 @@ struct hnsw {
     atomic_int labels_valid; /* depth holds the invariant above */
     revlist *rev0, *revup;
     uint32_t *depth;
-    uint8_t *mark;           /* per node: PENDING bit, raises this repair */
+    uint8_t *mark;           /* per node: MARK_PENDING, MARK_RAISE x n */
     pthread_mutex_t rev_locks[LOCK_STRIPES];
     uint32_t *pending;
     size_t npending, pending_cap;
@@ -1720,11 +1721,12 @@ static void link_kept(hnsw *h, cand *tmp, uint32_t node, uint32_t u)
 }
 
 /*
- * Whether w's label is proven now, for a node that u is to hang from:
- * following in-neighbours labelled below reaches the entry point without
- * meeting u or a node that waits for the repair (whose support may be
- * gone). Labels fall along the way, so the walk is as long as w's label
- * (bounded, in case labels climbed high).
+ * Whether w is proven reachable without u, for u to hang from: following
+ * level-0 in-edges from nodes labelled ever lower reaches the entry point
+ * without meeting u. Those are edges the graph holds now, so the chain is
+ * a path from the entry point, whatever the repair has still to examine.
+ * Labels fall along it, so it is as long as w's label (bounded, in case
+ * labels climbed high).
  */
 static int proven(const hnsw *h, uint32_t w, uint32_t u)
 {
@@ -1732,8 +1734,7 @@ static int proven(const hnsw *h, uint32_t w, uint32_t u)
     for (int step = 0; step < 256; step++) {
         if (w == ep)
             return 1;
-        if (w == u || (h->mark[w] & MARK_PENDING) ||
-            h->depth[w] == DEPTH_NONE)
+        if (w == u || h->depth[w] == DEPTH_NONE)
             return 0;
         const revlist *r = &h->rev0[w];
         uint32_t next = HNSW_NO_NODE;
@@ -1754,7 +1755,7 @@ static int proven(const hnsw *h, uint32_t w, uint32_t u)
  * The node to adopt u among the beam s->cands[0..n) (nearest first): the
  * nearest labelled below u with room in its list, else the nearest
  * labelled below u; else the nearest whose label is proven (u's label
- * then rises above it); else the entry point.
+ * then rises above it); else none (HNSW_NO_NODE).
  */
 static uint32_t choose_adopter(const hnsw *h, const hnsw_scratch *s,
                                size_t n, uint32_t u)
@@ -1773,16 +1774,17 @@ static uint32_t choose_adopter(const hnsw *h, const hnsw_scratch *s,
         if (proven(h, s->cands[i].id, u))
             first = s->cands[i].id;
     }
-    return first != HNSW_NO_NODE ? first : hnsw_entry(h);
+    return first;
 }
 
 /*
  * Give u an in-edge from a node near it that proves it reachable (found
  * by a search for u's own element, see choose_adopter), keeping u's label
  * when the adopter is labelled below it and else raising it above the
- * adopter's (an unlabelled u takes its first label so).
+ * adopter's (an unlabelled u takes its first label so). -1 when the
+ * search met no such node.
  */
-static void adopt(hnsw *h, hnsw_scratch *s, uint32_t u)
+static int adopt(hnsw *h, hnsw_scratch *s, uint32_t u)
 {
     uint32_t ep, old = h->depth[u];
     int top;
@@ -1803,23 +1805,58 @@ static void adopt(hnsw *h, hnsw_scratch *s, uint32_t u)
     size_t nres;
     search_level(h, s, start, d, h->p.ef_construction, 0, &nres);
     uint32_t w = choose_adopter(h, s, sorted_beam(h, s, nres, u), u);
+    if (w == HNSW_NO_NODE)
+        return -1;
     link_kept(h, s->tmp, w, u);
     if (h->depth[w] >= old || old == DEPTH_NONE) {
         h->depth[u] = h->depth[w] + 1;
         label_changed(h, u, old, h->depth[u]);
     }
+    return 0;
 }
 
-#define MAX_RAISES 3   /* a node's raises in one repair before adoption */
+/* Whether v has a level-0 in-neighbour other than u labelled below it. */
+static int supported_without(const hnsw *h, uint32_t v, uint32_t u)
+{
+    const revlist *r = &h->rev0[v];
+    for (uint32_t i = 0; i < r->n; i++) {
+        if (r->ids[i] != u && h->depth[r->ids[i]] < h->depth[v])
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Whether u's label may rise from old to new with no other node losing
+ * its support: each out-neighbour labelled in (old, new] has another
+ * in-neighbour labelled below it. Then the invariant holds at every node
+ * but u before and after, so the raise needs no further work.
+ */
+static int raise_is_safe(const hnsw *h, uint32_t u, uint32_t old,
+                         uint32_t new)
+{
+    const uint32_t *list = list_of(h, u, 0);
+    for (uint32_t i = 0, n = load_u32(list); i < n; i++) {
+        uint32_t v = load_u32(&list[1 + i]), d = h->depth[v];
+        if (d != DEPTH_NONE && d > old && d <= new &&
+            !supported_without(h, v, u))
+            return 0;
+    }
+    return 1;
+}
 
 /*
  * Restore the invariant at u: nothing to do while an in-neighbour is
- * labelled below it. Else its label rises above its lowest in-neighbour's
- * (queueing the nodes that relied on it), at most MAX_RAISES times a
- * repair: a group cut off from the rest keeps raising each other's
- * labels, and is ended by adoption, an in-edge from a node labelled
- * below (which changes no label) or proven reachable. 1 when u was
- * adopted, 0 when nothing or a raise was needed.
+ * labelled below it. An unlabelled u takes the label above its lowest
+ * labelled in-neighbour's; a labelled one rises so when that is safe
+ * (raise_is_safe), which costs a few hundred label reads. A raise that
+ * others relied on spreads to them, which is still cheaper than a search
+ * where the graph is connected, but a group cut off from the rest would
+ * raise each other's labels without end: after MAX_RAISES such raises in
+ * one repair, u is adopted instead (a search for u finds it an in-edge
+ * from a node labelled below, which changes no label, or proven
+ * reachable). 1 when u was adopted, 0 when nothing or a new label was
+ * needed, -1 when no adopter was found.
  */
 static int support(hnsw *h, hnsw_scratch *s, uint32_t u)
 {
@@ -1828,16 +1865,18 @@ static int support(hnsw *h, hnsw_scratch *s, uint32_t u)
     uint32_t d = h->depth[u], best = best_in_depth(h, u);
     if (best < d && d != DEPTH_NONE)
         return 0;
-    unsigned raises = h->mark[u] >> 1;
-    if (best != DEPTH_NONE && (d == DEPTH_NONE || raises < MAX_RAISES)) {
+    int safe = best != DEPTH_NONE &&
+               (d == DEPTH_NONE || raise_is_safe(h, u, d, best + 1));
+    if (best != DEPTH_NONE && !safe && h->mark[u] >> 1 < MAX_RAISES) {
+        h->mark[u] = (uint8_t)(h->mark[u] + MARK_RAISE);
+        safe = 1;   /* spreads: label_changed queues who relied on u */
+    }
+    if (safe) {
         h->depth[u] = best + 1;
-        if (d != DEPTH_NONE)
-            h->mark[u] = (uint8_t)(h->mark[u] + MARK_RAISE);
         label_changed(h, u, d, best + 1);
         return 0;
     }
-    adopt(h, s, u);
-    return 1;
+    return adopt(h, s, u) == 0 ? 1 : -1;
 }
 
 /*
@@ -1889,14 +1928,18 @@ int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired)
     if (!atomic_load(&h->labels_valid) && relabel(h) != 0)
         return -1;
     size_t budget = 16 * h->npending + 1024;
-    if (drain_pending(h, s, budget, repaired) == 0)
-        return atomic_load(&h->rev_ready) ? 0 : -1;
-    /* after the walk every node left unlabelled is cut off, and adopting
-     * one labels it: no budget needed */
-    if (relabel(h) != 0 ||
-        drain_pending(h, s, 64 * ((size_t)hnsw_count(h) + 1024),
-                      repaired) != 0)
-        return -1;
+    int settled = drain_pending(h, s, budget, repaired) == 0;
+    /* a few rounds of walk and adoption: after a walk only cut-off nodes
+     * lack a label, and any labelled node can adopt them; the adoptions'
+     * pruning may cut others, rarely */
+    for (int round = 0; round < 4 && !settled; round++) {
+        if (relabel(h) != 0)
+            return -1;
+        settled = drain_pending(h, s, 16 * (size_t)hnsw_count(h) + 1024,
+                                repaired) == 0;
+    }
+    if (!settled)
+        atomic_store(&h->labels_valid, 0);   /* the next repair walks */
     return atomic_load(&h->rev_ready) ? 0 : -1;
 }
 
