@@ -1437,37 +1437,63 @@ int hnsw_insert_parallel(hnsw *h, const uint32_t *ids, const float *const *vecs,
  * distances. Two, because one left the degree at 22 and recall 0.01
  * lower: some removed nodes offer no candidate ref does not hold.
  */
+/* Of the removed node's neighbours at level, up to RELINK_FILL not
+ * marked in the scratch's visited epoch, nearest to v first, into fill;
+ * returns how many (a linear pick: no sort for two of at most 2M). */
+static size_t nearest_fill(const hnsw *h, hnsw_scratch *s, const void *v,
+                           uint32_t removed, int level, cand *fill)
+{
+    const uint32_t *from = list_of(h, removed, level);
+    size_t got = 0;
+    for (uint32_t i = 0, n = load_u32(from); i < n; i++) {
+        uint32_t nb = load_u32(&from[1 + i]);
+        if (s->visited[nb] == s->epoch || node_level(h, nb) < level)
+            continue;
+        s->visited[nb] = s->epoch;
+        cand c = {edist(h, v, vec_of(h, nb)), nb};
+        size_t at = got < RELINK_FILL ? got++ : RELINK_FILL;
+        for (; at > 0 && by_distance(&c, &fill[at - 1]) < 0; at--) {
+            if (at < RELINK_FILL)
+                fill[at] = fill[at - 1];
+        }
+        if (at < RELINK_FILL)
+            fill[at] = c;
+    }
+    return got;
+}
+
 static void relink(hnsw *h, hnsw_scratch *s, uint32_t ref, uint32_t removed,
                    int level, int removed_level)
 {
-    const uint32_t *list = list_of(h, ref, level);
-    const void *v = vec_of(h, ref);
-    size_t kept = 0, m = 0, max = max_degree(h, level);
+    uint32_t *list = list_of(h, ref, level);
+    uint32_t n = load_u32(list), kept = 0;
+    cand fill[RELINK_FILL];
     if (++s->epoch == 0) {
         memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
         s->epoch = 1;
     }
     s->visited[ref] = s->visited[removed] = s->epoch;
-    for (uint32_t i = 0, n = load_u32(list); i < n; i++) {
-        uint32_t nb = load_u32(&list[1 + i]);
-        if (s->visited[nb] == s->epoch || node_level(h, nb) < level)
-            continue;
-        s->visited[nb] = s->epoch;
-        s->tmp[kept++] = (cand){0, nb};   /* distances are not needed */
-    }
-    const uint32_t *from = list_of(h, removed, level);
-    uint32_t n = level <= removed_level ? load_u32(from) : 0;
+    for (uint32_t i = 0; i < n; i++)
+        s->visited[load_u32(&list[1 + i])] = s->epoch;
+    size_t nfill = level <= removed_level
+                       ? nearest_fill(h, s, vec_of(h, ref), removed, level,
+                                      fill)
+                       : 0;
+    /* the list in place: the removed node out (the entries after it move
+     * up one), the fill appended; ids before the count, as write_list */
+    pthread_mutex_lock(node_lock(h, ref));
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t nb = load_u32(&from[1 + i]);
-        if (s->visited[nb] == s->epoch || node_level(h, nb) < level)
-            continue;
-        s->visited[nb] = s->epoch;
-        s->cands[m++] = (cand){edist(h, v, vec_of(h, nb)), nb};
+        uint32_t nb = load_u32(&list[1 + i]);
+        if (nb != removed)
+            store_u32(&list[1 + kept++], nb);
     }
-    sort_candidates(h, s->cands, m, edist(h, v, v));
-    for (size_t i = 0; i < m && i < RELINK_FILL && kept < max; i++)
-        s->tmp[kept++] = s->cands[i];
-    write_list(h, ref, level, s->tmp, kept);
+    for (size_t i = 0; i < nfill && kept < max_degree(h, level); i++)
+        store_u32(&list[1 + kept++], fill[i].id);
+    store_u32(list, kept);
+    pthread_mutex_unlock(node_lock(h, ref));
+    edge_removed(h, level, ref, removed);
+    for (uint32_t i = n - 1; i < kept; i++)
+        edge_added(h, level, ref, load_u32(&list[1 + i]));
     mark_dirty(h, ref);
 }
 
