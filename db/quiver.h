@@ -60,6 +60,11 @@ const char *qv_version(void);
 #define QV_F16_MAX       65504.0f     /* magnitude of a component stored
                                          with codec f16 (l2 and ip) */
 
+/* Sizes a database reaches rather than inputs: a write beyond them is
+ * refused with QV_ERR_LIMIT and changes nothing. */
+#define QV_INDEXES_MAX   32           /* payload indexes of a collection */
+#define QV_DOCS_MAX      4294967295u  /* documents of a collection */
+
 typedef enum qv_status {
     QV_OK = 0,
     QV_ERR_INVALID,      /* malformed argument: id, name, payload, k, ... */
@@ -77,8 +82,17 @@ typedef enum qv_status {
     QV_ERR_TIMEOUT,      /* remote: no answer in time */
     QV_ERR_PROTOCOL,     /* remote: a malformed frame or message */
     QV_ERR_UNAUTHENTICATED, /* remote: the server wants a valid token */
-    QV_ERR_BUSY          /* remote: the server is at its connection limit */
+    QV_ERR_BUSY,         /* remote: the server is at its connection limit */
+    QV_ERR_LIMIT,        /* a fixed limit of the database was reached (the
+                            indexes of a collection, its documents); the
+                            same request fails again until something is
+                            removed, whatever the disk */
+    QV_ERR_IN_USE        /* another process has the database open and the
+                            call needs it alone (qv_compact) */
 } qv_status;
+/* Later versions append statuses after the last one above and never
+ * renumber one; treat a status you do not know as an error
+ * (qv_strerror names it "unknown status"). */
 
 /* A fixed English sentence for a status; never NULL. */
 const char *qv_strerror(qv_status status);

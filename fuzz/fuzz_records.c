@@ -344,7 +344,7 @@ static void restore_template(void)
 /* Every call's status must be one the header lists. */
 static qv_status known(qv_status st)
 {
-    if ((unsigned)st > QV_ERR_BUSY) {
+    if ((unsigned)st > QV_STATUS_LAST) {
         fprintf(stderr, "status %d is not a qv_status\n", (int)st);
         abort();
     }

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "wire/proto/frame.h"
+#include "db/core/handle.h"
 #include "db/quiver.h"
 #include "wire/quiver.pb-c.h"
 
@@ -174,7 +175,7 @@ static void start_server(void)
 
 static qv_status known(qv_status st)
 {
-    if ((unsigned)st > QV_ERR_BUSY) {
+    if ((unsigned)st > QV_STATUS_LAST) {
         fprintf(stderr, "status %d is not a qv_status\n", (int)st);
         abort();
     }

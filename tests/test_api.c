@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "db/core/handle.h"
 #include "tests/test_util.h"
 
 static int setup(void **state)
@@ -787,7 +788,7 @@ static void test_open_errors(void **state)
 static void test_status_names_and_messages(void **state)
 {
     assert_string_equal(qv_version(), QV_VERSION);
-    for (int s = QV_OK; s <= QV_ERR_BUSY; s++) {
+    for (int s = QV_OK; s <= QV_STATUS_LAST; s++) {
         assert_true(strlen(qv_strerror((qv_status)s)) > 0);
         assert_string_not_equal(qv_status_name((qv_status)s), "UNKNOWN");
     }
@@ -1395,6 +1396,26 @@ static void test_indexes_agree_on_edges(void **state)
         same_everywhere(db, filters[f]);
 }
 
+/* The index after the last a collection may have is LIMIT (not FULL: the
+ * disk has room) and leaves the collection's indexes as they were. */
+static void test_index_limit(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    create(db, "many", 2, QV_METRIC_L2);
+    char field[16];
+    for (int i = 0; i < QV_INDEXES_MAX; i++) {
+        snprintf(field, sizeof field, "f%d", i);
+        assert_ok(db, qv_create_index(db, "many", field, QV_INDEX_INT));
+    }
+    assert_status(db, qv_create_index(db, "many", "one_more", QV_INDEX_INT),
+                  QV_ERR_LIMIT);
+    assert_non_null(strstr(qv_errmsg(db), "the most indexes it can (32)"));
+    assert_status(db, qv_drop_index(db, "many", "one_more"),
+                  QV_ERR_NOT_FOUND);
+    assert_ok(db, qv_drop_index(db, "many", "f0"));
+    assert_ok(db, qv_create_index(db, "many", "one_more", QV_INDEX_INT));
+}
+
 /* scan where= pages through exactly the matches; delete where= removes
  * exactly them, in one transaction, indexes and graph kept exact. */
 static void test_scan_and_delete_where(void **state)
@@ -1515,6 +1536,7 @@ int main(void)
         T(test_filtered_search_is_never_short),
         T(test_indexes_never_change_results),
         T(test_indexes_agree_on_edges),
+        T(test_index_limit),
         T(test_scan_and_delete_where),
 #undef T
     };

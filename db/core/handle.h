@@ -13,6 +13,9 @@
 
 #include "db/quiver.h"
 
+/* The last status this version knows (quiver.h appends new ones). */
+#define QV_STATUS_LAST QV_ERR_IN_USE
+
 #define QV_DEFAULT_M 16
 #define QV_DEFAULT_EF_CONSTRUCTION 200
 #define QV_DEFAULT_EF 64

@@ -30,7 +30,7 @@
 typedef Quiver__V1__Request Request;
 typedef Quiver__V1__Response Response;
 
-_Static_assert((int)QUIVER__V1__STATUS__BUSY == (int)QV_ERR_BUSY,
+_Static_assert((int)QUIVER__V1__STATUS__IN_USE == (int)QV_STATUS_LAST,
                "the protocol's statuses are qv_status, number for number");
 
 typedef struct remote_db {
@@ -284,7 +284,7 @@ static qv_status call_locked(remote_db *db, Request *req, Response **resp)
                        "request (expected %llu)", (unsigned long long)r->id,
                        (unsigned long long)req->id);
     }
-    if ((unsigned)r->status > QV_ERR_BUSY) {  /* not one of qv_status */
+    if ((unsigned)r->status > QV_STATUS_LAST) {  /* not one of qv_status */
         disconnect(db);
         return qv_fail(&db->base, QV_ERR_PROTOCOL, "%s:%s answered with "
                        "status %u, which this client does not know: %s",

@@ -160,7 +160,7 @@ qv_status admin_compact(qv_db *base)
     /* every page moved: the graphs' offsets of full vectors are void */
     graph_forget_all(db);
     if (rc == ST_ERR_BUSY)
-        return qv_fail(base, QV_ERR_BUSY, "another process has the database "
+        return qv_fail(base, QV_ERR_IN_USE, "another process has the database "
                        "open (or it cannot be told); compact needs it alone");
     return eng_status(db, rc, "compacting");
 }

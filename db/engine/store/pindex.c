@@ -635,7 +635,7 @@ static int create_txn(MDB_txn *txn, void *arg)
         return ST_ABORT;
     }
     if (set.n == PINDEX_MAX) {
-        c->status = qv_fail(&c->db->base, QV_ERR_FULL, "collection '%s' has "
+        c->status = qv_fail(&c->db->base, QV_ERR_LIMIT, "collection '%s' has "
                             "the most indexes it can (%d)", c->collection,
                             PINDEX_MAX);
         return ST_ABORT;

@@ -24,7 +24,7 @@
 #include "db/engine/store/txn.h"
 
 #define PINDEX_KEYWORD_MAX 400
-#define PINDEX_MAX 32   /* indexes per collection */
+#define PINDEX_MAX QV_INDEXES_MAX
 
 typedef struct pindex_rec {
     uint32_t id;        /* key prefix of its entries */
