@@ -1,15 +1,17 @@
 /*
- * internal.h - what the db layer's files share; not part of the API.
+ * handle.h - what the front door (db.c) and the transports share; not part
+ * of the API.
  *
  * A qv_db is a transport: a table of operations behind the public calls.
  * db.c checks every argument that does not need the database (names, ids,
  * finiteness, payload JSON, k) and then calls the transport, so embedded
  * and remote handles refuse bad input with the same messages. The
- * embedded transport (embedded.c and the files it uses) checks the rest
- * against the stored collection (existence, dimension).
+ * embedded transport (db/engine/) checks the rest against the stored
+ * collection (existence, dimension); the remote one (wire/remote/) leaves
+ * that to the server's embedded handle.
  */
-#ifndef QV_DB_INTERNAL_H
-#define QV_DB_INTERNAL_H
+#ifndef QV_DB_CORE_HANDLE_H
+#define QV_DB_CORE_HANDLE_H
 
 #include "db/quiver.h"
 

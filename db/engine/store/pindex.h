@@ -15,8 +15,8 @@
  * matches plus the residual documents) on which the filter is evaluated,
  * so an index never changes what a search returns, only its cost.
  */
-#ifndef QV_DB_PINDEX_H
-#define QV_DB_PINDEX_H
+#ifndef QV_DB_ENGINE_STORE_PINDEX_H
+#define QV_DB_ENGINE_STORE_PINDEX_H
 
 #include <jansson.h>
 #include <roaring/roaring.h>

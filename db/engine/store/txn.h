@@ -2,8 +2,8 @@
  * embedded.h - the in-process transport: the database in this process's
  * LMDB environment. Shared by embedded.c, catalog.c, document.c, search.c.
  */
-#ifndef QV_DB_EMBEDDED_H
-#define QV_DB_EMBEDDED_H
+#ifndef QV_DB_ENGINE_STORE_TXN_H
+#define QV_DB_ENGINE_STORE_TXN_H
 
 #include <lmdb.h>
 #include <stddef.h>

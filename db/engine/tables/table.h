@@ -1,8 +1,8 @@
 /*
  * table.h - embedding tables of the embedded transport (table.c).
  */
-#ifndef QV_DB_TABLE_H
-#define QV_DB_TABLE_H
+#ifndef QV_DB_ENGINE_TABLES_TABLE_H
+#define QV_DB_ENGINE_TABLES_TABLE_H
 
 #include "db/engine/store/txn.h"
 
