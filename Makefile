@@ -45,7 +45,7 @@ LIB_SRC := common/alloc.c common/check.c common/json.c common/token.c \
            wire/proto/frame.c wire/proto/inspect.c wire/proto/stream.c \
            wire/remote/remote.c build/gen/wire/quiver.pb-c.c
 SERVER_SRC := wire/server/dispatch.c wire/server/server.c wire/server/quiverd.c
-CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
+CLI_SRC := cli/main.c cli/command.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/bench_server.c cli/bench_filter.c cli/bench_embed.c \
            cli/bench_duplicates.c cli/transfer.c cli/vecfile.c cli/table_cmd.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \

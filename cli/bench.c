@@ -1,6 +1,7 @@
 /*
  * bench.c - what the benchmark programs share: import through the public
- * API, recall counting, temporary databases, dispatch.
+ * API, recall counting, temporary databases, the clock. They call it; it
+ * calls none of them (main.c picks the program).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,25 +90,4 @@ void bench_remove_dir(const char *dir)
     snprintf(path, sizeof path, "%s/lock.mdb", dir);
     unlink(path);
     rmdir(dir);
-}
-
-int bench_main(int argc, char **argv)
-{
-    if (argc >= 1 && strcmp(argv[0], "flat") == 0)
-        return bench_flat(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "ann") == 0)
-        return bench_ann(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "server") == 0)
-        return bench_server(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "filter") == 0)
-        return bench_filter(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "embed") == 0)
-        return bench_embed(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "duplicates") == 0)
-        return bench_duplicates(argc, argv);
-    fprintf(stderr, "usage: quiver bench "
-                    "flat|ann|server|filter|embed|duplicates ...\n"
-                    "quiver bench: unknown benchmark '%s'\n",
-            argc >= 1 ? argv[0] : "");
-    return 2;
 }
