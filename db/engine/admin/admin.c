@@ -159,7 +159,7 @@ qv_status admin_compact(qv_db *base)
     int rc = st_compact(db->env);
     /* every page moved: the graphs' offsets of full vectors are void */
     graph_forget_all(db);
-    if (rc == ST_ERR_BUSY)
+    if (rc == ST_ERR_IN_USE)
         return qv_fail(base, QV_ERR_IN_USE, "another process has the database "
                        "open (or it cannot be told); compact needs it alone");
     return eng_status(db, rc, "compacting");
