@@ -36,7 +36,7 @@ LIB_SRC := common/alloc.c common/check.c common/json.c common/token.c \
            ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c ann/embed.c \
            db/db.c db/core/error.c db/core/names.c db/core/validate.c \
            db/core/results.c db/core/filter.c \
-           db/engine/store/txn.c db/engine/store/catalog.c \
+           db/engine/store/records.c db/engine/store/txn.c db/engine/store/catalog.c \
            db/engine/store/pindex.c db/engine/graphs/graph.c \
            db/engine/collections/collection.c \
            db/engine/collections/document.c db/engine/search/search.c \

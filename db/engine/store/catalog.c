@@ -15,34 +15,30 @@
 /*
  * The record of the collection named name (len bytes), decoded from val
  * and checked: its size and format, its checksum, then every field a
- * reader sizes or indexes anything with. A format 3 record (before
- * codecs) reads as codec none.
+ * reader sizes or indexes anything with (coll_rec_decode reads it; a
+ * format 3 record, before codecs, reads as codec none).
  */
 qv_status catalog_decode(eng_db *db, const char *name, size_t len,
                          const MDB_val *val, coll_rec *rec)
 {
-    uint32_t format = 0;
-    if (val->mv_size >= sizeof format)
-        memcpy(&format, val->mv_data, sizeof format);
-    size_t want = format == 3 ? COLL_FORMAT3_SIZE : sizeof *rec;
-    if (val->mv_size != want)
-        return qv_fail(&db->base, QV_ERR_CORRUPT,
-                       "catalog record of '%.*s' is %zu bytes, expected %zu",
-                       (int)len, name, val->mv_size, want);
-    memset(rec, 0, sizeof *rec);
-    memcpy(rec, val->mv_data, want);
-    if (rec->format != COLL_FORMAT && rec->format != 3)
+    switch (coll_rec_decode(val, rec)) {
+    case REC_OK:
+        break;
+    case REC_FORMAT:
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "collection '%.*s' is stored in format %u; this build "
                        "reads format %u (export it with the build that wrote "
                        "it, import it here)", (int)len, name, rec->format,
                        COLL_FORMAT);
-    uint32_t stored = rec->checksum;
-    rec->checksum = 0;
-    if (record_checksum(rec, want) != stored)
+    case REC_CHECKSUM:
         return qv_fail(&db->base, QV_ERR_CORRUPT, "catalog record of '%.*s' "
                        "fails its checksum", (int)len, name);
-    rec->format = COLL_FORMAT;  /* a format 3 record is written back as 4 */
+    default:
+        return qv_fail(&db->base, QV_ERR_CORRUPT,
+                       "catalog record of '%.*s' is %zu bytes, expected %zu",
+                       (int)len, name, val->mv_size,
+                       rec->format == 3 ? COLL_FORMAT3_SIZE : sizeof *rec);
+    }
     codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
     char why[128];
     char text[CODEC_SPEC_MAX];
@@ -84,9 +80,7 @@ qv_status catalog_get(eng_db *db, MDB_txn *txn, const char *name,
 int catalog_put(eng_db *db, MDB_txn *txn, const char *name,
                 const coll_rec *rec)
 {
-    coll_rec sealed = *rec;
-    sealed.checksum = 0;
-    sealed.checksum = record_checksum(&sealed, sizeof sealed);
+    coll_rec sealed = coll_rec_seal(rec);
     MDB_val key = catalog_key(name), val = {sizeof sealed, &sealed};
     return mdb_put(txn, st_dbi(db->env, ST_DB_CATALOG), &key, &val, 0);
 }

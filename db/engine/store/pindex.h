@@ -2,7 +2,9 @@
  * pindex.h - payload indexes: a field's values, ordered, per collection.
  *
  *   pindexes  [coll:4][field]                      -> pindex_rec
- *   pentries  [coll:4][index:4][value][iid:4]      -> (empty)
+ *   pentries  [coll:4][index:4][tag:1][value][iid:4] -> (empty)
+ *
+ * (db/engine/store/records.h has both records and their decoders.)
  *
  * Values are encoded so that byte order is value order: keyword = the
  * string's bytes (up to PINDEX_KEYWORD_MAX), int = the int64 with its
@@ -25,11 +27,6 @@
 
 #define PINDEX_KEYWORD_MAX 400
 #define PINDEX_MAX QV_INDEXES_MAX
-
-typedef struct pindex_rec {
-    uint32_t id;        /* key prefix of its entries */
-    uint32_t type;      /* qv_index_type */
-} pindex_rec;
 
 /* The indexes of a collection: fields[i] (NUL-terminated) and recs[i]. */
 typedef struct pindex_set {
