@@ -4,13 +4,18 @@
  * with this one, passes qv_check and reads back what was stored: payloads,
  * nearest neighbours through each collection's graph and codec, payload
  * index lookups, embedding table rows, describe's codec. Reading it
- * changes no byte of the file.
+ * changes no byte of the file. And the database-wide format version
+ * (meta "format"): a new database stores this build's, a newer one is
+ * refused at open with nothing changed, a malformed one is CORRUPT.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <lmdb.h>
+
+#include "db/engine/store/records.h"
 #include "tests/test_util.h"
 
 #define FIXTURE "tests/fixtures/format1.mdb.gz"
@@ -250,12 +255,120 @@ static void test_fixture_takes_writes(void **state)
     qv_close(db);
 }
 
+/* The meta "format" record of dir's database, written (value of len
+ * bytes) or read (*found 0 when absent) with LMDB directly. */
+static void meta_format(const char *dir, const void *value, size_t len,
+                        uint32_t *read, int *found)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_open(env, dir, 0, 0644), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, value ? 0 : MDB_RDONLY, &txn),
+                     0);
+    int rc = mdb_dbi_open(txn, "meta", 0, &dbi);
+    MDB_val key = {strlen(META_FORMAT), META_FORMAT}, val = {len,
+                                                               (void *)value};
+    if (rc == 0 && value)
+        rc = mdb_put(txn, dbi, &key, &val, 0);
+    else if (rc == 0) {
+        rc = mdb_get(txn, dbi, &key, &val);
+        *found = rc == 0;
+        if (rc == 0 && val.mv_size == sizeof *read)
+            memcpy(read, val.mv_data, sizeof *read);
+        rc = rc == MDB_NOTFOUND ? 0 : rc;
+    }
+    if (rc == 0 && value)
+        rc = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+    mdb_env_close(env);
+    assert_int_equal(rc, 0);
+}
+
+/* A database of a newer format is refused, read-only or not, with a
+ * message naming both formats, and opening it changes nothing. */
+static void test_newer_format_refused(void **state)
+{
+    const char *dir = *state;
+    unpack_fixture(dir);
+    uint32_t newer = QV_FORMAT + 1;
+    meta_format(dir, &newer, sizeof newer, NULL, NULL);
+    size_t len;
+    unsigned char *before = read_data(dir, &len);
+    char want[512];
+    snprintf(want, sizeof want, "%s: database format %u is newer than this "
+             "version of Quiver reads (%u); open it with a newer version",
+             dir, newer, QV_FORMAT);
+    qv_open_options ro = {.flags = QV_OPEN_READONLY};
+    const qv_open_options *modes[] = {&ro, NULL};
+    for (size_t i = 0; i < 2; i++) {
+        qv_db *db = (qv_db *)1;
+        assert_status(NULL, qv_open(dir, modes[i], &db), QV_ERR_UNSUPPORTED);
+        assert_null(db);
+        assert_string_equal(qv_errmsg(NULL), want);
+        assert_data_unchanged(dir, before, len);
+    }
+    free(before);
+}
+
+/* A format record of the wrong size is CORRUPT, not read. */
+static void test_malformed_format_refused(void **state)
+{
+    const char *dir = *state;
+    unpack_fixture(dir);
+    const unsigned char three[3] = {1, 0, 0};
+    meta_format(dir, three, sizeof three, NULL, NULL);
+    qv_db *db = NULL;
+    assert_status(NULL, qv_open(dir, NULL, &db), QV_ERR_CORRUPT);
+    assert_non_null(strstr(qv_errmsg(NULL), "format record is malformed"));
+}
+
+/* The fixture with this build's format stored opens as it did without. */
+static void test_current_format_opens(void **state)
+{
+    const char *dir = *state;
+    unpack_fixture(dir);
+    uint32_t format = QV_FORMAT;
+    meta_format(dir, &format, sizeof format, NULL, NULL);
+    qv_db *db = NULL;
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    assert_fixture_content(db);
+    qv_close(db);
+}
+
+/* A new database stores the format when first opened for writing; a
+ * read-only open of an empty directory writes nothing. */
+static void test_new_database_stores_format(void **state)
+{
+    const char *dir = *state;
+    qv_db *db = NULL;
+    qv_open_options ro = {.flags = QV_OPEN_READONLY};
+    assert_ok(NULL, qv_open(dir, &ro, &db));
+    qv_close(db);
+    uint32_t format = 0;
+    int found = -1;
+    meta_format(dir, NULL, 0, &format, &found);
+    assert_int_equal(found, 0);
+    assert_ok(NULL, qv_open(dir, NULL, &db));
+    qv_close(db);
+    meta_format(dir, NULL, 0, &format, &found);
+    assert_int_equal(found, 1);
+    assert_int_equal(format, QV_FORMAT);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_fixture_of_format_1_opens),
         T(test_fixture_takes_writes),
+        T(test_newer_format_refused),
+        T(test_malformed_format_refused),
+        T(test_current_format_opens),
+        T(test_new_database_stores_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -93,6 +93,13 @@ qv_status catalog_decode(eng_db *db, const char *name, size_t len,
 int catalog_put(eng_db *db, MDB_txn *txn, const char *name,
                 const coll_rec *rec);
 /*
+ * At open: the database's format (META "format"; absent: format 1).
+ * QV_ERR_UNSUPPORTED for a format newer than QV_FORMAT, QV_ERR_CORRUPT for
+ * a malformed record; a new, empty database opened for writing has
+ * QV_FORMAT stored. Messages belong to no handle (the open failed).
+ */
+qv_status catalog_check_format(eng_db *db);
+/*
  * Every internal id below a collection's next_iid is a document's or
  * free, so count + free ids == next_iid. catalog_count_free counts the
  * free ids of collection coll (0 or an LMDB code); catalog_check_ids
