@@ -10,8 +10,8 @@
  * string's bytes (up to PINDEX_KEYWORD_MAX), int = the int64 with its
  * sign bit flipped, big-endian; float = the double's order-preserving bit
  * pattern. A document whose field holds a value the index cannot encode
- * (another type, a longer string, a fraction for int) is listed under the
- * residual value (0xFF) so that lookups can still include it.
+ * (another type, a longer string, a fraction for int) gets a residual
+ * entry (tag PENTRY_RESIDUAL) so that lookups can still include it.
  *
  * Indexes only narrow candidates: every lookup answers a superset (its
  * matches plus the residual documents) on which the filter is evaluated,
