@@ -36,7 +36,7 @@ LIB_SRC := common/alloc.c common/check.c common/json.c common/token.c \
            ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c ann/embed.c \
            db/db.c db/core/error.c db/core/names.c db/core/validate.c \
            db/core/results.c db/core/filter.c \
-           db/engine/store/txn.c db/engine/store/catalog.c \
+           db/engine/store/records.c db/engine/store/txn.c db/engine/store/catalog.c \
            db/engine/store/pindex.c db/engine/graphs/graph.c \
            db/engine/collections/collection.c \
            db/engine/collections/document.c db/engine/search/search.c \
@@ -50,7 +50,7 @@ CLI_SRC := cli/main.c cli/command.c cli/shell.c cli/bench.c cli/bench_flat.c cli
            cli/bench_duplicates.c cli/transfer.c cli/vecfile.c cli/table_cmd.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
              test_hnsw test_server test_corrupt test_crash test_faults \
-             test_filter test_codec test_table test_tls
+             test_filter test_codec test_table test_tls test_format
 
 B  := build
 BA := build/asan

@@ -136,6 +136,9 @@ typedef struct qv_open_options {
  * TLS. A remote handle
  * connects at once (QV_ERR_CONNECTION if it cannot) and reconnects by
  * itself after a broken connection. opts may be NULL for defaults.
+ * A database of a newer on-disk format than this version reads is
+ * refused with QV_ERR_UNSUPPORTED, and left untouched; older formats open
+ * (docs/FORMAT.md).
  *
  * On success *out is a handle to release with qv_close(). On failure *out
  * is set to NULL and, where a handle could not be made, the message is

@@ -79,6 +79,12 @@ qv_status eng_open(const char *path, const qv_open_options *opts,
         qv_mem_free(db);
         return st;
     }
+    qv_status st = catalog_check_format(db);
+    if (st != QV_OK) {
+        st_env_close(db->env);
+        qv_mem_free(db);
+        return st;
+    }
     *out = &db->base;
     return QV_OK;
 }

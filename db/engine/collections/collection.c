@@ -12,7 +12,6 @@
 #include "db/engine/store/txn.h"
 #include "storage/keys.h"
 
-static const char META_NEXT_COLL[] = "next_collection_id";
 
 static void add_bytes(void *ctx, const MDB_val *key, const MDB_val *val)
 {
@@ -75,7 +74,7 @@ static int create_txn(MDB_txn *txn, void *arg)
     rec.codec_param = spec.param;
     rec.train_min = c->config->train_min ? c->config->train_min
                                          : codec_train_min(&spec);
-    rc = eng_next_id(c->db, txn, META_NEXT_COLL, &rec.id);
+    rc = eng_next_id(c->db, txn, META_NEXT_COLLECTION, &rec.id);
     if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
     return rc;

@@ -608,7 +608,7 @@ static qv_status make_record(eng_db *db, const coll_rec *rec,
 {
     MDB_val id, payload;
     if (doc_record_split(doc, &id, &payload) != 0 ||
-        vec->mv_size != (size_t)rec->dim * sizeof(float))
+        vector_record_fault(vec, rec->dim) != REC_OK)
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "document record is malformed (%zu bytes, vector %zu "
                        "bytes)", doc->mv_size, vec->mv_size);

@@ -6,7 +6,6 @@
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "common/alloc.h"
 #include "db/core/error.h"
@@ -123,43 +122,27 @@ unsigned eng_default_threads(void)
     return cpus > 0 ? (unsigned)cpus : 1;
 }
 
-uint32_t record_checksum(const void *data, size_t len)
-{
-    return XXH32(data, len, 0x51564552u);  /* "QVER" */
-}
-
 qv_status vector_record_check(eng_db *db, const MDB_val *val, uint32_t dim,
                               uint32_t iid)
 {
-    if (val->mv_size != (size_t)dim * sizeof(float))
-        return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
-                       "internal id %u is %zu bytes, expected %zu", iid,
-                       val->mv_size, (size_t)dim * sizeof(float));
-    if ((uintptr_t)val->mv_data % _Alignof(float) != 0)
+    switch (vector_record_fault(val, dim)) {
+    case REC_OK:
+        return QV_OK;
+    case REC_ALIGN:
         return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
                        "internal id %u lies misaligned in its page, beside "
                        "a record of a size Quiver never writes", iid);
-    return QV_OK;
-}
-
-int doc_record_split(const MDB_val *val, MDB_val *id, MDB_val *payload)
-{
-    const unsigned char *p = val->mv_data;
-    if (val->mv_size < 1 || val->mv_size < 1u + p[0])
-        return MDB_CORRUPTED;
-    *id = (MDB_val){p[0], (void *)(p + 1)};
-    if (payload) {
-        payload->mv_size = val->mv_size - 1 - p[0];
-        payload->mv_data = payload->mv_size ? (void *)(p + 1 + p[0]) : NULL;
+    default:
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
+                       "internal id %u is %zu bytes, expected %zu", iid,
+                       val->mv_size, (size_t)dim * sizeof(float));
     }
-    return 0;
 }
 
 int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid)
 {
-    if (val->mv_size != sizeof *iid)
+    if (ids_value_decode(val, iid) != 0)
         return MDB_CORRUPTED;
-    memcpy(iid, val->mv_data, sizeof *iid);
     return *iid < rec->next_iid ? 0 : MDB_CORRUPTED;
 }
 
@@ -192,10 +175,10 @@ int eng_next_id(eng_db *db, MDB_txn *txn, const char *name, uint32_t *id)
     MDB_val key = {strlen(name), (void *)name}, val;
     uint32_t next = 1;
     int rc = mdb_get(txn, meta, &key, &val);
-    if (rc == 0 && val.mv_size == sizeof next)
-        memcpy(&next, val.mv_data, sizeof next);
-    else if (rc != MDB_NOTFOUND)
-        return rc == 0 ? MDB_CORRUPTED : rc;
+    if (rc == 0)
+        rc = meta_u32_decode(&val, &next);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
     *id = next++;
     val = (MDB_val){sizeof next, &next};
     return mdb_put(txn, meta, &key, &val, 0);

@@ -30,11 +30,7 @@
 #include "storage/keys.h"
 #include "db/engine/tables/table.h"
 
-#define TABLE_FORMAT 1
 #define CHUNK_BYTES 4096
-#define CHUNK_KEY_LEN 13   /* [table u32][slab u8][chunk u64], big-endian */
-
-static const char META_NEXT_TABLE[] = "next_table_id";
 
 /* ---- records ---- */
 
@@ -55,15 +51,12 @@ static qv_status table_get(eng_db *db, MDB_txn *txn, const char *name,
                        "exist", name);
     if (rc != 0)
         return eng_status(db, rc, "reading a table");
-    if (val.mv_size != sizeof *rec)
+    enum rec_fault fault = tbl_rec_decode(&val, rec);
+    if (fault == REC_SIZE)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "table record of '%s' is "
                        "%zu bytes, expected %zu", name, val.mv_size,
                        sizeof *rec);
-    memcpy(rec, val.mv_data, sizeof *rec);
-    uint32_t stored = rec->checksum;
-    rec->checksum = 0;
-    if (rec->format != TABLE_FORMAT ||
-        record_checksum(rec, sizeof *rec) != stored)
+    if (fault != REC_OK)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "table record of '%s' "
                        "fails its checksum", name);
     /* what create accepts, before any size in it is used */
@@ -80,9 +73,7 @@ static qv_status table_get(eng_db *db, MDB_txn *txn, const char *name,
 static int table_put(eng_db *db, MDB_txn *txn, const char *name,
                      const tbl_rec *rec)
 {
-    tbl_rec sealed = *rec;
-    sealed.checksum = 0;
-    sealed.checksum = record_checksum(&sealed, sizeof sealed);
+    tbl_rec sealed = tbl_rec_seal(rec);
     MDB_val key = {strlen(name), (void *)name}, val = {sizeof sealed, &sealed};
     return mdb_put(txn, st_dbi(db->env, ST_DB_TABLES), &key, &val, 0);
 }

@@ -6,22 +6,7 @@
 
 #include "db/engine/store/txn.h"
 
-/* A table's record in sub-db tables, stored as this struct. */
-typedef struct tbl_rec {
-    uint32_t format;     /* 1 */
-    uint32_t id;         /* key prefix of its chunks */
-    uint32_t method;     /* enum emb_method */
-    uint32_t dim;
-    double param;        /* the method's ratio or sparsity */
-    uint64_t rows;
-    uint32_t optimizer;  /* enum emb_optimizer */
-    float lr;
-    float init;
-    uint32_t checksum;   /* XXH32 of the record with this field 0 */
-    uint64_t seed;
-    uint64_t step;       /* optimizer steps applied */
-    uint64_t generation; /* bumped by every committed update or load */
-} tbl_rec;
+/* A table's record, tbl_rec, is in db/engine/store/records.h. */
 
 qv_status table_create(qv_db *db, const char *name,
                        const qv_table_config *config);
