@@ -37,8 +37,8 @@
  *   tables    table name                            tbl_rec (tbl_rec_decode)
  *   tchunks   [table u32][slab u8][chunk u64]       rows of a slab
  */
-#ifndef QV_DB_RECORDS_H
-#define QV_DB_RECORDS_H
+#ifndef QV_DB_ENGINE_STORE_RECORDS_H
+#define QV_DB_ENGINE_STORE_RECORDS_H
 
 #include <lmdb.h>
 #include <stddef.h>
