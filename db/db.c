@@ -355,6 +355,17 @@ qv_status qv_backup(qv_db *db, const char *dir)
     return db->ops->backup(db, dir);
 }
 
+qv_status qv_list_indexes(qv_db *db, const char *collection,
+                          qv_index_info **out, size_t *count)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, collection);
+    if (st == QV_OK && (!out || !count))
+        st = qv_fail(db, QV_ERR_INVALID, "out or count is NULL");
+    return st == QV_OK ? db->ops->list_indexes(db, collection, out, count)
+                       : st;
+}
+
 /* The checks of an index call: a writable handle, the names. */
 static qv_status check_index_call(qv_db *db, const char *collection,
                                   const char *field)
@@ -492,6 +503,14 @@ qv_status qv_table_describe(qv_db *db, const char *name, qv_table_info *info)
     if (st == QV_OK && !info)
         st = qv_fail(db, QV_ERR_INVALID, "info is NULL");
     return st == QV_OK ? db->ops->table_describe(db, name, info) : st;
+}
+
+qv_status qv_list_tables(qv_db *db, qv_table_info **out, size_t *count)
+{
+    BEGIN_CALL(db);
+    if (!out || !count)
+        return qv_fail(db, QV_ERR_INVALID, "out or count is NULL");
+    return db->ops->list_tables(db, out, count);
 }
 
 /* The arrays of a batch: present, and n within bounds. */

@@ -391,6 +391,19 @@ qv_status qv_create_index(qv_db *db, const char *collection,
  * reading payloads instead). QV_ERR_NOT_FOUND if the field has none. */
 qv_status qv_drop_index(qv_db *db, const char *collection, const char *field);
 
+typedef struct qv_index_info {
+    char field[QV_FIELD_MAX + 1];  /* the dotted path, NUL-terminated */
+    qv_index_type type;
+} qv_index_info;
+
+/*
+ * The payload indexes of a collection in field order (bytewise): *out is
+ * an array of *count entries, one allocation to release with qv_free()
+ * (NULL when the collection has none).
+ */
+qv_status qv_list_indexes(qv_db *db, const char *collection,
+                          qv_index_info **out, size_t *count);
+
 /*
  * *count = the documents of the collection that match filter (a JSON
  * filter, docs/FILTERS.md; NULL: all of them).
@@ -534,6 +547,13 @@ qv_status qv_table_create(qv_db *db, const char *name,
                           const qv_table_config *config);
 qv_status qv_table_drop(qv_db *db, const char *name);
 qv_status qv_table_describe(qv_db *db, const char *name, qv_table_info *info);
+
+/*
+ * All tables in name order, each as qv_table_describe fills it: *out is an
+ * array of *count entries, one allocation to release with qv_free() (NULL
+ * when there are none).
+ */
+qv_status qv_list_tables(qv_db *db, qv_table_info **out, size_t *count);
 
 /*
  * The rows of n ids (1 .. QV_TABLE_BATCH_MAX) into out, n x dim floats

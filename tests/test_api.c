@@ -1416,6 +1416,48 @@ static void test_index_limit(void **state)
     assert_ok(db, qv_create_index(db, "many", "one_more", QV_INDEX_INT));
 }
 
+/* qv_list_indexes: a collection's indexes in field order with their
+ * types, following creates and drops; NOT_FOUND for no collection. */
+static void test_list_indexes(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    create(db, "ix", 2, QV_METRIC_L2);
+    qv_index_info *list = (qv_index_info *)&list;   /* must be replaced */
+    size_t n = 99;
+    assert_ok(db, qv_list_indexes(db, "ix", &list, &n));
+    assert_null(list);
+    assert_int_equal(n, 0);
+    assert_ok(db, qv_create_index(db, "ix", "price", QV_INDEX_FLOAT));
+    assert_ok(db, qv_create_index(db, "ix", "a.b", QV_INDEX_KEYWORD));
+    assert_ok(db, qv_create_index(db, "ix", "n", QV_INDEX_INT));
+    assert_ok(db, qv_list_indexes(db, "ix", &list, &n));
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].field, "a.b");
+    assert_int_equal(list[0].type, QV_INDEX_KEYWORD);
+    assert_string_equal(list[1].field, "n");
+    assert_int_equal(list[1].type, QV_INDEX_INT);
+    assert_string_equal(list[2].field, "price");
+    assert_int_equal(list[2].type, QV_INDEX_FLOAT);
+    qv_free(list);
+    assert_ok(db, qv_drop_index(db, "ix", "n"));
+    assert_ok(db, qv_list_indexes(db, "ix", &list, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[1].field, "price");
+    qv_free(list);
+    /* another collection's indexes are its own */
+    create(db, "iy", 2, QV_METRIC_L2);
+    assert_ok(db, qv_list_indexes(db, "iy", &list, &n));
+    assert_int_equal(n, 0);
+    assert_status(db, qv_list_indexes(db, "nope", &list, &n),
+                  QV_ERR_NOT_FOUND);
+    assert_string_equal(qv_errmsg(db), "collection 'nope' does not exist");
+    assert_status(db, qv_list_indexes(db, "bad name", &list, &n),
+                  QV_ERR_INVALID);
+    assert_status(db, qv_list_indexes(db, "ix", NULL, &n), QV_ERR_INVALID);
+    assert_status(db, qv_list_indexes(db, "ix", &list, NULL),
+                  QV_ERR_INVALID);
+}
+
 /* scan where= pages through exactly the matches; delete where= removes
  * exactly them, in one transaction, indexes and graph kept exact. */
 static void test_scan_and_delete_where(void **state)
@@ -1535,6 +1577,7 @@ int main(void)
         T(test_text_is_utf8_and_messages_printable),
         T(test_filtered_search_is_never_short),
         T(test_indexes_never_change_results),
+        T(test_list_indexes),
         T(test_indexes_agree_on_edges),
         T(test_index_limit),
         T(test_scan_and_delete_where),
