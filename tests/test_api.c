@@ -810,6 +810,14 @@ static void test_status_names_and_messages(void **state)
     }
     assert_string_equal(qv_status_name(QV_ERR_DIMENSION), "DIMENSION");
     assert_string_equal(qv_strerror((qv_status)99), "unknown status");
+    assert_string_equal(qv_status_name((qv_status)99), "UNKNOWN");
+    qv_metric m = QV_METRIC_L2;
+    assert_int_equal(qv_metric_parse("cosine", &m), QV_OK);
+    assert_int_equal(m, QV_METRIC_COSINE);
+    assert_int_equal(qv_metric_parse("manhattan", &m), QV_ERR_INVALID);
+    assert_int_equal(qv_metric_parse(NULL, &m), QV_ERR_INVALID);
+    assert_int_equal(qv_metric_parse("ip", NULL), QV_ERR_INVALID);
+    assert_int_equal(m, QV_METRIC_COSINE);
     qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "m", 1, QV_METRIC_L2);
     assert_string_equal(qv_errmsg(db), "");
