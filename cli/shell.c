@@ -136,12 +136,35 @@ static int cmd_collections(shell *sh, const shell_cmd *cmd)
     return 0;
 }
 
+static const char *const index_types[] = {"keyword", "int", "float"};
+
+static const char *index_type_name(qv_index_type t)
+{
+    return (unsigned)t < 3 ? index_types[t] : "unknown";
+}
+
+/* The collection's payload indexes as [{"field","type"}...], NULL when
+ * out of memory. */
+static json_t *indexes_json(const qv_index_info *list, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "field",
+                                             list[i].field, "type",
+                                             index_type_name(list[i].type)));
+    return complete(arr, n);
+}
+
 static int cmd_describe(shell *sh, const shell_cmd *cmd)
 {
     qv_collection_info c;
+    qv_index_info *ix = NULL;
+    size_t nix = 0;
     if (shell_check_options(sh, cmd, 1, NULL))
         return 1;
     qv_status st = qv_describe_collection(sh->db, shell_positional(cmd, 1), &c);
+    if (st == QV_OK)
+        st = qv_list_indexes(sh->db, shell_positional(cmd, 1), &ix, &nix);
     if (st != QV_OK)
         return shell_api_fail(sh, st);
     json_t *o = json_pack("{s:s, s:I, s:i, s:s, s:s, s:b, s:i, s:i, s:i, "
@@ -154,7 +177,23 @@ static int cmd_describe(shell *sh, const shell_cmd *cmd)
                           (int)c.ef_construction, "disk_bytes",
                           (json_int_t)c.disk_bytes, "memory_bytes",
                           (json_int_t)c.memory_bytes);
-    shell_emit_fields(sh, o);
+    json_t *indexes = indexes_json(ix, nix);
+    if (sh->json) {
+        if (o && (!indexes || json_object_set_new(o, "indexes", indexes))) {
+            json_decref(o);   /* shell_emit says the output was lost */
+            o = NULL;
+        }
+        shell_emit(sh, o);
+    } else {
+        shell_emit_fields(sh, o);
+        json_decref(indexes);
+        printf("%-16s %s", "indexes", nix ? "" : "none");
+        for (size_t i = 0; i < nix; i++)
+            printf("%s%s (%s)", i ? ", " : "", ix[i].field,
+                   index_type_name(ix[i].type));
+        printf("\n");
+    }
+    qv_free(ix);
     return 0;
 }
 
@@ -360,13 +399,12 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
 static int cmd_index(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"type", NULL};
-    static const char *const types[] = {"keyword", "int", "float"};
     if (shell_check_options(sh, cmd, 2, opts))
         return 1;
     const shell_arg *t = shell_option(cmd, "type");
     int type = -1;
     for (int i = 0; t && i < 3; i++) {
-        if (!strcmp(t->text, types[i]))
+        if (!strcmp(t->text, index_types[i]))
             type = i;
     }
     if (type < 0)
@@ -512,7 +550,7 @@ static const struct command commands[] = {
      "List the collections: name, count, dim, metric."},
     {"describe", cmd_describe, "describe NAME",
      "One collection: count, dim, metric, codec, M, ef_construction, bytes "
-     "on disk and in memory."},
+     "on disk and in memory, and its payload indexes with their types."},
     {"drop", cmd_drop, "drop NAME", "Remove a collection and its documents."},
     {"upsert", cmd_upsert, "upsert NAME ID [v1, v2, ...] [{json payload}]",
      "Insert or replace one document. Quote an id with spaces as a JSON "
@@ -542,6 +580,9 @@ static const struct command commands[] = {
      "[seed=0]; table lookup NAME ids=[..]; table update NAME ids=[..] "
      "grads=[[..], ..]; table describe NAME; table import NAME FILE "
      "[first=0]; table export NAME FILE; table drop NAME."},
+    {"tables", cmd_tables, "tables",
+     "List the embedding tables: name, method, rows, dim, optimizer, "
+     "compression ratio."},
     {"train", cmd_train, "train NAME",
      "Train the collection's codec again on a sample of its vectors and "
      "re-encode them all (docs/CODECS.md)."},
@@ -580,7 +621,7 @@ const char *const shell_command_names[] = {
     "create", "collections", "describe", "drop", "upsert", "get", "delete",
     "scan",
     "search", "count", "index", "import", "export", "backup", "compact",
-    "train", "table", "unindex",
+    "train", "table", "tables", "unindex",
     "stats",
     "check",
     "help",

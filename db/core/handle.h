@@ -75,6 +75,9 @@ typedef struct qv_db_ops {
                               const float *grads);
     qv_status (*table_load)(qv_db *db, const char *name, uint64_t first,
                             size_t n, uint32_t dim, const float *rows);
+    qv_status (*list_tables)(qv_db *db, qv_table_info **out, size_t *count);
+    qv_status (*list_indexes)(qv_db *db, const char *collection,
+                              qv_index_info **out, size_t *count);
 } qv_db_ops;
 
 struct qv_db {

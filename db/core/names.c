@@ -84,6 +84,8 @@ const char *qv_metric_name(qv_metric metric)
 
 qv_status qv_metric_parse(const char *name, qv_metric *out)
 {
+    if (!out)
+        return QV_ERR_INVALID;
     for (unsigned m = 0; name && m < sizeof metric_names / sizeof *metric_names;
          m++) {
         if (strcmp(name, metric_names[m]) == 0) {

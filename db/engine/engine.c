@@ -36,6 +36,7 @@ static const qv_db_ops eng_ops = {
     .table_create = table_create,
     .table_drop = table_drop,
     .table_describe = table_describe,
+    .list_tables = table_list,
     .table_lookup = table_lookup,
     .table_update = table_update,
     .table_load = table_load,
@@ -44,6 +45,7 @@ static const qv_db_ops eng_ops = {
     .delete_where = document_delete_where,
     .create_index = pindex_create,
     .drop_index = pindex_drop,
+    .list_indexes = pindex_list,
     .stats = admin_stats,
     .set_threads = admin_set_threads,
 };

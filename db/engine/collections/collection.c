@@ -158,11 +158,14 @@ qv_status catalog_describe(qv_db *base, const char *name,
     if (st != QV_OK)
         return st;
     st = catalog_get(db, txn, name, &rec);
+    qv_collection_info filled;   /* info stays untouched on error */
     if (st == QV_OK) {
-        fill_info(info, name, strlen(name), &rec);
-        st = collection_sizes(db, txn, &rec, info);
+        fill_info(&filled, name, strlen(name), &rec);
+        st = collection_sizes(db, txn, &rec, &filled);
     }
     st_read_end(db->env, txn);
+    if (st == QV_OK)
+        *info = filled;
     return st;
 }
 

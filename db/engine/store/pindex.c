@@ -701,3 +701,35 @@ qv_status pindex_drop(qv_db *base, const char *collection, const char *field)
     struct drop_ctx c = {db, collection, field, QV_OK};
     return eng_write(db, drop_txn, &c, &c.status, "dropping an index");
 }
+
+qv_status pindex_list(qv_db *base, const char *collection,
+                      qv_index_info **out, size_t *count)
+{
+    eng_db *db = (eng_db *)base;
+    MDB_txn *txn;
+    coll_rec rec;
+    qv_index_info *list = NULL;
+    pindex_set *set = qv_malloc(sizeof *set);
+    if (!set)
+        return qv_fail(base, QV_ERR_NOMEM, "listing indexes: out of memory");
+    qv_status st = eng_read_begin(db, &txn, "listing indexes");
+    if (st == QV_OK) {
+        int rc = collection_indexes(db, txn, collection, &rec, set, &st);
+        if (rc != 0 && rc != ST_ABORT)
+            st = eng_status(db, rc, "listing indexes");
+        st_read_end(db->env, txn);
+    }
+    if (st == QV_OK && set->n > 0 &&
+        !(list = qv_calloc(set->n, sizeof *list)))
+        st = qv_fail(base, QV_ERR_NOMEM, "listing indexes: out of memory");
+    for (size_t i = 0; st == QV_OK && i < set->n; i++) {
+        memcpy(list[i].field, set->fields[i], sizeof list[i].field);
+        list[i].type = (qv_index_type)set->recs[i].type;
+    }
+    if (st == QV_OK) {
+        *out = list;
+        *count = set->n;
+    }
+    qv_mem_free(set);
+    return st;
+}

@@ -69,6 +69,9 @@ int pindex_verify(eng_db *db, MDB_txn *txn, uint32_t coll,
                   unsigned *problems, char *err, size_t errlen);
 
 qv_status pindex_drop(qv_db *db, const char *collection, const char *field);
+/* The indexes of a collection in field order (qv_list_indexes). */
+qv_status pindex_list(qv_db *db, const char *collection,
+                      qv_index_info **out, size_t *count);
 qv_status pindex_create(qv_db *db, const char *collection, const char *field,
                         qv_index_type type);
 

@@ -12,6 +12,8 @@ qv_status table_create(qv_db *db, const char *name,
                        const qv_table_config *config);
 qv_status table_drop(qv_db *db, const char *name);
 qv_status table_describe(qv_db *db, const char *name, qv_table_info *info);
+/* Every table described, in name order, from one snapshot. */
+qv_status table_list(qv_db *db, qv_table_info **out, size_t *count);
 qv_status table_lookup(qv_db *db, const char *name, const uint64_t *ids,
                        size_t n, uint32_t dim, float *out);
 qv_status table_update(qv_db *db, const char *name, const uint64_t *ids,
