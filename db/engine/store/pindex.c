@@ -484,16 +484,26 @@ static void verify_problem(struct verify *v, const char *what, uint32_t iid,
                  v->set->fields[index], what, iid);
 }
 
+/* The internal id and payload (release it) of a document a walk over
+ * the docs records visits: 1 to go on with it; 0 when an earlier failure
+ * (*rc) stopped the walk, the key is not a document's, or its payload
+ * cannot be read (then *rc says why). */
+static int walked_doc(int *rc, const MDB_val *key, const MDB_val *val,
+                      uint32_t *iid, json_t **payload)
+{
+    if (*rc != 0 || doc_key_decode(key, NULL, iid) != 0)
+        return 0;
+    *rc = pindex_payload_of(val, payload);
+    return *rc == 0;
+}
+
 /* Every document has the entries its payload calls for. */
 static void verify_doc(void *arg, const MDB_val *key, const MDB_val *val)
 {
     struct verify *v = arg;
     json_t *payload;
     uint32_t iid;
-    if (v->rc != 0 || doc_key_decode(key, NULL, &iid) != 0)
-        return;
-    v->rc = pindex_payload_of(val, &payload);
-    if (v->rc != 0)
+    if (!walked_doc(&v->rc, key, val, &iid, &payload))
         return;
     for (size_t i = 0; i < v->set->n; i++) {
         unsigned char k[ENTRY_MAX];
@@ -585,10 +595,7 @@ static void backfill_doc(void *arg, const MDB_val *key, const MDB_val *val)
     struct backfill *b = arg;
     json_t *payload;
     uint32_t iid;
-    if (b->rc != 0 || doc_key_decode(key, NULL, &iid) != 0)
-        return;
-    b->rc = pindex_payload_of(val, &payload);
-    if (b->rc != 0)
+    if (!walked_doc(&b->rc, key, val, &iid, &payload))
         return;
     b->rc = pindex_update(b->db, b->txn, b->coll, &b->one, iid, NULL,
                           payload);
