@@ -474,6 +474,49 @@ qv_status qv_stats(qv_db *db, char **json)
     return db->ops->stats(db, json);
 }
 
+/* 1 to QV_NAME_MAX bytes of [A-Za-z0-9_.:/-]. */
+static qv_status check_position_name(qv_db *db, const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > QV_NAME_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "a position name is 1 to %d "
+                       "bytes", QV_NAME_MAX);
+    size_t ok = strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-");
+    if (ok != n)
+        return qv_fail(db, QV_ERR_INVALID, "position name '%s': byte %zu is "
+                       "not one of [A-Za-z0-9_.:/-]", name, ok);
+    return QV_OK;
+}
+
+qv_status qv_position_get(qv_db *db, const char *name, uint64_t *value)
+{
+    BEGIN_CALL(db);
+    if (!value)
+        return qv_fail(db, QV_ERR_INVALID, "value is NULL");
+    qv_status st = check_position_name(db, name);
+    return st != QV_OK ? st : db->ops->position_get(db, name, value);
+}
+
+qv_status qv_position_put(qv_db *db, const char *name, uint64_t value)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = check_position_name(db, name);
+    return st != QV_OK ? st : db->ops->position_put(db, name, value, 0);
+}
+
+qv_status qv_position_with_next_write(qv_db *db, const char *name,
+                                      uint64_t value)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = check_position_name(db, name);
+    return st != QV_OK ? st : db->ops->position_put(db, name, value, 1);
+}
+
 qv_status qv_set_threads(qv_db *db, uint32_t threads)
 {
     BEGIN_CALL(db);

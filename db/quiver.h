@@ -687,6 +687,60 @@ qv_status qv_stats(qv_db *db, char **json);
  */
 qv_status qv_set_threads(qv_db *db, uint32_t threads);
 
+/* ---- Log positions ------------------------------------------------------ */
+
+/*
+ * A replica that applies an ordered log of writes (Quiver's cluster does;
+ * so may an application feeding Quiver from its own journal or a message
+ * queue) must know after a crash where it stopped, and that answer must
+ * agree with the data. A position is a named 64-bit value stored in the
+ * database; qv_position_with_next_write stores it in the very transaction
+ * of a write, so after a crash either both the write and the position are
+ * there or neither is. Names are 1 to QV_NAME_MAX bytes of
+ * [A-Za-z0-9_.:/-]. Embedded handles only.
+ */
+
+/*
+ * *value = the position stored under name, 0 if none was.
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - name is not a valid position name
+ *   QV_ERR_UNSUPPORTED - a remote handle
+ */
+qv_status qv_position_get(qv_db *db, const char *name, uint64_t *value);
+
+/*
+ * Store value under name now, in a transaction of its own (for a log
+ * entry whose write was refused, so stored nothing). Clears what
+ * qv_position_with_next_write staged on this handle in this thread.
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - name is not a valid position name
+ *   QV_ERR_READONLY    - the handle was opened read-only
+ *   QV_ERR_UNSUPPORTED - a remote handle
+ */
+qv_status qv_position_put(qv_db *db, const char *name, uint64_t value);
+
+/*
+ * Stage value under name for the next write transaction this thread
+ * runs on db (the transaction of an upsert, delete, delete where, create
+ * or drop of a collection or index, train, or a table call that writes):
+ * it stores the position beside its own changes, or, when it fails,
+ * neither. That transaction spends the stage either way; a call refused
+ * before it reaches the database (bad arguments) leaves it, and a later
+ * stage replaces an unspent one. So a replica applies entry n as: stage
+ * n; make the entry's call; if the call failed, or succeeded without a
+ * transaction (nothing to change), qv_position_put n, which also clears
+ * the stage; qv_position_get tells which.
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - name is not a valid position name
+ *   QV_ERR_READONLY    - the handle was opened read-only
+ *   QV_ERR_UNSUPPORTED - a remote handle
+ */
+qv_status qv_position_with_next_write(qv_db *db, const char *name,
+                                      uint64_t value);
+
 /* ---- Embedding tables (docs/EMBEDDINGS.md) ------------------------------ */
 
 /*

@@ -1422,6 +1422,58 @@ static void test_indexes_agree_on_edges(void **state)
 
 /* The index after the last a collection may have is LIMIT (not FULL: the
  * disk has room) and leaves the collection's indexes as they were. */
+/* A staged position is stored by the next write transaction with its
+ * changes, by none when that write fails, and kept across a reopen; bad
+ * names are refused; remote handles say the positions are the server's. */
+static void test_log_positions(void **state)
+{
+    struct tu_fixture *f = *state;
+    uint64_t pos = 1;
+    if (tu_remote()) {
+        assert_status(f->db, qv_position_get(f->db, "s/0", &pos),
+                      QV_ERR_UNSUPPORTED);
+        assert_status(f->db, qv_position_with_next_write(f->db, "s/0", 1),
+                      QV_ERR_UNSUPPORTED);
+        return;
+    }
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 0);
+    assert_status(f->db, qv_position_put(f->db, "", 1), QV_ERR_INVALID);
+    assert_status(f->db, qv_position_put(f->db, "a b", 1), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(f->db), "byte 1"));
+    create(f->db, "logged", 2, QV_METRIC_L2);
+    float v[2] = {1, 2};
+    /* a write that succeeds stores it */
+    assert_ok(f->db, qv_position_with_next_write(f->db, "s/0", 7));
+    upsert_one(f->db, "logged", "a", v, 2, NULL);
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 7);
+    /* one that fails in its transaction stores neither, and spends it */
+    assert_ok(f->db, qv_position_with_next_write(f->db, "s/0", 8));
+    assert_status(f->db, qv_delete(f->db, "logged", "missing"),
+                  QV_ERR_NOT_FOUND);
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 7);
+    upsert_one(f->db, "logged", "b", v, 2, NULL);
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 7);
+    /* put stores at once and clears a stage */
+    assert_ok(f->db, qv_position_with_next_write(f->db, "s/0", 9));
+    assert_ok(f->db, qv_position_put(f->db, "s/1", 3));
+    upsert_one(f->db, "logged", "c", v, 2, NULL);
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 7);
+    qv_close(f->db);
+    assert_ok(NULL, tu_open(f->dir, NULL, &f->db));
+    assert_ok(f->db, qv_position_get(f->db, "s/1", &pos));
+    assert_int_equal(pos, 3);
+    qv_open_options ro = {.flags = QV_OPEN_READONLY};
+    qv_db *reader;
+    assert_ok(NULL, qv_open(f->dir, &ro, &reader));
+    assert_status(reader, qv_position_put(reader, "s/1", 4), QV_ERR_READONLY);
+    qv_close(reader);
+}
+
 static void test_index_limit(void **state)
 {
     qv_db *db = ((struct tu_fixture *)*state)->db;
@@ -1680,6 +1732,7 @@ int main(void)
         T(test_failed_calls_leave_results_alone),
         T(test_indexes_agree_on_edges),
         T(test_index_limit),
+        T(test_log_positions),
         T(test_scan_and_delete_where),
 #undef T
     };

@@ -58,6 +58,10 @@ typedef struct qv_db_ops {
                               const char *field, qv_index_type type);
     qv_status (*stats)(qv_db *db, char **json);
     qv_status (*set_threads)(qv_db *db, uint32_t threads);
+    qv_status (*position_get)(qv_db *db, const char *name, uint64_t *value);
+    /* staged: store it with the next write of this thread, else now */
+    qv_status (*position_put)(qv_db *db, const char *name, uint64_t value,
+                              int staged);
     qv_status (*train)(qv_db *db, const char *collection);
     qv_status (*drop_index)(qv_db *db, const char *collection,
                             const char *field);

@@ -48,6 +48,8 @@ static const qv_db_ops eng_ops = {
     .list_indexes = pindex_list,
     .stats = admin_stats,
     .set_threads = admin_set_threads,
+    .position_get = eng_position_get,
+    .position_put = eng_position_put,
 };
 
 qv_status eng_open(const char *path, const qv_open_options *opts,

@@ -1046,6 +1046,21 @@ static qv_status remote_set_threads(qv_db *base, uint32_t threads)
                    "server's setting (quiverd --threads)");
 }
 
+static qv_status remote_position_get(qv_db *base, const char *name,
+                                     uint64_t *value)
+{
+    (void)name, (void)value;
+    return qv_fail(base, QV_ERR_UNSUPPORTED, "log positions are kept by "
+                   "the server's own handle, not over the protocol");
+}
+
+static qv_status remote_position_put(qv_db *base, const char *name,
+                                     uint64_t value, int staged)
+{
+    (void)value, (void)staged;
+    return remote_position_get(base, name, NULL);
+}
+
 static void remote_close(qv_db *base)
 {
     remote_db *db = (remote_db *)base;
@@ -1088,6 +1103,8 @@ static const qv_db_ops remote_ops = {
     .delete_where = remote_delete_where,
     .stats = remote_stats,
     .set_threads = remote_set_threads,
+    .position_get = remote_position_get,
+    .position_put = remote_position_put,
 };
 
 /* "qv[s]://host:port" or "qv[s]://[v6]:port" into host and port. */

@@ -20,6 +20,14 @@ int meta_u32_decode(const MDB_val *val, uint32_t *out)
     return 0;
 }
 
+int meta_u64_decode(const MDB_val *val, uint64_t *out)
+{
+    if (val->mv_size != sizeof *out)
+        return MDB_CORRUPTED;
+    memcpy(out, val->mv_data, sizeof *out);
+    return 0;
+}
+
 enum rec_fault coll_rec_decode(const MDB_val *val, coll_rec *rec)
 {
     memset(rec, 0, sizeof *rec);

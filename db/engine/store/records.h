@@ -60,8 +60,14 @@
 #define META_NEXT_TABLE "next_table_id"
 #define META_NEXT_INDEX "next_index_id"
 
+/* A log position (qv_position_put): meta key POSITION_PREFIX + its name,
+ * value one u64. */
+#define META_POSITION_PREFIX "position/"
+
 /* A meta value: one u32. 0, or MDB_CORRUPTED when it is not 4 bytes. */
 int meta_u32_decode(const MDB_val *val, uint32_t *out);
+/* A position's value: one u64. 0, or MDB_CORRUPTED when not 8 bytes. */
+int meta_u64_decode(const MDB_val *val, uint64_t *out);
 
 /* What is wrong with a record, for the caller's message. */
 enum rec_fault {

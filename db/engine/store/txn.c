@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
@@ -87,9 +88,102 @@ qv_status eng_status(eng_db *db, int rc, const char *doing)
     return status_of(db, rc, doing, "");
 }
 
+/* ---- log positions (qv_position_*) ---- */
+
+#define POSITION_KEY_MAX (sizeof META_POSITION_PREFIX + QV_NAME_MAX)
+
+/* The position the next write transaction of this thread on db stores. */
+struct staged_position {
+    const eng_db *db;     /* NULL: nothing staged */
+    char key[POSITION_KEY_MAX];
+    uint64_t value;
+};
+
+static _Thread_local struct staged_position staged;
+
+static MDB_val position_key(char *key, const char *name)
+{
+    int n = snprintf(key, POSITION_KEY_MAX, "%s%s", META_POSITION_PREFIX,
+                     name);
+    return (MDB_val){(size_t)n, key};
+}
+
+/* A write's own function, then the position staged for it. */
+struct positioned_write {
+    st_write_fn fn;
+    void *ctx;
+    eng_db *db;
+    struct staged_position pos;
+};
+
+static int store_position(eng_db *db, MDB_txn *txn, const char *key,
+                          uint64_t value)
+{
+    MDB_val k = {strlen(key), (void *)key}, v = {sizeof value, &value};
+    return mdb_put(txn, st_dbi(db->env, ST_DB_META), &k, &v, 0);
+}
+
+static int positioned_txn(MDB_txn *txn, void *arg)
+{
+    struct positioned_write *w = arg;
+    int rc = w->fn(txn, w->ctx);
+    return rc ? rc : store_position(w->db, txn, w->pos.key, w->pos.value);
+}
+
+qv_status eng_position_get(qv_db *base, const char *name, uint64_t *value)
+{
+    eng_db *db = (eng_db *)base;
+    char key[POSITION_KEY_MAX];
+    MDB_val k = position_key(key, name), v;
+    MDB_txn *txn;
+    qv_status st = eng_read_begin(db, &txn, "reading a position");
+    if (st != QV_OK)
+        return st;
+    int rc = mdb_get(txn, st_dbi(db->env, ST_DB_META), &k, &v);
+    uint64_t found = 0;
+    if (rc == 0)
+        rc = meta_u64_decode(&v, &found);
+    st_read_end(db->env, txn);
+    if (rc == MDB_CORRUPTED)
+        return qv_fail(base, QV_ERR_CORRUPT, "position '%s' is %zu bytes, "
+                       "not 8", name, v.mv_size);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return eng_status(db, rc, "reading a position");
+    *value = found;
+    return QV_OK;
+}
+
+static int put_position_txn(MDB_txn *txn, void *arg)
+{
+    struct positioned_write *w = arg;
+    return store_position(w->db, txn, w->pos.key, w->pos.value);
+}
+
+qv_status eng_position_put(qv_db *base, const char *name, uint64_t value,
+                           int stage)
+{
+    eng_db *db = (eng_db *)base;
+    struct positioned_write w = {.db = db, .pos = {db, "", value}};
+    position_key(w.pos.key, name);
+    staged.db = NULL;
+    if (stage) {
+        staged = w.pos;
+        return QV_OK;
+    }
+    qv_status never_aborts = QV_OK;
+    return eng_write(db, put_position_txn, &w, &never_aborts,
+                     "storing a position");
+}
+
 qv_status eng_write(eng_db *db, st_write_fn fn, void *ctx,
                     const qv_status *fn_status, const char *doing)
 {
+    struct positioned_write w = {fn, ctx, db, staged};
+    if (staged.db == db) {   /* this transaction spends the stage */
+        staged.db = NULL;
+        fn = positioned_txn;
+        ctx = &w;
+    }
     int rc = st_write(db->env, fn, ctx);
     if (rc == ST_ABORT)
         return *fn_status;

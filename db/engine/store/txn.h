@@ -55,9 +55,17 @@ int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid);
 /* Turn an LMDB or errno code into a status and a message about doing. */
 qv_status eng_status(eng_db *db, int rc, const char *doing);
 
+/* qv_position_get, and qv_position_put (stage: qv_position_with_next_write,
+ * which eng_write spends). */
+qv_status eng_position_get(qv_db *base, const char *name, uint64_t *value);
+qv_status eng_position_put(qv_db *base, const char *name, uint64_t value,
+                           int stage);
+
 /*
  * Run fn in a write transaction (see st_write). When fn aborts with
- * ST_ABORT, *fn_status (set by fn, with its message) is returned.
+ * ST_ABORT, *fn_status (set by fn, with its message) is returned. A
+ * position this thread staged for db (eng_position_put) is stored in the
+ * same transaction.
  */
 qv_status eng_write(eng_db *db, st_write_fn fn, void *ctx,
                     const qv_status *fn_status, const char *doing);
