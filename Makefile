@@ -22,7 +22,7 @@ TESTLIBS := -lcmocka
 DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
             libsimde-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev \
             libcmocka-dev libedit-dev clang libclang-rt-14-dev libxxhash-dev \
-            libroaring-dev libssl-dev python3
+            libroaring-dev libssl-dev python3 nats-server libnats-dev
 
 RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
 ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
@@ -36,7 +36,7 @@ LIB_SRC := common/alloc.c common/check.c common/json.c common/token.c \
            ann/distance.c ann/topk.c ann/hnsw.c ann/codec.c ann/embed.c \
            db/db.c db/core/error.c db/core/names.c db/core/validate.c \
            db/core/results.c db/core/filter.c \
-           db/engine/store/txn.c db/engine/store/catalog.c \
+           db/engine/store/records.c db/engine/store/txn.c db/engine/store/catalog.c \
            db/engine/store/pindex.c db/engine/graphs/graph.c \
            db/engine/collections/collection.c \
            db/engine/collections/document.c db/engine/search/search.c \
@@ -44,14 +44,19 @@ LIB_SRC := common/alloc.c common/check.c common/json.c common/token.c \
            db/engine/admin/check.c db/engine/engine.c \
            wire/proto/frame.c wire/proto/inspect.c wire/proto/stream.c \
            wire/remote/remote.c build/gen/wire/quiver.pb-c.c
-SERVER_SRC := wire/server/dispatch.c wire/server/server.c wire/server/quiverd.c
-CLI_SRC := cli/main.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
+CLUSTER_SRC := wire/cluster/log.c
+SERVER_SRC := wire/server/dispatch.c wire/server/server.c wire/server/quiverd.c \
+              $(CLUSTER_SRC)
+# quiverd and the cluster's tests talk to NATS (libnats-dev)
+SERVER_LIBS := $(LIBS) -lnats
+CLI_SRC := cli/main.c cli/command.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/bench_server.c cli/bench_filter.c cli/bench_embed.c \
            cli/bench_duplicates.c cli/bench_writes.c cli/bench_churn.c \
            cli/transfer.c cli/vecfile.c cli/table_cmd.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
              test_hnsw test_server test_corrupt test_crash test_faults \
-             test_filter test_codec test_table test_tls
+             test_filter test_codec test_table test_tls test_format \
+             test_cluster_log
 
 B  := build
 BA := build/asan
@@ -121,10 +126,10 @@ $(BA)/quiver: $(CLI_OBJ_A) $(BA)/libquiver.a
 	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS) -ledit
 
 $(B)/quiverd: $(SERVER_OBJ) $(B)/libquiver.a
-	$(CC) -o $@ $^ $(LIBS)
+	$(CC) -o $@ $^ $(SERVER_LIBS)
 
 $(BA)/quiverd: $(SERVER_OBJ_A) $(BA)/libquiver.a
-	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(SERVER_LIBS)
 
 $(B)/embedded: $(B)/examples/embedded.o $(B)/libquiver.a
 	$(CC) -o $@ $^ $(LIBS)
@@ -135,6 +140,9 @@ $(BA)/embedded: $(BA)/examples/embedded.o $(BA)/libquiver.a
 # Test programs link the ASan library; test_vecfile also needs cli/vecfile.
 $(BA)/tests/test_vecfile: $(BA)/tests/test_vecfile.o $(BA)/tests/test_util.o $(BA)/cli/vecfile.o $(BA)/libquiver.a
 	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
+
+$(BA)/tests/test_cluster_log: $(BA)/tests/test_cluster_log.o $(BA)/tests/test_util.o $(CLUSTER_SRC:%.c=$(BA)/%.o) $(BA)/libquiver.a
+	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(TESTLIBS)
 
 $(BA)/tests/%: $(BA)/tests/%.o $(BA)/tests/test_util.o $(BA)/libquiver.a
 	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
@@ -175,7 +183,7 @@ $(BT)/libquiver.a: $(LIB_OBJ_T)
 	rm -f $@ && ar rcs $@ $^
 
 $(BT)/quiverd: $(SERVER_OBJ_T) $(BT)/libquiver.a
-	$(CC) -fsanitize=thread -o $@ $^ $(LIBS)
+	$(CC) -fsanitize=thread -o $@ $^ $(SERVER_LIBS)
 
 $(BT)/quiver: $(CLI_OBJ_T) $(BT)/libquiver.a
 	$(CC) -fsanitize=thread -o $@ $^ $(LIBS) -ledit

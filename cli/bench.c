@@ -1,6 +1,7 @@
 /*
  * bench.c - what the benchmark programs share: import through the public
- * API, recall counting, temporary databases, dispatch.
+ * API, recall counting, temporary databases, the clock. They call it; it
+ * calls none of them (main.c picks the program).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,30 +136,4 @@ cleanup:
     qv_mem_free(docs);
     qv_mem_free(names);
     return rc;
-}
-
-int bench_main(int argc, char **argv)
-{
-    if (argc >= 1 && strcmp(argv[0], "flat") == 0)
-        return bench_flat(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "ann") == 0)
-        return bench_ann(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "server") == 0)
-        return bench_server(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "filter") == 0)
-        return bench_filter(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "embed") == 0)
-        return bench_embed(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "duplicates") == 0)
-        return bench_duplicates(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "writes") == 0)
-        return bench_writes(argc, argv);
-    if (argc >= 1 && strcmp(argv[0], "churn") == 0)
-        return bench_churn(argc, argv);
-    fprintf(stderr, "usage: quiver bench "
-                    "flat|ann|server|filter|embed|duplicates|writes|churn "
-                    "...\n"
-                    "quiver bench: unknown benchmark '%s'\n",
-            argc >= 1 ? argv[0] : "");
-    return 2;
 }

@@ -29,8 +29,4 @@ int bench_upsert_rows(qv_db *db, const char *collection, const float *rows,
                       const long *ids, long first, long n, unsigned dim,
                       size_t batch, char *err, size_t errlen);
 
-/* `quiver bench writes` and `quiver bench churn` (argv[0] is the kind). */
-int bench_writes(int argc, char **argv);
-int bench_churn(int argc, char **argv);
-
 #endif

@@ -6,14 +6,15 @@
 
 #include "db/quiver.h"
 
-/* `quiver bench KIND ...`; argv[0] is KIND. Returns the exit status. */
-int bench_main(int argc, char **argv);
+/* The bench programs: argv[0] is their kind. Each returns the exit status. */
 int bench_flat(int argc, char **argv);
 int bench_ann(int argc, char **argv);
 int bench_server(int argc, char **argv);
 int bench_filter(int argc, char **argv);
 int bench_embed(int argc, char **argv);
 int bench_duplicates(int argc, char **argv);
+int bench_writes(int argc, char **argv);
+int bench_churn(int argc, char **argv);
 
 /* Seconds on the monotonic clock. */
 double cli_now(void);

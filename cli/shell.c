@@ -1,10 +1,9 @@
 /*
  * shell.c - the quiver shell's commands (docs/CLI.md).
  *
- * A command line is words, key=value options and JSON values; JSON is
- * parsed by jansson where it stands, so vectors, payloads and quoted ids
- * need no escaping rules of their own. Every command prints either text
- * (tables for people) or, with --json, exactly one JSON object on one line.
+ * Every command prints either text (tables for people) or, with --json,
+ * exactly one JSON object on one line; cli/command.c splits the line and
+ * prints the answers.
  */
 #include "cli/shell.h"
 
@@ -17,247 +16,6 @@
 
 #include "common/alloc.h"
 #include "common/json.h"
-
-/* ---- parsing ---- */
-
-/* Parse one JSON value at p; its end in *end. NULL with err set. */
-static json_t *parse_json_at(const char *p, const char **end, char *err,
-                             size_t errlen)
-{
-    json_error_t jerr;
-    json_t *v;
-    int rc = qv_json_load(p, strlen(p), JSON_DISABLE_EOF_CHECK |
-                                            JSON_DECODE_ANY |
-                                            JSON_REJECT_DUPLICATES,
-                          &jerr, &v);
-    if (rc != 0) {
-        snprintf(err, errlen, "bad JSON at '%.30s': %s", p,
-                 rc == ENOMEM ? "out of memory" : jerr.text);
-        return NULL;
-    }
-    *end = p + jerr.position;
-    return v;
-}
-
-static int starts_json(char c)
-{
-    return c == '[' || c == '{' || c == '"';
-}
-
-/* A JSON value at p as the argument's value: its text is the string for
- * a JSON string, else the JSON as written. Advances *pp. */
-static int json_value_arg(const char **pp, shell_arg *a, char *err,
-                          size_t errlen)
-{
-    const char *p = *pp, *end;
-    if (!(a->json = parse_json_at(p, &end, err, errlen)))
-        return -1;
-    a->text = json_is_string(a->json)
-                  ? qv_strndup(json_string_value(a->json),
-                               strlen(json_string_value(a->json)))
-                  : qv_strndup(p, (size_t)(end - p));
-    *pp = end;
-    return a->text ? 0 : -1;
-}
-
-/* One argument at p; advances *pp. */
-static int parse_arg(const char **pp, shell_arg *a, char *err, size_t errlen)
-{
-    const char *p = *pp, *end;
-    memset(a, 0, sizeof *a);
-    if (starts_json(*p))
-        return json_value_arg(pp, a, err, errlen);
-    end = p;
-    while (*end && !isspace((unsigned char)*end) && *end != '=')
-        end++;
-    if (*end == '=' && end > p) {
-        a->key = qv_strndup(p, (size_t)(end - p));
-        p = end + 1;
-        if (starts_json(*p)) {
-            *pp = p;
-            return json_value_arg(pp, a, err, errlen);
-        }
-        end = p;
-    }
-    while (*end && !isspace((unsigned char)*end))
-        end++;
-    a->text = qv_strndup(p, (size_t)(end - p));
-    *pp = end;
-    return a->text ? 0 : -1;
-}
-
-int shell_parse(const char *line, shell_cmd *cmd, char *err, size_t errlen)
-{
-    const char *p = line;
-    cmd->n = 0;
-    for (;;) {
-        while (isspace((unsigned char)*p))
-            p++;
-        if (!*p || (*p == '#' && cmd->n == 0))
-            return 0;
-        if (cmd->n == SHELL_MAX_ARGS) {
-            snprintf(err, errlen, "more than %d arguments", SHELL_MAX_ARGS);
-            return -1;
-        }
-        if (parse_arg(&p, &cmd->args[cmd->n], err, errlen) != 0) {
-            shell_arg *a = &cmd->args[cmd->n];
-            qv_mem_free(a->key);
-            json_decref(a->json);
-            return -1;
-        }
-        cmd->n++;
-        if (*p && !isspace((unsigned char)*p)) {
-            snprintf(err, errlen, "expected a space after '%s'",
-                     cmd->args[cmd->n - 1].text);
-            return -1;
-        }
-    }
-}
-
-void shell_cmd_free(shell_cmd *cmd)
-{
-    for (int i = 0; i < cmd->n; i++) {
-        qv_mem_free(cmd->args[i].key);
-        qv_mem_free(cmd->args[i].text);
-        json_decref(cmd->args[i].json);
-    }
-    cmd->n = 0;
-}
-
-/* ---- output ---- */
-
-void shell_emit(shell *sh, json_t *obj)
-{
-    if (sh->json) {
-        char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER |
-                                            JSON_REAL_PRECISION(9))
-                      : NULL;
-        puts(s ? s : "{\"error\":{\"code\":\"NOMEM\",\"message\":"
-                     "\"out of memory for the output\"}}");
-        sh->output_lost |= !s;
-        free(s);
-    }
-    json_decref(obj);
-}
-
-void shell_emit_fields(shell *sh, json_t *obj)
-{
-    if (!sh->json && obj) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(obj, key, v) {
-            char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
-            printf("%-16s %s\n", key, json_is_string(v) ? json_string_value(v)
-                                       : s ? s : "(out of memory)");
-            free(s);
-        }
-    }
-    shell_emit(sh, obj);
-}
-
-int shell_ok(shell *sh)
-{
-    if (sh->json)
-        shell_emit(sh, json_pack("{s:b}", "ok", 1));
-    else
-        puts("ok");
-    return 0;
-}
-
-int shell_fail(shell *sh, const char *code, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (sh->json) {
-        shell_emit(sh, json_pack("{s:{s:s, s:s}}", "error", "code", code,
-                                 "message", msg));
-    } else if (sh->line) {
-        fprintf(stderr, "error: line %lu: %s: %s\n", sh->line, code, msg);
-    } else {
-        fprintf(stderr, "error: %s: %s\n", code, msg);
-    }
-    return 1;
-}
-
-int shell_api_fail(shell *sh, qv_status st)
-{
-    return shell_fail(sh, qv_status_name(st), "%s", qv_errmsg(sh->db));
-}
-
-/* ---- argument helpers ---- */
-
-const shell_arg *shell_option(const shell_cmd *cmd, const char *key)
-{
-    for (int i = 1; i < cmd->n; i++) {
-        if (cmd->args[i].key && strcmp(cmd->args[i].key, key) == 0)
-            return &cmd->args[i];
-    }
-    return NULL;
-}
-
-/* Exactly `positional` positional arguments after the name, options only
- * from allowed (NULL-terminated), none twice. */
-int shell_check_options(shell *sh, const shell_cmd *cmd, int positional,
-                        const char *const *allowed)
-{
-    int seen = 0;
-    for (int i = 1; i < cmd->n; i++) {
-        const shell_arg *a = &cmd->args[i];
-        if (!a->key) {
-            seen++;
-            continue;
-        }
-        int ok = 0;
-        for (int j = 0; allowed && allowed[j] && !ok; j++)
-            ok = strcmp(a->key, allowed[j]) == 0;
-        if (!ok)
-            return shell_fail(sh, "INVALID", "%s: unknown option '%s'; see "
-                              "help %s", cmd->args[0].text, a->key,
-                              cmd->args[0].text);
-        if (shell_option(cmd, a->key) != a)
-            return shell_fail(sh, "INVALID", "%s: option '%s' given twice",
-                              cmd->args[0].text, a->key);
-    }
-    if (seen != positional)
-        return shell_fail(sh, "INVALID", "%s takes %d argument%s before its "
-                          "options, not %d; see help %s", cmd->args[0].text,
-                          positional, positional == 1 ? "" : "s", seen,
-                          cmd->args[0].text);
-    return 0;
-}
-
-int shell_u32_option(shell *sh, const shell_cmd *cmd, const char *key,
-                     uint32_t min, uint32_t max, uint32_t *out)
-{
-    const shell_arg *a = shell_option(cmd, key);
-    if (!a)
-        return 0;
-    char *end;
-    long long v = strtoll(a->text, &end, 10);
-    if (a->json || end == a->text || *end || v < min || v > max)
-        return shell_fail(sh, "INVALID", "%s must be a whole number from %u "
-                          "to %u, not '%s'", key, min, max, a->text);
-    *out = (uint32_t)v;
-    return 0;
-}
-
-/* The positional argument i (1-based after the name). */
-static const char *positional(const shell_cmd *cmd, int i)
-{
-    for (int j = 1; j < cmd->n; j++) {
-        if (!cmd->args[j].key && --i == 0)
-            return cmd->args[j].text;
-    }
-    return NULL;
-}
-
-const char *shell_positional(const shell_cmd *cmd, int i)
-{
-    return positional(cmd, i);
-}
 
 static const shell_arg *positional_arg(const shell_cmd *cmd, int i)
 {
@@ -345,7 +103,7 @@ static int cmd_create(shell *sh, const shell_cmd *cmd)
                           "cosine", m->text);
     const shell_arg *codec = shell_option(cmd, "codec");
     cfg.codec = codec ? codec->text : NULL;
-    qv_status st = qv_create_collection(sh->db, positional(cmd, 1), &cfg);
+    qv_status st = qv_create_collection(sh->db, shell_positional(cmd, 1), &cfg);
     return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
 }
 
@@ -378,12 +136,35 @@ static int cmd_collections(shell *sh, const shell_cmd *cmd)
     return 0;
 }
 
+static const char *const index_types[] = {"keyword", "int", "float"};
+
+static const char *index_type_name(qv_index_type t)
+{
+    return (unsigned)t < 3 ? index_types[t] : "unknown";
+}
+
+/* The collection's payload indexes as [{"field","type"}...], NULL when
+ * out of memory. */
+static json_t *indexes_json(const qv_index_info *list, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "field",
+                                             list[i].field, "type",
+                                             index_type_name(list[i].type)));
+    return complete(arr, n);
+}
+
 static int cmd_describe(shell *sh, const shell_cmd *cmd)
 {
     qv_collection_info c;
+    qv_index_info *ix = NULL;
+    size_t nix = 0;
     if (shell_check_options(sh, cmd, 1, NULL))
         return 1;
-    qv_status st = qv_describe_collection(sh->db, positional(cmd, 1), &c);
+    qv_status st = qv_describe_collection(sh->db, shell_positional(cmd, 1), &c);
+    if (st == QV_OK)
+        st = qv_list_indexes(sh->db, shell_positional(cmd, 1), &ix, &nix);
     if (st != QV_OK)
         return shell_api_fail(sh, st);
     json_t *o = json_pack("{s:s, s:I, s:i, s:s, s:s, s:b, s:i, s:i, s:i, "
@@ -396,7 +177,23 @@ static int cmd_describe(shell *sh, const shell_cmd *cmd)
                           (int)c.ef_construction, "disk_bytes",
                           (json_int_t)c.disk_bytes, "memory_bytes",
                           (json_int_t)c.memory_bytes);
-    shell_emit_fields(sh, o);
+    json_t *indexes = indexes_json(ix, nix);
+    if (sh->json) {
+        if (o && (!indexes || json_object_set_new(o, "indexes", indexes))) {
+            json_decref(o);   /* shell_emit says the output was lost */
+            o = NULL;
+        }
+        shell_emit(sh, o);
+    } else {
+        shell_emit_fields(sh, o);
+        json_decref(indexes);
+        printf("%-16s %s", "indexes", nix ? "" : "none");
+        for (size_t i = 0; i < nix; i++)
+            printf("%s%s (%s)", i ? ", " : "", ix[i].field,
+                   index_type_name(ix[i].type));
+        printf("\n");
+    }
+    qv_free(ix);
     return 0;
 }
 
@@ -404,7 +201,7 @@ static int cmd_drop(shell *sh, const shell_cmd *cmd)
 {
     if (shell_check_options(sh, cmd, 1, NULL))
         return 1;
-    qv_status st = qv_drop_collection(sh->db, positional(cmd, 1));
+    qv_status st = qv_drop_collection(sh->db, shell_positional(cmd, 1));
     return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
 }
 
@@ -430,8 +227,8 @@ static int cmd_upsert(shell *sh, const shell_cmd *cmd)
             return shell_fail(sh, "NOMEM", "out of memory for the payload");
         }
     }
-    qv_doc doc = {positional(cmd, 2), v, dim, payload};
-    qv_status st = qv_upsert(sh->db, positional(cmd, 1), &doc, 1);
+    qv_doc doc = {shell_positional(cmd, 2), v, dim, payload};
+    qv_status st = qv_upsert(sh->db, shell_positional(cmd, 1), &doc, 1);
     qv_mem_free(v);
     free(payload);
     return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
@@ -442,7 +239,7 @@ static int cmd_get(shell *sh, const shell_cmd *cmd)
     qv_record *r;
     if (shell_check_options(sh, cmd, 2, NULL))
         return 1;
-    qv_status st = qv_get(sh->db, positional(cmd, 1), positional(cmd, 2), &r);
+    qv_status st = qv_get(sh->db, shell_positional(cmd, 1), shell_positional(cmd, 2), &r);
     if (st != QV_OK)
         return shell_api_fail(sh, st);
     if (!sh->json) {
@@ -465,12 +262,12 @@ static int cmd_delete(shell *sh, const shell_cmd *cmd)
     if (shell_check_options(sh, cmd, where ? 1 : 2, opts))
         return 1;
     if (!where) {
-        qv_status st = qv_delete(sh->db, positional(cmd, 1),
-                                 positional(cmd, 2));
+        qv_status st = qv_delete(sh->db, shell_positional(cmd, 1),
+                                 shell_positional(cmd, 2));
         return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
     }
     uint64_t n = 0;
-    qv_status st = qv_delete_where(sh->db, positional(cmd, 1), where->text,
+    qv_status st = qv_delete_where(sh->db, shell_positional(cmd, 1), where->text,
                                    &n);
     if (st != QV_OK)
         return shell_api_fail(sh, st);
@@ -490,7 +287,7 @@ static int cmd_scan(shell *sh, const shell_cmd *cmd)
         return 1;
     const shell_arg *where = shell_option(cmd, "where"),
                     *cursor = shell_option(cmd, "cursor");
-    qv_status st = qv_scan_where(sh->db, positional(cmd, 1),
+    qv_status st = qv_scan_where(sh->db, shell_positional(cmd, 1),
                                  where ? where->text : NULL,
                                  cursor ? cursor->text : NULL, limit, &page);
     if (st != QV_OK)
@@ -565,7 +362,7 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
     opt.no_rerank = shell_option(cmd, "rerank") && rerank == 0;
     const shell_arg *where = shell_option(cmd, "where");
     opt.filter = where ? where->text : NULL;
-    qv_status st = qv_search(sh->db, positional(cmd, 1), v, dim, &opt, &hits);
+    qv_status st = qv_search(sh->db, shell_positional(cmd, 1), v, dim, &opt, &hits);
     qv_mem_free(v);
     if (st != QV_OK)
         return shell_api_fail(sh, st);
@@ -602,20 +399,19 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
 static int cmd_index(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"type", NULL};
-    static const char *const types[] = {"keyword", "int", "float"};
     if (shell_check_options(sh, cmd, 2, opts))
         return 1;
     const shell_arg *t = shell_option(cmd, "type");
     int type = -1;
     for (int i = 0; t && i < 3; i++) {
-        if (!strcmp(t->text, types[i]))
+        if (!strcmp(t->text, index_types[i]))
             type = i;
     }
     if (type < 0)
         return shell_fail(sh, "INVALID", "index needs type=keyword, int or "
                           "float");
-    qv_status st = qv_create_index(sh->db, positional(cmd, 1),
-                                   positional(cmd, 2), (qv_index_type)type);
+    qv_status st = qv_create_index(sh->db, shell_positional(cmd, 1),
+                                   shell_positional(cmd, 2), (qv_index_type)type);
     return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
 }
 
@@ -623,8 +419,8 @@ static int cmd_unindex(shell *sh, const shell_cmd *cmd)
 {
     if (shell_check_options(sh, cmd, 2, NULL))
         return 1;
-    qv_status st = qv_drop_index(sh->db, positional(cmd, 1),
-                                 positional(cmd, 2));
+    qv_status st = qv_drop_index(sh->db, shell_positional(cmd, 1),
+                                 shell_positional(cmd, 2));
     return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
 }
 
@@ -635,7 +431,7 @@ static int cmd_count(shell *sh, const shell_cmd *cmd)
     if (shell_check_options(sh, cmd, 1, opts))
         return 1;
     const shell_arg *where = shell_option(cmd, "where");
-    qv_status st = qv_count(sh->db, positional(cmd, 1),
+    qv_status st = qv_count(sh->db, shell_positional(cmd, 1),
                             where ? where->text : NULL, &n);
     if (st != QV_OK)
         return shell_api_fail(sh, st);
@@ -649,13 +445,13 @@ static int cmd_backup(shell *sh, const shell_cmd *cmd)
 {
     if (shell_check_options(sh, cmd, 1, NULL))
         return 1;
-    qv_status st = qv_backup(sh->db, positional(cmd, 1));
+    qv_status st = qv_backup(sh->db, shell_positional(cmd, 1));
     if (st != QV_OK)
         return shell_api_fail(sh, st);
     if (!sh->json)
-        printf("backup written to %s\n", positional(cmd, 1));
+        printf("backup written to %s\n", shell_positional(cmd, 1));
     shell_emit(sh, json_pack("{s:b, s:s}", "ok", 1, "dir",
-                             positional(cmd, 1)));
+                             shell_positional(cmd, 1)));
     return 0;
 }
 
@@ -663,7 +459,7 @@ static int cmd_train(shell *sh, const shell_cmd *cmd)
 {
     if (shell_check_options(sh, cmd, 1, NULL))
         return 1;
-    qv_status st = qv_train(sh->db, positional(cmd, 1));
+    qv_status st = qv_train(sh->db, shell_positional(cmd, 1));
     return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
 }
 
@@ -754,7 +550,7 @@ static const struct command commands[] = {
      "List the collections: name, count, dim, metric."},
     {"describe", cmd_describe, "describe NAME",
      "One collection: count, dim, metric, codec, M, ef_construction, bytes "
-     "on disk and in memory."},
+     "on disk and in memory, and its payload indexes with their types."},
     {"drop", cmd_drop, "drop NAME", "Remove a collection and its documents."},
     {"upsert", cmd_upsert, "upsert NAME ID [v1, v2, ...] [{json payload}]",
      "Insert or replace one document. Quote an id with spaces as a JSON "
@@ -784,6 +580,9 @@ static const struct command commands[] = {
      "[seed=0]; table lookup NAME ids=[..]; table update NAME ids=[..] "
      "grads=[[..], ..]; table describe NAME; table import NAME FILE "
      "[first=0]; table export NAME FILE; table drop NAME."},
+    {"tables", cmd_tables, "tables",
+     "List the embedding tables: name, method, rows, dim, optimizer, "
+     "compression ratio."},
     {"train", cmd_train, "train NAME",
      "Train the collection's codec again on a sample of its vectors and "
      "re-encode them all (docs/CODECS.md)."},
@@ -822,7 +621,7 @@ const char *const shell_command_names[] = {
     "create", "collections", "describe", "drop", "upsert", "get", "delete",
     "scan",
     "search", "count", "index", "import", "export", "backup", "compact",
-    "train", "table", "unindex",
+    "train", "table", "tables", "unindex",
     "stats",
     "check",
     "help",

@@ -67,6 +67,7 @@ const char *shell_positional(const shell_cmd *cmd, int i);
 
 /* table_cmd.c */
 int cmd_table(shell *sh, const shell_cmd *cmd);
+int cmd_tables(shell *sh, const shell_cmd *cmd);
 
 /* transfer.c */
 int cmd_import(shell *sh, const shell_cmd *cmd);

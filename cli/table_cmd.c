@@ -206,6 +206,11 @@ static int table_update_cmd(shell *sh, const shell_cmd *cmd)
     return rc;
 }
 
+static const char *optimizer_name(qv_optimizer o)
+{
+    return o == QV_OPTIMIZER_ADAGRAD ? "adagrad" : "sgd";
+}
+
 static int table_describe_cmd(shell *sh, const shell_cmd *cmd)
 {
     qv_table_info t;
@@ -217,8 +222,7 @@ static int table_describe_cmd(shell *sh, const shell_cmd *cmd)
     json_t *o = json_pack("{s:s, s:s, s:I, s:i, s:s, s:f, s:I, s:I, s:f, s:I}",
                           "name", t.name, "method", t.method, "rows",
                           (json_int_t)t.rows, "dim", (int)t.dim, "optimizer",
-                          t.optimizer == QV_OPTIMIZER_ADAGRAD ? "adagrad"
-                                                              : "sgd",
+                          optimizer_name(t.optimizer),
                           "learning_rate", (double)t.learning_rate,
                           "param_bytes", (json_int_t)t.param_bytes,
                           "optimizer_bytes", (json_int_t)t.optimizer_bytes,
@@ -332,6 +336,42 @@ static int table_drop_cmd(shell *sh, const shell_cmd *cmd)
         return 1;
     qv_status st = qv_table_drop(sh->db, table_name(cmd));
     return st == QV_OK ? shell_ok(sh) : shell_api_fail(sh, st);
+}
+
+int cmd_tables(shell *sh, const shell_cmd *cmd)
+{
+    qv_table_info *list = NULL;
+    size_t n = 0;
+    if (shell_check_options(sh, cmd, 0, NULL))
+        return 1;
+    qv_status st = qv_list_tables(sh->db, &list, &n);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack(
+            "{s:s, s:s, s:I, s:i, s:s, s:I, s:f, s:I}", "name", list[i].name,
+            "method", list[i].method, "rows", (json_int_t)list[i].rows, "dim",
+            (int)list[i].dim, "optimizer", optimizer_name(list[i].optimizer),
+            "param_bytes", (json_int_t)list[i].param_bytes, "ratio",
+            list[i].ratio, "updates", (json_int_t)list[i].updates));
+    if (!sh->json) {
+        printf("%-24s %-10s %12s %6s %-8s %7s\n", "name", "method", "rows",
+               "dim", "opt", "ratio");
+        for (size_t i = 0; i < n; i++)
+            printf("%-24s %-10s %12llu %6u %-8s %7.2f\n", list[i].name,
+                   list[i].method, (unsigned long long)list[i].rows,
+                   list[i].dim, optimizer_name(list[i].optimizer),
+                   list[i].ratio);
+        printf("(%zu table%s)\n", n, n == 1 ? "" : "s");
+    }
+    if (json_array_size(arr) != n) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    shell_emit(sh, json_pack("{s:o}", "tables", arr));
+    qv_free(list);
+    return 0;
 }
 
 int cmd_table(shell *sh, const shell_cmd *cmd)

@@ -5,8 +5,8 @@
  * N-th one fail (qv_alloc_fail_at) and check that each caller turns it into
  * QV_ERR_NOMEM without leaking.
  */
-#ifndef QV_ALLOC_H
-#define QV_ALLOC_H
+#ifndef QV_COMMON_ALLOC_H
+#define QV_COMMON_ALLOC_H
 
 #include <stddef.h>
 

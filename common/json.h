@@ -11,8 +11,8 @@
  * #362). Every parse of the library goes through qv_json_load, which
  * throws such a result away and answers ENOMEM.
  */
-#ifndef QV_JSON_H
-#define QV_JSON_H
+#ifndef QV_COMMON_JSON_H
+#define QV_COMMON_JSON_H
 
 #include <jansson.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 /* token.h - reading a server token from a file (quiverd and quiver). */
-#ifndef QV_TOKEN_H
-#define QV_TOKEN_H
+#ifndef QV_COMMON_TOKEN_H
+#define QV_COMMON_TOKEN_H
 
 #include <stddef.h>
 

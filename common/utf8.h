@@ -2,8 +2,8 @@
  * utf8.h - checking text that came from outside: UTF-8 well-formedness,
  * and a printable form of any bytes for messages.
  */
-#ifndef QV_UTF8_H
-#define QV_UTF8_H
+#ifndef QV_COMMON_UTF8_H
+#define QV_COMMON_UTF8_H
 
 #include <stddef.h>
 

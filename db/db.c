@@ -16,6 +16,23 @@
 #include "common/utf8.h"
 
 
+/*
+ * The reserved words of an option struct must be 0 (quiver.h, "Structs
+ * grow"): a later version gives them meaning, so a caller that left
+ * garbage there would change behaviour on upgrade; refused today instead.
+ */
+static qv_status check_reserved(qv_db *db, const char *what,
+                                const uint64_t *reserved)
+{
+    for (int i = 0; i < QV_RESERVED; i++) {
+        if (reserved[i])
+            return qv_fail(db, QV_ERR_INVALID, "%s.reserved[%d] is not 0; "
+                           "zero-initialise the struct ({0} or a designated "
+                           "initializer)", what, i);
+    }
+    return QV_OK;
+}
+
 qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
 {
     qv_error_clear(NULL);
@@ -29,6 +46,8 @@ qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
                  ~(QV_OPEN_READONLY | QV_OPEN_NOSYNC | QV_OPEN_PREAD)))
         return qv_fail(NULL, QV_ERR_INVALID, "unknown open flags 0x%x",
                        opts->flags);
+    if (opts && check_reserved(NULL, "qv_open_options", opts->reserved))
+        return QV_ERR_INVALID;
     if (strncmp(uri, "qv://", 5) == 0 || strncmp(uri, "qvs://", 6) == 0)
         return remote_open(uri, opts, out);
     return eng_open(uri, opts, out);
@@ -88,6 +107,8 @@ qv_status qv_create_collection(qv_db *db, const char *name,
         return st;
     if (!config)
         return qv_fail(db, QV_ERR_INVALID, "collection config is NULL");
+    if (check_reserved(db, "qv_collection_config", config->reserved))
+        return QV_ERR_INVALID;
     if (config->dim == 0 || config->dim > QV_DIM_MAX)
         return qv_fail(db, QV_ERR_INVALID,
                        "dimension must be 1 to %d, not %u", QV_DIM_MAX,
@@ -250,6 +271,8 @@ static qv_status check_filter(qv_db *db, const char *filter)
 static qv_status check_search_options(qv_db *db,
                                       const qv_search_options *options)
 {
+    if (check_reserved(db, "qv_search_options", options->reserved))
+        return QV_ERR_INVALID;
     if (options->k == 0 || options->k > QV_K_MAX)
         return qv_fail(db, QV_ERR_INVALID, "k must be 1 to %d, not %u",
                        QV_K_MAX, options->k);
@@ -355,6 +378,17 @@ qv_status qv_backup(qv_db *db, const char *dir)
     return db->ops->backup(db, dir);
 }
 
+qv_status qv_list_indexes(qv_db *db, const char *collection,
+                          qv_index_info **out, size_t *count)
+{
+    BEGIN_CALL(db);
+    qv_status st = validate_collection_name(db, collection);
+    if (st == QV_OK && (!out || !count))
+        st = qv_fail(db, QV_ERR_INVALID, "out or count is NULL");
+    return st == QV_OK ? db->ops->list_indexes(db, collection, out, count)
+                       : st;
+}
+
 /* The checks of an index call: a writable handle, the names. */
 static qv_status check_index_call(qv_db *db, const char *collection,
                                   const char *field)
@@ -440,6 +474,49 @@ qv_status qv_stats(qv_db *db, char **json)
     return db->ops->stats(db, json);
 }
 
+/* 1 to QV_NAME_MAX bytes of [A-Za-z0-9_.:/-]. */
+static qv_status check_position_name(qv_db *db, const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n > QV_NAME_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "a position name is 1 to %d "
+                       "bytes", QV_NAME_MAX);
+    size_t ok = strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-");
+    if (ok != n)
+        return qv_fail(db, QV_ERR_INVALID, "position name '%s': byte %zu is "
+                       "not one of [A-Za-z0-9_.:/-]", name, ok);
+    return QV_OK;
+}
+
+qv_status qv_position_get(qv_db *db, const char *name, uint64_t *value)
+{
+    BEGIN_CALL(db);
+    if (!value)
+        return qv_fail(db, QV_ERR_INVALID, "value is NULL");
+    qv_status st = check_position_name(db, name);
+    return st != QV_OK ? st : db->ops->position_get(db, name, value);
+}
+
+qv_status qv_position_put(qv_db *db, const char *name, uint64_t value)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = check_position_name(db, name);
+    return st != QV_OK ? st : db->ops->position_put(db, name, value, 0);
+}
+
+qv_status qv_position_with_next_write(qv_db *db, const char *name,
+                                      uint64_t value)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_writable(db);
+    if (st == QV_OK)
+        st = check_position_name(db, name);
+    return st != QV_OK ? st : db->ops->position_put(db, name, value, 1);
+}
+
 qv_status qv_set_threads(qv_db *db, uint32_t threads)
 {
     BEGIN_CALL(db);
@@ -460,6 +537,8 @@ qv_status qv_table_create(qv_db *db, const char *name,
         return st;
     if (!config)
         return qv_fail(db, QV_ERR_INVALID, "table config is NULL");
+    if (check_reserved(db, "qv_table_config", config->reserved))
+        return QV_ERR_INVALID;
     qv_table_config cfg = *config;
     if (!cfg.method)
         cfg.method = "full";
@@ -492,6 +571,14 @@ qv_status qv_table_describe(qv_db *db, const char *name, qv_table_info *info)
     if (st == QV_OK && !info)
         st = qv_fail(db, QV_ERR_INVALID, "info is NULL");
     return st == QV_OK ? db->ops->table_describe(db, name, info) : st;
+}
+
+qv_status qv_list_tables(qv_db *db, qv_table_info **out, size_t *count)
+{
+    BEGIN_CALL(db);
+    if (!out || !count)
+        return qv_fail(db, QV_ERR_INVALID, "out or count is NULL");
+    return db->ops->list_tables(db, out, count);
 }
 
 /* The arrays of a batch: present, and n within bounds. */

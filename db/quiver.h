@@ -6,8 +6,26 @@
  *
  * Conventions
  * - Every function returns a qv_status; QV_OK is 0. Results come back
- *   through out-parameters, which are left untouched on error.
+ *   through out-parameters, which are left untouched on error, with two
+ *   exceptions: qv_open sets *out and qv_check sets *report to NULL
+ *   before anything else, and qv_check hands its report back with
+ *   QV_ERR_CORRUPT too (the one error that comes with a result).
  * - After a failed call, qv_errmsg(db) says what exactly was wrong.
+ * - Under each call, "Returns" lists the statuses it returns and when,
+ *   as lmdb.h does. Besides those, every call on a handle returns
+ *   QV_ERR_INVALID for a NULL handle or a NULL pointer it needs; a call
+ *   that reads the database can return QV_ERR_NOMEM (out of memory),
+ *   QV_ERR_IO (the operating system refused a read), QV_ERR_CORRUPT (a
+ *   stored record fails its checks) and QV_ERR_INTERNAL (a bug); a call
+ *   that writes can also return QV_ERR_FULL (the disk is full; nothing
+ *   of the write was stored). Every call on a remote handle can also
+ *   return QV_ERR_CONNECTION (it could not reconnect, or the connection
+ *   broke during the call), QV_ERR_TIMEOUT (no answer within
+ *   timeout_ms), QV_ERR_PROTOCOL (the server's answer is malformed),
+ *   QV_ERR_UNAUTHENTICATED (the server wants a valid token) and
+ *   QV_ERR_BUSY (the server is at its connection limit); the lists do
+ *   not repeat these. A remote handle returns the same statuses and
+ *   messages as an embedded one for everything else.
  * - Every object the library returns is one allocation, owned by the
  *   caller, and released with qv_free(). qv_free(NULL) and qv_close(NULL)
  *   are harmless no-ops.
@@ -15,6 +33,20 @@
  *   never holds on to caller memory after a call returns.
  * - Bad input of any kind is refused with a status and a message, and
  *   writes nothing.
+ * - Structs grow without breaking programs built against an earlier
+ *   header (libquiver is also a shared library). The structs a caller
+ *   fills in (qv_open_options, qv_collection_config, qv_search_options,
+ *   qv_table_config) and those the library fills (qv_collection_info,
+ *   qv_table_info, qv_index_info) end in QV_RESERVED reserved words. A
+ *   later version gives those words meaning (an option whose 0 keeps
+ *   today's behaviour, a new figure) and never changes a struct's size
+ *   or moves a field, so a program built against this header runs
+ *   unchanged against a later library, and arrays of these structs keep
+ *   their stride. Zero-initialise every struct you pass in (`= {0}` or a
+ *   designated initializer): a reserved word that is not 0 is refused
+ *   with QV_ERR_INVALID. When the words run out, new fields come with a
+ *   new call taking a new struct. The other structs (qv_doc, qv_record,
+ *   qv_hit, qv_hits, qv_batch_hits, qv_page) never change.
  *
  * Threads: a qv_db handle may be shared by any number of threads; calls on
  * it are safe to make concurrently. Readers never block writers and see a
@@ -36,6 +68,10 @@ extern "C" {
 #endif
 
 #define QV_VERSION "0.1.0"
+
+/* The reserved words at the end of the option and info structs (see
+ * "Structs grow" above). */
+#define QV_RESERVED 8
 
 /* The library's version (QV_VERSION of the library that runs, which may
  * differ from the header a program was built with). Never NULL. */
@@ -60,6 +96,11 @@ const char *qv_version(void);
 #define QV_F16_MAX       65504.0f     /* magnitude of a component stored
                                          with codec f16 (l2 and ip) */
 
+/* Sizes a database reaches rather than inputs: a write beyond them is
+ * refused with QV_ERR_LIMIT and changes nothing. */
+#define QV_INDEXES_MAX   32           /* payload indexes of a collection */
+#define QV_DOCS_MAX      4294967295u  /* documents of a collection */
+
 typedef enum qv_status {
     QV_OK = 0,
     QV_ERR_INVALID,      /* malformed argument: id, name, payload, k, ... */
@@ -77,14 +118,25 @@ typedef enum qv_status {
     QV_ERR_TIMEOUT,      /* remote: no answer in time */
     QV_ERR_PROTOCOL,     /* remote: a malformed frame or message */
     QV_ERR_UNAUTHENTICATED, /* remote: the server wants a valid token */
-    QV_ERR_BUSY          /* remote: the server is at its connection limit */
+    QV_ERR_BUSY,         /* remote: the server is at its connection limit */
+    QV_ERR_LIMIT,        /* a fixed limit of the database was reached (the
+                            indexes of a collection, its documents); the
+                            same request fails again until something is
+                            removed, whatever the disk */
+    QV_ERR_IN_USE        /* another process has the database open and the
+                            call needs it alone (qv_compact) */
 } qv_status;
+/* Later versions append statuses after the last one above and never
+ * renumber one; treat a status you do not know as an error
+ * (qv_strerror names it "unknown status"). */
 
-/* A fixed English sentence for a status; never NULL. */
+/* A fixed English sentence for a status; never NULL (for a status this
+ * version does not know: "unknown status"). */
 const char *qv_strerror(qv_status status);
 
 /* The status's name, as "QV_ERR_INVALID" without the prefix: "INVALID";
- * "OK" for QV_OK. Used by the CLI's JSON output. Never NULL. */
+ * "OK" for QV_OK; "UNKNOWN" for a status this version does not know.
+ * Used by the CLI's JSON output. Never NULL. */
 const char *qv_status_name(qv_status status);
 
 typedef struct qv_db qv_db;
@@ -110,6 +162,7 @@ typedef struct qv_open_options {
     const char *tls_ca_file;  /* qvs://: PEM file of the CAs whose
                                  certificates are trusted; NULL = the
                                  system's trust store */
+    uint64_t reserved[QV_RESERVED];   /* 0 */
 } qv_open_options;
 
 /*
@@ -122,10 +175,31 @@ typedef struct qv_open_options {
  * TLS. A remote handle
  * connects at once (QV_ERR_CONNECTION if it cannot) and reconnects by
  * itself after a broken connection. opts may be NULL for defaults.
+ * A database of a newer on-disk format than this version reads is
+ * refused with QV_ERR_UNSUPPORTED, and left untouched; older formats open
+ * (docs/FORMAT.md).
  *
  * On success *out is a handle to release with qv_close(). On failure *out
- * is set to NULL and, where a handle could not be made, the message is
- * available from qv_errmsg(NULL).
+ * is set to NULL and the message is available from qv_errmsg(NULL).
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - out is NULL; uri is empty, or a qv:// or qvs://
+ *                        URI without a host and a numeric port; an
+ *                        unknown flag or a reserved word not 0 in opts;
+ *                        tls_ca_file cannot be read; the directory is
+ *                        open in this process with the other sync mode
+ *                        (QV_OPEN_NOSYNC)
+ *   QV_ERR_IO          - the directory cannot be created or opened (a
+ *                        missing parent, permissions, not a directory)
+ *   QV_ERR_CORRUPT     - the directory's data file is not a database,
+ *                        is shorter than its last page, or is missing
+ *                        beside its lock file
+ *   QV_ERR_UNSUPPORTED - the database was written by a newer Quiver in a
+ *                        format this library does not know
+ *   QV_ERR_NOMEM       - out of memory
+ *   and for a remote URI QV_ERR_CONNECTION (no server there, a TLS
+ *   handshake or certificate that fails), QV_ERR_TIMEOUT,
+ *   QV_ERR_UNAUTHENTICATED (a token missing or wrong), QV_ERR_BUSY.
  */
 qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out);
 
@@ -182,7 +256,9 @@ typedef enum qv_metric {
 
 /* "l2", "ip", "cosine"; NULL for an unknown value. */
 const char *qv_metric_name(qv_metric metric);
-/* Parse a metric name; QV_ERR_INVALID if unknown. */
+/* Parse a metric name into *out.
+ * Returns:
+ *   QV_ERR_INVALID - name or out is NULL, or name is no metric's */
 qv_status qv_metric_parse(const char *name, qv_metric *out);
 
 /*
@@ -208,6 +284,7 @@ typedef struct qv_collection_config {
                                  codec's default (1,000; pq 10,000);
                                  at most QV_TRAIN_MIN_MOST, for pq at
                                  least 256 (its centroids) */
+    uint64_t reserved[QV_RESERVED];   /* 0 */
 } qv_collection_config;
 
 typedef struct qv_collection_info {
@@ -227,25 +304,49 @@ typedef struct qv_collection_info {
                                  (always 1 for none, f16 and prune) */
     uint32_t train_min;       /* documents that trigger training */
     uint32_t code_bytes;      /* bytes of one vector in memory */
+    uint64_t reserved[QV_RESERVED];   /* 0 in this version */
 } qv_collection_info;
 
 /*
- * Collection names are 1..QV_NAME_MAX bytes of [A-Za-z0-9_.-] that start
- * with a letter, digit or underscore.
+ * Create a collection. Collection names are 1..QV_NAME_MAX bytes of
+ * [A-Za-z0-9_.-] that start with a letter, digit or underscore.
+ *
+ * Returns:
+ *   QV_ERR_INVALID  - name is not a valid name; config is NULL, or a value
+ *                     in it is out of its range (dim, metric, M,
+ *                     ef_construction, codec, train_min, reserved)
+ *   QV_ERR_READONLY - the handle was opened read-only
+ *   QV_ERR_EXISTS   - a collection of that name exists
  */
 qv_status qv_create_collection(qv_db *db, const char *name,
                                const qv_collection_config *config);
 
-/* Remove a collection and every document in it. */
+/*
+ * Remove a collection, every document in it, its index and its payload
+ * indexes, in one transaction.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - name is not a valid name
+ *   QV_ERR_READONLY  - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND - there is no such collection
+ */
 qv_status qv_drop_collection(qv_db *db, const char *name);
 
-/* Fill *info for one collection. */
+/*
+ * Fill *info, which the caller owns, for one collection.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - name is not a valid name
+ *   QV_ERR_NOT_FOUND - there is no such collection
+ */
 qv_status qv_describe_collection(qv_db *db, const char *name,
                                  qv_collection_info *info);
 
 /*
  * All collections in name order: *out is an array of *count entries, one
  * allocation to release with qv_free() (NULL when there are none).
+ *
+ * Returns only the statuses of every call (see Conventions).
  */
 qv_status qv_list_collections(qv_db *db, qv_collection_info **out,
                               size_t *count);
@@ -266,8 +367,20 @@ typedef struct qv_doc {
  * Insert or replace n documents (n >= 1) in one transaction: either all
  * of them are stored or, on any error, none is. Within one batch a later
  * document with the same id replaces an earlier one. The message of a
- * refused batch names the index of the first bad document. A vector
- * outside the metric's bound ("Which vectors") is QV_ERR_INVALID.
+ * refused batch names the index of the first bad document.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name; docs is NULL or n
+ *                      is 0; a document's id, vector (NULL, a component
+ *                      not finite, outside the metric's bound: "Which
+ *                      vectors") or payload (not a JSON object, too long,
+ *                      a duplicate key) is bad
+ *   QV_ERR_DIMENSION - a document's dim is 0 or differs from the
+ *                      collection's
+ *   QV_ERR_READONLY  - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND - there is no such collection
+ *   QV_ERR_LIMIT     - the collection would hold more than QV_DOCS_MAX
+ *                      documents
  */
 qv_status qv_upsert(qv_db *db, const char *collection,
                     const qv_doc *docs, size_t n);
@@ -279,11 +392,24 @@ typedef struct qv_record {
     char *payload;         /* compact JSON object text, or NULL */
 } qv_record;
 
-/* Fetch one document. *out is one allocation to release with qv_free(). */
+/*
+ * Fetch one document. *out is one allocation to release with qv_free().
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name, or id not a valid id
+ *   QV_ERR_NOT_FOUND - there is no such collection, or no document id in it
+ */
 qv_status qv_get(qv_db *db, const char *collection, const char *id,
                  qv_record **out);
 
-/* Delete one document; QV_ERR_NOT_FOUND if it does not exist. */
+/*
+ * Delete one document; the graph is repaired and its space reused.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name, or id not a valid id
+ *   QV_ERR_READONLY  - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND - there is no such collection, or no document id in it
+ */
 qv_status qv_delete(qv_db *db, const char *collection, const char *id);
 
 /* ---- Search ------------------------------------------------------------- */
@@ -307,6 +433,7 @@ typedef struct qv_search_options {
                               (widened to k); 0 = 4 x k */
     int no_rerank;         /* non-zero: return code distances, read no
                               full vector */
+    uint64_t reserved[QV_RESERVED];   /* 0 */
 } qv_search_options;
 
 typedef struct qv_hit {
@@ -331,8 +458,15 @@ typedef struct qv_hits {
  * (recall grows with ef), or exact with options->exact. The hits are
  * documents of one consistent snapshot of the database, taken when the
  * call starts. *out is one allocation to release with qv_free().
- * QV_ERR_INVALID for a query outside the metric's bound ("Which
- * vectors"), QV_ERR_DIMENSION for one of another dimension.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name; query is NULL, has
+ *                      a component that is not finite or lies outside
+ *                      the metric's bound ("Which vectors"); options is
+ *                      out of range (k, ef, rerank, a reserved word) or
+ *                      its filter is malformed (docs/FILTERS.md)
+ *   QV_ERR_DIMENSION - dim is 0 or differs from the collection's
+ *   QV_ERR_NOT_FOUND - there is no such collection
  */
 qv_status qv_search(qv_db *db, const char *collection, const float *query,
                     uint32_t dim, const qv_search_options *options,
@@ -348,6 +482,9 @@ typedef struct qv_batch_hits {
  * options->threads threads, all against one snapshot. *out is one
  * allocation to release with qv_free(). A bad query fails the whole
  * batch, its message naming it ("query 2: ...").
+ *
+ * Returns: as qv_search, and
+ *   QV_ERR_INVALID   - nq is 0 or above QV_BATCH_MAX
  */
 qv_status qv_search_batch(qv_db *db, const char *collection,
                           const float *queries, size_t nq, uint32_t dim,
@@ -367,19 +504,57 @@ typedef enum qv_index_type {
  * collection, filling it from the documents already there. Indexes make
  * filtered searches and counts cheaper; they never change their results:
  * values the index cannot hold (another type, a string over 400 bytes, a
- * fraction in an int index) are still found. QV_ERR_EXISTS if the field
- * is indexed already.
+ * fraction in an int index) are still found.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name; field is empty,
+ *                      longer than QV_FIELD_MAX, not UTF-8, starts with
+ *                      '$' or '.' or ends with '.'; type is unknown
+ *   QV_ERR_READONLY  - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND - there is no such collection
+ *   QV_ERR_EXISTS    - field is indexed already
+ *   QV_ERR_LIMIT     - the collection has QV_INDEXES_MAX indexes
  */
 qv_status qv_create_index(qv_db *db, const char *collection,
                           const char *field, qv_index_type type);
 
-/* Remove the index on field and all its entries (filters find the same,
- * reading payloads instead). QV_ERR_NOT_FOUND if the field has none. */
+/*
+ * Remove the index on field and all its entries (filters find the same,
+ * reading payloads instead).
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - as qv_create_index
+ *   QV_ERR_READONLY  - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND - there is no such collection, or no index on field
+ */
 qv_status qv_drop_index(qv_db *db, const char *collection, const char *field);
+
+typedef struct qv_index_info {
+    char field[QV_FIELD_MAX + 1];  /* the dotted path, NUL-terminated */
+    qv_index_type type;
+    uint64_t reserved[QV_RESERVED];   /* 0 in this version */
+} qv_index_info;
+
+/*
+ * The payload indexes of a collection in field order (bytewise): *out is
+ * an array of *count entries, one allocation to release with qv_free()
+ * (NULL when the collection has none).
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name
+ *   QV_ERR_NOT_FOUND - there is no such collection
+ */
+qv_status qv_list_indexes(qv_db *db, const char *collection,
+                          qv_index_info **out, size_t *count);
 
 /*
  * *count = the documents of the collection that match filter (a JSON
  * filter, docs/FILTERS.md; NULL: all of them).
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name, or filter is
+ *                      malformed
+ *   QV_ERR_NOT_FOUND - there is no such collection
  */
 qv_status qv_count(qv_db *db, const char *collection, const char *filter,
                    uint64_t *count);
@@ -398,6 +573,11 @@ typedef struct qv_page {
  * from the first), in id order, from one snapshot. Page through a whole
  * collection by passing page->next back until it is NULL. *out is one
  * allocation to release with qv_free().
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name; after is not a
+ *                      valid id; limit is 0 or above 10,000
+ *   QV_ERR_NOT_FOUND - there is no such collection
  */
 qv_status qv_scan(qv_db *db, const char *collection, const char *after,
                   uint32_t limit, qv_page **out);
@@ -406,6 +586,9 @@ qv_status qv_scan(qv_db *db, const char *collection, const char *after,
  * qv_scan of the documents that match filter (docs/FILTERS.md; NULL: all).
  * A page holds up to limit matches; page->next may be set when no further
  * match follows (the next page is then empty).
+ *
+ * Returns: as qv_scan, and
+ *   QV_ERR_INVALID   - filter is malformed
  */
 qv_status qv_scan_where(qv_db *db, const char *collection, const char *filter,
                         const char *after, uint32_t limit, qv_page **out);
@@ -413,6 +596,12 @@ qv_status qv_scan_where(qv_db *db, const char *collection, const char *filter,
 /*
  * Delete every document that matches filter, in one transaction;
  * *deleted = how many.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name; filter is NULL or
+ *                      malformed
+ *   QV_ERR_READONLY  - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND - there is no such collection
  */
 qv_status qv_delete_where(qv_db *db, const char *collection,
                           const char *filter, uint64_t *deleted);
@@ -424,8 +613,15 @@ qv_status qv_delete_where(qv_db *db, const char *collection,
  * database. On a remote handle dir is not a path but the name of a new
  * entry in the directory the server's operator named with
  * `quiverd --backup-dir` (1..QV_NAME_MAX letters, digits, '_', '-', '.',
- * not starting with '.'): QV_ERR_UNSUPPORTED when the server has none,
- * QV_ERR_INVALID for any other name, QV_ERR_EXISTS when the entry exists.
+ * not starting with '.'). A read-only handle may back up.
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - dir is NULL or empty; remote: not such a name
+ *   QV_ERR_EXISTS      - dir (remote: the entry) holds a database already
+ *   QV_ERR_IO          - dir cannot be created, or the copy not written
+ *   QV_ERR_FULL        - the disk of dir is full
+ *   QV_ERR_UNSUPPORTED - remote: the server was started without
+ *                        --backup-dir
  */
 qv_status qv_backup(qv_db *db, const char *dir);
 
@@ -434,18 +630,25 @@ qv_status qv_backup(qv_db *db, const char *dir);
  * documents, vectors, free ids and graph records agree with each other and
  * with its count, Quiver's own records pass their checksums, and each
  * index, loaded afresh, is a valid HNSW graph with every node reachable.
- * *report (always set unless the check could not run; release with
- * qv_free) lists the problems, one a line, and ends with a summary line.
- * QV_OK when all holds, QV_ERR_CORRUPT when not.
+ * *report (release with qv_free) lists the problems, one a line, and
+ * ends with a summary line; it is set with QV_OK and with QV_ERR_CORRUPT,
+ * and NULL after any other status (the check could not run).
+ *
+ * Returns:
+ *   QV_ERR_CORRUPT - the check ran and found problems (the message names
+ *                    the first); *report lists them
  */
 qv_status qv_check(qv_db *db, char **report);
 
 /*
  * Give the space of deleted documents back to the file system: the
  * database file is rewritten compacted and swapped in. It needs the
- * database to itself: QV_ERR_BUSY while another process has it open
- * (a remote handle: the server's process). Calls in this process wait
- * for it. It takes as long as a backup.
+ * database to itself (on a remote handle, the server's process does the
+ * work). Calls in this process wait for it. It takes as long as a backup.
+ *
+ * Returns:
+ *   QV_ERR_READONLY - the handle was opened read-only
+ *   QV_ERR_IN_USE   - another process has the database open
  */
 qv_status qv_compact(qv_db *db);
 
@@ -453,8 +656,14 @@ qv_status qv_compact(qv_db *db);
  * Train the collection's codec again on a sample of its vectors and
  * re-encode every vector (the graph is kept). A collection whose codec
  * is not trained yet is trained now, if it holds enough vectors (pq
- * 256, sq8 and bin 1; QV_ERR_INVALID below that, and for codecs that
- * learn nothing).
+ * 256, sq8 and bin 1).
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - collection is not a valid name; its codec learns
+ *                      nothing (none, f16, prune); it holds fewer
+ *                      vectors than its codec needs
+ *   QV_ERR_READONLY  - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND - there is no such collection
  */
 qv_status qv_train(qv_db *db, const char *collection);
 
@@ -462,15 +671,75 @@ qv_status qv_train(qv_db *db, const char *collection);
  * Database-wide figures as a JSON object (collections, documents,
  * file_bytes, map_bytes, page_bytes, ...). *json is a string to release
  * with qv_free().
+ *
+ * Returns only the statuses of every call (see Conventions).
  */
 qv_status qv_stats(qv_db *db, char **json);
 
 /*
  * Threads that build the index during large upserts on this handle
- * (0 = one per CPU). Remote handles: QV_ERR_UNSUPPORTED (quiverd --threads
- * sets it for the server).
+ * (0 = one per CPU).
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - threads is above 1024
+ *   QV_ERR_UNSUPPORTED - a remote handle (quiverd --threads sets it for
+ *                        the server)
  */
 qv_status qv_set_threads(qv_db *db, uint32_t threads);
+
+/* ---- Log positions ------------------------------------------------------ */
+
+/*
+ * A replica that applies an ordered log of writes (Quiver's cluster does;
+ * so may an application feeding Quiver from its own journal or a message
+ * queue) must know after a crash where it stopped, and that answer must
+ * agree with the data. A position is a named 64-bit value stored in the
+ * database; qv_position_with_next_write stores it in the very transaction
+ * of a write, so after a crash either both the write and the position are
+ * there or neither is. Names are 1 to QV_NAME_MAX bytes of
+ * [A-Za-z0-9_.:/-]. Embedded handles only.
+ */
+
+/*
+ * *value = the position stored under name, 0 if none was.
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - name is not a valid position name
+ *   QV_ERR_UNSUPPORTED - a remote handle
+ */
+qv_status qv_position_get(qv_db *db, const char *name, uint64_t *value);
+
+/*
+ * Store value under name now, in a transaction of its own (for a log
+ * entry whose write was refused, so stored nothing). Clears what
+ * qv_position_with_next_write staged on this handle in this thread.
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - name is not a valid position name
+ *   QV_ERR_READONLY    - the handle was opened read-only
+ *   QV_ERR_UNSUPPORTED - a remote handle
+ */
+qv_status qv_position_put(qv_db *db, const char *name, uint64_t value);
+
+/*
+ * Stage value under name for the next write transaction this thread
+ * runs on db (the transaction of an upsert, delete, delete where, create
+ * or drop of a collection or index, train, or a table call that writes):
+ * it stores the position beside its own changes, or, when it fails,
+ * neither. That transaction spends the stage either way; a call refused
+ * before it reaches the database (bad arguments) leaves it, and a later
+ * stage replaces an unspent one. So a replica applies entry n as: stage
+ * n; make the entry's call; if the call failed, or succeeded without a
+ * transaction (nothing to change), qv_position_put n, which also clears
+ * the stage; qv_position_get tells which.
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - name is not a valid position name
+ *   QV_ERR_READONLY    - the handle was opened read-only
+ *   QV_ERR_UNSUPPORTED - a remote handle
+ */
+qv_status qv_position_with_next_write(qv_db *db, const char *name,
+                                      uint64_t value);
 
 /* ---- Embedding tables (docs/EMBEDDINGS.md) ------------------------------ */
 
@@ -500,6 +769,7 @@ typedef struct qv_table_config {
     float init;               /* initial values uniform in [-init, init];
                                  0 = 0.01 */
     uint64_t seed;            /* initial values and hashing */
+    uint64_t reserved[QV_RESERVED];   /* 0 */
 } qv_table_config;
 
 typedef struct qv_table_info {
@@ -513,18 +783,67 @@ typedef struct qv_table_info {
     uint64_t optimizer_bytes; /* optimizer state */
     double ratio;             /* rows x dim x 4 / param_bytes */
     uint64_t updates;         /* optimizer steps applied */
+    uint64_t reserved[QV_RESERVED];   /* 0 in this version */
 } qv_table_info;
 
-/* Table names follow the rules of collection names. */
+/*
+ * Create a table, its rows initialised from seed. Table names follow the
+ * rules of collection names; tables and collections are named apart (a
+ * table may share a collection's name).
+ *
+ * Returns:
+ *   QV_ERR_INVALID  - name is not a valid name; config is NULL, or a value
+ *                     in it is out of range: method unknown or its
+ *                     parameter, rows 0, dim 0 or above QV_TABLE_DIM_MAX,
+ *                     learning_rate or init not positive, a size above
+ *                     QV_TABLE_BYTES_MAX, a reserved word not 0
+ *   QV_ERR_READONLY - the handle was opened read-only
+ *   QV_ERR_EXISTS   - a table of that name exists
+ */
 qv_status qv_table_create(qv_db *db, const char *name,
                           const qv_table_config *config);
+
+/*
+ * Remove a table and all its rows, in one transaction.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - name is not a valid name
+ *   QV_ERR_READONLY  - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND - there is no such table
+ */
 qv_status qv_table_drop(qv_db *db, const char *name);
+
+/*
+ * Fill *info, which the caller owns, for one table: its method as it
+ * was written ("hash:4"), sizes, compression ratio and optimizer steps.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - name is not a valid name
+ *   QV_ERR_NOT_FOUND - there is no such table
+ */
 qv_status qv_table_describe(qv_db *db, const char *name, qv_table_info *info);
 
 /*
+ * All tables in name order, each as qv_table_describe fills it: *out is an
+ * array of *count entries, one allocation to release with qv_free() (NULL
+ * when there are none).
+ *
+ * Returns only the statuses of every call (see Conventions).
+ */
+qv_status qv_list_tables(qv_db *db, qv_table_info **out, size_t *count);
+
+/*
  * The rows of n ids (1 .. QV_TABLE_BATCH_MAX) into out, n x dim floats
- * the caller owns. full, int8, int16, alpt and prune address rows by id
- * (an id must be below rows); hash, qr, robe and adapt take any id.
+ * the caller owns. full, int8, int16, alpt, prune and tt address rows by
+ * id (an id must be below rows); hash, qr, robe and adapt take any id.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - name is not a valid name; ids or out is NULL; n is
+ *                      0 or above QV_TABLE_BATCH_MAX; an id is not below
+ *                      rows where ids address rows
+ *   QV_ERR_DIMENSION - dim is 0, above QV_TABLE_DIM_MAX, or not the
+ *                      table's
+ *   QV_ERR_NOT_FOUND - there is no such table
  */
 qv_status qv_table_lookup(qv_db *db, const char *name, const uint64_t *ids,
                           size_t n, uint32_t dim, float *out);
@@ -532,7 +851,14 @@ qv_status qv_table_lookup(qv_db *db, const char *name, const uint64_t *ids,
 /*
  * One optimizer step: grads is n x dim, the gradient of the loss with
  * respect to each looked-up row; a repeated id accumulates. One atomic,
- * durable write; non-finite gradients are refused and change nothing.
+ * durable write.
+ *
+ * Returns:
+ *   QV_ERR_INVALID   - as qv_table_lookup, and a gradient that is not
+ *                      finite (nothing changes)
+ *   QV_ERR_DIMENSION - as qv_table_lookup
+ *   QV_ERR_READONLY  - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND - there is no such table
  */
 qv_status qv_table_update(qv_db *db, const char *name, const uint64_t *ids,
                           size_t n, uint32_t dim, const float *grads);
@@ -540,9 +866,20 @@ qv_status qv_table_update(qv_db *db, const char *name, const uint64_t *ids,
 /*
  * Load trained float rows (rows first .. first+n-1, n x dim) into the
  * table through its method: how a trained full table is compressed for
- * serving. Only for methods that address rows by id and for hash (rows
- * sharing a hashed row are averaged); qr, robe and adapt are trained in
- * place.
+ * serving. Only for the methods whose every row is its own: full, int8,
+ * int16, alpt and prune. hash, qr, robe, adapt and tt share parameters
+ * between ids, so a row cannot be set alone: they are trained in place.
+ * One atomic, durable write.
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - name is not a valid name; rows is NULL; n is 0 or
+ *                        above QV_TABLE_BATCH_MAX; a value is not finite;
+ *                        rows first .. first+n-1 go beyond the table's
+ *   QV_ERR_DIMENSION   - as qv_table_lookup
+ *   QV_ERR_READONLY    - the handle was opened read-only
+ *   QV_ERR_NOT_FOUND   - there is no such table
+ *   QV_ERR_UNSUPPORTED - the table's method shares parameters between ids
+ *                        (hash, qr, robe, adapt, tt)
  */
 qv_status qv_table_load(qv_db *db, const char *name, uint64_t first,
                         size_t n, uint32_t dim, const float *rows);

@@ -2,8 +2,9 @@
  * fuzz_records.c - libFuzzer target: the records Quiver reads back from
  * its database file (catalog, graph nodes, codec parameters, table
  * records and chunks, payload index records and entries, documents,
- * vectors, codes, ids, counters). A damaged record must give a clear
- * status (QV_ERR_CORRUPT, ...), never a crash, a hang or a leak.
+ * vectors, codes, ids, counters, the database format). A damaged record
+ * must give a clear status (QV_ERR_CORRUPT, ...), never a crash, a hang
+ * or a leak.
  *
  * A template database is built once: collections without a codec (with
  * payload indexes and deleted documents) and with f16, sq8, pq, bin and
@@ -344,7 +345,7 @@ static void restore_template(void)
 /* Every call's status must be one the header lists. */
 static qv_status known(qv_status st)
 {
-    if ((unsigned)st > QV_ERR_BUSY) {
+    if ((unsigned)st > QV_STATUS_LAST) {
         fprintf(stderr, "status %d is not a qv_status\n", (int)st);
         abort();
     }

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "wire/proto/frame.h"
+#include "db/core/handle.h"
 #include "db/quiver.h"
 #include "wire/quiver.pb-c.h"
 
@@ -174,7 +175,7 @@ static void start_server(void)
 
 static qv_status known(qv_status st)
 {
-    if ((unsigned)st > QV_ERR_BUSY) {
+    if ((unsigned)st > QV_STATUS_LAST) {
         fprintf(stderr, "status %d is not a qv_status\n", (int)st);
         abort();
     }
@@ -360,6 +361,22 @@ static void call_table_load(qv_db *db)
     known(qv_table_load(db, "t", 3, 2, DIM, vec));
 }
 
+static void call_list_tables(qv_db *db)
+{
+    qv_table_info *list = NULL;
+    size_t n;
+    if (known(qv_list_tables(db, &list, &n)) == QV_OK)
+        qv_free(list);
+}
+
+static void call_list_indexes(qv_db *db)
+{
+    qv_index_info *list = NULL;
+    size_t n;
+    if (known(qv_list_indexes(db, "c", &list, &n)) == QV_OK)
+        qv_free(list);
+}
+
 static void (*const calls[])(qv_db *) = {
     call_create, call_drop, call_describe, call_list, call_upsert, call_get,
     call_delete, call_search, call_search_batch, call_scan, call_scan_where,
@@ -367,6 +384,7 @@ static void (*const calls[])(qv_db *) = {
     call_delete_where, call_check, call_compact, call_train, call_stats,
     call_table_create, call_table_drop, call_table_describe,
     call_table_lookup, call_table_update, call_table_load,
+    call_list_tables, call_list_indexes,
 };
 #define NCALLS (sizeof calls / sizeof *calls)
 
@@ -411,6 +429,7 @@ static void write_seeds(const char *dir)
         "create_index", "drop_index", "count", "delete_where", "check",
         "compact", "train", "stats", "table_create", "table_drop",
         "table_describe", "table_lookup", "table_update", "table_load",
+        "list_tables", "list_indexes",
     };
     float v[2 * DIM] = {1, 2, 3, 4, 5, 6, 7, 8};
     Quiver__V1__CollectionInfo info = QUIVER__V1__COLLECTION_INFO__INIT;
@@ -452,6 +471,17 @@ static void write_seeds(const char *dir)
     tinfo.method = "full";
     tinfo.rows = 16;
     tinfo.dim = DIM;
+    Quiver__V1__TableInfo *tinfos[2] = {&tinfo, &tinfo};
+    Quiver__V1__TableList tlist = QUIVER__V1__TABLE_LIST__INIT;
+    tlist.n_tables = 2;
+    tlist.tables = tinfos;
+    Quiver__V1__IndexInfo ix = QUIVER__V1__INDEX_INFO__INIT;
+    Quiver__V1__IndexInfo *ixs[2] = {&ix, &ix};
+    ix.field = "a.b";
+    ix.type = QUIVER__V1__INDEX_TYPE__INT;
+    Quiver__V1__IndexList ilist = QUIVER__V1__INDEX_LIST__INIT;
+    ilist.n_indexes = 2;
+    ilist.indexes = ixs;
     Quiver__V1__Floats rows = QUIVER__V1__FLOATS__INIT;
     rows.n_values = 2 * DIM;
     rows.values = v;
@@ -490,6 +520,12 @@ static void write_seeds(const char *dir)
         } else if (!strcmp(n, "table_describe")) {
             r.result_case = QUIVER__V1__RESPONSE__RESULT_TABLE_INFO;
             r.table_info = &tinfo;
+        } else if (!strcmp(n, "list_tables")) {
+            r.result_case = QUIVER__V1__RESPONSE__RESULT_TABLE_LIST;
+            r.table_list = &tlist;
+        } else if (!strcmp(n, "list_indexes")) {
+            r.result_case = QUIVER__V1__RESPONSE__RESULT_INDEX_LIST;
+            r.index_list = &ilist;
         } else if (!strcmp(n, "table_lookup")) {
             r.result_case = QUIVER__V1__RESPONSE__RESULT_ROWS;
             r.rows = &rows;

@@ -180,6 +180,17 @@ int main(int argc, char **argv)
     req.table_describe = &tdesc;
     save(dir, "table_describe", &req);
 
+    Quiver__V1__ListTables ltables = QUIVER__V1__LIST_TABLES__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_LIST_TABLES;
+    req.list_tables = &ltables;
+    save(dir, "list_tables", &req);
+
+    Quiver__V1__ListIndexes lindexes = QUIVER__V1__LIST_INDEXES__INIT;
+    lindexes.collection = "d";
+    req.op_case = QUIVER__V1__REQUEST__OP_LIST_INDEXES;
+    req.list_indexes = &lindexes;
+    save(dir, "list_indexes", &req);
+
     /* the requests that only name a collection or a table, or nothing */
     Quiver__V1__DropCollection dropc = QUIVER__V1__DROP_COLLECTION__INIT;
     dropc.name = "d";

@@ -513,7 +513,7 @@ int st_compact(st_env *env)
     snprintf(path, sizeof path, "%s", p ? p : ".");
     pthread_rwlock_wrlock(&env->map_lock);  /* no transaction of ours */
     int others = other_process_has_it(path);
-    int rc = others != 0 ? ST_ERR_BUSY : compact_locked(env, path);
+    int rc = others != 0 ? ST_ERR_IN_USE : compact_locked(env, path);
     pthread_rwlock_unlock(&env->map_lock);
     return rc;
 }
@@ -544,7 +544,7 @@ const char *st_strerror(int rc)
     case 0: return "success";
     case ST_ABORT: return "transaction aborted";
     case ST_ERR_MODE: return "open in this process with the other sync mode";
-    case ST_ERR_BUSY: return "another process has the database open";
+    case ST_ERR_IN_USE: return "another process has the database open";
     case ST_ERR_MISSING: return "data.mdb is missing beside lock.mdb";
     case ST_ERR_TRUNCATED: return "data.mdb is shorter than its last page";
     default: return mdb_strerror(rc);  /* LMDB's codes, and errno's */

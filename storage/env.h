@@ -53,7 +53,7 @@ enum st_error {
                                purpose */
     ST_ERR_MODE = -2,       /* open in this process with the other sync
                                mode */
-    ST_ERR_BUSY = -3,       /* compaction: another process has it open */
+    ST_ERR_IN_USE = -3,     /* compaction: another process has it open */
     ST_ERR_MISSING = -4,    /* lock.mdb without data.mdb */
     ST_ERR_TRUNCATED = -5,  /* data.mdb shorter than its meta page says */
 };
@@ -123,7 +123,7 @@ int st_backup(st_env *env, const char *dir);
 
 /*
  * Give the space of deleted records back to the file system: a compacted
- * copy replaces data.mdb. Needs the database to itself: ST_ERR_BUSY when
+ * copy replaces data.mdb. Needs the database to itself: ST_ERR_IN_USE when
  * another process has it open (or that cannot be told); this process's
  * transactions wait. A process that opens the directory in the instant
  * between that check and the swap is not seen.

@@ -8,11 +8,8 @@
  * them in numeric order. Values are in the machine's byte order (an LMDB
  * file is not portable across byte orders anyway).
  *
- *   ids      [coll:4][external id:1..255]  -> [internal id:4]
- *   docs     [coll:4][internal id:4]       -> [id len:1][id][payload JSON]
- *   vectors  [coll:4][internal id:4]       -> float32[dim]
- *   freeids  [coll:4][internal id:4]       -> (empty)
- *   graph    [coll:4][internal id:4]       -> HNSW node record (ann/hnsw.h)
+ * Every record's key and value, with its decoder, is described in
+ * db/engine/store/records.h (and docs/FORMAT.md).
  */
 #ifndef QV_STORAGE_KEYS_H
 #define QV_STORAGE_KEYS_H

@@ -74,6 +74,27 @@ suite() {  # label, target arguments...
     check "$label: codec described" has "$out" '"codec":"f16","codec_trained":true,"train_min":0,"code_bytes":6'
     check "$label: train without a codec" has "$out" "collection 'pts' has codec none, which learns nothing from the data"
 
+    # payload indexes in describe, embedding tables in tables
+    out=$(j -c 'describe pts' -c 'index pts tag type=keyword' \
+            -c 'index pts n type=int' -c 'describe pts' -c 'tables' \
+            -c 'table create tb rows=10 dim=2 method=int8' \
+            -c 'table create ta rows=10 dim=2 optimizer=adagrad' -c 'tables' \
+            -c 'unindex pts n' -c 'unindex pts tag' -c 'table drop ta' \
+            -c 'table drop tb' -c 'describe nope')
+    check "$label: describe, no indexes" has "$out" '"indexes":[]}'
+    check "$label: describe lists indexes" has "$out" \
+        '"indexes":[{"field":"n","type":"int"},{"field":"tag","type":"keyword"}]}'
+    check "$label: tables, none" has "$out" '{"tables":[]}'
+    check "$label: tables in name order" has "$out" \
+        '{"tables":[{"name":"ta","method":"full","rows":10,"dim":2,"optimizer":"adagrad","param_bytes":80,"ratio":1.0,"updates":0},{"name":"tb","method":"int8",'
+    check "$label: describe of no collection" has "$out" \
+        '{"error":{"code":"NOT_FOUND","message":"collection '"'nope'"' does not exist"}}'
+    out=$("$bin" "$TARGET" "$TARGET_ARG" -c 'index pts n type=int' \
+            -c 'describe pts' -c 'table create tt rows=4 dim=2' -c tables \
+            -c 'unindex pts n' -c 'table drop tt')
+    check "$label: describe's text lists indexes" has "$out" 'indexes          n (int)'
+    check "$label: tables' text" has "$out" '(1 table)'
+
     # bad input: each named, exit 1, nothing changed
     out=$(j -c 'frobnicate' -c 'create' -c 'create x' -c 'create x dim=-1' \
             -c 'create x dim=4 metric=manhattan' -c 'create x dim=4 codec=pq:8' \

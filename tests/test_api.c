@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "db/core/handle.h"
 #include "tests/test_util.h"
 
 static int setup(void **state)
@@ -38,6 +39,22 @@ static void upsert_one(qv_db *db, const char *coll, const char *id,
     qv_doc doc = {id, v, dim, payload};
     assert_ok(db, qv_upsert(db, coll, &doc, 1));
 }
+
+/*
+ * The structs of quiver.h keep their size from version to version
+ * ("Structs grow"): new fields take reserved words. A change here breaks
+ * every program built against an earlier header.
+ */
+#if UINTPTR_MAX == 0xffffffffffffffffu
+_Static_assert(sizeof(qv_open_options) == 112, "qv_open_options grew");
+_Static_assert(sizeof(qv_collection_config) == 96,
+               "qv_collection_config grew");
+_Static_assert(sizeof(qv_search_options) == 112, "qv_search_options grew");
+_Static_assert(sizeof(qv_table_config) == 112, "qv_table_config grew");
+_Static_assert(sizeof(qv_collection_info) == 216, "qv_collection_info grew");
+_Static_assert(sizeof(qv_table_info) == 216, "qv_table_info grew");
+_Static_assert(sizeof(qv_index_info) == 328, "qv_index_info grew");
+#endif
 
 /* ---- collections ---- */
 
@@ -787,12 +804,20 @@ static void test_open_errors(void **state)
 static void test_status_names_and_messages(void **state)
 {
     assert_string_equal(qv_version(), QV_VERSION);
-    for (int s = QV_OK; s <= QV_ERR_BUSY; s++) {
+    for (int s = QV_OK; s <= QV_STATUS_LAST; s++) {
         assert_true(strlen(qv_strerror((qv_status)s)) > 0);
         assert_string_not_equal(qv_status_name((qv_status)s), "UNKNOWN");
     }
     assert_string_equal(qv_status_name(QV_ERR_DIMENSION), "DIMENSION");
     assert_string_equal(qv_strerror((qv_status)99), "unknown status");
+    assert_string_equal(qv_status_name((qv_status)99), "UNKNOWN");
+    qv_metric m = QV_METRIC_L2;
+    assert_int_equal(qv_metric_parse("cosine", &m), QV_OK);
+    assert_int_equal(m, QV_METRIC_COSINE);
+    assert_int_equal(qv_metric_parse("manhattan", &m), QV_ERR_INVALID);
+    assert_int_equal(qv_metric_parse(NULL, &m), QV_ERR_INVALID);
+    assert_int_equal(qv_metric_parse("ip", NULL), QV_ERR_INVALID);
+    assert_int_equal(m, QV_METRIC_COSINE);
     qv_db *db = ((struct tu_fixture *)*state)->db;
     create(db, "m", 1, QV_METRIC_L2);
     assert_string_equal(qv_errmsg(db), "");
@@ -1397,6 +1422,194 @@ static void test_indexes_agree_on_edges(void **state)
         same_everywhere(db, filters[f]);
 }
 
+/* The index after the last a collection may have is LIMIT (not FULL: the
+ * disk has room) and leaves the collection's indexes as they were. */
+/* A staged position is stored by the next write transaction with its
+ * changes, by none when that write fails, and kept across a reopen; bad
+ * names are refused; remote handles say the positions are the server's. */
+static void test_log_positions(void **state)
+{
+    struct tu_fixture *f = *state;
+    uint64_t pos = 1;
+    if (tu_remote()) {
+        assert_status(f->db, qv_position_get(f->db, "s/0", &pos),
+                      QV_ERR_UNSUPPORTED);
+        assert_status(f->db, qv_position_with_next_write(f->db, "s/0", 1),
+                      QV_ERR_UNSUPPORTED);
+        return;
+    }
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 0);
+    assert_status(f->db, qv_position_put(f->db, "", 1), QV_ERR_INVALID);
+    assert_status(f->db, qv_position_put(f->db, "a b", 1), QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(f->db), "byte 1"));
+    create(f->db, "logged", 2, QV_METRIC_L2);
+    float v[2] = {1, 2};
+    /* a write that succeeds stores it */
+    assert_ok(f->db, qv_position_with_next_write(f->db, "s/0", 7));
+    upsert_one(f->db, "logged", "a", v, 2, NULL);
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 7);
+    /* one that fails in its transaction stores neither, and spends it */
+    assert_ok(f->db, qv_position_with_next_write(f->db, "s/0", 8));
+    assert_status(f->db, qv_delete(f->db, "logged", "missing"),
+                  QV_ERR_NOT_FOUND);
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 7);
+    upsert_one(f->db, "logged", "b", v, 2, NULL);
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 7);
+    /* put stores at once and clears a stage */
+    assert_ok(f->db, qv_position_with_next_write(f->db, "s/0", 9));
+    assert_ok(f->db, qv_position_put(f->db, "s/1", 3));
+    upsert_one(f->db, "logged", "c", v, 2, NULL);
+    assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
+    assert_int_equal(pos, 7);
+    qv_close(f->db);
+    assert_ok(NULL, tu_open(f->dir, NULL, &f->db));
+    assert_ok(f->db, qv_position_get(f->db, "s/1", &pos));
+    assert_int_equal(pos, 3);
+    qv_open_options ro = {.flags = QV_OPEN_READONLY};
+    qv_db *reader;
+    assert_ok(NULL, qv_open(f->dir, &ro, &reader));
+    assert_status(reader, qv_position_put(reader, "s/1", 4), QV_ERR_READONLY);
+    qv_close(reader);
+}
+
+static void test_index_limit(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    create(db, "many", 2, QV_METRIC_L2);
+    char field[16];
+    for (int i = 0; i < QV_INDEXES_MAX; i++) {
+        snprintf(field, sizeof field, "f%d", i);
+        assert_ok(db, qv_create_index(db, "many", field, QV_INDEX_INT));
+    }
+    assert_status(db, qv_create_index(db, "many", "one_more", QV_INDEX_INT),
+                  QV_ERR_LIMIT);
+    assert_non_null(strstr(qv_errmsg(db), "the most indexes it can (32)"));
+    assert_status(db, qv_drop_index(db, "many", "one_more"),
+                  QV_ERR_NOT_FOUND);
+    assert_ok(db, qv_drop_index(db, "many", "f0"));
+    assert_ok(db, qv_create_index(db, "many", "one_more", QV_INDEX_INT));
+}
+
+/* A reserved word that is not 0 is refused, on both transports alike,
+ * and nothing is written (quiver.h, "Structs grow"). */
+static void test_reserved_words_must_be_zero(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    qv_collection_config cc = {.dim = 2};
+    cc.reserved[3] = 1;
+    assert_status(db, qv_create_collection(db, "r", &cc), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "qv_collection_config.reserved[3] is "
+                        "not 0; zero-initialise the struct ({0} or a "
+                        "designated initializer)");
+    assert_status(db, qv_describe_collection(db, "r",
+                                             &(qv_collection_info){0}),
+                  QV_ERR_NOT_FOUND);
+    create(db, "r", 2, QV_METRIC_L2);
+    float q[2] = {1, 0};
+    qv_hits *hits = NULL;
+    qv_search_options so = {.k = 1};
+    so.reserved[QV_RESERVED - 1] = 7;
+    assert_status(db, qv_search(db, "r", q, 2, &so, &hits), QV_ERR_INVALID);
+    assert_null(hits);
+    qv_batch_hits *batch = NULL;
+    assert_status(db, qv_search_batch(db, "r", q, 1, 2, &so, &batch),
+                  QV_ERR_INVALID);
+    qv_table_config tc = {.rows = 4, .dim = 2};
+    tc.reserved[0] = 1;
+    assert_status(db, qv_table_create(db, "t", &tc), QV_ERR_INVALID);
+    qv_table_info *tables = NULL;
+    size_t n = 1;
+    assert_ok(db, qv_list_tables(db, &tables, &n));
+    assert_int_equal(n, 0);
+    qv_open_options oo = {.flags = QV_OPEN_NOSYNC};
+    oo.reserved[1] = 1;
+    qv_db *other = (qv_db *)&other;
+    assert_status(NULL, qv_open("/tmp", &oo, &other), QV_ERR_INVALID);
+    assert_null(other);
+    assert_non_null(strstr(qv_errmsg(NULL), "qv_open_options.reserved[1]"));
+}
+
+/* A failed call leaves its out-parameters as they were (quiver.h,
+ * Conventions), but for qv_open's and qv_check's, set to NULL first. */
+static void test_failed_calls_leave_results_alone(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    qv_collection_info ci, ci_before;
+    memset(&ci, 0xa5, sizeof ci);
+    ci_before = ci;
+    assert_status(db, qv_describe_collection(db, "none", &ci),
+                  QV_ERR_NOT_FOUND);
+    assert_memory_equal(&ci, &ci_before, sizeof ci);
+    qv_table_info ti, ti_before;
+    memset(&ti, 0xa5, sizeof ti);
+    ti_before = ti;
+    assert_status(db, qv_table_describe(db, "none", &ti), QV_ERR_NOT_FOUND);
+    assert_memory_equal(&ti, &ti_before, sizeof ti);
+    void *sentinel = &sentinel;
+    qv_record *rec = sentinel;
+    assert_status(db, qv_get(db, "none", "a", &rec), QV_ERR_NOT_FOUND);
+    assert_ptr_equal(rec, sentinel);
+    qv_index_info *ix = sentinel;
+    size_t n = 77;
+    assert_status(db, qv_list_indexes(db, "none", &ix, &n), QV_ERR_NOT_FOUND);
+    assert_ptr_equal(ix, sentinel);
+    assert_int_equal(n, 77);
+    uint64_t count = 77;
+    assert_status(db, qv_count(db, "none", NULL, &count), QV_ERR_NOT_FOUND);
+    assert_int_equal(count, 77);
+    float out[2] = {5, 5};
+    uint64_t id = 0;
+    assert_status(db, qv_table_lookup(db, "none", &id, 1, 2, out),
+                  QV_ERR_NOT_FOUND);
+    assert_true(out[0] == 5 && out[1] == 5);
+}
+
+/* qv_list_indexes: a collection's indexes in field order with their
+ * types, following creates and drops; NOT_FOUND for no collection. */
+static void test_list_indexes(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    create(db, "ix", 2, QV_METRIC_L2);
+    qv_index_info *list = (qv_index_info *)&list;   /* must be replaced */
+    size_t n = 99;
+    assert_ok(db, qv_list_indexes(db, "ix", &list, &n));
+    assert_null(list);
+    assert_int_equal(n, 0);
+    assert_ok(db, qv_create_index(db, "ix", "price", QV_INDEX_FLOAT));
+    assert_ok(db, qv_create_index(db, "ix", "a.b", QV_INDEX_KEYWORD));
+    assert_ok(db, qv_create_index(db, "ix", "n", QV_INDEX_INT));
+    assert_ok(db, qv_list_indexes(db, "ix", &list, &n));
+    assert_int_equal(n, 3);
+    assert_string_equal(list[0].field, "a.b");
+    assert_int_equal(list[0].type, QV_INDEX_KEYWORD);
+    assert_string_equal(list[1].field, "n");
+    assert_int_equal(list[1].type, QV_INDEX_INT);
+    assert_string_equal(list[2].field, "price");
+    assert_int_equal(list[2].type, QV_INDEX_FLOAT);
+    qv_free(list);
+    assert_ok(db, qv_drop_index(db, "ix", "n"));
+    assert_ok(db, qv_list_indexes(db, "ix", &list, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[1].field, "price");
+    qv_free(list);
+    /* another collection's indexes are its own */
+    create(db, "iy", 2, QV_METRIC_L2);
+    assert_ok(db, qv_list_indexes(db, "iy", &list, &n));
+    assert_int_equal(n, 0);
+    assert_status(db, qv_list_indexes(db, "nope", &list, &n),
+                  QV_ERR_NOT_FOUND);
+    assert_string_equal(qv_errmsg(db), "collection 'nope' does not exist");
+    assert_status(db, qv_list_indexes(db, "bad name", &list, &n),
+                  QV_ERR_INVALID);
+    assert_status(db, qv_list_indexes(db, "ix", NULL, &n), QV_ERR_INVALID);
+    assert_status(db, qv_list_indexes(db, "ix", &list, NULL),
+                  QV_ERR_INVALID);
+}
+
 /* scan where= pages through exactly the matches; delete where= removes
  * exactly them, in one transaction, indexes and graph kept exact. */
 static void test_scan_and_delete_where(void **state)
@@ -1516,7 +1729,12 @@ int main(void)
         T(test_text_is_utf8_and_messages_printable),
         T(test_filtered_search_is_never_short),
         T(test_indexes_never_change_results),
+        T(test_list_indexes),
+        T(test_reserved_words_must_be_zero),
+        T(test_failed_calls_leave_results_alone),
         T(test_indexes_agree_on_edges),
+        T(test_index_limit),
+        T(test_log_positions),
         T(test_scan_and_delete_where),
 #undef T
     };

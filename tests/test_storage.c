@@ -210,7 +210,7 @@ static void test_fixed_offsets_only_for_overflow_values(void **state)
 static void test_storage_codes_are_named(void **state)
 {
     (void)state;
-    int codes[] = {ST_ABORT, ST_ERR_MODE, ST_ERR_BUSY, ST_ERR_MISSING,
+    int codes[] = {ST_ABORT, ST_ERR_MODE, ST_ERR_IN_USE, ST_ERR_MISSING,
                    ST_ERR_TRUNCATED};
     for (size_t i = 0; i < sizeof codes / sizeof *codes; i++) {
         assert_true(codes[i] < 0 && codes[i] > MDB_KEYEXIST);

@@ -476,6 +476,44 @@ static void test_tt_gradient_matches_finite_differences(void **state)
     emb_release(&before);
 }
 
+/* qv_list_tables: every table in name order, each entry equal to what
+ * qv_table_describe says of it; none after the last is dropped. */
+static void test_list_tables(void **state)
+{
+    struct tu_fixture *f = *state;
+    qv_table_info *list = (qv_table_info *)&list;   /* must be replaced */
+    size_t n = 99;
+    assert_ok(f->db, qv_list_tables(f->db, &list, &n));
+    assert_null(list);
+    assert_int_equal(n, 0);
+    static const char *const names[] = {"b_int8", "a_hash", "c_tt"};
+    static const char *const methods[] = {"int8", "hash:4", "tt:4"};
+    for (int i = 0; i < 3; i++)
+        create(f->db, names[i], methods[i], 1000, (qv_optimizer)(i == 1),
+               0.05f);
+    uint64_t id = 3;
+    float grad[DIM] = {1};
+    assert_ok(f->db, qv_table_update(f->db, "a_hash", &id, 1, DIM, grad));
+    assert_ok(f->db, qv_list_tables(f->db, &list, &n));
+    assert_int_equal(n, 3);
+    static const char *const sorted[] = {"a_hash", "b_int8", "c_tt"};
+    for (size_t i = 0; i < n; i++) {
+        qv_table_info one;
+        assert_string_equal(list[i].name, sorted[i]);
+        assert_ok(f->db, qv_table_describe(f->db, sorted[i], &one));
+        assert_memory_equal(&one, &list[i], sizeof one);
+    }
+    assert_int_equal(list[0].updates, 1);
+    assert_int_equal(list[0].optimizer, QV_OPTIMIZER_ADAGRAD);
+    qv_free(list);
+    assert_status(f->db, qv_list_tables(f->db, NULL, &n), QV_ERR_INVALID);
+    assert_status(f->db, qv_list_tables(f->db, &list, NULL), QV_ERR_INVALID);
+    for (int i = 0; i < 3; i++)
+        assert_ok(f->db, qv_table_drop(f->db, names[i]));
+    assert_ok(f->db, qv_list_tables(f->db, &list, &n));
+    assert_int_equal(n, 0);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, tu_teardown)
@@ -487,6 +525,7 @@ int main(void)
         T(test_duplicate_ids_accumulate),
         T(test_load_and_describe),
         T(test_bad_input),
+        T(test_list_tables),
         T(test_tt_gradient_matches_finite_differences),
     };
 #undef T

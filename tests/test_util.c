@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,6 +104,71 @@ int tu_stop_server(pid_t pid)
     if (waitpid(pid, &status, 0) != pid)
         return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The "nats://..." of the ports file nats-server writes into dir once it
+ * listens: 1 when found. */
+static int read_nats_url(const char *dir, pid_t pid, char *url, size_t len)
+{
+    char path[4200], text[512] = "";
+    snprintf(path, sizeof path, "%s/nats-server_%d.ports", dir, (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *at = strstr(text, "nats://");
+    const char *end = at ? strchr(at, '"') : NULL;
+    if (!end || (size_t)(end - at) >= len)
+        return 0;
+    memcpy(url, at, (size_t)(end - at));
+    url[end - at] = '\0';
+    return 1;
+}
+
+pid_t tu_start_nats(const char *dir, char *url, size_t urllen)
+{
+    char store[4200], log[4200];
+    snprintf(store, sizeof store, "%s/nats-store", dir);
+    snprintf(log, sizeof log, "%s/nats.log", dir);
+    /* watch dir before the server can write its ports file there */
+    int watch = inotify_init1(IN_CLOEXEC);
+    if (watch < 0 || inotify_add_watch(watch, dir, IN_CLOSE_WRITE |
+                                                   IN_MOVED_TO) < 0)
+        fail_msg("inotify on %s failed", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("nats-server", "nats-server", "-js", "-sd", store, "-a",
+               "127.0.0.1", "-p", "-1", "--ports_file_dir", dir, "-l", log,
+               (char *)NULL);
+        _exit(127);
+    }
+    int found = 0, status;
+    for (int waited = 0; !found && waited < 10000; waited += 100) {
+        found = read_nats_url(dir, pid, url, urllen);
+        if (!found && waitpid(pid, &status, WNOHANG) == pid)
+            fail_msg("nats-server exited (status %d); see %s", status, log);
+        struct pollfd p = {watch, POLLIN, 0};
+        char events[4096];
+        if (!found && poll(&p, 1, 100) > 0 &&
+            read(watch, events, sizeof events) < 0)
+            break;
+    }
+    close(watch);
+    if (!found) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        fail_msg("nats-server did not listen within 10 s; see %s", log);
+    }
+    return pid;
+}
+
+void tu_stop_nats(pid_t pid)
+{
+    int status;
+    kill(pid, SIGTERM);
+    waitpid(pid, &status, 0);
 }
 
 int tu_remote(void)

@@ -32,6 +32,15 @@ int tu_start_server(const char *dir, const char *const *extra, pid_t *pid);
 /* SIGTERM the server and wait for it; returns its exit status. */
 int tu_stop_server(pid_t pid);
 
+/*
+ * Start Debian's nats-server with JetStream on a free loopback port, its
+ * store and log in dir; url gets "nats://127.0.0.1:PORT". Returns its pid
+ * once it listens (fails the test if it does not within 10 s).
+ */
+pid_t tu_start_nats(const char *dir, char *url, size_t urllen);
+/* Stop it (SIGTERM) and wait for it. */
+void tu_stop_nats(pid_t pid);
+
 /* True when the suite runs against remote handles (QUIVER_TEST_REMOTE),
  * over TLS when QUIVER_TEST_TLS is set too. */
 int tu_remote(void);

@@ -4,8 +4,8 @@
  * A message belongs to the handle (any pointer) whose call failed, in the
  * thread that made the call; the next call on that handle clears it.
  */
-#ifndef QV_ERROR_H
-#define QV_ERROR_H
+#ifndef QV_DB_CORE_ERROR_H
+#define QV_DB_CORE_ERROR_H
 
 #include "db/quiver.h"
 

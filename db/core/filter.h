@@ -9,8 +9,8 @@
  *   {"$and": [..]} {"$or": [..]} {"$not": {..}}
  *   {"a.b": 1}                            a dotted path into nested objects
  */
-#ifndef QV_DB_FILTER_H
-#define QV_DB_FILTER_H
+#ifndef QV_DB_CORE_FILTER_H
+#define QV_DB_CORE_FILTER_H
 
 #include <jansson.h>
 

@@ -1,17 +1,22 @@
 /*
- * internal.h - what the db layer's files share; not part of the API.
+ * handle.h - what the front door (db.c) and the transports share; not part
+ * of the API.
  *
  * A qv_db is a transport: a table of operations behind the public calls.
  * db.c checks every argument that does not need the database (names, ids,
  * finiteness, payload JSON, k) and then calls the transport, so embedded
  * and remote handles refuse bad input with the same messages. The
- * embedded transport (embedded.c and the files it uses) checks the rest
- * against the stored collection (existence, dimension).
+ * embedded transport (db/engine/) checks the rest against the stored
+ * collection (existence, dimension); the remote one (wire/remote/) leaves
+ * that to the server's embedded handle.
  */
-#ifndef QV_DB_INTERNAL_H
-#define QV_DB_INTERNAL_H
+#ifndef QV_DB_CORE_HANDLE_H
+#define QV_DB_CORE_HANDLE_H
 
 #include "db/quiver.h"
+
+/* The last status this version knows (quiver.h appends new ones). */
+#define QV_STATUS_LAST QV_ERR_IN_USE
 
 #define QV_DEFAULT_M 16
 #define QV_DEFAULT_EF_CONSTRUCTION 200
@@ -53,6 +58,10 @@ typedef struct qv_db_ops {
                               const char *field, qv_index_type type);
     qv_status (*stats)(qv_db *db, char **json);
     qv_status (*set_threads)(qv_db *db, uint32_t threads);
+    qv_status (*position_get)(qv_db *db, const char *name, uint64_t *value);
+    /* staged: store it with the next write of this thread, else now */
+    qv_status (*position_put)(qv_db *db, const char *name, uint64_t value,
+                              int staged);
     qv_status (*train)(qv_db *db, const char *collection);
     qv_status (*drop_index)(qv_db *db, const char *collection,
                             const char *field);
@@ -70,6 +79,9 @@ typedef struct qv_db_ops {
                               const float *grads);
     qv_status (*table_load)(qv_db *db, const char *name, uint64_t first,
                             size_t n, uint32_t dim, const float *rows);
+    qv_status (*list_tables)(qv_db *db, qv_table_info **out, size_t *count);
+    qv_status (*list_indexes)(qv_db *db, const char *collection,
+                              qv_index_info **out, size_t *count);
 } qv_db_ops;
 
 struct qv_db {

@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "db/quiver.h"
+#include "db/core/handle.h"
 
 static const char *const status_text[] = {
     [QV_OK] = "success",
@@ -26,6 +26,8 @@ static const char *const status_text[] = {
     [QV_ERR_PROTOCOL] = "protocol error",
     [QV_ERR_UNAUTHENTICATED] = "not authenticated",
     [QV_ERR_BUSY] = "server busy",
+    [QV_ERR_LIMIT] = "a limit of the database was reached",
+    [QV_ERR_IN_USE] = "database in use by another process",
 };
 
 static const char *const status_names[] = {
@@ -46,7 +48,14 @@ static const char *const status_names[] = {
     [QV_ERR_PROTOCOL] = "PROTOCOL",
     [QV_ERR_UNAUTHENTICATED] = "UNAUTHENTICATED",
     [QV_ERR_BUSY] = "BUSY",
+    [QV_ERR_LIMIT] = "LIMIT",
+    [QV_ERR_IN_USE] = "IN_USE",
 };
+
+_Static_assert(sizeof status_text / sizeof status_text[0] == QV_STATUS_LAST + 1,
+               "every status has its sentence");
+_Static_assert(sizeof status_names / sizeof status_names[0] == QV_STATUS_LAST + 1,
+               "every status has its name");
 
 const char *qv_strerror(qv_status status)
 {
@@ -75,6 +84,8 @@ const char *qv_metric_name(qv_metric metric)
 
 qv_status qv_metric_parse(const char *name, qv_metric *out)
 {
+    if (!out)
+        return QV_ERR_INVALID;
     for (unsigned m = 0; name && m < sizeof metric_names / sizeof *metric_names;
          m++) {
         if (strcmp(name, metric_names[m]) == 0) {

@@ -36,6 +36,7 @@ static const qv_db_ops eng_ops = {
     .table_create = table_create,
     .table_drop = table_drop,
     .table_describe = table_describe,
+    .list_tables = table_list,
     .table_lookup = table_lookup,
     .table_update = table_update,
     .table_load = table_load,
@@ -44,8 +45,11 @@ static const qv_db_ops eng_ops = {
     .delete_where = document_delete_where,
     .create_index = pindex_create,
     .drop_index = pindex_drop,
+    .list_indexes = pindex_list,
     .stats = admin_stats,
     .set_threads = admin_set_threads,
+    .position_get = eng_position_get,
+    .position_put = eng_position_put,
 };
 
 qv_status eng_open(const char *path, const qv_open_options *opts,
@@ -76,6 +80,12 @@ qv_status eng_open(const char *path, const qv_open_options *opts,
                          "its last page; the file was truncated", path);
         else
             st = eng_status(NULL, rc, path);
+        qv_mem_free(db);
+        return st;
+    }
+    qv_status st = catalog_check_format(db);
+    if (st != QV_OK) {
+        st_env_close(db->env);
         qv_mem_free(db);
         return st;
     }

@@ -2,8 +2,8 @@
  * frame.h - length-prefixed frames: a 4-byte big-endian length, then that
  * many bytes of one serialized protobuf message.
  */
-#ifndef QV_WIRE_FRAME_H
-#define QV_WIRE_FRAME_H
+#ifndef QV_WIRE_PROTO_FRAME_H
+#define QV_WIRE_PROTO_FRAME_H
 
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>

@@ -8,8 +8,8 @@
  * decode when they read the text back. The raw bytes of the message are
  * walked with its descriptor instead, before anything uses the fields.
  */
-#ifndef QV_WIRE_INSPECT_H
-#define QV_WIRE_INSPECT_H
+#ifndef QV_WIRE_PROTO_INSPECT_H
+#define QV_WIRE_PROTO_INSPECT_H
 
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>

@@ -4,8 +4,8 @@
  * non-blocking: a call that cannot go on says which readiness to wait
  * for, and the caller polls with its own deadline.
  */
-#ifndef QV_WIRE_STREAM_H
-#define QV_WIRE_STREAM_H
+#ifndef QV_WIRE_PROTO_STREAM_H
+#define QV_WIRE_PROTO_STREAM_H
 
 #include <openssl/ssl.h>
 #include <stddef.h>

@@ -30,7 +30,7 @@
 typedef Quiver__V1__Request Request;
 typedef Quiver__V1__Response Response;
 
-_Static_assert((int)QUIVER__V1__STATUS__BUSY == (int)QV_ERR_BUSY,
+_Static_assert((int)QUIVER__V1__STATUS__IN_USE == (int)QV_STATUS_LAST,
                "the protocol's statuses are qv_status, number for number");
 
 typedef struct remote_db {
@@ -284,7 +284,7 @@ static qv_status call_locked(remote_db *db, Request *req, Response **resp)
                        "request (expected %llu)", (unsigned long long)r->id,
                        (unsigned long long)req->id);
     }
-    if ((unsigned)r->status > QV_ERR_BUSY) {  /* not one of qv_status */
+    if ((unsigned)r->status > QV_STATUS_LAST) {  /* not one of qv_status */
         disconnect(db);
         return qv_fail(&db->base, QV_ERR_PROTOCOL, "%s:%s answered with "
                        "status %u, which this client does not know: %s",
@@ -897,6 +897,68 @@ static qv_status remote_table_describe(qv_db *base, const char *name,
     });
 }
 
+static qv_status table_list_from_wire(remote_db *db, const Response *resp,
+                                      qv_table_info **out, size_t *count)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_TABLE_LIST)
+        return wrong_result(db);
+    size_t n = resp->table_list->n_tables;
+    qv_table_info *list = n ? qv_calloc(n, sizeof *list) : NULL;
+    if (n && !list)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        table_info_from_wire(resp->table_list->tables[i], &list[i]);
+    *out = list;
+    *count = n;
+    return QV_OK;
+}
+
+static qv_status remote_list_tables(qv_db *base, qv_table_info **out,
+                                    size_t *count)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__ListTables m = QUIVER__V1__LIST_TABLES__INIT;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_LIST_TABLES;
+    req.list_tables = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp,
+                { st_ = table_list_from_wire(db, resp, out, count); });
+}
+
+static qv_status index_list_from_wire(remote_db *db, const Response *resp,
+                                      qv_index_info **out, size_t *count)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_INDEX_LIST)
+        return wrong_result(db);
+    size_t n = resp->index_list->n_indexes;
+    qv_index_info *list = n ? qv_calloc(n, sizeof *list) : NULL;
+    if (n && !list)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const Quiver__V1__IndexInfo *w = resp->index_list->indexes[i];
+        snprintf(list[i].field, sizeof list[i].field, "%s", w->field);
+        list[i].type = (qv_index_type)w->type;
+    }
+    *out = list;
+    *count = n;
+    return QV_OK;
+}
+
+static qv_status remote_list_indexes(qv_db *base, const char *collection,
+                                     qv_index_info **out, size_t *count)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__ListIndexes m = QUIVER__V1__LIST_INDEXES__INIT;
+    m.collection = (char *)collection;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_LIST_INDEXES;
+    req.list_indexes = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp,
+                { st_ = index_list_from_wire(db, resp, out, count); });
+}
+
 static qv_status remote_table_lookup(qv_db *base, const char *name,
                                      const uint64_t *ids, size_t n,
                                      uint32_t dim, float *out)
@@ -984,6 +1046,21 @@ static qv_status remote_set_threads(qv_db *base, uint32_t threads)
                    "server's setting (quiverd --threads)");
 }
 
+static qv_status remote_position_get(qv_db *base, const char *name,
+                                     uint64_t *value)
+{
+    (void)name, (void)value;
+    return qv_fail(base, QV_ERR_UNSUPPORTED, "log positions are kept by "
+                   "the server's own handle, not over the protocol");
+}
+
+static qv_status remote_position_put(qv_db *base, const char *name,
+                                     uint64_t value, int staged)
+{
+    (void)value, (void)staged;
+    return remote_position_get(base, name, NULL);
+}
+
 static void remote_close(qv_db *base)
 {
     remote_db *db = (remote_db *)base;
@@ -1014,6 +1091,8 @@ static const qv_db_ops remote_ops = {
     .table_create = remote_table_create,
     .table_drop = remote_table_drop,
     .table_describe = remote_table_describe,
+    .list_tables = remote_list_tables,
+    .list_indexes = remote_list_indexes,
     .table_lookup = remote_table_lookup,
     .table_update = remote_table_update,
     .table_load = remote_table_load,
@@ -1024,6 +1103,8 @@ static const qv_db_ops remote_ops = {
     .delete_where = remote_delete_where,
     .stats = remote_stats,
     .set_threads = remote_set_threads,
+    .position_get = remote_position_get,
+    .position_put = remote_position_put,
 };
 
 /* "qv[s]://host:port" or "qv[s]://[v6]:port" into host and port. */

@@ -29,6 +29,8 @@ struct reply {
         Quiver__V1__Page page;
         Quiver__V1__TableInfo table;
         Quiver__V1__Floats floats;
+        Quiver__V1__TableList tables;
+        Quiver__V1__IndexList indexes;
     } u;
 };
 
@@ -348,6 +350,22 @@ static qv_status do_table_create(qv_db *db, const Quiver__V1__TableCreate *m)
     return qv_table_create(db, m->name, &cfg);
 }
 
+static void table_info_to_wire(const qv_table_info *info,
+                               Quiver__V1__TableInfo *w)
+{
+    quiver__v1__table_info__init(w);
+    w->name = (char *)info->name;
+    w->method = (char *)info->method;
+    w->rows = info->rows;
+    w->dim = info->dim;
+    w->optimizer = (uint32_t)info->optimizer;
+    w->learning_rate = info->learning_rate;
+    w->param_bytes = info->param_bytes;
+    w->optimizer_bytes = info->optimizer_bytes;
+    w->ratio = info->ratio;
+    w->updates = info->updates;
+}
+
 static qv_status do_table_describe(qv_db *db, const char *name,
                                    struct reply *r)
 {
@@ -357,20 +375,60 @@ static qv_status do_table_describe(qv_db *db, const char *name,
     qv_status st = qv_table_describe(db, name, info);
     if (st != QV_OK)
         return st;
-    Quiver__V1__TableInfo *w = &r->u.table;
-    quiver__v1__table_info__init(w);
-    w->name = info->name;
-    w->method = info->method;
-    w->rows = info->rows;
-    w->dim = info->dim;
-    w->optimizer = (uint32_t)info->optimizer;
-    w->learning_rate = info->learning_rate;
-    w->param_bytes = info->param_bytes;
-    w->optimizer_bytes = info->optimizer_bytes;
-    w->ratio = info->ratio;
-    w->updates = info->updates;
+    table_info_to_wire(info, &r->u.table);
     r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_TABLE_INFO;
-    r->resp.table_info = w;
+    r->resp.table_info = &r->u.table;
+    return QV_OK;
+}
+
+static qv_status do_list_tables(qv_db *db, struct reply *r)
+{
+    qv_table_info *list = NULL;
+    size_t n = 0;
+    qv_status st = qv_list_tables(db, &list, &n);
+    if (st != QV_OK)
+        return st;
+    r->api_result = list;
+    Quiver__V1__TableInfo *infos = reply_alloc(r, (n + 1) * sizeof *infos);
+    Quiver__V1__TableInfo **ptrs = reply_alloc(r, (n + 1) * sizeof *ptrs);
+    if (!infos || !ptrs)
+        return nomem(r);
+    for (size_t i = 0; i < n; i++) {
+        table_info_to_wire(&list[i], &infos[i]);
+        ptrs[i] = &infos[i];
+    }
+    quiver__v1__table_list__init(&r->u.tables);
+    r->u.tables.n_tables = n;
+    r->u.tables.tables = ptrs;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_TABLE_LIST;
+    r->resp.table_list = &r->u.tables;
+    return QV_OK;
+}
+
+static qv_status do_list_indexes(qv_db *db, const char *collection,
+                                 struct reply *r)
+{
+    qv_index_info *list = NULL;
+    size_t n = 0;
+    qv_status st = qv_list_indexes(db, collection, &list, &n);
+    if (st != QV_OK)
+        return st;
+    r->api_result = list;
+    Quiver__V1__IndexInfo *infos = reply_alloc(r, (n + 1) * sizeof *infos);
+    Quiver__V1__IndexInfo **ptrs = reply_alloc(r, (n + 1) * sizeof *ptrs);
+    if (!infos || !ptrs)
+        return nomem(r);
+    for (size_t i = 0; i < n; i++) {
+        quiver__v1__index_info__init(&infos[i]);
+        infos[i].field = list[i].field;
+        infos[i].type = (Quiver__V1__IndexType)list[i].type;
+        ptrs[i] = &infos[i];
+    }
+    quiver__v1__index_list__init(&r->u.indexes);
+    r->u.indexes.n_indexes = n;
+    r->u.indexes.indexes = ptrs;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_INDEX_LIST;
+    r->resp.index_list = &r->u.indexes;
     return QV_OK;
 }
 
@@ -600,6 +658,12 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         break;
     case QUIVER__V1__REQUEST__OP_TABLE_DESCRIBE:
         st = do_table_describe(db, req->table_describe->name, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_LIST_TABLES:
+        st = do_list_tables(db, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_LIST_INDEXES:
+        st = do_list_indexes(db, req->list_indexes->collection, r);
         break;
     case QUIVER__V1__REQUEST__OP_TABLE_LOOKUP:
         st = do_table_lookup(db, req->table_lookup, r);

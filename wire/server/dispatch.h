@@ -5,8 +5,8 @@
  * Everything the server does with bytes from the network goes through
  * dispatch_frame, which is also the fuzz target's entry point.
  */
-#ifndef QV_WIRE_DISPATCH_H
-#define QV_WIRE_DISPATCH_H
+#ifndef QV_WIRE_SERVER_DISPATCH_H
+#define QV_WIRE_SERVER_DISPATCH_H
 
 #include "wire/proto/frame.h"
 #include "db/quiver.h"

@@ -1,8 +1,8 @@
 /*
  * server.h - quiverd: the database served over TCP (docs/PROTOCOL.md).
  */
-#ifndef QV_WIRE_SERVER_H
-#define QV_WIRE_SERVER_H
+#ifndef QV_WIRE_SERVER_SERVER_H
+#define QV_WIRE_SERVER_SERVER_H
 
 #include <stddef.h>
 

@@ -35,7 +35,7 @@ static int scan_one(eng_db *db, MDB_txn *txn, const coll_rec *rec,
         return rc == MDB_NOTFOUND ? MDB_CORRUPTED : rc;
     MDB_val id, payload;
     if (doc_record_split(&doc, &id, &payload) != 0 ||
-        vec.mv_size != rec->dim * sizeof(float))
+        vector_record_fault(&vec, rec->dim) != REC_OK)
         return MDB_CORRUPTED;
     out->id = (const char *)ids_key->mv_data + KEY_COLL_LEN;
     out->id_len = ids_key->mv_size - KEY_COLL_LEN;
@@ -159,8 +159,8 @@ qv_status admin_compact(qv_db *base)
     int rc = st_compact(db->env);
     /* every page moved: the graphs' offsets of full vectors are void */
     graph_forget_all(db);
-    if (rc == ST_ERR_BUSY)
-        return qv_fail(base, QV_ERR_BUSY, "another process has the database "
+    if (rc == ST_ERR_IN_USE)
+        return qv_fail(base, QV_ERR_IN_USE, "another process has the database "
                        "open (or it cannot be told); compact needs it alone");
     return eng_status(db, rc, "compacting");
 }

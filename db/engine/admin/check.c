@@ -96,9 +96,8 @@ struct coll_check {
 /* The internal id of a [coll][iid] key, or UINT32_MAX if malformed. */
 static uint32_t key_iid(const MDB_val *key)
 {
-    if (key->mv_size != KEY_DOC_LEN)
-        return UINT32_MAX;
-    return key_get_u32((const unsigned char *)key->mv_data + KEY_COLL_LEN);
+    uint32_t iid;
+    return doc_key_decode(key, NULL, &iid) == 0 ? iid : UINT32_MAX;
 }
 
 static void check_vector(struct coll_check *c, const char *id, uint32_t iid,
@@ -136,12 +135,11 @@ static void visit_id(void *ctx, const MDB_val *key, const MDB_val *val)
              (const char *)key->mv_data + KEY_COLL_LEN);
     uint32_t iid;
     c->ids++;
-    if (val->mv_size != sizeof iid || len == 0 || len > QV_ID_MAX) {
+    if (len == 0 || len > QV_ID_MAX || ids_value_decode(val, &iid) != 0) {
         problem(c->r, "collection '%s': id map entry '%s' is malformed",
                 c->name, id);
         return;
     }
-    memcpy(&iid, val->mv_data, sizeof iid);
     if (iid >= c->rec->next_iid) {
         problem(c->r, "collection '%s': id '%s' maps to internal %u, beyond "
                 "the next id %u", c->name, id, iid, c->rec->next_iid);
@@ -200,17 +198,13 @@ static void visit_vector(void *ctx, const MDB_val *key, const MDB_val *val)
 static void visit_node(void *ctx, const MDB_val *key, const MDB_val *val)
 {
     struct coll_check *c = ctx;
-    uint32_t sum;
-    if (val->mv_size <= sizeof sum) {
+    size_t body;
+    if (val->mv_size <= sizeof(uint32_t))
         problem(c->r, "collection '%s': graph record at internal %u is "
                 "truncated", c->name, key_iid(key));
-    } else {
-        size_t body = val->mv_size - sizeof sum;
-        memcpy(&sum, (const char *)val->mv_data + body, sizeof sum);
-        if (sum != record_checksum(val->mv_data, body))
-            problem(c->r, "collection '%s': graph record at internal %u fails"
-                    " its checksum", c->name, key_iid(key));
-    }
+    else if (sealed_record_open(val, &body) != 0)
+        problem(c->r, "collection '%s': graph record at internal %u fails"
+                " its checksum", c->name, key_iid(key));
     visit_owned(c, key, "graph", &c->nodes);
 }
 

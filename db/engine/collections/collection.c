@@ -12,7 +12,6 @@
 #include "db/engine/store/txn.h"
 #include "storage/keys.h"
 
-static const char META_NEXT_COLL[] = "next_collection_id";
 
 static void add_bytes(void *ctx, const MDB_val *key, const MDB_val *val)
 {
@@ -75,7 +74,7 @@ static int create_txn(MDB_txn *txn, void *arg)
     rec.codec_param = spec.param;
     rec.train_min = c->config->train_min ? c->config->train_min
                                          : codec_train_min(&spec);
-    rc = eng_next_id(c->db, txn, META_NEXT_COLL, &rec.id);
+    rc = eng_next_id(c->db, txn, META_NEXT_COLLECTION, &rec.id);
     if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
     return rc;
@@ -159,11 +158,14 @@ qv_status catalog_describe(qv_db *base, const char *name,
     if (st != QV_OK)
         return st;
     st = catalog_get(db, txn, name, &rec);
+    qv_collection_info filled;   /* info stays untouched on error */
     if (st == QV_OK) {
-        fill_info(info, name, strlen(name), &rec);
-        st = collection_sizes(db, txn, &rec, info);
+        fill_info(&filled, name, strlen(name), &rec);
+        st = collection_sizes(db, txn, &rec, &filled);
     }
     st_read_end(db->env, txn);
+    if (st == QV_OK)
+        *info = filled;
     return st;
 }
 

@@ -323,9 +323,9 @@ static int upsert_txn(MDB_txn *txn, void *arg)
         rc = put_document(c->db, txn, &rec, &set, &c->docs[i], &c->iids[i],
                           &c->changed[i]);
     if (rc == ERR_COLLECTION_FULL) {
-        c->status = qv_fail(&c->db->base, QV_ERR_FULL,
+        c->status = qv_fail(&c->db->base, QV_ERR_LIMIT,
                             "collection '%s' holds the most documents it can "
-                            "(%u)", c->name, UINT32_MAX - 1);
+                            "(%u)", c->name, QV_DOCS_MAX);
         return ST_ABORT;
     }
     if (rc == 0 && c->touched) {
@@ -608,7 +608,7 @@ static qv_status make_record(eng_db *db, const coll_rec *rec,
 {
     MDB_val id, payload;
     if (doc_record_split(doc, &id, &payload) != 0 ||
-        vec->mv_size != (size_t)rec->dim * sizeof(float))
+        vector_record_fault(vec, rec->dim) != REC_OK)
         return qv_fail(&db->base, QV_ERR_CORRUPT,
                        "document record is malformed (%zu bytes, vector %zu "
                        "bytes)", doc->mv_size, vec->mv_size);

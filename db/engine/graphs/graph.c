@@ -175,14 +175,9 @@ static qv_status load_nodes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
             break;
         }
         int lr = -1;
-        uint32_t sum;
-        if (iid < hnsw_capacity(graph) && gval.mv_size > sizeof sum) {
-            size_t body = gval.mv_size - sizeof sum;
-            memcpy(&sum, (char *)gval.mv_data + body, sizeof sum);
-            if (sum == record_checksum(gval.mv_data, body))
-                lr = hnsw_record_load(graph, iid, vval.mv_data, gval.mv_data,
-                                      body);
-        }
+        size_t body;
+        if (iid < hnsw_capacity(graph) && sealed_record_open(&gval, &body) == 0)
+            lr = hnsw_record_load(graph, iid, vval.mv_data, gval.mv_data, body);
         if (lr != 0) {
             st = lr == -2 ? qv_fail(&db->base, QV_ERR_NOMEM, "out of memory "
                                     "loading the index")
@@ -199,8 +194,7 @@ static qv_status load_nodes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
     return st;
 }
 
-/* The collection's stored codec: key [coll], value [kind u32][param u32]
- * [dim u32][parameters][XXH32 of what precedes]. */
+/* The collection's stored codec (codec_record_decode, records.h). */
 static qv_status load_codec(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                             codec **out)
 {
@@ -213,22 +207,21 @@ static qv_status load_codec(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                        "codec is missing");
     if (rc != 0)
         return eng_status(db, rc, "loading the codec");
-    uint32_t head[3], sum;
-    const unsigned char *p = val.mv_data;
-    if (val.mv_size < sizeof head + sizeof sum)
+    codec_rec_head head;
+    const unsigned char *params;
+    size_t len;
+    if (val.mv_size < sizeof head + sizeof(uint32_t))
         return qv_fail(&db->base, QV_ERR_CORRUPT, "the codec record is %zu "
                        "bytes", val.mv_size);
-    size_t body = val.mv_size - sizeof sum;
-    memcpy(head, p, sizeof head);
-    memcpy(&sum, p + body, sizeof sum);
-    if (sum != record_checksum(p, body) || head[0] != rec->codec ||
-        head[1] != rec->codec_param || head[2] != rec->dim)
+    if (codec_record_decode(&val, &head, &params, &len) != 0 ||
+        head.kind != rec->codec || head.param != rec->codec_param ||
+        head.dim != rec->dim)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "the codec record fails "
                        "its checksum or does not match the collection");
     codec_spec spec = {(enum codec_kind)rec->codec, rec->codec_param};
     int malformed;
     *out = codec_blob_load(&spec, rec->dim, rec->metric != QV_METRIC_L2,
-                           p + sizeof head, body - sizeof head, &malformed);
+                           params, len, &malformed);
     if (!*out)
         return malformed ? qv_fail(&db->base, QV_ERR_CORRUPT, "the codec "
                                    "record is malformed")
@@ -242,7 +235,7 @@ static int store_codec(eng_db *db, MDB_txn *txn, const coll_rec *rec,
 {
     unsigned char k[KEY_COLL_LEN];
     key_put_u32(k, rec->id);
-    uint32_t head[3] = {rec->codec, rec->codec_param, rec->dim};
+    codec_rec_head head = {rec->codec, rec->codec_param, rec->dim};
     size_t body = sizeof head + codec_blob_size(cd);
     MDB_val key = {sizeof k, k}, val = {body + sizeof(uint32_t), NULL};
     int rc = mdb_put(txn, st_dbi(db->env, ST_DB_CODECS), &key, &val,
@@ -250,10 +243,9 @@ static int store_codec(eng_db *db, MDB_txn *txn, const coll_rec *rec,
     if (rc != 0)
         return rc;
     unsigned char *p = val.mv_data;
-    memcpy(p, head, sizeof head);
+    memcpy(p, &head, sizeof head);
     codec_blob_write(cd, p + sizeof head);
-    uint32_t sum = record_checksum(p, body);
-    memcpy(p + body, &sum, sizeof sum);
+    sealed_record_seal(p, body);
     return 0;
 }
 
@@ -488,8 +480,7 @@ int graph_flush(eng_db *db, MDB_txn *txn, coll_rec *rec, live_graph *ix)
             rc = mdb_put(txn, dbi, &key, &val, MDB_RESERVE);
             if (rc == 0) {
                 hnsw_record_write(g, ids[i], val.mv_data);
-                uint32_t sum = record_checksum(val.mv_data, body);
-                memcpy((char *)val.mv_data + body, &sum, sizeof sum);
+                sealed_record_seal(val.mv_data, body);
             }
         } else {
             rc = mdb_del(txn, dbi, &key, NULL);

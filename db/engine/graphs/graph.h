@@ -14,8 +14,8 @@
  * Searches run concurrently with a write: they see each neighbour list
  * before or after an update and take their hits from their own snapshot.
  */
-#ifndef QV_DB_GRAPH_H
-#define QV_DB_GRAPH_H
+#ifndef QV_DB_ENGINE_GRAPHS_GRAPH_H
+#define QV_DB_ENGINE_GRAPHS_GRAPH_H
 
 #include <pthread.h>
 #include <stdatomic.h>

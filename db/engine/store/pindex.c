@@ -8,11 +8,7 @@
 #include "db/core/filter.h"
 #include "storage/keys.h"
 
-#define TAG_VALUE 0x01
-#define TAG_RESIDUAL 0x02
 #define ENTRY_MAX (8 + 1 + PINDEX_KEYWORD_MAX + 4)
-
-static const char META_NEXT_INDEX[] = "next_index_id";
 
 /* ---- the catalog of indexes ---- */
 
@@ -33,13 +29,13 @@ int pindex_load(eng_db *db, MDB_txn *txn, uint32_t coll, pindex_set *out)
         if (key.mv_size <= KEY_COLL_LEN || memcmp(key.mv_data, prefix,
                                                   sizeof prefix))
             break;
-        if (val.mv_size != sizeof(pindex_rec) || flen > QV_FIELD_MAX) {
+        if (flen > QV_FIELD_MAX ||
+            pindex_rec_decode(&val, &out->recs[out->n]) != 0) {
             rc = MDB_CORRUPTED;
             break;
         }
         memcpy(out->fields[out->n], (char *)key.mv_data + KEY_COLL_LEN, flen);
         out->fields[out->n][flen] = '\0';
-        memcpy(&out->recs[out->n], val.mv_data, sizeof(pindex_rec));
         out->n++;
     }
     mdb_cursor_close(cur);
@@ -117,10 +113,10 @@ static size_t entry_for(const pindex_set *set, size_t i, uint32_t coll,
     unsigned char enc[PINDEX_KEYWORD_MAX];
     size_t len = encode_value(set->recs[i].type, v, enc);
     if (len == (size_t)-1)
-        return entry_key(k, coll, set->recs[i].id, TAG_VALUE, enc, 0, iid);
+        return entry_key(k, coll, set->recs[i].id, PENTRY_VALUE, enc, 0, iid);
     if (len == 0)
-        return entry_key(k, coll, set->recs[i].id, TAG_RESIDUAL, NULL, 0, iid);
-    return entry_key(k, coll, set->recs[i].id, TAG_VALUE, enc, len, iid);
+        return entry_key(k, coll, set->recs[i].id, PENTRY_RESIDUAL, NULL, 0, iid);
+    return entry_key(k, coll, set->recs[i].id, PENTRY_VALUE, enc, len, iid);
 }
 
 int pindex_update(eng_db *db, MDB_txn *txn, uint32_t coll,
@@ -196,11 +192,14 @@ static int scan_entries(eng_db *db, MDB_txn *txn, uint32_t coll,
     MDB_val key = {slen, start}, val;
     for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        const unsigned char *k = key.mv_data;
-        if (key.mv_size < 13 || memcmp(k, start, 9) != 0)
+        const unsigned char *v;
+        size_t vlen;
+        unsigned etag;
+        uint32_t iid;
+        if (pentry_key_decode(&key, &etag, &v, &vlen, &iid) != 0 ||
+            memcmp(key.mv_data, start, PENTRY_PREFIX_LEN) != 0 ||
+            etag != (unsigned)tag)
             break;
-        const unsigned char *v = k + 9;
-        size_t vlen = key.mv_size - 13;
         if (r && r->lo && r->lo_open && !cmp_bytes(v, vlen, r->lo, r->lo_len))
             continue;
         if (r && r->hi) {
@@ -208,7 +207,7 @@ static int scan_entries(eng_db *db, MDB_txn *txn, uint32_t coll,
             if (c > 0 || (c == 0 && r->hi_open))
                 break;
         }
-        roaring_bitmap_add(out, key_get_u32(k + key.mv_size - 4));
+        roaring_bitmap_add(out, iid);
     }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
@@ -282,7 +281,7 @@ static roaring_bitmap_t *lookup_eq(struct plan_ctx *c, const pindex_rec *ix,
                           hi_len, 0, 0};
         *exact = 0;
         if (lo_side >= 0 && hi_side >= 0 &&
-            scan_entries(c->db, c->txn, c->coll, ix->id, TAG_VALUE, &r, b))
+            scan_entries(c->db, c->txn, c->coll, ix->id, PENTRY_VALUE, &r, b))
             c->failed = 1;
         goto residual;
     }
@@ -291,12 +290,12 @@ static roaring_bitmap_t *lookup_eq(struct plan_ctx *c, const pindex_rec *ix,
     else if (len == 0)
         goto residual;  /* the index cannot hold v: only residuals can */
     struct range r = {enc, enc, len, len, 0, 0};
-    if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_VALUE, &r, b))
+    if (scan_entries(c->db, c->txn, c->coll, ix->id, PENTRY_VALUE, &r, b))
         c->failed = 1;
     if (*exact)
         return b;  /* no residual can equal a value the index holds */
 residual:
-    if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_RESIDUAL, NULL, b))
+    if (scan_entries(c->db, c->txn, c->coll, ix->id, PENTRY_RESIDUAL, NULL, b))
         c->failed = 1;
     return b;
 }
@@ -332,12 +331,12 @@ static roaring_bitmap_t *lookup_range(struct plan_ctx *c,
         r = (struct range){key, NULL, len, 0, open, 0};
     else
         r = (struct range){NULL, key, 0, len, 0, open};
-    if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_VALUE, &r, b))
+    if (scan_entries(c->db, c->txn, c->coll, ix->id, PENTRY_VALUE, &r, b))
         c->failed = 1;
     if (*exact)
         return b;
 residual:
-    if (scan_entries(c->db, c->txn, c->coll, ix->id, TAG_RESIDUAL, NULL, b))
+    if (scan_entries(c->db, c->txn, c->coll, ix->id, PENTRY_RESIDUAL, NULL, b))
         c->failed = 1;
     return b;
 }
@@ -485,17 +484,26 @@ static void verify_problem(struct verify *v, const char *what, uint32_t iid,
                  v->set->fields[index], what, iid);
 }
 
+/* The internal id and payload (release it) of a document a walk over
+ * the docs records visits: 1 to go on with it; 0 when an earlier failure
+ * (*rc) stopped the walk, the key is not a document's, or its payload
+ * cannot be read (then *rc says why). */
+static int walked_doc(int *rc, const MDB_val *key, const MDB_val *val,
+                      uint32_t *iid, json_t **payload)
+{
+    if (*rc != 0 || doc_key_decode(key, NULL, iid) != 0)
+        return 0;
+    *rc = pindex_payload_of(val, payload);
+    return *rc == 0;
+}
+
 /* Every document has the entries its payload calls for. */
 static void verify_doc(void *arg, const MDB_val *key, const MDB_val *val)
 {
     struct verify *v = arg;
     json_t *payload;
-    if (v->rc != 0 || key->mv_size != KEY_DOC_LEN)
-        return;
-    uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
-                               KEY_COLL_LEN);
-    v->rc = pindex_payload_of(val, &payload);
-    if (v->rc != 0)
+    uint32_t iid;
+    if (!walked_doc(&v->rc, key, val, &iid, &payload))
         return;
     for (size_t i = 0; i < v->set->n; i++) {
         unsigned char k[ENTRY_MAX];
@@ -521,10 +529,13 @@ static void verify_entries(struct verify *v, size_t index)
     for (int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
          rc == 0 && v->rc == 0;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT)) {
-        if (key.mv_size < 13 || memcmp(key.mv_data, prefix, 8))
+        const unsigned char *value;
+        size_t vlen;
+        unsigned tag;
+        uint32_t iid;
+        if (pentry_key_decode(&key, &tag, &value, &vlen, &iid) != 0 ||
+            memcmp(key.mv_data, prefix, PENTRY_PREFIX_LEN))
             break;
-        uint32_t iid = key_get_u32((const unsigned char *)key.mv_data +
-                                   key.mv_size - 4);
         key_doc(doc_key, v->coll, iid);
         MDB_val dkey = {sizeof doc_key, doc_key}, doc;
         json_t *payload = NULL;
@@ -583,13 +594,9 @@ static void backfill_doc(void *arg, const MDB_val *key, const MDB_val *val)
 {
     struct backfill *b = arg;
     json_t *payload;
-    if (b->rc != 0 || key->mv_size != KEY_DOC_LEN)
+    uint32_t iid;
+    if (!walked_doc(&b->rc, key, val, &iid, &payload))
         return;
-    b->rc = pindex_payload_of(val, &payload);
-    if (b->rc != 0)
-        return;
-    uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
-                               KEY_COLL_LEN);
     b->rc = pindex_update(b->db, b->txn, b->coll, &b->one, iid, NULL,
                           payload);
     json_decref(payload);
@@ -635,7 +642,7 @@ static int create_txn(MDB_txn *txn, void *arg)
         return ST_ABORT;
     }
     if (set.n == PINDEX_MAX) {
-        c->status = qv_fail(&c->db->base, QV_ERR_FULL, "collection '%s' has "
+        c->status = qv_fail(&c->db->base, QV_ERR_LIMIT, "collection '%s' has "
                             "the most indexes it can (%d)", c->collection,
                             PINDEX_MAX);
         return ST_ABORT;
@@ -700,4 +707,36 @@ qv_status pindex_drop(qv_db *base, const char *collection, const char *field)
     eng_db *db = (eng_db *)base;
     struct drop_ctx c = {db, collection, field, QV_OK};
     return eng_write(db, drop_txn, &c, &c.status, "dropping an index");
+}
+
+qv_status pindex_list(qv_db *base, const char *collection,
+                      qv_index_info **out, size_t *count)
+{
+    eng_db *db = (eng_db *)base;
+    MDB_txn *txn;
+    coll_rec rec;
+    qv_index_info *list = NULL;
+    pindex_set *set = qv_malloc(sizeof *set);
+    if (!set)
+        return qv_fail(base, QV_ERR_NOMEM, "listing indexes: out of memory");
+    qv_status st = eng_read_begin(db, &txn, "listing indexes");
+    if (st == QV_OK) {
+        int rc = collection_indexes(db, txn, collection, &rec, set, &st);
+        if (rc != 0 && rc != ST_ABORT)
+            st = eng_status(db, rc, "listing indexes");
+        st_read_end(db->env, txn);
+    }
+    if (st == QV_OK && set->n > 0 &&
+        !(list = qv_calloc(set->n, sizeof *list)))
+        st = qv_fail(base, QV_ERR_NOMEM, "listing indexes: out of memory");
+    for (size_t i = 0; st == QV_OK && i < set->n; i++) {
+        memcpy(list[i].field, set->fields[i], sizeof list[i].field);
+        list[i].type = (qv_index_type)set->recs[i].type;
+    }
+    if (st == QV_OK) {
+        *out = list;
+        *count = set->n;
+    }
+    qv_mem_free(set);
+    return st;
 }

@@ -2,21 +2,23 @@
  * pindex.h - payload indexes: a field's values, ordered, per collection.
  *
  *   pindexes  [coll:4][field]                      -> pindex_rec
- *   pentries  [coll:4][index:4][value][iid:4]      -> (empty)
+ *   pentries  [coll:4][index:4][tag:1][value][iid:4] -> (empty)
+ *
+ * (db/engine/store/records.h has both records and their decoders.)
  *
  * Values are encoded so that byte order is value order: keyword = the
  * string's bytes (up to PINDEX_KEYWORD_MAX), int = the int64 with its
  * sign bit flipped, big-endian; float = the double's order-preserving bit
  * pattern. A document whose field holds a value the index cannot encode
- * (another type, a longer string, a fraction for int) is listed under the
- * residual value (0xFF) so that lookups can still include it.
+ * (another type, a longer string, a fraction for int) gets a residual
+ * entry (tag PENTRY_RESIDUAL) so that lookups can still include it.
  *
  * Indexes only narrow candidates: every lookup answers a superset (its
  * matches plus the residual documents) on which the filter is evaluated,
  * so an index never changes what a search returns, only its cost.
  */
-#ifndef QV_DB_PINDEX_H
-#define QV_DB_PINDEX_H
+#ifndef QV_DB_ENGINE_STORE_PINDEX_H
+#define QV_DB_ENGINE_STORE_PINDEX_H
 
 #include <jansson.h>
 #include <roaring/roaring.h>
@@ -24,12 +26,7 @@
 #include "db/engine/store/txn.h"
 
 #define PINDEX_KEYWORD_MAX 400
-#define PINDEX_MAX 32   /* indexes per collection */
-
-typedef struct pindex_rec {
-    uint32_t id;        /* key prefix of its entries */
-    uint32_t type;      /* qv_index_type */
-} pindex_rec;
+#define PINDEX_MAX QV_INDEXES_MAX
 
 /* The indexes of a collection: fields[i] (NUL-terminated) and recs[i]. */
 typedef struct pindex_set {
@@ -72,6 +69,9 @@ int pindex_verify(eng_db *db, MDB_txn *txn, uint32_t coll,
                   unsigned *problems, char *err, size_t errlen);
 
 qv_status pindex_drop(qv_db *db, const char *collection, const char *field);
+/* The indexes of a collection in field order (qv_list_indexes). */
+qv_status pindex_list(qv_db *db, const char *collection,
+                      qv_index_info **out, size_t *count);
 qv_status pindex_create(qv_db *db, const char *collection, const char *field,
                         qv_index_type type);
 

@@ -2,11 +2,11 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "common/alloc.h"
 #include "db/core/error.h"
@@ -88,9 +88,102 @@ qv_status eng_status(eng_db *db, int rc, const char *doing)
     return status_of(db, rc, doing, "");
 }
 
+/* ---- log positions (qv_position_*) ---- */
+
+#define POSITION_KEY_MAX (sizeof META_POSITION_PREFIX + QV_NAME_MAX)
+
+/* The position the next write transaction of this thread on db stores. */
+struct staged_position {
+    const eng_db *db;     /* NULL: nothing staged */
+    char key[POSITION_KEY_MAX];
+    uint64_t value;
+};
+
+static _Thread_local struct staged_position staged;
+
+static MDB_val position_key(char *key, const char *name)
+{
+    int n = snprintf(key, POSITION_KEY_MAX, "%s%s", META_POSITION_PREFIX,
+                     name);
+    return (MDB_val){(size_t)n, key};
+}
+
+/* A write's own function, then the position staged for it. */
+struct positioned_write {
+    st_write_fn fn;
+    void *ctx;
+    eng_db *db;
+    struct staged_position pos;
+};
+
+static int store_position(eng_db *db, MDB_txn *txn, const char *key,
+                          uint64_t value)
+{
+    MDB_val k = {strlen(key), (void *)key}, v = {sizeof value, &value};
+    return mdb_put(txn, st_dbi(db->env, ST_DB_META), &k, &v, 0);
+}
+
+static int positioned_txn(MDB_txn *txn, void *arg)
+{
+    struct positioned_write *w = arg;
+    int rc = w->fn(txn, w->ctx);
+    return rc ? rc : store_position(w->db, txn, w->pos.key, w->pos.value);
+}
+
+qv_status eng_position_get(qv_db *base, const char *name, uint64_t *value)
+{
+    eng_db *db = (eng_db *)base;
+    char key[POSITION_KEY_MAX];
+    MDB_val k = position_key(key, name), v;
+    MDB_txn *txn;
+    qv_status st = eng_read_begin(db, &txn, "reading a position");
+    if (st != QV_OK)
+        return st;
+    int rc = mdb_get(txn, st_dbi(db->env, ST_DB_META), &k, &v);
+    uint64_t found = 0;
+    if (rc == 0)
+        rc = meta_u64_decode(&v, &found);
+    st_read_end(db->env, txn);
+    if (rc == MDB_CORRUPTED)
+        return qv_fail(base, QV_ERR_CORRUPT, "position '%s' is %zu bytes, "
+                       "not 8", name, v.mv_size);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return eng_status(db, rc, "reading a position");
+    *value = found;
+    return QV_OK;
+}
+
+static int put_position_txn(MDB_txn *txn, void *arg)
+{
+    struct positioned_write *w = arg;
+    return store_position(w->db, txn, w->pos.key, w->pos.value);
+}
+
+qv_status eng_position_put(qv_db *base, const char *name, uint64_t value,
+                           int stage)
+{
+    eng_db *db = (eng_db *)base;
+    struct positioned_write w = {.db = db, .pos = {db, "", value}};
+    position_key(w.pos.key, name);
+    staged.db = NULL;
+    if (stage) {
+        staged = w.pos;
+        return QV_OK;
+    }
+    qv_status never_aborts = QV_OK;
+    return eng_write(db, put_position_txn, &w, &never_aborts,
+                     "storing a position");
+}
+
 qv_status eng_write(eng_db *db, st_write_fn fn, void *ctx,
                     const qv_status *fn_status, const char *doing)
 {
+    struct positioned_write w = {fn, ctx, db, staged};
+    if (staged.db == db) {   /* this transaction spends the stage */
+        staged.db = NULL;
+        fn = positioned_txn;
+        ctx = &w;
+    }
     int rc = st_write(db->env, fn, ctx);
     if (rc == ST_ABORT)
         return *fn_status;
@@ -123,43 +216,27 @@ unsigned eng_default_threads(void)
     return cpus > 0 ? (unsigned)cpus : 1;
 }
 
-uint32_t record_checksum(const void *data, size_t len)
-{
-    return XXH32(data, len, 0x51564552u);  /* "QVER" */
-}
-
 qv_status vector_record_check(eng_db *db, const MDB_val *val, uint32_t dim,
                               uint32_t iid)
 {
-    if (val->mv_size != (size_t)dim * sizeof(float))
-        return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
-                       "internal id %u is %zu bytes, expected %zu", iid,
-                       val->mv_size, (size_t)dim * sizeof(float));
-    if ((uintptr_t)val->mv_data % _Alignof(float) != 0)
+    switch (vector_record_fault(val, dim)) {
+    case REC_OK:
+        return QV_OK;
+    case REC_ALIGN:
         return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
                        "internal id %u lies misaligned in its page, beside "
                        "a record of a size Quiver never writes", iid);
-    return QV_OK;
-}
-
-int doc_record_split(const MDB_val *val, MDB_val *id, MDB_val *payload)
-{
-    const unsigned char *p = val->mv_data;
-    if (val->mv_size < 1 || val->mv_size < 1u + p[0])
-        return MDB_CORRUPTED;
-    *id = (MDB_val){p[0], (void *)(p + 1)};
-    if (payload) {
-        payload->mv_size = val->mv_size - 1 - p[0];
-        payload->mv_data = payload->mv_size ? (void *)(p + 1 + p[0]) : NULL;
+    default:
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "the vector record of "
+                       "internal id %u is %zu bytes, expected %zu", iid,
+                       val->mv_size, (size_t)dim * sizeof(float));
     }
-    return 0;
 }
 
 int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid)
 {
-    if (val->mv_size != sizeof *iid)
+    if (ids_value_decode(val, iid) != 0)
         return MDB_CORRUPTED;
-    memcpy(iid, val->mv_data, sizeof *iid);
     return *iid < rec->next_iid ? 0 : MDB_CORRUPTED;
 }
 
@@ -192,10 +269,10 @@ int eng_next_id(eng_db *db, MDB_txn *txn, const char *name, uint32_t *id)
     MDB_val key = {strlen(name), (void *)name}, val;
     uint32_t next = 1;
     int rc = mdb_get(txn, meta, &key, &val);
-    if (rc == 0 && val.mv_size == sizeof next)
-        memcpy(&next, val.mv_data, sizeof next);
-    else if (rc != MDB_NOTFOUND)
-        return rc == 0 ? MDB_CORRUPTED : rc;
+    if (rc == 0)
+        rc = meta_u32_decode(&val, &next);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return rc;
     *id = next++;
     val = (MDB_val){sizeof next, &next};
     return mdb_put(txn, meta, &key, &val, 0);

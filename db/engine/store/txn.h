@@ -2,8 +2,8 @@
  * embedded.h - the in-process transport: the database in this process's
  * LMDB environment. Shared by embedded.c, catalog.c, document.c, search.c.
  */
-#ifndef QV_DB_EMBEDDED_H
-#define QV_DB_EMBEDDED_H
+#ifndef QV_DB_ENGINE_STORE_TXN_H
+#define QV_DB_ENGINE_STORE_TXN_H
 
 #include <lmdb.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 #include "ann/codec.h"
 #include "storage/env.h"
 #include "db/core/handle.h"
+#include "db/engine/store/records.h"
 
 typedef struct eng_db {
     qv_db base;
@@ -19,32 +20,8 @@ typedef struct eng_db {
     unsigned threads;   /* for index building; >= 1 */
 } eng_db;
 
-#define COLL_FORMAT 4
-
-/* A collection's record in the catalog, stored as this struct. */
-typedef struct coll_rec {
-    uint32_t format;     /* COLL_FORMAT */
-    uint32_t id;         /* key prefix of its documents */
-    uint32_t dim;
-    uint32_t metric;     /* qv_metric */
-    uint64_t count;      /* live documents */
-    uint32_t next_iid;   /* lowest internal id never used */
-    uint32_t M;          /* HNSW parameters */
-    uint32_t ef_construction;
-    uint32_t entry;      /* HNSW entry point; UINT32_MAX when empty */
-    int32_t max_level;   /* HNSW top level; -1 when empty */
-    uint32_t checksum;   /* XXH32 of the record with this field 0 */
-    uint64_t generation; /* bumped by every committed write */
-    /* format 4: */
-    uint32_t codec;      /* enum codec_kind (ann/codec.h); 0 = none */
-    uint32_t codec_param;
-    uint32_t codec_trained;  /* 1 once its trained parameters are stored
-                                and the graph holds codes */
-    uint32_t train_min;  /* documents at which the codec is trained */
-} coll_rec;
-
-/* Format 3 records end before the codec fields: they read as codec none. */
-#define COLL_FORMAT3_SIZE offsetof(coll_rec, codec)
+/* The collection record (coll_rec) and every other stored record:
+ * db/engine/store/records.h. */
 
 /* Whether the collection's graph exists: always without a codec, and once
  * the codec is trained with one (before, searches are exact scans). */
@@ -60,44 +37,35 @@ static inline int coll_f16_codes(const coll_rec *rec)
     return rec->codec == CODEC_F16 && rec->metric != QV_METRIC_COSINE;
 }
 
-/* Checksums of Quiver's own records, where LMDB cannot tell a flipped
- * byte: catalog records and graph node records. */
-uint32_t record_checksum(const void *data, size_t len);
-
 /*
  * Check a vector record read in a snapshot before its floats are read in
- * place: dim floats at a 4-byte aligned address. LMDB aligns a value to 2
- * bytes only; every record of the vectors sub-database has a size that
- * keeps the next ones in its page aligned, so a misaligned one lies
- * beside a record Quiver never wrote. QV_OK, or QV_ERR_CORRUPT naming
- * internal id iid.
+ * place (vector_record_fault): QV_OK, or QV_ERR_CORRUPT naming internal
+ * id iid.
  */
 qv_status vector_record_check(eng_db *db, const MDB_val *val, uint32_t dim,
                               uint32_t iid);
 
 /*
- * The internal id an ids map entry (val) holds: 4 bytes, below the
+ * The internal id an ids map entry (val) holds (ids_value_decode), below the
  * collection's next_iid, which sizes the graph and the bit sets an id
  * indexes. 0, or MDB_CORRUPTED.
  */
 int ids_entry_iid(const MDB_val *val, const coll_rec *rec, uint32_t *iid);
 
-/*
- * A document record (sub-database docs): one byte, the id's length n,
- * then the n bytes of the id, then the payload's JSON text to the end
- * (none when empty). The one decoder of that layout: id and payload
- * (payload mv_data NULL when there is none; payload may be NULL) point
- * into val. 0, or MDB_CORRUPTED when val is empty or shorter than its
- * first byte says, checked before anything past val's size is read.
- */
-int doc_record_split(const MDB_val *val, MDB_val *id, MDB_val *payload);
-
 /* Turn an LMDB or errno code into a status and a message about doing. */
 qv_status eng_status(eng_db *db, int rc, const char *doing);
 
+/* qv_position_get, and qv_position_put (stage: qv_position_with_next_write,
+ * which eng_write spends). */
+qv_status eng_position_get(qv_db *base, const char *name, uint64_t *value);
+qv_status eng_position_put(qv_db *base, const char *name, uint64_t value,
+                           int stage);
+
 /*
  * Run fn in a write transaction (see st_write). When fn aborts with
- * ST_ABORT, *fn_status (set by fn, with its message) is returned.
+ * ST_ABORT, *fn_status (set by fn, with its message) is returned. A
+ * position this thread staged for db (eng_position_put) is stored in the
+ * same transaction.
  */
 qv_status eng_write(eng_db *db, st_write_fn fn, void *ctx,
                     const qv_status *fn_status, const char *doing);
@@ -132,6 +100,13 @@ qv_status catalog_decode(eng_db *db, const char *name, size_t len,
                          const MDB_val *val, coll_rec *rec);
 int catalog_put(eng_db *db, MDB_txn *txn, const char *name,
                 const coll_rec *rec);
+/*
+ * At open: the database's format (META "format"; absent: format 1).
+ * QV_ERR_UNSUPPORTED for a format newer than QV_FORMAT, QV_ERR_CORRUPT for
+ * a malformed record; a new, empty database opened for writing has
+ * QV_FORMAT stored. Messages belong to no handle (the open failed).
+ */
+qv_status catalog_check_format(eng_db *db);
 /*
  * Every internal id below a collection's next_iid is a document's or
  * free, so count + free ids == next_iid. catalog_count_free counts the

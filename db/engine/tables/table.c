@@ -30,11 +30,7 @@
 #include "storage/keys.h"
 #include "db/engine/tables/table.h"
 
-#define TABLE_FORMAT 1
 #define CHUNK_BYTES 4096
-#define CHUNK_KEY_LEN 13   /* [table u32][slab u8][chunk u64], big-endian */
-
-static const char META_NEXT_TABLE[] = "next_table_id";
 
 /* ---- records ---- */
 
@@ -55,15 +51,12 @@ static qv_status table_get(eng_db *db, MDB_txn *txn, const char *name,
                        "exist", name);
     if (rc != 0)
         return eng_status(db, rc, "reading a table");
-    if (val.mv_size != sizeof *rec)
+    enum rec_fault fault = tbl_rec_decode(&val, rec);
+    if (fault == REC_SIZE)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "table record of '%s' is "
                        "%zu bytes, expected %zu", name, val.mv_size,
                        sizeof *rec);
-    memcpy(rec, val.mv_data, sizeof *rec);
-    uint32_t stored = rec->checksum;
-    rec->checksum = 0;
-    if (rec->format != TABLE_FORMAT ||
-        record_checksum(rec, sizeof *rec) != stored)
+    if (fault != REC_OK)
         return qv_fail(&db->base, QV_ERR_CORRUPT, "table record of '%s' "
                        "fails its checksum", name);
     /* what create accepts, before any size in it is used */
@@ -80,9 +73,7 @@ static qv_status table_get(eng_db *db, MDB_txn *txn, const char *name,
 static int table_put(eng_db *db, MDB_txn *txn, const char *name,
                      const tbl_rec *rec)
 {
-    tbl_rec sealed = *rec;
-    sealed.checksum = 0;
-    sealed.checksum = record_checksum(&sealed, sizeof sealed);
+    tbl_rec sealed = tbl_rec_seal(rec);
     MDB_val key = {strlen(name), (void *)name}, val = {sizeof sealed, &sealed};
     return mdb_put(txn, st_dbi(db->env, ST_DB_TABLES), &key, &val, 0);
 }
@@ -377,6 +368,30 @@ qv_status table_drop(qv_db *base, const char *name)
     return st;
 }
 
+/* info of the table name, from its record. */
+static qv_status fill_info(eng_db *db, const char *name, const tbl_rec *rec,
+                           qv_table_info *info)
+{
+    emb_spec spec;
+    emb_table t;
+    char err[160];
+    rec_to_spec(rec, &spec);
+    if (emb_layout(&spec, &t, err, sizeof err) != 0)
+        return qv_fail(&db->base, QV_ERR_CORRUPT, "table record: %s", err);
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "%s", name);
+    emb_format_method(&spec, info->method);
+    info->rows = rec->rows;
+    info->dim = rec->dim;
+    info->optimizer = (qv_optimizer)rec->optimizer;
+    info->learning_rate = rec->lr;
+    info->param_bytes = emb_param_bytes(&t);
+    info->optimizer_bytes = emb_state_bytes(&t);
+    info->ratio = emb_ratio(&t);
+    info->updates = rec->step;
+    return QV_OK;
+}
+
 qv_status table_describe(qv_db *base, const char *name, qv_table_info *info)
 {
     eng_db *db = (eng_db *)base;
@@ -387,25 +402,67 @@ qv_status table_describe(qv_db *base, const char *name, qv_table_info *info)
         return st;
     st = table_get(db, txn, name, &rec);
     st_read_end(db->env, txn);
+    return st == QV_OK ? fill_info(db, name, &rec, info) : st;
+}
+
+/* Describe every table of sub-db tables, in key (name) order, into list,
+ * which holds n entries: as many as the snapshot has. */
+static qv_status list_into(eng_db *db, MDB_txn *txn, qv_table_info *list,
+                           size_t n)
+{
+    MDB_cursor *cur;
+    MDB_val key, val;
+    size_t i = 0;
+    int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_TABLES), &cur);
+    if (rc != 0)
+        return eng_status(db, rc, "listing tables");
+    qv_status st = QV_OK;
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+         rc == 0 && st == QV_OK && i < n;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT), i++) {
+        char name[QV_NAME_MAX + 1];
+        tbl_rec rec;
+        if (key.mv_size == 0 || key.mv_size > QV_NAME_MAX) {
+            st = qv_fail(&db->base, QV_ERR_CORRUPT, "table entry %zu has a "
+                         "name of %zu bytes", i, key.mv_size);
+            break;
+        }
+        memcpy(name, key.mv_data, key.mv_size);
+        name[key.mv_size] = '\0';
+        st = table_get(db, txn, name, &rec);
+        if (st == QV_OK)
+            st = fill_info(db, name, &rec, &list[i]);
+    }
+    mdb_cursor_close(cur);
+    if (st == QV_OK && rc != 0 && rc != MDB_NOTFOUND)
+        st = eng_status(db, rc, "listing tables");
+    return st;
+}
+
+qv_status table_list(qv_db *base, qv_table_info **out, size_t *count)
+{
+    eng_db *db = (eng_db *)base;
+    MDB_txn *txn;
+    MDB_stat ms;
+    qv_table_info *list = NULL;
+    qv_status st = eng_read_begin(db, &txn, "listing tables");
     if (st != QV_OK)
         return st;
-    emb_spec spec;
-    emb_table t;
-    char err[160];
-    rec_to_spec(&rec, &spec);
-    if (emb_layout(&spec, &t, err, sizeof err) != 0)
-        return qv_fail(base, QV_ERR_CORRUPT, "table record: %s", err);
-    memset(info, 0, sizeof *info);
-    snprintf(info->name, sizeof info->name, "%s", name);
-    emb_format_method(&spec, info->method);
-    info->rows = rec.rows;
-    info->dim = rec.dim;
-    info->optimizer = (qv_optimizer)rec.optimizer;
-    info->learning_rate = rec.lr;
-    info->param_bytes = emb_param_bytes(&t);
-    info->optimizer_bytes = emb_state_bytes(&t);
-    info->ratio = emb_ratio(&t);
-    info->updates = rec.step;
+    int rc = mdb_stat(txn, st_dbi(db->env, ST_DB_TABLES), &ms);
+    if (rc != 0)
+        st = eng_status(db, rc, "listing tables");
+    else if (ms.ms_entries > 0 &&
+             !(list = qv_calloc(ms.ms_entries, sizeof *list)))
+        st = qv_fail(base, QV_ERR_NOMEM, "listing tables: out of memory");
+    else if (ms.ms_entries > 0)
+        st = list_into(db, txn, list, ms.ms_entries);
+    st_read_end(db->env, txn);
+    if (st != QV_OK) {
+        qv_mem_free(list);
+        return st;
+    }
+    *out = list;
+    *count = rc == 0 ? ms.ms_entries : 0;
     return QV_OK;
 }
 

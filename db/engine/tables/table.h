@@ -1,32 +1,19 @@
 /*
  * table.h - embedding tables of the embedded transport (table.c).
  */
-#ifndef QV_DB_TABLE_H
-#define QV_DB_TABLE_H
+#ifndef QV_DB_ENGINE_TABLES_TABLE_H
+#define QV_DB_ENGINE_TABLES_TABLE_H
 
 #include "db/engine/store/txn.h"
 
-/* A table's record in sub-db tables, stored as this struct. */
-typedef struct tbl_rec {
-    uint32_t format;     /* 1 */
-    uint32_t id;         /* key prefix of its chunks */
-    uint32_t method;     /* enum emb_method */
-    uint32_t dim;
-    double param;        /* the method's ratio or sparsity */
-    uint64_t rows;
-    uint32_t optimizer;  /* enum emb_optimizer */
-    float lr;
-    float init;
-    uint32_t checksum;   /* XXH32 of the record with this field 0 */
-    uint64_t seed;
-    uint64_t step;       /* optimizer steps applied */
-    uint64_t generation; /* bumped by every committed update or load */
-} tbl_rec;
+/* A table's record, tbl_rec, is in db/engine/store/records.h. */
 
 qv_status table_create(qv_db *db, const char *name,
                        const qv_table_config *config);
 qv_status table_drop(qv_db *db, const char *name);
 qv_status table_describe(qv_db *db, const char *name, qv_table_info *info);
+/* Every table described, in name order, from one snapshot. */
+qv_status table_list(qv_db *db, qv_table_info **out, size_t *count);
 qv_status table_lookup(qv_db *db, const char *name, const uint64_t *ids,
                        size_t n, uint32_t dim, float *out);
 qv_status table_update(qv_db *db, const char *name, const uint64_t *ids,
