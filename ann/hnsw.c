@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include <simde/x86/avx2.h>
 
 #include "common/alloc.h"
 #include "common/check.h"
@@ -22,6 +21,17 @@ typedef struct cand {
     float d;
     uint32_t id;
 } cand;
+
+/* A node's in-neighbours at some levels (the write side). */
+typedef struct revlist {
+    uint32_t *ids;
+    uint32_t n, cap;
+} revlist;
+
+#define DEPTH_NONE UINT32_MAX   /* not labelled (yet): new or cut off */
+#define MARK_PENDING 1u         /* in h->pending, not examined yet */
+#define MARK_RAISE 2u           /* one spreading raise, this repair */
+#define MAX_RAISES 3            /* spreading raises of a node a repair */
 
 struct hnsw {
     hnsw_params p;
@@ -46,19 +56,37 @@ struct hnsw {
     _Atomic uint64_t entry;
     pthread_mutex_t entry_lock;
     pthread_mutex_t node_locks[LOCK_STRIPES];
-    /* level-0 in-degrees, to find nodes that lost their last incoming
-     * edge without walking the graph; such nodes wait in lost */
+    /* level-0 in-degrees, read by inserts to order ties (tie_key) */
     _Atomic uint32_t *indeg0;
-    uint32_t *lost;
-    size_t nlost, lost_cap;
-    int lost_overflow;       /* a lost node could not be noted: walk */
-    pthread_mutex_t lost_lock;
-    atomic_ulong removed_edges;  /* since the last whole walk */
     /* upper lists replaced while searches may still read them */
     uint32_t **retired;
     size_t nretired, retired_cap;
-    /* the level-0 walk's marks and queue, kept between walks */
-    uint8_t *walk_seen;
+    /*
+     * The write side (see "the write side" below): what a removal and
+     * the repair after a write need to stay local. Only writers read it;
+     * it is never stored, and the first write after a load rebuilds it
+     * from the lists.
+     *  - rev0[id]: the nodes whose level-0 list holds id; revup[id]: the
+     *    nodes whose upper lists hold id, once per level.
+     *  - depth[id]: a support label. Invariant (when labels_valid): the
+     *    entry point has depth 0, and every other live node has a
+     *    level-0 in-neighbour of smaller depth, so following those
+     *    in-edges back ends at the entry point: every node is reachable.
+     *  - pending: nodes whose support may have gone (they lost a level-0
+     *    in-edge, or are new), examined by the next hnsw_repair.
+     */
+    atomic_int rev_ready;    /* rev0 and revup match the lists */
+    atomic_int labels_valid; /* depth holds the invariant above */
+    revlist *rev0, *revup;
+    uint32_t *depth;
+    uint8_t *mark;           /* per node: MARK_PENDING, MARK_RAISE x n */
+    pthread_mutex_t rev_locks[LOCK_STRIPES];
+    uint32_t *pending;
+    size_t npending, pending_cap;
+    int pending_overflow;    /* a node could not be noted: relabel all */
+    pthread_mutex_t pending_lock;
+    unsigned long walks;     /* whole-graph walks the repairs fell back to */
+    /* the level-0 walk's queue, kept between walks */
     uint32_t *walk_queue;
     uint32_t walk_cap;
     /* nodes changed since the last hnsw_dirty_clear */
@@ -290,9 +318,14 @@ hnsw *hnsw_create(const hnsw_params *params)
     atomic_init(&h->entry, pack_entry(HNSW_NO_NODE, NO_LEVEL));
     pthread_mutex_init(&h->entry_lock, NULL);
     pthread_mutex_init(&h->dirty_lock, NULL);
-    pthread_mutex_init(&h->lost_lock, NULL);
-    for (unsigned i = 0; i < LOCK_STRIPES; i++)
+    pthread_mutex_init(&h->pending_lock, NULL);
+    for (unsigned i = 0; i < LOCK_STRIPES; i++) {
         pthread_mutex_init(&h->node_locks[i], NULL);
+        pthread_mutex_init(&h->rev_locks[i], NULL);
+    }
+    /* an empty graph's write side is complete */
+    atomic_init(&h->rev_ready, 1);
+    atomic_init(&h->labels_valid, 1);
     return h;
 }
 
@@ -313,14 +346,23 @@ void hnsw_free(hnsw *h)
     qv_mem_free((void *)h->dirty_flag);
     qv_mem_free(h->dirty);
     qv_mem_free((void *)h->indeg0);
-    qv_mem_free(h->lost);
-    qv_mem_free(h->walk_seen);
+    for (uint32_t i = 0; i < h->cap; i++) {
+        qv_mem_free(h->rev0[i].ids);
+        qv_mem_free(h->revup[i].ids);
+    }
+    qv_mem_free(h->rev0);
+    qv_mem_free(h->revup);
+    qv_mem_free(h->depth);
+    qv_mem_free(h->mark);
+    qv_mem_free(h->pending);
     qv_mem_free(h->walk_queue);
-    pthread_mutex_destroy(&h->lost_lock);
+    pthread_mutex_destroy(&h->pending_lock);
     pthread_mutex_destroy(&h->entry_lock);
     pthread_mutex_destroy(&h->dirty_lock);
-    for (unsigned i = 0; i < LOCK_STRIPES; i++)
+    for (unsigned i = 0; i < LOCK_STRIPES; i++) {
         pthread_mutex_destroy(&h->node_locks[i]);
+        pthread_mutex_destroy(&h->rev_locks[i]);
+    }
     qv_mem_free(h);
 }
 
@@ -381,7 +423,11 @@ int hnsw_reserve(hnsw *h, uint32_t slots)
         grow((void **)&h->levels, 1, h->cap, new_cap) != 0 ||
         grow((void **)&h->dirty_flag, 1, h->cap, new_cap) != 0 ||
         grow((void **)&h->dirty, sizeof(uint32_t), h->cap, new_cap) != 0 ||
-        grow((void **)&h->indeg0, sizeof(uint32_t), h->cap, new_cap) != 0)
+        grow((void **)&h->indeg0, sizeof(uint32_t), h->cap, new_cap) != 0 ||
+        grow((void **)&h->rev0, sizeof(revlist), h->cap, new_cap) != 0 ||
+        grow((void **)&h->revup, sizeof(revlist), h->cap, new_cap) != 0 ||
+        grow((void **)&h->depth, sizeof(uint32_t), h->cap, new_cap) != 0 ||
+        grow((void **)&h->mark, 1, h->cap, new_cap) != 0)
         return -1;
     memset(h->levels + h->cap, NO_LEVEL, new_cap - h->cap);
     h->cap = new_cap;
@@ -942,36 +988,156 @@ static size_t select_neighbors(const hnsw *h, const void *base, float self_d,
     return kept;
 }
 
-static void note_lost(hnsw *h, uint32_t id)
+/* ---- the write side: reverse lists and support labels ---- */
+
+/* Append id (-1 when out of memory). */
+static int rev_add(revlist *r, uint32_t id)
 {
-    pthread_mutex_lock(&h->lost_lock);
-    if (h->nlost == h->lost_cap) {
-        size_t cap = h->lost_cap ? 2 * h->lost_cap : 64;
-        uint32_t *p = qv_realloc(h->lost, cap * sizeof *p);
-        if (p) {
-            h->lost = p;
-            h->lost_cap = cap;
-        }
+    if (r->n == r->cap) {
+        uint32_t cap = r->cap ? 2 * r->cap : 8;
+        uint32_t *p = qv_realloc(r->ids, cap * sizeof *p);
+        if (!p)
+            return -1;
+        r->ids = p;
+        r->cap = cap;
     }
-    if (h->nlost < h->lost_cap)
-        h->lost[h->nlost++] = id;
-    else
-        h->lost_overflow = 1;
-    pthread_mutex_unlock(&h->lost_lock);
+    r->ids[r->n++] = id;
+    return 0;
 }
 
-static void edge_added(hnsw *h, int level, uint32_t to)
+/* Drop one occurrence of id (order is not kept). */
+static void rev_drop(revlist *r, uint32_t id)
+{
+    for (uint32_t i = 0; i < r->n; i++) {
+        if (r->ids[i] == id) {
+            r->ids[i] = r->ids[--r->n];
+            return;
+        }
+    }
+    QV_ASSERT(!"a removed edge was not in the reverse list");
+}
+
+/* Queue node id for the next repair (once while it waits). Any writer
+ * thread; when the queue cannot grow, the repair walks the whole graph. */
+static void note_pending(hnsw *h, uint32_t id)
+{
+    pthread_mutex_lock(&h->pending_lock);
+    if (h->mark[id] & MARK_PENDING)
+        goto done;
+    if (h->npending == h->pending_cap) {
+        size_t cap = h->pending_cap ? 2 * h->pending_cap : 64;
+        uint32_t *p = qv_realloc(h->pending, cap * sizeof *p);
+        if (p) {
+            h->pending = p;
+            h->pending_cap = cap;
+        }
+    }
+    if (h->npending < h->pending_cap) {
+        h->pending[h->npending++] = id;
+        h->mark[id] |= MARK_PENDING;
+    } else {
+        h->pending_overflow = 1;
+    }
+done:
+    pthread_mutex_unlock(&h->pending_lock);
+}
+
+static revlist *rev_of(hnsw *h, int level, uint32_t to)
+{
+    return level == 0 ? &h->rev0[to] : &h->revup[to];
+}
+
+/* The edge from -> to at level was added. The reverse lists are kept
+ * while they are complete (a failed append leaves them incomplete: the
+ * write fails and the graph is reloaded). */
+static void edge_added(hnsw *h, int level, uint32_t from, uint32_t to)
 {
     if (level == 0)
         atomic_fetch_add(&h->indeg0[to], 1);
+    if (!atomic_load_explicit(&h->rev_ready, memory_order_relaxed))
+        return;
+    pthread_mutex_t *lock = &h->rev_locks[to % LOCK_STRIPES];
+    pthread_mutex_lock(lock);
+    if (rev_add(rev_of(h, level, to), from) != 0)
+        atomic_store(&h->rev_ready, 0);
+    pthread_mutex_unlock(lock);
 }
 
-/* A node whose last level-0 in-edge goes is noted as lost. */
-static void edge_removed(hnsw *h, int level, uint32_t to)
+/* The edge from -> to at level went: at level 0, to may have lost the
+ * in-edge its label relied on, and waits for the repair. */
+static void edge_removed(hnsw *h, int level, uint32_t from, uint32_t to)
 {
-    atomic_fetch_add(&h->removed_edges, 1);
-    if (level == 0 && atomic_fetch_sub(&h->indeg0[to], 1) == 1)
-        note_lost(h, to);
+    if (level == 0)
+        atomic_fetch_sub(&h->indeg0[to], 1);
+    if (!atomic_load_explicit(&h->rev_ready, memory_order_relaxed))
+        return;
+    pthread_mutex_t *lock = &h->rev_locks[to % LOCK_STRIPES];
+    pthread_mutex_lock(lock);
+    rev_drop(rev_of(h, level, to), from);
+    pthread_mutex_unlock(lock);
+    if (level == 0)
+        note_pending(h, to);
+}
+
+/* Rebuild the reverse lists from the lists (after a load). */
+static int rebuild_rev(hnsw *h)
+{
+    for (uint32_t id = 0; id < h->cap; id++) {
+        h->rev0[id].n = h->revup[id].n = 0;
+        uint32_t need = atomic_load(&h->indeg0[id]);
+        if (h->rev0[id].cap < need) {
+            uint32_t cap = need + need / 4 + 4;
+            uint32_t *p = qv_realloc(h->rev0[id].ids, cap * sizeof *p);
+            if (!p)
+                return -1;
+            h->rev0[id].ids = p;
+            h->rev0[id].cap = cap;
+        }
+    }
+    for (uint32_t id = 0; id < h->cap; id++) {
+        for (int l = 0; l <= node_level(h, id); l++) {
+            const uint32_t *list = list_of(h, id, l);
+            for (uint32_t i = 0, n = load_u32(list); i < n; i++) {
+                if (rev_add(rev_of(h, l, list[1 + i]), id) != 0)
+                    return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * The write side complete: the first write after a load builds it, so a
+ * process that only searches never pays for it. Only a lone writer (no
+ * parallel insert running) calls this.
+ */
+static int write_side_ready(hnsw *h)
+{
+    if (atomic_load(&h->rev_ready))
+        return 0;
+    if (rebuild_rev(h) != 0)
+        return -1;
+    atomic_store(&h->rev_ready, 1);
+    atomic_store(&h->labels_valid, 0);
+    return 0;
+}
+
+static int ids_have(const uint32_t *ids, size_t n, uint32_t id)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == id)
+            return 1;
+    }
+    return 0;
+}
+
+static int cands_have(const cand *c, size_t n, uint32_t id)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].id == id)
+            return 1;
+    }
+    return 0;
 }
 
 /* Replace the list of node at level by the ids of cands[0..n). */
@@ -991,11 +1157,16 @@ static void write_list(hnsw *h, uint32_t node, int level, const cand *cands,
         store_u32(&list[1 + i], cands[i].id);
     }
     store_u32(list, (uint32_t)n);
-    /* in-degrees: additions first, so a kept edge never reads as lost */
-    for (size_t i = 0; i < n; i++)
-        edge_added(h, level, cands[i].id);
-    for (uint32_t i = 0; i < nold; i++)
-        edge_removed(h, level, old[i]);
+    /* only the edges that changed: a kept edge is no news to the repair
+     * (lists are short; the quadratic scan costs less than a distance) */
+    for (size_t i = 0; i < n; i++) {
+        if (!ids_have(old, nold, cands[i].id))
+            edge_added(h, level, node, cands[i].id);
+    }
+    for (uint32_t i = 0; i < nold; i++) {
+        if (!cands_have(cands, n, old[i]))
+            edge_removed(h, level, node, old[i]);
+    }
 }
 
 /* Add id to node's list at level, pruning with the heuristic when full. */
@@ -1013,7 +1184,7 @@ static void link_back(hnsw *h, cand *tmp, uint32_t node, uint32_t id,
     if (n < max) {
         store_u32(&list[1 + n], id);
         store_u32(list, n + 1);
-        edge_added(h, level, id);
+        edge_added(h, level, node, id);
     } else {
         const void *v = vec_of(h, node);
         for (uint32_t i = 0; i < n; i++) {
@@ -1147,13 +1318,16 @@ static void store_vector(hnsw *h, hnsw_scratch *s, uint32_t id,
     codec_query_prepare(h->codec, s->qvec, s->qbuf);
 }
 
-int hnsw_insert(hnsw *h, hnsw_scratch *s, uint32_t id, const float *vec,
-                int level)
+/* hnsw_insert once the write side is complete (insert_worker's too). */
+static int insert_node(hnsw *h, hnsw_scratch *s, uint32_t id,
+                       const float *vec, int level)
 {
     if (scratch_prepare(s, h, h->p.ef_construction) != 0 ||
         place_node(h, id, level) != 0)
         return -1;
+    QV_ASSERT(h->rev0[id].n == 0 && h->revup[id].n == 0);
     store_vector(h, s, id, vec);
+    h->depth[id] = DEPTH_NONE;   /* labelled by the repair */
     publish_node(h, id, level);
     mark_dirty(h, id);
     atomic_fetch_add(&h->count, 1);
@@ -1174,9 +1348,20 @@ int hnsw_insert(hnsw *h, hnsw_scratch *s, uint32_t id, const float *vec,
         connect_node(h, s, id, level, ep, top);
     if (raises) {
         atomic_store(&h->entry, pack_entry(id, level));
+        /* labels count from the entry point: a new one relabels */
+        atomic_store(&h->labels_valid, 0);
         pthread_mutex_unlock(&h->entry_lock);
     }
-    return 0;
+    note_pending(h, id);
+    return atomic_load(&h->rev_ready) ? 0 : -1;
+}
+
+int hnsw_insert(hnsw *h, hnsw_scratch *s, uint32_t id, const float *vec,
+                int level)
+{
+    if (write_side_ready(h) != 0)
+        return -1;
+    return insert_node(h, s, id, vec, level);
 }
 
 struct parallel_job {
@@ -1201,7 +1386,7 @@ static void *insert_worker(void *arg)
         size_t i = atomic_fetch_add(&job->next, 1);
         if (i >= job->n || atomic_load(&job->failed))
             break;
-        if (hnsw_insert(job->h, s, job->ids[i], job->vecs[i],
+        if (insert_node(job->h, s, job->ids[i], job->vecs[i],
                         job->levels[i]) != 0)
             atomic_store(&job->failed, 1);
     }
@@ -1214,6 +1399,8 @@ int hnsw_insert_parallel(hnsw *h, const uint32_t *ids, const float *const *vecs,
 {
     struct parallel_job job = {.h = h, .ids = ids, .vecs = vecs,
                                .levels = levels, .n = n};
+    if (write_side_ready(h) != 0)
+        return -1;
     atomic_init(&job.next, 0);
     atomic_init(&job.failed, 0);
     if (threads > 64)
@@ -1232,40 +1419,81 @@ int hnsw_insert_parallel(hnsw *h, const uint32_t *ids, const float *const *vecs,
 
 /* ---- removal ---- */
 
+#define RELINK_FILL 2   /* candidates put in a removed neighbour's place */
+
 /*
- * Rebuild ref's list at level without the removed node: its remaining
- * neighbours and the removed node's neighbours are the candidates.
+ * Take the removed node out of ref's list at level and put in its place
+ * the removed node's RELINK_FILL neighbours nearest to ref that ref does
+ * not hold yet (room permitting: the list just lost an entry, and the
+ * degree bound holds). The rest of the list stays as it is.
+ *
+ * Why not the heuristic over both lists, as this once did: that pruned
+ * every list a removal touched to the heuristic's choice, well below the
+ * fill that back-links give lists in a fresh build. On 20,000 random
+ * 32-d vectors replaced three times over, the mean level-0 degree fell
+ * from 23 to 18.5 and recall@10 at ef 32 from 0.83 to 0.79. Filling the
+ * gap with the nearest candidates keeps the degree of a fresh build
+ * (23.4) and its recall (within 0.01), and measures a tenth of the
+ * distances. Two, because one left the degree at 22 and recall 0.01
+ * lower: some removed nodes offer no candidate ref does not hold.
  */
+/* Of the removed node's neighbours at level, up to RELINK_FILL not
+ * marked in the scratch's visited epoch, nearest to v first, into fill;
+ * returns how many (a linear pick: no sort for two of at most 2M). */
+static size_t nearest_fill(const hnsw *h, hnsw_scratch *s, const void *v,
+                           uint32_t removed, int level, cand *fill)
+{
+    const uint32_t *from = list_of(h, removed, level);
+    size_t got = 0;
+    for (uint32_t i = 0, n = load_u32(from); i < n; i++) {
+        uint32_t nb = load_u32(&from[1 + i]);
+        if (s->visited[nb] == s->epoch || node_level(h, nb) < level)
+            continue;
+        s->visited[nb] = s->epoch;
+        cand c = {edist(h, v, vec_of(h, nb)), nb};
+        size_t at = got < RELINK_FILL ? got++ : RELINK_FILL;
+        for (; at > 0 && by_distance(&c, &fill[at - 1]) < 0; at--) {
+            if (at < RELINK_FILL)
+                fill[at] = fill[at - 1];
+        }
+        if (at < RELINK_FILL)
+            fill[at] = c;
+    }
+    return got;
+}
+
 static void relink(hnsw *h, hnsw_scratch *s, uint32_t ref, uint32_t removed,
                    int level, int removed_level)
 {
     uint32_t *list = list_of(h, ref, level);
-    uint32_t n = load_u32(list);
-    const void *v = vec_of(h, ref);
-    size_t m = 0;
+    uint32_t n = load_u32(list), kept = 0;
+    cand fill[RELINK_FILL];
     if (++s->epoch == 0) {
         memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
         s->epoch = 1;
     }
     s->visited[ref] = s->visited[removed] = s->epoch;
-    for (int pass = 0; pass < 2; pass++) {
-        const uint32_t *src = pass == 0 ? list : list_of(h, removed, level);
-        uint32_t cnt = pass == 0 ? n
-                                 : level <= removed_level ? load_u32(src)
-                                                          : 0;
-        for (uint32_t i = 0; i < cnt; i++) {
-            uint32_t nb = load_u32(&src[1 + i]);
-            if (s->visited[nb] == s->epoch || node_level(h, nb) < level)
-                continue;
-            s->visited[nb] = s->epoch;
-            s->tmp[m++] = (cand){edist(h, v, vec_of(h, nb)), nb};
-        }
+    for (uint32_t i = 0; i < n; i++)
+        s->visited[load_u32(&list[1 + i])] = s->epoch;
+    size_t nfill = level <= removed_level
+                       ? nearest_fill(h, s, vec_of(h, ref), removed, level,
+                                      fill)
+                       : 0;
+    /* the list in place: the removed node out (the entries after it move
+     * up one), the fill appended; ids before the count, as write_list */
+    pthread_mutex_lock(node_lock(h, ref));
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t nb = load_u32(&list[1 + i]);
+        if (nb != removed)
+            store_u32(&list[1 + kept++], nb);
     }
-    float self_d = edist(h, v, v);
-    sort_candidates(h, s->tmp, m, self_d);
-    write_list(h, ref, level, s->tmp,
-               select_neighbors(h, v, self_d, s->tmp, m,
-                                max_degree(h, level)));
+    for (size_t i = 0; i < nfill && kept < max_degree(h, level); i++)
+        store_u32(&list[1 + kept++], fill[i].id);
+    store_u32(list, kept);
+    pthread_mutex_unlock(node_lock(h, ref));
+    edge_removed(h, level, ref, removed);
+    for (uint32_t i = n - 1; i < kept; i++)
+        edge_added(h, level, ref, load_u32(&list[1 + i]));
     mark_dirty(h, ref);
 }
 
@@ -1279,47 +1507,51 @@ static int list_has(const uint32_t *list, uint32_t id)
     return 0;
 }
 
-/* Relink ref's level-0 list if it still holds the removed node (once a
- * node: *last is the one seen before). */
-static void unlink_from(hnsw *h, hnsw_scratch *s, uint32_t ref,
-                        uint32_t removed, int removed_level, uint32_t *last)
-{
-    if (ref == *last)
-        return;
-    *last = ref;
-    if (node_level(h, ref) >= 0 && list_has(list_of(h, ref, 0), removed))
-        relink(h, s, ref, removed, 0, removed_level);
-}
-
 /*
- * Relink every node whose level-0 list holds the removed node. The graph
- * is directed, so every list is read: all of them lie in one array, which
- * is compared with the removed id 8 entries a step (a delete at 60,000
- * nodes scanned them in 1 ms one entry at a time). A match may be a
- * list's count or an entry past its count; unlink_from checks the list.
- * Only this writer changes lists, and a relink only its own.
+ * Relink every node that points to the removed node: the reverse lists
+ * name them, so a removal reads the lists of its in-neighbours (about 2M
+ * of them) instead of every list in the graph. They are copied first:
+ * each relink drops an entry of the removed node's reverse lists.
  */
-static void unlink_level0(hnsw *h, hnsw_scratch *s, uint32_t removed,
-                          int removed_level)
+static int unlink_referrers(hnsw *h, hnsw_scratch *s, uint32_t removed,
+                            int removed_level)
 {
-    const uint32_t *all = h->links0;
-    size_t stride = h->link0_stride, total = (size_t)h->cap * stride, at = 0;
-    uint32_t last = HNSW_NO_NODE;
-    simde__m256i want = simde_mm256_set1_epi32((int)removed);
-    for (; at + 8 <= total; at += 8) {
-        simde__m256i v = simde_mm256_loadu_si256((const void *)(all + at));
-        unsigned mask = (unsigned)simde_mm256_movemask_ps(
-            simde_mm256_castsi256_ps(simde_mm256_cmpeq_epi32(v, want)));
-        for (; mask; mask &= mask - 1) {
-            size_t pos = at + (size_t)__builtin_ctz(mask);
-            unlink_from(h, s, (uint32_t)(pos / stride), removed,
-                        removed_level, &last);
+    const revlist *r0 = &h->rev0[removed], *ru = &h->revup[removed];
+    size_t n = (size_t)r0->n + ru->n;
+    uint32_t *refs = qv_malloc((n ? n : 1) * sizeof *refs);
+    if (!refs)
+        return -1;
+    for (uint32_t i = 0; i < r0->n; i++)
+        refs[i] = r0->ids[i];
+    for (uint32_t i = 0; i < ru->n; i++)
+        refs[r0->n + i] = ru->ids[i];
+    uint32_t n0 = r0->n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t ref = refs[i];
+        int from = i < n0 ? 0 : 1;
+        int to = i < n0 ? 0 : node_level(h, ref);
+        for (int l = from; l <= to && l <= removed_level; l++) {
+            if (list_has(list_of(h, ref, l), removed))
+                relink(h, s, ref, removed, l, removed_level);
         }
     }
-    for (; at < total; at++) {
-        if (all[at] == removed)
-            unlink_from(h, s, (uint32_t)(at / stride), removed,
-                        removed_level, &last);
+    qv_mem_free(refs);
+    QV_ASSERT(!atomic_load(&h->rev_ready) ||
+              (h->rev0[removed].n == 0 && h->revup[removed].n == 0));
+    return 0;
+}
+
+/* Drop the removed node's own edges at every level; its upper lists
+ * stay allocated until the slot is reused (a concurrent search may still
+ * be reading them), but empty. */
+static void drop_own_edges(hnsw *h, uint32_t id, int level)
+{
+    for (int l = 0; l <= level; l++) {
+        uint32_t *list = list_of(h, id, l);
+        uint32_t n = load_u32(list);
+        store_u32(list, 0);
+        for (uint32_t i = 0; i < n; i++)
+            edge_removed(h, l, id, load_u32(&list[1 + i]));
     }
 }
 
@@ -1346,32 +1578,21 @@ int hnsw_remove(hnsw *h, hnsw_scratch *s, uint32_t id)
 {
     if (!hnsw_contains(h, id))
         return 0;
-    if (scratch_prepare(s, h, 1) != 0)
+    if (write_side_ready(h) != 0 || scratch_prepare(s, h, 1) != 0)
         return -1;
     int level = node_level(h, id);
     __atomic_store_n(&h->levels[id], (int8_t)NO_LEVEL, __ATOMIC_RELEASE);
     atomic_fetch_sub(&h->count, 1);
     mark_dirty(h, id);
-    /* The graph is directed: find every node that points to id, at
-     * level 0 in one scan of all lists, above it among the few nodes
-     * that have upper levels. */
-    unlink_level0(h, s, id, level);
-    for (uint32_t ref = 0; level > 0 && ref < h->cap; ref++) {
-        int ref_level = node_level(h, ref);
-        for (int l = 1; l <= ref_level && l <= level; l++) {
-            if (list_has(list_of(h, ref, l), id))
-                relink(h, s, ref, id, l, level);
-        }
-    }
-    if (hnsw_entry(h) == id)
+    if (unlink_referrers(h, s, id, level) != 0)
+        return -1;
+    if (hnsw_entry(h) == id) {
+        /* rare (the top node): the labels start from the new entry */
         choose_new_entry(h, id, level);
-    const uint32_t *own = list_of(h, id, 0);
-    for (uint32_t i = 0, n = load_u32(own); i < n; i++)
-        edge_removed(h, 0, load_u32(&own[1 + i]));
-    store_u32(list_of(h, id, 0), 0);
-    /* upper lists stay allocated until the slot is reused: a concurrent
-     * search may still be reading them */
-    return 0;
+        atomic_store(&h->labels_valid, 0);
+    }
+    drop_own_edges(h, id, level);
+    return atomic_load(&h->rev_ready) ? 0 : -1;
 }
 
 /* ---- reachability ---- */
@@ -1413,126 +1634,342 @@ static size_t mark_reachable(const hnsw *h, uint8_t *seen, uint32_t *queue)
     return tail;
 }
 
-/*
- * Give the unreachable node u an incoming level-0 edge from the nearest
- * reachable node with room in its list (reachable: the walk's marks, or
- * NULL to trust the descent): appending removes no edge, so nothing else
- * becomes unreachable. Falls back to the pruning link.
- */
-static void adopt_orphan(hnsw *h, hnsw_scratch *s, uint32_t u,
-                         const uint8_t *reachable)
+/* Room for a walk's queue of every slot (kept between walks: a walk must
+ * not map and fault in fresh pages each time). */
+static int walk_queue_ready(hnsw *h)
 {
-    uint32_t ep;
+    if (h->walk_cap >= h->cap)
+        return 0;
+    uint32_t *queue = qv_realloc(h->walk_queue, h->cap * sizeof *queue);
+    if (!queue)
+        return -1;
+    h->walk_queue = queue;
+    h->walk_cap = h->cap;
+    return 0;
+}
+
+/*
+ * Label every node by its level-0 distance from the entry point (a
+ * breadth-first walk: each node's parent in the walk is an in-neighbour of
+ * smaller depth, so the labels hold the invariant); the nodes it does not
+ * reach are left unlabelled and queued for the repair, which adopts them.
+ * O(nodes x degree): run after a load, when the entry point changed, or
+ * when a local repair gave up.
+ */
+static int relabel(hnsw *h)
+{
+    if (walk_queue_ready(h) != 0)
+        return -1;
+    for (uint32_t id = 0; id < h->cap; id++)
+        h->depth[id] = DEPTH_NONE;
+    uint32_t ep = hnsw_entry(h), *queue = h->walk_queue;
+    size_t head = 0, tail = 0;
+    if (ep != HNSW_NO_NODE) {
+        h->depth[ep] = 0;
+        queue[tail++] = ep;
+    }
+    while (head < tail) {
+        if (head + 8 < tail)
+            __builtin_prefetch(list_of(h, queue[head + 8], 0));
+        uint32_t id = queue[head++];
+        const uint32_t *list = list_of(h, id, 0);
+        for (uint32_t i = 0, n = load_u32(list); i < n; i++) {
+            uint32_t nb = load_u32(&list[1 + i]);
+            if (h->depth[nb] == DEPTH_NONE && node_level(h, nb) >= 0) {
+                h->depth[nb] = h->depth[id] + 1;
+                queue[tail++] = nb;
+            }
+        }
+    }
+    for (uint32_t id = 0; tail < hnsw_count(h) && id < h->cap; id++) {
+        if (node_level(h, id) >= 0 && h->depth[id] == DEPTH_NONE)
+            note_pending(h, id);
+    }
+    h->walks++;
+    atomic_store(&h->labels_valid, 1);
+    return 0;
+}
+
+/* The smallest label among u's level-0 in-neighbours (DEPTH_NONE: none
+ * is labelled). */
+static uint32_t best_in_depth(const hnsw *h, uint32_t u)
+{
+    const revlist *r = &h->rev0[u];
+    uint32_t best = DEPTH_NONE;
+    for (uint32_t i = 0; i < r->n; i++) {
+        uint32_t d = h->depth[r->ids[i]];
+        best = d < best ? d : best;
+    }
+    return best;
+}
+
+/* u's label went from old to new: queue the out-neighbours whose support
+ * it may have been (labelled in (old, new]), and the unlabelled ones,
+ * which u's label may now reach. */
+static void label_changed(hnsw *h, uint32_t u, uint32_t old, uint32_t new)
+{
+    const uint32_t *list = list_of(h, u, 0);
+    for (uint32_t i = 0, n = load_u32(list); i < n; i++) {
+        uint32_t v = load_u32(&list[1 + i]), d = h->depth[v];
+        if (d == DEPTH_NONE || (old != DEPTH_NONE && d > old && d <= new))
+            note_pending(h, v);
+    }
+}
+
+/*
+ * Add u to node's level-0 list and keep it there: appended when there is
+ * room, else the rest of the list is pruned by the heuristic to make
+ * room (the edges it drops queue their targets for the repair).
+ */
+static void link_kept(hnsw *h, cand *tmp, uint32_t node, uint32_t u)
+{
+    uint32_t *list = list_of(h, node, 0);
+    uint32_t n = load_u32(list);
+    if (list_has(list, u))
+        return;
+    if (n < h->M0) {
+        link_back(h, tmp, node, u, 0);
+        return;
+    }
+    const void *v = vec_of(h, node);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t nb = load_u32(&list[1 + i]);
+        tmp[i] = (cand){edist(h, v, vec_of(h, nb)), nb};
+    }
+    float self_d = edist(h, v, v);
+    sort_candidates(h, tmp, n, self_d);
+    size_t kept = select_neighbors(h, v, self_d, tmp, n, h->M0 - 1);
+    tmp[kept++] = (cand){edist(h, v, vec_of(h, u)), u};
+    pthread_mutex_lock(node_lock(h, node));
+    write_list(h, node, 0, tmp, kept);
+    pthread_mutex_unlock(node_lock(h, node));
+    mark_dirty(h, node);
+}
+
+/*
+ * Whether w is proven reachable without u, for u to hang from: following
+ * level-0 in-edges from nodes labelled ever lower reaches the entry point
+ * without meeting u. Those are edges the graph holds now, so the chain is
+ * a path from the entry point, whatever the repair has still to examine.
+ * Labels fall along it, so it is as long as w's label (bounded, in case
+ * labels climbed high).
+ */
+static int proven(const hnsw *h, uint32_t w, uint32_t u)
+{
+    uint32_t ep = hnsw_entry(h);
+    for (int step = 0; step < 256; step++) {
+        if (w == ep)
+            return 1;
+        if (w == u || h->depth[w] == DEPTH_NONE)
+            return 0;
+        const revlist *r = &h->rev0[w];
+        uint32_t next = HNSW_NO_NODE;
+        for (uint32_t i = 0; i < r->n; i++) {
+            if (h->depth[r->ids[i]] < h->depth[w] &&
+                (next == HNSW_NO_NODE ||
+                 h->depth[r->ids[i]] < h->depth[next]))
+                next = r->ids[i];
+        }
+        if (next == HNSW_NO_NODE)
+            return 0;
+        w = next;
+    }
+    return 0;
+}
+
+/*
+ * The node to adopt u among the beam s->cands[0..n) (nearest first): the
+ * nearest labelled below u with room in its list, else the nearest
+ * labelled below u; else the nearest whose label is proven (u's label
+ * then rises above it); else none (HNSW_NO_NODE).
+ */
+static uint32_t choose_adopter(const hnsw *h, const hnsw_scratch *s,
+                               size_t n, uint32_t u)
+{
+    uint32_t below = h->depth[u], first = HNSW_NO_NODE;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = s->cands[i].id;
+        if (h->depth[c] >= below)
+            continue;
+        if (load_u32(list_of(h, c, 0)) < h->M0)
+            return c;
+        if (first == HNSW_NO_NODE)
+            first = c;
+    }
+    for (size_t i = 0; first == HNSW_NO_NODE && i < n; i++) {
+        if (proven(h, s->cands[i].id, u))
+            first = s->cands[i].id;
+    }
+    return first;
+}
+
+/*
+ * Give u an in-edge from a node near it that proves it reachable (found
+ * by a search for u's own element, see choose_adopter), keeping u's label
+ * when the adopter is labelled below it and else raising it above the
+ * adopter's (an unlabelled u takes its first label so). -1 when the
+ * search met no such node.
+ */
+static int adopt(hnsw *h, hnsw_scratch *s, uint32_t u)
+{
+    uint32_t ep, old = h->depth[u];
     int top;
     unpack_entry(atomic_load(&h->entry), &ep, &top);
     query_from_node(h, s, u);
     float d;
     uint32_t start = descend(h, s, ep, top, 0, &d);
-    /* the descent may end in the cut-off part (upper levels reach it);
-     * a walk of level 0 from a reachable node meets only reachable ones */
-    if (reachable && !reachable[start]) {
+    /* the descent may end among unlabelled nodes (upper levels reach
+     * them); from the entry point the walk meets labelled ones */
+    if (h->depth[start] == DEPTH_NONE) {
         start = ep;
         d = qdist(h, s, vec_of(h, ep));
     }
-    ep = start;
     if (++s->epoch == 0) {
         memset(s->visited, 0, s->visited_cap * sizeof *s->visited);
         s->epoch = 1;
     }
     size_t nres;
-    search_level(h, s, ep, d, h->p.ef_construction, 0, &nres);
-    size_t n = sorted_beam(h, s, nres, u);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t *list = list_of(h, s->cands[i].id, 0);
-        if (load_u32(list) < h->M0) {
-            link_back(h, s->tmp, s->cands[i].id, u, 0);
-            return;
-        }
+    search_level(h, s, start, d, h->p.ef_construction, 0, &nres);
+    uint32_t w = choose_adopter(h, s, sorted_beam(h, s, nres, u), u);
+    if (w == HNSW_NO_NODE)
+        return -1;
+    link_kept(h, s->tmp, w, u);
+    if (h->depth[w] >= old || old == DEPTH_NONE) {
+        h->depth[u] = h->depth[w] + 1;
+        label_changed(h, u, old, h->depth[u]);
     }
-    if (n > 0)
-        link_back(h, s->tmp, s->cands[0].id, u, 0);
+    return 0;
 }
 
-/* Adopt the nodes noted as lost whose level-0 in-degree is still zero. */
-static void adopt_lost(hnsw *h, hnsw_scratch *s, size_t *repaired)
+/* Whether v has a level-0 in-neighbour other than u labelled below it. */
+static int supported_without(const hnsw *h, uint32_t v, uint32_t u)
 {
-    for (int round = 0; round < 8; round++) {
-        pthread_mutex_lock(&h->lost_lock);
-        uint32_t *lost = h->lost;
-        size_t n = h->nlost;
-        h->lost = NULL;
-        h->nlost = h->lost_cap = 0;
-        pthread_mutex_unlock(&h->lost_lock);
-        for (size_t i = 0; i < n; i++) {
-            uint32_t u = lost[i];
-            if (node_level(h, u) >= 0 && atomic_load(&h->indeg0[u]) == 0 &&
-                u != hnsw_entry(h)) {
-                adopt_orphan(h, s, u, NULL);
-                ++*repaired;
-            }
-        }
-        qv_mem_free(lost);
-        if (n == 0)
-            return;
+    const revlist *r = &h->rev0[v];
+    for (uint32_t i = 0; i < r->n; i++) {
+        if (r->ids[i] != u && h->depth[r->ids[i]] < h->depth[v])
+            return 1;
     }
-}
-
-/* Walk the whole graph and adopt every unreachable node. */
-static int walk_and_adopt(hnsw *h, hnsw_scratch *s, size_t *repaired)
-{
-    /* kept between walks: a walk per write must not map and fault in
-     * fresh pages each time */
-    if (h->walk_cap < h->cap) {
-        uint8_t *seen = qv_realloc(h->walk_seen, h->cap);
-        if (seen)
-            h->walk_seen = seen;
-        uint32_t *queue = seen ? qv_realloc(h->walk_queue,
-                                            h->cap * sizeof *queue)
-                               : NULL;
-        if (!queue)
-            return -1;
-        h->walk_queue = queue;
-        h->walk_cap = h->cap;
-    }
-    uint8_t *seen = h->walk_seen;
-    uint32_t *queue = h->walk_queue;
-    if (!seen || !queue)
-        return 0;   /* an empty graph */
-    /* a few rounds: the fallback link may prune, which is rare */
-    for (int round = 0; round < 4; round++) {
-        if (mark_reachable(h, seen, queue) == hnsw_count(h))
-            break;
-        for (uint32_t id = 0; id < h->cap; id++) {
-            if (!seen[id] && node_level(h, id) >= 0) {
-                adopt_orphan(h, s, id, seen);
-                ++*repaired;
-            }
-        }
-    }
-    atomic_store(&h->removed_edges, 0);
-    h->lost_overflow = 0;
     return 0;
 }
 
 /*
- * Nodes that lost their last level-0 in-edge are adopted at once, which
- * costs nothing when none did. A group of nodes can also be cut off while
- * they still point at each other; that needs a walk of level 0 from the
- * entry point, done after every change that removed an edge. (It was once
- * spread over many writes, until a check of level-0 reachability showed
- * groups cut off in between, found by no search; the walk costs about a
- * millisecond at 60,000 nodes.)
+ * Whether u's label may rise from old to new with no other node losing
+ * its support: each out-neighbour labelled in (old, new] has another
+ * in-neighbour labelled below it. Then the invariant holds at every node
+ * but u before and after, so the raise needs no further work.
+ */
+static int raise_is_safe(const hnsw *h, uint32_t u, uint32_t old,
+                         uint32_t new)
+{
+    const uint32_t *list = list_of(h, u, 0);
+    for (uint32_t i = 0, n = load_u32(list); i < n; i++) {
+        uint32_t v = load_u32(&list[1 + i]), d = h->depth[v];
+        if (d != DEPTH_NONE && d > old && d <= new &&
+            !supported_without(h, v, u))
+            return 0;
+    }
+    return 1;
+}
+
+/*
+ * Restore the invariant at u: nothing to do while an in-neighbour is
+ * labelled below it. An unlabelled u takes the label above its lowest
+ * labelled in-neighbour's; a labelled one rises so when that is safe
+ * (raise_is_safe), which costs a few hundred label reads. A raise that
+ * others relied on spreads to them, which is still cheaper than a search
+ * where the graph is connected, but a group cut off from the rest would
+ * raise each other's labels without end: after MAX_RAISES such raises in
+ * one repair, u is adopted instead (a search for u finds it an in-edge
+ * from a node labelled below, which changes no label, or proven
+ * reachable). 1 when u was adopted, 0 when nothing or a new label was
+ * needed, -1 when no adopter was found.
+ */
+static int support(hnsw *h, hnsw_scratch *s, uint32_t u)
+{
+    if (node_level(h, u) < 0 || u == hnsw_entry(h))
+        return 0;
+    uint32_t d = h->depth[u], best = best_in_depth(h, u);
+    if (best < d && d != DEPTH_NONE)
+        return 0;
+    int safe = best != DEPTH_NONE &&
+               (d == DEPTH_NONE || raise_is_safe(h, u, d, best + 1));
+    if (best != DEPTH_NONE && !safe && h->mark[u] >> 1 < MAX_RAISES) {
+        h->mark[u] = (uint8_t)(h->mark[u] + MARK_RAISE);
+        safe = 1;   /* spreads: label_changed queues who relied on u */
+    }
+    if (safe) {
+        h->depth[u] = best + 1;
+        label_changed(h, u, d, best + 1);
+        return 0;
+    }
+    return adopt(h, s, u) == 0 ? 1 : -1;
+}
+
+/*
+ * Examine the queued nodes (and those the examination queues) until none
+ * is left, or budget examinations were made. 0 when the invariant holds
+ * again, -1 when the repair gave up (then a walk relabels). The queue
+ * keeps every entry until the end, so that the marks can be cleared.
+ */
+static int drain_pending(hnsw *h, hnsw_scratch *s, size_t budget,
+                         size_t *adopted)
+{
+    int rc = 0;
+    size_t at = 0;
+    for (; at < h->npending && !h->pending_overflow; at++) {
+        uint32_t u = h->pending[at];
+        h->mark[u] &= (uint8_t)~MARK_PENDING;
+        int r = at < budget ? support(h, s, u) : -1;
+        if (r < 0) {
+            rc = -1;
+            break;
+        }
+        *adopted += (size_t)r;
+    }
+    for (size_t i = 0; i < h->npending; i++)
+        h->mark[h->pending[i]] = 0;
+    h->npending = 0;
+    if (h->pending_overflow)
+        rc = -1;
+    h->pending_overflow = 0;
+    return rc;
+}
+
+/*
+ * The local repair. Every node whose support may have gone was queued as
+ * the write changed lists; each is examined with its own in-neighbours
+ * (about 2M labels read), and only the labels it changes spread the
+ * work, so a write's repair costs in proportion to what the write
+ * touched. A walk of the whole graph remains for what the local repair
+ * cannot settle within its budget, after a load, and when the entry
+ * point changes (a new top level, or the top node removed): all rare,
+ * and counted (hnsw_walks).
  */
 int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired)
 {
     *repaired = 0;
-    if (scratch_prepare(s, h, h->p.ef_construction) != 0)
+    if (write_side_ready(h) != 0 ||
+        scratch_prepare(s, h, h->p.ef_construction) != 0)
         return -1;
-    adopt_lost(h, s, repaired);
-    if (h->lost_overflow || atomic_load(&h->removed_edges) > 0)
-        return walk_and_adopt(h, s, repaired);
-    return 0;
+    if (!atomic_load(&h->labels_valid) && relabel(h) != 0)
+        return -1;
+    size_t budget = 16 * h->npending + 1024;
+    int settled = drain_pending(h, s, budget, repaired) == 0;
+    /* a few rounds of walk and adoption: after a walk only cut-off nodes
+     * lack a label, and any labelled node can adopt them; the adoptions'
+     * pruning may cut others, rarely */
+    for (int round = 0; round < 4 && !settled; round++) {
+        if (relabel(h) != 0)
+            return -1;
+        settled = drain_pending(h, s, 16 * (size_t)hnsw_count(h) + 1024,
+                                repaired) == 0;
+    }
+    if (!settled)
+        atomic_store(&h->labels_valid, 0);   /* the next repair walks */
+    return atomic_load(&h->rev_ready) ? 0 : -1;
 }
+
+unsigned long hnsw_walks(const hnsw *h) { return h->walks; }
 
 /* ---- persistence ---- */
 
@@ -1577,6 +2014,9 @@ int hnsw_record_load(hnsw *h, uint32_t id, const void *elem, const void *rec,
     const unsigned char *p = rec, *end = p + len;
     if (id >= h->cap || len < 4 || p[0] > HNSW_MAX_LEVEL)
         return -1;
+    /* the write side is rebuilt by the first write (write_side_ready) */
+    atomic_store(&h->rev_ready, 0);
+    atomic_store(&h->labels_valid, 0);
     int level = p[0];
     p += 4;
     if (place_node(h, id, level) != 0)
@@ -1601,7 +2041,7 @@ int hnsw_record_load(hnsw *h, uint32_t id, const void *elem, const void *rec,
                 goto malformed;
         }
         for (uint32_t i = 0; i < n; i++)
-            edge_added(h, l, list[1 + i]);
+            edge_added(h, l, id, list[1 + i]);
         p += 4 * (1 + (size_t)n);
     }
     if (p != end)
@@ -1700,6 +2140,103 @@ cleanup:
     return rc;
 }
 
+/* How many times ref's upper lists hold id. */
+static uint32_t upper_links(const hnsw *h, uint32_t ref, uint32_t id)
+{
+    uint32_t n = 0;
+    for (int l = 1; l <= node_level(h, ref); l++)
+        n += (uint32_t)list_has(list_of(h, ref, l), id);
+    return n;
+}
+
+/* Node id's reverse lists hold exactly the nodes whose lists hold it;
+ * in0 is how many level-0 lists hold it. */
+static int check_rev_of(const hnsw *h, uint32_t id, uint32_t in0, char *err,
+                        size_t errlen)
+{
+    const revlist *r0 = &h->rev0[id], *ru = &h->revup[id];
+    if (r0->n != in0 || atomic_load(&h->indeg0[id]) != in0) {
+        snprintf(err, errlen, "node %u: %u level-0 lists hold it, but its "
+                 "reverse list has %u and its in-degree is %u", id, in0,
+                 r0->n, atomic_load(&h->indeg0[id]));
+        return -1;
+    }
+    for (uint32_t i = 0; i < r0->n; i++) {
+        uint32_t ref = r0->ids[i];
+        if (node_level(h, ref) < 0 || !list_has(list_of(h, ref, 0), id) ||
+            ids_have(r0->ids, i, ref)) {
+            snprintf(err, errlen, "node %u: reverse list names %u, whose "
+                     "level-0 list does not hold it once", id, ref);
+            return -1;
+        }
+    }
+    for (uint32_t i = 0; i < ru->n; i++) {
+        uint32_t ref = ru->ids[i], times = 0;
+        for (uint32_t j = 0; j < ru->n; j++)
+            times += ru->ids[j] == ref;
+        if (node_level(h, ref) < 0 || upper_links(h, ref, id) != times) {
+            snprintf(err, errlen, "node %u: upper reverse list names %u %u "
+                     "times, unlike its lists", id, ref, times);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Every node but the entry point has a level-0 in-neighbour labelled
+ * below it: the labels prove every node reachable. */
+static int check_labels(const hnsw *h, char *err, size_t errlen)
+{
+    uint32_t ep = hnsw_entry(h);
+    for (uint32_t id = 0; id < h->cap; id++) {
+        if (node_level(h, id) < 0)
+            continue;
+        uint32_t d = h->depth[id];
+        int ok = id == ep ? d == 0
+                          : d != DEPTH_NONE && best_in_depth(h, id) < d;
+        if (!ok) {
+            snprintf(err, errlen, "node %u: label %u has no in-neighbour "
+                     "labelled below it", id, d);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The write side, when built: the reverse lists and in-degrees match the
+ * lists (upper-level edges counted too, in the reverse lists), and when
+ * no repair is pending the labels hold their invariant.
+ */
+static int check_write_side(const hnsw *h, char *err, size_t errlen)
+{
+    if (!atomic_load(&h->rev_ready))
+        return 0;
+    uint32_t *in0 = qv_calloc(h->cap ? h->cap : 1, sizeof *in0);
+    int rc = -2;
+    if (!in0) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    for (uint32_t id = 0; id < h->cap; id++) {
+        const uint32_t *list = list_of(h, id, 0);
+        for (uint32_t i = 0; node_level(h, id) >= 0 && i < list[0]; i++)
+            in0[list[1 + i]]++;
+    }
+    rc = -1;
+    for (uint32_t id = 0; id < h->cap; id++) {
+        if (check_rev_of(h, id, in0[id], err, errlen) != 0)
+            goto cleanup;
+    }
+    if (atomic_load(&h->labels_valid) && h->npending == 0 &&
+        check_labels(h, err, errlen) != 0)
+        goto cleanup;
+    rc = 0;
+cleanup:
+    qv_mem_free(in0);
+    return rc;
+}
+
 int hnsw_check(const hnsw *h, char *err, size_t errlen)
 {
     uint32_t live = 0;
@@ -1712,6 +2249,9 @@ int hnsw_check(const hnsw *h, char *err, size_t errlen)
     }
     if (hnsw_check_links(h, err, errlen) != 0)
         return -1;
+    int rc = check_write_side(h, err, errlen);
+    if (rc != 0)
+        return rc;
     return check_reachable(h, err, errlen);  /* -2: out of memory */
 }
 
@@ -1727,9 +2267,12 @@ size_t hnsw_memory_bytes(const hnsw *h)
     size_t bytes = (size_t)h->cap * (h->stride +
                                      h->link0_stride * sizeof(uint32_t) +
                                      sizeof(uint32_t *) + 2 + sizeof(uint32_t));
+    /* the write side: list headers, labels, marks and the lists */
+    bytes += (size_t)h->cap * (2 * sizeof(revlist) + sizeof(uint32_t) + 1);
     for (uint32_t id = 0; id < h->cap; id++) {
         if (h->upper[id] && node_level(h, id) > 0)
             bytes += (size_t)node_level(h, id) * h->upper_stride * 4;
+        bytes += ((size_t)h->rev0[id].cap + h->revup[id].cap) * 4;
     }
     return bytes;
 }

@@ -73,7 +73,10 @@ int hnsw_insert_parallel(hnsw *h, const uint32_t *ids, const float *const *vecs,
 
 /*
  * Remove node id and reconnect the nodes that pointed to it, so the graph
- * stays navigable. Returns 0 or -1 when out of memory.
+ * stays navigable. The graph keeps, for writers only, the reverse of
+ * every list, so this reads the lists of id's in-neighbours, not every
+ * list. Returns 0 or -1 when out of memory (then the graph must be
+ * rebuilt from its records).
  */
 int hnsw_remove(hnsw *h, hnsw_scratch *s, uint32_t id);
 
@@ -102,13 +105,23 @@ static inline int hnsw_allows(const uint64_t *allowed, uint32_t n,
 }
 
 /*
- * Make every node reachable from the entry point again. The pruning
- * heuristic can drop a node's last incoming edge (hnswlib's graphs have
- * such orphans too); each orphan gets an edge from its nearest reachable
- * node. Run after each batch of inserts or removals; O(nodes x degree).
- * Returns 0 or -1 when out of memory; *repaired counts the orphans.
+ * Make every node reachable from the entry point again, after a batch of
+ * inserts or removals. The pruning heuristic and removals can cut a
+ * node's last incoming edge, or a group's (hnswlib's graphs have such
+ * orphans too). Each node holds a label that an in-neighbour of smaller
+ * label proves reachable; the repair examines only the nodes the batch
+ * touched, moves labels where that suffices and gives the rest an edge
+ * from a nearby node labelled below them (they are "adopted"). Its work
+ * grows with the batch, not the graph; a walk of the whole graph is left
+ * for the first write after a load, a change of entry point and a repair
+ * that exceeds its budget (hnsw_walks counts them). Returns 0 or -1 when
+ * out of memory (then the graph must be rebuilt from its records);
+ * *repaired counts the adopted nodes.
  */
 int hnsw_repair(hnsw *h, hnsw_scratch *s, size_t *repaired);
+
+/* Whole-graph walks the repairs have made (see hnsw_repair). */
+unsigned long hnsw_walks(const hnsw *h);
 
 hnsw_scratch *hnsw_scratch_create(void);
 /* Distances the beam searches on s computed since the last call. */
@@ -163,7 +176,10 @@ void hnsw_set_entry(hnsw *h, uint32_t entry, int max_level);
 /*
  * Check the graph's invariants: every stored neighbour is a live node of
  * at least that level, degrees are within bounds, no self loops, the entry
- * point has the top level and every live node is reachable from it.
+ * point has the top level and every live node is reachable from it over
+ * level 0. Once a write built the write side (hnsw_repair): the reverse
+ * lists and in-degrees match the lists, and after a repair every node
+ * but the entry point has a level-0 in-neighbour labelled below it.
  * Returns 0, -1 with the first violation described in err, or -2 when
  * out of memory (nothing was found).
  */

@@ -91,3 +91,49 @@ void bench_remove_dir(const char *dir)
     unlink(path);
     rmdir(dir);
 }
+
+double bench_next_unit(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return (double)((*s * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+}
+
+float *bench_random_rows(long n, unsigned dim, uint64_t *s)
+{
+    float *rows = qv_malloc((size_t)n * dim * sizeof *rows);
+    for (size_t i = 0; rows && i < (size_t)n * dim; i++)
+        rows[i] = (float)bench_next_unit(s);
+    return rows;
+}
+
+int bench_upsert_rows(qv_db *db, const char *collection, const float *rows,
+                      const long *ids, long first, long n, unsigned dim,
+                      size_t batch, char *err, size_t errlen)
+{
+    qv_doc *docs = qv_malloc(batch * sizeof *docs);
+    char (*names)[24] = qv_malloc(batch * sizeof *names);
+    int rc = -1;
+    if (!docs || !names) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    for (long at = 0; at < n;) {
+        size_t m = 0;
+        for (; m < batch && at < n; m++, at++) {
+            snprintf(names[m], sizeof names[m], "%ld", ids ? ids[at]
+                                                           : first + at);
+            docs[m] = (qv_doc){names[m], rows + (size_t)at * dim, dim, NULL};
+        }
+        if (qv_upsert(db, collection, docs, m) != QV_OK) {
+            snprintf(err, errlen, "upsert: %s", qv_errmsg(db));
+            goto cleanup;
+        }
+    }
+    rc = 0;
+cleanup:
+    qv_mem_free(docs);
+    qv_mem_free(names);
+    return rc;
+}

@@ -14,4 +14,19 @@ unsigned bench_true_hits(const qv_hits *hits, const int32_t *gt, unsigned k);
 char *bench_temp_dir(void);
 void bench_remove_dir(const char *dir);
 
+/* xorshift64*: a uniform double in [0, 1) from the state *s (nonzero);
+ * the benchmarks' generated rows are the same in every run. */
+double bench_next_unit(uint64_t *s);
+/* n uniform random rows in [0, 1)^dim drawn from *s (qv_mem_free them),
+ * or NULL when out of memory. */
+float *bench_random_rows(long n, unsigned dim, uint64_t *s);
+/*
+ * Upsert n rows (row i is rows + i * dim) as ids ids[i], or first + i
+ * when ids is NULL, into collection, batch rows a call. 0, or -1 with the
+ * reason in err.
+ */
+int bench_upsert_rows(qv_db *db, const char *collection, const float *rows,
+                      const long *ids, long first, long n, unsigned dim,
+                      size_t batch, char *err, size_t errlen);
+
 #endif

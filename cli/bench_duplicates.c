@@ -112,15 +112,6 @@ static int parse_dup_args(int argc, char **argv, struct dup_args *a)
     return 0;
 }
 
-/* xorshift64*: the rows are the same in every run. */
-static double next_unit(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return (double)((*s * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
-}
-
 /*
  * The rows of a case: values 0, uniform random vectors in [0, 1)^dim;
  * values 1, every row [0, ..., 0, 1] (the issue's vector); values V, each
@@ -138,18 +129,18 @@ static float *make_rows(long n, unsigned dim, long values)
         goto cleanup;
     }
     for (long i = 0; values > 1 && i < values * (long)dim; i++)
-        pool[i] = (float)next_unit(&seed);
+        pool[i] = (float)bench_next_unit(&seed);
     for (long i = 0; i < n; i++) {
         float *row = rows + (size_t)i * dim;
         if (values == 1) {
             for (unsigned j = 0; j < dim; j++)
                 row[j] = j + 1 == dim;
         } else if (values > 1) {
-            long pick = (long)(next_unit(&seed) * (double)values);
+            long pick = (long)(bench_next_unit(&seed) * (double)values);
             memcpy(row, pool + (size_t)pick * dim, dim * sizeof *row);
         } else {
             for (unsigned j = 0; j < dim; j++)
-                row[j] = (float)next_unit(&seed);
+                row[j] = (float)bench_next_unit(&seed);
         }
     }
 cleanup:
@@ -188,31 +179,11 @@ static int write_fvecs(const char *dir, const char *name, const float *rows,
 static double import_rows(qv_db *db, const float *rows, long n, unsigned dim,
                           char *err, size_t errlen)
 {
-    qv_doc *docs = qv_malloc(BATCH * sizeof *docs);
-    char (*ids)[24] = qv_malloc(BATCH * sizeof *ids);
-    double secs = -1;
-    if (!docs || !ids) {
-        snprintf(err, errlen, "out of memory");
-        goto cleanup;
-    }
     double t0 = cli_now();
-    for (long first = 0; first < n; first += BATCH) {
-        size_t m = 0;
-        for (; m < BATCH && first + (long)m < n; m++) {
-            snprintf(ids[m], sizeof ids[m], "%ld", first + (long)m);
-            docs[m] = (qv_doc){ids[m], rows + (size_t)(first + (long)m) * dim,
-                               dim, NULL};
-        }
-        if (qv_upsert(db, "bench", docs, m) != QV_OK) {
-            snprintf(err, errlen, "upsert: %s", qv_errmsg(db));
-            goto cleanup;
-        }
-    }
-    secs = cli_now() - t0;
-cleanup:
-    qv_mem_free(docs);
-    qv_mem_free(ids);
-    return secs;
+    if (bench_upsert_rows(db, "bench", rows, NULL, 0, n, dim, BATCH, err,
+                          errlen) != 0)
+        return -1;
+    return cli_now() - t0;
 }
 
 /* The hits at distance 0 of a search for the first row (k = 10), and

@@ -13,6 +13,8 @@ int bench_server(int argc, char **argv);
 int bench_filter(int argc, char **argv);
 int bench_embed(int argc, char **argv);
 int bench_duplicates(int argc, char **argv);
+int bench_writes(int argc, char **argv);
+int bench_churn(int argc, char **argv);
 
 /* Seconds on the monotonic clock. */
 double cli_now(void);

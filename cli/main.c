@@ -250,12 +250,14 @@ static int bench_main(int argc, char **argv)
         {"flat", bench_flat},     {"ann", bench_ann},
         {"server", bench_server}, {"filter", bench_filter},
         {"embed", bench_embed},   {"duplicates", bench_duplicates},
+        {"writes", bench_writes}, {"churn", bench_churn},
     };
     for (size_t i = 0; argc >= 1 && i < sizeof benches / sizeof *benches; i++)
         if (strcmp(argv[0], benches[i].kind) == 0)
             return benches[i].run(argc, argv);
     fprintf(stderr, "usage: quiver bench "
-                    "flat|ann|server|filter|embed|duplicates ...\n"
+                    "flat|ann|server|filter|embed|duplicates|writes|churn "
+                    "...\n"
                     "quiver bench: unknown benchmark '%s'\n",
             argc >= 1 ? argv[0] : "");
     return 2;

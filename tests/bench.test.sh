@@ -80,6 +80,27 @@ done
 check "duplicates: --write leaves the rows as .fvecs" \
     [ "$(wc -c < "$work/values-10.fvecs")" -eq 60000 ]
 
+# Single writes at two sizes, durable and not: a line per size and mode,
+# every database passes check afterwards.
+out=$("$bin" bench writes --n 1000,2000 --writes 10 --M 8 \
+      --ef-construction 32 --check --json 2>&1)
+check "writes: runs" [ $? -eq 0 ]
+check "writes: a line per size and mode" \
+    [ "$(lines_of "$out" '"bench":"writes"')" -eq 4 ]
+check "writes: every database passes check" \
+    [ "$(lines_of "$out" '"check":true')" -eq 4 ]
+
+# Churn: one round replacing every vector; the churned graph passes check
+# and keeps a working recall beside the fresh build's.
+out=$("$bin" bench churn --n 2000 --nq 50 --rounds 1 --M 8 \
+      --ef-construction 64 --ef 64 --nosync --json 2>&1)
+check "churn: runs" [ $? -eq 0 ]
+check "churn: the churned graph passes check" \
+    [ "$(lines_of "$out" '"check":true')" -eq 1 ]
+check "churn: recall >= 0.8" at_least "$(field "$out" recall)" 0.8
+check "churn: the fresh build's recall >= 0.8" \
+    at_least "$(field "$out" recall_fresh)" 0.8
+
 out=$("$bin" bench filter $vecs --labels "$work/labels.u8" --nq 50 \
       --json --db "$work/filter" 2>&1)
 check "filter: runs" [ $? -eq 0 ]

@@ -208,6 +208,202 @@ static void test_reachable_after_each_single_change(void **state)
     hnsw_free(h);
 }
 
+/* hnsw_check, failing the test with its message. */
+static void assert_graph_valid(const hnsw *h, const char *when)
+{
+    char err[256];
+    if (hnsw_check(h, err, sizeof err) != 0)
+        fail_msg("%s: %s", when, err);
+}
+
+/*
+ * Rounds of churn as documents see it: each batch removes a random share
+ * of the nodes, gives some of the freed slots new vectors and adds new
+ * nodes, then repairs. After every batch the whole graph passes
+ * hnsw_check, which for a graph written in this process also proves the
+ * write side: the reverse lists hold exactly the lists' edges, and every
+ * node has an in-neighbour labelled below it. The repairs stay local:
+ * whole-graph walks happen only when the entry point changes (a new top
+ * level or the top node removed), not once a batch.
+ */
+static void test_churn_keeps_every_invariant_locally(void **state)
+{
+    enum { N = 1200, D = 8, BATCHES = 60, SLOTS = 2 * N };
+    hnsw_params p = {.dim = D, .M = 6, .ef_construction = 32,
+                     .metric = HNSW_L2, .seed = 21};
+    hnsw *h = hnsw_create(&p);
+    hnsw_scratch *s = hnsw_scratch_create();
+    float *v = clustered(31, SLOTS, D);
+    uint64_t rng = 5;
+    size_t orphans;
+    uint32_t next = 0, entries = 0;
+    assert_int_equal(hnsw_reserve(h, SLOTS), 0);
+    for (; next < N; next++)
+        assert_int_equal(hnsw_insert(h, s, next, v + next * D,
+                                     hnsw_random_level(h, next, 0)), 0);
+    assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+    assert_graph_valid(h, "after the first inserts");
+    unsigned long walks = hnsw_walks(h);
+    for (int b = 0; b < BATCHES; b++) {
+        uint32_t entry = hnsw_entry(h);
+        for (int i = 0; i < 40; i++) {
+            uint32_t id = (uint32_t)(tu_rand(&rng) % next);
+            assert_int_equal(hnsw_remove(h, s, id), 0);
+            if (i % 2 == 0) {   /* a new vector in the freed slot */
+                tu_rand_vector(&rng, v + id * D, D);
+                assert_int_equal(hnsw_insert(h, s, id, v + id * D,
+                                  hnsw_random_level(h, id, (uint64_t)b + 1)),
+                                 0);
+            }
+        }
+        for (int i = 0; i < 10 && next < SLOTS; i++, next++)
+            assert_int_equal(hnsw_insert(h, s, next, v + next * D,
+                                         hnsw_random_level(h, next, 0)), 0);
+        assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+        assert_graph_valid(h, "after a batch of churn");
+        entries += hnsw_entry(h) != entry;
+    }
+    printf("# %lu walks in %d batches, %u changes of entry point\n",
+           hnsw_walks(h) - walks, BATCHES, entries);
+    assert_true(hnsw_walks(h) - walks <= entries);
+    free(v);
+    hnsw_scratch_free(s);
+    hnsw_free(h);
+}
+
+/* The ids of the nodes whose level-0 list holds one of ids[0..n) (from
+ * their records), into out; returns how many. */
+static size_t pointing_into(const hnsw *h, uint32_t slots, uint32_t lo,
+                            uint32_t hi, uint32_t *out)
+{
+    size_t n = 0;
+    unsigned char rec[4096];
+    for (uint32_t id = 0; id < slots; id++) {
+        if (!hnsw_contains(h, id) || (id >= lo && id < hi))
+            continue;
+        hnsw_record_write(h, id, rec);
+        uint32_t count;
+        memcpy(&count, rec + 4, 4);
+        for (uint32_t i = 0; i < count; i++) {
+            uint32_t nb;
+            memcpy(&nb, rec + 8 + 4 * i, 4);
+            if (nb >= lo && nb < hi) {
+                out[n++] = id;
+                break;
+            }
+        }
+    }
+    return n;
+}
+
+/*
+ * A far cluster hangs from the rest by the few nodes that link into it.
+ * Removing those nodes, again and again as the removals' relinks make
+ * new ones, cuts the cluster off while its nodes still point at each
+ * other, which in-degrees alone do not see. The local repair finds it
+ * from the nodes that lost in-edges (their labels rise within the
+ * cluster until one is adopted from outside) without a walk of the graph.
+ */
+static void test_local_repair_adopts_a_cut_off_group(void **state)
+{
+    enum { NA = 600, NB = 30, D = 4, N = NA + NB };
+    hnsw_params p = {.dim = D, .M = 4, .ef_construction = 24,
+                     .metric = HNSW_L2, .seed = 2};
+    hnsw *h = hnsw_create(&p);
+    hnsw_scratch *s = hnsw_scratch_create();
+    float *v = malloc(N * D * sizeof *v);
+    uint32_t *bridges = malloc(N * sizeof *bridges);
+    uint64_t rng = 77;
+    size_t orphans, adopted = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        for (int j = 0; j < D; j++)
+            v[i * D + j] = tu_randf(&rng) + (i >= NA ? 50.0f : 0.0f);
+    }
+    assert_int_equal(hnsw_reserve(h, N), 0);
+    /* level 0 for all: no upper level leads into the cluster either */
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(hnsw_insert(h, s, i, v + i * D, 0), 0);
+    assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+    assert_graph_valid(h, "after the inserts");
+    unsigned long walks = hnsw_walks(h);
+    for (int round = 0; round < 20; round++) {
+        size_t n = pointing_into(h, N, NA, N, bridges);
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            if (bridges[i] != hnsw_entry(h))
+                assert_int_equal(hnsw_remove(h, s, bridges[i]), 0);
+        }
+        assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+        adopted += orphans;
+        assert_graph_valid(h, "after removing the bridges");
+    }
+    printf("# %zu adopted, %lu walks\n", adopted, hnsw_walks(h) - walks);
+    assert_true(adopted > 0);
+    assert_int_equal(hnsw_walks(h) - walks, 0);
+    free(v);
+    free(bridges);
+    hnsw_scratch_free(s);
+    hnsw_free(h);
+}
+
+/*
+ * A graph written in memory and the one loaded from its records are the
+ * same graph: the same records byte for byte, and once the loaded one
+ * has rebuilt its write side (the first repair) it passes hnsw_check,
+ * reverse lists and labels included, and repairing it changes nothing.
+ */
+static void test_loaded_graph_equals_the_written_one(void **state)
+{
+    enum { N = 900, D = 6 };
+    hnsw_params p = {.dim = D, .M = 5, .ef_construction = 30,
+                     .metric = HNSW_L2, .seed = 8};
+    hnsw *h = hnsw_create(&p), *g = hnsw_create(&p);
+    hnsw_scratch *s = hnsw_scratch_create();
+    float *v = clustered(41, N, D);
+    unsigned char a[4096], b[4096];
+    uint64_t rng = 3;
+    size_t orphans;
+    assert_int_equal(hnsw_reserve(h, N), 0);
+    assert_int_equal(hnsw_reserve(g, N), 0);
+    for (uint32_t i = 0; i < N; i++)
+        assert_int_equal(hnsw_insert(h, s, i, v + i * D,
+                                     hnsw_random_level(h, i, 0)), 0);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(hnsw_remove(h, s, (uint32_t)(tu_rand(&rng) % N)),
+                         0);
+    assert_int_equal(hnsw_repair(h, s, &orphans), 0);
+    for (uint32_t i = 0; i < N; i++) {
+        if (!hnsw_contains(h, i))
+            continue;
+        size_t len = hnsw_record_size(h, i);
+        assert_true(len <= sizeof a);
+        hnsw_record_write(h, i, a);
+        assert_int_equal(hnsw_record_load(g, i, hnsw_element(h, i), a, len),
+                         0);
+    }
+    hnsw_set_entry(g, hnsw_entry(h), hnsw_max_level(h));
+    assert_int_equal(hnsw_count(g), hnsw_count(h));
+    hnsw_dirty_clear(g);
+    assert_int_equal(hnsw_repair(g, s, &orphans), 0);
+    assert_int_equal(orphans, 0);
+    assert_int_equal(hnsw_dirty_count(g), 0);
+    assert_graph_valid(g, "the loaded graph");
+    for (uint32_t i = 0; i < N; i++) {
+        assert_int_equal(hnsw_contains(g, i), hnsw_contains(h, i));
+        if (!hnsw_contains(h, i))
+            continue;
+        assert_int_equal(hnsw_record_size(g, i), hnsw_record_size(h, i));
+        hnsw_record_write(h, i, a);
+        hnsw_record_write(g, i, b);
+        assert_memory_equal(a, b, hnsw_record_size(h, i));
+    }
+    free(v);
+    hnsw_scratch_free(s);
+    hnsw_free(h);
+    hnsw_free(g);
+}
+
 /*
  * Build a graph of the n vectors v one thread, repairing after every
  * batch as a write does; returns the distances the walks of the inserts
@@ -656,6 +852,9 @@ int main(void)
         cmocka_unit_test(test_graph_invariants_through_inserts_and_removals),
         cmocka_unit_test(test_parallel_inserts_keep_invariants),
         cmocka_unit_test(test_reachable_after_each_single_change),
+        cmocka_unit_test(test_churn_keeps_every_invariant_locally),
+        cmocka_unit_test(test_local_repair_adopts_a_cut_off_group),
+        cmocka_unit_test(test_loaded_graph_equals_the_written_one),
         cmocka_unit_test(test_duplicates_cost_what_distinct_vectors_cost),
         T(test_recall_generated_l2),
         T(test_recall_generated_ip_and_cosine),

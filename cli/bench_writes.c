@@ -1,0 +1,335 @@
+/*
+ * bench_writes.c - `quiver bench writes`: the latency of single writes
+ * (one document a transaction) as the collection grows. For each size n
+ * in --n, a fresh database gets n uniform random rows, then is reopened
+ * once with durable commits and once with QV_OPEN_NOSYNC, and each time
+ * --writes single inserts (new ids), updates (an existing id takes a new
+ * vector) and deletes are timed one by one, after a first write timed
+ * apart (it builds the graph's write side after the load). One JSON line
+ * per size and mode: mean, median and 99th percentile per kind, in
+ * milliseconds.
+ *
+ * A write whose cost does not grow with the collection shows the same
+ * figures at every n; the sizes are chosen apart (60,000 and 240,000 by
+ * default) so that growth in n stands out from the machine's noise.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "cli/bench.h"
+#include "cli/cli.h"
+
+#define MAX_SIZES 8
+#define IMPORT_BATCH 1000
+
+struct writes_args {
+    long sizes[MAX_SIZES];
+    int nsizes, json, check;
+    unsigned dim, M, ef_construction, threads;
+    long writes;
+};
+
+/* The latencies of one kind of write, in seconds. */
+struct latencies {
+    double *s;
+    long n;
+};
+
+static const char writes_usage[] =
+    "usage: quiver bench writes [--n 60000,240000] [--dim 32] [--writes 200]\n"
+    "       [--M 16] [--ef-construction 200] [--threads 2] [--check]\n"
+    "       [--json]\n";
+
+static int parse_sizes(const char *list, struct writes_args *a)
+{
+    char *copy = strdup(list), *save = NULL;
+    int rc = copy ? 0 : -1;
+    a->nsizes = 0;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && !rc;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *end;
+        long n = strtol(tok, &end, 10);
+        if (*end || n < 1 || a->nsizes == MAX_SIZES)
+            rc = -1;
+        else
+            a->sizes[a->nsizes++] = n;
+    }
+    free(copy);
+    return rc == 0 && a->nsizes > 0 ? 0 : -1;
+}
+
+static int parse_writes_args(int argc, char **argv, struct writes_args *a)
+{
+    enum { O_N = 256, O_DIM, O_WRITES, O_M, O_EFC, O_THREADS, O_CHECK,
+           O_JSON };
+    static const struct option opts[] = {
+        {"n", required_argument, 0, O_N},
+        {"dim", required_argument, 0, O_DIM},
+        {"writes", required_argument, 0, O_WRITES},
+        {"M", required_argument, 0, O_M},
+        {"ef-construction", required_argument, 0, O_EFC},
+        {"threads", required_argument, 0, O_THREADS},
+        {"check", no_argument, 0, O_CHECK},
+        {"json", no_argument, 0, O_JSON},
+        {0, 0, 0, 0}};
+    *a = (struct writes_args){.sizes = {60000, 240000}, .nsizes = 2,
+                              .dim = 32, .M = 16, .ef_construction = 200,
+                              .threads = 2, .writes = 200};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_DIM: a->dim = (unsigned)atoi(optarg); break;
+        case O_WRITES: a->writes = atol(optarg); break;
+        case O_M: a->M = (unsigned)atoi(optarg); break;
+        case O_EFC: a->ef_construction = (unsigned)atoi(optarg); break;
+        case O_THREADS: a->threads = (unsigned)atoi(optarg); break;
+        case O_CHECK: a->check = 1; break;
+        case O_JSON: a->json = 1; break;
+        case O_N:
+            if (parse_sizes(optarg, a) != 0) {
+                fprintf(stderr, "quiver bench writes: bad --n list '%s'\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        default:
+            fputs(writes_usage, stderr);
+            return -1;
+        }
+    }
+    if (optind != argc || a->dim < 1 || a->writes < 1 || a->threads < 1) {
+        fputs(writes_usage, stderr);
+        return -1;
+    }
+    return 0;
+}
+
+static int by_value(const void *pa, const void *pb)
+{
+    double a = *(const double *)pa, b = *(const double *)pb;
+    return a < b ? -1 : a > b;
+}
+
+/* Mean, median and 99th percentile in ms (sorts l). */
+static json_t *summary(struct latencies *l)
+{
+    double sum = 0;
+    qsort(l->s, (size_t)l->n, sizeof *l->s, by_value);
+    for (long i = 0; i < l->n; i++)
+        sum += l->s[i];
+    long p99 = (long)((double)l->n * 0.99);
+    p99 = p99 < l->n ? p99 : l->n - 1;
+    return json_pack("{s:f, s:f, s:f}", "mean_ms", 1e3 * sum / (double)l->n,
+                     "p50_ms", 1e3 * l->s[l->n / 2], "p99_ms",
+                     1e3 * l->s[p99]);
+}
+
+/*
+ * writes single inserts of new ids from *next_id, then as many updates of
+ * ids below n, then as many deletes of ids below n (each id once, spread
+ * over the collection by a stride prime to n; *deleted_from is where this
+ * mode's deletes start in that order). Each write is timed alone.
+ */
+static int time_writes(qv_db *db, const struct writes_args *a, long n,
+                       long *next_id, long *deleted_from, uint64_t *seed,
+                       struct latencies lat[3], char *err, size_t errlen)
+{
+    float *row = qv_malloc(a->dim * sizeof *row);
+    char name[24];
+    int rc = -1;
+    if (!row) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    for (int kind = 0; kind < 3; kind++) {
+        for (long i = 0; i < a->writes; i++) {
+            for (unsigned j = 0; j < a->dim; j++)
+                row[j] = (float)bench_next_unit(seed);
+            long id = kind == 0 ? (*next_id)++
+                    : kind == 1 ? (long)(bench_next_unit(seed) * (double)n)
+                                : (*deleted_from + i) * 7919 % n;
+            snprintf(name, sizeof name, "%ld", id);
+            qv_doc doc = {name, row, a->dim, NULL};
+            double t0 = cli_now();
+            qv_status st = kind < 2 ? qv_upsert(db, "bench", &doc, 1)
+                                    : qv_delete(db, "bench", name);
+            lat[kind].s[lat[kind].n++] = cli_now() - t0;
+            if (st != QV_OK) {
+                snprintf(err, errlen, "%s: %s", kind < 2 ? "upsert"
+                         : "delete", qv_errmsg(db));
+                goto cleanup;
+            }
+        }
+    }
+    *deleted_from += a->writes;
+    rc = 0;
+cleanup:
+    qv_mem_free(row);
+    return rc;
+}
+
+/* One insert of a new id (*next_id), the first write after the open. */
+static int first_write(qv_db *db, const struct writes_args *a,
+                       long *next_id, uint64_t *seed, char *err,
+                       size_t errlen)
+{
+    float *row = bench_random_rows(1, a->dim, seed);
+    char name[24];
+    snprintf(name, sizeof name, "%ld", (*next_id)++);
+    qv_doc doc = {name, row, a->dim, NULL};
+    qv_status st = row ? qv_upsert(db, "bench", &doc, 1) : QV_ERR_NOMEM;
+    qv_mem_free(row);
+    if (st != QV_OK)
+        snprintf(err, errlen, "upsert: %s", qv_errmsg(db));
+    return st == QV_OK ? 0 : -1;
+}
+
+static void print_mode(const struct writes_args *a, long n, int nosync,
+                       double import_s, double open_s, double first_s,
+                       int check_ok, struct latencies lat[3])
+{
+    static const char *const kinds[3] = {"insert", "update", "delete"};
+    json_t *o = json_pack("{s:s, s:I, s:i, s:i, s:i, s:s, s:I, s:f, s:f}",
+                          "bench", "writes", "n", (json_int_t)n, "d",
+                          (int)a->dim, "M", (int)a->M, "ef_construction",
+                          (int)a->ef_construction, "sync",
+                          nosync ? "nosync" : "durable", "writes",
+                          (json_int_t)a->writes, "import_s", import_s,
+                          "open_s", open_s);
+    if (o)
+        json_object_set_new(o, "first_write_ms", json_real(1e3 * first_s));
+    for (int k = 0; o && k < 3; k++)
+        json_object_set_new(o, kinds[k], summary(&lat[k]));
+    if (o && a->check)
+        json_object_set_new(o, "check", json_boolean(check_ok));
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                JSON_REAL_PRECISION(5));
+    puts(s ? s : "{}");
+    fflush(stdout);
+    free(s);
+    json_decref(o);
+}
+
+/* Reopen dir (durable or not), time the writes, print them. */
+static int run_mode(const struct writes_args *a, const char *dir, long n,
+                    int nosync, double import_s, long *next_id,
+                    long *deleted_from, uint64_t *seed, char *err,
+                    size_t errlen)
+{
+    qv_open_options oo = {.threads = a->threads,
+                          .flags = nosync ? QV_OPEN_NOSYNC : 0};
+    struct latencies lat[3] = {{0}};
+    qv_db *db = NULL;
+    char *report = NULL;
+    int rc = -1, check_ok = 0;
+    for (int k = 0; k < 3; k++) {
+        if (!(lat[k].s = qv_malloc((size_t)a->writes * sizeof *lat[k].s))) {
+            snprintf(err, errlen, "out of memory");
+            goto cleanup;
+        }
+    }
+    double t0 = cli_now();
+    qv_hits *hits = NULL;
+    qv_search_options so = {.k = 1};
+    if (qv_open(dir, &oo, &db) != QV_OK) {
+        snprintf(err, errlen, "%s", qv_errmsg(db));
+        goto cleanup;
+    }
+    /* the graph loads on first use: a search, timed with the open */
+    float *q = bench_random_rows(1, a->dim, seed);
+    qv_status st = q ? qv_search(db, "bench", q, a->dim, &so, &hits)
+                     : QV_ERR_NOMEM;
+    qv_mem_free(q);
+    qv_free(hits);
+    if (st != QV_OK) {
+        snprintf(err, errlen, "search: %s", qv_errmsg(db));
+        goto cleanup;
+    }
+    double open_s = cli_now() - t0;
+    /* the first write after a load builds the graph's write side (its
+     * reverse lists and labels, O(n) once): timed apart */
+    t0 = cli_now();
+    if (first_write(db, a, next_id, seed, err, errlen) != 0)
+        goto cleanup;
+    double first_s = cli_now() - t0;
+    if (time_writes(db, a, n, next_id, deleted_from, seed, lat, err,
+                    errlen) != 0)
+        goto cleanup;
+    if (a->check)
+        check_ok = qv_check(db, &report) == QV_OK;
+    print_mode(a, n, nosync, import_s, open_s, first_s, check_ok, lat);
+    rc = 0;
+cleanup:
+    for (int k = 0; k < 3; k++)
+        qv_mem_free(lat[k].s);
+    qv_free(report);
+    qv_close(db);
+    return rc;
+}
+
+/* A fresh database of n rows, then both modes' writes. */
+static int run_size(const struct writes_args *a, long n, char *err,
+                    size_t errlen)
+{
+    char *dir = bench_temp_dir();
+    qv_db *db = NULL;
+    uint64_t seed = 0x9E3779B97F4A7C15ull ^ (uint64_t)n;
+    float *rows = bench_random_rows(n, a->dim, &seed);
+    qv_open_options oo = {.threads = a->threads, .flags = QV_OPEN_NOSYNC};
+    qv_collection_config cfg = {.dim = a->dim, .metric = QV_METRIC_L2,
+                                .M = a->M,
+                                .ef_construction = a->ef_construction};
+    long next_id = n, deleted_from = 0;
+    int rc = -1;
+    if (!dir || !rows) {
+        snprintf(err, errlen, "%s", dir ? "out of memory for the rows"
+                                        : "cannot make a temporary directory");
+        goto cleanup;
+    }
+    if (qv_open(dir, &oo, &db) != QV_OK ||
+        qv_create_collection(db, "bench", &cfg) != QV_OK) {
+        snprintf(err, errlen, "%s", qv_errmsg(db));
+        goto cleanup;
+    }
+    double t0 = cli_now();
+    if (bench_upsert_rows(db, "bench", rows, NULL, 0, n, a->dim,
+                          IMPORT_BATCH, err, errlen) != 0)
+        goto cleanup;
+    double import_s = cli_now() - t0;
+    qv_close(db);
+    db = NULL;
+    for (int nosync = 0; nosync < 2; nosync++) {
+        if (run_mode(a, dir, n, nosync, import_s, &next_id, &deleted_from,
+                     &seed, err, errlen) != 0)
+            goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    qv_close(db);
+    qv_mem_free(rows);
+    if (dir) {
+        bench_remove_dir(dir);
+        free(dir);
+    }
+    return rc;
+}
+
+int bench_writes(int argc, char **argv)
+{
+    struct writes_args a;
+    char err[512] = "";
+    if (parse_writes_args(argc, argv, &a) != 0)
+        return 2;
+    for (int i = 0; i < a.nsizes; i++) {
+        if (run_size(&a, a.sizes[i], err, sizeof err) != 0) {
+            fprintf(stderr, "quiver bench writes: %s\n", err);
+            return 1;
+        }
+    }
+    return 0;
+}
