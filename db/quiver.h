@@ -687,6 +687,25 @@ qv_status qv_stats(qv_db *db, char **json);
  */
 qv_status qv_set_threads(qv_db *db, uint32_t threads);
 
+/* ---- Clusters (docs/CLUSTER.md) ---------------------------------------- */
+
+/*
+ * A handle on a node of a cluster reads what that node has applied of the
+ * write log. Each write's answer carries its sequence in the log, a write
+ * token; a remote handle keeps the largest it has seen and sends it with
+ * every request, which the node then answers only once it has applied
+ * that far (read-your-writes within the handle, also after it moves to
+ * another node). A node that cannot catch up within 30 s answers
+ * QV_ERR_TIMEOUT.
+ *
+ * qv_write_token: *token = the handle's write token (0: none yet, or an
+ * embedded handle, which always reads its own database).
+ * qv_read_after: later requests on this handle wait until their node has
+ * applied the write of token (for a token another handle wrote with).
+ */
+qv_status qv_write_token(qv_db *db, uint64_t *token);
+qv_status qv_read_after(qv_db *db, uint64_t token);
+
 /* ---- Log positions ------------------------------------------------------ */
 
 /*

@@ -42,6 +42,8 @@ typedef struct remote_db {
     pthread_mutex_t lock;   /* one call at a time on the connection */
     stream s;               /* s.fd -1 when not connected */
     uint64_t next_id;
+    uint64_t read_after;    /* a cluster's write token: every request
+                               waits until its node applied that write */
     wbuf out, in;
 } remote_db;
 
@@ -256,6 +258,7 @@ static qv_status receive_frame(remote_db *db, const uint8_t **payload,
 static qv_status call_locked(remote_db *db, Request *req, Response **resp)
 {
     req->id = ++db->next_id;
+    req->after = db->read_after;
     db->out.len = 0;
     if (frame_append(&db->out, &req->base) != 0)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for a request");
@@ -284,6 +287,8 @@ static qv_status call_locked(remote_db *db, Request *req, Response **resp)
                        "request (expected %llu)", (unsigned long long)r->id,
                        (unsigned long long)req->id);
     }
+    if (r->write_token > db->read_after)   /* read what this handle wrote */
+        db->read_after = r->write_token;
     if ((unsigned)r->status > QV_STATUS_LAST) {  /* not one of qv_status */
         disconnect(db);
         return qv_fail(&db->base, QV_ERR_PROTOCOL, "%s:%s answered with "
@@ -1046,6 +1051,25 @@ static qv_status remote_set_threads(qv_db *base, uint32_t threads)
                    "server's setting (quiverd --threads)");
 }
 
+static qv_status remote_write_token(qv_db *base, uint64_t *token)
+{
+    remote_db *db = (remote_db *)base;
+    pthread_mutex_lock(&db->lock);
+    *token = db->read_after;
+    pthread_mutex_unlock(&db->lock);
+    return QV_OK;
+}
+
+static qv_status remote_read_after(qv_db *base, uint64_t token)
+{
+    remote_db *db = (remote_db *)base;
+    pthread_mutex_lock(&db->lock);
+    if (token > db->read_after)
+        db->read_after = token;
+    pthread_mutex_unlock(&db->lock);
+    return QV_OK;
+}
+
 static qv_status remote_position_get(qv_db *base, const char *name,
                                      uint64_t *value)
 {
@@ -1105,6 +1129,8 @@ static const qv_db_ops remote_ops = {
     .set_threads = remote_set_threads,
     .position_get = remote_position_get,
     .position_put = remote_position_put,
+    .write_token = remote_write_token,
+    .read_after = remote_read_after,
 };
 
 /* "qv[s]://host:port" or "qv[s]://[v6]:port" into host and port. */
