@@ -221,8 +221,8 @@ $(BF)/%.o: %.c $(GEN) | deps
 $(BF)/libquiver.a: $(LIB_OBJ_F)
 	rm -f $@ && ar rcs $@ $^
 
-$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/server/dispatch.o $(BF)/libquiver.a
-	$(FUZZ_LINK) -o $@ $^ $(LIBS)
+$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/server/dispatch.o $(CLUSTER_SRC:%.c=$(BF)/%.o) $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(SERVER_LIBS)
 
 $(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a
 	$(FUZZ_LINK) -o $@ $^ $(LIBS)

@@ -531,6 +531,14 @@ qv_status qv_read_after(qv_db *db, uint64_t token)
     return db->ops->read_after(db, token);
 }
 
+qv_status qv_cluster_status(qv_db *db, char **json)
+{
+    BEGIN_CALL(db);
+    if (!json)
+        return qv_fail(db, QV_ERR_INVALID, "json is NULL");
+    return db->ops->cluster_status(db, json);
+}
+
 qv_status qv_set_threads(qv_db *db, uint32_t threads)
 {
     BEGIN_CALL(db);

@@ -706,6 +706,20 @@ qv_status qv_set_threads(qv_db *db, uint32_t threads);
 qv_status qv_write_token(qv_db *db, uint64_t *token);
 qv_status qv_read_after(qv_db *db, uint64_t token);
 
+/*
+ * The cluster as the handle's node sees it, a JSON object (*json, release
+ * with qv_free): "node" (its name), "stream" {"name", "last_seq",
+ * "replicas"}, "nodes" [{"node", "listen", "db_id", "applied",
+ * "lag_entries", "lag_seconds", "seen_seconds_ago"}...] of the live nodes,
+ * "last_error" (the node's last failure reading the log, "" for none).
+ *
+ * Returns:
+ *   QV_ERR_UNSUPPORTED - an embedded handle, or a server that is not a
+ *                        cluster node
+ *   QV_ERR_CONNECTION  - the node cannot reach NATS
+ */
+qv_status qv_cluster_status(qv_db *db, char **json);
+
 /* ---- Log positions ------------------------------------------------------ */
 
 /*

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -153,6 +154,28 @@ static void test_writes_reach_every_node(void **state)
         assert_ok(c->h[i], qv_check(c->h[i], &report));
         qv_free(report);
     }
+    /* both nodes are members; the log's last entry is the last write */
+    char *text = NULL;
+    assert_ok(c->h[1], qv_cluster_status(c->h[1], &text));
+    json_t *st = json_loads(text, 0, NULL);
+    qv_free(text);
+    assert_non_null(st);
+    assert_string_equal(json_string_value(json_object_get(st, "node")), "n2");
+    json_t *stream = json_object_get(st, "stream");
+    assert_string_equal(json_string_value(json_object_get(stream, "name")),
+                        "test");
+    assert_int_equal(json_integer_value(json_object_get(stream, "last_seq")),
+                     token);
+    json_t *nodes = json_object_get(st, "nodes");
+    assert_int_equal(json_array_size(nodes), 2);
+    int seen = 0;
+    for (size_t i = 0; i < 2; i++) {
+        const char *name = json_string_value(
+            json_object_get(json_array_get(nodes, i), "node"));
+        seen |= !strcmp(name, "n1") ? 1 : !strcmp(name, "n2") ? 2 : 0;
+    }
+    assert_int_equal(seen, 3);
+    json_decref(st);
 }
 
 /* A node that was down applies what it missed, from its own position,
@@ -239,6 +262,13 @@ static void test_databases_are_kept_apart(void **state)
     expect_refusal(c->node_dir[1], other, "a replica of another write log "
                                           "than stream 'other'");
     start_node(c, 1);
+    /* a live node's name is not taken by a node of another database */
+    char *twin = tu_mkdtemp();
+    const char *same_name[] = {"--cluster", c->url, "--node", "n1",
+                               "--stream", "test", NULL};
+    expect_refusal(twin, same_name, "node name 'n1' is taken by a live node "
+                                    "with another database");
+    tu_rmdir(twin);
 }
 
 int main(void)

@@ -52,6 +52,7 @@ static const qv_db_ops eng_ops = {
     .position_put = eng_position_put,
     .write_token = eng_write_token,
     .read_after = eng_read_after,
+    .cluster_status = eng_cluster_status,
 };
 
 qv_status eng_open(const char *path, const qv_open_options *opts,

@@ -9,6 +9,12 @@
  * next one. The position is stored in the very transaction of the entry's
  * write (qv_position_with_next_write), or alone when the entry wrote
  * nothing (it was refused: every node refuses it alike).
+ *
+ * Membership: every node keeps a key of its name in the bucket
+ * quiver_STREAM_nodes (JetStream KV), rewritten every BEAT_MS, which
+ * vanishes when it is not rewritten for MEMBER_TTL_MS: its address, its
+ * database's id, how far it applied. A name held by a live node with
+ * another database is refused.
  */
 #include "wire/cluster/node.h"
 
@@ -17,14 +23,20 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include <time.h>
 #include <xxhash.h>
 
 #include "common/alloc.h"
+#include "common/json.h"
 
 #define READ_POLL_MS 200        /* how often the applier checks for stop */
 #define APPLY_WAIT_MS 30000     /* a write's wait for its local apply */
 #define POSITION_PREFIX "applied/"
+#define NODE_ID "node_id"        /* position: the database's random id */
+#define BEAT_MS 2000
+#define MEMBER_TTL_MS 15000
 
 /* A write waiting for the applier to reach its entry. */
 struct waiter {
@@ -38,6 +50,10 @@ struct waiter {
 struct cluster_node {
     qv_db *db;
     clog *log;
+    clog_kv *members;
+    char listen[64];
+    uint64_t db_id;
+    long long last_beat_ms;      /* applier thread only */
     node_apply_fn apply;
     char position[sizeof POSITION_PREFIX + 32];
     char name[64];
@@ -49,9 +65,17 @@ struct cluster_node {
     pthread_mutex_t lock;
     pthread_cond_t applied_cv;   /* broadcast after every entry */
     uint64_t applied;            /* under lock */
+    int64_t applied_time_ns;     /* the log's time of that entry, under lock */
     struct waiter *waiters;      /* under lock */
     char failure[512];           /* the applier's last error, under lock */
 };
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void deadline_in(struct timespec *ts, int ms)
 {
@@ -81,6 +105,7 @@ static void finish(cluster_node *n, const clog_entry *e,
 {
     pthread_mutex_lock(&n->lock);
     n->applied = e->seq;
+    n->applied_time_ns = e->time_ns;
     for (struct waiter *w = n->waiters; w; w = w->next) {
         if (!w->done && strcmp(w->id, e->id) == 0) {
             *w->out = *out;
@@ -100,12 +125,48 @@ static void note_failure(cluster_node *n, const char *err)
     fprintf(stderr, "quiverd: cluster: %s\n", err);
 }
 
+/* This node's member record, as JSON text (free() it); NULL: no memory. */
+static char *member_json(cluster_node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "node", n->name,
+                          "listen", n->listen, "db_id", "",
+                          "applied", (json_int_t)n->applied,
+                          "applied_time_ms",
+                          (json_int_t)(n->applied_time_ns / 1000000),
+                          "seen_ms", (json_int_t)now_ms());
+    pthread_mutex_unlock(&n->lock);
+    char id[24];
+    snprintf(id, sizeof id, "%016llx", (unsigned long long)n->db_id);
+    if (o)
+        json_object_set_new(o, "db_id", json_string(id));
+    char *dumped = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    char *text = dumped ? strdup(dumped) : NULL;
+    qv_json_free(dumped);
+    return text;
+}
+
+/* Rewrite this node's member record when BEAT_MS passed. */
+static void beat(cluster_node *n, int force)
+{
+    long long now = now_ms();
+    if (!force && now - n->last_beat_ms < BEAT_MS)
+        return;
+    n->last_beat_ms = now;
+    char err[512], *text = member_json(n);
+    if (text && clog_kv_put(n->members, n->name, text, err, sizeof err) != 0)
+        note_failure(n, err);
+    free(text);
+}
+
 static void *applier_main(void *arg)
 {
     cluster_node *n = arg;
     clog_reader *r = NULL;
     char err[512];
     while (!atomic_load(&n->stop)) {
+        beat(n, 0);
         if (!r && clog_read_from(n->log, node_applied(n) + 1, &r, err,
                                  sizeof err) != 0) {
             note_failure(n, err);
@@ -154,8 +215,8 @@ static int holds_data(qv_db *db, int *holds)
  * the stream name's hash), or new: then it becomes one. A database that
  * served alone, or another stream, is refused: its data is not the log's.
  */
-static int claim_database(qv_db *db, const char *stream, char *err,
-                          size_t errlen)
+static int claim_database(qv_db *db, const char *stream, uint64_t *id,
+                          char *err, size_t errlen)
 {
     uint64_t mark = 0, want = node_stream_mark(stream);
     int holds = 0;
@@ -165,7 +226,7 @@ static int claim_database(qv_db *db, const char *stream, char *err,
         return -1;
     }
     if (mark == want)
-        return 0;
+        return qv_position_get(db, NODE_ID, id) == QV_OK ? 0 : -1;
     if (mark != 0) {
         snprintf(err, errlen, "the database is a replica of another write "
                  "log than stream '%s'", stream);
@@ -177,10 +238,13 @@ static int claim_database(qv_db *db, const char *stream, char *err,
                  "database (import the data through the cluster instead)");
         return -1;
     }
-    if (qv_position_put(db, NODE_MARK, want) != QV_OK) {
+    if (getrandom(id, sizeof *id, 0) != sizeof *id ||
+        qv_position_put(db, NODE_ID, *id | 1) != QV_OK ||
+        qv_position_put(db, NODE_MARK, want) != QV_OK) {
         snprintf(err, errlen, "marking the database: %s", qv_errmsg(db));
         return -1;
     }
+    *id |= 1;
     return 0;
 }
 
@@ -190,12 +254,48 @@ uint64_t node_stream_mark(const char *stream)
     return h ? h : 1;   /* 0 is "no mark" */
 }
 
-int node_start(const clog_config *cfg, qv_db *db, node_apply_fn apply,
-               cluster_node **out, char *err, size_t errlen)
+/* The db_id in a member record's JSON text; 0 when it has none. */
+static uint64_t member_db_id(const char *text)
+{
+    json_t *o = json_loads(text, 0, NULL);
+    const char *id = json_string_value(json_object_get(o, "db_id"));
+    uint64_t v = id ? strtoull(id, NULL, 16) : 0;
+    json_decref(o);
+    return v;
+}
+
+/* Take this node's name in the members' bucket: refused while a live
+ * node with another database holds it. */
+static int join_members(cluster_node *n, char *err, size_t errlen)
+{
+    char bucket[64], *held = NULL;
+    snprintf(bucket, sizeof bucket, "quiver_%s_nodes", clog_stream(n->log));
+    if (clog_kv_open(n->log, bucket, MEMBER_TTL_MS, &n->members, err,
+                     errlen) != 0 ||
+        clog_kv_get(n->members, n->name, &held, err, errlen) != 0)
+        return -1;
+    uint64_t other = held ? member_db_id(held) : 0;
+    free(held);
+    if (other && other != n->db_id) {
+        snprintf(err, errlen, "node name '%s' is taken by a live node with "
+                 "another database; give each node its own name", n->name);
+        return -1;
+    }
+    beat(n, 1);
+    return 0;
+}
+
+int node_start(const clog_config *cfg, const char *listen, qv_db *db,
+               node_apply_fn apply, cluster_node **out, char *err,
+               size_t errlen)
 {
     *out = NULL;
-    if (!cfg->node || !*cfg->node || strlen(cfg->node) >= 64) {
-        snprintf(err, errlen, "a node name is 1 to 63 bytes");
+    size_t len = cfg->node ? strlen(cfg->node) : 0;
+    if (len == 0 || len >= 64 ||
+        strspn(cfg->node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                          "0123456789_-") != len) {
+        snprintf(err, errlen, "a node name is 1 to 63 bytes of "
+                 "[A-Za-z0-9_-]");
         return -1;
     }
     cluster_node *n = qv_calloc(1, sizeof *n);
@@ -205,6 +305,7 @@ int node_start(const clog_config *cfg, qv_db *db, node_apply_fn apply,
     }
     n->db = db;
     n->apply = apply;
+    snprintf(n->listen, sizeof n->listen, "%s", listen);
     snprintf(n->name, sizeof n->name, "%s", cfg->node);
     pthread_mutex_init(&n->lock, NULL);
     pthread_cond_init(&n->applied_cv, NULL);
@@ -214,7 +315,8 @@ int node_start(const clog_config *cfg, qv_db *db, node_apply_fn apply,
         goto done;
     }
     if (clog_open(cfg, &n->log, err, errlen) != 0 ||
-        claim_database(db, cfg->stream, err, errlen) != 0)
+        claim_database(db, cfg->stream, &n->db_id, err, errlen) != 0 ||
+        join_members(n, err, errlen) != 0)
         goto done;
     snprintf(n->position, sizeof n->position, POSITION_PREFIX "%s",
              cfg->stream);
@@ -244,6 +346,10 @@ void node_stop(cluster_node *n)
     atomic_store(&n->stop, 1);
     if (n->applier_started)
         pthread_join(n->applier, NULL);
+    char err[512];
+    if (n->applier_started)   /* leave at once rather than by expiry */
+        clog_kv_delete(n->members, n->name, err, sizeof err);
+    clog_kv_close(n->members);
     clog_close(n->log);
     pthread_cond_destroy(&n->applied_cv);
     pthread_mutex_destroy(&n->lock);
@@ -335,4 +441,73 @@ qv_status node_wait_applied(cluster_node *n, uint64_t seq, node_outcome *out)
              "log up to entry %llu, not yet %llu; ask again or ask another "
              "node", (unsigned long long)applied, (unsigned long long)seq);
     return QV_ERR_TIMEOUT;
+}
+
+/* ---- status ---- */
+
+/* One member's record, with its lag behind the log's last entry. */
+static json_t *member_status(clog_kv *members, const char *name,
+                             uint64_t last, long long now)
+{
+    char err[512], *text = NULL;
+    if (clog_kv_get(members, name, &text, err, sizeof err) != 0 || !text)
+        return NULL;   /* it left meanwhile */
+    json_t *o = json_loads(text, 0, NULL);
+    free(text);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return NULL;
+    }
+    json_int_t applied = json_integer_value(json_object_get(o, "applied"));
+    json_int_t at = json_integer_value(json_object_get(o, "applied_time_ms"));
+    json_int_t seen = json_integer_value(json_object_get(o, "seen_ms"));
+    uint64_t behind = last > (uint64_t)applied ? last - (uint64_t)applied : 0;
+    json_object_set_new(o, "lag_entries", json_integer((json_int_t)behind));
+    /* at most: the oldest entry it lacks came after the one it applied */
+    json_object_set_new(o, "lag_seconds",
+                        json_real(behind && at ? (double)(now - at) / 1000
+                                               : 0.0));
+    json_object_set_new(o, "seen_seconds_ago",
+                        json_real((double)(now - seen) / 1000));
+    json_object_del(o, "seen_ms");
+    return o;
+}
+
+qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
+{
+    char err[512], **keys = NULL;
+    int nkeys = 0;
+    uint64_t last = 0;
+    *json = NULL;
+    if (clog_last_seq(n->log, &last, err, sizeof err) != 0 ||
+        clog_kv_keys(n->members, &keys, &nkeys, err, sizeof err) != 0) {
+        *fail = (node_outcome){QV_ERR_CONNECTION, "", 0};
+        snprintf(fail->message, sizeof fail->message, "%s", err);
+        return QV_ERR_CONNECTION;
+    }
+    long long now = now_ms();
+    json_t *nodes = json_array();
+    for (int i = 0; nodes && i < nkeys; i++) {
+        json_t *m = member_status(n->members, keys[i], last, now);
+        if (m)
+            json_array_append_new(nodes, m);
+    }
+    clog_kv_keys_free(keys, nkeys);
+    pthread_mutex_lock(&n->lock);
+    char failure[sizeof n->failure];
+    memcpy(failure, n->failure, sizeof failure);
+    pthread_mutex_unlock(&n->lock);
+    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:s}",
+                          "node", n->name, "stream", "name",
+                          clog_stream(n->log), "last_seq", (json_int_t)last,
+                          "replicas", clog_replicas(n->log), "nodes", nodes,
+                          "last_error", failure);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    *json = text ? qv_strndup(text, strlen(text)) : NULL;
+    qv_json_free(text);
+    if (*json)
+        return QV_OK;
+    *fail = (node_outcome){QV_ERR_NOMEM, "out of memory", 0};
+    return QV_ERR_NOMEM;
 }

@@ -32,11 +32,13 @@ typedef void (*node_apply_fn)(qv_db *db, const void *entry, size_t len,
                               node_outcome *out);
 
 /*
- * Join the log described by cfg (cfg->node names this node) and start
- * applying it to db from the position db holds. 0, or -1 with err.
+ * Join the log described by cfg (cfg->node names this node, listen is the
+ * address clients reach it at) and start applying it to db from the
+ * position db holds. 0, or -1 with err.
  */
-int node_start(const clog_config *cfg, qv_db *db, node_apply_fn apply,
-               cluster_node **out, char *err, size_t errlen);
+int node_start(const clog_config *cfg, const char *listen, qv_db *db,
+               node_apply_fn apply, cluster_node **out, char *err,
+               size_t errlen);
 /* Stop applying and leave (what was applied stays). */
 void node_stop(cluster_node *n);
 
@@ -54,6 +56,14 @@ void node_write(cluster_node *n, const char *shard, const void *entry,
  * QV_ERR_TIMEOUT with the reason in out. */
 qv_status node_wait_applied(cluster_node *n, uint64_t seq,
                             node_outcome *out);
+
+/*
+ * The cluster as this node sees it, as JSON text (qv_mem_free it): the stream
+ * (name, last_seq, replicas), and each live node's record (node, listen,
+ * db_id, applied, lag_entries, lag_seconds, seen_seconds_ago), and this
+ * node's last error reading the log. QV_OK, or a status with out set.
+ */
+qv_status node_status(cluster_node *n, char **json, node_outcome *fail);
 
 /* The last sequence this node applied. */
 uint64_t node_applied(cluster_node *n);

@@ -1044,6 +1044,26 @@ static qv_status remote_stats(qv_db *base, char **json)
     LOCKED_CALL(db, &req, resp, { st_ = stats_from_wire(db, resp, json); });
 }
 
+static qv_status cluster_from_wire(remote_db *db, const Response *resp,
+                                   char **json)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_CLUSTER_JSON)
+        return wrong_result(db);
+    *json = qv_strndup(resp->cluster_json, strlen(resp->cluster_json));
+    return *json ? QV_OK : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+}
+
+static qv_status remote_cluster_status(qv_db *base, char **json)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__ClusterStatus m = QUIVER__V1__CLUSTER_STATUS__INIT;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_CLUSTER_STATUS;
+    req.cluster_status = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, { st_ = cluster_from_wire(db, resp, json); });
+}
+
 static qv_status remote_set_threads(qv_db *base, uint32_t threads)
 {
     (void)threads;
@@ -1131,6 +1151,7 @@ static const qv_db_ops remote_ops = {
     .position_put = remote_position_put,
     .write_token = remote_write_token,
     .read_after = remote_read_after,
+    .cluster_status = remote_cluster_status,
 };
 
 /* "qv[s]://host:port" or "qv[s]://[v6]:port" into host and port. */

@@ -653,6 +653,24 @@ static int await_token(dispatch_session *s, const Request *req,
     return -1;
 }
 
+static qv_status do_cluster_status(dispatch_session *s, struct reply *r)
+{
+    node_outcome fail;
+    char *json = NULL;
+    if (!s->cluster)
+        return refuse(r, QV_ERR_UNSUPPORTED, "this server is not a cluster "
+                      "node (quiverd --cluster)");
+    qv_status st = node_status(s->cluster, &json, &fail);
+    if (st != QV_OK) {
+        snprintf(r->text, sizeof r->text, "%s", fail.message);
+        return refuse(r, st, r->text);
+    }
+    r->scratch[0] = json;   /* freed with the reply's scratch */
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_CLUSTER_JSON;
+    r->resp.cluster_json = json;
+    return QV_OK;
+}
+
 static void run_request(qv_db *db, dispatch_session *s, const Request *req,
                         const uint8_t *payload, size_t len, struct reply *r)
 {
@@ -766,6 +784,9 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         break;
     case QUIVER__V1__REQUEST__OP_STATS:
         st = do_stats(db, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_CLUSTER_STATUS:
+        st = do_cluster_status(s, r);
         break;
     default:
         r->resp.status = QUIVER__V1__STATUS__PROTOCOL;

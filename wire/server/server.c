@@ -649,8 +649,9 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-/* With cfg->cluster.servers: become a node of that cluster. 0 or -1. */
-static int join_cluster(struct server *srv)
+/* With cfg->cluster.servers: become a node of that cluster, reached at
+ * the address lfd listens on. 0 or -1. */
+static int join_cluster(struct server *srv, int lfd)
 {
     const server_config *cfg = srv->cfg;
     uint64_t mark = 0;
@@ -669,8 +670,12 @@ static int join_cluster(struct server *srv)
     clog_config lc = {cfg->cluster.servers, cfg->cluster.token,
                       cfg->cluster.ca_file, cfg->cluster.stream,
                       cfg->cluster.replicas, cfg->cluster.node};
-    char err[512];
-    if (node_start(&lc, srv->db, dispatch_apply, &srv->cluster, err,
+    char err[512], listen[64] = "?";
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (getsockname(lfd, (struct sockaddr *)&sa, &len) == 0)
+        peer_name(&sa, listen, sizeof listen);
+    if (node_start(&lc, listen, srv->db, dispatch_apply, &srv->cluster, err,
                    sizeof err) != 0) {
         fprintf(stderr, "quiverd: cluster: %s\n", err);
         return -1;
@@ -698,7 +703,7 @@ int server_run(const server_config *cfg)
         fprintf(stderr, "quiverd: %s\n", qv_errmsg(NULL));
         goto done;
     }
-    if (join_cluster(&srv) != 0)
+    if (join_cluster(&srv, lfd) != 0)
         goto done;
     if (pipe(stop_pipe) != 0) {
         fprintf(stderr, "quiverd: pipe: %s\n", strerror(errno));
