@@ -174,7 +174,12 @@ typedef struct qv_open_options {
  * host, else QV_ERR_CONNECTION saying why; the token is sent only inside
  * TLS. A remote handle
  * connects at once (QV_ERR_CONNECTION if it cannot) and reconnects by
- * itself after a broken connection. opts may be NULL for defaults.
+ * itself after a broken connection. The nodes of a cluster may be named
+ * together, "qv://h1:7411,h2:7411" (at most 16): the handle uses the
+ * first that answers and moves to the next when its node fails, asking a
+ * read again there, never a write: a write that met the failure returns
+ * QV_ERR_CONNECTION saying it may or may not have been applied.
+ * opts may be NULL for defaults.
  * A database of a newer on-disk format than this version reads is
  * refused with QV_ERR_UNSUPPORTED, and left untouched; older formats open
  * (docs/FORMAT.md).
