@@ -44,7 +44,7 @@ LIB_SRC := common/alloc.c common/check.c common/json.c common/token.c \
            db/engine/admin/check.c db/engine/engine.c \
            wire/proto/frame.c wire/proto/inspect.c wire/proto/stream.c \
            wire/remote/remote.c build/gen/wire/quiver.pb-c.c
-CLUSTER_SRC := wire/cluster/log.c
+CLUSTER_SRC := wire/cluster/log.c wire/cluster/node.c
 SERVER_SRC := wire/server/dispatch.c wire/server/server.c wire/server/quiverd.c \
               $(CLUSTER_SRC)
 # quiverd and the cluster's tests talk to NATS (libnats-dev)
@@ -56,13 +56,13 @@ CLI_SRC := cli/main.c cli/command.c cli/shell.c cli/bench.c cli/bench_flat.c cli
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
              test_hnsw test_server test_corrupt test_crash test_faults \
              test_filter test_codec test_table test_tls test_format \
-             test_cluster_log
+             test_cluster_log test_cluster
 
 B  := build
 BA := build/asan
 BT := build/tsan
 # What the ThreadSanitizer build makes (rules below).
-TSAN_TESTS := test_api test_persist test_server
+TSAN_TESTS := test_api test_persist test_server test_cluster
 TSAN_BINS := $(TSAN_TESTS:%=$(BT)/tests/%) $(BT)/quiverd $(BT)/quiver
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
@@ -222,8 +222,8 @@ $(BF)/%.o: %.c $(GEN) | deps
 $(BF)/libquiver.a: $(LIB_OBJ_F)
 	rm -f $@ && ar rcs $@ $^
 
-$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/server/dispatch.o $(BF)/libquiver.a
-	$(FUZZ_LINK) -o $@ $^ $(LIBS)
+$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/server/dispatch.o $(CLUSTER_SRC:%.c=$(BF)/%.o) $(BF)/libquiver.a
+	$(FUZZ_LINK) -o $@ $^ $(SERVER_LIBS)
 
 $(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a
 	$(FUZZ_LINK) -o $@ $^ $(LIBS)

@@ -531,6 +531,30 @@ static int cmd_stats(shell *sh, const shell_cmd *cmd)
     return 0;
 }
 
+/* cluster status: the cluster as the connected node sees it. */
+static int cmd_cluster(shell *sh, const shell_cmd *cmd)
+{
+    const char *what = shell_positional(cmd, 1);
+    if (shell_check_options(sh, cmd, 1, NULL))
+        return 1;
+    if (strcmp(what, "status") != 0)
+        return shell_fail(sh, "INVALID", "cluster: unknown subcommand '%s' "
+                          "(cluster status)", what);
+    char *text = NULL;
+    qv_status st = qv_cluster_status(sh->db, &text);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    json_error_t err;
+    json_t *o = json_loads(text, 0, &err);
+    qv_free(text);
+    if (!o)
+        return shell_fail(sh, "INTERNAL", "cluster status is not a JSON "
+                          "object: %s", err.text[0] ? err.text : "out of "
+                          "memory?");
+    shell_emit_fields(sh, o);
+    return 0;
+}
+
 struct command {
     const char *name;
     int (*run)(shell *sh, const shell_cmd *cmd);
@@ -608,6 +632,9 @@ static const struct command commands[] = {
      "documents: the file is rewritten compacted. Needs the database to "
      "itself (no other process)."},
     {"stats", cmd_stats, "stats", "Database-wide figures."},
+    {"cluster", cmd_cluster, "cluster status", "The cluster as the "
+     "connected node sees it: the write log's last entry, each live node "
+     "and how far behind it is (quiverd --cluster only)."},
     {"check", cmd_check, "check", "Verify every invariant of the database "
      "(id maps, documents, vectors, checksums, each index's graph); the "
      "exit status is 0 only when all holds."},
@@ -622,7 +649,7 @@ const char *const shell_command_names[] = {
     "scan",
     "search", "count", "index", "import", "export", "backup", "compact",
     "train", "table", "tables", "unindex",
-    "stats",
+    "stats", "cluster",
     "check",
     "help",
     "quit", NULL};

@@ -517,6 +517,28 @@ qv_status qv_position_with_next_write(qv_db *db, const char *name,
     return st != QV_OK ? st : db->ops->position_put(db, name, value, 1);
 }
 
+qv_status qv_write_token(qv_db *db, uint64_t *token)
+{
+    BEGIN_CALL(db);
+    if (!token)
+        return qv_fail(db, QV_ERR_INVALID, "token is NULL");
+    return db->ops->write_token(db, token);
+}
+
+qv_status qv_read_after(qv_db *db, uint64_t token)
+{
+    BEGIN_CALL(db);
+    return db->ops->read_after(db, token);
+}
+
+qv_status qv_cluster_status(qv_db *db, char **json)
+{
+    BEGIN_CALL(db);
+    if (!json)
+        return qv_fail(db, QV_ERR_INVALID, "json is NULL");
+    return db->ops->cluster_status(db, json);
+}
+
 qv_status qv_set_threads(qv_db *db, uint32_t threads)
 {
     BEGIN_CALL(db);

@@ -174,7 +174,12 @@ typedef struct qv_open_options {
  * host, else QV_ERR_CONNECTION saying why; the token is sent only inside
  * TLS. A remote handle
  * connects at once (QV_ERR_CONNECTION if it cannot) and reconnects by
- * itself after a broken connection. opts may be NULL for defaults.
+ * itself after a broken connection. The nodes of a cluster may be named
+ * together, "qv://h1:7411,h2:7411" (at most 16): the handle uses the
+ * first that answers and moves to the next when its node fails, asking a
+ * read again there, never a write: a write that met the failure returns
+ * QV_ERR_CONNECTION saying it may or may not have been applied.
+ * opts may be NULL for defaults.
  * A database of a newer on-disk format than this version reads is
  * refused with QV_ERR_UNSUPPORTED, and left untouched; older formats open
  * (docs/FORMAT.md).
@@ -686,6 +691,39 @@ qv_status qv_stats(qv_db *db, char **json);
  *                        the server)
  */
 qv_status qv_set_threads(qv_db *db, uint32_t threads);
+
+/* ---- Clusters (docs/CLUSTER.md) ---------------------------------------- */
+
+/*
+ * A handle on a node of a cluster reads what that node has applied of the
+ * write log. Each write's answer carries its sequence in the log, a write
+ * token; a remote handle keeps the largest it has seen and sends it with
+ * every request, which the node then answers only once it has applied
+ * that far (read-your-writes within the handle, also after it moves to
+ * another node). A node that cannot catch up within 30 s answers
+ * QV_ERR_TIMEOUT.
+ *
+ * qv_write_token: *token = the handle's write token (0: none yet, or an
+ * embedded handle, which always reads its own database).
+ * qv_read_after: later requests on this handle wait until their node has
+ * applied the write of token (for a token another handle wrote with).
+ */
+qv_status qv_write_token(qv_db *db, uint64_t *token);
+qv_status qv_read_after(qv_db *db, uint64_t token);
+
+/*
+ * The cluster as the handle's node sees it, a JSON object (*json, release
+ * with qv_free): "node" (its name), "stream" {"name", "last_seq",
+ * "replicas"}, "nodes" [{"node", "listen", "db_id", "applied",
+ * "lag_entries", "lag_seconds", "seen_seconds_ago"}...] of the live nodes,
+ * "last_error" (the node's last failure reading the log, "" for none).
+ *
+ * Returns:
+ *   QV_ERR_UNSUPPORTED - an embedded handle, or a server that is not a
+ *                        cluster node
+ *   QV_ERR_CONNECTION  - the node cannot reach NATS
+ */
+qv_status qv_cluster_status(qv_db *db, char **json);
 
 /* ---- Log positions ------------------------------------------------------ */
 

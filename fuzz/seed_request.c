@@ -247,6 +247,11 @@ int main(int argc, char **argv)
     req.stats = &stats;
     save(dir, "stats", &req);
 
+    Quiver__V1__ClusterStatus cluster = QUIVER__V1__CLUSTER_STATUS__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_CLUSTER_STATUS;
+    req.cluster_status = &cluster;
+    save(dir, "cluster_status", &req);
+
     Quiver__V1__Compact compact = QUIVER__V1__COMPACT__INIT;
     req.op_case = QUIVER__V1__REQUEST__OP_COMPACT;
     req.compact = &compact;

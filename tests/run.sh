@@ -60,6 +60,8 @@ tsan_suite() {
         "$tsan/tests/test_persist"
     run_one "test_server (tsan)" env QUIVER_BUILD="$tsan" \
         "$tsan/tests/test_server"
+    run_one "test_cluster (tsan)" env QUIVER_BUILD="$tsan" \
+        "$tsan/tests/test_cluster"
     run_one "quiverd under parallel clients (tsan)" sh \
         "$top/tests/tsan_load.sh" "$tsan"
 }

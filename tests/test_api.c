@@ -1476,6 +1476,22 @@ static void test_log_positions(void **state)
     qv_close(reader);
 }
 
+/* Only a cluster node has a cluster status. */
+static void test_cluster_status_elsewhere(void **state)
+{
+    struct tu_fixture *f = *state;
+    char *json = (char *)"untouched";
+    assert_status(f->db, qv_cluster_status(f->db, &json), QV_ERR_UNSUPPORTED);
+    assert_string_equal(json, "untouched");
+    assert_non_null(strstr(qv_errmsg(f->db), tu_remote()
+                               ? "this server is not a cluster node"
+                               : "an embedded handle is not a cluster node"));
+    uint64_t token = 7;
+    assert_ok(f->db, qv_write_token(f->db, &token));
+    assert_int_equal(token, 0);
+    assert_ok(f->db, qv_read_after(f->db, 0));
+}
+
 static void test_index_limit(void **state)
 {
     qv_db *db = ((struct tu_fixture *)*state)->db;
@@ -1735,6 +1751,7 @@ int main(void)
         T(test_indexes_agree_on_edges),
         T(test_index_limit),
         T(test_log_positions),
+        T(test_cluster_status_elsewhere),
         T(test_scan_and_delete_where),
 #undef T
     };

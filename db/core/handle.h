@@ -62,6 +62,9 @@ typedef struct qv_db_ops {
     /* staged: store it with the next write of this thread, else now */
     qv_status (*position_put)(qv_db *db, const char *name, uint64_t value,
                               int staged);
+    qv_status (*write_token)(qv_db *db, uint64_t *token);
+    qv_status (*read_after)(qv_db *db, uint64_t token);
+    qv_status (*cluster_status)(qv_db *db, char **json);
     qv_status (*train)(qv_db *db, const char *collection);
     qv_status (*drop_index)(qv_db *db, const char *collection,
                             const char *field);

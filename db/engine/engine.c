@@ -50,6 +50,9 @@ static const qv_db_ops eng_ops = {
     .set_threads = admin_set_threads,
     .position_get = eng_position_get,
     .position_put = eng_position_put,
+    .write_token = eng_write_token,
+    .read_after = eng_read_after,
+    .cluster_status = eng_cluster_status,
 };
 
 qv_status eng_open(const char *path, const qv_open_options *opts,

@@ -21,6 +21,7 @@
 struct clog {
     natsConnection *nc;
     jsCtx *js;
+    int replicas;
     char stream[STREAM_MAX + 1];
     char all[STREAM_MAX + sizeof SUBJECT_ROOT + 2];   /* quiver.STREAM.> */
 };
@@ -158,6 +159,7 @@ int clog_open(const clog_config *cfg, clog **out, char *err, size_t errlen)
         return -1;
     }
     snprintf(l->stream, sizeof l->stream, "%s", cfg->stream);
+    l->replicas = cfg->replicas;
     snprintf(l->all, sizeof l->all, SUBJECT_ROOT "%s.>", cfg->stream);
     int rc = -1;
     natsStatus s = connect_to(cfg, &l->nc);
@@ -296,7 +298,8 @@ int clog_next(clog_reader *r, int timeout_ms, clog_entry *e, char *err,
     const char *id = "";
     if (natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) != NATS_OK)
         id = "";
-    *e = (clog_entry){meta->Sequence.Stream, natsMsg_GetSubject(msg), id,
+    *e = (clog_entry){meta->Sequence.Stream, meta->Timestamp,
+                      natsMsg_GetSubject(msg), id,
                       natsMsg_GetData(msg),
                       (size_t)natsMsg_GetDataLength(msg), msg};
     jsMsgMetaData_Destroy(meta);
@@ -307,4 +310,129 @@ void clog_entry_release(clog_entry *e)
 {
     natsMsg_Destroy(e->msg);
     e->msg = NULL;
+}
+
+int clog_replicas(const clog *l)
+{
+    return l->replicas;
+}
+
+const char *clog_stream(const clog *l)
+{
+    return l->stream;
+}
+
+/* ---- key-value bucket ---- */
+
+struct clog_kv {
+    kvStore *kv;
+};
+
+int clog_kv_open(clog *l, const char *bucket, int64_t ttl_ms, clog_kv **out,
+                 char *err, size_t errlen)
+{
+    *out = NULL;
+    clog_kv *kv = qv_calloc(1, sizeof *kv);
+    if (!kv) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = bucket;
+    kc.Description = LOG_DESCRIPTION;
+    kc.History = 1;
+    kc.TTL = ttl_ms * 1000000;   /* ns */
+    kc.StorageType = js_FileStorage;
+    kc.Replicas = l->replicas;
+    natsStatus s = js_KeyValue(&kv->kv, l->js, bucket);
+    if (s == NATS_NOT_FOUND)
+        s = js_CreateKeyValue(&kv->kv, l->js, &kc);
+    if (s != NATS_OK) {
+        qv_mem_free(kv);
+        return nats_fail(s, 0, "opening the key-value bucket", err, errlen);
+    }
+    *out = kv;
+    return 0;
+}
+
+void clog_kv_close(clog_kv *kv)
+{
+    if (!kv)
+        return;
+    kvStore_Destroy(kv->kv);
+    qv_mem_free(kv);
+}
+
+int clog_kv_put(clog_kv *kv, const char *key, const char *value, char *err,
+                size_t errlen)
+{
+    uint64_t rev;
+    natsStatus s = kvStore_Put(&rev, kv->kv, key, value, (int)strlen(value));
+    return s == NATS_OK ? 0 : nats_fail(s, 0, "writing the key-value bucket",
+                                        err, errlen);
+}
+
+int clog_kv_get(clog_kv *kv, const char *key, char **value, char *err,
+                size_t errlen)
+{
+    *value = NULL;
+    kvEntry *e = NULL;
+    natsStatus s = kvStore_Get(&e, kv->kv, key);
+    if (s == NATS_NOT_FOUND)
+        return 0;
+    if (s != NATS_OK)
+        return nats_fail(s, 0, "reading the key-value bucket", err, errlen);
+    int len = kvEntry_ValueLen(e);
+    *value = malloc((size_t)len + 1);
+    if (*value) {
+        memcpy(*value, kvEntry_Value(e), (size_t)len);
+        (*value)[len] = '\0';
+    }
+    kvEntry_Destroy(e);
+    if (!*value)
+        snprintf(err, errlen, "out of memory");
+    return *value ? 0 : -1;
+}
+
+int clog_kv_delete(clog_kv *kv, const char *key, char *err, size_t errlen)
+{
+    natsStatus s = kvStore_Delete(kv->kv, key);
+    return s == NATS_OK ? 0 : nats_fail(s, 0, "deleting from the key-value "
+                                        "bucket", err, errlen);
+}
+
+int clog_kv_keys(clog_kv *kv, char ***keys, int *n, char *err, size_t errlen)
+{
+    kvKeysList list = {0};
+    *keys = NULL;
+    *n = 0;
+    natsStatus s = kvStore_Keys(&list, kv->kv, NULL);
+    if (s == NATS_NOT_FOUND)   /* an empty bucket */
+        return 0;
+    if (s != NATS_OK)
+        return nats_fail(s, 0, "listing the key-value bucket", err, errlen);
+    int rc = 0;
+    *keys = calloc((size_t)list.Count + 1, sizeof **keys);
+    for (int i = 0; *keys && i < list.Count; i++) {
+        if (!((*keys)[i] = strdup(list.Keys[i])))
+            rc = -1;
+    }
+    if (!*keys || rc != 0) {
+        clog_kv_keys_free(*keys, list.Count);
+        *keys = NULL;
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    } else {
+        *n = list.Count;
+    }
+    kvKeysList_Destroy(&list);
+    return rc;
+}
+
+void clog_kv_keys_free(char **keys, int n)
+{
+    for (int i = 0; keys && i < n; i++)
+        free(keys[i]);
+    free(keys);
 }

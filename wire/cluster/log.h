@@ -58,6 +58,7 @@ void clog_reader_close(clog_reader *r);
 
 typedef struct clog_entry {
     uint64_t seq;
+    int64_t time_ns;       /* when the log stored it (Unix time) */
     const char *subject;
     const char *id;        /* the append's id, or "" */
     const void *data;
@@ -72,5 +73,29 @@ typedef struct clog_entry {
 int clog_next(clog_reader *r, int timeout_ms, clog_entry *e, char *err,
               size_t errlen);
 void clog_entry_release(clog_entry *e);
+
+/* The stream's replicas (as configured) and its name. */
+int clog_replicas(const clog *l);
+const char *clog_stream(const clog *l);
+
+/* ---- a key-value bucket beside the log (JetStream KV) ---- */
+
+typedef struct clog_kv clog_kv;
+
+/* Find or create bucket ([A-Za-z0-9_-]), with the stream's replicas;
+ * entries not rewritten within ttl_ms vanish. */
+int clog_kv_open(clog *l, const char *bucket, int64_t ttl_ms, clog_kv **out,
+                 char *err, size_t errlen);
+void clog_kv_close(clog_kv *kv);
+int clog_kv_put(clog_kv *kv, const char *key, const char *value, char *err,
+                size_t errlen);
+/* *value: the key's value (free() it), NULL when there is none. */
+int clog_kv_get(clog_kv *kv, const char *key, char **value, char *err,
+                size_t errlen);
+int clog_kv_delete(clog_kv *kv, const char *key, char *err, size_t errlen);
+/* *keys: the bucket's keys (*n of them); release with clog_kv_keys_free. */
+int clog_kv_keys(clog_kv *kv, char ***keys, int *n, char *err,
+                 size_t errlen);
+void clog_kv_keys_free(char **keys, int n);
 
 #endif

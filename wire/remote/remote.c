@@ -33,15 +33,25 @@ typedef Quiver__V1__Response Response;
 _Static_assert((int)QUIVER__V1__STATUS__IN_USE == (int)QV_STATUS_LAST,
                "the protocol's statuses are qv_status, number for number");
 
+#define ENDPOINTS_MAX 16   /* nodes a qv:// URI may name */
+
+struct endpoint {
+    char host[256], port[16];
+};
+
 typedef struct remote_db {
     qv_db base;
-    char host[256], port[16];
+    char host[256], port[16];   /* the endpoint in use */
+    struct endpoint ends[ENDPOINTS_MAX];
+    int nends, cur;             /* cur: ends[cur] is host:port */
     char *token;
     int timeout_ms;
     SSL_CTX *tls;           /* qvs://: verifies the server; NULL for qv:// */
     pthread_mutex_t lock;   /* one call at a time on the connection */
     stream s;               /* s.fd -1 when not connected */
     uint64_t next_id;
+    uint64_t read_after;    /* a cluster's write token: every request
+                               waits until its node applied that write */
     wbuf out, in;
 } remote_db;
 
@@ -161,10 +171,9 @@ static qv_status authenticate(remote_db *db)
     return st;
 }
 
-static qv_status ensure_connected(remote_db *db)
+/* Connect to host:port, the endpoint in use. */
+static qv_status connect_endpoint(remote_db *db)
 {
-    if (db->s.fd >= 0)
-        return QV_OK;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM}, *res = NULL;
     int rc = getaddrinfo(db->host, db->port, &hints, &res);
@@ -189,6 +198,30 @@ static qv_status ensure_connected(remote_db *db)
         return st;
     }
     return QV_OK;
+}
+
+/* Connected, to the endpoint in use or else to the next that answers (a
+ * URI may name several nodes of a cluster). */
+static qv_status ensure_connected(remote_db *db)
+{
+    if (db->s.fd >= 0)
+        return QV_OK;
+    qv_status st = QV_ERR_CONNECTION;
+    for (int tried = 0; tried < db->nends && st != QV_OK; tried++) {
+        const struct endpoint *e = &db->ends[(db->cur + tried) % db->nends];
+        memcpy(db->host, e->host, sizeof db->host);
+        memcpy(db->port, e->port, sizeof db->port);
+        st = connect_endpoint(db);
+        if (st == QV_OK)
+            db->cur = (db->cur + tried) % db->nends;
+    }
+    if (st != QV_OK && db->nends > 1) {
+        char msg[QV_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "%s", qv_error_message(&db->base));
+        qv_fail(&db->base, st, "none of the %d nodes answered; the last: %s",
+                db->nends, msg);
+    }
+    return st;
 }
 
 /* ---- one request, one response ---- */
@@ -256,6 +289,7 @@ static qv_status receive_frame(remote_db *db, const uint8_t **payload,
 static qv_status call_locked(remote_db *db, Request *req, Response **resp)
 {
     req->id = ++db->next_id;
+    req->after = db->read_after;
     db->out.len = 0;
     if (frame_append(&db->out, &req->base) != 0)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for a request");
@@ -284,6 +318,8 @@ static qv_status call_locked(remote_db *db, Request *req, Response **resp)
                        "request (expected %llu)", (unsigned long long)r->id,
                        (unsigned long long)req->id);
     }
+    if (r->write_token > db->read_after)   /* read what this handle wrote */
+        db->read_after = r->write_token;
     if ((unsigned)r->status > QV_STATUS_LAST) {  /* not one of qv_status */
         disconnect(db);
         return qv_fail(&db->base, QV_ERR_PROTOCOL, "%s:%s answered with "
@@ -298,12 +334,62 @@ static qv_status call_locked(remote_db *db, Request *req, Response **resp)
     return QV_OK;
 }
 
-/* Connect if needed and make one call; the caller frees *resp. */
+/* Whether a request only reads, so that asking another node again is
+ * safe. */
+static int reads_only(const Request *req)
+{
+    switch (req->op_case) {
+    case QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION:
+    case QUIVER__V1__REQUEST__OP_LIST_COLLECTIONS:
+    case QUIVER__V1__REQUEST__OP_GET:
+    case QUIVER__V1__REQUEST__OP_SEARCH:
+    case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
+    case QUIVER__V1__REQUEST__OP_SCAN:
+    case QUIVER__V1__REQUEST__OP_COUNT:
+    case QUIVER__V1__REQUEST__OP_STATS:
+    case QUIVER__V1__REQUEST__OP_CHECK:
+    case QUIVER__V1__REQUEST__OP_TABLE_DESCRIBE:
+    case QUIVER__V1__REQUEST__OP_TABLE_LOOKUP:
+    case QUIVER__V1__REQUEST__OP_LIST_TABLES:
+    case QUIVER__V1__REQUEST__OP_LIST_INDEXES:
+    case QUIVER__V1__REQUEST__OP_CLUSTER_STATUS:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/*
+ * Connect if needed and make one call; the caller frees *resp. With
+ * several nodes, a read whose node failed is asked of the next node; a
+ * write whose node failed is not repeated (it may have been applied), and
+ * the message says so.
+ */
 static qv_status call(remote_db *db, Request *req, Response **resp)
 {
     *resp = NULL;
     qv_status st = ensure_connected(db);
-    return st == QV_OK ? call_locked(db, req, resp) : st;
+    if (st == QV_OK)
+        st = call_locked(db, req, resp);
+    int broke = (st == QV_ERR_CONNECTION || st == QV_ERR_TIMEOUT) &&
+                db->nends > 1;
+    if (broke && reads_only(req)) {
+        disconnect(db);
+        quiver__v1__response__free_unpacked(*resp, &qv_protobuf_allocator);
+        *resp = NULL;
+        db->cur = (db->cur + 1) % db->nends;
+        st = ensure_connected(db);
+        if (st == QV_OK)
+            st = call_locked(db, req, resp);
+    } else if (broke) {
+        char msg[QV_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "%s", qv_error_message(&db->base));
+        disconnect(db);
+        db->cur = (db->cur + 1) % db->nends;
+        qv_fail(&db->base, st, "%s; the write may or may not have been "
+                "applied (it is not repeated on another node)", msg);
+    }
+    return st;
 }
 
 /* ---- operations ---- */
@@ -1039,11 +1125,50 @@ static qv_status remote_stats(qv_db *base, char **json)
     LOCKED_CALL(db, &req, resp, { st_ = stats_from_wire(db, resp, json); });
 }
 
+static qv_status cluster_from_wire(remote_db *db, const Response *resp,
+                                   char **json)
+{
+    if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_CLUSTER_JSON)
+        return wrong_result(db);
+    *json = qv_strndup(resp->cluster_json, strlen(resp->cluster_json));
+    return *json ? QV_OK : qv_fail(&db->base, QV_ERR_NOMEM, "out of memory");
+}
+
+static qv_status remote_cluster_status(qv_db *base, char **json)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__ClusterStatus m = QUIVER__V1__CLUSTER_STATUS__INIT;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.op_case = QUIVER__V1__REQUEST__OP_CLUSTER_STATUS;
+    req.cluster_status = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, { st_ = cluster_from_wire(db, resp, json); });
+}
+
 static qv_status remote_set_threads(qv_db *base, uint32_t threads)
 {
     (void)threads;
     return qv_fail(base, QV_ERR_UNSUPPORTED, "index-build threads are the "
                    "server's setting (quiverd --threads)");
+}
+
+static qv_status remote_write_token(qv_db *base, uint64_t *token)
+{
+    remote_db *db = (remote_db *)base;
+    pthread_mutex_lock(&db->lock);
+    *token = db->read_after;
+    pthread_mutex_unlock(&db->lock);
+    return QV_OK;
+}
+
+static qv_status remote_read_after(qv_db *base, uint64_t token)
+{
+    remote_db *db = (remote_db *)base;
+    pthread_mutex_lock(&db->lock);
+    if (token > db->read_after)
+        db->read_after = token;
+    pthread_mutex_unlock(&db->lock);
+    return QV_OK;
 }
 
 static qv_status remote_position_get(qv_db *base, const char *name,
@@ -1105,29 +1230,46 @@ static const qv_db_ops remote_ops = {
     .set_threads = remote_set_threads,
     .position_get = remote_position_get,
     .position_put = remote_position_put,
+    .write_token = remote_write_token,
+    .read_after = remote_read_after,
+    .cluster_status = remote_cluster_status,
 };
 
 /* "qv[s]://host:port" or "qv[s]://[v6]:port" into host and port. */
-static int parse_uri(const char *uri, remote_db *db)
+/* One "HOST:PORT" or "[V6]:PORT" of len bytes into e. */
+static int parse_endpoint(const char *hp, size_t len, struct endpoint *e)
 {
-    const char *hp = strstr(uri, "://") + 3;
-    const char *colon = strrchr(hp, ':');
-    if (!colon || colon == hp || !colon[1] || strchr(colon + 1, '/'))
+    const char *colon = memrchr(hp, ':', len);
+    if (!colon || colon == hp)
         return -1;
-    const char *h = hp;
-    size_t n = (size_t)(colon - hp);
+    const char *h = hp, *port = colon + 1;
+    size_t n = (size_t)(colon - hp), plen = len - n - 1;
     if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
         h++;
         n -= 2;
     }
-    if (n == 0 || n >= sizeof db->host || strlen(colon + 1) >= sizeof db->port)
+    if (n == 0 || n >= sizeof e->host || plen == 0 || plen >= sizeof e->port)
         return -1;
-    memcpy(db->host, h, n);
-    db->host[n] = '\0';
-    snprintf(db->port, sizeof db->port, "%s", colon + 1);
-    for (const char *p = db->port; *p; p++) {
-        if (*p < '0' || *p > '9')
+    memcpy(e->host, h, n);
+    e->host[n] = '\0';
+    memcpy(e->port, port, plen);
+    e->port[plen] = '\0';
+    return strspn(e->port, "0123456789") == plen ? 0 : -1;
+}
+
+/* qv://HOST:PORT[,HOST:PORT...] (qvs:// alike) into db->ends. */
+static int parse_uri(const char *uri, remote_db *db)
+{
+    const char *p = strstr(uri, "://") + 3;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (db->nends == ENDPOINTS_MAX ||
+            parse_endpoint(p, len, &db->ends[db->nends]) != 0)
             return -1;
+        db->nends++;
+        if (p[len] == '\0')
+            break;
+        p += len + 1;
     }
     return 0;
 }
@@ -1148,7 +1290,8 @@ qv_status remote_open(const char *uri, const qv_open_options *opts,
     char err[512];
     if (parse_uri(uri, db) != 0) {
         st = qv_fail(NULL, QV_ERR_INVALID, "'%s' is not qv://HOST:PORT or "
-                     "qvs://HOST:PORT", uri);
+                     "qvs://HOST:PORT (or up to %d of HOST:PORT separated "
+                     "by commas)", uri, ENDPOINTS_MAX);
     } else if (strncmp(uri, "qvs://", 6) == 0 &&
                !(db->tls = stream_client_context(opts ? opts->tls_ca_file
                                                       : NULL, err,

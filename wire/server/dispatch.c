@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "common/alloc.h"
 #include "wire/proto/inspect.h"
 #include "wire/quiver.pb-c.h"
@@ -19,7 +21,7 @@ struct reply {
     Response resp;
     void *api_result;         /* from qv_get / qv_search / ... : qv_free */
     void *scratch[4];         /* arrays built for the response: qv_mem_free */
-    char text[320];           /* a message formatted for the response */
+    char text[640];           /* a message formatted for the response */
     union {
         Quiver__V1__CollectionInfo info;
         Quiver__V1__CollectionList list;
@@ -571,8 +573,106 @@ static void do_authenticate(dispatch_session *s,
     s->close_after = 1;
 }
 
+/* ---- cluster nodes ---- */
+
+/*
+ * The collection or table a write of the write log is about (*table set
+ * for a table); NULL for a request that is not such a write. Backup,
+ * compact, check and stats are each node's own business.
+ */
+static const char *logged_target(const Request *req, int *table)
+{
+    *table = 0;
+    switch (req->op_case) {
+    case QUIVER__V1__REQUEST__OP_CREATE_COLLECTION:
+        return req->create_collection->name;
+    case QUIVER__V1__REQUEST__OP_DROP_COLLECTION:
+        return req->drop_collection->name;
+    case QUIVER__V1__REQUEST__OP_UPSERT: return req->upsert->collection;
+    case QUIVER__V1__REQUEST__OP_DELETE: return req->delete_->collection;
+    case QUIVER__V1__REQUEST__OP_DELETE_WHERE:
+        return req->delete_where->collection;
+    case QUIVER__V1__REQUEST__OP_CREATE_INDEX:
+        return req->create_index->collection;
+    case QUIVER__V1__REQUEST__OP_DROP_INDEX:
+        return req->drop_index->collection;
+    case QUIVER__V1__REQUEST__OP_TRAIN: return req->train->collection;
+    default: break;
+    }
+    *table = 1;
+    switch (req->op_case) {
+    case QUIVER__V1__REQUEST__OP_TABLE_CREATE: return req->table_create->name;
+    case QUIVER__V1__REQUEST__OP_TABLE_DROP: return req->table_drop->name;
+    case QUIVER__V1__REQUEST__OP_TABLE_UPDATE: return req->table_update->name;
+    case QUIVER__V1__REQUEST__OP_TABLE_LOAD: return req->table_load->name;
+    default: return NULL;
+    }
+}
+
+/* The write log's subject tail of a collection's or table's shard: "c" or
+ * "t", the name's XXH64 in hex (names may hold '.', a separator in NATS
+ * subjects), then the shard, ".s0" while a collection has one shard. */
+static void shard_of(const char *name, int table, char *out, size_t len)
+{
+    snprintf(out, len, "%c%016llx.s0", table ? 't' : 'c',
+             (unsigned long long)XXH64(name, strlen(name), 0));
+}
+
+/* A write through the log: the answer is its outcome on this node. */
+static void log_write(dispatch_session *s, const Request *req,
+                      const char *target, int table, const uint8_t *payload,
+                      size_t len, struct reply *r)
+{
+    char shard[32];
+    node_outcome out;
+    uint64_t seq = 0;
+    shard_of(target, table, shard, sizeof shard);
+    node_write(s->cluster, shard, payload, len, &out, &seq);
+    r->resp.status = (Quiver__V1__Status)out.status;
+    snprintf(r->text, sizeof r->text, "%s", out.message);
+    r->resp.message = r->text;
+    r->resp.write_token = seq;
+    if (out.status == QV_OK &&
+        req->op_case == QUIVER__V1__REQUEST__OP_DELETE_WHERE) {
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
+        r->resp.count = out.count;
+    }
+}
+
+/* A cluster node answers a request that carries a write token only once
+ * it applied that write: 0 to go on, -1 when the wait timed out. */
+static int await_token(dispatch_session *s, const Request *req,
+                       struct reply *r)
+{
+    node_outcome out;
+    if (!s->cluster || req->after == 0 ||
+        node_wait_applied(s->cluster, req->after, &out) == QV_OK)
+        return 0;
+    snprintf(r->text, sizeof r->text, "%s", out.message);
+    refuse(r, out.status, r->text);
+    return -1;
+}
+
+static qv_status do_cluster_status(dispatch_session *s, struct reply *r)
+{
+    node_outcome fail;
+    char *json = NULL;
+    if (!s->cluster)
+        return refuse(r, QV_ERR_UNSUPPORTED, "this server is not a cluster "
+                      "node (quiverd --cluster)");
+    qv_status st = node_status(s->cluster, &json, &fail);
+    if (st != QV_OK) {
+        snprintf(r->text, sizeof r->text, "%s", fail.message);
+        return refuse(r, st, r->text);
+    }
+    r->scratch[0] = json;   /* freed with the reply's scratch */
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_CLUSTER_JSON;
+    r->resp.cluster_json = json;
+    return QV_OK;
+}
+
 static void run_request(qv_db *db, dispatch_session *s, const Request *req,
-                        struct reply *r)
+                        const uint8_t *payload, size_t len, struct reply *r)
 {
     qv_status st = QV_OK;
     if (req->op_case == QUIVER__V1__REQUEST__OP_AUTHENTICATE) {
@@ -585,6 +685,14 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         s->close_after = 1;
         return;
     }
+    int table;
+    const char *target = s->cluster ? logged_target(req, &table) : NULL;
+    if (target) {
+        log_write(s, req, target, table, payload, len, r);
+        return;
+    }
+    if (await_token(s, req, r) != 0)
+        return;
     switch (req->op_case) {
     case QUIVER__V1__REQUEST__OP_CREATE_COLLECTION:
         st = do_create(db, req->create_collection);
@@ -677,6 +785,9 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
     case QUIVER__V1__REQUEST__OP_STATS:
         st = do_stats(db, r);
         break;
+    case QUIVER__V1__REQUEST__OP_CLUSTER_STATUS:
+        st = do_cluster_status(s, r);
+        break;
     default:
         r->resp.status = QUIVER__V1__STATUS__PROTOCOL;
         r->resp.message = "request carries no operation this server knows";
@@ -684,6 +795,32 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
     }
     if (r->resp.status == QUIVER__V1__STATUS__OK)
         set_status(r, db, st);
+}
+
+void dispatch_apply(qv_db *db, const void *entry, size_t len,
+                    node_outcome *out)
+{
+    *out = (node_outcome){QV_OK, "", 0};
+    Request *req = quiver__v1__request__unpack(&qv_protobuf_allocator, len,
+                                               entry);
+    if (!req) {   /* every node refuses it alike: nothing is written */
+        out->status = QV_ERR_PROTOCOL;
+        snprintf(out->message, sizeof out->message, "log entry of %zu bytes "
+                 "is not a Request", len);
+        return;
+    }
+    dispatch_session local = {.authenticated = 1};
+    struct reply r = {.resp = QUIVER__V1__RESPONSE__INIT};
+    run_request(db, &local, req, entry, len, &r);
+    out->status = (qv_status)r.resp.status;
+    snprintf(out->message, sizeof out->message, "%s",
+             r.resp.message ? r.resp.message : "");
+    if (r.resp.result_case == QUIVER__V1__RESPONSE__RESULT_COUNT)
+        out->count = r.resp.count;
+    qv_free(r.api_result);
+    for (size_t i = 0; i < sizeof r.scratch / sizeof *r.scratch; i++)
+        qv_mem_free(r.scratch[i]);
+    quiver__v1__request__free_unpacked(req, &qv_protobuf_allocator);
 }
 
 int dispatch_error(wbuf *out, qv_status status, const char *message)
@@ -719,7 +856,7 @@ int dispatch_frame(qv_db *db, dispatch_session *session,
                                len, r.text, sizeof r.text)) {
         refuse(&r, QV_ERR_INVALID, r.text);
     } else {
-        run_request(db, session, req, &r);
+        run_request(db, session, req, payload, len, &r);
     }
     int rc = frame_append(out, &r.resp.base);
     qv_free(r.api_result);

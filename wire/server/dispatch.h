@@ -8,14 +8,17 @@
 #ifndef QV_WIRE_SERVER_DISPATCH_H
 #define QV_WIRE_SERVER_DISPATCH_H
 
-#include "wire/proto/frame.h"
 #include "db/quiver.h"
+#include "wire/cluster/node.h"
+#include "wire/proto/frame.h"
 
 /* Per-connection protocol state. */
 typedef struct dispatch_session {
     const char *token;   /* the server's token, or NULL for none */
     const char *backup_dir;  /* where backups may be written (an absolute
                                 path), or NULL: backup is refused */
+    cluster_node *cluster;   /* a cluster node: writes go through its log;
+                                NULL: they are made here */
     int authenticated;
     int close_after;     /* set when the connection must be closed after the
                             response is sent */
@@ -28,6 +31,14 @@ typedef struct dispatch_session {
  */
 int dispatch_frame(qv_db *db, dispatch_session *session,
                    const uint8_t *payload, size_t len, wbuf *out);
+
+/*
+ * Make the write that entry (a Request's bytes, as appended to the write
+ * log) asks for on db, as an authenticated client of a server without a
+ * cluster would; its outcome in out. The cluster node's applier.
+ */
+void dispatch_apply(qv_db *db, const void *entry, size_t len,
+                    node_outcome *out);
 
 /* Append a response with no request behind it (id 0), e.g. for a frame
  * over the size limit. */

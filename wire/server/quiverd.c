@@ -2,7 +2,9 @@
  * quiverd.c - `quiverd --db DIR [--listen ADDR:PORT] [--threads N]
  * [--token-file F] [--max-frame BYTES] [--max-connections N]
  * [--idle-timeout S] [--read-timeout S] [--auth-timeout S]
- * [--max-unauthenticated N] [--backup-dir DIR] [--tls-cert F --tls-key F]`
+ * [--max-unauthenticated N] [--backup-dir DIR] [--tls-cert F --tls-key F]
+ * [--cluster NATS-URLS --node NAME [--stream NAME] [--stream-replicas N]
+ * [--nats-token-file F] [--nats-ca F]]`
  */
 #include <getopt.h>
 #include <limits.h>
@@ -22,10 +24,15 @@ static const char usage[] =
     "               [--read-timeout SECONDS] [--auth-timeout SECONDS]\n"
     "               [--max-unauthenticated N] [--backup-dir DIR]\n"
     "               [--tls-cert PEM --tls-key PEM]\n"
+    "               [--cluster NATS-URLS --node NAME [--stream NAME]\n"
+    "                [--stream-replicas N] [--nats-token-file FILE]\n"
+    "                [--nats-ca PEM]]\n"
     "default listen address 127.0.0.1:7411; other than loopback addresses\n"
     "need --token-file, whose first line every client must present;\n"
     "backup requests write only into new entries of --backup-dir;\n"
-    "with --tls-cert and --tls-key clients connect with qvs://HOST:PORT\n";
+    "with --tls-cert and --tls-key clients connect with qvs://HOST:PORT;\n"
+    "with --cluster the node's writes go through the NATS JetStream write\n"
+    "log (docs/CLUSTER.md)\n";
 
 /* The token: the file's first line; at least 8 characters. */
 static char *read_token(const char *path)
@@ -89,7 +96,8 @@ static int seconds(const char *arg, const char *name, int *ms)
 int main(int argc, char **argv)
 {
     enum { O_DB = 256, O_LISTEN, O_THREADS, O_TOKEN, O_FRAME, O_CONNS,
-           O_IDLE, O_READ, O_AUTH, O_UNAUTH, O_BACKUP, O_CERT, O_KEY };
+           O_IDLE, O_READ, O_AUTH, O_UNAUTH, O_BACKUP, O_CERT, O_KEY,
+           O_CLUSTER, O_NODE, O_STREAM, O_REPLICAS, O_NATS_TOKEN, O_NATS_CA };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"listen", required_argument, 0, O_LISTEN},
@@ -104,10 +112,16 @@ int main(int argc, char **argv)
         {"backup-dir", required_argument, 0, O_BACKUP},
         {"tls-cert", required_argument, 0, O_CERT},
         {"tls-key", required_argument, 0, O_KEY},
+        {"cluster", required_argument, 0, O_CLUSTER},
+        {"node", required_argument, 0, O_NODE},
+        {"stream", required_argument, 0, O_STREAM},
+        {"stream-replicas", required_argument, 0, O_REPLICAS},
+        {"nats-token-file", required_argument, 0, O_NATS_TOKEN},
+        {"nats-ca", required_argument, 0, O_NATS_CA},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     server_config cfg = SERVER_DEFAULTS;
-    char *token = NULL, *backups = NULL;
+    char *token = NULL, *backups = NULL, *nats_token = NULL;
     long v;
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -154,6 +168,19 @@ int main(int argc, char **argv)
             break;
         case O_CERT: cfg.tls_cert = optarg; break;
         case O_KEY: cfg.tls_key = optarg; break;
+        case O_CLUSTER: cfg.cluster.servers = optarg; break;
+        case O_NODE: cfg.cluster.node = optarg; break;
+        case O_STREAM: cfg.cluster.stream = optarg; break;
+        case O_REPLICAS:
+            if (positive(optarg, "--stream-replicas", &v)) return 2;
+            cfg.cluster.replicas = v > 5 ? 6 : (int)v;  /* 6: refused */
+            break;
+        case O_NATS_TOKEN:
+            qv_mem_free(nats_token);
+            if (!(nats_token = read_token(optarg)))
+                return 2;
+            break;
+        case O_NATS_CA: cfg.cluster.ca_file = optarg; break;
         case 'h':
             fputs(usage, stdout);
             return 0;
@@ -170,9 +197,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "quiverd: --tls-cert and --tls-key go together\n");
         return 2;
     }
+    if (!cfg.cluster.servers != !cfg.cluster.node) {
+        fprintf(stderr, "quiverd: --cluster and --node go together\n");
+        return 2;
+    }
     cfg.token = token;
     cfg.backup_dir = backups;
+    cfg.cluster.token = nats_token;
     int rc = server_run(&cfg);
+    qv_mem_free(nats_token);
     qv_mem_free(token);
     free(backups);
     return rc;

@@ -49,6 +49,7 @@ struct server {
     unsigned refusing;       /* refusals being delivered */
     unsigned long next_conn;
     SSL_CTX *tls;            /* NULL: clear TCP */
+    cluster_node *cluster;   /* NULL: not a cluster node */
 };
 
 struct conn {
@@ -371,7 +372,8 @@ static void *conn_main(void *arg)
     struct conn *c = arg;
     struct server *srv = c->srv;
     dispatch_session sess = {.token = srv->cfg->token,
-                             .backup_dir = srv->cfg->backup_dir};
+                             .backup_dir = srv->cfg->backup_dir,
+                             .cluster = srv->cluster};
     wbuf in = {0}, out = {0};
     const char *why = NULL;
     int answered = 0;  /* the last thing sent told the client why */
@@ -647,6 +649,40 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* With cfg->cluster.servers: become a node of that cluster, reached at
+ * the address lfd listens on. 0 or -1. */
+static int join_cluster(struct server *srv, int lfd)
+{
+    const server_config *cfg = srv->cfg;
+    uint64_t mark = 0;
+    if (!cfg->cluster.servers) {
+        if (qv_position_get(srv->db, NODE_MARK, &mark) != QV_OK) {
+            fprintf(stderr, "quiverd: %s\n", qv_errmsg(srv->db));
+            return -1;
+        }
+        if (mark != 0)
+            fprintf(stderr, "quiverd: %s is a cluster node's replica of a "
+                    "write log; start quiverd with --cluster (its data "
+                    "comes from the log, and writes made alone would "
+                    "part it from the other nodes)\n", cfg->db_path);
+        return mark != 0 ? -1 : 0;
+    }
+    clog_config lc = {cfg->cluster.servers, cfg->cluster.token,
+                      cfg->cluster.ca_file, cfg->cluster.stream,
+                      cfg->cluster.replicas, cfg->cluster.node};
+    char err[512], listen[64] = "?";
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof sa;
+    if (getsockname(lfd, (struct sockaddr *)&sa, &len) == 0)
+        peer_name(&sa, listen, sizeof listen);
+    if (node_start(&lc, listen, srv->db, dispatch_apply, &srv->cluster, err,
+                   sizeof err) != 0) {
+        fprintf(stderr, "quiverd: cluster: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
 int server_run(const server_config *cfg)
 {
     struct server srv = {.cfg = cfg};
@@ -667,6 +703,8 @@ int server_run(const server_config *cfg)
         fprintf(stderr, "quiverd: %s\n", qv_errmsg(NULL));
         goto done;
     }
+    if (join_cluster(&srv, lfd) != 0)
+        goto done;
     if (pipe(stop_pipe) != 0) {
         fprintf(stderr, "quiverd: pipe: %s\n", strerror(errno));
         goto done;
@@ -693,6 +731,7 @@ int server_run(const server_config *cfg)
     pthread_cond_destroy(&srv.idle);
     rc = 0;
 done:
+    node_stop(srv.cluster);
     qv_close(srv.db);
     SSL_CTX_free(srv.tls);
     if (lfd >= 0)

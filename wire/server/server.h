@@ -28,13 +28,23 @@ typedef struct server_config {
                                     or NULL: backup requests are refused */
     const char *tls_cert;        /* PEM certificate chain and its key: */
     const char *tls_key;         /* TLS only; NULL: clear TCP */
+    /* a cluster node (docs/CLUSTER.md) when cluster.servers is set */
+    struct {
+        const char *servers;     /* NATS URLs, comma-separated */
+        const char *node;        /* this node's name */
+        const char *stream;      /* the write log's stream */
+        int replicas;            /* the stream's, when this node creates it */
+        const char *token;       /* NATS token, or NULL */
+        const char *ca_file;     /* CAs for tls:// NATS URLs, or NULL */
+    } cluster;
 } server_config;
 
 #define SERVER_DEFAULTS                                                   \
     {.listen = "127.0.0.1:7411", .max_frame = 64u << 20,                  \
      .max_connections = 256, .max_inflight = 64,                          \
      .idle_timeout_ms = 300000, .read_timeout_ms = 10000,                 \
-     .auth_timeout_ms = 5000, .max_unauthenticated = 32}
+     .auth_timeout_ms = 5000, .max_unauthenticated = 32,                  \
+     .cluster = {.stream = "quiver", .replicas = 1}}
 
 /*
  * Serve until SIGTERM or SIGINT, then stop accepting, finish the requests

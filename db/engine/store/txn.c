@@ -175,6 +175,27 @@ qv_status eng_position_put(qv_db *base, const char *name, uint64_t value,
                      "storing a position");
 }
 
+/* An embedded handle reads its own database: always up to date. */
+qv_status eng_write_token(qv_db *base, uint64_t *token)
+{
+    (void)base;
+    *token = 0;
+    return QV_OK;
+}
+
+qv_status eng_read_after(qv_db *base, uint64_t token)
+{
+    (void)base, (void)token;
+    return QV_OK;
+}
+
+qv_status eng_cluster_status(qv_db *base, char **json)
+{
+    (void)json;
+    return qv_fail(base, QV_ERR_UNSUPPORTED, "an embedded handle is not a "
+                   "cluster node; ask a quiverd started with --cluster");
+}
+
 qv_status eng_write(eng_db *db, st_write_fn fn, void *ctx,
                     const qv_status *fn_status, const char *doing)
 {

@@ -67,6 +67,12 @@ qv_status eng_position_put(qv_db *base, const char *name, uint64_t value,
  * position this thread staged for db (eng_position_put) is stored in the
  * same transaction.
  */
+/* qv_write_token and qv_read_after: an embedded handle has no log. */
+qv_status eng_write_token(qv_db *base, uint64_t *token);
+qv_status eng_read_after(qv_db *base, uint64_t token);
+/* qv_cluster_status: an embedded handle is no node. */
+qv_status eng_cluster_status(qv_db *base, char **json);
+
 qv_status eng_write(eng_db *db, st_write_fn fn, void *ctx,
                     const qv_status *fn_status, const char *doing);
 

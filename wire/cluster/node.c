@@ -1,0 +1,513 @@
+/*
+ * node.c - one node of a cluster (node.h): the applier thread that makes
+ * the log's entries on the local database in the log's order, and the
+ * write path that appends an entry and waits for its local outcome.
+ *
+ * The database's position "applied/STREAM" is the sequence of the last
+ * entry applied. One reader applies every shard in the stream's order, so
+ * every entry up to it was applied; after a crash the node resumes at the
+ * next one. The position is stored in the very transaction of the entry's
+ * write (qv_position_with_next_write), or alone when the entry wrote
+ * nothing (it was refused: every node refuses it alike).
+ *
+ * Membership: every node keeps a key of its name in the bucket
+ * quiver_STREAM_nodes (JetStream KV), rewritten every BEAT_MS, which
+ * vanishes when it is not rewritten for MEMBER_TTL_MS: its address, its
+ * database's id, how far it applied. A name held by a live node with
+ * another database is refused.
+ */
+#include "wire/cluster/node.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <time.h>
+#include <xxhash.h>
+
+#include "common/alloc.h"
+#include "common/json.h"
+
+#define READ_POLL_MS 200        /* how often the applier checks for stop */
+#define APPLY_WAIT_MS 30000     /* a write's wait for its local apply */
+#define POSITION_PREFIX "applied/"
+#define NODE_ID "node_id"        /* position: the database's random id */
+#define BEAT_MS 2000
+#define MEMBER_TTL_MS 15000
+
+/* A write waiting for the applier to reach its entry. */
+struct waiter {
+    char id[96];
+    int done;
+    uint64_t seq;
+    node_outcome *out;
+    struct waiter *next;
+};
+
+struct cluster_node {
+    qv_db *db;
+    clog *log;
+    clog_kv *members;
+    char listen[64];
+    uint64_t db_id;
+    long long last_beat_ms;      /* applier thread only */
+    node_apply_fn apply;
+    char position[sizeof POSITION_PREFIX + 32];
+    char name[64];
+    uint64_t boot;               /* random, so ids differ across restarts */
+    atomic_ullong next_id;
+    pthread_t applier;
+    int applier_started;
+    atomic_int stop;
+    pthread_mutex_t lock;
+    pthread_cond_t applied_cv;   /* broadcast after every entry */
+    uint64_t applied;            /* under lock */
+    int64_t applied_time_ns;     /* the log's time of that entry, under lock */
+    struct waiter *waiters;      /* under lock */
+    char failure[512];           /* the applier's last error, under lock */
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void deadline_in(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+/* Make entry e on the database and store its position with it. */
+static void apply_entry(cluster_node *n, const clog_entry *e,
+                        node_outcome *out)
+{
+    uint64_t pos = 0;
+    qv_position_with_next_write(n->db, n->position, e->seq);
+    n->apply(n->db, e->data, e->len, out);
+    if (qv_position_get(n->db, n->position, &pos) != QV_OK || pos != e->seq)
+        qv_position_put(n->db, n->position, e->seq);
+}
+
+/* Hand the outcome to the write waiting for entry id, if any. */
+static void finish(cluster_node *n, const clog_entry *e,
+                   const node_outcome *out)
+{
+    pthread_mutex_lock(&n->lock);
+    n->applied = e->seq;
+    n->applied_time_ns = e->time_ns;
+    for (struct waiter *w = n->waiters; w; w = w->next) {
+        if (!w->done && strcmp(w->id, e->id) == 0) {
+            *w->out = *out;
+            w->seq = e->seq;
+            w->done = 1;
+        }
+    }
+    pthread_cond_broadcast(&n->applied_cv);
+    pthread_mutex_unlock(&n->lock);
+}
+
+static void note_failure(cluster_node *n, const char *err)
+{
+    pthread_mutex_lock(&n->lock);
+    snprintf(n->failure, sizeof n->failure, "%s", err);
+    pthread_mutex_unlock(&n->lock);
+    fprintf(stderr, "quiverd: cluster: %s\n", err);
+}
+
+/* This node's member record, as JSON text (free() it); NULL: no memory. */
+static char *member_json(cluster_node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "node", n->name,
+                          "listen", n->listen, "db_id", "",
+                          "applied", (json_int_t)n->applied,
+                          "applied_time_ms",
+                          (json_int_t)(n->applied_time_ns / 1000000),
+                          "seen_ms", (json_int_t)now_ms());
+    pthread_mutex_unlock(&n->lock);
+    char id[24];
+    snprintf(id, sizeof id, "%016llx", (unsigned long long)n->db_id);
+    if (o)
+        json_object_set_new(o, "db_id", json_string(id));
+    char *dumped = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    char *text = dumped ? strdup(dumped) : NULL;
+    qv_json_free(dumped);
+    return text;
+}
+
+/* Rewrite this node's member record when BEAT_MS passed. */
+static void beat(cluster_node *n, int force)
+{
+    long long now = now_ms();
+    if (!force && now - n->last_beat_ms < BEAT_MS)
+        return;
+    n->last_beat_ms = now;
+    char err[512], *text = member_json(n);
+    if (text && clog_kv_put(n->members, n->name, text, err, sizeof err) != 0)
+        note_failure(n, err);
+    free(text);
+}
+
+static void *applier_main(void *arg)
+{
+    cluster_node *n = arg;
+    clog_reader *r = NULL;
+    char err[512];
+    while (!atomic_load(&n->stop)) {
+        beat(n, 0);
+        if (!r && clog_read_from(n->log, node_applied(n) + 1, &r, err,
+                                 sizeof err) != 0) {
+            note_failure(n, err);
+            struct timespec pause = {0, READ_POLL_MS * 1000000L};
+            nanosleep(&pause, NULL);   /* NATS is away: try again */
+            continue;
+        }
+        clog_entry e;
+        int rc = clog_next(r, READ_POLL_MS, &e, err, sizeof err);
+        if (rc < 0) {
+            note_failure(n, err);
+            clog_reader_close(r);   /* read again from the position */
+            r = NULL;
+            continue;
+        }
+        if (rc > 0)
+            continue;
+        if (e.seq > node_applied(n)) {   /* else applied before a restart */
+            node_outcome out = {0};
+            apply_entry(n, &e, &out);
+            finish(n, &e, &out);
+        }
+        clog_entry_release(&e);
+    }
+    clog_reader_close(r);
+    return NULL;
+}
+
+/* Whether db holds any collection or table. */
+static int holds_data(qv_db *db, int *holds)
+{
+    qv_collection_info *cols = NULL;
+    qv_table_info *tables = NULL;
+    size_t nc = 0, nt = 0;
+    int rc = qv_list_collections(db, &cols, &nc) == QV_OK &&
+                     qv_list_tables(db, &tables, &nt) == QV_OK
+                 ? 0 : -1;
+    qv_free(cols);
+    qv_free(tables);
+    *holds = nc + nt > 0;
+    return rc;
+}
+
+/*
+ * db must be a replica of this stream (its mark, position "cluster", is
+ * the stream name's hash), or new: then it becomes one. A database that
+ * served alone, or another stream, is refused: its data is not the log's.
+ */
+static int claim_database(qv_db *db, const char *stream, uint64_t *id,
+                          char *err, size_t errlen)
+{
+    uint64_t mark = 0, want = node_stream_mark(stream);
+    int holds = 0;
+    if (qv_position_get(db, NODE_MARK, &mark) != QV_OK ||
+        holds_data(db, &holds) != 0) {
+        snprintf(err, errlen, "reading the database: %s", qv_errmsg(db));
+        return -1;
+    }
+    if (mark == want)
+        return qv_position_get(db, NODE_ID, id) == QV_OK ? 0 : -1;
+    if (mark != 0) {
+        snprintf(err, errlen, "the database is a replica of another write "
+                 "log than stream '%s'", stream);
+        return -1;
+    }
+    if (holds) {
+        snprintf(err, errlen, "the database holds collections or tables "
+                 "written without a cluster; a node starts from an empty "
+                 "database (import the data through the cluster instead)");
+        return -1;
+    }
+    if (getrandom(id, sizeof *id, 0) != sizeof *id ||
+        qv_position_put(db, NODE_ID, *id | 1) != QV_OK ||
+        qv_position_put(db, NODE_MARK, want) != QV_OK) {
+        snprintf(err, errlen, "marking the database: %s", qv_errmsg(db));
+        return -1;
+    }
+    *id |= 1;
+    return 0;
+}
+
+uint64_t node_stream_mark(const char *stream)
+{
+    uint64_t h = XXH64(stream, strlen(stream), 0);
+    return h ? h : 1;   /* 0 is "no mark" */
+}
+
+/* The db_id in a member record's JSON text; 0 when it has none. */
+static uint64_t member_db_id(const char *text)
+{
+    json_t *o = json_loads(text, 0, NULL);
+    const char *id = json_string_value(json_object_get(o, "db_id"));
+    uint64_t v = id ? strtoull(id, NULL, 16) : 0;
+    json_decref(o);
+    return v;
+}
+
+/* Take this node's name in the members' bucket: refused while a live
+ * node with another database holds it. */
+static int join_members(cluster_node *n, char *err, size_t errlen)
+{
+    char bucket[64], *held = NULL;
+    snprintf(bucket, sizeof bucket, "quiver_%s_nodes", clog_stream(n->log));
+    if (clog_kv_open(n->log, bucket, MEMBER_TTL_MS, &n->members, err,
+                     errlen) != 0 ||
+        clog_kv_get(n->members, n->name, &held, err, errlen) != 0)
+        return -1;
+    uint64_t other = held ? member_db_id(held) : 0;
+    free(held);
+    if (other && other != n->db_id) {
+        snprintf(err, errlen, "node name '%s' is taken by a live node with "
+                 "another database; give each node its own name", n->name);
+        return -1;
+    }
+    beat(n, 1);
+    return 0;
+}
+
+int node_start(const clog_config *cfg, const char *listen, qv_db *db,
+               node_apply_fn apply, cluster_node **out, char *err,
+               size_t errlen)
+{
+    *out = NULL;
+    size_t len = cfg->node ? strlen(cfg->node) : 0;
+    if (len == 0 || len >= 64 ||
+        strspn(cfg->node, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                          "0123456789_-") != len) {
+        snprintf(err, errlen, "a node name is 1 to 63 bytes of "
+                 "[A-Za-z0-9_-]");
+        return -1;
+    }
+    cluster_node *n = qv_calloc(1, sizeof *n);
+    if (!n) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    n->db = db;
+    n->apply = apply;
+    snprintf(n->listen, sizeof n->listen, "%s", listen);
+    snprintf(n->name, sizeof n->name, "%s", cfg->node);
+    pthread_mutex_init(&n->lock, NULL);
+    pthread_cond_init(&n->applied_cv, NULL);
+    int rc = -1;
+    if (getrandom(&n->boot, sizeof n->boot, 0) != sizeof n->boot) {
+        snprintf(err, errlen, "getrandom failed");
+        goto done;
+    }
+    if (clog_open(cfg, &n->log, err, errlen) != 0 ||
+        claim_database(db, cfg->stream, &n->db_id, err, errlen) != 0 ||
+        join_members(n, err, errlen) != 0)
+        goto done;
+    snprintf(n->position, sizeof n->position, POSITION_PREFIX "%s",
+             cfg->stream);
+    if (qv_position_get(db, n->position, &n->applied) != QV_OK) {
+        snprintf(err, errlen, "reading the applied position: %s",
+                 qv_errmsg(db));
+        goto done;
+    }
+    if (pthread_create(&n->applier, NULL, applier_main, n) != 0) {
+        snprintf(err, errlen, "cannot start the applier thread");
+        goto done;
+    }
+    n->applier_started = 1;
+    rc = 0;
+done:
+    if (rc == 0)
+        *out = n;
+    else
+        node_stop(n);
+    return rc;
+}
+
+void node_stop(cluster_node *n)
+{
+    if (!n)
+        return;
+    atomic_store(&n->stop, 1);
+    if (n->applier_started)
+        pthread_join(n->applier, NULL);
+    char err[512];
+    if (n->applier_started)   /* leave at once rather than by expiry */
+        clog_kv_delete(n->members, n->name, err, sizeof err);
+    clog_kv_close(n->members);
+    clog_close(n->log);
+    pthread_cond_destroy(&n->applied_cv);
+    pthread_mutex_destroy(&n->lock);
+    qv_mem_free(n);
+}
+
+uint64_t node_applied(cluster_node *n)
+{
+    pthread_mutex_lock(&n->lock);
+    uint64_t seq = n->applied;
+    pthread_mutex_unlock(&n->lock);
+    return seq;
+}
+
+static void unlink_waiter(cluster_node *n, struct waiter *w)
+{
+    for (struct waiter **p = &n->waiters; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            return;
+        }
+    }
+}
+
+/* Wait (lock held) until w is done or the deadline passes: 0 or -1. */
+static int wait_done(cluster_node *n, struct waiter *w)
+{
+    struct timespec until;
+    deadline_in(&until, APPLY_WAIT_MS);
+    int rc = 0;
+    while (!w->done && rc == 0)
+        rc = pthread_cond_timedwait(&n->applied_cv, &n->lock, &until);
+    return w->done ? 0 : -1;
+}
+
+void node_write(cluster_node *n, const char *shard, const void *entry,
+                size_t len, node_outcome *out, uint64_t *seq)
+{
+    char subject[256], err[400];
+    struct waiter w = {.out = out};
+    *seq = 0;
+    snprintf(w.id, sizeof w.id, "%s-%016llx-%llu", n->name,
+             (unsigned long long)n->boot,
+             (unsigned long long)atomic_fetch_add(&n->next_id, 1));
+    if (clog_subject(n->log, shard, subject, sizeof subject) != 0) {
+        *out = (node_outcome){QV_ERR_INTERNAL, "", 0};
+        snprintf(out->message, sizeof out->message, "bad shard '%s'", shard);
+        return;
+    }
+    /* registered before the append: the applier may be quicker than us */
+    pthread_mutex_lock(&n->lock);
+    w.next = n->waiters;
+    n->waiters = &w;
+    pthread_mutex_unlock(&n->lock);
+    int appended = clog_append(n->log, subject, w.id, entry, len, seq, err,
+                               sizeof err) == 0;
+    pthread_mutex_lock(&n->lock);
+    int applied = appended && wait_done(n, &w) == 0;
+    unlink_waiter(n, &w);
+    pthread_mutex_unlock(&n->lock);
+    if (!appended) {
+        *out = (node_outcome){QV_ERR_CONNECTION, "", 0};
+        snprintf(out->message, sizeof out->message, "the cluster's write "
+                 "log did not confirm the write, which may or may not be "
+                 "applied later: %s", err);
+    } else if (!applied) {
+        *out = (node_outcome){QV_ERR_TIMEOUT, "", 0};
+        snprintf(out->message, sizeof out->message, "the write is entry %llu "
+                 "of the log and will be applied, but this node did not "
+                 "apply it within %d s", (unsigned long long)*seq,
+                 APPLY_WAIT_MS / 1000);
+    }
+}
+
+qv_status node_wait_applied(cluster_node *n, uint64_t seq, node_outcome *out)
+{
+    struct timespec until;
+    deadline_in(&until, APPLY_WAIT_MS);
+    pthread_mutex_lock(&n->lock);
+    int rc = 0;
+    while (n->applied < seq && rc == 0)
+        rc = pthread_cond_timedwait(&n->applied_cv, &n->lock, &until);
+    uint64_t applied = n->applied;
+    pthread_mutex_unlock(&n->lock);
+    if (applied >= seq)
+        return QV_OK;
+    *out = (node_outcome){QV_ERR_TIMEOUT, "", 0};
+    snprintf(out->message, sizeof out->message, "this node has applied the "
+             "log up to entry %llu, not yet %llu; ask again or ask another "
+             "node", (unsigned long long)applied, (unsigned long long)seq);
+    return QV_ERR_TIMEOUT;
+}
+
+/* ---- status ---- */
+
+/* One member's record, with its lag behind the log's last entry. */
+static json_t *member_status(clog_kv *members, const char *name,
+                             uint64_t last, long long now)
+{
+    char err[512], *text = NULL;
+    if (clog_kv_get(members, name, &text, err, sizeof err) != 0 || !text)
+        return NULL;   /* it left meanwhile */
+    json_t *o = json_loads(text, 0, NULL);
+    free(text);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return NULL;
+    }
+    json_int_t applied = json_integer_value(json_object_get(o, "applied"));
+    json_int_t at = json_integer_value(json_object_get(o, "applied_time_ms"));
+    json_int_t seen = json_integer_value(json_object_get(o, "seen_ms"));
+    uint64_t behind = last > (uint64_t)applied ? last - (uint64_t)applied : 0;
+    json_object_set_new(o, "lag_entries", json_integer((json_int_t)behind));
+    /* at most: the oldest entry it lacks came after the one it applied */
+    json_object_set_new(o, "lag_seconds",
+                        json_real(behind && at ? (double)(now - at) / 1000
+                                               : 0.0));
+    json_object_set_new(o, "seen_seconds_ago",
+                        json_real((double)(now - seen) / 1000));
+    json_object_del(o, "seen_ms");
+    return o;
+}
+
+qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
+{
+    char err[512], **keys = NULL;
+    int nkeys = 0;
+    uint64_t last = 0;
+    *json = NULL;
+    if (clog_last_seq(n->log, &last, err, sizeof err) != 0 ||
+        clog_kv_keys(n->members, &keys, &nkeys, err, sizeof err) != 0) {
+        *fail = (node_outcome){QV_ERR_CONNECTION, "", 0};
+        snprintf(fail->message, sizeof fail->message, "%s", err);
+        return QV_ERR_CONNECTION;
+    }
+    long long now = now_ms();
+    json_t *nodes = json_array();
+    for (int i = 0; nodes && i < nkeys; i++) {
+        json_t *m = member_status(n->members, keys[i], last, now);
+        if (m)
+            json_array_append_new(nodes, m);
+    }
+    clog_kv_keys_free(keys, nkeys);
+    pthread_mutex_lock(&n->lock);
+    char failure[sizeof n->failure];
+    memcpy(failure, n->failure, sizeof failure);
+    pthread_mutex_unlock(&n->lock);
+    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:s}",
+                          "node", n->name, "stream", "name",
+                          clog_stream(n->log), "last_seq", (json_int_t)last,
+                          "replicas", clog_replicas(n->log), "nodes", nodes,
+                          "last_error", failure);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(o);
+    *json = text ? qv_strndup(text, strlen(text)) : NULL;
+    qv_json_free(text);
+    if (*json)
+        return QV_OK;
+    *fail = (node_outcome){QV_ERR_NOMEM, "out of memory", 0};
+    return QV_ERR_NOMEM;
+}

@@ -1,0 +1,71 @@
+/*
+ * node.h - a quiverd that is one node of a cluster (docs/CLUSTER.md): its
+ * writes go through the write log and come back, in the log's order, to
+ * an applier that makes them on the local database, as on every node.
+ */
+#ifndef QV_WIRE_CLUSTER_NODE_H
+#define QV_WIRE_CLUSTER_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db/quiver.h"
+#include "wire/cluster/log.h"
+
+typedef struct cluster_node cluster_node;
+
+/* The position that marks a database as a replica of a stream: the
+ * stream name's node_stream_mark; 0 (absent) for a database that is none. */
+#define NODE_MARK "cluster"
+uint64_t node_stream_mark(const char *stream);
+
+/* What applying one entry gave: the same on every node. */
+typedef struct node_outcome {
+    qv_status status;
+    char message[512];
+    uint64_t count;      /* delete where: the documents deleted */
+} node_outcome;
+
+/* Apply one entry (a protocol Request's bytes) to db. Given by the server,
+ * which knows the protocol; the node only orders and records. */
+typedef void (*node_apply_fn)(qv_db *db, const void *entry, size_t len,
+                              node_outcome *out);
+
+/*
+ * Join the log described by cfg (cfg->node names this node, listen is the
+ * address clients reach it at) and start applying it to db from the
+ * position db holds. 0, or -1 with err.
+ */
+int node_start(const clog_config *cfg, const char *listen, qv_db *db,
+               node_apply_fn apply, cluster_node **out, char *err,
+               size_t errlen);
+/* Stop applying and leave (what was applied stays). */
+void node_stop(cluster_node *n);
+
+/*
+ * Append entry (len bytes) on the subject of shard (a subject tail, see
+ * clog_subject), wait until this node applied it, and give its outcome
+ * and its sequence (the write token). A write whose append failed, or
+ * that was not applied here in time, fails with a status saying whether
+ * it may still be applied.
+ */
+void node_write(cluster_node *n, const char *shard, const void *entry,
+                size_t len, node_outcome *out, uint64_t *seq);
+
+/* Wait until this node applied sequence seq (bounded): QV_OK, or
+ * QV_ERR_TIMEOUT with the reason in out. */
+qv_status node_wait_applied(cluster_node *n, uint64_t seq,
+                            node_outcome *out);
+
+/*
+ * The cluster as this node sees it, as JSON text (qv_mem_free it): the stream
+ * (name, last_seq, replicas), and each live node's record (node, listen,
+ * db_id, applied, lag_entries, lag_seconds, seen_seconds_ago), and this
+ * node's last error reading the log. QV_OK, or a status with out set.
+ */
+qv_status node_status(cluster_node *n, char **json, node_outcome *fail);
+
+/* The last sequence this node applied. */
+uint64_t node_applied(cluster_node *n);
+
+#endif
