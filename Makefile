@@ -51,7 +51,7 @@ SERVER_SRC := wire/server/dispatch.c wire/server/server.c wire/server/quiverd.c 
 SERVER_LIBS := $(LIBS) -lnats
 CLI_SRC := cli/main.c cli/command.c cli/shell.c cli/bench.c cli/bench_flat.c cli/bench_ann.c \
            cli/bench_server.c cli/bench_filter.c cli/bench_embed.c \
-           cli/bench_duplicates.c cli/bench_writes.c cli/bench_churn.c \
+           cli/bench_duplicates.c cli/bench_writes.c cli/bench_churn.c cli/bench_cluster.c \
            cli/transfer.c cli/vecfile.c cli/table_cmd.c
 TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vecfile \
              test_hnsw test_server test_corrupt test_crash test_faults \

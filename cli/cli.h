@@ -15,6 +15,7 @@ int bench_embed(int argc, char **argv);
 int bench_duplicates(int argc, char **argv);
 int bench_writes(int argc, char **argv);
 int bench_churn(int argc, char **argv);
+int bench_cluster(int argc, char **argv);
 
 /* Seconds on the monotonic clock. */
 double cli_now(void);

@@ -251,12 +251,14 @@ static int bench_main(int argc, char **argv)
         {"server", bench_server}, {"filter", bench_filter},
         {"embed", bench_embed},   {"duplicates", bench_duplicates},
         {"writes", bench_writes}, {"churn", bench_churn},
+        {"cluster", bench_cluster},
     };
     for (size_t i = 0; argc >= 1 && i < sizeof benches / sizeof *benches; i++)
         if (strcmp(argv[0], benches[i].kind) == 0)
             return benches[i].run(argc, argv);
     fprintf(stderr, "usage: quiver bench "
-                    "flat|ann|server|filter|embed|duplicates|writes|churn "
+                    "flat|ann|server|filter|embed|duplicates|writes|churn|"
+                    "cluster "
                     "...\n"
                     "quiver bench: unknown benchmark '%s'\n",
             argc >= 1 ? argv[0] : "");

@@ -154,6 +154,13 @@ out=$("$bin" bench server --connect "127.0.0.1:${line##*:}" \
 check "server: runs" [ $? -eq 0 ]
 check "server: requests served, none failed" \
     [ "$(field "$out" errors)" = 0 ] && at_least "$(field "$out" requests)" 1
+# bench cluster's measures work against any quiverd (tools/bench-cluster
+# gives it cluster nodes)
+out=$("$bin" bench cluster --connect "qv://127.0.0.1:${line##*:}" \
+      --dim 8 --n 300 --batch 100 --searches 50 2>&1)
+check "cluster: runs" [ $? -eq 0 ]
+check "cluster: imported and read" at_least "$(field "$out" rows_per_s)" 1 \
+    && at_least "$(field "$out" search_qps)" 1
 kill -TERM $server_pid
 wait $server_pid
 check "quiverd stopped cleanly" [ $? -eq 0 ]

@@ -180,6 +180,36 @@ static void test_writes_reach_every_node(void **state)
     json_decref(st);
 }
 
+/* A write larger than the log takes in one entry (NATS's max_payload, 1
+ * MiB here) is refused before anything is appended. */
+static void test_write_too_large_for_the_log(void **state)
+{
+    struct cluster *c = *state;
+    enum { N = 400, DIM = 784 };   /* 1.25 MB of floats */
+    qv_collection_config cfg = {.dim = DIM, .metric = QV_METRIC_L2};
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "big", &cfg));
+    static float v[N][DIM];
+    static char ids[N][16];
+    static qv_doc docs[N];
+    for (int i = 0; i < N; i++) {
+        v[i][0] = (float)i;
+        snprintf(ids[i], sizeof ids[i], "b%d", i);
+        docs[i] = (qv_doc){ids[i], v[i], DIM, NULL};
+    }
+    uint64_t before = 0, after = 0;
+    assert_ok(c->h[0], qv_write_token(c->h[0], &before));
+    assert_status(c->h[0], qv_upsert(c->h[0], "big", docs, N),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(c->h[0]), "more than the cluster's "
+                                               "write log takes in one entry"));
+    assert_ok(c->h[0], qv_write_token(c->h[0], &after));
+    assert_int_equal(after, before);   /* nothing was appended */
+    assert_ok(c->h[0], qv_upsert(c->h[0], "big", docs, N / 4));
+    uint64_t n = 0;
+    assert_ok(c->h[0], qv_count(c->h[0], "big", NULL, &n));
+    assert_int_equal(n, N / 4);
+}
+
 /* A node that was down applies what it missed, from its own position,
  * each entry once. */
 static void test_stopped_node_catches_up(void **state)
@@ -303,6 +333,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_writes_reach_every_node,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_stopped_node_catches_up,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_write_too_large_for_the_log,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_databases_are_kept_apart,
                                         cluster_setup, cluster_teardown),

@@ -169,6 +169,15 @@ static void test_bad_settings(void **state)
     assert_non_null(strstr(err, "connecting to NATS at nats://127.0.0.1:1"));
     assert_null(l);
 
+    /* a list of servers: the one that answers is used */
+    char list[160];
+    snprintf(list, sizeof list, "nats://127.0.0.1:1,%s", f->url);
+    cfg.servers = list;
+    assert_int_equal(clog_open(&cfg, &l, err, sizeof err), 0);
+    clog_close(l);
+    cfg.servers = "nats://127.0.0.1:1,,nats://127.0.0.1:2";
+    assert_int_equal(clog_open(&cfg, &l, err, sizeof err), -1);
+
     l = open_log(f->url, "db2");
     char subject[64];
     static const char *const bad[] = {"", ".", "a.", ".a", "a..b", "a.*",

@@ -55,12 +55,34 @@ static int valid_token(const char *t, size_t max)
                      "0123456789_-") == n;
 }
 
+#define SERVERS_MAX 16
+
+/* Split "url1,url2" into copy (servers' bytes) and urls: how many, or -1
+ * when there are more than SERVERS_MAX or one is empty. */
+static int split_servers(const char *servers, char *copy, const char **urls)
+{
+    int n = 0;
+    strcpy(copy, servers);
+    for (char *p = copy, *next; p; p = next) {
+        next = strchr(p, ',');
+        if (next)
+            *next++ = '\0';
+        if (!*p || n == SERVERS_MAX)
+            return -1;
+        urls[n++] = p;
+    }
+    return n;
+}
+
 static natsStatus connect_to(const clog_config *cfg, natsConnection **nc)
 {
     natsOptions *o = NULL;
-    natsStatus s = natsOptions_Create(&o);
+    const char *urls[SERVERS_MAX];
+    char *copy = qv_malloc(strlen(cfg->servers) + 1);
+    int n = copy ? split_servers(cfg->servers, copy, urls) : -1;
+    natsStatus s = n > 0 ? natsOptions_Create(&o) : NATS_INVALID_ARG;
     if (s == NATS_OK)
-        s = natsOptions_SetURL(o, cfg->servers);
+        s = natsOptions_SetServers(o, urls, n);
     if (s == NATS_OK && cfg->token)
         s = natsOptions_SetToken(o, cfg->token);
     if (s == NATS_OK && cfg->ca_file) {
@@ -77,6 +99,7 @@ static natsStatus connect_to(const clog_config *cfg, natsConnection **nc)
     if (s == NATS_OK)
         s = natsConnection_Connect(nc, o);
     natsOptions_Destroy(o);
+    qv_mem_free(copy);
     return s;
 }
 
@@ -232,6 +255,12 @@ int clog_append(clog *l, const char *subject, const char *id,
     jsPubAck_Destroy(ack);
     return s == NATS_OK ? 0 : nats_fail(s, jerr, "appending to the log", err,
                                         errlen);
+}
+
+size_t clog_max_entry(clog *l)
+{
+    int64_t max = natsConnection_GetMaxPayload(l->nc);
+    return max > 1024 ? (size_t)max - 1024 : 0;   /* headers: the id */
 }
 
 int clog_last_seq(clog *l, uint64_t *seq, char *err, size_t errlen)

@@ -48,6 +48,10 @@ int clog_append(clog *l, const char *subject, const char *id,
                 const void *data, size_t len, uint64_t *seq, char *err,
                 size_t errlen);
 
+/* The largest entry the NATS servers take (their max_payload, 1 MiB by
+ * default), less room for the entry's headers. */
+size_t clog_max_entry(clog *l);
+
 /* The last sequence of the stream, 0 when it holds nothing. */
 int clog_last_seq(clog *l, uint64_t *seq, char *err, size_t errlen);
 

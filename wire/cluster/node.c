@@ -394,6 +394,16 @@ void node_write(cluster_node *n, const char *shard, const void *entry,
     snprintf(w.id, sizeof w.id, "%s-%016llx-%llu", n->name,
              (unsigned long long)n->boot,
              (unsigned long long)atomic_fetch_add(&n->next_id, 1));
+    size_t max = clog_max_entry(n->log);
+    if (len > max) {
+        *out = (node_outcome){QV_ERR_INVALID, "", 0};
+        snprintf(out->message, sizeof out->message, "the write is %zu bytes, "
+                 "more than the cluster's write log takes in one entry (%zu "
+                 "bytes: the NATS servers' max_payload less 1 KiB); send "
+                 "smaller batches, or raise max_payload in the NATS "
+                 "servers' configuration (docs/CLUSTER.md)", len, max);
+        return;
+    }
     if (clog_subject(n->log, shard, subject, sizeof subject) != 0) {
         *out = (node_outcome){QV_ERR_INTERNAL, "", 0};
         snprintf(out->message, sizeof out->message, "bad shard '%s'", shard);

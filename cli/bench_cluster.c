@@ -1,0 +1,227 @@
+/*
+ * bench_cluster.c - `quiver bench cluster`: acknowledged writes and reads
+ * on a database behind a URI (a cluster node, or a single quiverd for the
+ * comparison; tools/bench-cluster arranges both).
+ *
+ *   quiver bench cluster --connect URI [--base FILE | --dim D] [--n N]
+ *                        [--batch B] [--searches Q]
+ *   quiver bench cluster --connect URI --catch-up TOKEN
+ *
+ * The first imports N rows in batches of B (one upsert call each: one
+ * acknowledged write), then times Q single searches and Q gets, and prints
+ * one JSON object: rows_per_s, batch_p50_ms, batch_p99_ms, search_qps,
+ * get_qps, write_token. The second times how long the node behind URI
+ * takes to have applied the write of TOKEN (a node that was down while it
+ * was written): catch_up_s.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/bench.h"
+#include "cli/cli.h"
+#include "common/alloc.h"
+
+#define COLLECTION "bench_cluster"
+
+struct cluster_args {
+    const char *connect, *base;
+    unsigned dim;
+    long n, batch, searches;
+    unsigned long long catch_up;
+};
+
+static int parse_args(int argc, char **argv, struct cluster_args *a)
+{
+    enum { O_CONNECT = 256, O_BASE, O_DIM, O_N, O_BATCH, O_SEARCHES,
+           O_CATCH_UP };
+    static const struct option opts[] = {
+        {"connect", required_argument, 0, O_CONNECT},
+        {"base", required_argument, 0, O_BASE},
+        {"dim", required_argument, 0, O_DIM},
+        {"n", required_argument, 0, O_N},
+        {"batch", required_argument, 0, O_BATCH},
+        {"searches", required_argument, 0, O_SEARCHES},
+        {"catch-up", required_argument, 0, O_CATCH_UP},
+        {0, 0, 0, 0}};
+    *a = (struct cluster_args){.dim = 784, .n = 20000, .batch = 1000,
+                               .searches = 1000};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_CONNECT: a->connect = optarg; break;
+        case O_BASE: a->base = optarg; break;
+        case O_DIM: a->dim = (unsigned)atoi(optarg); break;
+        case O_N: a->n = atol(optarg); break;
+        case O_BATCH: a->batch = atol(optarg); break;
+        case O_SEARCHES: a->searches = atol(optarg); break;
+        case O_CATCH_UP: a->catch_up = strtoull(optarg, NULL, 10); break;
+        default: return -1;
+        }
+    }
+    return a->connect && optind == argc && a->dim > 0 && a->n > 0 &&
+                   a->batch > 0 && a->searches > 0
+               ? 0 : -1;
+}
+
+/* The rows to write: the first n of base, or n generated ones. */
+static float *load_rows(struct cluster_args *a, char *err, size_t errlen)
+{
+    uint64_t seed = 7;
+    if (!a->base)
+        return bench_random_rows(a->n, a->dim, &seed);
+    vecfile *vf = NULL;
+    if (vecfile_open(a->base, &vf, err, errlen) != 0)
+        return NULL;
+    a->dim = vecfile_dim(vf);
+    if ((uint64_t)a->n > vecfile_rows(vf))
+        a->n = (long)vecfile_rows(vf);
+    float *rows = qv_malloc((size_t)a->n * a->dim * sizeof *rows);
+    for (long i = 0; rows && i < a->n; i++) {
+        if (vecfile_read_floats(vf, rows + (size_t)i * a->dim, err,
+                                errlen) != 1) {
+            qv_mem_free(rows);
+            rows = NULL;
+        }
+    }
+    vecfile_close(vf);
+    return rows;
+}
+
+static int by_value(const void *pa, const void *pb)
+{
+    double a = *(const double *)pa, b = *(const double *)pb;
+    return (a > b) - (a < b);
+}
+
+/* Import in batches; each batch's latency in ms into lat. */
+static int import(qv_db *db, const struct cluster_args *a, const float *rows,
+                  double *lat, double *secs, char *err, size_t errlen)
+{
+    qv_collection_config cfg = {.dim = a->dim, .metric = QV_METRIC_L2};
+    if (qv_create_collection(db, COLLECTION, &cfg) != QV_OK) {
+        snprintf(err, errlen, "create: %s", qv_errmsg(db));
+        return -1;
+    }
+    double t0 = cli_now();
+    long nb = 0;
+    for (long first = 0; first < a->n; first += a->batch, nb++) {
+        long k = a->n - first < a->batch ? a->n - first : a->batch;
+        double t = cli_now();
+        if (bench_upsert_rows(db, COLLECTION, rows + (size_t)first * a->dim,
+                              NULL, first, k, a->dim, (size_t)k, err,
+                              errlen) != 0)
+            return -1;
+        lat[nb] = (cli_now() - t) * 1000;
+    }
+    *secs = cli_now() - t0;
+    qsort(lat, (size_t)nb, sizeof *lat, by_value);
+    return 0;
+}
+
+/* Single searches (query: row i % n) or gets; calls per second. */
+static double reads_per_s(qv_db *db, const struct cluster_args *a,
+                          const float *rows, int gets)
+{
+    qv_search_options opt = {.k = 10};
+    double t0 = cli_now();
+    for (long i = 0; i < a->searches; i++) {
+        long row = (i * 7919) % a->n;
+        qv_status st;
+        if (gets) {
+            char id[24];
+            qv_record *r = NULL;
+            snprintf(id, sizeof id, "%ld", row);
+            st = qv_get(db, COLLECTION, id, &r);
+            qv_free(r);
+        } else {
+            qv_hits *h = NULL;
+            st = qv_search(db, COLLECTION, rows + (size_t)row * a->dim,
+                           a->dim, &opt, &h);
+            qv_free(h);
+        }
+        if (st != QV_OK)
+            return -1;
+    }
+    return (double)a->searches / (cli_now() - t0);
+}
+
+static int run_import(qv_db *db, struct cluster_args *a)
+{
+    char err[512] = "";
+    float *rows = load_rows(a, err, sizeof err);
+    long nb = (a->n + a->batch - 1) / a->batch;
+    double *lat = qv_calloc((size_t)nb, sizeof *lat);
+    double secs = 0, sq = -1, gq = -1;
+    uint64_t token = 0;
+    int rc = 1;
+    if (!rows || !lat) {
+        fprintf(stderr, "quiver bench cluster: %s\n", err[0] ? err
+                                                            : "out of memory");
+        goto done;
+    }
+    if (import(db, a, rows, lat, &secs, err, sizeof err) != 0) {
+        fprintf(stderr, "quiver bench cluster: %s\n", err);
+        goto done;
+    }
+    sq = reads_per_s(db, a, rows, 0);
+    gq = reads_per_s(db, a, rows, 1);
+    qv_write_token(db, &token);
+    if (sq < 0 || gq < 0) {
+        fprintf(stderr, "quiver bench cluster: read: %s\n", qv_errmsg(db));
+        goto done;
+    }
+    printf("{\"bench\":\"cluster\",\"connect\":\"%s\",\"n\":%ld,\"dim\":%u,"
+           "\"batch\":%ld,\"rows_per_s\":%.1f,\"batch_p50_ms\":%.2f,"
+           "\"batch_p99_ms\":%.2f,\"search_qps\":%.1f,\"get_qps\":%.1f,"
+           "\"write_token\":%llu}\n", a->connect, a->n, a->dim, a->batch,
+           (double)a->n / secs, lat[nb / 2], lat[(nb * 99) / 100], sq, gq,
+           (unsigned long long)token);
+    rc = 0;
+done:
+    qv_mem_free(rows);
+    qv_mem_free(lat);
+    return rc;
+}
+
+/* How long the node takes to have applied a->catch_up. */
+static int run_catch_up(qv_db *db, const struct cluster_args *a)
+{
+    uint64_t count = 0;
+    double t0 = cli_now();
+    qv_read_after(db, a->catch_up);
+    qv_status st;
+    while ((st = qv_count(db, COLLECTION, NULL, &count)) == QV_ERR_TIMEOUT)
+        ;   /* the node answers TIMEOUT every 30 s while it is behind */
+    if (st != QV_OK) {
+        fprintf(stderr, "quiver bench cluster: %s\n", qv_errmsg(db));
+        return 1;
+    }
+    printf("{\"bench\":\"cluster\",\"connect\":\"%s\",\"catch_up_token\":"
+           "%llu,\"catch_up_s\":%.3f,\"count\":%llu}\n", a->connect,
+           a->catch_up, cli_now() - t0, (unsigned long long)count);
+    return 0;
+}
+
+int bench_cluster(int argc, char **argv)
+{
+    struct cluster_args a;
+    if (parse_args(argc, argv, &a) != 0) {
+        fprintf(stderr, "usage: quiver bench cluster --connect URI [--base "
+                "FILE | --dim D] [--n N] [--batch B] [--searches Q]\n"
+                "       quiver bench cluster --connect URI --catch-up "
+                "TOKEN\n");
+        return 2;
+    }
+    qv_db *db = NULL;
+    qv_open_options oo = {.timeout_ms = 600000};
+    if (qv_open(a.connect, &oo, &db) != QV_OK) {
+        fprintf(stderr, "quiver bench cluster: %s\n", qv_errmsg(NULL));
+        return 1;
+    }
+    int rc = a.catch_up ? run_catch_up(db, &a) : run_import(db, &a);
+    qv_close(db);
+    return rc;
+}
