@@ -1103,6 +1103,75 @@ static void test_concurrent_searches_in_place(void **state)
     assert_string_equal(before, after);
 }
 
+/* Every document of a 640-d collection (read in place) is its own nearest
+ * hit, with the vector vecs[version[i]][i]. */
+#define INPLACE_DOCS 60
+#define INPLACE_DIM 640
+static void inplace_check(qv_db *db, float (*vecs)[INPLACE_DOCS][INPLACE_DIM],
+                          const int *version)
+{
+    for (int i = 0; i < INPLACE_DOCS; i++) {
+        qv_hits *hits;
+        char id[16];
+        snprintf(id, sizeof id, "%d", i);
+        assert_ok(db, qv_search(db, "ip", vecs[version[i]][i], INPLACE_DIM,
+                                &(qv_search_options){.k = 1}, &hits));
+        assert_int_equal(hits->count, 1);
+        assert_string_equal(hits->hits[0].id, id);
+        assert_true(hits->hits[0].distance == 0.0f);
+        qv_free(hits);
+    }
+}
+
+/*
+ * Vectors read in place: writes that fail at every allocation (the graph
+ * goes stale and reloads, its copies with it) and a compaction (every
+ * page moves: the graph reloads) leave every search right.
+ */
+static void test_in_place_failed_writes_and_compaction(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    static float vecs[2][INPLACE_DOCS][INPLACE_DIM];
+    int version[INPLACE_DOCS] = {0};
+    uint64_t rng = 5;
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; i < INPLACE_DOCS; i++)
+            tu_rand_vector(&rng, vecs[v][i], INPLACE_DIM);
+    create(db, "ip", INPLACE_DIM, QV_METRIC_L2);
+    char ids[INPLACE_DOCS][16];
+    qv_doc docs[INPLACE_DOCS];
+    for (int i = 0; i < INPLACE_DOCS; i++) {
+        snprintf(ids[i], sizeof ids[i], "%d", i);
+        docs[i] = (qv_doc){ids[i], vecs[0][i], INPLACE_DIM, NULL};
+    }
+    assert_ok(db, qv_upsert(db, "ip", docs, INPLACE_DOCS));
+    inplace_check(db, vecs, version);
+    /* replace documents 0..9 with an allocation failing at each point */
+    for (unsigned long n = 1; n < 60; n++) {
+        int v = (int)(n % 2);
+        for (int i = 0; i < 10; i++)
+            docs[i].vector = vecs[v][i];
+        qv_alloc_fail_at(n, 1);
+        qv_status st = qv_upsert(db, "ip", docs, 10);
+        qv_alloc_fail_at(0, 0);
+        assert_true(st == QV_OK || st == QV_ERR_NOMEM);
+        if (st == QV_OK)
+            for (int i = 0; i < 10; i++)
+                version[i] = v;
+        inplace_check(db, vecs, version);
+    }
+    assert_ok(db, qv_delete(db, "ip", "3"));
+    docs[3].vector = vecs[version[3]][3];
+    assert_ok(db, qv_upsert(db, "ip", &docs[3], 1));
+    if (!tu_remote()) {
+        assert_ok(db, qv_compact(db));
+        inplace_check(db, vecs, version);
+    }
+    char *report = NULL;
+    assert_ok(db, qv_check(db, &report));
+    qv_free(report);
+}
+
 /* Paging through a collection in id order, from one page to the next. */
 static void test_scan_pages_in_id_order(void **state)
 {
@@ -1750,6 +1819,7 @@ int main(void)
         T(test_allocation_failures_are_clean),
         T(test_concurrent_searches_during_writes),
         T(test_concurrent_searches_in_place),
+        T(test_in_place_failed_writes_and_compaction),
         T(test_scan_pages_in_id_order),
         T(test_search_with_payloads),
         T(test_backup_and_stats),
