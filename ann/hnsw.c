@@ -16,6 +16,12 @@
 
 #define LOCK_STRIPES 4096u
 #define NO_LEVEL (-1)
+/* A location (hnsw.loc) with this bit is the address of a copy the graph
+ * owns; without it, an offset from the caller's base. */
+#define LOC_OWN (UINT64_C(1) << 63)
+/* Bytes before an owned copy's element: its serial (hnsw_settle), and
+ * 64 so that the element keeps the allocation's alignment. */
+#define COPY_HEAD 64
 
 typedef struct cand {
     float d;
@@ -44,8 +50,24 @@ struct hnsw {
     size_t upper_stride;    /* u32 per upper list: count + M ids */
     uint32_t cap;
     uint8_t *elems;         /* vectors or codes: a huge-page region, see
-                               region_grow */
+                               region_grow; unused with external */
     size_t elems_len;
+    /*
+     * External elements (hnsw_params.external): per node its location,
+     * an offset from base or, with LOC_OWN, an owned copy (a node a write
+     * in progress changed, one whose stored vector is not where an
+     * offset can stay valid, or the zero element of an empty slot).
+     * Copies replaced while searches may read them wait in
+     * retired_copies until hnsw_reclaim. See hnsw_set_base.
+     */
+    _Atomic uint64_t *loc;
+    _Atomic(const char *) base;
+    uint8_t *zeros;                 /* the element of an empty slot */
+    atomic_uint_fast64_t copy_serial;  /* serial of the last copy made */
+    atomic_size_t ncopies;          /* owned copies in use */
+    pthread_mutex_t copies_lock;
+    void **retired_copies;
+    size_t nretired_copies, retired_copies_cap;
     uint32_t *links0;       /* likewise */
     size_t links0_len;
     uint32_t **upper;       /* per node: lists of levels 1..level */
@@ -143,7 +165,12 @@ static inline void unpack_entry(uint64_t e, uint32_t *id, int *level)
 
 static inline const void *vec_of(const hnsw *h, uint32_t id)
 {
-    return h->elems + (size_t)id * h->stride;
+    if (!h->loc)
+        return h->elems + (size_t)id * h->stride;
+    uint64_t at = atomic_load_explicit(&h->loc[id], memory_order_acquire);
+    if (at & LOC_OWN)
+        return (const void *)(uintptr_t)(at & ~LOC_OWN);
+    return atomic_load_explicit(&h->base, memory_order_relaxed) + at;
 }
 
 /* The list of node id at level: [count][ids...]. */
@@ -295,6 +322,8 @@ static void sort_candidates(const hnsw *h, cand *c, size_t n, float self_d)
 
 /* ---- creation and growth ---- */
 
+static void free_copies(hnsw *h);
+
 hnsw *hnsw_create(const hnsw_params *params)
 {
     if (params->M < 2 || params->M > HNSW_M_MAX)
@@ -311,6 +340,17 @@ hnsw *hnsw_create(const hnsw_params *params)
     } else {
         h->elem_bytes = params->dim * sizeof(float);
         h->stride = ((params->dim + 15u) & ~(size_t)15) * sizeof(float);
+    }
+    if (params->external && (h->codec || params->metric == HNSW_COSINE)) {
+        qv_mem_free(h);   /* only plain l2 and ip vectors are used as
+                             stored */
+        return NULL;
+    }
+    pthread_mutex_init(&h->copies_lock, NULL);
+    if (params->external && !(h->zeros = qv_calloc(1, h->stride))) {
+        pthread_mutex_destroy(&h->copies_lock);
+        qv_mem_free(h);
+        return NULL;
     }
     h->link0_stride = 1 + h->M0;
     h->upper_stride = 1 + params->M;
@@ -340,6 +380,7 @@ void hnsw_free(hnsw *h)
     qv_mem_free(h->retired);
     if (h->elems)
         munmap(h->elems, h->elems_len);
+    free_copies(h);
     if (h->links0)
         munmap(h->links0, h->links0_len);
     qv_mem_free(h->levels);
@@ -364,6 +405,171 @@ void hnsw_free(hnsw *h)
         pthread_mutex_destroy(&h->rev_locks[i]);
     }
     qv_mem_free(h);
+}
+
+/* ---- external elements ---- */
+
+static inline uint64_t zeros_at(const hnsw *h)
+{
+    return (uint64_t)(uintptr_t)h->zeros | LOC_OWN;
+}
+
+/* The owned copy a location names, NULL for an offset or the zeros. */
+static uint8_t *copy_of(const hnsw *h, uint64_t at)
+{
+    if (!(at & LOC_OWN) || at == zeros_at(h))
+        return NULL;
+    return (uint8_t *)(uintptr_t)(at & ~LOC_OWN);
+}
+
+static uint64_t copy_serial(const uint8_t *copy)
+{
+    uint64_t serial;
+    memcpy(&serial, copy - COPY_HEAD, sizeof serial);
+    return serial;
+}
+
+/* A new copy of elem (or zeros, elem NULL) as a location; 0 when out of
+ * memory. */
+static uint64_t copy_new(hnsw *h, const void *elem)
+{
+    uint8_t *mem = qv_malloc(COPY_HEAD + h->elem_bytes);
+    if (!mem)
+        return 0;
+    uint64_t serial = atomic_fetch_add(&h->copy_serial, 1) + 1;
+    memcpy(mem, &serial, sizeof serial);
+    if (elem)
+        memcpy(mem + COPY_HEAD, elem, h->elem_bytes);
+    else
+        memset(mem + COPY_HEAD, 0, h->elem_bytes);
+    atomic_fetch_add(&h->ncopies, 1);
+    return (uint64_t)(uintptr_t)(mem + COPY_HEAD) | LOC_OWN;
+}
+
+/* Keep a copy that searches may still read until hnsw_reclaim; if it
+ * cannot be noted, leak it (never free memory a search may read). */
+static void copy_retire(hnsw *h, uint8_t *copy)
+{
+    if (!copy)
+        return;
+    atomic_fetch_sub(&h->ncopies, 1);
+    pthread_mutex_lock(&h->copies_lock);
+    if (h->nretired_copies == h->retired_copies_cap) {
+        size_t cap = h->retired_copies_cap ? 2 * h->retired_copies_cap : 64;
+        void **p = qv_realloc(h->retired_copies, cap * sizeof *p);
+        if (p) {
+            h->retired_copies = p;
+            h->retired_copies_cap = cap;
+        }
+    }
+    if (h->nretired_copies < h->retired_copies_cap)
+        h->retired_copies[h->nretired_copies++] = copy - COPY_HEAD;
+    pthread_mutex_unlock(&h->copies_lock);
+}
+
+/* Give node id location at; the copy it held before is retired. */
+static void relocate(hnsw *h, uint32_t id, uint64_t at)
+{
+    copy_retire(h, copy_of(h, atomic_exchange(&h->loc[id], at)));
+}
+
+static void reclaim_copies(hnsw *h)
+{
+    pthread_mutex_lock(&h->copies_lock);
+    for (size_t i = 0; i < h->nretired_copies; i++)
+        qv_mem_free(h->retired_copies[i]);
+    h->nretired_copies = 0;
+    pthread_mutex_unlock(&h->copies_lock);
+}
+
+static void free_copies(hnsw *h)
+{
+    if (h->loc) {
+        for (uint32_t id = 0; id < h->cap; id++) {
+            uint8_t *copy = copy_of(h, atomic_load(&h->loc[id]));
+            if (copy)
+                qv_mem_free(copy - COPY_HEAD);
+        }
+    }
+    reclaim_copies(h);
+    qv_mem_free(h->retired_copies);
+    qv_mem_free((void *)h->loc);
+    qv_mem_free(h->zeros);
+    pthread_mutex_destroy(&h->copies_lock);
+}
+
+/* Make room for the locations of slots [0, new_cap); new slots hold the
+ * zero element. */
+static int grow_locations(hnsw *h, uint32_t new_cap)
+{
+    _Atomic uint64_t *p = qv_realloc((void *)h->loc, new_cap * sizeof *p);
+    if (!p)
+        return -1;
+    for (uint32_t i = h->cap; i < new_cap; i++)
+        atomic_init(&p[i], zeros_at(h));
+    h->loc = p;
+    return 0;
+}
+
+void hnsw_set_base(hnsw *h, const void *base)
+{
+    atomic_store_explicit(&h->base, base, memory_order_relaxed);
+}
+
+int hnsw_place_at(hnsw *h, uint32_t id, uint64_t offset)
+{
+    if (!h->loc || id >= h->cap || (offset & LOC_OWN))
+        return -1;
+    relocate(h, id, offset);
+    return 0;
+}
+
+int hnsw_place_copy(hnsw *h, uint32_t id, const void *elem)
+{
+    if (!h->loc || id >= h->cap)
+        return -1;
+    uint64_t at = copy_new(h, elem);
+    if (!at)
+        return -2;
+    relocate(h, id, at);
+    return 0;
+}
+
+void hnsw_own_element(hnsw *h, uint32_t id)
+{
+    if (!h->loc || id >= h->cap)
+        return;
+    uint64_t at = atomic_load(&h->loc[id]);
+    if (at & LOC_OWN)
+        return;   /* a copy already */
+    uint64_t copy = copy_new(h, vec_of(h, id));
+    relocate(h, id, copy ? copy : zeros_at(h));
+}
+
+uint64_t hnsw_copy_serial(const hnsw *h)
+{
+    return atomic_load(&h->copy_serial);
+}
+
+int hnsw_settle(hnsw *h, uint32_t id, uint64_t serial, uint64_t offset)
+{
+    if (!h->loc || id >= h->cap || (offset & LOC_OWN))
+        return 0;
+    uint64_t at = atomic_load(&h->loc[id]);
+    uint8_t *copy = copy_of(h, at);
+    if (!copy || copy_serial(copy) > serial ||
+        !atomic_compare_exchange_strong(&h->loc[id], &at, offset))
+        return 0;
+    copy_retire(h, copy);
+    return 1;
+}
+
+size_t hnsw_retired_bytes(hnsw *h)
+{
+    pthread_mutex_lock(&h->copies_lock);
+    size_t n = h->nretired_copies;
+    pthread_mutex_unlock(&h->copies_lock);
+    return n * (COPY_HEAD + h->elem_bytes);
 }
 
 /* Grow one array to new_cap elements, zeroing the new part. */
@@ -413,10 +619,13 @@ int hnsw_reserve(hnsw *h, uint32_t slots)
     uint32_t new_cap = h->cap ? h->cap : 64;
     while (new_cap < slots)
         new_cap = new_cap > UINT32_MAX / 2 ? UINT32_MAX : new_cap * 2;
-    size_t vec_bytes = h->stride;
+    size_t vec_bytes = h->p.external ? 0 : h->stride;
     size_t link_bytes = h->link0_stride * sizeof(uint32_t);
-    if (region_grow((void **)&h->elems, &h->elems_len, h->cap * vec_bytes,
-                    new_cap * vec_bytes) != 0 ||
+    if (h->p.external && grow_locations(h, new_cap) != 0)
+        return -1;
+    if ((vec_bytes && region_grow((void **)&h->elems, &h->elems_len,
+                                  h->cap * vec_bytes,
+                                  new_cap * vec_bytes) != 0) ||
         region_grow((void **)&h->links0, &h->links0_len, h->cap * link_bytes,
                     new_cap * link_bytes) != 0 ||
         grow((void **)&h->upper, sizeof(uint32_t *), h->cap, new_cap) != 0 ||
@@ -595,6 +804,18 @@ static int scratch_prepare(hnsw_scratch *s, const hnsw *h, size_t ef)
 
 /* ---- search ---- */
 
+/* External elements: ask for the locations of the n nodes of ids at
+ * once, so that each element's address is known without a wait when
+ * its turn to be fetched comes (always inlined: see prefetch_lists0). */
+static inline __attribute__((always_inline)) void
+prefetch_locations(const hnsw *h, const uint32_t *ids, uint32_t n)
+{
+    if (!h->loc)
+        return;
+    for (uint32_t i = 0; i < n; i++)
+        __builtin_prefetch(&h->loc[load_u32(&ids[i])]);
+}
+
 /* Greedy descent from (*cur, *curd) at one upper level. */
 static void greedy_step(const hnsw *h, const hnsw_scratch *s, int level,
                         uint32_t *cur, float *curd)
@@ -637,6 +858,7 @@ static void search_level(const hnsw *h, hnsw_scratch *s, uint32_t entry,
             break;
         const uint32_t *list = list_of(h, c.id, level);
         uint32_t n = load_u32(list);
+        prefetch_locations(h, list + 1, n);
         if (n > 0)
             __builtin_prefetch(vec_of(h, load_u32(&list[1])));
         for (uint32_t i = 0; i < n; i++) {
@@ -1266,10 +1488,11 @@ void hnsw_reclaim(hnsw *h)
     for (size_t i = 0; i < h->nretired; i++)
         qv_mem_free(h->retired[i]);
     h->nretired = 0;
+    reclaim_copies(h);
 }
 
 /* Give node id the upper lists of its level. */
-static int place_node(hnsw *h, uint32_t id, int level)
+static int place_upper(hnsw *h, uint32_t id, int level)
 {
     if (level > 0) {
         uint32_t *up = qv_calloc((size_t)level * h->upper_stride,
@@ -1281,6 +1504,20 @@ static int place_node(hnsw *h, uint32_t id, int level)
         h->upper[id] = up;
     }
     return 0;
+}
+
+/* Give node id the upper lists of its level and, for external elements,
+ * a copy of its own to store the new vector in (a write in progress: its
+ * vector is in no committed page yet, see hnsw_settle). */
+static int place_node(hnsw *h, uint32_t id, int level)
+{
+    if (h->loc) {
+        uint64_t at = copy_new(h, NULL);
+        if (!at)
+            return -1;
+        relocate(h, id, at);
+    }
+    return place_upper(h, id, level);
 }
 
 /* An empty level-0 list, then the level: the node is live. */
@@ -1302,8 +1539,11 @@ static void normalize(float *v, uint32_t dim)
 static void store_vector(hnsw *h, hnsw_scratch *s, uint32_t id,
                          const float *vec)
 {
-    uint8_t *dst = h->elems + (size_t)id * h->stride;
-    memset(dst + h->elem_bytes, 0, h->stride - h->elem_bytes);
+    /* external: the copy place_node gave the node, no padding */
+    uint8_t *dst = h->loc ? (uint8_t *)(uintptr_t)vec_of(h, id)
+                          : h->elems + (size_t)id * h->stride;
+    if (!h->loc)
+        memset(dst + h->elem_bytes, 0, h->stride - h->elem_bytes);
     if (!h->codec) {
         memcpy(dst, vec, h->elem_bytes);
         if (h->p.metric == HNSW_COSINE)
@@ -2019,13 +2259,15 @@ int hnsw_record_load(hnsw *h, uint32_t id, const void *elem, const void *rec,
     atomic_store(&h->labels_valid, 0);
     int level = p[0];
     p += 4;
-    if (place_node(h, id, level) != 0)
+    if (place_upper(h, id, level) != 0)
         return -2;
-    uint8_t *dst = h->elems + (size_t)id * h->stride;
-    memcpy(dst, elem, h->elem_bytes);
-    memset(dst + h->elem_bytes, 0, h->stride - h->elem_bytes);
-    if (!h->codec && h->p.metric == HNSW_COSINE)
-        normalize((float *)(void *)dst, h->p.dim);
+    if (!h->loc) {   /* external elements are placed apart */
+        uint8_t *dst = h->elems + (size_t)id * h->stride;
+        memcpy(dst, elem, h->elem_bytes);
+        memset(dst + h->elem_bytes, 0, h->stride - h->elem_bytes);
+        if (!h->codec && h->p.metric == HNSW_COSINE)
+            normalize((float *)(void *)dst, h->p.dim);
+    }
     publish_node(h, id, level);
     for (int l = 0; l <= level; l++) {
         uint32_t n;
@@ -2264,11 +2506,14 @@ const void *hnsw_element(const hnsw *h, uint32_t id)
 
 size_t hnsw_memory_bytes(const hnsw *h)
 {
-    size_t bytes = (size_t)h->cap * (h->stride +
+    size_t elem = h->loc ? sizeof *h->loc : h->stride;
+    size_t bytes = (size_t)h->cap * (elem +
                                      h->link0_stride * sizeof(uint32_t) +
                                      sizeof(uint32_t *) + 2 + sizeof(uint32_t));
     /* the write side: list headers, labels, marks and the lists */
     bytes += (size_t)h->cap * (2 * sizeof(revlist) + sizeof(uint32_t) + 1);
+    if (h->loc)
+        bytes += atomic_load(&h->ncopies) * (COPY_HEAD + h->elem_bytes);
     for (uint32_t id = 0; id < h->cap; id++) {
         if (h->upper[id] && node_level(h, id) > 0)
             bytes += (size_t)node_level(h, id) * h->upper_stride * 4;

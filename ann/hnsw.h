@@ -40,6 +40,11 @@ typedef struct hnsw_params {
      * and every distance is a code distance; the codec must outlive the
      * graph. */
     const codec *codec;
+    /* Nonzero: the float vectors of an l2 or ip graph stay where the
+     * caller keeps them, in one region that may move (LMDB's map): each
+     * node holds an offset from the base the caller sets (hnsw_set_base),
+     * or a copy of its own. See "external elements" below. */
+    int external;
 } hnsw_params;
 
 typedef struct hnsw hnsw;
@@ -143,6 +148,47 @@ const float *hnsw_vector(const hnsw *h, uint32_t id);
 size_t hnsw_element_bytes(const hnsw *h);
 const void *hnsw_element(const hnsw *h, uint32_t id);
 
+/*
+ * ---- external elements (hnsw_params.external) ----
+ *
+ * Each node's vector is read at base + its offset, where base is the
+ * start of a region the caller owns (LMDB's map of the data file), or
+ * from a copy the graph owns. The caller's contract:
+ *  - hnsw_set_base before every use, with the region's current start;
+ *    the region neither moves nor loses the bytes at a node's offset
+ *    while any search, insert or removal runs.
+ *  - A write that changes or deletes a stored vector gives the node a
+ *    copy before that change takes effect (hnsw_insert does, into the
+ *    copy; hnsw_own_element for a removal), so no reader follows an
+ *    offset to bytes that were replaced.
+ *  - Once the new vector lies at a lasting offset, hnsw_settle swaps the
+ *    copy for it; the copy is freed by hnsw_reclaim.
+ * Offsets are below 2^63.
+ */
+void hnsw_set_base(hnsw *h, const void *base);
+/* At load, before searches: node id's element at base + offset, or a
+ * copy of elem (a vector that has no lasting offset). 0; -1 for a graph
+ * without external elements or an id beyond capacity; -2 out of memory
+ * (hnsw_place_copy). */
+int hnsw_place_at(hnsw *h, uint32_t id, uint64_t offset);
+int hnsw_place_copy(hnsw *h, uint32_t id, const void *elem);
+/* A write is about to delete node id's stored vector: the node reads a
+ * copy from now on (the zero vector if none can be allocated: removed
+ * nodes are walked through, never returned). No-op for other graphs. */
+void hnsw_own_element(hnsw *h, uint32_t id);
+/* Serial of the last copy made: a write reads it after its changes, and
+ * settles with it once committed. */
+uint64_t hnsw_copy_serial(const hnsw *h);
+/*
+ * Swap node id's copy for offset, if the copy is one made up to serial
+ * (by the write that read hnsw_copy_serial, or before: a later write
+ * made a newer copy, which its own settle swaps). 1 if swapped. Not
+ * concurrently with hnsw_reclaim.
+ */
+int hnsw_settle(hnsw *h, uint32_t id, uint64_t serial, uint64_t offset);
+/* Bytes of copies waiting for hnsw_reclaim. */
+size_t hnsw_retired_bytes(hnsw *h);
+
 
 /* Entry point and top level, for persistence; HNSW_NO_NODE when empty. */
 uint32_t hnsw_entry(const hnsw *h);
@@ -192,8 +238,9 @@ int hnsw_check(const hnsw *h, char *err, size_t errlen);
  */
 int hnsw_check_links(const hnsw *h, char *err, size_t errlen);
 
-/* Free the lists replaced by inserts into reused slots; only while no
- * search is running. */
+/* Free the lists replaced by inserts into reused slots, and the copies
+ * replaced by hnsw_settle or later writes; only while no search, write
+ * or hnsw_settle is running. */
 void hnsw_reclaim(hnsw *h);
 
 /* Resident bytes of the graph and its vectors or codes, for stats. */

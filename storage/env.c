@@ -38,6 +38,9 @@ struct st_env {
      * and again whenever the map moves (growth, compaction) */
     _Atomic(char *) map_base;
     uint32_t page_bytes;   /* LMDB's page size (st_fixed_offset) */
+    /* bumped whenever data.mdb is replaced (compaction), under the map
+     * lock held exclusive: offsets into the old file mean nothing */
+    atomic_uint_fast64_t file_epoch;
     /* what the layer above keeps per environment, see st_env_user; its own
      * lock, not registry_lock: a slot is first asked for inside LMDB
      * transactions, and registry_lock is held around mdb_env_open, so
@@ -288,13 +291,26 @@ static char *find_map_base(st_env *env)
     return base;
 }
 
-uint64_t st_map_offset(st_env *env, const void *p)
+const char *st_map_base(st_env *env)
 {
     char *base = atomic_load(&env->map_base);
     if (!base) {
         base = find_map_base(env);
         atomic_store(&env->map_base, base);
     }
+    return base;
+}
+
+uint64_t st_file_epoch(st_env *env)
+{
+    return atomic_load(&env->file_epoch);
+}
+
+uint32_t st_page_bytes(const st_env *env) { return env->page_bytes; }
+
+uint64_t st_map_offset(st_env *env, const void *p)
+{
+    const char *base = st_map_base(env);
     const char *at = p;
     uint64_t size = st_map_size(env);
     if (!base || at < base || (uint64_t)(at - base) >= size)
@@ -497,6 +513,7 @@ static int compact_locked(st_env *env, const char *path)
     mdb_env_close(env->mdb);
     env->mdb = NULL;
     atomic_store(&env->map_base, NULL);
+    atomic_fetch_add(&env->file_epoch, 1);
     rc = rename(from, to) == 0 ? 0 : errno;
     rmdir(tmp);
     /* reopen whichever file is there now; the dbi handles come back in

@@ -75,6 +75,24 @@ MDB_dbi st_dbi(const st_env *env, enum st_db db);
 /* The LMDB environment itself (for its file descriptor and map). */
 MDB_env *st_mdb(st_env *env);
 
+/*
+ * Where LMDB mapped the data file: base + a data file offset is that
+ * byte of the file. Call inside a transaction (st_write's function, or
+ * between st_read_begin and st_read_end): the map moves only while no
+ * transaction of this process is open (growth, compaction), so the base
+ * holds until the transaction ends. NULL if it cannot be found.
+ */
+const char *st_map_base(st_env *env);
+
+/* Changes whenever data.mdb is replaced by another file (compaction);
+ * stable while a transaction is open. Offsets into the file are only
+ * meaningful for the epoch they were read at. */
+uint64_t st_file_epoch(st_env *env);
+
+/* LMDB's page size: a value larger than half of it lies in overflow
+ * pages of its own (st_fixed_offset). */
+uint32_t st_page_bytes(const st_env *env);
+
 /* The data file offset of p, a value LMDB returned in an open read
  * snapshot of env (an address in its memory map); UINT64_MAX if p is not
  * in the map (a write transaction's own copy of a page). */

@@ -57,16 +57,21 @@ static std::vector<int> read_ivecs(const char *path, int &dim, long &n)
     return out;
 }
 
-static long rss_anon()
+// A figure of /proc/self/status in bytes ("RssAnon", "VmHWM").
+static long status_bytes(const char *field)
 {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
     long kb = -1;
+    size_t len = strlen(field);
     while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1) break;
+        if (!strncmp(line, field, len) && line[len] == ':' &&
+            sscanf(line + len + 1, "%ld kB", &kb) == 1) break;
     if (f) fclose(f);
     return kb * 1024;
 }
+
+static long rss_anon() { return status_bytes("RssAnon"); }
 
 template <class F> static void parallel(long n, int threads, F fn)
 {
@@ -87,8 +92,9 @@ static double now()
 
 int main(int argc, char **argv)
 {
-    if (argc != 9) {
-        fprintf(stderr, "usage: hnswlib_bench BASE QUERY GT M EFC THREADS EFS K\n");
+    if (argc != 9 && argc != 10) {
+        fprintf(stderr, "usage: hnswlib_bench BASE QUERY GT M EFC THREADS EFS K "
+                "[INDEX_FILE]\n");
         return 2;
     }
     int dim, qdim, gdim;
@@ -105,6 +111,20 @@ int main(int argc, char **argv)
     parallel(n, threads, [&](long i) { index->addPoint(&base[i * dim], i); });
     double build_s = now() - t0;
     double bytes = (double)(rss_anon() - rss0) / n;
+    // With INDEX_FILE: save the index, free it and the base, and load it
+    // again (hnswlib's open: the whole file read into memory), so that
+    // RssAnon after the load is the index alone.
+    double open_s = 0;
+    long rss_open = rss_anon();
+    if (argc == 10) {
+        index->saveIndex(argv[9]);
+        delete index;
+        std::vector<float>().swap(base);
+        double t1 = now();
+        index = new hnswlib::HierarchicalNSW<float>(&space, argv[9]);
+        open_s = now() - t1;
+        rss_open = rss_anon();
+    }
     std::stringstream efs(argv[7]);
     std::string tok;
     bool warm = false;
@@ -134,8 +154,10 @@ int main(int argc, char **argv)
                     hit += found[i * k + j] == gt[i * gdim + t];
         printf("{\"engine\":\"hnswlib\",\"ef\":%d,\"k\":%d,\"recall\":%.6f,"
                "\"qps\":%.1f,\"build_s\":%.3f,\"n\":%ld,\"d\":%d,"
-               "\"rss_bytes_per_vector\":%.0f}\n", ef, k,
-               (double)hit / (nq * k), nq / secs, build_s, n, dim, bytes);
+               "\"rss_bytes_per_vector\":%.0f,\"open_s\":%.3f,"
+               "\"rss_anon_bytes\":%ld,\"max_rss_bytes\":%ld}\n", ef, k,
+               (double)hit / (nq * k), nq / secs, build_s, n, dim, bytes,
+               open_s, rss_open, status_bytes("VmHWM"));
         fflush(stdout);
     }
     delete index;

@@ -100,9 +100,24 @@ void graph_release(live_graph *ix)
         live_free(ix);
 }
 
+/*
+ * Whether rec's graph reads its vectors where LMDB keeps them, in the map
+ * (see ARCHITECTURE.md, "Vectors in place"): plain l2 and ip vectors
+ * larger than half a page, which LMDB stores in overflow pages of their
+ * own that stay put until the vector itself changes. Smaller vectors
+ * share leaf pages that move with every write to them, codes are not
+ * stored vectors, and cosine graphs measure unit vectors: those keep
+ * copies in the graph.
+ */
+static int vectors_in_place(eng_db *db, const coll_rec *rec)
+{
+    return !rec->codec && rec->metric != QV_METRIC_COSINE &&
+           (size_t)rec->dim * sizeof(float) > st_page_bytes(db->env) / 2;
+}
+
 /* A live index for rec whose graph holds cd's codes (NULL: vectors); it
  * owns cd, also when it cannot be made. */
-static live_graph *live_create(const coll_rec *rec, codec *cd)
+static live_graph *live_create(eng_db *db, const coll_rec *rec, codec *cd)
 {
     hnsw_params p = {
         .dim = rec->dim,
@@ -111,6 +126,7 @@ static live_graph *live_create(const coll_rec *rec, codec *cd)
         .metric = (enum hnsw_metric)rec->metric,
         .seed = rec->id,
         .codec = cd,
+        .external = !cd && vectors_in_place(db, rec),
     };
     live_graph *ix = qv_calloc(1, sizeof *ix);
     if (!ix) {
@@ -118,6 +134,8 @@ static live_graph *live_create(const coll_rec *rec, codec *cd)
         return NULL;
     }
     ix->codec = cd;
+    ix->external = p.external;
+    ix->file_epoch = st_file_epoch(db->env);
     ix->graph = hnsw_create(&p);
     if (!ix->graph) {
         codec_free(cd);
@@ -138,10 +156,11 @@ static live_graph *live_create(const coll_rec *rec, codec *cd)
 /*
  * Fill the graph from the snapshot: the graph and vector records share
  * their keys, so two cursors walk them side by side. A graph over codes
- * (cd) has each code checked by its codec first.
+ * (cd) has each code checked by its codec first. A graph of vectors in
+ * place (external) takes its records only; place_vectors follows.
  */
 static qv_status load_nodes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
-                            hnsw *graph, const codec *cd)
+                            hnsw *graph, const codec *cd, int external)
 {
     MDB_cursor *gcur = NULL, *vcur = NULL;
     unsigned char prefix[KEY_COLL_LEN];
@@ -151,9 +170,9 @@ static qv_status load_nodes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
     enum st_db elems = rec->codec ? ST_DB_CODES : ST_DB_VECTORS;
     qv_status st = QV_OK;
     int rc = mdb_cursor_open(txn, st_dbi(db->env, ST_DB_GRAPH), &gcur);
-    if (rc == 0)
+    if (rc == 0 && !external)
         rc = mdb_cursor_open(txn, st_dbi(db->env, elems), &vcur);
-    MDB_val gkey = {sizeof prefix, prefix}, gval, vkey, vval;
+    MDB_val gkey = {sizeof prefix, prefix}, gval, vkey, vval = {0, NULL};
     if (rc == 0)
         rc = mdb_cursor_get(gcur, &gkey, &gval, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(gcur, &gkey, &gval, MDB_NEXT)) {
@@ -162,8 +181,9 @@ static qv_status load_nodes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
             break;
         uint32_t iid = key_get_u32(k + KEY_COLL_LEN);
         vkey = gkey;
-        rc = mdb_cursor_get(vcur, &vkey, &vval, MDB_SET_KEY);
-        if (rc != 0 || vval.mv_size != vec_bytes) {
+        if (!external)
+            rc = mdb_cursor_get(vcur, &vkey, &vval, MDB_SET_KEY);
+        if (!external && (rc != 0 || vval.mv_size != vec_bytes)) {
             st = qv_fail(&db->base, QV_ERR_CORRUPT, "graph node %u has no "
                          "%s of %zu bytes", iid, rec->codec ? "code" : "vector",
                          vec_bytes);
@@ -191,6 +211,78 @@ static qv_status load_nodes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
         st = eng_status(db, rc, "loading the index");
     mdb_cursor_close(gcur);
     mdb_cursor_close(vcur);
+    return st;
+}
+
+struct place_walk {
+    eng_db *db;
+    hnsw *graph;
+    size_t vec_bytes;
+    uint8_t *placed;     /* per slot: its vector was found */
+    uint32_t nplaced;
+    uint32_t bad;        /* the node whose vector failed */
+    qv_status st;
+};
+
+/* One vector record: its node reads it in place when it lies in overflow
+ * pages of its own (st_fixed_offset: no byte of the vector is read),
+ * else from a copy. Records of ids without a node are left alone. */
+static void place_vector(void *arg, const MDB_val *key, const MDB_val *val)
+{
+    struct place_walk *w = arg;
+    if (w->st != QV_OK || key->mv_size != KEY_DOC_LEN)
+        return;
+    uint32_t iid = key_get_u32((const unsigned char *)key->mv_data +
+                               KEY_COLL_LEN);
+    if (!hnsw_contains(w->graph, iid))
+        return;
+    w->bad = iid;
+    if (val->mv_size != w->vec_bytes) {
+        w->st = QV_ERR_CORRUPT;
+        return;
+    }
+    uint64_t off = st_fixed_offset(w->db->env, val->mv_data);
+    int rc = off != UINT64_MAX ? hnsw_place_at(w->graph, iid, off)
+                               : hnsw_place_copy(w->graph, iid, val->mv_data);
+    if (rc != 0) {
+        w->st = rc == -2 ? QV_ERR_NOMEM : QV_ERR_CORRUPT;
+        return;
+    }
+    w->nplaced += !w->placed[iid];
+    w->placed[iid] = 1;
+}
+
+/* Where every node's vector lies: a walk of the vector records' keys,
+ * which reads leaf pages but none of the vectors. Every node must have
+ * one. */
+static qv_status place_vectors(eng_db *db, MDB_txn *txn, const coll_rec *rec,
+                               hnsw *graph)
+{
+    uint32_t cap = hnsw_capacity(graph);
+    struct place_walk w = {db, graph, hnsw_element_bytes(graph),
+                           qv_calloc(cap ? cap : 1, 1), 0, 0, QV_OK};
+    if (!w.placed)
+        return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory loading the "
+                       "index");
+    int rc = eng_walk_range(db, txn, ST_DB_VECTORS, rec->id, place_vector,
+                            &w);
+    qv_status st = QV_OK;
+    if (rc != 0)
+        st = eng_status(db, rc, "loading the index");
+    else if (w.st == QV_ERR_NOMEM)
+        st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory loading the "
+                     "index");
+    else if (w.st != QV_OK)
+        st = qv_fail(&db->base, QV_ERR_CORRUPT, "the vector of graph node %u "
+                     "is not %zu bytes", w.bad, w.vec_bytes);
+    else if (w.nplaced != hnsw_count(graph)) {
+        uint32_t iid = 0;
+        while (iid < cap && (w.placed[iid] || !hnsw_contains(graph, iid)))
+            iid++;
+        st = qv_fail(&db->base, QV_ERR_CORRUPT, "graph node %u has no vector "
+                     "of %zu bytes", iid, w.vec_bytes);
+    }
+    qv_mem_free(w.placed);
     return st;
 }
 
@@ -303,14 +395,22 @@ static qv_status load_graph(eng_db *db, MDB_txn *txn, const coll_rec *rec,
         st = load_codec(db, txn, rec, &cd);
     if (st != QV_OK)
         return st;
-    live_graph *ix = live_create(rec, cd);
+    live_graph *ix = live_create(db, rec, cd);
     if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0) {
         if (ix)
             live_free(ix);
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for the index "
                        "of %u slots", rec->next_iid);
     }
-    st = load_nodes(db, txn, rec, ix->graph, ix->codec);
+    if (ix->external && !st_map_base(db->env))
+        st = qv_fail(&db->base, QV_ERR_IO, "cannot tell where the data file "
+                     "is mapped");
+    if (st == QV_OK) {
+        hnsw_set_base(ix->graph, st_map_base(db->env));
+        st = load_nodes(db, txn, rec, ix->graph, ix->codec, ix->external);
+    }
+    if (st == QV_OK && ix->external)
+        st = place_vectors(db, txn, rec, ix->graph);
     if (st == QV_OK && ix->codec)
         st = load_offsets(db, txn, rec, ix);
     if (st == QV_OK && hnsw_count(ix->graph) != rec->count)
@@ -351,8 +451,10 @@ qv_status graph_acquire(eng_db *db, MDB_txn *txn, const coll_rec *rec,
     qv_status st = QV_OK;
     pthread_mutex_lock(&slot->lock);
     live_graph *cur = slot->current;
+    /* a graph of another data file (compaction) has offsets into it */
     if (!cur || atomic_load(&cur->stale) ||
-        atomic_load(&cur->generation) < rec->generation) {
+        atomic_load(&cur->generation) < rec->generation ||
+        cur->file_epoch != st_file_epoch(db->env)) {
         live_graph *fresh = NULL;
         st = load_graph(db, txn, rec, &fresh);
         if (st == QV_OK) {
@@ -360,7 +462,13 @@ qv_status graph_acquire(eng_db *db, MDB_txn *txn, const coll_rec *rec,
             slot->current = cur = fresh;
         }
     }
+    if (st == QV_OK && cur->external && !st_map_base(db->env))
+        st = qv_fail(&db->base, QV_ERR_IO, "cannot tell where the data file "
+                     "is mapped");
     if (st == QV_OK) {
+        /* the map stays where it is until this transaction ends */
+        if (cur->external)
+            hnsw_set_base(cur->graph, st_map_base(db->env));
         atomic_fetch_add(&cur->refs, 1);
         *out = cur;
     }
@@ -442,10 +550,15 @@ void graph_scratch_put(live_graph *ix, hnsw_scratch *s)
     hnsw_scratch_free(s);
 }
 
+/* Copies of vectors waiting to be freed beyond which a write waits for
+ * running searches to free them (else it frees them when none runs). */
+#define RECLAIM_FORCE (64u << 20)
+
 qv_status graph_reserve(eng_db *db, live_graph *ix, uint32_t slots)
 {
     int rc = 0;
-    if (slots > hnsw_capacity(ix->graph)) {
+    if (slots > hnsw_capacity(ix->graph) ||
+        hnsw_retired_bytes(ix->graph) > RECLAIM_FORCE) {
         pthread_rwlock_wrlock(&ix->grow_lock);
         rc = hnsw_reserve(ix->graph, slots);
         if (rc == 0)
@@ -618,6 +731,12 @@ void graph_cache_matches(live_graph *ix, const char *filter, uint64_t txn_id,
 
 uint64_t graph_offsets_forget(live_graph *ix, const uint32_t *ids, size_t n)
 {
+    if (ix->external) {
+        /* their pages are freed when this write commits */
+        for (size_t i = 0; i < n; i++)
+            hnsw_own_element(ix->graph, ids[i]);
+        return 0;
+    }
     if (!ix->codec)
         return 0;
     pthread_mutex_lock(&ix->offsets_lock);
@@ -635,6 +754,8 @@ int graph_put_codes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                     uint64_t *epoch)
 {
     *epoch = 0;
+    if (ix->external)
+        *epoch = hnsw_copy_serial(ix->graph);   /* for the settle */
     if (!ix->codec)
         return 0;
     *epoch = graph_offsets_forget(ix, ids, n);
@@ -651,10 +772,52 @@ int graph_put_codes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
     return rc;
 }
 
+/*
+ * After a write to a graph of vectors in place committed: its nodes read
+ * their new vectors where LMDB put them, and their copies go (the
+ * settle; ARCHITECTURE.md, "Vectors in place"). A node a later write
+ * changed again keeps that write's copy (hnsw_settle compares serials);
+ * a vector that is not in overflow pages of its own keeps its copy.
+ */
+static void settle_copies(eng_db *db, live_graph *ix, const char *name,
+                          uint64_t serial, const uint32_t *ids, size_t n)
+{
+    uint64_t *found = qv_malloc(n * sizeof *found);
+    MDB_txn *txn;
+    if (!found || st_read_begin(db->env, &txn) != 0) {
+        qv_mem_free(found);
+        return;
+    }
+    coll_rec rec;
+    int ok = catalog_get(db, txn, name, &rec) == QV_OK &&
+             ix->file_epoch == st_file_epoch(db->env);
+    for (size_t i = 0; i < n && ok; i++) {
+        unsigned char k[KEY_DOC_LEN];
+        key_doc(k, rec.id, ids[i]);
+        MDB_val key = {sizeof k, k}, val;
+        found[i] = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key,
+                           &val) == 0 &&
+                           val.mv_size == hnsw_element_bytes(ix->graph)
+                       ? st_fixed_offset(db->env, val.mv_data)
+                       : OFFSET_UNKNOWN;
+    }
+    st_read_end(db->env, txn);
+    /* shared: no hnsw_reclaim frees a copy while its serial is read */
+    pthread_rwlock_rdlock(&ix->grow_lock);
+    for (size_t i = 0; i < n && ok; i++) {
+        if (found[i] != OFFSET_UNKNOWN)
+            hnsw_settle(ix->graph, ids[i], serial, found[i]);
+    }
+    pthread_rwlock_unlock(&ix->grow_lock);
+    qv_mem_free(found);
+}
+
 void graph_offsets_refill(eng_db *db, live_graph *ix, const char *name,
                           uint64_t generation, uint64_t epoch,
                           const uint32_t *ids, size_t n)
 {
+    if (ix->external && n > 0)
+        settle_copies(db, ix, name, epoch, ids, n);
     if (!ix->codec || n == 0)
         return;
     uint64_t *found = qv_malloc(n * sizeof *found);
@@ -860,7 +1023,7 @@ qv_status graph_train(eng_db *db, MDB_txn *txn, coll_rec *rec)
         return st;
     }
     int build = !rec->codec_trained;
-    live_graph *ix = live_create(rec, cd);   /* owns cd from here */
+    live_graph *ix = live_create(db, rec, cd);   /* owns cd from here */
     if (!ix || hnsw_reserve(ix->graph, rec->next_iid) != 0 ||
         grow_offsets(ix, hnsw_capacity(ix->graph)) != 0)
         st = qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for the index");

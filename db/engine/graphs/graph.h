@@ -61,6 +61,11 @@ typedef struct live_graph {
     pthread_mutex_t offsets_lock;
     uint64_t offsets_epoch;
     _Atomic uint64_t generation;  /* of the collection it reflects */
+    /* The graph reads its vectors in place in LMDB's map (hnsw's
+     * external elements): offsets into the data file of file_epoch
+     * (st_file_epoch); a compaction makes it reload. */
+    int external;
+    uint64_t file_epoch;
     atomic_int refs;
     atomic_int stale;
     /* searches hold it shared; growing the graph's arrays, and inserts
@@ -122,17 +127,22 @@ int graph_flush(eng_db *db, MDB_txn *txn, coll_rec *rec, live_graph *ix);
 /*
  * In a write transaction, after nodes ids[0..n) took new vectors: store
  * their codes (a graph over codes) and forget their vector offsets.
- * Returns 0 or an LMDB code; *epoch is for graph_offsets_refill.
+ * Returns 0 or an LMDB code; *epoch is for graph_offsets_refill (for a
+ * graph of vectors in place, the serial its settle needs).
  */
 int graph_put_codes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
                     live_graph *ix, const uint32_t *ids, size_t n,
                     uint64_t *epoch);
-/* Forget the vector offsets of ids (removed nodes); returns the epoch. */
+/* Forget the vector offsets of ids (removed nodes); returns the epoch. A
+ * graph of vectors in place copies their vectors, whose pages the write
+ * frees (hnsw_own_element). */
 uint64_t graph_offsets_forget(live_graph *ix, const uint32_t *ids, size_t n);
 /*
  * After the write that forgot ids' offsets (at epoch) committed collection
  * name at generation: read them from a new snapshot, unless another write
- * came since. Best effort: offsets left unknown only cost a lookup.
+ * came since. Best effort: offsets left unknown only cost a lookup. A
+ * graph of vectors in place swaps the write's copies of ids' vectors for
+ * where LMDB stored them (settle_copies in graph.c).
  */
 void graph_offsets_refill(eng_db *db, live_graph *ix, const char *name,
                           uint64_t generation, uint64_t epoch,
