@@ -38,7 +38,7 @@ struct ann_args {
     int nefs, json, batch;
     const char *codec;
     long rerank;       /* -1: the default; 0: code distances only */
-    int cold, pread;
+    int cold, pread, in_memory;
 };
 
 static const char ann_usage[] =
@@ -47,7 +47,7 @@ static const char ann_usage[] =
     "       [--ef-construction 200] [--ef 10,16,32,64,128] [--k 10]\n"
     "       [--threads 1] [--batch] [--db DIR] [--json]\n"
     "       [--codec none|f16|sq8|pq:M|bin|prune:K] [--rerank R]\n"
-    "       [--cold] [--io uring|pread]\n";
+    "       [--cold] [--io uring|pread] [--vectors-in-memory]\n";
 
 static int parse_efs(const char *list, struct ann_args *a)
 {
@@ -70,7 +70,7 @@ static int parse_efs(const char *list, struct ann_args *a)
 static int parse_ann_args(int argc, char **argv, struct ann_args *a)
 {
     enum { O_M = 256, O_EFC, O_EF, O_THREADS, O_BATCH, O_CODEC, O_RERANK,
-           O_COLD, O_IO };
+           O_COLD, O_IO, O_IN_MEMORY };
     static const struct option opts[] = {
         {"base", required_argument, 0, 'b'}, {"query", required_argument, 0, 'q'},
         {"gt", required_argument, 0, 'g'},   {"nbase", required_argument, 0, 'n'},
@@ -85,6 +85,7 @@ static int parse_ann_args(int argc, char **argv, struct ann_args *a)
         {"rerank", required_argument, 0, O_RERANK},
         {"cold", no_argument, 0, O_COLD},
         {"io", required_argument, 0, O_IO},
+        {"vectors-in-memory", no_argument, 0, O_IN_MEMORY},
         {0, 0, 0, 0}};
     *a = (struct ann_args){.metric = QV_METRIC_L2, .k = 10, .M = 16,
                            .ef_construction = 200, .threads = 1,
@@ -109,6 +110,7 @@ static int parse_ann_args(int argc, char **argv, struct ann_args *a)
         case O_CODEC: a->codec = optarg; break;
         case O_RERANK: a->rerank = atol(optarg); break;
         case O_COLD: a->cold = 1; break;
+        case O_IN_MEMORY: a->in_memory = 1; break;
         case O_IO:
             if (strcmp(optarg, "uring") && strcmp(optarg, "pread")) {
                 fprintf(stderr, "quiver bench ann: --io is uring or pread\n");
@@ -499,7 +501,9 @@ static double reopen(struct ann_run *r, const struct ann_args *a,
                      const char *dir, char *err, size_t errlen)
 {
     qv_open_options oo = {.threads = a->threads,
-                          .flags = a->pread ? QV_OPEN_PREAD : 0};
+                          .flags = (a->pread ? QV_OPEN_PREAD : 0) |
+                                   (a->in_memory ? QV_OPEN_VECTORS_IN_MEMORY
+                                                 : 0)};
     double t0 = cli_now();
     qv_hits *hits = NULL;
     qv_search_options opt = {.k = a->k};

@@ -43,7 +43,8 @@ qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
     if (!uri || !*uri)
         return qv_fail(NULL, QV_ERR_INVALID, "uri is empty");
     if (opts && (opts->flags &
-                 ~(QV_OPEN_READONLY | QV_OPEN_NOSYNC | QV_OPEN_PREAD)))
+                 ~(QV_OPEN_READONLY | QV_OPEN_NOSYNC | QV_OPEN_PREAD |
+                   QV_OPEN_VECTORS_IN_MEMORY)))
         return qv_fail(NULL, QV_ERR_INVALID, "unknown open flags 0x%x",
                        opts->flags);
     if (opts && check_reserved(NULL, "qv_open_options", opts->reserved))

@@ -149,6 +149,16 @@ typedef struct qv_db qv_db;
 #define QV_OPEN_PREAD     0x4u  /* read full vectors for re-ranking with
                                    pread, not io_uring (which is used when
                                    the kernel offers it) */
+#define QV_OPEN_VECTORS_IN_MEMORY 0x8u  /* graphs copy their vectors into
+                                   memory when they load, as before
+                                   Quiver read large l2/ip vectors in
+                                   place: opening takes longer (seconds
+                                   at a million) and the vectors are
+                                   held twice, for the fastest walk
+                                   (docs/ARCHITECTURE.md, "Vectors in
+                                   place"). The first handle of a
+                                   process to load a collection's graph
+                                   decides for every handle on it. */
 
 typedef struct qv_open_options {
     uint32_t flags;         /* QV_OPEN_* */

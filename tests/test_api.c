@@ -1126,6 +1126,43 @@ static void inplace_check(qv_db *db, float (*vecs)[INPLACE_DOCS][INPLACE_DIM],
 }
 
 /*
+ * QV_OPEN_VECTORS_IN_MEMORY: the graph holds its own copies of the
+ * vectors (its memory counts them), and answers as the in-place one does.
+ */
+static void test_vectors_in_memory(void **state)
+{
+    struct tu_fixture *f = *state;
+    if (tu_remote())
+        skip();   /* the server's choice: quiverd --vectors-in-memory */
+    static float vecs[1][INPLACE_DOCS][INPLACE_DIM];
+    int version[INPLACE_DOCS] = {0};
+    uint64_t rng = 9;
+    for (int i = 0; i < INPLACE_DOCS; i++)
+        tu_rand_vector(&rng, vecs[0][i], INPLACE_DIM);
+    create(f->db, "ip", INPLACE_DIM, QV_METRIC_L2);
+    char ids[INPLACE_DOCS][16];
+    qv_doc docs[INPLACE_DOCS];
+    for (int i = 0; i < INPLACE_DOCS; i++) {
+        snprintf(ids[i], sizeof ids[i], "%d", i);
+        docs[i] = (qv_doc){ids[i], vecs[0][i], INPLACE_DIM, NULL};
+    }
+    assert_ok(f->db, qv_upsert(f->db, "ip", docs, INPLACE_DOCS));
+    uint64_t vector_bytes = (uint64_t)INPLACE_DOCS * INPLACE_DIM * 4;
+    uint64_t memory[2];
+    for (int copies = 0; copies < 2; copies++) {
+        qv_close(f->db);
+        qv_open_options oo = {.flags = copies ? QV_OPEN_VECTORS_IN_MEMORY
+                                              : 0};
+        assert_ok(NULL, qv_open(f->dir, &oo, &f->db));
+        inplace_check(f->db, vecs, version);
+        qv_collection_info info;
+        assert_ok(f->db, qv_describe_collection(f->db, "ip", &info));
+        memory[copies] = info.memory_bytes;
+    }
+    assert_true(memory[1] >= memory[0] + vector_bytes);
+}
+
+/*
  * Vectors read in place: writes that fail at every allocation (the graph
  * goes stale and reloads, its copies with it) and a compaction (every
  * page moves: the graph reloads) leave every search right.
@@ -1901,6 +1938,7 @@ int main(void)
         T(test_failed_calls_leave_results_alone),
         T(test_indexes_agree_on_edges),
         T(test_index_limit),
+        T(test_vectors_in_memory),
         T(test_log_positions),
         T(test_cluster_status_elsewhere),
         T(test_scan_and_delete_where),

@@ -26,6 +26,7 @@ struct cluster {
     char url[64];
     int port[2];
     pid_t node_pid[2];
+    char *scratch[2];   /* more directories a test made */
     char *node_dir[2];
     qv_db *h[2];
 };
@@ -47,33 +48,50 @@ static void stop_node(struct cluster *c, int i)
 {
     qv_close(c->h[i]);
     c->h[i] = NULL;
-    assert_int_equal(tu_stop_server(c->node_pid[i]), 0);
+    int status = tu_stop_server(c->node_pid[i]);
+    c->node_pid[i] = 0;
+    assert_int_equal(status, 0);
 }
 
+/* Only what cannot fail: a test that fails while it starts the
+ * processes (cluster_start) still has its teardown run. */
 static int cluster_setup(void **state)
 {
     struct cluster *c = calloc(1, sizeof *c);
     assert_non_null(c);
-    c->dir = tu_mkdtemp();
-    c->nats = tu_start_nats(c->dir, c->url, sizeof c->url);
-    for (int i = 0; i < 2; i++) {
-        c->node_dir[i] = tu_mkdtemp();
-        start_node(c, i);
-    }
     *state = c;
     return 0;
+}
+
+/* A nats-server and two nodes, each in a directory of its own. */
+static struct cluster *cluster_start(void **state)
+{
+    struct cluster *c = *state;
+    c->dir = tu_mkdtemp();
+    for (int i = 0; i < 2; i++)
+        c->node_dir[i] = tu_mkdtemp();
+    c->nats = tu_start_nats(c->dir, c->url, sizeof c->url);
+    for (int i = 0; i < 2; i++)
+        start_node(c, i);
+    return c;
 }
 
 static int cluster_teardown(void **state)
 {
     struct cluster *c = *state;
     for (int i = 0; i < 2; i++) {
-        if (c->h[i])
-            stop_node(c, i);
-        tu_rmdir(c->node_dir[i]);
+        qv_close(c->h[i]);
+        if (c->node_pid[i] > 0)
+            tu_stop_server(c->node_pid[i]);
+        if (c->node_dir[i])
+            tu_rmdir(c->node_dir[i]);
+        if (c->scratch[i])
+            tu_rmdir(c->scratch[i]);
     }
-    tu_stop_nats(c->nats);
-    tu_rmdir(c->dir);
+    if (c->nats > 0)
+        tu_stop_nats(c->nats);
+    if (c->dir)
+        tu_rmdir(c->dir);
     free(c);
     return 0;
 }
@@ -112,7 +130,7 @@ static void nearest(qv_db *db, char *id, size_t len)
 /* Writes through node 1 are applied by node 2, refusals included. */
 static void test_writes_reach_every_node(void **state)
 {
-    struct cluster *c = *state;
+    struct cluster *c = cluster_start(state);
     qv_collection_config cfg = {.dim = 4, .metric = QV_METRIC_L2};
     assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
     upsert_range(c->h[0], 0, 40);
@@ -184,7 +202,7 @@ static void test_writes_reach_every_node(void **state)
  * MiB here) is refused before anything is appended. */
 static void test_write_too_large_for_the_log(void **state)
 {
-    struct cluster *c = *state;
+    struct cluster *c = cluster_start(state);
     enum { N = 400, DIM = 784 };   /* 1.25 MB of floats */
     qv_collection_config cfg = {.dim = DIM, .metric = QV_METRIC_L2};
     assert_ok(c->h[0], qv_create_collection(c->h[0], "big", &cfg));
@@ -214,7 +232,7 @@ static void test_write_too_large_for_the_log(void **state)
  * each entry once. */
 static void test_stopped_node_catches_up(void **state)
 {
-    struct cluster *c = *state;
+    struct cluster *c = cluster_start(state);
     qv_collection_config cfg = {.dim = 4, .metric = QV_METRIC_L2};
     assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
     upsert_range(c->h[0], 0, 10);
@@ -239,7 +257,7 @@ static void test_stopped_node_catches_up(void **state)
  * that met the failure is reported as of unknown outcome, never repeated. */
 static void test_client_moves_between_nodes(void **state)
 {
-    struct cluster *c = *state;
+    struct cluster *c = cluster_start(state);
     char uri[128];
     snprintf(uri, sizeof uri, "qv://127.0.0.1:%d,127.0.0.1:%d", c->port[0],
              c->port[1]);
@@ -296,8 +314,8 @@ static void expect_refusal(const char *dir, const char *const *extra,
  * is not served alone, nor as a node of another stream. */
 static void test_databases_are_kept_apart(void **state)
 {
-    struct cluster *c = *state;
-    char *alone = tu_mkdtemp();
+    struct cluster *c = cluster_start(state);
+    char *alone = c->scratch[0] = tu_mkdtemp();
     qv_db *db = NULL;
     qv_collection_config cfg = {.dim = 2, .metric = QV_METRIC_L2};
     assert_ok(NULL, qv_open(alone, NULL, &db));
@@ -308,6 +326,7 @@ static void test_databases_are_kept_apart(void **state)
     expect_refusal(alone, join, "holds collections or tables written "
                                 "without a cluster");
     tu_rmdir(alone);
+    c->scratch[0] = NULL;
 
     stop_node(c, 1);
     const char *none[] = {NULL};
@@ -319,12 +338,13 @@ static void test_databases_are_kept_apart(void **state)
                                           "than stream 'other'");
     start_node(c, 1);
     /* a live node's name is not taken by a node of another database */
-    char *twin = tu_mkdtemp();
+    char *twin = c->scratch[1] = tu_mkdtemp();
     const char *same_name[] = {"--cluster", c->url, "--node", "n1",
                                "--stream", "test", NULL};
     expect_refusal(twin, same_name, "node name 'n1' is taken by a live node "
                                     "with another database");
     tu_rmdir(twin);
+    c->scratch[1] = NULL;
 }
 
 int main(void)

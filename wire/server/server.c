@@ -698,7 +698,9 @@ int server_run(const server_config *cfg)
         rc = 2;
         goto done;
     }
-    qv_open_options oo = {.threads = cfg->threads};
+    qv_open_options oo = {.threads = cfg->threads,
+                          .flags = cfg->vectors_in_memory
+                                       ? QV_OPEN_VECTORS_IN_MEMORY : 0};
     if (qv_open(cfg->db_path, &oo, &srv.db) != QV_OK) {
         fprintf(stderr, "quiverd: %s\n", qv_errmsg(NULL));
         goto done;

@@ -28,6 +28,7 @@ typedef struct server_config {
                                     or NULL: backup requests are refused */
     const char *tls_cert;        /* PEM certificate chain and its key: */
     const char *tls_key;         /* TLS only; NULL: clear TCP */
+    int vectors_in_memory;       /* QV_OPEN_VECTORS_IN_MEMORY */
     /* a cluster node (docs/CLUSTER.md) when cluster.servers is set */
     struct {
         const char *servers;     /* NATS URLs, comma-separated */

@@ -107,11 +107,13 @@ void graph_release(live_graph *ix)
  * own that stay put until the vector itself changes. Smaller vectors
  * share leaf pages that move with every write to them, codes are not
  * stored vectors, and cosine graphs measure unit vectors: those keep
- * copies in the graph.
+ * copies in the graph, as every graph of a handle opened with
+ * QV_OPEN_VECTORS_IN_MEMORY does.
  */
 static int vectors_in_place(eng_db *db, const coll_rec *rec)
 {
-    return !rec->codec && rec->metric != QV_METRIC_COSINE &&
+    return !(db->base.flags & QV_OPEN_VECTORS_IN_MEMORY) && !rec->codec &&
+           rec->metric != QV_METRIC_COSINE &&
            (size_t)rec->dim * sizeof(float) > st_page_bytes(db->env) / 2;
 }
 
