@@ -73,7 +73,8 @@ SERVER_OBJ   := $(SERVER_SRC:%.c=$(B)/%.o)
 SERVER_OBJ_A := $(SERVER_SRC:%.c=$(BA)/%.o)
 GEN := build/gen/wire/quiver.pb-c.c build/gen/wire/quiver.pb-c.h
 
-.PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test tsan
+.PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test tsan \
+        cluster-crash-test
 # Keep intermediate objects (make would delete them after linking tests).
 .SECONDARY:
 
@@ -158,6 +159,13 @@ CRASH_CYCLES ?= 200
 crash-test: $(BA)/tests/test_crash $(BA)/quiverd
 	QUIVER_BUILD=$(CURDIR)/$(BA) CRASH_CYCLES=$(CRASH_CYCLES) \
 	    CMOCKA_MESSAGE_OUTPUT=TAP ./$(BA)/tests/test_crash
+
+# 50 kill -9 cycles of a cluster node while writes go through another
+# (make test runs 1), then one of the node the writes go through.
+CLUSTER_KILL_CYCLES ?= 50
+cluster-crash-test: $(BA)/tests/test_cluster $(BA)/quiverd
+	QUIVER_BUILD=$(CURDIR)/$(BA) CLUSTER_KILL_CYCLES=$(CLUSTER_KILL_CYCLES) \
+	    CMOCKA_MESSAGE_OUTPUT=TAP ./$(BA)/tests/test_cluster
 
 # ---- ThreadSanitizer: the library, quiverd, the shell and the tests that
 # run threads or processes side by side, objects in build/tsan ----
