@@ -25,10 +25,14 @@
 struct cluster {
     char *dir;
     pid_t nats;
-    char url[64];
+    char url[128];
     int port[2];
     pid_t node_pid[2];
     char *scratch[2];   /* more directories a test made */
+    /* a NATS cluster of three instead of one server (cluster_start3) */
+    pid_t nats3[3];
+    int nats_port[3], route_port[3];
+    char routes[256];
     char *node_dir[2];
     qv_db *h[2];
 };
@@ -38,7 +42,8 @@ static void start_node(struct cluster *c, int i)
     char name[16];
     snprintf(name, sizeof name, "n%d", i + 1);
     const char *extra[] = {"--cluster", c->url, "--node", name, "--stream",
-                           "test", NULL};
+                           "test", "--stream-replicas",
+                           c->nats3[0] ? "3" : "1", NULL};
     int port = tu_start_server(c->node_dir[i], extra, &c->node_pid[i]);
     char uri[64];
     c->port[i] = port;
@@ -78,6 +83,41 @@ static struct cluster *cluster_start(void **state)
     return c;
 }
 
+static void start_nats3_server(struct cluster *c, int i)
+{
+    char name[8], url[64];
+    snprintf(name, sizeof name, "s%d", i);
+    c->nats3[i] = tu_start_nats_server(c->dir, name, c->nats_port[i],
+                                       c->route_port[i], c->routes, url,
+                                       sizeof url);
+}
+
+/* Three clustered nats-servers (the stream at replicas 3) and two nodes
+ * that know all three. */
+static struct cluster *cluster_start3(void **state)
+{
+    struct cluster *c = *state;
+    c->dir = tu_mkdtemp();
+    for (int i = 0; i < 2; i++)
+        c->node_dir[i] = tu_mkdtemp();
+    size_t n = 0, u = 0;
+    for (int i = 0; i < 3; i++) {
+        c->nats_port[i] = tu_free_port();
+        c->route_port[i] = tu_free_port();
+        n += (size_t)snprintf(c->routes + n, sizeof c->routes - n,
+                              "%snats://127.0.0.1:%d", i ? "," : "",
+                              c->route_port[i]);
+        u += (size_t)snprintf(c->url + u, sizeof c->url - u,
+                              "%snats://127.0.0.1:%d", i ? "," : "",
+                              c->nats_port[i]);
+    }
+    for (int i = 0; i < 3; i++)
+        start_nats3_server(c, i);
+    for (int i = 0; i < 2; i++)
+        start_node(c, i);
+    return c;
+}
+
 static int cluster_teardown(void **state)
 {
     struct cluster *c = *state;
@@ -92,6 +132,9 @@ static int cluster_teardown(void **state)
     }
     if (c->nats > 0)
         tu_stop_nats(c->nats);
+    for (int i = 0; i < 3; i++)
+        if (c->nats3[i] > 0)
+            tu_stop_nats(c->nats3[i]);
     if (c->dir)
         tu_rmdir(c->dir);
     free(c);
@@ -295,6 +338,9 @@ struct writer {
     pthread_mutex_t lock;
     pthread_cond_t progress;
     int acked, stop, failed_at;   /* failed_at: the write that failed */
+    int go_on;                    /* keep writing past failures */
+    int failures;                 /* with go_on */
+    char ids[4096][8];            /* with go_on: acknowledged ids */
     uint64_t token;
 };
 
@@ -309,7 +355,15 @@ static void *writer_main(void *arg)
         float v[4] = {(float)i, 1, 2, 3};
         snprintf(id, sizeof id, "w%05d", i);
         qv_doc doc = {id, v, 4, NULL};
-        if (stop || qv_upsert(w->db, "docs", &doc, 1) != QV_OK) {
+        qv_status st = stop ? QV_OK : qv_upsert(w->db, "docs", &doc, 1);
+        if (!stop && st != QV_OK && w->go_on) {
+            pthread_mutex_lock(&w->lock);
+            w->failures++;
+            pthread_cond_broadcast(&w->progress);
+            pthread_mutex_unlock(&w->lock);
+            continue;
+        }
+        if (stop || st != QV_OK || (w->go_on && w->acked == 4096)) {
             pthread_mutex_lock(&w->lock);
             w->failed_at = i;
             pthread_cond_broadcast(&w->progress);
@@ -317,7 +371,9 @@ static void *writer_main(void *arg)
             return NULL;
         }
         pthread_mutex_lock(&w->lock);
-        w->acked = i + 1;
+        if (w->go_on)
+            memcpy(w->ids[w->acked], id + 1, 6);
+        w->acked = w->go_on ? w->acked + 1 : i + 1;
         qv_write_token(w->db, &w->token);
         pthread_cond_broadcast(&w->progress);
         pthread_mutex_unlock(&w->lock);
@@ -411,6 +467,68 @@ static void test_kill_nodes_mid_write(void **state)
     pthread_mutex_destroy(&w.lock);
 }
 
+/* Wait until the writer has had n more failures. */
+static void await_failures(struct writer *w, int n)
+{
+    pthread_mutex_lock(&w->lock);
+    int until = w->failures + n;
+    while (w->failures < until && w->failed_at < 0)
+        pthread_cond_wait(&w->progress, &w->lock);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * The write log's servers fail: with one of three nats-servers killed
+ * writes go on (the stream keeps its quorum); with two, writes fail with
+ * CONNECTION and nothing acknowledged is lost; when they come back,
+ * writes go on and both nodes hold every acknowledged write.
+ */
+static void test_nats_servers_fail(void **state)
+{
+    struct cluster *c = cluster_start3(state);
+    qv_collection_config cfg = {.dim = 4, .metric = QV_METRIC_L2};
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
+    struct writer w = {.db = c->h[0], .failed_at = -1, .go_on = 1};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.progress, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
+    await_more(&w, 20);
+    kill(c->nats3[2], SIGKILL);
+    waitpid(c->nats3[2], NULL, 0);
+    c->nats3[2] = 0;
+    await_more(&w, 30);               /* quorum of two: writes go on */
+    kill(c->nats3[1], SIGKILL);
+    waitpid(c->nats3[1], NULL, 0);
+    c->nats3[1] = 0;
+    await_failures(&w, 1);            /* no quorum: refused, said so */
+    start_nats3_server(c, 1);
+    start_nats3_server(c, 2);
+    await_more(&w, 20);               /* back */
+    pthread_mutex_lock(&w.lock);
+    w.stop = 1;
+    pthread_mutex_unlock(&w.lock);
+    pthread_join(t, NULL);
+    assert_true(w.failures >= 1);
+    for (int i = 0; i < 2; i++) {
+        assert_ok(c->h[i], qv_read_after(c->h[i], w.token));
+        for (int k = 0; k < w.acked; k++) {
+            char id[16];
+            qv_record *r = NULL;
+            snprintf(id, sizeof id, "w%.6s", w.ids[k]);
+            assert_ok(c->h[i], qv_get(c->h[i], "docs", id, &r));
+            qv_free(r);
+        }
+        char *report = NULL;
+        assert_ok(c->h[i], qv_check(c->h[i], &report));
+        qv_free(report);
+    }
+    print_message("# %d writes acknowledged, %d refused while the log had "
+                  "no quorum\n", w.acked, w.failures);
+    pthread_cond_destroy(&w.progress);
+    pthread_mutex_destroy(&w.lock);
+}
+
 /* quiverd on dir with extra must refuse to start, saying expected. */
 static void expect_refusal(const char *dir, const char *const *extra,
                            const char *expected)
@@ -496,6 +614,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_client_moves_between_nodes,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_kill_nodes_mid_write,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_nats_servers_fail,
                                         cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

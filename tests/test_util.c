@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/inotify.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -129,9 +132,32 @@ static int read_nats_url(const char *dir, pid_t pid, char *url, size_t len)
 
 pid_t tu_start_nats(const char *dir, char *url, size_t urllen)
 {
-    char store[4200], log[4200];
-    snprintf(store, sizeof store, "%s/nats-store", dir);
-    snprintf(log, sizeof log, "%s/nats.log", dir);
+    return tu_start_nats_server(dir, "nats", 0, 0, NULL, url, urllen);
+}
+
+pid_t tu_start_nats_server(const char *dir, const char *name, int port,
+                           int cluster_port, const char *routes, char *url,
+                           size_t urllen)
+{
+    char store[4200], log[4200], port_arg[16], c[64];
+    snprintf(store, sizeof store, "%s/%s-store", dir, name);
+    snprintf(log, sizeof log, "%s/%s.log", dir, name);
+    snprintf(port_arg, sizeof port_arg, "%d", port ? port : -1);
+    snprintf(c, sizeof c, "nats://127.0.0.1:%d", cluster_port);
+    const char *argv[24] = {"nats-server", "-js", "-sd", store, "-a",
+                            "127.0.0.1", "-p", port_arg, "--ports_file_dir",
+                            dir,
+                            "-l", log, "-n", name};
+    int argc = 14;
+    if (routes) {
+        argv[argc++] = "--cluster_name";
+        argv[argc++] = "quiver-test";
+        argv[argc++] = "-cluster";
+        argv[argc++] = c;
+        argv[argc++] = "-routes";
+        argv[argc++] = routes;
+    }
+    argv[argc] = NULL;
     /* watch dir before the server can write its ports file there */
     int watch = inotify_init1(IN_CLOEXEC);
     if (watch < 0 || inotify_add_watch(watch, dir, IN_CLOSE_WRITE |
@@ -139,9 +165,7 @@ pid_t tu_start_nats(const char *dir, char *url, size_t urllen)
         fail_msg("inotify on %s failed", dir);
     pid_t pid = fork();
     if (pid == 0) {
-        execlp("nats-server", "nats-server", "-js", "-sd", store, "-a",
-               "127.0.0.1", "-p", "-1", "--ports_file_dir", dir, "-l", log,
-               (char *)NULL);
+        execvp("nats-server", (char *const *)argv);
         _exit(127);
     }
     int found = 0, status;
@@ -169,6 +193,19 @@ void tu_stop_nats(pid_t pid)
     int status;
     kill(pid, SIGTERM);
     waitpid(pid, &status, 0);
+}
+
+int tu_free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        fail_msg("no free loopback port");
+    close(fd);
+    return ntohs(a.sin_port);
 }
 
 int tu_remote(void)

@@ -40,6 +40,17 @@ int tu_stop_server(pid_t pid);
 pid_t tu_start_nats(const char *dir, char *url, size_t urllen);
 /* Stop it (SIGTERM) and wait for it. */
 void tu_stop_nats(pid_t pid);
+/*
+ * The same for one server of a NATS cluster: named name (its store and
+ * log in dir carry the name), on client port port (0: any), with routes
+ * (comma-separated nats:// URLs of every member's cluster port, its own
+ * cluster_port among them; NULL: no cluster).
+ */
+pid_t tu_start_nats_server(const char *dir, const char *name, int port,
+                           int cluster_port, const char *routes, char *url,
+                           size_t urllen);
+/* A loopback TCP port that was free a moment ago. */
+int tu_free_port(void);
 
 /* True when the suite runs against remote handles (QUIVER_TEST_REMOTE),
  * over TLS when QUIVER_TEST_TLS is set too. */

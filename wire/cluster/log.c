@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/alloc.h"
 
@@ -17,6 +18,8 @@
 #define STREAM_MAX 32
 #define CONNECT_TIMEOUT_MS 5000
 #define APPEND_WAIT_MS 10000
+#define STREAM_WAIT_MS 30000
+#define STREAM_RETRY_MS 250
 
 struct clog {
     natsConnection *nc;
@@ -142,21 +145,42 @@ static int create_stream(clog *l, int replicas, char *err, size_t errlen)
                                         errlen);
 }
 
-/* Find the stream, or make it when there is none. */
-static int open_stream(clog *l, int replicas, char *err, size_t errlen)
+/* Find the stream, or make it when there is none: 0, -1 with err, or 1
+ * when JetStream could not answer (not ready yet: try again). */
+static int find_or_create_stream(clog *l, int replicas, char *err,
+                                 size_t errlen)
 {
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, l->js, l->stream, NULL, &jerr);
     int rc;
-    if (s == NATS_OK)
-        rc = check_stream(l, si, err, errlen);
-    else if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND)
-        rc = create_stream(l, replicas, err, errlen);
-    else
-        rc = nats_fail(s, jerr, "looking up the stream", err, errlen);
+    if (s == NATS_OK) {
+        rc = check_stream(l, si, err, errlen);   /* a final answer */
+    } else if (jerr == JSStreamNotFoundErr || s == NATS_NOT_FOUND) {
+        rc = create_stream(l, replicas, err, errlen) == 0 ? 0 : 1;
+    } else {
+        nats_fail(s, jerr, "looking up the stream", err, errlen);
+        rc = 1;
+    }
     jsStreamInfo_Destroy(si);
     return rc;
+}
+
+/* The stream, waiting up to STREAM_WAIT_MS for JetStream to answer: a
+ * clustered JetStream elects its leader in the first seconds of a start
+ * of the servers. */
+static int open_stream(clog *l, int replicas, char *err, size_t errlen)
+{
+    int rc = 1;
+    for (int waited = 0; rc == 1 && waited <= STREAM_WAIT_MS;
+         waited += STREAM_RETRY_MS) {
+        if (waited > 0) {
+            struct timespec pause = {0, STREAM_RETRY_MS * 1000000L};
+            nanosleep(&pause, NULL);
+        }
+        rc = find_or_create_stream(l, replicas, err, errlen);
+    }
+    return rc == 1 ? -1 : rc;
 }
 
 int clog_open(const clog_config *cfg, clog **out, char *err, size_t errlen)
