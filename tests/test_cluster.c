@@ -428,6 +428,9 @@ static void test_kill_nodes_mid_write(void **state)
         await_more(&w, 20);
         start_node(c, 1);
     }
+    kill(c->node_pid[1], SIGSTOP);       /* frozen: the writes go on */
+    await_more(&w, 20);
+    kill(c->node_pid[1], SIGCONT);
     await_more(&w, 20);
     /* the writer's own node: its write in flight fails (or lands) */
     qv_db *writer_db = c->h[0];
@@ -465,6 +468,29 @@ static void test_kill_nodes_mid_write(void **state)
     }
     pthread_cond_destroy(&w.progress);
     pthread_mutex_destroy(&w.lock);
+}
+
+/* The whole cluster stopped and started again (the nats-server on its
+ * store, each node on its database): everything written is there, and
+ * writes go on. */
+static void test_whole_cluster_restarts(void **state)
+{
+    struct cluster *c = cluster_start(state);
+    qv_collection_config cfg = {.dim = 4, .metric = QV_METRIC_L2};
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
+    upsert_range(c->h[0], 0, 30);
+    for (int i = 0; i < 2; i++)
+        stop_node(c, i);
+    tu_stop_nats(c->nats);
+    c->nats = tu_start_nats(c->dir, c->url, sizeof c->url);
+    for (int i = 0; i < 2; i++)
+        start_node(c, i);
+    upsert_range(c->h[1], 30, 40);
+    uint64_t token = 0;
+    assert_ok(c->h[1], qv_write_token(c->h[1], &token));
+    assert_ok(c->h[0], qv_read_after(c->h[0], token));
+    assert_int_equal(count(c->h[0]), 40);
+    assert_int_equal(count(c->h[1]), 40);
 }
 
 /* Wait until the writer has had n more failures. */
@@ -616,6 +642,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill_nodes_mid_write,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_nats_servers_fail,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_whole_cluster_restarts,
                                         cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
