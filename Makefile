@@ -74,7 +74,7 @@ SERVER_OBJ_A := $(SERVER_SRC:%.c=$(BA)/%.o)
 GEN := build/gen/wire/quiver.pb-c.c build/gen/wire/quiver.pb-c.h
 
 .PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test tsan \
-        cluster-crash-test
+        cluster-test cluster-crash-test
 # Keep intermediate objects (make would delete them after linking tests).
 .SECONDARY:
 
@@ -159,6 +159,14 @@ CRASH_CYCLES ?= 200
 crash-test: $(BA)/tests/test_crash $(BA)/quiverd
 	QUIVER_BUILD=$(CURDIR)/$(BA) CRASH_CYCLES=$(CRASH_CYCLES) \
 	    CMOCKA_MESSAGE_OUTPUT=TAP ./$(BA)/tests/test_crash
+
+# The cluster's tests alone (make test runs them too, with the rest).
+cluster-test: $(BA)/tests/test_cluster_log $(BA)/tests/test_cluster \
+              $(BA)/quiverd
+	QUIVER_BUILD=$(CURDIR)/$(BA) CMOCKA_MESSAGE_OUTPUT=TAP \
+	    ./$(BA)/tests/test_cluster_log
+	QUIVER_BUILD=$(CURDIR)/$(BA) CMOCKA_MESSAGE_OUTPUT=TAP \
+	    ./$(BA)/tests/test_cluster
 
 # 50 kill -9 cycles of a cluster node while writes go through another
 # (make test runs 1), then one of the node the writes go through.
