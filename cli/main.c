@@ -115,6 +115,29 @@ static int parse_options(int argc, char **argv, struct options *o)
     return i;
 }
 
+/* Whether db is a cluster node's database (remote handles: never). */
+static int is_replica(qv_db *db)
+{
+    uint64_t mark = 0;
+    return qv_position_get(db, QV_POSITION_CLUSTER, &mark) == QV_OK &&
+           mark != 0;
+}
+
+/* A cluster node's database takes writes only through the node's log:
+ * the shell opens it read-only, to look, and says so. */
+static qv_db *reopen_read_only(qv_db *db, const char *uri,
+                               qv_open_options *oo)
+{
+    qv_close(db);
+    db = NULL;
+    fprintf(stderr, "quiver: %s is a cluster node's database: opened "
+            "read-only (write through a node: --db qv://HOST:PORT)\n", uri);
+    oo->flags |= QV_OPEN_READONLY;
+    if (qv_open(uri, oo, &db) != QV_OK)
+        fprintf(stderr, "quiver: %s\n", qv_errmsg(NULL));
+    return db;
+}
+
 static qv_db *open_database(const struct options *o)
 {
     char uri[512];
@@ -137,6 +160,8 @@ static qv_db *open_database(const struct options *o)
     qv_db *db = NULL;
     if (qv_open(uri, &oo, &db) != QV_OK)
         fprintf(stderr, "quiver: %s\n", qv_errmsg(NULL));
+    else if (!o->connect && is_replica(db))
+        db = reopen_read_only(db, uri, &oo);
     qv_mem_free(token);
     return db;
 }

@@ -748,6 +748,11 @@ qv_status qv_cluster_status(qv_db *db, char **json);
  * [A-Za-z0-9_.:/-]. Embedded handles only.
  */
 
+/* The position whose value (nonzero) marks a database as a cluster
+ * node's replica of a write log (docs/CLUSTER.md): writes to it belong
+ * to the log, so quiverd without --cluster and the shell refuse them. */
+#define QV_POSITION_CLUSTER "cluster"
+
 /*
  * *value = the position stored under name, 0 if none was.
  *

@@ -647,6 +647,19 @@ static void test_databases_are_kept_apart(void **state)
     c->scratch[0] = NULL;
 
     stop_node(c, 1);
+    /* the shell opens a node's database read-only, and says so */
+    const char *build = getenv("QUIVER_BUILD");
+    char cmd[8400], out[2048] = "";
+    snprintf(cmd, sizeof cmd, "'%s/quiver' --db '%s' -c 'create x dim=2' "
+             "2>&1", build ? build : "build/asan", c->node_dir[1]);
+    FILE *shell = popen(cmd, "r");
+    assert_non_null(shell);
+    size_t got = fread(out, 1, sizeof out - 1, shell);
+    out[got] = '\0';
+    assert_int_not_equal(pclose(shell), 0);
+    assert_non_null(strstr(out, "is a cluster node's database: opened "
+                                "read-only"));
+    assert_non_null(strstr(out, "READONLY"));
     const char *none[] = {NULL};
     expect_refusal(c->node_dir[1], none, "is a cluster node's replica of a "
                                          "write log");

@@ -16,7 +16,7 @@ typedef struct cluster_node cluster_node;
 
 /* The position that marks a database as a replica of a stream: the
  * stream name's node_stream_mark; 0 (absent) for a database that is none. */
-#define NODE_MARK "cluster"
+#define NODE_MARK QV_POSITION_CLUSTER
 uint64_t node_stream_mark(const char *stream);
 
 /* What applying one entry gave: the same on every node. */
