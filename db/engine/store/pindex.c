@@ -575,10 +575,14 @@ int pindex_verify(eng_db *db, MDB_txn *txn, uint32_t coll,
 
 /* ---- creation and back-fill ---- */
 
-struct create_ctx {
+/* Creating or dropping an index: change is the step, in the transaction
+ * that read the collection's record and its indexes. */
+struct index_ctx {
     eng_db *db;
     const char *collection, *field;
-    qv_index_type type;
+    qv_index_type type;           /* of a new index */
+    int (*change)(struct index_ctx *c, MDB_txn *txn, const coll_rec *rec,
+                  const pindex_set *set);
     qv_status status;
 };
 
@@ -626,38 +630,43 @@ static int collection_indexes(eng_db *db, MDB_txn *txn, const char *collection,
     return pindex_load(db, txn, rec->id, set);
 }
 
-static int create_txn(MDB_txn *txn, void *arg)
+static int index_txn(MDB_txn *txn, void *arg)
 {
-    struct create_ctx *c = arg;
+    struct index_ctx *c = arg;
     coll_rec rec;
     pindex_set set;
     int rc = collection_indexes(c->db, txn, c->collection, &rec, &set,
                                 &c->status);
-    if (rc != 0)
-        return rc;
-    if (find_index(&set, c->field)) {
+    return rc ? rc : c->change(c, txn, &rec, &set);
+}
+
+/* Add the index c->field of c->type to the collection and fill it. */
+static int add_index(struct index_ctx *c, MDB_txn *txn, const coll_rec *rec,
+                     const pindex_set *set)
+{
+    if (find_index(set, c->field)) {
         c->status = qv_fail(&c->db->base, QV_ERR_EXISTS, "collection '%s' "
                             "already has an index on '%s'", c->collection,
                             c->field);
         return ST_ABORT;
     }
-    if (set.n == PINDEX_MAX) {
+    if (set->n == PINDEX_MAX) {
         c->status = qv_fail(&c->db->base, QV_ERR_LIMIT, "collection '%s' has "
                             "the most indexes it can (%d)", c->collection,
                             PINDEX_MAX);
         return ST_ABORT;
     }
-    struct backfill b = {c->db, txn, rec.id, {.n = 1}, 0};
+    struct backfill b = {c->db, txn, rec->id, {.n = 1}, 0};
     snprintf(b.one.fields[0], sizeof b.one.fields[0], "%s", c->field);
     b.one.recs[0].type = c->type;
-    rc = eng_next_id(c->db, txn, META_NEXT_INDEX, &b.one.recs[0].id);
+    int rc = eng_next_id(c->db, txn, META_NEXT_INDEX, &b.one.recs[0].id);
     unsigned char k[KEY_COLL_LEN + QV_FIELD_MAX];
-    MDB_val key = index_record_key(k, rec.id, c->field),
+    MDB_val key = index_record_key(k, rec->id, c->field),
             val = {sizeof(pindex_rec), &b.one.recs[0]};
     if (rc == 0)
         rc = mdb_put(txn, st_dbi(c->db->env, ST_DB_PINDEX), &key, &val, 0);
     if (rc == 0)
-        rc = eng_walk_range(c->db, txn, ST_DB_DOCS, rec.id, backfill_doc, &b);
+        rc = eng_walk_range(c->db, txn, ST_DB_DOCS, rec->id, backfill_doc, &b);
     return rc ? rc : b.rc;
 }
 
@@ -665,38 +674,26 @@ qv_status pindex_create(qv_db *base, const char *collection, const char *field,
                         qv_index_type type)
 {
     eng_db *db = (eng_db *)base;
-    struct create_ctx c = {db, collection, field, type, QV_OK};
-    return eng_write(db, create_txn, &c, &c.status, "creating an index");
+    struct index_ctx c = {db, collection, field, type, add_index, QV_OK};
+    return eng_write(db, index_txn, &c, &c.status, "creating an index");
 }
 
-struct drop_ctx {
-    eng_db *db;
-    const char *collection, *field;
-    qv_status status;
-};
-
-/* Remove the index record and every entry of the index. */
-static int drop_txn(MDB_txn *txn, void *arg)
+/* Remove the index record of c->field and every entry of the index. */
+static int remove_index(struct index_ctx *c, MDB_txn *txn,
+                        const coll_rec *rec, const pindex_set *set)
 {
-    struct drop_ctx *c = arg;
-    coll_rec rec;
-    pindex_set set;
-    int rc = collection_indexes(c->db, txn, c->collection, &rec, &set,
-                                &c->status);
-    if (rc != 0)
-        return rc;
-    const pindex_rec *ix = find_index(&set, c->field);
+    const pindex_rec *ix = find_index(set, c->field);
     if (!ix) {
         c->status = qv_fail(&c->db->base, QV_ERR_NOT_FOUND, "collection '%s' "
                             "has no index on '%s'", c->collection, c->field);
         return ST_ABORT;
     }
     unsigned char k[KEY_COLL_LEN + QV_FIELD_MAX], prefix[8];
-    MDB_val key = index_record_key(k, rec.id, c->field);
-    key_put_u32(prefix, rec.id);
+    MDB_val key = index_record_key(k, rec->id, c->field);
+    key_put_u32(prefix, rec->id);
     key_put_u32(prefix + 4, ix->id);
-    rc = st_delete_prefix(txn, st_dbi(c->db->env, ST_DB_PENTRIES), prefix,
-                          sizeof prefix);
+    int rc = st_delete_prefix(txn, st_dbi(c->db->env, ST_DB_PENTRIES), prefix,
+                              sizeof prefix);
     if (rc == 0)
         rc = mdb_del(txn, st_dbi(c->db->env, ST_DB_PINDEX), &key, NULL);
     return rc;
@@ -705,8 +702,8 @@ static int drop_txn(MDB_txn *txn, void *arg)
 qv_status pindex_drop(qv_db *base, const char *collection, const char *field)
 {
     eng_db *db = (eng_db *)base;
-    struct drop_ctx c = {db, collection, field, QV_OK};
-    return eng_write(db, drop_txn, &c, &c.status, "dropping an index");
+    struct index_ctx c = {db, collection, field, 0, remove_index, QV_OK};
+    return eng_write(db, index_txn, &c, &c.status, "dropping an index");
 }
 
 qv_status pindex_list(qv_db *base, const char *collection,
