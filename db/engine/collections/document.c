@@ -454,22 +454,34 @@ static int remove_records(eng_db *db, MDB_txn *txn, coll_rec *rec,
     return rc;
 }
 
+/*
+ * What a delete reads first, in its transaction: the collection's record,
+ * the internal id of c->id when iid is not NULL (a delete by id), the
+ * graph and the payload indexes. 0, or ST_ABORT with c->status set, or
+ * an LMDB code.
+ */
+static int begin_delete(struct delete_ctx *c, MDB_txn *txn, coll_rec *rec,
+                        uint32_t *iid, pindex_set *set)
+{
+    if (c->touched)  /* an earlier attempt ran out of map and was undone */
+        drop_touched(&c->touched);
+    c->status = catalog_get(c->db, txn, c->name, rec);
+    if (c->status == QV_OK && iid)
+        c->status = find_iid(c->db, txn, c->name, rec, c->id, iid);
+    if (c->status == QV_OK)
+        c->status = graph_acquire(c->db, txn, rec, &c->touched);
+    if (c->status != QV_OK)
+        return ST_ABORT;
+    return pindex_load(c->db, txn, rec->id, set);
+}
+
 static int delete_txn(MDB_txn *txn, void *arg)
 {
     struct delete_ctx *c = arg;
     coll_rec rec;
     uint32_t iid;
-    if (c->touched)
-        drop_touched(&c->touched);
-    c->status = catalog_get(c->db, txn, c->name, &rec);
-    if (c->status == QV_OK)
-        c->status = find_iid(c->db, txn, c->name, &rec, c->id, &iid);
-    if (c->status == QV_OK)
-        c->status = graph_acquire(c->db, txn, &rec, &c->touched);
-    if (c->status != QV_OK)
-        return ST_ABORT;
     pindex_set set;
-    int rc = pindex_load(c->db, txn, rec.id, &set);
+    int rc = begin_delete(c, txn, &rec, &iid, &set);
     if (rc == 0)
         rc = remove_records(c->db, txn, &rec, &set, iid, c->id,
                             strlen(c->id));
@@ -537,15 +549,8 @@ static int delete_where_txn(MDB_txn *txn, void *arg)
     struct delete_ctx *c = &w->base;
     coll_rec rec;
     struct doomed d = {.filter = w->filter};
-    if (c->touched)
-        drop_touched(&c->touched);
-    c->status = catalog_get(c->db, txn, c->name, &rec);
-    if (c->status == QV_OK)
-        c->status = graph_acquire(c->db, txn, &rec, &c->touched);
-    if (c->status != QV_OK)
-        return ST_ABORT;
     pindex_set set;
-    int rc = pindex_load(c->db, txn, rec.id, &set);
+    int rc = begin_delete(c, txn, &rec, NULL, &set);
     if (rc == 0)
         rc = eng_walk_range(c->db, txn, ST_DB_DOCS, rec.id, gather_doomed, &d);
     if (rc == 0 && d.failed) {
