@@ -90,13 +90,17 @@ static void live_free(live_graph *ix)
     qv_mem_free(ix);
 }
 
+/* Drop one reference: 1 when it was the last. */
+static int unref(atomic_int *refs)
+{
+    int before = atomic_fetch_sub(refs, 1);
+    QV_ASSERT(before > 0);
+    return before == 1;
+}
+
 void graph_release(live_graph *ix)
 {
-    if (!ix)
-        return;
-    int refs = atomic_fetch_sub(&ix->refs, 1);
-    QV_ASSERT(refs > 0);
-    if (refs == 1)
+    if (ix && unref(&ix->refs))
         live_free(ix);
 }
 
@@ -671,11 +675,7 @@ void *graph_cached_matches(live_graph *ix, const char *filter, uint64_t txn_id)
 
 void allowed_release(allowed_set *a)
 {
-    if (!a)
-        return;
-    int refs = atomic_fetch_sub(&a->refs, 1);
-    QV_ASSERT(refs > 0);
-    if (refs == 1)
+    if (a && unref(&a->refs))
         qv_mem_free(a);
 }
 
