@@ -781,29 +781,48 @@ int graph_put_codes(eng_db *db, MDB_txn *txn, const coll_rec *rec,
  * changed again keeps that write's copy (hnsw_settle compares serials);
  * a vector that is not in overflow pages of its own keeps its copy.
  */
-static void settle_copies(eng_db *db, live_graph *ix, const char *name,
-                          uint64_t serial, const uint32_t *ids, size_t n)
+/*
+ * Where the full vectors of ids lie in the data file, read in a snapshot
+ * taken now: OFFSET_UNKNOWN for one that is missing, not of dim floats, or
+ * not in overflow pages of its own (st_fixed_offset). *rec is the
+ * collection's record in that snapshot; *ok is 0 when the collection is
+ * gone (then no offset was read). NULL when out of memory or no snapshot
+ * could be taken; qv_mem_free it.
+ */
+static uint64_t *read_offsets(eng_db *db, const char *name,
+                              const uint32_t *ids, size_t n, coll_rec *rec,
+                              int *ok)
 {
     uint64_t *found = qv_malloc(n * sizeof *found);
     MDB_txn *txn;
     if (!found || st_read_begin(db->env, &txn) != 0) {
         qv_mem_free(found);
-        return;
+        return NULL;
     }
-    coll_rec rec;
-    int ok = catalog_get(db, txn, name, &rec) == QV_OK &&
-             ix->file_epoch == st_file_epoch(db->env);
-    for (size_t i = 0; i < n && ok; i++) {
+    *ok = catalog_get(db, txn, name, rec) == QV_OK;
+    for (size_t i = 0; i < n && *ok; i++) {
         unsigned char k[KEY_DOC_LEN];
-        key_doc(k, rec.id, ids[i]);
+        key_doc(k, rec->id, ids[i]);
         MDB_val key = {sizeof k, k}, val;
         found[i] = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key,
                            &val) == 0 &&
-                           val.mv_size == hnsw_element_bytes(ix->graph)
+                           val.mv_size == (size_t)rec->dim * sizeof(float)
                        ? st_fixed_offset(db->env, val.mv_data)
                        : OFFSET_UNKNOWN;
     }
     st_read_end(db->env, txn);
+    return found;
+}
+
+static void settle_copies(eng_db *db, live_graph *ix, const char *name,
+                          uint64_t serial, const uint32_t *ids, size_t n)
+{
+    coll_rec rec;
+    int ok;
+    uint64_t *found = read_offsets(db, name, ids, n, &rec, &ok);
+    if (!found)
+        return;
+    ok = ok && ix->file_epoch == st_file_epoch(db->env);
     /* shared: no hnsw_reclaim frees a copy while its serial is read */
     pthread_rwlock_rdlock(&ix->grow_lock);
     for (size_t i = 0; i < n && ok; i++) {
@@ -822,24 +841,12 @@ void graph_offsets_refill(eng_db *db, live_graph *ix, const char *name,
         settle_copies(db, ix, name, epoch, ids, n);
     if (!ix->codec || n == 0)
         return;
-    uint64_t *found = qv_malloc(n * sizeof *found);
-    MDB_txn *txn;
-    if (!found || st_read_begin(db->env, &txn) != 0) {
-        qv_mem_free(found);
-        return;
-    }
     coll_rec rec;
-    int ok = catalog_get(db, txn, name, &rec) == QV_OK &&
-             rec.generation == generation;
-    for (size_t i = 0; i < n && ok; i++) {
-        unsigned char k[KEY_DOC_LEN];
-        key_doc(k, rec.id, ids[i]);
-        MDB_val key = {sizeof k, k}, val;
-        found[i] = mdb_get(txn, st_dbi(db->env, ST_DB_VECTORS), &key,
-                           &val) == 0 ? st_fixed_offset(db->env, val.mv_data)
-                                      : OFFSET_UNKNOWN;
-    }
-    st_read_end(db->env, txn);
+    int ok;
+    uint64_t *found = read_offsets(db, name, ids, n, &rec, &ok);
+    if (!found)
+        return;
+    ok = ok && rec.generation == generation;
     /* stored only if no write forgot offsets since ours (epoch) and the
      * index still reflects our commit (generation) */
     pthread_mutex_lock(&ix->offsets_lock);
