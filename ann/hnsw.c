@@ -1269,6 +1269,21 @@ static revlist *rev_of(hnsw *h, int level, uint32_t to)
     return level == 0 ? &h->rev0[to] : &h->revup[to];
 }
 
+/* The reverse list of to at level, locked (unlock_rev), while the graph
+ * keeps reverse lists; NULL, nothing locked, while it does not. */
+static revlist *lock_rev(hnsw *h, int level, uint32_t to)
+{
+    if (!atomic_load_explicit(&h->rev_ready, memory_order_relaxed))
+        return NULL;
+    pthread_mutex_lock(&h->rev_locks[to % LOCK_STRIPES]);
+    return rev_of(h, level, to);
+}
+
+static void unlock_rev(hnsw *h, uint32_t to)
+{
+    pthread_mutex_unlock(&h->rev_locks[to % LOCK_STRIPES]);
+}
+
 /* The edge from -> to at level was added. The reverse lists are kept
  * while they are complete (a failed append leaves them incomplete: the
  * write fails and the graph is reloaded). */
@@ -1276,13 +1291,12 @@ static void edge_added(hnsw *h, int level, uint32_t from, uint32_t to)
 {
     if (level == 0)
         atomic_fetch_add(&h->indeg0[to], 1);
-    if (!atomic_load_explicit(&h->rev_ready, memory_order_relaxed))
+    revlist *rev = lock_rev(h, level, to);
+    if (!rev)
         return;
-    pthread_mutex_t *lock = &h->rev_locks[to % LOCK_STRIPES];
-    pthread_mutex_lock(lock);
-    if (rev_add(rev_of(h, level, to), from) != 0)
+    if (rev_add(rev, from) != 0)
         atomic_store(&h->rev_ready, 0);
-    pthread_mutex_unlock(lock);
+    unlock_rev(h, to);
 }
 
 /* The edge from -> to at level went: at level 0, to may have lost the
@@ -1291,12 +1305,11 @@ static void edge_removed(hnsw *h, int level, uint32_t from, uint32_t to)
 {
     if (level == 0)
         atomic_fetch_sub(&h->indeg0[to], 1);
-    if (!atomic_load_explicit(&h->rev_ready, memory_order_relaxed))
+    revlist *rev = lock_rev(h, level, to);
+    if (!rev)
         return;
-    pthread_mutex_t *lock = &h->rev_locks[to % LOCK_STRIPES];
-    pthread_mutex_lock(lock);
-    rev_drop(rev_of(h, level, to), from);
-    pthread_mutex_unlock(lock);
+    rev_drop(rev, from);
+    unlock_rev(h, to);
     if (level == 0)
         note_pending(h, to);
 }
