@@ -26,7 +26,8 @@
 #include "tests/test_util.h"
 
 #define POOL 300        /* ids "k0".."k299" */
-#define DIM 8
+#define DIM_MAX 640     /* a third of the cycles: vectors read in place */
+#define TDIM 8          /* the embedding tables' rows */
 #define MAX_BATCH 25
 
 struct model {
@@ -64,10 +65,17 @@ static void apply_step(struct model *m, const struct step *st, uint32_t s)
     }
 }
 
-static void vector_of(int id, uint32_t version, float *v)
+/* The vectors' dimension of a cycle: 640 (each in overflow pages of its
+ * own, so the graph reads them in place) for a third of the seeds. */
+static uint32_t dim_of(uint64_t seed)
 {
-    for (int d = 0; d < DIM; d++)
-        v[d] = (float)((id * 31 + (int)version * 7 + d * 13) % 97) / 97.0f;
+    return seed % 3 == 2 ? DIM_MAX : 8;
+}
+
+static void vector_of(int id, uint32_t version, float *v, uint32_t dim)
+{
+    for (uint32_t d = 0; d < dim; d++)
+        v[d] = (float)((id * 31 + (int)version * 7 + (int)d * 13) % 97) / 97.0f;
 }
 
 static void must(int ok)
@@ -80,9 +88,10 @@ static void must(int ok)
 static void writer(const char *uri, uint64_t seed, int ack_fd)
 {
     qv_db *db;
+    uint32_t dim = dim_of(seed);
     if (qv_open(uri, NULL, &db) != QV_OK)
         _exit(2);
-    static float vecs[MAX_BATCH][DIM];
+    static float vecs[MAX_BATCH][DIM_MAX];
     char ids[MAX_BATCH][16], payloads[MAX_BATCH][48];
     qv_doc docs[MAX_BATCH];
     for (uint32_t s = 0;; s++) {
@@ -98,8 +107,8 @@ static void writer(const char *uri, uint64_t seed, int ack_fd)
             for (int i = 0; i < st.n; i++) {
                 snprintf(ids[i], sizeof ids[i], "k%d", st.ids[i]);
                 snprintf(payloads[i], sizeof payloads[i], "{\"v\":%u}", s + 1);
-                vector_of(st.ids[i], s + 1, vecs[i]);
-                docs[i] = (qv_doc){ids[i], vecs[i], DIM, payloads[i]};
+                vector_of(st.ids[i], s + 1, vecs[i], dim);
+                docs[i] = (qv_doc){ids[i], vecs[i], dim, payloads[i]};
             }
             rc = qv_upsert(db, "c", docs, (size_t)st.n);
         }
@@ -110,7 +119,7 @@ static void writer(const char *uri, uint64_t seed, int ack_fd)
 }
 
 /* Does the database hold exactly the model's documents? */
-static int matches(qv_db *db, const struct model *m)
+static int matches(qv_db *db, const struct model *m, uint32_t dim)
 {
     int seen[POOL] = {0};
     const char *after = NULL;
@@ -125,15 +134,16 @@ static int matches(qv_db *db, const struct model *m)
         for (size_t i = 0; i < page->count && ok; i++) {
             const qv_record *r = &page->records[i];
             int id = atoi(r->id + 1);
-            float v[DIM];
+            float v[DIM_MAX];
             char payload[48];
             if (id < 0 || id >= POOL || !m->present[id] || seen[id]++) {
                 ok = 0;
                 break;
             }
-            vector_of(id, m->version[id], v);
+            vector_of(id, m->version[id], v, dim);
             snprintf(payload, sizeof payload, "{\"v\":%u}", m->version[id]);
-            ok = memcmp(v, r->vector, sizeof v) == 0 && r->payload &&
+            ok = r->dim == dim &&
+                 memcmp(v, r->vector, dim * sizeof *v) == 0 && r->payload &&
                  strcmp(r->payload, payload) == 0;
         }
         if (page->next) {
@@ -164,8 +174,9 @@ static uint32_t one_cycle(uint64_t seed, int remote, uint64_t *rng,
     assert_ok(NULL, qv_open(dir, NULL, &db));
     /* every other cycle with a codec, trained at 256 documents: the kill
      * may land before, during or after the training */
-    qv_collection_config cfg = {.dim = DIM, .M = 8};
-    if (seed % 2) {
+    uint32_t dim = dim_of(seed);
+    qv_collection_config cfg = {.dim = dim, .M = 8};
+    if (seed % 2 && dim != DIM_MAX) {
         cfg.codec = "sq8";
         cfg.train_min = 64;
     }
@@ -210,10 +221,10 @@ static uint32_t one_cycle(uint64_t seed, int remote, uint64_t *rng,
         apply_step(&m, &st, i);
     }
     assert_ok(NULL, qv_open(dir, NULL, &db));
-    if (!matches(db, &m)) {
+    if (!matches(db, &m, dim)) {
         make_step(seed, acked + 1, &st);  /* the step in flight */
         apply_step(&m, &st, acked + 1);
-        if (!matches(db, &m))
+        if (!matches(db, &m, dim))
             fail_msg("seed %llu: the database is neither the state after "
                      "step %u nor after step %u", (unsigned long long)seed,
                      acked, acked + 1);
@@ -222,9 +233,9 @@ static uint32_t one_cycle(uint64_t seed, int remote, uint64_t *rng,
     if (qv_check(db, &report) != QV_OK)
         fail_msg("seed %llu: %s", (unsigned long long)seed, report);
     qv_free(report);
-    float q[DIM] = {0};
+    static const float q[DIM_MAX];
     qv_hits *hits;
-    assert_ok(db, qv_search(db, "c", q, DIM, &(qv_search_options){.k = 5},
+    assert_ok(db, qv_search(db, "c", q, dim, &(qv_search_options){.k = 5},
                             &hits));
     qv_free(hits);
     qv_collection_info info;
@@ -250,10 +261,14 @@ static void run_cycles(int remote)
     for (int i = 0; i < n; i++)
         steps += one_cycle(1000 + (uint64_t)i + (remote ? 50000u : 0u),
                            remote, &rng, &trained);
-    printf("# %d kill cycles %s, %lu acknowledged steps verified; %d ended "
-           "with a trained codec\n", n, remote ? "of quiverd"
-                                              : "of an embedded writer",
-           steps, trained);
+    int in_place = 0;
+    for (int i = 0; i < n; i++)
+        in_place += dim_of(1000 + (uint64_t)i + (remote ? 50000u : 0u)) ==
+                    DIM_MAX;
+    printf("# %d kill cycles %s (%d of %d-d vectors read in place), %lu "
+           "acknowledged steps verified; %d ended with a trained codec\n", n,
+           remote ? "of quiverd" : "of an embedded writer", in_place,
+           DIM_MAX, steps, trained);
 }
 
 static void test_kill_embedded_writer(void **state)
@@ -280,7 +295,7 @@ static void create_table(const char *dir, const char *method)
     qv_db *db;
     assert_ok(NULL, qv_open(dir, NULL, &db));
     assert_ok(db, qv_table_create(db, "t", &(qv_table_config){
-                                             .rows = TROWS, .dim = DIM,
+                                             .rows = TROWS, .dim = TDIM,
                                              .method = method,
                                              .optimizer = QV_OPTIMIZER_ADAGRAD,
                                              .learning_rate = 0.1f,
@@ -294,7 +309,7 @@ static void table_step(uint64_t seed, uint32_t s, uint64_t *ids, float *g)
     uint64_t rng = seed * 7919 + s + 1;
     for (int i = 0; i < TBATCH; i++)
         ids[i] = tu_rand(&rng) % TROWS;
-    tu_rand_vector(&rng, g, TBATCH * DIM);
+    tu_rand_vector(&rng, g, TBATCH * TDIM);
 }
 
 static void table_writer(const char *dir, uint64_t seed, int ack_fd)
@@ -303,10 +318,10 @@ static void table_writer(const char *dir, uint64_t seed, int ack_fd)
     if (qv_open(dir, NULL, &db) != QV_OK)
         _exit(2);
     uint64_t ids[TBATCH];
-    float g[TBATCH * DIM];
+    float g[TBATCH * TDIM];
     for (uint32_t s = 0;; s++) {
         table_step(seed, s, ids, g);
-        if (qv_table_update(db, "t", ids, TBATCH, DIM, g) != QV_OK)
+        if (qv_table_update(db, "t", ids, TBATCH, TDIM, g) != QV_OK)
             _exit(4);
         must(write(ack_fd, &s, sizeof s) == sizeof s);
     }
@@ -320,7 +335,7 @@ static void all_rows(const char *dir, float *rows, uint64_t *updates)
     for (int i = 0; i < TROWS; i++)
         ids[i] = (uint64_t)i;
     assert_ok(NULL, qv_open(dir, NULL, &db));
-    assert_ok(db, qv_table_lookup(db, "t", ids, TROWS, DIM, rows));
+    assert_ok(db, qv_table_lookup(db, "t", ids, TROWS, TDIM, rows));
     qv_table_info info;
     assert_ok(db, qv_table_describe(db, "t", &info));
     *updates = info.updates;
@@ -361,7 +376,7 @@ static uint32_t table_cycle(uint64_t seed, uint64_t *rng)
     close(fds[0]);
     /* the table holds the acknowledged updates, or one more; replayed on
      * a fresh copy, the same updates give the very same rows */
-    static float got[TROWS * DIM], want_rows[TROWS * DIM];
+    static float got[TROWS * TDIM], want_rows[TROWS * TDIM];
     uint64_t updates, replayed;
     all_rows(dir, got, &updates);
     if (updates != acked + 1 && updates != acked + 2)
@@ -374,10 +389,10 @@ static uint32_t table_cycle(uint64_t seed, uint64_t *rng)
                                                           QV_OPEN_NOSYNC},
                             &db));
     uint64_t ids[TBATCH];
-    float g[TBATCH * DIM];
+    float g[TBATCH * TDIM];
     for (uint32_t i = 0; i < updates; i++) {
         table_step(seed, i, ids, g);
-        assert_ok(db, qv_table_update(db, "t", ids, TBATCH, DIM, g));
+        assert_ok(db, qv_table_update(db, "t", ids, TBATCH, TDIM, g));
     }
     qv_close(db);
     all_rows(model, want_rows, &replayed);
