@@ -137,3 +137,21 @@ cleanup:
     qv_mem_free(names);
     return rc;
 }
+
+int bench_parse_list(const char *list, long min, long max, long *out,
+                     int cap)
+{
+    char *copy = strdup(list), *save = NULL;
+    int n = copy ? 0 : -1;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && n >= 0;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *end;
+        long v = strtol(tok, &end, 10);
+        if (*end || v < min || v > max || n == cap)
+            n = -1;
+        else
+            out[n++] = v;
+    }
+    free(copy);
+    return n > 0 ? n : -1;
+}

@@ -8,6 +8,11 @@
 /* Upsert the first n rows of base as ids "0", "1", ... in batches. */
 int bench_import(qv_db *db, const char *collection, vecfile *base, long n,
                  char *err, size_t errlen);
+/* A comma-separated list of integers in [min, max] ("10,16,32") into
+ * out (cap of them at most): how many, or -1 for a malformed list, an
+ * empty one, a value out of range or more than cap. */
+int bench_parse_list(const char *list, long min, long max, long *out,
+                     int cap);
 /* Hits whose id is among the first k ground-truth ids. */
 unsigned bench_true_hits(const qv_hits *hits, const int32_t *gt, unsigned k);
 /* A fresh directory under $TMPDIR (free() it), and its removal. */

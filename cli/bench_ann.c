@@ -34,7 +34,7 @@ struct ann_args {
     long nbase, nq;
     qv_metric metric;
     unsigned M, ef_construction, k, threads;
-    unsigned efs[MAX_EFS];
+    long efs[MAX_EFS];
     int nefs, json, batch;
     const char *codec;
     long rerank;       /* -1: the default; 0: code distances only */
@@ -48,24 +48,6 @@ static const char ann_usage[] =
     "       [--threads 1] [--batch] [--db DIR] [--json]\n"
     "       [--codec none|f16|sq8|pq:M|bin|prune:K] [--rerank R]\n"
     "       [--cold] [--io uring|pread] [--vectors-in-memory]\n";
-
-static int parse_efs(const char *list, struct ann_args *a)
-{
-    char *copy = strdup(list), *save = NULL;
-    a->nefs = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        char *end;
-        long ef = strtol(tok, &end, 10);
-        if (*end || ef <= 0 || ef > QV_EF_MAX || a->nefs == MAX_EFS) {
-            free(copy);
-            return -1;
-        }
-        a->efs[a->nefs++] = (unsigned)ef;
-    }
-    free(copy);
-    return a->nefs > 0 ? 0 : -1;
-}
 
 static int parse_ann_args(int argc, char **argv, struct ann_args *a)
 {
@@ -119,7 +101,8 @@ static int parse_ann_args(int argc, char **argv, struct ann_args *a)
             a->pread = !strcmp(optarg, "pread");
             break;
         case O_EF:
-            if (parse_efs(optarg, a) != 0) {
+            if ((a->nefs = bench_parse_list(optarg, 1, QV_EF_MAX, a->efs,
+                                            MAX_EFS)) < 0) {
                 fprintf(stderr, "quiver bench ann: bad --ef list '%s'\n",
                         optarg);
                 return -1;

@@ -29,7 +29,7 @@
 struct churn_args {
     long n, nq;
     unsigned dim, M, ef_construction, threads, rounds, k;
-    unsigned efs[MAX_EFS];
+    long efs[MAX_EFS];
     int nefs, nosync;
     double fraction;
     size_t batch;
@@ -47,24 +47,6 @@ static const char churn_usage[] =
     "       [--fraction 1.0] [--batch 1000] [--nq 1000] [--k 10]\n"
     "       [--ef 32] [--M 16] [--ef-construction 200] [--threads 2]\n"
     "       [--nosync] [--json]\n";
-
-static int parse_efs(const char *list, struct churn_args *a)
-{
-    char *copy = strdup(list), *save = NULL;
-    int rc = copy ? 0 : -1;
-    a->nefs = 0;
-    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && !rc;
-         tok = strtok_r(NULL, ",", &save)) {
-        char *end;
-        long ef = strtol(tok, &end, 10);
-        if (*end || ef < 1 || ef > QV_EF_MAX || a->nefs == MAX_EFS)
-            rc = -1;
-        else
-            a->efs[a->nefs++] = (unsigned)ef;
-    }
-    free(copy);
-    return rc == 0 && a->nefs > 0 ? 0 : -1;
-}
 
 static int parse_churn_args(int argc, char **argv, struct churn_args *a)
 {
@@ -106,7 +88,8 @@ static int parse_churn_args(int argc, char **argv, struct churn_args *a)
         case O_NOSYNC: a->nosync = 1; break;
         case O_JSON: break;   /* JSON is the only output */
         case O_EF:
-            if (parse_efs(optarg, a) != 0) {
+            if ((a->nefs = bench_parse_list(optarg, 1, QV_EF_MAX, a->efs,
+                                            MAX_EFS)) < 0) {
                 fprintf(stderr, "quiver bench churn: bad --ef list '%s'\n",
                         optarg);
                 return -1;

@@ -12,6 +12,7 @@
  * as texmex .fvecs, for peers (tools/bench-duplicates-vs-hnswlib).
  */
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,24 +45,6 @@ static const char dup_usage[] =
     "       [--passes 3] [--threads 2] [--M 16] [--ef-construction 200]\n"
     "       [--write DIR] [--json]\n";
 
-static int parse_values(const char *list, struct dup_args *a)
-{
-    char *copy = strdup(list), *save = NULL;
-    int rc = 0;
-    a->ncases = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0;
-         tok = strtok_r(NULL, ",", &save)) {
-        char *end;
-        long v = strtol(tok, &end, 10);
-        if (*end || v < 0 || a->ncases == MAX_CASES)
-            rc = -1;
-        else
-            a->values[a->ncases++] = v;
-    }
-    free(copy);
-    return rc == 0 && a->ncases > 0 ? 0 : -1;
-}
-
 static int parse_dup_args(int argc, char **argv, struct dup_args *a)
 {
     enum { O_N = 256, O_DIM, O_VALUES, O_PASSES, O_THREADS, O_M, O_EFC,
@@ -93,7 +76,8 @@ static int parse_dup_args(int argc, char **argv, struct dup_args *a)
         case O_WRITE: a->write_dir = optarg; break;
         case O_JSON: a->json = 1; break;
         case O_VALUES:
-            if (parse_values(optarg, a) != 0) {
+            if ((a->ncases = bench_parse_list(optarg, 0, LONG_MAX, a->values,
+                                              MAX_CASES)) < 0) {
                 fprintf(stderr, "quiver bench duplicates: bad --values "
                         "list '%s'\n", optarg);
                 return -1;

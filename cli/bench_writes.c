@@ -14,6 +14,7 @@
  * default) so that growth in n stands out from the machine's noise.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,24 +45,6 @@ static const char writes_usage[] =
     "       [--M 16] [--ef-construction 200] [--threads 2] [--check]\n"
     "       [--json]\n";
 
-static int parse_sizes(const char *list, struct writes_args *a)
-{
-    char *copy = strdup(list), *save = NULL;
-    int rc = copy ? 0 : -1;
-    a->nsizes = 0;
-    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; tok && !rc;
-         tok = strtok_r(NULL, ",", &save)) {
-        char *end;
-        long n = strtol(tok, &end, 10);
-        if (*end || n < 1 || a->nsizes == MAX_SIZES)
-            rc = -1;
-        else
-            a->sizes[a->nsizes++] = n;
-    }
-    free(copy);
-    return rc == 0 && a->nsizes > 0 ? 0 : -1;
-}
-
 static int parse_writes_args(int argc, char **argv, struct writes_args *a)
 {
     enum { O_N = 256, O_DIM, O_WRITES, O_M, O_EFC, O_THREADS, O_CHECK,
@@ -91,7 +74,8 @@ static int parse_writes_args(int argc, char **argv, struct writes_args *a)
         case O_CHECK: a->check = 1; break;
         case O_JSON: a->json = 1; break;
         case O_N:
-            if (parse_sizes(optarg, a) != 0) {
+            if ((a->nsizes = bench_parse_list(optarg, 1, LONG_MAX, a->sizes,
+                                              MAX_SIZES)) < 0) {
                 fprintf(stderr, "quiver bench writes: bad --n list '%s'\n",
                         optarg);
                 return -1;
