@@ -42,7 +42,8 @@ LIB_SRC := common/alloc.c common/check.c common/json.c common/token.c \
            db/engine/collections/document.c db/engine/search/search.c \
            db/engine/tables/table.c db/engine/admin/admin.c \
            db/engine/admin/check.c db/engine/engine.c \
-           wire/proto/frame.c wire/proto/inspect.c wire/proto/stream.c \
+           wire/proto/frame.c wire/proto/inspect.c wire/proto/ops.c \
+           wire/proto/stream.c \
            wire/remote/remote.c build/gen/wire/quiver.pb-c.c
 CLUSTER_SRC := wire/cluster/log.c wire/cluster/node.c
 SERVER_SRC := wire/server/dispatch.c wire/server/server.c wire/server/quiverd.c \

@@ -1,7 +1,7 @@
 # Every operation of quiver.proto's Request is served, sent, documented
 # and fuzzed: a case in wire/server/dispatch.c, an encoding in
-# wire/remote/remote.c, a row in docs/PROTOCOL.md and a seed frame in
-# fuzz/seed_request.c (docs/ARCHITECTURE.md, "Adding an operation").
+# wire/remote/remote.c, a row in docs/PROTOCOL.md, a seed frame in
+# fuzz/seed_request.c and its kind in wire/proto/ops.c (docs/ARCHITECTURE.md, "Adding an operation").
 # TAP output.
 . "$(dirname "$0")/tap.sh"
 top=$QUIVER_TOP
@@ -15,5 +15,7 @@ for op in $ops; do
         "$top/wire/remote/remote.c"
     check "$op: in PROTOCOL.md" grep -q "\`$op {" "$top/docs/PROTOCOL.md"
     check "$op: a fuzz seed" grep -q "$case_name;" "$top/fuzz/seed_request.c"
+    check "$op: its kind (read, write, local) in wire/proto/ops.c" \
+        grep -q "$case_name:" "$top/wire/proto/ops.c"
 done
 echo "1..$n"

@@ -20,6 +20,7 @@
 #include "common/alloc.h"
 #include "db/core/error.h"
 #include "wire/proto/frame.h"
+#include "wire/proto/ops.h"
 #include "db/core/handle.h"
 #include "wire/proto/stream.h"
 #include "wire/quiver.pb-c.h"
@@ -334,31 +335,6 @@ static qv_status call_locked(remote_db *db, Request *req, Response **resp)
     return QV_OK;
 }
 
-/* Whether a request only reads, so that asking another node again is
- * safe. */
-static int reads_only(const Request *req)
-{
-    switch (req->op_case) {
-    case QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION:
-    case QUIVER__V1__REQUEST__OP_LIST_COLLECTIONS:
-    case QUIVER__V1__REQUEST__OP_GET:
-    case QUIVER__V1__REQUEST__OP_SEARCH:
-    case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
-    case QUIVER__V1__REQUEST__OP_SCAN:
-    case QUIVER__V1__REQUEST__OP_COUNT:
-    case QUIVER__V1__REQUEST__OP_STATS:
-    case QUIVER__V1__REQUEST__OP_CHECK:
-    case QUIVER__V1__REQUEST__OP_TABLE_DESCRIBE:
-    case QUIVER__V1__REQUEST__OP_TABLE_LOOKUP:
-    case QUIVER__V1__REQUEST__OP_LIST_TABLES:
-    case QUIVER__V1__REQUEST__OP_LIST_INDEXES:
-    case QUIVER__V1__REQUEST__OP_CLUSTER_STATUS:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 /*
  * Connect if needed and make one call; the caller frees *resp. With
  * several nodes, a read whose node failed is asked of the next node; a
@@ -373,7 +349,7 @@ static qv_status call(remote_db *db, Request *req, Response **resp)
         st = call_locked(db, req, resp);
     int broke = (st == QV_ERR_CONNECTION || st == QV_ERR_TIMEOUT) &&
                 db->nends > 1;
-    if (broke && reads_only(req)) {
+    if (broke && op_kind_of(req->op_case) == OP_READS) {
         disconnect(db);
         quiver__v1__response__free_unpacked(*resp, &qv_protobuf_allocator);
         *resp = NULL;

@@ -11,6 +11,7 @@
 
 #include "common/alloc.h"
 #include "wire/proto/inspect.h"
+#include "wire/proto/ops.h"
 #include "wire/quiver.pb-c.h"
 
 typedef Quiver__V1__Request Request;
@@ -575,12 +576,9 @@ static void do_authenticate(dispatch_session *s,
 
 /* ---- cluster nodes ---- */
 
-/*
- * The collection or table a write of the write log is about (*table set
- * for a table); NULL for a request that is not such a write. Backup,
- * compact, check and stats are each node's own business.
- */
-static const char *logged_target(const Request *req, int *table)
+/* The collection or table a write (op_kind_of: OP_WRITES) is about;
+ * *table set for a table. */
+static const char *write_target(const Request *req, int *table)
 {
     *table = 0;
     switch (req->op_case) {
@@ -605,7 +603,7 @@ static const char *logged_target(const Request *req, int *table)
     case QUIVER__V1__REQUEST__OP_TABLE_DROP: return req->table_drop->name;
     case QUIVER__V1__REQUEST__OP_TABLE_UPDATE: return req->table_update->name;
     case QUIVER__V1__REQUEST__OP_TABLE_LOAD: return req->table_load->name;
-    default: return NULL;
+    default: return NULL;   /* a write op_kind_of knows and this does not */
     }
 }
 
@@ -686,7 +684,8 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         return;
     }
     int table;
-    const char *target = s->cluster ? logged_target(req, &table) : NULL;
+    const char *target = s->cluster && op_kind_of(req->op_case) == OP_WRITES
+                             ? write_target(req, &table) : NULL;
     if (target) {
         log_write(s, req, target, table, payload, len, r);
         return;
