@@ -780,11 +780,12 @@ qv_status qv_position_put(qv_db *db, const char *name, uint64_t value);
  * or drop of a collection or index, train, or a table call that writes):
  * it stores the position beside its own changes, or, when it fails,
  * neither. That transaction spends the stage either way; a call refused
- * before it reaches the database (bad arguments) leaves it, and a later
- * stage replaces an unspent one. So a replica applies entry n as: stage
- * n; make the entry's call; if the call failed, or succeeded without a
- * transaction (nothing to change), qv_position_put n, which also clears
- * the stage; qv_position_get tells which.
+ * before it reaches the database (bad arguments) leaves it, a later
+ * stage replaces an unspent one, and closing the handle drops it. So a
+ * replica applies entry n as: stage n; make the entry's call; if the
+ * call failed, or succeeded without a transaction (nothing to change),
+ * qv_position_put n, which also clears the stage; qv_position_get tells
+ * which.
  *
  * Returns:
  *   QV_ERR_INVALID     - name is not a valid position name

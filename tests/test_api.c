@@ -1651,8 +1651,14 @@ static void test_log_positions(void **state)
     upsert_one(f->db, "logged", "c", v, 2, NULL);
     assert_ok(f->db, qv_position_get(f->db, "s/0", &pos));
     assert_int_equal(pos, 7);
+    /* closing drops a stage: the next handle does not store it with its
+     * first write (the stage is keyed by the handle's address, which a
+     * new handle may reuse; ASan's allocator rarely does, so this fails
+     * on a surviving stage only when it does) */
+    assert_ok(f->db, qv_position_with_next_write(f->db, "s/1", 99));
     qv_close(f->db);
     assert_ok(NULL, tu_open(f->dir, NULL, &f->db));
+    upsert_one(f->db, "logged", "d", v, 2, NULL);
     assert_ok(f->db, qv_position_get(f->db, "s/1", &pos));
     assert_int_equal(pos, 3);
     qv_open_options ro = {.flags = QV_OPEN_READONLY};

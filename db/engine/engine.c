@@ -14,6 +14,7 @@
 static void eng_close(qv_db *base)
 {
     eng_db *db = (eng_db *)base;
+    eng_position_unstage(db);
     st_env_close(db->env);
     qv_mem_free(db);
 }

@@ -153,6 +153,12 @@ qv_status eng_position_get(qv_db *base, const char *name, uint64_t *value)
     return QV_OK;
 }
 
+void eng_position_unstage(const eng_db *db)
+{
+    if (staged.db == db)
+        staged.db = NULL;
+}
+
 static int put_position_txn(MDB_txn *txn, void *arg)
 {
     struct positioned_write *w = arg;

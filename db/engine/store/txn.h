@@ -60,6 +60,9 @@ qv_status eng_status(eng_db *db, int rc, const char *doing);
 qv_status eng_position_get(qv_db *base, const char *name, uint64_t *value);
 qv_status eng_position_put(qv_db *base, const char *name, uint64_t value,
                            int stage);
+/* Drop what this thread staged for db, if anything (db is closing: a
+ * handle opened later at the same address must not inherit it). */
+void eng_position_unstage(const eng_db *db);
 
 /*
  * Run fn in a write transaction (see st_write). When fn aborts with
