@@ -80,7 +80,9 @@ struct hnsw {
     pthread_mutex_t node_locks[LOCK_STRIPES];
     /* level-0 in-degrees, read by inserts to order ties (tie_key) */
     _Atomic uint32_t *indeg0;
-    /* upper lists replaced while searches may still read them */
+    /* upper lists replaced while searches may still read them; the
+     * insert workers of hnsw_insert_parallel add to it side by side */
+    pthread_mutex_t retired_lock;
     uint32_t **retired;
     size_t nretired, retired_cap;
     /*
@@ -357,6 +359,7 @@ hnsw *hnsw_create(const hnsw_params *params)
     h->level_mult = 1.0 / log((double)(params->M > 1 ? params->M : 2));
     atomic_init(&h->entry, pack_entry(HNSW_NO_NODE, NO_LEVEL));
     pthread_mutex_init(&h->entry_lock, NULL);
+    pthread_mutex_init(&h->retired_lock, NULL);
     pthread_mutex_init(&h->dirty_lock, NULL);
     pthread_mutex_init(&h->pending_lock, NULL);
     for (unsigned i = 0; i < LOCK_STRIPES; i++) {
@@ -399,6 +402,7 @@ void hnsw_free(hnsw *h)
     qv_mem_free(h->walk_queue);
     pthread_mutex_destroy(&h->pending_lock);
     pthread_mutex_destroy(&h->entry_lock);
+    pthread_mutex_destroy(&h->retired_lock);
     pthread_mutex_destroy(&h->dirty_lock);
     for (unsigned i = 0; i < LOCK_STRIPES; i++) {
         pthread_mutex_destroy(&h->node_locks[i]);
@@ -1484,16 +1488,22 @@ static void connect_node(hnsw *h, hnsw_scratch *s, uint32_t id, int level,
 /* Keep a replaced list until no search can be reading it. */
 static int retire(hnsw *h, uint32_t *list)
 {
+    int rc = 0;
+    pthread_mutex_lock(&h->retired_lock);
     if (h->nretired == h->retired_cap) {
         size_t cap = h->retired_cap ? 2 * h->retired_cap : 16;
         uint32_t **p = qv_realloc(h->retired, cap * sizeof *p);
-        if (!p)
-            return -1;
-        h->retired = p;
-        h->retired_cap = cap;
+        if (p) {
+            h->retired = p;
+            h->retired_cap = cap;
+        } else {
+            rc = -1;
+        }
     }
-    h->retired[h->nretired++] = list;
-    return 0;
+    if (rc == 0)
+        h->retired[h->nretired++] = list;
+    pthread_mutex_unlock(&h->retired_lock);
+    return rc;
 }
 
 void hnsw_reclaim(hnsw *h)
