@@ -494,7 +494,7 @@ static void test_survives_reopen(void **state)
     qv_hits *before[2] = {search(f->db, "p", v + 3 * DIM, DIM, &codes),
                           search(f->db, "p", v + 3 * DIM, DIM, &rr)};
     qv_close(f->db);
-    tu_stop_servers();
+    assert_int_equal(tu_stop_servers(), 0);
     assert_int_equal(tu_open(f->dir, NULL, &f->db), QV_OK);
     qv_hits *after[2] = {search(f->db, "p", v + 3 * DIM, DIM, &codes),
                          search(f->db, "p", v + 3 * DIM, DIM, &rr)};

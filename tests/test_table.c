@@ -241,7 +241,7 @@ static void test_survives_reopen(void **state)
         assert_ok(f->db, qv_table_lookup(f->db, name, ids, n, DIM, before));
     }
     qv_close(f->db);
-    tu_stop_servers();
+    assert_int_equal(tu_stop_servers(), 0);
     assert_int_equal(tu_open(f->dir, NULL, &f->db), QV_OK);
     for (size_t m = 0; m < NMETHODS; m++) {
         char name[16];

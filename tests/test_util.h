@@ -68,7 +68,9 @@ void tu_make_certs(const char *dir);
  * serving dir (started on first use, stopped by tu_stop_servers).
  */
 qv_status tu_open(const char *dir, const qv_open_options *opts, qv_db **db);
-void tu_stop_servers(void);
+/* Stop the servers tu_open started: 0 when all exited cleanly; the log of
+ * one that did not (a sanitizer's report, say) goes to stderr. */
+int tu_stop_servers(void);
 
 /*
  * The fixture of the API tests: a database in a fresh directory, opened
