@@ -3,7 +3,8 @@
  * nats-server with JetStream and two quiverd nodes, all started by the
  * test on loopback ports and stopped by it. A write made through one node
  * is applied by both, refusals alike, and a node that was stopped catches
- * up from its own position.
+ * up from its own position. test_clients_of_three_nodes runs three nodes
+ * on three clustered nats-servers, with clients on each.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,19 +23,21 @@
 
 #include "tests/test_util.h"
 
+#define MAX_NODES 3
+
 struct cluster {
     char *dir;
     pid_t nats;
     char url[128];
-    int port[2];
-    pid_t node_pid[2];
+    int port[MAX_NODES];
+    pid_t node_pid[MAX_NODES];
     char *scratch[2];   /* more directories a test made */
     /* a NATS cluster of three instead of one server (cluster_start3) */
     pid_t nats3[3];
     int nats_port[3], route_port[3];
     char routes[256];
-    char *node_dir[2];
-    qv_db *h[2];
+    char *node_dir[MAX_NODES];
+    qv_db *h[MAX_NODES];
 };
 
 static void start_node(struct cluster *c, int i)
@@ -92,13 +95,13 @@ static void start_nats3_server(struct cluster *c, int i)
                                        sizeof url);
 }
 
-/* Three clustered nats-servers (the stream at replicas 3) and two nodes
- * that know all three. */
-static struct cluster *cluster_start3(void **state)
+/* Three clustered nats-servers (the stream at replicas 3) and as many
+ * quiverd nodes as asked, each knowing all three servers. */
+static struct cluster *cluster_start3(void **state, int nodes)
 {
     struct cluster *c = *state;
     c->dir = tu_mkdtemp();
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < nodes; i++)
         c->node_dir[i] = tu_mkdtemp();
     size_t n = 0, u = 0;
     for (int i = 0; i < 3; i++) {
@@ -113,7 +116,7 @@ static struct cluster *cluster_start3(void **state)
     }
     for (int i = 0; i < 3; i++)
         start_nats3_server(c, i);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < nodes; i++)
         start_node(c, i);
     return c;
 }
@@ -121,15 +124,16 @@ static struct cluster *cluster_start3(void **state)
 static int cluster_teardown(void **state)
 {
     struct cluster *c = *state;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < MAX_NODES; i++) {
         qv_close(c->h[i]);
         if (c->node_pid[i] > 0)
             tu_stop_server(c->node_pid[i]);
         if (c->node_dir[i])
             tu_rmdir(c->node_dir[i]);
+    }
+    for (int i = 0; i < 2; i++)
         if (c->scratch[i])
             tu_rmdir(c->scratch[i]);
-    }
     if (c->nats > 0)
         tu_stop_nats(c->nats);
     for (int i = 0; i < 3; i++)
@@ -550,7 +554,7 @@ static void await_failures(struct writer *w, int n)
  */
 static void test_nats_servers_fail(void **state)
 {
-    struct cluster *c = cluster_start3(state);
+    struct cluster *c = cluster_start3(state, 2);
     qv_collection_config cfg = {.dim = 4, .metric = QV_METRIC_L2};
     assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
     struct writer w = {.db = c->h[0], .failed_at = -1, .go_on = 1};
@@ -678,6 +682,234 @@ static void test_databases_are_kept_apart(void **state)
     c->scratch[1] = NULL;
 }
 
+/*
+ * A mixed workload from several clients of three nodes. Each client
+ * writes ids of its own through a handle that names every node, its own
+ * first, and remembers what was acknowledged; a write that met a failed
+ * node is of unknown outcome and only has to agree across the nodes.
+ */
+#define CLIENTS 3
+#define ROUNDS 120
+
+enum outcome { UNWRITTEN, PRESENT, DELETED, UNKNOWN };
+
+struct client {
+    char uri[192];
+    int n;                        /* ids "c<n>-<k>" */
+    enum outcome state[ROUNDS];
+    int rounds;                   /* ids written so far */
+    char why[256];                /* the first check that failed */
+};
+
+struct workload {
+    pthread_mutex_t lock;
+    pthread_cond_t progress;
+    int acked, done;              /* over all clients */
+};
+
+static struct workload load = {
+    PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+static void client_id(char *id, size_t len, int n, int k)
+{
+    snprintf(id, len, "c%d-%03d", n, k);
+}
+
+static void announce(int acked, int done)
+{
+    pthread_mutex_lock(&load.lock);
+    load.acked += acked;
+    load.done += done;
+    pthread_cond_broadcast(&load.progress);
+    pthread_mutex_unlock(&load.lock);
+}
+
+/* Wait until the clients acknowledged n writes in all, or all stopped. */
+static void await_acked(int n)
+{
+    pthread_mutex_lock(&load.lock);
+    while (load.acked < n && load.done < CLIENTS)
+        pthread_cond_wait(&load.progress, &load.lock);
+    pthread_mutex_unlock(&load.lock);
+}
+
+/* What a write's status means: acknowledged, unknown (its node failed
+ * while it was in flight), or a failure of the test. */
+static int judge_write(struct client *cl, qv_db *db, qv_status st,
+                       enum outcome *state, enum outcome ok)
+{
+    if (st == QV_OK) {
+        *state = ok;
+        announce(1, 0);
+        return 0;
+    }
+    if (st == QV_ERR_CONNECTION) {
+        *state = UNKNOWN;
+        return 0;
+    }
+    snprintf(cl->why, sizeof cl->why, "a write answered %s: %s",
+             qv_strerror(st), qv_errmsg(db));
+    return -1;
+}
+
+/* Its own latest write is what the handle reads, on whichever node. */
+static int read_own_write(struct client *cl, qv_db *db, int k)
+{
+    char id[16];
+    client_id(id, sizeof id, cl->n, k);
+    qv_record *r = NULL;
+    qv_status st = qv_get(db, "docs", id, &r);
+    int ok = st == QV_OK && r->vector[0] == (float)k &&
+             r->vector[1] == (float)cl->n;
+    if (!ok)
+        snprintf(cl->why, sizeof cl->why, "its own write %s read back as "
+                 "%s: %s", id, qv_strerror(st), qv_errmsg(db));
+    qv_free(r);
+    return ok ? 0 : -1;
+}
+
+static int client_round(struct client *cl, qv_db *db, int k)
+{
+    char id[16], payload[32];
+    float v[4] = {(float)k, (float)cl->n, 1, -1};
+    client_id(id, sizeof id, cl->n, k);
+    snprintf(payload, sizeof payload, "{\"k\":%d}", k);
+    qv_doc doc = {id, v, 4, payload};
+    if (judge_write(cl, db, qv_upsert(db, "docs", &doc, 1), &cl->state[k],
+                    PRESENT) != 0)
+        return -1;
+    if (cl->state[k] == PRESENT && read_own_write(cl, db, k) != 0)
+        return -1;
+    if (k % 4 == 3) {   /* delete one written two rounds ago */
+        client_id(id, sizeof id, cl->n, k - 2);
+        qv_status st = qv_delete(db, "docs", id);
+        if (st == QV_ERR_NOT_FOUND && cl->state[k - 2] == UNKNOWN)
+            st = QV_OK;   /* that write was not applied after all */
+        if (judge_write(cl, db, st, &cl->state[k - 2], DELETED) != 0)
+            return -1;
+    }
+    if (k % 8 == 5) {   /* reads are asked again on another node */
+        qv_search_options opt = {.k = 3};
+        qv_hits *hits = NULL;
+        qv_status st = qv_search(db, "docs", v, 4, &opt, &hits);
+        qv_free(hits);
+        if (st != QV_OK) {
+            snprintf(cl->why, sizeof cl->why, "a search answered %s: %s",
+                     qv_strerror(st), qv_errmsg(db));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void *client_main(void *arg)
+{
+    struct client *cl = arg;
+    qv_db *db = NULL;
+    if (qv_open(cl->uri, NULL, &db) != QV_OK) {
+        snprintf(cl->why, sizeof cl->why, "open %s: %s", cl->uri,
+                 qv_errmsg(NULL));
+    } else {
+        while (cl->rounds < ROUNDS && client_round(cl, db, cl->rounds) == 0)
+            cl->rounds++;
+    }
+    qv_close(db);
+    announce(0, 1);
+    return NULL;
+}
+
+/* Node i holds what client cl was acknowledged, and the same as node 0
+ * for each of its writes of unknown outcome. */
+static void expect_client_writes(struct cluster *c, int i,
+                                 const struct client *cl)
+{
+    for (int k = 0; k < cl->rounds; k++) {
+        char id[16];
+        client_id(id, sizeof id, cl->n, k);
+        qv_record *r = NULL;
+        qv_status st = qv_get(c->h[i], "docs", id, &r);
+        qv_free(r);
+        if (cl->state[k] == UNKNOWN) {
+            qv_status first = qv_get(c->h[0], "docs", id, &r);
+            qv_free(r);
+            assert_int_equal(st, first);
+        } else {
+            assert_int_equal(st, cl->state[k] == PRESENT ? QV_OK
+                                                         : QV_ERR_NOT_FOUND);
+        }
+    }
+}
+
+/* The log's last sequence, as node i sees it. */
+static uint64_t last_seq(struct cluster *c, int i)
+{
+    char *text = NULL;
+    assert_ok(c->h[i], qv_cluster_status(c->h[i], &text));
+    json_t *st = json_loads(text, 0, NULL);
+    qv_free(text);
+    assert_non_null(st);
+    uint64_t last = (uint64_t)json_integer_value(
+        json_object_get(json_object_get(st, "stream"), "last_seq"));
+    json_decref(st);
+    return last;
+}
+
+/*
+ * Three nats-servers (replicas 3) and three nodes, a client on each node
+ * writing, deleting, reading its own writes and searching, while one node
+ * is killed with -9 and started again and another is frozen (SIGSTOP) and
+ * thawed. Afterwards every acknowledged write is on every node, the nodes
+ * agree on every id written, and check passes on each.
+ */
+static void test_clients_of_three_nodes(void **state)
+{
+    struct cluster *c = cluster_start3(state, 3);
+    qv_collection_config cfg = {.dim = 4, .metric = QV_METRIC_L2};
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
+    struct client cl[CLIENTS];
+    pthread_t t[CLIENTS];
+    load.acked = load.done = 0;
+    for (int n = 0; n < CLIENTS; n++) {
+        memset(&cl[n], 0, sizeof cl[n]);
+        cl[n].n = n;
+        size_t len = (size_t)snprintf(cl[n].uri, sizeof cl[n].uri, "qv://");
+        for (int j = 0; j < 3; j++)   /* its own node first */
+            len += (size_t)snprintf(cl[n].uri + len, sizeof cl[n].uri - len,
+                                    "%s127.0.0.1:%d", j ? "," : "",
+                                    c->port[(n + j) % 3]);
+        assert_int_equal(pthread_create(&t[n], NULL, client_main, &cl[n]), 0);
+    }
+    await_acked(60);
+    kill_node(c, 2);
+    await_acked(120);
+    start_node(c, 2);
+    await_acked(180);
+    kill(c->node_pid[1], SIGSTOP);
+    await_acked(220);
+    kill(c->node_pid[1], SIGCONT);
+    for (int n = 0; n < CLIENTS; n++) {
+        pthread_join(t[n], NULL);
+        if (cl[n].why[0])
+            fail_msg("client %d: %s", n, cl[n].why);
+        assert_int_equal(cl[n].rounds, ROUNDS);
+    }
+    print_message("# %d writes acknowledged by 3 nodes\n", load.acked);
+    uint64_t last = last_seq(c, 0), n0 = 0;
+    for (int i = 0; i < 3; i++) {
+        assert_ok(c->h[i], qv_read_after(c->h[i], last));
+        for (int n = 0; n < CLIENTS; n++)
+            expect_client_writes(c, i, &cl[n]);
+        uint64_t ni = 0;
+        assert_ok(c->h[i], qv_count(c->h[i], "docs", NULL, &ni));
+        if (i == 0)
+            n0 = ni;
+        assert_int_equal(ni, n0);
+        char *report = NULL;
+        assert_ok(c->h[i], qv_check(c->h[i], &report));
+        qv_free(report);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -698,6 +930,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nats_servers_fail,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_whole_cluster_restarts,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_clients_of_three_nodes,
                                         cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
