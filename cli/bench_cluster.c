@@ -6,15 +6,21 @@
  *   quiver bench cluster --connect URI [--base FILE | --dim D] [--n N]
  *                        [--batch B] [--searches Q]
  *   quiver bench cluster --connect URI --catch-up TOKEN
+ *   quiver bench cluster --connect URI --readers C [--base FILE | --dim D]
+ *                        [--n N] [--searches Q]
  *
  * The first imports N rows in batches of B (one upsert call each: one
  * acknowledged write), then times Q single searches and Q gets, and prints
  * one JSON object: rows_per_s, batch_p50_ms, batch_p99_ms, search_qps,
  * get_qps, write_token. The second times how long the node behind URI
  * takes to have applied the write of TOKEN (a node that was down while it
- * was written): catch_up_s.
+ * was written): catch_up_s. The third reads what an import wrote with C
+ * clients side by side, client i on the i-th address of URI (round robin:
+ * "qv://h1:p,h2:p,h3:p" spreads them over three nodes), each Q searches
+ * and then Q gets: search_qps and get_qps of all clients together.
  */
 #include <getopt.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,18 +30,19 @@
 #include "common/alloc.h"
 
 #define COLLECTION "bench_cluster"
+#define MAX_READERS 64
 
 struct cluster_args {
     const char *connect, *base;
     unsigned dim;
-    long n, batch, searches;
+    long n, batch, searches, readers;
     unsigned long long catch_up;
 };
 
 static int parse_args(int argc, char **argv, struct cluster_args *a)
 {
     enum { O_CONNECT = 256, O_BASE, O_DIM, O_N, O_BATCH, O_SEARCHES,
-           O_CATCH_UP };
+           O_CATCH_UP, O_READERS };
     static const struct option opts[] = {
         {"connect", required_argument, 0, O_CONNECT},
         {"base", required_argument, 0, O_BASE},
@@ -44,6 +51,7 @@ static int parse_args(int argc, char **argv, struct cluster_args *a)
         {"batch", required_argument, 0, O_BATCH},
         {"searches", required_argument, 0, O_SEARCHES},
         {"catch-up", required_argument, 0, O_CATCH_UP},
+        {"readers", required_argument, 0, O_READERS},
         {0, 0, 0, 0}};
     *a = (struct cluster_args){.dim = 784, .n = 20000, .batch = 1000,
                                .searches = 1000};
@@ -58,11 +66,13 @@ static int parse_args(int argc, char **argv, struct cluster_args *a)
         case O_BATCH: a->batch = atol(optarg); break;
         case O_SEARCHES: a->searches = atol(optarg); break;
         case O_CATCH_UP: a->catch_up = strtoull(optarg, NULL, 10); break;
+        case O_READERS: a->readers = atol(optarg); break;
         default: return -1;
         }
     }
     return a->connect && optind == argc && a->dim > 0 && a->n > 0 &&
-                   a->batch > 0 && a->searches > 0
+                   a->batch > 0 && a->searches > 0 && a->readers >= 0 &&
+                   a->readers <= MAX_READERS
                ? 0 : -1;
 }
 
@@ -205,6 +215,119 @@ static int run_catch_up(qv_db *db, const struct cluster_args *a)
     return 0;
 }
 
+/* One client of --readers: its own handle on one node. */
+struct reader {
+    char uri[256];
+    const struct cluster_args *a;
+    const float *rows;
+    pthread_barrier_t *phase;   /* open, searches, gets: all together */
+    int failed;
+    char err[512];
+};
+
+/* uri = the scheme of list and its i-th address, round robin. */
+static int reader_uri(const char *list, long i, char *uri, size_t len)
+{
+    const char *hosts = strstr(list, "://");
+    if (!hosts)
+        return -1;
+    hosts += 3;
+    long m = 1;
+    for (const char *p = hosts; *p; p++)
+        m += *p == ',';
+    const char *at = hosts;
+    for (long k = i % m; k > 0; k--)
+        at = strchr(at, ',') + 1;
+    size_t hlen = strcspn(at, ",");
+    int n = snprintf(uri, len, "%.*s%.*s", (int)(hosts - list), list,
+                     (int)hlen, at);
+    return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    qv_db *db = NULL;
+    if (qv_open(r->uri, NULL, &db) != QV_OK) {
+        snprintf(r->err, sizeof r->err, "%s: %s", r->uri, qv_errmsg(NULL));
+        r->failed = 1;
+    }
+    for (int gets = 0; gets < 2; gets++) {
+        pthread_barrier_wait(r->phase);
+        if (!r->failed && reads_per_s(db, r->a, r->rows, gets) < 0) {
+            snprintf(r->err, sizeof r->err, "%s: %s", r->uri,
+                     qv_errmsg(db));
+            r->failed = 1;
+        }
+    }
+    pthread_barrier_wait(r->phase);
+    qv_close(db);
+    return NULL;
+}
+
+/* a->readers clients side by side: the calls per second of them all,
+ * searches in qps[0], gets in qps[1]. */
+static int read_together(struct reader *rd, long c, pthread_barrier_t *phase,
+                         double qps[2])
+{
+    pthread_t tids[MAX_READERS];
+    long started = 0;
+    while (started < c &&
+           pthread_create(&tids[started], NULL, reader_main, &rd[started]) == 0)
+        started++;
+    if (started < c) {   /* the barrier waits for c: never reached */
+        fprintf(stderr, "quiver bench cluster: cannot start a thread\n");
+        exit(1);
+    }
+    pthread_barrier_wait(phase);   /* all open */
+    for (int k = 0; k < 2; k++) {
+        double t0 = cli_now();
+        pthread_barrier_wait(phase);
+        qps[k] = (double)(c * rd[0].a->searches) / (cli_now() - t0);
+    }
+    int failed = 0;
+    for (long i = 0; i < c; i++) {
+        pthread_join(tids[i], NULL);
+        if (rd[i].failed && !failed++)
+            fprintf(stderr, "quiver bench cluster: %s\n", rd[i].err);
+    }
+    return failed ? -1 : 0;
+}
+
+static int run_readers(struct cluster_args *a)
+{
+    char err[512] = "";
+    float *rows = load_rows(a, err, sizeof err);
+    struct reader *rd = qv_calloc((size_t)a->readers, sizeof *rd);
+    pthread_barrier_t phase;
+    double qps[2] = {0, 0};
+    int rc = 1;
+    if (!rows || !rd) {
+        fprintf(stderr, "quiver bench cluster: %s\n", err[0] ? err
+                                                            : "out of memory");
+        goto done;
+    }
+    for (long i = 0; i < a->readers; i++) {
+        rd[i] = (struct reader){.a = a, .rows = rows, .phase = &phase};
+        if (reader_uri(a->connect, i, rd[i].uri, sizeof rd[i].uri) != 0) {
+            fprintf(stderr, "quiver bench cluster: cannot read addresses "
+                    "from '%s'\n", a->connect);
+            goto done;
+        }
+    }
+    pthread_barrier_init(&phase, NULL, (unsigned)a->readers + 1);
+    rc = read_together(rd, a->readers, &phase, qps) != 0;
+    pthread_barrier_destroy(&phase);
+    if (rc == 0)
+        printf("{\"bench\":\"cluster\",\"connect\":\"%s\",\"readers\":%ld,"
+               "\"searches_each\":%ld,\"search_qps\":%.1f,\"get_qps\":%.1f}\n",
+               a->connect, a->readers, a->searches, qps[0], qps[1]);
+done:
+    qv_mem_free(rows);
+    qv_mem_free(rd);
+    return rc;
+}
+
 int bench_cluster(int argc, char **argv)
 {
     struct cluster_args a;
@@ -212,9 +335,13 @@ int bench_cluster(int argc, char **argv)
         fprintf(stderr, "usage: quiver bench cluster --connect URI [--base "
                 "FILE | --dim D] [--n N] [--batch B] [--searches Q]\n"
                 "       quiver bench cluster --connect URI --catch-up "
-                "TOKEN\n");
+                "TOKEN\n"
+                "       quiver bench cluster --connect URI --readers C "
+                "[--base FILE | --dim D] [--n N] [--searches Q]\n");
         return 2;
     }
+    if (a.readers > 0)
+        return run_readers(&a);
     qv_db *db = NULL;
     qv_open_options oo = {.timeout_ms = 600000};
     if (qv_open(a.connect, &oo, &db) != QV_OK) {

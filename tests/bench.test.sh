@@ -161,6 +161,17 @@ out=$("$bin" bench cluster --connect "qv://127.0.0.1:${line##*:}" \
 check "cluster: runs" [ $? -eq 0 ]
 check "cluster: imported and read" at_least "$(field "$out" rows_per_s)" 1 \
     && at_least "$(field "$out" search_qps)" 1
+# readers side by side, both on the one address given
+port=${line##*:}
+out=$("$bin" bench cluster --connect "qv://127.0.0.1:$port,127.0.0.1:$port" \
+      --readers 3 --dim 8 --n 300 --searches 50 2>&1)
+check "cluster: readers run" [ $? -eq 0 ]
+check "cluster: readers searched and got" \
+    at_least "$(field "$out" search_qps)" 1 \
+    && at_least "$(field "$out" get_qps)" 1
+out=$("$bin" bench cluster --connect "nowhere" --readers 2 --dim 8 \
+      --n 300 2>&1)
+check "cluster: readers refuse a URI without addresses" [ $? -ne 0 ]
 kill -TERM $server_pid
 wait $server_pid
 check "quiverd stopped cleanly" [ $? -eq 0 ]
