@@ -316,6 +316,27 @@ static void test_write_too_large_for_the_log(void **state)
     assert_int_equal(n, N / 4);
 }
 
+/* Document id of collection is the same on both nodes, or absent on
+ * both. */
+static void expect_same_document(struct cluster *c, const char *collection,
+                                 const char *id)
+{
+    qv_record *r[2] = {NULL, NULL};
+    qv_status st[2];
+    for (int i = 0; i < 2; i++)
+        st[i] = qv_get(c->h[i], collection, id, &r[i]);
+    assert_int_equal(st[0], st[1]);
+    if (st[0] == QV_OK) {
+        assert_int_equal(r[0]->dim, r[1]->dim);
+        assert_memory_equal(r[0]->vector, r[1]->vector,
+                            r[0]->dim * sizeof(float));
+        assert_string_equal(r[0]->payload ? r[0]->payload : "",
+                            r[1]->payload ? r[1]->payload : "");
+    }
+    qv_free(r[0]);
+    qv_free(r[1]);
+}
+
 /* A node that was down applies what it missed, from its own position,
  * each entry once. */
 static void test_stopped_node_catches_up(void **state)
@@ -329,12 +350,30 @@ static void test_stopped_node_catches_up(void **state)
     assert_ok(c->h[1], qv_read_after(c->h[1], token));
     assert_int_equal(count(c->h[1]), 10);
     stop_node(c, 1);
+    /* the node reads these back to back, and makes runs of upserts into
+     * one collection as one write: a run holding a refused upsert, a
+     * repeated id, and writes of another kind and collection between */
     upsert_range(c->h[0], 10, 25);
+    float v[4] = {7, 7, 7, 7}, wrong[3] = {1, 2, 3};
+    qv_doc again = {"d012", v, 4, "{\"again\":1}"};
+    qv_doc refused = {"d099", wrong, 3, NULL};
+    assert_ok(c->h[0], qv_upsert(c->h[0], "docs", &again, 1));
+    assert_status(c->h[0], qv_upsert(c->h[0], "docs", &refused, 1),
+                  QV_ERR_DIMENSION);
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "other", &cfg));
+    assert_ok(c->h[0], qv_upsert(c->h[0], "other", &again, 1));
+    upsert_range(c->h[0], 25, 30);
     assert_ok(c->h[0], qv_delete(c->h[0], "docs", "d003"));
     assert_ok(c->h[0], qv_write_token(c->h[0], &token));
     start_node(c, 1);
     assert_ok(c->h[1], qv_read_after(c->h[1], token));
-    assert_int_equal(count(c->h[1]), 24);
+    assert_int_equal(count(c->h[1]), 29);
+    for (int i = 0; i < 100; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "d%03d", i);
+        expect_same_document(c, "docs", id);
+    }
+    expect_same_document(c, "other", "d012");
     char *report = NULL;
     assert_ok(c->h[1], qv_check(c->h[1], &report));
     qv_free(report);

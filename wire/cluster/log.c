@@ -365,6 +365,14 @@ void clog_entry_release(clog_entry *e)
     e->msg = NULL;
 }
 
+int clog_buffered(clog_reader *r)
+{
+    int msgs = 0, bytes = 0;
+    if (natsSubscription_GetPending(r->sub, &msgs, &bytes) != NATS_OK)
+        return 0;
+    return msgs;
+}
+
 int clog_replicas(const clog *l)
 {
     return l->replicas;

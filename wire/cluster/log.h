@@ -77,6 +77,9 @@ typedef struct clog_entry {
 int clog_next(clog_reader *r, int timeout_ms, clog_entry *e, char *err,
               size_t errlen);
 void clog_entry_release(clog_entry *e);
+/* How many entries r has received and not yet given out (0 on an error):
+ * as many clog_next calls that do not wait. */
+int clog_buffered(clog_reader *r);
 
 /* The stream's replicas (as configured) and its name. */
 int clog_replicas(const clog *l);

@@ -10,6 +10,13 @@
  * write (qv_position_with_next_write), or alone when the entry wrote
  * nothing (it was refused: every node refuses it alike).
  *
+ * Batches: the entries the applier finds already received (up to
+ * MERGE_MAX_ENTRIES and MERGE_MAX_BYTES) are offered to the server's
+ * merge, which makes them as one write when they can be (upserts into
+ * one collection) and all succeed, with the last one's position in that
+ * write's transaction; otherwise they are applied one by one. Either way
+ * every entry's outcome is what applying it alone gives.
+ *
  * Membership: every node keeps a key of its name in the bucket
  * quiver_STREAM_nodes (JetStream KV), rewritten every BEAT_MS, which
  * vanishes when it is not rewritten for MEMBER_TTL_MS: its address, its
@@ -37,6 +44,8 @@
 #define NODE_ID "node_id"        /* position: the database's random id */
 #define BEAT_MS 2000
 #define MEMBER_TTL_MS 15000
+#define MERGE_MAX_ENTRIES 64
+#define MERGE_MAX_BYTES (8u << 20)   /* of requests in one merged write */
 
 /* A write waiting for the applier to reach its entry. */
 struct waiter {
@@ -55,6 +64,7 @@ struct cluster_node {
     uint64_t db_id;
     long long last_beat_ms;      /* applier thread only */
     node_apply_fn apply;
+    node_merge_fn merge;         /* NULL: every entry alone */
     char position[sizeof POSITION_PREFIX + 32];
     char name[64];
     uint64_t boot;               /* random, so ids differ across restarts */
@@ -88,15 +98,22 @@ static void deadline_in(struct timespec *ts, int ms)
     }
 }
 
+/* The position is seq once the write staged with it is made: stored
+ * alone when that write stored nothing (it was refused). */
+static void settle_position(cluster_node *n, uint64_t seq)
+{
+    uint64_t pos = 0;
+    if (qv_position_get(n->db, n->position, &pos) != QV_OK || pos != seq)
+        qv_position_put(n->db, n->position, seq);
+}
+
 /* Make entry e on the database and store its position with it. */
 static void apply_entry(cluster_node *n, const clog_entry *e,
                         node_outcome *out)
 {
-    uint64_t pos = 0;
     qv_position_with_next_write(n->db, n->position, e->seq);
     n->apply(n->db, e->data, e->len, out);
-    if (qv_position_get(n->db, n->position, &pos) != QV_OK || pos != e->seq)
-        qv_position_put(n->db, n->position, e->seq);
+    settle_position(n, e->seq);
 }
 
 /* Hand the outcome to the write waiting for entry id, if any. */
@@ -160,6 +177,74 @@ static void beat(cluster_node *n, int force)
     free(text);
 }
 
+/* Entries read from the log, in order, to apply together. */
+struct run {
+    clog_entry e[MERGE_MAX_ENTRIES];
+    size_t n, bytes;
+};
+
+/* Add e to run, or drop it when it was applied before a restart. */
+static void run_add(cluster_node *n, struct run *run, clog_entry *e)
+{
+    if (e->seq <= node_applied(n)) {
+        clog_entry_release(e);
+        return;
+    }
+    run->e[run->n++] = *e;
+    run->bytes += e->len;
+}
+
+/* The next entry, waiting for it, then those already received: 0, 1 when
+ * none came, -1 on an error (with the entries read before it in run). */
+static int read_run(cluster_node *n, clog_reader *r, struct run *run,
+                    char *err, size_t errlen)
+{
+    clog_entry e;
+    int rc = clog_next(r, READ_POLL_MS, &e, err, errlen);
+    if (rc != 0)
+        return rc;
+    run_add(n, run, &e);
+    while (run->n < MERGE_MAX_ENTRIES && run->bytes < MERGE_MAX_BYTES &&
+           clog_buffered(r) > 0) {
+        rc = clog_next(r, READ_POLL_MS, &e, err, errlen);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
+        run_add(n, run, &e);
+    }
+    return 0;
+}
+
+/* The entries of run as one write, when the server's merge can: 1. */
+static int apply_merged(cluster_node *n, const struct run *run)
+{
+    const void *data[MERGE_MAX_ENTRIES];
+    size_t lens[MERGE_MAX_ENTRIES];
+    for (size_t i = 0; i < run->n; i++) {
+        data[i] = run->e[i].data;
+        lens[i] = run->e[i].len;
+    }
+    uint64_t last = run->e[run->n - 1].seq;
+    qv_position_with_next_write(n->db, n->position, last);
+    if (!n->merge(n->db, data, lens, run->n))
+        return 0;   /* nothing written; apply_entry stages anew */
+    settle_position(n, last);
+    node_outcome ok = {QV_OK, "", 0};
+    for (size_t i = 0; i < run->n; i++)
+        finish(n, &run->e[i], &ok);
+    return 1;
+}
+
+static void apply_run(cluster_node *n, struct run *run)
+{
+    if (run->n > 1 && n->merge && apply_merged(n, run))
+        return;
+    for (size_t i = 0; i < run->n; i++) {
+        node_outcome out = {0};
+        apply_entry(n, &run->e[i], &out);
+        finish(n, &run->e[i], &out);
+    }
+}
+
 static void *applier_main(void *arg)
 {
     cluster_node *n = arg;
@@ -174,22 +259,16 @@ static void *applier_main(void *arg)
             nanosleep(&pause, NULL);   /* NATS is away: try again */
             continue;
         }
-        clog_entry e;
-        int rc = clog_next(r, READ_POLL_MS, &e, err, sizeof err);
+        struct run run = {.n = 0};
+        int rc = read_run(n, r, &run, err, sizeof err);
+        apply_run(n, &run);
+        for (size_t i = 0; i < run.n; i++)
+            clog_entry_release(&run.e[i]);
         if (rc < 0) {
             note_failure(n, err);
             clog_reader_close(r);   /* read again from the position */
             r = NULL;
-            continue;
         }
-        if (rc > 0)
-            continue;
-        if (e.seq > node_applied(n)) {   /* else applied before a restart */
-            node_outcome out = {0};
-            apply_entry(n, &e, &out);
-            finish(n, &e, &out);
-        }
-        clog_entry_release(&e);
     }
     clog_reader_close(r);
     return NULL;
@@ -286,8 +365,8 @@ static int join_members(cluster_node *n, char *err, size_t errlen)
 }
 
 int node_start(const clog_config *cfg, const char *listen, qv_db *db,
-               node_apply_fn apply, cluster_node **out, char *err,
-               size_t errlen)
+               node_apply_fn apply, node_merge_fn merge, cluster_node **out,
+               char *err, size_t errlen)
 {
     *out = NULL;
     size_t len = cfg->node ? strlen(cfg->node) : 0;
@@ -305,6 +384,7 @@ int node_start(const clog_config *cfg, const char *listen, qv_db *db,
     }
     n->db = db;
     n->apply = apply;
+    n->merge = merge;
     snprintf(n->listen, sizeof n->listen, "%s", listen);
     snprintf(n->name, sizeof n->name, "%s", cfg->node);
     pthread_mutex_init(&n->lock, NULL);

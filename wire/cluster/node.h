@@ -30,6 +30,13 @@ typedef struct node_outcome {
  * which knows the protocol; the node only orders and records. */
 typedef void (*node_apply_fn)(qv_db *db, const void *entry, size_t len,
                               node_outcome *out);
+/*
+ * Apply n entries as one write when they can be (the server knows which),
+ * each with the outcome OK: 1. 0 when they cannot, or that write failed:
+ * nothing of them was written, and the node applies them one by one.
+ */
+typedef int (*node_merge_fn)(qv_db *db, const void *const *entries,
+                             const size_t *lens, size_t n);
 
 /*
  * Join the log described by cfg (cfg->node names this node, listen is the
@@ -37,8 +44,8 @@ typedef void (*node_apply_fn)(qv_db *db, const void *entry, size_t len,
  * position db holds. 0, or -1 with err.
  */
 int node_start(const clog_config *cfg, const char *listen, qv_db *db,
-               node_apply_fn apply, cluster_node **out, char *err,
-               size_t errlen);
+               node_apply_fn apply, node_merge_fn merge, cluster_node **out,
+               char *err, size_t errlen);
 /* Stop applying and leave (what was applied stays). */
 void node_stop(cluster_node *n);
 

@@ -131,19 +131,25 @@ static qv_status do_list(qv_db *db, struct reply *r)
     return QV_OK;
 }
 
+/* A document of the wire as the API takes it (a vector too long for the
+ * API's dim is given as dimension 0: refused). */
+static qv_doc doc_of(const Quiver__V1__Document *d)
+{
+    qv_doc doc = {d->id, d->vector, (uint32_t)d->n_vector,
+                  d->has_payload ? d->payload : NULL};
+    if (d->n_vector > UINT32_MAX)
+        doc.dim = 0;
+    return doc;
+}
+
 static qv_status do_upsert(qv_db *db, const Quiver__V1__Upsert *m,
                            struct reply *r)
 {
     qv_doc *docs = reply_alloc(r, (m->n_documents + 1) * sizeof *docs);
     if (!docs)
         return nomem(r);
-    for (size_t i = 0; i < m->n_documents; i++) {
-        const Quiver__V1__Document *d = m->documents[i];
-        docs[i] = (qv_doc){d->id, d->vector, (uint32_t)d->n_vector,
-                           d->has_payload ? d->payload : NULL};
-        if (d->n_vector > UINT32_MAX)
-            docs[i].dim = 0;
-    }
+    for (size_t i = 0; i < m->n_documents; i++)
+        docs[i] = doc_of(m->documents[i]);
     return qv_upsert(db, m->collection, docs, m->n_documents);
 }
 
@@ -820,6 +826,58 @@ void dispatch_apply(qv_db *db, const void *entry, size_t len,
     for (size_t i = 0; i < sizeof r.scratch / sizeof *r.scratch; i++)
         qv_mem_free(r.scratch[i]);
     quiver__v1__request__free_unpacked(req, &qv_protobuf_allocator);
+}
+
+/* Whether the n requests are upserts of documents into one collection
+ * (the condition for dispatch_merge), and how many documents in all. */
+static int upserts_into_one(Request *const *req, size_t n, size_t *ndocs)
+{
+    *ndocs = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!req[i] || req[i]->op_case != QUIVER__V1__REQUEST__OP_UPSERT ||
+            req[i]->upsert->n_documents == 0 ||
+            strcmp(req[i]->upsert->collection,
+                   req[0]->upsert->collection) != 0)
+            return 0;
+        *ndocs += req[i]->upsert->n_documents;
+    }
+    return 1;
+}
+
+/*
+ * Upserts into one collection applied one after another leave what one
+ * upsert of all their documents in the same order leaves (a later
+ * document of an id wins, quiver.h), so a run of them is one write; any
+ * failure of it is left to the entries applied alone, which each get
+ * their own outcome.
+ */
+int dispatch_merge(qv_db *db, const void *const *entries, const size_t *lens,
+                   size_t n)
+{
+    Request **req = qv_calloc(n, sizeof *req);
+    qv_doc *docs = NULL;
+    size_t ndocs = 0;
+    int merged = 0;
+    if (!req)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        req[i] = quiver__v1__request__unpack(&qv_protobuf_allocator, lens[i],
+                                             entries[i]);
+    if (upserts_into_one(req, n, &ndocs) &&
+        (docs = qv_calloc(ndocs, sizeof *docs))) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < req[i]->upsert->n_documents; j++)
+                docs[k++] = doc_of(req[i]->upsert->documents[j]);
+        merged = qv_upsert(db, req[0]->upsert->collection, docs, ndocs) ==
+                 QV_OK;
+    }
+    qv_mem_free(docs);
+    for (size_t i = 0; i < n; i++)
+        if (req[i])
+            quiver__v1__request__free_unpacked(req[i], &qv_protobuf_allocator);
+    qv_mem_free(req);
+    return merged;
 }
 
 int dispatch_error(wbuf *out, qv_status status, const char *message)

@@ -39,6 +39,10 @@ int dispatch_frame(qv_db *db, dispatch_session *session,
  */
 void dispatch_apply(qv_db *db, const void *entry, size_t len,
                     node_outcome *out);
+/* The node's merge (node_merge_fn): a run of upserts into one collection
+ * as one write, 1 when made; 0 for any other run, or when it failed. */
+int dispatch_merge(qv_db *db, const void *const *entries, const size_t *lens,
+                   size_t n);
 
 /* Append a response with no request behind it (id 0), e.g. for a frame
  * over the size limit. */

@@ -675,8 +675,8 @@ static int join_cluster(struct server *srv, int lfd)
     socklen_t len = sizeof sa;
     if (getsockname(lfd, (struct sockaddr *)&sa, &len) == 0)
         peer_name(&sa, listen, sizeof listen);
-    if (node_start(&lc, listen, srv->db, dispatch_apply, &srv->cluster, err,
-                   sizeof err) != 0) {
+    if (node_start(&lc, listen, srv->db, dispatch_apply, dispatch_merge,
+                   &srv->cluster, err, sizeof err) != 0) {
         fprintf(stderr, "quiverd: cluster: %s\n", err);
         return -1;
     }
