@@ -7,7 +7,7 @@
  *                        [--batch B] [--searches Q]
  *   quiver bench cluster --connect URI --catch-up TOKEN
  *   quiver bench cluster --connect URI --readers C [--base FILE | --dim D]
- *                        [--n N] [--searches Q]
+ *                        [--n N] [--searches Q] [--query FILE]
  *
  * The first imports N rows in batches of B (one upsert call each: one
  * acknowledged write), then times Q single searches and Q gets, and prints
@@ -17,7 +17,10 @@
  * was written): catch_up_s. The third reads what an import wrote with C
  * clients side by side, client i on the i-th address of URI (round robin:
  * "qv://h1:p,h2:p,h3:p" spreads them over three nodes), each Q searches
- * and then Q gets: search_qps and get_qps of all clients together.
+ * and then Q gets: search_qps and get_qps of all clients together. With
+ * --query, each client then measures recall@10 of its node's searches
+ * (default ef) against exact search on that node, over the first Q rows
+ * of FILE: "recall", one per client, in their order.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -33,7 +36,7 @@
 #define MAX_READERS 64
 
 struct cluster_args {
-    const char *connect, *base;
+    const char *connect, *base, *query;
     unsigned dim;
     long n, batch, searches, readers;
     unsigned long long catch_up;
@@ -42,7 +45,7 @@ struct cluster_args {
 static int parse_args(int argc, char **argv, struct cluster_args *a)
 {
     enum { O_CONNECT = 256, O_BASE, O_DIM, O_N, O_BATCH, O_SEARCHES,
-           O_CATCH_UP, O_READERS };
+           O_CATCH_UP, O_READERS, O_QUERY };
     static const struct option opts[] = {
         {"connect", required_argument, 0, O_CONNECT},
         {"base", required_argument, 0, O_BASE},
@@ -52,6 +55,7 @@ static int parse_args(int argc, char **argv, struct cluster_args *a)
         {"searches", required_argument, 0, O_SEARCHES},
         {"catch-up", required_argument, 0, O_CATCH_UP},
         {"readers", required_argument, 0, O_READERS},
+        {"query", required_argument, 0, O_QUERY},
         {0, 0, 0, 0}};
     *a = (struct cluster_args){.dim = 784, .n = 20000, .batch = 1000,
                                .searches = 1000};
@@ -67,6 +71,7 @@ static int parse_args(int argc, char **argv, struct cluster_args *a)
         case O_SEARCHES: a->searches = atol(optarg); break;
         case O_CATCH_UP: a->catch_up = strtoull(optarg, NULL, 10); break;
         case O_READERS: a->readers = atol(optarg); break;
+        case O_QUERY: a->query = optarg; break;
         default: return -1;
         }
     }
@@ -220,7 +225,10 @@ struct reader {
     char uri[256];
     const struct cluster_args *a;
     const float *rows;
+    const float *queries;       /* nq rows of --query, or NULL */
+    long nq;
     pthread_barrier_t *phase;   /* open, searches, gets: all together */
+    double recall;              /* with queries */
     int failed;
     char err[512];
 };
@@ -244,6 +252,30 @@ static int reader_uri(const char *list, long i, char *uri, size_t len)
     return n > 0 && (size_t)n < len ? 0 : -1;
 }
 
+/* Of the exact top 10 of each query, the share the index finds. */
+static int recall_at_10(qv_db *db, const struct reader *r, double *recall)
+{
+    qv_search_options approx = {.k = 10}, exact = {.k = 10, .exact = 1};
+    size_t found = 0, wanted = 0;
+    for (long i = 0; i < r->nq; i++) {
+        const float *q = r->queries + (size_t)i * r->a->dim;
+        qv_hits *got = NULL, *truth = NULL;
+        qv_status st = qv_search(db, COLLECTION, q, r->a->dim, &approx, &got);
+        if (st == QV_OK)
+            st = qv_search(db, COLLECTION, q, r->a->dim, &exact, &truth);
+        for (size_t j = 0; st == QV_OK && j < truth->count; j++)
+            for (size_t h = 0; h < got->count; h++)
+                found += strcmp(truth->hits[j].id, got->hits[h].id) == 0;
+        wanted += st == QV_OK ? truth->count : 0;
+        qv_free(got);
+        qv_free(truth);
+        if (st != QV_OK)
+            return -1;
+    }
+    *recall = wanted ? (double)found / (double)wanted : 0;
+    return 0;
+}
+
 static void *reader_main(void *arg)
 {
     struct reader *r = arg;
@@ -261,6 +293,10 @@ static void *reader_main(void *arg)
         }
     }
     pthread_barrier_wait(r->phase);
+    if (!r->failed && r->queries && recall_at_10(db, r, &r->recall) != 0) {
+        snprintf(r->err, sizeof r->err, "%s: %s", r->uri, qv_errmsg(db));
+        r->failed = 1;
+    }
     qv_close(db);
     return NULL;
 }
@@ -294,21 +330,69 @@ static int read_together(struct reader *rd, long c, pthread_barrier_t *phase,
     return failed ? -1 : 0;
 }
 
+/* The first a->searches rows of a->query (fewer if it has fewer). */
+static float *load_queries(const struct cluster_args *a, long *nq, char *err,
+                           size_t errlen)
+{
+    vecfile *vf = NULL;
+    *nq = 0;
+    if (vecfile_open(a->query, &vf, err, errlen) != 0)
+        return NULL;
+    float *rows = NULL;
+    if (vecfile_dim(vf) != a->dim) {
+        snprintf(err, errlen, "--query has dimension %u, the rows %u",
+                 vecfile_dim(vf), a->dim);
+    } else {
+        long n = (uint64_t)a->searches < vecfile_rows(vf)
+                     ? a->searches : (long)vecfile_rows(vf);
+        rows = qv_malloc((size_t)(n ? n : 1) * a->dim * sizeof *rows);
+        for (long i = 0; rows && i < n; i++) {
+            if (vecfile_read_floats(vf, rows + (size_t)i * a->dim, err,
+                                    errlen) != 1) {
+                qv_mem_free(rows);
+                rows = NULL;
+            }
+        }
+        *nq = rows ? n : 0;
+    }
+    vecfile_close(vf);
+    return rows;
+}
+
+static void print_readers(const struct cluster_args *a, const struct reader *rd,
+                          const double qps[2])
+{
+    printf("{\"bench\":\"cluster\",\"connect\":\"%s\",\"readers\":%ld,"
+           "\"searches_each\":%ld,\"search_qps\":%.1f,\"get_qps\":%.1f",
+           a->connect, a->readers, a->searches, qps[0], qps[1]);
+    if (a->query) {
+        printf(",\"recall\":[");
+        for (long i = 0; i < a->readers; i++)
+            printf("%s%.4f", i ? "," : "", rd[i].recall);
+        printf("]");
+    }
+    printf("}\n");
+}
+
 static int run_readers(struct cluster_args *a)
 {
     char err[512] = "";
     float *rows = load_rows(a, err, sizeof err);
+    long nq = 0;
+    float *queries = rows && a->query ? load_queries(a, &nq, err, sizeof err)
+                                      : NULL;
     struct reader *rd = qv_calloc((size_t)a->readers, sizeof *rd);
     pthread_barrier_t phase;
     double qps[2] = {0, 0};
     int rc = 1;
-    if (!rows || !rd) {
+    if (!rows || !rd || (a->query && !queries)) {
         fprintf(stderr, "quiver bench cluster: %s\n", err[0] ? err
                                                             : "out of memory");
         goto done;
     }
     for (long i = 0; i < a->readers; i++) {
-        rd[i] = (struct reader){.a = a, .rows = rows, .phase = &phase};
+        rd[i] = (struct reader){.a = a, .rows = rows, .queries = queries,
+                                .nq = nq, .phase = &phase};
         if (reader_uri(a->connect, i, rd[i].uri, sizeof rd[i].uri) != 0) {
             fprintf(stderr, "quiver bench cluster: cannot read addresses "
                     "from '%s'\n", a->connect);
@@ -319,11 +403,10 @@ static int run_readers(struct cluster_args *a)
     rc = read_together(rd, a->readers, &phase, qps) != 0;
     pthread_barrier_destroy(&phase);
     if (rc == 0)
-        printf("{\"bench\":\"cluster\",\"connect\":\"%s\",\"readers\":%ld,"
-               "\"searches_each\":%ld,\"search_qps\":%.1f,\"get_qps\":%.1f}\n",
-               a->connect, a->readers, a->searches, qps[0], qps[1]);
+        print_readers(a, rd, qps);
 done:
     qv_mem_free(rows);
+    qv_mem_free(queries);
     qv_mem_free(rd);
     return rc;
 }
@@ -337,7 +420,8 @@ int bench_cluster(int argc, char **argv)
                 "       quiver bench cluster --connect URI --catch-up "
                 "TOKEN\n"
                 "       quiver bench cluster --connect URI --readers C "
-                "[--base FILE | --dim D] [--n N] [--searches Q]\n");
+                "[--base FILE | --dim D] [--n N] [--searches Q] "
+                "[--query FILE]\n");
         return 2;
     }
     if (a.readers > 0)

@@ -157,18 +157,23 @@ check "server: requests served, none failed" \
 # bench cluster's measures work against any quiverd (tools/bench-cluster
 # gives it cluster nodes)
 out=$("$bin" bench cluster --connect "qv://127.0.0.1:${line##*:}" \
-      --dim 8 --n 300 --batch 100 --searches 50 2>&1)
+      --base "$work/base.fvecs" --n 300 --batch 100 --searches 50 2>&1)
 check "cluster: runs" [ $? -eq 0 ]
 check "cluster: imported and read" at_least "$(field "$out" rows_per_s)" 1 \
     && at_least "$(field "$out" search_qps)" 1
 # readers side by side, both on the one address given
 port=${line##*:}
 out=$("$bin" bench cluster --connect "qv://127.0.0.1:$port,127.0.0.1:$port" \
-      --readers 3 --dim 8 --n 300 --searches 50 2>&1)
+      --readers 2 --base "$work/base.fvecs" --n 300 --searches 50 \
+      --query "$work/query.fvecs" 2>&1)
 check "cluster: readers run" [ $? -eq 0 ]
 check "cluster: readers searched and got" \
     at_least "$(field "$out" search_qps)" 1 \
     && at_least "$(field "$out" get_qps)" 1
+# 300 clustered 16-d rows: the index finds nearly every exact neighbour
+recall=$(printf '%s\n' "$out" | sed -n 's/.*"recall":\[\([0-9.]*\),\([0-9.]*\)\].*/\1 \2/p')
+check "cluster: each reader's recall against exact search" \
+    at_least "${recall%% *}" 0.9 && at_least "${recall##* }" 0.9
 out=$("$bin" bench cluster --connect "nowhere" --readers 2 --dim 8 \
       --n 300 2>&1)
 check "cluster: readers refuse a URI without addresses" [ $? -ne 0 ]
