@@ -393,6 +393,11 @@ static void print_ef(const struct ann_args *a, const struct ann_run *r,
                             json_integer(r->rss_anon_open));
         json_object_set_new(o, "rss_file_bytes",
                             json_integer(r->rss_file_open));
+        /* and the same two now, after this ef's passes */
+        json_object_set_new(o, "rss_anon_now_bytes",
+                            json_integer(rss_anon_bytes()));
+        json_object_set_new(o, "rss_file_now_bytes",
+                            json_integer(status_bytes("RssFile")));
     }
     if (o && a->cold) {
         json_object_set_new(o, "rerank_ms_mean",
