@@ -19,7 +19,8 @@
  * run leaves two more documents than it found), so time each run on a
  * copy. --vectors FILE (.fvecs or .bvecs) takes the written vectors from
  * FILE, row after row, instead of uniform random ones: writes like the
- * data they go into.
+ * data they go into. --vectors-in-memory opens with
+ * QV_OPEN_VECTORS_IN_MEMORY (the graph copies its vectors at open).
  */
 #include <getopt.h>
 #include <limits.h>
@@ -38,7 +39,7 @@
 
 struct writes_args {
     long sizes[MAX_SIZES];
-    int nsizes, json, check;
+    int nsizes, json, check, in_memory;
     unsigned dim, M, ef_construction, threads;
     long writes;
     const char *db, *vectors;
@@ -55,12 +56,12 @@ struct latencies {
 static const char writes_usage[] =
     "usage: quiver bench writes [--n 60000,240000] [--dim 32] [--writes 200]\n"
     "       [--M 16] [--ef-construction 200] [--threads 2] [--check]\n"
-    "       [--json] [--db DIR] [--vectors FILE]\n";
+    "       [--json] [--db DIR] [--vectors FILE] [--vectors-in-memory]\n";
 
 static int parse_writes_args(int argc, char **argv, struct writes_args *a)
 {
     enum { O_N = 256, O_DIM, O_WRITES, O_M, O_EFC, O_THREADS, O_CHECK,
-           O_JSON, O_DB, O_VECTORS };
+           O_JSON, O_DB, O_VECTORS, O_IN_MEMORY };
     static const struct option opts[] = {
         {"n", required_argument, 0, O_N},
         {"dim", required_argument, 0, O_DIM},
@@ -72,6 +73,7 @@ static int parse_writes_args(int argc, char **argv, struct writes_args *a)
         {"json", no_argument, 0, O_JSON},
         {"db", required_argument, 0, O_DB},
         {"vectors", required_argument, 0, O_VECTORS},
+        {"vectors-in-memory", no_argument, 0, O_IN_MEMORY},
         {0, 0, 0, 0}};
     *a = (struct writes_args){.sizes = {60000, 240000}, .nsizes = 2,
                               .dim = 32, .M = 16, .ef_construction = 200,
@@ -89,6 +91,7 @@ static int parse_writes_args(int argc, char **argv, struct writes_args *a)
         case O_JSON: a->json = 1; break;
         case O_DB: a->db = optarg; break;
         case O_VECTORS: a->vectors = optarg; break;
+        case O_IN_MEMORY: a->in_memory = 1; break;
         case O_N:
             if ((a->nsizes = bench_parse_list(optarg, 1, LONG_MAX, a->sizes,
                                               MAX_SIZES)) < 0) {
@@ -244,6 +247,16 @@ static void print_mode(const struct writes_args *a, long n, int nosync,
         json_object_set_new(o, kinds[k], summary(&lat[k]));
     if (o && a->check)
         json_object_set_new(o, "check", json_boolean(check_ok));
+    /* memory after the writes: anonymous, file-backed (LMDB's map) and
+     * the peak of the process so far (earlier sizes and modes included) */
+    if (o) {
+        json_object_set_new(o, "rss_anon_bytes",
+                            json_integer(bench_status_bytes("RssAnon")));
+        json_object_set_new(o, "rss_file_bytes",
+                            json_integer(bench_status_bytes("RssFile")));
+        json_object_set_new(o, "max_rss_bytes",
+                            json_integer(bench_status_bytes("VmHWM")));
+    }
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                 JSON_REAL_PRECISION(5));
     puts(s ? s : "{}");
@@ -259,7 +272,9 @@ static int run_mode(struct writes_args *a, const char *dir, long n,
                     size_t errlen)
 {
     qv_open_options oo = {.threads = a->threads,
-                          .flags = nosync ? QV_OPEN_NOSYNC : 0};
+                          .flags = (nosync ? QV_OPEN_NOSYNC : 0) |
+                                   (a->in_memory ? QV_OPEN_VECTORS_IN_MEMORY
+                                                 : 0)};
     struct latencies lat[3] = {{0}};
     qv_db *db = NULL;
     char *report = NULL;
