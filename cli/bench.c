@@ -155,3 +155,20 @@ int bench_parse_list(const char *list, long min, long max, long *out,
     free(copy);
     return n > 0 ? n : -1;
 }
+
+/* A figure of /proc/self/status in bytes ("RssAnon", "VmHWM"), or -1. */
+long bench_status_bytes(const char *field)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    size_t len = strlen(field);
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, field, len) && line[len] == ':' &&
+            sscanf(line + len + 1, "%ld kB", &kb) == 1)
+            break;
+    }
+    if (f)
+        fclose(f);
+    return kb < 0 ? -1 : kb * 1024;
+}

@@ -22,6 +22,8 @@ void bench_remove_dir(const char *dir);
 /* xorshift64*: a uniform double in [0, 1) from the state *s (nonzero);
  * the benchmarks' generated rows are the same in every run. */
 double bench_next_unit(uint64_t *s);
+/* A figure of /proc/self/status in bytes ("RssAnon", "VmHWM"), or -1. */
+long bench_status_bytes(const char *field);
 /* n uniform random rows in [0, 1)^dim drawn from *s (qv_mem_free them),
  * or NULL when out of memory. */
 float *bench_random_rows(long n, unsigned dim, uint64_t *s);

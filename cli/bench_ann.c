@@ -129,27 +129,10 @@ static int parse_ann_args(int argc, char **argv, struct ann_args *a)
     return 0;
 }
 
-/* A figure of /proc/self/status in bytes ("RssAnon", "VmHWM"), or -1. */
-static long status_bytes(const char *field)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    size_t len = strlen(field);
-    while (f && fgets(line, sizeof line, f)) {
-        if (!strncmp(line, field, len) && line[len] == ':' &&
-            sscanf(line + len + 1, "%ld kB", &kb) == 1)
-            break;
-    }
-    if (f)
-        fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
-}
-
 /* Anonymous resident memory of this process (heap, not the file map). */
 static long rss_anon_bytes(void)
 {
-    return status_bytes("RssAnon");
+    return bench_status_bytes("RssAnon");
 }
 
 /* Everything the query phase needs, loaded in memory. */
@@ -388,11 +371,16 @@ static void print_ef(const struct ann_args *a, const struct ann_run *r,
         json_object_set_new(o, "search_after_open_ms",
                             json_real(r->first_search_s * 1e3));
         json_object_set_new(o, "max_rss_bytes",
-                            json_integer(status_bytes("VmHWM")));
+                            json_integer(bench_status_bytes("VmHWM")));
         json_object_set_new(o, "rss_anon_bytes",
                             json_integer(r->rss_anon_open));
         json_object_set_new(o, "rss_file_bytes",
                             json_integer(r->rss_file_open));
+        /* and the same two now, after this ef's passes */
+        json_object_set_new(o, "rss_anon_now_bytes",
+                            json_integer(rss_anon_bytes()));
+        json_object_set_new(o, "rss_file_now_bytes",
+                            json_integer(bench_status_bytes("RssFile")));
     }
     if (o && a->cold) {
         json_object_set_new(o, "rerank_ms_mean",
@@ -498,7 +486,7 @@ static double reopen(struct ann_run *r, const struct ann_args *a,
     qv_free(hits);
     double secs = cli_now() - t0;
     r->rss_anon_open = rss_anon_bytes();
-    r->rss_file_open = status_bytes("RssFile");
+    r->rss_file_open = bench_status_bytes("RssFile");
     double t1 = cli_now();
     if (qv_search(r->db, "bench", r->queries + (r->nq > 1) * r->dim, r->dim,
                   &opt, &hits) != QV_OK) {

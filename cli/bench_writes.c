@@ -12,6 +12,15 @@
  * A write whose cost does not grow with the collection shows the same
  * figures at every n; the sizes are chosen apart (60,000 and 240,000 by
  * default) so that growth in n stands out from the machine's noise.
+ *
+ * --db DIR times the writes on a database built before (collection
+ * bench, ids "0".."n-1", as `quiver bench ann --db` makes it) instead of
+ * a fresh one: large sets are built once. The writes stay in it (each
+ * run leaves two more documents than it found), so time each run on a
+ * copy. --vectors FILE (.fvecs or .bvecs) takes the written vectors from
+ * FILE, row after row, instead of uniform random ones: writes like the
+ * data they go into. --vectors-in-memory opens with
+ * QV_OPEN_VECTORS_IN_MEMORY (the graph copies its vectors at open).
  */
 #include <getopt.h>
 #include <limits.h>
@@ -23,15 +32,19 @@
 #include "common/alloc.h"
 #include "cli/bench.h"
 #include "cli/cli.h"
+#include "cli/vecfile.h"
 
 #define MAX_SIZES 8
 #define IMPORT_BATCH 1000
 
 struct writes_args {
     long sizes[MAX_SIZES];
-    int nsizes, json, check;
+    int nsizes, json, check, in_memory;
     unsigned dim, M, ef_construction, threads;
     long writes;
+    const char *db, *vectors;
+    float *rows;       /* --vectors: nrows rows of dim, used in turn */
+    long nrows, next_row;
 };
 
 /* The latencies of one kind of write, in seconds. */
@@ -43,12 +56,12 @@ struct latencies {
 static const char writes_usage[] =
     "usage: quiver bench writes [--n 60000,240000] [--dim 32] [--writes 200]\n"
     "       [--M 16] [--ef-construction 200] [--threads 2] [--check]\n"
-    "       [--json]\n";
+    "       [--json] [--db DIR] [--vectors FILE] [--vectors-in-memory]\n";
 
 static int parse_writes_args(int argc, char **argv, struct writes_args *a)
 {
     enum { O_N = 256, O_DIM, O_WRITES, O_M, O_EFC, O_THREADS, O_CHECK,
-           O_JSON };
+           O_JSON, O_DB, O_VECTORS, O_IN_MEMORY };
     static const struct option opts[] = {
         {"n", required_argument, 0, O_N},
         {"dim", required_argument, 0, O_DIM},
@@ -58,6 +71,9 @@ static int parse_writes_args(int argc, char **argv, struct writes_args *a)
         {"threads", required_argument, 0, O_THREADS},
         {"check", no_argument, 0, O_CHECK},
         {"json", no_argument, 0, O_JSON},
+        {"db", required_argument, 0, O_DB},
+        {"vectors", required_argument, 0, O_VECTORS},
+        {"vectors-in-memory", no_argument, 0, O_IN_MEMORY},
         {0, 0, 0, 0}};
     *a = (struct writes_args){.sizes = {60000, 240000}, .nsizes = 2,
                               .dim = 32, .M = 16, .ef_construction = 200,
@@ -73,6 +89,9 @@ static int parse_writes_args(int argc, char **argv, struct writes_args *a)
         case O_THREADS: a->threads = (unsigned)atoi(optarg); break;
         case O_CHECK: a->check = 1; break;
         case O_JSON: a->json = 1; break;
+        case O_DB: a->db = optarg; break;
+        case O_VECTORS: a->vectors = optarg; break;
+        case O_IN_MEMORY: a->in_memory = 1; break;
         case O_N:
             if ((a->nsizes = bench_parse_list(optarg, 1, LONG_MAX, a->sizes,
                                               MAX_SIZES)) < 0) {
@@ -91,6 +110,43 @@ static int parse_writes_args(int argc, char **argv, struct writes_args *a)
         return -1;
     }
     return 0;
+}
+
+/* The next written vector: the next row of --vectors, or random. */
+static void next_row(struct writes_args *a, uint64_t *seed, float *row)
+{
+    if (a->rows) {
+        memcpy(row, a->rows + (size_t)(a->next_row++ % a->nrows) * a->dim,
+               a->dim * sizeof *row);
+        return;
+    }
+    for (unsigned j = 0; j < a->dim; j++)
+        row[j] = (float)bench_next_unit(seed);
+}
+
+/* Read every row of --vectors (its dimension becomes --dim). */
+static int load_vectors(struct writes_args *a, char *err, size_t errlen)
+{
+    vecfile *vf = NULL;
+    int rc = -1;
+    if (vecfile_open(a->vectors, &vf, err, errlen) != 0)
+        return -1;
+    a->dim = vecfile_dim(vf);
+    a->nrows = (long)vecfile_rows(vf);
+    if (a->nrows < 1 || !(a->rows = qv_malloc((size_t)a->nrows * a->dim *
+                                               sizeof *a->rows))) {
+        snprintf(err, errlen, "%s: no rows, or out of memory", a->vectors);
+        goto cleanup;
+    }
+    for (long i = 0; i < a->nrows; i++) {
+        if (vecfile_read_floats(vf, a->rows + (size_t)i * a->dim, err,
+                                errlen) != 1)
+            goto cleanup;
+    }
+    rc = 0;
+cleanup:
+    vecfile_close(vf);
+    return rc;
 }
 
 static int by_value(const void *pa, const void *pb)
@@ -119,7 +175,7 @@ static json_t *summary(struct latencies *l)
  * over the collection by a stride prime to n; *deleted_from is where this
  * mode's deletes start in that order). Each write is timed alone.
  */
-static int time_writes(qv_db *db, const struct writes_args *a, long n,
+static int time_writes(qv_db *db, struct writes_args *a, long n,
                        long *next_id, long *deleted_from, uint64_t *seed,
                        struct latencies lat[3], char *err, size_t errlen)
 {
@@ -132,8 +188,7 @@ static int time_writes(qv_db *db, const struct writes_args *a, long n,
     }
     for (int kind = 0; kind < 3; kind++) {
         for (long i = 0; i < a->writes; i++) {
-            for (unsigned j = 0; j < a->dim; j++)
-                row[j] = (float)bench_next_unit(seed);
+            next_row(a, seed, row);
             long id = kind == 0 ? (*next_id)++
                     : kind == 1 ? (long)(bench_next_unit(seed) * (double)n)
                                 : (*deleted_from + i) * 7919 % n;
@@ -158,11 +213,12 @@ cleanup:
 }
 
 /* One insert of a new id (*next_id), the first write after the open. */
-static int first_write(qv_db *db, const struct writes_args *a,
-                       long *next_id, uint64_t *seed, char *err,
-                       size_t errlen)
+static int first_write(qv_db *db, struct writes_args *a, long *next_id,
+                       uint64_t *seed, char *err, size_t errlen)
 {
-    float *row = bench_random_rows(1, a->dim, seed);
+    float *row = qv_malloc(a->dim * sizeof *row);
+    if (row)
+        next_row(a, seed, row);
     char name[24];
     snprintf(name, sizeof name, "%ld", (*next_id)++);
     qv_doc doc = {name, row, a->dim, NULL};
@@ -191,6 +247,16 @@ static void print_mode(const struct writes_args *a, long n, int nosync,
         json_object_set_new(o, kinds[k], summary(&lat[k]));
     if (o && a->check)
         json_object_set_new(o, "check", json_boolean(check_ok));
+    /* memory after the writes: anonymous, file-backed (LMDB's map) and
+     * the peak of the process so far (earlier sizes and modes included) */
+    if (o) {
+        json_object_set_new(o, "rss_anon_bytes",
+                            json_integer(bench_status_bytes("RssAnon")));
+        json_object_set_new(o, "rss_file_bytes",
+                            json_integer(bench_status_bytes("RssFile")));
+        json_object_set_new(o, "max_rss_bytes",
+                            json_integer(bench_status_bytes("VmHWM")));
+    }
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                 JSON_REAL_PRECISION(5));
     puts(s ? s : "{}");
@@ -200,13 +266,15 @@ static void print_mode(const struct writes_args *a, long n, int nosync,
 }
 
 /* Reopen dir (durable or not), time the writes, print them. */
-static int run_mode(const struct writes_args *a, const char *dir, long n,
+static int run_mode(struct writes_args *a, const char *dir, long n,
                     int nosync, double import_s, long *next_id,
                     long *deleted_from, uint64_t *seed, char *err,
                     size_t errlen)
 {
     qv_open_options oo = {.threads = a->threads,
-                          .flags = nosync ? QV_OPEN_NOSYNC : 0};
+                          .flags = (nosync ? QV_OPEN_NOSYNC : 0) |
+                                   (a->in_memory ? QV_OPEN_VECTORS_IN_MEMORY
+                                                 : 0)};
     struct latencies lat[3] = {{0}};
     qv_db *db = NULL;
     char *report = NULL;
@@ -257,7 +325,7 @@ cleanup:
 }
 
 /* A fresh database of n rows, then both modes' writes. */
-static int run_size(const struct writes_args *a, long n, char *err,
+static int run_size(struct writes_args *a, long n, char *err,
                     size_t errlen)
 {
     char *dir = bench_temp_dir();
@@ -303,17 +371,56 @@ cleanup:
     return rc;
 }
 
+/* --db: both modes' writes on the database there, as it is. */
+static int run_db(struct writes_args *a, char *err, size_t errlen)
+{
+    qv_db *db = NULL;
+    qv_open_options oo = {.threads = a->threads, .flags = QV_OPEN_NOSYNC};
+    qv_collection_info info;
+    if (qv_open(a->db, &oo, &db) != QV_OK ||
+        qv_describe_collection(db, "bench", &info) != QV_OK) {
+        snprintf(err, errlen, "%s: %s", a->db, qv_errmsg(db));
+        qv_close(db);
+        return -1;
+    }
+    qv_close(db);
+    if (!a->vectors)
+        a->dim = info.dim;
+    if (info.dim != a->dim) {
+        snprintf(err, errlen, "%s holds %u-d vectors, the writes are %u-d",
+                 a->db, info.dim, a->dim);
+        return -1;
+    }
+    a->M = info.M;
+    a->ef_construction = info.ef_construction;
+    long n = (long)info.count;
+    uint64_t seed = 0x9E3779B97F4A7C15ull ^ (uint64_t)n;
+    long next_id = n, deleted_from = 0;
+    for (int nosync = 0; nosync < 2; nosync++) {
+        if (run_mode(a, a->db, n, nosync, 0, &next_id, &deleted_from, &seed,
+                     err, errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int bench_writes(int argc, char **argv)
 {
     struct writes_args a;
     char err[512] = "";
+    int rc = 0;
     if (parse_writes_args(argc, argv, &a) != 0)
         return 2;
-    for (int i = 0; i < a.nsizes; i++) {
-        if (run_size(&a, a.sizes[i], err, sizeof err) != 0) {
-            fprintf(stderr, "quiver bench writes: %s\n", err);
-            return 1;
-        }
+    if (a.vectors && load_vectors(&a, err, sizeof err) != 0) {
+        rc = 1;
+    } else if (a.db) {
+        rc = run_db(&a, err, sizeof err) != 0;
+    } else {
+        for (int i = 0; i < a.nsizes && !rc; i++)
+            rc = run_size(&a, a.sizes[i], err, sizeof err) != 0;
     }
-    return 0;
+    if (rc)
+        fprintf(stderr, "quiver bench writes: %s\n", err);
+    qv_mem_free(a.rows);
+    return rc;
 }

@@ -90,6 +90,18 @@ check "writes: a line per size and mode" \
 check "writes: every database passes check" \
     [ "$(lines_of "$out" '"check":true')" -eq 4 ]
 
+# The same on a database bench ann built (--db), the written vectors taken
+# from a file (--vectors): a line per mode, check passes after each.
+"$bin" bench ann $vecs --nbase 2000 --nq 10 --M 8 --ef-construction 32 \
+    --ef 16 --db "$work/wdb" --json > /dev/null 2>&1
+out=$("$bin" bench writes --db "$work/wdb" --vectors "$work/query.fvecs" \
+      --writes 10 --check --json 2>&1)
+check "writes --db: runs" [ $? -eq 0 ]
+check "writes --db: a line per mode, n of the database" \
+    [ "$(lines_of "$out" '"n":2000,"d":16')" -eq 2 ]
+check "writes --db: check passes after each mode" \
+    [ "$(lines_of "$out" '"check":true')" -eq 2 ]
+
 # Churn: one round replacing every vector; the churned graph passes check
 # and keeps a working recall beside the fresh build's.
 out=$("$bin" bench churn --n 2000 --nq 50 --rounds 1 --M 8 \

@@ -1,7 +1,11 @@
 // hnswlib on texmex files, with the same protocol as `quiver bench ann`:
 // build with M / ef_construction / threads, then for each ef run every
 // query as a single search on `threads` threads; one JSON line per ef.
-//   hnswlib_bench BASE QUERY GT M EFC THREADS EF,EF,... K
+//   hnswlib_bench BASE QUERY GT M EFC THREADS EF,EF,... K [INDEX_FILE [load]]
+// With INDEX_FILE the built index is saved there and loaded again; with
+// "load" after it nothing is built: the index saved by an earlier run is
+// loaded and searched (BASE is not read), for the memory of open and
+// search alone on sets that take long to build.
 #include <hnswlib/hnswlib.h>
 
 #include <atomic>
@@ -92,38 +96,56 @@ static double now()
 
 int main(int argc, char **argv)
 {
-    if (argc != 9 && argc != 10) {
+    bool load = argc == 11 && !strcmp(argv[10], "load");
+    if ((argc != 9 && argc != 10 && !load)) {
         fprintf(stderr, "usage: hnswlib_bench BASE QUERY GT M EFC THREADS EFS K "
-                "[INDEX_FILE]\n");
+                "[INDEX_FILE [load]]\n");
         return 2;
     }
-    int dim, qdim, gdim;
-    long n, nq, ng;
-    std::vector<float> base = read_vecs(argv[1], dim, n);
+    int dim = 0, qdim, gdim;
+    long n = 0, nq, ng;
+    std::vector<float> base;
+    if (!load)
+        base = read_vecs(argv[1], dim, n);
     std::vector<float> queries = read_vecs(argv[2], qdim, nq);
     std::vector<int> gt = read_ivecs(argv[3], gdim, ng);
     int M = atoi(argv[4]), efc = atoi(argv[5]), threads = atoi(argv[6]);
     int k = atoi(argv[8]);
+    if (load)
+        dim = qdim;
     long rss0 = rss_anon();
     hnswlib::L2Space space(dim);
-    auto *index = new hnswlib::HierarchicalNSW<float>(&space, n, M, efc);
-    double t0 = now();
-    parallel(n, threads, [&](long i) { index->addPoint(&base[i * dim], i); });
-    double build_s = now() - t0;
-    double bytes = (double)(rss_anon() - rss0) / n;
+    hnswlib::HierarchicalNSW<float> *index = nullptr;
+    double build_s = 0, bytes = 0;
+    if (!load) {
+        index = new hnswlib::HierarchicalNSW<float>(&space, n, M, efc);
+        double t0 = now();
+        parallel(n, threads,
+                 [&](long i) { index->addPoint(&base[i * dim], i); });
+        build_s = now() - t0;
+        bytes = (double)(rss_anon() - rss0) / n;
+    }
     // With INDEX_FILE: save the index, free it and the base, and load it
     // again (hnswlib's open: the whole file read into memory), so that
     // RssAnon after the load is the index alone.
     double open_s = 0;
     long rss_open = rss_anon();
-    if (argc == 10) {
-        index->saveIndex(argv[9]);
-        delete index;
-        std::vector<float>().swap(base);
+    long rss_file_open = status_bytes("RssFile");
+    if (argc >= 10) {
+        if (!load) {
+            index->saveIndex(argv[9]);
+            delete index;
+            std::vector<float>().swap(base);
+        }
         double t1 = now();
         index = new hnswlib::HierarchicalNSW<float>(&space, argv[9]);
         open_s = now() - t1;
         rss_open = rss_anon();
+        rss_file_open = status_bytes("RssFile");
+        if (load) {
+            n = (long)index->cur_element_count;
+            bytes = (double)(rss_open - rss0) / n;
+        }
     }
     std::stringstream efs(argv[7]);
     std::string tok;
@@ -155,9 +177,12 @@ int main(int argc, char **argv)
         printf("{\"engine\":\"hnswlib\",\"ef\":%d,\"k\":%d,\"recall\":%.6f,"
                "\"qps\":%.1f,\"build_s\":%.3f,\"n\":%ld,\"d\":%d,"
                "\"rss_bytes_per_vector\":%.0f,\"open_s\":%.3f,"
-               "\"rss_anon_bytes\":%ld,\"max_rss_bytes\":%ld}\n", ef, k,
+               "\"rss_anon_bytes\":%ld,\"rss_file_bytes\":%ld,"
+               "\"max_rss_bytes\":%ld,\"rss_anon_now_bytes\":%ld,"
+               "\"rss_file_now_bytes\":%ld}\n", ef, k,
                (double)hit / (nq * k), nq / secs, build_s, n, dim, bytes,
-               open_s, rss_open, status_bytes("VmHWM"));
+               open_s, rss_open, rss_file_open, status_bytes("VmHWM"),
+               rss_anon(), status_bytes("RssFile"));
         fflush(stdout);
     }
     delete index;
