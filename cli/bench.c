@@ -22,6 +22,26 @@ double cli_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+float *bench_read_rows(vecfile *vf, long *n, char *err, size_t errlen)
+{
+    uint32_t dim = vecfile_dim(vf);
+    if ((uint64_t)*n > vecfile_rows(vf))
+        *n = (long)vecfile_rows(vf);
+    float *rows = qv_malloc((size_t)(*n ? *n : 1) * dim * sizeof *rows);
+    if (!rows)
+        snprintf(err, errlen, "out of memory");
+    for (long i = 0; rows && i < *n; i++) {
+        int r = vecfile_read_floats(vf, rows + (size_t)i * dim, err, errlen);
+        if (r != 1) {
+            if (r == 0)
+                snprintf(err, errlen, "the file ends at row %ld", i);
+            qv_mem_free(rows);
+            rows = NULL;
+        }
+    }
+    return rows;
+}
+
 /* Upsert the first n rows of base (ids "0", "1", ...) in batches. */
 int bench_import(qv_db *db, const char *collection, vecfile *base, long n,
                  char *err, size_t errlen)

@@ -27,6 +27,9 @@ long bench_status_bytes(const char *field);
 /* n uniform random rows in [0, 1)^dim drawn from *s (qv_mem_free them),
  * or NULL when out of memory. */
 float *bench_random_rows(long n, unsigned dim, uint64_t *s);
+/* The next n rows of vf (at most what it holds: *n is set to how many)
+ * as floats (qv_mem_free them), or NULL with the reason in err. */
+float *bench_read_rows(vecfile *vf, long *n, char *err, size_t errlen);
 /*
  * Upsert n rows (row i is rows + i * dim) as ids ids[i], or first + i
  * when ids is NULL, into collection, batch rows a call. 0, or -1 with the

@@ -91,16 +91,7 @@ static float *load_rows(struct cluster_args *a, char *err, size_t errlen)
     if (vecfile_open(a->base, &vf, err, errlen) != 0)
         return NULL;
     a->dim = vecfile_dim(vf);
-    if ((uint64_t)a->n > vecfile_rows(vf))
-        a->n = (long)vecfile_rows(vf);
-    float *rows = qv_malloc((size_t)a->n * a->dim * sizeof *rows);
-    for (long i = 0; rows && i < a->n; i++) {
-        if (vecfile_read_floats(vf, rows + (size_t)i * a->dim, err,
-                                errlen) != 1) {
-            qv_mem_free(rows);
-            rows = NULL;
-        }
-    }
+    float *rows = bench_read_rows(vf, &a->n, err, errlen);
     vecfile_close(vf);
     return rows;
 }
@@ -343,17 +334,8 @@ static float *load_queries(const struct cluster_args *a, long *nq, char *err,
         snprintf(err, errlen, "--query has dimension %u, the rows %u",
                  vecfile_dim(vf), a->dim);
     } else {
-        long n = (uint64_t)a->searches < vecfile_rows(vf)
-                     ? a->searches : (long)vecfile_rows(vf);
-        rows = qv_malloc((size_t)(n ? n : 1) * a->dim * sizeof *rows);
-        for (long i = 0; rows && i < n; i++) {
-            if (vecfile_read_floats(vf, rows + (size_t)i * a->dim, err,
-                                    errlen) != 1) {
-                qv_mem_free(rows);
-                rows = NULL;
-            }
-        }
-        *nq = rows ? n : 0;
+        *nq = a->searches;
+        rows = bench_read_rows(vf, nq, err, errlen);
     }
     vecfile_close(vf);
     return rows;
