@@ -128,25 +128,16 @@ static void next_row(struct writes_args *a, uint64_t *seed, float *row)
 static int load_vectors(struct writes_args *a, char *err, size_t errlen)
 {
     vecfile *vf = NULL;
-    int rc = -1;
     if (vecfile_open(a->vectors, &vf, err, errlen) != 0)
         return -1;
     a->dim = vecfile_dim(vf);
     a->nrows = (long)vecfile_rows(vf);
-    if (a->nrows < 1 || !(a->rows = qv_malloc((size_t)a->nrows * a->dim *
-                                               sizeof *a->rows))) {
-        snprintf(err, errlen, "%s: no rows, or out of memory", a->vectors);
-        goto cleanup;
-    }
-    for (long i = 0; i < a->nrows; i++) {
-        if (vecfile_read_floats(vf, a->rows + (size_t)i * a->dim, err,
-                                errlen) != 1)
-            goto cleanup;
-    }
-    rc = 0;
-cleanup:
+    if (a->nrows < 1)
+        snprintf(err, errlen, "%s: no rows", a->vectors);
+    else
+        a->rows = bench_read_rows(vf, &a->nrows, err, errlen);
     vecfile_close(vf);
-    return rc;
+    return a->rows ? 0 : -1;
 }
 
 static int by_value(const void *pa, const void *pb)
