@@ -23,6 +23,14 @@
  * 64 so that the element keeps the allocation's alignment. */
 #define COPY_HEAD 64
 
+/* Allocations replaced while searches may still read them, freed all at
+ * once by hnsw_reclaim; writers add to it side by side under its lock. */
+typedef struct retired_list {
+    pthread_mutex_t lock;
+    void **items;
+    size_t n, cap;
+} retired_list;
+
 typedef struct cand {
     float d;
     uint32_t id;
@@ -65,9 +73,7 @@ struct hnsw {
     uint8_t *zeros;                 /* the element of an empty slot */
     atomic_uint_fast64_t copy_serial;  /* serial of the last copy made */
     atomic_size_t ncopies;          /* owned copies in use */
-    pthread_mutex_t copies_lock;
-    void **retired_copies;
-    size_t nretired_copies, retired_copies_cap;
+    retired_list retired_copies;
     uint32_t *links0;       /* likewise */
     size_t links0_len;
     uint32_t **upper;       /* per node: lists of levels 1..level */
@@ -82,9 +88,7 @@ struct hnsw {
     _Atomic uint32_t *indeg0;
     /* upper lists replaced while searches may still read them; the
      * insert workers of hnsw_insert_parallel add to it side by side */
-    pthread_mutex_t retired_lock;
-    uint32_t **retired;
-    size_t nretired, retired_cap;
+    retired_list retired;
     /*
      * The write side (see "the write side" below): what a removal and
      * the repair after a write need to stay local. Only writers read it;
@@ -348,9 +352,9 @@ hnsw *hnsw_create(const hnsw_params *params)
                              stored */
         return NULL;
     }
-    pthread_mutex_init(&h->copies_lock, NULL);
+    pthread_mutex_init(&h->retired_copies.lock, NULL);
     if (params->external && !(h->zeros = qv_calloc(1, h->stride))) {
-        pthread_mutex_destroy(&h->copies_lock);
+        pthread_mutex_destroy(&h->retired_copies.lock);
         qv_mem_free(h);
         return NULL;
     }
@@ -359,7 +363,7 @@ hnsw *hnsw_create(const hnsw_params *params)
     h->level_mult = 1.0 / log((double)(params->M > 1 ? params->M : 2));
     atomic_init(&h->entry, pack_entry(HNSW_NO_NODE, NO_LEVEL));
     pthread_mutex_init(&h->entry_lock, NULL);
-    pthread_mutex_init(&h->retired_lock, NULL);
+    pthread_mutex_init(&h->retired.lock, NULL);
     pthread_mutex_init(&h->dirty_lock, NULL);
     pthread_mutex_init(&h->pending_lock, NULL);
     for (unsigned i = 0; i < LOCK_STRIPES; i++) {
@@ -380,7 +384,7 @@ void hnsw_free(hnsw *h)
         qv_mem_free(h->upper[i]);
     qv_mem_free(h->upper);
     hnsw_reclaim(h);
-    qv_mem_free(h->retired);
+    qv_mem_free(h->retired.items);
     if (h->elems)
         munmap(h->elems, h->elems_len);
     free_copies(h);
@@ -402,7 +406,7 @@ void hnsw_free(hnsw *h)
     qv_mem_free(h->walk_queue);
     pthread_mutex_destroy(&h->pending_lock);
     pthread_mutex_destroy(&h->entry_lock);
-    pthread_mutex_destroy(&h->retired_lock);
+    pthread_mutex_destroy(&h->retired.lock);
     pthread_mutex_destroy(&h->dirty_lock);
     for (unsigned i = 0; i < LOCK_STRIPES; i++) {
         pthread_mutex_destroy(&h->node_locks[i]);
@@ -450,6 +454,36 @@ static uint64_t copy_new(hnsw *h, const void *elem)
     return (uint64_t)(uintptr_t)(mem + COPY_HEAD) | LOC_OWN;
 }
 
+/* Add p to the list; -1 when the list cannot grow (p is not kept). */
+static int retired_push(retired_list *list, void *p)
+{
+    int rc = 0;
+    pthread_mutex_lock(&list->lock);
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? 2 * list->cap : 64;
+        void **items = qv_realloc(list->items, cap * sizeof *items);
+        if (items) {
+            list->items = items;
+            list->cap = cap;
+        } else {
+            rc = -1;
+        }
+    }
+    if (rc == 0)
+        list->items[list->n++] = p;
+    pthread_mutex_unlock(&list->lock);
+    return rc;
+}
+
+static void retired_free_all(retired_list *list)
+{
+    pthread_mutex_lock(&list->lock);
+    for (size_t i = 0; i < list->n; i++)
+        qv_mem_free(list->items[i]);
+    list->n = 0;
+    pthread_mutex_unlock(&list->lock);
+}
+
 /* Keep a copy that searches may still read until hnsw_reclaim; if it
  * cannot be noted, leak it (never free memory a search may read). */
 static void copy_retire(hnsw *h, uint8_t *copy)
@@ -457,33 +491,13 @@ static void copy_retire(hnsw *h, uint8_t *copy)
     if (!copy)
         return;
     atomic_fetch_sub(&h->ncopies, 1);
-    pthread_mutex_lock(&h->copies_lock);
-    if (h->nretired_copies == h->retired_copies_cap) {
-        size_t cap = h->retired_copies_cap ? 2 * h->retired_copies_cap : 64;
-        void **p = qv_realloc(h->retired_copies, cap * sizeof *p);
-        if (p) {
-            h->retired_copies = p;
-            h->retired_copies_cap = cap;
-        }
-    }
-    if (h->nretired_copies < h->retired_copies_cap)
-        h->retired_copies[h->nretired_copies++] = copy - COPY_HEAD;
-    pthread_mutex_unlock(&h->copies_lock);
+    (void)retired_push(&h->retired_copies, copy - COPY_HEAD);
 }
 
 /* Give node id location at; the copy it held before is retired. */
 static void relocate(hnsw *h, uint32_t id, uint64_t at)
 {
     copy_retire(h, copy_of(h, atomic_exchange(&h->loc[id], at)));
-}
-
-static void reclaim_copies(hnsw *h)
-{
-    pthread_mutex_lock(&h->copies_lock);
-    for (size_t i = 0; i < h->nretired_copies; i++)
-        qv_mem_free(h->retired_copies[i]);
-    h->nretired_copies = 0;
-    pthread_mutex_unlock(&h->copies_lock);
 }
 
 static void free_copies(hnsw *h)
@@ -495,11 +509,11 @@ static void free_copies(hnsw *h)
                 qv_mem_free(copy - COPY_HEAD);
         }
     }
-    reclaim_copies(h);
-    qv_mem_free(h->retired_copies);
+    retired_free_all(&h->retired_copies);
+    qv_mem_free(h->retired_copies.items);
     qv_mem_free((void *)h->loc);
     qv_mem_free(h->zeros);
-    pthread_mutex_destroy(&h->copies_lock);
+    pthread_mutex_destroy(&h->retired_copies.lock);
 }
 
 /* Make room for the locations of slots [0, new_cap); new slots hold the
@@ -570,9 +584,9 @@ int hnsw_settle(hnsw *h, uint32_t id, uint64_t serial, uint64_t offset)
 
 size_t hnsw_retired_bytes(hnsw *h)
 {
-    pthread_mutex_lock(&h->copies_lock);
-    size_t n = h->nretired_copies;
-    pthread_mutex_unlock(&h->copies_lock);
+    pthread_mutex_lock(&h->retired_copies.lock);
+    size_t n = h->retired_copies.n;
+    pthread_mutex_unlock(&h->retired_copies.lock);
     return n * (COPY_HEAD + h->elem_bytes);
 }
 
@@ -1488,30 +1502,13 @@ static void connect_node(hnsw *h, hnsw_scratch *s, uint32_t id, int level,
 /* Keep a replaced list until no search can be reading it. */
 static int retire(hnsw *h, uint32_t *list)
 {
-    int rc = 0;
-    pthread_mutex_lock(&h->retired_lock);
-    if (h->nretired == h->retired_cap) {
-        size_t cap = h->retired_cap ? 2 * h->retired_cap : 16;
-        uint32_t **p = qv_realloc(h->retired, cap * sizeof *p);
-        if (p) {
-            h->retired = p;
-            h->retired_cap = cap;
-        } else {
-            rc = -1;
-        }
-    }
-    if (rc == 0)
-        h->retired[h->nretired++] = list;
-    pthread_mutex_unlock(&h->retired_lock);
-    return rc;
+    return retired_push(&h->retired, list);
 }
 
 void hnsw_reclaim(hnsw *h)
 {
-    for (size_t i = 0; i < h->nretired; i++)
-        qv_mem_free(h->retired[i]);
-    h->nretired = 0;
-    reclaim_copies(h);
+    retired_free_all(&h->retired);
+    retired_free_all(&h->retired_copies);
 }
 
 /* Give node id the upper lists of its level. */
