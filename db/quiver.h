@@ -327,14 +327,31 @@ typedef struct qv_collection_info {
  * [A-Za-z0-9_.-] that start with a letter, digit or underscore.
  *
  * Returns:
- *   QV_ERR_INVALID  - name is not a valid name; config is NULL, or a value
- *                     in it is out of its range (dim, metric, M,
- *                     ef_construction, codec, train_min, reserved)
- *   QV_ERR_READONLY - the handle was opened read-only
- *   QV_ERR_EXISTS   - a collection of that name exists
+ *   QV_ERR_INVALID     - name is not a valid name; config is NULL, or a
+ *                        value in it is out of its range (dim, metric, M,
+ *                        ef_construction, codec, train_min, reserved)
+ *                        (the checks of qv_collection_config_check,
+ *                        with its messages)
+ *   QV_ERR_READONLY    - the handle was opened read-only
+ *   QV_ERR_EXISTS      - a collection of that name exists
  */
 qv_status qv_create_collection(qv_db *db, const char *name,
                                const qv_collection_config *config);
+
+/*
+ * Check config as qv_create_collection would, with no name and creating
+ * nothing: every value and its range, the codec against dim ("pq:M"
+ * where M divides dim), train_min's bounds for the codec, the reserved
+ * words. Needs no stored data, so a remote handle answers it itself,
+ * without asking the server, and a read-only handle may call it.
+ *
+ * Returns:
+ *   QV_ERR_INVALID - config is NULL, or a value in it is wrong; the
+ *                    message is the one qv_create_collection gives for
+ *                    the same config
+ */
+qv_status qv_collection_config_check(qv_db *db,
+                                     const qv_collection_config *config);
 
 /*
  * Remove a collection, every document in it, its index and its payload

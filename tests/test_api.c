@@ -142,6 +142,63 @@ static void test_invalid_collection_config(void **state)
     qv_free(list);
 }
 
+/* qv_collection_config_check runs qv_create_collection's checks on a
+ * config, with the same statuses and messages, and creates nothing; a
+ * remote handle answers it without the server, a read-only one too. */
+static void test_collection_config_check(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    assert_ok(db, qv_collection_config_check(db, &(qv_collection_config){
+                                                 .dim = 8, .codec = "pq:4",
+                                                 .train_min = 300}));
+    assert_ok(db, qv_collection_config_check(db, &(qv_collection_config){
+                                                 .dim = 3}));
+    /* each bad config: the status and message of create, then of check */
+    qv_collection_config bad[] = {
+        {.dim = 0},
+        {.dim = QV_DIM_MAX + 1},
+        {.dim = 8, .metric = (qv_metric)9},
+        {.dim = 8, .M = 1},
+        {.dim = 8, .ef_construction = QV_EF_MAX + 1},
+        {.dim = 8, .codec = "pq:5"},
+        {.dim = 8, .codec = "zip"},
+        {.dim = 8, .train_min = 10},
+        {.dim = 8, .codec = "pq:4", .train_min = 255},
+        {.dim = 8, .codec = "sq8", .train_min = QV_TRAIN_MIN_MOST + 1},
+        {.dim = 8, .reserved = {[2] = 1}},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char created[512];
+        assert_status(db, qv_create_collection(db, "bad", &bad[i]),
+                      QV_ERR_INVALID);
+        snprintf(created, sizeof created, "%s", qv_errmsg(db));
+        assert_true(created[0] != '\0');
+        assert_status(db, qv_collection_config_check(db, &bad[i]),
+                      QV_ERR_INVALID);
+        assert_string_equal(qv_errmsg(db), created);
+    }
+    assert_status(db, qv_collection_config_check(db, &bad[0]),
+                  QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "dimension must be 1 to 16384, not 0");
+    assert_status(db, qv_collection_config_check(db, &bad[5]),
+                  QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "codec pq:5: the dimension 8 is not a "
+                        "multiple of 5");
+    assert_status(db, qv_collection_config_check(db, NULL), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "collection config is NULL");
+    assert_status(NULL, qv_collection_config_check(NULL, &bad[0]),
+                  QV_ERR_INVALID);
+    /* a good check clears the last message; nothing was created */
+    assert_ok(db, qv_collection_config_check(db, &(qv_collection_config){
+                                                 .dim = 8}));
+    assert_string_equal(qv_errmsg(db), "");
+    qv_collection_info *list = (qv_collection_info *)&list;
+    size_t n = 1;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    assert_int_equal(n, 0);
+    assert_null(list);
+}
+
 /* ---- documents ---- */
 
 static void test_upsert_get_replace_delete(void **state)
@@ -780,6 +837,7 @@ static void test_readonly_handle_refuses_writes(void **state)
     assert_status(ro, qv_drop_collection(ro, "ro"), QV_ERR_READONLY);
     qv_collection_config cfg = {.dim = 1};
     assert_status(ro, qv_create_collection(ro, "x", &cfg), QV_ERR_READONLY);
+    assert_ok(ro, qv_collection_config_check(ro, &cfg));  /* writes nothing */
     assert_int_equal(count_of(ro, "ro"), 0);  /* reads work */
     qv_close(ro);
 }
@@ -1909,6 +1967,7 @@ int main(void)
         T(test_collections_lifecycle),
         T(test_duplicate_and_unknown_collections),
         T(test_invalid_collection_config),
+        T(test_collection_config_check),
         T(test_upsert_get_replace_delete),
         T(test_batch_upsert_with_repeated_id),
         T(test_unicode_and_longest_ids),
