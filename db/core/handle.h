@@ -102,10 +102,11 @@ qv_status validate_reserved(const qv_db *db, const char *what,
  * Every check of a collection's config, the one place for them
  * (qv_create_collection, qv_collection_config_check, the engine's
  * create): config not NULL, its reserved words, dim, metric, M,
- * ef_construction, the codec against dim, train_min against the codec.
- * On QV_OK, *resolved (when not NULL) is the config with the defaults
- * of M and ef_construction filled in, and *spec_out (when not NULL) its
- * codec, parsed (codec none when NULL).
+ * ef_construction, the codec against dim, train_min against the codec,
+ * the ranges of shards and replicas (never whether this database can
+ * make a sharded collection). On QV_OK, *resolved (when not NULL) is the
+ * config with the defaults of M and ef_construction filled in, and
+ * *spec_out (when not NULL) its codec, parsed (codec none when NULL).
  */
 struct codec_spec;
 qv_status validate_collection_config(const qv_db *db,

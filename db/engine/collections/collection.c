@@ -84,6 +84,10 @@ qv_status catalog_create(qv_db *base, const char *name,
     qv_status st = validate_collection_config(base, config, NULL, &c.spec);
     if (st != QV_OK)
         return st;
+    if (config->shards)
+        return qv_fail(base, QV_ERR_UNSUPPORTED, "shards and replicas need a "
+                       "cluster node (quiverd --cluster); this database is a "
+                       "single node");
     return eng_write(db, create_txn, &c, &c.status, "creating a collection");
 }
 
