@@ -85,15 +85,21 @@ static json_t *payload_json(const char *payload)
 static int cmd_create(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"dim", "metric", "codec", "M",
-                                       "ef_construction", "train_min", NULL};
+                                       "ef_construction", "train_min",
+                                       "shards", "replicas", NULL};
     qv_collection_config cfg = {.metric = QV_METRIC_L2};
+    /* 0 is the API's "not given", so shards=0 and replicas=0 written
+     * out are refused like M=1: leave them out instead */
     if (shell_check_options(sh, cmd, 1, opts) ||
         shell_u32_option(sh, cmd, "dim", 1, QV_DIM_MAX, &cfg.dim) ||
         shell_u32_option(sh, cmd, "M", 2, QV_M_MAX, &cfg.M) ||
         shell_u32_option(sh, cmd, "ef_construction", 1, QV_EF_MAX,
                          &cfg.ef_construction) ||
         shell_u32_option(sh, cmd, "train_min", 1, QV_TRAIN_MIN_MOST,
-                         &cfg.train_min))
+                         &cfg.train_min) ||
+        shell_u32_option(sh, cmd, "shards", 1, QV_SHARDS_MAX, &cfg.shards) ||
+        shell_u32_option(sh, cmd, "replicas", 1, QV_REPLICAS_MAX,
+                         &cfg.replicas))
         return 1;
     if (!shell_option(cmd, "dim"))
         return shell_fail(sh, "INVALID", "create needs dim=N");
@@ -177,6 +183,13 @@ static int cmd_describe(shell *sh, const shell_cmd *cmd)
                           (int)c.ef_construction, "disk_bytes",
                           (json_int_t)c.disk_bytes, "memory_bytes",
                           (json_int_t)c.memory_bytes);
+    /* a sharded collection's (on a cluster node); ordinary ones have none */
+    if (o && c.shards &&
+        (json_object_set_new(o, "shards", json_integer(c.shards)) ||
+         json_object_set_new(o, "replicas", json_integer(c.replicas)))) {
+        json_decref(o);   /* shell_emit says the output was lost */
+        o = NULL;
+    }
     json_t *indexes = indexes_json(ix, nix);
     if (sh->json) {
         if (o && (!indexes || json_object_set_new(o, "indexes", indexes))) {
@@ -568,13 +581,15 @@ static const struct command commands[] = {
     {"create", cmd_create,
      "create NAME dim=N [metric=l2|ip|cosine] "
      "[codec=none|f16|sq8|pq:M|bin|prune:K] [train_min=N] [M=16] "
-     "[ef_construction=200]",
-     "Create a collection and its HNSW index."},
+     "[ef_construction=200] [shards=S [replicas=R]]",
+     "Create a collection and its HNSW index. shards= and replicas= make a "
+     "sharded collection, on a cluster node only (docs/CLUSTER.md)."},
     {"collections", cmd_collections, "collections",
      "List the collections: name, count, dim, metric."},
     {"describe", cmd_describe, "describe NAME",
      "One collection: count, dim, metric, codec, M, ef_construction, bytes "
-     "on disk and in memory, and its payload indexes with their types."},
+     "on disk and in memory, shards and replicas when sharded, and its "
+     "payload indexes with their types."},
     {"drop", cmd_drop, "drop NAME", "Remove a collection and its documents."},
     {"upsert", cmd_upsert, "upsert NAME ID [v1, v2, ...] [{json payload}]",
      "Insert or replace one document. Quote an id with spaces as a JSON "

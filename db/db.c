@@ -10,7 +10,6 @@
 #include "db/core/error.h"
 #include "common/json.h"
 #include "db/core/filter.h"
-#include "ann/codec.h"
 #include "ann/embed.h"
 #include "db/core/handle.h"
 #include "common/utf8.h"
@@ -20,18 +19,10 @@
  * The reserved words of an option struct must be 0 (quiver.h, "Structs
  * grow"): a later version gives them meaning, so a caller that left
  * garbage there would change behaviour on upgrade; refused today instead.
+ * The count comes from the array, since fields take words from its front.
  */
-static qv_status check_reserved(qv_db *db, const char *what,
-                                const uint64_t *reserved)
-{
-    for (int i = 0; i < QV_RESERVED; i++) {
-        if (reserved[i])
-            return qv_fail(db, QV_ERR_INVALID, "%s.reserved[%d] is not 0; "
-                           "zero-initialise the struct ({0} or a designated "
-                           "initializer)", what, i);
-    }
-    return QV_OK;
-}
+#define CHECK_RESERVED(db, what, words) \
+    validate_reserved(db, what, words, sizeof(words) / sizeof *(words))
 
 qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
 {
@@ -47,7 +38,7 @@ qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out)
                    QV_OPEN_VECTORS_IN_MEMORY)))
         return qv_fail(NULL, QV_ERR_INVALID, "unknown open flags 0x%x",
                        opts->flags);
-    if (opts && check_reserved(NULL, "qv_open_options", opts->reserved))
+    if (opts && CHECK_RESERVED(NULL, "qv_open_options", opts->reserved))
         return QV_ERR_INVALID;
     if (strncmp(uri, "qv://", 5) == 0 || strncmp(uri, "qvs://", 6) == 0)
         return remote_open(uri, opts, out);
@@ -106,44 +97,20 @@ qv_status qv_create_collection(qv_db *db, const char *name,
     qv_status st = check_write_to(db, name);
     if (st != QV_OK)
         return st;
-    if (!config)
-        return qv_fail(db, QV_ERR_INVALID, "collection config is NULL");
-    if (check_reserved(db, "qv_collection_config", config->reserved))
-        return QV_ERR_INVALID;
-    if (config->dim == 0 || config->dim > QV_DIM_MAX)
-        return qv_fail(db, QV_ERR_INVALID,
-                       "dimension must be 1 to %d, not %u", QV_DIM_MAX,
-                       config->dim);
-    if (!qv_metric_name(config->metric))
-        return qv_fail(db, QV_ERR_INVALID,
-                       "unknown metric %d; use l2, ip or cosine",
-                       (int)config->metric);
-    qv_collection_config cfg = *config;
-    if (cfg.M == 0)
-        cfg.M = QV_DEFAULT_M;
-    if (cfg.ef_construction == 0)
-        cfg.ef_construction = QV_DEFAULT_EF_CONSTRUCTION;
-    if (cfg.M < 2 || cfg.M > QV_M_MAX)
-        return qv_fail(db, QV_ERR_INVALID, "M must be 2 to %d, not %u",
-                       QV_M_MAX, cfg.M);
-    if (cfg.ef_construction > QV_EF_MAX)
-        return qv_fail(db, QV_ERR_INVALID,
-                       "ef_construction must be 1 to %d, not %u", QV_EF_MAX,
-                       cfg.ef_construction);
-    codec_spec spec;
-    char why[160];
-    if (cfg.codec && codec_parse(cfg.codec, cfg.dim, &spec, why,
-                                 sizeof why) != 0)
-        return qv_fail(db, QV_ERR_INVALID, "%s", why);
-    if (cfg.train_min && (!cfg.codec || !codec_train_min(&spec)))
-        return qv_fail(db, QV_ERR_INVALID, "train_min applies only to the "
-                       "codecs that are trained (sq8, pq, bin)");
-    if (cfg.train_min && (cfg.train_min < codec_train_least(&spec) ||
-                          cfg.train_min > QV_TRAIN_MIN_MOST))
-        return qv_fail(db, QV_ERR_INVALID, "train_min of codec %s must be %u "
-                       "to %d, not %u", cfg.codec, codec_train_least(&spec),
-                       QV_TRAIN_MIN_MOST, cfg.train_min);
+    qv_collection_config cfg;
+    st = validate_collection_config(db, config, &cfg, NULL);
+    if (st != QV_OK)
+        return st;
     return db->ops->create_collection(db, name, &cfg);
+}
+
+/* Answered here for both transports: the checks need no database, and
+ * are the very ones qv_create_collection runs before its transport. */
+qv_status qv_collection_config_check(qv_db *db,
+                                     const qv_collection_config *config)
+{
+    BEGIN_CALL(db);
+    return validate_collection_config(db, config, NULL, NULL);
 }
 
 qv_status qv_drop_collection(qv_db *db, const char *name)
@@ -272,7 +239,7 @@ static qv_status check_filter(qv_db *db, const char *filter)
 static qv_status check_search_options(qv_db *db,
                                       const qv_search_options *options)
 {
-    if (check_reserved(db, "qv_search_options", options->reserved))
+    if (CHECK_RESERVED(db, "qv_search_options", options->reserved))
         return QV_ERR_INVALID;
     if (options->k == 0 || options->k > QV_K_MAX)
         return qv_fail(db, QV_ERR_INVALID, "k must be 1 to %d, not %u",
@@ -560,7 +527,7 @@ qv_status qv_table_create(qv_db *db, const char *name,
         return st;
     if (!config)
         return qv_fail(db, QV_ERR_INVALID, "table config is NULL");
-    if (check_reserved(db, "qv_table_config", config->reserved))
+    if (CHECK_RESERVED(db, "qv_table_config", config->reserved))
         return QV_ERR_INVALID;
     qv_table_config cfg = *config;
     if (!cfg.method)

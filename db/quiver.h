@@ -37,7 +37,9 @@
  *   header (libquiver is also a shared library). The structs a caller
  *   fills in (qv_open_options, qv_collection_config, qv_search_options,
  *   qv_table_config) and those the library fills (qv_collection_info,
- *   qv_table_info, qv_index_info) end in QV_RESERVED reserved words. A
+ *   qv_table_info, qv_index_info) end in reserved words, QV_RESERVED of
+ *   them less those that fields have taken since (shards and replicas
+ *   took the first of qv_collection_config's and qv_collection_info's). A
  *   later version gives those words meaning (an option whose 0 keeps
  *   today's behaviour, a new figure) and never changes a struct's size
  *   or moves a field, so a program built against this header runs
@@ -73,6 +75,16 @@ extern "C" {
  * "Structs grow" above). */
 #define QV_RESERVED 8
 
+/* A field that takes a reserved word starts where the word started,
+ * aligned as it was: a 32-bit field must not slip into the padding before
+ * the word, which a program built against an earlier header may have
+ * left unset (C11's _Alignas, C++11's alignas). */
+#ifdef __cplusplus
+#define QV_IN_RESERVED_WORD alignas(uint64_t)
+#else
+#define QV_IN_RESERVED_WORD _Alignas(uint64_t)
+#endif
+
 /* The library's version (QV_VERSION of the library that runs, which may
  * differ from the header a program was built with). Never NULL. */
 const char *qv_version(void);
@@ -89,6 +101,8 @@ const char *qv_version(void);
 #define QV_RERANK_MAX    10000        /* candidates a search re-ranks */
 #define QV_CODEC_NAME_MAX 24          /* bytes of a codec's name, with NUL */
 #define QV_TRAIN_MIN_MOST  10000000    /* train_min's bound */
+#define QV_SHARDS_MAX    256          /* shards of a sharded collection */
+#define QV_REPLICAS_MAX  16           /* copies of each of its shards */
 #define QV_BATCH_MAX     1000000      /* queries in one batch search */
 #define QV_SQNORM_MAX    1e36         /* squared norm of a vector in an l2
                                          or ip collection, and of a query
@@ -299,7 +313,18 @@ typedef struct qv_collection_config {
                                  codec's default (1,000; pq 10,000);
                                  at most QV_TRAIN_MIN_MOST, for pq at
                                  least 256 (its centroids) */
-    uint64_t reserved[QV_RESERVED];   /* 0 */
+    /* A sharded collection (docs/CLUSTER.md), which only a cluster node
+     * (quiverd --cluster) makes: the embedded engine and a quiverd
+     * without --cluster refuse shards other than 0 with
+     * QV_ERR_UNSUPPORTED. */
+    QV_IN_RESERVED_WORD
+    uint32_t shards;          /* 0 = an ordinary collection (the default);
+                                 1 .. QV_SHARDS_MAX: split into that many
+                                 shards across the cluster's nodes */
+    uint32_t replicas;        /* copies of each shard, 0 = 1, at most
+                                 QV_REPLICAS_MAX; only with shards (not 0
+                                 when shards is 0) */
+    uint64_t reserved[QV_RESERVED - 1];   /* 0 */
 } qv_collection_config;
 
 typedef struct qv_collection_info {
@@ -319,22 +344,58 @@ typedef struct qv_collection_info {
                                  (always 1 for none, f16 and prune) */
     uint32_t train_min;       /* documents that trigger training */
     uint32_t code_bytes;      /* bytes of one vector in memory */
-    uint64_t reserved[QV_RESERVED];   /* 0 in this version */
+    /* A sharded collection on a cluster node: its shards and replicas
+     * (qv_collection_config); 0 otherwise. */
+    QV_IN_RESERVED_WORD
+    uint32_t shards;
+    uint32_t replicas;
+    uint64_t reserved[QV_RESERVED - 1];   /* 0 in this version */
 } qv_collection_info;
 
 /*
  * Create a collection. Collection names are 1..QV_NAME_MAX bytes of
  * [A-Za-z0-9_.-] that start with a letter, digit or underscore.
  *
+ * config->shards 0 (the default) makes an ordinary collection, held
+ * whole by this database (on a cluster, by every node). shards 1 ..
+ * QV_SHARDS_MAX asks for a sharded collection: split into that many
+ * shards across a cluster's nodes, each shard held by config->replicas
+ * nodes (0 = 1, at most QV_REPLICAS_MAX). Only a cluster node (quiverd
+ * --cluster) makes one; replicas without shards is refused.
+ *
  * Returns:
- *   QV_ERR_INVALID  - name is not a valid name; config is NULL, or a value
- *                     in it is out of its range (dim, metric, M,
- *                     ef_construction, codec, train_min, reserved)
- *   QV_ERR_READONLY - the handle was opened read-only
- *   QV_ERR_EXISTS   - a collection of that name exists
+ *   QV_ERR_INVALID     - name is not a valid name; config is NULL, or a
+ *                        value in it is out of its range (dim, metric, M,
+ *                        ef_construction, codec, train_min, shards,
+ *                        replicas, reserved), or replicas is not 0 while
+ *                        shards is 0 (the checks of
+ *                        qv_collection_config_check, with its messages)
+ *   QV_ERR_READONLY    - the handle was opened read-only
+ *   QV_ERR_UNSUPPORTED - shards is not 0 and the database is not a
+ *                        cluster node (an embedded handle, or a quiverd
+ *                        without --cluster): nothing is created
+ *   QV_ERR_EXISTS      - a collection of that name exists
  */
 qv_status qv_create_collection(qv_db *db, const char *name,
                                const qv_collection_config *config);
+
+/*
+ * Check config as qv_create_collection would, with no name and creating
+ * nothing: every value and its range, the codec against dim ("pq:M"
+ * where M divides dim), train_min's bounds for the codec, the reserved
+ * words. shards and replicas are checked only against their ranges (and
+ * replicas against shards 0), never against what the database is: a
+ * config that asks for shards passes here on any handle. Needs no
+ * stored data, so a remote handle answers it itself, without asking the
+ * server, and a read-only handle may call it.
+ *
+ * Returns:
+ *   QV_ERR_INVALID - config is NULL, or a value in it is wrong; the
+ *                    message is the one qv_create_collection gives for
+ *                    the same config
+ */
+qv_status qv_collection_config_check(qv_db *db,
+                                     const qv_collection_config *config);
 
 /*
  * Remove a collection, every document in it, its index and its payload

@@ -108,6 +108,19 @@ int main(int argc, char **argv)
     req.create_collection = &create;
     save(dir, "create_codec", &req);
 
+    /* shards and replicas (UNSUPPORTED but on a cluster node), and the
+     * placement a client may not set */
+    cfg.codec = "";
+    cfg.train_min = 0;
+    cfg.shards = 4;
+    cfg.replicas = 2;
+    create.name = "s";
+    save(dir, "create_sharded", &req);
+    char *placement[2] = {"n1", "n2"};
+    cfg.n_placement = 2;
+    cfg.placement = placement;
+    save(dir, "create_placement", &req);
+
     opt.rerank = 3;
     req.op_case = QUIVER__V1__REQUEST__OP_SEARCH;
     req.search = &search;

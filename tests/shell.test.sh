@@ -127,6 +127,28 @@ suite() {  # label, target arguments...
     out=$(j -c 'describe pts' -c 'get pts e')
     check "$label: bad input changed nothing" has "$out" '"count":2,'
     check "$label: nothing half-written" has "$out" '"NOT_FOUND"'
+    check "$label: an ordinary collection shows no shards" hasnt "$out" '"shards"'
+
+    # shards: 0 written out is refused (0 is "not given"); a sharded
+    # collection needs a cluster node, which neither target is
+    out=$(j -c 'create x dim=4 shards=0' -c 'create x dim=4 replicas=0' \
+            -c 'create x dim=4 shards=2' -c 'create x dim=4 shards=2 replicas=3' \
+            -c 'create x dim=4 shards=257' -c 'create x dim=4 replicas=2' \
+            -c 'help create')
+    rc=$?
+    check "$label: refused shards exit 1" [ "$rc" -eq 1 ]
+    check "$label: shards=0 refused" has "$out" '{"error":{"code":"INVALID","message":"shards must be a whole number from 1 to 256, not '"'"'0'"'"'"}}'
+    check "$label: replicas=0 refused" has "$out" "replicas must be a whole number from 1 to 16, not '0'"
+    check "$label: shards too many" has "$out" "shards must be a whole number from 1 to 256, not '257'"
+    check "$label: shards need a cluster node" [ "$(printf '%s\n' "$out" | grep -cF '{"error":{"code":"UNSUPPORTED","message":"shards and replicas need a cluster node (quiverd --cluster); this database is a single node"}}')" -eq 2 ]
+    check "$label: replicas need shards" has "$out" '"INVALID","message":"replicas need shards: replicas is 2 but shards is 0'
+    check "$label: help create names shards" has "$out" '[shards=S [replicas=R]]'
+    out=$(j -c 'describe x')
+    check "$label: no sharded collection made" has "$out" "collection 'x' does not exist"
+    out=$("$bin" "$TARGET" "$TARGET_ARG" -c 'create x dim=4 shards=2' 2>&1)
+    rc=$?
+    check "$label: text: shards need a cluster node, exit 1" [ "$rc" -eq 1 ]
+    check "$label: text: the message" has "$out" 'error: UNSUPPORTED: shards and replicas need a cluster node (quiverd --cluster); this database is a single node'
 
     # import and export, every format
     j -c 'create big dim=4' >/dev/null

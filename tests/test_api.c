@@ -54,6 +54,18 @@ _Static_assert(sizeof(qv_table_config) == 112, "qv_table_config grew");
 _Static_assert(sizeof(qv_collection_info) == 216, "qv_collection_info grew");
 _Static_assert(sizeof(qv_table_info) == 216, "qv_table_info grew");
 _Static_assert(sizeof(qv_index_info) == 328, "qv_index_info grew");
+/* shards and replicas took the first reserved word of each; nothing
+ * else moved */
+_Static_assert(offsetof(qv_collection_config, train_min) == 24 &&
+               offsetof(qv_collection_config, shards) == 32 &&
+               offsetof(qv_collection_config, replicas) == 36 &&
+               offsetof(qv_collection_config, reserved) == 40,
+               "qv_collection_config's fields moved");
+_Static_assert(offsetof(qv_collection_info, code_bytes) == 144 &&
+               offsetof(qv_collection_info, shards) == 152 &&
+               offsetof(qv_collection_info, replicas) == 156 &&
+               offsetof(qv_collection_info, reserved) == 160,
+               "qv_collection_info's fields moved");
 #endif
 
 /* ---- collections ---- */
@@ -139,6 +151,136 @@ static void test_invalid_collection_config(void **state)
     size_t n;
     assert_ok(db, qv_list_collections(db, &list, &n));
     assert_int_equal(n, 1);
+    qv_free(list);
+}
+
+/* qv_collection_config_check runs qv_create_collection's checks on a
+ * config, with the same statuses and messages, and creates nothing; a
+ * remote handle answers it without the server, a read-only one too. */
+static void test_collection_config_check(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    assert_ok(db, qv_collection_config_check(db, &(qv_collection_config){
+                                                 .dim = 8, .codec = "pq:4",
+                                                 .train_min = 300}));
+    assert_ok(db, qv_collection_config_check(db, &(qv_collection_config){
+                                                 .dim = 3}));
+    /* each bad config: the status and message of create, then of check */
+    qv_collection_config bad[] = {
+        {.dim = 0},
+        {.dim = QV_DIM_MAX + 1},
+        {.dim = 8, .metric = (qv_metric)9},
+        {.dim = 8, .M = 1},
+        {.dim = 8, .ef_construction = QV_EF_MAX + 1},
+        {.dim = 8, .codec = "pq:5"},
+        {.dim = 8, .codec = "zip"},
+        {.dim = 8, .train_min = 10},
+        {.dim = 8, .codec = "pq:4", .train_min = 255},
+        {.dim = 8, .codec = "sq8", .train_min = QV_TRAIN_MIN_MOST + 1},
+        {.dim = 8, .reserved = {[2] = 1}},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char created[512];
+        assert_status(db, qv_create_collection(db, "bad", &bad[i]),
+                      QV_ERR_INVALID);
+        snprintf(created, sizeof created, "%s", qv_errmsg(db));
+        assert_true(created[0] != '\0');
+        assert_status(db, qv_collection_config_check(db, &bad[i]),
+                      QV_ERR_INVALID);
+        assert_string_equal(qv_errmsg(db), created);
+    }
+    assert_status(db, qv_collection_config_check(db, &bad[0]),
+                  QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "dimension must be 1 to 16384, not 0");
+    assert_status(db, qv_collection_config_check(db, &bad[5]),
+                  QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "codec pq:5: the dimension 8 is not a "
+                        "multiple of 5");
+    assert_status(db, qv_collection_config_check(db, NULL), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "collection config is NULL");
+    assert_status(NULL, qv_collection_config_check(NULL, &bad[0]),
+                  QV_ERR_INVALID);
+    /* a good check clears the last message; nothing was created */
+    assert_ok(db, qv_collection_config_check(db, &(qv_collection_config){
+                                                 .dim = 8}));
+    assert_string_equal(qv_errmsg(db), "");
+    qv_collection_info *list = (qv_collection_info *)&list;
+    size_t n = 1;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    assert_int_equal(n, 0);
+    assert_null(list);
+}
+
+/* shards and replicas: their ranges are the front door's, on both
+ * transports; a sharded collection needs a cluster node, which neither
+ * an embedded handle nor the test's quiverd (no --cluster) is. */
+static void test_shards_need_a_cluster_node(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    qv_collection_config cfg = {.dim = 4, .shards = 4};
+    assert_status(db, qv_create_collection(db, "sharded", &cfg),
+                  QV_ERR_UNSUPPORTED);
+    assert_string_equal(qv_errmsg(db), "shards and replicas need a cluster "
+                        "node (quiverd --cluster); this database is a single "
+                        "node");
+    cfg.replicas = QV_REPLICAS_MAX;
+    cfg.shards = QV_SHARDS_MAX;
+    assert_status(db, qv_create_collection(db, "sharded", &cfg),
+                  QV_ERR_UNSUPPORTED);
+    /* the config itself is good: check passes it, on any handle */
+    assert_ok(db, qv_collection_config_check(db, &cfg));
+
+    cfg.shards = 300;
+    cfg.replicas = 0;
+    assert_status(db, qv_create_collection(db, "sharded", &cfg),
+                  QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "shards must be 0 to 256, not 300");
+    assert_status(db, qv_collection_config_check(db, &cfg), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "shards must be 0 to 256, not 300");
+    cfg.shards = 2;
+    cfg.replicas = 17;
+    assert_status(db, qv_create_collection(db, "sharded", &cfg),
+                  QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "replicas must be 0 to 16, not 17");
+    cfg.shards = 0;
+    cfg.replicas = 2;
+    assert_status(db, qv_create_collection(db, "sharded", &cfg),
+                  QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "replicas need shards: replicas is 2 "
+                        "but shards is 0 (an ordinary collection has no "
+                        "replicas)");
+    assert_status(db, qv_collection_config_check(db, &cfg), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "replicas need shards: replicas is 2 "
+                        "but shards is 0 (an ordinary collection has no "
+                        "replicas)");
+    /* a range check comes before the cluster's: INVALID, not UNSUPPORTED,
+     * and a bad codec is named before shards */
+    cfg = (qv_collection_config){.dim = 8, .codec = "pq:5", .shards = 2};
+    assert_status(db, qv_create_collection(db, "sharded", &cfg),
+                  QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "codec pq:5: the dimension 8 is not a "
+                        "multiple of 5");
+
+    /* nothing was created */
+    qv_collection_info *list = (qv_collection_info *)&list;
+    size_t n = 1;
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    assert_int_equal(n, 0);
+    assert_null(list);
+
+    /* an ordinary collection has neither, in describe and in list */
+    create(db, "plain", 4, QV_METRIC_L2);
+    qv_collection_info info;
+    memset(&info, 0xff, sizeof info);
+    assert_ok(db, qv_describe_collection(db, "plain", &info));
+    assert_int_equal(info.shards, 0);
+    assert_int_equal(info.replicas, 0);
+    for (int i = 0; i < QV_RESERVED - 1; i++)
+        assert_int_equal(info.reserved[i], 0);
+    assert_ok(db, qv_list_collections(db, &list, &n));
+    assert_int_equal(n, 1);
+    assert_int_equal(list[0].shards, 0);
+    assert_int_equal(list[0].replicas, 0);
     qv_free(list);
 }
 
@@ -780,6 +922,7 @@ static void test_readonly_handle_refuses_writes(void **state)
     assert_status(ro, qv_drop_collection(ro, "ro"), QV_ERR_READONLY);
     qv_collection_config cfg = {.dim = 1};
     assert_status(ro, qv_create_collection(ro, "x", &cfg), QV_ERR_READONLY);
+    assert_ok(ro, qv_collection_config_check(ro, &cfg));  /* writes nothing */
     assert_int_equal(count_of(ro, "ro"), 0);  /* reads work */
     qv_close(ro);
 }
@@ -1909,6 +2052,8 @@ int main(void)
         T(test_collections_lifecycle),
         T(test_duplicate_and_unknown_collections),
         T(test_invalid_collection_config),
+        T(test_collection_config_check),
+        T(test_shards_need_a_cluster_node),
         T(test_upsert_get_replace_delete),
         T(test_batch_upsert_with_repeated_id),
         T(test_unicode_and_longest_ids),

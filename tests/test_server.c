@@ -683,6 +683,54 @@ static void test_backup_is_confined(void **state)
     tu_rmdir(backups);
 }
 
+/* A client's create may not name where shards go (placement is the
+ * cluster's, in its log); shards themselves need a cluster node. Either
+ * way nothing is created and the connection goes on. */
+static void test_placement_is_not_a_clients(void **state)
+{
+    struct fixture *f = *state;
+    int fd = dial(f->port);
+    char *nodes[2] = {"n1", "n2"};
+    Quiver__V1__CollectionConfig cfg = QUIVER__V1__COLLECTION_CONFIG__INIT;
+    cfg.dim = 4;
+    cfg.shards = 2;
+    cfg.n_placement = 2;
+    cfg.placement = nodes;
+    Quiver__V1__CreateCollection m = QUIVER__V1__CREATE_COLLECTION__INIT;
+    m.name = "s";
+    m.config = &cfg;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    req.id = 1;
+    req.op_case = QUIVER__V1__REQUEST__OP_CREATE_COLLECTION;
+    req.create_collection = &m;
+    send_request(fd, &req);
+    Response *resp = read_response(fd);
+    assert_non_null(resp);
+    assert_int_equal(resp->id, 1);
+    expect_status(resp, QUIVER__V1__STATUS__INVALID,
+                  "placement is set by the cluster, not by a client");
+    cfg.n_placement = 0;
+    cfg.placement = NULL;
+    req.id = 2;
+    send_request(fd, &req);
+    resp = read_response(fd);
+    assert_non_null(resp);
+    assert_int_equal(resp->id, 2);
+    expect_status(resp, QUIVER__V1__STATUS__UNSUPPORTED,
+                  "shards and replicas need a cluster node (quiverd "
+                  "--cluster); this database is a single node");
+    send_list(fd, 3);
+    resp = read_response(fd);
+    assert_non_null(resp);
+    assert_int_equal(resp->id, 3);
+    assert_int_equal(resp->status, QUIVER__V1__STATUS__OK);
+    assert_int_equal(resp->result_case, QUIVER__V1__RESPONSE__RESULT_LIST);
+    assert_int_equal(resp->list->n_collections, 0);
+    quiver__v1__response__free_unpacked(resp, NULL);
+    close(fd);
+    assert_serving(f);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -700,6 +748,7 @@ int main(void)
         T(test_empty_frame_closes),
         T(test_trickled_frame_times_out),
         T(test_backup_needs_a_backup_dir),
+        T(test_placement_is_not_a_clients),
 #undef T
         cmocka_unit_test(test_backup_is_confined),
         cmocka_unit_test(test_client_sees_refused_and_silent_servers),

@@ -94,6 +94,25 @@ struct qv_db {
 
 /* validate.c: checks that need no database. Each sets the message. */
 qv_status validate_collection_name(const qv_db *db, const char *name);
+/* The n reserved words of an option struct named what are all 0
+ * (quiver.h, "Structs grow"). */
+qv_status validate_reserved(const qv_db *db, const char *what,
+                            const uint64_t *reserved, size_t n);
+/*
+ * Every check of a collection's config, the one place for them
+ * (qv_create_collection, qv_collection_config_check, the engine's
+ * create): config not NULL, its reserved words, dim, metric, M,
+ * ef_construction, the codec against dim, train_min against the codec,
+ * the ranges of shards and replicas (never whether this database can
+ * make a sharded collection). On QV_OK, *resolved (when not NULL) is the
+ * config with the defaults of M and ef_construction filled in, and
+ * *spec_out (when not NULL) its codec, parsed (codec none when NULL).
+ */
+struct codec_spec;
+qv_status validate_collection_config(const qv_db *db,
+                                     const qv_collection_config *config,
+                                     qv_collection_config *resolved,
+                                     struct codec_spec *spec_out);
 qv_status validate_doc_id(const qv_db *db, const char *what, const char *id);
 qv_status validate_vector(const qv_db *db, const char *what,
                           const float *vector, uint32_t dim);

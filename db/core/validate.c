@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "ann/codec.h"
 #include "ann/distance.h"
 #include "db/core/error.h"
 #include "db/core/handle.h"
@@ -33,6 +34,78 @@ qv_status validate_collection_name(const qv_db *db, const char *name)
                            "collection name has byte 0x%02x at %zu; allowed "
                            "are letters, digits, '_', '-' and '.'", c, i);
     }
+    return QV_OK;
+}
+
+qv_status validate_reserved(const qv_db *db, const char *what,
+                            const uint64_t *reserved, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (reserved[i])
+            return qv_fail(db, QV_ERR_INVALID, "%s.reserved[%zu] is not 0; "
+                           "zero-initialise the struct ({0} or a designated "
+                           "initializer)", what, i);
+    }
+    return QV_OK;
+}
+
+qv_status validate_collection_config(const qv_db *db,
+                                     const qv_collection_config *config,
+                                     qv_collection_config *resolved,
+                                     struct codec_spec *spec_out)
+{
+    if (!config)
+        return qv_fail(db, QV_ERR_INVALID, "collection config is NULL");
+    if (validate_reserved(db, "qv_collection_config", config->reserved,
+                          sizeof config->reserved / sizeof *config->reserved))
+        return QV_ERR_INVALID;
+    if (config->dim == 0 || config->dim > QV_DIM_MAX)
+        return qv_fail(db, QV_ERR_INVALID,
+                       "dimension must be 1 to %d, not %u", QV_DIM_MAX,
+                       config->dim);
+    if (!qv_metric_name(config->metric))
+        return qv_fail(db, QV_ERR_INVALID,
+                       "unknown metric %d; use l2, ip or cosine",
+                       (int)config->metric);
+    qv_collection_config cfg = *config;
+    if (cfg.M == 0)
+        cfg.M = QV_DEFAULT_M;
+    if (cfg.ef_construction == 0)
+        cfg.ef_construction = QV_DEFAULT_EF_CONSTRUCTION;
+    if (cfg.M < 2 || cfg.M > QV_M_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "M must be 2 to %d, not %u",
+                       QV_M_MAX, cfg.M);
+    if (cfg.ef_construction > QV_EF_MAX)
+        return qv_fail(db, QV_ERR_INVALID,
+                       "ef_construction must be 1 to %d, not %u", QV_EF_MAX,
+                       cfg.ef_construction);
+    codec_spec spec = {CODEC_NONE, 0};
+    char why[160];
+    if (cfg.codec && codec_parse(cfg.codec, cfg.dim, &spec, why,
+                                 sizeof why) != 0)
+        return qv_fail(db, QV_ERR_INVALID, "%s", why);
+    if (cfg.train_min && !codec_train_min(&spec))
+        return qv_fail(db, QV_ERR_INVALID, "train_min applies only to the "
+                       "codecs that are trained (sq8, pq, bin)");
+    if (cfg.train_min && (cfg.train_min < codec_train_least(&spec) ||
+                          cfg.train_min > QV_TRAIN_MIN_MOST))
+        return qv_fail(db, QV_ERR_INVALID, "train_min of codec %s must be %u "
+                       "to %d, not %u", cfg.codec, codec_train_least(&spec),
+                       QV_TRAIN_MIN_MOST, cfg.train_min);
+    if (cfg.shards > QV_SHARDS_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "shards must be 0 to %d, not %u",
+                       QV_SHARDS_MAX, cfg.shards);
+    if (cfg.replicas > QV_REPLICAS_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "replicas must be 0 to %d, not %u",
+                       QV_REPLICAS_MAX, cfg.replicas);
+    if (cfg.replicas && !cfg.shards)
+        return qv_fail(db, QV_ERR_INVALID, "replicas need shards: replicas "
+                       "is %u but shards is 0 (an ordinary collection has "
+                       "no replicas)", cfg.replicas);
+    if (resolved)
+        *resolved = cfg;
+    if (spec_out)
+        *spec_out = spec;
     return QV_OK;
 }
 

@@ -400,6 +400,8 @@ static qv_status remote_create(qv_db *base, const char *name,
     cfg.ef_construction = config->ef_construction;
     cfg.codec = (char *)(config->codec ? config->codec : "");
     cfg.train_min = config->train_min;
+    cfg.shards = config->shards;      /* for a cluster node to act on */
+    cfg.replicas = config->replicas;
     Quiver__V1__CreateCollection m = QUIVER__V1__CREATE_COLLECTION__INIT;
     m.name = (char *)name;
     m.config = &cfg;
@@ -439,6 +441,8 @@ static void info_from_wire(const Quiver__V1__CollectionInfo *in,
     out->codec_trained = in->codec_trained;
     out->train_min = in->train_min;
     out->code_bytes = in->code_bytes;
+    out->shards = in->shards;
+    out->replicas = in->replicas;
 }
 
 static qv_status remote_describe(qv_db *base, const char *name,

@@ -76,6 +76,8 @@ static void info_to_wire(const qv_collection_info *in,
     out->codec_trained = in->codec_trained != 0;
     out->train_min = in->train_min;
     out->code_bytes = in->code_bytes;
+    out->shards = in->shards;
+    out->replicas = in->replicas;
 }
 
 static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
@@ -88,8 +90,21 @@ static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
         cfg.ef_construction = m->config->ef_construction;
         cfg.codec = m->config->codec[0] ? m->config->codec : NULL;
         cfg.train_min = m->config->train_min;
+        cfg.shards = m->config->shards;
+        cfg.replicas = m->config->replicas;
     }
     return qv_create_collection(db, m->name, &cfg);
+}
+
+/* Whether req is a create that names the nodes of its shards: only a
+ * cluster node writes placement, into its log, whose entries
+ * dispatch_apply runs; dispatch_frame refuses it from a client, on a
+ * cluster node or not. */
+static int sets_placement(const Request *req)
+{
+    return req->op_case == QUIVER__V1__REQUEST__OP_CREATE_COLLECTION &&
+           req->create_collection->config &&
+           req->create_collection->config->n_placement > 0;
 }
 
 static qv_status do_describe(qv_db *db, const char *name, struct reply *r)
@@ -912,6 +927,9 @@ int dispatch_frame(qv_db *db, dispatch_session *session,
     } else if (inspect_strings(&quiver__v1__request__descriptor, payload,
                                len, r.text, sizeof r.text)) {
         refuse(&r, QV_ERR_INVALID, r.text);
+    } else if (sets_placement(req)) {
+        refuse(&r, QV_ERR_INVALID, "placement is set by the cluster, not by "
+               "a client");
     } else {
         run_request(db, session, req, payload, len, &r);
     }

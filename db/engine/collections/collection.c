@@ -39,6 +39,7 @@ struct create_ctx {
     eng_db *db;
     const char *name;
     const qv_collection_config *config;
+    codec_spec spec;
     qv_status status;
 };
 
@@ -63,17 +64,10 @@ static int create_txn(MDB_txn *txn, void *arg)
         .entry = UINT32_MAX,
         .max_level = -1,
     };
-    codec_spec spec = {CODEC_NONE, 0};
-    char why[160];
-    if (c->config->codec && codec_parse(c->config->codec, rec.dim, &spec, why,
-                                        sizeof why) != 0) {
-        c->status = qv_fail(&c->db->base, QV_ERR_INVALID, "%s", why);
-        return ST_ABORT;
-    }
-    rec.codec = spec.kind;
-    rec.codec_param = spec.param;
+    rec.codec = c->spec.kind;
+    rec.codec_param = c->spec.param;
     rec.train_min = c->config->train_min ? c->config->train_min
-                                         : codec_train_min(&spec);
+                                         : codec_train_min(&c->spec);
     rc = eng_next_id(c->db, txn, META_NEXT_COLLECTION, &rec.id);
     if (rc == 0)
         rc = catalog_put(c->db, txn, c->name, &rec);
@@ -84,7 +78,16 @@ qv_status catalog_create(qv_db *base, const char *name,
                          const qv_collection_config *config)
 {
     eng_db *db = (eng_db *)base;
-    struct create_ctx c = {db, name, config, QV_OK};
+    struct create_ctx c = {db, name, config, {CODEC_NONE, 0}, QV_OK};
+    /* The front door checked config with this same function; here it
+     * gives the codec, parsed. */
+    qv_status st = validate_collection_config(base, config, NULL, &c.spec);
+    if (st != QV_OK)
+        return st;
+    if (config->shards)
+        return qv_fail(base, QV_ERR_UNSUPPORTED, "shards and replicas need a "
+                       "cluster node (quiverd --cluster); this database is a "
+                       "single node");
     return eng_write(db, create_txn, &c, &c.status, "creating a collection");
 }
 
