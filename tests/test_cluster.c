@@ -21,6 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "tests/test_util.h"
 
 #define MAX_NODES 3
@@ -73,17 +75,22 @@ static int cluster_setup(void **state)
     return 0;
 }
 
-/* A nats-server and two nodes, each in a directory of its own. */
-static struct cluster *cluster_start(void **state)
+/* A nats-server and nodes nodes, each in a directory of its own. */
+static struct cluster *cluster_start_n(void **state, int nodes)
 {
     struct cluster *c = *state;
     c->dir = tu_mkdtemp();
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < nodes; i++)
         c->node_dir[i] = tu_mkdtemp();
     c->nats = tu_start_nats(c->dir, c->url, sizeof c->url);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < nodes; i++)
         start_node(c, i);
     return c;
+}
+
+static struct cluster *cluster_start(void **state)
+{
+    return cluster_start_n(state, 2);
 }
 
 static void start_nats3_server(struct cluster *c, int i)
@@ -949,6 +956,274 @@ static void test_clients_of_three_nodes(void **state)
     }
 }
 
+
+/* ---- sharded collections ---- */
+
+enum { SH_DIM = 8, SH_SHARDS = 4, SH_REPLICAS = 2, SH_DOCS = 300 };
+
+static void sharded_vector(int i, float *v)
+{
+    uint32_t x = 2654435761u * (uint32_t)(i + 1);
+    for (int d = 0; d < SH_DIM; d++) {
+        x = x * 1664525u + 1013904223u;
+        v[d] = (float)(x >> 8) / (float)(1u << 24) - 0.5f;
+    }
+}
+
+static void sharded_id(int i, char *id, size_t len)
+{
+    snprintf(id, len, "s%04d", i);
+}
+
+/* Upsert documents [from, to) through db, in batches of 50. */
+static void sharded_upsert(qv_db *db, int from, int to)
+{
+    for (int at = from; at < to; at += 50) {
+        qv_doc docs[50];
+        char ids[50][16], payloads[50][24];
+        float v[50][SH_DIM];
+        int n = to - at < 50 ? to - at : 50;
+        for (int j = 0; j < n; j++) {
+            sharded_id(at + j, ids[j], sizeof ids[j]);
+            snprintf(payloads[j], sizeof payloads[j], "{\"n\":%d}", at + j);
+            sharded_vector(at + j, v[j]);
+            docs[j] = (qv_doc){ids[j], v[j], SH_DIM, payloads[j]};
+        }
+        assert_ok(db, qv_upsert(db, "big", docs, (size_t)n));
+    }
+}
+
+/* The local collection of shard s of "big", as the nodes name it. */
+static void shard_name(uint32_t s, char *out, size_t len)
+{
+    snprintf(out, len, "_shard.%016llx.%u",
+             (unsigned long long)XXH64("big", 3, 0), s);
+}
+
+/* Every handle reads after the newest write token of any of them. */
+static void sync_tokens(struct cluster *c, int nodes)
+{
+    uint64_t max = 0, t;
+    for (int i = 0; i < nodes; i++)
+        if (c->h[i] && qv_write_token(c->h[i], &t) == QV_OK && t > max)
+            max = t;
+    for (int i = 0; i < nodes; i++)
+        if (c->h[i])
+            assert_ok(c->h[i], qv_read_after(c->h[i], max));
+}
+
+/* The k nearest live documents by brute force (l2, ties by id). */
+struct scored {
+    float d;
+    int i;
+};
+
+static int by_d(const void *a, const void *b)
+{
+    const struct scored *x = a, *y = b;
+    return x->d != y->d ? (x->d < y->d ? -1 : 1) : x->i - y->i;
+}
+
+static void expect_exact(qv_db *db, const int *live, int n, int q)
+{
+    float query[SH_DIM], v[SH_DIM];
+    struct scored *all = calloc((size_t)n, sizeof *all);
+    int m = 0;
+    assert_non_null(all);
+    sharded_vector(1000 + q, query);
+    for (int i = 0; i < n; i++) {
+        if (!live[i])
+            continue;
+        sharded_vector(i, v);
+        float d = 0;
+        for (int k = 0; k < SH_DIM; k++)
+            d += (v[k] - query[k]) * (v[k] - query[k]);
+        all[m++] = (struct scored){d, i};
+    }
+    qsort(all, (size_t)m, sizeof *all, by_d);
+    qv_search_options opt = {.k = 10, .exact = 1};
+    qv_hits *hits = NULL;
+    assert_ok(db, qv_search(db, "big", query, SH_DIM, &opt, &hits));
+    assert_int_equal(hits->count, m < 10 ? m : 10);
+    for (size_t j = 0; j < hits->count; j++) {
+        char id[16];
+        sharded_id(all[j].i, id, sizeof id);
+        assert_string_equal(hits->hits[j].id, id);
+        assert_float_equal(hits->hits[j].distance, all[j].d, 1e-4);
+    }
+    qv_free(hits);
+    /* the graph walk of every shard finds them too on so few documents */
+    opt.exact = 0;
+    opt.ef = 64;
+    assert_ok(db, qv_search(db, "big", query, SH_DIM, &opt, &hits));
+    int found = 0;
+    for (size_t j = 0; j < hits->count; j++) {
+        char id[16];
+        for (size_t t = 0; t < 10 && t < (size_t)m; t++) {
+            sharded_id(all[t].i, id, sizeof id);
+            found += strcmp(hits->hits[j].id, id) == 0;
+        }
+    }
+    assert_true(found >= 9);
+    qv_free(hits);
+    free(all);
+}
+
+/* Every shard is on exactly its replicas' number of live nodes, with
+ * the same documents on each, all shards together holding want. */
+static void expect_placed(struct cluster *c, int nodes, uint64_t want)
+{
+    uint64_t total = 0;
+    for (uint32_t s = 0; s < SH_SHARDS; s++) {
+        char local[80];
+        int holders = 0;
+        uint64_t first = 0;
+        shard_name(s, local, sizeof local);
+        for (int i = 0; i < nodes; i++) {
+            uint64_t n = 0;
+            qv_status st = qv_count(c->h[i], local, NULL, &n);
+            if (st == QV_ERR_NOT_FOUND)
+                continue;
+            assert_ok(c->h[i], st);
+            if (holders++ == 0)
+                first = n;
+            assert_int_equal(n, first);
+        }
+        assert_int_equal(holders, SH_REPLICAS);
+        total += first;
+    }
+    assert_int_equal(total, want);
+}
+
+static uint64_t big_count(qv_db *db)
+{
+    uint64_t n = 0;
+    assert_ok(db, qv_count(db, "big", NULL, &n));
+    return n;
+}
+
+/*
+ * A collection of 4 shards with 2 replicas on 3 nodes: writes through any
+ * node land on the shards' replicas only, reads through any node see all
+ * shards, exact search equals brute force over every document, and with
+ * a node killed every shard is still served by its other replica.
+ */
+static void test_sharded_collection(void **state)
+{
+    struct cluster *c = cluster_start_n(state, 3);
+    qv_collection_config cfg = {.dim = SH_DIM, .shards = SH_SHARDS,
+                                .replicas = SH_REPLICAS};
+    /* refusals first: nothing of them is left behind */
+    cfg.replicas = 4;
+    assert_status(c->h[0], qv_create_collection(c->h[0], "big", &cfg),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(c->h[0]), "replicas=4 needs 4 live "
+                                               "nodes; the cluster has 3"));
+    cfg.replicas = SH_REPLICAS;
+    cfg.codec = "pq:3";
+    assert_status(c->h[0], qv_create_collection(c->h[0], "big", &cfg),
+                  QV_ERR_INVALID);
+    cfg.codec = NULL;
+    qv_collection_config plain = {.dim = 4};
+    assert_status(c->h[0], qv_create_collection(c->h[0], "_shard.x", &plain),
+                  QV_ERR_INVALID);
+    assert_ok(c->h[1], qv_create_collection(c->h[1], "big", &cfg));
+    assert_status(c->h[2], qv_create_collection(c->h[2], "big", &cfg),
+                  QV_ERR_EXISTS);
+    assert_status(c->h[0], qv_create_collection(c->h[0], "big", &plain),
+                  QV_ERR_EXISTS);
+    sync_tokens(c, 3);
+    qv_collection_info info;
+    for (int i = 0; i < 3; i++) {
+        assert_ok(c->h[i], qv_describe_collection(c->h[i], "big", &info));
+        assert_int_equal(info.shards, SH_SHARDS);
+        assert_int_equal(info.replicas, SH_REPLICAS);
+        assert_int_equal(info.dim, SH_DIM);
+        assert_int_equal(info.count, 0);
+    }
+
+    sharded_upsert(c->h[0], 0, 200);
+    sharded_upsert(c->h[2], 200, SH_DOCS);
+    int live[SH_DOCS];
+    for (int i = 0; i < SH_DOCS; i++)
+        live[i] = 1;
+    for (int i = 0; i < 20; i++) {
+        char id[16];
+        sharded_id(i * 7, id, sizeof id);
+        assert_ok(c->h[1], qv_delete(c->h[1], "big", id));
+        live[i * 7] = 0;
+    }
+    assert_status(c->h[1], qv_delete(c->h[1], "big", "s0000"),
+                  QV_ERR_NOT_FOUND);
+    sync_tokens(c, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(big_count(c->h[i]), SH_DOCS - 20);
+        for (int q = 0; q < 5; q++)
+            expect_exact(c->h[i], live, SH_DOCS, q);
+    }
+    expect_placed(c, 3, SH_DOCS - 20);
+    qv_record *rec = NULL;
+    assert_ok(c->h[2], qv_get(c->h[2], "big", "s0123", &rec));
+    assert_string_equal(rec->payload, "{\"n\":123}");
+    qv_free(rec);
+    assert_status(c->h[2], qv_get(c->h[2], "big", "s0007", &rec),
+                  QV_ERR_NOT_FOUND);
+    qv_page *page = NULL;
+    assert_status(c->h[0], qv_scan(c->h[0], "big", NULL, 10, &page),
+                  QV_ERR_UNSUPPORTED);
+    qv_collection_info *list = NULL;
+    size_t n = 0;
+    assert_ok(c->h[0], qv_list_collections(c->h[0], &list, &n));
+    assert_int_equal(n, 1);
+    assert_string_equal(list[0].name, "big");
+    assert_int_equal(list[0].count, SH_DOCS - 20);
+    qv_free(list);
+
+    /* a node lost: its shards are served by their other replicas */
+    kill_node(c, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(big_count(c->h[i]), SH_DOCS - 20);
+        expect_exact(c->h[i], live, SH_DOCS, 7);
+    }
+    int more[SH_DOCS + 40];
+    memcpy(more, live, sizeof live);
+    for (int i = SH_DOCS; i < SH_DOCS + 40; i++)
+        more[i] = 1;
+    sharded_upsert(c->h[0], SH_DOCS, SH_DOCS + 40);
+    sync_tokens(c, 2);
+    assert_int_equal(big_count(c->h[1]), SH_DOCS + 20);
+    expect_exact(c->h[1], more, SH_DOCS + 40, 8);
+
+    /* back again, it catches up on its shards */
+    start_node(c, 2);
+    sync_tokens(c, 3);
+    assert_int_equal(big_count(c->h[2]), SH_DOCS + 20);
+    expect_placed(c, 3, SH_DOCS + 20);
+    char *report = NULL;
+    for (int i = 0; i < 3; i++) {
+        assert_ok(c->h[i], qv_check(c->h[i], &report));
+        qv_free(report);
+    }
+
+    /* dropped on every node, and made again with another shape */
+    assert_ok(c->h[1], qv_drop_collection(c->h[1], "big"));
+    sync_tokens(c, 3);
+    for (int i = 0; i < 3; i++) {
+        char local[80];
+        shard_name(0, local, sizeof local);
+        assert_status(c->h[i], qv_count(c->h[i], local, NULL, &n),
+                      QV_ERR_NOT_FOUND);
+        assert_status(c->h[i], qv_describe_collection(c->h[i], "big", &info),
+                      QV_ERR_NOT_FOUND);
+    }
+    cfg.shards = 2;
+    cfg.replicas = 3;
+    assert_ok(c->h[2], qv_create_collection(c->h[2], "big", &cfg));
+    sharded_upsert(c->h[2], 0, 10);
+    sync_tokens(c, 3);
+    assert_int_equal(big_count(c->h[0]), 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -971,6 +1246,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_whole_cluster_restarts,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_clients_of_three_nodes,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_sharded_collection,
                                         cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -399,3 +399,12 @@ int tu_teardown(void **state)
     free(f);
     return st == QV_OK && stopped == 0 ? 0 : -1;
 }
+
+/* QUIVER_TEST_ONLY=PATTERN runs only the tests whose names match it
+ * (cmocka's filter, '*' and '?'), for a developer re-running one test. */
+__attribute__((constructor)) static void tu_filter_from_env(void)
+{
+    const char *only = getenv("QUIVER_TEST_ONLY");
+    if (only && *only)
+        cmocka_set_test_filter(only);
+}

@@ -434,6 +434,23 @@ int clog_kv_put(clog_kv *kv, const char *key, const char *value, char *err,
                                         err, errlen);
 }
 
+int clog_kv_create(clog_kv *kv, const char *key, const char *value,
+                   char *err, size_t errlen)
+{
+    uint64_t rev;
+    natsStatus s = kvStore_CreateString(&rev, kv->kv, key, value);
+    if (s == NATS_OK)
+        return 0;
+    /* a key that exists fails the create's condition: JetStream's "wrong
+     * last sequence" (error 10071) */
+    natsStatus last_s;
+    const char *last = nats_GetLastError(&last_s);
+    if (last_s == s && last && strstr(last, "wrong last sequence"))
+        return 1;
+    return nats_fail(s, 0, "creating a key in the key-value bucket", err,
+                     errlen);
+}
+
 int clog_kv_get(clog_kv *kv, const char *key, char **value, char *err,
                 size_t errlen)
 {

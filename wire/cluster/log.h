@@ -96,6 +96,11 @@ int clog_kv_open(clog *l, const char *bucket, int64_t ttl_ms, clog_kv **out,
 void clog_kv_close(clog_kv *kv);
 int clog_kv_put(clog_kv *kv, const char *key, const char *value, char *err,
                 size_t errlen);
+/* Put key only if the bucket holds none (a compare-and-set on the key's
+ * revision 0, so of two racing creates one wins): 0, 1 when the key
+ * exists, -1 on an error. */
+int clog_kv_create(clog_kv *kv, const char *key, const char *value,
+                   char *err, size_t errlen);
 /* *value: the key's value (free() it), NULL when there is none. */
 int clog_kv_get(clog_kv *kv, const char *key, char **value, char *err,
                 size_t errlen);

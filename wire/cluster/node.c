@@ -37,6 +37,7 @@
 
 #include "common/alloc.h"
 #include "common/json.h"
+#include "wire/cluster/shards.h"
 
 #define READ_POLL_MS 200        /* how often the applier checks for stop */
 #define APPLY_WAIT_MS 30000     /* a write's wait for its local apply */
@@ -60,6 +61,7 @@ struct cluster_node {
     qv_db *db;
     clog *log;
     clog_kv *members;
+    clog_kv *placements;
     char listen[64];
     uint64_t db_id;
     long long last_beat_ms;      /* applier thread only */
@@ -111,9 +113,13 @@ static void settle_position(cluster_node *n, uint64_t seq)
 static void apply_entry(cluster_node *n, const clog_entry *e,
                         node_outcome *out)
 {
+    node_entry entry = {n->db, n->name, n->position, e->seq, e->data,
+                        e->len};
     qv_position_with_next_write(n->db, n->position, e->seq);
-    n->apply(n->db, e->data, e->len, out);
-    settle_position(n, e->seq);
+    n->apply(&entry, out);
+    if (!out->skipped)   /* a skipped entry leaves the position to the
+                            next write: applying it again skips it again */
+        settle_position(n, e->seq);
 }
 
 /* Hand the outcome to the write waiting for entry id, if any. */
@@ -228,7 +234,7 @@ static int apply_merged(cluster_node *n, const struct run *run)
     if (!n->merge(n->db, data, lens, run->n))
         return 0;   /* nothing written; apply_entry stages anew */
     settle_position(n, last);
-    node_outcome ok = {QV_OK, "", 0};
+    node_outcome ok = {QV_OK, "", 0, 0};
     for (size_t i = 0; i < run->n; i++)
         finish(n, &run->e[i], &ok);
     return 1;
@@ -347,10 +353,12 @@ static uint64_t member_db_id(const char *text)
  * node with another database holds it. */
 static int join_members(cluster_node *n, char *err, size_t errlen)
 {
-    char bucket[64], *held = NULL;
+    char bucket[64], places[64], *held = NULL;
     snprintf(bucket, sizeof bucket, "quiver_%s_nodes", clog_stream(n->log));
+    snprintf(places, sizeof places, "quiver_%s_shards", clog_stream(n->log));
     if (clog_kv_open(n->log, bucket, MEMBER_TTL_MS, &n->members, err,
                      errlen) != 0 ||
+        clog_kv_open(n->log, places, 0, &n->placements, err, errlen) != 0 ||
         clog_kv_get(n->members, n->name, &held, err, errlen) != 0)
         return -1;
     uint64_t other = held ? member_db_id(held) : 0;
@@ -430,6 +438,7 @@ void node_stop(cluster_node *n)
     if (n->applier_started)   /* leave at once rather than by expiry */
         clog_kv_delete(n->members, n->name, err, sizeof err);
     clog_kv_close(n->members);
+    clog_kv_close(n->placements);
     clog_close(n->log);
     pthread_cond_destroy(&n->applied_cv);
     pthread_mutex_destroy(&n->lock);
@@ -442,6 +451,40 @@ uint64_t node_applied(cluster_node *n)
     uint64_t seq = n->applied;
     pthread_mutex_unlock(&n->lock);
     return seq;
+}
+
+const char *node_name(const cluster_node *n)
+{
+    return n->name;
+}
+
+clog_kv *node_placements(cluster_node *n)
+{
+    return n->placements;
+}
+
+int node_live(cluster_node *n, char ***names, int *count, char *err,
+              size_t errlen)
+{
+    return clog_kv_keys(n->members, names, count, err, errlen);
+}
+
+int node_listen_of(cluster_node *n, const char *name, char *listen,
+                   size_t len, char *err, size_t errlen)
+{
+    char *text = NULL;
+    if (clog_kv_get(n->members, name, &text, err, errlen) != 0)
+        return -1;
+    if (!text)
+        return 1;
+    json_t *o = json_loads(text, 0, NULL);
+    const char *at = json_string_value(json_object_get(o, "listen"));
+    int rc = at && strlen(at) < len ? 0 : 1;
+    if (rc == 0)
+        snprintf(listen, len, "%s", at);
+    json_decref(o);
+    free(text);
+    return rc;
 }
 
 static void unlink_waiter(cluster_node *n, struct waiter *w)
@@ -476,7 +519,7 @@ void node_write(cluster_node *n, const char *shard, const void *entry,
              (unsigned long long)atomic_fetch_add(&n->next_id, 1));
     size_t max = clog_max_entry(n->log);
     if (len > max) {
-        *out = (node_outcome){QV_ERR_INVALID, "", 0};
+        *out = (node_outcome){QV_ERR_INVALID, "", 0, 0};
         snprintf(out->message, sizeof out->message, "the write is %zu bytes, "
                  "more than the cluster's write log takes in one entry (%zu "
                  "bytes: the NATS servers' max_payload less 1 KiB); send "
@@ -485,7 +528,7 @@ void node_write(cluster_node *n, const char *shard, const void *entry,
         return;
     }
     if (clog_subject(n->log, shard, subject, sizeof subject) != 0) {
-        *out = (node_outcome){QV_ERR_INTERNAL, "", 0};
+        *out = (node_outcome){QV_ERR_INTERNAL, "", 0, 0};
         snprintf(out->message, sizeof out->message, "bad shard '%s'", shard);
         return;
     }
@@ -501,12 +544,12 @@ void node_write(cluster_node *n, const char *shard, const void *entry,
     unlink_waiter(n, &w);
     pthread_mutex_unlock(&n->lock);
     if (!appended) {
-        *out = (node_outcome){QV_ERR_CONNECTION, "", 0};
+        *out = (node_outcome){QV_ERR_CONNECTION, "", 0, 0};
         snprintf(out->message, sizeof out->message, "the cluster's write "
                  "log did not confirm the write, which may or may not be "
                  "applied later: %s", err);
     } else if (!applied) {
-        *out = (node_outcome){QV_ERR_TIMEOUT, "", 0};
+        *out = (node_outcome){QV_ERR_TIMEOUT, "", 0, 0};
         snprintf(out->message, sizeof out->message, "the write is entry %llu "
                  "of the log and will be applied, but this node did not "
                  "apply it within %d s", (unsigned long long)*seq,
@@ -526,7 +569,7 @@ qv_status node_wait_applied(cluster_node *n, uint64_t seq, node_outcome *out)
     pthread_mutex_unlock(&n->lock);
     if (applied >= seq)
         return QV_OK;
-    *out = (node_outcome){QV_ERR_TIMEOUT, "", 0};
+    *out = (node_outcome){QV_ERR_TIMEOUT, "", 0, 0};
     snprintf(out->message, sizeof out->message, "this node has applied the "
              "log up to entry %llu, not yet %llu; ask again or ask another "
              "node", (unsigned long long)applied, (unsigned long long)seq);
@@ -563,6 +606,40 @@ static json_t *member_status(clog_kv *members, const char *name,
     return o;
 }
 
+/* The placement of every sharded collection: [{name, shards, replicas,
+ * placement: [[node, ...] per shard]}]; NULL on an error (in err). */
+static json_t *placements_status(cluster_node *n, char *err, size_t errlen)
+{
+    char **names = NULL;
+    int count = 0;
+    if (shard_map_names(n->placements, &names, &count, err, errlen) != 0)
+        return NULL;
+    json_t *out = json_array();
+    for (int i = 0; out && i < count; i++) {
+        shard_map m;
+        int found = 0;
+        if (!names[i][0] ||
+            shard_map_get(n->placements, names[i], &m, &found, err,
+                          errlen) != 0 || !found)
+            continue;
+        json_t *shards = json_array();
+        for (uint32_t s = 0; shards && s < m.shards; s++) {
+            json_t *hosts = json_array();
+            for (uint32_t r = 0; hosts && r < m.replicas; r++)
+                json_array_append_new(hosts, json_string(shard_host(&m, s, r)));
+            json_array_append_new(shards, hosts);
+        }
+        json_array_append_new(out, json_pack("{s:s, s:I, s:I, s:o}", "name",
+                                             m.name, "shards",
+                                             (json_int_t)m.shards, "replicas",
+                                             (json_int_t)m.replicas,
+                                             "placement", shards));
+        shard_map_release(&m);
+    }
+    clog_kv_keys_free(names, count);
+    return out;
+}
+
 qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
 {
     char err[512], **keys = NULL;
@@ -571,7 +648,7 @@ qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
     *json = NULL;
     if (clog_last_seq(n->log, &last, err, sizeof err) != 0 ||
         clog_kv_keys(n->members, &keys, &nkeys, err, sizeof err) != 0) {
-        *fail = (node_outcome){QV_ERR_CONNECTION, "", 0};
+        *fail = (node_outcome){QV_ERR_CONNECTION, "", 0, 0};
         snprintf(fail->message, sizeof fail->message, "%s", err);
         return QV_ERR_CONNECTION;
     }
@@ -587,17 +664,24 @@ qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
     char failure[sizeof n->failure];
     memcpy(failure, n->failure, sizeof failure);
     pthread_mutex_unlock(&n->lock);
-    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:s}",
+    json_t *placed = placements_status(n, err, sizeof err);
+    if (!placed) {
+        json_decref(nodes);
+        *fail = (node_outcome){QV_ERR_CONNECTION, "", 0, 0};
+        snprintf(fail->message, sizeof fail->message, "%s", err);
+        return QV_ERR_CONNECTION;
+    }
+    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:o, s:s}",
                           "node", n->name, "stream", "name",
                           clog_stream(n->log), "last_seq", (json_int_t)last,
                           "replicas", clog_replicas(n->log), "nodes", nodes,
-                          "last_error", failure);
+                          "sharded", placed, "last_error", failure);
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     *json = text ? qv_strndup(text, strlen(text)) : NULL;
     qv_json_free(text);
     if (*json)
         return QV_OK;
-    *fail = (node_outcome){QV_ERR_NOMEM, "out of memory", 0};
+    *fail = (node_outcome){QV_ERR_NOMEM, "out of memory", 0, 0};
     return QV_ERR_NOMEM;
 }

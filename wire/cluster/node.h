@@ -19,17 +19,32 @@ typedef struct cluster_node cluster_node;
 #define NODE_MARK QV_POSITION_CLUSTER
 uint64_t node_stream_mark(const char *stream);
 
-/* What applying one entry gave: the same on every node. */
+/* What applying one entry gave: the same on every node that holds what
+ * the entry is about. */
 typedef struct node_outcome {
     qv_status status;
     char message[512];
     uint64_t count;      /* delete where: the documents deleted */
+    int skipped;         /* the entry is about a shard this node does not
+                            hold: nothing written, no position stored */
 } node_outcome;
 
-/* Apply one entry (a protocol Request's bytes) to db. Given by the server,
- * which knows the protocol; the node only orders and records. */
-typedef void (*node_apply_fn)(qv_db *db, const void *entry, size_t len,
-                              node_outcome *out);
+/* Where the applier stands: the entry being applied. */
+typedef struct node_entry {
+    qv_db *db;
+    const char *node;        /* this node's name */
+    const char *position;    /* the position that records how far it got */
+    uint64_t seq;            /* the entry's sequence, staged as position
+                                for the entry's next write */
+    const void *data;        /* a protocol Request's bytes */
+    size_t len;
+} node_entry;
+
+/* Apply one entry to e->db. Given by the server, which knows the
+ * protocol; the node only orders and records. An apply of several
+ * writes stages e->seq - 1 for all but its last, so that a crash between
+ * them applies the entry again (which must then be harmless). */
+typedef void (*node_apply_fn)(const node_entry *e, node_outcome *out);
 /*
  * Apply n entries as one write when they can be (the server knows which),
  * each with the outcome OK: 1. 0 when they cannot, or that write failed:
@@ -74,5 +89,21 @@ qv_status node_status(cluster_node *n, char **json, node_outcome *fail);
 
 /* The last sequence this node applied. */
 uint64_t node_applied(cluster_node *n);
+
+/* This node's name. */
+const char *node_name(const cluster_node *n);
+
+/* The bucket of the placements of sharded collections (shards.h). */
+clog_kv *node_placements(cluster_node *n);
+
+/* The names of the live nodes (*names, *count; release with
+ * clog_kv_keys_free). 0, or -1 with err. */
+int node_live(cluster_node *n, char ***names, int *count, char *err,
+              size_t errlen);
+
+/* The address clients reach live node name at, in listen: 0, 1 when no
+ * live node has that name, -1 with err. */
+int node_listen_of(cluster_node *n, const char *name, char *listen,
+                   size_t len, char *err, size_t errlen);
 
 #endif

@@ -13,6 +13,7 @@
 #include "wire/proto/inspect.h"
 #include "wire/proto/ops.h"
 #include "wire/quiver.pb-c.h"
+#include "wire/server/router.h"
 
 typedef Quiver__V1__Request Request;
 typedef Quiver__V1__Response Response;
@@ -21,6 +22,7 @@ typedef Quiver__V1__Response Response;
 struct reply {
     Response resp;
     void *api_result;         /* from qv_get / qv_search / ... : qv_free */
+    router_hits *routed;      /* a search across shards */
     void *scratch[4];         /* arrays built for the response: qv_mem_free */
     char text[640];           /* a message formatted for the response */
     union {
@@ -53,6 +55,13 @@ static void set_status(struct reply *r, qv_db *db, qv_status st)
         r->resp.message = (char *)qv_errmsg(db);
 }
 
+static qv_status refuse(struct reply *r, qv_status st, const char *message)
+{
+    r->resp.status = (Quiver__V1__Status)st;
+    r->resp.message = (char *)message;
+    return st;
+}
+
 static qv_status nomem(struct reply *r)
 {
     r->resp.status = QUIVER__V1__STATUS__NOMEM;
@@ -80,19 +89,26 @@ static void info_to_wire(const qv_collection_info *in,
     out->replicas = in->replicas;
 }
 
-static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
+static qv_collection_config config_from_wire(
+    const Quiver__V1__CollectionConfig *c)
 {
     qv_collection_config cfg = {0};
-    if (m->config) {
-        cfg.dim = m->config->dim;
-        cfg.metric = (qv_metric)m->config->metric;
-        cfg.M = m->config->m;
-        cfg.ef_construction = m->config->ef_construction;
-        cfg.codec = m->config->codec[0] ? m->config->codec : NULL;
-        cfg.train_min = m->config->train_min;
-        cfg.shards = m->config->shards;
-        cfg.replicas = m->config->replicas;
+    if (c) {
+        cfg.dim = c->dim;
+        cfg.metric = (qv_metric)c->metric;
+        cfg.M = c->m;
+        cfg.ef_construction = c->ef_construction;
+        cfg.codec = c->codec[0] ? c->codec : NULL;
+        cfg.train_min = c->train_min;
+        cfg.shards = c->shards;
+        cfg.replicas = c->replicas;
     }
+    return cfg;
+}
+
+static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
+{
+    qv_collection_config cfg = config_from_wire(m->config);
     return qv_create_collection(db, m->name, &cfg);
 }
 
@@ -122,24 +138,46 @@ static qv_status do_describe(qv_db *db, const char *name, struct reply *r)
     return st;
 }
 
-static qv_status do_list(qv_db *db, struct reply *r)
+/* The shards' own collections are not the user's: a list shows the
+ * sharded collections (from the router) in their place. */
+static int listed(const qv_collection_info *info)
 {
-    qv_collection_info *list = NULL;
-    size_t n = 0;
+    return strncmp(info->name, SHARD_PREFIX, strlen(SHARD_PREFIX)) != 0;
+}
+
+static qv_status do_list(qv_db *db, dispatch_session *s, uint64_t after,
+                         struct reply *r)
+{
+    qv_collection_info *list = NULL, *sharded = NULL;
+    size_t n = 0, ns = 0;
     qv_status st = qv_list_collections(db, &list, &n);
     if (st != QV_OK)
         return st;
     r->api_result = list;
-    Quiver__V1__CollectionInfo *infos = reply_alloc(r, (n + 1) * sizeof *infos);
-    Quiver__V1__CollectionInfo **ptrs = reply_alloc(r, (n + 1) * sizeof *ptrs);
+    if (s->router) {
+        st = router_list(s->router, after, &sharded, &ns, r->text,
+                         sizeof r->text);
+        if (st != QV_OK)
+            return refuse(r, st, r->text);
+        r->scratch[0] = sharded;
+    }
+    Quiver__V1__CollectionInfo *infos =
+        reply_alloc(r, (n + ns + 1) * sizeof *infos);
+    Quiver__V1__CollectionInfo **ptrs =
+        reply_alloc(r, (n + ns + 1) * sizeof *ptrs);
     if (!infos || !ptrs)
         return nomem(r);
-    for (size_t i = 0; i < n; i++) {
-        info_to_wire(&list[i], &infos[i]);
-        ptrs[i] = &infos[i];
+    size_t k = 0;
+    for (size_t i = 0; i < n + ns; i++) {
+        const qv_collection_info *in = i < n ? &list[i] : &sharded[i - n];
+        if (!listed(in))
+            continue;
+        info_to_wire(in, &infos[k]);
+        ptrs[k] = &infos[k];
+        k++;
     }
     quiver__v1__collection_list__init(&r->u.list);
-    r->u.list.n_collections = n;
+    r->u.list.n_collections = k;
     r->u.list.collections = ptrs;
     r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_LIST;
     r->resp.list = &r->u.list;
@@ -510,13 +548,6 @@ static qv_status do_stats(qv_db *db, struct reply *r)
     return QV_OK;
 }
 
-static qv_status refuse(struct reply *r, qv_status st, const char *message)
-{
-    r->resp.status = (Quiver__V1__Status)st;
-    r->resp.message = (char *)message;
-    return st;
-}
-
 /* A name of a new backup: 1 to QV_NAME_MAX letters, digits, '_', '-'
  * or '.', not starting with '.' (so never "." or ".." nor hidden). */
 static int backup_name_ok(const char *name)
@@ -690,6 +721,233 @@ static qv_status do_cluster_status(dispatch_session *s, struct reply *r)
     return QV_OK;
 }
 
+/* ---- sharded collections on a cluster node (router.h) ---- */
+
+/* The collection a request on one collection names; NULL for others. */
+static const char *request_collection(const Request *req)
+{
+    switch (req->op_case) {
+    case QUIVER__V1__REQUEST__OP_DROP_COLLECTION:
+        return req->drop_collection->name;
+    case QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION:
+        return req->describe_collection->name;
+    case QUIVER__V1__REQUEST__OP_UPSERT: return req->upsert->collection;
+    case QUIVER__V1__REQUEST__OP_GET: return req->get->collection;
+    case QUIVER__V1__REQUEST__OP_DELETE: return req->delete_->collection;
+    case QUIVER__V1__REQUEST__OP_SEARCH: return req->search->collection;
+    case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
+        return req->search_batch->collection;
+    case QUIVER__V1__REQUEST__OP_SCAN: return req->scan->collection;
+    case QUIVER__V1__REQUEST__OP_COUNT: return req->count->collection;
+    case QUIVER__V1__REQUEST__OP_DELETE_WHERE:
+        return req->delete_where->collection;
+    case QUIVER__V1__REQUEST__OP_CREATE_INDEX:
+        return req->create_index->collection;
+    case QUIVER__V1__REQUEST__OP_DROP_INDEX:
+        return req->drop_index->collection;
+    case QUIVER__V1__REQUEST__OP_LIST_INDEXES:
+        return req->list_indexes->collection;
+    case QUIVER__V1__REQUEST__OP_TRAIN: return req->train->collection;
+    default: return NULL;
+    }
+}
+
+static int is_shard_name(const char *name)
+{
+    return strncmp(name, SHARD_PREFIX, strlen(SHARD_PREFIX)) == 0;
+}
+
+/* Whether db holds a collection of that name. */
+static int holds_collection(qv_db *db, const char *name)
+{
+    uint64_t n;
+    return qv_count(db, name, NULL, &n) != QV_ERR_NOT_FOUND;
+}
+
+static qv_status routed_search(dispatch_session *s, const shard_map *map,
+                               const Quiver__V1__Search *m, uint64_t after,
+                               struct reply *r)
+{
+    qv_search_options opt = options_from_wire(m->options);
+    uint32_t dim = m->n_query > UINT32_MAX ? 0 : (uint32_t)m->n_query;
+    qv_status st = router_search(s->router, map, m->query, dim, &opt, after,
+                                 &r->routed, r->text, sizeof r->text);
+    if (st != QV_OK)
+        return st;
+    const qv_hits *hits = router_hits_of(r->routed);
+    Quiver__V1__Hit *slots = reply_alloc(r, (hits->count + 1) * sizeof *slots);
+    Quiver__V1__Hit **ptrs = reply_alloc(r, (hits->count + 1) * sizeof *ptrs);
+    if (!slots || !ptrs)
+        return nomem(r);
+    hits_to_wire(r, hits, &r->u.hits, slots, ptrs);
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_HITS;
+    r->resp.hits = &r->u.hits;
+    return QV_OK;
+}
+
+static qv_status routed_get(dispatch_session *s, const shard_map *map,
+                            const Quiver__V1__Get *m, uint64_t after,
+                            struct reply *r)
+{
+    qv_record *rec = NULL;
+    qv_status st = router_get(s->router, map, m->id, after, &rec, r->text,
+                              sizeof r->text);
+    if (st != QV_OK)
+        return st;
+    r->api_result = rec;
+    doc_to_wire(rec, &r->u.doc);
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_DOCUMENT;
+    r->resp.document = &r->u.doc;
+    return QV_OK;
+}
+
+static qv_status routed_describe(dispatch_session *s, const shard_map *map,
+                                 uint64_t after, struct reply *r)
+{
+    qv_collection_info *info = reply_alloc(r, sizeof *info);
+    if (!info)
+        return nomem(r);
+    qv_status st = router_describe(s->router, map, after, info, r->text,
+                                   sizeof r->text);
+    if (st == QV_OK) {
+        info_to_wire(info, &r->u.info);
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_INFO;
+        r->resp.info = &r->u.info;
+    }
+    return st;
+}
+
+static qv_status routed_upsert(dispatch_session *s, const shard_map *map,
+                               const Quiver__V1__Upsert *m, uint64_t *token,
+                               struct reply *r)
+{
+    qv_doc *docs = reply_alloc(r, (m->n_documents + 1) * sizeof *docs);
+    if (!docs)
+        return nomem(r);
+    for (size_t i = 0; i < m->n_documents; i++)
+        docs[i] = doc_of(m->documents[i]);
+    return router_upsert(s->router, map, docs, m->n_documents, token, r->text,
+                         sizeof r->text);
+}
+
+/* A request on sharded collection map->name, answered through the
+ * router as one database would answer it. */
+static void run_routed(dispatch_session *s, const Request *req,
+                       const shard_map *map, struct reply *r)
+{
+    uint64_t token = 0, after = req->after, count = 0;
+    qv_status st;
+    switch (req->op_case) {
+    case QUIVER__V1__REQUEST__OP_DROP_COLLECTION:
+        st = router_drop(s->router, map, &token, r->text, sizeof r->text);
+        break;
+    case QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION:
+        st = routed_describe(s, map, after, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_UPSERT:
+        st = routed_upsert(s, map, req->upsert, &token, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_DELETE:
+        st = router_delete(s->router, map, req->delete_->id, &token, r->text,
+                           sizeof r->text);
+        break;
+    case QUIVER__V1__REQUEST__OP_GET:
+        st = routed_get(s, map, req->get, after, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_SEARCH:
+        st = routed_search(s, map, req->search, after, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_COUNT:
+        st = router_count(s->router, map,
+                          req->count->has_filter ? req->count->filter : NULL,
+                          after, &count, r->text, sizeof r->text);
+        if (st == QV_OK) {
+            r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
+            r->resp.count = count;
+        }
+        break;
+    default:
+        snprintf(r->text, sizeof r->text, "'%s' is a sharded collection: "
+                 "this request is not supported across shards yet "
+                 "(docs/CLUSTER.md \"Shards\")", map->name);
+        st = QV_ERR_UNSUPPORTED;
+        break;
+    }
+    r->resp.write_token = token;
+    if (st != QV_OK && r->resp.status == QUIVER__V1__STATUS__OK)
+        refuse(r, st, r->text);
+}
+
+/* A plain create of a name a sharded collection has is refused here,
+ * since the shards' local collections have other names: 1 when it was. */
+static int sharded_exists(dispatch_session *s, const char *name,
+                          struct reply *r)
+{
+    shard_map map;
+    int rc = router_lookup(s->router, name, &map, r->text, sizeof r->text);
+    if (rc > 0) {
+        shard_map_release(&map);
+        snprintf(r->text, sizeof r->text, "collection '%s' already exists",
+                 name);
+        refuse(r, QV_ERR_EXISTS, r->text);
+    } else if (rc < 0) {
+        refuse(r, QV_ERR_CONNECTION, r->text);
+    }
+    return rc != 0;
+}
+
+/*
+ * A cluster node's requests that are about shards: creates with shards,
+ * requests on sharded collections, and requests that name a shard's own
+ * collection (nodes send those to each other; a node refuses those of a
+ * shard it does not hold, so that nothing is logged for it). 1 when the
+ * request was answered here.
+ */
+static int run_sharded(qv_db *db, dispatch_session *s, const Request *req,
+                       struct reply *r)
+{
+    if (req->op_case == QUIVER__V1__REQUEST__OP_CREATE_COLLECTION) {
+        const Quiver__V1__CreateCollection *m = req->create_collection;
+        if (is_shard_name(m->name)) {
+            refuse(r, QV_ERR_INVALID, "collection names starting with '"
+                   SHARD_PREFIX "' are the cluster's shards");
+            return 1;
+        }
+        if (!m->config || m->config->shards == 0)
+            return sharded_exists(s, m->name, r);
+        qv_collection_config cfg = config_from_wire(m->config);
+        uint64_t token = 0;
+        qv_status st = router_create(s->router, m->name, &cfg, &token,
+                                     r->text, sizeof r->text);
+        r->resp.write_token = token;
+        if (st != QV_OK)
+            refuse(r, st, r->text);
+        return 1;
+    }
+    const char *name = request_collection(req);
+    if (!name)
+        return 0;
+    if (is_shard_name(name)) {
+        if (op_kind_of(req->op_case) != OP_WRITES || holds_collection(db, name))
+            return 0;
+        snprintf(r->text, sizeof r->text, "this node holds no collection "
+                 "'%s'", name);
+        refuse(r, QV_ERR_NOT_FOUND, r->text);
+        return 1;
+    }
+    if (holds_collection(db, name))
+        return 0;
+    shard_map map;
+    int rc = router_lookup(s->router, name, &map, r->text, sizeof r->text);
+    if (rc < 0)
+        refuse(r, QV_ERR_CONNECTION, r->text);
+    if (rc <= 0)
+        return rc < 0;
+    run_routed(s, req, &map, r);
+    shard_map_release(&map);
+    return 1;
+}
+
 static void run_request(qv_db *db, dispatch_session *s, const Request *req,
                         const uint8_t *payload, size_t len, struct reply *r)
 {
@@ -704,6 +962,8 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         s->close_after = 1;
         return;
     }
+    if (s->router && run_sharded(db, s, req, r))
+        return;
     int table;
     const char *target = s->cluster && op_kind_of(req->op_case) == OP_WRITES
                              ? write_target(req, &table) : NULL;
@@ -724,7 +984,7 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         st = do_describe(db, req->describe_collection->name, r);
         break;
     case QUIVER__V1__REQUEST__OP_LIST_COLLECTIONS:
-        st = do_list(db, r);
+        st = do_list(db, s, req->after, r);
         break;
     case QUIVER__V1__REQUEST__OP_UPSERT:
         st = do_upsert(db, req->upsert, r);
@@ -817,27 +1077,155 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         set_status(r, db, st);
 }
 
-void dispatch_apply(qv_db *db, const void *entry, size_t len,
-                    node_outcome *out)
+/* Stage the entry's position for the next write: seq - 1 for a write
+ * that is not the entry's last, so that a crash after it applies the
+ * entry again. */
+static void stage(const node_entry *e, int last)
 {
-    *out = (node_outcome){QV_OK, "", 0};
-    Request *req = quiver__v1__request__unpack(&qv_protobuf_allocator, len,
-                                               entry);
+    qv_position_with_next_write(e->db, e->position,
+                                last ? e->seq : e->seq - 1);
+}
+
+/*
+ * A sharded create (its placement given by the node that took it): on
+ * every node the same checks, so the same outcome; then the shards this
+ * node holds, each a local collection. A shard that exists is one made
+ * by an earlier apply of this entry, cut short by a crash.
+ */
+static void apply_sharded_create(const node_entry *e,
+                                 const Quiver__V1__CreateCollection *m,
+                                 node_outcome *out)
+{
+    qv_collection_config cfg = config_from_wire(m->config);
+    shard_map map;
+    cfg.shards = cfg.replicas = 0;   /* each shard is a plain collection */
+    if (shard_map_from_hosts(m->name, m->config->shards, m->config->replicas,
+                             m->config->placement, m->config->n_placement,
+                             &map, out->message,
+                             sizeof out->message) != 0) {
+        out->status = QV_ERR_INVALID;
+        return;
+    }
+    uint64_t n;
+    qv_status st = qv_count(e->db, m->name, NULL, &n);
+    if (st == QV_OK) {
+        out->status = QV_ERR_EXISTS;
+        snprintf(out->message, sizeof out->message, "collection '%s' "
+                 "already exists", m->name);
+    } else if (st != QV_ERR_NOT_FOUND ||
+               qv_collection_config_check(e->db, &cfg) != QV_OK) {
+        out->status = st != QV_ERR_NOT_FOUND ? st : QV_ERR_INVALID;
+        snprintf(out->message, sizeof out->message, "%s", qv_errmsg(e->db));
+    }
+    if (out->status != QV_OK) {
+        shard_map_release(&map);
+        return;
+    }
+    uint32_t last = UINT32_MAX;
+    for (uint32_t s = 0; s < map.shards; s++)
+        if (shard_map_holds(&map, s, e->node))
+            last = s;
+    for (uint32_t s = 0; s < map.shards && out->status == QV_OK; s++) {
+        char local[QV_NAME_MAX + 1];
+        if (!shard_map_holds(&map, s, e->node))
+            continue;
+        shard_local_name(m->name, s, local);
+        stage(e, s == last);
+        st = qv_create_collection(e->db, local, &cfg);
+        if (st != QV_OK && st != QV_ERR_EXISTS) {
+            out->status = st;
+            snprintf(out->message, sizeof out->message, "%s",
+                     qv_errmsg(e->db));
+        }
+    }
+    shard_map_release(&map);
+}
+
+/* Drop every local collection whose name starts with prefix (a sharded
+ * collection's shards; router_drop). */
+static void apply_shards_drop(const node_entry *e, const char *prefix,
+                              node_outcome *out)
+{
+    qv_collection_info *list = NULL;
+    size_t n = 0, last = SIZE_MAX;
+    if (qv_list_collections(e->db, &list, &n) != QV_OK) {
+        out->status = QV_ERR_IO;
+        snprintf(out->message, sizeof out->message, "%s", qv_errmsg(e->db));
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(list[i].name, prefix, strlen(prefix)) == 0)
+            last = i;
+    for (size_t i = 0; i < n && out->status == QV_OK; i++) {
+        if (strncmp(list[i].name, prefix, strlen(prefix)) != 0)
+            continue;
+        stage(e, i == last);
+        qv_status st = qv_drop_collection(e->db, list[i].name);
+        if (st != QV_OK && st != QV_ERR_NOT_FOUND) {
+            out->status = st;
+            snprintf(out->message, sizeof out->message, "%s",
+                     qv_errmsg(e->db));
+        }
+    }
+    qv_free(list);
+}
+
+/* The entries about shards that apply differs for: 1 when out holds
+ * the outcome. */
+static int apply_shard_entry(const node_entry *e, const Request *req,
+                             node_outcome *out)
+{
+    if (req->op_case == QUIVER__V1__REQUEST__OP_CREATE_COLLECTION &&
+        req->create_collection->config &&
+        req->create_collection->config->shards > 0) {
+        apply_sharded_create(e, req->create_collection, out);
+        return 1;
+    }
+    int table;
+    const char *target = op_kind_of(req->op_case) == OP_WRITES
+                             ? write_target(req, &table) : NULL;
+    if (!target || !is_shard_name(target))
+        return 0;
+    char prefix[QV_NAME_MAX + 1];
+    if (req->op_case == QUIVER__V1__REQUEST__OP_DROP_COLLECTION &&
+        shard_name_split(target, prefix) && strcmp(prefix, target) == 0) {
+        apply_shards_drop(e, prefix, out);
+        return 1;
+    }
+    if (holds_collection(e->db, target))
+        return 0;
+    /* another node's shard: nothing to write here */
+    *out = (node_outcome){QV_ERR_NOT_FOUND, "", 0, 1};
+    snprintf(out->message, sizeof out->message, "this node holds no "
+             "collection '%s'", target);
+    return 1;
+}
+
+void dispatch_apply(const node_entry *e, node_outcome *out)
+{
+    *out = (node_outcome){QV_OK, "", 0, 0};
+    Request *req = quiver__v1__request__unpack(&qv_protobuf_allocator, e->len,
+                                               e->data);
     if (!req) {   /* every node refuses it alike: nothing is written */
         out->status = QV_ERR_PROTOCOL;
         snprintf(out->message, sizeof out->message, "log entry of %zu bytes "
-                 "is not a Request", len);
+                 "is not a Request", e->len);
+        return;
+    }
+    if (apply_shard_entry(e, req, out)) {
+        quiver__v1__request__free_unpacked(req, &qv_protobuf_allocator);
         return;
     }
     dispatch_session local = {.authenticated = 1};
     struct reply r = {.resp = QUIVER__V1__RESPONSE__INIT};
-    run_request(db, &local, req, entry, len, &r);
+    run_request(e->db, &local, req, e->data, e->len, &r);
     out->status = (qv_status)r.resp.status;
     snprintf(out->message, sizeof out->message, "%s",
              r.resp.message ? r.resp.message : "");
     if (r.resp.result_case == QUIVER__V1__RESPONSE__RESULT_COUNT)
         out->count = r.resp.count;
     qv_free(r.api_result);
+    router_hits_free(r.routed);
     for (size_t i = 0; i < sizeof r.scratch / sizeof *r.scratch; i++)
         qv_mem_free(r.scratch[i]);
     quiver__v1__request__free_unpacked(req, &qv_protobuf_allocator);
@@ -935,6 +1323,7 @@ int dispatch_frame(qv_db *db, dispatch_session *session,
     }
     int rc = frame_append(out, &r.resp.base);
     qv_free(r.api_result);
+    router_hits_free(r.routed);
     for (size_t i = 0; i < sizeof r.scratch / sizeof *r.scratch; i++)
         qv_mem_free(r.scratch[i]);
     quiver__v1__request__free_unpacked(req, &qv_protobuf_allocator);

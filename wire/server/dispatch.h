@@ -19,6 +19,7 @@ typedef struct dispatch_session {
                                 path), or NULL: backup is refused */
     cluster_node *cluster;   /* a cluster node: writes go through its log;
                                 NULL: they are made here */
+    struct router *router;   /* a cluster node's sharded collections */
     int authenticated;
     int close_after;     /* set when the connection must be closed after the
                             response is sent */
@@ -34,11 +35,13 @@ int dispatch_frame(qv_db *db, dispatch_session *session,
 
 /*
  * Make the write that entry (a Request's bytes, as appended to the write
- * log) asks for on db, as an authenticated client of a server without a
- * cluster would; its outcome in out. The cluster node's applier.
+ * log) asks for on entry->db, as an authenticated client of a server
+ * without a cluster would; its outcome in out. The cluster node's
+ * applier. Entries about shards: a sharded create makes the shards its
+ * placement gives this node, a drop of a shards' prefix drops them, and
+ * a write of a shard this node does not hold is skipped.
  */
-void dispatch_apply(qv_db *db, const void *entry, size_t len,
-                    node_outcome *out);
+void dispatch_apply(const node_entry *entry, node_outcome *out);
 /* The node's merge (node_merge_fn): a run of upserts into one collection
  * as one write, 1 when made; 0 for any other run, or when it failed. */
 int dispatch_merge(qv_db *db, const void *const *entries, const size_t *lens,

@@ -29,6 +29,7 @@
 
 #include "common/alloc.h"
 #include "wire/server/dispatch.h"
+#include "wire/server/router.h"
 #include "wire/proto/frame.h"
 #include "db/quiver.h"
 #include "wire/proto/stream.h"
@@ -50,6 +51,7 @@ struct server {
     unsigned long next_conn;
     SSL_CTX *tls;            /* NULL: clear TCP */
     cluster_node *cluster;   /* NULL: not a cluster node */
+    router *router;          /* a cluster node's sharded collections */
 };
 
 struct conn {
@@ -373,7 +375,8 @@ static void *conn_main(void *arg)
     struct server *srv = c->srv;
     dispatch_session sess = {.token = srv->cfg->token,
                              .backup_dir = srv->cfg->backup_dir,
-                             .cluster = srv->cluster};
+                             .cluster = srv->cluster,
+                             .router = srv->router};
     wbuf in = {0}, out = {0};
     const char *why = NULL;
     int answered = 0;  /* the last thing sent told the client why */
@@ -680,6 +683,14 @@ static int join_cluster(struct server *srv, int lfd)
         fprintf(stderr, "quiverd: cluster: %s\n", err);
         return -1;
     }
+    /* nodes reach each other as clients do, with the same token; with
+     * TLS, trusting the CA chain of this node's own certificate */
+    srv->router = router_new(srv->cluster, srv->db, cfg->token,
+                             cfg->tls_cert);
+    if (!srv->router) {
+        fprintf(stderr, "quiverd: cluster: out of memory\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -733,6 +744,7 @@ int server_run(const server_config *cfg)
     pthread_cond_destroy(&srv.idle);
     rc = 0;
 done:
+    router_free(srv.router);
     node_stop(srv.cluster);
     qv_close(srv.db);
     SSL_CTX_free(srv.tls);

@@ -1,0 +1,272 @@
+/*
+ * shards.c - shard of an id, shard names, placement, and the placement
+ * bucket (shards.h).
+ */
+#include "wire/cluster/shards.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <xxhash.h>
+
+#include "common/alloc.h"
+#include "common/json.h"
+
+static uint64_t name_hash(const char *name)
+{
+    return XXH64(name, strlen(name), 0);
+}
+
+uint32_t shard_of_id(const char *id, uint32_t shards)
+{
+    return (uint32_t)(XXH64(id, strlen(id), 0) % shards);
+}
+
+void shard_local_name(const char *name, uint32_t shard,
+                      char out[QV_NAME_MAX + 1])
+{
+    snprintf(out, QV_NAME_MAX + 1, SHARD_PREFIX "%016llx.%u",
+             (unsigned long long)name_hash(name), shard);
+}
+
+int shard_name_split(const char *local, char prefix[QV_NAME_MAX + 1])
+{
+    size_t plen = strlen(SHARD_PREFIX);
+    if (strncmp(local, SHARD_PREFIX, plen) != 0)
+        return 0;
+    const char *dot = strchr(local + plen, '.');
+    if (!dot || (size_t)(dot + 1 - local) > QV_NAME_MAX)
+        return 0;
+    snprintf(prefix, QV_NAME_MAX + 1, "%.*s", (int)(dot + 1 - local), local);
+    return 1;
+}
+
+int shard_map_holds(const shard_map *m, uint32_t s, const char *node)
+{
+    for (uint32_t r = 0; r < m->replicas; r++)
+        if (strcmp(shard_host(m, s, r), node) == 0)
+            return 1;
+    return 0;
+}
+
+static int map_alloc(const char *name, uint32_t shards, uint32_t replicas,
+                     shard_map *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", name);
+    out->shards = shards;
+    out->replicas = replicas;
+    out->hosts = qv_calloc((size_t)shards * replicas, sizeof *out->hosts);
+    if (!out->hosts) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int shard_place(const char *name, uint32_t shards, uint32_t replicas,
+                char *const *nodes, int n, shard_map *out, char *err,
+                size_t errlen)
+{
+    if (replicas == 0 || n < 0 || (uint32_t)n < replicas) {
+        snprintf(err, errlen, "replicas=%u needs as many live nodes; the "
+                 "cluster has %d", replicas, n);
+        return -1;
+    }
+    char **sorted = qv_calloc((size_t)n, sizeof *sorted);
+    if (!sorted || map_alloc(name, shards, replicas, out, err, errlen) != 0) {
+        qv_mem_free(sorted);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    memcpy(sorted, nodes, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, by_name);
+    /* consecutive slots of the rotated ring: a shard's replicas are
+     * distinct while replicas <= n, and every node gets its turn */
+    uint64_t start = name_hash(name) % (uint64_t)n;
+    for (uint64_t i = 0; i < (uint64_t)shards * replicas; i++)
+        snprintf(out->hosts[i], SHARD_NODE_MAX, "%s",
+                 sorted[(start + i) % (uint64_t)n]);
+    qv_mem_free(sorted);
+    return 0;
+}
+
+int shard_map_from_hosts(const char *name, uint32_t shards,
+                         uint32_t replicas, char *const *hosts, size_t n,
+                         shard_map *out, char *err, size_t errlen)
+{
+    if (shards == 0 || replicas == 0 || n != (size_t)shards * replicas) {
+        snprintf(err, errlen, "a placement of %zu nodes for %u shards of %u "
+                 "replicas", n, shards, replicas);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(hosts[i]) == 0 || strlen(hosts[i]) >= SHARD_NODE_MAX) {
+            snprintf(err, errlen, "placement names a node of %zu bytes",
+                     strlen(hosts[i]));
+            return -1;
+        }
+    }
+    if (map_alloc(name, shards, replicas, out, err, errlen) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        snprintf(out->hosts[i], SHARD_NODE_MAX, "%s", hosts[i]);
+    for (uint32_t s = 0; s < shards; s++) {
+        for (uint32_t r = 1; r < replicas; r++) {
+            for (uint32_t q = 0; q < r; q++) {
+                if (strcmp(shard_host(out, s, r), shard_host(out, s, q)))
+                    continue;
+                snprintf(err, errlen, "placement puts two replicas of shard "
+                         "%u on node '%s'", s, shard_host(out, s, r));
+                shard_map_release(out);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+void shard_map_release(shard_map *m)
+{
+    if (!m)
+        return;
+    qv_mem_free(m->hosts);
+    m->hosts = NULL;
+}
+
+void shard_map_key(const char *name, char out[24])
+{
+    snprintf(out, 24, "c%016llx", (unsigned long long)name_hash(name));
+}
+
+/* The map as JSON text (free() it), NULL when out of memory. */
+static char *map_json(const shard_map *m)
+{
+    json_t *hosts = json_array();
+    for (size_t i = 0; hosts && i < (size_t)m->shards * m->replicas; i++)
+        json_array_append_new(hosts, json_string(m->hosts[i]));
+    json_t *o = json_pack("{s:s, s:I, s:I, s:o}", "name", m->name,
+                          "shards", (json_int_t)m->shards, "replicas",
+                          (json_int_t)m->replicas, "hosts", hosts);
+    char *dumped = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    char *text = dumped ? strdup(dumped) : NULL;
+    qv_json_free(dumped);
+    return text;
+}
+
+/* Parse a map's JSON text: 0, or -1 (a record that is no map). */
+static int map_parse(const char *text, shard_map *out, char *err,
+                     size_t errlen)
+{
+    json_t *o = json_loads(text, 0, NULL);
+    json_t *hosts = json_object_get(o, "hosts");
+    const char *name = json_string_value(json_object_get(o, "name"));
+    json_int_t shards = json_integer_value(json_object_get(o, "shards"));
+    json_int_t replicas = json_integer_value(json_object_get(o, "replicas"));
+    int rc = -1;
+    size_t n = json_array_size(hosts);
+    char **names = n ? qv_calloc(n, sizeof *names) : NULL;
+    if (!name || strlen(name) > QV_NAME_MAX || shards <= 0 ||
+        shards > QV_SHARDS_MAX || replicas <= 0 ||
+        replicas > QV_REPLICAS_MAX || !names) {
+        snprintf(err, errlen, "the placement bucket holds a record that is "
+                 "not a placement");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        names[i] = (char *)(json_string_value(json_array_get(hosts, i))
+                                ? json_string_value(json_array_get(hosts, i))
+                                : "");
+    rc = shard_map_from_hosts(name, (uint32_t)shards, (uint32_t)replicas,
+                              names, n, out, err, errlen);
+done:
+    qv_mem_free(names);
+    json_decref(o);
+    return rc;
+}
+
+int shard_map_create(clog_kv *kv, const shard_map *m, char *err,
+                     size_t errlen)
+{
+    char key[24], *text = map_json(m);
+    if (!text) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    shard_map_key(m->name, key);
+    int rc = clog_kv_create(kv, key, text, err, errlen);
+    free(text);
+    return rc;
+}
+
+int shard_map_get(clog_kv *kv, const char *name, shard_map *out, int *found,
+                  char *err, size_t errlen)
+{
+    char key[24], *text = NULL;
+    *found = 0;
+    shard_map_key(name, key);
+    if (clog_kv_get(kv, key, &text, err, errlen) != 0)
+        return -1;
+    if (!text)
+        return 0;
+    int rc = map_parse(text, out, err, errlen);
+    free(text);
+    if (rc == 0 && strcmp(out->name, name) != 0) {
+        snprintf(err, errlen, "the placement of '%s' has the key of '%s'",
+                 out->name, name);
+        shard_map_release(out);
+        return -1;
+    }
+    *found = rc == 0;
+    return rc;
+}
+
+int shard_map_delete(clog_kv *kv, const char *name, char *err, size_t errlen)
+{
+    char key[24];
+    shard_map_key(name, key);
+    return clog_kv_delete(kv, key, err, errlen);
+}
+
+int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,
+                    size_t errlen)
+{
+    if (clog_kv_keys(kv, names, n, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < *n; i++) {
+        char *text = NULL;
+        shard_map m;
+        if (clog_kv_get(kv, (*names)[i], &text, err, errlen) != 0)
+            goto fail;
+        if (!text) {   /* dropped meanwhile */
+            (*names)[i][0] = '\0';
+            continue;
+        }
+        int rc = map_parse(text, &m, err, errlen);
+        free(text);
+        if (rc != 0)
+            goto fail;
+        char *name = strdup(m.name);
+        shard_map_release(&m);
+        if (!name) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+        free((*names)[i]);
+        (*names)[i] = name;
+    }
+    return 0;
+fail:
+    clog_kv_keys_free(*names, *n);
+    *names = NULL;
+    *n = 0;
+    return -1;
+}

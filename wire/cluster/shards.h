@@ -1,0 +1,94 @@
+/*
+ * shards.h - a sharded collection's shape (docs/CLUSTER.md "Shards"):
+ * which shard holds an id, what a shard's local collection is called,
+ * and the placement of shards on nodes, as kept in the cluster's
+ * placement bucket.
+ *
+ * A collection created with shards=S replicas=R is S local collections
+ * named by shard_local_name, each held by the R nodes its placement
+ * names. The placement is decided once, by the node that takes the
+ * create, from the live nodes; it is stored in the key-value bucket
+ * quiver_STREAM_shards with a create that only one of two racing
+ * creates wins, and carried in the create's log entry so that every node
+ * decides from the log alone whether it holds a shard.
+ */
+#ifndef QV_WIRE_CLUSTER_SHARDS_H
+#define QV_WIRE_CLUSTER_SHARDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db/quiver.h"
+#include "wire/cluster/log.h"
+
+/* Local collections whose names start so are shards; clients cannot
+ * create them. */
+#define SHARD_PREFIX "_shard."
+#define SHARD_NODE_MAX 64    /* bytes of a node name, with its NUL */
+
+/* The shard (0 .. shards-1) of a document id: XXH64 of the id, mod. */
+uint32_t shard_of_id(const char *id, uint32_t shards);
+
+/* "_shard.<XXH64 of name, hex>.<shard>", a valid collection name. */
+void shard_local_name(const char *name, uint32_t shard,
+                      char out[QV_NAME_MAX + 1]);
+
+/* Whether a collection name is a shard's: 1 with the collection's hash
+ * prefix ("_shard.<hex>.", the name without the shard) in prefix. */
+int shard_name_split(const char *local, char prefix[QV_NAME_MAX + 1]);
+
+typedef struct shard_map {
+    char name[QV_NAME_MAX + 1];
+    uint32_t shards, replicas;
+    char (*hosts)[SHARD_NODE_MAX];   /* shards * replicas: shard after
+                                        shard, its replicas' nodes */
+} shard_map;
+
+/* Node names of replica r of shard s. */
+static inline const char *shard_host(const shard_map *m, uint32_t s,
+                                     uint32_t r)
+{
+    return m->hosts[(size_t)s * m->replicas + r];
+}
+
+/* Whether node holds a replica of shard s. */
+int shard_map_holds(const shard_map *m, uint32_t s, const char *node);
+
+/*
+ * Place shards * replicas replicas on the n live nodes (n >= replicas):
+ * replicas of a shard on distinct nodes, every node within one replica of
+ * the same share, the start rotated by the name so that collections do
+ * not all begin on the same node. 0, or -1 with err.
+ */
+int shard_place(const char *name, uint32_t shards, uint32_t replicas,
+                char *const *nodes, int n, shard_map *out, char *err,
+                size_t errlen);
+
+/* The map from the hosts of a create's log entry (shards * replicas
+ * names). 0, or -1 with err. */
+int shard_map_from_hosts(const char *name, uint32_t shards,
+                         uint32_t replicas, char *const *hosts, size_t n,
+                         shard_map *out, char *err, size_t errlen);
+
+void shard_map_release(shard_map *m);
+
+/* ---- the placement bucket ---- */
+
+/* The bucket's key of a collection: "c" and the name's XXH64 in hex. */
+void shard_map_key(const char *name, char out[24]);
+
+/* Store m under its key unless one is there: 0, 1 when the collection
+ * has a map already, -1 with err. */
+int shard_map_create(clog_kv *kv, const shard_map *m, char *err,
+                     size_t errlen);
+/* The map of name: 0 with *found 1 and out set, or *found 0; -1. */
+int shard_map_get(clog_kv *kv, const char *name, shard_map *out, int *found,
+                  char *err, size_t errlen);
+int shard_map_delete(clog_kv *kv, const char *name, char *err,
+                     size_t errlen);
+/* The names of every sharded collection (*names, *n; release with
+ * clog_kv_keys_free). */
+int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,
+                    size_t errlen);
+
+#endif

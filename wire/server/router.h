@@ -1,0 +1,77 @@
+/*
+ * router.h - a cluster node's requests on sharded collections
+ * (docs/CLUSTER.md "Shards"): a write goes to a node holding the shard of
+ * each id, which sends it through the write log; a read goes to one live
+ * replica of each shard it needs, this node's own first, and the answers
+ * are merged.
+ *
+ * Every call answers as the API would on one database (the same statuses
+ * and results), with its message in msg (msglen bytes) on failure.
+ * `after` is the request's write token: every replica asked answers only
+ * once it has applied that far.
+ */
+#ifndef QV_WIRE_SERVER_ROUTER_H
+#define QV_WIRE_SERVER_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db/quiver.h"
+#include "wire/cluster/node.h"
+#include "wire/cluster/shards.h"
+
+typedef struct router router;
+
+/* token: the servers' token (every node has the same), or NULL; ca_file:
+ * with TLS, the CAs of the nodes' certificates (qvs://), else NULL. */
+router *router_new(cluster_node *node, qv_db *db, const char *token,
+                   const char *ca_file);
+void router_free(router *rt);
+
+/* Whether name is a sharded collection: 1 with its placement in *map
+ * (shard_map_release it), 0 when it is not one, -1 with msg when the
+ * placement could not be read. */
+int router_lookup(router *rt, const char *name, shard_map *map, char *msg,
+                  size_t msglen);
+
+/* Create a sharded collection (config->shards > 0), placed on the live
+ * nodes; *token is the create's write token. */
+qv_status router_create(router *rt, const char *name,
+                        const qv_collection_config *config, uint64_t *token,
+                        char *msg, size_t msglen);
+qv_status router_drop(router *rt, const shard_map *map, uint64_t *token,
+                      char *msg, size_t msglen);
+
+qv_status router_upsert(router *rt, const shard_map *map, const qv_doc *docs,
+                        size_t n, uint64_t *token, char *msg, size_t msglen);
+qv_status router_delete(router *rt, const shard_map *map, const char *id,
+                        uint64_t *token, char *msg, size_t msglen);
+
+/* *rec: release with qv_free. */
+qv_status router_get(router *rt, const shard_map *map, const char *id,
+                     uint64_t after, qv_record **rec, char *msg,
+                     size_t msglen);
+qv_status router_count(router *rt, const shard_map *map, const char *filter,
+                       uint64_t after, uint64_t *count, char *msg,
+                       size_t msglen);
+/* info of the whole collection: shard 0's settings, sums of counts and
+ * sizes over the shards (one replica of each). */
+qv_status router_describe(router *rt, const shard_map *map, uint64_t after,
+                          qv_collection_info *info, char *msg,
+                          size_t msglen);
+
+/* The k best hits of all shards (release with router_hits_free). */
+typedef struct router_hits router_hits;
+qv_status router_search(router *rt, const shard_map *map, const float *query,
+                        uint32_t dim, const qv_search_options *options,
+                        uint64_t after, router_hits **out, char *msg,
+                        size_t msglen);
+const qv_hits *router_hits_of(const router_hits *h);
+void router_hits_free(router_hits *h);
+
+/* Every sharded collection's info, as router_describe gives it
+ * (*infos: qv_mem_free it). */
+qv_status router_list(router *rt, uint64_t after, qv_collection_info **infos,
+                      size_t *n, char *msg, size_t msglen);
+
+#endif
