@@ -361,7 +361,11 @@ typedef struct qv_collection_info {
  * QV_SHARDS_MAX asks for a sharded collection: split into that many
  * shards across a cluster's nodes, each shard held by config->replicas
  * nodes (0 = 1, at most QV_REPLICAS_MAX). Only a cluster node (quiverd
- * --cluster) makes one; replicas without shards is refused.
+ * --cluster) makes one; replicas without shards is refused. On a sharded
+ * collection a node answers qv_upsert, qv_delete, qv_get, qv_search,
+ * qv_count, qv_describe_collection, qv_list_collections and
+ * qv_drop_collection across its shards (docs/CLUSTER.md "Shards"); the
+ * other calls naming it return QV_ERR_UNSUPPORTED for now.
  *
  * Returns:
  *   QV_ERR_INVALID     - name is not a valid name; config is NULL, or a
@@ -375,6 +379,10 @@ typedef struct qv_collection_info {
  *                        cluster node (an embedded handle, or a quiverd
  *                        without --cluster): nothing is created
  *   QV_ERR_EXISTS      - a collection of that name exists
+ *   and for a sharded create, QV_ERR_INVALID when replicas is more than
+ *   the cluster's live nodes or the name starts with "_shard." (the
+ *   shards' own collections), QV_ERR_CONNECTION when the node cannot
+ *   reach NATS
  */
 qv_status qv_create_collection(qv_db *db, const char *name,
                                const qv_collection_config *config);
@@ -787,7 +795,9 @@ qv_status qv_read_after(qv_db *db, uint64_t token);
  * with qv_free): "node" (its name), "stream" {"name", "last_seq",
  * "replicas"}, "nodes" [{"node", "listen", "db_id", "applied",
  * "lag_entries", "lag_seconds", "seen_seconds_ago"}...] of the live nodes,
- * "last_error" (the node's last failure reading the log, "" for none).
+ * "sharded" [{"name", "shards", "replicas", "placement": [[node, ...] per
+ * shard]}...] the placement of every sharded collection, "last_error"
+ * (the node's last failure reading the log, "" for none).
  *
  * Returns:
  *   QV_ERR_UNSUPPORTED - an embedded handle, or a server that is not a

@@ -993,11 +993,28 @@ static void sharded_upsert(qv_db *db, int from, int to)
     }
 }
 
+/* The serial of "big"'s placement, from cluster status. */
+static char big_serial[24];
+
+static void read_serial(qv_db *db)
+{
+    char *text = NULL;
+    assert_ok(db, qv_cluster_status(db, &text));
+    json_t *st = json_loads(text, 0, NULL);
+    qv_free(text);
+    json_t *big = json_array_get(json_object_get(st, "sharded"), 0);
+    const char *serial = json_string_value(json_object_get(big, "serial"));
+    assert_non_null(serial);
+    assert_int_equal(strlen(serial), 16);
+    snprintf(big_serial, sizeof big_serial, "%s", serial);
+    json_decref(st);
+}
+
 /* The local collection of shard s of "big", as the nodes name it. */
 static void shard_name(uint32_t s, char *out, size_t len)
 {
-    snprintf(out, len, "_shard.%016llx.%u",
-             (unsigned long long)XXH64("big", 3, 0), s);
+    snprintf(out, len, "_shard.%016llx.%s.%u",
+             (unsigned long long)XXH64("big", 3, 0), big_serial, s);
 }
 
 /* Every handle reads after the newest write token of any of them. */
@@ -1095,6 +1112,40 @@ static void expect_placed(struct cluster *c, int nodes, uint64_t want)
     assert_int_equal(total, want);
 }
 
+/* cluster status gives the placement: every shard on distinct nodes. */
+static void expect_placement(qv_db *db)
+{
+    char *text = NULL;
+    assert_ok(db, qv_cluster_status(db, &text));
+    json_t *st = json_loads(text, 0, NULL);
+    qv_free(text);
+    json_t *sharded = json_object_get(st, "sharded");
+    assert_int_equal(json_array_size(sharded), 1);
+    json_t *big = json_array_get(sharded, 0);
+    assert_string_equal(json_string_value(json_object_get(big, "name")),
+                        "big");
+    assert_int_equal(json_integer_value(json_object_get(big, "shards")),
+                     SH_SHARDS);
+    json_t *placement = json_object_get(big, "placement");
+    assert_int_equal(json_array_size(placement), SH_SHARDS);
+    int share[3] = {0, 0, 0};
+    for (size_t s = 0; s < SH_SHARDS; s++) {
+        json_t *hosts = json_array_get(placement, s);
+        assert_int_equal(json_array_size(hosts), SH_REPLICAS);
+        assert_string_not_equal(json_string_value(json_array_get(hosts, 0)),
+                                json_string_value(json_array_get(hosts, 1)));
+        for (size_t r = 0; r < SH_REPLICAS; r++) {
+            const char *node = json_string_value(json_array_get(hosts, r));
+            assert_true(node[0] == 'n' && node[1] >= '1' && node[1] <= '3');
+            share[node[1] - '1']++;
+        }
+    }
+    /* 8 replicas on 3 nodes: 3, 3 and 2 */
+    for (int i = 0; i < 3; i++)
+        assert_true(share[i] == 2 || share[i] == 3);
+    json_decref(st);
+}
+
 static uint64_t big_count(qv_db *db)
 {
     uint64_t n = 0;
@@ -1133,6 +1184,7 @@ static void test_sharded_collection(void **state)
     assert_status(c->h[0], qv_create_collection(c->h[0], "big", &plain),
                   QV_ERR_EXISTS);
     sync_tokens(c, 3);
+    read_serial(c->h[0]);
     qv_collection_info info;
     for (int i = 0; i < 3; i++) {
         assert_ok(c->h[i], qv_describe_collection(c->h[i], "big", &info));
@@ -1155,6 +1207,8 @@ static void test_sharded_collection(void **state)
     }
     assert_status(c->h[1], qv_delete(c->h[1], "big", "s0000"),
                   QV_ERR_NOT_FOUND);
+    assert_string_equal(qv_errmsg(c->h[1]), "document 's0000' not found "
+                                            "in collection 'big'");
     sync_tokens(c, 3);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(big_count(c->h[i]), SH_DOCS - 20);
@@ -1168,11 +1222,21 @@ static void test_sharded_collection(void **state)
     qv_free(rec);
     assert_status(c->h[2], qv_get(c->h[2], "big", "s0007", &rec),
                   QV_ERR_NOT_FOUND);
+    assert_string_equal(qv_errmsg(c->h[2]), "document 's0007' not found "
+                                            "in collection 'big'");
     qv_page *page = NULL;
     assert_status(c->h[0], qv_scan(c->h[0], "big", NULL, 10, &page),
                   QV_ERR_UNSUPPORTED);
+    assert_status(c->h[0], qv_create_index(c->h[0], "big", "n",
+                                           QV_INDEX_INT),
+                  QV_ERR_UNSUPPORTED);
+    qv_index_info *indexes = NULL;
+    size_t n = 9;
+    assert_ok(c->h[0], qv_list_indexes(c->h[0], "big", &indexes, &n));
+    assert_int_equal(n, 0);
+    qv_free(indexes);
+    expect_placement(c->h[2]);
     qv_collection_info *list = NULL;
-    size_t n = 0;
     assert_ok(c->h[0], qv_list_collections(c->h[0], &list, &n));
     assert_int_equal(n, 1);
     assert_string_equal(list[0].name, "big");

@@ -629,9 +629,13 @@ static json_t *placements_status(cluster_node *n, char *err, size_t errlen)
                 json_array_append_new(hosts, json_string(shard_host(&m, s, r)));
             json_array_append_new(shards, hosts);
         }
-        json_array_append_new(out, json_pack("{s:s, s:I, s:I, s:o}", "name",
-                                             m.name, "shards",
-                                             (json_int_t)m.shards, "replicas",
+        char serial[24];
+        snprintf(serial, sizeof serial, "%016llx",
+                 (unsigned long long)m.serial);
+        json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:I, s:o}",
+                                             "name", m.name, "serial", serial,
+                                             "shards", (json_int_t)m.shards,
+                                             "replicas",
                                              (json_int_t)m.replicas,
                                              "placement", shards));
         shard_map_release(&m);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <jansson.h>
 #include <xxhash.h>
@@ -24,23 +25,27 @@ uint32_t shard_of_id(const char *id, uint32_t shards)
     return (uint32_t)(XXH64(id, strlen(id), 0) % shards);
 }
 
-void shard_local_name(const char *name, uint32_t shard,
+void shard_local_name(const shard_map *m, uint32_t shard,
                       char out[QV_NAME_MAX + 1])
 {
-    snprintf(out, QV_NAME_MAX + 1, SHARD_PREFIX "%016llx.%u",
-             (unsigned long long)name_hash(name), shard);
+    snprintf(out, QV_NAME_MAX + 1, SHARD_PREFIX "%016llx.%016llx.%u",
+             (unsigned long long)name_hash(m->name),
+             (unsigned long long)m->serial, shard);
 }
 
-int shard_name_split(const char *local, char prefix[QV_NAME_MAX + 1])
+void shard_name_prefix(const char *name, char out[QV_NAME_MAX + 1])
+{
+    snprintf(out, QV_NAME_MAX + 1, SHARD_PREFIX "%016llx.",
+             (unsigned long long)name_hash(name));
+}
+
+int shard_is_prefix(const char *local)
 {
     size_t plen = strlen(SHARD_PREFIX);
-    if (strncmp(local, SHARD_PREFIX, plen) != 0)
-        return 0;
-    const char *dot = strchr(local + plen, '.');
-    if (!dot || (size_t)(dot + 1 - local) > QV_NAME_MAX)
-        return 0;
-    snprintf(prefix, QV_NAME_MAX + 1, "%.*s", (int)(dot + 1 - local), local);
-    return 1;
+    return strncmp(local, SHARD_PREFIX, plen) == 0 &&
+           strlen(local) == plen + 17 &&
+           strspn(local + plen, "0123456789abcdef") == 16 &&
+           local[plen + 16] == '.';
 }
 
 int shard_map_holds(const shard_map *m, uint32_t s, const char *node)
@@ -51,11 +56,13 @@ int shard_map_holds(const shard_map *m, uint32_t s, const char *node)
     return 0;
 }
 
-static int map_alloc(const char *name, uint32_t shards, uint32_t replicas,
-                     shard_map *out, char *err, size_t errlen)
+static int map_alloc(const char *name, uint64_t serial, uint32_t shards,
+                     uint32_t replicas, shard_map *out, char *err,
+                     size_t errlen)
 {
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", name);
+    out->serial = serial;
     out->shards = shards;
     out->replicas = replicas;
     out->hosts = qv_calloc((size_t)shards * replicas, sizeof *out->hosts);
@@ -80,8 +87,15 @@ int shard_place(const char *name, uint32_t shards, uint32_t replicas,
                  "cluster has %d", replicas, n);
         return -1;
     }
+    uint64_t serial = 0;
+    while (serial == 0)
+        if (getrandom(&serial, sizeof serial, 0) != sizeof serial) {
+            snprintf(err, errlen, "getrandom failed");
+            return -1;
+        }
     char **sorted = qv_calloc((size_t)n, sizeof *sorted);
-    if (!sorted || map_alloc(name, shards, replicas, out, err, errlen) != 0) {
+    if (!sorted ||
+        map_alloc(name, serial, shards, replicas, out, err, errlen) != 0) {
         qv_mem_free(sorted);
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -98,10 +112,14 @@ int shard_place(const char *name, uint32_t shards, uint32_t replicas,
     return 0;
 }
 
-int shard_map_from_hosts(const char *name, uint32_t shards,
+int shard_map_from_hosts(const char *name, uint64_t serial, uint32_t shards,
                          uint32_t replicas, char *const *hosts, size_t n,
                          shard_map *out, char *err, size_t errlen)
 {
+    if (serial == 0) {
+        snprintf(err, errlen, "a placement without its serial");
+        return -1;
+    }
     if (shards == 0 || replicas == 0 || n != (size_t)shards * replicas) {
         snprintf(err, errlen, "a placement of %zu nodes for %u shards of %u "
                  "replicas", n, shards, replicas);
@@ -114,7 +132,7 @@ int shard_map_from_hosts(const char *name, uint32_t shards,
             return -1;
         }
     }
-    if (map_alloc(name, shards, replicas, out, err, errlen) != 0)
+    if (map_alloc(name, serial, shards, replicas, out, err, errlen) != 0)
         return -1;
     for (size_t i = 0; i < n; i++)
         snprintf(out->hosts[i], SHARD_NODE_MAX, "%s", hosts[i]);
@@ -141,6 +159,17 @@ void shard_map_release(shard_map *m)
     m->hosts = NULL;
 }
 
+int shard_map_copy(const shard_map *m, shard_map *out)
+{
+    char err[32];
+    if (map_alloc(m->name, m->serial, m->shards, m->replicas, out, err,
+                  sizeof err) != 0)
+        return -1;
+    memcpy(out->hosts, m->hosts,
+           (size_t)m->shards * m->replicas * sizeof *m->hosts);
+    return 0;
+}
+
 void shard_map_key(const char *name, char out[24])
 {
     snprintf(out, 24, "c%016llx", (unsigned long long)name_hash(name));
@@ -152,9 +181,12 @@ static char *map_json(const shard_map *m)
     json_t *hosts = json_array();
     for (size_t i = 0; hosts && i < (size_t)m->shards * m->replicas; i++)
         json_array_append_new(hosts, json_string(m->hosts[i]));
-    json_t *o = json_pack("{s:s, s:I, s:I, s:o}", "name", m->name,
-                          "shards", (json_int_t)m->shards, "replicas",
-                          (json_int_t)m->replicas, "hosts", hosts);
+    char serial[24];
+    snprintf(serial, sizeof serial, "%016llx", (unsigned long long)m->serial);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:o}", "name", m->name,
+                          "serial", serial, "shards", (json_int_t)m->shards,
+                          "replicas", (json_int_t)m->replicas, "hosts",
+                          hosts);
     char *dumped = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     char *text = dumped ? strdup(dumped) : NULL;
@@ -171,10 +203,11 @@ static int map_parse(const char *text, shard_map *out, char *err,
     const char *name = json_string_value(json_object_get(o, "name"));
     json_int_t shards = json_integer_value(json_object_get(o, "shards"));
     json_int_t replicas = json_integer_value(json_object_get(o, "replicas"));
+    const char *serial = json_string_value(json_object_get(o, "serial"));
     int rc = -1;
     size_t n = json_array_size(hosts);
     char **names = n ? qv_calloc(n, sizeof *names) : NULL;
-    if (!name || strlen(name) > QV_NAME_MAX || shards <= 0 ||
+    if (!name || strlen(name) > QV_NAME_MAX || !serial || shards <= 0 ||
         shards > QV_SHARDS_MAX || replicas <= 0 ||
         replicas > QV_REPLICAS_MAX || !names) {
         snprintf(err, errlen, "the placement bucket holds a record that is "
@@ -185,8 +218,9 @@ static int map_parse(const char *text, shard_map *out, char *err,
         names[i] = (char *)(json_string_value(json_array_get(hosts, i))
                                 ? json_string_value(json_array_get(hosts, i))
                                 : "");
-    rc = shard_map_from_hosts(name, (uint32_t)shards, (uint32_t)replicas,
-                              names, n, out, err, errlen);
+    rc = shard_map_from_hosts(name, strtoull(serial, NULL, 16),
+                              (uint32_t)shards, (uint32_t)replicas, names, n,
+                              out, err, errlen);
 done:
     qv_mem_free(names);
     json_decref(o);

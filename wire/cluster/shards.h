@@ -29,20 +29,27 @@
 /* The shard (0 .. shards-1) of a document id: XXH64 of the id, mod. */
 uint32_t shard_of_id(const char *id, uint32_t shards);
 
-/* "_shard.<XXH64 of name, hex>.<shard>", a valid collection name. */
-void shard_local_name(const char *name, uint32_t shard,
-                      char out[QV_NAME_MAX + 1]);
-
-/* Whether a collection name is a shard's: 1 with the collection's hash
- * prefix ("_shard.<hex>.", the name without the shard) in prefix. */
-int shard_name_split(const char *local, char prefix[QV_NAME_MAX + 1]);
-
 typedef struct shard_map {
     char name[QV_NAME_MAX + 1];
+    uint64_t serial;     /* drawn at creation, never 0: in the shards'
+                            names, so that a collection dropped and made
+                            again has shards of other names */
     uint32_t shards, replicas;
     char (*hosts)[SHARD_NODE_MAX];   /* shards * replicas: shard after
                                         shard, its replicas' nodes */
 } shard_map;
+
+/* "_shard.<XXH64 of the name>.<serial>.<shard>" (hex, hex, decimal), a
+ * valid collection name. */
+void shard_local_name(const shard_map *m, uint32_t shard,
+                      char out[QV_NAME_MAX + 1]);
+
+/* "_shard.<XXH64 of name>.", the start of the local names of every shard
+ * a collection of that name has had. */
+void shard_name_prefix(const char *name, char out[QV_NAME_MAX + 1]);
+
+/* Whether a collection name is such a prefix. */
+int shard_is_prefix(const char *local);
 
 /* Node names of replica r of shard s. */
 static inline const char *shard_host(const shard_map *m, uint32_t s,
@@ -58,7 +65,7 @@ int shard_map_holds(const shard_map *m, uint32_t s, const char *node);
  * Place shards * replicas replicas on the n live nodes (n >= replicas):
  * replicas of a shard on distinct nodes, every node within one replica of
  * the same share, the start rotated by the name so that collections do
- * not all begin on the same node. 0, or -1 with err.
+ * not all begin on the same node; a new serial. 0, or -1 with err.
  */
 int shard_place(const char *name, uint32_t shards, uint32_t replicas,
                 char *const *nodes, int n, shard_map *out, char *err,
@@ -66,11 +73,14 @@ int shard_place(const char *name, uint32_t shards, uint32_t replicas,
 
 /* The map from the hosts of a create's log entry (shards * replicas
  * names). 0, or -1 with err. */
-int shard_map_from_hosts(const char *name, uint32_t shards,
+int shard_map_from_hosts(const char *name, uint64_t serial, uint32_t shards,
                          uint32_t replicas, char *const *hosts, size_t n,
                          shard_map *out, char *err, size_t errlen);
 
 void shard_map_release(shard_map *m);
+
+/* *out = a copy of m (release both). 0, or -1 when out of memory. */
+int shard_map_copy(const shard_map *m, shard_map *out);
 
 /* ---- the placement bucket ---- */
 

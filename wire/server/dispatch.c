@@ -120,7 +120,8 @@ static int sets_placement(const Request *req)
 {
     return req->op_case == QUIVER__V1__REQUEST__OP_CREATE_COLLECTION &&
            req->create_collection->config &&
-           req->create_collection->config->n_placement > 0;
+           (req->create_collection->config->n_placement > 0 ||
+            req->create_collection->config->shard_serial != 0);
 }
 
 static qv_status do_describe(qv_db *db, const char *name, struct reply *r)
@@ -866,6 +867,13 @@ static void run_routed(dispatch_session *s, const Request *req,
             r->resp.count = count;
         }
         break;
+    case QUIVER__V1__REQUEST__OP_LIST_INDEXES:
+        /* none: payload indexes of sharded collections are not built */
+        quiver__v1__index_list__init(&r->u.indexes);
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_INDEX_LIST;
+        r->resp.index_list = &r->u.indexes;
+        st = QV_OK;
+        break;
     default:
         snprintf(r->text, sizeof r->text, "'%s' is a sharded collection: "
                  "this request is not supported across shards yet "
@@ -884,7 +892,8 @@ static int sharded_exists(dispatch_session *s, const char *name,
                           struct reply *r)
 {
     shard_map map;
-    int rc = router_lookup(s->router, name, &map, r->text, sizeof r->text);
+    int rc = router_lookup(s->router, name, 0, &map, r->text,
+                           sizeof r->text);
     if (rc > 0) {
         shard_map_release(&map);
         snprintf(r->text, sizeof r->text, "collection '%s' already exists",
@@ -894,6 +903,44 @@ static int sharded_exists(dispatch_session *s, const char *name,
         refuse(r, QV_ERR_CONNECTION, r->text);
     }
     return rc != 0;
+}
+
+/* Free what the reply holds and start it afresh (same request id). */
+static void reply_reset(struct reply *r)
+{
+    uint64_t id = r->resp.id;
+    qv_free(r->api_result);
+    router_hits_free(r->routed);
+    for (size_t i = 0; i < sizeof r->scratch / sizeof *r->scratch; i++)
+        qv_mem_free(r->scratch[i]);
+    *r = (struct reply){.resp = QUIVER__V1__RESPONSE__INIT};
+    r->resp.id = id;
+}
+
+/*
+ * A routed request that met NOT_FOUND may have used a placement read
+ * before the collection was dropped (and perhaps made again): its shards
+ * no longer exist, so nothing was made of the request. Asked again with
+ * the placement as it is now, or on the plain path (0) when the
+ * collection is not sharded any more. 1 when r holds the answer.
+ */
+static int rerun_if_replaced(dispatch_session *s, const Request *req,
+                             const shard_map *used, struct reply *r)
+{
+    shard_map now;
+    char err[400];
+    int rc = router_lookup(s->router, used->name, 1, &now, err, sizeof err);
+    if (rc < 0 || (rc > 0 && now.serial == used->serial)) {
+        if (rc > 0)
+            shard_map_release(&now);
+        return 1;   /* the answer stands */
+    }
+    reply_reset(r);
+    if (rc == 0)
+        return 0;
+    run_routed(s, req, &now, r);
+    shard_map_release(&now);
+    return 1;
 }
 
 /*
@@ -938,14 +985,17 @@ static int run_sharded(qv_db *db, dispatch_session *s, const Request *req,
     if (holds_collection(db, name))
         return 0;
     shard_map map;
-    int rc = router_lookup(s->router, name, &map, r->text, sizeof r->text);
+    int rc = router_lookup(s->router, name, 0, &map, r->text,
+                           sizeof r->text);
     if (rc < 0)
         refuse(r, QV_ERR_CONNECTION, r->text);
     if (rc <= 0)
         return rc < 0;
     run_routed(s, req, &map, r);
+    if (r->resp.status == QUIVER__V1__STATUS__NOT_FOUND)
+        rc = rerun_if_replaced(s, req, &map, r);
     shard_map_release(&map);
-    return 1;
+    return rc;
 }
 
 static void run_request(qv_db *db, dispatch_session *s, const Request *req,
@@ -1099,7 +1149,8 @@ static void apply_sharded_create(const node_entry *e,
     qv_collection_config cfg = config_from_wire(m->config);
     shard_map map;
     cfg.shards = cfg.replicas = 0;   /* each shard is a plain collection */
-    if (shard_map_from_hosts(m->name, m->config->shards, m->config->replicas,
+    if (shard_map_from_hosts(m->name, m->config->shard_serial,
+                             m->config->shards, m->config->replicas,
                              m->config->placement, m->config->n_placement,
                              &map, out->message,
                              sizeof out->message) != 0) {
@@ -1129,7 +1180,7 @@ static void apply_sharded_create(const node_entry *e,
         char local[QV_NAME_MAX + 1];
         if (!shard_map_holds(&map, s, e->node))
             continue;
-        shard_local_name(m->name, s, local);
+        shard_local_name(&map, s, local);
         stage(e, s == last);
         st = qv_create_collection(e->db, local, &cfg);
         if (st != QV_OK && st != QV_ERR_EXISTS) {
@@ -1186,10 +1237,9 @@ static int apply_shard_entry(const node_entry *e, const Request *req,
                              ? write_target(req, &table) : NULL;
     if (!target || !is_shard_name(target))
         return 0;
-    char prefix[QV_NAME_MAX + 1];
     if (req->op_case == QUIVER__V1__REQUEST__OP_DROP_COLLECTION &&
-        shard_name_split(target, prefix) && strcmp(prefix, target) == 0) {
-        apply_shards_drop(e, prefix, out);
+        shard_is_prefix(target)) {
+        apply_shards_drop(e, target, out);
         return 1;
     }
     if (holds_collection(e->db, target))

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/alloc.h"
 #include "wire/quiver.pb-c.h"
@@ -30,11 +31,19 @@
 #define PEER_TIMEOUT_MS 10000  /* a peer's connect and answer */
 #define FANOUT_THREADS 16
 #define PEERS_MAX 256
+#define MAPS_CACHED 64
+#define MAP_FRESH_MS 1000      /* a placement read is used this long */
 
 struct peer {
     char name[SHARD_NODE_MAX];
     qv_db *idle[PEER_IDLE_MAX];
     int nidle;
+};
+
+/* A placement read from the bucket, and when. */
+struct cached_map {
+    shard_map map;
+    long long read_ms;
 };
 
 struct router {
@@ -45,7 +54,17 @@ struct router {
     pthread_mutex_t lock;      /* peers */
     struct peer peers[PEERS_MAX];
     int npeers;
+    pthread_mutex_t maps_lock;
+    struct cached_map maps[MAPS_CACHED];
+    int nmaps;
 };
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 router *router_new(cluster_node *node, qv_db *db, const char *token,
                    const char *ca_file)
@@ -62,6 +81,7 @@ router *router_new(cluster_node *node, qv_db *db, const char *token,
         return NULL;
     }
     pthread_mutex_init(&rt->lock, NULL);
+    pthread_mutex_init(&rt->maps_lock, NULL);
     return rt;
 }
 
@@ -72,7 +92,10 @@ void router_free(router *rt)
     for (int i = 0; i < rt->npeers; i++)
         for (int j = 0; j < rt->peers[i].nidle; j++)
             qv_close(rt->peers[i].idle[j]);
+    for (int i = 0; i < rt->nmaps; i++)
+        shard_map_release(&rt->maps[i].map);
     pthread_mutex_destroy(&rt->lock);
+    pthread_mutex_destroy(&rt->maps_lock);
     qv_mem_free(rt->token);
     qv_mem_free(rt->ca_file);
     qv_mem_free(rt);
@@ -147,6 +170,20 @@ static int unreachable(qv_status st)
 
 /* ---- one shard ---- */
 
+/* text into msg, with the shard's local collection name local given as
+ * the collection's name: a shard's refusal reads as one database's. */
+static void as_collection(char *msg, size_t msglen, const char *text,
+                          const char *local, const char *name)
+{
+    const char *at = strstr(text, local);
+    if (!at) {
+        snprintf(msg, msglen, "%s", text);
+        return;
+    }
+    snprintf(msg, msglen, "%.*s%s%s", (int)(at - text), text, name,
+             at + strlen(local));
+}
+
 /* A call on a shard's local collection, on h; result is the call's. */
 typedef qv_status (*shard_fn)(qv_db *h, const char *local, void *arg,
                               void *result);
@@ -174,7 +211,7 @@ static qv_status read_shard(router *rt, const shard_map *m, uint32_t s,
     const char *order[QV_REPLICAS_MAX];
     char local[QV_NAME_MAX + 1], why[QV_REPLICAS_MAX][240];
     replica_order(rt, m, s, order);
-    shard_local_name(m->name, s, local);
+    shard_local_name(m, s, local);
     for (uint32_t r = 0; r < m->replicas; r++) {
         qv_status st;
         if (strcmp(order[r], node_name(rt->node)) == 0) {
@@ -186,7 +223,8 @@ static qv_status read_shard(router *rt, const shard_map *m, uint32_t s,
             }
             st = fn(rt->db, local, arg, result);
             if (st != QV_OK)
-                snprintf(msg, msglen, "%s", qv_errmsg(rt->db));
+                as_collection(msg, msglen, qv_errmsg(rt->db), local,
+                              m->name);
             return st;
         }
         qv_db *h = peer_take(rt, order[r], why[r], sizeof why[r]);
@@ -199,7 +237,7 @@ static qv_status read_shard(router *rt, const shard_map *m, uint32_t s,
             snprintf(why[r], sizeof why[r], "node %s: %s", order[r],
                      qv_errmsg(h));
         else if (st != QV_OK)
-            snprintf(msg, msglen, "%s", qv_errmsg(h));
+            as_collection(msg, msglen, qv_errmsg(h), local, m->name);
         peer_give(rt, order[r], h, moved_on);
         if (!moved_on)
             return st;
@@ -226,16 +264,18 @@ static qv_status write_shard(router *rt, const shard_map *m, uint32_t s,
     const char *order[QV_REPLICAS_MAX];
     char local[QV_NAME_MAX + 1], why[QV_REPLICAS_MAX][240];
     replica_order(rt, m, s, order);
-    shard_local_name(m->name, s, local);
+    shard_local_name(m, s, local);
     for (uint32_t r = 0; r < m->replicas; r++) {
         qv_db *h = peer_take(rt, order[r], why[r], sizeof why[r]);
         if (!h)
             continue;
         qv_status st = fn(h, local, arg, result);
         uint64_t t = 0;
-        if (st != QV_OK)
+        if (unreachable(st))
             snprintf(msg, msglen, "shard %u of '%s' (node %s): %s", s,
                      m->name, order[r], qv_errmsg(h));
+        else if (st != QV_OK)
+            as_collection(msg, msglen, qv_errmsg(h), local, m->name);
         else if (qv_write_token(h, &t) == QV_OK && t > *token)
             *token = t;
         peer_give(rt, order[r], h, unreachable(st));
@@ -312,15 +352,66 @@ done:
 
 /* ---- placement ---- */
 
-int router_lookup(router *rt, const char *name, shard_map *map, char *msg,
-                  size_t msglen)
+/*
+ * Placements are cached for MAP_FRESH_MS: a search or a get would
+ * otherwise pay a round trip to NATS for a record that changes only when
+ * the collection is created or dropped. This node forgets its copy when
+ * it creates or drops the collection itself; another node's drop and
+ * re-creation reach it within MAP_FRESH_MS (docs/CLUSTER.md).
+ */
+static int cached_lookup(router *rt, const char *name, shard_map *map)
+{
+    int found = 0;
+    long long now = now_ms();
+    pthread_mutex_lock(&rt->maps_lock);
+    for (int i = 0; i < rt->nmaps && !found; i++) {
+        struct cached_map *c = &rt->maps[i];
+        if (strcmp(c->map.name, name) == 0 &&
+            now - c->read_ms < MAP_FRESH_MS)
+            found = shard_map_copy(&c->map, map) == 0;
+    }
+    pthread_mutex_unlock(&rt->maps_lock);
+    return found;
+}
+
+/* Forget name's placement; keep map's (when not NULL) in its place. */
+static void cache_map(router *rt, const char *name, const shard_map *map)
+{
+    pthread_mutex_lock(&rt->maps_lock);
+    for (int i = 0; i < rt->nmaps; i++) {
+        if (strcmp(rt->maps[i].map.name, name) == 0) {
+            shard_map_release(&rt->maps[i].map);
+            rt->maps[i] = rt->maps[--rt->nmaps];
+            break;
+        }
+    }
+    /* full: the oldest entry gives way */
+    if (map && rt->nmaps == MAPS_CACHED) {
+        int oldest = 0;
+        for (int i = 1; i < rt->nmaps; i++)
+            if (rt->maps[i].read_ms < rt->maps[oldest].read_ms)
+                oldest = i;
+        shard_map_release(&rt->maps[oldest].map);
+        rt->maps[oldest] = rt->maps[--rt->nmaps];
+    }
+    if (map && shard_map_copy(map, &rt->maps[rt->nmaps].map) == 0)
+        rt->maps[rt->nmaps++].read_ms = now_ms();
+    pthread_mutex_unlock(&rt->maps_lock);
+}
+
+int router_lookup(router *rt, const char *name, int fresh, shard_map *map,
+                  char *msg, size_t msglen)
 {
     int found = 0;
     if (strncmp(name, SHARD_PREFIX, strlen(SHARD_PREFIX)) == 0)
         return 0;   /* a shard itself, addressed by a node */
+    if (!fresh && cached_lookup(rt, name, map))
+        return 1;
     if (shard_map_get(node_placements(rt->node), name, map, &found, msg,
                       msglen) != 0)
         return -1;
+    if (found)
+        cache_map(rt, name, map);
     return found;
 }
 
@@ -388,6 +479,7 @@ qv_status router_create(router *rt, const char *name,
     clog_kv_keys_free(nodes, n);
     if (rc != 0)
         return QV_ERR_INVALID;
+    cache_map(rt, name, NULL);
     rc = shard_map_create(node_placements(rt->node), &map, msg, msglen);
     if (rc != 0) {
         if (rc > 0)
@@ -414,6 +506,7 @@ qv_status router_create(router *rt, const char *name,
         cfg.shards = map.shards;
         cfg.replicas = map.replicas;
         cfg.n_placement = (size_t)map.shards * map.replicas;
+        cfg.shard_serial = map.serial;
         cfg.placement = hosts;
         create.name = (char *)name;
         create.config = &cfg;
@@ -439,24 +532,24 @@ qv_status router_drop(router *rt, const shard_map *map, uint64_t *token,
 {
     /* one entry drops every shard of the collection on every node: the
      * name is the shards' common prefix */
-    char local[QV_NAME_MAX + 1], prefix[QV_NAME_MAX + 1];
-    shard_local_name(map->name, 0, local);
-    shard_name_split(local, prefix);
+    char prefix[QV_NAME_MAX + 1];
+    shard_name_prefix(map->name, prefix);
     Quiver__V1__DropCollection drop = QUIVER__V1__DROP_COLLECTION__INIT;
     Quiver__V1__Request req = QUIVER__V1__REQUEST__INIT;
     drop.name = prefix;
     req.op_case = QUIVER__V1__REQUEST__OP_DROP_COLLECTION;
     req.drop_collection = &drop;
     node_outcome out;
+    cache_map(rt, map->name, NULL);
     log_request(rt, map->name, &req, &out, token);
     if (out.status != QV_OK) {
         snprintf(msg, msglen, "%s", out.message);
         return out.status;
     }
-    if (shard_map_delete(node_placements(rt->node), map->name, msg,
-                         msglen) != 0)
-        return QV_ERR_CONNECTION;
-    return QV_OK;
+    int rc = shard_map_delete(node_placements(rt->node), map->name, msg,
+                              msglen);
+    cache_map(rt, map->name, NULL);
+    return rc == 0 ? QV_OK : QV_ERR_CONNECTION;
 }
 
 /* ---- writes ---- */

@@ -28,11 +28,17 @@ router *router_new(cluster_node *node, qv_db *db, const char *token,
                    const char *ca_file);
 void router_free(router *rt);
 
-/* Whether name is a sharded collection: 1 with its placement in *map
+/*
+ * Whether name is a sharded collection: 1 with its placement in *map
  * (shard_map_release it), 0 when it is not one, -1 with msg when the
- * placement could not be read. */
-int router_lookup(router *rt, const char *name, shard_map *map, char *msg,
-                  size_t msglen);
+ * placement could not be read. A placement read less than a second ago
+ * may be given again unless fresh is 1: one that has changed since
+ * (the collection dropped and made again) names shards that no longer
+ * exist, so a request that used it fails NOT_FOUND and nothing else; ask
+ * again with fresh 1 then.
+ */
+int router_lookup(router *rt, const char *name, int fresh, shard_map *map,
+                  char *msg, size_t msglen);
 
 /* Create a sharded collection (config->shards > 0), placed on the live
  * nodes; *token is the create's write token. */
