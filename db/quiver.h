@@ -361,11 +361,10 @@ typedef struct qv_collection_info {
  * QV_SHARDS_MAX asks for a sharded collection: split into that many
  * shards across a cluster's nodes, each shard held by config->replicas
  * nodes (0 = 1, at most QV_REPLICAS_MAX). Only a cluster node (quiverd
- * --cluster) makes one; replicas without shards is refused. On a sharded
- * collection a node answers qv_upsert, qv_delete, qv_get, qv_search,
- * qv_count, qv_describe_collection, qv_list_collections and
- * qv_drop_collection across its shards (docs/CLUSTER.md "Shards"); the
- * other calls naming it return QV_ERR_UNSUPPORTED for now.
+ * --cluster) makes one; replicas without shards is refused. Every call
+ * on a collection works on a sharded one too, answered across its shards
+ * (docs/CLUSTER.md "Shards"): an upsert is one write per shard, not one
+ * transaction; a search's explain lists each shard's.
  *
  * Returns:
  *   QV_ERR_INVALID     - name is not a valid name; config is NULL, or a

@@ -22,7 +22,7 @@ typedef Quiver__V1__Response Response;
 struct reply {
     Response resp;
     void *api_result;         /* from qv_get / qv_search / ... : qv_free */
-    router_hits *routed;      /* a search across shards */
+    router_result *routed;    /* a search or scan across shards */
     void *scratch[4];         /* arrays built for the response: qv_mem_free */
     char text[640];           /* a message formatted for the response */
     union {
@@ -260,16 +260,9 @@ static int hits_to_wire(struct reply *r, const qv_hits *in,
     return 0;
 }
 
-static qv_status do_search(qv_db *db, const Quiver__V1__Search *m,
-                           struct reply *r)
+/* The response of a search: hits (kept by the caller until sent). */
+static qv_status reply_hits(struct reply *r, const qv_hits *hits)
 {
-    qv_search_options opt = options_from_wire(m->options);
-    qv_hits *hits = NULL;
-    uint32_t dim = m->n_query > UINT32_MAX ? 0 : (uint32_t)m->n_query;
-    qv_status st = qv_search(db, m->collection, m->query, dim, &opt, &hits);
-    if (st != QV_OK)
-        return st;
-    r->api_result = hits;
     Quiver__V1__Hit *slots = reply_alloc(r, (hits->count + 1) * sizeof *slots);
     Quiver__V1__Hit **ptrs = reply_alloc(r, (hits->count + 1) * sizeof *ptrs);
     if (!slots || !ptrs)
@@ -282,10 +275,39 @@ static qv_status do_search(qv_db *db, const Quiver__V1__Search *m,
     return QV_OK;
 }
 
+static qv_status do_search(qv_db *db, const Quiver__V1__Search *m,
+                           struct reply *r)
+{
+    qv_search_options opt = options_from_wire(m->options);
+    qv_hits *hits = NULL;
+    uint32_t dim = m->n_query > UINT32_MAX ? 0 : (uint32_t)m->n_query;
+    qv_status st = qv_search(db, m->collection, m->query, dim, &opt, &hits);
+    if (st != QV_OK)
+        return st;
+    r->api_result = hits;
+    return reply_hits(r, hits);
+}
+
+static qv_status reply_batch(struct reply *r, const qv_batch_hits *b);
+
+/* Whether a batch's queries are a whole number of vectors: else INVALID
+ * in r. */
+static int batch_shape_ok(const Quiver__V1__SearchBatch *m, struct reply *r)
+{
+    if (m->dim != 0 && m->n_queries % m->dim == 0)
+        return 1;
+    r->resp.status = QUIVER__V1__STATUS__INVALID;
+    r->resp.message = "queries must hold a whole number of vectors of "
+                      "dimension dim (dim > 0)";
+    return 0;
+}
+
 static qv_status do_search_batch(qv_db *db, const Quiver__V1__SearchBatch *m,
                                  struct reply *r)
 {
-    if (m->dim == 0 || m->n_queries % m->dim != 0) {
+    if (!batch_shape_ok(m, r))
+        return QV_ERR_INVALID;
+    if (0 || m->n_queries % m->dim != 0) {
         r->resp.status = QUIVER__V1__STATUS__INVALID;
         r->resp.message = "queries must hold a whole number of vectors of "
                           "dimension dim (dim > 0)";
@@ -298,6 +320,12 @@ static qv_status do_search_batch(qv_db *db, const Quiver__V1__SearchBatch *m,
     if (st != QV_OK)
         return st;
     r->api_result = b;
+    return reply_batch(r, b);
+}
+
+/* The response of a batch search: b (kept by the caller until sent). */
+static qv_status reply_batch(struct reply *r, const qv_batch_hits *b)
+{
     size_t total = 0;
     for (size_t i = 0; i < b->count; i++)
         total += b->results[i].count;
@@ -331,6 +359,8 @@ static void doc_to_wire(const qv_record *r, Quiver__V1__Document *d)
         d->payload = r->payload;
 }
 
+static qv_status reply_page(struct reply *r, const qv_page *page);
+
 static qv_status do_scan(qv_db *db, const Quiver__V1__Scan *m,
                          struct reply *r)
 {
@@ -342,6 +372,12 @@ static qv_status do_scan(qv_db *db, const Quiver__V1__Scan *m,
     if (st != QV_OK)
         return st;
     r->api_result = page;
+    return reply_page(r, page);
+}
+
+/* The response of a scan: page (kept by the caller until sent). */
+static qv_status reply_page(struct reply *r, const qv_page *page)
+{
     Quiver__V1__Document *docs = reply_alloc(r, (page->count + 1) *
                                                     sizeof *docs);
     Quiver__V1__Document **ptrs = reply_alloc(r, (page->count + 1) *
@@ -468,6 +504,9 @@ static qv_status do_list_tables(qv_db *db, struct reply *r)
     return QV_OK;
 }
 
+static qv_status reply_indexes(struct reply *r, const qv_index_info *list,
+                               size_t n);
+
 static qv_status do_list_indexes(qv_db *db, const char *collection,
                                  struct reply *r)
 {
@@ -477,13 +516,20 @@ static qv_status do_list_indexes(qv_db *db, const char *collection,
     if (st != QV_OK)
         return st;
     r->api_result = list;
+    return reply_indexes(r, list, n);
+}
+
+/* The response of a list of payload indexes (kept until sent). */
+static qv_status reply_indexes(struct reply *r, const qv_index_info *list,
+                               size_t n)
+{
     Quiver__V1__IndexInfo *infos = reply_alloc(r, (n + 1) * sizeof *infos);
     Quiver__V1__IndexInfo **ptrs = reply_alloc(r, (n + 1) * sizeof *ptrs);
     if (!infos || !ptrs)
         return nomem(r);
     for (size_t i = 0; i < n; i++) {
         quiver__v1__index_info__init(&infos[i]);
-        infos[i].field = list[i].field;
+        infos[i].field = (char *)list[i].field;
         infos[i].type = (Quiver__V1__IndexType)list[i].type;
         ptrs[i] = &infos[i];
     }
@@ -773,17 +819,47 @@ static qv_status routed_search(dispatch_session *s, const shard_map *map,
     uint32_t dim = m->n_query > UINT32_MAX ? 0 : (uint32_t)m->n_query;
     qv_status st = router_search(s->router, map, m->query, dim, &opt, after,
                                  &r->routed, r->text, sizeof r->text);
+    return st == QV_OK ? reply_hits(r, router_result_hits(r->routed)) : st;
+}
+
+static qv_status routed_search_batch(dispatch_session *s,
+                                     const shard_map *map,
+                                     const Quiver__V1__SearchBatch *m,
+                                     uint64_t after, struct reply *r)
+{
+    if (!batch_shape_ok(m, r))
+        return QV_ERR_INVALID;
+    qv_search_options opt = options_from_wire(m->options);
+    qv_status st = router_search_batch(s->router, map, m->queries,
+                                       m->n_queries / m->dim, m->dim, &opt,
+                                       after, &r->routed, r->text,
+                                       sizeof r->text);
+    return st == QV_OK ? reply_batch(r, router_result_batch(r->routed)) : st;
+}
+
+static qv_status routed_scan(dispatch_session *s, const shard_map *map,
+                             const Quiver__V1__Scan *m, uint64_t after,
+                             struct reply *r)
+{
+    qv_status st = router_scan(s->router, map,
+                               m->has_filter ? m->filter : NULL,
+                               m->has_after ? m->after : NULL, m->limit,
+                               after, &r->routed, r->text, sizeof r->text);
+    return st == QV_OK ? reply_page(r, router_result_page(r->routed)) : st;
+}
+
+static qv_status routed_list_indexes(dispatch_session *s,
+                                     const shard_map *map, uint64_t after,
+                                     struct reply *r)
+{
+    qv_index_info *list = NULL;
+    size_t n = 0;
+    qv_status st = router_list_indexes(s->router, map, after, &list, &n,
+                                       r->text, sizeof r->text);
     if (st != QV_OK)
         return st;
-    const qv_hits *hits = router_hits_of(r->routed);
-    Quiver__V1__Hit *slots = reply_alloc(r, (hits->count + 1) * sizeof *slots);
-    Quiver__V1__Hit **ptrs = reply_alloc(r, (hits->count + 1) * sizeof *ptrs);
-    if (!slots || !ptrs)
-        return nomem(r);
-    hits_to_wire(r, hits, &r->u.hits, slots, ptrs);
-    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_HITS;
-    r->resp.hits = &r->u.hits;
-    return QV_OK;
+    r->api_result = list;
+    return reply_indexes(r, list, n);
 }
 
 static qv_status routed_get(dispatch_session *s, const shard_map *map,
@@ -867,12 +943,35 @@ static void run_routed(dispatch_session *s, const Request *req,
             r->resp.count = count;
         }
         break;
+    case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
+        st = routed_search_batch(s, map, req->search_batch, after, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_SCAN:
+        st = routed_scan(s, map, req->scan, after, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_DELETE_WHERE:
+        st = router_delete_where(s->router, map, req->delete_where->filter,
+                                 &count, &token, r->text, sizeof r->text);
+        if (st == QV_OK) {
+            r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
+            r->resp.count = count;
+        }
+        break;
+    case QUIVER__V1__REQUEST__OP_CREATE_INDEX:
+        st = router_index(s->router, map, req->create_index->field,
+                          (qv_index_type)req->create_index->type, 0, &token,
+                          r->text, sizeof r->text);
+        break;
+    case QUIVER__V1__REQUEST__OP_DROP_INDEX:
+        st = router_index(s->router, map, req->drop_index->field,
+                          QV_INDEX_KEYWORD, 1, &token, r->text,
+                          sizeof r->text);
+        break;
+    case QUIVER__V1__REQUEST__OP_TRAIN:
+        st = router_train(s->router, map, &token, r->text, sizeof r->text);
+        break;
     case QUIVER__V1__REQUEST__OP_LIST_INDEXES:
-        /* none: payload indexes of sharded collections are not built */
-        quiver__v1__index_list__init(&r->u.indexes);
-        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_INDEX_LIST;
-        r->resp.index_list = &r->u.indexes;
-        st = QV_OK;
+        st = routed_list_indexes(s, map, after, r);
         break;
     default:
         snprintf(r->text, sizeof r->text, "'%s' is a sharded collection: "
@@ -910,7 +1009,7 @@ static void reply_reset(struct reply *r)
 {
     uint64_t id = r->resp.id;
     qv_free(r->api_result);
-    router_hits_free(r->routed);
+    router_result_free(r->routed);
     for (size_t i = 0; i < sizeof r->scratch / sizeof *r->scratch; i++)
         qv_mem_free(r->scratch[i]);
     *r = (struct reply){.resp = QUIVER__V1__RESPONSE__INIT};
@@ -1275,7 +1374,7 @@ void dispatch_apply(const node_entry *e, node_outcome *out)
     if (r.resp.result_case == QUIVER__V1__RESPONSE__RESULT_COUNT)
         out->count = r.resp.count;
     qv_free(r.api_result);
-    router_hits_free(r.routed);
+    router_result_free(r.routed);
     for (size_t i = 0; i < sizeof r.scratch / sizeof *r.scratch; i++)
         qv_mem_free(r.scratch[i]);
     quiver__v1__request__free_unpacked(req, &qv_protobuf_allocator);
@@ -1373,7 +1472,7 @@ int dispatch_frame(qv_db *db, dispatch_session *session,
     }
     int rc = frame_append(out, &r.resp.base);
     qv_free(r.api_result);
-    router_hits_free(r.routed);
+    router_result_free(r.routed);
     for (size_t i = 0; i < sizeof r.scratch / sizeof *r.scratch; i++)
         qv_mem_free(r.scratch[i]);
     quiver__v1__request__free_unpacked(req, &qv_protobuf_allocator);

@@ -24,7 +24,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "common/alloc.h"
+#include "common/json.h"
 #include "wire/quiver.pb-c.h"
 
 #define PEER_IDLE_MAX 8        /* idle handles kept per node */
@@ -766,16 +769,72 @@ qv_status router_list(router *rt, uint64_t after, qv_collection_info **infos,
     return QV_OK;
 }
 
-/* ---- search ---- */
+/* ---- results gathered from every shard ---- */
 
-struct router_hits {
-    qv_hits merged;
-    qv_hits **parts;     /* per shard, qv_free */
+struct router_result {
+    qv_hits hits;            /* router_search */
+    qv_page page;            /* router_scan */
+    qv_batch_hits batch;     /* router_search_batch */
+    char *explain;           /* with explain: every shard's, as JSON */
+    void **parts;            /* per shard, the shard's result: qv_free */
     uint32_t nparts;
 };
 
+/* A result with room for a part per shard, and the array read_all fills
+ * (results[s] = &parts[s]); NULL when out of memory. */
+static router_result *result_new(const shard_map *m, void ***results)
+{
+    router_result *rr = qv_calloc(1, sizeof *rr);
+    *results = qv_calloc(m->shards, sizeof **results);
+    if (rr && *results && (rr->parts = qv_calloc(m->shards,
+                                                 sizeof *rr->parts))) {
+        rr->nparts = m->shards;
+        for (uint32_t s = 0; s < m->shards; s++)
+            (*results)[s] = &rr->parts[s];
+        return rr;
+    }
+    router_result_free(rr);
+    qv_mem_free(*results);
+    *results = NULL;
+    return NULL;
+}
+
+const qv_hits *router_result_hits(const router_result *rr)
+{
+    return &rr->hits;
+}
+
+const qv_page *router_result_page(const router_result *rr)
+{
+    return &rr->page;
+}
+
+const qv_batch_hits *router_result_batch(const router_result *rr)
+{
+    return &rr->batch;
+}
+
+void router_result_free(router_result *rr)
+{
+    if (!rr)
+        return;
+    for (uint32_t s = 0; s < rr->nparts; s++)
+        qv_free(rr->parts[s]);
+    qv_mem_free(rr->parts);
+    qv_mem_free(rr->hits.hits);
+    qv_mem_free(rr->page.records);
+    for (size_t q = 0; rr->batch.results && q < rr->batch.count; q++)
+        qv_mem_free(rr->batch.results[q].hits);
+    qv_mem_free(rr->batch.results);
+    qv_mem_free(rr->explain);
+    qv_mem_free(rr);
+}
+
+/* ---- search ---- */
+
 struct search_args {
-    const float *query;
+    const float *queries;
+    size_t nq;               /* 0: one query, qv_search */
     uint32_t dim;
     const qv_search_options *options;
 };
@@ -784,7 +843,10 @@ static qv_status search_fn(qv_db *h, const char *local, void *arg,
                            void *result)
 {
     struct search_args *a = arg;
-    return qv_search(h, local, a->query, a->dim, a->options, result);
+    if (a->nq == 0)
+        return qv_search(h, local, a->queries, a->dim, a->options, result);
+    return qv_search_batch(h, local, a->queries, a->nq, a->dim, a->options,
+                           result);
 }
 
 /* Nearest first; equal distances by id, so that the merge is the same
@@ -797,65 +859,340 @@ static int by_distance(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
-qv_status router_search(router *rt, const shard_map *map, const float *query,
-                        uint32_t dim, const qv_search_options *options,
-                        uint64_t after, router_hits **out, char *msg,
-                        size_t msglen)
+/* The k nearest of the shards' lists into out (hits from the parts). */
+static int merge_hits(const qv_hits *const *lists, uint32_t n, uint32_t k,
+                      qv_hits *out)
 {
-    *out = NULL;
-    if (options->explain) {
-        snprintf(msg, msglen, "explain of a search across shards is not "
-                 "supported yet; explain a shard's search on its node");
-        return QV_ERR_UNSUPPORTED;
-    }
-    router_hits *h = qv_calloc(1, sizeof *h);
-    void **results = qv_calloc(map->shards, sizeof *results);
-    struct search_args a = {query, dim, options};
-    qv_status st = QV_ERR_NOMEM;
-    snprintf(msg, msglen, "out of memory");
-    if (h && results && (h->parts = qv_calloc(map->shards,
-                                              sizeof *h->parts))) {
-        h->nparts = map->shards;
-        for (uint32_t s = 0; s < map->shards; s++)
-            results[s] = &h->parts[s];
-        st = read_all(rt, map, after, search_fn, &a, results, msg, msglen);
-    }
-    qv_mem_free(results);
     size_t total = 0;
-    for (uint32_t s = 0; st == QV_OK && s < h->nparts; s++)
-        total += h->parts[s] ? h->parts[s]->count : 0;
-    if (st == QV_OK &&
-        !(h->merged.hits = qv_calloc(total + 1, sizeof *h->merged.hits))) {
-        snprintf(msg, msglen, "out of memory");
-        st = QV_ERR_NOMEM;
+    for (uint32_t s = 0; s < n; s++)
+        total += lists[s]->count;
+    out->hits = qv_calloc(total + 1, sizeof *out->hits);
+    if (!out->hits)
+        return -1;
+    out->count = 0;
+    for (uint32_t s = 0; s < n; s++)
+        for (size_t i = 0; i < lists[s]->count; i++)
+            out->hits[out->count++] = lists[s]->hits[i];
+    qsort(out->hits, out->count, sizeof *out->hits, by_distance);
+    if (out->count > k)   /* every shard gave its k nearest */
+        out->count = k;
+    return 0;
+}
+
+/* Every shard's explain as {"shards": [{"shard": s, ...its own...}]}. */
+static int merge_explains(router_result *rr)
+{
+    json_t *shards = json_array();
+    for (uint32_t s = 0; shards && s < rr->nparts; s++) {
+        const qv_hits *h = rr->parts[s];
+        json_t *one = h->explain ? json_loads(h->explain, 0, NULL) : NULL;
+        if (!one)
+            one = json_object();
+        json_object_set_new(one, "shard", json_integer(s));
+        json_array_append_new(shards, one);
     }
+    json_t *o = shards ? json_pack("{s:o}", "shards", shards) : NULL;
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    rr->explain = text ? qv_strndup(text, strlen(text)) : NULL;
+    qv_json_free(text);
+    return rr->explain ? 0 : -1;
+}
+
+static qv_status search_all(router *rt, const shard_map *map,
+                            struct search_args *a, uint64_t after,
+                            router_result **out, char *msg, size_t msglen)
+{
+    void **results = NULL;
+    router_result *rr = result_new(map, &results);
+    qv_status st = QV_ERR_NOMEM;
+    *out = NULL;
+    snprintf(msg, msglen, "out of memory");
+    if (rr)
+        st = read_all(rt, map, after, search_fn, a, results, msg, msglen);
+    qv_mem_free(results);
     if (st != QV_OK) {
-        router_hits_free(h);
+        router_result_free(rr);
         return st;
     }
-    for (uint32_t s = 0; s < h->nparts; s++)
-        for (size_t i = 0; h->parts[s] && i < h->parts[s]->count; i++)
-            h->merged.hits[h->merged.count++] = h->parts[s]->hits[i];
-    qsort(h->merged.hits, h->merged.count, sizeof *h->merged.hits,
-          by_distance);
-    if (h->merged.count > options->k)   /* every shard checked k */
-        h->merged.count = options->k;
-    *out = h;
+    *out = rr;
     return QV_OK;
 }
 
-const qv_hits *router_hits_of(const router_hits *h)
+qv_status router_search(router *rt, const shard_map *map, const float *query,
+                        uint32_t dim, const qv_search_options *options,
+                        uint64_t after, router_result **out, char *msg,
+                        size_t msglen)
 {
-    return &h->merged;
+    struct search_args a = {query, 0, dim, options};
+    router_result *rr;
+    qv_status st = search_all(rt, map, &a, after, &rr, msg, msglen);
+    if (st != QV_OK)
+        return st;
+    if (merge_hits((const qv_hits *const *)rr->parts, rr->nparts,
+                   options->k, &rr->hits) != 0 ||
+        (options->explain && merge_explains(rr) != 0)) {
+        router_result_free(rr);
+        snprintf(msg, msglen, "out of memory");
+        return QV_ERR_NOMEM;
+    }
+    rr->hits.explain = rr->explain;
+    *out = rr;
+    return QV_OK;
 }
 
-void router_hits_free(router_hits *h)
+qv_status router_search_batch(router *rt, const shard_map *map,
+                              const float *queries, size_t nq, uint32_t dim,
+                              const qv_search_options *options,
+                              uint64_t after, router_result **out, char *msg,
+                              size_t msglen)
 {
-    if (!h)
-        return;
-    for (uint32_t s = 0; s < h->nparts; s++)
-        qv_free(h->parts[s]);
-    qv_mem_free(h->parts);
-    qv_mem_free(h->merged.hits);
-    qv_mem_free(h);
+    struct search_args a = {queries, nq, dim, options};
+    router_result *rr;
+    qv_status st = search_all(rt, map, &a, after, &rr, msg, msglen);
+    if (st != QV_OK)
+        return st;
+    const qv_hits **lists = qv_calloc(rr->nparts, sizeof *lists);
+    rr->batch.results = qv_calloc(nq, sizeof *rr->batch.results);
+    int rc = lists && rr->batch.results ? 0 : -1;
+    for (size_t q = 0; rc == 0 && q < nq; q++) {
+        for (uint32_t s = 0; s < rr->nparts; s++)
+            lists[s] = &((qv_batch_hits *)rr->parts[s])->results[q];
+        rc = merge_hits(lists, rr->nparts, options->k,
+                        &rr->batch.results[q]);
+        if (rc == 0)
+            rr->batch.count = q + 1;
+    }
+    qv_mem_free(lists);
+    if (rc != 0) {
+        router_result_free(rr);
+        snprintf(msg, msglen, "out of memory");
+        return QV_ERR_NOMEM;
+    }
+    *out = rr;
+    return QV_OK;
+}
+
+/* ---- scan ---- */
+
+struct scan_args {
+    const char *filter, *after;
+    uint32_t limit;
+};
+
+static qv_status scan_fn(qv_db *h, const char *local, void *arg,
+                         void *result)
+{
+    struct scan_args *a = arg;
+    return qv_scan_where(h, local, a->filter, a->after, a->limit, result);
+}
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const qv_record *)a)->id, ((const qv_record *)b)->id);
+}
+
+qv_status router_scan(router *rt, const shard_map *map, const char *filter,
+                      const char *after, uint32_t limit, uint64_t after_token,
+                      router_result **out, char *msg, size_t msglen)
+{
+    struct scan_args a = {filter, after, limit};
+    void **results = NULL;
+    router_result *rr = result_new(map, &results);
+    qv_status st = QV_ERR_NOMEM;
+    *out = NULL;
+    snprintf(msg, msglen, "out of memory");
+    if (rr)
+        st = read_all(rt, map, after_token, scan_fn, &a, results, msg,
+                      msglen);
+    qv_mem_free(results);
+    size_t total = 0;
+    int more = 0;
+    for (uint32_t s = 0; st == QV_OK && s < rr->nparts; s++) {
+        const qv_page *p = rr->parts[s];
+        total += p->count;
+        more |= p->next != NULL;
+    }
+    if (st == QV_OK &&
+        !(rr->page.records = qv_calloc(total + 1, sizeof *rr->page.records)))
+        st = QV_ERR_NOMEM;
+    if (st != QV_OK) {
+        router_result_free(rr);
+        return st;
+    }
+    /* every shard's first matches after the cursor, in one id order: the
+     * first limit of them are the page; the last one is the next cursor */
+    for (uint32_t s = 0; s < rr->nparts; s++) {
+        const qv_page *p = rr->parts[s];
+        for (size_t i = 0; i < p->count; i++)
+            rr->page.records[rr->page.count++] = p->records[i];
+    }
+    qsort(rr->page.records, rr->page.count, sizeof *rr->page.records, by_id);
+    if (rr->page.count > limit) {
+        rr->page.count = limit;
+        more = 1;
+    }
+    rr->page.next = more && rr->page.count
+                        ? rr->page.records[rr->page.count - 1].id : NULL;
+    *out = rr;
+    return QV_OK;
+}
+
+/* ---- writes to every shard ---- */
+
+struct shard_write {
+    router *rt;
+    const shard_map *m;
+    shard_fn fn;
+    void *arg;
+    uint64_t *counts;        /* per shard, or NULL */
+    uint64_t *tokens;        /* per shard */
+    qv_status *status;
+    char (*msg)[640];
+    atomic_uint next;
+};
+
+static void *write_worker(void *arg)
+{
+    struct shard_write *w = arg;
+    uint32_t s;
+    while ((s = atomic_fetch_add(&w->next, 1)) < w->m->shards)
+        w->status[s] = write_shard(w->rt, w->m, s, w->fn, w->arg,
+                                   w->counts ? &w->counts[s] : NULL,
+                                   &w->tokens[s], w->msg[s],
+                                   sizeof w->msg[s]);
+    return NULL;
+}
+
+/*
+ * fn on every shard, side by side, as writes (write_shard); the counts
+ * summed into *count when counted. Every shard is asked even when one
+ * refuses; the first refusal is the answer, saying how many shards made
+ * the write (a refusal that depends only on the request is the same on
+ * every shard).
+ */
+static qv_status write_all(router *rt, const shard_map *m, shard_fn fn,
+                           void *arg, uint64_t *count, uint64_t *token,
+                           char *msg, size_t msglen)
+{
+    struct shard_write w = {rt, m, fn, arg, NULL, NULL, NULL, NULL, 0};
+    w.counts = qv_calloc(m->shards, sizeof *w.counts);
+    w.tokens = qv_calloc(m->shards, sizeof *w.tokens);
+    w.status = qv_calloc(m->shards, sizeof *w.status);
+    w.msg = qv_calloc(m->shards, sizeof *w.msg);
+    qv_status st = QV_ERR_NOMEM;
+    snprintf(msg, msglen, "out of memory");
+    if (w.counts && w.tokens && w.status && w.msg) {
+        pthread_t tids[FANOUT_THREADS];
+        int started = 0;
+        uint32_t want = m->shards < FANOUT_THREADS ? m->shards
+                                                   : FANOUT_THREADS;
+        for (uint32_t i = 1; i < want; i++)
+            if (pthread_create(&tids[started], NULL, write_worker, &w) == 0)
+                started++;
+        write_worker(&w);
+        for (int i = 0; i < started; i++)
+            pthread_join(tids[i], NULL);
+        st = QV_OK;
+        uint32_t made = 0;
+        for (uint32_t s = 0; s < m->shards; s++) {
+            made += w.status[s] == QV_OK;
+            if (w.tokens[s] > *token)
+                *token = w.tokens[s];
+            if (count)
+                *count += w.counts[s];
+            if (st == QV_OK && w.status[s] != QV_OK) {
+                st = w.status[s];
+                snprintf(msg, msglen, "%s", w.msg[s]);
+            }
+        }
+        if (st != QV_OK && made > 0) {
+            size_t at = strlen(msg);
+            snprintf(msg + at, msglen - at, " (%u of the %u shards made "
+                     "it)", made, m->shards);
+        }
+    }
+    qv_mem_free(w.counts);
+    qv_mem_free(w.tokens);
+    qv_mem_free(w.status);
+    qv_mem_free(w.msg);
+    return st;
+}
+
+static qv_status delete_where_fn(qv_db *h, const char *local, void *arg,
+                                 void *result)
+{
+    uint64_t n = 0;
+    qv_status st = qv_delete_where(h, local, arg, &n);
+    *(uint64_t *)result = n;
+    return st;
+}
+
+qv_status router_delete_where(router *rt, const shard_map *map,
+                              const char *filter, uint64_t *deleted,
+                              uint64_t *token, char *msg, size_t msglen)
+{
+    *deleted = 0;
+    return write_all(rt, map, delete_where_fn, (void *)filter, deleted,
+                     token, msg, msglen);
+}
+
+struct index_args {
+    const char *field;
+    qv_index_type type;
+    int drop;
+};
+
+static qv_status index_fn(qv_db *h, const char *local, void *arg,
+                          void *result)
+{
+    struct index_args *a = arg;
+    (void)result;
+    return a->drop ? qv_drop_index(h, local, a->field)
+                   : qv_create_index(h, local, a->field, a->type);
+}
+
+qv_status router_index(router *rt, const shard_map *map, const char *field,
+                       qv_index_type type, int drop, uint64_t *token,
+                       char *msg, size_t msglen)
+{
+    struct index_args a = {field, type, drop};
+    return write_all(rt, map, index_fn, &a, NULL, token, msg, msglen);
+}
+
+static qv_status train_fn(qv_db *h, const char *local, void *arg,
+                          void *result)
+{
+    (void)arg;
+    (void)result;
+    return qv_train(h, local);
+}
+
+qv_status router_train(router *rt, const shard_map *map, uint64_t *token,
+                       char *msg, size_t msglen)
+{
+    return write_all(rt, map, train_fn, NULL, NULL, token, msg, msglen);
+}
+
+static qv_status list_indexes_fn(qv_db *h, const char *local, void *arg,
+                                 void *result)
+{
+    (void)arg;
+    struct { qv_index_info *list; size_t n; } *out = result;
+    return qv_list_indexes(h, local, &out->list, &out->n);
+}
+
+qv_status router_list_indexes(router *rt, const shard_map *map,
+                              uint64_t after, qv_index_info **list, size_t *n,
+                              char *msg, size_t msglen)
+{
+    /* every shard has the same indexes (made on all of them): shard 0's */
+    struct { qv_index_info *list; size_t n; } out = {NULL, 0};
+    qv_status st = read_shard(rt, map, 0, after, list_indexes_fn, NULL, &out,
+                              msg, msglen);
+    if (st == QV_OK) {
+        *list = out.list;
+        *n = out.n;
+    }
+    return st;
 }

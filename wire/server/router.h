@@ -66,14 +66,47 @@ qv_status router_describe(router *rt, const shard_map *map, uint64_t after,
                           qv_collection_info *info, char *msg,
                           size_t msglen);
 
-/* The k best hits of all shards (release with router_hits_free). */
-typedef struct router_hits router_hits;
+/* What a search, a batch search or a scan gathered from every shard
+ * (release with router_result_free). */
+typedef struct router_result router_result;
+const qv_hits *router_result_hits(const router_result *rr);
+const qv_page *router_result_page(const router_result *rr);
+const qv_batch_hits *router_result_batch(const router_result *rr);
+void router_result_free(router_result *rr);
+
+/* The k nearest of all shards; with options->explain, hits.explain is
+ * {"shards": [each shard's explain with its "shard"]}. */
 qv_status router_search(router *rt, const shard_map *map, const float *query,
                         uint32_t dim, const qv_search_options *options,
-                        uint64_t after, router_hits **out, char *msg,
+                        uint64_t after, router_result **out, char *msg,
                         size_t msglen);
-const qv_hits *router_hits_of(const router_hits *h);
-void router_hits_free(router_hits *h);
+qv_status router_search_batch(router *rt, const shard_map *map,
+                              const float *queries, size_t nq, uint32_t dim,
+                              const qv_search_options *options,
+                              uint64_t after, router_result **out, char *msg,
+                              size_t msglen);
+/* A page of the matches after the cursor in id order across shards: each
+ * shard gives its first limit, the first limit of all of them are the
+ * page (next: the last id, when more follow). */
+qv_status router_scan(router *rt, const shard_map *map, const char *filter,
+                      const char *after, uint32_t limit, uint64_t after_token,
+                      router_result **out, char *msg, size_t msglen);
+
+/* Writes made on every shard (side by side, each through a node holding
+ * it); a refusal says how many shards made it. */
+qv_status router_delete_where(router *rt, const shard_map *map,
+                              const char *filter, uint64_t *deleted,
+                              uint64_t *token, char *msg, size_t msglen);
+qv_status router_index(router *rt, const shard_map *map, const char *field,
+                       qv_index_type type, int drop, uint64_t *token,
+                       char *msg, size_t msglen);
+qv_status router_train(router *rt, const shard_map *map, uint64_t *token,
+                       char *msg, size_t msglen);
+/* Shard 0's payload indexes (every shard has the same): *list to
+ * qv_free. */
+qv_status router_list_indexes(router *rt, const shard_map *map,
+                              uint64_t after, qv_index_info **list, size_t *n,
+                              char *msg, size_t msglen);
 
 /* Every sharded collection's info, as router_describe gives it
  * (*infos: qv_mem_free it). */
