@@ -117,6 +117,41 @@ static void test_append_and_read(void **state)
     clog_close(l);
 }
 
+
+/* Compare-and-set in the key-value bucket: of two creates of one key one
+ * wins, and of two updates from one revision one wins; the loser is told
+ * so (1), not an error, and changes nothing. */
+static void test_kv_compare_and_set(void **state)
+{
+    struct nats_fixture *f = *state;
+    clog *l = open_log(f->url, "db1");
+    clog_kv *kv = NULL;
+    char err[512], *value = NULL;
+    uint64_t rev = 0, rev2 = 0;
+    assert_int_equal(clog_kv_open(l, "test_cas", 0, &kv, err, sizeof err),
+                     0);
+    assert_int_equal(clog_kv_create(kv, "k", "first", err, sizeof err), 0);
+    assert_int_equal(clog_kv_create(kv, "k", "second", err, sizeof err), 1);
+    assert_int_equal(clog_kv_get_rev(kv, "k", &value, &rev, err, sizeof err),
+                     0);
+    assert_string_equal(value, "first");
+    free(value);
+    assert_true(rev > 0);
+    assert_int_equal(clog_kv_update(kv, "k", "a", rev, err, sizeof err), 0);
+    assert_int_equal(clog_kv_update(kv, "k", "b", rev, err, sizeof err), 1);
+    assert_int_equal(clog_kv_get_rev(kv, "k", &value, &rev2, err,
+                                     sizeof err), 0);
+    assert_string_equal(value, "a");
+    free(value);
+    assert_true(rev2 > rev);
+    assert_int_equal(clog_kv_get_rev(kv, "none", &value, &rev, err,
+                                     sizeof err), 0);
+    assert_null(value);
+    assert_int_equal(rev, 0);
+    clog_kv_close(kv);
+    clog_close(l);
+}
+
 /* A stream of the same name that Quiver did not make is refused. */
 static void test_foreign_stream_is_refused(void **state)
 {
@@ -193,6 +228,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_append_and_read, nats_setup,
+                                        nats_teardown),
+        cmocka_unit_test_setup_teardown(test_kv_compare_and_set, nats_setup,
                                         nats_teardown),
         cmocka_unit_test_setup_teardown(test_foreign_stream_is_refused,
                                         nats_setup, nats_teardown),

@@ -454,7 +454,30 @@ int clog_kv_create(clog_kv *kv, const char *key, const char *value,
 int clog_kv_get(clog_kv *kv, const char *key, char **value, char *err,
                 size_t errlen)
 {
+    uint64_t rev;
+    return clog_kv_get_rev(kv, key, value, &rev, err, errlen);
+}
+
+int clog_kv_update(clog_kv *kv, const char *key, const char *value,
+                   uint64_t revision, char *err, size_t errlen)
+{
+    uint64_t rev;
+    natsStatus s = kvStore_UpdateString(&rev, kv->kv, key, value, revision);
+    if (s == NATS_OK)
+        return 0;
+    natsStatus last_s;
+    const char *last = nats_GetLastError(&last_s);
+    if (last_s == s && last && strstr(last, "wrong last sequence"))
+        return 1;
+    return nats_fail(s, 0, "updating a key in the key-value bucket", err,
+                     errlen);
+}
+
+int clog_kv_get_rev(clog_kv *kv, const char *key, char **value,
+                    uint64_t *revision, char *err, size_t errlen)
+{
     *value = NULL;
+    *revision = 0;
     kvEntry *e = NULL;
     natsStatus s = kvStore_Get(&e, kv->kv, key);
     if (s == NATS_NOT_FOUND)
@@ -462,6 +485,7 @@ int clog_kv_get(clog_kv *kv, const char *key, char **value, char *err,
     if (s != NATS_OK)
         return nats_fail(s, 0, "reading the key-value bucket", err, errlen);
     int len = kvEntry_ValueLen(e);
+    *revision = kvEntry_Revision(e);
     *value = malloc((size_t)len + 1);
     if (*value) {
         memcpy(*value, kvEntry_Value(e), (size_t)len);

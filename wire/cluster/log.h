@@ -104,6 +104,14 @@ int clog_kv_create(clog_kv *kv, const char *key, const char *value,
 /* *value: the key's value (free() it), NULL when there is none. */
 int clog_kv_get(clog_kv *kv, const char *key, char **value, char *err,
                 size_t errlen);
+/* The same, with the value's revision (0 with no value). */
+int clog_kv_get_rev(clog_kv *kv, const char *key, char **value,
+                    uint64_t *revision, char *err, size_t errlen);
+/* Put key only if its value is still the one of revision (a
+ * compare-and-set: of two updates from one revision, one wins): 0, 1
+ * when the key has changed since, -1 on an error. */
+int clog_kv_update(clog_kv *kv, const char *key, const char *value,
+                   uint64_t revision, char *err, size_t errlen);
 int clog_kv_delete(clog_kv *kv, const char *key, char *err, size_t errlen);
 /* *keys: the bucket's keys (*n of them); release with clog_kv_keys_free. */
 int clog_kv_keys(clog_kv *kv, char ***keys, int *n, char *err,
