@@ -794,9 +794,11 @@ qv_status qv_read_after(qv_db *db, uint64_t token);
  * with qv_free): "node" (its name), "stream" {"name", "last_seq",
  * "replicas"}, "nodes" [{"node", "listen", "db_id", "applied",
  * "lag_entries", "lag_seconds", "seen_seconds_ago"}...] of the live nodes,
- * "sharded" [{"name", "shards", "replicas", "placement": [[node, ...] per
- * shard]}...] the placement of every sharded collection, "last_error"
- * (the node's last failure reading the log, "" for none).
+ * "sharded" [{"name", "serial", "version", "shards", "replicas",
+ * "placement": [[node, ...] per shard], "copying": [nodes whose new
+ * replica has not caught up]}...] the placement of every sharded
+ * collection, "coordinator" (the node placing replicas, "" for none),
+ * "last_error" (the node's last failure reading the log, "" for none).
  *
  * Returns:
  *   QV_ERR_UNSUPPORTED - an embedded handle, or a server that is not a

@@ -25,7 +25,7 @@
 
 #include "tests/test_util.h"
 
-#define MAX_NODES 3
+#define MAX_NODES 4
 
 struct cluster {
     char *dir;
@@ -429,6 +429,7 @@ struct writer {
     int acked, stop, failed_at;   /* failed_at: the write that failed */
     int go_on;                    /* keep writing past failures */
     int failures;                 /* with go_on */
+    int pace_ms;                  /* a pause between writes, or 0 */
     char ids[4096][8];            /* with go_on: acknowledged ids */
     uint64_t token;
 };
@@ -458,6 +459,10 @@ static void *writer_main(void *arg)
             pthread_cond_broadcast(&w->progress);
             pthread_mutex_unlock(&w->lock);
             return NULL;
+        }
+        if (w->pace_ms) {   /* spread the writes over a longer run */
+            struct timespec pause = {0, w->pace_ms * 1000000L};
+            nanosleep(&pause, NULL);
         }
         pthread_mutex_lock(&w->lock);
         if (w->go_on)
@@ -1460,6 +1465,149 @@ static void test_sharded_writes_survive_a_kill(void **state)
     pthread_mutex_destroy(&w.lock);
 }
 
+/* Whether the placements node i gives hold no replica on node dead and
+ * no replica being copied, with a live coordinator. */
+static int replaced(struct cluster *c, int i, const char *dead)
+{
+    char *text = NULL;
+    assert_ok(c->h[i], qv_cluster_status(c->h[i], &text));
+    json_t *st = json_loads(text, 0, NULL);
+    qv_free(text);
+    const char *coord = json_string_value(json_object_get(st,
+                                                          "coordinator"));
+    int done = coord && coord[0] && strcmp(coord, dead) != 0;
+    json_t *sharded = json_object_get(st, "sharded");
+    for (size_t k = 0; done && k < json_array_size(sharded); k++) {
+        json_t *m = json_array_get(sharded, k);
+        done = json_array_size(json_object_get(m, "copying")) == 0;
+        json_t *placement = json_object_get(m, "placement");
+        for (size_t s = 0; done && s < json_array_size(placement); s++) {
+            json_t *hosts = json_array_get(placement, s);
+            for (size_t r = 0; r < json_array_size(hosts); r++)
+                done &= strcmp(json_string_value(json_array_get(hosts, r)),
+                               dead) != 0;
+        }
+    }
+    json_decref(st);
+    return done;
+}
+
+/* The coordinator's node index, from node i's status. */
+static int coordinator_of(struct cluster *c, int i)
+{
+    char *text = NULL;
+    int at = -1;
+    for (int tries = 0; at < 0 && tries < 100; tries++) {
+        assert_ok(c->h[i], qv_cluster_status(c->h[i], &text));
+        json_t *st = json_loads(text, 0, NULL);
+        qv_free(text);
+        const char *coord = json_string_value(json_object_get(st,
+                                                              "coordinator"));
+        if (coord && coord[0] == 'n')
+            at = coord[1] - '1';
+        json_decref(st);
+        if (at < 0) {   /* the first round has not come yet */
+            struct timespec pause = {0, 100 * 1000000L};
+            nanosleep(&pause, NULL);
+        }
+    }
+    assert_true(at >= 0 && at < 4);
+    return at;
+}
+
+/*
+ * The coordinator's node is killed while single writes go on into a
+ * sharded collection (4 shards x 2 replicas on 4 nodes): another node
+ * takes over as coordinator, and once the lost node's record lapses its
+ * replicas are placed on the other nodes and copied from the surviving
+ * replicas. Afterwards no replica is on the lost node, every
+ * acknowledged write is read through every live node, each shard's
+ * replicas hold the same documents, check is clean.
+ */
+static void test_lost_node_is_replaced(void **state)
+{
+    struct cluster *c = cluster_start_n(state, 4);
+    qv_collection_config cfg = {.dim = 4, .shards = 4, .replicas = 2};
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
+    int lost = coordinator_of(c, 0);
+    int via = (lost + 1) % 4;
+    char dead[8];
+    snprintf(dead, sizeof dead, "n%c", (char)('1' + lost));
+    struct writer w = {.db = c->h[via], .failed_at = -1, .go_on = 1,
+                       .pace_ms = 10};
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.progress, NULL);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
+    await_more(&w, 50);
+    kill_node(c, lost);
+    /* the grace period (15 s) passes, then the copies are made */
+    int tries = 0;
+    while (!replaced(c, via, dead) && tries++ < 600) {
+        struct timespec pause = {0, 200 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    assert_true(replaced(c, via, dead));
+    await_more(&w, 20);
+    pthread_mutex_lock(&w.lock);
+    w.stop = 1;
+    pthread_mutex_unlock(&w.lock);
+    pthread_join(t, NULL);
+    uint64_t total = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i == lost)
+            continue;
+        assert_ok(c->h[i], qv_read_after(c->h[i], w.token));
+        for (int k = 0; k < w.acked; k++) {
+            char id[16];
+            qv_record *r = NULL;
+            snprintf(id, sizeof id, "w%.6s", w.ids[k]);
+            assert_ok(c->h[i], qv_get(c->h[i], "docs", id, &r));
+            qv_free(r);
+        }
+        char *report = NULL;
+        assert_ok(c->h[i], qv_check(c->h[i], &report));
+        qv_free(report);
+        assert_ok(c->h[i], qv_count(c->h[i], "docs", NULL, &total));
+    }
+    assert_true(total >= (uint64_t)w.acked);
+    char *text = NULL;
+    assert_ok(c->h[via], qv_cluster_status(c->h[via], &text));
+    json_t *st = json_loads(text, 0, NULL);
+    qv_free(text);
+    const char *serial = json_string_value(json_object_get(
+        json_array_get(json_object_get(st, "sharded"), 0), "serial"));
+    uint64_t held = 0;
+    for (uint32_t sh = 0; sh < 4; sh++) {
+        char local[80];
+        uint64_t first = UINT64_MAX;
+        int holders = 0;
+        snprintf(local, sizeof local, "_shard.%016llx.%s.%u",
+                 (unsigned long long)XXH64("docs", 4, 0), serial, sh);
+        for (int i = 0; i < 4; i++) {
+            uint64_t k = 0;
+            if (i == lost)
+                continue;
+            qv_status got = qv_count(c->h[i], local, NULL, &k);
+            if (got == QV_ERR_NOT_FOUND)
+                continue;
+            assert_ok(c->h[i], got);
+            if (first == UINT64_MAX)
+                first = k;
+            assert_int_equal(k, first);
+            held += k;
+            holders++;
+        }
+        assert_int_equal(holders, 2);
+    }
+    assert_int_equal(held, 2 * total);
+    json_decref(st);
+    print_message("# %d writes acknowledged, %d of unknown outcome; %s's "
+                  "replicas placed again\n", w.acked, w.failures, dead);
+    pthread_cond_destroy(&w.progress);
+    pthread_mutex_destroy(&w.lock);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1486,6 +1634,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sharded_collection,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_sharded_writes_survive_a_kill,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_lost_node_is_replaced,
                                         cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -45,6 +45,7 @@
 #define NODE_ID "node_id"        /* position: the database's random id */
 #define BEAT_MS 2000
 #define MEMBER_TTL_MS 15000
+#define COORDINATOR_TTL_MS 10000
 #define MERGE_MAX_ENTRIES 64
 #define MERGE_MAX_BYTES (8u << 20)   /* of requests in one merged write */
 
@@ -62,11 +63,13 @@ struct cluster_node {
     clog *log;
     clog_kv *members;
     clog_kv *placements;
+    clog_kv *coordination;
     char listen[64];
     uint64_t db_id;
     long long last_beat_ms;      /* applier thread only */
     node_apply_fn apply;
     node_merge_fn merge;         /* NULL: every entry alone */
+    _Atomic(void *) ctx;         /* the server's, for apply */
     char position[sizeof POSITION_PREFIX + 32];
     char name[64];
     uint64_t boot;               /* random, so ids differ across restarts */
@@ -109,14 +112,28 @@ static void settle_position(cluster_node *n, uint64_t seq)
         qv_position_put(n->db, n->position, seq);
 }
 
+static void note_failure(cluster_node *n, const char *err);
+static void beat(cluster_node *n, int force);
+
 /* Make entry e on the database and store its position with it. */
 static void apply_entry(cluster_node *n, const clog_entry *e,
                         node_outcome *out)
 {
     node_entry entry = {n->db, n->name, n->position, e->seq, e->data,
-                        e->len};
+                        e->len, atomic_load(&n->ctx)};
     qv_position_with_next_write(n->db, n->position, e->seq);
     n->apply(&entry, out);
+    /* an entry that cannot be applied yet holds the node up: nothing
+     * after it may be applied first */
+    while (out->again && !atomic_load(&n->stop)) {
+        note_failure(n, out->message);
+        struct timespec pause = {1, 0};
+        nanosleep(&pause, NULL);
+        beat(n, 0);
+        *out = (node_outcome){QV_OK, "", 0, 0, 0};
+        qv_position_with_next_write(n->db, n->position, e->seq);
+        n->apply(&entry, out);
+    }
     if (!out->skipped)   /* a skipped entry leaves the position to the
                             next write: applying it again skips it again */
         settle_position(n, e->seq);
@@ -234,7 +251,7 @@ static int apply_merged(cluster_node *n, const struct run *run)
     if (!n->merge(n->db, data, lens, run->n))
         return 0;   /* nothing written; apply_entry stages anew */
     settle_position(n, last);
-    node_outcome ok = {QV_OK, "", 0, 0};
+    node_outcome ok = {QV_OK, "", 0, 0, 0};
     for (size_t i = 0; i < run->n; i++)
         finish(n, &run->e[i], &ok);
     return 1;
@@ -353,12 +370,15 @@ static uint64_t member_db_id(const char *text)
  * node with another database holds it. */
 static int join_members(cluster_node *n, char *err, size_t errlen)
 {
-    char bucket[64], places[64], *held = NULL;
+    char bucket[64], places[64], coord[64], *held = NULL;
     snprintf(bucket, sizeof bucket, "quiver_%s_nodes", clog_stream(n->log));
     snprintf(places, sizeof places, "quiver_%s_shards", clog_stream(n->log));
+    snprintf(coord, sizeof coord, "quiver_%s_coord", clog_stream(n->log));
     if (clog_kv_open(n->log, bucket, MEMBER_TTL_MS, &n->members, err,
                      errlen) != 0 ||
         clog_kv_open(n->log, places, 0, &n->placements, err, errlen) != 0 ||
+        clog_kv_open(n->log, coord, COORDINATOR_TTL_MS, &n->coordination,
+                     err, errlen) != 0 ||
         clog_kv_get(n->members, n->name, &held, err, errlen) != 0)
         return -1;
     uint64_t other = held ? member_db_id(held) : 0;
@@ -439,6 +459,7 @@ void node_stop(cluster_node *n)
         clog_kv_delete(n->members, n->name, err, sizeof err);
     clog_kv_close(n->members);
     clog_kv_close(n->placements);
+    clog_kv_close(n->coordination);
     clog_close(n->log);
     pthread_cond_destroy(&n->applied_cv);
     pthread_mutex_destroy(&n->lock);
@@ -453,6 +474,16 @@ uint64_t node_applied(cluster_node *n)
     return seq;
 }
 
+void node_set_context(cluster_node *n, void *ctx)
+{
+    atomic_store(&n->ctx, ctx);
+}
+
+int node_stopping(cluster_node *n)
+{
+    return atomic_load(&n->stop);
+}
+
 const char *node_name(const cluster_node *n)
 {
     return n->name;
@@ -463,28 +494,82 @@ clog_kv *node_placements(cluster_node *n)
     return n->placements;
 }
 
+int node_coordinate(cluster_node *n, char *err, size_t errlen)
+{
+    char *holder = NULL;
+    uint64_t rev = 0;
+    int rc = clog_kv_get_rev(n->coordination, "coordinator", &holder, &rev,
+                             err, errlen);
+    if (rc == 0 && !holder)   /* nobody: try to take it */
+        rc = clog_kv_create(n->coordination, "coordinator", n->name, err,
+                            errlen);
+    else if (rc == 0)         /* ours: keep it, unless it changed hands */
+        rc = strcmp(holder, n->name) == 0
+                 ? clog_kv_update(n->coordination, "coordinator", n->name,
+                                  rev, err, errlen)
+                 : 1;
+    free(holder);
+    return rc;
+}
+
+int node_coordinator(cluster_node *n, char *name, size_t len, char *err,
+                     size_t errlen)
+{
+    char *holder = NULL;
+    if (clog_kv_get(n->coordination, "coordinator", &holder, err,
+                    errlen) != 0)
+        return -1;
+    snprintf(name, len, "%s", holder ? holder : "");
+    free(holder);
+    return 0;
+}
+
 int node_live(cluster_node *n, char ***names, int *count, char *err,
               size_t errlen)
 {
     return clog_kv_keys(n->members, names, count, err, errlen);
 }
 
-int node_listen_of(cluster_node *n, const char *name, char *listen,
-                   size_t len, char *err, size_t errlen)
+/* Live node name's member record, parsed: 0, 1 when there is none. */
+static int member_of(cluster_node *n, const char *name, json_t **o,
+                     char *err, size_t errlen)
 {
     char *text = NULL;
+    *o = NULL;
     if (clog_kv_get(n->members, name, &text, err, errlen) != 0)
         return -1;
     if (!text)
         return 1;
-    json_t *o = json_loads(text, 0, NULL);
+    *o = json_loads(text, 0, NULL);
+    free(text);
+    return *o ? 0 : 1;
+}
+
+int node_listen_of(cluster_node *n, const char *name, char *listen,
+                   size_t len, char *err, size_t errlen)
+{
+    json_t *o;
+    int rc = member_of(n, name, &o, err, errlen);
+    if (rc != 0)
+        return rc;
     const char *at = json_string_value(json_object_get(o, "listen"));
-    int rc = at && strlen(at) < len ? 0 : 1;
+    rc = at && strlen(at) < len ? 0 : 1;
     if (rc == 0)
         snprintf(listen, len, "%s", at);
     json_decref(o);
-    free(text);
     return rc;
+}
+
+int node_applied_of(cluster_node *n, const char *name, uint64_t *applied,
+                    char *err, size_t errlen)
+{
+    json_t *o;
+    int rc = member_of(n, name, &o, err, errlen);
+    if (rc != 0)
+        return rc;
+    *applied = (uint64_t)json_integer_value(json_object_get(o, "applied"));
+    json_decref(o);
+    return 0;
 }
 
 static void unlink_waiter(cluster_node *n, struct waiter *w)
@@ -519,7 +604,7 @@ void node_write(cluster_node *n, const char *shard, const void *entry,
              (unsigned long long)atomic_fetch_add(&n->next_id, 1));
     size_t max = clog_max_entry(n->log);
     if (len > max) {
-        *out = (node_outcome){QV_ERR_INVALID, "", 0, 0};
+        *out = (node_outcome){QV_ERR_INVALID, "", 0, 0, 0};
         snprintf(out->message, sizeof out->message, "the write is %zu bytes, "
                  "more than the cluster's write log takes in one entry (%zu "
                  "bytes: the NATS servers' max_payload less 1 KiB); send "
@@ -528,7 +613,7 @@ void node_write(cluster_node *n, const char *shard, const void *entry,
         return;
     }
     if (clog_subject(n->log, shard, subject, sizeof subject) != 0) {
-        *out = (node_outcome){QV_ERR_INTERNAL, "", 0, 0};
+        *out = (node_outcome){QV_ERR_INTERNAL, "", 0, 0, 0};
         snprintf(out->message, sizeof out->message, "bad shard '%s'", shard);
         return;
     }
@@ -544,12 +629,12 @@ void node_write(cluster_node *n, const char *shard, const void *entry,
     unlink_waiter(n, &w);
     pthread_mutex_unlock(&n->lock);
     if (!appended) {
-        *out = (node_outcome){QV_ERR_CONNECTION, "", 0, 0};
+        *out = (node_outcome){QV_ERR_CONNECTION, "", 0, 0, 0};
         snprintf(out->message, sizeof out->message, "the cluster's write "
                  "log did not confirm the write, which may or may not be "
                  "applied later: %s", err);
     } else if (!applied) {
-        *out = (node_outcome){QV_ERR_TIMEOUT, "", 0, 0};
+        *out = (node_outcome){QV_ERR_TIMEOUT, "", 0, 0, 0};
         snprintf(out->message, sizeof out->message, "the write is entry %llu "
                  "of the log and will be applied, but this node did not "
                  "apply it within %d s", (unsigned long long)*seq,
@@ -569,7 +654,7 @@ qv_status node_wait_applied(cluster_node *n, uint64_t seq, node_outcome *out)
     pthread_mutex_unlock(&n->lock);
     if (applied >= seq)
         return QV_OK;
-    *out = (node_outcome){QV_ERR_TIMEOUT, "", 0, 0};
+    *out = (node_outcome){QV_ERR_TIMEOUT, "", 0, 0, 0};
     snprintf(out->message, sizeof out->message, "this node has applied the "
              "log up to entry %llu, not yet %llu; ask again or ask another "
              "node", (unsigned long long)applied, (unsigned long long)seq);
@@ -622,22 +707,28 @@ static json_t *placements_status(cluster_node *n, char *err, size_t errlen)
             shard_map_get(n->placements, names[i], &m, &found, err,
                           errlen) != 0 || !found)
             continue;
-        json_t *shards = json_array();
-        for (uint32_t s = 0; shards && s < m.shards; s++) {
+        json_t *shards = json_array(), *copying = json_array();
+        for (uint32_t s = 0; shards && copying && s < m.shards; s++) {
             json_t *hosts = json_array();
-            for (uint32_t r = 0; hosts && r < m.replicas; r++)
+            for (uint32_t r = 0; hosts && r < m.replicas; r++) {
                 json_array_append_new(hosts, json_string(shard_host(&m, s, r)));
+                if (m.since[(size_t)s * m.replicas + r] != 0)
+                    json_array_append_new(copying, json_string(
+                                                       shard_host(&m, s, r)));
+            }
             json_array_append_new(shards, hosts);
         }
         char serial[24];
         snprintf(serial, sizeof serial, "%016llx",
                  (unsigned long long)m.serial);
-        json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:I, s:o}",
-                                             "name", m.name, "serial", serial,
-                                             "shards", (json_int_t)m.shards,
-                                             "replicas",
+        json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, "
+                                             "s:o}", "name", m.name, "serial",
+                                             serial, "version",
+                                             (json_int_t)m.version, "shards",
+                                             (json_int_t)m.shards, "replicas",
                                              (json_int_t)m.replicas,
-                                             "placement", shards));
+                                             "placement", shards,
+                                             "copying", copying));
         shard_map_release(&m);
     }
     clog_kv_keys_free(names, count);
@@ -652,7 +743,7 @@ qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
     *json = NULL;
     if (clog_last_seq(n->log, &last, err, sizeof err) != 0 ||
         clog_kv_keys(n->members, &keys, &nkeys, err, sizeof err) != 0) {
-        *fail = (node_outcome){QV_ERR_CONNECTION, "", 0, 0};
+        *fail = (node_outcome){QV_ERR_CONNECTION, "", 0, 0, 0};
         snprintf(fail->message, sizeof fail->message, "%s", err);
         return QV_ERR_CONNECTION;
     }
@@ -671,21 +762,24 @@ qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
     json_t *placed = placements_status(n, err, sizeof err);
     if (!placed) {
         json_decref(nodes);
-        *fail = (node_outcome){QV_ERR_CONNECTION, "", 0, 0};
+        *fail = (node_outcome){QV_ERR_CONNECTION, "", 0, 0, 0};
         snprintf(fail->message, sizeof fail->message, "%s", err);
         return QV_ERR_CONNECTION;
     }
-    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:o, s:s}",
+    char coordinator[SHARD_NODE_MAX] = "";
+    node_coordinator(n, coordinator, sizeof coordinator, err, sizeof err);
+    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:o, s:s, s:s}",
                           "node", n->name, "stream", "name",
                           clog_stream(n->log), "last_seq", (json_int_t)last,
                           "replicas", clog_replicas(n->log), "nodes", nodes,
-                          "sharded", placed, "last_error", failure);
+                          "sharded", placed, "coordinator", coordinator,
+                          "last_error", failure);
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     *json = text ? qv_strndup(text, strlen(text)) : NULL;
     qv_json_free(text);
     if (*json)
         return QV_OK;
-    *fail = (node_outcome){QV_ERR_NOMEM, "out of memory", 0, 0};
+    *fail = (node_outcome){QV_ERR_NOMEM, "out of memory", 0, 0, 0};
     return QV_ERR_NOMEM;
 }

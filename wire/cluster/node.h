@@ -27,6 +27,8 @@ typedef struct node_outcome {
     uint64_t count;      /* delete where: the documents deleted */
     int skipped;         /* the entry is about a shard this node does not
                             hold: nothing written, no position stored */
+    int again;           /* the entry could not be applied yet (a shard's
+                            copy could not be fetched): apply it again */
 } node_outcome;
 
 /* Where the applier stands: the entry being applied. */
@@ -38,6 +40,7 @@ typedef struct node_entry {
                                 for the entry's next write */
     const void *data;        /* a protocol Request's bytes */
     size_t len;
+    void *ctx;               /* the server's, given to node_start */
 } node_entry;
 
 /* Apply one entry to e->db. Given by the server, which knows the
@@ -61,6 +64,9 @@ typedef int (*node_merge_fn)(qv_db *db, const void *const *entries,
 int node_start(const clog_config *cfg, const char *listen, qv_db *db,
                node_apply_fn apply, node_merge_fn merge, cluster_node **out,
                char *err, size_t errlen);
+/* The server's context for apply (node_entry.ctx), set once after
+ * node_start and before anything needs it. */
+void node_set_context(cluster_node *n, void *ctx);
 /* Stop applying and leave (what was applied stays). */
 void node_stop(cluster_node *n);
 
@@ -105,5 +111,18 @@ int node_live(cluster_node *n, char ***names, int *count, char *err,
  * live node has that name, -1 with err. */
 int node_listen_of(cluster_node *n, const char *name, char *listen,
                    size_t len, char *err, size_t errlen);
+/* How far live node name had applied the log at its last record: 0 with
+ * *applied, 1 when no live node has that name, -1 with err. */
+int node_applied_of(cluster_node *n, const char *name, uint64_t *applied,
+                    char *err, size_t errlen);
+/* Take or keep the coordinator's key (it lapses 10 s after its holder
+ * last kept it): 0 when this node is the coordinator, 1 when another
+ * is, -1 with err. */
+int node_coordinate(cluster_node *n, char *err, size_t errlen);
+/* The coordinator's name in name ("" for none). */
+int node_coordinator(cluster_node *n, char *name, size_t len, char *err,
+                     size_t errlen);
+/* Whether this node has been asked to stop. */
+int node_stopping(cluster_node *n);
 
 #endif

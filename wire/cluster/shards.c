@@ -65,8 +65,11 @@ static int map_alloc(const char *name, uint64_t serial, uint32_t shards,
     out->serial = serial;
     out->shards = shards;
     out->replicas = replicas;
+    out->version = 1;
     out->hosts = qv_calloc((size_t)shards * replicas, sizeof *out->hosts);
-    if (!out->hosts) {
+    out->since = qv_calloc((size_t)shards * replicas, sizeof *out->since);
+    if (!out->hosts || !out->since) {
+        shard_map_release(out);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -156,7 +159,9 @@ void shard_map_release(shard_map *m)
     if (!m)
         return;
     qv_mem_free(m->hosts);
+    qv_mem_free(m->since);
     m->hosts = NULL;
+    m->since = NULL;
 }
 
 int shard_map_copy(const shard_map *m, shard_map *out)
@@ -167,6 +172,10 @@ int shard_map_copy(const shard_map *m, shard_map *out)
         return -1;
     memcpy(out->hosts, m->hosts,
            (size_t)m->shards * m->replicas * sizeof *m->hosts);
+    memcpy(out->since, m->since,
+           (size_t)m->shards * m->replicas * sizeof *m->since);
+    out->version = m->version;
+    out->revision = m->revision;
     return 0;
 }
 
@@ -178,15 +187,22 @@ void shard_map_key(const char *name, char out[24])
 /* The map as JSON text (free() it), NULL when out of memory. */
 static char *map_json(const shard_map *m)
 {
-    json_t *hosts = json_array();
-    for (size_t i = 0; hosts && i < (size_t)m->shards * m->replicas; i++)
+    json_t *hosts = json_array(), *since = json_array();
+    for (size_t i = 0; hosts && since &&
+                       i < (size_t)m->shards * m->replicas; i++) {
         json_array_append_new(hosts, json_string(m->hosts[i]));
+        json_array_append_new(since, json_integer(
+                                  m->since[i] == SHARD_UNLOGGED
+                                      ? -1 : (json_int_t)m->since[i]));
+    }
     char serial[24];
     snprintf(serial, sizeof serial, "%016llx", (unsigned long long)m->serial);
-    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:o}", "name", m->name,
-                          "serial", serial, "shards", (json_int_t)m->shards,
-                          "replicas", (json_int_t)m->replicas, "hosts",
-                          hosts);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "name",
+                          m->name, "serial", serial, "version",
+                          (json_int_t)m->version, "shards",
+                          (json_int_t)m->shards, "replicas",
+                          (json_int_t)m->replicas, "hosts", hosts, "since",
+                          since);
     char *dumped = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     char *text = dumped ? strdup(dumped) : NULL;
@@ -221,6 +237,15 @@ static int map_parse(const char *text, shard_map *out, char *err,
     rc = shard_map_from_hosts(name, strtoull(serial, NULL, 16),
                               (uint32_t)shards, (uint32_t)replicas, names, n,
                               out, err, errlen);
+    json_t *since = json_object_get(o, "since");
+    json_int_t version = json_integer_value(json_object_get(o, "version"));
+    if (rc == 0) {
+        out->version = version > 0 ? (uint64_t)version : 1;
+        for (size_t i = 0; i < n && i < json_array_size(since); i++) {
+            json_int_t v = json_integer_value(json_array_get(since, i));
+            out->since[i] = v < 0 ? SHARD_UNLOGGED : (uint64_t)v;
+        }
+    }
 done:
     qv_mem_free(names);
     json_decref(o);
@@ -246,13 +271,15 @@ int shard_map_get(clog_kv *kv, const char *name, shard_map *out, int *found,
 {
     char key[24], *text = NULL;
     *found = 0;
+    uint64_t revision = 0;
     shard_map_key(name, key);
-    if (clog_kv_get(kv, key, &text, err, errlen) != 0)
+    if (clog_kv_get_rev(kv, key, &text, &revision, err, errlen) != 0)
         return -1;
     if (!text)
         return 0;
     int rc = map_parse(text, out, err, errlen);
     free(text);
+    out->revision = revision;
     if (rc == 0 && strcmp(out->name, name) != 0) {
         snprintf(err, errlen, "the placement of '%s' has the key of '%s'",
                  out->name, name);
@@ -260,6 +287,24 @@ int shard_map_get(clog_kv *kv, const char *name, shard_map *out, int *found,
         return -1;
     }
     *found = rc == 0;
+    return rc;
+}
+
+int shard_map_update(clog_kv *kv, shard_map *m, char *err, size_t errlen)
+{
+    char key[24];
+    m->version++;
+    char *text = map_json(m);
+    if (!text) {
+        m->version--;
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    shard_map_key(m->name, key);
+    int rc = clog_kv_update(kv, key, text, m->revision, err, errlen);
+    free(text);
+    if (rc != 0)
+        m->version--;
     return rc;
 }
 

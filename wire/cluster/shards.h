@@ -37,7 +37,16 @@ typedef struct shard_map {
     uint32_t shards, replicas;
     char (*hosts)[SHARD_NODE_MAX];   /* shards * replicas: shard after
                                         shard, its replicas' nodes */
+    uint64_t *since;     /* per host: 0 for a replica that has caught up
+                            (or was placed at creation); else the log
+                            entry that placed it, SHARD_UNLOGGED before
+                            that entry is appended */
+    uint64_t version;    /* 1 at creation, one more per change */
+    uint64_t revision;   /* the bucket's revision it was read at (not
+                            stored) */
 } shard_map;
+
+#define SHARD_UNLOGGED UINT64_MAX
 
 /* "_shard.<XXH64 of the name>.<serial>.<shard>" (hex, hex, decimal), a
  * valid collection name. */
@@ -96,6 +105,10 @@ int shard_map_get(clog_kv *kv, const char *name, shard_map *out, int *found,
                   char *err, size_t errlen);
 int shard_map_delete(clog_kv *kv, const char *name, char *err,
                      size_t errlen);
+/* Store m (a changed copy of a map read from the bucket) if the bucket
+ * still holds the version it was read at, with its version one more: 0,
+ * 1 when another change came first (m is not stored), -1 with err. */
+int shard_map_update(clog_kv *kv, shard_map *m, char *err, size_t errlen);
 /* The names of every sharded collection (*names, *n; release with
  * clog_kv_keys_free). */
 int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,

@@ -121,7 +121,8 @@ static int sets_placement(const Request *req)
     return req->op_case == QUIVER__V1__REQUEST__OP_CREATE_COLLECTION &&
            req->create_collection->config &&
            (req->create_collection->config->n_placement > 0 ||
-            req->create_collection->config->shard_serial != 0);
+            req->create_collection->config->shard_serial != 0 ||
+            req->create_collection->config->placement_version != 0);
 }
 
 static qv_status do_describe(qv_db *db, const char *name, struct reply *r)
@@ -1291,6 +1292,73 @@ static void apply_sharded_create(const node_entry *e,
     shard_map_release(&map);
 }
 
+/* The name of one of this node's positions about shard s of the
+ * collection created with serial: "place/SERIAL.S" (the version of the
+ * last change applied to it), "boot/SERIAL.S" (a copy being made: the
+ * entry that asked for it). */
+static void shard_position(char *out, size_t len, const char *kind,
+                           uint64_t serial, uint32_t s)
+{
+    snprintf(out, len, "%s/%016llx.%u", kind, (unsigned long long)serial, s);
+}
+
+/*
+ * A change of a shard's placement (logged by the coordinator): a node
+ * that no longer holds the shard drops its copy; a node that newly holds
+ * it makes one from a node that has it (router_copy_shard), holding the
+ * log up until it can; others note the version. A change older than one
+ * applied is ignored, so changes logged out of order are harmless. A
+ * copy cut short by a crash is made again from nothing.
+ */
+static void apply_placement_change(const node_entry *e,
+                                   const Quiver__V1__CreateCollection *m,
+                                   node_outcome *out)
+{
+    const Quiver__V1__CollectionConfig *c = m->config;
+    shard_map one = {.serial = c->shard_serial};
+    char local[QV_NAME_MAX + 1], place[QV_NAME_MAX + 1], boot[QV_NAME_MAX + 1];
+    uint64_t done = 0, copying = 0;
+    snprintf(one.name, sizeof one.name, "%s", m->name);
+    shard_local_name(&one, c->placement_shard, local);
+    shard_position(place, sizeof place, "place", c->shard_serial,
+                   c->placement_shard);
+    shard_position(boot, sizeof boot, "boot", c->shard_serial,
+                   c->placement_shard);
+    qv_position_get(e->db, place, &done);
+    qv_position_get(e->db, boot, &copying);
+    if (done >= c->placement_version)
+        return;
+    int holds = 0;
+    for (size_t i = 0; i < c->n_placement; i++)
+        holds |= strcmp(c->placement[i], e->node) == 0;
+    int held = holds_collection(e->db, local);
+    /* the entry's own position is stored by the node once all is done */
+    qv_position_put(e->db, e->position, e->seq - 1);
+    if (!holds && held) {
+        qv_drop_collection(e->db, local);
+    } else if (holds && (!held || copying)) {
+        if (!e->ctx) {   /* the server is still starting */
+            *out = (node_outcome){QV_ERR_CONNECTION, "", 0, 0, 1};
+            snprintf(out->message, sizeof out->message, "a copy of '%s' "
+                     "waits for the server to start", local);
+            return;
+        }
+        qv_position_put(e->db, boot, e->seq);
+        if (held)
+            qv_drop_collection(e->db, local);
+        qv_status st = router_copy_shard(e->ctx, c->placement,
+                                         c->n_placement, local, e->seq,
+                                         out->message, sizeof out->message);
+        if (st != QV_OK) {
+            out->status = st;
+            out->again = 1;
+            return;
+        }
+        qv_position_put(e->db, boot, 0);
+    }
+    qv_position_put(e->db, place, c->placement_version);
+}
+
 /* Drop every local collection whose name starts with prefix (a sharded
  * collection's shards; router_drop). */
 static void apply_shards_drop(const node_entry *e, const char *prefix,
@@ -1328,7 +1396,10 @@ static int apply_shard_entry(const node_entry *e, const Request *req,
     if (req->op_case == QUIVER__V1__REQUEST__OP_CREATE_COLLECTION &&
         req->create_collection->config &&
         req->create_collection->config->shards > 0) {
-        apply_sharded_create(e, req->create_collection, out);
+        if (req->create_collection->config->placement_version > 0)
+            apply_placement_change(e, req->create_collection, out);
+        else
+            apply_sharded_create(e, req->create_collection, out);
         return 1;
     }
     int table;
@@ -1344,7 +1415,7 @@ static int apply_shard_entry(const node_entry *e, const Request *req,
     if (holds_collection(e->db, target))
         return 0;
     /* another node's shard: nothing to write here */
-    *out = (node_outcome){QV_ERR_NOT_FOUND, "", 0, 1};
+    *out = (node_outcome){QV_ERR_NOT_FOUND, "", 0, 1, 0};
     snprintf(out->message, sizeof out->message, "this node holds no "
              "collection '%s'", target);
     return 1;
@@ -1352,7 +1423,7 @@ static int apply_shard_entry(const node_entry *e, const Request *req,
 
 void dispatch_apply(const node_entry *e, node_outcome *out)
 {
-    *out = (node_outcome){QV_OK, "", 0, 0};
+    *out = (node_outcome){QV_OK, "", 0, 0, 0};
     Request *req = quiver__v1__request__unpack(&qv_protobuf_allocator, e->len,
                                                e->data);
     if (!req) {   /* every node refuses it alike: nothing is written */

@@ -60,7 +60,14 @@ struct router {
     pthread_mutex_t maps_lock;
     struct cached_map maps[MAPS_CACHED];
     int nmaps;
+    pthread_t coordinator;     /* coordinator_main */
+    int coordinator_started;
+    atomic_int stop;
+    pthread_mutex_t stop_lock;
+    pthread_cond_t stop_cv;
 };
+
+static void *coordinator_main(void *arg);
 
 static long long now_ms(void)
 {
@@ -77,14 +84,22 @@ router *router_new(cluster_node *node, qv_db *db, const char *token,
         return NULL;
     rt->node = node;
     rt->db = db;
+    pthread_mutex_init(&rt->lock, NULL);
+    pthread_mutex_init(&rt->maps_lock, NULL);
+    pthread_mutex_init(&rt->stop_lock, NULL);
+    pthread_cond_init(&rt->stop_cv, NULL);
     rt->token = token ? qv_strndup(token, strlen(token)) : NULL;
     rt->ca_file = ca_file ? qv_strndup(ca_file, strlen(ca_file)) : NULL;
     if ((token && !rt->token) || (ca_file && !rt->ca_file)) {
         router_free(rt);
         return NULL;
     }
-    pthread_mutex_init(&rt->lock, NULL);
-    pthread_mutex_init(&rt->maps_lock, NULL);
+    rt->coordinator_started = pthread_create(&rt->coordinator, NULL,
+                                             coordinator_main, rt) == 0;
+    if (!rt->coordinator_started) {
+        router_free(rt);
+        return NULL;
+    }
     return rt;
 }
 
@@ -92,6 +107,13 @@ void router_free(router *rt)
 {
     if (!rt)
         return;
+    if (rt->coordinator_started) {
+        pthread_mutex_lock(&rt->stop_lock);
+        atomic_store(&rt->stop, 1);
+        pthread_cond_broadcast(&rt->stop_cv);
+        pthread_mutex_unlock(&rt->stop_lock);
+        pthread_join(rt->coordinator, NULL);
+    }
     for (int i = 0; i < rt->npeers; i++)
         for (int j = 0; j < rt->peers[i].nidle; j++)
             qv_close(rt->peers[i].idle[j]);
@@ -99,6 +121,8 @@ void router_free(router *rt)
         shard_map_release(&rt->maps[i].map);
     pthread_mutex_destroy(&rt->lock);
     pthread_mutex_destroy(&rt->maps_lock);
+    pthread_mutex_destroy(&rt->stop_lock);
+    pthread_cond_destroy(&rt->stop_cv);
     qv_mem_free(rt->token);
     qv_mem_free(rt->ca_file);
     qv_mem_free(rt);
@@ -191,18 +215,41 @@ static void as_collection(char *msg, size_t msglen, const char *text,
 typedef qv_status (*shard_fn)(qv_db *h, const char *local, void *arg,
                               void *result);
 
-/* Replica order: this node first when it holds the shard, then the
- * placement's order. */
+/* Whether replica r of shard s has caught up, as far as this node
+ * knows: placed at creation or marked so by the coordinator, or this
+ * node itself once it applied the entry that placed it. */
+static int caught_up(const router *rt, const shard_map *m, uint32_t s,
+                     uint32_t r)
+{
+    uint64_t since = m->since[(size_t)s * m->replicas + r];
+    return since == 0 ||
+           (since != SHARD_UNLOGGED &&
+            strcmp(shard_host(m, s, r), node_name(rt->node)) == 0 &&
+            node_applied(rt->node) >= since);
+}
+
+/* Replica order: the replicas that have caught up first, this node
+ * before the others, then the placement's order; replicas still being
+ * copied last, with the entry each must have applied before it answers
+ * (SHARD_UNLOGGED: it cannot answer yet). */
 static void replica_order(const router *rt, const shard_map *m, uint32_t s,
-                          const char **order)
+                          const char **order, uint64_t *wait_for)
 {
     const char *self = node_name(rt->node);
     uint32_t k = 0;
-    if (shard_map_holds(m, s, self))
-        order[k++] = self;
-    for (uint32_t r = 0; r < m->replicas; r++)
-        if (strcmp(shard_host(m, s, r), self) != 0)
-            order[k++] = shard_host(m, s, r);
+    for (int pass = 0; pass < 3; pass++) {
+        for (uint32_t r = 0; r < m->replicas; r++) {
+            int mine = strcmp(shard_host(m, s, r), self) == 0;
+            int ready = caught_up(rt, m, s, r);
+            if ((pass == 0 && mine && ready) ||
+                (pass == 1 && !mine && ready) || (pass == 2 && !ready)) {
+                /* 0: ready; else the entry to wait for */
+                wait_for[k] = ready ? 0 : m->since[(size_t)s * m->replicas
+                                                   + r];
+                order[k++] = shard_host(m, s, r);
+            }
+        }
+    }
 }
 
 /* fn on one replica of shard s, moving on while replicas are unreachable;
@@ -212,12 +259,19 @@ static qv_status read_shard(router *rt, const shard_map *m, uint32_t s,
                             void *result, char *msg, size_t msglen)
 {
     const char *order[QV_REPLICAS_MAX];
+    uint64_t wait_for[QV_REPLICAS_MAX];
     char local[QV_NAME_MAX + 1], why[QV_REPLICAS_MAX][240];
-    replica_order(rt, m, s, order);
+    replica_order(rt, m, s, order, wait_for);
     shard_local_name(m, s, local);
     for (uint32_t r = 0; r < m->replicas; r++) {
         qv_status st;
-        if (strcmp(order[r], node_name(rt->node)) == 0) {
+        int mine = strcmp(order[r], node_name(rt->node)) == 0;
+        if (wait_for[r] == SHARD_UNLOGGED || (mine && wait_for[r])) {
+            snprintf(why[r], sizeof why[r], "node %s: still copying the "
+                     "shard", order[r]);
+            continue;
+        }
+        if (mine) {
             node_outcome wait;
             if (after && node_wait_applied(rt->node, after, &wait) != QV_OK) {
                 snprintf(why[r], sizeof why[r], "node %s: %.150s", order[r],
@@ -233,7 +287,8 @@ static qv_status read_shard(router *rt, const shard_map *m, uint32_t s,
         qv_db *h = peer_take(rt, order[r], why[r], sizeof why[r]);
         if (!h)
             continue;
-        qv_read_after(h, after);
+        /* a replica being copied answers once its copy is made */
+        qv_read_after(h, after > wait_for[r] ? after : wait_for[r]);
         st = fn(h, local, arg, result);
         int moved_on = unreachable(st);
         if (moved_on)
@@ -265,10 +320,16 @@ static qv_status write_shard(router *rt, const shard_map *m, uint32_t s,
                              uint64_t *token, char *msg, size_t msglen)
 {
     const char *order[QV_REPLICAS_MAX];
+    uint64_t wait_for[QV_REPLICAS_MAX];
     char local[QV_NAME_MAX + 1], why[QV_REPLICAS_MAX][240];
-    replica_order(rt, m, s, order);
+    replica_order(rt, m, s, order, wait_for);
     shard_local_name(m, s, local);
     for (uint32_t r = 0; r < m->replicas; r++) {
+        if (wait_for[r] == SHARD_UNLOGGED) {
+            snprintf(why[r], sizeof why[r], "node %s: not yet placed",
+                     order[r]);
+            continue;
+        }
         qv_db *h = peer_take(rt, order[r], why[r], sizeof why[r]);
         if (!h)
             continue;
@@ -428,7 +489,7 @@ static void log_request(router *rt, const char *name,
     uint8_t *bytes = qv_malloc(len ? len : 1);
     char subject[40];
     if (!bytes) {
-        *out = (node_outcome){QV_ERR_NOMEM, "out of memory", 0, 0};
+        *out = (node_outcome){QV_ERR_NOMEM, "out of memory", 0, 0, 0};
         return;
     }
     quiver__v1__request__pack(req, bytes);
@@ -496,7 +557,7 @@ qv_status router_create(router *rt, const char *name,
     Quiver__V1__Request req = QUIVER__V1__REQUEST__INIT;
     char **hosts = qv_calloc((size_t)map.shards * map.replicas,
                              sizeof *hosts);
-    node_outcome out = {QV_ERR_NOMEM, "out of memory", 0, 0};
+    node_outcome out = {QV_ERR_NOMEM, "out of memory", 0, 0, 0};
     if (hosts) {
         for (size_t i = 0; i < (size_t)map.shards * map.replicas; i++)
             hosts[i] = map.hosts[i];
@@ -1195,4 +1256,284 @@ qv_status router_list_indexes(router *rt, const shard_map *map,
         *n = out.n;
     }
     return st;
+}
+
+/* ---- a new replica's copy ---- */
+
+#define COPY_PAGE 256
+
+/* The collection as the source describes it: its settings. */
+static qv_status create_like(router *rt, qv_db *h, const char *local)
+{
+    qv_collection_info info;
+    qv_status st = qv_describe_collection(h, local, &info);
+    if (st != QV_OK)
+        return st;
+    qv_collection_config cfg = {.dim = info.dim, .metric = info.metric,
+                                .M = info.M,
+                                .ef_construction = info.ef_construction,
+                                .codec = info.codec,
+                                .train_min = info.train_min};
+    st = qv_create_collection(rt->db, local, &cfg);
+    qv_index_info *indexes = NULL;
+    size_t n = 0;
+    if (st == QV_OK)
+        st = qv_list_indexes(h, local, &indexes, &n);
+    for (size_t i = 0; st == QV_OK && i < n; i++)
+        st = qv_create_index(rt->db, local, indexes[i].field,
+                             indexes[i].type);
+    qv_free(indexes);
+    return st;
+}
+
+/* Every document of the source's local collection, page by page. */
+static qv_status copy_documents(router *rt, qv_db *h, const char *local)
+{
+    char *after = NULL;
+    qv_status st = QV_OK;
+    qv_doc *docs = qv_calloc(COPY_PAGE, sizeof *docs);
+    if (!docs)
+        return QV_ERR_NOMEM;
+    for (;;) {
+        qv_page *page = NULL;
+        st = qv_scan(h, local, after, COPY_PAGE, &page);
+        if (st != QV_OK)
+            break;
+        for (size_t i = 0; i < page->count; i++) {
+            const qv_record *r = &page->records[i];
+            docs[i] = (qv_doc){r->id, r->vector, r->dim, r->payload};
+        }
+        if (page->count > 0)
+            st = qv_upsert(rt->db, local, docs, page->count);
+        qv_mem_free(after);
+        after = page->next && st == QV_OK
+                    ? qv_strndup(page->next, strlen(page->next)) : NULL;
+        qv_free(page);
+        if (st != QV_OK || !after)
+            break;
+    }
+    qv_mem_free(after);
+    qv_mem_free(docs);
+    return st;
+}
+
+qv_status router_copy_shard(router *rt, char *const *hosts, size_t nhosts,
+                            const char *local, uint64_t seq, char *msg,
+                            size_t msglen)
+{
+    const char *self = node_name(rt->node);
+    int at = snprintf(msg, msglen, "no node could give a copy of '%s':",
+                      local);
+    for (size_t i = 0; i < nhosts; i++) {
+        if (strcmp(hosts[i], self) == 0)
+            continue;
+        char why[240];
+        qv_db *h = peer_take(rt, hosts[i], why, sizeof why);
+        qv_status st = QV_ERR_CONNECTION;
+        if (h) {
+            /* all that was written before the placement changed */
+            qv_read_after(h, seq);
+            st = create_like(rt, h, local);
+            if (st == QV_OK)
+                st = copy_documents(rt, h, local);
+            snprintf(why, sizeof why, "node %s: %s", hosts[i],
+                     st == QV_OK ? "" : qv_errmsg(h)[0] ? qv_errmsg(h)
+                                                        : qv_errmsg(rt->db));
+            peer_give(rt, hosts[i], h, unreachable(st));
+        }
+        if (st == QV_OK)
+            return QV_OK;
+        /* start again from nothing with the next source */
+        qv_drop_collection(rt->db, local);
+        if (at > 0 && (size_t)at < msglen)
+            at += snprintf(msg + at, msglen - (size_t)at, " %s;", why);
+    }
+    return QV_ERR_CONNECTION;
+}
+
+/* ---- the coordinator ---- */
+
+/*
+ * One node at a time (node_coordinate) looks after the placements every
+ * COORDINATE_MS: a replica on a node that has left the cluster (its
+ * member record lapsed: the grace period) is placed on a live node that
+ * does not hold the shard, the fewest replicas first, provided a replica
+ * that has caught up remains to copy from; a new replica counts as caught
+ * up once its node's record shows it applied the change. Every change is
+ * made in the placement bucket first, by compare-and-set (of two racing
+ * changes one wins), then logged; a change stored but not yet logged
+ * (its coordinator died in between) is logged by the next round.
+ */
+#define COORDINATE_MS 2000
+
+/* Log the change of shard s's placement to m's version. */
+static qv_status log_change(router *rt, const shard_map *m, uint32_t s,
+                            uint64_t *seq, char *msg, size_t msglen)
+{
+    Quiver__V1__CollectionConfig cfg = QUIVER__V1__COLLECTION_CONFIG__INIT;
+    Quiver__V1__CreateCollection change = QUIVER__V1__CREATE_COLLECTION__INIT;
+    Quiver__V1__Request req = QUIVER__V1__REQUEST__INIT;
+    char *hosts[QV_REPLICAS_MAX];
+    for (uint32_t r = 0; r < m->replicas; r++)
+        hosts[r] = (char *)shard_host(m, s, r);
+    cfg.shards = m->shards;
+    cfg.replicas = m->replicas;
+    cfg.n_placement = m->replicas;
+    cfg.placement = hosts;
+    cfg.shard_serial = m->serial;
+    cfg.placement_version = m->version;
+    cfg.placement_shard = s;
+    change.name = (char *)m->name;
+    change.config = &cfg;
+    req.op_case = QUIVER__V1__REQUEST__OP_CREATE_COLLECTION;
+    req.create_collection = &change;
+    node_outcome out;
+    log_request(rt, m->name, &req, &out, seq);
+    /* the entry is in the log once it has a sequence, whether or not this
+     * node applied it in time */
+    if (*seq == 0)
+        snprintf(msg, msglen, "%s", out.message);
+    return *seq ? QV_OK : out.status;
+}
+
+static int is_live(char *const *live, int n, const char *node)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(live[i], node) == 0)
+            return 1;
+    return 0;
+}
+
+/* The live node that does not hold shard s with the fewest replicas of
+ * m (ties by name), or NULL. */
+static const char *new_home(const shard_map *m, uint32_t s,
+                            char *const *live, int n)
+{
+    const char *best = NULL;
+    uint32_t best_share = UINT32_MAX;
+    for (int i = 0; i < n; i++) {
+        if (shard_map_holds(m, s, live[i]))
+            continue;
+        uint32_t share = 0;
+        for (size_t k = 0; k < (size_t)m->shards * m->replicas; k++)
+            share += strcmp(m->hosts[k], live[i]) == 0;
+        if (share < best_share ||
+            (share == best_share && strcmp(live[i], best) < 0)) {
+            best = live[i];
+            best_share = share;
+        }
+    }
+    return best;
+}
+
+/* Whether shard s keeps a live replica that has caught up. */
+static int has_source(const shard_map *m, uint32_t s, char *const *live,
+                      int n)
+{
+    for (uint32_t r = 0; r < m->replicas; r++)
+        if (m->since[(size_t)s * m->replicas + r] == 0 &&
+            is_live(live, n, shard_host(m, s, r)))
+            return 1;
+    return 0;
+}
+
+/* The next step for m, at most one per round: 1 when one was made. */
+static int step_map(router *rt, shard_map *m, char *const *live, int n,
+                    char *err, size_t errlen)
+{
+    clog_kv *kv = node_placements(rt->node);
+    for (uint32_t s = 0; s < m->shards; s++) {
+        for (uint32_t r = 0; r < m->replicas; r++) {
+            uint64_t *since = &m->since[(size_t)s * m->replicas + r];
+            uint64_t applied = 0, seq = 0;
+            if (*since == SHARD_UNLOGGED) {   /* stored, not yet logged */
+                if (log_change(rt, m, s, &seq, err, errlen) != QV_OK)
+                    return 0;
+                *since = seq;
+                return shard_map_update(kv, m, err, errlen) == 0;
+            }
+            if (*since != 0 &&
+                node_applied_of(rt->node, shard_host(m, s, r), &applied,
+                                err, errlen) == 0 &&
+                applied >= *since) {   /* its copy is made */
+                *since = 0;
+                return shard_map_update(kv, m, err, errlen) == 0;
+            }
+        }
+    }
+    for (uint32_t s = 0; s < m->shards; s++) {
+        for (uint32_t r = 0; r < m->replicas; r++) {
+            if (is_live(live, n, shard_host(m, s, r)) ||
+                !has_source(m, s, live, n))
+                continue;
+            const char *home = new_home(m, s, live, n);
+            if (!home)
+                continue;   /* every live node holds it already */
+            size_t i = (size_t)s * m->replicas + r;
+            snprintf(m->hosts[i], SHARD_NODE_MAX, "%s", home);
+            m->since[i] = SHARD_UNLOGGED;
+            if (shard_map_update(kv, m, err, errlen) != 0)
+                return 0;   /* another change came first */
+            uint64_t seq = 0;
+            if (log_change(rt, m, s, &seq, err, errlen) != QV_OK)
+                return 1;   /* the next round logs it */
+            /* version as logged: the bucket holds m->version now */
+            m->revision = 0;
+            shard_map found;
+            int ok = 0;
+            if (shard_map_get(kv, m->name, &found, &ok, err, errlen) == 0 &&
+                ok) {
+                if (found.version == m->version) {
+                    found.since[i] = seq;
+                    shard_map_update(kv, &found, err, errlen);
+                }
+                shard_map_release(&found);
+            }
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void coordinate_once(router *rt)
+{
+    char err[512], **live = NULL, **names = NULL;
+    int nlive = 0, nnames = 0;
+    if (node_coordinate(rt->node, err, sizeof err) != 0 ||
+        node_live(rt->node, &live, &nlive, err, sizeof err) != 0)
+        return;
+    if (shard_map_names(node_placements(rt->node), &names, &nnames, err,
+                        sizeof err) == 0) {
+        for (int i = 0; i < nnames && !atomic_load(&rt->stop); i++) {
+            shard_map m;
+            int found = 0;
+            if (!names[i][0] ||
+                shard_map_get(node_placements(rt->node), names[i], &m,
+                              &found, err, sizeof err) != 0 || !found)
+                continue;
+            step_map(rt, &m, live, nlive, err, sizeof err);
+            shard_map_release(&m);
+        }
+        clog_kv_keys_free(names, nnames);
+    }
+    clog_kv_keys_free(live, nlive);
+}
+
+static void *coordinator_main(void *arg)
+{
+    router *rt = arg;
+    pthread_mutex_lock(&rt->stop_lock);
+    while (!atomic_load(&rt->stop)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += COORDINATE_MS / 1000;
+        pthread_cond_timedwait(&rt->stop_cv, &rt->stop_lock, &until);
+        if (atomic_load(&rt->stop))
+            break;
+        pthread_mutex_unlock(&rt->stop_lock);
+        coordinate_once(rt);
+        pthread_mutex_lock(&rt->stop_lock);
+    }
+    pthread_mutex_unlock(&rt->stop_lock);
+    return NULL;
 }

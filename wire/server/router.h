@@ -113,4 +113,17 @@ qv_status router_list_indexes(router *rt, const shard_map *map,
 qv_status router_list(router *rt, uint64_t after, qv_collection_info **infos,
                       size_t *n, char *msg, size_t msglen);
 
+/*
+ * Make this node's copy of a shard's local collection from another node
+ * of hosts (its placement: the nodes that hold it, this one among them),
+ * once that node has applied entry seq (the change that placed the
+ * shard here): the collection as it describes it, its payload indexes,
+ * then its documents page by page. A write made after seq may be in the
+ * copy as well; applying it again leaves the same documents. On failure
+ * nothing of the copy is left.
+ */
+qv_status router_copy_shard(router *rt, char *const *hosts, size_t nhosts,
+                            const char *local, uint64_t seq, char *msg,
+                            size_t msglen);
+
 #endif

@@ -691,6 +691,7 @@ static int join_cluster(struct server *srv, int lfd)
         fprintf(stderr, "quiverd: cluster: out of memory\n");
         return -1;
     }
+    node_set_context(srv->cluster, srv->router);
     return 0;
 }
 
