@@ -474,6 +474,24 @@ static void *writer_main(void *arg)
     }
 }
 
+/* Every write a go_on writer had acknowledged is on node i, whose
+ * database passes check. */
+static void expect_writer_acked(struct cluster *c, int i,
+                                const struct writer *w)
+{
+    assert_ok(c->h[i], qv_read_after(c->h[i], w->token));
+    for (int k = 0; k < w->acked; k++) {
+        char id[16];
+        qv_record *r = NULL;
+        snprintf(id, sizeof id, "w%.6s", w->ids[k]);
+        assert_ok(c->h[i], qv_get(c->h[i], "docs", id, &r));
+        qv_free(r);
+    }
+    char *report = NULL;
+    assert_ok(c->h[i], qv_check(c->h[i], &report));
+    qv_free(report);
+}
+
 /* Wait until the writer acknowledged n more writes, or stopped. */
 static void await_more(struct writer *w, int n)
 {
@@ -630,19 +648,8 @@ static void test_nats_servers_fail(void **state)
     pthread_mutex_unlock(&w.lock);
     pthread_join(t, NULL);
     assert_true(w.failures >= 1);
-    for (int i = 0; i < 2; i++) {
-        assert_ok(c->h[i], qv_read_after(c->h[i], w.token));
-        for (int k = 0; k < w.acked; k++) {
-            char id[16];
-            qv_record *r = NULL;
-            snprintf(id, sizeof id, "w%.6s", w.ids[k]);
-            assert_ok(c->h[i], qv_get(c->h[i], "docs", id, &r));
-            qv_free(r);
-        }
-        char *report = NULL;
-        assert_ok(c->h[i], qv_check(c->h[i], &report));
-        qv_free(report);
-    }
+    for (int i = 0; i < 2; i++)
+        expect_writer_acked(c, i, &w);
     print_message("# %d writes acknowledged, %d refused while the log had "
                   "no quorum\n", w.acked, w.failures);
     pthread_cond_destroy(&w.progress);
@@ -998,28 +1005,27 @@ static void sharded_upsert(qv_db *db, int from, int to)
     }
 }
 
-/* The serial of "big"'s placement, from cluster status. */
-static char big_serial[24];
-
-static void read_serial(qv_db *db)
+/* The local collection of shard s of collection name, as the nodes name
+ * it: with the serial of its placement, from db's cluster status. */
+static void shard_name(qv_db *db, const char *name, uint32_t s, char *out,
+                       size_t len)
 {
     char *text = NULL;
     assert_ok(db, qv_cluster_status(db, &text));
     json_t *st = json_loads(text, 0, NULL);
     qv_free(text);
-    json_t *big = json_array_get(json_object_get(st, "sharded"), 0);
-    const char *serial = json_string_value(json_object_get(big, "serial"));
+    json_t *sharded = json_object_get(st, "sharded");
+    const char *serial = NULL;
+    for (size_t i = 0; i < json_array_size(sharded); i++) {
+        json_t *m = json_array_get(sharded, i);
+        if (strcmp(json_string_value(json_object_get(m, "name")), name) == 0)
+            serial = json_string_value(json_object_get(m, "serial"));
+    }
     assert_non_null(serial);
     assert_int_equal(strlen(serial), 16);
-    snprintf(big_serial, sizeof big_serial, "%s", serial);
-    json_decref(st);
-}
-
-/* The local collection of shard s of "big", as the nodes name it. */
-static void shard_name(uint32_t s, char *out, size_t len)
-{
     snprintf(out, len, "_shard.%016llx.%s.%u",
-             (unsigned long long)XXH64("big", 3, 0), big_serial, s);
+             (unsigned long long)XXH64(name, strlen(name), 0), serial, s);
+    json_decref(st);
 }
 
 /* Every handle reads after the newest write token of any of them. */
@@ -1091,18 +1097,24 @@ static void expect_exact(qv_db *db, const int *live, int n, int q)
     free(all);
 }
 
-/* Every shard is on exactly its replicas' number of live nodes, with
- * the same documents on each, all shards together holding want. */
-static void expect_placed(struct cluster *c, int nodes, uint64_t want)
+/* Every shard of collection name is on exactly replicas of the nodes
+ * (but lost, which is not asked), with the same documents on each, all
+ * shards together holding want. */
+static void expect_replicas_agree(struct cluster *c, int nodes, int lost,
+                                  const char *name, uint32_t shards,
+                                  int replicas, uint64_t want)
 {
     uint64_t total = 0;
-    for (uint32_t s = 0; s < SH_SHARDS; s++) {
+    int ask = lost == 0 ? 1 : 0;
+    for (uint32_t s = 0; s < shards; s++) {
         char local[80];
         int holders = 0;
         uint64_t first = 0;
-        shard_name(s, local, sizeof local);
+        shard_name(c->h[ask], name, s, local, sizeof local);
         for (int i = 0; i < nodes; i++) {
             uint64_t n = 0;
+            if (i == lost)
+                continue;
             qv_status st = qv_count(c->h[i], local, NULL, &n);
             if (st == QV_ERR_NOT_FOUND)
                 continue;
@@ -1111,10 +1123,15 @@ static void expect_placed(struct cluster *c, int nodes, uint64_t want)
                 first = n;
             assert_int_equal(n, first);
         }
-        assert_int_equal(holders, SH_REPLICAS);
+        assert_int_equal(holders, replicas);
         total += first;
     }
     assert_int_equal(total, want);
+}
+
+static void expect_placed(struct cluster *c, int nodes, uint64_t want)
+{
+    expect_replicas_agree(c, nodes, -1, "big", SH_SHARDS, SH_REPLICAS, want);
 }
 
 /* cluster status gives the placement: every shard on distinct nodes. */
@@ -1289,7 +1306,6 @@ static void test_sharded_collection(void **state)
     assert_status(c->h[0], qv_create_collection(c->h[0], "big", &plain),
                   QV_ERR_EXISTS);
     sync_tokens(c, 3);
-    read_serial(c->h[0]);
     qv_collection_info info;
     for (int i = 0; i < 3; i++) {
         assert_ok(c->h[i], qv_describe_collection(c->h[i], "big", &info));
@@ -1366,11 +1382,13 @@ static void test_sharded_collection(void **state)
     }
 
     /* dropped on every node, and made again with another shape */
+    char dropped[80];
+    shard_name(c->h[1], "big", 0, dropped, sizeof dropped);
     assert_ok(c->h[1], qv_drop_collection(c->h[1], "big"));
     sync_tokens(c, 3);
     for (int i = 0; i < 3; i++) {
         char local[80];
-        shard_name(0, local, sizeof local);
+        snprintf(local, sizeof local, "%s", dropped);
         assert_status(c->h[i], qv_count(c->h[i], local, NULL, &n),
                       QV_ERR_NOT_FOUND);
         assert_status(c->h[i], qv_describe_collection(c->h[i], "big", &info),
@@ -1409,23 +1427,11 @@ static void test_sharded_writes_survive_a_kill(void **state)
     w.stop = 1;
     pthread_mutex_unlock(&w.lock);
     pthread_join(t, NULL);
-    for (int i = 0; i < 3; i++) {
-        assert_ok(c->h[i], qv_read_after(c->h[i], w.token));
-        for (int k = 0; k < w.acked; k++) {
-            char id[16];
-            qv_record *r = NULL;
-            snprintf(id, sizeof id, "w%.6s", w.ids[k]);
-            assert_ok(c->h[i], qv_get(c->h[i], "docs", id, &r));
-            qv_free(r);
-        }
-        char *report = NULL;
-        assert_ok(c->h[i], qv_check(c->h[i], &report));
-        qv_free(report);
-    }
+    for (int i = 0; i < 3; i++)
+        expect_writer_acked(c, i, &w);
     /* the replicas of each shard agree, unknown outcomes included */
     qv_collection_info *all = NULL;
     size_t n = 0;
-    uint64_t held = 0;
     for (int i = 0; i < 3; i++) {
         assert_ok(c->h[i], qv_list_collections(c->h[i], &all, &n));
         assert_int_equal(n, 1);   /* the shards are not listed */
@@ -1434,31 +1440,7 @@ static void test_sharded_writes_survive_a_kill(void **state)
     uint64_t total = 0;
     assert_ok(c->h[2], qv_count(c->h[2], "docs", NULL, &total));
     assert_true(total >= (uint64_t)w.acked);
-    char *text = NULL;
-    assert_ok(c->h[0], qv_cluster_status(c->h[0], &text));
-    json_t *st = json_loads(text, 0, NULL);
-    qv_free(text);
-    json_t *docs = json_array_get(json_object_get(st, "sharded"), 0);
-    const char *serial = json_string_value(json_object_get(docs, "serial"));
-    for (uint32_t sh = 0; sh < 3; sh++) {
-        char local[80];
-        uint64_t first = UINT64_MAX;
-        snprintf(local, sizeof local, "_shard.%016llx.%s.%u",
-                 (unsigned long long)XXH64("docs", 4, 0), serial, sh);
-        for (int i = 0; i < 3; i++) {
-            uint64_t k = 0;
-            qv_status got = qv_count(c->h[i], local, NULL, &k);
-            if (got == QV_ERR_NOT_FOUND)
-                continue;
-            assert_ok(c->h[i], got);
-            if (first == UINT64_MAX)
-                first = k;
-            assert_int_equal(k, first);
-            held += k;
-        }
-    }
-    assert_int_equal(held, 2 * total);
-    json_decref(st);
+    expect_replicas_agree(c, 3, -1, "docs", 3, 2, total);
     print_message("# %d sharded writes acknowledged, %d of unknown outcome "
                   "while a node was killed\n", w.acked, w.failures);
     pthread_cond_destroy(&w.progress);
@@ -1557,51 +1539,11 @@ static void test_lost_node_is_replaced(void **state)
     for (int i = 0; i < 4; i++) {
         if (i == lost)
             continue;
-        assert_ok(c->h[i], qv_read_after(c->h[i], w.token));
-        for (int k = 0; k < w.acked; k++) {
-            char id[16];
-            qv_record *r = NULL;
-            snprintf(id, sizeof id, "w%.6s", w.ids[k]);
-            assert_ok(c->h[i], qv_get(c->h[i], "docs", id, &r));
-            qv_free(r);
-        }
-        char *report = NULL;
-        assert_ok(c->h[i], qv_check(c->h[i], &report));
-        qv_free(report);
+        expect_writer_acked(c, i, &w);
         assert_ok(c->h[i], qv_count(c->h[i], "docs", NULL, &total));
     }
     assert_true(total >= (uint64_t)w.acked);
-    char *text = NULL;
-    assert_ok(c->h[via], qv_cluster_status(c->h[via], &text));
-    json_t *st = json_loads(text, 0, NULL);
-    qv_free(text);
-    const char *serial = json_string_value(json_object_get(
-        json_array_get(json_object_get(st, "sharded"), 0), "serial"));
-    uint64_t held = 0;
-    for (uint32_t sh = 0; sh < 4; sh++) {
-        char local[80];
-        uint64_t first = UINT64_MAX;
-        int holders = 0;
-        snprintf(local, sizeof local, "_shard.%016llx.%s.%u",
-                 (unsigned long long)XXH64("docs", 4, 0), serial, sh);
-        for (int i = 0; i < 4; i++) {
-            uint64_t k = 0;
-            if (i == lost)
-                continue;
-            qv_status got = qv_count(c->h[i], local, NULL, &k);
-            if (got == QV_ERR_NOT_FOUND)
-                continue;
-            assert_ok(c->h[i], got);
-            if (first == UINT64_MAX)
-                first = k;
-            assert_int_equal(k, first);
-            held += k;
-            holders++;
-        }
-        assert_int_equal(holders, 2);
-    }
-    assert_int_equal(held, 2 * total);
-    json_decref(st);
+    expect_replicas_agree(c, 4, lost, "docs", 4, 2, total);
     print_message("# %d writes acknowledged, %d of unknown outcome; %s's "
                   "replicas placed again\n", w.acked, w.failures, dead);
     pthread_cond_destroy(&w.progress);

@@ -434,6 +434,15 @@ int clog_kv_put(clog_kv *kv, const char *key, const char *value, char *err,
                                         err, errlen);
 }
 
+/* Whether s failed a put's condition on the key's last revision:
+ * JetStream's "wrong last sequence" (error 10071). */
+static int condition_failed(natsStatus s)
+{
+    natsStatus last_s;
+    const char *last = nats_GetLastError(&last_s);
+    return last_s == s && last && strstr(last, "wrong last sequence");
+}
+
 int clog_kv_create(clog_kv *kv, const char *key, const char *value,
                    char *err, size_t errlen)
 {
@@ -441,11 +450,7 @@ int clog_kv_create(clog_kv *kv, const char *key, const char *value,
     natsStatus s = kvStore_CreateString(&rev, kv->kv, key, value);
     if (s == NATS_OK)
         return 0;
-    /* a key that exists fails the create's condition: JetStream's "wrong
-     * last sequence" (error 10071) */
-    natsStatus last_s;
-    const char *last = nats_GetLastError(&last_s);
-    if (last_s == s && last && strstr(last, "wrong last sequence"))
+    if (condition_failed(s))   /* the key exists */
         return 1;
     return nats_fail(s, 0, "creating a key in the key-value bucket", err,
                      errlen);
@@ -465,9 +470,7 @@ int clog_kv_update(clog_kv *kv, const char *key, const char *value,
     natsStatus s = kvStore_UpdateString(&rev, kv->kv, key, value, revision);
     if (s == NATS_OK)
         return 0;
-    natsStatus last_s;
-    const char *last = nats_GetLastError(&last_s);
-    if (last_s == s && last && strstr(last, "wrong last sequence"))
+    if (condition_failed(s))   /* the key changed since */
         return 1;
     return nats_fail(s, 0, "updating a key in the key-value bucket", err,
                      errlen);

@@ -676,27 +676,45 @@ static void do_authenticate(dispatch_session *s,
 
 /* ---- cluster nodes ---- */
 
-/* The collection or table a write (op_kind_of: OP_WRITES) is about;
- * *table set for a table. */
-static const char *write_target(const Request *req, int *table)
+/* The collection a request on one collection names; NULL for others. */
+static const char *request_collection(const Request *req)
 {
-    *table = 0;
     switch (req->op_case) {
-    case QUIVER__V1__REQUEST__OP_CREATE_COLLECTION:
-        return req->create_collection->name;
     case QUIVER__V1__REQUEST__OP_DROP_COLLECTION:
         return req->drop_collection->name;
+    case QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION:
+        return req->describe_collection->name;
     case QUIVER__V1__REQUEST__OP_UPSERT: return req->upsert->collection;
+    case QUIVER__V1__REQUEST__OP_GET: return req->get->collection;
     case QUIVER__V1__REQUEST__OP_DELETE: return req->delete_->collection;
+    case QUIVER__V1__REQUEST__OP_SEARCH: return req->search->collection;
+    case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
+        return req->search_batch->collection;
+    case QUIVER__V1__REQUEST__OP_SCAN: return req->scan->collection;
+    case QUIVER__V1__REQUEST__OP_COUNT: return req->count->collection;
     case QUIVER__V1__REQUEST__OP_DELETE_WHERE:
         return req->delete_where->collection;
     case QUIVER__V1__REQUEST__OP_CREATE_INDEX:
         return req->create_index->collection;
     case QUIVER__V1__REQUEST__OP_DROP_INDEX:
         return req->drop_index->collection;
+    case QUIVER__V1__REQUEST__OP_LIST_INDEXES:
+        return req->list_indexes->collection;
     case QUIVER__V1__REQUEST__OP_TRAIN: return req->train->collection;
-    default: break;
+    default: return NULL;
     }
+}
+
+/* The collection or table a write (op_kind_of: OP_WRITES) is about;
+ * *table set for a table. */
+static const char *write_target(const Request *req, int *table)
+{
+    *table = 0;
+    if (req->op_case == QUIVER__V1__REQUEST__OP_CREATE_COLLECTION)
+        return req->create_collection->name;
+    const char *name = request_collection(req);
+    if (name)
+        return name;
     *table = 1;
     switch (req->op_case) {
     case QUIVER__V1__REQUEST__OP_TABLE_CREATE: return req->table_create->name;
@@ -770,35 +788,6 @@ static qv_status do_cluster_status(dispatch_session *s, struct reply *r)
 }
 
 /* ---- sharded collections on a cluster node (router.h) ---- */
-
-/* The collection a request on one collection names; NULL for others. */
-static const char *request_collection(const Request *req)
-{
-    switch (req->op_case) {
-    case QUIVER__V1__REQUEST__OP_DROP_COLLECTION:
-        return req->drop_collection->name;
-    case QUIVER__V1__REQUEST__OP_DESCRIBE_COLLECTION:
-        return req->describe_collection->name;
-    case QUIVER__V1__REQUEST__OP_UPSERT: return req->upsert->collection;
-    case QUIVER__V1__REQUEST__OP_GET: return req->get->collection;
-    case QUIVER__V1__REQUEST__OP_DELETE: return req->delete_->collection;
-    case QUIVER__V1__REQUEST__OP_SEARCH: return req->search->collection;
-    case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
-        return req->search_batch->collection;
-    case QUIVER__V1__REQUEST__OP_SCAN: return req->scan->collection;
-    case QUIVER__V1__REQUEST__OP_COUNT: return req->count->collection;
-    case QUIVER__V1__REQUEST__OP_DELETE_WHERE:
-        return req->delete_where->collection;
-    case QUIVER__V1__REQUEST__OP_CREATE_INDEX:
-        return req->create_index->collection;
-    case QUIVER__V1__REQUEST__OP_DROP_INDEX:
-        return req->drop_index->collection;
-    case QUIVER__V1__REQUEST__OP_LIST_INDEXES:
-        return req->list_indexes->collection;
-    case QUIVER__V1__REQUEST__OP_TRAIN: return req->train->collection;
-    default: return NULL;
-    }
-}
 
 static int is_shard_name(const char *name)
 {
@@ -908,6 +897,15 @@ static qv_status routed_upsert(dispatch_session *s, const shard_map *map,
                          sizeof r->text);
 }
 
+/* A count as the response, when st is QV_OK. */
+static void reply_count(struct reply *r, qv_status st, uint64_t count)
+{
+    if (st != QV_OK)
+        return;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
+    r->resp.count = count;
+}
+
 /* A request on sharded collection map->name, answered through the
  * router as one database would answer it. */
 static void run_routed(dispatch_session *s, const Request *req,
@@ -939,10 +937,7 @@ static void run_routed(dispatch_session *s, const Request *req,
         st = router_count(s->router, map,
                           req->count->has_filter ? req->count->filter : NULL,
                           after, &count, r->text, sizeof r->text);
-        if (st == QV_OK) {
-            r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
-            r->resp.count = count;
-        }
+        reply_count(r, st, count);
         break;
     case QUIVER__V1__REQUEST__OP_SEARCH_BATCH:
         st = routed_search_batch(s, map, req->search_batch, after, r);
@@ -953,10 +948,7 @@ static void run_routed(dispatch_session *s, const Request *req,
     case QUIVER__V1__REQUEST__OP_DELETE_WHERE:
         st = router_delete_where(s->router, map, req->delete_where->filter,
                                  &count, &token, r->text, sizeof r->text);
-        if (st == QV_OK) {
-            r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_COUNT;
-            r->resp.count = count;
-        }
+        reply_count(r, st, count);
         break;
     case QUIVER__V1__REQUEST__OP_CREATE_INDEX:
         st = router_index(s->router, map, req->create_index->field,
