@@ -418,10 +418,13 @@ done:
 
 /*
  * Placements are cached for MAP_FRESH_MS: a search or a get would
- * otherwise pay a round trip to NATS for a record that changes only when
- * the collection is created or dropped. This node forgets its copy when
- * it creates or drops the collection itself; another node's drop and
- * re-creation reach it within MAP_FRESH_MS (docs/CLUSTER.md).
+ * otherwise pay a round trip to NATS for a record that changes only at
+ * create and drop, and when the coordinator places a lost node's
+ * replicas again. This node forgets its copy when it creates or drops
+ * the collection itself; other changes reach it within MAP_FRESH_MS. A
+ * copy that is older names a lost node (which cannot be reached, so the
+ * next replica is asked), or shards of a dropped collection (which fail
+ * NOT_FOUND, and the request is asked again: docs/CLUSTER.md).
  */
 static int cached_lookup(router *rt, const char *name, shard_map *map)
 {
