@@ -110,7 +110,7 @@ static qv_db *peer_take(router *rt, const char *name, char *msg,
     int rc = node_listen_of(rt->node, name, listen, sizeof listen, err,
                             sizeof err);
     if (rc != 0) {
-        snprintf(msg, msglen, "node %s: %s", name,
+        snprintf(msg, msglen, "node %s: %.150s", name,
                  rc > 0 ? "not live" : err);
         return NULL;
     }
