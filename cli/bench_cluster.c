@@ -4,15 +4,19 @@
  * comparison; tools/bench-cluster arranges both).
  *
  *   quiver bench cluster --connect URI [--base FILE | --dim D] [--n N]
- *                        [--batch B] [--searches Q]
- *   quiver bench cluster --connect URI --catch-up TOKEN
+ *                        [--batch B] [--searches Q] [--shards S
+ *                        [--replicas R]] [--collection NAME]
+ *   quiver bench cluster --connect URI --catch-up TOKEN [--collection NAME]
  *   quiver bench cluster --connect URI --readers C [--base FILE | --dim D]
  *                        [--n N] [--searches Q] [--query FILE]
+ *                        [--collection NAME]
  *
- * The first imports N rows in batches of B (one upsert call each: one
- * acknowledged write), then times Q single searches and Q gets, and prints
- * one JSON object: rows_per_s, batch_p50_ms, batch_p99_ms, search_qps,
- * get_qps, write_token. The second times how long the node behind URI
+ * The first creates the collection (with --shards, a sharded collection
+ * of S shards with R replicas each, default 1: cluster nodes only; by
+ * default not sharded) and imports N rows into it in batches of B (one
+ * upsert call each: one acknowledged write), then times Q single searches
+ * and Q gets, and prints one JSON object: rows_per_s, batch_p50_ms,
+ * batch_p99_ms, search_qps, get_qps, write_token. The second times how long the node behind URI
  * takes to have applied the write of TOKEN (a node that was down while it
  * was written): catch_up_s. The third reads what an import wrote with C
  * clients side by side, client i on the i-th address of URI (round robin:
@@ -20,7 +24,15 @@
  * and then Q gets: search_qps and get_qps of all clients together. With
  * --query, each client then measures recall@10 of its node's searches
  * (default ef) against exact search on that node, over the first Q rows
- * of FILE: "recall", one per client, in their order.
+ * of FILE: "recall", one per client, in their order. Readers read the
+ * collection as the import made it (sharded or not).
+ *
+ * The collection is "bench_cluster" unless --collection names another:
+ * for the readers, a shard's own collection on a node that holds it
+ * ("_shard.<hash>.<s>", docs/CLUSTER.md), to time one shard's work
+ * alone. Such a collection holds only some of the rows, so with
+ * --collection a get that finds nothing counts as answered, and the
+ * readers' line says how many found their document: gets_found.
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -36,16 +48,19 @@
 #define MAX_READERS 64
 
 struct cluster_args {
-    const char *connect, *base, *query;
+    const char *connect, *base, *query, *collection;
     unsigned dim;
     long n, batch, searches, readers;
     unsigned long long catch_up;
+    uint32_t shards, replicas;
+    int named;                  /* --collection given */
 };
 
 static int parse_args(int argc, char **argv, struct cluster_args *a)
 {
     enum { O_CONNECT = 256, O_BASE, O_DIM, O_N, O_BATCH, O_SEARCHES,
-           O_CATCH_UP, O_READERS, O_QUERY };
+           O_CATCH_UP, O_READERS, O_QUERY, O_SHARDS, O_REPLICAS,
+           O_COLLECTION };
     static const struct option opts[] = {
         {"connect", required_argument, 0, O_CONNECT},
         {"base", required_argument, 0, O_BASE},
@@ -56,9 +71,12 @@ static int parse_args(int argc, char **argv, struct cluster_args *a)
         {"catch-up", required_argument, 0, O_CATCH_UP},
         {"readers", required_argument, 0, O_READERS},
         {"query", required_argument, 0, O_QUERY},
+        {"shards", required_argument, 0, O_SHARDS},
+        {"replicas", required_argument, 0, O_REPLICAS},
+        {"collection", required_argument, 0, O_COLLECTION},
         {0, 0, 0, 0}};
     *a = (struct cluster_args){.dim = 784, .n = 20000, .batch = 1000,
-                               .searches = 1000};
+                               .searches = 1000, .collection = COLLECTION};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -72,12 +90,19 @@ static int parse_args(int argc, char **argv, struct cluster_args *a)
         case O_CATCH_UP: a->catch_up = strtoull(optarg, NULL, 10); break;
         case O_READERS: a->readers = atol(optarg); break;
         case O_QUERY: a->query = optarg; break;
+        case O_SHARDS: a->shards = (uint32_t)atoi(optarg); break;
+        case O_REPLICAS: a->replicas = (uint32_t)atoi(optarg); break;
+        case O_COLLECTION: a->collection = optarg; a->named = 1; break;
         default: return -1;
         }
     }
+    /* shards are the import's: the other modes read what it made */
+    int imports = a->readers == 0 && a->catch_up == 0;
     return a->connect && optind == argc && a->dim > 0 && a->n > 0 &&
                    a->batch > 0 && a->searches > 0 && a->readers >= 0 &&
-                   a->readers <= MAX_READERS
+                   a->readers <= MAX_READERS && a->collection[0] &&
+                   (imports || (a->shards == 0 && a->replicas == 0)) &&
+                   (a->shards > 0 || a->replicas == 0)
                ? 0 : -1;
 }
 
@@ -106,8 +131,10 @@ static int by_value(const void *pa, const void *pb)
 static int import(qv_db *db, const struct cluster_args *a, const float *rows,
                   double *lat, double *secs, char *err, size_t errlen)
 {
-    qv_collection_config cfg = {.dim = a->dim, .metric = QV_METRIC_L2};
-    if (qv_create_collection(db, COLLECTION, &cfg) != QV_OK) {
+    qv_collection_config cfg = {.dim = a->dim, .metric = QV_METRIC_L2,
+                                .shards = a->shards,
+                                .replicas = a->replicas};
+    if (qv_create_collection(db, a->collection, &cfg) != QV_OK) {
         snprintf(err, errlen, "create: %s", qv_errmsg(db));
         return -1;
     }
@@ -116,7 +143,7 @@ static int import(qv_db *db, const struct cluster_args *a, const float *rows,
     for (long first = 0; first < a->n; first += a->batch, nb++) {
         long k = a->n - first < a->batch ? a->n - first : a->batch;
         double t = cli_now();
-        if (bench_upsert_rows(db, COLLECTION, rows + (size_t)first * a->dim,
+        if (bench_upsert_rows(db, a->collection, rows + (size_t)first * a->dim,
                               NULL, first, k, a->dim, (size_t)k, err,
                               errlen) != 0)
             return -1;
@@ -127,9 +154,11 @@ static int import(qv_db *db, const struct cluster_args *a, const float *rows,
     return 0;
 }
 
-/* Single searches (query: row i % n) or gets; calls per second. */
+/* Single searches (query: row i % n) or gets; calls per second. With
+ * found (readers of a --collection), a get that finds nothing counts as
+ * answered, and *found counts those that did. */
 static double reads_per_s(qv_db *db, const struct cluster_args *a,
-                          const float *rows, int gets)
+                          const float *rows, int gets, long *found)
 {
     qv_search_options opt = {.k = 10};
     double t0 = cli_now();
@@ -140,11 +169,15 @@ static double reads_per_s(qv_db *db, const struct cluster_args *a,
             char id[24];
             qv_record *r = NULL;
             snprintf(id, sizeof id, "%ld", row);
-            st = qv_get(db, COLLECTION, id, &r);
+            st = qv_get(db, a->collection, id, &r);
             qv_free(r);
+            if (found && st == QV_OK)
+                (*found)++;
+            else if (found && st == QV_ERR_NOT_FOUND)
+                st = QV_OK;
         } else {
             qv_hits *h = NULL;
-            st = qv_search(db, COLLECTION, rows + (size_t)row * a->dim,
+            st = qv_search(db, a->collection, rows + (size_t)row * a->dim,
                            a->dim, &opt, &h);
             qv_free(h);
         }
@@ -172,17 +205,19 @@ static int run_import(qv_db *db, struct cluster_args *a)
         fprintf(stderr, "quiver bench cluster: %s\n", err);
         goto done;
     }
-    sq = reads_per_s(db, a, rows, 0);
-    gq = reads_per_s(db, a, rows, 1);
+    sq = reads_per_s(db, a, rows, 0, NULL);
+    gq = reads_per_s(db, a, rows, 1, NULL);
     qv_write_token(db, &token);
     if (sq < 0 || gq < 0) {
         fprintf(stderr, "quiver bench cluster: read: %s\n", qv_errmsg(db));
         goto done;
     }
     printf("{\"bench\":\"cluster\",\"connect\":\"%s\",\"n\":%ld,\"dim\":%u,"
-           "\"batch\":%ld,\"rows_per_s\":%.1f,\"batch_p50_ms\":%.2f,"
+           "\"batch\":%ld,\"shards\":%u,\"replicas\":%u,"
+           "\"rows_per_s\":%.1f,\"batch_p50_ms\":%.2f,"
            "\"batch_p99_ms\":%.2f,\"search_qps\":%.1f,\"get_qps\":%.1f,"
            "\"write_token\":%llu}\n", a->connect, a->n, a->dim, a->batch,
+           a->shards, a->shards && !a->replicas ? 1 : a->replicas,
            (double)a->n / secs, lat[nb / 2], lat[(nb * 99) / 100], sq, gq,
            (unsigned long long)token);
     rc = 0;
@@ -199,7 +234,8 @@ static int run_catch_up(qv_db *db, const struct cluster_args *a)
     double t0 = cli_now();
     qv_read_after(db, a->catch_up);
     qv_status st;
-    while ((st = qv_count(db, COLLECTION, NULL, &count)) == QV_ERR_TIMEOUT)
+    while ((st = qv_count(db, a->collection, NULL, &count)) ==
+           QV_ERR_TIMEOUT)
         ;   /* the node answers TIMEOUT every 30 s while it is behind */
     if (st != QV_OK) {
         fprintf(stderr, "quiver bench cluster: %s\n", qv_errmsg(db));
@@ -220,6 +256,7 @@ struct reader {
     long nq;
     pthread_barrier_t *phase;   /* open, searches, gets: all together */
     double recall;              /* with queries */
+    long gets_found;            /* with --collection */
     int failed;
     char err[512];
 };
@@ -251,9 +288,11 @@ static int recall_at_10(qv_db *db, const struct reader *r, double *recall)
     for (long i = 0; i < r->nq; i++) {
         const float *q = r->queries + (size_t)i * r->a->dim;
         qv_hits *got = NULL, *truth = NULL;
-        qv_status st = qv_search(db, COLLECTION, q, r->a->dim, &approx, &got);
+        qv_status st = qv_search(db, r->a->collection, q, r->a->dim,
+                                 &approx, &got);
         if (st == QV_OK)
-            st = qv_search(db, COLLECTION, q, r->a->dim, &exact, &truth);
+            st = qv_search(db, r->a->collection, q, r->a->dim, &exact,
+                           &truth);
         for (size_t j = 0; st == QV_OK && j < truth->count; j++)
             for (size_t h = 0; h < got->count; h++)
                 found += strcmp(truth->hits[j].id, got->hits[h].id) == 0;
@@ -277,7 +316,9 @@ static void *reader_main(void *arg)
     }
     for (int gets = 0; gets < 2; gets++) {
         pthread_barrier_wait(r->phase);
-        if (!r->failed && reads_per_s(db, r->a, r->rows, gets) < 0) {
+        if (!r->failed &&
+            reads_per_s(db, r->a, r->rows, gets,
+                        r->a->named ? &r->gets_found : NULL) < 0) {
             snprintf(r->err, sizeof r->err, "%s: %s", r->uri,
                      qv_errmsg(db));
             r->failed = 1;
@@ -347,6 +388,13 @@ static void print_readers(const struct cluster_args *a, const struct reader *rd,
     printf("{\"bench\":\"cluster\",\"connect\":\"%s\",\"readers\":%ld,"
            "\"searches_each\":%ld,\"search_qps\":%.1f,\"get_qps\":%.1f",
            a->connect, a->readers, a->searches, qps[0], qps[1]);
+    if (a->named) {
+        long found = 0;
+        for (long i = 0; i < a->readers; i++)
+            found += rd[i].gets_found;
+        printf(",\"collection\":\"%s\",\"gets_found\":%ld", a->collection,
+               found);
+    }
     if (a->query) {
         printf(",\"recall\":[");
         for (long i = 0; i < a->readers; i++)
@@ -398,12 +446,13 @@ int bench_cluster(int argc, char **argv)
     struct cluster_args a;
     if (parse_args(argc, argv, &a) != 0) {
         fprintf(stderr, "usage: quiver bench cluster --connect URI [--base "
-                "FILE | --dim D] [--n N] [--batch B] [--searches Q]\n"
+                "FILE | --dim D] [--n N] [--batch B] [--searches Q] "
+                "[--shards S [--replicas R]] [--collection NAME]\n"
                 "       quiver bench cluster --connect URI --catch-up "
-                "TOKEN\n"
+                "TOKEN [--collection NAME]\n"
                 "       quiver bench cluster --connect URI --readers C "
                 "[--base FILE | --dim D] [--n N] [--searches Q] "
-                "[--query FILE]\n");
+                "[--query FILE] [--collection NAME]\n");
         return 2;
     }
     if (a.readers > 0)

@@ -189,6 +189,25 @@ check "cluster: each reader's recall against exact search" \
 out=$("$bin" bench cluster --connect "nowhere" --readers 2 --dim 8 \
       --n 300 2>&1)
 check "cluster: readers refuse a URI without addresses" [ $? -ne 0 ]
+# --collection: readers of a collection that holds only some of the rows
+# (as a shard's does) count the gets that find nothing as answered
+"$bin" bench cluster --connect "qv://127.0.0.1:$port" --collection part \
+    --base "$work/base.fvecs" --n 100 --searches 10 > /dev/null 2>&1
+out=$("$bin" bench cluster --connect "qv://127.0.0.1:$port" --readers 1 \
+      --collection part --base "$work/base.fvecs" --n 300 --searches 50 2>&1)
+check "cluster: readers of a part of the rows run" [ $? -eq 0 ]
+found=$(field "$out" gets_found)
+check "cluster: gets_found counts the rows the collection holds" \
+    at_least "$found" 1 && [ "$found" -lt 50 ]
+# --shards: only a cluster node makes sharded collections; readers take
+# the collection as the import made it
+out=$("$bin" bench cluster --connect "qv://127.0.0.1:$port" \
+      --collection sharded --dim 8 --n 100 --shards 2 2>&1)
+check "cluster: --shards refused by a quiverd without --cluster" \
+    [ $? -ne 0 ]
+out=$("$bin" bench cluster --connect "qv://127.0.0.1:$port" --readers 1 \
+      --dim 8 --n 100 --shards 2 2>&1)
+check "cluster: readers refuse --shards" [ $? -eq 2 ]
 kill -TERM $server_pid
 wait $server_pid
 check "quiverd stopped cleanly" [ $? -eq 0 ]
