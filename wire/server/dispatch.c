@@ -1341,11 +1341,13 @@ static void apply_placement_change(const node_entry *e,
         qv_status st = router_copy_shard(e->ctx, c->placement,
                                          c->n_placement, local, e->seq,
                                          out->message, sizeof out->message);
-        if (st != QV_OK) {
+        if (st != QV_OK && st != QV_ERR_NOT_FOUND) {
             out->status = st;
             out->again = 1;
             return;
         }
+        /* NOT_FOUND: the collection was dropped; nothing to hold */
+        out->message[0] = '\0';
         qv_position_put(e->db, boot, 0);
     }
     qv_position_put(e->db, place, c->placement_version);

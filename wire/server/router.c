@@ -1327,6 +1327,7 @@ qv_status router_copy_shard(router *rt, char *const *hosts, size_t nhosts,
     const char *self = node_name(rt->node);
     int at = snprintf(msg, msglen, "no node could give a copy of '%s':",
                       local);
+    int missing = 0, asked = 0;
     for (size_t i = 0; i < nhosts; i++) {
         if (strcmp(hosts[i], self) == 0)
             continue;
@@ -1346,12 +1347,17 @@ qv_status router_copy_shard(router *rt, char *const *hosts, size_t nhosts,
         }
         if (st == QV_OK)
             return QV_OK;
+        asked++;
+        missing += st == QV_ERR_NOT_FOUND;
         /* start again from nothing with the next source */
         qv_drop_collection(rt->db, local);
         if (at > 0 && (size_t)at < msglen)
             at += snprintf(msg + at, msglen - (size_t)at, " %s;", why);
     }
-    return QV_ERR_CONNECTION;
+    /* every source, having applied the change, lacks the shard: the
+     * collection was dropped before the change was logged */
+    return asked > 0 && missing == asked ? QV_ERR_NOT_FOUND
+                                         : QV_ERR_CONNECTION;
 }
 
 /* ---- the coordinator ---- */

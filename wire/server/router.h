@@ -120,7 +120,9 @@ qv_status router_list(router *rt, uint64_t after, qv_collection_info **infos,
  * shard here): the collection as it describes it, its payload indexes,
  * then its documents page by page. A write made after seq may be in the
  * copy as well; applying it again leaves the same documents. On failure
- * nothing of the copy is left.
+ * nothing of the copy is left: QV_ERR_NOT_FOUND when every node asked
+ * lacks the collection (dropped before the change was logged), else
+ * QV_ERR_CONNECTION.
  */
 qv_status router_copy_shard(router *rt, char *const *hosts, size_t nhosts,
                             const char *local, uint64_t seq, char *msg,
