@@ -13,6 +13,7 @@
 #include "wire/proto/inspect.h"
 #include "wire/proto/ops.h"
 #include "wire/quiver.pb-c.h"
+#include "wire/server/placement.h"
 #include "wire/server/router.h"
 
 typedef Quiver__V1__Request Request;
@@ -1297,7 +1298,7 @@ static void shard_position(char *out, size_t len, const char *kind,
 /*
  * A change of a shard's placement (logged by the coordinator): a node
  * that no longer holds the shard drops its copy; a node that newly holds
- * it makes one from a node that has it (router_copy_shard), holding the
+ * it makes one from a node that has it (placement_copy_shard), holding the
  * log up until it can; others note the version. A change older than one
  * applied is ignored, so changes logged out of order are harmless. A
  * copy cut short by a crash is made again from nothing.
@@ -1338,7 +1339,7 @@ static void apply_placement_change(const node_entry *e,
         qv_position_put(e->db, boot, e->seq);
         if (held)
             qv_drop_collection(e->db, local);
-        qv_status st = router_copy_shard(e->ctx, c->placement,
+        qv_status st = placement_copy_shard(e->ctx, c->placement,
                                          c->n_placement, local, e->seq,
                                          out->message, sizeof out->message);
         if (st != QV_OK && st != QV_ERR_NOT_FOUND) {

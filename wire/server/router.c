@@ -60,14 +60,7 @@ struct router {
     pthread_mutex_t maps_lock;
     struct cached_map maps[MAPS_CACHED];
     int nmaps;
-    pthread_t coordinator;     /* coordinator_main */
-    int coordinator_started;
-    atomic_int stop;
-    pthread_mutex_t stop_lock;
-    pthread_cond_t stop_cv;
 };
-
-static void *coordinator_main(void *arg);
 
 static long long now_ms(void)
 {
@@ -86,17 +79,9 @@ router *router_new(cluster_node *node, qv_db *db, const char *token,
     rt->db = db;
     pthread_mutex_init(&rt->lock, NULL);
     pthread_mutex_init(&rt->maps_lock, NULL);
-    pthread_mutex_init(&rt->stop_lock, NULL);
-    pthread_cond_init(&rt->stop_cv, NULL);
     rt->token = token ? qv_strndup(token, strlen(token)) : NULL;
     rt->ca_file = ca_file ? qv_strndup(ca_file, strlen(ca_file)) : NULL;
     if ((token && !rt->token) || (ca_file && !rt->ca_file)) {
-        router_free(rt);
-        return NULL;
-    }
-    rt->coordinator_started = pthread_create(&rt->coordinator, NULL,
-                                             coordinator_main, rt) == 0;
-    if (!rt->coordinator_started) {
         router_free(rt);
         return NULL;
     }
@@ -107,13 +92,6 @@ void router_free(router *rt)
 {
     if (!rt)
         return;
-    if (rt->coordinator_started) {
-        pthread_mutex_lock(&rt->stop_lock);
-        atomic_store(&rt->stop, 1);
-        pthread_cond_broadcast(&rt->stop_cv);
-        pthread_mutex_unlock(&rt->stop_lock);
-        pthread_join(rt->coordinator, NULL);
-    }
     for (int i = 0; i < rt->npeers; i++)
         for (int j = 0; j < rt->peers[i].nidle; j++)
             qv_close(rt->peers[i].idle[j]);
@@ -121,8 +99,6 @@ void router_free(router *rt)
         shard_map_release(&rt->maps[i].map);
     pthread_mutex_destroy(&rt->lock);
     pthread_mutex_destroy(&rt->maps_lock);
-    pthread_mutex_destroy(&rt->stop_lock);
-    pthread_cond_destroy(&rt->stop_cv);
     qv_mem_free(rt->token);
     qv_mem_free(rt->ca_file);
     qv_mem_free(rt);
@@ -145,7 +121,7 @@ static struct peer *peer_find(router *rt, const char *name)
 
 /* A handle to node name: an idle one, or a new connection. NULL with msg
  * when the node is not live or cannot be reached. */
-static qv_db *peer_take(router *rt, const char *name, char *msg,
+qv_db *router_peer_take(router *rt, const char *name, char *msg,
                         size_t msglen)
 {
     qv_db *h = NULL;
@@ -175,7 +151,7 @@ static qv_db *peer_take(router *rt, const char *name, char *msg,
 }
 
 /* Give h back; a handle whose call failed on its connection is closed. */
-static void peer_give(router *rt, const char *name, qv_db *h, int broken)
+void router_peer_give(router *rt, const char *name, qv_db *h, int broken)
 {
     pthread_mutex_lock(&rt->lock);
     struct peer *p = broken ? NULL : peer_find(rt, name);
@@ -189,7 +165,7 @@ static void peer_give(router *rt, const char *name, qv_db *h, int broken)
 
 /* Whether a status says the node was not reached or did not answer (the
  * request may or may not have been made there). */
-static int unreachable(qv_status st)
+int router_unreachable(qv_status st)
 {
     return st == QV_ERR_CONNECTION || st == QV_ERR_TIMEOUT ||
            st == QV_ERR_BUSY || st == QV_ERR_UNAUTHENTICATED;
@@ -284,19 +260,19 @@ static qv_status read_shard(router *rt, const shard_map *m, uint32_t s,
                               m->name);
             return st;
         }
-        qv_db *h = peer_take(rt, order[r], why[r], sizeof why[r]);
+        qv_db *h = router_peer_take(rt, order[r], why[r], sizeof why[r]);
         if (!h)
             continue;
         /* a replica being copied answers once its copy is made */
         qv_read_after(h, after > wait_for[r] ? after : wait_for[r]);
         st = fn(h, local, arg, result);
-        int moved_on = unreachable(st);
+        int moved_on = router_unreachable(st);
         if (moved_on)
             snprintf(why[r], sizeof why[r], "node %s: %s", order[r],
                      qv_errmsg(h));
         else if (st != QV_OK)
             as_collection(msg, msglen, qv_errmsg(h), local, m->name);
-        peer_give(rt, order[r], h, moved_on);
+        router_peer_give(rt, order[r], h, moved_on);
         if (!moved_on)
             return st;
     }
@@ -330,19 +306,19 @@ static qv_status write_shard(router *rt, const shard_map *m, uint32_t s,
                      order[r]);
             continue;
         }
-        qv_db *h = peer_take(rt, order[r], why[r], sizeof why[r]);
+        qv_db *h = router_peer_take(rt, order[r], why[r], sizeof why[r]);
         if (!h)
             continue;
         qv_status st = fn(h, local, arg, result);
         uint64_t t = 0;
-        if (unreachable(st))
+        if (router_unreachable(st))
             snprintf(msg, msglen, "shard %u of '%s' (node %s): %s", s,
                      m->name, order[r], qv_errmsg(h));
         else if (st != QV_OK)
             as_collection(msg, msglen, qv_errmsg(h), local, m->name);
         else if (qv_write_token(h, &t) == QV_OK && t > *token)
             *token = t;
-        peer_give(rt, order[r], h, unreachable(st));
+        router_peer_give(rt, order[r], h, router_unreachable(st));
         return st;
     }
     int at = snprintf(msg, msglen, "shard %u of '%s' has no replica that "
@@ -484,9 +460,9 @@ int router_lookup(router *rt, const char *name, int fresh, shard_map *map,
 
 /* A write entry of this node's own through the log: the Request's
  * bytes on the subject of the collection. */
-static void log_request(router *rt, const char *name,
-                        const Quiver__V1__Request *req, node_outcome *out,
-                        uint64_t *token)
+void router_log(router *rt, const char *name,
+                const Quiver__V1__Request *req, node_outcome *out,
+                uint64_t *token)
 {
     size_t len = quiver__v1__request__get_packed_size(req);
     uint8_t *bytes = qv_malloc(len ? len : 1);
@@ -579,7 +555,7 @@ qv_status router_create(router *rt, const char *name,
         create.config = &cfg;
         req.op_case = QUIVER__V1__REQUEST__OP_CREATE_COLLECTION;
         req.create_collection = &create;
-        log_request(rt, name, &req, &out, token);
+        router_log(rt, name, &req, &out, token);
     }
     qv_mem_free(hosts);
     char err[200];
@@ -608,7 +584,7 @@ qv_status router_drop(router *rt, const shard_map *map, uint64_t *token,
     req.drop_collection = &drop;
     node_outcome out;
     cache_map(rt, map->name, NULL);
-    log_request(rt, map->name, &req, &out, token);
+    router_log(rt, map->name, &req, &out, token);
     if (out.status != QV_OK) {
         snprintf(msg, msglen, "%s", out.message);
         return out.status;
@@ -1261,288 +1237,12 @@ qv_status router_list_indexes(router *rt, const shard_map *map,
     return st;
 }
 
-/* ---- a new replica's copy ---- */
-
-#define COPY_PAGE 256
-
-/* The collection as the source describes it: its settings. */
-static qv_status create_like(router *rt, qv_db *h, const char *local)
+cluster_node *router_node(router *rt)
 {
-    qv_collection_info info;
-    qv_status st = qv_describe_collection(h, local, &info);
-    if (st != QV_OK)
-        return st;
-    qv_collection_config cfg = {.dim = info.dim, .metric = info.metric,
-                                .M = info.M,
-                                .ef_construction = info.ef_construction,
-                                .codec = info.codec,
-                                .train_min = info.train_min};
-    st = qv_create_collection(rt->db, local, &cfg);
-    qv_index_info *indexes = NULL;
-    size_t n = 0;
-    if (st == QV_OK)
-        st = qv_list_indexes(h, local, &indexes, &n);
-    for (size_t i = 0; st == QV_OK && i < n; i++)
-        st = qv_create_index(rt->db, local, indexes[i].field,
-                             indexes[i].type);
-    qv_free(indexes);
-    return st;
+    return rt->node;
 }
 
-/* Every document of the source's local collection, page by page. */
-static qv_status copy_documents(router *rt, qv_db *h, const char *local)
+qv_db *router_db(router *rt)
 {
-    char *after = NULL;
-    qv_status st = QV_OK;
-    qv_doc *docs = qv_calloc(COPY_PAGE, sizeof *docs);
-    if (!docs)
-        return QV_ERR_NOMEM;
-    for (;;) {
-        qv_page *page = NULL;
-        st = qv_scan(h, local, after, COPY_PAGE, &page);
-        if (st != QV_OK)
-            break;
-        for (size_t i = 0; i < page->count; i++) {
-            const qv_record *r = &page->records[i];
-            docs[i] = (qv_doc){r->id, r->vector, r->dim, r->payload};
-        }
-        if (page->count > 0)
-            st = qv_upsert(rt->db, local, docs, page->count);
-        qv_mem_free(after);
-        after = page->next && st == QV_OK
-                    ? qv_strndup(page->next, strlen(page->next)) : NULL;
-        qv_free(page);
-        if (st != QV_OK || !after)
-            break;
-    }
-    qv_mem_free(after);
-    qv_mem_free(docs);
-    return st;
-}
-
-qv_status router_copy_shard(router *rt, char *const *hosts, size_t nhosts,
-                            const char *local, uint64_t seq, char *msg,
-                            size_t msglen)
-{
-    const char *self = node_name(rt->node);
-    int at = snprintf(msg, msglen, "no node could give a copy of '%s':",
-                      local);
-    int missing = 0, asked = 0;
-    for (size_t i = 0; i < nhosts; i++) {
-        if (strcmp(hosts[i], self) == 0)
-            continue;
-        char why[240];
-        qv_db *h = peer_take(rt, hosts[i], why, sizeof why);
-        qv_status st = QV_ERR_CONNECTION;
-        if (h) {
-            /* all that was written before the placement changed */
-            qv_read_after(h, seq);
-            st = create_like(rt, h, local);
-            if (st == QV_OK)
-                st = copy_documents(rt, h, local);
-            snprintf(why, sizeof why, "node %s: %s", hosts[i],
-                     st == QV_OK ? "" : qv_errmsg(h)[0] ? qv_errmsg(h)
-                                                        : qv_errmsg(rt->db));
-            peer_give(rt, hosts[i], h, unreachable(st));
-        }
-        if (st == QV_OK)
-            return QV_OK;
-        asked++;
-        missing += st == QV_ERR_NOT_FOUND;
-        /* start again from nothing with the next source */
-        qv_drop_collection(rt->db, local);
-        if (at > 0 && (size_t)at < msglen)
-            at += snprintf(msg + at, msglen - (size_t)at, " %s;", why);
-    }
-    /* every source, having applied the change, lacks the shard: the
-     * collection was dropped before the change was logged */
-    return asked > 0 && missing == asked ? QV_ERR_NOT_FOUND
-                                         : QV_ERR_CONNECTION;
-}
-
-/* ---- the coordinator ---- */
-
-/*
- * One node at a time (node_coordinate) looks after the placements every
- * COORDINATE_MS: a replica on a node that has left the cluster (its
- * member record lapsed: the grace period) is placed on a live node that
- * does not hold the shard, the fewest replicas first, provided a replica
- * that has caught up remains to copy from; a new replica counts as caught
- * up once its node's record shows it applied the change. Every change is
- * made in the placement bucket first, by compare-and-set (of two racing
- * changes one wins), then logged; a change stored but not yet logged
- * (its coordinator died in between) is logged by the next round.
- */
-#define COORDINATE_MS 2000
-
-/* Log the change of shard s's placement to m's version. */
-static qv_status log_change(router *rt, const shard_map *m, uint32_t s,
-                            uint64_t *seq, char *msg, size_t msglen)
-{
-    Quiver__V1__CollectionConfig cfg = QUIVER__V1__COLLECTION_CONFIG__INIT;
-    Quiver__V1__CreateCollection change = QUIVER__V1__CREATE_COLLECTION__INIT;
-    Quiver__V1__Request req = QUIVER__V1__REQUEST__INIT;
-    char *hosts[QV_REPLICAS_MAX];
-    for (uint32_t r = 0; r < m->replicas; r++)
-        hosts[r] = (char *)shard_host(m, s, r);
-    cfg.shards = m->shards;
-    cfg.replicas = m->replicas;
-    cfg.n_placement = m->replicas;
-    cfg.placement = hosts;
-    cfg.shard_serial = m->serial;
-    cfg.placement_version = m->version;
-    cfg.placement_shard = s;
-    change.name = (char *)m->name;
-    change.config = &cfg;
-    req.op_case = QUIVER__V1__REQUEST__OP_CREATE_COLLECTION;
-    req.create_collection = &change;
-    node_outcome out;
-    log_request(rt, m->name, &req, &out, seq);
-    /* the entry is in the log once it has a sequence, whether or not this
-     * node applied it in time */
-    if (*seq == 0)
-        snprintf(msg, msglen, "%s", out.message);
-    return *seq ? QV_OK : out.status;
-}
-
-static int is_live(char *const *live, int n, const char *node)
-{
-    for (int i = 0; i < n; i++)
-        if (strcmp(live[i], node) == 0)
-            return 1;
-    return 0;
-}
-
-/* The live node that does not hold shard s with the fewest replicas of
- * m (ties by name), or NULL. */
-static const char *new_home(const shard_map *m, uint32_t s,
-                            char *const *live, int n)
-{
-    const char *best = NULL;
-    uint32_t best_share = UINT32_MAX;
-    for (int i = 0; i < n; i++) {
-        if (shard_map_holds(m, s, live[i]))
-            continue;
-        uint32_t share = 0;
-        for (size_t k = 0; k < (size_t)m->shards * m->replicas; k++)
-            share += strcmp(m->hosts[k], live[i]) == 0;
-        if (share < best_share ||
-            (share == best_share && strcmp(live[i], best) < 0)) {
-            best = live[i];
-            best_share = share;
-        }
-    }
-    return best;
-}
-
-/* Whether shard s keeps a live replica that has caught up. */
-static int has_source(const shard_map *m, uint32_t s, char *const *live,
-                      int n)
-{
-    for (uint32_t r = 0; r < m->replicas; r++)
-        if (m->since[(size_t)s * m->replicas + r] == 0 &&
-            is_live(live, n, shard_host(m, s, r)))
-            return 1;
-    return 0;
-}
-
-/* The next step for m, at most one per round: 1 when one was made. */
-static int step_map(router *rt, shard_map *m, char *const *live, int n,
-                    char *err, size_t errlen)
-{
-    clog_kv *kv = node_placements(rt->node);
-    for (uint32_t s = 0; s < m->shards; s++) {
-        for (uint32_t r = 0; r < m->replicas; r++) {
-            uint64_t *since = &m->since[(size_t)s * m->replicas + r];
-            uint64_t applied = 0, seq = 0;
-            if (*since == SHARD_UNLOGGED) {   /* stored, not yet logged */
-                if (log_change(rt, m, s, &seq, err, errlen) != QV_OK)
-                    return 0;
-                *since = seq;
-                return shard_map_update(kv, m, err, errlen) == 0;
-            }
-            if (*since != 0 &&
-                node_applied_of(rt->node, shard_host(m, s, r), &applied,
-                                err, errlen) == 0 &&
-                applied >= *since) {   /* its copy is made */
-                *since = 0;
-                return shard_map_update(kv, m, err, errlen) == 0;
-            }
-        }
-    }
-    for (uint32_t s = 0; s < m->shards; s++) {
-        for (uint32_t r = 0; r < m->replicas; r++) {
-            if (is_live(live, n, shard_host(m, s, r)) ||
-                !has_source(m, s, live, n))
-                continue;
-            const char *home = new_home(m, s, live, n);
-            if (!home)
-                continue;   /* every live node holds it already */
-            size_t i = (size_t)s * m->replicas + r;
-            snprintf(m->hosts[i], SHARD_NODE_MAX, "%s", home);
-            m->since[i] = SHARD_UNLOGGED;
-            if (shard_map_update(kv, m, err, errlen) != 0)
-                return 0;   /* another change came first */
-            uint64_t seq = 0;
-            if (log_change(rt, m, s, &seq, err, errlen) != QV_OK)
-                return 1;   /* the next round logs it */
-            /* version as logged: the bucket holds m->version now */
-            m->revision = 0;
-            shard_map found;
-            int ok = 0;
-            if (shard_map_get(kv, m->name, &found, &ok, err, errlen) == 0 &&
-                ok) {
-                if (found.version == m->version) {
-                    found.since[i] = seq;
-                    shard_map_update(kv, &found, err, errlen);
-                }
-                shard_map_release(&found);
-            }
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static void coordinate_once(router *rt)
-{
-    char err[512], **live = NULL, **names = NULL;
-    int nlive = 0, nnames = 0;
-    if (node_coordinate(rt->node, err, sizeof err) != 0 ||
-        node_live(rt->node, &live, &nlive, err, sizeof err) != 0)
-        return;
-    if (shard_map_names(node_placements(rt->node), &names, &nnames, err,
-                        sizeof err) == 0) {
-        for (int i = 0; i < nnames && !atomic_load(&rt->stop); i++) {
-            shard_map m;
-            int found = 0;
-            if (!names[i][0] ||
-                shard_map_get(node_placements(rt->node), names[i], &m,
-                              &found, err, sizeof err) != 0 || !found)
-                continue;
-            step_map(rt, &m, live, nlive, err, sizeof err);
-            shard_map_release(&m);
-        }
-        clog_kv_keys_free(names, nnames);
-    }
-    clog_kv_keys_free(live, nlive);
-}
-
-static void *coordinator_main(void *arg)
-{
-    router *rt = arg;
-    pthread_mutex_lock(&rt->stop_lock);
-    while (!atomic_load(&rt->stop)) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += COORDINATE_MS / 1000;
-        pthread_cond_timedwait(&rt->stop_cv, &rt->stop_lock, &until);
-        if (atomic_load(&rt->stop))
-            break;
-        pthread_mutex_unlock(&rt->stop_lock);
-        coordinate_once(rt);
-        pthread_mutex_lock(&rt->stop_lock);
-    }
-    pthread_mutex_unlock(&rt->stop_lock);
-    return NULL;
+    return rt->db;
 }

@@ -19,6 +19,7 @@
 #include "db/quiver.h"
 #include "wire/cluster/node.h"
 #include "wire/cluster/shards.h"
+#include "wire/quiver.pb-c.h"
 
 typedef struct router router;
 
@@ -113,19 +114,21 @@ qv_status router_list_indexes(router *rt, const shard_map *map,
 qv_status router_list(router *rt, uint64_t after, qv_collection_info **infos,
                       size_t *n, char *msg, size_t msglen);
 
-/*
- * Make this node's copy of a shard's local collection from another node
- * of hosts (its placement: the nodes that hold it, this one among them),
- * once that node has applied entry seq (the change that placed the
- * shard here): the collection as it describes it, its payload indexes,
- * then its documents page by page. A write made after seq may be in the
- * copy as well; applying it again leaves the same documents. On failure
- * nothing of the copy is left: QV_ERR_NOT_FOUND when every node asked
- * lacks the collection (dropped before the change was logged), else
- * QV_ERR_CONNECTION.
- */
-qv_status router_copy_shard(router *rt, char *const *hosts, size_t nhosts,
-                            const char *local, uint64_t seq, char *msg,
-                            size_t msglen);
+/* ---- for placement.c: reaching nodes and the log ---- */
+
+/* A handle to live node name, from the pool or newly connected; NULL with
+ * msg when it cannot be reached. Give it back with router_peer_give
+ * (broken: its call failed on its connection, so it is closed). */
+qv_db *router_peer_take(router *rt, const char *name, char *msg,
+                        size_t msglen);
+void router_peer_give(router *rt, const char *name, qv_db *h, int broken);
+/* Whether st says a node was not reached or did not answer. */
+int router_unreachable(qv_status st);
+/* Log req (a write about collection name) through this node and wait
+ * for its outcome here; *seq is its entry (0 when it was not appended). */
+void router_log(router *rt, const char *name, const Quiver__V1__Request *req,
+                node_outcome *out, uint64_t *seq);
+cluster_node *router_node(router *rt);
+qv_db *router_db(router *rt);
 
 #endif

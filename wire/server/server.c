@@ -29,6 +29,7 @@
 
 #include "common/alloc.h"
 #include "wire/server/dispatch.h"
+#include "wire/server/placement.h"
 #include "wire/server/router.h"
 #include "wire/proto/frame.h"
 #include "db/quiver.h"
@@ -52,6 +53,7 @@ struct server {
     SSL_CTX *tls;            /* NULL: clear TCP */
     cluster_node *cluster;   /* NULL: not a cluster node */
     router *router;          /* a cluster node's sharded collections */
+    coordinator *coordinator;  /* its placement changes */
 };
 
 struct conn {
@@ -692,6 +694,11 @@ static int join_cluster(struct server *srv, int lfd)
         return -1;
     }
     node_set_context(srv->cluster, srv->router);
+    srv->coordinator = coordinator_start(srv->router);
+    if (!srv->coordinator) {
+        fprintf(stderr, "quiverd: cluster: cannot start the coordinator\n");
+        return -1;
+    }
     return 0;
 }
 
@@ -745,6 +752,7 @@ int server_run(const server_config *cfg)
     pthread_cond_destroy(&srv.idle);
     rc = 0;
 done:
+    coordinator_stop(srv.coordinator);
     router_free(srv.router);
     node_stop(srv.cluster);
     qv_close(srv.db);
