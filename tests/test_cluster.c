@@ -474,6 +474,31 @@ static void *writer_main(void *arg)
     }
 }
 
+/* Start w's thread (w filled in but for its lock and condition). */
+static pthread_t writer_start(struct writer *w)
+{
+    pthread_t t;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->progress, NULL);
+    assert_int_equal(pthread_create(&t, NULL, writer_main, w), 0);
+    return t;
+}
+
+/* Tell the writer to stop and wait for it. */
+static void writer_stop(struct writer *w, pthread_t t)
+{
+    pthread_mutex_lock(&w->lock);
+    w->stop = 1;
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(t, NULL);
+}
+
+static void writer_release(struct writer *w)
+{
+    pthread_cond_destroy(&w->progress);
+    pthread_mutex_destroy(&w->lock);
+}
+
 /* Every write a go_on writer had acknowledged is on node i, whose
  * database passes check. */
 static void expect_writer_acked(struct cluster *c, int i,
@@ -528,10 +553,7 @@ static void test_kill_nodes_mid_write(void **state)
     qv_collection_config cfg = {.dim = 4, .metric = QV_METRIC_L2};
     assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
     struct writer w = {.db = c->h[0], .failed_at = -1};
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.progress, NULL);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
+    pthread_t t = writer_start(&w);
     const char *env = getenv("CLUSTER_KILL_CYCLES");
     int cycles = env ? atoi(env) : 1;
     for (int k = 0; k < cycles; k++) {
@@ -578,8 +600,7 @@ static void test_kill_nodes_mid_write(void **state)
         assert_ok(c->h[i], qv_check(c->h[i], &report));
         qv_free(report);
     }
-    pthread_cond_destroy(&w.progress);
-    pthread_mutex_destroy(&w.lock);
+    writer_release(&w);
 }
 
 /* The whole cluster stopped and started again (the nats-server on its
@@ -627,10 +648,7 @@ static void test_nats_servers_fail(void **state)
     qv_collection_config cfg = {.dim = 4, .metric = QV_METRIC_L2};
     assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
     struct writer w = {.db = c->h[0], .failed_at = -1, .go_on = 1};
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.progress, NULL);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
+    pthread_t t = writer_start(&w);
     await_more(&w, 20);
     kill(c->nats3[2], SIGKILL);
     waitpid(c->nats3[2], NULL, 0);
@@ -643,17 +661,13 @@ static void test_nats_servers_fail(void **state)
     start_nats3_server(c, 1);
     start_nats3_server(c, 2);
     await_more(&w, 20);               /* back */
-    pthread_mutex_lock(&w.lock);
-    w.stop = 1;
-    pthread_mutex_unlock(&w.lock);
-    pthread_join(t, NULL);
+    writer_stop(&w, t);
     assert_true(w.failures >= 1);
     for (int i = 0; i < 2; i++)
         expect_writer_acked(c, i, &w);
     print_message("# %d writes acknowledged, %d refused while the log had "
                   "no quorum\n", w.acked, w.failures);
-    pthread_cond_destroy(&w.progress);
-    pthread_mutex_destroy(&w.lock);
+    writer_release(&w);
 }
 
 /* quiverd on dir with extra must refuse to start, saying expected. */
@@ -1414,19 +1428,13 @@ static void test_sharded_writes_survive_a_kill(void **state)
     qv_collection_config cfg = {.dim = 4, .shards = 3, .replicas = 2};
     assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
     struct writer w = {.db = c->h[0], .failed_at = -1, .go_on = 1};
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.progress, NULL);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
+    pthread_t t = writer_start(&w);
     await_more(&w, 30);
     kill_node(c, 1);
     await_more(&w, 30);   /* its shards' other replicas take the writes */
     start_node(c, 1);
     await_more(&w, 30);
-    pthread_mutex_lock(&w.lock);
-    w.stop = 1;
-    pthread_mutex_unlock(&w.lock);
-    pthread_join(t, NULL);
+    writer_stop(&w, t);
     for (int i = 0; i < 3; i++)
         expect_writer_acked(c, i, &w);
     /* the replicas of each shard agree, unknown outcomes included */
@@ -1443,8 +1451,7 @@ static void test_sharded_writes_survive_a_kill(void **state)
     expect_replicas_agree(c, 3, -1, "docs", 3, 2, total);
     print_message("# %d sharded writes acknowledged, %d of unknown outcome "
                   "while a node was killed\n", w.acked, w.failures);
-    pthread_cond_destroy(&w.progress);
-    pthread_mutex_destroy(&w.lock);
+    writer_release(&w);
 }
 
 /* Whether the placements node i gives hold no replica on node dead and
@@ -1517,10 +1524,7 @@ static void test_lost_node_is_replaced(void **state)
     snprintf(dead, sizeof dead, "n%c", (char)('1' + lost));
     struct writer w = {.db = c->h[via], .failed_at = -1, .go_on = 1,
                        .pace_ms = 10};
-    pthread_mutex_init(&w.lock, NULL);
-    pthread_cond_init(&w.progress, NULL);
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, writer_main, &w), 0);
+    pthread_t t = writer_start(&w);
     await_more(&w, 50);
     kill_node(c, lost);
     /* the grace period (15 s) passes, then the copies are made */
@@ -1531,10 +1535,7 @@ static void test_lost_node_is_replaced(void **state)
     }
     assert_true(replaced(c, via, dead));
     await_more(&w, 20);
-    pthread_mutex_lock(&w.lock);
-    w.stop = 1;
-    pthread_mutex_unlock(&w.lock);
-    pthread_join(t, NULL);
+    writer_stop(&w, t);
     uint64_t total = 0;
     for (int i = 0; i < 4; i++) {
         if (i == lost)
@@ -1546,8 +1547,7 @@ static void test_lost_node_is_replaced(void **state)
     expect_replicas_agree(c, 4, lost, "docs", 4, 2, total);
     print_message("# %d writes acknowledged, %d of unknown outcome; %s's "
                   "replicas placed again\n", w.acked, w.failures, dead);
-    pthread_cond_destroy(&w.progress);
-    pthread_mutex_destroy(&w.lock);
+    writer_release(&w);
 }
 
 int main(void)

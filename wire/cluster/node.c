@@ -115,9 +115,11 @@ static void settle_position(cluster_node *n, uint64_t seq)
 static void note_failure(cluster_node *n, const char *err);
 static void beat(cluster_node *n, int force);
 
-/* Make entry e on the database and store its position with it. */
-static void apply_entry(cluster_node *n, const clog_entry *e,
-                        node_outcome *out)
+/* Make entry e on the database and store its position with it: 0, or
+ * -1 when the node stops while the entry still cannot be applied (then
+ * nothing of it is recorded, and it is applied again after a restart). */
+static int apply_entry(cluster_node *n, const clog_entry *e,
+                       node_outcome *out)
 {
     node_entry entry = {n->db, n->name, n->position, e->seq, e->data,
                         e->len, atomic_load(&n->ctx)};
@@ -134,9 +136,12 @@ static void apply_entry(cluster_node *n, const clog_entry *e,
         qv_position_with_next_write(n->db, n->position, e->seq);
         n->apply(&entry, out);
     }
+    if (out->again)
+        return -1;
     if (!out->skipped)   /* a skipped entry leaves the position to the
                             next write: applying it again skips it again */
         settle_position(n, e->seq);
+    return 0;
 }
 
 /* Hand the outcome to the write waiting for entry id, if any. */
@@ -263,7 +268,8 @@ static void apply_run(cluster_node *n, struct run *run)
         return;
     for (size_t i = 0; i < run->n; i++) {
         node_outcome out = {0};
-        apply_entry(n, &run->e[i], &out);
+        if (apply_entry(n, &run->e[i], &out) != 0)
+            return;   /* stopping: neither it nor the rest is applied */
         finish(n, &run->e[i], &out);
     }
 }
