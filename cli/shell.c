@@ -544,15 +544,33 @@ static int cmd_stats(shell *sh, const shell_cmd *cmd)
     return 0;
 }
 
-/* cluster status: the cluster as the connected node sees it. */
+/* cluster drain NODE / cluster undrain NODE. */
+static int cluster_drain(shell *sh, const shell_cmd *cmd, int cancel)
+{
+    const char *node = shell_positional(cmd, 2);
+    if (shell_check_options(sh, cmd, 2, NULL))
+        return 1;
+    qv_status st = qv_cluster_drain(sh->db, node, cancel);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    shell_emit_fields(sh, json_pack("{s:s, s:b}", "node", node, "draining",
+                                    !cancel));
+    return 0;
+}
+
+/* cluster status: the cluster as the connected node sees it; cluster
+ * drain / undrain NODE. */
 static int cmd_cluster(shell *sh, const shell_cmd *cmd)
 {
     const char *what = shell_positional(cmd, 1);
+    if (strcmp(what, "drain") == 0 || strcmp(what, "undrain") == 0)
+        return cluster_drain(sh, cmd, strcmp(what, "undrain") == 0);
     if (shell_check_options(sh, cmd, 1, NULL))
         return 1;
     if (strcmp(what, "status") != 0)
         return shell_fail(sh, "INVALID", "cluster: unknown subcommand '%s' "
-                          "(cluster status)", what);
+                          "(cluster status, cluster drain NODE, cluster "
+                          "undrain NODE)", what);
     char *text = NULL;
     qv_status st = qv_cluster_status(sh->db, &text);
     if (st != QV_OK)
@@ -647,9 +665,12 @@ static const struct command commands[] = {
      "documents: the file is rewritten compacted. Needs the database to "
      "itself (no other process)."},
     {"stats", cmd_stats, "stats", "Database-wide figures."},
-    {"cluster", cmd_cluster, "cluster status", "The cluster as the "
-     "connected node sees it: the write log's last entry, each live node "
-     "and how far behind it is (quiverd --cluster only)."},
+    {"cluster", cmd_cluster, "cluster status | cluster drain NODE | "
+     "cluster undrain NODE", "The cluster as the connected node sees it: "
+     "the write log's last entry, each live node and how far behind it is, "
+     "the placement of sharded collections and the moves under way; drain "
+     "moves a node's replicas to others before it is stopped, undrain "
+     "stops that (quiverd --cluster only)."},
     {"check", cmd_check, "check", "Verify every invariant of the database "
      "(id maps, documents, vectors, checksums, each index's graph); the "
      "exit status is 0 only when all holds."},

@@ -507,6 +507,14 @@ qv_status qv_cluster_status(qv_db *db, char **json)
     return db->ops->cluster_status(db, json);
 }
 
+qv_status qv_cluster_drain(qv_db *db, const char *node, int cancel)
+{
+    BEGIN_CALL(db);
+    if (!node)
+        return qv_fail(db, QV_ERR_INVALID, "node is NULL");
+    return db->ops->cluster_drain(db, node, cancel);
+}
+
 qv_status qv_set_threads(qv_db *db, uint32_t threads)
 {
     BEGIN_CALL(db);

@@ -796,8 +796,11 @@ qv_status qv_read_after(qv_db *db, uint64_t token);
  * "lag_entries", "lag_seconds", "seen_seconds_ago"}...] of the live nodes,
  * "sharded" [{"name", "serial", "version", "shards", "replicas",
  * "placement": [[node, ...] per shard], "copying": [nodes whose new
- * replica has not caught up]}...] the placement of every sharded
- * collection, "coordinator" (the node placing replicas, "" for none),
+ * replica has not caught up], "moving": [{"shard", "from", "to",
+ * "caught_up"}] the moves under way}...] the placement of every sharded
+ * collection, "draining" [nodes] the nodes being drained
+ * (qv_cluster_drain), "coordinator" (the node placing replicas, "" for
+ * none),
  * "last_error" (the node's last failure reading the log, "" for none).
  *
  * Returns:
@@ -806,6 +809,33 @@ qv_status qv_read_after(qv_db *db, uint64_t token);
  *   QV_ERR_CONNECTION  - the node cannot reach NATS
  */
 qv_status qv_cluster_status(qv_db *db, char **json);
+
+/*
+ * Drain a cluster node before it is stopped (cancel 0), or stop draining
+ * it (cancel 1). Draining moves the node's replicas of sharded
+ * collections to other live nodes, one at a time: a new replica is made
+ * first and replaces the node's once it has caught up, so no shard has
+ * fewer replicas that have caught up meanwhile. The call returns once the
+ * drain is recorded; qv_cluster_status shows it under "draining" and the
+ * moves under "moving", and the node may be stopped once no placement
+ * names it. A drained node takes no replicas until the drain is
+ * cancelled; once it has left the cluster, the drain is forgotten. A node
+ * already as asked is QV_OK.
+ *
+ * Returns:
+ *   QV_ERR_INVALID     - node is NULL, empty or longer than 63 bytes; a
+ *                        shard of the node would find no other live node
+ *                        not being drained that lacks it (the message
+ *                        names the shard): nothing changes
+ *   QV_ERR_NOT_FOUND   - no live node has that name and no placement
+ *                        names it
+ *   QV_ERR_UNSUPPORTED - as qv_cluster_status
+ *   QV_ERR_CONNECTION  - the node cannot reach NATS
+ *   QV_ERR_BUSY        - other drains kept changing the list of nodes
+ *                        being drained while this one was checked: try
+ *                        again
+ */
+qv_status qv_cluster_drain(qv_db *db, const char *node, int cancel);
 
 /* ---- Log positions ------------------------------------------------------ */
 

@@ -265,6 +265,12 @@ int main(int argc, char **argv)
     req.cluster_status = &cluster;
     save(dir, "cluster_status", &req);
 
+    Quiver__V1__ClusterDrain drain = QUIVER__V1__CLUSTER_DRAIN__INIT;
+    drain.node = "n2";
+    req.op_case = QUIVER__V1__REQUEST__OP_CLUSTER_DRAIN;
+    req.cluster_drain = &drain;
+    save(dir, "cluster_drain", &req);
+
     Quiver__V1__Compact compact = QUIVER__V1__COMPACT__INIT;
     req.op_case = QUIVER__V1__REQUEST__OP_COMPACT;
     req.compact = &compact;

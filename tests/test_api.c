@@ -1821,6 +1821,9 @@ static void test_cluster_status_elsewhere(void **state)
     assert_non_null(strstr(qv_errmsg(f->db), tu_remote()
                                ? "this server is not a cluster node"
                                : "an embedded handle is not a cluster node"));
+    assert_status(f->db, qv_cluster_drain(f->db, "n1", 0),
+                  QV_ERR_UNSUPPORTED);
+    assert_status(f->db, qv_cluster_drain(f->db, NULL, 0), QV_ERR_INVALID);
     uint64_t token = 7;
     assert_ok(f->db, qv_write_token(f->db, &token));
     assert_int_equal(token, 0);

@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,7 +41,13 @@ struct cluster {
     char routes[256];
     char *node_dir[MAX_NODES];
     qv_db *h[MAX_NODES];
+    /* a thread searching (searcher_start), stopped by the teardown when
+     * the test failed first */
+    struct searcher *searcher;
+    pthread_t searcher_thread;
 };
+
+static void searcher_stop(struct cluster *c);
 
 static void start_node(struct cluster *c, int i)
 {
@@ -131,6 +138,7 @@ static struct cluster *cluster_start3(void **state, int nodes)
 static int cluster_teardown(void **state)
 {
     struct cluster *c = *state;
+    searcher_stop(c);
     for (int i = 0; i < MAX_NODES; i++) {
         qv_close(c->h[i]);
         if (c->node_pid[i] > 0)
@@ -1550,6 +1558,192 @@ static void test_lost_node_is_replaced(void **state)
     writer_release(&w);
 }
 
+/* From node i's status: each node's share of collection name's replicas
+ * (share[k] for node n<k+1>); 1 when no move, copy or drain is under
+ * way. */
+static int shares_settled(struct cluster *c, int i, const char *name,
+                          int share[MAX_NODES])
+{
+    char *text = NULL;
+    assert_ok(c->h[i], qv_cluster_status(c->h[i], &text));
+    json_t *st = json_loads(text, 0, NULL);
+    qv_free(text);
+    assert_non_null(st);
+    memset(share, 0, MAX_NODES * sizeof *share);
+    json_t *sharded = json_object_get(st, "sharded");
+    int settled = 1;
+    for (size_t k = 0; k < json_array_size(sharded); k++) {
+        json_t *m = json_array_get(sharded, k);
+        settled &= json_array_size(json_object_get(m, "copying")) == 0 &&
+                   json_array_size(json_object_get(m, "moving")) == 0;
+        if (strcmp(json_string_value(json_object_get(m, "name")), name))
+            continue;
+        json_t *placement = json_object_get(m, "placement");
+        for (size_t s = 0; s < json_array_size(placement); s++) {
+            json_t *hosts = json_array_get(placement, s);
+            for (size_t r = 0; r < json_array_size(hosts); r++) {
+                const char *host = json_string_value(json_array_get(hosts,
+                                                                    r));
+                int at = host[1] - '1';
+                assert_true(at >= 0 && at < MAX_NODES);
+                share[at]++;
+            }
+        }
+    }
+    json_decref(st);
+    return settled;
+}
+
+/* Wait until node i sees "docs" settled with node n<k+1>'s share
+ * want[k] (-1: any). */
+static void await_shares(struct cluster *c, int i, const int *want)
+{
+    int share[MAX_NODES], ok = 0;
+    for (int tries = 0; !ok && tries < 600; tries++) {
+        ok = shares_settled(c, i, "docs", share);
+        for (int k = 0; k < MAX_NODES; k++)
+            ok &= want[k] < 0 || share[k] == want[k];
+        if (!ok) {   /* a coordinator's round is 2 s */
+            struct timespec pause = {0, 200 * 1000000L};
+            nanosleep(&pause, NULL);
+        }
+    }
+    for (int k = 0; k < MAX_NODES; k++)
+        print_message("# n%d holds %d replicas\n", k + 1, share[k]);
+    assert_true(ok);
+}
+
+/* Searches through one node until told to stop. */
+struct searcher {
+    qv_db *db;
+    atomic_int stop;
+    int done, failed;
+    char why[256];
+};
+
+static void *searcher_main(void *arg);
+
+/* Start searching through node i. */
+static void searcher_start(struct cluster *c, struct searcher *s, int i)
+{
+    s->db = c->h[i];
+    assert_int_equal(pthread_create(&c->searcher_thread, NULL, searcher_main,
+                                    s), 0);
+    c->searcher = s;
+}
+
+static void searcher_stop(struct cluster *c)
+{
+    if (!c->searcher)
+        return;
+    atomic_store(&c->searcher->stop, 1);
+    pthread_join(c->searcher_thread, NULL);
+    c->searcher = NULL;
+}
+
+static void *searcher_main(void *arg)
+{
+    struct searcher *s = arg;
+    float query[4] = {1, 1, 2, 3};
+    qv_search_options opt = {.k = 5};
+    while (!atomic_load(&s->stop)) {
+        qv_hits *hits = NULL;
+        if (qv_search(s->db, "docs", query, 4, &opt, &hits) == QV_OK) {
+            s->done++;
+        } else if (s->failed++ == 0) {
+            snprintf(s->why, sizeof s->why, "%s", qv_errmsg(s->db));
+        }
+        qv_free(hits);
+    }
+    return NULL;
+}
+
+struct drain_call {
+    qv_db *db;
+    const char *node;
+    qv_status st;
+};
+
+static void *drain_main(void *arg)
+{
+    struct drain_call *d = arg;
+    d->st = qv_cluster_drain(d->db, d->node, 0);
+    return NULL;
+}
+
+/*
+ * A sharded collection (8 shards x 2 replicas) on three nodes while
+ * single writes and searches go on: two drains race that together would
+ * leave shards with one replica (one wins, the other is refused); a
+ * fourth node joins and receives replicas until every node holds 4; a
+ * node is drained (its replicas move away, each new replica taking over
+ * once caught up) and stopped. No search fails meanwhile, no
+ * acknowledged write is lost, and each shard ends on exactly two nodes
+ * with the same documents.
+ */
+static void test_nodes_join_and_drain(void **state)
+{
+    struct cluster *c = cluster_start_n(state, 3);
+    qv_collection_config cfg = {.dim = 4, .shards = 8, .replicas = 2};
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
+    assert_status(c->h[0], qv_cluster_drain(c->h[0], "n9", 0),
+                  QV_ERR_NOT_FOUND);
+    assert_status(c->h[0], qv_cluster_drain(c->h[0], "", 0), QV_ERR_INVALID);
+
+    struct drain_call race[2] = {{c->h[0], "n1", QV_OK},
+                                 {c->h[1], "n2", QV_OK}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, drain_main, &race[i]),
+                         0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    int won = race[0].st == QV_OK ? 0 : 1;
+    assert_int_equal(race[won].st, QV_OK);
+    assert_int_equal(race[1 - won].st, QV_ERR_INVALID);
+    assert_ok(c->h[0], qv_cluster_drain(c->h[0], race[won].node, 1));
+    int any[MAX_NODES] = {-1, -1, -1, -1};
+    await_shares(c, 0, any);   /* a move the drain began has ended */
+
+    struct writer w = {.db = c->h[2], .failed_at = -1, .go_on = 1,
+                       .pace_ms = 10};
+    struct searcher look = {0};
+    pthread_t wt = writer_start(&w);
+    searcher_start(c, &look, 0);
+    await_more(&w, 30);
+
+    c->node_dir[3] = tu_mkdtemp();
+    start_node(c, 3);   /* n4 joins: 16 replicas over 4 nodes */
+    int joined[MAX_NODES] = {4, 4, 4, 4};
+    await_shares(c, 0, joined);
+    await_more(&w, 20);
+
+    assert_ok(c->h[0], qv_cluster_drain(c->h[0], "n2", 0));
+    int drained[MAX_NODES] = {-1, 0, -1, -1};
+    await_shares(c, 0, drained);
+    stop_node(c, 1);
+    await_more(&w, 20);
+
+    searcher_stop(c);
+    writer_stop(&w, wt);
+    print_message("# %d searches during the moves, %d failed%s%s\n",
+                  look.done, look.failed, look.failed ? ": " : "", look.why);
+    assert_int_equal(look.failed, 0);
+    assert_true(look.done > 0);
+    uint64_t total = 0;
+    for (int i = 0; i < 4; i++) {
+        if (i == 1)
+            continue;
+        expect_writer_acked(c, i, &w);
+        assert_ok(c->h[i], qv_count(c->h[i], "docs", NULL, &total));
+    }
+    assert_true(total >= (uint64_t)w.acked);
+    expect_replicas_agree(c, 4, 1, "docs", 8, 2, total);
+    print_message("# %d writes acknowledged, %d of unknown outcome\n",
+                  w.acked, w.failures);
+    writer_release(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1578,6 +1772,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sharded_writes_survive_a_kill,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_lost_node_is_replaced,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_nodes_join_and_drain,
                                         cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

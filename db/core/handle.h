@@ -65,6 +65,7 @@ typedef struct qv_db_ops {
     qv_status (*write_token)(qv_db *db, uint64_t *token);
     qv_status (*read_after)(qv_db *db, uint64_t token);
     qv_status (*cluster_status)(qv_db *db, char **json);
+    qv_status (*cluster_drain)(qv_db *db, const char *node, int cancel);
     qv_status (*train)(qv_db *db, const char *collection);
     qv_status (*drop_index)(qv_db *db, const char *collection,
                             const char *field);

@@ -54,6 +54,7 @@ static const qv_db_ops eng_ops = {
     .write_token = eng_write_token,
     .read_after = eng_read_after,
     .cluster_status = eng_cluster_status,
+    .cluster_drain = eng_cluster_drain,
 };
 
 qv_status eng_open(const char *path, const qv_open_options *opts,

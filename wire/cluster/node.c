@@ -530,6 +530,11 @@ int node_coordinator(cluster_node *n, char *name, size_t len, char *err,
     return 0;
 }
 
+void node_keep_alive(cluster_node *n)
+{
+    beat(n, 0);
+}
+
 int node_live(cluster_node *n, char ***names, int *count, char *err,
               size_t errlen)
 {
@@ -697,8 +702,38 @@ static json_t *member_status(clog_kv *members, const char *name,
     return o;
 }
 
-/* The placement of every sharded collection: [{name, shards, replicas,
- * placement: [[node, ...] per shard]}]; NULL on an error (in err). */
+/* Shard s's replicas (an array of node names) in hosts; those still
+ * being copied are appended to copying. */
+static json_t *shard_status(const shard_map *m, uint32_t s, json_t *copying)
+{
+    json_t *hosts = json_array();
+    for (uint32_t r = 0; hosts && r < m->replicas; r++) {
+        json_array_append_new(hosts, json_string(shard_host(m, s, r)));
+        if (m->since[(size_t)s * m->replicas + r] != 0)
+            json_array_append_new(copying,
+                                  json_string(shard_host(m, s, r)));
+    }
+    return hosts;
+}
+
+/* The moves under way: [{shard, from, to, caught_up}]. */
+static json_t *moves_status(const shard_map *m)
+{
+    json_t *moves = json_array();
+    for (uint32_t s = 0; moves && s < m->shards; s++)
+        if (shard_joining(m, s))
+            json_array_append_new(
+                moves, json_pack("{s:I, s:s, s:s, s:b}", "shard",
+                                 (json_int_t)s, "from",
+                                 shard_host(m, s, m->replaces[s]), "to",
+                                 m->joining[s], "caught_up",
+                                 m->joining_since[s] == 0));
+    return moves;
+}
+
+/* The placement of every sharded collection: [{name, serial, version,
+ * shards, replicas, placement: [[node, ...] per shard], copying: [node,
+ * ...], moving: [...]}]; NULL on an error (in err). */
 static json_t *placements_status(cluster_node *n, char *err, size_t errlen)
 {
     char **names = NULL;
@@ -714,30 +749,39 @@ static json_t *placements_status(cluster_node *n, char *err, size_t errlen)
                           errlen) != 0 || !found)
             continue;
         json_t *shards = json_array(), *copying = json_array();
-        for (uint32_t s = 0; shards && copying && s < m.shards; s++) {
-            json_t *hosts = json_array();
-            for (uint32_t r = 0; hosts && r < m.replicas; r++) {
-                json_array_append_new(hosts, json_string(shard_host(&m, s, r)));
-                if (m.since[(size_t)s * m.replicas + r] != 0)
-                    json_array_append_new(copying, json_string(
-                                                       shard_host(&m, s, r)));
-            }
-            json_array_append_new(shards, hosts);
-        }
+        for (uint32_t s = 0; shards && copying && s < m.shards; s++)
+            json_array_append_new(shards, shard_status(&m, s, copying));
         char serial[24];
         snprintf(serial, sizeof serial, "%016llx",
                  (unsigned long long)m.serial);
         json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, "
-                                             "s:o}", "name", m.name, "serial",
-                                             serial, "version",
+                                             "s:o, s:o}", "name", m.name,
+                                             "serial", serial, "version",
                                              (json_int_t)m.version, "shards",
                                              (json_int_t)m.shards, "replicas",
                                              (json_int_t)m.replicas,
                                              "placement", shards,
-                                             "copying", copying));
+                                             "copying", copying, "moving",
+                                             moves_status(&m)));
         shard_map_release(&m);
     }
     clog_kv_keys_free(names, count);
+    return out;
+}
+
+/* The nodes being drained: an array of names; NULL on an error. */
+static json_t *drains_status(cluster_node *n, char *err, size_t errlen)
+{
+    char **nodes = NULL;
+    int count = 0;
+    uint64_t revision;
+    if (shard_drains_get(n->placements, &nodes, &count, &revision, err,
+                         errlen) != 0)
+        return NULL;
+    json_t *out = json_array();
+    for (int i = 0; out && i < count; i++)
+        json_array_append_new(out, json_string(nodes[i]));
+    clog_kv_keys_free(nodes, count);
     return out;
 }
 
@@ -766,7 +810,9 @@ qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
     memcpy(failure, n->failure, sizeof failure);
     pthread_mutex_unlock(&n->lock);
     json_t *placed = placements_status(n, err, sizeof err);
-    if (!placed) {
+    json_t *draining = placed ? drains_status(n, err, sizeof err) : NULL;
+    if (!draining) {
+        json_decref(placed);
         json_decref(nodes);
         *fail = (node_outcome){QV_ERR_CONNECTION, "", 0, 0, 0};
         snprintf(fail->message, sizeof fail->message, "%s", err);
@@ -774,12 +820,12 @@ qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
     }
     char coordinator[SHARD_NODE_MAX] = "";
     node_coordinator(n, coordinator, sizeof coordinator, err, sizeof err);
-    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:o, s:s, s:s}",
-                          "node", n->name, "stream", "name",
+    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:o, s:o, s:s, "
+                          "s:s}", "node", n->name, "stream", "name",
                           clog_stream(n->log), "last_seq", (json_int_t)last,
                           "replicas", clog_replicas(n->log), "nodes", nodes,
-                          "sharded", placed, "coordinator", coordinator,
-                          "last_error", failure);
+                          "sharded", placed, "draining", draining,
+                          "coordinator", coordinator, "last_error", failure);
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     *json = text ? qv_strndup(text, strlen(text)) : NULL;

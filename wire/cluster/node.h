@@ -125,4 +125,9 @@ int node_coordinator(cluster_node *n, char *name, size_t len, char *err,
 /* Whether this node has been asked to stop. */
 int node_stopping(cluster_node *n);
 
+/* Rewrite this node's member record if it is due: for work inside an
+ * apply that outlasts the record's lapse (the copy of a shard), which
+ * runs on the applier's thread, the only one that calls it. */
+void node_keep_alive(cluster_node *n);
+
 #endif

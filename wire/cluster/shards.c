@@ -56,6 +56,24 @@ int shard_map_holds(const shard_map *m, uint32_t s, const char *node)
     return 0;
 }
 
+const char *shard_joining(const shard_map *m, uint32_t s)
+{
+    return m->joining[s][0] ? m->joining[s] : NULL;
+}
+
+uint32_t shard_share(const shard_map *m, const char *node)
+{
+    uint32_t share = 0;
+    for (uint32_t s = 0; s < m->shards; s++) {
+        const char *joining = shard_joining(m, s);
+        for (uint32_t r = 0; r < m->replicas; r++)
+            share += strcmp(shard_host(m, s, r), node) == 0 &&
+                     !(joining && m->replaces[s] == r);
+        share += joining && strcmp(joining, node) == 0;
+    }
+    return share;
+}
+
 static int map_alloc(const char *name, uint64_t serial, uint32_t shards,
                      uint32_t replicas, shard_map *out, char *err,
                      size_t errlen)
@@ -68,7 +86,11 @@ static int map_alloc(const char *name, uint64_t serial, uint32_t shards,
     out->version = 1;
     out->hosts = qv_calloc((size_t)shards * replicas, sizeof *out->hosts);
     out->since = qv_calloc((size_t)shards * replicas, sizeof *out->since);
-    if (!out->hosts || !out->since) {
+    out->joining = qv_calloc(shards, sizeof *out->joining);
+    out->replaces = qv_calloc(shards, sizeof *out->replaces);
+    out->joining_since = qv_calloc(shards, sizeof *out->joining_since);
+    if (!out->hosts || !out->since || !out->joining || !out->replaces ||
+        !out->joining_since) {
         shard_map_release(out);
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -160,8 +182,14 @@ void shard_map_release(shard_map *m)
         return;
     qv_mem_free(m->hosts);
     qv_mem_free(m->since);
+    qv_mem_free(m->joining);
+    qv_mem_free(m->replaces);
+    qv_mem_free(m->joining_since);
     m->hosts = NULL;
     m->since = NULL;
+    m->joining = NULL;
+    m->replaces = NULL;
+    m->joining_since = NULL;
 }
 
 int shard_map_copy(const shard_map *m, shard_map *out)
@@ -174,6 +202,11 @@ int shard_map_copy(const shard_map *m, shard_map *out)
            (size_t)m->shards * m->replicas * sizeof *m->hosts);
     memcpy(out->since, m->since,
            (size_t)m->shards * m->replicas * sizeof *m->since);
+    memcpy(out->joining, m->joining, m->shards * sizeof *m->joining);
+    memcpy(out->replaces, m->replaces, m->shards * sizeof *m->replaces);
+    memcpy(out->joining_since, m->joining_since,
+           m->shards * sizeof *m->joining_since);
+    out->unlogged = m->unlogged;
     out->version = m->version;
     out->revision = m->revision;
     return 0;
@@ -184,6 +217,51 @@ void shard_map_key(const char *name, char out[24])
     snprintf(out, 24, "c%016llx", (unsigned long long)name_hash(name));
 }
 
+static json_int_t since_json(uint64_t since)
+{
+    return since == SHARD_UNLOGGED ? -1 : (json_int_t)since;
+}
+
+static uint64_t since_of_json(json_t *v)
+{
+    json_int_t since = json_integer_value(v);
+    return since < 0 ? SHARD_UNLOGGED : (uint64_t)since;
+}
+
+/* The moves in progress: [{shard, node, replaces, since}]. */
+static json_t *moves_json(const shard_map *m)
+{
+    json_t *moves = json_array();
+    for (uint32_t s = 0; moves && s < m->shards; s++)
+        if (shard_joining(m, s))
+            json_array_append_new(
+                moves, json_pack("{s:I, s:s, s:I, s:I}", "shard",
+                                 (json_int_t)s, "node", m->joining[s],
+                                 "replaces", (json_int_t)m->replaces[s],
+                                 "since", since_json(m->joining_since[s])));
+    return moves;
+}
+
+/* Read the moves back; those that do not fit the map are a record that
+ * is no placement: -1. */
+static int moves_parse(json_t *moves, shard_map *m)
+{
+    for (size_t i = 0; i < json_array_size(moves); i++) {
+        json_t *o = json_array_get(moves, i);
+        json_int_t s = json_integer_value(json_object_get(o, "shard"));
+        json_int_t r = json_integer_value(json_object_get(o, "replaces"));
+        const char *node = json_string_value(json_object_get(o, "node"));
+        if (s < 0 || (uint64_t)s >= m->shards || r < 0 ||
+            (uint64_t)r >= m->replicas || !node || !node[0] ||
+            strlen(node) >= SHARD_NODE_MAX)
+            return -1;
+        snprintf(m->joining[s], SHARD_NODE_MAX, "%s", node);
+        m->replaces[s] = (uint32_t)r;
+        m->joining_since[s] = since_of_json(json_object_get(o, "since"));
+    }
+    return 0;
+}
+
 /* The map as JSON text (free() it), NULL when out of memory. */
 static char *map_json(const shard_map *m)
 {
@@ -191,18 +269,17 @@ static char *map_json(const shard_map *m)
     for (size_t i = 0; hosts && since &&
                        i < (size_t)m->shards * m->replicas; i++) {
         json_array_append_new(hosts, json_string(m->hosts[i]));
-        json_array_append_new(since, json_integer(
-                                  m->since[i] == SHARD_UNLOGGED
-                                      ? -1 : (json_int_t)m->since[i]));
+        json_array_append_new(since, json_integer(since_json(m->since[i])));
     }
     char serial[24];
     snprintf(serial, sizeof serial, "%016llx", (unsigned long long)m->serial);
-    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o}", "name",
-                          m->name, "serial", serial, "version",
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:o, s:o, s:I}",
+                          "name", m->name, "serial", serial, "version",
                           (json_int_t)m->version, "shards",
                           (json_int_t)m->shards, "replicas",
                           (json_int_t)m->replicas, "hosts", hosts, "since",
-                          since);
+                          since, "moves", moves_json(m), "unlogged",
+                          (json_int_t)m->unlogged);
     char *dumped = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     char *text = dumped ? strdup(dumped) : NULL;
@@ -239,11 +316,20 @@ static int map_parse(const char *text, shard_map *out, char *err,
                               out, err, errlen);
     json_t *since = json_object_get(o, "since");
     json_int_t version = json_integer_value(json_object_get(o, "version"));
+    json_int_t unlogged = json_integer_value(json_object_get(o, "unlogged"));
     if (rc == 0) {
         out->version = version > 0 ? (uint64_t)version : 1;
-        for (size_t i = 0; i < n && i < json_array_size(since); i++) {
-            json_int_t v = json_integer_value(json_array_get(since, i));
-            out->since[i] = v < 0 ? SHARD_UNLOGGED : (uint64_t)v;
+        for (size_t i = 0; i < n && i < json_array_size(since); i++)
+            out->since[i] = since_of_json(json_array_get(since, i));
+        /* a map stored before moves existed has neither field */
+        if (unlogged < 0 || unlogged > shards ||
+            moves_parse(json_object_get(o, "moves"), out) != 0) {
+            snprintf(err, errlen, "the placement of '%s' holds moves that "
+                     "do not fit it", name);
+            shard_map_release(out);
+            rc = -1;
+        } else {
+            out->unlogged = (uint32_t)unlogged;
         }
     }
 done:
@@ -323,6 +409,10 @@ int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,
     for (int i = 0; i < *n; i++) {
         char *text = NULL;
         shard_map m;
+        if ((*names)[i][0] != 'c') {   /* not a placement (DRAINS_KEY) */
+            (*names)[i][0] = '\0';
+            continue;
+        }
         if (clog_kv_get(kv, (*names)[i], &text, err, errlen) != 0)
             goto fail;
         if (!text) {   /* dropped meanwhile */
@@ -348,4 +438,71 @@ fail:
     *names = NULL;
     *n = 0;
     return -1;
+}
+
+/* ---- nodes being drained ---- */
+
+#define DRAINS_KEY "drains"
+
+int shard_drains_get(clog_kv *kv, char ***nodes, int *n, uint64_t *revision,
+                     char *err, size_t errlen)
+{
+    char *text = NULL;
+    *nodes = NULL;
+    *n = 0;
+    if (clog_kv_get_rev(kv, DRAINS_KEY, &text, revision, err, errlen) != 0)
+        return -1;
+    if (!text)
+        return 0;
+    json_t *list = json_loads(text, 0, NULL);
+    free(text);
+    size_t count = json_array_size(list);
+    int rc = 0;
+    *nodes = calloc(count + 1, sizeof **nodes);
+    for (size_t i = 0; *nodes && i < count; i++) {
+        const char *node = json_string_value(json_array_get(list, i));
+        if (!node || !((*nodes)[*n] = strdup(node))) {
+            rc = -1;
+            break;
+        }
+        (*n)++;
+    }
+    json_decref(list);
+    if (!*nodes || rc != 0) {
+        clog_kv_keys_free(*nodes, *n);
+        *nodes = NULL;
+        *n = 0;
+        snprintf(err, errlen, "the placement bucket's list of nodes being "
+                 "drained cannot be read");
+        return -1;
+    }
+    return 0;
+}
+
+int shard_drains_put(clog_kv *kv, char *const *nodes, int n,
+                     uint64_t revision, char *err, size_t errlen)
+{
+    json_t *list = json_array();
+    for (int i = 0; list && i < n; i++)
+        json_array_append_new(list, json_string(nodes[i]));
+    char *dumped = list ? json_dumps(list, JSON_COMPACT) : NULL;
+    json_decref(list);
+    if (!dumped) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = revision == 0
+                 ? clog_kv_create(kv, DRAINS_KEY, dumped, err, errlen)
+                 : clog_kv_update(kv, DRAINS_KEY, dumped, revision, err,
+                                  errlen);
+    qv_json_free(dumped);
+    return rc;
+}
+
+int shard_drains_has(char *const *nodes, int n, const char *node)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(nodes[i], node) == 0)
+            return 1;
+    return 0;
 }

@@ -41,6 +41,16 @@ typedef struct shard_map {
                             (or was placed at creation); else the log
                             entry that placed it, SHARD_UNLOGGED before
                             that entry is appended */
+    /* A move (docs/CLUSTER.md "Moves"): per shard, the node a new
+     * replica is being made on ("" when none), the replica it replaces
+     * once it has caught up, and its since as above. It takes writes
+     * from the entry that placed it but is not read until it replaces. */
+    char (*joining)[SHARD_NODE_MAX];
+    uint32_t *replaces;
+    uint64_t *joining_since;
+    uint32_t unlogged;   /* shard + 1 whose last change (one that placed
+                            no new replica) is stored and not yet
+                            logged; 0 when none */
     uint64_t version;    /* 1 at creation, one more per change */
     uint64_t revision;   /* the bucket's revision it was read at (not
                             stored) */
@@ -69,6 +79,13 @@ static inline const char *shard_host(const shard_map *m, uint32_t s,
 
 /* Whether node holds a replica of shard s. */
 int shard_map_holds(const shard_map *m, uint32_t s, const char *node);
+
+/* The node a replica of shard s is moving to, or NULL. */
+const char *shard_joining(const shard_map *m, uint32_t s);
+
+/* Replicas of m on node: those it holds, plus those moving to it, minus
+ * those moving away from it (its share once the moves are done). */
+uint32_t shard_share(const shard_map *m, const char *node);
 
 /*
  * Place shards * replicas replicas on the n live nodes (n >= replicas):
@@ -113,5 +130,17 @@ int shard_map_update(clog_kv *kv, shard_map *m, char *err, size_t errlen);
  * clog_kv_keys_free). */
 int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,
                     size_t errlen);
+
+/* The nodes being drained (`cluster drain`), one record of the bucket
+ * changed by compare-and-set: *nodes (*n of them; clog_kv_keys_free),
+ * *revision 0 when there is no record. 0, or -1 with err. */
+int shard_drains_get(clog_kv *kv, char ***nodes, int *n, uint64_t *revision,
+                     char *err, size_t errlen);
+/* Store the list if the record is still at revision: 0, 1 when another
+ * change came first, -1 with err. */
+int shard_drains_put(clog_kv *kv, char *const *nodes, int n,
+                     uint64_t revision, char *err, size_t errlen);
+/* Whether node is in the list. */
+int shard_drains_has(char *const *nodes, int n, const char *node);
 
 #endif

@@ -38,6 +38,7 @@ enum op_kind op_kind_of(Quiver__V1__Request__OpCase op)
     case QUIVER__V1__REQUEST__OP_AUTHENTICATE:
     case QUIVER__V1__REQUEST__OP_BACKUP:
     case QUIVER__V1__REQUEST__OP_COMPACT:
+    case QUIVER__V1__REQUEST__OP_CLUSTER_DRAIN:
     default:
         return OP_LOCAL;
     }

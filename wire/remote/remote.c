@@ -1125,6 +1125,20 @@ static qv_status remote_cluster_status(qv_db *base, char **json)
     LOCKED_CALL(db, &req, resp, { st_ = cluster_from_wire(db, resp, json); });
 }
 
+static qv_status remote_cluster_drain(qv_db *base, const char *node,
+                                     int cancel)
+{
+    remote_db *db = (remote_db *)base;
+    Quiver__V1__ClusterDrain m = QUIVER__V1__CLUSTER_DRAIN__INIT;
+    Request req = QUIVER__V1__REQUEST__INIT;
+    m.node = (char *)node;
+    m.cancel = cancel != 0;
+    req.op_case = QUIVER__V1__REQUEST__OP_CLUSTER_DRAIN;
+    req.cluster_drain = &m;
+    Response *resp;
+    LOCKED_CALL(db, &req, resp, ;);
+}
+
 static qv_status remote_set_threads(qv_db *base, uint32_t threads)
 {
     (void)threads;
@@ -1213,6 +1227,7 @@ static const qv_db_ops remote_ops = {
     .write_token = remote_write_token,
     .read_after = remote_read_after,
     .cluster_status = remote_cluster_status,
+    .cluster_drain = remote_cluster_drain,
 };
 
 /* "qv[s]://host:port" or "qv[s]://[v6]:port" into host and port. */

@@ -788,6 +788,18 @@ static qv_status do_cluster_status(dispatch_session *s, struct reply *r)
     return QV_OK;
 }
 
+static qv_status do_cluster_drain(dispatch_session *s,
+                                  const Quiver__V1__ClusterDrain *m,
+                                  struct reply *r)
+{
+    if (!s->cluster || !s->router)
+        return refuse(r, QV_ERR_UNSUPPORTED, "this server is not a cluster "
+                      "node (quiverd --cluster)");
+    qv_status st = placement_drain(s->router, m->node, m->cancel, r->text,
+                                   sizeof r->text);
+    return st == QV_OK ? QV_OK : refuse(r, st, r->text);
+}
+
 /* ---- sharded collections on a cluster node (router.h) ---- */
 
 static int is_shard_name(const char *name)
@@ -1012,10 +1024,12 @@ static void reply_reset(struct reply *r)
 
 /*
  * A routed request that met NOT_FOUND may have used a placement read
- * before the collection was dropped (and perhaps made again): its shards
- * no longer exist, so nothing was made of the request. Asked again with
- * the placement as it is now, or on the plain path (0) when the
- * collection is not sharded any more. 1 when r holds the answer.
+ * before the collection was dropped (and perhaps made again), or before
+ * a shard moved away from a node that has dropped its copy since: those
+ * shards are not where it looked, so nothing was made of the request.
+ * Asked again with the placement as it is now, or on the plain path (0)
+ * when the collection is not sharded any more. 1 when r holds the
+ * answer.
  */
 static int rerun_if_replaced(dispatch_session *s, const Request *req,
                              const shard_map *used, struct reply *r)
@@ -1023,7 +1037,8 @@ static int rerun_if_replaced(dispatch_session *s, const Request *req,
     shard_map now;
     char err[400];
     int rc = router_lookup(s->router, used->name, 1, &now, err, sizeof err);
-    if (rc < 0 || (rc > 0 && now.serial == used->serial)) {
+    if (rc < 0 || (rc > 0 && now.serial == used->serial &&
+                   now.version == used->version)) {
         if (rc > 0)
             shard_map_release(&now);
         return 1;   /* the answer stands */
@@ -1210,6 +1225,9 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         break;
     case QUIVER__V1__REQUEST__OP_CLUSTER_STATUS:
         st = do_cluster_status(s, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_CLUSTER_DRAIN:
+        st = do_cluster_drain(s, req->cluster_drain, r);
         break;
     default:
         r->resp.status = QUIVER__V1__STATUS__PROTOCOL;

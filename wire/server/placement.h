@@ -23,6 +23,20 @@ coordinator *coordinator_start(router *rt);
 void coordinator_stop(coordinator *co);
 
 /*
+ * Drain node (cancel 0): the coordinator moves its replicas to other
+ * nodes, each new replica replacing the old once it has caught up; or
+ * stop draining it (cancel 1). A node already as asked is QV_OK. The
+ * list of nodes being drained is changed by compare-and-set, so of two
+ * racing drains that together would leave a shard short, one fails.
+ * Returns QV_ERR_INVALID when a shard of node would find no other node
+ * to take it (msg names it), QV_ERR_NOT_FOUND for a node that is neither
+ * live nor holds a replica, QV_ERR_CONNECTION when the bucket cannot be
+ * reached.
+ */
+qv_status placement_drain(router *rt, const char *node, int cancel,
+                          char *msg, size_t msglen);
+
+/*
  * Make this node's copy of a shard's local collection from another node
  * of hosts (its placement: the nodes that hold it, this one among them),
  * once that node has applied entry seq (the change that placed the

@@ -75,6 +75,7 @@ qv_status eng_write_token(qv_db *base, uint64_t *token);
 qv_status eng_read_after(qv_db *base, uint64_t token);
 /* qv_cluster_status: an embedded handle is no node. */
 qv_status eng_cluster_status(qv_db *base, char **json);
+qv_status eng_cluster_drain(qv_db *base, const char *node, int cancel);
 
 qv_status eng_write(eng_db *db, st_write_fn fn, void *ctx,
                     const qv_status *fn_status, const char *doing);
