@@ -1524,12 +1524,43 @@ static void expect_partial_hits(const qv_hits *hits, const int *live,
     expect_nearest(hits, all, brute_force(live, SH_DOCS, q, all));
 }
 
+/* The shell's search with partial=true through node i, in --json mode
+ * or not: the output names the shards held as missing. */
+static void expect_shell_names_missing(struct cluster *c, int i,
+                                       const int *held, int json)
+{
+    float query[SH_DIM];
+    char vec[256] = "", want[64] = "", cmd[1024], out[8192] = "";
+    int at = 0, w = snprintf(want, sizeof want, json ? "\"missing_shards\":["
+                                                    : "missing shards:");
+    sharded_vector(1000, query);
+    for (int d = 0; d < SH_DIM; d++)
+        at += snprintf(vec + at, sizeof vec - (size_t)at, "%s%.9g",
+                       d ? ", " : "", (double)query[d]);
+    for (uint32_t s = 0, n = 0; s < SH_SHARDS; s++)
+        if (held[s])
+            w += snprintf(want + w, sizeof want - (size_t)w, json ? "%s%u"
+                          : "%s %u", n++ ? "," : "", s);
+    const char *build = getenv("QUIVER_BUILD");
+    snprintf(cmd, sizeof cmd, "'%s/quiver' --connect 127.0.0.1:%d %s -c "
+             "'search big [%s] exact=true partial=true' 2>&1",
+             build ? build : "build/asan", c->port[i], json ? "--json" : "",
+             vec);
+    FILE *shell = popen(cmd, "r");
+    assert_non_null(shell);
+    size_t got = fread(out, 1, sizeof out - 1, shell);
+    out[got] = '\0';
+    assert_int_equal(pclose(shell), 0);
+    if (!strstr(out, want))
+        fail_msg("'%s' not in the shell's output: %s", want, out);
+}
+
 /*
  * A sharded collection of 4 shards with one replica each on 3 nodes,
  * and one node killed: a search fails CONNECTION naming the first shard
  * it held; with partial the answer comes from the other shards, naming
  * the killed node's shards as missing, and its hits are those of an
- * exact search over the other shards' documents (single and batch).
+ * exact search over the other shards' documents (single, batch, shell).
  */
 static void test_partial_search_without_a_node(void **state)
 {
@@ -1578,6 +1609,8 @@ static void test_partial_search_without_a_node(void **state)
     for (int q = 0; q < 3; q++)
         expect_partial_hits(&batch->results[q], live, held, q);
     qv_free(batch);
+    expect_shell_names_missing(c, 0, held, 0);
+    expect_shell_names_missing(c, 1, held, 1);
 }
 
 /* Whether the placements node i gives hold no replica on node dead and
