@@ -1560,7 +1560,8 @@ static void expect_shell_names_missing(struct cluster *c, int i,
  * and one node killed: a search fails CONNECTION naming the first shard
  * it held; with partial the answer comes from the other shards, naming
  * the killed node's shards as missing, and its hits are those of an
- * exact search over the other shards' documents (single, batch, shell).
+ * exact search over the other shards' documents (single, batch, shell);
+ * a shard's refusal still fails it, and explain marks the missing shards.
  */
 static void test_partial_search_without_a_node(void **state)
 {
@@ -1609,6 +1610,24 @@ static void test_partial_search_without_a_node(void **state)
     for (int q = 0; q < 3; q++)
         expect_partial_hits(&batch->results[q], live, held, q);
     qv_free(batch);
+    /* a shard's refusal is no missing shard: it fails the search */
+    assert_status(c->h[0], qv_search(c->h[0], "big", queries, SH_DIM - 1,
+                                     &opt, &hits), QV_ERR_DIMENSION);
+    /* explain: the answering shards' plans, the others marked missing */
+    opt.explain = 1;
+    assert_ok(c->h[0], qv_search(c->h[0], "big", queries, SH_DIM, &opt,
+                                 &hits));
+    json_t *ex = json_loads(hits->explain, 0, NULL);
+    qv_free(hits);
+    json_t *shards = json_object_get(ex, "shards");
+    assert_int_equal(json_array_size(shards), SH_SHARDS);
+    for (size_t s = 0; s < SH_SHARDS; s++) {
+        json_t *one = json_array_get(shards, s);
+        assert_int_equal(json_is_true(json_object_get(one, "missing")),
+                         held[s]);
+        assert_int_equal(json_object_get(one, "plan") != NULL, !held[s]);
+    }
+    json_decref(ex);
     expect_shell_names_missing(c, 0, held, 0);
     expect_shell_names_missing(c, 1, held, 1);
 }
