@@ -351,12 +351,27 @@ static void print_hits(const qv_hits *hits, int with_payload)
         putchar('\n');
     }
     printf("(%zu hit%s)\n", hits->count, hits->count == 1 ? "" : "s");
+    if (hits->missing_count == 0)
+        return;
+    printf("missing shards:");
+    for (size_t i = 0; i < hits->missing_count; i++)
+        printf("%s %u", i ? "," : "", hits->missing[i]);
+    printf(" (no replica answered: the hits are the other shards')\n");
+}
+
+/* partial=true: the shards no replica answered for, as a JSON array. */
+static json_t *missing_json(const qv_hits *hits)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < hits->missing_count; i++)
+        json_array_append_new(arr, json_integer(hits->missing[i]));
+    return complete(arr, hits->missing_count);
 }
 
 static int cmd_search(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"k", "ef", "exact", "payload", "where",
-                                       "explain", "rerank", NULL};
+                                       "explain", "rerank", "partial", NULL};
     qv_search_options opt = {.k = 10};
     uint32_t rerank = 0;
     float *v = NULL;
@@ -368,6 +383,7 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         bool_option(sh, cmd, "exact", &opt.exact) ||
         bool_option(sh, cmd, "payload", &opt.with_payload) ||
         bool_option(sh, cmd, "explain", &opt.explain) ||
+        bool_option(sh, cmd, "partial", &opt.partial) ||
         shell_u32_option(sh, cmd, "rerank", 0, QV_RERANK_MAX, &rerank) ||
         vector_arg(sh, positional_arg(cmd, 2), &v, &dim))
         return 1;
@@ -401,6 +417,11 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
     json_t *o = json_pack("{s:o}", "hits", complete(arr, hits->count));
     if (hits->explain &&
         json_object_set_new(o, "explain", json_loads(hits->explain, 0, NULL))) {
+        json_decref(o);
+        o = NULL;
+    }
+    if (o && opt.partial &&
+        json_object_set_new(o, "missing_shards", missing_json(hits))) {
         json_decref(o);
         o = NULL;
     }
@@ -622,12 +643,14 @@ static const struct command commands[] = {
      "cursor printed for the next page."},
     {"search", cmd_search,
      "search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true] [payload=true] "
-     "[where={json filter}] [explain=true] [rerank=R]",
+     "[where={json filter}] [explain=true] [rerank=R] [partial=true]",
      "Nearest documents through the index (exact=true: brute force); "
      "payload=true shows each hit's payload; where= keeps the documents "
      "whose payload matches (docs/FILTERS.md), k of them whenever k match. "
      "With a codec, rerank= candidates are re-scored with full vectors "
-     "(default 4k; rerank=0: code distances)."},
+     "(default 4k; rerank=0: code distances). On a sharded collection, "
+     "partial=true answers from the shards that answered and names the "
+     "missing ones."},
     {"table", cmd_table,
      "table create|lookup|update|describe|import|export|drop NAME ...",
      "Embedding tables (docs/EMBEDDINGS.md): table create NAME rows=N "

@@ -39,7 +39,8 @@
  *   qv_table_config) and those the library fills (qv_collection_info,
  *   qv_table_info, qv_index_info) end in reserved words, QV_RESERVED of
  *   them less those that fields have taken since (shards and replicas
- *   took the first of qv_collection_config's and qv_collection_info's). A
+ *   took the first of qv_collection_config's and qv_collection_info's,
+ *   partial the first of qv_search_options'). A
  *   later version gives those words meaning (an option whose 0 keeps
  *   today's behaviour, a new figure) and never changes a struct's size
  *   or moves a field, so a program built against this header runs
@@ -48,7 +49,11 @@
  *   designated initializer): a reserved word that is not 0 is refused
  *   with QV_ERR_INVALID. When the words run out, new fields come with a
  *   new call taking a new struct. The other structs (qv_doc, qv_record,
- *   qv_hit, qv_hits, qv_batch_hits, qv_page) never change.
+ *   qv_hit, qv_batch_hits, qv_page) never change. qv_hits, which only
+ *   the library fills, grew once at its end (missing_count and missing,
+ *   for partial results): a program built against an earlier
+ *   header reads a single search's hits unchanged, but steps through
+ *   qv_batch_hits.results with the old size and must be rebuilt.
  *
  * Threads: a qv_db handle may be shared by any number of threads; calls on
  * it are safe to make concurrently. Readers never block writers and see a
@@ -516,7 +521,13 @@ typedef struct qv_search_options {
                               (widened to k); 0 = 4 x k */
     int no_rerank;         /* non-zero: return code distances, read no
                               full vector */
-    uint64_t reserved[QV_RESERVED];   /* 0 */
+    /* A sharded collection on a cluster node (docs/CLUSTER.md "Shards"):
+     * non-zero answers with the shards that answered when some shard
+     * has no replica that answered, naming the others in
+     * qv_hits.missing; 0 fails the search then. No effect elsewhere. */
+    QV_IN_RESERVED_WORD
+    int partial;
+    uint64_t reserved[QV_RESERVED - 1];   /* 0 */
 } qv_search_options;
 
 typedef struct qv_hit {
@@ -534,6 +545,12 @@ typedef struct qv_hits {
     const char *explain;   /* with options->explain: a JSON object {plan,
                               estimated_matches, matches, distances,
                               widenings}; else NULL */
+    /* With options->partial on a sharded collection: the shards no
+     * replica answered for, ascending (points into the same
+     * allocation); the hits are those of the other shards. Else 0 and
+     * NULL. */
+    size_t missing_count;
+    const uint32_t *missing;
 } qv_hits;
 
 /*
@@ -550,6 +567,12 @@ typedef struct qv_hits {
  *                      its filter is malformed (docs/FILTERS.md)
  *   QV_ERR_DIMENSION - dim is 0 or differs from the collection's
  *   QV_ERR_NOT_FOUND - there is no such collection
+ *   and for a sharded collection on a cluster node, QV_ERR_CONNECTION
+ *   (naming the shard) when a shard has no replica that answered: with
+ *   options->partial only when no shard at all answered, else QV_OK
+ *   with the hits of the shards that answered and the others in
+ *   (*out)->missing. Any other failure of a shard fails the search,
+ *   partial or not. partial changes nothing on any other collection.
  */
 qv_status qv_search(qv_db *db, const char *collection, const float *query,
                     uint32_t dim, const qv_search_options *options,
@@ -564,7 +587,9 @@ typedef struct qv_batch_hits {
  * nq queries (nq * dim floats, row after row) in one call, spread over
  * options->threads threads, all against one snapshot. *out is one
  * allocation to release with qv_free(). A bad query fails the whole
- * batch, its message naming it ("query 2: ...").
+ * batch, its message naming it ("query 2: ..."). With options->partial
+ * a shard that has no replica that answered is missing for the whole
+ * batch: every results[i] names the same missing shards.
  *
  * Returns: as qv_search, and
  *   QV_ERR_INVALID   - nq is 0 or above QV_BATCH_MAX

@@ -58,6 +58,10 @@ suite() {  # label, target arguments...
     check "$label: count where" has "$out" '{"count":1}'
     check "$label: count all" has "$out" '{"count":2}'
     check "$label: malformed filter named" has "$out" "unknown operator '\$like' at 'tag'"
+    # partial=true changes nothing on a collection that is not sharded
+    out=$(j -c 'search pts [1, 0, 0] k=1 partial=true')
+    check "$label: partial search, no shard missing" has "$out" \
+        '{"hits":[{"id":"a","distance":0.0}],"missing_shards":[]}'
     out=$(j -c 'scan pts where={"tag": "x"}' -c 'scan pts limit=1')
     check "$label: scan where" has "$out" '{"documents":[{"id":"a","payload":{"tag":"x","n":[1,2]}}],"cursor":null}'
     check "$label: scan pages with a cursor" has "$out" '"cursor":"a"}'

@@ -54,8 +54,8 @@ _Static_assert(sizeof(qv_table_config) == 112, "qv_table_config grew");
 _Static_assert(sizeof(qv_collection_info) == 216, "qv_collection_info grew");
 _Static_assert(sizeof(qv_table_info) == 216, "qv_table_info grew");
 _Static_assert(sizeof(qv_index_info) == 328, "qv_index_info grew");
-/* shards and replicas took the first reserved word of each; nothing
- * else moved */
+/* shards and replicas took the first reserved word of each, partial
+ * qv_search_options'; nothing else moved */
 _Static_assert(offsetof(qv_collection_config, train_min) == 24 &&
                offsetof(qv_collection_config, shards) == 32 &&
                offsetof(qv_collection_config, replicas) == 36 &&
@@ -66,6 +66,14 @@ _Static_assert(offsetof(qv_collection_info, code_bytes) == 144 &&
                offsetof(qv_collection_info, replicas) == 156 &&
                offsetof(qv_collection_info, reserved) == 160,
                "qv_collection_info's fields moved");
+_Static_assert(offsetof(qv_search_options, no_rerank) == 40 &&
+               offsetof(qv_search_options, partial) == 48 &&
+               offsetof(qv_search_options, reserved) == 56,
+               "qv_search_options' fields moved");
+/* qv_hits grew at its end only (quiver.h, "Structs grow") */
+_Static_assert(offsetof(qv_hits, explain) == 16 &&
+               offsetof(qv_hits, missing_count) == 24 &&
+               sizeof(qv_hits) == 40, "qv_hits' fields moved");
 #endif
 
 /* ---- collections ---- */
@@ -826,6 +834,39 @@ static void test_ties_are_broken_by_id(void **state)
     assert_string_equal(hits->hits[1].id, "b");
     assert_string_equal(hits->hits[2].id, "c");
     qv_free(hits);
+}
+
+/* partial asks a sharded collection on a cluster node for the shards
+ * that answered; anywhere else it is accepted and changes nothing: the
+ * same hits, no missing shard. */
+static void test_partial_search_of_one_database(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    create(db, "whole", 2, QV_METRIC_L2);
+    const char *ids[] = {"a", "b", "c", "d"};
+    for (int i = 0; i < 4; i++)
+        upsert_one(db, "whole", ids[i], (float[2]){(float)i, 0}, 2, NULL);
+    float q[4] = {2.2f, 0, 0.1f, 0};
+    qv_hits *hits = NULL;
+    qv_search_options opt = {.k = 3, .exact = 1, .partial = 1};
+    assert_ok(db, qv_search(db, "whole", q, 2, &opt, &hits));
+    assert_int_equal(hits->count, 3);
+    assert_string_equal(hits->hits[0].id, "c");
+    assert_string_equal(hits->hits[1].id, "d");
+    assert_string_equal(hits->hits[2].id, "b");
+    assert_int_equal(hits->missing_count, 0);
+    assert_null(hits->missing);
+    qv_free(hits);
+    qv_batch_hits *batch = NULL;
+    assert_ok(db, qv_search_batch(db, "whole", q, 2, 2, &opt, &batch));
+    assert_int_equal(batch->count, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(batch->results[i].count, 3);
+        assert_int_equal(batch->results[i].missing_count, 0);
+        assert_null(batch->results[i].missing);
+    }
+    assert_string_equal(batch->results[1].hits[0].id, "a");
+    qv_free(batch);
 }
 
 static void test_empty_collection_search(void **state)
@@ -1866,7 +1907,7 @@ static void test_reserved_words_must_be_zero(void **state)
     float q[2] = {1, 0};
     qv_hits *hits = NULL;
     qv_search_options so = {.k = 1};
-    so.reserved[QV_RESERVED - 1] = 7;
+    so.reserved[sizeof so.reserved / sizeof *so.reserved - 1] = 7;
     assert_status(db, qv_search(db, "r", q, 2, &so, &hits), QV_ERR_INVALID);
     assert_null(hits);
     qv_batch_hits *batch = NULL;
@@ -2070,6 +2111,7 @@ int main(void)
         T(test_exact_search_ip),
         T(test_exact_search_cosine),
         T(test_ties_are_broken_by_id),
+        T(test_partial_search_of_one_database),
         T(test_empty_collection_search),
         T(test_space_of_deleted_documents_is_reused),
         T(test_reopen_finds_everything),

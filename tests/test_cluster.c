@@ -1074,12 +1074,12 @@ static int by_d(const void *a, const void *b)
     return x->d != y->d ? (x->d < y->d ? -1 : 1) : x->i - y->i;
 }
 
-static void expect_exact(qv_db *db, const int *live, int n, int q)
+/* The live documents of [0, n) into all, nearest first to query q;
+ * how many. */
+static int brute_force(const int *live, int n, int q, struct scored *all)
 {
     float query[SH_DIM], v[SH_DIM];
-    struct scored *all = calloc((size_t)n, sizeof *all);
     int m = 0;
-    assert_non_null(all);
     sharded_vector(1000 + q, query);
     for (int i = 0; i < n; i++) {
         if (!live[i])
@@ -1091,9 +1091,13 @@ static void expect_exact(qv_db *db, const int *live, int n, int q)
         all[m++] = (struct scored){d, i};
     }
     qsort(all, (size_t)m, sizeof *all, by_d);
-    qv_search_options opt = {.k = 10, .exact = 1};
-    qv_hits *hits = NULL;
-    assert_ok(db, qv_search(db, "big", query, SH_DIM, &opt, &hits));
+    return m;
+}
+
+/* hits are the first 10 of all (m of them), in order. */
+static void expect_nearest(const qv_hits *hits, const struct scored *all,
+                           int m)
+{
     assert_int_equal(hits->count, m < 10 ? m : 10);
     for (size_t j = 0; j < hits->count; j++) {
         char id[16];
@@ -1101,6 +1105,19 @@ static void expect_exact(qv_db *db, const int *live, int n, int q)
         assert_string_equal(hits->hits[j].id, id);
         assert_float_equal(hits->hits[j].distance, all[j].d, 1e-4);
     }
+}
+
+static void expect_exact(qv_db *db, const int *live, int n, int q)
+{
+    float query[SH_DIM];
+    struct scored *all = calloc((size_t)n, sizeof *all);
+    assert_non_null(all);
+    int m = brute_force(live, n, q, all);
+    sharded_vector(1000 + q, query);
+    qv_search_options opt = {.k = 10, .exact = 1};
+    qv_hits *hits = NULL;
+    assert_ok(db, qv_search(db, "big", query, SH_DIM, &opt, &hits));
+    expect_nearest(hits, all, m);
     qv_free(hits);
     /* the graph walk of every shard finds them too on so few documents */
     opt.exact = 0;
@@ -1462,6 +1479,167 @@ static void test_sharded_writes_survive_a_kill(void **state)
     writer_release(&w);
 }
 
+/* held[s]: whether node holds a replica of shard s of collection name,
+ * as db's cluster status places it; how many shards it holds. */
+static int shards_held(qv_db *db, const char *name, const char *node,
+                       int *held)
+{
+    char *text = NULL;
+    int n = 0;
+    assert_ok(db, qv_cluster_status(db, &text));
+    json_t *st = json_loads(text, 0, NULL), *placement = NULL;
+    qv_free(text);
+    json_t *sharded = json_object_get(st, "sharded");
+    for (size_t i = 0; i < json_array_size(sharded); i++) {
+        json_t *m = json_array_get(sharded, i);
+        if (strcmp(json_string_value(json_object_get(m, "name")), name) == 0)
+            placement = json_object_get(m, "placement");
+    }
+    assert_int_equal(json_array_size(placement), SH_SHARDS);
+    for (size_t s = 0; s < SH_SHARDS; s++) {
+        json_t *hosts = json_array_get(placement, s);
+        held[s] = 0;
+        for (size_t r = 0; r < json_array_size(hosts); r++)
+            held[s] |= strcmp(json_string_value(json_array_get(hosts, r)),
+                              node) == 0;
+        n += held[s];
+    }
+    json_decref(st);
+    return n;
+}
+
+static uint32_t shard_of(const char *id)
+{
+    return (uint32_t)(XXH64(id, strlen(id), 0) % SH_SHARDS);
+}
+
+/* hits name exactly the shards held lists as missing, and are those of
+ * an exact search over the documents of the other shards (live). */
+static void expect_partial_hits(const qv_hits *hits, const int *live,
+                                const int *held, int q)
+{
+    size_t missing = 0;
+    for (uint32_t s = 0; s < SH_SHARDS; s++) {
+        if (!held[s])
+            continue;
+        assert_true(missing < hits->missing_count);
+        assert_int_equal(hits->missing[missing++], s);
+    }
+    assert_int_equal(hits->missing_count, missing);
+    for (size_t j = 0; j < hits->count; j++)
+        assert_false(held[shard_of(hits->hits[j].id)]);
+    struct scored all[SH_DOCS];
+    expect_nearest(hits, all, brute_force(live, SH_DOCS, q, all));
+}
+
+/* The shell's search with partial=true through node i, in --json mode
+ * or not: the output names the shards held as missing. */
+static void expect_shell_names_missing(struct cluster *c, int i,
+                                       const int *held, int json)
+{
+    float query[SH_DIM];
+    char vec[256] = "", want[64] = "", cmd[1024], out[8192] = "";
+    int at = 0, w = snprintf(want, sizeof want, json ? "\"missing_shards\":["
+                                                    : "missing shards:");
+    sharded_vector(1000, query);
+    for (int d = 0; d < SH_DIM; d++)
+        at += snprintf(vec + at, sizeof vec - (size_t)at, "%s%.9g",
+                       d ? ", " : "", (double)query[d]);
+    for (uint32_t s = 0, n = 0; s < SH_SHARDS; s++)
+        if (held[s])
+            w += snprintf(want + w, sizeof want - (size_t)w, json ? "%s%u"
+                          : "%s %u", n++ ? "," : "", s);
+    const char *build = getenv("QUIVER_BUILD");
+    snprintf(cmd, sizeof cmd, "'%s/quiver' --connect 127.0.0.1:%d %s -c "
+             "'search big [%s] exact=true partial=true' 2>&1",
+             build ? build : "build/asan", c->port[i], json ? "--json" : "",
+             vec);
+    FILE *shell = popen(cmd, "r");
+    assert_non_null(shell);
+    size_t got = fread(out, 1, sizeof out - 1, shell);
+    out[got] = '\0';
+    assert_int_equal(pclose(shell), 0);
+    if (!strstr(out, want))
+        fail_msg("'%s' not in the shell's output: %s", want, out);
+}
+
+/*
+ * A sharded collection of 4 shards with one replica each on 3 nodes,
+ * and one node killed: a search fails CONNECTION naming the first shard
+ * it held; with partial the answer comes from the other shards, naming
+ * the killed node's shards as missing, and its hits are those of an
+ * exact search over the other shards' documents (single, batch, shell);
+ * a shard's refusal still fails it, and explain marks the missing shards.
+ */
+static void test_partial_search_without_a_node(void **state)
+{
+    struct cluster *c = cluster_start_n(state, 3);
+    qv_collection_config cfg = {.dim = SH_DIM, .shards = SH_SHARDS,
+                                .replicas = 1};
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "big", &cfg));
+    sharded_upsert(c->h[0], 0, SH_DOCS);
+    sync_tokens(c, 3);
+    int held[SH_SHARDS], live[SH_DOCS];
+    /* 4 shards on 3 nodes: n3 holds one or two */
+    assert_true(shards_held(c->h[0], "big", "n3", held) >= 1);
+    for (int i = 0; i < SH_DOCS; i++) {
+        char id[16];
+        sharded_id(i, id, sizeof id);
+        live[i] = !held[shard_of(id)];
+    }
+    kill_node(c, 2);
+    float queries[3 * SH_DIM];
+    for (int q = 0; q < 3; q++)
+        sharded_vector(1000 + q, queries + q * SH_DIM);
+    qv_search_options opt = {.k = 10, .exact = 1};
+    qv_hits *hits = NULL;
+    assert_status(c->h[0], qv_search(c->h[0], "big", queries, SH_DIM, &opt,
+                                     &hits), QV_ERR_CONNECTION);
+    assert_null(hits);
+    uint32_t first = 0;
+    while (!held[first])
+        first++;
+    char why[64];
+    snprintf(why, sizeof why, "shard %u of 'big' has no replica that "
+             "answered", first);
+    assert_non_null(strstr(qv_errmsg(c->h[0]), why));
+    opt.partial = 1;
+    for (int q = 0; q < 3; q++) {
+        qv_db *db = c->h[q % 2];
+        assert_ok(db, qv_search(db, "big", queries + q * SH_DIM, SH_DIM,
+                                &opt, &hits));
+        expect_partial_hits(hits, live, held, q);
+        qv_free(hits);
+    }
+    qv_batch_hits *batch = NULL;
+    assert_ok(c->h[1], qv_search_batch(c->h[1], "big", queries, 3, SH_DIM,
+                                       &opt, &batch));
+    assert_int_equal(batch->count, 3);
+    for (int q = 0; q < 3; q++)
+        expect_partial_hits(&batch->results[q], live, held, q);
+    qv_free(batch);
+    /* a shard's refusal is no missing shard: it fails the search */
+    assert_status(c->h[0], qv_search(c->h[0], "big", queries, SH_DIM - 1,
+                                     &opt, &hits), QV_ERR_DIMENSION);
+    /* explain: the answering shards' plans, the others marked missing */
+    opt.explain = 1;
+    assert_ok(c->h[0], qv_search(c->h[0], "big", queries, SH_DIM, &opt,
+                                 &hits));
+    json_t *ex = json_loads(hits->explain, 0, NULL);
+    qv_free(hits);
+    json_t *shards = json_object_get(ex, "shards");
+    assert_int_equal(json_array_size(shards), SH_SHARDS);
+    for (size_t s = 0; s < SH_SHARDS; s++) {
+        json_t *one = json_array_get(shards, s);
+        assert_int_equal(json_is_true(json_object_get(one, "missing")),
+                         held[s]);
+        assert_int_equal(json_object_get(one, "plan") != NULL, !held[s]);
+    }
+    json_decref(ex);
+    expect_shell_names_missing(c, 0, held, 0);
+    expect_shell_names_missing(c, 1, held, 1);
+}
+
 /* Whether the placements node i gives hold no replica on node dead and
  * no replica being copied, with a live coordinator. */
 static int replaced(struct cluster *c, int i, const char *dead)
@@ -1770,6 +1948,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sharded_collection,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_sharded_writes_survive_a_kill,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_partial_search_without_a_node,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_lost_node_is_replaced,
                                         cluster_setup, cluster_teardown),

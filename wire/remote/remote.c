@@ -590,6 +590,7 @@ static Quiver__V1__SearchOptions options_to_wire(const qv_search_options *o)
     w.explain = o->explain != 0;
     w.rerank = o->rerank;
     w.no_rerank = o->no_rerank != 0;
+    w.partial = o->partial != 0;
     if (o->filter)
         w.filter = (char *)o->filter;
     return w;
@@ -615,8 +616,23 @@ static char *copy_text(char **text, const char *s)
     return at;
 }
 
+/* Whether h's missing shards are as the header promises: only when
+ * partial was asked, ascending, each a shard number. */
+static int missing_ok(const Quiver__V1__Hits *h, int partial)
+{
+    if (h->n_missing_shards > 0 && !partial)
+        return 0;
+    for (size_t i = 0; i < h->n_missing_shards; i++)
+        if (h->missing_shards[i] >= QV_SHARDS_MAX ||
+            (i > 0 && h->missing_shards[i] <= h->missing_shards[i - 1]))
+            return 0;
+    return 1;
+}
+
+/* out from h: hits into slots, missing shards at *shards, text at
+ * *text (both cursors move past what was used). */
 static void fill_hits(qv_hits *out, qv_hit *slots, const Quiver__V1__Hits *h,
-                      char **text)
+                      uint32_t **shards, char **text)
 {
     out->count = h->n_hits;
     out->hits = slots;
@@ -627,22 +643,30 @@ static void fill_hits(qv_hits *out, qv_hit *slots, const Quiver__V1__Hits *h,
         slots[i].payload = h->hits[i]->has_payload
                                ? copy_text(text, h->hits[i]->payload) : NULL;
     }
+    out->missing_count = h->n_missing_shards;
+    out->missing = h->n_missing_shards ? *shards : NULL;
+    for (size_t i = 0; i < h->n_missing_shards; i++)
+        *(*shards)++ = h->missing_shards[i];
 }
 
 static qv_status hits_from_wire(remote_db *db, const Response *resp,
-                                uint32_t k, qv_hits **out)
+                                const qv_search_options *options,
+                                qv_hits **out)
 {
     if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_HITS ||
-        resp->hits->n_hits > k)   /* the header promises at most k */
+        resp->hits->n_hits > options->k ||   /* the header: at most k */
+        !missing_ok(resp->hits, options->partial))
         return wrong_result(db);
     const Quiver__V1__Hits *h = resp->hits;
     size_t explain = h->explain[0] ? strlen(h->explain) + 1 : 0;
     qv_hits *hits = qv_malloc(sizeof *hits + h->n_hits * sizeof(qv_hit) +
+                              h->n_missing_shards * sizeof(uint32_t) +
                               hits_text(h) + explain);
     if (!hits)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for hits");
-    char *text = (char *)((qv_hit *)(hits + 1) + h->n_hits);
-    fill_hits(hits, (qv_hit *)(hits + 1), h, &text);
+    uint32_t *shards = (uint32_t *)((qv_hit *)(hits + 1) + h->n_hits);
+    char *text = (char *)(shards + h->n_missing_shards);
+    fill_hits(hits, (qv_hit *)(hits + 1), h, &shards, &text);
     if (explain)
         hits->explain = copy_text(&text, h->explain);
     *out = hits;
@@ -665,33 +689,38 @@ static qv_status remote_search(qv_db *base, const char *collection,
     req.search = &m;
     Response *resp;
     LOCKED_CALL(db, &req, resp,
-                { st_ = hits_from_wire(db, resp, options->k, out); });
+                { st_ = hits_from_wire(db, resp, options, out); });
 }
 
 static qv_status batch_from_wire(remote_db *db, const Response *resp,
-                                 size_t nq, uint32_t k, qv_batch_hits **out)
+                                 size_t nq, const qv_search_options *options,
+                                 qv_batch_hits **out)
 {
     if (resp->result_case != QUIVER__V1__RESPONSE__RESULT_BATCH ||
         resp->batch->n_results != nq)
         return wrong_result(db);
     const Quiver__V1__HitsBatch *b = resp->batch;
-    size_t total = 0, text = 0;
+    size_t total = 0, missing = 0, text = 0;
     for (size_t i = 0; i < nq; i++) {
-        if (b->results[i]->n_hits > k)
+        if (b->results[i]->n_hits > options->k ||
+            !missing_ok(b->results[i], options->partial))
             return wrong_result(db);
         total += b->results[i]->n_hits;
+        missing += b->results[i]->n_missing_shards;
         text += hits_text(b->results[i]);
     }
     qv_batch_hits *res = qv_malloc(sizeof *res + nq * sizeof(qv_hits) +
-                                   total * sizeof(qv_hit) + text);
+                                   total * sizeof(qv_hit) +
+                                   missing * sizeof(uint32_t) + text);
     if (!res)
         return qv_fail(&db->base, QV_ERR_NOMEM, "out of memory for hits");
     res->count = nq;
     res->results = (qv_hits *)(res + 1);
     qv_hit *slots = (qv_hit *)(res->results + nq);
-    char *p = (char *)(slots + total);
+    uint32_t *shards = (uint32_t *)(slots + total);
+    char *p = (char *)(shards + missing);
     for (size_t i = 0; i < nq; i++) {
-        fill_hits(&res->results[i], slots, b->results[i], &p);
+        fill_hits(&res->results[i], slots, b->results[i], &shards, &p);
         slots += b->results[i]->n_hits;
     }
     *out = res;
@@ -717,7 +746,7 @@ static qv_status remote_search_batch(qv_db *base, const char *collection,
     req.search_batch = &m;
     Response *resp;
     LOCKED_CALL(db, &req, resp,
-                { st_ = batch_from_wire(db, resp, nq, options->k, out); });
+                { st_ = batch_from_wire(db, resp, nq, options, out); });
 }
 
 static qv_status page_from_wire(remote_db *db, const Response *resp,

@@ -237,6 +237,7 @@ static qv_search_options options_from_wire(const Quiver__V1__SearchOptions *o)
         opt.explain = o->explain;
         opt.rerank = o->rerank;
         opt.no_rerank = o->no_rerank;
+        opt.partial = o->partial;
     }
     return opt;
 }
@@ -258,6 +259,8 @@ static int hits_to_wire(struct reply *r, const qv_hits *in,
     }
     out->n_hits = in->count;
     out->hits = ptrs;
+    out->n_missing_shards = in->missing_count;
+    out->missing_shards = (uint32_t *)in->missing;
     (void)r;
     return 0;
 }

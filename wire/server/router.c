@@ -356,10 +356,42 @@ static void *fanout_worker(void *arg)
     return NULL;
 }
 
-/* fn on every shard (a replica each); the first failure in msg. */
-static qv_status read_all(router *rt, const shard_map *m, uint64_t after,
-                          shard_fn fn, void *arg, void **results, char *msg,
-                          size_t msglen)
+/*
+ * The outcome of every shard's read: the first failure, in shard order.
+ * With missing (partial results), a shard that no replica answered for
+ * is marked there instead of failing, unless no shard answered at all:
+ * an empty answer would then read as an empty collection.
+ */
+static qv_status shards_outcome(const struct fanout *f, uint8_t *missing,
+                                char *msg, size_t msglen)
+{
+    uint32_t answered = 0, first_missing = UINT32_MAX;
+    for (uint32_t s = 0; s < f->m->shards; s++) {
+        qv_status st = f->status[s];
+        if (st == QV_OK) {
+            answered++;
+        } else if (missing && router_unreachable(st)) {
+            missing[s] = 1;
+            if (first_missing == UINT32_MAX)
+                first_missing = s;
+        } else {
+            snprintf(msg, msglen, "%s", f->msg[s]);
+            return st;
+        }
+    }
+    if (answered > 0 || first_missing == UINT32_MAX)
+        return QV_OK;
+    snprintf(msg, msglen, "%s", f->msg[first_missing]);
+    return f->status[first_missing];
+}
+
+/* fn on every shard (a replica each); the first failure in msg. With
+ * missing (one per shard, 0), shards no replica answered for are
+ * marked 1 there and are no failure (shards_outcome). */
+static qv_status read_every_shard(router *rt, const shard_map *m,
+                                  uint64_t after, shard_fn fn, void *arg,
+                                  void **results, uint8_t *missing,
+                                  char *msg, size_t msglen)
 {
     struct fanout f = {rt, m, after, fn, arg, results, NULL, NULL, 0};
     f.status = qv_calloc(m->shards, sizeof *f.status);
@@ -378,16 +410,20 @@ static qv_status read_all(router *rt, const shard_map *m, uint64_t after,
     fanout_worker(&f);   /* this thread is a worker too */
     for (int i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
-    st = QV_OK;
-    for (uint32_t s = 0; s < m->shards && st == QV_OK; s++) {
-        st = f.status[s];
-        if (st != QV_OK)
-            snprintf(msg, msglen, "%s", f.msg[s]);
-    }
+    st = shards_outcome(&f, missing, msg, msglen);
 done:
     qv_mem_free(f.status);
     qv_mem_free(f.msg);
     return st;
+}
+
+/* fn on every shard (a replica each); the first failure in msg. */
+static qv_status read_all(router *rt, const shard_map *m, uint64_t after,
+                          shard_fn fn, void *arg, void **results, char *msg,
+                          size_t msglen)
+{
+    return read_every_shard(rt, m, after, fn, arg, results, NULL, msg,
+                            msglen);
 }
 
 /* ---- placement ---- */
@@ -816,8 +852,12 @@ struct router_result {
     qv_page page;            /* router_scan */
     qv_batch_hits batch;     /* router_search_batch */
     char *explain;           /* with explain: every shard's, as JSON */
-    void **parts;            /* per shard, the shard's result: qv_free */
+    void **parts;            /* per shard, the shard's result: qv_free;
+                                NULL for a missing shard */
     uint32_t nparts;
+    uint32_t *missing;       /* with partial: the shards no replica
+                                answered for, ascending */
+    size_t nmissing;
 };
 
 /* A result with room for a part per shard, and the array read_all fills
@@ -867,6 +907,7 @@ void router_result_free(router_result *rr)
         qv_mem_free(rr->batch.results[q].hits);
     qv_mem_free(rr->batch.results);
     qv_mem_free(rr->explain);
+    qv_mem_free(rr->missing);
     qv_mem_free(rr);
 }
 
@@ -899,35 +940,40 @@ static int by_distance(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
-/* The k nearest of the shards' lists into out (hits from the parts). */
-static int merge_hits(const qv_hits *const *lists, uint32_t n, uint32_t k,
-                      qv_hits *out)
+/* The k nearest of the shards' lists into out (hits from the parts),
+ * naming rr's missing shards; a missing shard's list is NULL. */
+static int merge_hits(const router_result *rr, const qv_hits *const *lists,
+                      uint32_t k, qv_hits *out)
 {
     size_t total = 0;
-    for (uint32_t s = 0; s < n; s++)
-        total += lists[s]->count;
+    for (uint32_t s = 0; s < rr->nparts; s++)
+        total += lists[s] ? lists[s]->count : 0;
     out->hits = qv_calloc(total + 1, sizeof *out->hits);
     if (!out->hits)
         return -1;
     out->count = 0;
-    for (uint32_t s = 0; s < n; s++)
-        for (size_t i = 0; i < lists[s]->count; i++)
+    for (uint32_t s = 0; s < rr->nparts; s++)
+        for (size_t i = 0; lists[s] && i < lists[s]->count; i++)
             out->hits[out->count++] = lists[s]->hits[i];
     qsort(out->hits, out->count, sizeof *out->hits, by_distance);
     if (out->count > k)   /* every shard gave its k nearest */
         out->count = k;
+    out->missing_count = rr->nmissing;
+    out->missing = rr->missing;
     return 0;
 }
 
-/* Every shard's explain as {"shards": [{"shard": s, ...its own...}]}. */
+/* Every shard's explain as {"shards": [{"shard": s, ...its own...}]};
+ * a missing shard's is {"shard": s, "missing": true}. */
 static int merge_explains(router_result *rr)
 {
     json_t *shards = json_array();
     for (uint32_t s = 0; shards && s < rr->nparts; s++) {
         const qv_hits *h = rr->parts[s];
-        json_t *one = h->explain ? json_loads(h->explain, 0, NULL) : NULL;
+        json_t *one = h && h->explain ? json_loads(h->explain, 0, NULL)
+                                      : NULL;
         if (!one)
-            one = json_object();
+            one = h ? json_object() : json_pack("{s:b}", "missing", 1);
         json_object_set_new(one, "shard", json_integer(s));
         json_array_append_new(shards, one);
     }
@@ -939,18 +985,45 @@ static int merge_explains(router_result *rr)
     return rr->explain ? 0 : -1;
 }
 
+/* rr->missing: the shards marked in missing (one flag per shard). */
+static int list_missing(router_result *rr, const uint8_t *missing)
+{
+    for (uint32_t s = 0; s < rr->nparts; s++)
+        rr->nmissing += missing[s];
+    if (rr->nmissing == 0)
+        return 0;
+    rr->missing = qv_calloc(rr->nmissing, sizeof *rr->missing);
+    if (!rr->missing)
+        return -1;
+    for (uint32_t s = 0, at = 0; s < rr->nparts; s++)
+        if (missing[s])
+            rr->missing[at++] = s;
+    return 0;
+}
+
+/* Every shard's search into a result; with options->partial, shards no
+ * replica answered for are listed in its missing instead of failing. */
 static qv_status search_all(router *rt, const shard_map *map,
                             struct search_args *a, uint64_t after,
                             router_result **out, char *msg, size_t msglen)
 {
     void **results = NULL;
     router_result *rr = result_new(map, &results);
+    uint8_t *missing = a->options->partial
+                           ? qv_calloc(map->shards, sizeof *missing)
+                           : NULL;
     qv_status st = QV_ERR_NOMEM;
     *out = NULL;
     snprintf(msg, msglen, "out of memory");
-    if (rr)
-        st = read_all(rt, map, after, search_fn, a, results, msg, msglen);
+    if (rr && (missing || !a->options->partial))
+        st = read_every_shard(rt, map, after, search_fn, a, results, missing,
+                              msg, msglen);
+    if (st == QV_OK && missing && list_missing(rr, missing) != 0) {
+        snprintf(msg, msglen, "out of memory");
+        st = QV_ERR_NOMEM;
+    }
     qv_mem_free(results);
+    qv_mem_free(missing);
     if (st != QV_OK) {
         router_result_free(rr);
         return st;
@@ -969,8 +1042,8 @@ qv_status router_search(router *rt, const shard_map *map, const float *query,
     qv_status st = search_all(rt, map, &a, after, &rr, msg, msglen);
     if (st != QV_OK)
         return st;
-    if (merge_hits((const qv_hits *const *)rr->parts, rr->nparts,
-                   options->k, &rr->hits) != 0 ||
+    if (merge_hits(rr, (const qv_hits *const *)rr->parts, options->k,
+                   &rr->hits) != 0 ||
         (options->explain && merge_explains(rr) != 0)) {
         router_result_free(rr);
         snprintf(msg, msglen, "out of memory");
@@ -996,10 +1069,11 @@ qv_status router_search_batch(router *rt, const shard_map *map,
     rr->batch.results = qv_calloc(nq, sizeof *rr->batch.results);
     int rc = lists && rr->batch.results ? 0 : -1;
     for (size_t q = 0; rc == 0 && q < nq; q++) {
-        for (uint32_t s = 0; s < rr->nparts; s++)
-            lists[s] = &((qv_batch_hits *)rr->parts[s])->results[q];
-        rc = merge_hits(lists, rr->nparts, options->k,
-                        &rr->batch.results[q]);
+        for (uint32_t s = 0; s < rr->nparts; s++) {
+            const qv_batch_hits *part = rr->parts[s];
+            lists[s] = part ? &part->results[q] : NULL;
+        }
+        rc = merge_hits(rr, lists, options->k, &rr->batch.results[q]);
         if (rc == 0)
             rr->batch.count = q + 1;
     }

@@ -76,7 +76,11 @@ const qv_batch_hits *router_result_batch(const router_result *rr);
 void router_result_free(router_result *rr);
 
 /* The k nearest of all shards; with options->explain, hits.explain is
- * {"shards": [each shard's explain with its "shard"]}. */
+ * {"shards": [each shard's explain with its "shard"]}. With
+ * options->partial, a shard no replica answered for (a failure
+ * router_unreachable names) is listed in hits.missing instead of failing
+ * the search, unless no shard answered; other failures still fail it.
+ * A batch names the same missing shards in each of its results. */
 qv_status router_search(router *rt, const shard_map *map, const float *query,
                         uint32_t dim, const qv_search_options *options,
                         uint64_t after, router_result **out, char *msg,

@@ -195,6 +195,8 @@ static void fill_hits(qv_hits *hits, qv_hit *slots, const resolved *r,
     hits->count = n;
     hits->hits = slots;
     hits->explain = NULL;
+    hits->missing_count = 0;   /* one database: no shard is missing */
+    hits->missing = NULL;
     for (size_t i = 0; i < n; i++) {
         slots[i].id = copy_text(text, &r[i].id);
         slots[i].distance = r[i].dist;
