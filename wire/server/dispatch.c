@@ -113,12 +113,16 @@ static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
     return qv_create_collection(db, m->name, &cfg);
 }
 
-/* Whether req is a create that names the nodes of its shards: only a
- * cluster node writes placement, into its log, whose entries
- * dispatch_apply runs; dispatch_frame refuses it from a client, on a
- * cluster node or not. */
+/* Whether req is a create (of a collection or a table) that names the
+ * nodes of its shards: only a cluster node writes placement, into its
+ * log, whose entries dispatch_apply runs; dispatch_frame refuses it from
+ * a client, on a cluster node or not. */
 static int sets_placement(const Request *req)
 {
+    if (req->op_case == QUIVER__V1__REQUEST__OP_TABLE_CREATE)
+        return req->table_create->config &&
+               (req->table_create->config->n_placement > 0 ||
+                req->table_create->config->shard_serial != 0);
     return req->op_case == QUIVER__V1__REQUEST__OP_CREATE_COLLECTION &&
            req->create_collection->config &&
            (req->create_collection->config->n_placement > 0 ||
@@ -447,6 +451,8 @@ static qv_status do_table_create(qv_db *db, const Quiver__V1__TableCreate *m)
         cfg.learning_rate = m->config->learning_rate;
         cfg.init = m->config->init;
         cfg.seed = m->config->seed;
+        cfg.shards = m->config->shards;
+        cfg.replicas = m->config->replicas;
     }
     return qv_table_create(db, m->name, &cfg);
 }
@@ -465,6 +471,8 @@ static void table_info_to_wire(const qv_table_info *info,
     w->optimizer_bytes = info->optimizer_bytes;
     w->ratio = info->ratio;
     w->updates = info->updates;
+    w->shards = info->shards;
+    w->replicas = info->replicas;
 }
 
 static qv_status do_table_describe(qv_db *db, const char *name,
