@@ -47,6 +47,7 @@ LIB_SRC := common/alloc.c common/check.c common/json.c common/token.c \
            wire/remote/remote.c build/gen/wire/quiver.pb-c.c
 CLUSTER_SRC := wire/cluster/log.c wire/cluster/node.c wire/cluster/shards.c
 SERVER_SRC := wire/server/dispatch.c wire/server/router.c \
+              wire/server/table_router.c \
               wire/server/placement.c wire/server/server.c \
               wire/server/quiverd.c \
               $(CLUSTER_SRC)
@@ -241,7 +242,7 @@ $(BF)/%.o: %.c $(GEN) | deps
 $(BF)/libquiver.a: $(LIB_OBJ_F)
 	rm -f $@ && ar rcs $@ $^
 
-$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/server/dispatch.o $(BF)/wire/server/router.o $(BF)/wire/server/placement.o $(CLUSTER_SRC:%.c=$(BF)/%.o) $(BF)/libquiver.a
+$(BF)/fuzz_request: $(BF)/fuzz/fuzz_request.o $(BF)/fuzz/fuzz_util.o $(BF)/wire/server/dispatch.o $(BF)/wire/server/router.o $(BF)/wire/server/table_router.o $(BF)/wire/server/placement.o $(CLUSTER_SRC:%.c=$(BF)/%.o) $(BF)/libquiver.a
 	$(FUZZ_LINK) -o $@ $^ $(SERVER_LIBS)
 
 $(BF)/fuzz_payload: $(BF)/fuzz/fuzz_payload.o $(BF)/fuzz/fuzz_util.o $(BF)/libquiver.a

@@ -657,7 +657,8 @@ static const struct command commands[] = {
      "dim=D [method=full|hash:R|qr:R|robe:R|adapt:R|int8|int16|alpt:8|"
      "alpt:16|prune:S|tt:RANK] [optimizer=sgd|adagrad] [lr=0.01] "
      "[init=0.01] "
-     "[seed=0]; table lookup NAME ids=[..]; table update NAME ids=[..] "
+     "[seed=0] [shards=S [replicas=R]] (shards: a cluster node's sharded "
+     "table); table lookup NAME ids=[..]; table update NAME ids=[..] "
      "grads=[[..], ..]; table describe NAME; table import NAME FILE "
      "[first=0]; table export NAME FILE; table drop NAME."},
     {"tables", cmd_tables, "tables",

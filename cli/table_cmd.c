@@ -3,7 +3,7 @@
  * (docs/EMBEDDINGS.md).
  *
  *   table create NAME rows=N dim=D [method=full] [optimizer=sgd|adagrad]
- *                [lr=0.01] [init=0.01] [seed=0]
+ *                [lr=0.01] [init=0.01] [seed=0] [shards=S [replicas=R]]
  *   table lookup NAME ids=[1, 2, ...]
  *   table update NAME ids=[1, 2] grads=[[...], [...]]
  *   table describe NAME
@@ -66,11 +66,17 @@ static int u64_option(shell *sh, const shell_cmd *cmd, const char *key,
 static int table_create_cmd(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"rows", "dim", "method", "optimizer",
-                                       "lr", "init", "seed", NULL};
+                                       "lr", "init", "seed", "shards",
+                                       "replicas", NULL};
     qv_table_config cfg = {0};
+    /* shards=0 and replicas=0 written out are refused, as create's are:
+     * leave them out for an ordinary table */
     if (shell_check_options(sh, cmd, 2, opts) ||
         u64_option(sh, cmd, "rows", 1, &cfg.rows) ||
         shell_u32_option(sh, cmd, "dim", 1, QV_TABLE_DIM_MAX, &cfg.dim) ||
+        shell_u32_option(sh, cmd, "shards", 1, QV_SHARDS_MAX, &cfg.shards) ||
+        shell_u32_option(sh, cmd, "replicas", 1, QV_REPLICAS_MAX,
+                         &cfg.replicas) ||
         float_option(sh, cmd, "lr", 1e-12, 1e6, &cfg.learning_rate) ||
         float_option(sh, cmd, "init", 1e-12, 1e6, &cfg.init) ||
         u64_option(sh, cmd, "seed", 0, &cfg.seed))
@@ -227,6 +233,10 @@ static int table_describe_cmd(shell *sh, const shell_cmd *cmd)
                           "param_bytes", (json_int_t)t.param_bytes,
                           "optimizer_bytes", (json_int_t)t.optimizer_bytes,
                           "ratio", t.ratio, "updates", (json_int_t)t.updates);
+    if (o && t.shards) {   /* a sharded table's shape */
+        json_object_set_new(o, "shards", json_integer(t.shards));
+        json_object_set_new(o, "replicas", json_integer(t.replicas));
+    }
     shell_emit_fields(sh, o);
     return 0;
 }

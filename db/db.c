@@ -526,13 +526,10 @@ qv_status qv_set_threads(qv_db *db, uint32_t threads)
 
 /* ---- embedding tables ---- */
 
-qv_status qv_table_create(qv_db *db, const char *name,
-                          const qv_table_config *config)
+/* config checked, with its defaults filled in *resolved. */
+static qv_status table_config_resolve(qv_db *db, const qv_table_config *config,
+                                      qv_table_config *resolved)
 {
-    BEGIN_CALL(db);
-    qv_status st = check_write_to(db, name);
-    if (st != QV_OK)
-        return st;
     if (!config)
         return qv_fail(db, QV_ERR_INVALID, "table config is NULL");
     if (CHECK_RESERVED(db, "qv_table_config", config->reserved))
@@ -552,7 +549,36 @@ qv_status qv_table_create(qv_db *db, const char *name,
         emb_check_spec(&spec, QV_TABLE_BYTES_MAX, QV_TABLE_DIM_MAX, why,
                        sizeof why) != 0)
         return qv_fail(db, QV_ERR_INVALID, "%s", why);
-    return db->ops->table_create(db, name, &cfg);
+    if (cfg.shards > QV_SHARDS_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "shards must be 0 to %d, not %u",
+                       QV_SHARDS_MAX, cfg.shards);
+    if (cfg.replicas > QV_REPLICAS_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "replicas must be 0 to %d, not %u",
+                       QV_REPLICAS_MAX, cfg.replicas);
+    if (cfg.replicas && !cfg.shards)
+        return qv_fail(db, QV_ERR_INVALID, "replicas need shards: replicas "
+                       "is %u but shards is 0 (an ordinary table has no "
+                       "replicas)", cfg.replicas);
+    *resolved = cfg;
+    return QV_OK;
+}
+
+qv_status qv_table_config_check(qv_db *db, const qv_table_config *config)
+{
+    BEGIN_CALL(db);
+    qv_table_config cfg;
+    return table_config_resolve(db, config, &cfg);
+}
+
+qv_status qv_table_create(qv_db *db, const char *name,
+                          const qv_table_config *config)
+{
+    BEGIN_CALL(db);
+    qv_status st = check_write_to(db, name);
+    qv_table_config cfg;
+    if (st == QV_OK)
+        st = table_config_resolve(db, config, &cfg);
+    return st == QV_OK ? db->ops->table_create(db, name, &cfg) : st;
 }
 
 qv_status qv_table_drop(qv_db *db, const char *name)

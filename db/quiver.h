@@ -851,7 +851,9 @@ qv_status qv_cluster_status(qv_db *db, char **json);
  *   QV_ERR_INVALID     - node is NULL, empty or longer than 63 bytes; a
  *                        shard of the node would find no other live node
  *                        not being drained that lacks it (the message
- *                        names the shard): nothing changes
+ *                        names the shard), or the node holds replicas
+ *                        of a sharded table (whose shards do not move
+ *                        yet): nothing changes
  *   QV_ERR_NOT_FOUND   - no live node has that name and no placement
  *                        names it
  *   QV_ERR_UNSUPPORTED - as qv_cluster_status
@@ -950,7 +952,18 @@ typedef struct qv_table_config {
     float init;               /* initial values uniform in [-init, init];
                                  0 = 0.01 */
     uint64_t seed;            /* initial values and hashing */
-    uint64_t reserved[QV_RESERVED];   /* 0 */
+    /* A sharded table (docs/EMBEDDINGS.md "Sharded tables"), which only a
+     * cluster node (quiverd --cluster) makes: the embedded engine and a
+     * quiverd without --cluster refuse shards other than 0 with
+     * QV_ERR_UNSUPPORTED. Each shard is a table of this whole config. */
+    QV_IN_RESERVED_WORD
+    uint32_t shards;          /* 0 = an ordinary table (the default);
+                                 1 .. QV_SHARDS_MAX: an id goes to shard
+                                 XXH64(id's 8 bytes, little-endian) mod
+                                 shards */
+    uint32_t replicas;        /* copies of each shard, 0 = 1, at most
+                                 QV_REPLICAS_MAX; only with shards */
+    uint64_t reserved[QV_RESERVED - 1];   /* 0 */
 } qv_table_config;
 
 typedef struct qv_table_info {
@@ -963,8 +976,14 @@ typedef struct qv_table_info {
     uint64_t param_bytes;     /* parameters as stored */
     uint64_t optimizer_bytes; /* optimizer state */
     double ratio;             /* rows x dim x 4 / param_bytes */
-    uint64_t updates;         /* optimizer steps applied */
-    uint64_t reserved[QV_RESERVED];   /* 0 in this version */
+    uint64_t updates;         /* optimizer steps applied (sharded: the
+                                 sum of the shards' steps) */
+    /* A sharded table on a cluster node: its shards and replicas
+     * (qv_table_config); 0 otherwise. */
+    QV_IN_RESERVED_WORD
+    uint32_t shards;
+    uint32_t replicas;
+    uint64_t reserved[QV_RESERVED - 1];   /* 0 in this version */
 } qv_table_info;
 
 /*
@@ -972,17 +991,52 @@ typedef struct qv_table_info {
  * rules of collection names; tables and collections are named apart (a
  * table may share a collection's name).
  *
+ * config->shards 0 (the default) makes an ordinary table (on a cluster,
+ * held whole by every node). shards 1 .. QV_SHARDS_MAX asks for a
+ * sharded table: config->shards tables of the whole config (rows, method,
+ * seed), each held by config->replicas nodes (0 = 1), an id's row kept by
+ * its shard only. Every table call works on a sharded table, answered
+ * across its shards (docs/EMBEDDINGS.md "Sharded tables"): a lookup of
+ * ids of several shards asks them side by side and gives the rows in
+ * the order asked; an update is one write per shard, not one
+ * transaction; a load is written to every shard.
+ *
  * Returns:
- *   QV_ERR_INVALID  - name is not a valid name; config is NULL, or a value
- *                     in it is out of range: method unknown or its
- *                     parameter, rows 0, dim 0 or above QV_TABLE_DIM_MAX,
- *                     learning_rate or init not positive, a size above
- *                     QV_TABLE_BYTES_MAX, a reserved word not 0
- *   QV_ERR_READONLY - the handle was opened read-only
- *   QV_ERR_EXISTS   - a table of that name exists
+ *   QV_ERR_INVALID     - name is not a valid name; config is NULL, or a
+ *                        value in it is out of range: method unknown or
+ *                        its parameter, rows 0, dim 0 or above
+ *                        QV_TABLE_DIM_MAX, learning_rate or init not
+ *                        positive, a size above QV_TABLE_BYTES_MAX,
+ *                        shards above QV_SHARDS_MAX, replicas above
+ *                        QV_REPLICAS_MAX or not 0 while shards is 0, a
+ *                        reserved word not 0 (the checks of
+ *                        qv_table_config_check, with its messages)
+ *   QV_ERR_READONLY    - the handle was opened read-only
+ *   QV_ERR_UNSUPPORTED - shards is not 0 and the database is not a
+ *                        cluster node (an embedded handle, or a quiverd
+ *                        without --cluster): nothing is created
+ *   QV_ERR_EXISTS      - a table of that name exists
+ *   and for a sharded create, QV_ERR_INVALID when replicas is more than
+ *   the cluster's live nodes or the name starts with "_shard." (the
+ *   shards' own tables), QV_ERR_CONNECTION when the node cannot reach
+ *   NATS
  */
 qv_status qv_table_create(qv_db *db, const char *name,
                           const qv_table_config *config);
+
+/*
+ * Check config as qv_table_create would, with no name and creating
+ * nothing: the method and its parameter, rows, dim, learning_rate, init,
+ * the size, shards and replicas against their ranges (never against what
+ * the database is), the reserved words. Needs no stored data, so a
+ * remote handle answers it itself, and a read-only handle may call it.
+ *
+ * Returns:
+ *   QV_ERR_INVALID - config is NULL, or a value in it is wrong; the
+ *                    message is the one qv_table_create gives for the
+ *                    same config
+ */
+qv_status qv_table_config_check(qv_db *db, const qv_table_config *config);
 
 /*
  * Remove a table and all its rows, in one transaction.

@@ -74,6 +74,16 @@ _Static_assert(offsetof(qv_search_options, no_rerank) == 40 &&
 _Static_assert(offsetof(qv_hits, explain) == 16 &&
                offsetof(qv_hits, missing_count) == 24 &&
                sizeof(qv_hits) == 40, "qv_hits' fields moved");
+_Static_assert(offsetof(qv_table_config, seed) == 40 &&
+               offsetof(qv_table_config, shards) == 48 &&
+               offsetof(qv_table_config, replicas) == 52 &&
+               offsetof(qv_table_config, reserved) == 56,
+               "qv_table_config's fields moved");
+_Static_assert(offsetof(qv_table_info, updates) == 144 &&
+               offsetof(qv_table_info, shards) == 152 &&
+               offsetof(qv_table_info, replicas) == 156 &&
+               offsetof(qv_table_info, reserved) == 160,
+               "qv_table_info's fields moved");
 #endif
 
 /* ---- collections ---- */
@@ -217,6 +227,47 @@ static void test_collection_config_check(void **state)
     assert_ok(db, qv_list_collections(db, &list, &n));
     assert_int_equal(n, 0);
     assert_null(list);
+}
+
+/* A sharded table's shards and replicas, as a collection's: ranges
+ * checked at the front door on both transports, and a cluster node
+ * needed to make one. */
+static void test_table_shards_need_a_cluster_node(void **state)
+{
+    qv_db *db = ((struct tu_fixture *)*state)->db;
+    qv_table_config cfg = {.rows = 10, .dim = 4, .shards = QV_SHARDS_MAX,
+                           .replicas = QV_REPLICAS_MAX};
+    assert_status(db, qv_table_create(db, "sharded", &cfg),
+                  QV_ERR_UNSUPPORTED);
+    assert_string_equal(qv_errmsg(db), "shards and replicas need a cluster "
+                        "node (quiverd --cluster); this database is a single "
+                        "node");
+    assert_ok(db, qv_table_config_check(db, &cfg));
+    cfg.shards = 300;
+    assert_status(db, qv_table_create(db, "sharded", &cfg), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "shards must be 0 to 256, not 300");
+    assert_status(db, qv_table_config_check(db, &cfg), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "shards must be 0 to 256, not 300");
+    cfg.shards = 2;
+    cfg.replicas = 17;
+    assert_status(db, qv_table_create(db, "sharded", &cfg), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "replicas must be 0 to 16, not 17");
+    cfg.shards = 0;
+    cfg.replicas = 2;
+    assert_status(db, qv_table_config_check(db, &cfg), QV_ERR_INVALID);
+    assert_string_equal(qv_errmsg(db), "replicas need shards: replicas is 2 "
+                        "but shards is 0 (an ordinary table has no "
+                        "replicas)");
+    /* a bad method is named before the cluster is asked for */
+    cfg = (qv_table_config){.rows = 10, .dim = 4, .method = "hash:0",
+                            .shards = 2};
+    assert_status(db, qv_table_create(db, "sharded", &cfg), QV_ERR_INVALID);
+    cfg.reserved[0] = 1;
+    cfg.method = NULL;
+    assert_status(db, qv_table_config_check(db, &cfg), QV_ERR_INVALID);
+    qv_table_info info;
+    assert_status(db, qv_table_describe(db, "sharded", &info),
+                  QV_ERR_NOT_FOUND);
 }
 
 /* shards and replicas: their ranges are the front door's, on both
@@ -2098,6 +2149,7 @@ int main(void)
         T(test_invalid_collection_config),
         T(test_collection_config_check),
         T(test_shards_need_a_cluster_node),
+        T(test_table_shards_need_a_cluster_node),
         T(test_upsert_get_replace_delete),
         T(test_batch_upsert_with_repeated_id),
         T(test_unicode_and_longest_ids),

@@ -45,6 +45,7 @@ struct cluster {
      * the test failed first */
     struct searcher *searcher;
     pthread_t searcher_thread;
+    qv_db *ref;         /* an embedded database a test compares with */
 };
 
 static void searcher_stop(struct cluster *c);
@@ -139,6 +140,7 @@ static int cluster_teardown(void **state)
 {
     struct cluster *c = *state;
     searcher_stop(c);
+    qv_close(c->ref);
     for (int i = 0; i < MAX_NODES; i++) {
         qv_close(c->h[i]);
         if (c->node_pid[i] > 0)
@@ -1922,6 +1924,269 @@ static void test_nodes_join_and_drain(void **state)
     writer_release(&w);
 }
 
+/* ---- sharded embedding tables ---- */
+
+enum { ST_ROWS = 400, ST_DIM = 4, ST_SHARDS = 4, ST_REPLICAS = 2,
+       ST_IDS = 300, ST_STEPS = 6 };
+
+/* The shard of a table row, as the nodes place it: XXH64 of the id's 8
+ * bytes, little-endian, mod shards. */
+static uint32_t row_shard(uint64_t id)
+{
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(id >> (8 * i));
+    return (uint32_t)(XXH64(le, sizeof le, 0) % ST_SHARDS);
+}
+
+/* ST_IDS ids below ST_ROWS in a random order, some repeated. */
+static void table_ids(uint64_t *rng, uint64_t *ids)
+{
+    for (int i = 0; i < ST_IDS; i++)
+        ids[i] = i % 5 == 4 ? ids[tu_rand(rng) % (uint64_t)i]
+                            : tu_rand(rng) % ST_ROWS;
+}
+
+/* The rows of ids in a sharded hash table, as its shards' references
+ * give them: ref tables "NAME.s" (one per shard, the same config). */
+static void shard_refs_lookup(qv_db *ref, const char *name,
+                              const uint64_t *ids, float *out)
+{
+    for (int i = 0; i < ST_IDS; i++) {
+        char shard_ref[32];
+        snprintf(shard_ref, sizeof shard_ref, "%s.%u", name,
+                 row_shard(ids[i]));
+        assert_ok(ref, qv_table_lookup(ref, shard_ref, &ids[i], 1, ST_DIM,
+                                       out + (size_t)i * ST_DIM));
+    }
+}
+
+/* The update of ids made on the shards' references: each shard's ids
+ * and gradients, in the order given, when it has any (as the node
+ * splits it). 1 for each shard the update touched. */
+static void shard_refs_update(qv_db *ref, const char *name,
+                              const uint64_t *ids, const float *grads,
+                              int *touched)
+{
+    uint64_t part[ST_IDS];
+    float pgrads[ST_IDS * ST_DIM];
+    for (uint32_t s = 0; s < ST_SHARDS; s++) {
+        size_t n = 0;
+        for (int i = 0; i < ST_IDS; i++) {
+            if (row_shard(ids[i]) != s)
+                continue;
+            memcpy(pgrads + n * ST_DIM, grads + (size_t)i * ST_DIM,
+                   ST_DIM * sizeof *grads);
+            part[n++] = ids[i];
+        }
+        touched[s] = n > 0;
+        char shard_ref[32];
+        snprintf(shard_ref, sizeof shard_ref, "%s.%u", name, s);
+        if (n)
+            assert_ok(ref, qv_table_update(ref, shard_ref, part, n, ST_DIM,
+                                           pgrads));
+    }
+}
+
+/* Lookups of ids through every node equal want. */
+static void expect_rows(struct cluster *c, const char *name,
+                        const uint64_t *ids, const float *want)
+{
+    float rows[ST_IDS * ST_DIM];
+    for (int i = 0; i < 3; i++) {
+        assert_ok(c->h[i], qv_table_lookup(c->h[i], name, ids, ST_IDS,
+                                           ST_DIM, rows));
+        assert_memory_equal(rows, want, sizeof rows);
+    }
+}
+
+/* The refusals of sharded tables; nothing of them is left behind. */
+static void expect_table_refusals(struct cluster *c)
+{
+    qv_table_config cfg = {.rows = ST_ROWS, .dim = ST_DIM, .seed = 11,
+                           .shards = ST_SHARDS, .replicas = ST_REPLICAS};
+    assert_status(c->ref, qv_table_create(c->ref, "emb", &cfg),
+                  QV_ERR_UNSUPPORTED);
+    assert_non_null(strstr(qv_errmsg(c->ref), "need a cluster node"));
+    cfg.shards = QV_SHARDS_MAX + 1;
+    assert_status(c->h[0], qv_table_create(c->h[0], "emb", &cfg),
+                  QV_ERR_INVALID);
+    cfg.shards = 0;
+    assert_status(c->h[0], qv_table_create(c->h[0], "emb", &cfg),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(c->h[0]), "replicas need shards"));
+    cfg.shards = ST_SHARDS;
+    cfg.replicas = 4;
+    assert_status(c->h[0], qv_table_create(c->h[0], "emb", &cfg),
+                  QV_ERR_INVALID);
+    assert_non_null(strstr(qv_errmsg(c->h[0]), "replicas=4 needs 4 live "
+                                               "nodes; the cluster has 3"));
+    cfg.replicas = ST_REPLICAS;
+    cfg.method = "hash:0";
+    assert_status(c->h[0], qv_table_create(c->h[0], "emb", &cfg),
+                  QV_ERR_INVALID);
+    cfg.method = NULL;
+    assert_status(c->h[0], qv_table_create(c->h[0], "_shard.x", &cfg),
+                  QV_ERR_INVALID);
+    qv_table_info info;
+    assert_status(c->h[0], qv_table_describe(c->h[0], "emb", &info),
+                  QV_ERR_NOT_FOUND);
+}
+
+/* Describe through every node: the shape, and the sums over shards. */
+static void expect_table_info(struct cluster *c, const char *name,
+                              const qv_table_info *one, uint64_t updates)
+{
+    qv_table_info info;
+    for (int i = 0; i < 3; i++) {
+        assert_ok(c->h[i], qv_table_describe(c->h[i], name, &info));
+        assert_string_equal(info.name, name);
+        assert_string_equal(info.method, one->method);
+        assert_int_equal(info.rows, ST_ROWS);
+        assert_int_equal(info.dim, ST_DIM);
+        assert_int_equal(info.shards, ST_SHARDS);
+        assert_int_equal(info.replicas, ST_REPLICAS);
+        assert_int_equal(info.param_bytes, ST_SHARDS * one->param_bytes);
+        assert_int_equal(info.optimizer_bytes,
+                         ST_SHARDS * one->optimizer_bytes);
+        assert_int_equal(info.updates, updates);
+    }
+}
+
+/* The tables h lists: each sharded one once, no shard's own table. */
+static void expect_table_list(qv_db *h, const char *const *want, size_t n)
+{
+    qv_table_info *list = NULL;
+    size_t count = 0;
+    assert_ok(h, qv_list_tables(h, &list, &count));
+    assert_int_equal(count, n);
+    for (size_t k = 0; k < n; k++) {
+        size_t found = 0;
+        for (size_t i = 0; i < count; i++)
+            found += strcmp(list[i].name, want[k]) == 0;
+        assert_int_equal(found, 1);
+    }
+    qv_free(list);
+}
+
+/*
+ * A table of 4 shards x 2 replicas on three nodes. full: every shard is
+ * a table of the whole config, so lookups and updates through any node
+ * equal one embedded table's. hash: ids of different shards no longer
+ * share rows, so each shard equals an embedded table of the same config
+ * that saw only that shard's ids (its own steps too).
+ */
+static void test_sharded_table(void **state)
+{
+    struct cluster *c = cluster_start_n(state, 3);
+    c->scratch[0] = tu_mkdtemp();
+    assert_ok(NULL, qv_open(c->scratch[0], NULL, &c->ref));
+    expect_table_refusals(c);
+    qv_table_config cfg = {.rows = ST_ROWS, .dim = ST_DIM, .seed = 11,
+                           .shards = ST_SHARDS, .replicas = ST_REPLICAS};
+    qv_table_config hcfg = cfg;
+    hcfg.method = "hash:8";
+    assert_ok(c->h[1], qv_table_create(c->h[1], "emb", &cfg));
+    assert_ok(c->h[2], qv_table_create(c->h[2], "hemb", &hcfg));
+    assert_status(c->h[2], qv_table_create(c->h[2], "emb", &cfg),
+                  QV_ERR_EXISTS);
+    qv_table_config plain = {.rows = ST_ROWS, .dim = ST_DIM, .seed = 11};
+    assert_status(c->h[0], qv_table_create(c->h[0], "emb", &plain),
+                  QV_ERR_EXISTS);
+    /* the references: one table, and a hash table per shard */
+    qv_table_config hplain = plain;
+    hplain.method = "hash:8";
+    assert_ok(c->ref, qv_table_create(c->ref, "emb", &plain));
+    for (int s = 0; s < ST_SHARDS; s++) {
+        char name[24];
+        snprintf(name, sizeof name, "hemb.%d", s);
+        assert_ok(c->ref, qv_table_create(c->ref, name, &hplain));
+    }
+    sync_tokens(c, 3);
+    qv_table_info one, hone;
+    assert_ok(c->ref, qv_table_describe(c->ref, "emb", &one));
+    assert_ok(c->ref, qv_table_describe(c->ref, "hemb.0", &hone));
+    expect_table_info(c, "emb", &one, 0);
+    expect_table_info(c, "hemb", &hone, 0);
+    static const char *const both[] = {"emb", "hemb"};
+    expect_table_list(c->h[0], both, 2);
+
+    uint64_t rng = 5, ids[ST_IDS];
+    float want[ST_IDS * ST_DIM], grads[ST_IDS * ST_DIM];
+    uint64_t updates = 0;
+    table_ids(&rng, ids);
+    assert_ok(c->ref, qv_table_lookup(c->ref, "emb", ids, ST_IDS, ST_DIM,
+                                      want));
+    expect_rows(c, "emb", ids, want);
+    shard_refs_lookup(c->ref, "hemb", ids, want);
+    expect_rows(c, "hemb", ids, want);
+    for (int step = 0; step < ST_STEPS; step++) {
+        qv_db *via = c->h[step % 3];
+        int touched[ST_SHARDS];
+        table_ids(&rng, ids);
+        for (int k = 0; k < ST_IDS * ST_DIM; k++)
+            grads[k] = tu_randf(&rng) - 0.5f;
+        assert_ok(via, qv_table_update(via, "emb", ids, ST_IDS, ST_DIM,
+                                       grads));
+        assert_ok(via, qv_table_update(via, "hemb", ids, ST_IDS, ST_DIM,
+                                       grads));
+        assert_ok(c->ref, qv_table_update(c->ref, "emb", ids, ST_IDS, ST_DIM,
+                                          grads));
+        shard_refs_update(c->ref, "hemb", ids, grads, touched);
+        for (int s = 0; s < ST_SHARDS; s++)
+            updates += (uint64_t)touched[s];
+    }
+    sync_tokens(c, 3);
+    table_ids(&rng, ids);
+    assert_ok(c->ref, qv_table_lookup(c->ref, "emb", ids, ST_IDS, ST_DIM,
+                                      want));
+    expect_rows(c, "emb", ids, want);
+    shard_refs_lookup(c->ref, "hemb", ids, want);
+    expect_rows(c, "hemb", ids, want);
+    expect_table_info(c, "emb", &one, updates);
+    expect_table_info(c, "hemb", &hone, updates);
+
+    /* trained rows loaded: each reaches its shard */
+    for (int k = 0; k < 40 * ST_DIM; k++)
+        grads[k] = tu_randf(&rng);
+    assert_ok(c->h[2], qv_table_load(c->h[2], "emb", 100, 40, ST_DIM, grads));
+    assert_ok(c->ref, qv_table_load(c->ref, "emb", 100, 40, ST_DIM, grads));
+    assert_status(c->h[2], qv_table_load(c->h[2], "hemb", 0, 1, ST_DIM,
+                                         grads), QV_ERR_UNSUPPORTED);
+    sync_tokens(c, 3);
+    assert_ok(c->ref, qv_table_lookup(c->ref, "emb", ids, ST_IDS, ST_DIM,
+                                      want));
+    expect_rows(c, "emb", ids, want);
+    uint64_t beyond = ST_ROWS;
+    assert_status(c->h[0], qv_table_lookup(c->h[0], "emb", &beyond, 1,
+                                           ST_DIM, want), QV_ERR_INVALID);
+    assert_null(strstr(qv_errmsg(c->h[0]), "_shard."));
+    assert_status(c->h[0], qv_table_lookup(c->h[0], "emb", ids, ST_IDS,
+                                           ST_DIM + 1, want),
+                  QV_ERR_DIMENSION);
+
+    /* dropped on every node, and the name free again */
+    assert_ok(c->h[0], qv_table_drop(c->h[0], "emb"));
+    sync_tokens(c, 3);
+    qv_table_info info;
+    for (int i = 0; i < 3; i++)
+        assert_status(c->h[i], qv_table_describe(c->h[i], "emb", &info),
+                      QV_ERR_NOT_FOUND);
+    static const char *const hash_only[] = {"hemb"};
+    expect_table_list(c->h[1], hash_only, 1);
+    assert_ok(c->h[2], qv_table_create(c->h[2], "emb", &plain));
+    assert_ok(c->h[1], qv_table_drop(c->h[1], "hemb"));
+    sync_tokens(c, 3);
+    static const char *const plain_only[] = {"emb"};
+    for (int i = 0; i < 3; i++)
+        expect_table_list(c->h[i], plain_only, 1);
+    char *report = NULL;
+    for (int i = 0; i < 3; i++) {
+        assert_ok(c->h[i], qv_check(c->h[i], &report));
+        qv_free(report);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1954,6 +2219,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lost_node_is_replaced,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_nodes_join_and_drain,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_sharded_table,
                                         cluster_setup, cluster_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,6 +25,14 @@ uint32_t shard_of_id(const char *id, uint32_t shards)
     return (uint32_t)(XXH64(id, strlen(id), 0) % shards);
 }
 
+uint32_t shard_of_row(uint64_t id, uint32_t shards)
+{
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(id >> (8 * i));
+    return (uint32_t)(XXH64(le, sizeof le, 0) % shards);
+}
+
 void shard_local_name(const shard_map *m, uint32_t shard,
                       char out[QV_NAME_MAX + 1])
 {
@@ -209,12 +217,25 @@ int shard_map_copy(const shard_map *m, shard_map *out)
     out->unlogged = m->unlogged;
     out->version = m->version;
     out->revision = m->revision;
+    out->table = m->table;
     return 0;
+}
+
+/* The key of a map: 'c' (collection) or 't' (table), the name's hash. */
+static void map_key(int table, const char *name, char out[24])
+{
+    snprintf(out, 24, "%c%016llx", table ? 't' : 'c',
+             (unsigned long long)name_hash(name));
 }
 
 void shard_map_key(const char *name, char out[24])
 {
-    snprintf(out, 24, "c%016llx", (unsigned long long)name_hash(name));
+    map_key(0, name, out);
+}
+
+void shard_table_key(const char *name, char out[24])
+{
+    map_key(1, name, out);
 }
 
 static json_int_t since_json(uint64_t since)
@@ -280,6 +301,8 @@ static char *map_json(const shard_map *m)
                           (json_int_t)m->replicas, "hosts", hosts, "since",
                           since, "moves", moves_json(m), "unlogged",
                           (json_int_t)m->unlogged);
+    if (o && m->table)   /* absent: a collection's, as before tables */
+        json_object_set_new(o, "table", json_true());
     char *dumped = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     char *text = dumped ? strdup(dumped) : NULL;
@@ -318,6 +341,7 @@ static int map_parse(const char *text, shard_map *out, char *err,
     json_int_t version = json_integer_value(json_object_get(o, "version"));
     json_int_t unlogged = json_integer_value(json_object_get(o, "unlogged"));
     if (rc == 0) {
+        out->table = json_is_true(json_object_get(o, "table"));
         out->version = version > 0 ? (uint64_t)version : 1;
         for (size_t i = 0; i < n && i < json_array_size(since); i++)
             out->since[i] = since_of_json(json_array_get(since, i));
@@ -346,19 +370,19 @@ int shard_map_create(clog_kv *kv, const shard_map *m, char *err,
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    shard_map_key(m->name, key);
+    map_key(m->table, m->name, key);
     int rc = clog_kv_create(kv, key, text, err, errlen);
     free(text);
     return rc;
 }
 
-int shard_map_get(clog_kv *kv, const char *name, shard_map *out, int *found,
-                  char *err, size_t errlen)
+static int map_get(clog_kv *kv, int table, const char *name, shard_map *out,
+                   int *found, char *err, size_t errlen)
 {
     char key[24], *text = NULL;
     *found = 0;
     uint64_t revision = 0;
-    shard_map_key(name, key);
+    map_key(table, name, key);
     if (clog_kv_get_rev(kv, key, &text, &revision, err, errlen) != 0)
         return -1;
     if (!text)
@@ -366,14 +390,27 @@ int shard_map_get(clog_kv *kv, const char *name, shard_map *out, int *found,
     int rc = map_parse(text, out, err, errlen);
     free(text);
     out->revision = revision;
-    if (rc == 0 && strcmp(out->name, name) != 0) {
-        snprintf(err, errlen, "the placement of '%s' has the key of '%s'",
-                 out->name, name);
+    if (rc == 0 && (strcmp(out->name, name) != 0 || out->table != table)) {
+        snprintf(err, errlen, "the placement of %s '%s' has the key of "
+                 "%s '%s'", out->table ? "table" : "collection", out->name,
+                 table ? "table" : "collection", name);
         shard_map_release(out);
         return -1;
     }
     *found = rc == 0;
     return rc;
+}
+
+int shard_map_get(clog_kv *kv, const char *name, shard_map *out, int *found,
+                  char *err, size_t errlen)
+{
+    return map_get(kv, 0, name, out, found, err, errlen);
+}
+
+int shard_table_map_get(clog_kv *kv, const char *name, shard_map *out,
+                        int *found, char *err, size_t errlen)
+{
+    return map_get(kv, 1, name, out, found, err, errlen);
 }
 
 int shard_map_update(clog_kv *kv, shard_map *m, char *err, size_t errlen)
@@ -386,7 +423,7 @@ int shard_map_update(clog_kv *kv, shard_map *m, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    shard_map_key(m->name, key);
+    map_key(m->table, m->name, key);
     int rc = clog_kv_update(kv, key, text, m->revision, err, errlen);
     free(text);
     if (rc != 0)
@@ -401,16 +438,26 @@ int shard_map_delete(clog_kv *kv, const char *name, char *err, size_t errlen)
     return clog_kv_delete(kv, key, err, errlen);
 }
 
-int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,
-                    size_t errlen)
+int shard_table_map_delete(clog_kv *kv, const char *name, char *err,
+                           size_t errlen)
+{
+    char key[24];
+    shard_table_key(name, key);
+    return clog_kv_delete(kv, key, err, errlen);
+}
+
+/* The names of the maps of one kind; the others' are "". */
+static int map_names(clog_kv *kv, int table, char ***names, int *n, char *err,
+                     size_t errlen)
 {
     if (clog_kv_keys(kv, names, n, err, errlen) != 0)
         return -1;
     for (int i = 0; i < *n; i++) {
         char *text = NULL;
         shard_map m;
-        if ((*names)[i][0] != 'c') {   /* not a placement (DRAINS_KEY) */
-            (*names)[i][0] = '\0';
+        if ((*names)[i][0] != (table ? 't' : 'c')) {
+            (*names)[i][0] = '\0';   /* the other kind's, or no
+                                        placement (the drains) */
             continue;
         }
         if (clog_kv_get(kv, (*names)[i], &text, err, errlen) != 0)
@@ -505,4 +552,16 @@ int shard_drains_has(char *const *nodes, int n, const char *node)
         if (strcmp(nodes[i], node) == 0)
             return 1;
     return 0;
+}
+
+int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,
+                    size_t errlen)
+{
+    return map_names(kv, 0, names, n, err, errlen);
+}
+
+int shard_table_map_names(clog_kv *kv, char ***names, int *n, char *err,
+                          size_t errlen)
+{
+    return map_names(kv, 1, names, n, err, errlen);
 }

@@ -29,6 +29,10 @@
 /* The shard (0 .. shards-1) of a document id: XXH64 of the id, mod. */
 uint32_t shard_of_id(const char *id, uint32_t shards);
 
+/* The shard of an embedding table's row id: XXH64 of the id's 8 bytes,
+ * little-endian (the same on every host), mod. */
+uint32_t shard_of_row(uint64_t id, uint32_t shards);
+
 typedef struct shard_map {
     char name[QV_NAME_MAX + 1];
     uint64_t serial;     /* drawn at creation, never 0: in the shards'
@@ -54,6 +58,9 @@ typedef struct shard_map {
     uint64_t version;    /* 1 at creation, one more per change */
     uint64_t revision;   /* the bucket's revision it was read at (not
                             stored) */
+    int table;           /* 1: an embedding table's (docs/EMBEDDINGS.md
+                            "Sharded tables"), whose shards are local
+                            tables of the same names; 0: a collection's */
 } shard_map;
 
 #define SHARD_UNLOGGED UINT64_MAX
@@ -112,9 +119,13 @@ int shard_map_copy(const shard_map *m, shard_map *out);
 
 /* The bucket's key of a collection: "c" and the name's XXH64 in hex. */
 void shard_map_key(const char *name, char out[24]);
+/* The bucket's key of a table: "t" and the name's XXH64 in hex (a table
+ * and a collection may share a name). */
+void shard_table_key(const char *name, char out[24]);
 
-/* Store m under its key unless one is there: 0, 1 when the collection
- * has a map already, -1 with err. */
+/* Store m under its key (a table's or a collection's, by m->table)
+ * unless one is there: 0, 1 when the collection or table has a map
+ * already, -1 with err. */
 int shard_map_create(clog_kv *kv, const shard_map *m, char *err,
                      size_t errlen);
 /* The map of name: 0 with *found 1 and out set, or *found 0; -1. */
@@ -127,7 +138,10 @@ int shard_map_delete(clog_kv *kv, const char *name, char *err,
  * 1 when another change came first (m is not stored), -1 with err. */
 int shard_map_update(clog_kv *kv, shard_map *m, char *err, size_t errlen);
 /* The names of every sharded collection (*names, *n; release with
- * clog_kv_keys_free). */
+ * clog_kv_keys_free). A name is "" where its map was dropped meanwhile,
+ * and where the key is a table's: sharded tables are not placed again
+ * when a node is lost (docs/CLUSTER.md), so the coordinator, which walks
+ * these names, never sees them. */
 int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,
                     size_t errlen);
 
@@ -142,5 +156,13 @@ int shard_drains_put(clog_kv *kv, char *const *nodes, int n,
                      uint64_t revision, char *err, size_t errlen);
 /* Whether node is in the list. */
 int shard_drains_has(char *const *nodes, int n, const char *node);
+/* A sharded table's map, as shard_map_get / shard_map_delete /
+ * shard_map_names give a collection's. */
+int shard_table_map_get(clog_kv *kv, const char *name, shard_map *out,
+                        int *found, char *err, size_t errlen);
+int shard_table_map_delete(clog_kv *kv, const char *name, char *err,
+                           size_t errlen);
+int shard_table_map_names(clog_kv *kv, char ***names, int *n, char *err,
+                          size_t errlen);
 
 #endif

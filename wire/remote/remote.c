@@ -936,6 +936,8 @@ static qv_status remote_table_create(qv_db *base, const char *name,
     cfg.learning_rate = config->learning_rate;
     cfg.init = config->init;
     cfg.seed = config->seed;
+    cfg.shards = config->shards;
+    cfg.replicas = config->replicas;
     Quiver__V1__TableCreate m = QUIVER__V1__TABLE_CREATE__INIT;
     m.name = (char *)name;
     m.config = &cfg;
@@ -972,6 +974,8 @@ static void table_info_from_wire(const Quiver__V1__TableInfo *in,
     out->optimizer_bytes = in->optimizer_bytes;
     out->ratio = in->ratio;
     out->updates = in->updates;
+    out->shards = in->shards;
+    out->replicas = in->replicas;
 }
 
 static qv_status remote_table_describe(qv_db *base, const char *name,

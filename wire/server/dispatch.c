@@ -15,6 +15,7 @@
 #include "wire/quiver.pb-c.h"
 #include "wire/server/placement.h"
 #include "wire/server/router.h"
+#include "wire/server/table_router.h"
 
 typedef Quiver__V1__Request Request;
 typedef Quiver__V1__Response Response;
@@ -113,12 +114,16 @@ static qv_status do_create(qv_db *db, const Quiver__V1__CreateCollection *m)
     return qv_create_collection(db, m->name, &cfg);
 }
 
-/* Whether req is a create that names the nodes of its shards: only a
- * cluster node writes placement, into its log, whose entries
- * dispatch_apply runs; dispatch_frame refuses it from a client, on a
- * cluster node or not. */
+/* Whether req is a create (of a collection or a table) that names the
+ * nodes of its shards: only a cluster node writes placement, into its
+ * log, whose entries dispatch_apply runs; dispatch_frame refuses it from
+ * a client, on a cluster node or not. */
 static int sets_placement(const Request *req)
 {
+    if (req->op_case == QUIVER__V1__REQUEST__OP_TABLE_CREATE)
+        return req->table_create->config &&
+               (req->table_create->config->n_placement > 0 ||
+                req->table_create->config->shard_serial != 0);
     return req->op_case == QUIVER__V1__REQUEST__OP_CREATE_COLLECTION &&
            req->create_collection->config &&
            (req->create_collection->config->n_placement > 0 ||
@@ -450,6 +455,8 @@ static qv_status do_table_create(qv_db *db, const Quiver__V1__TableCreate *m)
         cfg.learning_rate = m->config->learning_rate;
         cfg.init = m->config->init;
         cfg.seed = m->config->seed;
+        cfg.shards = m->config->shards;
+        cfg.replicas = m->config->replicas;
     }
     return qv_table_create(db, m->name, &cfg);
 }
@@ -468,6 +475,8 @@ static void table_info_to_wire(const qv_table_info *info,
     w->optimizer_bytes = info->optimizer_bytes;
     w->ratio = info->ratio;
     w->updates = info->updates;
+    w->shards = info->shards;
+    w->replicas = info->replicas;
 }
 
 static qv_status do_table_describe(qv_db *db, const char *name,
@@ -485,24 +494,42 @@ static qv_status do_table_describe(qv_db *db, const char *name,
     return QV_OK;
 }
 
-static qv_status do_list_tables(qv_db *db, struct reply *r)
+/* The tables of a list: a cluster node's shards' own tables are not
+ * the user's; the sharded tables (from the router) are in their place. */
+static qv_status do_list_tables(qv_db *db, dispatch_session *s,
+                                uint64_t after, struct reply *r)
 {
-    qv_table_info *list = NULL;
-    size_t n = 0;
+    qv_table_info *list = NULL, *sharded = NULL;
+    size_t n = 0, ns = 0;
     qv_status st = qv_list_tables(db, &list, &n);
     if (st != QV_OK)
         return st;
     r->api_result = list;
-    Quiver__V1__TableInfo *infos = reply_alloc(r, (n + 1) * sizeof *infos);
-    Quiver__V1__TableInfo **ptrs = reply_alloc(r, (n + 1) * sizeof *ptrs);
+    if (s->router) {
+        st = table_router_list(s->router, after, &sharded, &ns, r->text,
+                               sizeof r->text);
+        if (st != QV_OK)
+            return refuse(r, st, r->text);
+        r->scratch[0] = sharded;
+    }
+    Quiver__V1__TableInfo *infos = reply_alloc(r, (n + ns + 1) *
+                                                      sizeof *infos);
+    Quiver__V1__TableInfo **ptrs = reply_alloc(r, (n + ns + 1) *
+                                                      sizeof *ptrs);
     if (!infos || !ptrs)
         return nomem(r);
-    for (size_t i = 0; i < n; i++) {
-        table_info_to_wire(&list[i], &infos[i]);
-        ptrs[i] = &infos[i];
+    size_t k = 0;
+    for (size_t i = 0; i < n + ns; i++) {
+        const qv_table_info *in = i < n ? &list[i] : &sharded[i - n];
+        if (s->router &&
+            strncmp(in->name, SHARD_PREFIX, strlen(SHARD_PREFIX)) == 0)
+            continue;
+        table_info_to_wire(in, &infos[k]);
+        ptrs[k] = &infos[k];
+        k++;
     }
     quiver__v1__table_list__init(&r->u.tables);
-    r->u.tables.n_tables = n;
+    r->u.tables.n_tables = k;
     r->u.tables.tables = ptrs;
     r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_TABLE_LIST;
     r->resp.table_list = &r->u.tables;
@@ -1109,6 +1136,250 @@ static int run_sharded(qv_db *db, dispatch_session *s, const Request *req,
     return rc;
 }
 
+/* ---- sharded embedding tables on a cluster node (table_router.h) ---- */
+
+/* The table a request on one table names; NULL for others. */
+static const char *request_table(const Request *req)
+{
+    switch (req->op_case) {
+    case QUIVER__V1__REQUEST__OP_TABLE_CREATE: return req->table_create->name;
+    case QUIVER__V1__REQUEST__OP_TABLE_DROP: return req->table_drop->name;
+    case QUIVER__V1__REQUEST__OP_TABLE_DESCRIBE:
+        return req->table_describe->name;
+    case QUIVER__V1__REQUEST__OP_TABLE_LOOKUP: return req->table_lookup->name;
+    case QUIVER__V1__REQUEST__OP_TABLE_UPDATE: return req->table_update->name;
+    case QUIVER__V1__REQUEST__OP_TABLE_LOAD: return req->table_load->name;
+    default: return NULL;
+    }
+}
+
+/* Whether db holds a table of that name. */
+static int holds_table(qv_db *db, const char *name)
+{
+    qv_table_info info;
+    return qv_table_describe(db, name, &info) != QV_ERR_NOT_FOUND;
+}
+
+static qv_status routed_table_describe(dispatch_session *s,
+                                       const shard_map *map, uint64_t after,
+                                       struct reply *r)
+{
+    qv_table_info *info = reply_alloc(r, sizeof *info);
+    if (!info)
+        return nomem(r);
+    qv_status st = table_router_describe(s->router, map, after, info,
+                                         r->text, sizeof r->text);
+    if (st == QV_OK) {
+        table_info_to_wire(info, &r->u.table);
+        r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_TABLE_INFO;
+        r->resp.table_info = &r->u.table;
+    }
+    return st;
+}
+
+/* A batch of n ids refused as qv_table_lookup refuses it (checked once
+ * before the split, so that the refusal names no shard): 1 when it was. */
+static int batch_refused(size_t n, struct reply *r)
+{
+    if (n > 0 && n <= QV_TABLE_BATCH_MAX)
+        return 0;
+    snprintf(r->text, sizeof r->text, "a batch holds 1 to %d ids, not %zu",
+             QV_TABLE_BATCH_MAX, n);
+    table_fail(r, r->text);
+    return 1;
+}
+
+/* As do_table_lookup, the rows gathered from the shards. */
+static qv_status routed_table_lookup(dispatch_session *s, const shard_map *map,
+                                     const Quiver__V1__TableLookup *m,
+                                     uint64_t after, struct reply *r)
+{
+    if (m->n_ids && (size_t)m->dim > TABLE_REPLY_FLOATS / m->n_ids)
+        return table_fail(r, "the rows asked for would not fit in one "
+                          "response frame; ask for fewer ids at a time");
+    if (batch_refused(m->n_ids, r))
+        return QV_ERR_INVALID;
+    float *out = reply_alloc(r, m->n_ids * (m->dim ? m->dim : 1) *
+                                    sizeof *out);
+    if (!out)
+        return nomem(r);
+    qv_status st = table_router_lookup(s->router, map, m->ids, m->n_ids,
+                                       m->dim, after, out, r->text,
+                                       sizeof r->text);
+    if (st != QV_OK)
+        return st;
+    Quiver__V1__Floats *w = &r->u.floats;
+    quiver__v1__floats__init(w);
+    w->values = out;
+    w->n_values = m->n_ids * m->dim;
+    r->resp.result_case = QUIVER__V1__RESPONSE__RESULT_ROWS;
+    r->resp.rows = w;
+    return QV_OK;
+}
+
+static qv_status routed_table_update(dispatch_session *s, const shard_map *map,
+                                     const Quiver__V1__TableUpdate *m,
+                                     uint64_t *token, struct reply *r)
+{
+    if (m->n_grads != m->n_ids * (size_t)m->dim)
+        return table_fail(r, "the gradients do not match the ids: they must "
+                          "hold ids x dim floats");
+    if (batch_refused(m->n_ids, r))
+        return QV_ERR_INVALID;
+    return table_router_update(s->router, map, m->ids, m->n_ids, m->dim,
+                               m->grads, token, r->text, sizeof r->text);
+}
+
+static qv_status routed_table_load(dispatch_session *s, const shard_map *map,
+                                   const Quiver__V1__TableLoad *m,
+                                   uint64_t *token, struct reply *r)
+{
+    if (m->dim == 0 || m->n_rows % m->dim)
+        return table_fail(r, "the rows must hold a whole number of rows of "
+                          "dim floats");
+    return table_router_load(s->router, map, m->first, m->n_rows / m->dim,
+                             m->dim, m->rows, token, r->text,
+                             sizeof r->text);
+}
+
+/* A request on sharded table map->name, answered through the table
+ * router as one database would answer it. */
+static void run_table_routed(dispatch_session *s, const Request *req,
+                             const shard_map *map, struct reply *r)
+{
+    uint64_t token = 0, after = req->after;
+    qv_status st;
+    switch (req->op_case) {
+    case QUIVER__V1__REQUEST__OP_TABLE_DROP:
+        st = table_router_drop(s->router, map, &token, r->text,
+                               sizeof r->text);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_DESCRIBE:
+        st = routed_table_describe(s, map, after, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_LOOKUP:
+        st = routed_table_lookup(s, map, req->table_lookup, after, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_UPDATE:
+        st = routed_table_update(s, map, req->table_update, &token, r);
+        break;
+    case QUIVER__V1__REQUEST__OP_TABLE_LOAD:
+        st = routed_table_load(s, map, req->table_load, &token, r);
+        break;
+    default:   /* a create: run_sharded_table answers it */
+        snprintf(r->text, sizeof r->text, "table '%s' already exists",
+                 map->name);
+        st = QV_ERR_EXISTS;
+        break;
+    }
+    r->resp.write_token = token;
+    if (st != QV_OK && r->resp.status == QUIVER__V1__STATUS__OK)
+        refuse(r, st, r->text);
+}
+
+/* A create of a table on a cluster node: sharded through the table
+ * router; a plain one (0: not answered here) unless a sharded table has
+ * the name, since the shards' local tables have other names. */
+static int run_table_create(dispatch_session *s,
+                            const Quiver__V1__TableCreate *m,
+                            struct reply *r)
+{
+    shard_map map;
+    if (is_shard_name(m->name)) {
+        refuse(r, QV_ERR_INVALID, "table names starting with '"
+               SHARD_PREFIX "' are the cluster's shards");
+        return 1;
+    }
+    if (!m->config || m->config->shards == 0) {
+        /* read afresh: a cached placement may be of a table dropped
+         * through another node, and creates are rare */
+        int rc = router_table_lookup(s->router, m->name, 1, &map, r->text,
+                                     sizeof r->text);
+        if (rc > 0) {
+            shard_map_release(&map);
+            snprintf(r->text, sizeof r->text, "table '%s' already exists",
+                     m->name);
+            refuse(r, QV_ERR_EXISTS, r->text);
+        } else if (rc < 0) {
+            refuse(r, QV_ERR_CONNECTION, r->text);
+        }
+        return rc != 0;
+    }
+    qv_table_config cfg = {
+        .rows = m->config->rows, .dim = m->config->dim,
+        .method = m->config->method[0] ? m->config->method : NULL,
+        .optimizer = (qv_optimizer)m->config->optimizer,
+        .learning_rate = m->config->learning_rate,
+        .init = m->config->init, .seed = m->config->seed,
+        .shards = m->config->shards, .replicas = m->config->replicas};
+    uint64_t token = 0;
+    qv_status st = table_router_create(s->router, m->name, &cfg, &token,
+                                       r->text, sizeof r->text);
+    r->resp.write_token = token;
+    if (st != QV_OK)
+        refuse(r, st, r->text);
+    return 1;
+}
+
+/* As rerun_if_replaced, for a sharded table's placement. */
+static int rerun_table_if_replaced(dispatch_session *s, const Request *req,
+                                   const shard_map *used, struct reply *r)
+{
+    shard_map now;
+    char err[400];
+    int rc = router_table_lookup(s->router, used->name, 1, &now, err,
+                                 sizeof err);
+    if (rc < 0 || (rc > 0 && now.serial == used->serial)) {
+        if (rc > 0)
+            shard_map_release(&now);
+        return 1;   /* the answer stands */
+    }
+    reply_reset(r);
+    if (rc == 0)
+        return 0;
+    run_table_routed(s, req, &now, r);
+    shard_map_release(&now);
+    return 1;
+}
+
+/*
+ * A cluster node's table requests that are about shards, as run_sharded
+ * does for collections: creates, requests on sharded tables, and
+ * requests naming a shard's own table (a node refuses writes of a shard
+ * it does not hold). 1 when the request was answered here.
+ */
+static int run_sharded_table(qv_db *db, dispatch_session *s,
+                             const Request *req, struct reply *r)
+{
+    if (req->op_case == QUIVER__V1__REQUEST__OP_TABLE_CREATE)
+        return run_table_create(s, req->table_create, r);
+    const char *name = request_table(req);
+    if (!name)
+        return 0;
+    if (is_shard_name(name)) {
+        if (op_kind_of(req->op_case) != OP_WRITES || holds_table(db, name))
+            return 0;
+        snprintf(r->text, sizeof r->text, "this node holds no table '%s'",
+                 name);
+        refuse(r, QV_ERR_NOT_FOUND, r->text);
+        return 1;
+    }
+    if (holds_table(db, name))
+        return 0;
+    shard_map map;
+    int rc = router_table_lookup(s->router, name, 0, &map, r->text,
+                                 sizeof r->text);
+    if (rc < 0)
+        refuse(r, QV_ERR_CONNECTION, r->text);
+    if (rc <= 0)
+        return rc < 0;
+    run_table_routed(s, req, &map, r);
+    if (r->resp.status == QUIVER__V1__STATUS__NOT_FOUND)
+        rc = rerun_table_if_replaced(s, req, &map, r);
+    shard_map_release(&map);
+    return rc;
+}
+
 static void run_request(qv_db *db, dispatch_session *s, const Request *req,
                         const uint8_t *payload, size_t len, struct reply *r)
 {
@@ -1123,7 +1394,8 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         s->close_after = 1;
         return;
     }
-    if (s->router && run_sharded(db, s, req, r))
+    if (s->router && (run_sharded(db, s, req, r) ||
+                      run_sharded_table(db, s, req, r)))
         return;
     int table;
     const char *target = s->cluster && op_kind_of(req->op_case) == OP_WRITES
@@ -1209,7 +1481,7 @@ static void run_request(qv_db *db, dispatch_session *s, const Request *req,
         st = do_table_describe(db, req->table_describe->name, r);
         break;
     case QUIVER__V1__REQUEST__OP_LIST_TABLES:
-        st = do_list_tables(db, r);
+        st = do_list_tables(db, s, req->after, r);
         break;
     case QUIVER__V1__REQUEST__OP_LIST_INDEXES:
         st = do_list_indexes(db, req->list_indexes->collection, r);
@@ -1404,6 +1676,119 @@ static void apply_shards_drop(const node_entry *e, const char *prefix,
     qv_free(list);
 }
 
+/* The config of a sharded table's create, as each shard's local table
+ * is made: the whole table's config, not sharded. */
+static qv_table_config shard_table_config(const Quiver__V1__TableConfig *c)
+{
+    qv_table_config cfg = {
+        .rows = c->rows, .dim = c->dim,
+        .method = c->method[0] ? c->method : NULL,
+        .optimizer = (qv_optimizer)c->optimizer,
+        .learning_rate = c->learning_rate, .init = c->init, .seed = c->seed};
+    return cfg;
+}
+
+/*
+ * A sharded table's create (its placement given by the node that took
+ * it), as apply_sharded_create makes a collection's: on every node the
+ * same checks, so the same outcome; then the shards this node holds,
+ * each a local table of the whole config. A shard that exists is one
+ * made by an earlier apply of this entry, cut short by a crash.
+ */
+static void apply_sharded_table_create(const node_entry *e,
+                                       const Quiver__V1__TableCreate *m,
+                                       node_outcome *out)
+{
+    qv_table_config cfg = shard_table_config(m->config);
+    shard_map map;
+    if (shard_map_from_hosts(m->name, m->config->shard_serial,
+                             m->config->shards, m->config->replicas,
+                             m->config->placement, m->config->n_placement,
+                             &map, out->message,
+                             sizeof out->message) != 0) {
+        out->status = QV_ERR_INVALID;
+        return;
+    }
+    map.table = 1;
+    qv_table_info info;
+    qv_status st = qv_table_describe(e->db, m->name, &info);
+    if (st == QV_OK) {
+        out->status = QV_ERR_EXISTS;
+        snprintf(out->message, sizeof out->message, "table '%s' already "
+                 "exists", m->name);
+    } else if (st != QV_ERR_NOT_FOUND ||
+               qv_table_config_check(e->db, &cfg) != QV_OK) {
+        out->status = st != QV_ERR_NOT_FOUND ? st : QV_ERR_INVALID;
+        snprintf(out->message, sizeof out->message, "%s", qv_errmsg(e->db));
+    }
+    uint32_t last = UINT32_MAX;
+    for (uint32_t s = 0; s < map.shards; s++)
+        if (shard_map_holds(&map, s, e->node))
+            last = s;
+    for (uint32_t s = 0; s < map.shards && out->status == QV_OK; s++) {
+        char local[QV_NAME_MAX + 1];
+        if (!shard_map_holds(&map, s, e->node))
+            continue;
+        shard_local_name(&map, s, local);
+        stage(e, s == last);
+        st = qv_table_create(e->db, local, &cfg);
+        if (st != QV_OK && st != QV_ERR_EXISTS) {
+            out->status = st;
+            snprintf(out->message, sizeof out->message, "%s",
+                     qv_errmsg(e->db));
+        }
+    }
+    shard_map_release(&map);
+}
+
+/* Drop every local table whose name starts with prefix (a sharded
+ * table's shards; table_router_drop). */
+static void apply_table_shards_drop(const node_entry *e, const char *prefix,
+                                    node_outcome *out)
+{
+    qv_table_info *list = NULL;
+    size_t n = 0, last = SIZE_MAX, plen = strlen(prefix);
+    if (qv_list_tables(e->db, &list, &n) != QV_OK) {
+        out->status = QV_ERR_IO;
+        snprintf(out->message, sizeof out->message, "%s", qv_errmsg(e->db));
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(list[i].name, prefix, plen) == 0)
+            last = i;
+    for (size_t i = 0; i < n && out->status == QV_OK; i++) {
+        if (strncmp(list[i].name, prefix, plen) != 0)
+            continue;
+        stage(e, i == last);
+        qv_status st = qv_table_drop(e->db, list[i].name);
+        if (st != QV_OK && st != QV_ERR_NOT_FOUND) {
+            out->status = st;
+            snprintf(out->message, sizeof out->message, "%s",
+                     qv_errmsg(e->db));
+        }
+    }
+    qv_free(list);
+}
+
+/* The table entries about shards that apply differs for (target: the
+ * table a write names, a shard's): 1 when out holds the outcome. */
+static int apply_table_shard_entry(const node_entry *e, const Request *req,
+                                   const char *target, node_outcome *out)
+{
+    if (req->op_case == QUIVER__V1__REQUEST__OP_TABLE_DROP &&
+        shard_is_prefix(target)) {
+        apply_table_shards_drop(e, target, out);
+        return 1;
+    }
+    if (holds_table(e->db, target))
+        return 0;
+    /* another node's shard: nothing to write here */
+    *out = (node_outcome){QV_ERR_NOT_FOUND, "", 0, 1, 0};
+    snprintf(out->message, sizeof out->message, "this node holds no "
+             "table '%s'", target);
+    return 1;
+}
+
 /* The entries about shards that apply differs for: 1 when out holds
  * the outcome. */
 static int apply_shard_entry(const node_entry *e, const Request *req,
@@ -1418,11 +1803,18 @@ static int apply_shard_entry(const node_entry *e, const Request *req,
             apply_sharded_create(e, req->create_collection, out);
         return 1;
     }
+    if (req->op_case == QUIVER__V1__REQUEST__OP_TABLE_CREATE &&
+        req->table_create->config && req->table_create->config->shards > 0) {
+        apply_sharded_table_create(e, req->table_create, out);
+        return 1;
+    }
     int table;
     const char *target = op_kind_of(req->op_case) == OP_WRITES
                              ? write_target(req, &table) : NULL;
     if (!target || !is_shard_name(target))
         return 0;
+    if (table)
+        return apply_table_shard_entry(e, req, target, out);
     if (req->op_case == QUIVER__V1__REQUEST__OP_DROP_COLLECTION &&
         shard_is_prefix(target)) {
         apply_shards_drop(e, target, out);

@@ -661,6 +661,35 @@ static qv_status drain_leaves_enough(const struct cluster_view *v,
     return QV_OK;
 }
 
+/* Whether node holds a replica of a sharded table, whose shards do not
+ * move yet: QV_OK when none, else QV_ERR_INVALID with msg naming it. */
+static qv_status holds_no_table(clog_kv *kv, const char *node, char *msg,
+                                size_t msglen)
+{
+    char **names = NULL;
+    int nnames = 0;
+    qv_status st = QV_OK;
+    if (shard_table_map_names(kv, &names, &nnames, msg, msglen) != 0)
+        return QV_ERR_CONNECTION;
+    for (int i = 0; st == QV_OK && i < nnames; i++) {
+        shard_map m;
+        int found = 0;
+        if (!names[i][0] ||
+            shard_table_map_get(kv, names[i], &m, &found, msg, msglen) != 0 ||
+            !found)
+            continue;
+        if (shard_share(&m, node) > 0) {
+            st = QV_ERR_INVALID;
+            snprintf(msg, msglen, "node '%s' holds replicas of the sharded "
+                     "table '%s', and a table's shards cannot move yet "
+                     "(docs/CLUSTER.md)", node, m.name);
+        }
+        shard_map_release(&m);
+    }
+    clog_kv_keys_free(names, nnames);
+    return st;
+}
+
 /* Every placement (*maps, *nmaps: free with release_maps). */
 static int read_maps(clog_kv *kv, shard_map ***maps, int *nmaps, char *err,
                      size_t errlen)
@@ -749,7 +778,9 @@ static int drain_once(router *rt, const char *node, int cancel,
         goto done;
     }
     v.ndraining++;
-    *st = drain_leaves_enough(&v, maps, nmaps, node, msg, msglen);
+    *st = holds_no_table(kv, node, msg, msglen);
+    if (*st == QV_OK)
+        *st = drain_leaves_enough(&v, maps, nmaps, node, msg, msglen);
     rc = *st == QV_OK ? shard_drains_put(kv, v.draining, v.ndraining,
                                          revision, msg, msglen)
                       : -1;

@@ -438,14 +438,15 @@ static qv_status read_all(router *rt, const shard_map *m, uint64_t after,
  * next replica is asked), or shards of a dropped collection (which fail
  * NOT_FOUND, and the request is asked again: docs/CLUSTER.md).
  */
-static int cached_lookup(router *rt, const char *name, shard_map *map)
+static int cached_lookup(router *rt, const char *name, int table,
+                         shard_map *map)
 {
     int found = 0;
     long long now = now_ms();
     pthread_mutex_lock(&rt->maps_lock);
     for (int i = 0; i < rt->nmaps && !found; i++) {
         struct cached_map *c = &rt->maps[i];
-        if (strcmp(c->map.name, name) == 0 &&
+        if (strcmp(c->map.name, name) == 0 && c->map.table == table &&
             now - c->read_ms < MAP_FRESH_MS)
             found = shard_map_copy(&c->map, map) == 0;
     }
@@ -453,12 +454,15 @@ static int cached_lookup(router *rt, const char *name, shard_map *map)
     return found;
 }
 
-/* Forget name's placement; keep map's (when not NULL) in its place. */
-static void cache_map(router *rt, const char *name, const shard_map *map)
+/* Forget name's placement (a table's when table is 1); keep map's (when
+ * not NULL, of the same kind) in its place. */
+static void cache_map_of(router *rt, const char *name, int table,
+                         const shard_map *map)
 {
     pthread_mutex_lock(&rt->maps_lock);
     for (int i = 0; i < rt->nmaps; i++) {
-        if (strcmp(rt->maps[i].map.name, name) == 0) {
+        if (strcmp(rt->maps[i].map.name, name) == 0 &&
+            rt->maps[i].map.table == table) {
             shard_map_release(&rt->maps[i].map);
             rt->maps[i] = rt->maps[--rt->nmaps];
             break;
@@ -478,13 +482,19 @@ static void cache_map(router *rt, const char *name, const shard_map *map)
     pthread_mutex_unlock(&rt->maps_lock);
 }
 
+/* A collection's placement: cache_map_of for collections. */
+static void cache_map(router *rt, const char *name, const shard_map *map)
+{
+    cache_map_of(rt, name, 0, map);
+}
+
 int router_lookup(router *rt, const char *name, int fresh, shard_map *map,
                   char *msg, size_t msglen)
 {
     int found = 0;
     if (strncmp(name, SHARD_PREFIX, strlen(SHARD_PREFIX)) == 0)
         return 0;   /* a shard itself, addressed by a node */
-    if (!fresh && cached_lookup(rt, name, map))
+    if (!fresh && cached_lookup(rt, name, 0, map))
         return 1;
     if (shard_map_get(node_placements(rt->node), name, map, &found, msg,
                       msglen) != 0)
@@ -1319,4 +1329,48 @@ cluster_node *router_node(router *rt)
 qv_db *router_db(router *rt)
 {
     return rt->db;
+}
+
+/* ---- for table_router.c: sharded tables ---- */
+
+int router_table_lookup(router *rt, const char *name, int fresh,
+                        shard_map *map, char *msg, size_t msglen)
+{
+    int found = 0;
+    if (strncmp(name, SHARD_PREFIX, strlen(SHARD_PREFIX)) == 0)
+        return 0;   /* a shard itself, addressed by a node */
+    if (!fresh && cached_lookup(rt, name, 1, map))
+        return 1;
+    if (shard_table_map_get(node_placements(rt->node), name, map, &found,
+                            msg, msglen) != 0)
+        return -1;
+    if (found)
+        cache_map_of(rt, name, 1, map);
+    return found;
+}
+
+void router_forget_table(router *rt, const char *name)
+{
+    cache_map_of(rt, name, 1, NULL);
+}
+
+qv_status router_read_shard(router *rt, const shard_map *m, uint32_t s,
+                            uint64_t after, router_shard_fn fn, void *arg,
+                            void *result, char *msg, size_t msglen)
+{
+    return read_shard(rt, m, s, after, fn, arg, result, msg, msglen);
+}
+
+qv_status router_write_shard(router *rt, const shard_map *m, uint32_t s,
+                             router_shard_fn fn, void *arg, void *result,
+                             uint64_t *token, char *msg, size_t msglen)
+{
+    return write_shard(rt, m, s, fn, arg, result, token, msg, msglen);
+}
+
+qv_status router_read_all(router *rt, const shard_map *m, uint64_t after,
+                          router_shard_fn fn, void *arg, void **results,
+                          char *msg, size_t msglen)
+{
+    return read_all(rt, m, after, fn, arg, results, msg, msglen);
 }

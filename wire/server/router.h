@@ -135,4 +135,33 @@ void router_log(router *rt, const char *name, const Quiver__V1__Request *req,
 cluster_node *router_node(router *rt);
 qv_db *router_db(router *rt);
 
+/* ---- for table_router.c: sharded embedding tables ---- */
+
+/* router_lookup for a sharded table's placement (map->table 1). */
+int router_table_lookup(router *rt, const char *name, int fresh,
+                        shard_map *map, char *msg, size_t msglen);
+/* Forget the cached placement of table name (created or dropped). */
+void router_forget_table(router *rt, const char *name);
+
+/* A call on a shard's local collection or table, on h (a node's handle,
+ * or this node's database for a read of a shard it holds); result is
+ * the call's. */
+typedef qv_status (*router_shard_fn)(qv_db *h, const char *local, void *arg,
+                                     void *result);
+/* fn on one replica of shard s, this node's first, moving on while
+ * replicas cannot be reached; msg says why when none answered. */
+qv_status router_read_shard(router *rt, const shard_map *m, uint32_t s,
+                            uint64_t after, router_shard_fn fn, void *arg,
+                            void *result, char *msg, size_t msglen);
+/* fn (a write) through the first replica of shard s that can be
+ * reached, never sent twice; *token grows to the write's token. */
+qv_status router_write_shard(router *rt, const shard_map *m, uint32_t s,
+                             router_shard_fn fn, void *arg, void *result,
+                             uint64_t *token, char *msg, size_t msglen);
+/* fn on a replica of every shard, side by side: results[s] is shard s's
+ * result; the first failure in msg. */
+qv_status router_read_all(router *rt, const shard_map *m, uint64_t after,
+                          router_shard_fn fn, void *arg, void **results,
+                          char *msg, size_t msglen);
+
 #endif

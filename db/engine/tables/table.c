@@ -330,6 +330,10 @@ qv_status table_create(qv_db *base, const char *name,
 {
     eng_db *db = (eng_db *)base;
     struct create_ctx c = {db, name, config, QV_OK};
+    if (config->shards)
+        return qv_fail(base, QV_ERR_UNSUPPORTED, "shards and replicas need a "
+                       "cluster node (quiverd --cluster); this database is a "
+                       "single node");
     return eng_write(db, create_txn, &c, &c.status, "creating a table");
 }
 
