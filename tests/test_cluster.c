@@ -2187,6 +2187,69 @@ static void test_sharded_table(void **state)
     }
 }
 
+/*
+ * A node reached at the address it advertises (--advertise), not the one
+ * it listens on; a node listening on 0.0.0.0 must advertise one, and a
+ * bad --advertise is refused.
+ */
+static void test_advertised_address(void **state)
+{
+    struct cluster *c = cluster_start_n(state, 1);
+    char *dir = c->scratch[0] = tu_mkdtemp();
+    char token[4200];
+    snprintf(token, sizeof token, "%s/token", dir);
+    FILE *f = fopen(token, "w");
+    assert_non_null(f);
+    fputs("a-token-of-the-test\n", f);
+    fclose(f);
+    const char *everywhere[] = {"--listen", "0.0.0.0:0", "--token-file",
+                                token, "--cluster", c->url, "--node", "n9",
+                                "--stream", "test", NULL};
+    expect_refusal(dir, everywhere, "the other nodes cannot reach this one "
+                                    "at 0.0.0.0:");
+    const char *bad[] = {"--cluster", c->url, "--node", "n9", "--stream",
+                         "test", "--advertise", "localhost", NULL};
+    expect_refusal(dir, bad, "--advertise wants HOST:PORT");
+    const char *alone[] = {"--advertise", "localhost:7411", NULL};
+    expect_refusal(dir, alone, "--advertise is for cluster nodes");
+
+    int port = tu_free_port();
+    char listen[32], advertise[32], uri[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    snprintf(advertise, sizeof advertise, "localhost:%d", port);
+    c->node_dir[1] = tu_mkdtemp();
+    const char *extra[] = {"--listen", listen, "--advertise", advertise,
+                           "--cluster", c->url, "--node", "n2", "--stream",
+                           "test", NULL};
+    c->port[1] = tu_start_server(c->node_dir[1], extra, &c->node_pid[1]);
+    snprintf(uri, sizeof uri, "qv://127.0.0.1:%d", port);
+    assert_ok(NULL, qv_open(uri, NULL, &c->h[1]));
+
+    char *text = NULL;
+    assert_ok(c->h[0], qv_cluster_status(c->h[0], &text));
+    json_t *st = json_loads(text, 0, NULL);
+    qv_free(text);
+    json_t *nodes = json_object_get(st, "nodes");
+    int seen = 0;
+    for (size_t i = 0; i < json_array_size(nodes); i++) {
+        json_t *n = json_array_get(nodes, i);
+        if (strcmp(json_string_value(json_object_get(n, "node")), "n2") == 0)
+            seen = strcmp(json_string_value(json_object_get(n, "listen")),
+                          advertise) == 0;
+    }
+    json_decref(st);
+    assert_true(seen);
+    /* n1 reaches n2's shard at localhost:PORT */
+    qv_collection_config cfg = {.dim = 4, .shards = 2, .replicas = 1};
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
+    upsert_range(c->h[0], 0, 20);
+    uint64_t n = 0;
+    assert_ok(c->h[0], qv_count(c->h[0], "docs", NULL, &n));
+    assert_int_equal(n, 20);
+    tu_rmdir(dir);
+    c->scratch[0] = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2219,6 +2282,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lost_node_is_replaced,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_nodes_join_and_drain,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_advertised_address,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_sharded_table,
                                         cluster_setup, cluster_teardown),

@@ -26,13 +26,16 @@ static const char usage[] =
     "               [--tls-cert PEM --tls-key PEM]\n"
     "               [--cluster NATS-URLS --node NAME [--stream NAME]\n"
     "                [--stream-replicas N] [--nats-token-file FILE]\n"
-    "                [--nats-ca PEM]] [--vectors-in-memory]\n"
+    "                [--nats-ca PEM] [--advertise HOST:PORT]]\n"
+    "               [--vectors-in-memory]\n"
     "default listen address 127.0.0.1:7411; other than loopback addresses\n"
     "need --token-file, whose first line every client must present;\n"
     "backup requests write only into new entries of --backup-dir;\n"
     "with --tls-cert and --tls-key clients connect with qvs://HOST:PORT;\n"
     "with --cluster the node's writes go through the NATS JetStream write\n"
-    "log (docs/CLUSTER.md); --vectors-in-memory copies every graph's\n"
+    "log (docs/CLUSTER.md); --advertise is the address the other nodes\n"
+    "reach this one at (needed when --listen is 0.0.0.0 or [::]);\n"
+    "--vectors-in-memory copies every graph's\n"
     "vectors into memory at open, for the fastest searches\n";
 
 /* The token: the file's first line; at least 8 characters. */
@@ -99,7 +102,7 @@ int main(int argc, char **argv)
     enum { O_DB = 256, O_LISTEN, O_THREADS, O_TOKEN, O_FRAME, O_CONNS,
            O_IDLE, O_READ, O_AUTH, O_UNAUTH, O_BACKUP, O_CERT, O_KEY,
            O_CLUSTER, O_NODE, O_STREAM, O_REPLICAS, O_NATS_TOKEN, O_NATS_CA,
-           O_IN_MEMORY };
+           O_IN_MEMORY, O_ADVERTISE };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"listen", required_argument, 0, O_LISTEN},
@@ -120,6 +123,7 @@ int main(int argc, char **argv)
         {"stream-replicas", required_argument, 0, O_REPLICAS},
         {"nats-token-file", required_argument, 0, O_NATS_TOKEN},
         {"nats-ca", required_argument, 0, O_NATS_CA},
+        {"advertise", required_argument, 0, O_ADVERTISE},
         {"vectors-in-memory", no_argument, 0, O_IN_MEMORY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
@@ -184,6 +188,7 @@ int main(int argc, char **argv)
                 return 2;
             break;
         case O_NATS_CA: cfg.cluster.ca_file = optarg; break;
+        case O_ADVERTISE: cfg.cluster.advertise = optarg; break;
         case O_IN_MEMORY: cfg.vectors_in_memory = 1; break;
         case 'h':
             fputs(usage, stdout);
@@ -203,6 +208,11 @@ int main(int argc, char **argv)
     }
     if (!cfg.cluster.servers != !cfg.cluster.node) {
         fprintf(stderr, "quiverd: --cluster and --node go together\n");
+        return 2;
+    }
+    if (cfg.cluster.advertise && !cfg.cluster.servers) {
+        fprintf(stderr, "quiverd: --advertise is for cluster nodes "
+                "(--cluster)\n");
         return 2;
     }
     cfg.token = token;

@@ -654,8 +654,55 @@ static void install_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/* Whether host is the unspecified address, which binds every interface
+ * but reaches none from another machine. */
+static int is_unspecified(const char *host)
+{
+    return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ||
+           strcmp(host, "") == 0;
+}
+
+/* The address the other nodes reach this one at, in out: --advertise,
+ * else the address lfd listens on, which must then not be the
+ * unspecified one. 0, or -1 with a message printed. */
+static int advertised_address(const server_config *cfg, int lfd, char *out,
+                              size_t len)
+{
+    char host[256], port[16];
+    const char *at = cfg->cluster.advertise;
+    struct sockaddr_storage sa;
+    socklen_t salen = sizeof sa;
+    if (!at) {
+        if (getsockname(lfd, (struct sockaddr *)&sa, &salen) != 0) {
+            fprintf(stderr, "quiverd: cluster: the listening address: %s\n",
+                    strerror(errno));
+            return -1;
+        }
+        peer_name(&sa, out, len);
+        at = out;
+    }
+    char *end = NULL;
+    long p = split_address(at, host, sizeof host, port, sizeof port) == 0
+                 ? strtol(port, &end, 10) : 0;
+    if (!end || *end || p < 1 || p > 65535 || strlen(at) >= len) {
+        fprintf(stderr, "quiverd: --advertise wants HOST:PORT (a port of 1 "
+                "to 65535, at most %zu bytes in all), not '%s'\n", len - 1,
+                at);
+        return -1;
+    }
+    if (is_unspecified(host)) {
+        fprintf(stderr, "quiverd: cluster: the other nodes cannot reach "
+                "this one at %s; give the address they reach it at with "
+                "--advertise HOST:PORT\n", at);
+        return -1;
+    }
+    if (at != out)
+        snprintf(out, len, "%s", at);
+    return 0;
+}
+
 /* With cfg->cluster.servers: become a node of that cluster, reached at
- * the address lfd listens on. 0 or -1. */
+ * its advertised address. 0 or -1. */
 static int join_cluster(struct server *srv, int lfd)
 {
     const server_config *cfg = srv->cfg;
@@ -675,11 +722,9 @@ static int join_cluster(struct server *srv, int lfd)
     clog_config lc = {cfg->cluster.servers, cfg->cluster.token,
                       cfg->cluster.ca_file, cfg->cluster.stream,
                       cfg->cluster.replicas, cfg->cluster.node};
-    char err[512], listen[64] = "?";
-    struct sockaddr_storage sa;
-    socklen_t len = sizeof sa;
-    if (getsockname(lfd, (struct sockaddr *)&sa, &len) == 0)
-        peer_name(&sa, listen, sizeof listen);
+    char err[512], listen[64];   /* as a member record holds it */
+    if (advertised_address(cfg, lfd, listen, sizeof listen) != 0)
+        return -1;
     if (node_start(&lc, listen, srv->db, dispatch_apply, dispatch_merge,
                    &srv->cluster, err, sizeof err) != 0) {
         fprintf(stderr, "quiverd: cluster: %s\n", err);

@@ -33,6 +33,9 @@ typedef struct server_config {
     struct {
         const char *servers;     /* NATS URLs, comma-separated */
         const char *node;        /* this node's name */
+        const char *advertise;   /* "HOST:PORT" the other nodes reach
+                                    this one at; NULL: the address it
+                                    listens on */
         const char *stream;      /* the write log's stream */
         int replicas;            /* the stream's, when this node creates it */
         const char *token;       /* NATS token, or NULL */
