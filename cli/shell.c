@@ -161,6 +161,55 @@ static json_t *indexes_json(const qv_index_info *list, size_t n)
     return complete(arr, n);
 }
 
+/* Node name's lag_entries in a cluster status's "nodes", or NULL when
+ * it is not live. */
+static json_t *node_lag(json_t *status, const char *name)
+{
+    json_t *nodes = json_object_get(status, "nodes");
+    for (size_t i = 0; i < json_array_size(nodes); i++) {
+        json_t *n = json_array_get(nodes, i);
+        const char *node = json_string_value(json_object_get(n, "node"));
+        if (node && strcmp(node, name) == 0)
+            return json_object_get(n, "lag_entries");
+    }
+    return NULL;
+}
+
+/* A sharded collection's placement as the cluster status gives it, each
+ * replica with its node's lag: [[{"node", "lag_entries"}, ...] per
+ * shard], or NULL (the status could not be read: describe goes on
+ * without it). */
+static json_t *placement_json(shell *sh, const char *name)
+{
+    char *text = NULL;
+    if (qv_cluster_status(sh->db, &text) != QV_OK)
+        return NULL;
+    json_t *status = json_loads(text, 0, NULL), *out = NULL;
+    qv_free(text);
+    json_t *sharded = json_object_get(status, "sharded");
+    for (size_t i = 0; !out && i < json_array_size(sharded); i++) {
+        json_t *m = json_array_get(sharded, i);
+        const char *mname = json_string_value(json_object_get(m, "name"));
+        if (!mname || strcmp(mname, name) != 0)
+            continue;
+        json_t *placement = json_object_get(m, "placement");
+        out = json_array();
+        for (size_t s = 0; out && s < json_array_size(placement); s++) {
+            json_t *hosts = json_array_get(placement, s), *shard = json_array();
+            for (size_t r = 0; shard && r < json_array_size(hosts); r++) {
+                const char *node = json_string_value(json_array_get(hosts, r));
+                json_t *lag = node ? node_lag(status, node) : NULL;
+                json_array_append_new(shard, json_pack(
+                    "{s:s, s:O}", "node", node ? node : "?", "lag_entries",
+                    lag ? lag : json_null()));
+            }
+            json_array_append_new(out, shard);
+        }
+    }
+    json_decref(status);
+    return out;
+}
+
 static int cmd_describe(shell *sh, const shell_cmd *cmd)
 {
     qv_collection_info c;
@@ -183,11 +232,17 @@ static int cmd_describe(shell *sh, const shell_cmd *cmd)
                           (int)c.ef_construction, "disk_bytes",
                           (json_int_t)c.disk_bytes, "memory_bytes",
                           (json_int_t)c.memory_bytes);
-    /* a sharded collection's (on a cluster node); ordinary ones have none */
+    /* a sharded collection's (on a cluster node); ordinary ones have none;
+     * a node not live has lag null */
     if (o && c.shards &&
         (json_object_set_new(o, "shards", json_integer(c.shards)) ||
          json_object_set_new(o, "replicas", json_integer(c.replicas)))) {
         json_decref(o);   /* shell_emit says the output was lost */
+        o = NULL;
+    }
+    json_t *placement = o && c.shards ? placement_json(sh, c.name) : NULL;
+    if (placement && json_object_set_new(o, "placement", placement)) {
+        json_decref(o);
         o = NULL;
     }
     json_t *indexes = indexes_json(ix, nix);

@@ -203,7 +203,8 @@ typedef struct qv_open_options {
  * host, else QV_ERR_CONNECTION saying why; the token is sent only inside
  * TLS. A remote handle
  * connects at once (QV_ERR_CONNECTION if it cannot) and reconnects by
- * itself after a broken connection. The nodes of a cluster may be named
+ * itself after a broken connection, and before a call when the server
+ * closed the idle connection (it restarted, or timed it out). The nodes of a cluster may be named
  * together, "qv://h1:7411,h2:7411" (at most 16): the handle uses the
  * first that answers and moves to the next when its node fails, asking a
  * read again there, never a write: a write that met the failure returns

@@ -26,7 +26,7 @@
 
 #include "tests/test_util.h"
 
-#define MAX_NODES 4
+#define MAX_NODES 5
 
 struct cluster {
     char *dir;
@@ -50,12 +50,15 @@ struct cluster {
 
 static void searcher_stop(struct cluster *c);
 
+/* Start node i (again: on the port it had, as a restarted server
+ * would). */
 static void start_node(struct cluster *c, int i)
 {
-    char name[16];
+    char name[16], listen[32];
     snprintf(name, sizeof name, "n%d", i + 1);
-    const char *extra[] = {"--cluster", c->url, "--node", name, "--stream",
-                           "test", "--stream-replicas",
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", c->port[i]);
+    const char *extra[] = {"--listen", listen, "--cluster", c->url, "--node",
+                           name, "--stream", "test", "--stream-replicas",
                            c->nats3[0] ? "3" : "1", NULL};
     int port = tu_start_server(c->node_dir[i], extra, &c->node_pid[i]);
     char uri[64];
@@ -1154,7 +1157,7 @@ static void expect_replicas_agree(struct cluster *c, int nodes, int lost,
         shard_name(c->h[ask], name, s, local, sizeof local);
         for (int i = 0; i < nodes; i++) {
             uint64_t n = 0;
-            if (i == lost)
+            if (i == lost || !c->h[i])
                 continue;
             qv_status st = qv_count(c->h[i], local, NULL, &n);
             if (st == QV_ERR_NOT_FOUND)
@@ -1162,6 +1165,11 @@ static void expect_replicas_agree(struct cluster *c, int nodes, int lost,
             assert_ok(c->h[i], st);
             if (holders++ == 0)
                 first = n;
+            if (n != first)
+                print_message("# shard %u: node n%d holds %llu documents, "
+                              "another %llu\n", s, i + 1,
+                              (unsigned long long)n,
+                              (unsigned long long)first);
             assert_int_equal(n, first);
         }
         assert_int_equal(holders, replicas);
@@ -1688,7 +1696,7 @@ static int coordinator_of(struct cluster *c, int i)
             nanosleep(&pause, NULL);
         }
     }
-    assert_true(at >= 0 && at < 4);
+    assert_true(at >= 0 && at < MAX_NODES);
     return at;
 }
 
@@ -1775,14 +1783,21 @@ static int shares_settled(struct cluster *c, int i, const char *name,
 }
 
 /* Wait until node i sees "docs" settled with node n<k+1>'s share
- * want[k] (-1: any). */
+ * want[k] (-1: any; -2: any, and within one of the others' given -2). */
 static void await_shares(struct cluster *c, int i, const int *want)
 {
     int share[MAX_NODES], ok = 0;
     for (int tries = 0; !ok && tries < 600; tries++) {
+        int most = 0, least = INT32_MAX;
         ok = shares_settled(c, i, "docs", share);
-        for (int k = 0; k < MAX_NODES; k++)
+        for (int k = 0; k < MAX_NODES; k++) {
             ok &= want[k] < 0 || share[k] == want[k];
+            if (want[k] == -2) {
+                most = share[k] > most ? share[k] : most;
+                least = share[k] < least ? share[k] : least;
+            }
+        }
+        ok &= least == INT32_MAX || most - least <= 1;
         if (!ok) {   /* a coordinator's round is 2 s */
             struct timespec pause = {0, 200 * 1000000L};
             nanosleep(&pause, NULL);
@@ -1796,6 +1811,7 @@ static void await_shares(struct cluster *c, int i, const int *want)
 /* Searches through one node until told to stop. */
 struct searcher {
     qv_db *db;
+    int with_table;   /* and a lookup of table "emb" (4 floats a row) */
     atomic_int stop;
     int done, failed;
     char why[256];
@@ -1824,18 +1840,54 @@ static void searcher_stop(struct cluster *c)
 static void *searcher_main(void *arg)
 {
     struct searcher *s = arg;
-    float query[4] = {1, 1, 2, 3};
+    float query[4] = {1, 1, 2, 3}, rows[8 * 4];
+    uint64_t ids[8] = {0, 7, 99, 123, 256, 311, 402, 499};
     qv_search_options opt = {.k = 5};
-    while (!atomic_load(&s->stop)) {
+    for (int i = 0; !atomic_load(&s->stop); i++) {
         qv_hits *hits = NULL;
-        if (qv_search(s->db, "docs", query, 4, &opt, &hits) == QV_OK) {
-            s->done++;
-        } else if (s->failed++ == 0) {
-            snprintf(s->why, sizeof s->why, "%s", qv_errmsg(s->db));
-        }
+        query[0] = (float)(i % 100);
+        qv_status st = qv_search(s->db, "docs", query, 4, &opt, &hits);
         qv_free(hits);
+        if (st == QV_OK && s->with_table)
+            st = qv_table_lookup(s->db, "emb", ids, 8, 4, rows);
+        if (st == QV_OK)
+            s->done++;
+        else if (s->failed++ == 0)
+            snprintf(s->why, sizeof s->why, "%s", qv_errmsg(s->db));
     }
     return NULL;
+}
+
+/* The shell's describe of "docs" through node i gives its placement:
+ * shards lists of replicas, each on a live node with its lag. */
+static void expect_shell_placement(struct cluster *c, int i, size_t shards,
+                                   size_t replicas)
+{
+    char cmd[1024], out[16384] = "";
+    const char *build = getenv("QUIVER_BUILD");
+    snprintf(cmd, sizeof cmd, "'%s/quiver' --connect 127.0.0.1:%d --json -c "
+             "'describe docs' 2>&1", build ? build : "build/asan",
+             c->port[i]);
+    FILE *shell = popen(cmd, "r");
+    assert_non_null(shell);
+    size_t got = fread(out, 1, sizeof out - 1, shell);
+    out[got] = '\0';
+    assert_int_equal(pclose(shell), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    if (!o)
+        fail_msg("describe said: %s", out);
+    json_t *placement = json_object_get(o, "placement");
+    assert_int_equal(json_array_size(placement), shards);
+    for (size_t s = 0; s < shards; s++) {
+        json_t *shard = json_array_get(placement, s);
+        assert_int_equal(json_array_size(shard), replicas);
+        for (size_t r = 0; r < replicas; r++) {
+            json_t *one = json_array_get(shard, r);
+            assert_non_null(json_string_value(json_object_get(one, "node")));
+            assert_true(json_is_integer(json_object_get(one, "lag_entries")));
+        }
+    }
+    json_decref(o);
 }
 
 struct drain_call {
@@ -1882,7 +1934,7 @@ static void test_nodes_join_and_drain(void **state)
     assert_int_equal(race[won].st, QV_OK);
     assert_int_equal(race[1 - won].st, QV_ERR_INVALID);
     assert_ok(c->h[0], qv_cluster_drain(c->h[0], race[won].node, 1));
-    int any[MAX_NODES] = {-1, -1, -1, -1};
+    int any[MAX_NODES] = {-1, -1, -1, -1, -1};
     await_shares(c, 0, any);   /* a move the drain began has ended */
 
     struct writer w = {.db = c->h[2], .failed_at = -1, .go_on = 1,
@@ -1894,12 +1946,12 @@ static void test_nodes_join_and_drain(void **state)
 
     c->node_dir[3] = tu_mkdtemp();
     start_node(c, 3);   /* n4 joins: 16 replicas over 4 nodes */
-    int joined[MAX_NODES] = {4, 4, 4, 4};
+    int joined[MAX_NODES] = {4, 4, 4, 4, 0};
     await_shares(c, 0, joined);
     await_more(&w, 20);
 
     assert_ok(c->h[0], qv_cluster_drain(c->h[0], "n2", 0));
-    int drained[MAX_NODES] = {-1, 0, -1, -1};
+    int drained[MAX_NODES] = {-1, 0, -1, -1, 0};
     await_shares(c, 0, drained);
     stop_node(c, 1);
     await_more(&w, 20);
@@ -1919,6 +1971,7 @@ static void test_nodes_join_and_drain(void **state)
     }
     assert_true(total >= (uint64_t)w.acked);
     expect_replicas_agree(c, 4, 1, "docs", 8, 2, total);
+    expect_shell_placement(c, 0, 8, 2);
     print_message("# %d writes acknowledged, %d of unknown outcome\n",
                   w.acked, w.failures);
     writer_release(&w);
@@ -2250,6 +2303,324 @@ static void test_advertised_address(void **state)
     c->scratch[0] = NULL;
 }
 
+/* ---- shards under faults (make cluster-scenario-test) ---- */
+
+enum { SC_DOCS = 2000, SC_QUERIES = 40, SC_ROWS = 500, SC_TABLE_DIM = 4 };
+
+static void scenario_vector(int i, float v[4])
+{
+    uint64_t x = (uint64_t)i * 0x9E3779B97F4A7C15ull + 7;
+    for (int d = 0; d < 4; d++) {
+        x ^= x >> 29;
+        x *= 0xBF58476D1CE4E5B9ull;
+        v[d] = (float)((x >> 40) % 1000) / 10.0f;
+    }
+}
+
+/* SC_DOCS documents "b%05d" through db, in batches. */
+static void scenario_load(qv_db *db)
+{
+    for (int from = 0; from < SC_DOCS; from += 100) {
+        char ids[100][8];
+        float v[100][4];
+        qv_doc docs[100];
+        for (int j = 0; j < 100; j++) {
+            snprintf(ids[j], sizeof ids[j], "b%05d", from + j);
+            scenario_vector(from + j, v[j]);
+            docs[j] = (qv_doc){ids[j], v[j], 4, NULL};
+        }
+        assert_ok(db, qv_upsert(db, "docs", docs, 100));
+    }
+}
+
+/* The reference's "docs": every document the cluster holds, read by a
+ * scan through db; how many. */
+static uint64_t scenario_reference(struct cluster *c, qv_db *db)
+{
+    qv_collection_config cfg = {.dim = 4};
+    qv_status st = qv_drop_collection(c->ref, "docs");
+    assert_true(st == QV_OK || st == QV_ERR_NOT_FOUND);
+    assert_ok(c->ref, qv_create_collection(c->ref, "docs", &cfg));
+    char after[64] = "";
+    uint64_t n = 0;
+    for (;;) {
+        qv_page *page = NULL;
+        assert_ok(db, qv_scan(db, "docs", after[0] ? after : NULL, 500,
+                              &page));
+        qv_doc docs[500];
+        for (size_t i = 0; i < page->count; i++) {
+            const qv_record *r = &page->records[i];
+            docs[i] = (qv_doc){r->id, r->vector, r->dim, r->payload};
+        }
+        if (page->count > 0)
+            assert_ok(c->ref, qv_upsert(c->ref, "docs", docs, page->count));
+        n += page->count;
+        int more = page->next != NULL;
+        if (more)
+            snprintf(after, sizeof after, "%s", page->next);
+        qv_free(page);
+        if (!more)
+            break;
+    }
+    return n;
+}
+
+/* recall@10 of hits against the exact answer */
+static double recall_of(const qv_hits *hits, const qv_hits *exact)
+{
+    size_t found = 0;
+    for (size_t i = 0; i < hits->count; i++)
+        for (size_t j = 0; j < exact->count; j++)
+            found += strcmp(hits->hits[i].id, exact->hits[j].id) == 0;
+    return exact->count ? (double)found / (double)exact->count : 1;
+}
+
+/* Exact searches through db equal the reference's; HNSW recall@10 at
+ * ef 16 across shards within 0.01 of the reference's (one database). */
+static void scenario_searches(struct cluster *c, qv_db *db)
+{
+    double recall = 0, ref_recall = 0;
+    for (int q = 0; q < SC_QUERIES; q++) {
+        float query[4];
+        scenario_vector(100000 + q, query);
+        qv_search_options exact = {.k = 10, .exact = 1};
+        qv_search_options walk = {.k = 10, .ef = 16};
+        qv_hits *got = NULL, *want = NULL, *hnsw = NULL, *ref_hnsw = NULL;
+        assert_ok(db, qv_search(db, "docs", query, 4, &exact, &got));
+        assert_ok(c->ref, qv_search(c->ref, "docs", query, 4, &exact, &want));
+        assert_int_equal(got->count, want->count);
+        for (size_t i = 0; i < got->count; i++) {
+            assert_string_equal(got->hits[i].id, want->hits[i].id);
+            assert_float_equal(got->hits[i].distance, want->hits[i].distance,
+                               1e-4);
+        }
+        assert_ok(db, qv_search(db, "docs", query, 4, &walk, &hnsw));
+        assert_ok(c->ref, qv_search(c->ref, "docs", query, 4, &walk,
+                                    &ref_hnsw));
+        recall += recall_of(hnsw, want);
+        ref_recall += recall_of(ref_hnsw, want);
+        qv_free(got);
+        qv_free(want);
+        qv_free(hnsw);
+        qv_free(ref_hnsw);
+    }
+    recall /= SC_QUERIES;
+    ref_recall /= SC_QUERIES;
+    print_message("# recall@10 at ef 16: %.4f across shards, %.4f on one "
+                  "database\n", recall, ref_recall);
+    assert_true(recall >= ref_recall - 0.01);
+}
+
+/* One update of table "emb" through db and the reference alike, then
+ * every row looked up through every live node equals the reference's. */
+static void scenario_table(struct cluster *c, qv_db *db, int step)
+{
+    enum { N = 50 };
+    uint64_t ids[N];
+    float grads[N * SC_TABLE_DIM];
+    for (int i = 0; i < N; i++) {
+        ids[i] = (uint64_t)((i * 37 + step * 11) % SC_ROWS);
+        for (int d = 0; d < SC_TABLE_DIM; d++)
+            grads[i * SC_TABLE_DIM + d] = (float)((i + d + step) % 5) - 2;
+    }
+    assert_ok(db, qv_table_update(db, "emb", ids, N, SC_TABLE_DIM, grads));
+    assert_ok(c->ref, qv_table_update(c->ref, "emb", ids, N, SC_TABLE_DIM,
+                                      grads));
+    static uint64_t all[SC_ROWS];
+    static float want[SC_ROWS * SC_TABLE_DIM], got[SC_ROWS * SC_TABLE_DIM];
+    for (int i = 0; i < SC_ROWS; i++)
+        all[i] = (uint64_t)i;
+    assert_ok(c->ref, qv_table_lookup(c->ref, "emb", all, SC_ROWS,
+                                      SC_TABLE_DIM, want));
+    uint64_t token = 0;
+    assert_ok(db, qv_write_token(db, &token));
+    for (int i = 0; i < MAX_NODES; i++) {
+        if (!c->h[i])
+            continue;
+        assert_ok(c->h[i], qv_read_after(c->h[i], token));
+        assert_ok(c->h[i], qv_table_lookup(c->h[i], "emb", all, SC_ROWS,
+                                           SC_TABLE_DIM, got));
+        assert_memory_equal(got, want, sizeof want);
+    }
+}
+
+/* After a step: with the writer stopped, every acknowledged write on
+ * every live node, each shard's replicas equal, exact searches equal the
+ * reference's, recall within 0.01, the table as the reference. */
+static void scenario_check(struct cluster *c, struct writer *w, int via,
+                           int stopped, int step)
+{
+    /* every node as far as the log goes: the writes, and the placement
+     * changes logged after them */
+    uint64_t last = last_seq(c, via);
+    for (int i = 0; i < MAX_NODES; i++)
+        if (c->h[i])
+            assert_ok(c->h[i], qv_read_after(c->h[i], last));
+    for (int i = 0; i < MAX_NODES; i++)
+        if (c->h[i] && w->acked > 0)
+            expect_writer_acked(c, i, w);
+    uint64_t total = scenario_reference(c, c->h[via]);
+    expect_replicas_agree(c, MAX_NODES, stopped, "docs", 8, 2, total);
+    scenario_searches(c, c->h[via]);
+    scenario_table(c, c->h[(via + 1) % MAX_NODES] ? c->h[(via + 1) %
+                                                          MAX_NODES]
+                                                  : c->h[via], step);
+    print_message("# step %d: %llu documents, %d writes acknowledged, %d of "
+                  "unknown outcome\n", step, (unsigned long long)total,
+                  w->acked, w->failures);
+}
+
+/* A new writer through node i (its ids overwrite the last one's). */
+static pthread_t scenario_write(struct cluster *c, struct writer *w, int i)
+{
+    *w = (struct writer){.db = c->h[i], .failed_at = -1, .go_on = 1,
+                         .pace_ms = 20};
+    return writer_start(w);
+}
+
+static void scenario_wait(struct writer *w, pthread_t t)
+{
+    writer_stop(w, t);
+    writer_release(w);
+}
+
+struct create_call {
+    qv_db *db;
+    qv_status st;
+};
+
+static void *create_main(void *arg)
+{
+    struct create_call *cc = arg;
+    qv_collection_config cfg = {.dim = 4, .shards = 4, .replicas = 2};
+    cc->st = qv_create_collection(cc->db, "race", &cfg);
+    return NULL;
+}
+
+/* Wait until node i's status has no copy or move under way, no replica
+ * on node gone ("" for any), and a coordinator that is not gone. */
+static void await_placed(struct cluster *c, int i, const char *gone)
+{
+    int tries = 0;
+    while (!replaced(c, i, gone) && tries++ < 900) {
+        struct timespec pause = {0, 200 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    assert_true(replaced(c, i, gone));
+}
+
+/*
+ * The issue's scenario (make cluster-scenario-test; CLUSTER_SCENARIO=1):
+ * three clustered nats-servers and four nodes, a collection of 8 shards
+ * x 2 replicas and a table of 4 shards x 2, single writes and reads
+ * (searches, table lookups) going on through other nodes: two creates
+ * of one sharded collection racing (one wins); kill -9 of a node (reads
+ * never fail; its replicas placed again after the grace period; it is
+ * restarted); a fifth node added (replicas move to it; reads never
+ * fail); that node drained and stopped; the coordinator's node killed
+ * (another takes over, its replicas placed again; restarted). After each
+ * step: no acknowledged write lost, each shard's replicas equal, exact
+ * searches equal to one database holding the same documents, HNSW
+ * recall within 0.01 of that database's, the table equal to a reference
+ * table given the same updates.
+ */
+static void test_shards_under_faults(void **state)
+{
+    if (!getenv("CLUSTER_SCENARIO"))
+        skip();   /* minutes long: make cluster-scenario-test */
+    struct cluster *c = cluster_start3(state, 4);
+    c->scratch[0] = tu_mkdtemp();
+    assert_ok(NULL, qv_open(c->scratch[0], NULL, &c->ref));
+    qv_collection_config cfg = {.dim = 4, .shards = 8, .replicas = 2};
+    assert_ok(c->h[0], qv_create_collection(c->h[0], "docs", &cfg));
+    qv_table_config tcfg = {.rows = SC_ROWS, .dim = SC_TABLE_DIM, .seed = 3,
+                            .shards = 4, .replicas = 2};
+    assert_ok(c->h[1], qv_table_create(c->h[1], "emb", &tcfg));
+    tcfg.shards = tcfg.replicas = 0;
+    assert_ok(c->ref, qv_table_create(c->ref, "emb", &tcfg));
+    scenario_load(c->h[2]);
+
+    /* two placements of one name racing: one wins */
+    struct create_call race[2] = {{c->h[0], QV_OK}, {c->h[3], QV_OK}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, create_main, &race[i]),
+                         0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_true((race[0].st == QV_OK) != (race[1].st == QV_OK));
+    assert_true(race[0].st == QV_ERR_EXISTS || race[1].st == QV_ERR_EXISTS);
+    assert_ok(c->h[0], qv_drop_collection(c->h[0], "race"));
+
+    struct searcher reader = {.with_table = 1};
+    searcher_start(c, &reader, 0);
+    struct writer w;
+    pthread_t wt = scenario_write(c, &w, 1);
+    await_more(&w, 20);
+    scenario_wait(&w, wt);
+    scenario_check(c, &w, 0, -1, 1);
+
+    /* kill -9 of a node that is not the coordinator */
+    int coord = coordinator_of(c, 0);
+    int lost = coord == 3 ? 2 : 3;
+    char name[16];
+    snprintf(name, sizeof name, "n%d", lost + 1);
+    wt = scenario_write(c, &w, 1);
+    await_more(&w, 20);
+    kill_node(c, lost);
+    await_more(&w, 20);
+    await_placed(c, 0, name);
+    scenario_wait(&w, wt);
+    start_node(c, lost);   /* it comes back: replicas move to it again */
+    int balanced[MAX_NODES] = {-2, -2, -2, -2, 0};
+    await_shares(c, 0, balanced);
+    scenario_check(c, &w, 0, -1, 2);
+
+    /* a fifth node joins: 16 replicas over 5 nodes */
+    c->node_dir[4] = tu_mkdtemp();
+    wt = scenario_write(c, &w, 1);
+    start_node(c, 4);
+    int joined[MAX_NODES] = {-1, -1, -1, -1, 3};
+    await_shares(c, 0, joined);
+    scenario_wait(&w, wt);
+    scenario_check(c, &w, 0, -1, 3);
+
+    /* drained (it holds no table replica: tables do not move) and
+     * stopped */
+    wt = scenario_write(c, &w, 1);
+    assert_ok(c->h[1], qv_cluster_drain(c->h[1], "n5", 0));
+    int drained[MAX_NODES] = {-1, -1, -1, -1, 0};
+    await_shares(c, 0, drained);
+    scenario_wait(&w, wt);
+    stop_node(c, 4);
+    scenario_check(c, &w, 0, 4, 4);
+
+    /* the coordinator's node killed: another takes over */
+    coord = coordinator_of(c, 0);
+    int via = coord == 0 ? 1 : 0;
+    snprintf(name, sizeof name, "n%d", coord + 1);
+    searcher_stop(c);
+    print_message("# %d reads during steps 1-4, %d failed%s%s\n",
+                  reader.done, reader.failed, reader.failed ? ": " : "",
+                  reader.why);
+    assert_int_equal(reader.failed, 0);
+    reader = (struct searcher){.with_table = 1};
+    searcher_start(c, &reader, via);
+    wt = scenario_write(c, &w, (via + 1) % 4 == coord ? (via + 2) % 4
+                                                       : (via + 1) % 4);
+    await_more(&w, 20);
+    kill_node(c, coord);
+    await_placed(c, via, name);
+    scenario_wait(&w, wt);
+    start_node(c, coord);
+    await_shares(c, via, balanced);
+    searcher_stop(c);
+    scenario_check(c, &w, via, 4, 5);
+    print_message("# %d reads during step 5, %d failed%s%s\n", reader.done,
+                  reader.failed, reader.failed ? ": " : "", reader.why);
+    assert_int_equal(reader.failed, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2284,6 +2655,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nodes_join_and_drain,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_advertised_address,
+                                        cluster_setup, cluster_teardown),
+        cmocka_unit_test_setup_teardown(test_shards_under_faults,
                                         cluster_setup, cluster_teardown),
         cmocka_unit_test_setup_teardown(test_sharded_table,
                                         cluster_setup, cluster_teardown),

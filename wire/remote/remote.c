@@ -203,8 +203,23 @@ static qv_status connect_endpoint(remote_db *db)
 
 /* Connected, to the endpoint in use or else to the next that answers (a
  * URI may name several nodes of a cluster). */
+/*
+ * Whether the server has closed the connection while it was idle (it
+ * restarted, or timed the connection out). Every request was answered,
+ * so anything readable now is the server's end: EOF, a reset, or a last
+ * message before it closed. Caught before a request is sent, so that a
+ * write is not lost on a connection that was already gone.
+ */
+static int closed_while_idle(remote_db *db)
+{
+    struct pollfd p = {.fd = db->s.fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) > 0;
+}
+
 static qv_status ensure_connected(remote_db *db)
 {
+    if (db->s.fd >= 0 && closed_while_idle(db))
+        disconnect(db);
     if (db->s.fd >= 0)
         return QV_OK;
     qv_status st = QV_ERR_CONNECTION;
