@@ -1113,7 +1113,12 @@ static int run_sharded(qv_db *db, dispatch_session *s, const Request *req,
     if (!name)
         return 0;
     if (is_shard_name(name)) {
-        if (op_kind_of(req->op_case) != OP_WRITES || holds_collection(db, name))
+        if (op_kind_of(req->op_case) != OP_WRITES)
+            return 0;
+        /* the sender's position: a shard it saw made is made here too */
+        if (await_token(s, req, r) != 0)
+            return 1;
+        if (holds_collection(db, name))
             return 0;
         snprintf(r->text, sizeof r->text, "this node holds no collection "
                  "'%s'", name);
@@ -1357,7 +1362,11 @@ static int run_sharded_table(qv_db *db, dispatch_session *s,
     if (!name)
         return 0;
     if (is_shard_name(name)) {
-        if (op_kind_of(req->op_case) != OP_WRITES || holds_table(db, name))
+        if (op_kind_of(req->op_case) != OP_WRITES)
+            return 0;
+        if (await_token(s, req, r) != 0)   /* as run_sharded's */
+            return 1;
+        if (holds_table(db, name))
             return 0;
         snprintf(r->text, sizeof r->text, "this node holds no table '%s'",
                  name);

@@ -309,6 +309,9 @@ static qv_status write_shard(router *rt, const shard_map *m, uint32_t s,
         qv_db *h = router_peer_take(rt, order[r], why[r], sizeof why[r]);
         if (!h)
             continue;
+        /* the node applies it once it has read the log as far as this
+         * one: a shard made before (which this node saw) is made there */
+        qv_read_after(h, node_applied(rt->node));
         qv_status st = fn(h, local, arg, result);
         uint64_t t = 0;
         if (router_unreachable(st))
