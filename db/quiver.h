@@ -824,7 +824,8 @@ qv_status qv_read_after(qv_db *db, uint64_t token);
  * "placement": [[node, ...] per shard], "copying": [nodes whose new
  * replica has not caught up], "moving": [{"shard", "from", "to",
  * "caught_up"}] the moves under way}...] the placement of every sharded
- * collection, "draining" [nodes] the nodes being drained
+ * collection, "sharded_tables" the same of every sharded table (whose
+ * replicas do not move yet), "draining" [nodes] the nodes being drained
  * (qv_cluster_drain), "coordinator" (the node placing replicas, "" for
  * none),
  * "last_error" (the node's last failure reading the log, "" for none).

@@ -2161,6 +2161,23 @@ static void test_sharded_table(void **state)
     assert_ok(c->ref, qv_table_describe(c->ref, "hemb.0", &hone));
     expect_table_info(c, "emb", &one, 0);
     expect_table_info(c, "hemb", &hone, 0);
+    /* cluster status gives the tables' placements apart */
+    char *text = NULL;
+    assert_ok(c->h[0], qv_cluster_status(c->h[0], &text));
+    json_t *st = json_loads(text, 0, NULL);
+    qv_free(text);
+    json_t *tables = json_object_get(st, "sharded_tables");
+    assert_int_equal(json_array_size(tables), 2);
+    for (size_t i = 0; i < 2; i++) {
+        json_t *placement = json_object_get(json_array_get(tables, i),
+                                            "placement");
+        assert_int_equal(json_array_size(placement), ST_SHARDS);
+        for (size_t k = 0; k < ST_SHARDS; k++)
+            assert_int_equal(json_array_size(json_array_get(placement, k)),
+                             ST_REPLICAS);
+    }
+    assert_int_equal(json_array_size(json_object_get(st, "sharded")), 0);
+    json_decref(st);
     static const char *const both[] = {"emb", "hemb"};
     expect_table_list(c->h[0], both, 2);
 

@@ -731,22 +731,26 @@ static json_t *moves_status(const shard_map *m)
     return moves;
 }
 
-/* The placement of every sharded collection: [{name, serial, version,
- * shards, replicas, placement: [[node, ...] per shard], copying: [node,
- * ...], moving: [...]}]; NULL on an error (in err). */
-static json_t *placements_status(cluster_node *n, char *err, size_t errlen)
+/* The placement of every sharded collection (tables 0) or table (1):
+ * [{name, serial, version, shards, replicas, placement: [[node, ...] per
+ * shard], copying: [node, ...], moving: [...]}]; NULL on an error (in
+ * err). */
+static json_t *placements_status(cluster_node *n, int tables, char *err,
+                                 size_t errlen)
 {
     char **names = NULL;
     int count = 0;
-    if (shard_map_names(n->placements, &names, &count, err, errlen) != 0)
+    if ((tables ? shard_table_map_names : shard_map_names)(
+            n->placements, &names, &count, err, errlen) != 0)
         return NULL;
     json_t *out = json_array();
     for (int i = 0; out && i < count; i++) {
         shard_map m;
         int found = 0;
         if (!names[i][0] ||
-            shard_map_get(n->placements, names[i], &m, &found, err,
-                          errlen) != 0 || !found)
+            (tables ? shard_table_map_get : shard_map_get)(
+                n->placements, names[i], &m, &found, err, errlen) != 0 ||
+            !found)
             continue;
         json_t *shards = json_array(), *copying = json_array();
         for (uint32_t s = 0; shards && copying && s < m.shards; s++)
@@ -809,10 +813,13 @@ qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
     char failure[sizeof n->failure];
     memcpy(failure, n->failure, sizeof failure);
     pthread_mutex_unlock(&n->lock);
-    json_t *placed = placements_status(n, err, sizeof err);
-    json_t *draining = placed ? drains_status(n, err, sizeof err) : NULL;
+    json_t *placed = placements_status(n, 0, err, sizeof err);
+    json_t *tables = placed ? placements_status(n, 1, err, sizeof err)
+                            : NULL;
+    json_t *draining = tables ? drains_status(n, err, sizeof err) : NULL;
     if (!draining) {
         json_decref(placed);
+        json_decref(tables);
         json_decref(nodes);
         *fail = (node_outcome){QV_ERR_CONNECTION, "", 0, 0, 0};
         snprintf(fail->message, sizeof fail->message, "%s", err);
@@ -820,12 +827,13 @@ qv_status node_status(cluster_node *n, char **json, node_outcome *fail)
     }
     char coordinator[SHARD_NODE_MAX] = "";
     node_coordinator(n, coordinator, sizeof coordinator, err, sizeof err);
-    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:o, s:o, s:s, "
-                          "s:s}", "node", n->name, "stream", "name",
+    json_t *o = json_pack("{s:s, s:{s:s, s:I, s:i}, s:o, s:o, s:o, s:o, "
+                          "s:s, s:s}", "node", n->name, "stream", "name",
                           clog_stream(n->log), "last_seq", (json_int_t)last,
                           "replicas", clog_replicas(n->log), "nodes", nodes,
-                          "sharded", placed, "draining", draining,
-                          "coordinator", coordinator, "last_error", failure);
+                          "sharded", placed, "sharded_tables", tables,
+                          "draining", draining, "coordinator", coordinator,
+                          "last_error", failure);
     char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     *json = text ? qv_strndup(text, strlen(text)) : NULL;
