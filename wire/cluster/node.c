@@ -738,38 +738,30 @@ static json_t *moves_status(const shard_map *m)
 static json_t *placements_status(cluster_node *n, int tables, char *err,
                                  size_t errlen)
 {
-    char **names = NULL;
+    shard_map *maps = NULL;
     int count = 0;
-    if ((tables ? shard_table_map_names : shard_map_names)(
-            n->placements, &names, &count, err, errlen) != 0)
+    if (shard_maps_all(n->placements, tables, &maps, &count, err, errlen) != 0)
         return NULL;
     json_t *out = json_array();
     for (int i = 0; out && i < count; i++) {
-        shard_map m;
-        int found = 0;
-        if (!names[i][0] ||
-            (tables ? shard_table_map_get : shard_map_get)(
-                n->placements, names[i], &m, &found, err, errlen) != 0 ||
-            !found)
-            continue;
+        const shard_map *m = &maps[i];
         json_t *shards = json_array(), *copying = json_array();
-        for (uint32_t s = 0; shards && copying && s < m.shards; s++)
-            json_array_append_new(shards, shard_status(&m, s, copying));
+        for (uint32_t s = 0; shards && copying && s < m->shards; s++)
+            json_array_append_new(shards, shard_status(m, s, copying));
         char serial[24];
         snprintf(serial, sizeof serial, "%016llx",
-                 (unsigned long long)m.serial);
+                 (unsigned long long)m->serial);
         json_array_append_new(out, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, "
-                                             "s:o, s:o}", "name", m.name,
+                                             "s:o, s:o}", "name", m->name,
                                              "serial", serial, "version",
-                                             (json_int_t)m.version, "shards",
-                                             (json_int_t)m.shards, "replicas",
-                                             (json_int_t)m.replicas,
+                                             (json_int_t)m->version, "shards",
+                                             (json_int_t)m->shards, "replicas",
+                                             (json_int_t)m->replicas,
                                              "placement", shards,
                                              "copying", copying, "moving",
-                                             moves_status(&m)));
-        shard_map_release(&m);
+                                             moves_status(m)));
     }
-    clog_kv_keys_free(names, count);
+    shard_maps_release(maps, count);
     return out;
 }
 

@@ -446,45 +446,51 @@ int shard_table_map_delete(clog_kv *kv, const char *name, char *err,
     return clog_kv_delete(kv, key, err, errlen);
 }
 
-/* The names of the maps of one kind; the others' are "". */
-static int map_names(clog_kv *kv, int table, char ***names, int *n, char *err,
-                     size_t errlen)
+void shard_maps_release(shard_map *maps, int n)
 {
-    if (clog_kv_keys(kv, names, n, err, errlen) != 0)
-        return -1;
-    for (int i = 0; i < *n; i++) {
-        char *text = NULL;
-        shard_map m;
-        if ((*names)[i][0] != (table ? 't' : 'c')) {
-            (*names)[i][0] = '\0';   /* the other kind's, or no
-                                        placement (the drains) */
-            continue;
-        }
-        if (clog_kv_get(kv, (*names)[i], &text, err, errlen) != 0)
-            goto fail;
-        if (!text) {   /* dropped meanwhile */
-            (*names)[i][0] = '\0';
-            continue;
-        }
-        int rc = map_parse(text, &m, err, errlen);
-        free(text);
-        if (rc != 0)
-            goto fail;
-        char *name = strdup(m.name);
-        shard_map_release(&m);
-        if (!name) {
-            snprintf(err, errlen, "out of memory");
-            goto fail;
-        }
-        free((*names)[i]);
-        (*names)[i] = name;
-    }
-    return 0;
-fail:
-    clog_kv_keys_free(*names, *n);
-    *names = NULL;
+    for (int i = 0; i < n; i++)
+        shard_map_release(&maps[i]);
+    qv_mem_free(maps);
+}
+
+int shard_maps_all(clog_kv *kv, int tables, shard_map **maps, int *n,
+                   char *err, size_t errlen)
+{
+    char **keys = NULL;
+    int nkeys = 0, rc = 0;
+    *maps = NULL;
     *n = 0;
-    return -1;
+    if (clog_kv_keys(kv, &keys, &nkeys, err, errlen) != 0)
+        return -1;
+    *maps = qv_calloc((size_t)nkeys + 1, sizeof **maps);
+    if (!*maps) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    for (int i = 0; rc == 0 && i < nkeys; i++) {
+        char *text = NULL;
+        uint64_t revision = 0;
+        /* the other kind's placements, and the drains, are skipped */
+        if (keys[i][0] != (tables ? 't' : 'c'))
+            continue;
+        if (clog_kv_get_rev(kv, keys[i], &text, &revision, err, errlen) != 0) {
+            rc = -1;
+            break;
+        }
+        if (!text)   /* dropped meanwhile */
+            continue;
+        rc = map_parse(text, &(*maps)[*n], err, errlen);
+        free(text);
+        if (rc == 0)
+            (*maps)[(*n)++].revision = revision;
+    }
+    clog_kv_keys_free(keys, nkeys);
+    if (rc != 0) {
+        shard_maps_release(*maps, *n);
+        *maps = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 /* ---- nodes being drained ---- */
@@ -554,14 +560,3 @@ int shard_drains_has(char *const *nodes, int n, const char *node)
     return 0;
 }
 
-int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,
-                    size_t errlen)
-{
-    return map_names(kv, 0, names, n, err, errlen);
-}
-
-int shard_table_map_names(clog_kv *kv, char ***names, int *n, char *err,
-                          size_t errlen)
-{
-    return map_names(kv, 1, names, n, err, errlen);
-}

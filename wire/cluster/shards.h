@@ -137,13 +137,14 @@ int shard_map_delete(clog_kv *kv, const char *name, char *err,
  * still holds the version it was read at, with its version one more: 0,
  * 1 when another change came first (m is not stored), -1 with err. */
 int shard_map_update(clog_kv *kv, shard_map *m, char *err, size_t errlen);
-/* The names of every sharded collection (*names, *n; release with
- * clog_kv_keys_free). A name is "" where its map was dropped meanwhile,
- * and where the key is a table's: sharded tables are not placed again
- * when a node is lost (docs/CLUSTER.md), so the coordinator, which walks
- * these names, never sees them. */
-int shard_map_names(clog_kv *kv, char ***names, int *n, char *err,
-                    size_t errlen);
+/* Every placement of one kind (tables 0: the collections', 1: the
+ * tables'), as the bucket holds them now, each with its revision: *maps
+ * (*n of them; shard_maps_release). 0, or -1 with err. The coordinator
+ * walks the collections' only: sharded tables are not placed again when
+ * a node is lost, nor moved (docs/CLUSTER.md). */
+int shard_maps_all(clog_kv *kv, int tables, shard_map **maps, int *n,
+                   char *err, size_t errlen);
+void shard_maps_release(shard_map *maps, int n);
 
 /* The nodes being drained (`cluster drain`), one record of the bucket
  * changed by compare-and-set: *nodes (*n of them; clog_kv_keys_free),
@@ -156,13 +157,12 @@ int shard_drains_put(clog_kv *kv, char *const *nodes, int n,
                      uint64_t revision, char *err, size_t errlen);
 /* Whether node is in the list. */
 int shard_drains_has(char *const *nodes, int n, const char *node);
-/* A sharded table's map, as shard_map_get / shard_map_delete /
- * shard_map_names give a collection's. */
+
+/* A sharded table's map, as shard_map_get / shard_map_delete give a
+ * collection's. */
 int shard_table_map_get(clog_kv *kv, const char *name, shard_map *out,
                         int *found, char *err, size_t errlen);
 int shard_table_map_delete(clog_kv *kv, const char *name, char *err,
                            size_t errlen);
-int shard_table_map_names(clog_kv *kv, char ***names, int *n, char *err,
-                          size_t errlen);
 
 #endif

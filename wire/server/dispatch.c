@@ -1531,6 +1531,46 @@ static void stage(const node_entry *e, int last)
                                 last ? e->seq : e->seq - 1);
 }
 
+/* One shard's local collection (config: its qv_collection_config). */
+static qv_status make_collection(qv_db *db, const char *local,
+                                 const void *config)
+{
+    return qv_create_collection(db, local, config);
+}
+
+/* One shard's local table (config: its qv_table_config). */
+static qv_status make_table(qv_db *db, const char *local, const void *config)
+{
+    return qv_table_create(db, local, config);
+}
+
+/* The shards of map this node holds, each made by make: one that exists
+ * was made by an earlier apply of the entry, cut short by a crash. The
+ * entry's position goes with the last. */
+static void make_held_shards(const node_entry *e, const shard_map *map,
+                             qv_status (*make)(qv_db *, const char *,
+                                               const void *),
+                             const void *config, node_outcome *out)
+{
+    uint32_t last = UINT32_MAX;
+    for (uint32_t s = 0; s < map->shards; s++)
+        if (shard_map_holds(map, s, e->node))
+            last = s;
+    for (uint32_t s = 0; s < map->shards && out->status == QV_OK; s++) {
+        char local[QV_NAME_MAX + 1];
+        if (!shard_map_holds(map, s, e->node))
+            continue;
+        shard_local_name(map, s, local);
+        stage(e, s == last);
+        qv_status st = make(e->db, local, config);
+        if (st != QV_OK && st != QV_ERR_EXISTS) {
+            out->status = st;
+            snprintf(out->message, sizeof out->message, "%s",
+                     qv_errmsg(e->db));
+        }
+    }
+}
+
 /*
  * A sharded create (its placement given by the node that took it): on
  * every node the same checks, so the same outcome; then the shards this
@@ -1567,23 +1607,7 @@ static void apply_sharded_create(const node_entry *e,
         shard_map_release(&map);
         return;
     }
-    uint32_t last = UINT32_MAX;
-    for (uint32_t s = 0; s < map.shards; s++)
-        if (shard_map_holds(&map, s, e->node))
-            last = s;
-    for (uint32_t s = 0; s < map.shards && out->status == QV_OK; s++) {
-        char local[QV_NAME_MAX + 1];
-        if (!shard_map_holds(&map, s, e->node))
-            continue;
-        shard_local_name(&map, s, local);
-        stage(e, s == last);
-        st = qv_create_collection(e->db, local, &cfg);
-        if (st != QV_OK && st != QV_ERR_EXISTS) {
-            out->status = st;
-            snprintf(out->message, sizeof out->message, "%s",
-                     qv_errmsg(e->db));
-        }
-    }
+    make_held_shards(e, &map, make_collection, &cfg, out);
     shard_map_release(&map);
 }
 
@@ -1730,23 +1754,7 @@ static void apply_sharded_table_create(const node_entry *e,
         out->status = st != QV_ERR_NOT_FOUND ? st : QV_ERR_INVALID;
         snprintf(out->message, sizeof out->message, "%s", qv_errmsg(e->db));
     }
-    uint32_t last = UINT32_MAX;
-    for (uint32_t s = 0; s < map.shards; s++)
-        if (shard_map_holds(&map, s, e->node))
-            last = s;
-    for (uint32_t s = 0; s < map.shards && out->status == QV_OK; s++) {
-        char local[QV_NAME_MAX + 1];
-        if (!shard_map_holds(&map, s, e->node))
-            continue;
-        shard_local_name(&map, s, local);
-        stage(e, s == last);
-        st = qv_table_create(e->db, local, &cfg);
-        if (st != QV_OK && st != QV_ERR_EXISTS) {
-            out->status = st;
-            snprintf(out->message, sizeof out->message, "%s",
-                     qv_errmsg(e->db));
-        }
-    }
+    make_held_shards(e, &map, make_table, &cfg, out);
     shard_map_release(&map);
 }
 

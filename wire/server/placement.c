@@ -508,28 +508,23 @@ static void look_after(coordinator *co, const char *name,
 /* Forget the drains of nodes that have left holding no replica (drained
  * and stopped): a node of that name that joins again takes replicas. */
 static void forget_drained(coordinator *co, struct cluster_view *v,
-                           char *const *names, int nnames, char *err,
-                           size_t errlen)
+                           char *err, size_t errlen)
 {
     clog_kv *kv = node_placements(router_node(co->rt));
-    int kept = 0, changed = 0;
+    int kept = 0, changed = 0, nmaps = 0, nnow = 0;
     uint64_t revision = 0;
     char **now = NULL;
-    int nnow = 0;
-    if (shard_drains_get(kv, &now, &nnow, &revision, err, errlen) != 0)
+    shard_map *maps = NULL;
+    if (shard_maps_all(kv, 0, &maps, &nmaps, err, errlen) != 0)
         return;
+    if (shard_drains_get(kv, &now, &nnow, &revision, err, errlen) != 0) {
+        shard_maps_release(maps, nmaps);
+        return;
+    }
     for (int i = 0; i < nnow; i++) {
         int holds = is_live(v, now[i]);
-        for (int k = 0; !holds && k < nnames; k++) {
-            shard_map m;
-            int found = 0;
-            if (names[k][0] &&
-                shard_map_get(kv, names[k], &m, &found, err, errlen) == 0 &&
-                found) {
-                holds = shard_share(&m, now[i]) > 0 || !settled(&m);
-                shard_map_release(&m);
-            }
-        }
+        for (int k = 0; !holds && k < nmaps; k++)
+            holds = shard_share(&maps[k], now[i]) > 0 || !settled(&maps[k]);
         if (holds) {
             char *keep = now[i];
             now[i] = now[kept];
@@ -541,14 +536,16 @@ static void forget_drained(coordinator *co, struct cluster_view *v,
     if (changed)
         shard_drains_put(kv, now, kept, revision, err, errlen);
     clog_kv_keys_free(now, nnow);
+    shard_maps_release(maps, nmaps);
 }
 
 static void coordinate_once(coordinator *co)
 {
     router *rt = co->rt;
     clog_kv *kv = node_placements(router_node(rt));
-    char err[512], **names = NULL;
-    int nnames = 0;
+    char err[512];
+    shard_map *maps = NULL;
+    int nmaps = 0;
     uint64_t revision = 0;
     struct cluster_view v = {0};
     if (node_coordinate(router_node(rt), err, sizeof err) != 0 ||
@@ -556,13 +553,12 @@ static void coordinate_once(coordinator *co)
         return;
     if (shard_drains_get(kv, &v.draining, &v.ndraining, &revision, err,
                          sizeof err) == 0 &&
-        shard_map_names(kv, &names, &nnames, err, sizeof err) == 0) {
-        for (int i = 0; i < nnames && !atomic_load(&co->stop); i++)
-            if (names[i][0])
-                look_after(co, names[i], &v, err, sizeof err);
+        shard_maps_all(kv, 0, &maps, &nmaps, err, sizeof err) == 0) {
+        for (int i = 0; i < nmaps && !atomic_load(&co->stop); i++)
+            look_after(co, maps[i].name, &v, err, sizeof err);
+        shard_maps_release(maps, nmaps);
         if (v.ndraining > 0)
-            forget_drained(co, &v, names, nnames, err, sizeof err);
-        clog_kv_keys_free(names, nnames);
+            forget_drained(co, &v, err, sizeof err);
     }
     clog_kv_keys_free(v.draining, v.ndraining);
     clog_kv_keys_free(v.live, v.nlive);
@@ -623,13 +619,13 @@ void coordinator_stop(coordinator *co)
 #define DRAIN_TRIES 8   /* compare-and-set rounds lost to other drains */
 
 /* Whether node is known: live, or named by a placement. */
-static int known_node(const struct cluster_view *v, shard_map *const *maps,
+static int known_node(const struct cluster_view *v, const shard_map *maps,
                       int nmaps, const char *node)
 {
     if (is_live(v, node))
         return 1;
     for (int k = 0; k < nmaps; k++)
-        if (shard_share(maps[k], node) > 0)
+        if (shard_share(&maps[k], node) > 0)
             return 1;
     return 0;
 }
@@ -638,12 +634,12 @@ static int known_node(const struct cluster_view *v, shard_map *const *maps,
  * as well: QV_OK, or QV_ERR_INVALID with msg naming a shard that would
  * not. */
 static qv_status drain_leaves_enough(const struct cluster_view *v,
-                                     shard_map *const *maps, int nmaps,
+                                     const shard_map *maps, int nmaps,
                                      const char *node, char *msg,
                                      size_t msglen)
 {
     for (int k = 0; k < nmaps; k++) {
-        const shard_map *m = maps[k];
+        const shard_map *m = &maps[k];
         for (uint32_t s = 0; s < m->shards; s++) {
             const char *joining = shard_joining(m, s);
             if (!shard_map_holds(m, s, node) &&
@@ -666,65 +662,21 @@ static qv_status drain_leaves_enough(const struct cluster_view *v,
 static qv_status holds_no_table(clog_kv *kv, const char *node, char *msg,
                                 size_t msglen)
 {
-    char **names = NULL;
-    int nnames = 0;
+    shard_map *tables = NULL;
+    int n = 0;
     qv_status st = QV_OK;
-    if (shard_table_map_names(kv, &names, &nnames, msg, msglen) != 0)
+    if (shard_maps_all(kv, 1, &tables, &n, msg, msglen) != 0)
         return QV_ERR_CONNECTION;
-    for (int i = 0; st == QV_OK && i < nnames; i++) {
-        shard_map m;
-        int found = 0;
-        if (!names[i][0] ||
-            shard_table_map_get(kv, names[i], &m, &found, msg, msglen) != 0 ||
-            !found)
+    for (int i = 0; st == QV_OK && i < n; i++) {
+        if (shard_share(&tables[i], node) == 0)
             continue;
-        if (shard_share(&m, node) > 0) {
-            st = QV_ERR_INVALID;
-            snprintf(msg, msglen, "node '%s' holds replicas of the sharded "
-                     "table '%s', and a table's shards cannot move yet "
-                     "(docs/CLUSTER.md)", node, m.name);
-        }
-        shard_map_release(&m);
+        st = QV_ERR_INVALID;
+        snprintf(msg, msglen, "node '%s' holds replicas of the sharded table "
+                 "'%s', and a table's shards cannot move yet "
+                 "(docs/CLUSTER.md)", node, tables[i].name);
     }
-    clog_kv_keys_free(names, nnames);
+    shard_maps_release(tables, n);
     return st;
-}
-
-/* Every placement (*maps, *nmaps: free with release_maps). */
-static int read_maps(clog_kv *kv, shard_map ***maps, int *nmaps, char *err,
-                     size_t errlen)
-{
-    char **names = NULL;
-    int nnames = 0;
-    *maps = NULL;
-    *nmaps = 0;
-    if (shard_map_names(kv, &names, &nnames, err, errlen) != 0)
-        return -1;
-    *maps = qv_calloc((size_t)nnames + 1, sizeof **maps);
-    for (int i = 0; *maps && i < nnames; i++) {
-        shard_map *m = qv_calloc(1, sizeof *m);
-        int found = 0;
-        if (!m)
-            break;
-        if (!names[i][0] ||
-            shard_map_get(kv, names[i], m, &found, err, errlen) != 0 ||
-            !found) {
-            qv_mem_free(m);
-            continue;
-        }
-        (*maps)[(*nmaps)++] = m;
-    }
-    clog_kv_keys_free(names, nnames);
-    return *maps ? 0 : -1;
-}
-
-static void release_maps(shard_map **maps, int nmaps)
-{
-    for (int i = 0; i < nmaps; i++) {
-        shard_map_release(maps[i]);
-        qv_mem_free(maps[i]);
-    }
-    qv_mem_free(maps);
 }
 
 /* One attempt at adding node to the drains, or taking it off: 0 done,
@@ -734,14 +686,14 @@ static int drain_once(router *rt, const char *node, int cancel,
 {
     clog_kv *kv = node_placements(router_node(rt));
     struct cluster_view v = {0};
-    shard_map **maps = NULL;
+    shard_map *maps = NULL;
     int nmaps = 0, rc = -1;
     uint64_t revision = 0;
     *st = QV_ERR_CONNECTION;
     if (node_live(router_node(rt), &v.live, &v.nlive, msg, msglen) != 0 ||
         shard_drains_get(kv, &v.draining, &v.ndraining, &revision, msg,
                          msglen) != 0 ||
-        read_maps(kv, &maps, &nmaps, msg, msglen) != 0)
+        shard_maps_all(kv, 0, &maps, &nmaps, msg, msglen) != 0)
         goto done;
     int listed = shard_drains_has(v.draining, v.ndraining, node);
     *st = QV_OK;
@@ -787,7 +739,7 @@ static int drain_once(router *rt, const char *node, int cancel,
 done:
     if (rc < 0 && *st == QV_OK)
         *st = QV_ERR_CONNECTION;
-    release_maps(maps, nmaps);
+    shard_maps_release(maps, nmaps);
     clog_kv_keys_free(v.draining, v.ndraining);
     clog_kv_keys_free(v.live, v.nlive);
     return rc;

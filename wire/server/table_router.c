@@ -238,40 +238,25 @@ qv_status table_router_describe(router *rt, const shard_map *map,
 qv_status table_router_list(router *rt, uint64_t after, qv_table_info **infos,
                             size_t *n, char *msg, size_t msglen)
 {
-    char **names = NULL;
+    shard_map *maps = NULL;
     int count = 0;
-    clog_kv *kv = node_placements(router_node(rt));
     *infos = NULL;
     *n = 0;
-    if (shard_table_map_names(kv, &names, &count, msg, msglen) != 0)
+    if (shard_maps_all(node_placements(router_node(rt)), 1, &maps, &count,
+                       msg, msglen) != 0)
         return QV_ERR_CONNECTION;
     qv_table_info *out = qv_calloc((size_t)count + 1, sizeof *out);
     qv_status st = out ? QV_OK : QV_ERR_NOMEM;
-    size_t k = 0;
-    for (int i = 0; i < count && st == QV_OK; i++) {
-        shard_map map;
-        int found = 0;
-        if (!names[i][0])
-            continue;   /* dropped meanwhile, or a collection's */
-        if (shard_table_map_get(kv, names[i], &map, &found, msg,
-                                msglen) != 0) {
-            st = QV_ERR_CONNECTION;
-            break;
-        }
-        if (!found)
-            continue;
-        st = table_router_describe(rt, &map, after, &out[k], msg, msglen);
-        shard_map_release(&map);
-        if (st == QV_OK)
-            k++;
-    }
-    clog_kv_keys_free(names, count);
+    for (int i = 0; i < count && st == QV_OK; i++)
+        st = table_router_describe(rt, &maps[i], after, &out[i], msg,
+                                   msglen);
+    shard_maps_release(maps, count);
     if (st != QV_OK) {
         qv_mem_free(out);
         return st;
     }
     *infos = out;
-    *n = k;
+    *n = (size_t)count;
     return QV_OK;
 }
 
