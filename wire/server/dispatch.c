@@ -844,6 +844,37 @@ static int holds_collection(qv_db *db, const char *name)
     return qv_count(db, name, NULL, &n) != QV_ERR_NOT_FOUND;
 }
 
+/* Whether db holds a table of that name. */
+static int holds_table(qv_db *db, const char *name)
+{
+    qv_table_info info;
+    return qv_table_describe(db, name, &info) != QV_ERR_NOT_FOUND;
+}
+
+/*
+ * A request naming a shard's own collection or table (table 1), as nodes
+ * send each other: 0 to run it here. A write waits until this node has
+ * read the log as far as its sender (a shard the sender saw made is made
+ * here too), then is refused NOT_FOUND (1, in r) when this node does not
+ * hold the shard, so that nothing is logged that its waiting writer could
+ * not see applied.
+ */
+static int refuse_unheld_shard(qv_db *db, dispatch_session *s,
+                               const Request *req, const char *name,
+                               int table, struct reply *r)
+{
+    if (op_kind_of(req->op_case) != OP_WRITES)
+        return 0;
+    if (await_token(s, req, r) != 0)
+        return 1;
+    if (table ? holds_table(db, name) : holds_collection(db, name))
+        return 0;
+    snprintf(r->text, sizeof r->text, "this node holds no %s '%s'",
+             table ? "table" : "collection", name);
+    refuse(r, QV_ERR_NOT_FOUND, r->text);
+    return 1;
+}
+
 static qv_status routed_search(dispatch_session *s, const shard_map *map,
                                const Quiver__V1__Search *m, uint64_t after,
                                struct reply *r)
@@ -1112,19 +1143,8 @@ static int run_sharded(qv_db *db, dispatch_session *s, const Request *req,
     const char *name = request_collection(req);
     if (!name)
         return 0;
-    if (is_shard_name(name)) {
-        if (op_kind_of(req->op_case) != OP_WRITES)
-            return 0;
-        /* the sender's position: a shard it saw made is made here too */
-        if (await_token(s, req, r) != 0)
-            return 1;
-        if (holds_collection(db, name))
-            return 0;
-        snprintf(r->text, sizeof r->text, "this node holds no collection "
-                 "'%s'", name);
-        refuse(r, QV_ERR_NOT_FOUND, r->text);
-        return 1;
-    }
+    if (is_shard_name(name))
+        return refuse_unheld_shard(db, s, req, name, 0, r);
     if (holds_collection(db, name))
         return 0;
     shard_map map;
@@ -1156,13 +1176,6 @@ static const char *request_table(const Request *req)
     case QUIVER__V1__REQUEST__OP_TABLE_LOAD: return req->table_load->name;
     default: return NULL;
     }
-}
-
-/* Whether db holds a table of that name. */
-static int holds_table(qv_db *db, const char *name)
-{
-    qv_table_info info;
-    return qv_table_describe(db, name, &info) != QV_ERR_NOT_FOUND;
 }
 
 static qv_status routed_table_describe(dispatch_session *s,
@@ -1361,18 +1374,8 @@ static int run_sharded_table(qv_db *db, dispatch_session *s,
     const char *name = request_table(req);
     if (!name)
         return 0;
-    if (is_shard_name(name)) {
-        if (op_kind_of(req->op_case) != OP_WRITES)
-            return 0;
-        if (await_token(s, req, r) != 0)   /* as run_sharded's */
-            return 1;
-        if (holds_table(db, name))
-            return 0;
-        snprintf(r->text, sizeof r->text, "this node holds no table '%s'",
-                 name);
-        refuse(r, QV_ERR_NOT_FOUND, r->text);
-        return 1;
-    }
+    if (is_shard_name(name))
+        return refuse_unheld_shard(db, s, req, name, 1, r);
     if (holds_table(db, name))
         return 0;
     shard_map map;
