@@ -106,6 +106,9 @@ struct hnsw {
     atomic_int rev_ready;    /* rev0 and revup match the lists */
     atomic_int labels_valid; /* depth holds the invariant above */
     revlist *rev0, *revup;
+    atomic_size_t rev_slots; /* ids the reverse lists have room for, all
+                                together: hnsw_memory_bytes reads it
+                                while writers grow the lists */
     uint32_t *depth;
     uint8_t *mark;           /* per node: MARK_PENDING, MARK_RAISE x n */
     pthread_mutex_t rev_locks[LOCK_STRIPES];
@@ -1231,13 +1234,14 @@ static size_t select_neighbors(const hnsw *h, const void *base, float self_d,
 /* ---- the write side: reverse lists and support labels ---- */
 
 /* Append id (-1 when out of memory). */
-static int rev_add(revlist *r, uint32_t id)
+static int rev_add(hnsw *h, revlist *r, uint32_t id)
 {
     if (r->n == r->cap) {
         uint32_t cap = r->cap ? 2 * r->cap : 8;
         uint32_t *p = qv_realloc(r->ids, cap * sizeof *p);
         if (!p)
             return -1;
+        atomic_fetch_add(&h->rev_slots, cap - r->cap);
         r->ids = p;
         r->cap = cap;
     }
@@ -1312,7 +1316,7 @@ static void edge_added(hnsw *h, int level, uint32_t from, uint32_t to)
     revlist *rev = lock_rev(h, level, to);
     if (!rev)
         return;
-    if (rev_add(rev, from) != 0)
+    if (rev_add(h, rev, from) != 0)
         atomic_store(&h->rev_ready, 0);
     unlock_rev(h, to);
 }
@@ -1343,6 +1347,7 @@ static int rebuild_rev(hnsw *h)
             uint32_t *p = qv_realloc(h->rev0[id].ids, cap * sizeof *p);
             if (!p)
                 return -1;
+            atomic_fetch_add(&h->rev_slots, cap - h->rev0[id].cap);
             h->rev0[id].ids = p;
             h->rev0[id].cap = cap;
         }
@@ -1351,7 +1356,7 @@ static int rebuild_rev(hnsw *h)
         for (int l = 0; l <= node_level(h, id); l++) {
             const uint32_t *list = list_of(h, id, l);
             for (uint32_t i = 0, n = load_u32(list); i < n; i++) {
-                if (rev_add(rev_of(h, l, list[1 + i]), id) != 0)
+                if (rev_add(h, rev_of(h, l, list[1 + i]), id) != 0)
                     return -1;
             }
         }
@@ -2534,10 +2539,9 @@ size_t hnsw_memory_bytes(const hnsw *h)
     bytes += (size_t)h->cap * (2 * sizeof(revlist) + sizeof(uint32_t) + 1);
     if (h->loc)
         bytes += atomic_load(&h->ncopies) * (COPY_HEAD + h->elem_bytes);
-    for (uint32_t id = 0; id < h->cap; id++) {
-        if (h->upper[id] && node_level(h, id) > 0)
+    /* read beside writers: only the levels (atomic) and the lists' total */
+    for (uint32_t id = 0; id < h->cap; id++)
+        if (node_level(h, id) > 0)   /* NO_LEVEL for an empty slot */
             bytes += (size_t)node_level(h, id) * h->upper_stride * 4;
-        bytes += ((size_t)h->rev0[id].cap + h->revup[id].cap) * 4;
-    }
-    return bytes;
+    return bytes + atomic_load(&h->rev_slots) * sizeof(uint32_t);
 }

@@ -73,6 +73,15 @@ static void stop_node(struct cluster *c, int i)
     c->h[i] = NULL;
     int status = tu_stop_server(c->node_pid[i]);
     c->node_pid[i] = 0;
+    if (status != 0) {   /* what the node said, for the report */
+        char path[4200], line[1024];
+        snprintf(path, sizeof path, "%s/quiverd.log", c->node_dir[i]);
+        FILE *f = fopen(path, "r");
+        while (f && fgets(line, sizeof line, f))
+            fprintf(stderr, "n%d: %s", i + 1, line);
+        if (f)
+            fclose(f);
+    }
     assert_int_equal(status, 0);
 }
 
