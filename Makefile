@@ -2,8 +2,10 @@
 # `make test` builds everything again with ASan+UBSan into build/asan/ and
 # runs the whole suite, `make run` opens the shell on ./data.
 #
-# Missing Debian packages are installed by `make deps` (run by every target
-# that needs them) when we are root; otherwise it says which are missing.
+# Missing Debian packages are installed by `make deps` when we are root;
+# otherwise it says which are missing. `make run` and `make test` run it
+# first; nothing else does, so `make` (and `make check`: the suite
+# without `make deps`) never calls apt-get.
 
 CC      ?= cc
 ARCH    ?= -march=native
@@ -77,7 +79,7 @@ SERVER_OBJ   := $(SERVER_SRC:%.c=$(B)/%.o)
 SERVER_OBJ_A := $(SERVER_SRC:%.c=$(BA)/%.o)
 GEN := build/gen/wire/quiver.pb-c.c build/gen/wire/quiver.pb-c.h
 
-.PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test tsan \
+.PHONY: all deps run test check clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test tsan \
         cluster-test cluster-crash-test
 # Keep intermediate objects (make would delete them after linking tests).
 .SECONDARY:
@@ -88,29 +90,29 @@ deps:
 	@./tools/install-deps $(DEB_PKGS)
 
 # The protocol's C code is generated from wire/quiver.proto at build time.
-$(GEN): wire/quiver.proto | deps
+$(GEN): wire/quiver.proto
 	@mkdir -p build/gen
 	protoc-c --c_out=build/gen wire/quiver.proto
 
 # Everything may include the generated header.
 $(LIB_OBJ) $(LIB_OBJ_A) $(CLI_OBJ) $(CLI_OBJ_A) $(SERVER_OBJ) $(SERVER_OBJ_A): $(GEN)
 
-$(B)/build/gen/%.o: build/gen/%.c | deps
+$(B)/build/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(RELEASE_CFLAGS) $(INC) -Wno-missing-prototypes -c $< -o $@
 
-$(BA)/build/gen/%.o: build/gen/%.c | deps
+$(BA)/build/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)
 	@echo "CC [asan] $<"
 	@$(CC) $(ASAN_CFLAGS) $(INC) -Wno-missing-prototypes -c $< -o $@
 
-$(B)/%.o: %.c | deps
+$(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(RELEASE_CFLAGS) $(INC) -MMD -MP -c $< -o $@
 
-$(BA)/%.o: %.c | deps
+$(BA)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC [asan] $<"
 	@$(CC) $(ASAN_CFLAGS) $(INC) -MMD -MP -c $< -o $@
@@ -154,7 +156,13 @@ $(BA)/tests/%: $(BA)/tests/%.o $(BA)/tests/test_util.o $(BA)/libquiver.a
 
 TEST_PROGS := $(TEST_BINS:%=$(BA)/tests/%)
 
-test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz $(TSAN_BINS)
+# `make run` and `make test` install what is missing first, then build in
+# a make of their own: as prerequisites beside the objects, -j would start
+# compiling before the packages are there.
+test: deps
+	@$(MAKE) --no-print-directory check
+
+check: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz $(TSAN_BINS)
 	@./tests/run.sh $(BA)
 
 # 200 kill -9 cycles of an embedded writer and 200 of quiverd (make test
@@ -189,12 +197,12 @@ SERVER_OBJ_T := $(SERVER_SRC:%.c=$(BT)/%.o)
 
 $(LIB_OBJ_T) $(CLI_OBJ_T) $(SERVER_OBJ_T): $(GEN)
 
-$(BT)/build/gen/%.o: build/gen/%.c | deps
+$(BT)/build/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)
 	@echo "CC [tsan] $<"
 	@$(CC) $(TSAN_CFLAGS) $(INC) -Wno-missing-prototypes -c $< -o $@
 
-$(BT)/%.o: %.c | deps
+$(BT)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC [tsan] $<"
 	@$(CC) $(TSAN_CFLAGS) $(INC) -MMD -MP -c $< -o $@
@@ -234,7 +242,7 @@ FUZZ_LINK := $(FUZZ_CC) -fsanitize=fuzzer,address,undefined
 FUZZ_RUNS ?=
 FUZZ_SECONDS ?= 600
 
-$(BF)/%.o: %.c $(GEN) | deps
+$(BF)/%.o: %.c $(GEN)
 	@mkdir -p $(dir $@)
 	@echo "CC [fuzz] $<"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(INC) -Wno-missing-prototypes -MMD -MP -c $< -o $@
@@ -289,7 +297,8 @@ fuzz-seeds: $(B)/fuzz/seed_request.o $(B)/libquiver.a $(BF)/fuzz_remote \
 	FUZZ_REMOTE_SEEDS=fuzz/corpus/remote ./$(BF)/fuzz_remote
 	FUZZ_RECORDS_SEEDS=fuzz/corpus/records ./$(BF)/fuzz_records
 
-run: all
+run: deps
+	@$(MAKE) --no-print-directory all
 	@mkdir -p data
 	./$(B)/quiver --db ./data
 
