@@ -26,7 +26,9 @@ DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
             libcmocka-dev libedit-dev clang libclang-rt-14-dev libxxhash-dev \
             libroaring-dev libssl-dev python3 nats-server libnats-dev
 
-RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
+# -fvisibility=hidden: the shared library exports only what db/quiver.h
+# marks QV_API (tests/library.test.sh checks it).
+RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -fvisibility=hidden -g
 ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
                   -fsanitize=address,undefined -fno-sanitize-recover=all \
                   -DQV_CHECKS
@@ -63,6 +65,12 @@ TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vec
              test_hnsw test_server test_corrupt test_crash test_faults \
              test_filter test_codec test_table test_tls test_format \
              test_cluster_log test_cluster
+
+# The version has one source, QV_VERSION in db/quiver.h; the shared
+# library is libquiver.so.VERSION with SONAME libquiver.so.MAJOR.
+VERSION := $(shell sed -n 's/^\#define QV_VERSION "\(.*\)"$$/\1/p' db/quiver.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libquiver.so.$(SOMAJOR)
 
 B  := build
 BA := build/asan
@@ -120,8 +128,14 @@ $(BA)/%.o: %.c
 $(B)/libquiver.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/libquiver.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LIBS)
+# The real file and the two links: SONAME for the loader, libquiver.so for
+# `-lquiver` at build time.
+$(B)/libquiver.so.$(VERSION): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -o $@ $^ $(LIBS)
+
+$(B)/libquiver.so: $(B)/libquiver.so.$(VERSION)
+	ln -sf libquiver.so.$(VERSION) $(B)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(BA)/libquiver.a: $(LIB_OBJ_A)
 	rm -f $@ && ar rcs $@ $^
@@ -162,7 +176,9 @@ TEST_PROGS := $(TEST_BINS:%=$(BA)/tests/%)
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz $(TSAN_BINS)
+# The release build too: tests/library.test.sh checks the shared library
+# that ships.
+check: all $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz $(TSAN_BINS)
 	@./tests/run.sh $(BA)
 
 # 200 kill -9 cycles of an embedded writer and 200 of quiverd (make test
