@@ -20,11 +20,13 @@ LIBS    := -llmdb -luring -ljansson -lprotobuf-c -lxxhash -lroaring -lssl -lcryp
            -lm -lpthread
 TESTLIBS := -lcmocka
 
-# Debian packages the build, the tests and the tools need.
+# Debian packages the build, the tests and the tools need (man-db: the
+# install test formats the man pages).
 DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
             libsimde-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev \
             libcmocka-dev libedit-dev clang libclang-rt-14-dev libxxhash-dev \
-            libroaring-dev libssl-dev python3 nats-server libnats-dev
+            libroaring-dev libssl-dev python3 nats-server libnats-dev \
+            man-db
 
 # -fvisibility=hidden: the shared library exports only what db/quiver.h
 # marks QV_API (tests/library.test.sh checks it).
@@ -87,8 +89,8 @@ SERVER_OBJ   := $(SERVER_SRC:%.c=$(B)/%.o)
 SERVER_OBJ_A := $(SERVER_SRC:%.c=$(BA)/%.o)
 GEN := build/gen/wire/quiver.pb-c.c build/gen/wire/quiver.pb-c.h
 
-.PHONY: all deps run test check clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test tsan \
-        cluster-test cluster-crash-test
+.PHONY: all deps run test check install uninstall clean fuzz fuzz-smoke \
+        fuzz-long fuzz-seeds crash-test tsan cluster-test cluster-crash-test
 # Keep intermediate objects (make would delete them after linking tests).
 .SECONDARY:
 
@@ -151,6 +153,10 @@ $(B)/quiverd: $(SERVER_OBJ) $(B)/libquiver.a
 
 $(BA)/quiverd: $(SERVER_OBJ_A) $(BA)/libquiver.a
 	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(SERVER_LIBS)
+
+# An example includes <quiver.h> as a program built against an installed
+# Quiver does (tests/install.test.sh builds it so).
+$(B)/examples/%.o $(BA)/examples/%.o: INC += -Idb
 
 $(B)/embedded: $(B)/examples/embedded.o $(B)/libquiver.a
 	$(CC) -o $@ $^ $(LIBS)
@@ -312,6 +318,68 @@ fuzz-seeds: $(B)/fuzz/seed_request.o $(B)/libquiver.a $(BF)/fuzz_remote \
 	./$(B)/seed_request fuzz/corpus/request
 	FUZZ_REMOTE_SEEDS=fuzz/corpus/remote ./$(BF)/fuzz_remote
 	FUZZ_RECORDS_SEEDS=fuzz/corpus/records ./$(BF)/fuzz_records
+
+# ---- install: PREFIX and DESTDIR as packagers expect; each directory may
+# be set on its own (a distribution: PREFIX=/usr SYSCONFDIR=/etc
+# LIBDIR=/usr/lib/x86_64-linux-gnu). quiverd goes to sbin: a daemon
+# started by the system, not by users (docs/INSTALL.md). ----
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+MANDIR      ?= $(PREFIX)/share/man
+SYSCONFDIR  ?= $(PREFIX)/etc
+# systemd reads units and sysusers.d from /usr/local/lib too.
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+INSTALL     ?= install
+# The templates in dist/ take the paths; quiver.pc's are relative to its
+# prefix where they can be, so that pkg-config can relocate it.
+in_prefix = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+DIST_SUBST := -e 's|@PREFIX@|$(PREFIX)|g' \
+              -e 's|@LIBDIR@|$(call in_prefix,$(LIBDIR))|g' \
+              -e 's|@INCLUDEDIR@|$(call in_prefix,$(INCLUDEDIR))|g' \
+              -e 's|@SBINDIR@|$(SBINDIR)|g' \
+              -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+              -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS@|$(LIBS)|g'
+ENV_FILE := $(DESTDIR)$(SYSCONFDIR)/quiver/quiverd.env
+
+# The example config is written only where there is none: an upgrade keeps
+# the administrator's.
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/quiver \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	$(INSTALL) -m 755 $(B)/libquiver.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libquiver.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libquiver.so
+	$(INSTALL) -m 644 $(B)/libquiver.a $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 644 db/quiver.h $(DESTDIR)$(INCLUDEDIR)/
+	sed $(DIST_SUBST) dist/quiver.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/quiver.pc
+	$(INSTALL) -m 755 $(B)/quiver $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 755 $(B)/quiverd $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 644 man/quiver.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 man/libquiver.3 $(DESTDIR)$(MANDIR)/man3/
+	$(INSTALL) -m 644 man/quiverd.8 $(DESTDIR)$(MANDIR)/man8/
+	sed $(DIST_SUBST) dist/quiverd.service.in >$(DESTDIR)$(UNITDIR)/quiverd.service
+	$(INSTALL) -m 644 dist/quiver.sysusers $(DESTDIR)$(SYSUSERSDIR)/quiver.conf
+	if [ -e $(ENV_FILE) ]; then echo "keeping $(ENV_FILE)"; \
+	else sed $(DIST_SUBST) dist/quiverd.env.in >$(ENV_FILE); fi
+
+# Everything install wrote but the config, which may have been edited.
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libquiver.so.$(VERSION) \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libquiver.so \
+	    $(DESTDIR)$(LIBDIR)/libquiver.a $(DESTDIR)$(INCLUDEDIR)/quiver.h \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/quiver.pc $(DESTDIR)$(BINDIR)/quiver \
+	    $(DESTDIR)$(SBINDIR)/quiverd $(DESTDIR)$(MANDIR)/man1/quiver.1 \
+	    $(DESTDIR)$(MANDIR)/man3/libquiver.3 \
+	    $(DESTDIR)$(MANDIR)/man8/quiverd.8 \
+	    $(DESTDIR)$(UNITDIR)/quiverd.service \
+	    $(DESTDIR)$(SYSUSERSDIR)/quiver.conf
 
 run: deps
 	@$(MAKE) --no-print-directory all

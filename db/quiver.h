@@ -74,9 +74,9 @@
 extern "C" {
 #endif
 
-/* The one source of Quiver's version: qv_version(), `quiver --version`
- * and the shared library's name and SONAME (libquiver.so.MAJOR) take it
- * from here. */
+/* The one source of Quiver's version: qv_version(), `quiver --version`,
+ * the shared library's name and SONAME (libquiver.so.MAJOR) and
+ * quiver.pc take it from here. */
 #define QV_VERSION "0.1.0"
 
 /* What the shared library exports: the calls declared here and nothing
