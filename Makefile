@@ -2,8 +2,10 @@
 # `make test` builds everything again with ASan+UBSan into build/asan/ and
 # runs the whole suite, `make run` opens the shell on ./data.
 #
-# Missing Debian packages are installed by `make deps` (run by every target
-# that needs them) when we are root; otherwise it says which are missing.
+# Missing Debian packages are installed by `make deps` when we are root;
+# otherwise it says which are missing. `make run` and `make test` run it
+# first; nothing else does, so `make` (and `make check`: the suite
+# without `make deps`) never calls apt-get.
 
 CC      ?= cc
 ARCH    ?= -march=native
@@ -18,13 +20,17 @@ LIBS    := -llmdb -luring -ljansson -lprotobuf-c -lxxhash -lroaring -lssl -lcryp
            -lm -lpthread
 TESTLIBS := -lcmocka
 
-# Debian packages the build, the tests and the tools need.
+# Debian packages the build, the tests and the tools need (man-db: the
+# install test formats the man pages).
 DEB_PKGS := build-essential pkg-config liblmdb-dev lmdb-utils liburing-dev \
             libsimde-dev libprotobuf-c-dev protobuf-c-compiler libjansson-dev \
             libcmocka-dev libedit-dev clang libclang-rt-14-dev libxxhash-dev \
-            libroaring-dev libssl-dev python3 nats-server libnats-dev
+            libroaring-dev libssl-dev python3 nats-server libnats-dev \
+            man-db
 
-RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -g
+# -fvisibility=hidden: the shared library exports only what db/quiver.h
+# marks QV_API (tests/library.test.sh checks it).
+RELEASE_CFLAGS := $(CSTD) $(WARN) -O3 $(ARCH) -fPIC -fvisibility=hidden -g
 ASAN_CFLAGS    := $(CSTD) $(WARN) -O1 $(ARCH) -fPIC -g -fno-omit-frame-pointer \
                   -fsanitize=address,undefined -fno-sanitize-recover=all \
                   -DQV_CHECKS
@@ -62,6 +68,12 @@ TEST_BINS := test_distance test_topk test_storage test_api test_persist test_vec
              test_filter test_codec test_table test_tls test_format \
              test_cluster_log test_cluster
 
+# The version has one source, QV_VERSION in db/quiver.h; the shared
+# library is libquiver.so.VERSION with SONAME libquiver.so.MAJOR.
+VERSION := $(shell sed -n 's/^\#define QV_VERSION "\(.*\)"$$/\1/p' db/quiver.h)
+SOMAJOR := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := libquiver.so.$(SOMAJOR)
+
 B  := build
 BA := build/asan
 BT := build/tsan
@@ -77,8 +89,9 @@ SERVER_OBJ   := $(SERVER_SRC:%.c=$(B)/%.o)
 SERVER_OBJ_A := $(SERVER_SRC:%.c=$(BA)/%.o)
 GEN := build/gen/wire/quiver.pb-c.c build/gen/wire/quiver.pb-c.h
 
-.PHONY: all deps run test clean fuzz fuzz-smoke fuzz-long fuzz-seeds crash-test tsan \
-        cluster-test cluster-crash-test cluster-scenario-test
+.PHONY: all deps run test check install uninstall clean fuzz fuzz-smoke \
+        fuzz-long fuzz-seeds crash-test tsan cluster-test cluster-crash-test \
+        cluster-scenario-test
 # Keep intermediate objects (make would delete them after linking tests).
 .SECONDARY:
 
@@ -88,29 +101,29 @@ deps:
 	@./tools/install-deps $(DEB_PKGS)
 
 # The protocol's C code is generated from wire/quiver.proto at build time.
-$(GEN): wire/quiver.proto | deps
+$(GEN): wire/quiver.proto
 	@mkdir -p build/gen
 	protoc-c --c_out=build/gen wire/quiver.proto
 
 # Everything may include the generated header.
 $(LIB_OBJ) $(LIB_OBJ_A) $(CLI_OBJ) $(CLI_OBJ_A) $(SERVER_OBJ) $(SERVER_OBJ_A): $(GEN)
 
-$(B)/build/gen/%.o: build/gen/%.c | deps
+$(B)/build/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(RELEASE_CFLAGS) $(INC) -Wno-missing-prototypes -c $< -o $@
 
-$(BA)/build/gen/%.o: build/gen/%.c | deps
+$(BA)/build/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)
 	@echo "CC [asan] $<"
 	@$(CC) $(ASAN_CFLAGS) $(INC) -Wno-missing-prototypes -c $< -o $@
 
-$(B)/%.o: %.c | deps
+$(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC $<"
 	@$(CC) $(RELEASE_CFLAGS) $(INC) -MMD -MP -c $< -o $@
 
-$(BA)/%.o: %.c | deps
+$(BA)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC [asan] $<"
 	@$(CC) $(ASAN_CFLAGS) $(INC) -MMD -MP -c $< -o $@
@@ -118,8 +131,14 @@ $(BA)/%.o: %.c | deps
 $(B)/libquiver.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/libquiver.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LIBS)
+# The real file and the two links: SONAME for the loader, libquiver.so for
+# `-lquiver` at build time.
+$(B)/libquiver.so.$(VERSION): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -o $@ $^ $(LIBS)
+
+$(B)/libquiver.so: $(B)/libquiver.so.$(VERSION)
+	ln -sf libquiver.so.$(VERSION) $(B)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(BA)/libquiver.a: $(LIB_OBJ_A)
 	rm -f $@ && ar rcs $@ $^
@@ -135,6 +154,10 @@ $(B)/quiverd: $(SERVER_OBJ) $(B)/libquiver.a
 
 $(BA)/quiverd: $(SERVER_OBJ_A) $(BA)/libquiver.a
 	$(CC) $(ASAN_LDFLAGS) -o $@ $^ $(SERVER_LIBS)
+
+# An example includes <quiver.h> as a program built against an installed
+# Quiver does (tests/install.test.sh builds it so).
+$(B)/examples/%.o $(BA)/examples/%.o: INC += -Idb
 
 $(B)/embedded: $(B)/examples/embedded.o $(B)/libquiver.a
 	$(CC) -o $@ $^ $(LIBS)
@@ -154,7 +177,15 @@ $(BA)/tests/%: $(BA)/tests/%.o $(BA)/tests/test_util.o $(BA)/libquiver.a
 
 TEST_PROGS := $(TEST_BINS:%=$(BA)/tests/%)
 
-test: $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz $(TSAN_BINS)
+# `make run` and `make test` install what is missing first, then build in
+# a make of their own: as prerequisites beside the objects, -j would start
+# compiling before the packages are there.
+test: deps
+	@$(MAKE) --no-print-directory check
+
+# The release build too: tests/library.test.sh checks the shared library
+# that ships.
+check: all $(TEST_PROGS) $(BA)/embedded $(BA)/quiver $(BA)/quiverd fuzz $(TSAN_BINS)
 	@./tests/run.sh $(BA)
 
 # 200 kill -9 cycles of an embedded writer and 200 of quiverd (make test
@@ -196,12 +227,12 @@ SERVER_OBJ_T := $(SERVER_SRC:%.c=$(BT)/%.o)
 
 $(LIB_OBJ_T) $(CLI_OBJ_T) $(SERVER_OBJ_T): $(GEN)
 
-$(BT)/build/gen/%.o: build/gen/%.c | deps
+$(BT)/build/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)
 	@echo "CC [tsan] $<"
 	@$(CC) $(TSAN_CFLAGS) $(INC) -Wno-missing-prototypes -c $< -o $@
 
-$(BT)/%.o: %.c | deps
+$(BT)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "CC [tsan] $<"
 	@$(CC) $(TSAN_CFLAGS) $(INC) -MMD -MP -c $< -o $@
@@ -241,7 +272,7 @@ FUZZ_LINK := $(FUZZ_CC) -fsanitize=fuzzer,address,undefined
 FUZZ_RUNS ?=
 FUZZ_SECONDS ?= 600
 
-$(BF)/%.o: %.c $(GEN) | deps
+$(BF)/%.o: %.c $(GEN)
 	@mkdir -p $(dir $@)
 	@echo "CC [fuzz] $<"
 	@$(FUZZ_CC) $(FUZZ_CFLAGS) $(INC) -Wno-missing-prototypes -MMD -MP -c $< -o $@
@@ -296,7 +327,70 @@ fuzz-seeds: $(B)/fuzz/seed_request.o $(B)/libquiver.a $(BF)/fuzz_remote \
 	FUZZ_REMOTE_SEEDS=fuzz/corpus/remote ./$(BF)/fuzz_remote
 	FUZZ_RECORDS_SEEDS=fuzz/corpus/records ./$(BF)/fuzz_records
 
-run: all
+# ---- install: PREFIX and DESTDIR as packagers expect; each directory may
+# be set on its own (a distribution: PREFIX=/usr SYSCONFDIR=/etc
+# LIBDIR=/usr/lib/x86_64-linux-gnu). quiverd goes to sbin: a daemon
+# started by the system, not by users (docs/INSTALL.md). ----
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= $(PREFIX)/sbin
+LIBDIR      ?= $(PREFIX)/lib
+INCLUDEDIR  ?= $(PREFIX)/include
+MANDIR      ?= $(PREFIX)/share/man
+SYSCONFDIR  ?= $(PREFIX)/etc
+# systemd reads units and sysusers.d from /usr/local/lib too.
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+INSTALL     ?= install
+# The templates in dist/ take the paths; quiver.pc's are relative to its
+# prefix where they can be, so that pkg-config can relocate it.
+in_prefix = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+DIST_SUBST := -e 's|@PREFIX@|$(PREFIX)|g' \
+              -e 's|@LIBDIR@|$(call in_prefix,$(LIBDIR))|g' \
+              -e 's|@INCLUDEDIR@|$(call in_prefix,$(INCLUDEDIR))|g' \
+              -e 's|@SBINDIR@|$(SBINDIR)|g' \
+              -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+              -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS@|$(LIBS)|g'
+ENV_FILE := $(DESTDIR)$(SYSCONFDIR)/quiver/quiverd.env
+
+# The example config is written only where there is none: an upgrade keeps
+# the administrator's.
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSCONFDIR)/quiver \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR)
+	$(INSTALL) -m 755 $(B)/libquiver.so.$(VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libquiver.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libquiver.so
+	$(INSTALL) -m 644 $(B)/libquiver.a $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 644 db/quiver.h $(DESTDIR)$(INCLUDEDIR)/
+	sed $(DIST_SUBST) dist/quiver.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/quiver.pc
+	$(INSTALL) -m 755 $(B)/quiver $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 755 $(B)/quiverd $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 644 man/quiver.1 $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 644 man/libquiver.3 $(DESTDIR)$(MANDIR)/man3/
+	$(INSTALL) -m 644 man/quiverd.8 $(DESTDIR)$(MANDIR)/man8/
+	sed $(DIST_SUBST) dist/quiverd.service.in >$(DESTDIR)$(UNITDIR)/quiverd.service
+	$(INSTALL) -m 644 dist/quiver.sysusers $(DESTDIR)$(SYSUSERSDIR)/quiver.conf
+	if [ -e $(ENV_FILE) ]; then echo "keeping $(ENV_FILE)"; \
+	else sed $(DIST_SUBST) dist/quiverd.env.in >$(ENV_FILE); fi
+
+# Everything install wrote but the config, which may have been edited.
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libquiver.so.$(VERSION) \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libquiver.so \
+	    $(DESTDIR)$(LIBDIR)/libquiver.a $(DESTDIR)$(INCLUDEDIR)/quiver.h \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/quiver.pc $(DESTDIR)$(BINDIR)/quiver \
+	    $(DESTDIR)$(SBINDIR)/quiverd $(DESTDIR)$(MANDIR)/man1/quiver.1 \
+	    $(DESTDIR)$(MANDIR)/man3/libquiver.3 \
+	    $(DESTDIR)$(MANDIR)/man8/quiverd.8 \
+	    $(DESTDIR)$(UNITDIR)/quiverd.service \
+	    $(DESTDIR)$(SYSUSERSDIR)/quiver.conf
+
+run: deps
+	@$(MAKE) --no-print-directory all
 	@mkdir -p data
 	./$(B)/quiver --db ./data
 

@@ -74,7 +74,18 @@
 extern "C" {
 #endif
 
+/* The one source of Quiver's version: qv_version(), `quiver --version`,
+ * the shared library's name and SONAME (libquiver.so.MAJOR) and
+ * quiver.pc take it from here. */
 #define QV_VERSION "0.1.0"
+
+/* What the shared library exports: the calls declared here and nothing
+ * else (it is built with -fvisibility=hidden). */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define QV_API __attribute__((visibility("default")))
+#else
+#define QV_API
+#endif
 
 /* The reserved words at the end of the option and info structs (see
  * "Structs grow" above). */
@@ -92,7 +103,7 @@ extern "C" {
 
 /* The library's version (QV_VERSION of the library that runs, which may
  * differ from the header a program was built with). Never NULL. */
-const char *qv_version(void);
+QV_API const char *qv_version(void);
 
 /* Limits. Inputs beyond them are refused with QV_ERR_INVALID. */
 #define QV_ID_MAX        255          /* bytes of a document id (min 1) */
@@ -151,12 +162,12 @@ typedef enum qv_status {
 
 /* A fixed English sentence for a status; never NULL (for a status this
  * version does not know: "unknown status"). */
-const char *qv_strerror(qv_status status);
+QV_API const char *qv_strerror(qv_status status);
 
 /* The status's name, as "QV_ERR_INVALID" without the prefix: "INVALID";
  * "OK" for QV_OK; "UNKNOWN" for a status this version does not know.
  * Used by the CLI's JSON output. Never NULL. */
-const char *qv_status_name(qv_status status);
+QV_API const char *qv_status_name(qv_status status);
 
 typedef struct qv_db qv_db;
 
@@ -236,10 +247,11 @@ typedef struct qv_open_options {
  *   handshake or certificate that fails), QV_ERR_TIMEOUT,
  *   QV_ERR_UNAUTHENTICATED (a token missing or wrong), QV_ERR_BUSY.
  */
-qv_status qv_open(const char *uri, const qv_open_options *opts, qv_db **out);
+QV_API qv_status qv_open(const char *uri, const qv_open_options *opts,
+                         qv_db **out);
 
 /* Close the handle, after which it must not be used. NULL is a no-op. */
-void qv_close(qv_db *db);
+QV_API void qv_close(qv_db *db);
 
 /*
  * The message of the last failed call made on db by the calling thread,
@@ -248,10 +260,10 @@ void qv_close(qv_db *db);
  * qv_open in this thread. The string is valid until the next call on any
  * handle in this thread.
  */
-const char *qv_errmsg(const qv_db *db);
+QV_API const char *qv_errmsg(const qv_db *db);
 
 /* Release any object returned by this API. NULL is a no-op. */
-void qv_free(void *object);
+QV_API void qv_free(void *object);
 
 /* ---- Collections -------------------------------------------------------- */
 
@@ -290,11 +302,11 @@ typedef enum qv_metric {
  */
 
 /* "l2", "ip", "cosine"; NULL for an unknown value. */
-const char *qv_metric_name(qv_metric metric);
+QV_API const char *qv_metric_name(qv_metric metric);
 /* Parse a metric name into *out.
  * Returns:
  *   QV_ERR_INVALID - name or out is NULL, or name is no metric's */
-qv_status qv_metric_parse(const char *name, qv_metric *out);
+QV_API qv_status qv_metric_parse(const char *name, qv_metric *out);
 
 /*
  * Every collection has an HNSW index (Malkov and Yashunin), kept in the
@@ -389,8 +401,8 @@ typedef struct qv_collection_info {
  *   shards' own collections), QV_ERR_CONNECTION when the node cannot
  *   reach NATS
  */
-qv_status qv_create_collection(qv_db *db, const char *name,
-                               const qv_collection_config *config);
+QV_API qv_status qv_create_collection(qv_db *db, const char *name,
+                                      const qv_collection_config *config);
 
 /*
  * Check config as qv_create_collection would, with no name and creating
@@ -407,8 +419,8 @@ qv_status qv_create_collection(qv_db *db, const char *name,
  *                    message is the one qv_create_collection gives for
  *                    the same config
  */
-qv_status qv_collection_config_check(qv_db *db,
-                                     const qv_collection_config *config);
+QV_API qv_status qv_collection_config_check(
+    qv_db *db, const qv_collection_config *config);
 
 /*
  * Remove a collection, every document in it, its index and its payload
@@ -419,7 +431,7 @@ qv_status qv_collection_config_check(qv_db *db,
  *   QV_ERR_READONLY  - the handle was opened read-only
  *   QV_ERR_NOT_FOUND - there is no such collection
  */
-qv_status qv_drop_collection(qv_db *db, const char *name);
+QV_API qv_status qv_drop_collection(qv_db *db, const char *name);
 
 /*
  * Fill *info, which the caller owns, for one collection.
@@ -428,8 +440,8 @@ qv_status qv_drop_collection(qv_db *db, const char *name);
  *   QV_ERR_INVALID   - name is not a valid name
  *   QV_ERR_NOT_FOUND - there is no such collection
  */
-qv_status qv_describe_collection(qv_db *db, const char *name,
-                                 qv_collection_info *info);
+QV_API qv_status qv_describe_collection(qv_db *db, const char *name,
+                                        qv_collection_info *info);
 
 /*
  * All collections in name order: *out is an array of *count entries, one
@@ -437,8 +449,8 @@ qv_status qv_describe_collection(qv_db *db, const char *name,
  *
  * Returns only the statuses of every call (see Conventions).
  */
-qv_status qv_list_collections(qv_db *db, qv_collection_info **out,
-                              size_t *count);
+QV_API qv_status qv_list_collections(qv_db *db, qv_collection_info **out,
+                                     size_t *count);
 
 /* ---- Documents ---------------------------------------------------------- */
 
@@ -471,8 +483,8 @@ typedef struct qv_doc {
  *   QV_ERR_LIMIT     - the collection would hold more than QV_DOCS_MAX
  *                      documents
  */
-qv_status qv_upsert(qv_db *db, const char *collection,
-                    const qv_doc *docs, size_t n);
+QV_API qv_status qv_upsert(qv_db *db, const char *collection,
+                           const qv_doc *docs, size_t n);
 
 typedef struct qv_record {
     char *id;              /* NUL-terminated */
@@ -488,8 +500,8 @@ typedef struct qv_record {
  *   QV_ERR_INVALID   - collection is not a valid name, or id not a valid id
  *   QV_ERR_NOT_FOUND - there is no such collection, or no document id in it
  */
-qv_status qv_get(qv_db *db, const char *collection, const char *id,
-                 qv_record **out);
+QV_API qv_status qv_get(qv_db *db, const char *collection, const char *id,
+                        qv_record **out);
 
 /*
  * Delete one document; the graph is repaired and its space reused.
@@ -499,7 +511,7 @@ qv_status qv_get(qv_db *db, const char *collection, const char *id,
  *   QV_ERR_READONLY  - the handle was opened read-only
  *   QV_ERR_NOT_FOUND - there is no such collection, or no document id in it
  */
-qv_status qv_delete(qv_db *db, const char *collection, const char *id);
+QV_API qv_status qv_delete(qv_db *db, const char *collection, const char *id);
 
 /* ---- Search ------------------------------------------------------------- */
 
@@ -575,9 +587,9 @@ typedef struct qv_hits {
  *   (*out)->missing. Any other failure of a shard fails the search,
  *   partial or not. partial changes nothing on any other collection.
  */
-qv_status qv_search(qv_db *db, const char *collection, const float *query,
-                    uint32_t dim, const qv_search_options *options,
-                    qv_hits **out);
+QV_API qv_status qv_search(qv_db *db, const char *collection,
+                           const float *query, uint32_t dim,
+                           const qv_search_options *options, qv_hits **out);
 
 typedef struct qv_batch_hits {
     size_t count;          /* queries */
@@ -595,10 +607,10 @@ typedef struct qv_batch_hits {
  * Returns: as qv_search, and
  *   QV_ERR_INVALID   - nq is 0 or above QV_BATCH_MAX
  */
-qv_status qv_search_batch(qv_db *db, const char *collection,
-                          const float *queries, size_t nq, uint32_t dim,
-                          const qv_search_options *options,
-                          qv_batch_hits **out);
+QV_API qv_status qv_search_batch(qv_db *db, const char *collection,
+                                 const float *queries, size_t nq, uint32_t dim,
+                                 const qv_search_options *options,
+                                 qv_batch_hits **out);
 
 #define QV_FIELD_MAX 255
 
@@ -624,8 +636,8 @@ typedef enum qv_index_type {
  *   QV_ERR_EXISTS    - field is indexed already
  *   QV_ERR_LIMIT     - the collection has QV_INDEXES_MAX indexes
  */
-qv_status qv_create_index(qv_db *db, const char *collection,
-                          const char *field, qv_index_type type);
+QV_API qv_status qv_create_index(qv_db *db, const char *collection,
+                                 const char *field, qv_index_type type);
 
 /*
  * Remove the index on field and all its entries (filters find the same,
@@ -636,7 +648,8 @@ qv_status qv_create_index(qv_db *db, const char *collection,
  *   QV_ERR_READONLY  - the handle was opened read-only
  *   QV_ERR_NOT_FOUND - there is no such collection, or no index on field
  */
-qv_status qv_drop_index(qv_db *db, const char *collection, const char *field);
+QV_API qv_status qv_drop_index(qv_db *db, const char *collection,
+                               const char *field);
 
 typedef struct qv_index_info {
     char field[QV_FIELD_MAX + 1];  /* the dotted path, NUL-terminated */
@@ -653,8 +666,8 @@ typedef struct qv_index_info {
  *   QV_ERR_INVALID   - collection is not a valid name
  *   QV_ERR_NOT_FOUND - there is no such collection
  */
-qv_status qv_list_indexes(qv_db *db, const char *collection,
-                          qv_index_info **out, size_t *count);
+QV_API qv_status qv_list_indexes(qv_db *db, const char *collection,
+                                 qv_index_info **out, size_t *count);
 
 /*
  * *count = the documents of the collection that match filter (a JSON
@@ -665,8 +678,8 @@ qv_status qv_list_indexes(qv_db *db, const char *collection,
  *                      malformed
  *   QV_ERR_NOT_FOUND - there is no such collection
  */
-qv_status qv_count(qv_db *db, const char *collection, const char *filter,
-                   uint64_t *count);
+QV_API qv_status qv_count(qv_db *db, const char *collection,
+                          const char *filter, uint64_t *count);
 
 /* ---- Scanning, backup, stats ---------------------------------------- */
 
@@ -688,8 +701,8 @@ typedef struct qv_page {
  *                      valid id; limit is 0 or above 10,000
  *   QV_ERR_NOT_FOUND - there is no such collection
  */
-qv_status qv_scan(qv_db *db, const char *collection, const char *after,
-                  uint32_t limit, qv_page **out);
+QV_API qv_status qv_scan(qv_db *db, const char *collection, const char *after,
+                         uint32_t limit, qv_page **out);
 
 /*
  * qv_scan of the documents that match filter (docs/FILTERS.md; NULL: all).
@@ -699,8 +712,9 @@ qv_status qv_scan(qv_db *db, const char *collection, const char *after,
  * Returns: as qv_scan, and
  *   QV_ERR_INVALID   - filter is malformed
  */
-qv_status qv_scan_where(qv_db *db, const char *collection, const char *filter,
-                        const char *after, uint32_t limit, qv_page **out);
+QV_API qv_status qv_scan_where(qv_db *db, const char *collection,
+                               const char *filter, const char *after,
+                               uint32_t limit, qv_page **out);
 
 /*
  * Delete every document that matches filter, in one transaction;
@@ -712,8 +726,8 @@ qv_status qv_scan_where(qv_db *db, const char *collection, const char *filter,
  *   QV_ERR_READONLY  - the handle was opened read-only
  *   QV_ERR_NOT_FOUND - there is no such collection
  */
-qv_status qv_delete_where(qv_db *db, const char *collection,
-                          const char *filter, uint64_t *deleted);
+QV_API qv_status qv_delete_where(qv_db *db, const char *collection,
+                                 const char *filter, uint64_t *deleted);
 
 /*
  * Write a consistent, compacted copy of the whole database into directory
@@ -732,7 +746,7 @@ qv_status qv_delete_where(qv_db *db, const char *collection,
  *   QV_ERR_UNSUPPORTED - remote: the server was started without
  *                        --backup-dir
  */
-qv_status qv_backup(qv_db *db, const char *dir);
+QV_API qv_status qv_backup(qv_db *db, const char *dir);
 
 /*
  * Verify every invariant of the database: each collection's id map,
@@ -747,7 +761,7 @@ qv_status qv_backup(qv_db *db, const char *dir);
  *   QV_ERR_CORRUPT - the check ran and found problems (the message names
  *                    the first); *report lists them
  */
-qv_status qv_check(qv_db *db, char **report);
+QV_API qv_status qv_check(qv_db *db, char **report);
 
 /*
  * Give the space of deleted documents back to the file system: the
@@ -759,7 +773,7 @@ qv_status qv_check(qv_db *db, char **report);
  *   QV_ERR_READONLY - the handle was opened read-only
  *   QV_ERR_IN_USE   - another process has the database open
  */
-qv_status qv_compact(qv_db *db);
+QV_API qv_status qv_compact(qv_db *db);
 
 /*
  * Train the collection's codec again on a sample of its vectors and
@@ -774,7 +788,7 @@ qv_status qv_compact(qv_db *db);
  *   QV_ERR_READONLY  - the handle was opened read-only
  *   QV_ERR_NOT_FOUND - there is no such collection
  */
-qv_status qv_train(qv_db *db, const char *collection);
+QV_API qv_status qv_train(qv_db *db, const char *collection);
 
 /*
  * Database-wide figures as a JSON object (collections, documents,
@@ -783,7 +797,7 @@ qv_status qv_train(qv_db *db, const char *collection);
  *
  * Returns only the statuses of every call (see Conventions).
  */
-qv_status qv_stats(qv_db *db, char **json);
+QV_API qv_status qv_stats(qv_db *db, char **json);
 
 /*
  * Threads that build the index during large upserts on this handle
@@ -794,7 +808,7 @@ qv_status qv_stats(qv_db *db, char **json);
  *   QV_ERR_UNSUPPORTED - a remote handle (quiverd --threads sets it for
  *                        the server)
  */
-qv_status qv_set_threads(qv_db *db, uint32_t threads);
+QV_API qv_status qv_set_threads(qv_db *db, uint32_t threads);
 
 /* ---- Clusters (docs/CLUSTER.md) ---------------------------------------- */
 
@@ -812,8 +826,8 @@ qv_status qv_set_threads(qv_db *db, uint32_t threads);
  * qv_read_after: later requests on this handle wait until their node has
  * applied the write of token (for a token another handle wrote with).
  */
-qv_status qv_write_token(qv_db *db, uint64_t *token);
-qv_status qv_read_after(qv_db *db, uint64_t token);
+QV_API qv_status qv_write_token(qv_db *db, uint64_t *token);
+QV_API qv_status qv_read_after(qv_db *db, uint64_t token);
 
 /*
  * The cluster as the handle's node sees it, a JSON object (*json, release
@@ -835,7 +849,7 @@ qv_status qv_read_after(qv_db *db, uint64_t token);
  *                        cluster node
  *   QV_ERR_CONNECTION  - the node cannot reach NATS
  */
-qv_status qv_cluster_status(qv_db *db, char **json);
+QV_API qv_status qv_cluster_status(qv_db *db, char **json);
 
 /*
  * Drain a cluster node before it is stopped (cancel 0), or stop draining
@@ -864,7 +878,7 @@ qv_status qv_cluster_status(qv_db *db, char **json);
  *                        being drained while this one was checked: try
  *                        again
  */
-qv_status qv_cluster_drain(qv_db *db, const char *node, int cancel);
+QV_API qv_status qv_cluster_drain(qv_db *db, const char *node, int cancel);
 
 /* ---- Log positions ------------------------------------------------------ */
 
@@ -891,7 +905,7 @@ qv_status qv_cluster_drain(qv_db *db, const char *node, int cancel);
  *   QV_ERR_INVALID     - name is not a valid position name
  *   QV_ERR_UNSUPPORTED - a remote handle
  */
-qv_status qv_position_get(qv_db *db, const char *name, uint64_t *value);
+QV_API qv_status qv_position_get(qv_db *db, const char *name, uint64_t *value);
 
 /*
  * Store value under name now, in a transaction of its own (for a log
@@ -903,7 +917,7 @@ qv_status qv_position_get(qv_db *db, const char *name, uint64_t *value);
  *   QV_ERR_READONLY    - the handle was opened read-only
  *   QV_ERR_UNSUPPORTED - a remote handle
  */
-qv_status qv_position_put(qv_db *db, const char *name, uint64_t value);
+QV_API qv_status qv_position_put(qv_db *db, const char *name, uint64_t value);
 
 /*
  * Stage value under name for the next write transaction this thread
@@ -923,8 +937,8 @@ qv_status qv_position_put(qv_db *db, const char *name, uint64_t value);
  *   QV_ERR_READONLY    - the handle was opened read-only
  *   QV_ERR_UNSUPPORTED - a remote handle
  */
-qv_status qv_position_with_next_write(qv_db *db, const char *name,
-                                      uint64_t value);
+QV_API qv_status qv_position_with_next_write(qv_db *db, const char *name,
+                                             uint64_t value);
 
 /* ---- Embedding tables (docs/EMBEDDINGS.md) ------------------------------ */
 
@@ -1023,8 +1037,8 @@ typedef struct qv_table_info {
  *   shards' own tables), QV_ERR_CONNECTION when the node cannot reach
  *   NATS
  */
-qv_status qv_table_create(qv_db *db, const char *name,
-                          const qv_table_config *config);
+QV_API qv_status qv_table_create(qv_db *db, const char *name,
+                                 const qv_table_config *config);
 
 /*
  * Check config as qv_table_create would, with no name and creating
@@ -1038,7 +1052,8 @@ qv_status qv_table_create(qv_db *db, const char *name,
  *                    message is the one qv_table_create gives for the
  *                    same config
  */
-qv_status qv_table_config_check(qv_db *db, const qv_table_config *config);
+QV_API qv_status qv_table_config_check(qv_db *db,
+                                       const qv_table_config *config);
 
 /*
  * Remove a table and all its rows, in one transaction.
@@ -1048,7 +1063,7 @@ qv_status qv_table_config_check(qv_db *db, const qv_table_config *config);
  *   QV_ERR_READONLY  - the handle was opened read-only
  *   QV_ERR_NOT_FOUND - there is no such table
  */
-qv_status qv_table_drop(qv_db *db, const char *name);
+QV_API qv_status qv_table_drop(qv_db *db, const char *name);
 
 /*
  * Fill *info, which the caller owns, for one table: its method as it
@@ -1058,7 +1073,8 @@ qv_status qv_table_drop(qv_db *db, const char *name);
  *   QV_ERR_INVALID   - name is not a valid name
  *   QV_ERR_NOT_FOUND - there is no such table
  */
-qv_status qv_table_describe(qv_db *db, const char *name, qv_table_info *info);
+QV_API qv_status qv_table_describe(qv_db *db, const char *name,
+                                   qv_table_info *info);
 
 /*
  * All tables in name order, each as qv_table_describe fills it: *out is an
@@ -1067,7 +1083,7 @@ qv_status qv_table_describe(qv_db *db, const char *name, qv_table_info *info);
  *
  * Returns only the statuses of every call (see Conventions).
  */
-qv_status qv_list_tables(qv_db *db, qv_table_info **out, size_t *count);
+QV_API qv_status qv_list_tables(qv_db *db, qv_table_info **out, size_t *count);
 
 /*
  * The rows of n ids (1 .. QV_TABLE_BATCH_MAX) into out, n x dim floats
@@ -1082,8 +1098,9 @@ qv_status qv_list_tables(qv_db *db, qv_table_info **out, size_t *count);
  *                      table's
  *   QV_ERR_NOT_FOUND - there is no such table
  */
-qv_status qv_table_lookup(qv_db *db, const char *name, const uint64_t *ids,
-                          size_t n, uint32_t dim, float *out);
+QV_API qv_status qv_table_lookup(qv_db *db, const char *name,
+                                 const uint64_t *ids, size_t n, uint32_t dim,
+                                 float *out);
 
 /*
  * One optimizer step: grads is n x dim, the gradient of the loss with
@@ -1097,8 +1114,9 @@ qv_status qv_table_lookup(qv_db *db, const char *name, const uint64_t *ids,
  *   QV_ERR_READONLY  - the handle was opened read-only
  *   QV_ERR_NOT_FOUND - there is no such table
  */
-qv_status qv_table_update(qv_db *db, const char *name, const uint64_t *ids,
-                          size_t n, uint32_t dim, const float *grads);
+QV_API qv_status qv_table_update(qv_db *db, const char *name,
+                                 const uint64_t *ids, size_t n, uint32_t dim,
+                                 const float *grads);
 
 /*
  * Load trained float rows (rows first .. first+n-1, n x dim) into the
@@ -1118,8 +1136,8 @@ qv_status qv_table_update(qv_db *db, const char *name, const uint64_t *ids,
  *   QV_ERR_UNSUPPORTED - the table's method shares parameters between ids
  *                        (hash, qr, robe, adapt, tt)
  */
-qv_status qv_table_load(qv_db *db, const char *name, uint64_t first,
-                        size_t n, uint32_t dim, const float *rows);
+QV_API qv_status qv_table_load(qv_db *db, const char *name, uint64_t first,
+                               size_t n, uint32_t dim, const float *rows);
 
 #ifdef __cplusplus
 }

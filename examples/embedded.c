@@ -2,13 +2,18 @@
  * embedded.c - Quiver in-process: open a directory, create a collection,
  * upsert, get, search, delete, then close, reopen and find it all again.
  *
- *   cc examples/embedded.c -Idb build/libquiver.a -llmdb -ljansson -lm \
- *      -lpthread -o embedded && ./embedded /tmp/quiver-example
+ * Built as any program using an installed Quiver would be
+ * (tests/install.test.sh does it against a `make install` tree):
+ *
+ *   cc examples/embedded.c $(pkg-config --cflags --libs quiver) \
+ *      -o embedded && ./embedded /tmp/quiver-example
+ *
+ * The tree's build compiles it with -Idb in place of pkg-config's flags.
  */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "db/quiver.h"
+#include <quiver.h>
 
 #define CHECK(db, call)                                                   \
     do {                                                                  \
