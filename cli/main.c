@@ -11,6 +11,7 @@
  * command per line of standard input.
  */
 #include <editline/readline.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ static const char usage[] =
     "              [--tls] [--tls-ca FILE] [--json] [-c COMMAND]...\n"
     "              [SUBCOMMAND ARGS...]\n"
     "       quiver bench flat|ann|filter|embed|server ...\n"
-    "       quiver --version | --help\n"
+    "       quiver -V|--version | -h|--help\n"
     "The database defaults to ./data; a URI is qv://HOST:PORT, or\n"
     "qvs://HOST:PORT for TLS (--connect with --tls or --tls-ca); --tls-ca\n"
     "names the CAs to trust instead of the system's.\n"
@@ -74,45 +75,73 @@ static char *join_words(int argc, char **argv)
     return line;
 }
 
-/* Parse the options; returns the index of the first word after them, or
- * -1 (message printed) / -2 (done: --help, --version). */
+static int usage_error(const char *fmt, const char *what)
+{
+    fputs("quiver: ", stderr);
+    fprintf(stderr, fmt, what);
+    fprintf(stderr, "\n%s", usage);
+    return -1;
+}
+
+/* The option getopt_long refused, for the message: -X for a short
+ * option, else the word it stopped on. */
+static int refused_option(char **argv, int c)
+{
+    char word[3] = {'-', (char)optopt, '\0'};
+    int is_short = optopt > 0 && optopt < 128;
+    const char *what = is_short ? word : argv[optind - 1];
+    return usage_error(c == ':' ? "option '%s' needs a value"
+                                : "unknown option '%s'", what);
+}
+
+/* Parse the options, which come before the subcommand: a word after it
+ * is the command's, even when it starts with '-'. Returns the index of
+ * the first word after them, or -1 (message printed) / -2 (done: --help,
+ * --version). */
 static int parse_options(int argc, char **argv, struct options *o)
 {
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        const char *a = argv[i];
-        int has_next = i + 1 < argc;
-        if (!strcmp(a, "--db") && has_next)
-            o->db = argv[++i];
-        else if (!strcmp(a, "--connect") && has_next)
-            o->connect = argv[++i];
-        else if (!strcmp(a, "--token-file") && has_next)
-            o->token_file = argv[++i];
-        else if (!strcmp(a, "--tls-ca") && has_next)
-            o->tls_ca = argv[++i], o->tls = 1;
-        else if (!strcmp(a, "--tls"))
-            o->tls = 1;
-        else if (!strcmp(a, "-c") && has_next && o->ncommands < MAX_C)
-            o->commands[o->ncommands++] = argv[++i];
-        else if (!strcmp(a, "--json"))
-            o->json = 1;
-        else if (!strcmp(a, "--version")) {
-            printf("quiver %s\n", qv_version());
-            return -2;
-        } else if (!strcmp(a, "--help")) {
+    enum { O_DB = 256, O_CONNECT, O_TOKEN, O_TLS, O_TLS_CA, O_JSON };
+    static const struct option opts[] = {
+        {"db", required_argument, 0, O_DB},
+        {"connect", required_argument, 0, O_CONNECT},
+        {"token-file", required_argument, 0, O_TOKEN},
+        {"tls", no_argument, 0, O_TLS},
+        {"tls-ca", required_argument, 0, O_TLS_CA},
+        {"json", no_argument, 0, O_JSON},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    /* '+': stop at the first word that is not an option (the command) */
+    while ((c = getopt_long(argc, argv, "+:c:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case O_DB: o->db = optarg; break;
+        case O_CONNECT: o->connect = optarg; break;
+        case O_TOKEN: o->token_file = optarg; break;
+        case O_TLS: o->tls = 1; break;
+        case O_TLS_CA: o->tls_ca = optarg, o->tls = 1; break;
+        case O_JSON: o->json = 1; break;
+        case 'c':
+            if (o->ncommands == MAX_C)
+                return usage_error("too many -c commands at '%s'", optarg);
+            o->commands[o->ncommands++] = optarg;
+            break;
+        case 'h':
             fputs(usage, stdout);
             return -2;
-        } else {
-            fprintf(stderr, "quiver: unknown or incomplete option '%s'\n%s",
-                    a, usage);
-            return -1;
+        case 'V':
+            printf("quiver %s\n", qv_version());
+            return -2;
+        default:
+            return refused_option(argv, c);
         }
     }
     if (o->db && o->connect) {
         fprintf(stderr, "quiver: give --db or --connect, not both\n");
         return -1;
     }
-    return i;
+    return optind;
 }
 
 /* Whether db is a cluster node's database (remote handles: never). */

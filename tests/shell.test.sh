@@ -225,6 +225,28 @@ suite() {  # label, target arguments...
 
 suite embedded --db "$work/db"
 
+# options: getopt_long's forms, before the command only
+out=$("$bin" --db="$work/db" --json -c collections)
+check "options: --db=DIR" has "$out" '{"name":"pts",'
+out=$("$bin" -V)
+check "options: -V prints the version" has "$out" "quiver "
+check "options: --version is -V" [ "$("$bin" --version)" = "$out" ]
+out=$("$bin" -h)
+check "options: -h prints the usage" has "$out" "usage: quiver"
+out=$("$bin" --frobnicate 2>&1)
+rc=$?
+check "options: unknown option, exit 2" [ "$rc" -eq 2 ]
+check "options: unknown option named" has "$out" "quiver: unknown option '--frobnicate'"
+out=$("$bin" -x 2>&1)
+check "options: unknown short option named" has "$out" "unknown option '-x'"
+out=$("$bin" --db 2>&1)
+check "options: a missing value named" has "$out" "option '--db' needs a value"
+out=$("$bin" --db "$work/db" describe pts --json 2>&1)
+rc=$?
+check "options: a word after the command is the command's" has "$out" \
+    'describe takes 1 argument before its options, not 2'
+check "options: ... and the command fails" [ "$rc" -eq 1 ]
+
 # the same through quiverd
 mkfifo "$work/ready"
 mkdir "$work/backups"
