@@ -2,7 +2,7 @@
  * main.c - the quiver program.
  *
  *   quiver [--db DIR|URI | --connect HOST:PORT] [--token-file F]
- *          [--tls] [--tls-ca F] [--json]
+ *          [--tls] [--tls-ca F] [--json] [--bail]
  *          [-c COMMAND]... [SUBCOMMAND ARGS...]
  *   quiver bench flat|ann|filter|embed|server ...
  *
@@ -26,8 +26,8 @@
 
 static const char usage[] =
     "usage: quiver [--db DIR|URI | --connect HOST:PORT] [--token-file FILE]\n"
-    "              [--tls] [--tls-ca FILE] [--json] [-c COMMAND]...\n"
-    "              [SUBCOMMAND ARGS...]\n"
+    "              [--tls] [--tls-ca FILE] [--json] [--bail]\n"
+    "              [-c COMMAND]... [SUBCOMMAND ARGS...]\n"
     "       quiver bench flat|ann|filter|embed|server ...\n"
     "       quiver -V|--version | -h|--help\n"
     "The database defaults to ./data; a URI is qv://HOST[:PORT] (port 7411\n"
@@ -36,12 +36,14 @@ static const char usage[] =
     "names the CAs to trust instead of the system's.\n"
     "With no command and a terminal,\n"
     "an interactive shell; otherwise one command per line of stdin.\n"
+    "--bail: stop at the first command that fails (-c and stdin).\n"
     "Commands: type help, or see docs/CLI.md.\n";
 
 struct options {
     const char *db, *connect, *token_file, *tls_ca;
     const char *commands[MAX_C];
     int ncommands, json, tls;
+    int bail;       /* stop at the first command that fails */
     char *joined;   /* a subcommand's words as one line */
 };
 
@@ -101,7 +103,8 @@ static int refused_option(char **argv, int c)
  * --version). */
 static int parse_options(int argc, char **argv, struct options *o)
 {
-    enum { O_DB = 256, O_CONNECT, O_TOKEN, O_TLS, O_TLS_CA, O_JSON };
+    enum { O_DB = 256, O_CONNECT, O_TOKEN, O_TLS, O_TLS_CA, O_JSON,
+           O_BAIL };
     static const struct option opts[] = {
         {"db", required_argument, 0, O_DB},
         {"connect", required_argument, 0, O_CONNECT},
@@ -109,6 +112,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"tls", no_argument, 0, O_TLS},
         {"tls-ca", required_argument, 0, O_TLS_CA},
         {"json", no_argument, 0, O_JSON},
+        {"bail", no_argument, 0, O_BAIL},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -123,6 +127,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case O_TLS: o->tls = 1; break;
         case O_TLS_CA: o->tls_ca = optarg, o->tls = 1; break;
         case O_JSON: o->json = 1; break;
+        case O_BAIL: o->bail = 1; break;
         case 'c':
             if (o->ncommands == MAX_C)
                 return usage_error("too many -c commands at '%s'", optarg);
@@ -279,7 +284,14 @@ static int interactive(shell *sh, const char *where)
 
 /* ---- scripted ---- */
 
-static int run_stdin(shell *sh)
+/* Whether a script stops after a command that returned rc: at quit,
+ * and with --bail at the first failure. */
+static int script_stops(int rc, int bail)
+{
+    return rc < 0 || (rc > 0 && bail);
+}
+
+static int run_stdin(shell *sh, int bail)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -287,9 +299,9 @@ static int run_stdin(shell *sh)
     while (getline(&line, &cap, stdin) >= 0) {
         sh->line++;
         int rc = shell_run_line(sh, line);
-        if (rc < 0)
+        failed |= rc > 0;
+        if (script_stops(rc, bail))
             break;
-        failed |= rc;
     }
     free(line);
     return failed;
@@ -341,15 +353,15 @@ int main(int argc, char **argv)
     } else if (o.ncommands > 0) {
         for (int i = 0; i < o.ncommands; i++) {
             int rc = shell_run_line(&sh, o.commands[i]);
-            if (rc < 0)
+            failed |= rc > 0;
+            if (script_stops(rc, o.bail))
                 break;
-            failed |= rc;
         }
     } else if (isatty(STDIN_FILENO)) {
         failed = interactive(&sh, o.connect ? o.connect
                                             : o.db ? o.db : "./data");
     } else {
-        failed = run_stdin(&sh);
+        failed = run_stdin(&sh, o.bail);
     }
     qv_close(db);
     return failed ? 1 : 0;

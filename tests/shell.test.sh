@@ -247,6 +247,23 @@ check "options: a word after the command is the command's" has "$out" \
     'describe takes 1 argument before its options, not 2'
 check "options: ... and the command fails" [ "$rc" -eq 1 ]
 
+# --bail: the first failure ends the -c commands, or the script on stdin
+out=$("$bin" --db "$work/db" --json -c 'count pts' -c 'get pts nope' -c 'count pts')
+check "no --bail: every command runs" [ "$(printf '%s\n' "$out" | wc -l)" -eq 3 ]
+out=$("$bin" --db "$work/db" --json --bail -c 'count pts' -c 'get pts nope' \
+        -c 'count pts')
+rc=$?
+check "--bail: -c stops at the failure" [ "$(printf '%s\n' "$out" | wc -l)" -eq 2 ]
+check "--bail: exit 1" [ "$rc" -eq 1 ]
+out=$(printf 'count pts\nfrobnicate\ncount pts\n' | "$bin" --db "$work/db" --json --bail)
+rc=$?
+check "--bail: stdin stops at the failure" [ "$(printf '%s\n' "$out" | wc -l)" -eq 2 ]
+check "--bail: stdin, exit 1" [ "$rc" -eq 1 ]
+out=$(printf 'count pts\ncount pts\n' | "$bin" --db "$work/db" --json --bail)
+rc=$?
+check "--bail: no failure, every line runs" [ "$(printf '%s\n' "$out" | wc -l)" -eq 2 ]
+check "--bail: no failure, exit 0" [ "$rc" -eq 0 ]
+
 # the same through quiverd
 mkfifo "$work/ready"
 mkdir "$work/backups"
