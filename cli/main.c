@@ -158,18 +158,31 @@ static int is_replica(qv_db *db)
            mark != 0;
 }
 
+/* The database did not open: with --json one error object on stdout,
+ * as every command's failure prints; else a line on stderr. */
+static void open_failed(const struct options *o, const char *code,
+                        const char *msg)
+{
+    shell sh = {.json = o->json};
+    if (o->json)
+        shell_fail(&sh, code, "%s", msg);
+    else
+        fprintf(stderr, "quiver: %s\n", msg);
+}
+
 /* A cluster node's database takes writes only through the node's log:
  * the shell opens it read-only, to look, and says so. */
-static qv_db *reopen_read_only(qv_db *db, const char *uri,
-                               qv_open_options *oo)
+static qv_db *reopen_read_only(const struct options *o, qv_db *db,
+                               const char *uri, qv_open_options *oo)
 {
     qv_close(db);
     db = NULL;
     fprintf(stderr, "quiver: %s is a cluster node's database: opened "
             "read-only (write through a node: --db qv://HOST:PORT)\n", uri);
     oo->flags |= QV_OPEN_READONLY;
-    if (qv_open(uri, oo, &db) != QV_OK)
-        fprintf(stderr, "quiver: %s\n", qv_errmsg(NULL));
+    qv_status st = qv_open(uri, oo, &db);
+    if (st != QV_OK)
+        open_failed(o, qv_status_name(st), qv_errmsg(NULL));
     return db;
 }
 
@@ -182,7 +195,7 @@ static qv_db *open_database(const struct options *o)
                                                   sizeof err)
                                 : NULL;
     if (o->token_file && !token) {
-        fprintf(stderr, "quiver: %s\n", err);
+        open_failed(o, "INVALID", err);
         return NULL;
     }
     oo.token = token;
@@ -193,10 +206,11 @@ static qv_db *open_database(const struct options *o)
     else
         snprintf(uri, sizeof uri, "%s", o->db ? o->db : "./data");
     qv_db *db = NULL;
-    if (qv_open(uri, &oo, &db) != QV_OK)
-        fprintf(stderr, "quiver: %s\n", qv_errmsg(NULL));
+    qv_status st = qv_open(uri, &oo, &db);
+    if (st != QV_OK)
+        open_failed(o, qv_status_name(st), qv_errmsg(NULL));
     else if (!o->connect && is_replica(db))
-        db = reopen_read_only(db, uri, &oo);
+        db = reopen_read_only(o, db, uri, &oo);
     qv_mem_free(token);
     return db;
 }

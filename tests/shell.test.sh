@@ -247,6 +247,18 @@ check "options: a word after the command is the command's" has "$out" \
     'describe takes 1 argument before its options, not 2'
 check "options: ... and the command fails" [ "$rc" -eq 1 ]
 
+# a database that does not open: in --json mode one error object too
+out=$("$bin" --connect 127.0.0.1:1 --json -c 'count pts' 2>/dev/null)
+rc=$?
+check "--json: a connection failure is one JSON error" has "$out" \
+    '{"error":{"code":"CONNECTION","message":"cannot connect to 127.0.0.1:1: '
+check "--json: ... on one line" [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ]
+check "--json: ... exit 1" [ "$rc" -eq 1 ]
+out=$("$bin" --db qv://h:x --json -c 'count pts' 2>/dev/null)
+check "--json: a bad URI is one JSON error" has "$out" '{"error":{"code":"INVALID","message":"'"'qv://h:x'"' is not qv://HOST[:PORT]'
+out=$("$bin" --connect 127.0.0.1:1 -c 'count pts' 2>&1)
+check "text: a connection failure on stderr" has "$out" 'quiver: cannot connect to 127.0.0.1:1: '
+
 # --bail: the first failure ends the -c commands, or the script on stdin
 out=$("$bin" --db "$work/db" --json -c 'count pts' -c 'get pts nope' -c 'count pts')
 check "no --bail: every command runs" [ "$(printf '%s\n' "$out" | wc -l)" -eq 3 ]
