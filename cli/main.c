@@ -30,7 +30,7 @@ static const char usage[] =
     "              [-c COMMAND]... [SUBCOMMAND ARGS...]\n"
     "       quiver bench flat|ann|filter|embed|server ...\n"
     "       quiver -V|--version | -h|--help\n"
-    "The database defaults to ./data; a URI is qv://HOST[:PORT] (port 7411\n"
+    "The database defaults to $QUIVER_DB, else ./data; a URI is qv://HOST[:PORT] (port 7411\n"
     "by default), or qvs://HOST[:PORT] for TLS (--connect with --tls or\n"
     "--tls-ca); --tls-ca\n"
     "names the CAs to trust instead of the system's.\n"
@@ -97,6 +97,14 @@ static int refused_option(char **argv, int c)
                                 : "unknown option '%s'", what);
 }
 
+/* QUIVER_DB, a path or URI, when neither --db nor --connect is given;
+ * NULL when it is unset or empty. */
+static const char *database_from_environment(void)
+{
+    const char *db = getenv("QUIVER_DB");
+    return db && *db ? db : NULL;
+}
+
 /* Parse the options, which come before the subcommand: a word after it
  * is the command's, even when it starts with '-'. Returns the index of
  * the first word after them, or -1 (message printed) / -2 (done: --help,
@@ -147,6 +155,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         fprintf(stderr, "quiver: give --db or --connect, not both\n");
         return -1;
     }
+    if (!o->db && !o->connect)
+        o->db = database_from_environment();
     return optind;
 }
 

@@ -259,6 +259,15 @@ check "--json: a bad URI is one JSON error" has "$out" '{"error":{"code":"INVALI
 out=$("$bin" --connect 127.0.0.1:1 -c 'count pts' 2>&1)
 check "text: a connection failure on stderr" has "$out" 'quiver: cannot connect to 127.0.0.1:1: '
 
+# QUIVER_DB: the database when neither --db nor --connect is given
+out=$(QUIVER_DB="$work/db" "$bin" --json -c 'describe pts')
+check "QUIVER_DB names the database" has "$out" '{"name":"pts",'
+out=$(QUIVER_DB="$work/elsewhere" "$bin" --db "$work/db" --json -c 'describe pts')
+check "--db wins over QUIVER_DB" has "$out" '{"name":"pts",'
+check "QUIVER_DB unused under --db" [ ! -e "$work/elsewhere" ]
+out=$(QUIVER_DB=qv://127.0.0.1:1 "$bin" --json -c 'describe pts')
+check "QUIVER_DB takes a URI" has "$out" 'cannot connect to 127.0.0.1:1'
+
 # --bail: the first failure ends the -c commands, or the script on stdin
 out=$("$bin" --db "$work/db" --json -c 'count pts' -c 'get pts nope' -c 'count pts')
 check "no --bail: every command runs" [ "$(printf '%s\n' "$out" | wc -l)" -eq 3 ]
