@@ -56,7 +56,7 @@ static json_t *vector_json(const float *v, uint32_t dim)
 {
     json_t *arr = json_array();
     for (uint32_t i = 0; i < dim; i++)
-        json_array_append_new(arr, json_real(v[i]));
+        json_array_append_new(arr, shell_float_json(v[i]));
     if (json_array_size(arr) != dim) {
         json_decref(arr);
         return NULL;
@@ -311,9 +311,10 @@ static int cmd_get(shell *sh, const shell_cmd *cmd)
     if (st != QV_OK)
         return shell_api_fail(sh, st);
     if (!sh->json) {
+        char num[SHELL_FLOAT_CHARS];
         printf("id       %s\nvector   [", r->id);
         for (uint32_t i = 0; i < r->dim; i++)
-            printf(i ? ", %.9g" : "%.9g", (double)r->vector[i]);
+            printf("%s%s", i ? ", " : "", shell_float_text(r->vector[i], num));
         printf("]\npayload  %s\n", r->payload ? r->payload : "(none)");
     }
     shell_emit(sh, json_pack("{s:s, s:o, s:o}", "id", r->id, "vector",
@@ -398,8 +399,9 @@ static void print_hits(const qv_hits *hits, int with_payload)
     printf("%4s  %-24s %12s%s\n", "rank", "id", "distance",
            with_payload ? "  payload" : "");
     for (size_t i = 0; i < hits->count; i++) {
-        printf("%4zu  %-24s %12.6g", i + 1, hits->hits[i].id,
-               (double)hits->hits[i].distance);
+        char num[SHELL_FLOAT_CHARS];
+        printf("%4zu  %-24s %12s", i + 1, hits->hits[i].id,
+               shell_float_text(hits->hits[i].distance, num));
         if (with_payload)
             printf("  %s", hits->hits[i].payload ? hits->hits[i].payload
                                                  : "(none)");
@@ -412,6 +414,19 @@ static void print_hits(const qv_hits *hits, int with_payload)
     for (size_t i = 0; i < hits->missing_count; i++)
         printf("%s %u", i ? "," : "", hits->missing[i]);
     printf(" (no replica answered: the hits are the other shards')\n");
+}
+
+/* The plan as compact JSON, its numbers at 9 digits as in JSON mode
+ * (0.1562, not 0.15620000000000001); as given if it does not parse. */
+static void print_explain(const char *explain)
+{
+    json_t *plan = json_loads(explain, 0, NULL);
+    char *text = plan ? json_dumps(plan, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                             JSON_REAL_PRECISION(9))
+                      : NULL;
+    printf("explain: %s\n", text ? text : explain);
+    free(text);
+    json_decref(plan);
 }
 
 /* partial=true: the shards no replica answered for, as a JSON array. */
@@ -455,8 +470,8 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         /* JSON has no inf or NaN: such a distance (only vectors stored
          * before the magnitude bound can give one) is null, the hit kept */
         const qv_hit *hit = &hits->hits[i];
-        double d = hit->distance;
-        json_t *dist = isfinite(d) ? json_real(d) : json_null();
+        json_t *dist = isfinite(hit->distance)
+                           ? shell_float_json(hit->distance) : json_null();
         json_array_append_new(
             arr, opt.with_payload
                      ? json_pack("{s:s, s:o, s:o}", "id", hit->id, "distance",
@@ -467,7 +482,7 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
     if (!sh->json) {
         print_hits(hits, opt.with_payload);
         if (hits->explain)
-            printf("explain: %s\n", hits->explain);
+            print_explain(hits->explain);
     }
     json_t *o = json_pack("{s:o}", "hits", complete(arr, hits->count));
     if (hits->explain &&

@@ -62,6 +62,14 @@ int shell_check_options(shell *sh, const shell_cmd *cmd, int positional,
 int shell_u32_option(shell *sh, const shell_cmd *cmd, const char *key,
                      uint32_t min, uint32_t max, uint32_t *out);
 
+/* Floats as text: the shortest of "%.6g" to "%.9g" that reads back as
+ * the same float (9 digits always do), not 9 digits of noise. */
+#define SHELL_FLOAT_CHARS 32
+const char *shell_float_text(float f, char buf[SHELL_FLOAT_CHARS]);
+/* f as a JSON number that prints in that shortest form (output is
+ * dumped at JSON_REAL_PRECISION(9)); NULL when memory ran out. */
+json_t *shell_float_json(float f);
+
 /* The i-th positional argument (1 = the first after the command). */
 const char *shell_positional(const shell_cmd *cmd, int i);
 

@@ -143,15 +143,16 @@ static int table_lookup_cmd(shell *sh, const shell_cmd *cmd)
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *row = json_array();
+        const float *values = rows + i * info.dim;
         for (uint32_t d = 0; d < info.dim; d++)
-            json_array_append_new(row, json_real(rows[i * info.dim + d]));
+            json_array_append_new(row, shell_float_json(values[d]));
         if (json_array_size(row) != info.dim) {   /* out of memory */
             json_decref(row);
             row = NULL;
         }
         json_array_append_new(arr, json_incref(row));
         if (!sh->json) {
-            char *text = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(6));
+            char *text = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(9));
             printf("%llu %s\n", (unsigned long long)ids[i],
                    text ? text : "(out of memory)");
             free(text);

@@ -523,7 +523,7 @@ static int write_record(FILE *f, int jsonl, const qv_record *r)
      * vector or a record without its payload */
     json_t *vec = json_array();
     for (uint32_t i = 0; i < r->dim; i++)
-        json_array_append_new(vec, json_real(r->vector[i]));
+        json_array_append_new(vec, shell_float_json(r->vector[i]));
     if (json_array_size(vec) != r->dim) {
         json_decref(vec);
         errno = ENOMEM;

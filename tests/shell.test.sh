@@ -70,6 +70,20 @@ suite() {  # label, target arguments...
     out=$("$bin" "$TARGET" "$TARGET_ARG" -c 'search pts [1, 0, 0] k=1' -c collections)
     check "$label: text table" has "$out" "   1  a                                   0"
 
+    # floats in their shortest form that reads back the same
+    out=$(j -c 'create fl dim=3' -c 'upsert fl a [0.34558, 0.1, 1e-7]' \
+            -c 'get fl a' \
+            -c 'table create ft rows=4 dim=2 seed=7' -c 'table lookup ft ids=[1]')
+    check "$label: get, shortest floats" has "$out" '"vector":[0.34558,0.1,1e-7]'
+    check "$label: table lookup, no 9-digit noise" \
+        hasnt "$(printf '%s\n' "$out" | grep rows)" '00000'
+    out=$("$bin" "$TARGET" "$TARGET_ARG" -c 'get fl a' \
+            -c 'search fl [0.34558, 0.1, 1.1e-7] k=1 where={} explain=true')
+    check "$label: text get, shortest floats" has "$out" 'vector   [0.34558, 0.1, 1e-07]'
+    check "$label: text explain, 9 digits at most" \
+        hasnt "$(printf '%s\n' "$out" | grep explain)" '0000000'
+    j -c 'drop fl' -c 'table drop ft' > /dev/null
+
     # a codec: code distances with rerank=0, describe, train refused
     out=$(j -c 'create cq dim=3 codec=f16' -c 'upsert cq a [1, 0, 0]' \
             -c 'upsert cq b [0, 1, 0]' -c 'search cq [1, 0, 0] k=1 rerank=0' \
