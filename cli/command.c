@@ -263,6 +263,11 @@ json_t *shell_float_json(float f)
     return json_real(strtod(shell_float_text(f, buf), NULL));
 }
 
+const char *shell_plural(unsigned long long n)
+{
+    return n == 1 ? "" : "s";
+}
+
 const char *shell_positional(const shell_cmd *cmd, int i)
 {
     for (int j = 1; j < cmd->n; j++) {

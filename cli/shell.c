@@ -341,7 +341,8 @@ static int cmd_delete(shell *sh, const shell_cmd *cmd)
     if (st != QV_OK)
         return shell_api_fail(sh, st);
     if (!sh->json)
-        printf("deleted %llu documents\n", (unsigned long long)n);
+        printf("deleted %llu document%s\n", (unsigned long long)n,
+               shell_plural(n));
     shell_emit(sh, json_pack("{s:I}", "deleted", (json_int_t)n));
     return 0;
 }
@@ -700,8 +701,9 @@ static const struct command commands[] = {
      "on disk and in memory, shards and replicas when sharded, and its "
      "payload indexes with their types."},
     {"drop", cmd_drop, "drop NAME", "Remove a collection and its documents."},
-    {"upsert", cmd_upsert, "upsert NAME ID [v1, v2, ...] [{json payload}]",
-     "Insert or replace one document. Quote an id with spaces as a JSON "
+    {"upsert", cmd_upsert, "upsert NAME ID VECTOR [{json payload}]",
+     "Insert or replace one document; VECTOR, required, is a JSON array "
+     "of numbers: [0.1, 0.2, ...]. Quote an id with spaces as a JSON "
      "string: \"my id\"."},
     {"get", cmd_get, "get NAME ID", "Show one document."},
     {"delete", cmd_delete, "delete NAME ID | delete NAME where={json filter}",
@@ -712,9 +714,10 @@ static const struct command commands[] = {
      "Page through documents (matching the filter) in id order; pass the "
      "cursor printed for the next page."},
     {"search", cmd_search,
-     "search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true] [payload=true] "
+     "search NAME VECTOR [k=10] [ef=64] [exact=true] [payload=true] "
      "[where={json filter}] [explain=true] [rerank=R] [partial=true]",
-     "Nearest documents through the index (exact=true: brute force); "
+     "Nearest documents to VECTOR, required, a JSON array of numbers "
+     "([0.1, 0.2, ...]), through the index (exact=true: brute force); "
      "payload=true shows each hit's payload; where= keeps the documents "
      "whose payload matches (docs/FILTERS.md), k of them whenever k match. "
      "With a codec, rerank= candidates are re-scored with full vectors "

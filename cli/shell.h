@@ -70,6 +70,9 @@ const char *shell_float_text(float f, char buf[SHELL_FLOAT_CHARS]);
  * dumped at JSON_REAL_PRECISION(9)); NULL when memory ran out. */
 json_t *shell_float_json(float f);
 
+/* "s" unless n is 1, for "%llu row%s". */
+const char *shell_plural(unsigned long long n);
+
 /* The i-th positional argument (1 = the first after the command). */
 const char *shell_positional(const shell_cmd *cmd, int i);
 

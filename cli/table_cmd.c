@@ -277,7 +277,8 @@ static int table_import_cmd(shell *sh, const shell_cmd *cmd)
     }
     if (rc == 0) {
         if (!sh->json)
-            printf("loaded %llu rows\n", (unsigned long long)total);
+            printf("loaded %llu row%s\n", (unsigned long long)total,
+                   shell_plural(total));
         shell_emit(sh, json_pack("{s:I}", "loaded", (json_int_t)total));
     }
     qv_mem_free(rows);
@@ -331,8 +332,8 @@ static int table_export_cmd(shell *sh, const shell_cmd *cmd)
         unlink(tmp);
     else {
         if (!sh->json)
-            printf("exported %llu rows to %s\n", (unsigned long long)t.rows,
-                   path);
+            printf("exported %llu row%s to %s\n", (unsigned long long)t.rows,
+                   shell_plural(t.rows), path);
         shell_emit(sh, json_pack("{s:I, s:s}", "exported",
                                  (json_int_t)t.rows, "file", path));
     }

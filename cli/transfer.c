@@ -331,10 +331,10 @@ static void progress(shell *sh, const char *name, uint64_t rows,
     double rate = rows / (now - t0 > 1e-9 ? now - t0 : 1e-9);
     fprintf(stderr, "\rimport %s: %llu", name, (unsigned long long)rows);
     if (total)
-        fprintf(stderr, "/%llu rows (%3.0f%%)", (unsigned long long)total,
-                100.0 * (double)rows / (double)total);
+        fprintf(stderr, "/%llu row%s (%3.0f%%)", (unsigned long long)total,
+                shell_plural(total), 100.0 * (double)rows / (double)total);
     else
-        fprintf(stderr, " rows");
+        fprintf(stderr, " row%s", shell_plural(rows));
     fprintf(stderr, "  %.0f rows/s", rate);
     if (total && rows < total && rate > 0)
         fprintf(stderr, "  ETA %.0fs ", (double)(total - rows) / rate);
@@ -495,13 +495,14 @@ int cmd_import(shell *sh, const shell_cmd *cmd)
         int named = strncmp(err, path, strlen(path)) == 0;
         return shell_fail(sh, strncmp(err, "DIMENSION", 9) == 0 ? "DIMENSION"
                                                                  : "INVALID",
-                          "%s%s%s (%llu rows imported before it stay)",
+                          "%s%s%s (%llu row%s imported before it stay%s)",
                           named ? "" : path, named ? "" : ": ", err,
-                          (unsigned long long)imported);
+                          (unsigned long long)imported, shell_plural(imported),
+                          imported == 1 ? "s" : "");
     }
     if (!sh->json)
-        printf("imported %llu rows in %.2f s (%.0f rows/s)\n",
-               (unsigned long long)imported, secs,
+        printf("imported %llu row%s in %.2f s (%.0f rows/s)\n",
+               (unsigned long long)imported, shell_plural(imported), secs,
                imported / (secs > 0 ? secs : 1));
     shell_emit(sh, json_pack("{s:I, s:f, s:f}", "rows", (json_int_t)imported,
                              "seconds", secs, "rows_per_s",
@@ -614,7 +615,8 @@ int cmd_export(shell *sh, const shell_cmd *cmd)
                           path, strchr(err, ':') ? strchr(err, ':') + 2 : err);
     }
     if (!sh->json)
-        printf("exported %llu rows to %s\n", (unsigned long long)rows, path);
+        printf("exported %llu row%s to %s\n", (unsigned long long)rows,
+               shell_plural(rows), path);
     shell_emit(sh, json_pack("{s:I, s:s}", "rows", (json_int_t)rows, "file",
                              path));
     return 0;

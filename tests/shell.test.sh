@@ -47,6 +47,8 @@ suite() {  # label, target arguments...
     check "$label: describe JSON" has "$out" '{"name":"pts","count":2,"dim":3,"metric":"l2","codec":"none","codec_trained":true,"train_min":0,"code_bytes":12,"M":8,"ef_construction":50,"disk_bytes":'
     check "$label: help COMMAND" has "$out" '{"command":"search","usage":"search NAME'
     check "$label: help lists commands" has "$out" '"import NAME FILE'
+    check "$label: help shows the vector as required" \
+        has "$out" '"upsert NAME ID VECTOR [{json payload}]","get NAME ID"'
     check "$label: stats" has "$out" '{"collections":1,"documents":2,'
     check "$label: one JSON line per command" \
         [ "$(printf '%s\n' "$out" | wc -l)" -eq 13 ]
@@ -179,6 +181,14 @@ suite() {  # label, target arguments...
     check "$label: import stops at the bad row" [ "$rc" -eq 1 ]
     check "$label: the bad line is named" has "$out" 'line 5000: vector has dimension 3, expected 4'
     check "$label: the rows before it stay" has "$out" '4999 rows imported before it stay'
+    printf '{"id":"one","vector":[1,2,3,4]}\n{"id":"two","vector":[1]}\n' > "$work/one.jsonl"
+    out=$("$bin" "$TARGET" "$TARGET_ARG" -c "import big $work/one.jsonl" \
+            -c 'delete big where={"nope": 1}' -c 'delete big where={"i": 1}' 2>&1)
+    check "$label: 1 row, singular" has "$out" '(1 row imported before it stays)'
+    check "$label: 0 documents, plural" has "$out" 'deleted 0 documents'
+    check "$label: 1 document, singular" \
+        [ "$(printf '%s\n' "$out" | grep -c '^deleted 1 document$')" -eq 1 ]
+    j -c 'delete big one' -c 'upsert big r1 [1, 1, 2, 3] {"i": 1}' > /dev/null
     out=$(j describe big)
     check "$label: 4999 rows in the collection" has "$out" '"count":4999,'
     sed -i '5000s/.*/{"id":"r4999","vector":[4999,1,2,3]}/' "$work/rows.jsonl"
