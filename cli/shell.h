@@ -82,6 +82,18 @@ int cmd_tables(shell *sh, const shell_cmd *cmd);
 
 /* transfer.c */
 int cmd_import(shell *sh, const shell_cmd *cmd);
+/* The rows of a vector file (fvecs, bvecs or npy, by the name's ending),
+ * one at a time, for table import. open: 0, or -1 with err naming the
+ * file and what is wrong. read: 1 for a row of shell_rows_dim() floats,
+ * 0 at the end, -1 with err naming the row. count: the rows the file's
+ * size or header promises. close accepts NULL. */
+typedef struct shell_rows shell_rows;
+int shell_rows_open(const char *path, shell_rows **out, char *err,
+                    size_t errlen);
+uint32_t shell_rows_dim(const shell_rows *r);
+uint64_t shell_rows_count(const shell_rows *r);
+int shell_rows_read(shell_rows *r, float *row, char *err, size_t errlen);
+void shell_rows_close(shell_rows *r);
 int cmd_export(shell *sh, const shell_cmd *cmd);
 
 #endif

@@ -20,7 +20,6 @@
 
 #include "common/alloc.h"
 #include "cli/shell.h"
-#include "cli/vecfile.h"
 
 #define TABLE_IO_BATCH 4096   /* rows per import or export call */
 
@@ -250,19 +249,18 @@ static int table_import_cmd(shell *sh, const shell_cmd *cmd)
         u64_option(sh, cmd, "first", 0, &first))
         return 1;
     char err[256];
-    vecfile *vf = NULL;
-    if (vecfile_open(shell_positional(cmd, 3), &vf, err, sizeof err) != 0)
+    shell_rows *file = NULL;
+    if (shell_rows_open(shell_positional(cmd, 3), &file, err, sizeof err) != 0)
         return shell_fail(sh, "INVALID", "%s", err);
-    uint32_t dim = vecfile_dim(vf);
-    uint64_t total = vecfile_rows(vf), done = 0;
+    uint32_t dim = shell_rows_dim(file);
+    uint64_t total = shell_rows_count(file), done = 0;
     float *rows = qv_malloc((size_t)TABLE_IO_BATCH * dim * sizeof *rows);
     int rc = rows ? 0 : shell_fail(sh, "NOMEM", "out of memory");
     while (rc == 0 && done < total) {
         size_t n = total - done < TABLE_IO_BATCH ? (size_t)(total - done)
                                                  : TABLE_IO_BATCH;
         for (size_t i = 0; i < n && rc == 0; i++) {
-            int got = vecfile_read_floats(vf, rows + i * dim, err,
-                                          sizeof err);
+            int got = shell_rows_read(file, rows + i * dim, err, sizeof err);
             if (got == 0)
                 rc = shell_fail(sh, "INVALID", "row %llu: the file ends "
                                 "early", (unsigned long long)(done + i));
@@ -282,7 +280,7 @@ static int table_import_cmd(shell *sh, const shell_cmd *cmd)
         shell_emit(sh, json_pack("{s:I}", "loaded", (json_int_t)total));
     }
     qv_mem_free(rows);
-    vecfile_close(vf);
+    shell_rows_close(file);
     return rc;
 }
 

@@ -12,6 +12,7 @@
  * renames it to FILE at the end, so a failed export leaves no half file.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,7 @@ struct source {
     uint64_t row;          /* rows read */
     vecfile *vf;
     FILE *f;
-    int elem;              /* npy: 4 (f32), 2 (f16), 1 (u8) */
+    int elem;              /* npy: 8 (f64), 4 (f32), 2 (f16), 1 (u8) */
     unsigned char *raw;
     char *line;
     size_t cap;
@@ -81,6 +82,36 @@ static float half_to_float(uint16_t h)
     return sign ? -f : f;
 }
 
+/* Element i of the row in s->raw as a float: a float64 beyond float
+ * range is refused (it would become infinity). */
+static int npy_element(source *s, uint32_t i, float *out, char *err,
+                       size_t errlen)
+{
+    const unsigned char *raw = s->raw + (size_t)s->elem * i;
+    double d;
+    switch (s->elem) {
+    case 8:
+        memcpy(&d, raw, 8);
+        if (isfinite(d) && fabs(d) > FLT_MAX) {
+            snprintf(err, errlen, "%s: row %llu, element %u: %g is beyond "
+                     "the range of float32", s->path,
+                     (unsigned long long)s->row, i, d);
+            return -1;
+        }
+        *out = (float)d;
+        break;
+    case 4:
+        memcpy(out, raw, 4);
+        break;
+    case 2:
+        *out = half_to_float((uint16_t)(raw[0] | raw[1] << 8));
+        break;
+    default:
+        *out = raw[0];
+    }
+    return 0;
+}
+
 static int npy_next(source *s, float *vec, char *id, size_t idlen,
                     char **payload, char *err, size_t errlen)
 {
@@ -92,13 +123,8 @@ static int npy_next(source *s, float *vec, char *id, size_t idlen,
         return -1;
     }
     for (uint32_t i = 0; i < s->dim; i++) {
-        if (s->elem == 4)
-            memcpy(&vec[i], s->raw + 4 * i, 4);
-        else if (s->elem == 2)
-            vec[i] = half_to_float((uint16_t)(s->raw[2 * i] |
-                                              s->raw[2 * i + 1] << 8));
-        else
-            vec[i] = s->raw[i];
+        if (npy_element(s, i, &vec[i], err, errlen) != 0)
+            return -1;
     }
     snprintf(id, idlen, "%llu", (unsigned long long)s->row++);
     *payload = NULL;
@@ -113,8 +139,32 @@ static void file_close(source *s)
     free(s->line);
 }
 
-/* Parse a .npy header: a 2-D little-endian float32, float16 or uint8
- * array in C order. */
+/* The element type of a .npy header's 'descr' into s->elem, or a
+ * message naming it. */
+static int npy_dtype(source *s, const char *header, char *err,
+                     size_t errlen)
+{
+    static const struct {
+        const char *descr;
+        int elem;
+    } types[] = {{"<f8", 8}, {"<f4", 4}, {"<f2", 2}, {"|u1", 1}, {"<u1", 1}};
+    char descr[16] = "";
+    const char *field = strstr(header, "'descr':");
+    if (field)
+        sscanf(field, "'descr': '%15[^']'", descr);
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        if (strcmp(descr, types[i].descr) == 0) {
+            s->elem = types[i].elem;
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "%s: dtype '%s' is not supported; use float64, "
+             "float32, float16 or uint8, little-endian", s->path, descr);
+    return -1;
+}
+
+/* Parse a .npy header: a 2-D little-endian float64 (made float32),
+ * float32, float16 or uint8 array in C order. */
 static int npy_open(source *s, char *err, size_t errlen)
 {
     unsigned char magic[10];
@@ -138,17 +188,8 @@ static int npy_open(source *s, char *err, size_t errlen)
         return -1;
     }
     header[hlen] = '\0';
-    if (strstr(header, "'<f4'"))
-        s->elem = 4;
-    else if (strstr(header, "'<f2'"))
-        s->elem = 2;
-    else if (strstr(header, "'|u1'") || strstr(header, "'<u1'"))
-        s->elem = 1;
-    else {
-        snprintf(err, errlen, "%s: dtype must be float32, float16 or uint8 "
-                 "(little-endian): %.200s", s->path, header);
+    if (npy_dtype(s, header, err, errlen) != 0)
         return -1;
-    }
     if (strstr(header, "'fortran_order': True")) {
         snprintf(err, errlen, "%s: Fortran order is not supported; save the "
                  "array in C order", s->path);
@@ -158,8 +199,11 @@ static int npy_open(source *s, char *err, size_t errlen)
     unsigned long long rows, cols;
     if (!shape || sscanf(shape, "'shape': (%llu, %llu)", &rows, &cols) != 2 ||
         cols == 0 || cols > QV_DIM_MAX) {
-        snprintf(err, errlen, "%s: shape must be (rows, dim) with dim 1 to %d:"
-                 " %.200s", s->path, QV_DIM_MAX, header);
+        char text[64] = "(missing";
+        if (shape)
+            sscanf(shape, "'shape': %63[^)]", text);
+        snprintf(err, errlen, "%s: shape must be (rows, dim) with dim 1 to "
+                 "%d, not %s)", s->path, QV_DIM_MAX, text);
         return -1;
     }
     s->dim = (uint32_t)cols;
@@ -301,6 +345,62 @@ static int source_open(source *s, const char *path, const char *format,
         return npy_open(s, err, errlen);
     s->next = jsonl_next;
     return 0;
+}
+
+/* ---- rows of a vector file, for table import ---- */
+
+struct shell_rows {
+    source src;
+};
+
+int shell_rows_open(const char *path, shell_rows **out, char *err,
+                    size_t errlen)
+{
+    const char *format = file_format(path, NULL);
+    shell_rows *r = NULL;
+    int rc = -1;
+    if (!strcmp(format, "jsonl") || !strcmp(format, "json")) {
+        snprintf(err, errlen, "%s: a table imports fvecs, bvecs or npy "
+                 "rows, not %s", path, format);
+        goto cleanup;
+    }
+    if (!(r = qv_calloc(1, sizeof *r))) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    rc = source_open(&r->src, path, format, err, errlen);
+cleanup:
+    if (rc != 0) {
+        shell_rows_close(r);
+        r = NULL;
+    }
+    *out = r;
+    return rc;
+}
+
+uint32_t shell_rows_dim(const shell_rows *r)
+{
+    return r->src.dim;
+}
+
+uint64_t shell_rows_count(const shell_rows *r)
+{
+    return r->src.rows_hint;
+}
+
+int shell_rows_read(shell_rows *r, float *row, char *err, size_t errlen)
+{
+    char id[32], *payload = NULL;
+    int rc = r->src.next(&r->src, row, id, sizeof id, &payload, err, errlen);
+    free(payload);
+    return rc;
+}
+
+void shell_rows_close(shell_rows *r)
+{
+    if (r && r->src.close)
+        r->src.close(&r->src);
+    qv_mem_free(r);
 }
 
 /* ---- import ---- */

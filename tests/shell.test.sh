@@ -226,6 +226,21 @@ suite() {  # label, target arguments...
             -c 'create h3 dim=3' -c "import h3 $work/f16.npy" -c 'get h3 1')
     check "$label: npy uint8" has "$out" '{"id":"1","vector":[4.0,5.0,6.0],"payload":null}'
     check "$label: npy float16" has "$out" '{"id":"1","vector":[4.0,5.0,6.0],"payload":null}'
+    z='\000\000\000\000\000\000'
+    write_npy "$work/f64.npy" '<f8' "$z\360\077$z\000\100$z\010\100$z\020\100$z\024\100$z\030\100"
+    write_npy "$work/huge.npy" '<f8' "$z\360\077\377\377\377\377\377\377\357\177$z\010\100$z\020\100$z\024\100$z\030\100"
+    write_npy "$work/i64.npy" '<i8' "$z$z$z$z$z$z$z$z$z$z$z$z"
+    out=$(j -c 'create d3 dim=3' -c "import d3 $work/f64.npy" -c 'get d3 1' \
+            -c "import d3 $work/huge.npy" -c "import d3 $work/i64.npy" \
+            -c 'table create t3 rows=4 dim=3' -c "table import t3 $work/f64.npy first=1" \
+            -c 'table lookup t3 ids=[2]' -c 'table drop t3' -c 'drop d3')
+    check "$label: npy float64, made float32" has "$out" '{"id":"1","vector":[4.0,5.0,6.0],"payload":null}'
+    check "$label: npy float64 beyond float range named" has "$out" \
+        "huge.npy: row 0, element 1: 1.79769e+308 is beyond the range of float32 (0 rows imported before it stay)"
+    check "$label: npy dtype named, no header dump" has "$out" \
+        "i64.npy: dtype '<i8' is not supported; use float64, float32, float16 or uint8, little-endian\"}}"
+    check "$label: table import of npy" has "$out" '{"loaded":2}'
+    check "$label: table import of npy, the rows" has "$out" '{"rows":[[4.0,5.0,6.0]]}'
     # a server takes only the name of a new entry of its --backup-dir
     if [ "$label" = remote ]; then
         bk=backup-$label bkdir=$work/backups/backup-$label
