@@ -754,7 +754,9 @@ static const struct command commands[] = {
      "npy rows are their row numbers). A bad row stops the import; batches "
      "already committed stay, and running it again is safe."},
     {"export", cmd_export, "export NAME FILE [format=jsonl|fvecs]",
-     "Write every document in id order (fvecs: vectors only)."},
+     "Write every document in id order (fvecs: vectors only); numeric "
+     "order when every id is a row number (0, 1, ... 10), as fvecs, bvecs "
+     "and npy imports name rows."},
     {"backup", cmd_backup, "backup DIR",
      "Write a consistent, compacted copy of the database into DIR while it "
      "stays in use."},

@@ -9,7 +9,8 @@
  * import again is safe because rows are upserted by id.
  *
  * Export pages through the collection with qv_scan into FILE.tmp and
- * renames it to FILE at the end, so a failed export leaves no half file.
+ * renames it to FILE at the end, so a failed export leaves no half file;
+ * when every id is a row number ("0", "1", ...), in numeric order.
  */
 #include <errno.h>
 #include <float.h>
@@ -644,13 +645,67 @@ static int write_record(FILE *f, int jsonl, const qv_record *r)
     return rc == 0 && fputc('\n', f) != EOF ? 0 : -1;
 }
 
-/* Write every page into f; counts rows. */
+/* A row number: decimal digits, no leading zero ("0", "7", "12"), as
+ * fvecs, bvecs and npy imports name rows; its length, else 0. */
+static size_t row_number_length(const char *id)
+{
+    size_t len = strspn(id, "0123456789");
+    return len && !id[len] && (id[0] != '0' || len == 1) && len < 64 ? len
+                                                                     : 0;
+}
+
+/* What an export pass does with each document: survey the ids (bit L
+ * of lengths set for a row number of length L; all_rows cleared, and
+ * the pass ended, at the first other id), or write those of one length
+ * (0: every document). */
+struct export_pass {
+    int survey;
+    size_t length;
+    uint64_t lengths;
+    int all_rows;
+};
+
+/* Let the pass see r; 1 to write it, 0 not, -1 to end the pass. */
+static int pass_takes(struct export_pass *p, const qv_record *r)
+{
+    size_t len = row_number_length(r->id);
+    if (!p->survey)
+        return p->length == 0 || len == p->length;
+    if (!len) {
+        p->all_rows = 0;
+        return -1;
+    }
+    p->lengths |= 1ull << len;
+    return 0;
+}
+
+/* Write the page's documents the pass takes into f; counts rows. 1 when
+ * the pass ends here. */
+static int export_page(FILE *f, int jsonl, const qv_page *page,
+                       struct export_pass *p, uint64_t *rows, char *err,
+                       size_t errlen)
+{
+    for (size_t i = 0; i < page->count; i++) {
+        int take = pass_takes(p, &page->records[i]);
+        if (take < 0)
+            return 1;
+        if (take && write_record(f, jsonl, &page->records[i]) != 0) {
+            snprintf(err, errlen, "IO: write failed: %s", strerror(errno));
+            return -1;
+        }
+        *rows += (uint64_t)take;
+    }
+    return page->next == NULL;
+}
+
+/* One pass over every page of the collection, in id order. */
 static int export_pages(shell *sh, const char *name, FILE *f, int jsonl,
-                        uint64_t *rows, char *err, size_t errlen)
+                        struct export_pass *p, uint64_t *rows, char *err,
+                        size_t errlen)
 {
     char after[QV_ID_MAX + 1];
-    int have_after = 0;
-    for (;;) {
+    int have_after = 0, rc = 0;
+    while (rc == 0) {
         qv_page *page;
         qv_status st = qv_scan(sh->db, name, have_after ? after : NULL, 1000,
                                &page);
@@ -659,22 +714,37 @@ static int export_pages(shell *sh, const char *name, FILE *f, int jsonl,
                      qv_errmsg(sh->db));
             return -1;
         }
-        for (size_t i = 0; i < page->count; i++) {
-            if (write_record(f, jsonl, &page->records[i]) != 0) {
-                snprintf(err, errlen, "IO: write failed: %s",
-                         strerror(errno));
-                qv_free(page);
-                return -1;
-            }
-        }
-        *rows += page->count;
+        rc = export_page(f, jsonl, page, p, rows, err, errlen);
         have_after = page->next != NULL;
         if (have_after)
             snprintf(after, sizeof after, "%s", page->next);
         qv_free(page);
-        if (!have_after)
-            return 0;
     }
+    return rc < 0 ? -1 : 0;
+}
+
+/* Every document into f. When every id is a row number (an fvecs, bvecs
+ * or npy import's), in numeric order, so that such an import exported
+ * again keeps its rows' order: one pass per id length, as string order
+ * is numeric order among ids of one length. Else in id order. */
+static int export_rows(shell *sh, const char *name, FILE *f, int jsonl,
+                       uint64_t *rows, char *err, size_t errlen)
+{
+    struct export_pass survey = {.survey = 1, .all_rows = 1};
+    uint64_t none = 0;
+    if (export_pages(sh, name, f, jsonl, &survey, &none, err, errlen) != 0)
+        return -1;
+    if (!survey.all_rows) {
+        struct export_pass every = {0};
+        return export_pages(sh, name, f, jsonl, &every, rows, err, errlen);
+    }
+    for (size_t len = 1; len < 64; len++) {
+        struct export_pass one = {.length = len};
+        if ((survey.lengths >> len & 1) &&
+            export_pages(sh, name, f, jsonl, &one, rows, err, errlen) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 int cmd_export(shell *sh, const shell_cmd *cmd)
@@ -698,7 +768,7 @@ int cmd_export(shell *sh, const shell_cmd *cmd)
     if (!f)
         return shell_fail(sh, "IO", "%s: %s", tmp, strerror(errno));
     uint64_t rows = 0;
-    int rc = export_pages(sh, name, f, jsonl, &rows, err, sizeof err);
+    int rc = export_rows(sh, name, f, jsonl, &rows, err, sizeof err);
     if (fclose(f) != 0 && rc == 0) {
         snprintf(err, sizeof err, "IO: %.900s: %s", tmp, strerror(errno));
         rc = -1;

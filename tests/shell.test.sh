@@ -204,11 +204,27 @@ suite() {  # label, target arguments...
     check "$label: payload imported" has "$out" '"payload":{"i":123}}'
     check "$label: export fvecs" has "$out" '{"rows":6000,"file":"'"$work/big.fvecs"'"}'
     check "$label: export jsonl" [ "$(wc -l < "$work/big.jsonl")" -eq 6000 ]
+    check "$label: other ids exported in string order" \
+        [ "$(head -3 "$work/big.jsonl" | sed 's/{"id":"\([^"]*\)".*/\1/' | tr '\n' ' ')" = "r0 r1 r10 " ]
     j -c 'create again dim=4' -c 'create vecs dim=4' >/dev/null
     out=$(j -c "import again $work/big.jsonl" -c "import vecs $work/big.fvecs" \
             -c 'get again r77' -c 'search vecs [77, 1, 2, 3] k=1 exact=true')
     check "$label: jsonl round trip" has "$out" '{"id":"r77","vector":[77.0,1.0,2.0,3.0],"payload":{"i":77}}'
     check "$label: fvecs round trip (ids are row numbers)" has "$out" '"distance":0.0}]}'
+    # row numbers as ids: export in numeric order, an fvecs round trip
+    # keeps the rows' order
+    awk 'BEGIN { for (i = 0; i < 12; i++)
+        printf "{\"id\":\"%d\",\"vector\":[%d,0,0,0]}\n", i, i }' > "$work/rows12.jsonl"
+    out=$(j -c 'create r12 dim=4' -c "import r12 $work/rows12.jsonl" \
+            -c "export r12 $work/r12.fvecs" -c "export r12 $work/r12.jsonl" \
+            -c 'create f12 dim=4' -c "import f12 $work/r12.fvecs" \
+            -c "export f12 $work/f12.fvecs" -c 'drop r12' -c 'drop f12')
+    check "$label: row-number ids exported in numeric order" \
+        [ "$(sed 's/{"id":"\([0-9]*\)".*/\1/' "$work/r12.jsonl" | tr '\n' ' ')" = \
+          "0 1 2 3 4 5 6 7 8 9 10 11 " ]
+    check "$label: fvecs import, export: the same rows in the same order" \
+        cmp -s "$work/r12.fvecs" "$work/f12.fvecs"
+    check "$label: ... all 12" has "$out" '{"rows":12,"file":"'"$work/f12.fvecs"'"}'
     head -c 1010 "$work/big.fvecs" > "$work/cut.fvecs"  # 50 rows and a half
     out=$(j -c 'create cut dim=4' -c "import cut $work/cut.fvecs" -c 'describe cut')
     check "$label: truncated file named with its row" has "$out" "$work/cut.fvecs: row 50: truncated"
