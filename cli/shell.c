@@ -726,14 +726,11 @@ static const struct command commands[] = {
      "missing ones."},
     {"table", cmd_table,
      "table create|lookup|update|describe|import|export|drop NAME ...",
-     "Embedding tables (docs/EMBEDDINGS.md): table create NAME rows=N "
-     "dim=D [method=full|hash:R|qr:R|robe:R|adapt:R|int8|int16|alpt:8|"
-     "alpt:16|prune:S|tt:RANK] [optimizer=sgd|adagrad] [lr=0.01] "
-     "[init=0.01] "
-     "[seed=0] [shards=S [replicas=R]] (shards: a cluster node's sharded "
-     "table); table lookup NAME ids=[..]; table update NAME ids=[..] "
-     "grads=[[..], ..]; table describe NAME; table import NAME FILE "
-     "[first=0]; table export NAME FILE; table drop NAME."},
+     "Embedding tables (docs/EMBEDDINGS.md), one subcommand each: create "
+     "(shards=: a cluster node's sharded table), lookup rows by id, update "
+     "(one optimizer step, one gradient per id), describe, import trained "
+     "rows (fvecs, bvecs, npy) from row first on, export rows 0 .. rows-1 "
+     "as fvecs, drop."},
     {"tables", cmd_tables, "tables",
      "List the embedding tables: name, method, rows, dim, optimizer, "
      "compression ratio."},
@@ -798,6 +795,36 @@ static const struct command *find_command(const char *name)
     return strcmp(name, "exit") == 0 ? find_command("quit") : NULL;
 }
 
+/* The usage of each table subcommand, each on a line when print. */
+static json_t *table_usages_json(int print)
+{
+    json_t *arr = json_array();
+    const char *usage;
+    size_t n = 0;
+    for (; (usage = table_usage(n)) != NULL; n++) {
+        if (print)
+            printf("  %s\n", usage);
+        json_array_append_new(arr, json_string(usage));
+    }
+    return complete(arr, n);
+}
+
+/* help COMMAND; for table, each subcommand's usage too. */
+static int help_command(shell *sh, const struct command *c)
+{
+    if (!sh->json)
+        printf("usage: %s\n%s\n", c->usage, c->help);
+    json_t *o = json_pack("{s:s, s:s, s:s}", "command", c->name, "usage",
+                          c->usage, "help", c->help);
+    if (o && c->run == cmd_table &&
+        json_object_set_new(o, "subcommands", table_usages_json(!sh->json))) {
+        json_decref(o);
+        o = NULL;
+    }
+    shell_emit(sh, o);
+    return 0;
+}
+
 static int cmd_help(shell *sh, const shell_cmd *cmd)
 {
     if (cmd->n > 2)
@@ -807,11 +834,7 @@ static int cmd_help(shell *sh, const shell_cmd *cmd)
         if (!c)
             return shell_fail(sh, "INVALID", "no command '%s'; type help",
                               cmd->args[1].text);
-        if (!sh->json)
-            printf("usage: %s\n%s\n", c->usage, c->help);
-        shell_emit(sh, json_pack("{s:s, s:s, s:s}", "command", c->name,
-                                 "usage", c->usage, "help", c->help));
-        return 0;
+        return help_command(sh, c);
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < NCOMMANDS; i++) {

@@ -78,6 +78,8 @@ const char *shell_positional(const shell_cmd *cmd, int i);
 
 /* table_cmd.c */
 int cmd_table(shell *sh, const shell_cmd *cmd);
+/* The usage of table subcommand i; NULL past the last (help table). */
+const char *table_usage(size_t i);
 int cmd_tables(shell *sh, const shell_cmd *cmd);
 
 /* transfer.c */

@@ -384,17 +384,36 @@ int cmd_tables(shell *sh, const shell_cmd *cmd)
     return 0;
 }
 
+static const struct {
+    const char *name;
+    int (*fn)(shell *, const shell_cmd *);
+    const char *usage;
+} subs[] = {
+    {"create", table_create_cmd,
+     "table create NAME rows=N dim=D [method=full|hash:R|qr:R|robe:R|"
+     "adapt:R|int8|int16|alpt:8|alpt:16|prune:S|tt:RANK] "
+     "[optimizer=sgd|adagrad] [lr=0.01] [init=0.01] [seed=0] "
+     "[shards=S [replicas=R]]"},
+    {"lookup", table_lookup_cmd, "table lookup NAME ids=[1, 2, ...]"},
+    {"update", table_update_cmd,
+     "table update NAME ids=[1, 2, ...] grads=[[..], [..], ...]"},
+    {"describe", table_describe_cmd, "table describe NAME"},
+    {"import", table_import_cmd, "table import NAME FILE [first=0]"},
+    {"export", table_export_cmd, "table export NAME FILE"},
+    {"drop", table_drop_cmd, "table drop NAME"},
+};
+
+#define NSUBS (sizeof subs / sizeof *subs)
+
+const char *table_usage(size_t i)
+{
+    return i < NSUBS ? subs[i].usage : NULL;
+}
+
 int cmd_table(shell *sh, const shell_cmd *cmd)
 {
-    static const struct {
-        const char *name;
-        int (*fn)(shell *, const shell_cmd *);
-    } subs[] = {{"create", table_create_cmd}, {"lookup", table_lookup_cmd},
-                {"update", table_update_cmd}, {"describe", table_describe_cmd},
-                {"import", table_import_cmd}, {"export", table_export_cmd},
-                {"drop", table_drop_cmd}};
     const char *sub = shell_positional(cmd, 1);
-    for (size_t i = 0; sub && i < sizeof subs / sizeof *subs; i++)
+    for (size_t i = 0; sub && i < NSUBS; i++)
         if (!strcmp(sub, subs[i].name))
             return subs[i].fn(sh, cmd);
     return shell_fail(sh, "INVALID", "table needs a subcommand: create, "

@@ -52,6 +52,14 @@ suite() {  # label, target arguments...
     check "$label: stats" has "$out" '{"collections":1,"documents":2,'
     check "$label: one JSON line per command" \
         [ "$(printf '%s\n' "$out" | wc -l)" -eq 13 ]
+    out=$(j -c 'help table')
+    check "$label: help table lists each subcommand" has "$out" \
+        '"subcommands":["table create NAME rows=N dim=D [method=full|'
+    check "$label: help table, all seven" has "$out" \
+        '"table lookup NAME ids=[1, 2, ...]","table update NAME ids=[1, 2, ...] grads=[[..], [..], ...]","table describe NAME","table import NAME FILE [first=0]","table export NAME FILE","table drop NAME"]}'
+    out=$("$bin" "$TARGET" "$TARGET_ARG" -c 'help table')
+    check "$label: text help table, a line per subcommand" \
+        [ "$(printf '%s\n' "$out" | grep -c '^  table ')" -eq 7 ]
 
     out=$(j -c 'search pts [1, 0, 0] k=5 where={"tag": "x"}' \
             -c 'count pts where={"n": {"$exists": true}}' -c 'count pts' \
