@@ -654,8 +654,8 @@ static int cluster_drain(shell *sh, const shell_cmd *cmd, int cancel)
  * drain / undrain NODE. */
 static int cmd_cluster(shell *sh, const shell_cmd *cmd)
 {
-    const char *what = shell_positional(cmd, 1);
-    if (strcmp(what, "drain") == 0 || strcmp(what, "undrain") == 0)
+    const char *what = shell_positional(cmd, 1);  /* NULL: none given */
+    if (what && (strcmp(what, "drain") == 0 || strcmp(what, "undrain") == 0))
         return cluster_drain(sh, cmd, strcmp(what, "undrain") == 0);
     if (shell_check_options(sh, cmd, 1, NULL))
         return 1;

@@ -197,6 +197,11 @@ suite() {  # label, target arguments...
     check "$label: 1 document, singular" \
         [ "$(printf '%s\n' "$out" | grep -c '^deleted 1 document$')" -eq 1 ]
     j -c 'delete big one' -c 'upsert big r1 [1, 1, 2, 3] {"i": 1}' > /dev/null
+    out=$(j -c 'cluster' -c 'cluster x=1')
+    check "$label: cluster without a subcommand refused" has "$out" \
+        'cluster takes 1 argument before its options, not 0'
+    check "$label: cluster with only an option refused" has "$out" \
+        "cluster: unknown option 'x'"
     out=$(j describe big)
     check "$label: 4999 rows in the collection" has "$out" '"count":4999,'
     sed -i '5000s/.*/{"id":"r4999","vector":[4999,1,2,3]}/' "$work/rows.jsonl"
