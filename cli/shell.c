@@ -439,16 +439,40 @@ static json_t *missing_json(const qv_hits *hits)
     return complete(arr, hits->missing_count);
 }
 
+/* The query: the VECTOR argument, or with id=ID the vector stored for
+ * document ID (read once, before the search). */
+static int query_vector(shell *sh, const shell_cmd *cmd, float **out,
+                        uint32_t *dim)
+{
+    const shell_arg *id = shell_option(cmd, "id");
+    if (!id)
+        return vector_arg(sh, positional_arg(cmd, 2), out, dim);
+    qv_record *r;
+    qv_status st = qv_get(sh->db, shell_positional(cmd, 1), id->text, &r);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    float *v = qv_malloc((size_t)r->dim * sizeof *v);
+    if (v) {
+        memcpy(v, r->vector, (size_t)r->dim * sizeof *v);
+        *out = v;
+        *dim = r->dim;
+    }
+    qv_free(r);
+    return v ? 0 : shell_fail(sh, "NOMEM", "out of memory");
+}
+
 static int cmd_search(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"k", "ef", "exact", "payload", "where",
-                                       "explain", "rerank", "partial", NULL};
+                                       "explain", "rerank", "partial", "id",
+                                       NULL};
+    int positional = shell_option(cmd, "id") ? 1 : 2;
     qv_search_options opt = {.k = 10};
     uint32_t rerank = 0;
     float *v = NULL;
     uint32_t dim;
     qv_hits *hits;
-    if (shell_check_options(sh, cmd, 2, opts) ||
+    if (shell_check_options(sh, cmd, positional, opts) ||
         shell_u32_option(sh, cmd, "k", 1, QV_K_MAX, &opt.k) ||
         shell_u32_option(sh, cmd, "ef", 0, QV_EF_MAX, &opt.ef) ||
         bool_option(sh, cmd, "exact", &opt.exact) ||
@@ -456,7 +480,7 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         bool_option(sh, cmd, "explain", &opt.explain) ||
         bool_option(sh, cmd, "partial", &opt.partial) ||
         shell_u32_option(sh, cmd, "rerank", 0, QV_RERANK_MAX, &rerank) ||
-        vector_arg(sh, positional_arg(cmd, 2), &v, &dim))
+        query_vector(sh, cmd, &v, &dim))
         return 1;
     opt.rerank = rerank;
     opt.no_rerank = shell_option(cmd, "rerank") && rerank == 0;
@@ -714,10 +738,12 @@ static const struct command commands[] = {
      "Page through documents (matching the filter) in id order; pass the "
      "cursor printed for the next page."},
     {"search", cmd_search,
-     "search NAME VECTOR [k=10] [ef=64] [exact=true] [payload=true] "
+     "search NAME VECTOR|id=ID [k=10] [ef=64] [exact=true] [payload=true] "
      "[where={json filter}] [explain=true] [rerank=R] [partial=true]",
-     "Nearest documents to VECTOR, required, a JSON array of numbers "
-     "([0.1, 0.2, ...]), through the index (exact=true: brute force); "
+     "Nearest documents to VECTOR, a JSON array of numbers ([0.1, 0.2, "
+     "...]), or with id=ID to the vector stored for document ID (itself "
+     "among the hits, at distance 0), through the index (exact=true: brute "
+     "force); "
      "payload=true shows each hit's payload; where= keeps the documents "
      "whose payload matches (docs/FILTERS.md), k of them whenever k match. "
      "With a codec, rerank= candidates are re-scored with full vectors "

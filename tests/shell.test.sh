@@ -68,6 +68,14 @@ suite() {  # label, target arguments...
     check "$label: count where" has "$out" '{"count":1}'
     check "$label: count all" has "$out" '{"count":2}'
     check "$label: malformed filter named" has "$out" "unknown operator '\$like' at 'tag'"
+    # search by a stored document's id: its vector is the query
+    out=$(j -c 'search pts id=a k=2' -c 'search pts id="c d" k=1 exact=true' \
+            -c 'search pts id=nope' -c 'search pts [1, 0, 0] id=a')
+    check "$label: search id=ID" has "$out" '{"hits":[{"id":"a","distance":0.0},{"id":"c d","distance":2.0}]}'
+    check "$label: search id= with a quoted id" has "$out" '{"hits":[{"id":"c d","distance":0.0}]}'
+    check "$label: search id= of no document" has "$out" \
+        '{"error":{"code":"NOT_FOUND","message":"document '"'nope'"' not found in collection '"'pts'"'"}}'
+    check "$label: search with a vector and id=" has "$out" 'search takes 1 argument before its options, not 2'
     # partial=true changes nothing on a collection that is not sharded
     out=$(j -c 'search pts [1, 0, 0] k=1 partial=true')
     check "$label: partial search, no shard missing" has "$out" \
