@@ -422,23 +422,46 @@ static void batch_clear(struct batch *b)
     b->n = 0;
 }
 
-static void progress(shell *sh, const char *name, uint64_t rows,
-                     uint64_t total, double t0, double *last, int done)
+/* A progress line on stderr, on a terminal without --json. */
+struct progress {
+    shell *sh;
+    char what[QV_NAME_MAX + 16];   /* "import docs" */
+    uint64_t total;                 /* rows to go through; 0 unknown */
+    double t0, last;
+};
+
+static void progress_start(struct progress *p, shell *sh, const char *verb,
+                           const char *name)
+{
+    p->sh = sh;
+    snprintf(p->what, sizeof p->what, "%s %s", verb, name);
+    p->total = 0;
+    p->t0 = cli_now();
+    p->last = 0;
+}
+
+/* rows so far, of total when known (else 0); fraction: the share of
+ * the work done when total is unknown (a jsonl file's bytes read), or
+ * negative when that is unknown too. At most 5 lines a second. */
+static void progress_show(struct progress *p, uint64_t rows, uint64_t total,
+                          double fraction, int done)
 {
     double now = cli_now();
-    if (!sh->progress || (!done && now - *last < 0.2))
+    if (!p->sh->progress || (!done && now - p->last < 0.2))
         return;
-    *last = now;
-    double rate = rows / (now - t0 > 1e-9 ? now - t0 : 1e-9);
-    fprintf(stderr, "\rimport %s: %llu", name, (unsigned long long)rows);
+    p->last = now;
+    double secs = now - p->t0 > 1e-9 ? now - p->t0 : 1e-9;
     if (total)
-        fprintf(stderr, "/%llu row%s (%3.0f%%)", (unsigned long long)total,
-                shell_plural(total), 100.0 * (double)rows / (double)total);
-    else
-        fprintf(stderr, " row%s", shell_plural(rows));
-    fprintf(stderr, "  %.0f rows/s", rate);
-    if (total && rows < total && rate > 0)
-        fprintf(stderr, "  ETA %.0fs ", (double)(total - rows) / rate);
+        fraction = (double)rows / (double)total;
+    fprintf(stderr, "\r%s: %llu", p->what, (unsigned long long)rows);
+    if (total)
+        fprintf(stderr, "/%llu", (unsigned long long)total);
+    fprintf(stderr, " row%s", shell_plural(total ? total : rows));
+    if (fraction >= 0)
+        fprintf(stderr, " (%3.0f%%)", 100.0 * fraction);
+    fprintf(stderr, "  %.0f rows/s", rows / secs);
+    if (fraction > 0 && fraction < 1)
+        fprintf(stderr, "  ETA %.0fs ", secs * (1 - fraction) / fraction);
     else
         fprintf(stderr, "          ");
     if (done)
@@ -510,12 +533,25 @@ static void batch_free(struct batch *b)
 }
 
 /* Read rows into batches until the end or an error; counts imported. */
+/* The share of a file read so far, for a source that does not know
+ * its rows (jsonl): its bytes; negative when unknown. */
+static double source_fraction(source *s)
+{
+    struct stat st;
+    long at = s->f ? ftell(s->f) : -1;
+    if (s->rows_hint || at < 0 || fstat(fileno(s->f), &st) != 0 ||
+        st.st_size <= 0)
+        return -1;
+    return (double)at / (double)st.st_size;
+}
+
 static int import_rows(shell *sh, const char *name, source *src, uint32_t dim,
                        size_t batch_size, uint64_t *imported, char *err,
                        size_t errlen)
 {
     struct batch b = {0};
-    double t0 = cli_now(), last = 0;
+    struct progress bar;
+    progress_start(&bar, sh, "import", name);
     int rc = batch_alloc(&b, batch_size, dim);
     if (rc != 0)
         snprintf(err, errlen, "out of memory for a batch of %zu", batch_size);
@@ -544,12 +580,13 @@ static int import_rows(shell *sh, const char *name, source *src, uint32_t dim,
         b.docs[b.n] = (qv_doc){b.ids[b.n], vec, dim, payload};
         if (++b.n == batch_size) {
             rc = flush_batch(sh, name, &b, imported, err, errlen);
-            progress(sh, name, *imported, src->rows_hint, t0, &last, 0);
+            progress_show(&bar, *imported, src->rows_hint,
+                          source_fraction(src), 0);
         }
     }
     if (rc == 0)
         rc = flush_batch(sh, name, &b, imported, err, errlen);
-    progress(sh, name, *imported, src->rows_hint, t0, &last, 1);
+    progress_show(&bar, *imported, src->rows_hint, source_fraction(src), 1);
     batch_free(&b);
     return rc;
 }
@@ -698,10 +735,11 @@ static int export_page(FILE *f, int jsonl, const qv_page *page,
     return page->next == NULL;
 }
 
-/* One pass over every page of the collection, in id order. */
+/* One pass over every page of the collection, in id order; a pass that
+ * writes shows its progress on bar. */
 static int export_pages(shell *sh, const char *name, FILE *f, int jsonl,
-                        struct export_pass *p, uint64_t *rows, char *err,
-                        size_t errlen)
+                        struct export_pass *p, struct progress *bar,
+                        uint64_t *rows, char *err, size_t errlen)
 {
     char after[QV_ID_MAX + 1];
     int have_after = 0, rc = 0;
@@ -715,6 +753,8 @@ static int export_pages(shell *sh, const char *name, FILE *f, int jsonl,
             return -1;
         }
         rc = export_page(f, jsonl, page, p, rows, err, errlen);
+        if (!p->survey)
+            progress_show(bar, *rows, bar->total, -1, 0);
         have_after = page->next != NULL;
         if (have_after)
             snprintf(after, sizeof after, "%s", page->next);
@@ -727,24 +767,41 @@ static int export_pages(shell *sh, const char *name, FILE *f, int jsonl,
  * or npy import's), in numeric order, so that such an import exported
  * again keeps its rows' order: one pass per id length, as string order
  * is numeric order among ids of one length. Else in id order. */
-static int export_rows(shell *sh, const char *name, FILE *f, int jsonl,
-                       uint64_t *rows, char *err, size_t errlen)
+static int export_passes(shell *sh, const char *name, FILE *f, int jsonl,
+                         struct progress *bar, uint64_t *rows, char *err,
+                         size_t errlen)
 {
     struct export_pass survey = {.survey = 1, .all_rows = 1};
     uint64_t none = 0;
-    if (export_pages(sh, name, f, jsonl, &survey, &none, err, errlen) != 0)
+    if (export_pages(sh, name, f, jsonl, &survey, bar, &none, err,
+                     errlen) != 0)
         return -1;
     if (!survey.all_rows) {
         struct export_pass every = {0};
-        return export_pages(sh, name, f, jsonl, &every, rows, err, errlen);
+        return export_pages(sh, name, f, jsonl, &every, bar, rows, err,
+                            errlen);
     }
     for (size_t len = 1; len < 64; len++) {
         struct export_pass one = {.length = len};
         if ((survey.lengths >> len & 1) &&
-            export_pages(sh, name, f, jsonl, &one, rows, err, errlen) != 0)
+            export_pages(sh, name, f, jsonl, &one, bar, rows, err,
+                         errlen) != 0)
             return -1;
     }
     return 0;
+}
+
+/* export_passes with a progress line: rows written of the count the
+ * collection had when the export began. */
+static int export_rows(shell *sh, const char *name, uint64_t count, FILE *f,
+                       int jsonl, uint64_t *rows, char *err, size_t errlen)
+{
+    struct progress bar;
+    progress_start(&bar, sh, "export", name);
+    bar.total = count;
+    int rc = export_passes(sh, name, f, jsonl, &bar, rows, err, errlen);
+    progress_show(&bar, *rows, count, -1, 1);
+    return rc;
 }
 
 int cmd_export(shell *sh, const shell_cmd *cmd)
@@ -768,7 +825,8 @@ int cmd_export(shell *sh, const shell_cmd *cmd)
     if (!f)
         return shell_fail(sh, "IO", "%s: %s", tmp, strerror(errno));
     uint64_t rows = 0;
-    int rc = export_rows(sh, name, f, jsonl, &rows, err, sizeof err);
+    int rc = export_rows(sh, name, info.count, f, jsonl, &rows, err,
+                         sizeof err);
     if (fclose(f) != 0 && rc == 0) {
         snprintf(err, sizeof err, "IO: %.900s: %s", tmp, strerror(errno));
         rc = -1;

@@ -385,6 +385,16 @@ if command -v script >/dev/null; then
     check "pty: tab completes the command and the collection" \
         [ "$(grep -c 'ef_construction  200' "$work/pty.out")" -eq 2 ]
     check "pty: history file kept" grep -qF 'describe\040tabs' "$work/history"
+    # progress lines on a terminal: export of a collection's count, a
+    # jsonl import by the share of the file read
+    script -qfec "$bin --db $work/ptyp -c 'create pg dim=2' \
+        -c 'upsert pg 0 [1, 2]' -c 'upsert pg 1 [3, 4]' \
+        -c 'export pg $work/pg.jsonl' -c 'import pg $work/pg.jsonl'" /dev/null \
+        > "$work/progress.out" 2>&1
+    check "pty: export shows its progress" \
+        grep -qF 'export pg: 2/2 rows (100%)' "$work/progress.out"
+    check "pty: jsonl import shows the share of the file read" \
+        grep -qF 'import pg: 2 rows (100%)' "$work/progress.out"
 else
     echo "not ok $((n + 1)) # SKIP script(1) not installed"; n=$((n + 1))
 fi
