@@ -30,10 +30,10 @@ static const char usage[] =
     "              [-c COMMAND]... [SUBCOMMAND ARGS...]\n"
     "       quiver bench flat|ann|filter|embed|server ...\n"
     "       quiver -V|--version | -h|--help\n"
-    "The database defaults to $QUIVER_DB, else ./data; a URI is qv://HOST[:PORT] (port 7411\n"
-    "by default), or qvs://HOST[:PORT] for TLS (--connect with --tls or\n"
-    "--tls-ca); --tls-ca\n"
-    "names the CAs to trust instead of the system's.\n"
+    "The database defaults to $QUIVER_DB, else ./data; a URI is\n"
+    "qv://HOST[:PORT] (port 7411 by default), or qvs://HOST[:PORT] for TLS\n"
+    "(--connect with --tls or --tls-ca); --tls-ca names the CAs to trust\n"
+    "instead of the system's.\n"
     "With no command and a terminal,\n"
     "an interactive shell; otherwise one command per line of stdin.\n"
     "--bail: stop at the first command that fails (-c and stdin).\n"
@@ -78,11 +78,10 @@ static char *join_words(int argc, char **argv)
     return line;
 }
 
-static int usage_error(const char *fmt, const char *what)
+/* A bad option: its message and the usage on stderr; returns -1. */
+static int usage_error(const char *message, const char *what)
 {
-    fputs("quiver: ", stderr);
-    fprintf(stderr, fmt, what);
-    fprintf(stderr, "\n%s", usage);
+    fprintf(stderr, "quiver: %s '%s'\n%s", message, what, usage);
     return -1;
 }
 
@@ -93,8 +92,8 @@ static int refused_option(char **argv, int c)
     char word[3] = {'-', (char)optopt, '\0'};
     int is_short = optopt > 0 && optopt < 128;
     const char *what = is_short ? word : argv[optind - 1];
-    return usage_error(c == ':' ? "option '%s' needs a value"
-                                : "unknown option '%s'", what);
+    return usage_error(c == ':' ? "a value is missing after"
+                                : "unknown option", what);
 }
 
 /* QUIVER_DB, a path or URI, when neither --db nor --connect is given;
@@ -138,7 +137,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case O_BAIL: o->bail = 1; break;
         case 'c':
             if (o->ncommands == MAX_C)
-                return usage_error("too many -c commands at '%s'", optarg);
+                return usage_error("more than 64 -c commands, at", optarg);
             o->commands[o->ncommands++] = optarg;
             break;
         case 'h':

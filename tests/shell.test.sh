@@ -316,7 +316,7 @@ check "options: unknown option named" has "$out" "quiver: unknown option '--frob
 out=$("$bin" -x 2>&1)
 check "options: unknown short option named" has "$out" "unknown option '-x'"
 out=$("$bin" --db 2>&1)
-check "options: a missing value named" has "$out" "option '--db' needs a value"
+check "options: a missing value named" has "$out" "quiver: a value is missing after '--db'"
 out=$("$bin" --db "$work/db" describe pts --json 2>&1)
 rc=$?
 check "options: a word after the command is the command's" has "$out" \
