@@ -243,6 +243,31 @@ int shell_u32_option(shell *sh, const shell_cmd *cmd, const char *key,
     return 0;
 }
 
+const char *shell_float_text(float f, char buf[SHELL_FLOAT_CHARS])
+{
+    for (int digits = 6; digits < 9; digits++) {
+        snprintf(buf, SHELL_FLOAT_CHARS, "%.*g", digits, (double)f);
+        if (strtof(buf, NULL) == f)
+            return buf;
+    }
+    snprintf(buf, SHELL_FLOAT_CHARS, "%.9g", (double)f);
+    return buf;
+}
+
+/* The double nearest the float's shortest decimal, not the float
+ * widened: printed with 9 digits it is that decimal again, where the
+ * widened float shows its binary tail (0.345580012). */
+json_t *shell_float_json(float f)
+{
+    char buf[SHELL_FLOAT_CHARS];
+    return json_real(strtod(shell_float_text(f, buf), NULL));
+}
+
+const char *shell_plural(unsigned long long n)
+{
+    return n == 1 ? "" : "s";
+}
+
 const char *shell_positional(const shell_cmd *cmd, int i)
 {
     for (int j = 1; j < cmd->n; j++) {

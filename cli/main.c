@@ -2,7 +2,7 @@
  * main.c - the quiver program.
  *
  *   quiver [--db DIR|URI | --connect HOST:PORT] [--token-file F]
- *          [--tls] [--tls-ca F] [--json]
+ *          [--tls] [--tls-ca F] [--json] [--bail]
  *          [-c COMMAND]... [SUBCOMMAND ARGS...]
  *   quiver bench flat|ann|filter|embed|server ...
  *
@@ -11,6 +11,7 @@
  * command per line of standard input.
  */
 #include <editline/readline.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,21 +26,24 @@
 
 static const char usage[] =
     "usage: quiver [--db DIR|URI | --connect HOST:PORT] [--token-file FILE]\n"
-    "              [--tls] [--tls-ca FILE] [--json] [-c COMMAND]...\n"
-    "              [SUBCOMMAND ARGS...]\n"
+    "              [--tls] [--tls-ca FILE] [--json] [--bail]\n"
+    "              [-c COMMAND]... [SUBCOMMAND ARGS...]\n"
     "       quiver bench flat|ann|filter|embed|server ...\n"
-    "       quiver --version | --help\n"
-    "The database defaults to ./data; a URI is qv://HOST:PORT, or\n"
-    "qvs://HOST:PORT for TLS (--connect with --tls or --tls-ca); --tls-ca\n"
-    "names the CAs to trust instead of the system's.\n"
+    "       quiver -V|--version | -h|--help\n"
+    "The database defaults to $QUIVER_DB, else ./data; a URI is\n"
+    "qv://HOST[:PORT] (port 7411 by default), or qvs://HOST[:PORT] for TLS\n"
+    "(--connect with --tls or --tls-ca); --tls-ca names the CAs to trust\n"
+    "instead of the system's.\n"
     "With no command and a terminal,\n"
     "an interactive shell; otherwise one command per line of stdin.\n"
+    "--bail: stop at the first command that fails (-c and stdin).\n"
     "Commands: type help, or see docs/CLI.md.\n";
 
 struct options {
     const char *db, *connect, *token_file, *tls_ca;
     const char *commands[MAX_C];
     int ncommands, json, tls;
+    int bail;       /* stop at the first command that fails */
     char *joined;   /* a subcommand's words as one line */
 };
 
@@ -74,45 +78,85 @@ static char *join_words(int argc, char **argv)
     return line;
 }
 
-/* Parse the options; returns the index of the first word after them, or
- * -1 (message printed) / -2 (done: --help, --version). */
+/* A bad option: its message and the usage on stderr; returns -1. */
+static int usage_error(const char *message, const char *what)
+{
+    fprintf(stderr, "quiver: %s '%s'\n%s", message, what, usage);
+    return -1;
+}
+
+/* The option getopt_long refused, for the message: -X for a short
+ * option, else the word it stopped on. */
+static int refused_option(char **argv, int c)
+{
+    char word[3] = {'-', (char)optopt, '\0'};
+    int is_short = optopt > 0 && optopt < 128;
+    const char *what = is_short ? word : argv[optind - 1];
+    return usage_error(c == ':' ? "a value is missing after"
+                                : "unknown option", what);
+}
+
+/* QUIVER_DB, a path or URI, when neither --db nor --connect is given;
+ * NULL when it is unset or empty. */
+static const char *database_from_environment(void)
+{
+    const char *db = getenv("QUIVER_DB");
+    return db && *db ? db : NULL;
+}
+
+/* Parse the options, which come before the subcommand: a word after it
+ * is the command's, even when it starts with '-'. Returns the index of
+ * the first word after them, or -1 (message printed) / -2 (done: --help,
+ * --version). */
 static int parse_options(int argc, char **argv, struct options *o)
 {
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        const char *a = argv[i];
-        int has_next = i + 1 < argc;
-        if (!strcmp(a, "--db") && has_next)
-            o->db = argv[++i];
-        else if (!strcmp(a, "--connect") && has_next)
-            o->connect = argv[++i];
-        else if (!strcmp(a, "--token-file") && has_next)
-            o->token_file = argv[++i];
-        else if (!strcmp(a, "--tls-ca") && has_next)
-            o->tls_ca = argv[++i], o->tls = 1;
-        else if (!strcmp(a, "--tls"))
-            o->tls = 1;
-        else if (!strcmp(a, "-c") && has_next && o->ncommands < MAX_C)
-            o->commands[o->ncommands++] = argv[++i];
-        else if (!strcmp(a, "--json"))
-            o->json = 1;
-        else if (!strcmp(a, "--version")) {
-            printf("quiver %s\n", qv_version());
-            return -2;
-        } else if (!strcmp(a, "--help")) {
+    enum { O_DB = 256, O_CONNECT, O_TOKEN, O_TLS, O_TLS_CA, O_JSON,
+           O_BAIL };
+    static const struct option opts[] = {
+        {"db", required_argument, 0, O_DB},
+        {"connect", required_argument, 0, O_CONNECT},
+        {"token-file", required_argument, 0, O_TOKEN},
+        {"tls", no_argument, 0, O_TLS},
+        {"tls-ca", required_argument, 0, O_TLS_CA},
+        {"json", no_argument, 0, O_JSON},
+        {"bail", no_argument, 0, O_BAIL},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
+        {0, 0, 0, 0}};
+    int c;
+    opterr = 0;
+    /* '+': stop at the first word that is not an option (the command) */
+    while ((c = getopt_long(argc, argv, "+:c:hV", opts, NULL)) != -1) {
+        switch (c) {
+        case O_DB: o->db = optarg; break;
+        case O_CONNECT: o->connect = optarg; break;
+        case O_TOKEN: o->token_file = optarg; break;
+        case O_TLS: o->tls = 1; break;
+        case O_TLS_CA: o->tls_ca = optarg, o->tls = 1; break;
+        case O_JSON: o->json = 1; break;
+        case O_BAIL: o->bail = 1; break;
+        case 'c':
+            if (o->ncommands == MAX_C)
+                return usage_error("more than 64 -c commands, at", optarg);
+            o->commands[o->ncommands++] = optarg;
+            break;
+        case 'h':
             fputs(usage, stdout);
             return -2;
-        } else {
-            fprintf(stderr, "quiver: unknown or incomplete option '%s'\n%s",
-                    a, usage);
-            return -1;
+        case 'V':
+            printf("quiver %s\n", qv_version());
+            return -2;
+        default:
+            return refused_option(argv, c);
         }
     }
     if (o->db && o->connect) {
         fprintf(stderr, "quiver: give --db or --connect, not both\n");
         return -1;
     }
-    return i;
+    if (!o->db && !o->connect)
+        o->db = database_from_environment();
+    return optind;
 }
 
 /* Whether db is a cluster node's database (remote handles: never). */
@@ -123,18 +167,31 @@ static int is_replica(qv_db *db)
            mark != 0;
 }
 
+/* The database did not open: with --json one error object on stdout,
+ * as every command's failure prints; else a line on stderr. */
+static void open_failed(const struct options *o, const char *code,
+                        const char *msg)
+{
+    shell sh = {.json = o->json};
+    if (o->json)
+        shell_fail(&sh, code, "%s", msg);
+    else
+        fprintf(stderr, "quiver: %s\n", msg);
+}
+
 /* A cluster node's database takes writes only through the node's log:
  * the shell opens it read-only, to look, and says so. */
-static qv_db *reopen_read_only(qv_db *db, const char *uri,
-                               qv_open_options *oo)
+static qv_db *reopen_read_only(const struct options *o, qv_db *db,
+                               const char *uri, qv_open_options *oo)
 {
     qv_close(db);
     db = NULL;
     fprintf(stderr, "quiver: %s is a cluster node's database: opened "
             "read-only (write through a node: --db qv://HOST:PORT)\n", uri);
     oo->flags |= QV_OPEN_READONLY;
-    if (qv_open(uri, oo, &db) != QV_OK)
-        fprintf(stderr, "quiver: %s\n", qv_errmsg(NULL));
+    qv_status st = qv_open(uri, oo, &db);
+    if (st != QV_OK)
+        open_failed(o, qv_status_name(st), qv_errmsg(NULL));
     return db;
 }
 
@@ -147,7 +204,7 @@ static qv_db *open_database(const struct options *o)
                                                   sizeof err)
                                 : NULL;
     if (o->token_file && !token) {
-        fprintf(stderr, "quiver: %s\n", err);
+        open_failed(o, "INVALID", err);
         return NULL;
     }
     oo.token = token;
@@ -158,10 +215,11 @@ static qv_db *open_database(const struct options *o)
     else
         snprintf(uri, sizeof uri, "%s", o->db ? o->db : "./data");
     qv_db *db = NULL;
-    if (qv_open(uri, &oo, &db) != QV_OK)
-        fprintf(stderr, "quiver: %s\n", qv_errmsg(NULL));
+    qv_status st = qv_open(uri, &oo, &db);
+    if (st != QV_OK)
+        open_failed(o, qv_status_name(st), qv_errmsg(NULL));
     else if (!o->connect && is_replica(db))
-        db = reopen_read_only(db, uri, &oo);
+        db = reopen_read_only(o, db, uri, &oo);
     qv_mem_free(token);
     return db;
 }
@@ -249,7 +307,14 @@ static int interactive(shell *sh, const char *where)
 
 /* ---- scripted ---- */
 
-static int run_stdin(shell *sh)
+/* Whether a script stops after a command that returned rc: at quit,
+ * and with --bail at the first failure. */
+static int script_stops(int rc, int bail)
+{
+    return rc < 0 || (rc > 0 && bail);
+}
+
+static int run_stdin(shell *sh, int bail)
 {
     char *line = NULL;
     size_t cap = 0;
@@ -257,9 +322,9 @@ static int run_stdin(shell *sh)
     while (getline(&line, &cap, stdin) >= 0) {
         sh->line++;
         int rc = shell_run_line(sh, line);
-        if (rc < 0)
+        failed |= rc > 0;
+        if (script_stops(rc, bail))
             break;
-        failed |= rc;
     }
     free(line);
     return failed;
@@ -311,15 +376,15 @@ int main(int argc, char **argv)
     } else if (o.ncommands > 0) {
         for (int i = 0; i < o.ncommands; i++) {
             int rc = shell_run_line(&sh, o.commands[i]);
-            if (rc < 0)
+            failed |= rc > 0;
+            if (script_stops(rc, o.bail))
                 break;
-            failed |= rc;
         }
     } else if (isatty(STDIN_FILENO)) {
         failed = interactive(&sh, o.connect ? o.connect
                                             : o.db ? o.db : "./data");
     } else {
-        failed = run_stdin(&sh);
+        failed = run_stdin(&sh, o.bail);
     }
     qv_close(db);
     return failed ? 1 : 0;

@@ -56,7 +56,7 @@ static json_t *vector_json(const float *v, uint32_t dim)
 {
     json_t *arr = json_array();
     for (uint32_t i = 0; i < dim; i++)
-        json_array_append_new(arr, json_real(v[i]));
+        json_array_append_new(arr, shell_float_json(v[i]));
     if (json_array_size(arr) != dim) {
         json_decref(arr);
         return NULL;
@@ -311,9 +311,10 @@ static int cmd_get(shell *sh, const shell_cmd *cmd)
     if (st != QV_OK)
         return shell_api_fail(sh, st);
     if (!sh->json) {
+        char num[SHELL_FLOAT_CHARS];
         printf("id       %s\nvector   [", r->id);
         for (uint32_t i = 0; i < r->dim; i++)
-            printf(i ? ", %.9g" : "%.9g", (double)r->vector[i]);
+            printf("%s%s", i ? ", " : "", shell_float_text(r->vector[i], num));
         printf("]\npayload  %s\n", r->payload ? r->payload : "(none)");
     }
     shell_emit(sh, json_pack("{s:s, s:o, s:o}", "id", r->id, "vector",
@@ -340,7 +341,8 @@ static int cmd_delete(shell *sh, const shell_cmd *cmd)
     if (st != QV_OK)
         return shell_api_fail(sh, st);
     if (!sh->json)
-        printf("deleted %llu documents\n", (unsigned long long)n);
+        printf("deleted %llu document%s\n", (unsigned long long)n,
+               shell_plural(n));
     shell_emit(sh, json_pack("{s:I}", "deleted", (json_int_t)n));
     return 0;
 }
@@ -398,8 +400,9 @@ static void print_hits(const qv_hits *hits, int with_payload)
     printf("%4s  %-24s %12s%s\n", "rank", "id", "distance",
            with_payload ? "  payload" : "");
     for (size_t i = 0; i < hits->count; i++) {
-        printf("%4zu  %-24s %12.6g", i + 1, hits->hits[i].id,
-               (double)hits->hits[i].distance);
+        char num[SHELL_FLOAT_CHARS];
+        printf("%4zu  %-24s %12s", i + 1, hits->hits[i].id,
+               shell_float_text(hits->hits[i].distance, num));
         if (with_payload)
             printf("  %s", hits->hits[i].payload ? hits->hits[i].payload
                                                  : "(none)");
@@ -414,6 +417,19 @@ static void print_hits(const qv_hits *hits, int with_payload)
     printf(" (no replica answered: the hits are the other shards')\n");
 }
 
+/* The plan as compact JSON, its numbers at 9 digits as in JSON mode
+ * (0.1562, not 0.15620000000000001); as given if it does not parse. */
+static void print_explain(const char *explain)
+{
+    json_t *plan = json_loads(explain, 0, NULL);
+    char *text = plan ? json_dumps(plan, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                             JSON_REAL_PRECISION(9))
+                      : NULL;
+    printf("explain: %s\n", text ? text : explain);
+    free(text);
+    json_decref(plan);
+}
+
 /* partial=true: the shards no replica answered for, as a JSON array. */
 static json_t *missing_json(const qv_hits *hits)
 {
@@ -423,16 +439,40 @@ static json_t *missing_json(const qv_hits *hits)
     return complete(arr, hits->missing_count);
 }
 
+/* The query: the VECTOR argument, or with id=ID the vector stored for
+ * document ID (read once, before the search). */
+static int query_vector(shell *sh, const shell_cmd *cmd, float **out,
+                        uint32_t *dim)
+{
+    const shell_arg *id = shell_option(cmd, "id");
+    if (!id)
+        return vector_arg(sh, positional_arg(cmd, 2), out, dim);
+    qv_record *r;
+    qv_status st = qv_get(sh->db, shell_positional(cmd, 1), id->text, &r);
+    if (st != QV_OK)
+        return shell_api_fail(sh, st);
+    float *v = qv_malloc((size_t)r->dim * sizeof *v);
+    if (v) {
+        memcpy(v, r->vector, (size_t)r->dim * sizeof *v);
+        *out = v;
+        *dim = r->dim;
+    }
+    qv_free(r);
+    return v ? 0 : shell_fail(sh, "NOMEM", "out of memory");
+}
+
 static int cmd_search(shell *sh, const shell_cmd *cmd)
 {
     static const char *const opts[] = {"k", "ef", "exact", "payload", "where",
-                                       "explain", "rerank", "partial", NULL};
+                                       "explain", "rerank", "partial", "id",
+                                       NULL};
+    int positional = shell_option(cmd, "id") ? 1 : 2;
     qv_search_options opt = {.k = 10};
     uint32_t rerank = 0;
     float *v = NULL;
     uint32_t dim;
     qv_hits *hits;
-    if (shell_check_options(sh, cmd, 2, opts) ||
+    if (shell_check_options(sh, cmd, positional, opts) ||
         shell_u32_option(sh, cmd, "k", 1, QV_K_MAX, &opt.k) ||
         shell_u32_option(sh, cmd, "ef", 0, QV_EF_MAX, &opt.ef) ||
         bool_option(sh, cmd, "exact", &opt.exact) ||
@@ -440,7 +480,7 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         bool_option(sh, cmd, "explain", &opt.explain) ||
         bool_option(sh, cmd, "partial", &opt.partial) ||
         shell_u32_option(sh, cmd, "rerank", 0, QV_RERANK_MAX, &rerank) ||
-        vector_arg(sh, positional_arg(cmd, 2), &v, &dim))
+        query_vector(sh, cmd, &v, &dim))
         return 1;
     opt.rerank = rerank;
     opt.no_rerank = shell_option(cmd, "rerank") && rerank == 0;
@@ -455,8 +495,8 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
         /* JSON has no inf or NaN: such a distance (only vectors stored
          * before the magnitude bound can give one) is null, the hit kept */
         const qv_hit *hit = &hits->hits[i];
-        double d = hit->distance;
-        json_t *dist = isfinite(d) ? json_real(d) : json_null();
+        json_t *dist = isfinite(hit->distance)
+                           ? shell_float_json(hit->distance) : json_null();
         json_array_append_new(
             arr, opt.with_payload
                      ? json_pack("{s:s, s:o, s:o}", "id", hit->id, "distance",
@@ -467,7 +507,7 @@ static int cmd_search(shell *sh, const shell_cmd *cmd)
     if (!sh->json) {
         print_hits(hits, opt.with_payload);
         if (hits->explain)
-            printf("explain: %s\n", hits->explain);
+            print_explain(hits->explain);
     }
     json_t *o = json_pack("{s:o}", "hits", complete(arr, hits->count));
     if (hits->explain &&
@@ -638,8 +678,8 @@ static int cluster_drain(shell *sh, const shell_cmd *cmd, int cancel)
  * drain / undrain NODE. */
 static int cmd_cluster(shell *sh, const shell_cmd *cmd)
 {
-    const char *what = shell_positional(cmd, 1);
-    if (strcmp(what, "drain") == 0 || strcmp(what, "undrain") == 0)
+    const char *what = shell_positional(cmd, 1);  /* NULL: none given */
+    if (what && (strcmp(what, "drain") == 0 || strcmp(what, "undrain") == 0))
         return cluster_drain(sh, cmd, strcmp(what, "undrain") == 0);
     if (shell_check_options(sh, cmd, 1, NULL))
         return 1;
@@ -685,8 +725,9 @@ static const struct command commands[] = {
      "on disk and in memory, shards and replicas when sharded, and its "
      "payload indexes with their types."},
     {"drop", cmd_drop, "drop NAME", "Remove a collection and its documents."},
-    {"upsert", cmd_upsert, "upsert NAME ID [v1, v2, ...] [{json payload}]",
-     "Insert or replace one document. Quote an id with spaces as a JSON "
+    {"upsert", cmd_upsert, "upsert NAME ID VECTOR [{json payload}]",
+     "Insert or replace one document; VECTOR, required, is a JSON array "
+     "of numbers: [0.1, 0.2, ...]. Quote an id with spaces as a JSON "
      "string: \"my id\"."},
     {"get", cmd_get, "get NAME ID", "Show one document."},
     {"delete", cmd_delete, "delete NAME ID | delete NAME where={json filter}",
@@ -697,9 +738,12 @@ static const struct command commands[] = {
      "Page through documents (matching the filter) in id order; pass the "
      "cursor printed for the next page."},
     {"search", cmd_search,
-     "search NAME [v1, v2, ...] [k=10] [ef=64] [exact=true] [payload=true] "
+     "search NAME VECTOR|id=ID [k=10] [ef=64] [exact=true] [payload=true] "
      "[where={json filter}] [explain=true] [rerank=R] [partial=true]",
-     "Nearest documents through the index (exact=true: brute force); "
+     "Nearest documents to VECTOR, a JSON array of numbers ([0.1, 0.2, "
+     "...]), or with id=ID to the vector stored for document ID (itself "
+     "among the hits, at distance 0), through the index (exact=true: brute "
+     "force); "
      "payload=true shows each hit's payload; where= keeps the documents "
      "whose payload matches (docs/FILTERS.md), k of them whenever k match. "
      "With a codec, rerank= candidates are re-scored with full vectors "
@@ -708,14 +752,11 @@ static const struct command commands[] = {
      "missing ones."},
     {"table", cmd_table,
      "table create|lookup|update|describe|import|export|drop NAME ...",
-     "Embedding tables (docs/EMBEDDINGS.md): table create NAME rows=N "
-     "dim=D [method=full|hash:R|qr:R|robe:R|adapt:R|int8|int16|alpt:8|"
-     "alpt:16|prune:S|tt:RANK] [optimizer=sgd|adagrad] [lr=0.01] "
-     "[init=0.01] "
-     "[seed=0] [shards=S [replicas=R]] (shards: a cluster node's sharded "
-     "table); table lookup NAME ids=[..]; table update NAME ids=[..] "
-     "grads=[[..], ..]; table describe NAME; table import NAME FILE "
-     "[first=0]; table export NAME FILE; table drop NAME."},
+     "Embedding tables (docs/EMBEDDINGS.md), one subcommand each: create "
+     "(shards=: a cluster node's sharded table), lookup rows by id, update "
+     "(one optimizer step, one gradient per id), describe, import trained "
+     "rows (fvecs, bvecs, npy) from row first on, export rows 0 .. rows-1 "
+     "as fvecs, drop."},
     {"tables", cmd_tables, "tables",
      "List the embedding tables: name, method, rows, dim, optimizer, "
      "compression ratio."},
@@ -736,7 +777,9 @@ static const struct command commands[] = {
      "npy rows are their row numbers). A bad row stops the import; batches "
      "already committed stay, and running it again is safe."},
     {"export", cmd_export, "export NAME FILE [format=jsonl|fvecs]",
-     "Write every document in id order (fvecs: vectors only)."},
+     "Write every document in id order (fvecs: vectors only); numeric "
+     "order when every id is a row number (0, 1, ... 10), as fvecs, bvecs "
+     "and npy imports name rows."},
     {"backup", cmd_backup, "backup DIR",
      "Write a consistent, compacted copy of the database into DIR while it "
      "stays in use."},
@@ -778,6 +821,36 @@ static const struct command *find_command(const char *name)
     return strcmp(name, "exit") == 0 ? find_command("quit") : NULL;
 }
 
+/* The usage of each table subcommand, each on a line when print. */
+static json_t *table_usages_json(int print)
+{
+    json_t *arr = json_array();
+    const char *usage;
+    size_t n = 0;
+    for (; (usage = table_usage(n)) != NULL; n++) {
+        if (print)
+            printf("  %s\n", usage);
+        json_array_append_new(arr, json_string(usage));
+    }
+    return complete(arr, n);
+}
+
+/* help COMMAND; for table, each subcommand's usage too. */
+static int help_command(shell *sh, const struct command *c)
+{
+    if (!sh->json)
+        printf("usage: %s\n%s\n", c->usage, c->help);
+    json_t *o = json_pack("{s:s, s:s, s:s}", "command", c->name, "usage",
+                          c->usage, "help", c->help);
+    if (o && c->run == cmd_table &&
+        json_object_set_new(o, "subcommands", table_usages_json(!sh->json))) {
+        json_decref(o);
+        o = NULL;
+    }
+    shell_emit(sh, o);
+    return 0;
+}
+
 static int cmd_help(shell *sh, const shell_cmd *cmd)
 {
     if (cmd->n > 2)
@@ -787,11 +860,7 @@ static int cmd_help(shell *sh, const shell_cmd *cmd)
         if (!c)
             return shell_fail(sh, "INVALID", "no command '%s'; type help",
                               cmd->args[1].text);
-        if (!sh->json)
-            printf("usage: %s\n%s\n", c->usage, c->help);
-        shell_emit(sh, json_pack("{s:s, s:s, s:s}", "command", c->name,
-                                 "usage", c->usage, "help", c->help));
-        return 0;
+        return help_command(sh, c);
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < NCOMMANDS; i++) {

@@ -62,15 +62,40 @@ int shell_check_options(shell *sh, const shell_cmd *cmd, int positional,
 int shell_u32_option(shell *sh, const shell_cmd *cmd, const char *key,
                      uint32_t min, uint32_t max, uint32_t *out);
 
+/* Floats as text: the shortest of "%.6g" to "%.9g" that reads back as
+ * the same float (9 digits always do), not 9 digits of noise. */
+#define SHELL_FLOAT_CHARS 32
+const char *shell_float_text(float f, char buf[SHELL_FLOAT_CHARS]);
+/* f as a JSON number that prints in that shortest form (output is
+ * dumped at JSON_REAL_PRECISION(9)); NULL when memory ran out. */
+json_t *shell_float_json(float f);
+
+/* "s" unless n is 1, for "%llu row%s". */
+const char *shell_plural(unsigned long long n);
+
 /* The i-th positional argument (1 = the first after the command). */
 const char *shell_positional(const shell_cmd *cmd, int i);
 
 /* table_cmd.c */
 int cmd_table(shell *sh, const shell_cmd *cmd);
+/* The usage of table subcommand i; NULL past the last (help table). */
+const char *table_usage(size_t i);
 int cmd_tables(shell *sh, const shell_cmd *cmd);
 
 /* transfer.c */
 int cmd_import(shell *sh, const shell_cmd *cmd);
+/* The rows of a vector file (fvecs, bvecs or npy, by the name's ending),
+ * one at a time, for table import. open: 0, or -1 with err naming the
+ * file and what is wrong. read: 1 for a row of shell_rows_dim() floats,
+ * 0 at the end, -1 with err naming the row. count: the rows the file's
+ * size or header promises. close accepts NULL. */
+typedef struct shell_rows shell_rows;
+int shell_rows_open(const char *path, shell_rows **out, char *err,
+                    size_t errlen);
+uint32_t shell_rows_dim(const shell_rows *r);
+uint64_t shell_rows_count(const shell_rows *r);
+int shell_rows_read(shell_rows *r, float *row, char *err, size_t errlen);
+void shell_rows_close(shell_rows *r);
 int cmd_export(shell *sh, const shell_cmd *cmd);
 
 #endif

@@ -20,7 +20,6 @@
 
 #include "common/alloc.h"
 #include "cli/shell.h"
-#include "cli/vecfile.h"
 
 #define TABLE_IO_BATCH 4096   /* rows per import or export call */
 
@@ -143,15 +142,16 @@ static int table_lookup_cmd(shell *sh, const shell_cmd *cmd)
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *row = json_array();
+        const float *values = rows + i * info.dim;
         for (uint32_t d = 0; d < info.dim; d++)
-            json_array_append_new(row, json_real(rows[i * info.dim + d]));
+            json_array_append_new(row, shell_float_json(values[d]));
         if (json_array_size(row) != info.dim) {   /* out of memory */
             json_decref(row);
             row = NULL;
         }
         json_array_append_new(arr, json_incref(row));
         if (!sh->json) {
-            char *text = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(6));
+            char *text = json_dumps(row, JSON_COMPACT | JSON_REAL_PRECISION(9));
             printf("%llu %s\n", (unsigned long long)ids[i],
                    text ? text : "(out of memory)");
             free(text);
@@ -249,19 +249,18 @@ static int table_import_cmd(shell *sh, const shell_cmd *cmd)
         u64_option(sh, cmd, "first", 0, &first))
         return 1;
     char err[256];
-    vecfile *vf = NULL;
-    if (vecfile_open(shell_positional(cmd, 3), &vf, err, sizeof err) != 0)
+    shell_rows *file = NULL;
+    if (shell_rows_open(shell_positional(cmd, 3), &file, err, sizeof err) != 0)
         return shell_fail(sh, "INVALID", "%s", err);
-    uint32_t dim = vecfile_dim(vf);
-    uint64_t total = vecfile_rows(vf), done = 0;
+    uint32_t dim = shell_rows_dim(file);
+    uint64_t total = shell_rows_count(file), done = 0;
     float *rows = qv_malloc((size_t)TABLE_IO_BATCH * dim * sizeof *rows);
     int rc = rows ? 0 : shell_fail(sh, "NOMEM", "out of memory");
     while (rc == 0 && done < total) {
         size_t n = total - done < TABLE_IO_BATCH ? (size_t)(total - done)
                                                  : TABLE_IO_BATCH;
         for (size_t i = 0; i < n && rc == 0; i++) {
-            int got = vecfile_read_floats(vf, rows + i * dim, err,
-                                          sizeof err);
+            int got = shell_rows_read(file, rows + i * dim, err, sizeof err);
             if (got == 0)
                 rc = shell_fail(sh, "INVALID", "row %llu: the file ends "
                                 "early", (unsigned long long)(done + i));
@@ -276,11 +275,12 @@ static int table_import_cmd(shell *sh, const shell_cmd *cmd)
     }
     if (rc == 0) {
         if (!sh->json)
-            printf("loaded %llu rows\n", (unsigned long long)total);
+            printf("loaded %llu row%s\n", (unsigned long long)total,
+                   shell_plural(total));
         shell_emit(sh, json_pack("{s:I}", "loaded", (json_int_t)total));
     }
     qv_mem_free(rows);
-    vecfile_close(vf);
+    shell_rows_close(file);
     return rc;
 }
 
@@ -330,8 +330,8 @@ static int table_export_cmd(shell *sh, const shell_cmd *cmd)
         unlink(tmp);
     else {
         if (!sh->json)
-            printf("exported %llu rows to %s\n", (unsigned long long)t.rows,
-                   path);
+            printf("exported %llu row%s to %s\n", (unsigned long long)t.rows,
+                   shell_plural(t.rows), path);
         shell_emit(sh, json_pack("{s:I, s:s}", "exported",
                                  (json_int_t)t.rows, "file", path));
     }
@@ -384,17 +384,36 @@ int cmd_tables(shell *sh, const shell_cmd *cmd)
     return 0;
 }
 
+static const struct {
+    const char *name;
+    int (*fn)(shell *, const shell_cmd *);
+    const char *usage;
+} subs[] = {
+    {"create", table_create_cmd,
+     "table create NAME rows=N dim=D [method=full|hash:R|qr:R|robe:R|"
+     "adapt:R|int8|int16|alpt:8|alpt:16|prune:S|tt:RANK] "
+     "[optimizer=sgd|adagrad] [lr=0.01] [init=0.01] [seed=0] "
+     "[shards=S [replicas=R]]"},
+    {"lookup", table_lookup_cmd, "table lookup NAME ids=[1, 2, ...]"},
+    {"update", table_update_cmd,
+     "table update NAME ids=[1, 2, ...] grads=[[..], [..], ...]"},
+    {"describe", table_describe_cmd, "table describe NAME"},
+    {"import", table_import_cmd, "table import NAME FILE [first=0]"},
+    {"export", table_export_cmd, "table export NAME FILE"},
+    {"drop", table_drop_cmd, "table drop NAME"},
+};
+
+#define NSUBS (sizeof subs / sizeof *subs)
+
+const char *table_usage(size_t i)
+{
+    return i < NSUBS ? subs[i].usage : NULL;
+}
+
 int cmd_table(shell *sh, const shell_cmd *cmd)
 {
-    static const struct {
-        const char *name;
-        int (*fn)(shell *, const shell_cmd *);
-    } subs[] = {{"create", table_create_cmd}, {"lookup", table_lookup_cmd},
-                {"update", table_update_cmd}, {"describe", table_describe_cmd},
-                {"import", table_import_cmd}, {"export", table_export_cmd},
-                {"drop", table_drop_cmd}};
     const char *sub = shell_positional(cmd, 1);
-    for (size_t i = 0; sub && i < sizeof subs / sizeof *subs; i++)
+    for (size_t i = 0; sub && i < NSUBS; i++)
         if (!strcmp(sub, subs[i].name))
             return subs[i].fn(sh, cmd);
     return shell_fail(sh, "INVALID", "table needs a subcommand: create, "

@@ -9,9 +9,11 @@
  * import again is safe because rows are upserted by id.
  *
  * Export pages through the collection with qv_scan into FILE.tmp and
- * renames it to FILE at the end, so a failed export leaves no half file.
+ * renames it to FILE at the end, so a failed export leaves no half file;
+ * when every id is a row number ("0", "1", ...), in numeric order.
  */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +45,7 @@ struct source {
     uint64_t row;          /* rows read */
     vecfile *vf;
     FILE *f;
-    int elem;              /* npy: 4 (f32), 2 (f16), 1 (u8) */
+    int elem;              /* npy: 8 (f64), 4 (f32), 2 (f16), 1 (u8) */
     unsigned char *raw;
     char *line;
     size_t cap;
@@ -81,6 +83,36 @@ static float half_to_float(uint16_t h)
     return sign ? -f : f;
 }
 
+/* Element i of the row in s->raw as a float: a float64 beyond float
+ * range is refused (it would become infinity). */
+static int npy_element(source *s, uint32_t i, float *out, char *err,
+                       size_t errlen)
+{
+    const unsigned char *raw = s->raw + (size_t)s->elem * i;
+    double d;
+    switch (s->elem) {
+    case 8:
+        memcpy(&d, raw, 8);
+        if (isfinite(d) && fabs(d) > FLT_MAX) {
+            snprintf(err, errlen, "%s: row %llu, element %u: %g is beyond "
+                     "the range of float32", s->path,
+                     (unsigned long long)s->row, i, d);
+            return -1;
+        }
+        *out = (float)d;
+        break;
+    case 4:
+        memcpy(out, raw, 4);
+        break;
+    case 2:
+        *out = half_to_float((uint16_t)(raw[0] | raw[1] << 8));
+        break;
+    default:
+        *out = raw[0];
+    }
+    return 0;
+}
+
 static int npy_next(source *s, float *vec, char *id, size_t idlen,
                     char **payload, char *err, size_t errlen)
 {
@@ -92,13 +124,8 @@ static int npy_next(source *s, float *vec, char *id, size_t idlen,
         return -1;
     }
     for (uint32_t i = 0; i < s->dim; i++) {
-        if (s->elem == 4)
-            memcpy(&vec[i], s->raw + 4 * i, 4);
-        else if (s->elem == 2)
-            vec[i] = half_to_float((uint16_t)(s->raw[2 * i] |
-                                              s->raw[2 * i + 1] << 8));
-        else
-            vec[i] = s->raw[i];
+        if (npy_element(s, i, &vec[i], err, errlen) != 0)
+            return -1;
     }
     snprintf(id, idlen, "%llu", (unsigned long long)s->row++);
     *payload = NULL;
@@ -113,8 +140,32 @@ static void file_close(source *s)
     free(s->line);
 }
 
-/* Parse a .npy header: a 2-D little-endian float32, float16 or uint8
- * array in C order. */
+/* The element type of a .npy header's 'descr' into s->elem, or a
+ * message naming it. */
+static int npy_dtype(source *s, const char *header, char *err,
+                     size_t errlen)
+{
+    static const struct {
+        const char *descr;
+        int elem;
+    } types[] = {{"<f8", 8}, {"<f4", 4}, {"<f2", 2}, {"|u1", 1}, {"<u1", 1}};
+    char descr[16] = "";
+    const char *field = strstr(header, "'descr':");
+    if (field)
+        sscanf(field, "'descr': '%15[^']'", descr);
+    for (size_t i = 0; i < sizeof types / sizeof *types; i++) {
+        if (strcmp(descr, types[i].descr) == 0) {
+            s->elem = types[i].elem;
+            return 0;
+        }
+    }
+    snprintf(err, errlen, "%s: dtype '%s' is not supported; use float64, "
+             "float32, float16 or uint8, little-endian", s->path, descr);
+    return -1;
+}
+
+/* Parse a .npy header: a 2-D little-endian float64 (made float32),
+ * float32, float16 or uint8 array in C order. */
 static int npy_open(source *s, char *err, size_t errlen)
 {
     unsigned char magic[10];
@@ -138,17 +189,8 @@ static int npy_open(source *s, char *err, size_t errlen)
         return -1;
     }
     header[hlen] = '\0';
-    if (strstr(header, "'<f4'"))
-        s->elem = 4;
-    else if (strstr(header, "'<f2'"))
-        s->elem = 2;
-    else if (strstr(header, "'|u1'") || strstr(header, "'<u1'"))
-        s->elem = 1;
-    else {
-        snprintf(err, errlen, "%s: dtype must be float32, float16 or uint8 "
-                 "(little-endian): %.200s", s->path, header);
+    if (npy_dtype(s, header, err, errlen) != 0)
         return -1;
-    }
     if (strstr(header, "'fortran_order': True")) {
         snprintf(err, errlen, "%s: Fortran order is not supported; save the "
                  "array in C order", s->path);
@@ -158,8 +200,11 @@ static int npy_open(source *s, char *err, size_t errlen)
     unsigned long long rows, cols;
     if (!shape || sscanf(shape, "'shape': (%llu, %llu)", &rows, &cols) != 2 ||
         cols == 0 || cols > QV_DIM_MAX) {
-        snprintf(err, errlen, "%s: shape must be (rows, dim) with dim 1 to %d:"
-                 " %.200s", s->path, QV_DIM_MAX, header);
+        char text[64] = "(missing";
+        if (shape)
+            sscanf(shape, "'shape': %63[^)]", text);
+        snprintf(err, errlen, "%s: shape must be (rows, dim) with dim 1 to "
+                 "%d, not %s)", s->path, QV_DIM_MAX, text);
         return -1;
     }
     s->dim = (uint32_t)cols;
@@ -303,6 +348,62 @@ static int source_open(source *s, const char *path, const char *format,
     return 0;
 }
 
+/* ---- rows of a vector file, for table import ---- */
+
+struct shell_rows {
+    source src;
+};
+
+int shell_rows_open(const char *path, shell_rows **out, char *err,
+                    size_t errlen)
+{
+    const char *format = file_format(path, NULL);
+    shell_rows *r = NULL;
+    int rc = -1;
+    if (!strcmp(format, "jsonl") || !strcmp(format, "json")) {
+        snprintf(err, errlen, "%s: a table imports fvecs, bvecs or npy "
+                 "rows, not %s", path, format);
+        goto cleanup;
+    }
+    if (!(r = qv_calloc(1, sizeof *r))) {
+        snprintf(err, errlen, "out of memory");
+        goto cleanup;
+    }
+    rc = source_open(&r->src, path, format, err, errlen);
+cleanup:
+    if (rc != 0) {
+        shell_rows_close(r);
+        r = NULL;
+    }
+    *out = r;
+    return rc;
+}
+
+uint32_t shell_rows_dim(const shell_rows *r)
+{
+    return r->src.dim;
+}
+
+uint64_t shell_rows_count(const shell_rows *r)
+{
+    return r->src.rows_hint;
+}
+
+int shell_rows_read(shell_rows *r, float *row, char *err, size_t errlen)
+{
+    char id[32], *payload = NULL;
+    int rc = r->src.next(&r->src, row, id, sizeof id, &payload, err, errlen);
+    free(payload);
+    return rc;
+}
+
+void shell_rows_close(shell_rows *r)
+{
+    if (r && r->src.close)
+        r->src.close(&r->src);
+    qv_mem_free(r);
+}
+
 /* ---- import ---- */
 
 struct batch {
@@ -321,23 +422,46 @@ static void batch_clear(struct batch *b)
     b->n = 0;
 }
 
-static void progress(shell *sh, const char *name, uint64_t rows,
-                     uint64_t total, double t0, double *last, int done)
+/* A progress line on stderr, on a terminal without --json. */
+struct progress {
+    shell *sh;
+    char what[QV_NAME_MAX + 16];   /* "import docs" */
+    uint64_t total;                 /* rows to go through; 0 unknown */
+    double t0, last;
+};
+
+static void progress_start(struct progress *p, shell *sh, const char *verb,
+                           const char *name)
+{
+    p->sh = sh;
+    snprintf(p->what, sizeof p->what, "%s %s", verb, name);
+    p->total = 0;
+    p->t0 = cli_now();
+    p->last = 0;
+}
+
+/* rows so far, of total when known (else 0); fraction: the share of
+ * the work done when total is unknown (a jsonl file's bytes read), or
+ * negative when that is unknown too. At most 5 lines a second. */
+static void progress_show(struct progress *p, uint64_t rows, uint64_t total,
+                          double fraction, int done)
 {
     double now = cli_now();
-    if (!sh->progress || (!done && now - *last < 0.2))
+    if (!p->sh->progress || (!done && now - p->last < 0.2))
         return;
-    *last = now;
-    double rate = rows / (now - t0 > 1e-9 ? now - t0 : 1e-9);
-    fprintf(stderr, "\rimport %s: %llu", name, (unsigned long long)rows);
+    p->last = now;
+    double secs = now - p->t0 > 1e-9 ? now - p->t0 : 1e-9;
     if (total)
-        fprintf(stderr, "/%llu rows (%3.0f%%)", (unsigned long long)total,
-                100.0 * (double)rows / (double)total);
-    else
-        fprintf(stderr, " rows");
-    fprintf(stderr, "  %.0f rows/s", rate);
-    if (total && rows < total && rate > 0)
-        fprintf(stderr, "  ETA %.0fs ", (double)(total - rows) / rate);
+        fraction = (double)rows / (double)total;
+    fprintf(stderr, "\r%s: %llu", p->what, (unsigned long long)rows);
+    if (total)
+        fprintf(stderr, "/%llu", (unsigned long long)total);
+    fprintf(stderr, " row%s", shell_plural(total ? total : rows));
+    if (fraction >= 0)
+        fprintf(stderr, " (%3.0f%%)", 100.0 * fraction);
+    fprintf(stderr, "  %.0f rows/s", rows / secs);
+    if (fraction > 0 && fraction < 1)
+        fprintf(stderr, "  ETA %.0fs ", secs * (1 - fraction) / fraction);
     else
         fprintf(stderr, "          ");
     if (done)
@@ -409,12 +533,25 @@ static void batch_free(struct batch *b)
 }
 
 /* Read rows into batches until the end or an error; counts imported. */
+/* The share of a file read so far, for a source that does not know
+ * its rows (jsonl): its bytes; negative when unknown. */
+static double source_fraction(source *s)
+{
+    struct stat st;
+    long at = s->f ? ftell(s->f) : -1;
+    if (s->rows_hint || at < 0 || fstat(fileno(s->f), &st) != 0 ||
+        st.st_size <= 0)
+        return -1;
+    return (double)at / (double)st.st_size;
+}
+
 static int import_rows(shell *sh, const char *name, source *src, uint32_t dim,
                        size_t batch_size, uint64_t *imported, char *err,
                        size_t errlen)
 {
     struct batch b = {0};
-    double t0 = cli_now(), last = 0;
+    struct progress bar;
+    progress_start(&bar, sh, "import", name);
     int rc = batch_alloc(&b, batch_size, dim);
     if (rc != 0)
         snprintf(err, errlen, "out of memory for a batch of %zu", batch_size);
@@ -443,12 +580,13 @@ static int import_rows(shell *sh, const char *name, source *src, uint32_t dim,
         b.docs[b.n] = (qv_doc){b.ids[b.n], vec, dim, payload};
         if (++b.n == batch_size) {
             rc = flush_batch(sh, name, &b, imported, err, errlen);
-            progress(sh, name, *imported, src->rows_hint, t0, &last, 0);
+            progress_show(&bar, *imported, src->rows_hint,
+                          source_fraction(src), 0);
         }
     }
     if (rc == 0)
         rc = flush_batch(sh, name, &b, imported, err, errlen);
-    progress(sh, name, *imported, src->rows_hint, t0, &last, 1);
+    progress_show(&bar, *imported, src->rows_hint, source_fraction(src), 1);
     batch_free(&b);
     return rc;
 }
@@ -495,13 +633,14 @@ int cmd_import(shell *sh, const shell_cmd *cmd)
         int named = strncmp(err, path, strlen(path)) == 0;
         return shell_fail(sh, strncmp(err, "DIMENSION", 9) == 0 ? "DIMENSION"
                                                                  : "INVALID",
-                          "%s%s%s (%llu rows imported before it stay)",
+                          "%s%s%s (%llu row%s imported before it stay%s)",
                           named ? "" : path, named ? "" : ": ", err,
-                          (unsigned long long)imported);
+                          (unsigned long long)imported, shell_plural(imported),
+                          imported == 1 ? "s" : "");
     }
     if (!sh->json)
-        printf("imported %llu rows in %.2f s (%.0f rows/s)\n",
-               (unsigned long long)imported, secs,
+        printf("imported %llu row%s in %.2f s (%.0f rows/s)\n",
+               (unsigned long long)imported, shell_plural(imported), secs,
                imported / (secs > 0 ? secs : 1));
     shell_emit(sh, json_pack("{s:I, s:f, s:f}", "rows", (json_int_t)imported,
                              "seconds", secs, "rows_per_s",
@@ -523,7 +662,7 @@ static int write_record(FILE *f, int jsonl, const qv_record *r)
      * vector or a record without its payload */
     json_t *vec = json_array();
     for (uint32_t i = 0; i < r->dim; i++)
-        json_array_append_new(vec, json_real(r->vector[i]));
+        json_array_append_new(vec, shell_float_json(r->vector[i]));
     if (json_array_size(vec) != r->dim) {
         json_decref(vec);
         errno = ENOMEM;
@@ -543,13 +682,68 @@ static int write_record(FILE *f, int jsonl, const qv_record *r)
     return rc == 0 && fputc('\n', f) != EOF ? 0 : -1;
 }
 
-/* Write every page into f; counts rows. */
+/* A row number: decimal digits, no leading zero ("0", "7", "12"), as
+ * fvecs, bvecs and npy imports name rows; its length, else 0. */
+static size_t row_number_length(const char *id)
+{
+    size_t len = strspn(id, "0123456789");
+    return len && !id[len] && (id[0] != '0' || len == 1) && len < 64 ? len
+                                                                     : 0;
+}
+
+/* What an export pass does with each document: survey the ids (bit L
+ * of lengths set for a row number of length L; all_rows cleared, and
+ * the pass ended, at the first other id), or write those of one length
+ * (0: every document). */
+struct export_pass {
+    int survey;
+    size_t length;
+    uint64_t lengths;
+    int all_rows;
+};
+
+/* Let the pass see r; 1 to write it, 0 not, -1 to end the pass. */
+static int pass_takes(struct export_pass *p, const qv_record *r)
+{
+    size_t len = row_number_length(r->id);
+    if (!p->survey)
+        return p->length == 0 || len == p->length;
+    if (!len) {
+        p->all_rows = 0;
+        return -1;
+    }
+    p->lengths |= 1ull << len;
+    return 0;
+}
+
+/* Write the page's documents the pass takes into f; counts rows. 1 when
+ * the pass ends here. */
+static int export_page(FILE *f, int jsonl, const qv_page *page,
+                       struct export_pass *p, uint64_t *rows, char *err,
+                       size_t errlen)
+{
+    for (size_t i = 0; i < page->count; i++) {
+        int take = pass_takes(p, &page->records[i]);
+        if (take < 0)
+            return 1;
+        if (take && write_record(f, jsonl, &page->records[i]) != 0) {
+            snprintf(err, errlen, "IO: write failed: %s", strerror(errno));
+            return -1;
+        }
+        *rows += (uint64_t)take;
+    }
+    return page->next == NULL;
+}
+
+/* One pass over every page of the collection, in id order; a pass that
+ * writes shows its progress on bar. */
 static int export_pages(shell *sh, const char *name, FILE *f, int jsonl,
+                        struct export_pass *p, struct progress *bar,
                         uint64_t *rows, char *err, size_t errlen)
 {
     char after[QV_ID_MAX + 1];
-    int have_after = 0;
-    for (;;) {
+    int have_after = 0, rc = 0;
+    while (rc == 0) {
         qv_page *page;
         qv_status st = qv_scan(sh->db, name, have_after ? after : NULL, 1000,
                                &page);
@@ -558,22 +752,56 @@ static int export_pages(shell *sh, const char *name, FILE *f, int jsonl,
                      qv_errmsg(sh->db));
             return -1;
         }
-        for (size_t i = 0; i < page->count; i++) {
-            if (write_record(f, jsonl, &page->records[i]) != 0) {
-                snprintf(err, errlen, "IO: write failed: %s",
-                         strerror(errno));
-                qv_free(page);
-                return -1;
-            }
-        }
-        *rows += page->count;
+        rc = export_page(f, jsonl, page, p, rows, err, errlen);
+        if (!p->survey)
+            progress_show(bar, *rows, bar->total, -1, 0);
         have_after = page->next != NULL;
         if (have_after)
             snprintf(after, sizeof after, "%s", page->next);
         qv_free(page);
-        if (!have_after)
-            return 0;
     }
+    return rc < 0 ? -1 : 0;
+}
+
+/* Every document into f. When every id is a row number (an fvecs, bvecs
+ * or npy import's), in numeric order, so that such an import exported
+ * again keeps its rows' order: one pass per id length, as string order
+ * is numeric order among ids of one length. Else in id order. */
+static int export_passes(shell *sh, const char *name, FILE *f, int jsonl,
+                         struct progress *bar, uint64_t *rows, char *err,
+                         size_t errlen)
+{
+    struct export_pass survey = {.survey = 1, .all_rows = 1};
+    uint64_t none = 0;
+    if (export_pages(sh, name, f, jsonl, &survey, bar, &none, err,
+                     errlen) != 0)
+        return -1;
+    if (!survey.all_rows) {
+        struct export_pass every = {0};
+        return export_pages(sh, name, f, jsonl, &every, bar, rows, err,
+                            errlen);
+    }
+    for (size_t len = 1; len < 64; len++) {
+        struct export_pass one = {.length = len};
+        if ((survey.lengths >> len & 1) &&
+            export_pages(sh, name, f, jsonl, &one, bar, rows, err,
+                         errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* export_passes with a progress line: rows written of the count the
+ * collection had when the export began. */
+static int export_rows(shell *sh, const char *name, uint64_t count, FILE *f,
+                       int jsonl, uint64_t *rows, char *err, size_t errlen)
+{
+    struct progress bar;
+    progress_start(&bar, sh, "export", name);
+    bar.total = count;
+    int rc = export_passes(sh, name, f, jsonl, &bar, rows, err, errlen);
+    progress_show(&bar, *rows, count, -1, 1);
+    return rc;
 }
 
 int cmd_export(shell *sh, const shell_cmd *cmd)
@@ -597,7 +825,8 @@ int cmd_export(shell *sh, const shell_cmd *cmd)
     if (!f)
         return shell_fail(sh, "IO", "%s: %s", tmp, strerror(errno));
     uint64_t rows = 0;
-    int rc = export_pages(sh, name, f, jsonl, &rows, err, sizeof err);
+    int rc = export_rows(sh, name, info.count, f, jsonl, &rows, err,
+                         sizeof err);
     if (fclose(f) != 0 && rc == 0) {
         snprintf(err, sizeof err, "IO: %.900s: %s", tmp, strerror(errno));
         rc = -1;
@@ -614,7 +843,8 @@ int cmd_export(shell *sh, const shell_cmd *cmd)
                           path, strchr(err, ':') ? strchr(err, ':') + 2 : err);
     }
     if (!sh->json)
-        printf("exported %llu rows to %s\n", (unsigned long long)rows, path);
+        printf("exported %llu row%s to %s\n", (unsigned long long)rows,
+               shell_plural(rows), path);
     shell_emit(sh, json_pack("{s:I, s:s}", "rows", (json_int_t)rows, "file",
                              path));
     return 0;

@@ -208,7 +208,7 @@ typedef struct qv_open_options {
 /*
  * Open a database. uri is a directory path (created if missing, with its
  * parent required to exist), or "qv://host:port" for a database served by
- * quiverd: the same calls, statuses and messages over TCP, or
+ * quiverd (port 7411, quiverd's default, when ":port" is left out): the same calls, statuses and messages over TCP, or
  * "qvs://host:port" for one served with TLS (quiverd --tls-cert): the
  * server's certificate must chain to a trusted CA (tls_ca_file) and name
  * host, else QV_ERR_CONNECTION saying why; the token is sent only inside

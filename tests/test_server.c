@@ -376,10 +376,28 @@ static void test_client_sees_refused_and_silent_servers(void **state)
     assert_status(db, qv_list_collections(db, &list, &n), QV_ERR_TIMEOUT);
     qv_close(db);
     close(fd);
-    static const char *const bad[] = {"qv://", "qv://host", "qv://:80",
-                                      "qv://h:port", "qv://h:80/x"};
+    static const char *const bad[] = {"qv://", "qv://h:", "qv://:80",
+                                      "qv://h:port", "qv://h:80/x",
+                                      "qv://[::1]:x"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_status(NULL, qv_open(bad[i], NULL, &db), QV_ERR_INVALID);
+}
+
+/* qv://HOST without a port means quiverd's default port, 7411: the
+ * handle tries 127.0.0.1:7411 (which may or may not answer here). */
+static void test_uri_port_defaults_to_7411(void **state)
+{
+    static const char *const uris[] = {"qv://127.0.0.1", "qv://[::1]"};
+    for (size_t i = 0; i < sizeof uris / sizeof *uris; i++) {
+        qv_db *db = NULL;
+        qv_open_options oo = {.timeout_ms = 300};
+        qv_status st = qv_open(uris[i], &oo, &db);
+        if (st == QV_OK)
+            qv_close(db);
+        else
+            assert_non_null(strstr(qv_errmsg(NULL), ":7411"));
+        assert_int_not_equal(st, QV_ERR_INVALID);
+    }
 }
 
 static void write_token(const char *dir, const char *token, char *path,
@@ -752,6 +770,7 @@ int main(void)
 #undef T
         cmocka_unit_test(test_backup_is_confined),
         cmocka_unit_test(test_client_sees_refused_and_silent_servers),
+        cmocka_unit_test(test_uri_port_defaults_to_7411),
         cmocka_unit_test(test_token_is_required),
         cmocka_unit_test(test_unauthenticated_connections_are_bounded),
         cmocka_unit_test(test_non_loopback_needs_a_token),

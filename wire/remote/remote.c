@@ -1278,15 +1278,17 @@ static const qv_db_ops remote_ops = {
     .cluster_drain = remote_cluster_drain,
 };
 
-/* "qv[s]://host:port" or "qv[s]://[v6]:port" into host and port. */
-/* One "HOST:PORT" or "[V6]:PORT" of len bytes into e. */
+#define DEFAULT_PORT "7411"   /* quiverd's default --listen port */
+
+/* One "HOST[:PORT]" or "[V6][:PORT]" of len bytes into e; the port is
+ * 7411 when not given. */
 static int parse_endpoint(const char *hp, size_t len, struct endpoint *e)
 {
     const char *colon = memrchr(hp, ':', len);
-    if (!colon || colon == hp)
-        return -1;
-    const char *h = hp, *port = colon + 1;
-    size_t n = (size_t)(colon - hp), plen = len - n - 1;
+    int bracketed = len > 0 && hp[len - 1] == ']';
+    size_t n = colon && !bracketed ? (size_t)(colon - hp) : len;
+    const char *h = hp, *port = n < len ? colon + 1 : DEFAULT_PORT;
+    size_t plen = n < len ? len - n - 1 : strlen(DEFAULT_PORT);
     if (h[0] == '[' && n >= 2 && h[n - 1] == ']') {
         h++;
         n -= 2;
@@ -1300,7 +1302,7 @@ static int parse_endpoint(const char *hp, size_t len, struct endpoint *e)
     return strspn(e->port, "0123456789") == plen ? 0 : -1;
 }
 
-/* qv://HOST:PORT[,HOST:PORT...] (qvs:// alike) into db->ends. */
+/* qv://HOST[:PORT][,HOST[:PORT]...] (qvs:// alike) into db->ends. */
 static int parse_uri(const char *uri, remote_db *db)
 {
     const char *p = strstr(uri, "://") + 3;
@@ -1332,9 +1334,9 @@ qv_status remote_open(const char *uri, const qv_open_options *opts,
     qv_status st = QV_OK;
     char err[512];
     if (parse_uri(uri, db) != 0) {
-        st = qv_fail(NULL, QV_ERR_INVALID, "'%s' is not qv://HOST:PORT or "
-                     "qvs://HOST:PORT (or up to %d of HOST:PORT separated "
-                     "by commas)", uri, ENDPOINTS_MAX);
+        st = qv_fail(NULL, QV_ERR_INVALID, "'%s' is not qv://HOST[:PORT] or "
+                     "qvs://HOST[:PORT] (or up to %d of HOST[:PORT] "
+                     "separated by commas)", uri, ENDPOINTS_MAX);
     } else if (strncmp(uri, "qvs://", 6) == 0 &&
                !(db->tls = stream_client_context(opts ? opts->tls_ca_file
                                                       : NULL, err,
