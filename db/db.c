@@ -549,16 +549,8 @@ static qv_status table_config_resolve(qv_db *db, const qv_table_config *config,
         emb_check_spec(&spec, QV_TABLE_BYTES_MAX, QV_TABLE_DIM_MAX, why,
                        sizeof why) != 0)
         return qv_fail(db, QV_ERR_INVALID, "%s", why);
-    if (cfg.shards > QV_SHARDS_MAX)
-        return qv_fail(db, QV_ERR_INVALID, "shards must be 0 to %d, not %u",
-                       QV_SHARDS_MAX, cfg.shards);
-    if (cfg.replicas > QV_REPLICAS_MAX)
-        return qv_fail(db, QV_ERR_INVALID, "replicas must be 0 to %d, not %u",
-                       QV_REPLICAS_MAX, cfg.replicas);
-    if (cfg.replicas && !cfg.shards)
-        return qv_fail(db, QV_ERR_INVALID, "replicas need shards: replicas "
-                       "is %u but shards is 0 (an ordinary table has no "
-                       "replicas)", cfg.replicas);
+    if (validate_sharding(db, "table", cfg.shards, cfg.replicas) != QV_OK)
+        return QV_ERR_INVALID;
     *resolved = cfg;
     return QV_OK;
 }

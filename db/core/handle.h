@@ -99,6 +99,11 @@ qv_status validate_collection_name(const qv_db *db, const char *name);
  * (quiver.h, "Structs grow"). */
 qv_status validate_reserved(const qv_db *db, const char *what,
                             const uint64_t *reserved, size_t n);
+/* The ranges of a collection's or table's (kind) shards and replicas:
+ * shards 0 to QV_SHARDS_MAX, replicas 0 to QV_REPLICAS_MAX and only with
+ * shards. */
+qv_status validate_sharding(const qv_db *db, const char *kind,
+                            uint32_t shards, uint32_t replicas);
 /*
  * Every check of a collection's config, the one place for them
  * (qv_create_collection, qv_collection_config_check, the engine's

@@ -49,6 +49,22 @@ qv_status validate_reserved(const qv_db *db, const char *what,
     return QV_OK;
 }
 
+qv_status validate_sharding(const qv_db *db, const char *kind,
+                            uint32_t shards, uint32_t replicas)
+{
+    if (shards > QV_SHARDS_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "shards must be 0 to %d, not %u",
+                       QV_SHARDS_MAX, shards);
+    if (replicas > QV_REPLICAS_MAX)
+        return qv_fail(db, QV_ERR_INVALID, "replicas must be 0 to %d, not %u",
+                       QV_REPLICAS_MAX, replicas);
+    if (replicas && !shards)
+        return qv_fail(db, QV_ERR_INVALID, "replicas need shards: replicas "
+                       "is %u but shards is 0 (an ordinary %s has no "
+                       "replicas)", replicas, kind);
+    return QV_OK;
+}
+
 qv_status validate_collection_config(const qv_db *db,
                                      const qv_collection_config *config,
                                      qv_collection_config *resolved,
@@ -92,16 +108,9 @@ qv_status validate_collection_config(const qv_db *db,
         return qv_fail(db, QV_ERR_INVALID, "train_min of codec %s must be %u "
                        "to %d, not %u", cfg.codec, codec_train_least(&spec),
                        QV_TRAIN_MIN_MOST, cfg.train_min);
-    if (cfg.shards > QV_SHARDS_MAX)
-        return qv_fail(db, QV_ERR_INVALID, "shards must be 0 to %d, not %u",
-                       QV_SHARDS_MAX, cfg.shards);
-    if (cfg.replicas > QV_REPLICAS_MAX)
-        return qv_fail(db, QV_ERR_INVALID, "replicas must be 0 to %d, not %u",
-                       QV_REPLICAS_MAX, cfg.replicas);
-    if (cfg.replicas && !cfg.shards)
-        return qv_fail(db, QV_ERR_INVALID, "replicas need shards: replicas "
-                       "is %u but shards is 0 (an ordinary collection has "
-                       "no replicas)", cfg.replicas);
+    if (validate_sharding(db, "collection", cfg.shards, cfg.replicas) !=
+        QV_OK)
+        return QV_ERR_INVALID;
     if (resolved)
         *resolved = cfg;
     if (spec_out)
