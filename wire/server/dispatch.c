@@ -1083,21 +1083,40 @@ static void reply_reset(struct reply *r)
     r->resp.id = id;
 }
 
+static void run_table_routed(dispatch_session *s, const Request *req,
+                             const shard_map *map, struct reply *r);
+
+/* How requests reach the shards of a collection or of a table. */
+struct shard_kind {
+    int table;   /* for refuse_unheld_shard */
+    int (*holds)(qv_db *db, const char *name);
+    int (*lookup)(router *rt, const char *name, int fresh, shard_map *map,
+                  char *msg, size_t msglen);
+    void (*run)(dispatch_session *s, const Request *req,
+                const shard_map *map, struct reply *r);
+};
+
+static const struct shard_kind collection_shards = {
+    0, holds_collection, router_lookup, run_routed};
+static const struct shard_kind table_shards = {
+    1, holds_table, router_table_lookup, run_table_routed};
+
 /*
  * A routed request that met NOT_FOUND may have used a placement read
- * before the collection was dropped (and perhaps made again), or before
- * a shard moved away from a node that has dropped its copy since: those
- * shards are not where it looked, so nothing was made of the request.
- * Asked again with the placement as it is now, or on the plain path (0)
- * when the collection is not sharded any more. 1 when r holds the
- * answer.
+ * before the collection or table was dropped (and perhaps made again),
+ * or before a shard moved away from a node that has dropped its copy
+ * since: those shards are not where it looked, so nothing was made of
+ * the request. Asked again with the placement as it is now, or on the
+ * plain path (0) when the name is not sharded any more. 1 when r holds
+ * the answer.
  */
-static int rerun_if_replaced(dispatch_session *s, const Request *req,
-                             const shard_map *used, struct reply *r)
+static int rerun_if_replaced(dispatch_session *s, const struct shard_kind *k,
+                             const Request *req, const shard_map *used,
+                             struct reply *r)
 {
     shard_map now;
     char err[400];
-    int rc = router_lookup(s->router, used->name, 1, &now, err, sizeof err);
+    int rc = k->lookup(s->router, used->name, 1, &now, err, sizeof err);
     if (rc < 0 || (rc > 0 && now.serial == used->serial &&
                    now.version == used->version)) {
         if (rc > 0)
@@ -1107,9 +1126,37 @@ static int rerun_if_replaced(dispatch_session *s, const Request *req,
     reply_reset(r);
     if (rc == 0)
         return 0;
-    run_routed(s, req, &now, r);
+    k->run(s, req, &now, r);
     shard_map_release(&now);
     return 1;
+}
+
+/*
+ * A request on name, a collection or table of kind k: one naming a
+ * shard's own (nodes send those to each other) runs here unless it is a
+ * write of a shard this node does not hold; one on a sharded name is
+ * routed to its shards. 1 when r holds the answer, 0 to run it on this
+ * node as it is.
+ */
+static int route_to_shards(qv_db *db, dispatch_session *s,
+                           const struct shard_kind *k, const Request *req,
+                           const char *name, struct reply *r)
+{
+    if (is_shard_name(name))
+        return refuse_unheld_shard(db, s, req, name, k->table, r);
+    if (k->holds(db, name))
+        return 0;
+    shard_map map;
+    int rc = k->lookup(s->router, name, 0, &map, r->text, sizeof r->text);
+    if (rc < 0)
+        refuse(r, QV_ERR_CONNECTION, r->text);
+    if (rc <= 0)
+        return rc < 0;
+    k->run(s, req, &map, r);
+    if (r->resp.status == QUIVER__V1__STATUS__NOT_FOUND)
+        rc = rerun_if_replaced(s, k, req, &map, r);
+    shard_map_release(&map);
+    return rc;
 }
 
 /*
@@ -1141,24 +1188,8 @@ static int run_sharded(qv_db *db, dispatch_session *s, const Request *req,
         return 1;
     }
     const char *name = request_collection(req);
-    if (!name)
-        return 0;
-    if (is_shard_name(name))
-        return refuse_unheld_shard(db, s, req, name, 0, r);
-    if (holds_collection(db, name))
-        return 0;
-    shard_map map;
-    int rc = router_lookup(s->router, name, 0, &map, r->text,
-                           sizeof r->text);
-    if (rc < 0)
-        refuse(r, QV_ERR_CONNECTION, r->text);
-    if (rc <= 0)
-        return rc < 0;
-    run_routed(s, req, &map, r);
-    if (r->resp.status == QUIVER__V1__STATUS__NOT_FOUND)
-        rc = rerun_if_replaced(s, req, &map, r);
-    shard_map_release(&map);
-    return rc;
+    return name ? route_to_shards(db, s, &collection_shards, req, name, r)
+                : 0;
 }
 
 /* ---- sharded embedding tables on a cluster node (table_router.h) ---- */
@@ -1339,27 +1370,6 @@ static int run_table_create(dispatch_session *s,
     return 1;
 }
 
-/* As rerun_if_replaced, for a sharded table's placement. */
-static int rerun_table_if_replaced(dispatch_session *s, const Request *req,
-                                   const shard_map *used, struct reply *r)
-{
-    shard_map now;
-    char err[400];
-    int rc = router_table_lookup(s->router, used->name, 1, &now, err,
-                                 sizeof err);
-    if (rc < 0 || (rc > 0 && now.serial == used->serial)) {
-        if (rc > 0)
-            shard_map_release(&now);
-        return 1;   /* the answer stands */
-    }
-    reply_reset(r);
-    if (rc == 0)
-        return 0;
-    run_table_routed(s, req, &now, r);
-    shard_map_release(&now);
-    return 1;
-}
-
 /*
  * A cluster node's table requests that are about shards, as run_sharded
  * does for collections: creates, requests on sharded tables, and
@@ -1372,24 +1382,7 @@ static int run_sharded_table(qv_db *db, dispatch_session *s,
     if (req->op_case == QUIVER__V1__REQUEST__OP_TABLE_CREATE)
         return run_table_create(s, req->table_create, r);
     const char *name = request_table(req);
-    if (!name)
-        return 0;
-    if (is_shard_name(name))
-        return refuse_unheld_shard(db, s, req, name, 1, r);
-    if (holds_table(db, name))
-        return 0;
-    shard_map map;
-    int rc = router_table_lookup(s->router, name, 0, &map, r->text,
-                                 sizeof r->text);
-    if (rc < 0)
-        refuse(r, QV_ERR_CONNECTION, r->text);
-    if (rc <= 0)
-        return rc < 0;
-    run_table_routed(s, req, &map, r);
-    if (r->resp.status == QUIVER__V1__STATUS__NOT_FOUND)
-        rc = rerun_table_if_replaced(s, req, &map, r);
-    shard_map_release(&map);
-    return rc;
+    return name ? route_to_shards(db, s, &table_shards, req, name, r) : 0;
 }
 
 static void run_request(qv_db *db, dispatch_session *s, const Request *req,
