@@ -50,6 +50,14 @@ struct cluster {
 
 static void searcher_stop(struct cluster *c);
 
+/* The writer thread running, if any (writer_start; tests run one at a
+ * time): the teardown stops it when the test failed first, before it
+ * closes the handle the writer uses. */
+struct writer;
+static struct writer *running_writer;
+static pthread_t running_thread;
+static void writer_stop(struct writer *w, pthread_t t);
+
 /* Start node i (again: on the port it had, as a restarted server
  * would). */
 static void start_node(struct cluster *c, int i)
@@ -152,6 +160,8 @@ static int cluster_teardown(void **state)
 {
     struct cluster *c = *state;
     searcher_stop(c);
+    if (running_writer)
+        writer_stop(running_writer, running_thread);
     qv_close(c->ref);
     for (int i = 0; i < MAX_NODES; i++) {
         qv_close(c->h[i]);
@@ -503,7 +513,16 @@ static pthread_t writer_start(struct writer *w)
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->progress, NULL);
     assert_int_equal(pthread_create(&t, NULL, writer_main, w), 0);
+    running_writer = w;
+    running_thread = t;
     return t;
+}
+
+/* Wait for the writer to end (it was told to stop, or its node failed). */
+static void writer_join(pthread_t t)
+{
+    pthread_join(t, NULL);
+    running_writer = NULL;
 }
 
 /* Tell the writer to stop and wait for it. */
@@ -512,7 +531,7 @@ static void writer_stop(struct writer *w, pthread_t t)
     pthread_mutex_lock(&w->lock);
     w->stop = 1;
     pthread_mutex_unlock(&w->lock);
-    pthread_join(t, NULL);
+    writer_join(t);
 }
 
 static void writer_release(struct writer *w)
@@ -594,7 +613,7 @@ static void test_kill_nodes_mid_write(void **state)
     kill(c->node_pid[0], SIGKILL);
     waitpid(c->node_pid[0], NULL, 0);
     c->node_pid[0] = 0;
-    pthread_join(t, NULL);
+    writer_join(t);
     qv_close(writer_db);
     assert_true(w.acked >= 30 * cycles + 20);
     print_message("# %d kill -9 cycles of the applying node, %d writes "
